@@ -1,0 +1,2 @@
+//! One file per user command. The only layer that composes config, engine, vault,
+//! cluster and storage.

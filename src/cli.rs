@@ -1,0 +1,40 @@
+//! The command-line surface: clap definitions and the dispatch to [`crate::action`].
+//! Parsing only; every decision lives in the actions.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about = "Release to every cluster of an environment at once")]
+pub struct Cli {
+    /// The deployment repo: the folder holding `releases/` and `environments/`.
+    #[arg(long, global = true, default_value = ".")]
+    pub root: PathBuf,
+    /// More logging (repeat for more); logs go to stderr and never hold secret values.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+pub fn init_logging(cli: &Cli) {
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub async fn run(cli: Cli) -> crate::Result<()> {
+    match cli.command {}
+}

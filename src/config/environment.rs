@@ -1,0 +1,156 @@
+//! `environments/<env>.yaml`: an environment's clusters, their globals, Vault and rollout.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub name: String,
+    /// The git branch whose merges deploy here (`deploy --branch`).
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub vault: Option<VaultConfig>,
+    #[serde(default)]
+    pub rollout: Rollout,
+    pub clusters: Vec<Cluster>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// `VAULT_ADDR` overrides it when set.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Vault Enterprise namespace; `VAULT_NAMESPACE` overrides it when set.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub auth: VaultAuth,
+    pub kv: KvConfig,
+}
+
+/// How flotilla logs in to Vault.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
+pub enum VaultAuth {
+    /// `VAULT_TOKEN`, else `~/.vault-token`.
+    #[default]
+    Token,
+    AppRole {
+        /// Mount path of the auth method (default `approle`).
+        #[serde(default)]
+        mount: Option<String>,
+        #[serde(default)]
+        role_id_env: Option<String>,
+        #[serde(default)]
+        secret_id_env: Option<String>,
+        #[serde(default)]
+        role_id_file: Option<String>,
+        #[serde(default)]
+        secret_id_file: Option<String>,
+    },
+    Kubernetes {
+        role: String,
+        /// Mount path of the auth method (default `kubernetes`).
+        #[serde(default)]
+        mount: Option<String>,
+        /// The service-account token (default the in-pod path).
+        #[serde(default)]
+        jwt_file: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvConfig {
+    pub mount: String,
+    /// 1 or 2.
+    pub version: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// Per cluster, for resources to become ready (`5m`, `90s`).
+    #[serde(default = "Rollout::default_timeout", with = "humantime_serde_compat")]
+    pub timeout: std::time::Duration,
+    /// Clusters in flight at once.
+    #[serde(default = "Rollout::default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+impl Rollout {
+    fn default_timeout() -> std::time::Duration {
+        std::time::Duration::from_secs(300)
+    }
+    fn default_concurrency() -> usize {
+        10
+    }
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            timeout: Rollout::default_timeout(),
+            concurrency: Rollout::default_concurrency(),
+            on_failure: OnFailure::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Every cluster this run touched goes back to its previous revision.
+    #[default]
+    Rollback,
+    /// Leave every cluster as it is and say so.
+    Halt,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The kubeconfig context name.
+    pub context: String,
+    /// Waves go in order; clusters of one wave at once.
+    #[serde(default)]
+    pub wave: u32,
+    pub global: Globals,
+}
+
+/// What every chart receives as `Values.global`: the four named fields at least, and
+/// any further keys the environment adds.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Globals {
+    pub cloud: bool,
+    pub env: String,
+    pub region: String,
+    #[serde(rename = "clusterName")]
+    pub cluster_name: String,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// `timeout: 5m` through humantime, for serde.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|err| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({err}); write it as 90s, 5m or 1h30m"
+            ))
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! Environment files and release descriptors: their types, loading and validation.
+//!
+//! Owns: the file formats of MISSION.md (`environments/<env>.yaml`,
+//! `releases/<name>/release.yaml`), finding them under the deployment repo root, and
+//! every check that can be made without rendering a chart, a cluster or Vault. Errors
+//! name the file, the field path (`spec.scaling[1].replicas[0].count`), the offending
+//! value and, where the YAML parser knows it, the line.
+//!
+//! Must not: render templates (that is [`crate::engine`]), read Vault, or talk to a cluster.
+
+mod environment;
+mod error;
+mod release;
+
+pub use environment::*;
+pub use error::ConfigError;
+pub use release::*;

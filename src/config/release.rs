@@ -1,0 +1,113 @@
+//! `releases/<name>/release.yaml`: one application's chart, version, values per
+//! environment, replica counts per context and Vault mappings.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The context name that applies where no entry names the cluster's own context.
+pub const DEFAULT_CONTEXT: &str = "default";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReleaseDescriptor {
+    /// Must be `flotilla/v1`.
+    pub api_version: String,
+    /// Must be `Release`.
+    pub kind: String,
+    pub metadata: ReleaseMetadata,
+    pub spec: ReleaseSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseMetadata {
+    pub name: String,
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSpec {
+    /// Path of the chart folder, relative to the descriptor.
+    pub chart: String,
+    /// The application version; charts use it as the image tag.
+    pub version: String,
+    /// Base values, over the chart's `values.yaml`.
+    #[serde(default = "empty_mapping")]
+    pub values: serde_yaml::Value,
+    /// Per-environment overrides, keyed by environment name.
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvironmentOverride>,
+    #[serde(default)]
+    pub scaling: Vec<Scaling>,
+    #[serde(default)]
+    pub secrets: Vec<SecretMapping>,
+}
+
+fn empty_mapping() -> serde_yaml::Value {
+    serde_yaml::Value::Mapping(Default::default())
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentOverride {
+    #[serde(default = "empty_mapping")]
+    pub values: serde_yaml::Value,
+}
+
+/// Replica counts for one kube context (or `default`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    pub context: String,
+    pub replicas: Vec<Replicas>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replicas {
+    /// Name of a rendered Deployment.
+    pub name: String,
+    pub count: u32,
+}
+
+/// One secret the chart receives as `Values.secrets.<secret_id>`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretMapping {
+    pub secret_id: String,
+    pub contexts: Vec<SecretSource>,
+}
+
+/// Where a secret comes from for one kube context (or `default`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretSource {
+    pub name: String,
+    /// Handlebars over the cluster's globals: `kv/{{global.env}}/ns1/app1/db`.
+    pub vault_path: String,
+    pub vault_key: String,
+    /// KV v2 only: pin this version of the secret.
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+impl ReleaseSpec {
+    /// The scaling entry for a context: its own, else `default`.
+    pub fn scaling_for(&self, context: &str) -> Option<&Scaling> {
+        self.scaling
+            .iter()
+            .find(|s| s.context == context)
+            .or_else(|| self.scaling.iter().find(|s| s.context == DEFAULT_CONTEXT))
+    }
+}
+
+impl SecretMapping {
+    /// The source for a context: its own entry, else `default`.
+    pub fn source_for(&self, context: &str) -> Option<&SecretSource> {
+        self.contexts
+            .iter()
+            .find(|s| s.name == context)
+            .or_else(|| self.contexts.iter().find(|s| s.name == DEFAULT_CONTEXT))
+    }
+}

@@ -1,0 +1,29 @@
+//! flotilla: release one application to every Kubernetes cluster of an environment at
+//! once, with secrets from Vault, and roll them all back together when one fails.
+//!
+//! The crate is split the way Helm splits its `pkg/`: each module owns one concern and
+//! the [`action`] layer composes them. See `ARCHITECTURE.md` for the codemap and the flow
+//! of a deploy.
+//!
+//! - [`config`]: environment files and release descriptors: loading, validation, the types.
+//! - [`engine`]: chart loading, value merging and Handlebars rendering. No I/O beyond
+//!   reading the chart; no cluster, no Vault.
+//! - [`vault`]: reading secrets from Vault; the [`vault::SecretValue`] type that never prints.
+//! - [`cluster`]: talking to one Kubernetes cluster: apply, prune, wait, locks.
+//! - [`storage`]: release records kept in a cluster, one Secret per revision.
+//! - [`release`]: the release record type itself.
+//! - [`action`]: one file per user command; the only layer that composes the others.
+//! - [`cli`]: the command-line surface (clap), turned into action calls.
+
+pub mod action;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod output;
+pub mod release;
+pub mod storage;
+pub mod vault;
+
+pub use error::{Error, Result};
