@@ -1,6 +1,7 @@
 //! The command-line surface: clap definitions and the dispatch to [`crate::action`].
 //! Parsing only; every decision lives in the actions.
 
+use crate::output::OutputFormat;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -22,7 +23,15 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check every environment file and release descriptor, and each release against
+    /// each environment; prints what was checked, exits 2 on any problem.
+    Lint {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
 
 pub fn init_logging(cli: &Cli) {
     let default = match cli.verbose {
@@ -40,5 +49,7 @@ pub fn init_logging(cli: &Cli) {
 }
 
 pub async fn run(cli: Cli) -> crate::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Lint { output } => crate::action::lint::run(&cli.root, output),
+    }
 }

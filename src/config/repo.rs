@@ -1,7 +1,9 @@
 //! The deployment repo: finding and loading `environments/<env>.yaml` and
 //! `releases/<name>/release.yaml` under its root.
 
-use super::validate::{check_environment, check_release, check_release_contexts, nearest};
+use super::validate::{
+    check_environment, check_environments, check_release, check_release_contexts, nearest,
+};
 use super::{yaml, ConfigError, Environment, ReleaseDescriptor};
 use std::path::{Path, PathBuf};
 
@@ -92,18 +94,27 @@ impl Repo {
         load_environment(&file)
     }
 
-    /// Every environment, in name order. Any broken file is an error (all are reported).
+    /// Every environment, in name order, checked together ([`check_environments`]).
+    /// Any broken file is an error (all are reported).
     pub fn environments(&self) -> Result<Vec<LoadedEnvironment>, ConfigError> {
-        let mut loaded = Vec::new();
-        let mut errors = Vec::new();
-        for name in self.environment_names()? {
-            match self.environment(&name) {
-                Ok(env) => loaded.push(env),
-                Err(err) => errors.push(err),
-            }
-        }
-        ConfigError::from_list(errors)?;
-        Ok(loaded)
+        let environments = collect(self.each_environment()?)?;
+        check_environments(&environments)?;
+        Ok(environments)
+    }
+
+    /// Every environment by name, each loaded on its own, so that one broken file does
+    /// not hide the others (for `lint`).
+    pub fn each_environment(
+        &self,
+    ) -> Result<Vec<(String, Result<LoadedEnvironment, ConfigError>)>, ConfigError> {
+        Ok(self
+            .environment_names()?
+            .into_iter()
+            .map(|name| {
+                let loaded = self.environment(&name);
+                (name, loaded)
+            })
+            .collect())
     }
 
     /// The names of `environments/*.yaml`, sorted. A `.yml` file is an error rather than
@@ -208,31 +219,35 @@ impl Repo {
     /// Every release under `releases/`, in name order. A folder without `release.yaml`
     /// is an error, as is any broken descriptor (all are reported).
     pub fn releases(&self) -> Result<Vec<LoadedRelease>, ConfigError> {
+        collect(self.each_release()?)
+    }
+
+    /// Every folder under `releases/` by name, each loaded on its own, so that one broken
+    /// descriptor does not hide the others (for `lint`).
+    pub fn each_release(
+        &self,
+    ) -> Result<Vec<(String, Result<LoadedRelease, ConfigError>)>, ConfigError> {
         let dir = self.path(&[RELEASES_DIR]);
-        let mut loaded = Vec::new();
-        let mut errors = Vec::new();
-        for entry in read_dir(&dir)? {
-            let folder = dir.join(&entry);
+        let mut all = Vec::new();
+        for name in read_dir(&dir)? {
+            let folder = dir.join(&name);
             if !folder.is_dir() {
                 continue;
             }
             let file = folder.join(RELEASE_FILE);
-            if !file.is_file() {
-                errors.push(ConfigError::Invalid {
+            let loaded = if file.is_file() {
+                self.load_release(&file)
+            } else {
+                Err(ConfigError::Invalid {
                     file: folder,
                     line: None,
                     field: String::new(),
                     message: format!("a release folder needs a {RELEASE_FILE}"),
-                });
-                continue;
-            }
-            match self.load_release(&file) {
-                Ok(release) => loaded.push(release),
-                Err(err) => errors.push(err),
-            }
+                })
+            };
+            all.push((name, loaded));
         }
-        ConfigError::from_list(errors)?;
-        Ok(loaded)
+        Ok(all)
     }
 
     /// Folder names under `releases/` that hold a `release.yaml`.
@@ -283,6 +298,20 @@ impl Repo {
     }
 }
 
+/// The loaded items, or every error among them.
+fn collect<T>(items: Vec<(String, Result<T, ConfigError>)>) -> Result<Vec<T>, ConfigError> {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for (_, item) in items {
+        match item {
+            Ok(item) => loaded.push(item),
+            Err(err) => errors.push(err),
+        }
+    }
+    ConfigError::from_list(errors)?;
+    Ok(loaded)
+}
+
 /// Parses and checks one environment file.
 pub fn load_environment(file: &Path) -> Result<LoadedEnvironment, ConfigError> {
     let (environment, text): (Environment, String) = yaml::read(file)?;
@@ -299,7 +328,7 @@ pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, 
     let (descriptor, text): (ReleaseDescriptor, String) = yaml::read(file)?;
     check_release(file, &text, &descriptor, folder)?;
     let base = file.parent().unwrap_or(Path::new(""));
-    let chart_dir = base.join(&descriptor.spec.chart);
+    let chart_dir = normalise(&base.join(&descriptor.spec.chart));
     let chart_problem = if !chart_dir.is_dir() {
         Some(format!(
             "{:?}: there is no folder {}",
@@ -326,7 +355,7 @@ pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, 
     }
     Ok(LoadedRelease {
         file: file.to_path_buf(),
-        chart_dir: normalise(&chart_dir),
+        chart_dir,
         descriptor,
     })
 }
