@@ -12,6 +12,9 @@ pub const RELEASES_DIR: &str = "releases";
 pub const RELEASE_FILE: &str = "release.yaml";
 pub const CHART_FILE: &str = "Chart.yaml";
 
+/// A file's name (environment or release folder) and the outcome of loading it.
+pub type Named<T> = (String, Result<T, ConfigError>);
+
 /// The deployment repo (`--root`): the folder holding `releases/` and `environments/`.
 #[derive(Debug, Clone)]
 pub struct Repo {
@@ -104,9 +107,7 @@ impl Repo {
 
     /// Every environment by name, each loaded on its own, so that one broken file does
     /// not hide the others (for `lint`).
-    pub fn each_environment(
-        &self,
-    ) -> Result<Vec<(String, Result<LoadedEnvironment, ConfigError>)>, ConfigError> {
+    pub fn each_environment(&self) -> Result<Vec<Named<LoadedEnvironment>>, ConfigError> {
         Ok(self
             .environment_names()?
             .into_iter()
@@ -224,9 +225,7 @@ impl Repo {
 
     /// Every folder under `releases/` by name, each loaded on its own, so that one broken
     /// descriptor does not hide the others (for `lint`).
-    pub fn each_release(
-        &self,
-    ) -> Result<Vec<(String, Result<LoadedRelease, ConfigError>)>, ConfigError> {
+    pub fn each_release(&self) -> Result<Vec<Named<LoadedRelease>>, ConfigError> {
         let dir = self.path(&[RELEASES_DIR]);
         let mut all = Vec::new();
         for name in read_dir(&dir)? {
@@ -299,7 +298,7 @@ impl Repo {
 }
 
 /// The loaded items, or every error among them.
-fn collect<T>(items: Vec<(String, Result<T, ConfigError>)>) -> Result<Vec<T>, ConfigError> {
+fn collect<T>(items: Vec<Named<T>>) -> Result<Vec<T>, ConfigError> {
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
     for (_, item) in items {
