@@ -27,6 +27,15 @@ pub enum Command {
     /// Check every environment file and release descriptor, and each release against
     /// each environment; prints what was checked, exits 2 on any problem.
     Lint {
+        /// Only this release: its folder name under releases/, or the path of its
+        /// release.yaml.
+        release: Option<String>,
+        /// Only against this environment.
+        #[arg(long, conflicts_with = "branch")]
+        env: Option<String>,
+        /// Only against the environment this git branch deploys to.
+        #[arg(long)]
+        branch: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
@@ -50,6 +59,18 @@ pub fn init_logging(cli: &Cli) {
 
 pub async fn run(cli: Cli) -> crate::Result<()> {
     match cli.command {
-        Command::Lint { output } => crate::action::lint::run(&cli.root, output),
+        Command::Lint {
+            release,
+            env,
+            branch,
+            output,
+        } => {
+            let scope = crate::action::lint::LintScope {
+                release,
+                env,
+                branch,
+            };
+            crate::action::lint::run(&cli.root, &scope, output)
+        }
     }
 }

@@ -57,9 +57,33 @@ impl LintReport {
     }
 }
 
-/// Every configuration check of the repo at `root`.
-pub fn check_config(root: &Path) -> Result<LintReport, ConfigError> {
+/// What `lint` looks at: everything, or one release and/or one environment (named, or
+/// picked by branch as `deploy --branch` would).
+#[derive(Debug, Clone, Default)]
+pub struct LintScope {
+    pub release: Option<String>,
+    pub env: Option<String>,
+    pub branch: Option<String>,
+}
+
+/// Every configuration check of the repo at `root` within `scope`. Every environment
+/// file is loaded and checked whatever the scope: releases name contexts of all of them.
+pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, ConfigError> {
     let repo = Repo::open(root)?;
+    // A scope naming what does not exist is an error of the command line, not a finding.
+    let only_env = match (&scope.env, &scope.branch) {
+        (Some(name), _) => Some(repo.environment(name)?.environment.name),
+        (None, Some(branch)) => Some(repo.environment_for_branch(branch)?.environment.name),
+        (None, None) => None,
+    };
+    let releases = match &scope.release {
+        Some(name) => {
+            let release = repo.release(name)?;
+            vec![(release.descriptor.metadata.name.clone(), Ok(release))]
+        }
+        None => repo.each_release()?,
+    };
+
     let mut report = LintReport::default();
     let row = |release: &str, environment: &str, clusters: usize| LintRow {
         release: release.to_string(),
@@ -67,7 +91,6 @@ pub fn check_config(root: &Path) -> Result<LintReport, ConfigError> {
         clusters,
         result: String::new(),
     };
-
     let mut environments = Vec::new();
     let mut all_environments_loaded = true;
     for (name, loaded) in repo.each_environment()? {
@@ -83,7 +106,7 @@ pub fn check_config(root: &Path) -> Result<LintReport, ConfigError> {
     if together.is_err() {
         report.record(row("-", "*", 0), together);
     }
-    for (name, loaded) in repo.each_release()? {
+    for (name, loaded) in releases {
         let release = match loaded {
             Ok(release) => release,
             Err(err) => {
@@ -99,7 +122,10 @@ pub fn check_config(root: &Path) -> Result<LintReport, ConfigError> {
                 report.record(row(&name, "*", 0), outcome);
             }
         }
-        for env in &environments {
+        let in_scope = environments
+            .iter()
+            .filter(|e| only_env.as_ref().is_none_or(|n| *n == e.environment.name));
+        for env in in_scope {
             let clusters = env.environment.clusters.len();
             let outcome = check_release_for_environment(&release, env);
             report.record(row(&name, &env.environment.name, clusters), outcome);
@@ -108,8 +134,8 @@ pub fn check_config(root: &Path) -> Result<LintReport, ConfigError> {
     Ok(report)
 }
 
-pub fn run(root: &Path, output: OutputFormat) -> crate::Result<()> {
-    let report = check_config(root)?;
+pub fn run(root: &Path, scope: &LintScope, output: OutputFormat) -> crate::Result<()> {
+    let report = check_config(root, scope)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match output {

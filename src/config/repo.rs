@@ -84,14 +84,11 @@ impl Repo {
         let plain = !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..";
         if !plain || !file.is_file() {
             let known = self.environment_names()?;
-            let mut names: Vec<String> = known.iter().map(|n| format!("{n:?}")).collect();
-            if let Some(near) = nearest(name, known.iter().map(String::as_str)) {
-                names.push(format!("did you mean {near:?}?"));
-            }
             return Err(ConfigError::UnknownEnvironment {
                 name: name.to_string(),
                 dir: self.path(&[ENVIRONMENTS_DIR]),
-                known: names,
+                near: nearest(name, known.iter().map(String::as_str)).map(str::to_string),
+                known: known.iter().map(|n| format!("{n:?}")).collect(),
             });
         }
         load_environment(&file)
@@ -136,7 +133,10 @@ impl Repo {
                     file: path.clone(),
                     line: None,
                     field: String::new(),
-                    message: "environment files end in .yaml; rename it".to_string(),
+                    message: format!(
+                        "environment files end in .yaml; rename it to {}",
+                        path.with_extension("yaml").display()
+                    ),
                 }),
                 _ => {}
             }
@@ -164,7 +164,7 @@ impl Repo {
                 e.environment
                     .branch
                     .as_ref()
-                    .map(|b| format!("{b:?} ({})", e.environment.name))
+                    .map(|b| format!("{b:?} → {}", e.environment.name))
             })
             .collect();
         Err(ConfigError::Branch {
@@ -204,14 +204,11 @@ impl Repo {
         let file = self.path(&[RELEASES_DIR, name_or_path, RELEASE_FILE]);
         if !file.is_file() {
             let known = self.release_names()?;
-            let mut names: Vec<String> = known.iter().map(|n| format!("{n:?}")).collect();
-            if let Some(near) = nearest(name_or_path, known.iter().map(String::as_str)) {
-                names.push(format!("did you mean {near:?}?"));
-            }
             return Err(ConfigError::UnknownRelease {
                 name: name_or_path.to_string(),
                 dir: self.path(&[RELEASES_DIR]),
-                known: names,
+                near: nearest(name_or_path, known.iter().map(String::as_str)).map(str::to_string),
+                known: known.iter().map(|n| format!("{n:?}")).collect(),
             });
         }
         self.load_release(&file)

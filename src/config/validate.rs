@@ -418,7 +418,7 @@ pub(crate) fn check_release(
         if !id_ok {
             problems.add(
                 &at.key("secret_id"),
-                format!("{id:?} is not a secret id: use letters, digits, '-' and '_' (charts read it as Values.secrets.[{id}])"),
+                format!("{id:?} is not a valid secret_id: use letters, digits, '-' and '_'"),
             );
         } else if let Some(first) = ids.get(id.as_str()) {
             problems.add(

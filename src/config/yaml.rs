@@ -126,7 +126,12 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigEr
         }
         // Where the node exists its own line beats the parser's position, which is
         // wrong inside buffered mappings.
-        let line = line_of(text, &field).or(serde_line);
+        let mut line = line_of(text, &field).or(serde_line);
+        // serde reports a repeated key at its mapping; point at the repetition.
+        if let Some(key) = duplicate_key(&message) {
+            line = second_occurrence(text, key, line.unwrap_or(1)).or(line);
+            field = field.key(key);
+        }
         ConfigError::Parse {
             file: file.to_path_buf(),
             line,
@@ -150,6 +155,33 @@ fn is_syntax_error(message: &str) -> bool {
     ]
     .iter()
     .any(|needle| message.contains(needle))
+}
+
+/// The key of serde's "duplicate field `KEY`" message (already reworded).
+fn duplicate_key(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("duplicate key `")?;
+    rest.split_once('`').map(|(key, _)| key)
+}
+
+/// The line of the second `key:` at the indentation of the first, from line `from` on
+/// (block mappings; a flow mapping keeps the mapping's line).
+fn second_occurrence(text: &str, key: &str, from: usize) -> Option<usize> {
+    let mut first_indent = None;
+    for (number, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let body = line.trim_start().trim_start_matches("- ");
+        let indent = line.len() - body.len();
+        if body
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with(':'))
+        {
+            match first_indent {
+                None => first_indent = Some(indent),
+                Some(first) if first == indent => return Some(number + 1),
+                Some(_) => {}
+            }
+        }
+    }
+    None
 }
 
 /// The key of serde's "unknown field `KEY`, expected ..." message.
@@ -193,15 +225,36 @@ fn clean_message(message: &str) -> String {
     friendlier(&message)
 }
 
-/// serde's standard texts, reworded for people who write YAML rather than Rust.
+/// serde's standard texts, reworded for people who write YAML rather than Rust: no Rust
+/// type names, YAML's words for YAML's kinds.
 fn friendlier(message: &str) -> String {
+    if message.contains("more than one document") {
+        return "the file holds several YAML documents (separated by ---); it must hold one"
+            .to_string();
+    }
+    let mut message = message.to_string();
+    // "expected struct ReleaseMetadata", "expected internally tagged enum VaultAuth"
+    for rust in ["expected struct ", "expected internally tagged enum "] {
+        if let Some(at) = message.find(rust) {
+            message.replace_range(at.., "expected a mapping");
+        }
+    }
+    for (from, to) in [
+        ("invalid type: ", "wrong type: "),
+        ("type: map,", "type: a mapping,"),
+        ("type: sequence,", "type: a list,"),
+        ("type: unit value,", "type: nothing (null),"),
+        ("expected a sequence", "expected a list"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected u8", "expected a small non-negative integer"),
+        ("expected a boolean", "expected true or false"),
+        ("duplicate field", "duplicate key"),
+    ] {
+        message = message.replace(from, to);
+    }
     message
-        .replace("expected u32", "expected a non-negative integer")
-        .replace("expected u64", "expected a non-negative integer")
-        .replace("expected usize", "expected a non-negative integer")
-        .replace("expected u8", "expected a small non-negative integer")
-        .replace("expected a boolean", "expected true or false")
-        .replace("invalid type: ", "wrong type: ")
 }
 
 /// The line (1-based) of the node at `path` in YAML `text`, if the path exists.
