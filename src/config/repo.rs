@@ -321,7 +321,19 @@ pub fn load_environment(file: &Path) -> Result<LoadedEnvironment, ConfigError> {
 /// Parses and checks one release descriptor and finds its chart. `folder` is the name of
 /// its folder under `releases/`, which the release's name must equal.
 pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, ConfigError> {
-    let (descriptor, text): (ReleaseDescriptor, String) = yaml::read(file)?;
+    let (mut descriptor, text): (ReleaseDescriptor, String) = yaml::read(file)?;
+    // `values:` left empty means no values, not a mistake.
+    let empty = |v: &mut serde_yaml::Value| {
+        if v.is_null() {
+            *v = serde_yaml::Value::Mapping(Default::default());
+        }
+    };
+    empty(&mut descriptor.spec.values);
+    descriptor
+        .spec
+        .environments
+        .values_mut()
+        .for_each(|o| empty(&mut o.values));
     check_release(file, &text, &descriptor, folder)?;
     let base = file.parent().unwrap_or(Path::new(""));
     let chart_dir = normalise(&base.join(&descriptor.spec.chart));
