@@ -414,6 +414,6 @@ mod tests {
             line_of(DOC, &FieldPath::root().key("b").key("c").index(7)),
             None
         );
-        assert_eq!(line_of("a: [", &FieldPath::root().key("a")), None);
+        assert_eq!(line_of("a: [\nb: 1\n", &FieldPath::root().key("b")), None);
     }
 }
