@@ -144,7 +144,10 @@ pub fn run(root: &Path, scope: &LintScope, output: OutputFormat) -> crate::Resul
             if !report.checks.is_empty() {
                 let mut table = tabled::Table::new(&report.checks);
                 table.with(tabled::settings::Style::blank());
-                writeln!(out, "{table}")?;
+                // The blank style pads the last column; trailing blanks only get in the way.
+                for line in table.to_string().lines() {
+                    writeln!(out, "{}", line.trim_end())?;
+                }
             }
             for problem in &report.problems {
                 eprintln!("error: {problem}");
