@@ -662,6 +662,15 @@ pub fn check_release_for_environment<'a>(
                             ),
                             context,
                         );
+                    } else if kv.version == 2 && kv_v2_api_path(&path, &kv.mount) {
+                        note(
+                            src.key("vaultPath"),
+                            format!(
+                                "the path is {path:?}: with KV v2 write the secret's path without data/ or metadata/ (flotilla adds it), as in \"{}/app/db\"",
+                                kv.mount
+                            ),
+                            context,
+                        );
                     } else if path.contains("//") || path.ends_with('/') {
                         note(
                             src.key("vaultPath"),
@@ -681,6 +690,13 @@ pub fn check_release_for_environment<'a>(
         problems.add(&path, format!("{whom}: {message}"));
     }
     problems.finish()
+}
+
+/// `kv/data/...` or `kv/metadata/...`: the HTTP API path of a KV v2 secret rather than
+/// the secret's own path.
+fn kv_v2_api_path(path: &str, mount: &str) -> bool {
+    let rest = path.strip_prefix(mount).unwrap_or(path);
+    rest.starts_with("/data/") || rest.starts_with("/metadata/")
 }
 
 /// The known name closest to `name` when it is a likely typo (edit distance at most 2).
