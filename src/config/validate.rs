@@ -775,3 +775,47 @@ pub fn check_environments(environments: &[LoadedEnvironment]) -> Result<(), Conf
     }
     ConfigError::from_list(errors)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        assert_eq!(dns_label_problem("app1-web", 63), None);
+        assert_eq!(dns_label_problem("a", 63), None);
+        for bad in ["", "App", "a_b", "-a", "a-", "a.b"] {
+            assert!(dns_label_problem(bad, 63).is_some(), "{bad:?} passed");
+        }
+        let long = "a".repeat(54);
+        assert!(dns_label_problem(&long, MAX_RELEASE_NAME)
+            .is_some_and(|m| m.contains("54 characters long; at most 53")));
+    }
+
+    #[test]
+    fn dns_subdomains() {
+        assert_eq!(dns_subdomain_problem("app1-web"), None);
+        assert_eq!(dns_subdomain_problem("web.app1"), None);
+        for bad in ["", "Web", "a..b", ".a", "a_b"] {
+            assert!(dns_subdomain_problem(bad).is_some(), "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn nearest_suggests_only_likely_typos() {
+        let known = ["prod-europe-west1", "prod-paris-dc1", "default"];
+        assert_eq!(
+            nearest("prod-europe-wset1", known.iter().copied()),
+            Some("prod-europe-west1")
+        );
+        assert_eq!(nearest("defualt", known.iter().copied()), Some("default"));
+        assert_eq!(nearest("staging-us", known.iter().copied()), None);
+    }
+
+    #[test]
+    fn kv_v2_api_paths() {
+        assert!(kv_v2_api_path("kv/data/app/db", "kv"));
+        assert!(kv_v2_api_path("kv/metadata/app/db", "kv"));
+        assert!(!kv_v2_api_path("kv/app/data/db", "kv"));
+    }
+}

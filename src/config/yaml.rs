@@ -303,12 +303,6 @@ pub fn line_of(text: &str, path: &FieldPath) -> Option<usize> {
     }
 }
 
-/// The line of `path` in `file`, read again (checks run after the text is gone).
-pub fn line_in_file(file: &Path, path: &FieldPath) -> Option<usize> {
-    let text = std::fs::read_to_string(file).ok()?;
-    line_of(&text, path)
-}
-
 const FOUND: &str = "flotilla-found-node";
 
 struct Navigate<'a> {
