@@ -6,8 +6,7 @@
 //! stderr one per line; the table of what was checked goes to stdout.
 
 use crate::config::{
-    check_environments, check_release_contexts, check_release_for_environment, ConfigError,
-    LoadedEnvironment, LoadedRelease, Repo,
+    check_environments, check_release_contexts, check_release_for_environment, ConfigError, Repo,
 };
 use crate::output::OutputFormat;
 use serde::Serialize;
@@ -36,30 +35,26 @@ pub struct LintReport {
 }
 
 impl LintReport {
-    /// Records the outcome of one check: `problems` empty means it passed.
-    fn record(&mut self, mut row: LintRow, problems: Vec<String>) {
-        row.result = match problems.len() {
-            0 => "ok".to_string(),
-            1 => "1 problem".to_string(),
-            n => format!("{n} problems"),
-        };
-        self.problems.extend(problems);
-        self.checks.push(row);
+    /// Records the outcome of one check; returns whether it passed.
+    fn record(&mut self, mut row: LintRow, outcome: Result<(), ConfigError>) -> bool {
+        match outcome {
+            Ok(()) => {
+                row.result = "ok".to_string();
+                self.checks.push(row);
+                true
+            }
+            Err(err) => {
+                let problems = err.problems();
+                row.result = match problems.len() {
+                    1 => "1 problem".to_string(),
+                    n => format!("{n} problems"),
+                };
+                self.problems.extend(problems.iter().map(|p| p.to_string()));
+                self.checks.push(row);
+                false
+            }
+        }
     }
-}
-
-/// Each single problem of a configuration error, as one message each.
-fn problems_of(outcome: Result<(), ConfigError>) -> Vec<String> {
-    match outcome {
-        Ok(()) => Vec::new(),
-        Err(err) => err.problems().iter().map(|p| p.to_string()).collect(),
-    }
-}
-
-/// Every check of one release against one environment. Further levels (rendering each
-/// cluster) belong here, after the configuration checks have passed.
-fn check_pair(release: &LoadedRelease, env: &LoadedEnvironment) -> Vec<String> {
-    problems_of(check_release_for_environment(release, env))
 }
 
 /// What `lint` looks at: everything, or one release and/or one environment (named, or
@@ -103,28 +98,28 @@ pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, Config
             Ok(env) => environments.push(env),
             Err(err) => {
                 all_environments_loaded = false;
-                report.record(row("-", &name, 0), problems_of(Err(err)));
+                report.record(row("-", &name, 0), Err(err));
             }
         }
     }
-    let together = problems_of(check_environments(&environments));
-    if !together.is_empty() {
+    let together = check_environments(&environments);
+    if together.is_err() {
         report.record(row("-", "*", 0), together);
     }
     for (name, loaded) in releases {
         let release = match loaded {
             Ok(release) => release,
             Err(err) => {
-                report.record(row(&name, "-", 0), problems_of(Err(err)));
+                report.record(row(&name, "-", 0), Err(err));
                 continue;
             }
         };
         // Which contexts exist is only known when every environment file loaded; a
         // broken one would make correct contexts look unknown.
         if all_environments_loaded {
-            let contexts = problems_of(check_release_contexts(&release, &environments));
-            if !contexts.is_empty() {
-                report.record(row(&name, "*", 0), contexts);
+            let outcome = check_release_contexts(&release, &environments);
+            if outcome.is_err() {
+                report.record(row(&name, "*", 0), outcome);
             }
         }
         let in_scope = environments
@@ -132,8 +127,8 @@ pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, Config
             .filter(|e| only_env.as_ref().is_none_or(|n| *n == e.environment.name));
         for env in in_scope {
             let clusters = env.environment.clusters.len();
-            let problems = check_pair(&release, env);
-            report.record(row(&name, &env.environment.name, clusters), problems);
+            let outcome = check_release_for_environment(&release, env);
+            report.record(row(&name, &env.environment.name, clusters), outcome);
         }
     }
     Ok(report)
