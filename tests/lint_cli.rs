@@ -29,8 +29,21 @@ fn a_good_repo_lints_clean_with_one_row_per_release_and_environment() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
+    // Only the columns this test is about; other levels of lint may add their own.
+    let header = &rows[0];
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+    };
+    let wanted = ["RELEASE", "ENVIRONMENT", "CLUSTERS", "RESULT"].map(column);
+    let picked: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|row| wanted.iter().map(|&i| row[i]).collect())
+        .collect();
     assert_eq!(
-        rows,
+        picked,
         [
             vec!["RELEASE", "ENVIRONMENT", "CLUSTERS", "RESULT"],
             vec!["app1", "dev", "2", "ok"],
