@@ -464,6 +464,10 @@ pub(crate) fn check_release(
 
 /// The application version is the image tag: the tag grammar of the OCI distribution spec.
 fn check_version(problems: &mut Problems, at: &FieldPath, version: &str) {
+    if version.is_empty() {
+        problems.add(at, "is empty; give the application version (the image tag)");
+        return;
+    }
     let valid = !version.is_empty()
         && version.len() <= 128
         && version.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
