@@ -1,11 +1,16 @@
 //! The command-line surface: clap definitions and the dispatch to [`crate::action`].
 //! Parsing only; every decision lives in the actions.
 
+use crate::output::OutputFormat;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "flotilla", version, about = "Release to every cluster of an environment at once")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "Release to every cluster of an environment at once"
+)]
 pub struct Cli {
     /// The deployment repo: the folder holding `releases/` and `environments/`.
     #[arg(long, global = true, default_value = ".")]
@@ -18,7 +23,24 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check every environment file and release descriptor, and each release against
+    /// each environment; prints what was checked, exits 2 on any problem.
+    Lint {
+        /// Only this release: its folder name under releases/, or the path of its
+        /// release.yaml.
+        release: Option<String>,
+        /// Only against this environment.
+        #[arg(long, conflicts_with = "branch")]
+        env: Option<String>,
+        /// Only against the environment this git branch deploys to.
+        #[arg(long)]
+        branch: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
 
 pub fn init_logging(cli: &Cli) {
     let default = match cli.verbose {
@@ -36,5 +58,19 @@ pub fn init_logging(cli: &Cli) {
 }
 
 pub async fn run(cli: Cli) -> crate::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Lint {
+            release,
+            env,
+            branch,
+            output,
+        } => {
+            let scope = crate::action::lint::LintScope {
+                release,
+                env,
+                branch,
+            };
+            crate::action::lint::run(&cli.root, &scope, output)
+        }
+    }
 }
