@@ -81,6 +81,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -188,10 +188,13 @@ async fn start(req: &UpRequest) -> Result<()> {
 
     spawn_etcd(dir, &binaries, &state)?;
     crate::vault::spawn_rvault(dir, &binaries.rvault, state.vault.port)?;
-    wait_etcd(dir, state.etcd_port).await?;
+    // Apiservers retry etcd until it answers: starting them at once overlaps their slow
+    // start-up (OpenAPI, bootstrap roles) with etcd's.
     for c in &state.clusters {
         spawn_apiserver(dir, &binaries, &certs, &state, c)?;
     }
+    wait_etcd(dir, state.etcd_port).await?;
+    tracing::debug!("etcd answers");
     let vault_addr = format!("http://127.0.0.1:{}", state.vault.port);
     let (clusters, vault) = tokio::join!(
         futures::future::try_join_all(state.clusters.iter().map(|c| bring_up_cluster(
@@ -204,6 +207,7 @@ async fn start(req: &UpRequest) -> Result<()> {
     );
     clusters?;
     let creds = vault?;
+    tracing::debug!("clusters and vault ready");
     let mut state = state;
     state.vault.root_token = creds.root_token;
     state.vault.unseal_key = creds.unseal_key;
@@ -237,10 +241,13 @@ async fn bring_up_cluster(
     name: &str,
 ) -> Result<()> {
     let client = wait_apiserver(dir, name).await?;
+    tracing::debug!("{name}: apiserver ready");
     bootstrap(&client, name).await?;
+    tracing::debug!("{name}: RBAC in place");
     spawn_controller_manager(dir, binaries, name)?;
     spawn_kubelet(dir, fleet_exe, name)?;
     wait_node(dir, &client, name).await?;
+    tracing::debug!("{name}: node ready");
     still_running(dir, &controller_manager(name))
 }
 
