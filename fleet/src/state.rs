@@ -235,3 +235,27 @@ pub fn contexts_of(file: &Path) -> Result<Vec<String>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::contexts_of;
+
+    #[test]
+    fn contexts_come_from_an_environment_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dev.yaml");
+        std::fs::write(
+            &file,
+            "name: dev\nclusters:\n  - context: dev-eu\n    global: {cloud: true}\n  - context: dev-us\n",
+        )
+        .unwrap();
+        assert_eq!(contexts_of(&file).unwrap(), vec!["dev-eu", "dev-us"]);
+
+        std::fs::write(&file, "name: dev\nclusters:\n  - wave: 1\n").unwrap();
+        let err = contexts_of(&file).unwrap_err().to_string();
+        assert!(
+            err.contains("dev.yaml") && err.contains("clusters[0].context"),
+            "{err}"
+        );
+    }
+}

@@ -668,3 +668,25 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
     }
     Ok(StatusReport { lines, healthy })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::validate_names;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn cluster_names_must_be_usable_as_files_and_contexts() {
+        assert!(validate_names(&names(&["dev-europe-west1", "dev-paris-dc1"])).is_ok());
+        let err = validate_names(&names(&["Dev_1"])).unwrap_err().to_string();
+        assert!(err.contains("\"Dev_1\""), "{err}");
+        let err = validate_names(&names(&["a", "b", "a"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("named twice"), "{err}");
+        assert!(validate_names(&[]).is_err());
+        assert!(validate_names(&names(&["../etc"])).is_err());
+    }
+}
