@@ -213,11 +213,11 @@ pub fn random_token() -> Result<String> {
 /// The cluster contexts of an environment file (`clusters[].context`), read leniently:
 /// the fleet only needs the names, flotilla validates the rest.
 pub fn contexts_of(file: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(file).map_err(|e| FleetError::io(file, e))?;
     let bad = |message: String| FleetError::BadInput {
         file: file.to_path_buf(),
         message,
     };
+    let text = std::fs::read_to_string(file).map_err(|e| bad(format!("cannot read: {e}")))?;
     let doc: serde_yaml::Value =
         serde_yaml::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
     let clusters = doc
