@@ -658,14 +658,31 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
         true,
     );
     row("vault proxy".into(), PROXY, state.vault_addr(), true);
+    let mut answering = Vec::new();
+    let mut unanswered = false;
     for c in &state.clusters {
+        let answers = match client(dir, &c.name).await {
+            Ok(client) => tokio::time::timeout(Duration::from_secs(3), readyz(&client))
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        answering.push(answers);
+    }
+    for (c, answers) in state.clusters.iter().zip(answering) {
         let want = !c.stopped;
+        let endpoint = format!("https://127.0.0.1:{}", c.port);
         row(
             format!("{} apiserver", c.name),
             &apiserver(&c.name),
-            format!("https://127.0.0.1:{}", c.port),
+            if answers {
+                format!("{endpoint} (ready)")
+            } else {
+                format!("{endpoint} (not answering)")
+            },
             want,
         );
+        unanswered |= want && !answers;
         row(
             format!("{} controller-manager", c.name),
             &controller_manager(&c.name),
@@ -679,7 +696,10 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
             want,
         );
     }
-    Ok(StatusReport { lines, healthy })
+    Ok(StatusReport {
+        lines,
+        healthy: healthy && !unanswered,
+    })
 }
 
 #[cfg(test)]
