@@ -4,7 +4,7 @@
 use super::chart::{kind_of, Chart};
 use super::error::RenderError;
 use super::values::{deep_merge, placeholder, yaml_layer, yaml_message, SecretValues, SetValue};
-use crate::config::{Cluster, ReleaseDescriptor, ReleaseSpec, Replicas};
+use crate::config::{Cluster, LoadedRelease, ReleaseDescriptor, ReleaseSpec, Replicas};
 use handlebars::{Context, RenderErrorReason};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -117,6 +117,24 @@ impl<'a> Renderer<'a> {
             descriptor_file: descriptor_file.to_path_buf(),
             base,
         })
+    }
+
+    /// [`Renderer::new`] for a loaded release at its descriptor's version.
+    pub fn for_release(
+        chart: &'a Chart,
+        release: &'a LoadedRelease,
+        environment: &str,
+        sets: &[SetValue],
+        revision: u64,
+    ) -> Result<Renderer<'a>, RenderError> {
+        Renderer::new(
+            chart,
+            ReleaseInfo::from_descriptor(&release.descriptor, revision),
+            &release.descriptor.spec,
+            &release.file,
+            environment,
+            sets,
+        )
     }
 
     /// The merged values for one cluster, as the chart sees them in `Values`.
