@@ -12,7 +12,7 @@ use super::chart::kind_of;
 use base64::Engine as _;
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, JsonRender, JsonTruthy, PathAndJson, RenderContext,
-    RenderError, RenderErrorReason, ScopedJson,
+    RenderError, RenderErrorReason, Renderable, ScopedJson,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -141,6 +141,42 @@ pub fn register(registry: &mut Handlebars<'static>) {
         registry.register_helper(function.name, Box::new(function));
     }
     registry.register_helper("default", Box::new(DefaultHelper));
+    registry.register_helper("include", Box::new(IncludeHelper));
+}
+
+/// `include "NAME"`: a partial's output as text, so it can be hashed or indented:
+/// `{{sha256sum (include "config")}}` (Helm's `include`). The partial sees the current
+/// context.
+struct IncludeHelper;
+
+impl HelperDef for IncludeHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        registry: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        rc: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        const USAGE: &str = "include PARTIAL";
+        check_arity("include", USAGE, Arity::Exactly(1), h.params().len())?;
+        refuse_missing("include", 0, &h.params()[0])?;
+        let Some(name) = h.params()[0].value().as_str() else {
+            return Err(other(format!(
+                "`include`: the partial's name must be text (usage: {USAGE})"
+            )));
+        };
+        let Some(partial) = registry.get_template(name) else {
+            return Err(other(format!(
+                "`include`: no partial {name:?} (partials are templates/_{name}.hbs)"
+            )));
+        };
+        let text = partial.renders(registry, ctx, &mut rc.clone())?;
+        Ok(ScopedJson::Derived(Value::String(text)))
+    }
+}
+
+fn other(message: String) -> RenderError {
+    RenderError::from(RenderErrorReason::Other(message))
 }
 
 impl HelperDef for &'static Function {
@@ -206,10 +242,10 @@ fn check_arity(name: &str, usage: &str, arity: Arity, given: usize) -> Result<()
         Arity::Exactly(n) => format!("{n}"),
         Arity::AtLeast(n) => format!("at least {n}"),
     };
-    Err(RenderError::from(RenderErrorReason::Other(format!(
+    Err(other(format!(
         "`{name}` takes {wanted} argument{}, got {given} (usage: {usage})",
         if wanted == "1" { "" } else { "s" }
-    ))))
+    )))
 }
 
 fn refuse_missing(name: &str, index: usize, param: &PathAndJson<'_>) -> Result<(), RenderError> {
@@ -220,9 +256,9 @@ fn refuse_missing(name: &str, index: usize, param: &PathAndJson<'_>) -> Result<(
         Some(path) => format!("`{path}`"),
         None => format!("argument {}", index + 1),
     };
-    Err(RenderError::from(RenderErrorReason::Other(format!(
+    Err(other(format!(
         "`{name}`: {what} is missing (strict mode); give it a value or guard it with `default`"
-    ))))
+    )))
 }
 
 fn is_empty(value: &Value) -> bool {
