@@ -1,6 +1,7 @@
 //! The command-line surface: clap definitions and the dispatch to [`crate::action`].
 //! Parsing only; every decision lives in the actions.
 
+use crate::output::OutputFormat;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -23,6 +24,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check every environment file and release descriptor, and each release against
+    /// each environment; prints what was checked, exits 2 on any problem.
+    Lint {
+        /// Only this release: its folder name under releases/, or the path of its
+        /// release.yaml.
+        release: Option<String>,
+        /// Only against this environment.
+        #[arg(long, conflicts_with = "branch")]
+        env: Option<String>,
+        /// Only against the environment this git branch deploys to.
+        #[arg(long)]
+        branch: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
     /// Render a release locally for the clusters of an environment (no cluster, no
     /// Vault): multi-document YAML on stdout, secrets as placeholders.
     Template {
@@ -63,6 +80,19 @@ pub fn init_logging(cli: &Cli) {
 
 pub async fn run(cli: Cli) -> crate::Result<()> {
     match cli.command {
+        Command::Lint {
+            release,
+            env,
+            branch,
+            output,
+        } => {
+            let scope = crate::action::lint::LintScope {
+                release,
+                env,
+                branch,
+            };
+            crate::action::lint::run(&cli.root, &scope, output)
+        }
         Command::Template {
             release,
             env,

@@ -1,3 +1,5 @@
 //! One file per user command. The only layer that composes config, engine, vault,
 //! cluster and storage.
+
+pub mod lint;
 pub mod template;

@@ -1,0 +1,236 @@
+//! `flotilla lint`: every environment file and every release descriptor, and each release
+//! against each environment, checked without a cluster or Vault.
+//!
+//! The configuration level lives here: each file on its own ([`crate::config`] loading),
+//! then the checks that need a release and the environments together. Problems go to
+//! stderr one per line; the table of what was checked goes to stdout.
+//!
+//! The chart level: each release that passes its configuration checks is rendered for
+//! every cluster of the environment (secrets as placeholders), and every object is
+//! checked by [`crate::engine::check`] (known kinds against their Kubernetes schema).
+
+use crate::config::{
+    check_environments, check_release_contexts, check_release_for_environment, ConfigError, Repo,
+};
+use crate::config::{LoadedEnvironment, LoadedRelease};
+use crate::engine::{check::check_manifest, placeholder_secrets, Chart, Renderer};
+use crate::output::OutputFormat;
+use std::collections::BTreeMap;
+use serde::Serialize;
+use std::path::Path;
+use tabled::Tabled;
+
+/// One line of the report: a release checked against an environment (or a file that
+/// could not be loaded, with `-` in the other column).
+#[derive(Debug, Clone, Serialize, Tabled)]
+pub struct LintRow {
+    #[tabled(rename = "RELEASE")]
+    pub release: String,
+    #[tabled(rename = "ENVIRONMENT")]
+    pub environment: String,
+    #[tabled(rename = "CLUSTERS")]
+    pub clusters: usize,
+    /// Objects rendered, over all the clusters.
+    #[tabled(rename = "OBJECTS")]
+    pub objects: usize,
+    #[tabled(rename = "RESULT")]
+    pub result: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct LintReport {
+    pub checks: Vec<LintRow>,
+    /// Every problem found, one message each (file, field, value, line).
+    pub problems: Vec<String>,
+}
+
+impl LintReport {
+    /// Records the outcome of one check; returns whether it passed.
+    fn record(&mut self, row: LintRow, outcome: Result<(), ConfigError>) -> bool {
+        let problems = match outcome {
+            Ok(()) => Vec::new(),
+            Err(err) => err.problems().iter().map(|p| p.to_string()).collect(),
+        };
+        self.record_problems(row, problems)
+    }
+
+    /// Records a check that found these problems (none: it passed).
+    fn record_problems(&mut self, mut row: LintRow, problems: Vec<String>) -> bool {
+        row.result = match problems.len() {
+            0 => "ok".to_string(),
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        };
+        let passed = problems.is_empty();
+        self.problems.extend(problems);
+        self.checks.push(row);
+        passed
+    }
+}
+
+/// Renders `release` for every cluster of `env` and checks every object. Returns the
+/// number of objects rendered and the problems; a problem found in several clusters is
+/// reported once, naming them.
+fn check_rendering(
+    chart: &Chart,
+    release: &LoadedRelease,
+    env: &LoadedEnvironment,
+) -> (usize, Vec<String>) {
+    let renderer = match Renderer::for_release(chart, release, &env.environment.name, &[], 1) {
+        Ok(renderer) => renderer,
+        Err(err) => return (0, vec![err.to_string()]),
+    };
+    let mut objects = 0;
+    // Message → the clusters it was found in, in first-seen order of messages.
+    let mut found: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
+    for cluster in &env.environment.clusters {
+        let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
+        let messages = match renderer.render(cluster, &secrets) {
+            Ok(manifest) => {
+                objects += manifest.objects.len();
+                check_manifest(&manifest).iter().map(ToString::to_string).collect()
+            }
+            Err(err) => vec![err.to_string()],
+        };
+        for message in messages {
+            let order = found.len();
+            found.entry(message).or_insert((order, Vec::new())).1.push(&cluster.context);
+        }
+    }
+    let mut problems: Vec<(usize, String)> = found
+        .into_iter()
+        .map(|(message, (order, clusters))| {
+            let label = if clusters.len() == 1 { "cluster" } else { "clusters" };
+            (order, format!("{message} [{label} {}]", clusters.join(", ")))
+        })
+        .collect();
+    problems.sort();
+    (objects, problems.into_iter().map(|(_, p)| p).collect())
+}
+
+/// What `lint` looks at: everything, or one release and/or one environment (named, or
+/// picked by branch as `deploy --branch` would).
+#[derive(Debug, Clone, Default)]
+pub struct LintScope {
+    pub release: Option<String>,
+    pub env: Option<String>,
+    pub branch: Option<String>,
+}
+
+/// Every configuration check of the repo at `root` within `scope`. Every environment
+/// file is loaded and checked whatever the scope: releases name contexts of all of them.
+pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, ConfigError> {
+    let repo = Repo::open(root)?;
+    // A scope naming what does not exist is an error of the command line, not a finding.
+    let only_env = match (&scope.env, &scope.branch) {
+        (Some(name), _) => Some(repo.environment(name)?.environment.name),
+        (None, Some(branch)) => Some(repo.environment_for_branch(branch)?.environment.name),
+        (None, None) => None,
+    };
+    let releases = match &scope.release {
+        Some(name) => {
+            let release = repo.release(name)?;
+            vec![(release.descriptor.metadata.name.clone(), Ok(release))]
+        }
+        None => repo.each_release()?,
+    };
+
+    let mut report = LintReport::default();
+    let row = |release: &str, environment: &str, clusters: usize| LintRow {
+        release: release.to_string(),
+        environment: environment.to_string(),
+        clusters,
+        objects: 0,
+        result: String::new(),
+    };
+    let mut environments = Vec::new();
+    let mut all_environments_loaded = true;
+    for (name, loaded) in repo.each_environment()? {
+        match loaded {
+            Ok(env) => environments.push(env),
+            Err(err) => {
+                all_environments_loaded = false;
+                report.record(row("-", &name, 0), Err(err));
+            }
+        }
+    }
+    let together = check_environments(&environments);
+    if together.is_err() {
+        report.record(row("-", "*", 0), together);
+    }
+    for (name, loaded) in releases {
+        let release = match loaded {
+            Ok(release) => release,
+            Err(err) => {
+                report.record(row(&name, "-", 0), Err(err));
+                continue;
+            }
+        };
+        // Which contexts exist is only known when every environment file loaded; a
+        // broken one would make correct contexts look unknown.
+        if all_environments_loaded {
+            let outcome = check_release_contexts(&release, &environments);
+            if outcome.is_err() {
+                report.record(row(&name, "*", 0), outcome);
+            }
+        }
+        let chart = match Chart::load(&release.chart_dir) {
+            Ok(chart) => Some(chart),
+            Err(err) => {
+                report.record_problems(row(&name, "*", 0), vec![err.to_string()]);
+                None
+            }
+        };
+        let in_scope = environments
+            .iter()
+            .filter(|e| only_env.as_ref().is_none_or(|n| *n == e.environment.name));
+        for env in in_scope {
+            let clusters = env.environment.clusters.len();
+            let outcome = check_release_for_environment(&release, env);
+            let mut checked = row(&name, &env.environment.name, clusters);
+            match (outcome, &chart) {
+                (Ok(()), Some(chart)) => {
+                    let (objects, problems) = check_rendering(chart, &release, env);
+                    checked.objects = objects;
+                    report.record_problems(checked, problems);
+                }
+                (outcome, _) => {
+                    report.record(checked, outcome);
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+pub fn run(root: &Path, scope: &LintScope, output: OutputFormat) -> crate::Result<()> {
+    let report = check_config(root, scope)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match output {
+        OutputFormat::Table => {
+            use std::io::Write;
+            if !report.checks.is_empty() {
+                let mut table = tabled::Table::new(&report.checks);
+                table.with(tabled::settings::Style::blank());
+                // The blank style pads the last column; trailing blanks only get in the way.
+                for line in table.to_string().lines() {
+                    writeln!(out, "{}", line.trim_end())?;
+                }
+            }
+            for problem in &report.problems {
+                eprintln!("error: {problem}");
+            }
+        }
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::other)?;
+            use std::io::Write;
+            writeln!(out)?;
+        }
+    }
+    match report.problems.len() {
+        0 => Ok(()),
+        1 => Err(crate::Error::Reported("lint found 1 problem".to_string())),
+        n => Err(crate::Error::Reported(format!("lint found {n} problems"))),
+    }
+}
