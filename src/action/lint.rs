@@ -15,8 +15,8 @@ use crate::config::{
 use crate::config::{LoadedEnvironment, LoadedRelease};
 use crate::engine::{check::check_manifest, placeholder_secrets, Chart, Renderer};
 use crate::output::OutputFormat;
-use std::collections::BTreeMap;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use tabled::Tabled;
 
@@ -88,20 +88,34 @@ fn check_rendering(
         let messages = match renderer.render(cluster, &secrets) {
             Ok(manifest) => {
                 objects += manifest.objects.len();
-                check_manifest(&manifest).iter().map(ToString::to_string).collect()
+                check_manifest(&manifest)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
             }
             Err(err) => vec![err.to_string()],
         };
         for message in messages {
             let order = found.len();
-            found.entry(message).or_insert((order, Vec::new())).1.push(&cluster.context);
+            found
+                .entry(message)
+                .or_insert((order, Vec::new()))
+                .1
+                .push(&cluster.context);
         }
     }
     let mut problems: Vec<(usize, String)> = found
         .into_iter()
         .map(|(message, (order, clusters))| {
-            let label = if clusters.len() == 1 { "cluster" } else { "clusters" };
-            (order, format!("{message} [{label} {}]", clusters.join(", ")))
+            let label = if clusters.len() == 1 {
+                "cluster"
+            } else {
+                "clusters"
+            };
+            (
+                order,
+                format!("{message} [{label} {}]", clusters.join(", ")),
+            )
         })
         .collect();
     problems.sort();
