@@ -195,11 +195,10 @@ impl HelperDef for &'static Function {
         }
         (self.body)(&args)
             .map(ScopedJson::Derived)
-            .map_err(|message| {
-                RenderError::from(RenderErrorReason::Other(format!(
-                    "`{}`: {message} (usage: {})",
-                    self.name, self.usage
-                )))
+            .map_err(|message| match self.name {
+                // The chart author's own message says what to do.
+                "required" => other(format!("`required`: {message}")),
+                name => other(format!("`{name}`: {message} (usage: {})", self.usage)),
             })
     }
 }
