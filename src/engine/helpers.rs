@@ -285,11 +285,15 @@ fn text<'a>(value: &'a Value, what: &str) -> Result<std::borrow::Cow<'a, str>, S
 }
 
 /// A non-negative integer argument such as `indent`'s width.
+/// Bounded so a typo (`indent 40000000000 x`) is an error, not an exhausted memory.
 fn width(value: &Value, what: &str) -> Result<usize, String> {
-    value
-        .as_u64()
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| format!("{what} must be a non-negative integer, got {value}"))
+    const MAX: u64 = 1024;
+    match value.as_u64() {
+        Some(n) if n <= MAX => Ok(n as usize),
+        _ => Err(format!(
+            "{what} must be an integer from 0 to {MAX}, got {value}"
+        )),
+    }
 }
 
 fn b64enc(args: &[&Value]) -> Result<Value, String> {
@@ -496,10 +500,19 @@ mod tests {
     }
 
     #[test]
+    fn if_and_unless_treat_a_missing_value_as_false() {
+        let text = render(
+            "{{#if Values.nope}}a{{else}}b{{/if}}{{#unless Values.nope}}c{{/unless}}",
+            json!({"Values": {}}),
+        );
+        assert_eq!(text.unwrap(), "bc");
+    }
+
+    #[test]
     fn bad_arguments_are_named() {
         let err = render("{{indent \"x\" s}}", json!({"s": "a"})).unwrap_err();
         assert!(
-            err.contains("`indent`: WIDTH must be a non-negative integer, got \"x\""),
+            err.contains("`indent`: WIDTH must be an integer from 0 to 1024, got \"x\""),
             "{err}"
         );
         let err = render("{{indent 2}}", json!({})).unwrap_err();
