@@ -143,6 +143,9 @@ fn scaling_sets_replicas_after_rendering() {
     let manifest =
         render("", &[("web.yaml", web)], spec, &[], &SecretValues::new()).expect("renders");
     assert_eq!(manifest.objects[0].object["spec"]["replicas"], 6);
+    let dynamic = manifest.objects[0].to_dynamic().expect("a DynamicObject");
+    assert_eq!(dynamic.metadata.name.as_deref(), Some("demo-web"));
+    assert_eq!(dynamic.data["spec"]["replicas"], 6);
 }
 
 #[test]
