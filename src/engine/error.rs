@@ -95,9 +95,13 @@ impl RenderError {
     /// The same error with every secret value replaced by its placeholder: a template
     /// error can quote rendered text or a helper's argument, and neither may show a secret.
     pub(crate) fn redacted(mut self, secrets: &[(&str, String)]) -> Self {
-        if secrets.is_empty() {
-            return self;
+        if !secrets.is_empty() {
+            self.redact(secrets);
         }
+        self
+    }
+
+    fn redact(&mut self, secrets: &[(&str, String)]) {
         let scrub = |text: &mut String| {
             for (value, placeholder) in secrets {
                 if !value.is_empty() && text.contains(value) {
@@ -105,7 +109,7 @@ impl RenderError {
                 }
             }
         };
-        match &mut self {
+        match self {
             RenderError::Template { message, .. }
             | RenderError::Object { message, .. }
             | RenderError::Scaling { message, .. }
@@ -119,18 +123,9 @@ impl RenderError {
                 scrub(arg);
                 scrub(message);
             }
-            RenderError::InCluster { inner, .. } => {
-                let taken = std::mem::replace(
-                    inner.as_mut(),
-                    RenderError::NotATemplate {
-                        file: PathBuf::new(),
-                    },
-                );
-                **inner = taken.redacted(secrets);
-            }
+            RenderError::InCluster { inner, .. } => inner.redact(secrets),
             RenderError::Read { .. } | RenderError::NotATemplate { .. } => {}
         }
-        self
     }
 
     /// This error, saying which cluster it happened for (unless it already does).
