@@ -40,6 +40,27 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    /// Render a release locally for the clusters of an environment (no cluster, no
+    /// Vault): multi-document YAML on stdout, secrets as placeholders.
+    Template {
+        /// The release: its folder name under releases/, or the path of its release.yaml.
+        release: String,
+        /// The environment (environments/<ENV>.yaml).
+        #[arg(long)]
+        env: String,
+        /// Only this cluster (kube context); prints its objects and nothing else.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Override a value: `--set image.pullPolicy=Always` (numbers and booleans typed).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Render this application version instead of the descriptor's.
+        #[arg(long)]
+        version: Option<String>,
+        /// Read the secrets from Vault and show them (needs Vault).
+        #[arg(long)]
+        show_secrets: bool,
+    },
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -72,5 +93,23 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
             };
             crate::action::lint::run(&cli.root, &scope, output)
         }
+        Command::Template {
+            release,
+            env,
+            cluster,
+            set,
+            version,
+            show_secrets,
+        } => crate::action::template::run(
+            &cli.root,
+            &crate::action::template::TemplateArgs {
+                release,
+                env,
+                cluster,
+                set,
+                version,
+                show_secrets,
+            },
+        ),
     }
 }

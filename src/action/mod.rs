@@ -2,3 +2,4 @@
 //! cluster and storage.
 
 pub mod lint;
+pub mod template;
