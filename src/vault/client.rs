@@ -414,7 +414,9 @@ pub fn api_path(kv: &KvConfig, relative: &str) -> String {
 
 fn login_reason(problem: &ReadProblem) -> String {
     match problem {
-        ReadProblem::PermissionDenied { detail, .. } => detail.clone(),
+        ReadProblem::PermissionDenied { detail, .. } | ReadProblem::Unexpected { detail, .. } => {
+            detail.clone()
+        }
         ReadProblem::MissingPath => "no such auth method mounted (HTTP 404)".to_string(),
         other => other.to_string(),
     }
