@@ -514,13 +514,14 @@ async fn secrets_check_reports_every_mapping_as_table_and_json_fake_vault() {
             "kv/dev/hello/db-onprem",
             "passwd",
             "NO:",
-            "the",
-            "secret",
-            "has",
-            "no",
-            "such",
+            "missing",
             "key"
         ]),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("\n  secret_id db-password, context dev-dc, path kv/dev/hello/db-onprem, key passwd: the secret has no such key (its keys: password)\n"),
         "{}",
         run.stdout
     );

@@ -4,7 +4,10 @@
 
 use crate::config::{LoadedEnvironment, LoadedRelease, Repo};
 use crate::output::OutputFormat;
-use crate::vault::{CheckRow, SecretPlan, SecretReader, VaultEnv, VaultError, VaultSession};
+use crate::vault::{
+    check_failures, CheckRow, SecretFailure, SecretPlan, SecretReader, VaultEnv, VaultError,
+    VaultSession,
+};
 use crate::Result;
 use serde::Serialize;
 use std::io::Write;
@@ -46,6 +49,9 @@ pub struct CheckReport {
     /// KV reads made: one per distinct (path, version).
     pub reads: usize,
     pub secrets: Vec<CheckLine>,
+    /// The lines that do not resolve, grouped (one per secret_id, path, key and problem).
+    #[serde(skip)]
+    pub failures: Vec<SecretFailure>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +127,7 @@ pub async fn check_report(
         vault: None,
         reads: 0,
         secrets: Vec::new(),
+        failures: Vec::new(),
     };
     let Some(config) = env
         .environment
@@ -134,6 +141,7 @@ pub async fn check_report(
     let rows = SecretReader::new(&session).check(&plan).await?;
     report.vault = Some(session.address().to_string());
     report.reads = session.read_count();
+    report.failures = check_failures(&rows);
     report.secrets = rows.into_iter().map(CheckLine::from).collect();
     Ok(report)
 }
@@ -167,9 +175,9 @@ fn table(report: &CheckReport) -> String {
             None => line.path.clone(),
         },
         key: &line.key,
-        resolves: match &line.detail {
+        resolves: match &line.problem {
             None => "yes".to_string(),
-            Some(detail) => format!("NO: {detail}"),
+            Some(problem) => format!("NO: {problem}"),
         },
     });
     let mut text = Table::new(rows).with(Style::blank()).to_string();
@@ -182,5 +190,8 @@ fn table(report: &CheckReport) -> String {
         report.reads,
         report.vault.as_deref().unwrap_or("Vault"),
     ));
+    for failure in &report.failures {
+        text.push_str(&format!("  {failure}\n"));
+    }
     text
 }

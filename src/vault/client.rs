@@ -364,7 +364,7 @@ impl VaultSession {
     fn classify(&self, err: ClientError, version: Option<u64>) -> ReadProblem {
         let address = self.address.clone();
         let (code, messages) = match &err {
-            ClientError::APIError { code, errors } => (*code, errors.join("; ")),
+            ClientError::APIError { code, errors } => (*code, tidy_messages(errors.iter())),
             ClientError::RestClientError {
                 source: rustify::errors::ClientError::ServerResponseError { code, content },
             } => (*code, error_messages(content.as_deref())),
@@ -591,19 +591,40 @@ fn error_messages(body: Option<&str>) -> String {
     match serde_json::from_str::<Value>(body) {
         Ok(Value::Object(map)) => {
             if let Some(Value::Array(errors)) = map.get("errors") {
-                errors
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                tidy_messages(errors.iter().filter_map(Value::as_str))
             } else if let Some(Value::String(error)) = map.get("error") {
-                error.clone()
+                tidy_messages([error])
             } else {
                 String::new()
             }
         }
         _ => String::new(),
     }
+}
+
+/// Vault's error texts on one line. Vault wraps most in a multierror ("1 error occurred:
+/// \n\t* permission denied\n\n"): keep the items only.
+fn tidy_messages<S: AsRef<str>>(messages: impl IntoIterator<Item = S>) -> String {
+    let mut items = Vec::new();
+    for message in messages {
+        let flat = message
+            .as_ref()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let body = match flat.split_once(" occurred:") {
+            Some((count, rest)) if count.ends_with("error") || count.ends_with("errors") => {
+                rest.to_string()
+            }
+            _ => flat,
+        };
+        items.extend(
+            body.split(" * ")
+                .map(|item| item.trim().trim_start_matches("* ").trim().to_string())
+                .filter(|item| !item.is_empty()),
+        );
+    }
+    items.join("; ")
 }
 
 /// An error and its sources, one line. Quoted text is dropped: parser messages quote the
@@ -642,6 +663,19 @@ fn scrub_quoted(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vault_multierrors_read_as_one_line() {
+        assert_eq!(
+            tidy_messages(["1 error occurred:\n\t* permission denied\n\n"]),
+            "permission denied"
+        );
+        assert_eq!(
+            tidy_messages(["2 errors occurred:\n\t* a\n\t* b c\n\n", "Vault is sealed"]),
+            "a; b c; Vault is sealed"
+        );
+        assert_eq!(tidy_messages(["Permission denied."]), "Permission denied.");
+    }
 
     #[test]
     fn quoted_text_is_scrubbed_from_error_chains() {

@@ -28,7 +28,7 @@ mod secret;
 pub use client::{api_path, SecretData, VaultEnv, VaultSession, DEFAULT_JWT_FILE};
 pub use error::{ReadProblem, SecretFailure, VaultError};
 pub use plan::{PlannedSecret, ReadKey, SecretPlan};
-pub use resolve::{CheckRow, ResolvedSecrets, SecretReader, READ_CONCURRENCY};
+pub use resolve::{check_failures, CheckRow, ResolvedSecrets, SecretReader, READ_CONCURRENCY};
 pub use secret::{SecretValue, REDACTED};
 
 use crate::config::{LoadedEnvironment, LoadedRelease};

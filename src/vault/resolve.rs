@@ -173,6 +173,16 @@ impl<'a> SecretReader<'a> {
     }
 }
 
+/// The rows of a check that do not resolve, grouped as [`SecretReader::resolve`] reports
+/// them.
+pub fn check_failures(rows: &[CheckRow]) -> Vec<SecretFailure> {
+    group_failures(
+        rows.iter()
+            .filter_map(|row| row.outcome.clone().err().map(|p| (&row.entry, p)))
+            .collect(),
+    )
+}
+
 /// One failure per (secret_id, path, version, key, problem), listing its contexts: a
 /// default entry that fails says so once, not once per cluster.
 fn group_failures(failures: Vec<(&PlannedSecret, ReadProblem)>) -> Vec<SecretFailure> {
