@@ -152,7 +152,14 @@ async fn secret_values_never_appear_in_output_or_logs_fake_vault() {
 
     // (what, repo, args, vars, expected exit code); the case's name is also what the
     // output must show happened (see `expected` below).
-    let cases: Vec<(&str, &TestRepo, &[&str], Vec<(&str, &str)>, i32)> = vec![
+    type Case<'a> = (
+        &'a str,
+        &'a TestRepo,
+        &'a [&'a str],
+        Vec<(&'a str, &'a str)>,
+        i32,
+    );
+    let cases: Vec<Case> = vec![
         ("secrets check", &good, &check, token.to_vec(), 0),
         (
             "secrets check -o json",
