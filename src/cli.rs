@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "flotilla", version, about = "Release to every cluster of an environment at once")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "Release to every cluster of an environment at once"
+)]
 pub struct Cli {
     /// The deployment repo: the folder holding `releases/` and `environments/`.
     #[arg(long, global = true, default_value = ".")]
