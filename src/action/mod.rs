@@ -1,2 +1,4 @@
 //! One file per user command. The only layer that composes config, engine, vault,
 //! cluster and storage.
+
+pub mod cluster_release;

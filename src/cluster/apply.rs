@@ -75,6 +75,7 @@ impl ClusterHandle {
             .await?;
         let mut object = object.clone();
         labels::stamp(&mut object, &opts.release);
+        default_port_protocols(&mut object);
         if namespaced {
             let ns = id
                 .namespace
@@ -268,6 +269,34 @@ impl ClusterHandle {
         let mut changes = Vec::new();
         subset_drift("", &desired, &live, &mut changes);
         Ok((id, Some(changes)))
+    }
+}
+
+/// Fills `protocol: TCP` (the server's default) in every `ports` list entry without one.
+/// API servers before 1.20.x/1.21 reject a server-side apply whose port lists (keyed by
+/// port and protocol) omit the protocol: "associative list with keys has an element
+/// that omits key field \"protocol\"".
+fn default_port_protocols(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if key == "ports" {
+                    if let Value::Array(ports) = inner {
+                        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                            let is_port =
+                                port.contains_key("port") || port.contains_key("containerPort");
+                            if is_port && !port.contains_key("protocol") {
+                                port.insert("protocol".into(), Value::String("TCP".into()));
+                            }
+                        }
+                    }
+                } else {
+                    default_port_protocols(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(default_port_protocols),
+        _ => {}
     }
 }
 

@@ -23,6 +23,13 @@ pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> 
     }
 }
 
+/// Chooses rustls's `ring` provider for the process. Both `ring` (kube) and `aws-lc-rs`
+/// (vaultrs through reqwest) are linked, and rustls then refuses to guess, panicking on
+/// the first TLS connection. Idempotent; a provider already installed is kept.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A connection to one cluster (one kubeconfig context). Cheap to clone; clones share
 /// the discovery cache and the request counter.
 #[derive(Clone)]
@@ -40,6 +47,7 @@ impl ClusterHandle {
         kubeconfig: &Kubeconfig,
         context: &str,
     ) -> Result<ClusterHandle, ClusterError> {
+        install_crypto_provider();
         if !kubeconfig.contexts.iter().any(|c| c.name == context) {
             let known: Vec<&str> = kubeconfig
                 .contexts

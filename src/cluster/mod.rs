@@ -14,9 +14,18 @@ mod lock;
 mod objects;
 mod wait;
 
-pub use apply::{ApplyOptions, Conflict, ObjectDiff};
+pub use apply::{ApplyOptions, Conflict, FieldChange, ObjectDiff};
 pub use client::{load_kubeconfig, ClusterHandle};
-pub use lock::{Lock, LockOptions};
+pub use lock::{host_name as lock_host, user_at_host, Lock, LockOptions};
+
+/// The user part of `user@host`, as records store it.
+pub fn lock_user() -> String {
+    user_at_host()
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
 pub use objects::{sort_for_apply, ObjectRef};
 pub use tokio_util::sync::CancellationToken;
 pub use wait::{Health, WaitOptions};

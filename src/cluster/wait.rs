@@ -129,7 +129,8 @@ impl ClusterHandle {
         let mut updates = stream::select_all(streams);
         // Latest revision number seen per Deployment, to tell new pods from old ones.
         let mut deployment_revisions: HashMap<(String, String), u64> = HashMap::new();
-        let mut replica_sets: HashMap<(String, String), Option<(String, u64)>> = HashMap::new();
+        // Pods with a stuck container whose revision is not known yet.
+        let mut suspects: HashMap<(String, String), Pod> = HashMap::new();
         let deadline = tokio::time::sleep(opts.timeout);
         tokio::pin!(deadline);
         loop {
@@ -160,22 +161,33 @@ impl ClusterHandle {
             };
             let (kind, ns, name, health) = match update {
                 Update::Pod(pod) => {
-                    if let Some(reason) = self
-                        .broken_pod(&pod, &deployment_revisions, &mut replica_sets, &pending)
-                        .await
-                    {
-                        return Err(reason);
+                    let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+                    if fatal_container(&pod).is_none() {
+                        suspects.remove(&key);
+                        continue;
                     }
+                    suspects.insert(key, pod);
+                    self.judge(&mut suspects, &deployment_revisions, &pending)
+                        .await?;
                     continue;
                 }
                 Update::Deployment(d) => {
-                    if let Some(rev) = d
+                    let key = (d.namespace().unwrap_or_default(), d.name_any());
+                    // The revision counts only once the controller has seen the new
+                    // generation: before that, the previous revision's pods look new.
+                    let revision = d
                         .annotations()
                         .get(REVISION_ANNOTATION)
-                        .and_then(|r| r.parse().ok())
-                    {
-                        deployment_revisions
-                            .insert((d.namespace().unwrap_or_default(), d.name_any()), rev);
+                        .and_then(|r| r.parse().ok());
+                    match revision.filter(|_| {
+                        observed(&d, d.status.as_ref().and_then(|s| s.observed_generation))
+                    }) {
+                        Some(revision) => deployment_revisions.insert(key, revision),
+                        None => deployment_revisions.remove(&key),
+                    };
+                    if !suspects.is_empty() {
+                        self.judge(&mut suspects, &deployment_revisions, &pending)
+                            .await?;
                     }
                     (
                         "Deployment",
@@ -231,65 +243,87 @@ impl ClusterHandle {
         }
     }
 
-    /// A failure when `pod` belongs to the new revision of a workload we wait for and
-    /// one of its containers is stuck for good.
-    async fn broken_pod(
+    /// Judges the suspects: the first one that belongs to the new revision of a
+    /// workload we wait for fails the wait; pods of older revisions are dropped; pods
+    /// whose Deployment has not shown its new revision yet stay suspects.
+    async fn judge(
+        &self,
+        suspects: &mut HashMap<(String, String), Pod>,
+        deployment_revisions: &HashMap<(String, String), u64>,
+        pending: &BTreeMap<(String, String, String), String>,
+    ) -> Result<(), ClusterError> {
+        let mut innocent = Vec::new();
+        for (key, pod) in suspects.iter() {
+            match self.verdict(pod, deployment_revisions, pending).await {
+                Verdict::Broken(err) => return Err(err),
+                Verdict::Innocent => innocent.push(key.clone()),
+                Verdict::Undecided => {}
+            }
+        }
+        for key in innocent {
+            suspects.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn verdict(
         &self,
         pod: &Pod,
         deployment_revisions: &HashMap<(String, String), u64>,
-        replica_sets: &mut HashMap<(String, String), Option<(String, u64)>>,
         pending: &BTreeMap<(String, String, String), String>,
-    ) -> Option<ClusterError> {
-        let (container, reason, message) = fatal_container(pod)?;
+    ) -> Verdict {
+        let Some((container, reason, message)) = fatal_container(pod) else {
+            return Verdict::Innocent;
+        };
         let ns = pod.namespace().unwrap_or_default();
-        let owner = pod
+        let Some(owner) = pod
             .owner_references()
             .iter()
-            .find(|o| o.controller == Some(true))?;
+            .find(|o| o.controller == Some(true))
+        else {
+            return Verdict::Innocent;
+        };
         let workload = match owner.kind.as_str() {
             "ReplicaSet" => {
-                let key = (ns.clone(), owner.name.clone());
-                if !replica_sets.contains_key(&key) {
-                    let rs = Api::<ReplicaSet>::namespaced(self.client(), &ns)
-                        .get_opt(&owner.name)
-                        .await
-                        .ok()
-                        .flatten();
-                    let found = rs.and_then(|rs| {
-                        let deployment = rs
-                            .owner_references()
-                            .iter()
-                            .find(|o| o.kind == "Deployment")?
-                            .name
-                            .clone();
-                        let revision = rs.annotations().get(REVISION_ANNOTATION)?.parse().ok()?;
-                        Some((deployment, revision))
-                    });
-                    replica_sets.insert(key.clone(), found);
-                }
-                let (deployment, revision) = replica_sets.get(&key)?.clone()?;
-                let current = deployment_revisions
-                    .get(&(ns.clone(), deployment.clone()))
-                    .copied()
+                // Read each time: a rollback gives an old ReplicaSet a new revision.
+                let rs = Api::<ReplicaSet>::namespaced(self.client(), &ns)
+                    .get_opt(&owner.name)
+                    .await;
+                let Ok(Some(rs)) = rs else {
+                    return Verdict::Undecided;
+                };
+                let Some(deployment) = rs
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.kind == "Deployment")
+                    .map(|o| o.name.clone())
+                else {
+                    return Verdict::Innocent;
+                };
+                let revision: u64 = rs
+                    .annotations()
+                    .get(REVISION_ANNOTATION)
+                    .and_then(|r| r.parse().ok())
                     .unwrap_or(0);
-                // An older ReplicaSet's pods are the previous revision going away.
-                if revision < current {
-                    return None;
+                match deployment_revisions.get(&(ns.clone(), deployment.clone())) {
+                    None => return Verdict::Undecided,
+                    // An older ReplicaSet's pods are the previous revision going away.
+                    Some(current) if revision < *current => return Verdict::Innocent,
+                    Some(_) => ("Deployment", deployment),
                 }
-                ("Deployment", deployment)
             }
             kind @ ("StatefulSet" | "DaemonSet" | "Job") => (kind, owner.name.clone()),
-            _ => return None,
+            _ => return Verdict::Innocent,
         };
         if !pending.contains_key(&(workload.0.to_owned(), ns.clone(), workload.1.clone())) {
-            return None;
+            return Verdict::Innocent;
         }
         let detail = if message.is_empty() {
             String::new()
         } else {
             format!(": {message}")
         };
-        Some(ClusterError::Unhealthy {
+        Verdict::Broken(ClusterError::Unhealthy {
             context: self.context().to_owned(),
             object: format!("{} {ns}/{}", workload.0, workload.1),
             reason: format!(
@@ -298,6 +332,12 @@ impl ClusterHandle {
             ),
         })
     }
+}
+
+enum Verdict {
+    Broken(ClusterError),
+    Innocent,
+    Undecided,
 }
 
 /// The first container (init containers included) waiting for a fatal reason.
@@ -420,4 +460,43 @@ pub fn job_health(j: &Job) -> Health {
         }
     }
     Health::Progressing("not complete".into())
+}
+
+impl ClusterHandle {
+    /// The health of one object now (for `status`); `None` for kinds without one.
+    pub async fn health_of(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<Health>, ClusterError> {
+        let ns = id.namespace.clone().unwrap_or_else(|| namespace.to_owned());
+        let client = self.client();
+        let read = |e| self.error("read", id, e);
+        let health = match (id.api_version.as_str(), id.kind.as_str()) {
+            ("apps/v1", "Deployment") => Api::<Deployment>::namespaced(client, &ns)
+                .get_opt(&id.name)
+                .await
+                .map_err(read)?
+                .map(|d| deployment_health(&d)),
+            ("apps/v1", "StatefulSet") => Api::<StatefulSet>::namespaced(client, &ns)
+                .get_opt(&id.name)
+                .await
+                .map_err(read)?
+                .map(|s| statefulset_health(&s)),
+            ("apps/v1", "DaemonSet") => Api::<DaemonSet>::namespaced(client, &ns)
+                .get_opt(&id.name)
+                .await
+                .map_err(read)?
+                .map(|d| daemonset_health(&d)),
+            ("batch/v1", "Job") => Api::<Job>::namespaced(client, &ns)
+                .get_opt(&id.name)
+                .await
+                .map_err(read)?
+                .map(|j| job_health(&j)),
+            _ => return Ok(None),
+        };
+        Ok(Some(
+            health.unwrap_or_else(|| Health::Failed("missing".into())),
+        ))
+    }
 }

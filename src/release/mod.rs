@@ -94,6 +94,10 @@ pub struct ReleaseRecord {
     pub app_version: String,
     /// The objects as applied (before our labels), `Secret` data redacted.
     pub manifest: Vec<Value>,
+    /// Identities of the objects as applied (namespace filled in): what prune and
+    /// uninstall look for.
+    #[serde(default)]
+    pub objects: Vec<crate::cluster::ObjectRef>,
     /// Merged values with `Values.secrets` removed.
     pub values: Value,
     /// For a rollback: the revision whose objects it re-applied.
@@ -115,6 +119,10 @@ pub fn redacted(value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("<redacted sha256:{hex}>")
+}
+
+pub fn is_redacted(text: &str) -> bool {
+    text.starts_with("<redacted sha256:") && text.ends_with('>')
 }
 
 /// Whether a manifest object is a core `Secret` (whose data never goes into a record).
@@ -144,7 +152,10 @@ pub fn redact_secret_object(object: &mut Value) {
         if let Some(Value::Object(map)) = object.get_mut(field) {
             for value in map.values_mut() {
                 let text = value.as_str().unwrap_or_default().to_owned();
-                *value = Value::String(redacted(&text));
+                // Idempotent: a recorded manifest is redacted already.
+                if !is_redacted(&text) {
+                    *value = Value::String(redacted(&text));
+                }
             }
         }
     }
