@@ -22,6 +22,13 @@ pub struct TestCluster {
 
 /// A fresh namespace name on the test cluster, with a simulated kubelet for it.
 pub async fn cluster(test: &str) -> TestCluster {
+    let t = cluster_in(&unique_namespace(test)).await;
+    kubelet::spawn(t.handle.client(), &t.namespace);
+    t
+}
+
+/// The test cluster, in a namespace another process created (no kubelet of our own).
+pub async fn cluster_in(namespace: &str) -> TestCluster {
     let path = std::env::var("FLOTILLA_TEST_KUBECONFIG")
         .expect("FLOTILLA_TEST_KUBECONFIG must name the kubeconfig of the test cluster");
     let kubeconfig = load_kubeconfig(Some(std::path::Path::new(&path))).expect("kubeconfig");
@@ -32,9 +39,10 @@ pub async fn cluster(test: &str) -> TestCluster {
     let handle = ClusterHandle::connect(&kubeconfig, &context)
         .await
         .expect("connect");
-    let namespace = unique_namespace(test);
-    kubelet::spawn(handle.client(), &namespace);
-    TestCluster { handle, namespace }
+    TestCluster {
+        handle,
+        namespace: namespace.to_owned(),
+    }
 }
 
 pub fn unique_namespace(test: &str) -> String {
