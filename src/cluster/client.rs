@@ -30,6 +30,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// `(apiVersion, kind)` → the resource and whether it is namespaced.
+type DiscoveryCache = HashMap<(String, String), (ApiResource, bool)>;
+
 /// A connection to one cluster (one kubeconfig context). Cheap to clone; clones share
 /// the discovery cache and the request counter.
 #[derive(Clone)]
@@ -37,7 +40,7 @@ pub struct ClusterHandle {
     context: String,
     client: Client,
     requests: Arc<AtomicU64>,
-    resources: Arc<Mutex<HashMap<(String, String), (ApiResource, bool)>>>,
+    resources: Arc<Mutex<DiscoveryCache>>,
 }
 
 impl ClusterHandle {

@@ -183,8 +183,7 @@ impl ClusterHandle {
         ClusterError::Locked {
             context: self.context().to_owned(),
             release: release.to_owned(),
-            namespace: namespace.to_owned(),
-            lease: lease_name(release),
+            lease: format!("{namespace}/{}", lease_name(release)),
             holder: spec
                 .holder_identity
                 .unwrap_or_else(|| "an unknown holder".into()),

@@ -106,11 +106,11 @@ pub enum ClusterError {
         timeout: Duration,
         pending: Vec<String>,
     },
-    #[error("cluster `{context}`: release `{release}` is locked by {holder} since {since} (lease {namespace}/{lease}); wait for it to finish, or for the lease to go stale")]
+    #[error("cluster `{context}`: release `{release}` is locked by {holder} since {since} (lease {lease}); wait for it to finish, or for the lease to go stale")]
     Locked {
         context: String,
         release: String,
-        namespace: String,
+        /// `namespace/name` of the Lease.
         lease: String,
         holder: String,
         since: String,

@@ -44,11 +44,11 @@ pub enum Health {
 }
 
 enum Update {
-    Deployment(Deployment),
-    StatefulSet(StatefulSet),
-    DaemonSet(DaemonSet),
-    Job(Job),
-    Pod(Pod),
+    Deployment(Box<Deployment>),
+    StatefulSet(Box<StatefulSet>),
+    DaemonSet(Box<DaemonSet>),
+    Job(Box<Job>),
+    Pod(Box<Pod>),
 }
 
 fn watch<K>(api: Api<K>, name: Option<&str>) -> BoxStream<'static, Result<K, watcher::Error>>
@@ -89,21 +89,21 @@ impl ClusterHandle {
             let stream = match (id.api_version.as_str(), id.kind.as_str()) {
                 ("apps/v1", "Deployment") => {
                     watch(Api::<Deployment>::namespaced(client, &ns), Some(&id.name))
-                        .map(|r| r.map(Update::Deployment))
+                        .map(|r| r.map(|o| Update::Deployment(Box::new(o))))
                         .boxed()
                 }
                 ("apps/v1", "StatefulSet") => {
                     watch(Api::<StatefulSet>::namespaced(client, &ns), Some(&id.name))
-                        .map(|r| r.map(Update::StatefulSet))
+                        .map(|r| r.map(|o| Update::StatefulSet(Box::new(o))))
                         .boxed()
                 }
                 ("apps/v1", "DaemonSet") => {
                     watch(Api::<DaemonSet>::namespaced(client, &ns), Some(&id.name))
-                        .map(|r| r.map(Update::DaemonSet))
+                        .map(|r| r.map(|o| Update::DaemonSet(Box::new(o))))
                         .boxed()
                 }
                 ("batch/v1", "Job") => watch(Api::<Job>::namespaced(client, &ns), Some(&id.name))
-                    .map(|r| r.map(Update::Job))
+                    .map(|r| r.map(|o| Update::Job(Box::new(o))))
                     .boxed(),
                 _ => continue,
             };
@@ -122,7 +122,7 @@ impl ClusterHandle {
         for ns in &pod_namespaces {
             streams.push(
                 watch(Api::<Pod>::namespaced(self.client(), ns), None)
-                    .map(|r| r.map(Update::Pod))
+                    .map(|r| r.map(|o| Update::Pod(Box::new(o))))
                     .boxed(),
             );
         }
@@ -166,7 +166,7 @@ impl ClusterHandle {
                         suspects.remove(&key);
                         continue;
                     }
-                    suspects.insert(key, pod);
+                    suspects.insert(key, *pod);
                     self.judge(&mut suspects, &deployment_revisions, &pending)
                         .await?;
                     continue;
@@ -180,7 +180,10 @@ impl ClusterHandle {
                         .get(REVISION_ANNOTATION)
                         .and_then(|r| r.parse().ok());
                     match revision.filter(|_| {
-                        observed(&d, d.status.as_ref().and_then(|s| s.observed_generation))
+                        observed(
+                            d.as_ref(),
+                            d.status.as_ref().and_then(|s| s.observed_generation),
+                        )
                     }) {
                         Some(revision) => deployment_revisions.insert(key, revision),
                         None => deployment_revisions.remove(&key),
