@@ -22,7 +22,29 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Render a release locally for the clusters of an environment (no cluster, no
+    /// Vault): multi-document YAML on stdout, secrets as placeholders.
+    Template {
+        /// The release: its folder name under releases/, or the path of its release.yaml.
+        release: String,
+        /// The environment (environments/<ENV>.yaml).
+        #[arg(long)]
+        env: String,
+        /// Only this cluster (kube context); prints its objects and nothing else.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Override a value: `--set image.pullPolicy=Always` (numbers and booleans typed).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Render this application version instead of the descriptor's.
+        #[arg(long)]
+        version: Option<String>,
+        /// Read the secrets from Vault and show them (needs Vault).
+        #[arg(long)]
+        show_secrets: bool,
+    },
+}
 
 pub fn init_logging(cli: &Cli) {
     let default = match cli.verbose {
@@ -40,5 +62,24 @@ pub fn init_logging(cli: &Cli) {
 }
 
 pub async fn run(cli: Cli) -> crate::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Template {
+            release,
+            env,
+            cluster,
+            set,
+            version,
+            show_secrets,
+        } => crate::action::template::run(
+            &cli.root,
+            &crate::action::template::TemplateArgs {
+                release,
+                env,
+                cluster,
+                set,
+                version,
+                show_secrets,
+            },
+        ),
+    }
 }

@@ -2,3 +2,4 @@
 //! cluster and storage.
 
 pub mod cluster_release;
+pub mod template;

@@ -1,18 +1,20 @@
+use std::fmt;
 use std::path::PathBuf;
 use thiserror::Error;
 
-/// A problem in an environment file or a release descriptor. Always bad input: exit 2.
+/// A problem in an environment file or a release descriptor, or in finding them. Always
+/// bad input: exit 2.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
+    #[error("{}: cannot read: {source}", file.display())]
     Read {
         file: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    /// A YAML syntax error or a value of the wrong type or an unknown field, as found by
-    /// the parser; `field` is the path serde was at.
-    #[error("{file}{}: {field}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    /// A YAML syntax error, a value of the wrong type or an unknown field, as found by
+    /// the parser; `field` is the path serde was at (empty at the top of the document).
+    #[error("{}: {}", Located(file, *line), WithField(field, message))]
     Parse {
         file: PathBuf,
         line: Option<usize>,
@@ -20,10 +22,115 @@ pub enum ConfigError {
         message: String,
     },
     /// A value that parses but is not allowed.
-    #[error("{file}: {field}: {message}")]
+    #[error("{}: {}", Located(file, *line), WithField(field, message))]
     Invalid {
         file: PathBuf,
+        line: Option<usize>,
         field: String,
         message: String,
     },
+    /// `--root` (or the current folder) is not a deployment repo.
+    #[error("{}: not a deployment repo: {what} (use --root to point at the folder holding releases/ and environments/)", root.display())]
+    NotARepo { root: PathBuf, what: String },
+    #[error("no environment {name:?}: {} has {}", dir.display(), known_list(known))]
+    UnknownEnvironment {
+        name: String,
+        dir: PathBuf,
+        known: Vec<String>,
+    },
+    #[error("no release {name:?}: {} has {}", dir.display(), known_list(known))]
+    UnknownRelease {
+        name: String,
+        dir: PathBuf,
+        known: Vec<String>,
+    },
+    /// `--branch` selects exactly one environment through the environments' `branch`.
+    #[error("{}", branch_message(branch, matches, known))]
+    Branch {
+        branch: String,
+        /// The environments whose `branch` is this one (none or several).
+        matches: Vec<String>,
+        /// Every environment with a branch, as `env (branch)`.
+        known: Vec<String>,
+    },
+    /// Several problems, each on its own line.
+    #[error("{}", Lines(.0))]
+    Many(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// One error for a list of problems: none is `Ok`, one is itself, more are `Many`.
+    pub fn from_list(mut errors: Vec<ConfigError>) -> Result<(), ConfigError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(ConfigError::Many(errors)),
+        }
+    }
+
+    /// Every single problem, with `Many` flattened.
+    pub fn problems(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Many(list) => list.iter().flat_map(|e| e.problems()).collect(),
+            other => vec![other],
+        }
+    }
+}
+
+struct Located<'a>(&'a PathBuf, Option<usize>);
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.display())?;
+        if let Some(line) = self.1 {
+            write!(f, ":{line}")?;
+        }
+        Ok(())
+    }
+}
+
+struct WithField<'a>(&'a str, &'a str);
+
+impl fmt::Display for WithField<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            write!(f, "{}", self.1)
+        } else {
+            write!(f, "{}: {}", self.0, self.1)
+        }
+    }
+}
+
+struct Lines<'a>(&'a [ConfigError]);
+
+impl fmt::Display for Lines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problems:", self.0.len())?;
+        for err in self.0 {
+            write!(f, "\n  {err}")?;
+        }
+        Ok(())
+    }
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.join(", ")
+    }
+}
+
+fn branch_message(branch: &str, matches: &[String], known: &[String]) -> String {
+    if matches.is_empty() {
+        format!(
+            "no environment deploys from branch {branch:?}; branches: {}",
+            known_list(known)
+        )
+    } else {
+        format!(
+            "branch {branch:?} is the branch of several environments ({}); give each environment its own branch",
+            matches.join(", ")
+        )
+    }
 }

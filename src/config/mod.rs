@@ -11,7 +11,15 @@
 mod environment;
 mod error;
 mod release;
+mod repo;
+mod validate;
+pub mod yaml;
 
 pub use environment::*;
 pub use error::ConfigError;
 pub use release::*;
+pub use repo::*;
+pub use validate::{
+    check_release_contexts, check_release_for_environment, dns_label_problem,
+    dns_subdomain_problem, API_VERSION, KIND,
+};

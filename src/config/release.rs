@@ -1,6 +1,7 @@
 //! `releases/<name>/release.yaml`: one application's chart, version, values per
 //! environment, replica counts per context and Vault mappings.
 
+use super::Cluster;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -110,4 +111,35 @@ impl SecretMapping {
             .find(|s| s.name == context)
             .or_else(|| self.contexts.iter().find(|s| s.name == DEFAULT_CONTEXT))
     }
+}
+
+impl SecretSource {
+    /// The Vault path for one cluster: `vaultPath` rendered as Handlebars over
+    /// `{ global: <the cluster's globals> }`, strictly (a missing global is an error) and
+    /// without HTML escaping. The error text says what is wrong, without file or field.
+    pub fn vault_path_for(&self, cluster: &Cluster) -> Result<String, String> {
+        let mut registry = handlebars::Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        let context = serde_json::json!({ "global": &cluster.global });
+        registry
+            .render_template(&self.vault_path, &context)
+            .map_err(|err| match err.reason() {
+                handlebars::RenderErrorReason::MissingVariable(Some(var)) => format!(
+                    "{var:?} is not a global of this cluster (globals: {})",
+                    global_names(cluster)
+                ),
+                other => other.to_string(),
+            })
+    }
+}
+
+fn global_names(cluster: &Cluster) -> String {
+    let mut names = vec!["cloud", "env", "region", "clusterName"];
+    names.extend(cluster.global.extra.keys().map(String::as_str));
+    names
+        .iter()
+        .map(|n| format!("global.{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

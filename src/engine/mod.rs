@@ -2,14 +2,31 @@
 //! rendering Handlebars templates (with Helm-style helpers) into Kubernetes objects,
 //! once per cluster.
 //!
-//! Must not: read Vault or talk to a cluster. Secret values arrive already resolved (or
-//! as placeholders) in the values given to it.
+//! The flow, as Helm's `pkg/chart` + `pkg/engine` split it:
+//! - [`Chart::load`] reads `Chart.yaml`, `values.yaml`, `templates/*.yaml` and the
+//!   `templates/_*.hbs` partials, and compiles them once into a Handlebars registry
+//!   (strict mode, no HTML escaping, the helpers of [`helpers`]).
+//! - [`Renderer::new`] merges the layers every cluster of an environment shares (chart
+//!   values, `spec.values`, the environment's override, `--set`) once.
+//! - [`Renderer::render`] adds one cluster's layers (`global`, `secrets`, `scaling`),
+//!   renders every template, splits the output into objects and applies scaling.
+//! - [`check`] holds the stricter checks `lint` runs on rendered objects.
+//!
+//! Secrets are an input: a map secret_id → value given to [`Renderer::render`]. `template`
+//! passes [`placeholder_secrets`]; a deploy passes the values the vault module resolved.
+//! The engine never reads Vault, and every error it returns has the secret values it was
+//! given replaced by their placeholders.
+//!
+//! Must not: read Vault or talk to a cluster; read anything but the chart's files.
 
-use thiserror::Error;
+mod chart;
+pub mod check;
+mod error;
+pub mod helpers;
+mod render;
+mod values;
 
-/// A chart that cannot be loaded or rendered. Always bad input: exit 2.
-#[derive(Debug, Error)]
-pub enum RenderError {
-    #[error("{0}")]
-    Todo(String),
-}
+pub use chart::{Chart, ChartMetadata};
+pub use error::RenderError;
+pub use render::{Manifest, ReleaseInfo, RenderedObject, Renderer};
+pub use values::{deep_merge, parse_set, placeholder, placeholder_secrets, SecretValues, SetValue};

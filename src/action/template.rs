@@ -1,0 +1,96 @@
+//! `flotilla template RELEASE --env E [--cluster CTX] [--set k=v]... [--version V]`:
+//! render locally, no cluster, no Vault. Secrets render as placeholders.
+//!
+//! Everything is rendered before anything is printed, so a failure in one cluster
+//! leaves stdout empty rather than half a manifest.
+
+use crate::config::{ConfigError, LoadedEnvironment, Repo};
+use crate::engine::{parse_set, placeholder_secrets, Chart, Renderer};
+use crate::Result;
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default)]
+pub struct TemplateArgs {
+    pub release: String,
+    pub env: String,
+    pub cluster: Option<String>,
+    pub set: Vec<String>,
+    pub version: Option<String>,
+    pub show_secrets: bool,
+}
+
+pub fn run(root: &Path, args: &TemplateArgs) -> Result<()> {
+    let yaml = render(root, args)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(yaml.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The text `template` prints.
+pub fn render(root: &Path, args: &TemplateArgs) -> Result<String> {
+    if args.show_secrets {
+        return Err(crate::Error::Reported(
+            "--show-secrets reads the secrets from Vault, which `template` cannot do yet; \
+             without it secrets render as <secret:ID> placeholders"
+                .into(),
+        ));
+    }
+    let repo = Repo::open(root)?;
+    let env = repo.environment(&args.env)?;
+    let mut release = repo.release(&args.release)?;
+    repo.check_release(&release, &env)?;
+    if let Some(version) = &args.version {
+        if version.trim().is_empty() {
+            return Err(crate::Error::Reported("--version must not be empty".into()));
+        }
+        release.descriptor.spec.version = version.clone();
+    }
+    let sets = args
+        .set
+        .iter()
+        .map(|arg| parse_set(arg))
+        .collect::<Result<Vec<_>, _>>()?;
+    let clusters = selected_clusters(&env, args.cluster.as_deref())?;
+
+    let chart = Chart::load(&release.chart_dir)?;
+    // No cluster is asked: the revision a first install would get.
+    let renderer = Renderer::for_release(&chart, &release, &env.environment.name, &sets, 1)?;
+    let mut out = String::new();
+    for cluster in &clusters {
+        let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
+        let manifest = renderer.render(cluster, &secrets)?;
+        let header = format!("cluster: {}", cluster.context);
+        out.push_str(&manifest.to_yaml(args.cluster.is_none().then_some(header.as_str())));
+    }
+    Ok(out)
+}
+
+fn selected_clusters<'e>(
+    env: &'e LoadedEnvironment,
+    context: Option<&str>,
+) -> Result<Vec<&'e crate::config::Cluster>> {
+    let clusters = &env.environment.clusters;
+    let Some(context) = context else {
+        return Ok(clusters.iter().collect());
+    };
+    match clusters.iter().find(|c| c.context == context) {
+        Some(cluster) => Ok(vec![cluster]),
+        None => Err(ConfigError::Invalid {
+            file: env.file.clone(),
+            line: None,
+            field: "clusters".into(),
+            message: format!(
+                "no cluster with context {context:?} (--cluster); environment {:?} has {}",
+                env.environment.name,
+                clusters
+                    .iter()
+                    .map(|c| c.context.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+        .into()),
+    }
+}

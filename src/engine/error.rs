@@ -1,0 +1,110 @@
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// A chart that cannot be loaded or rendered. Always bad input: exit 2.
+#[derive(Debug, Error)]
+pub enum RenderError {
+    /// A chart file that cannot be read (a missing `Chart.yaml`, an unreadable template).
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `Chart.yaml` or `values.yaml` that does not parse or holds a wrong value.
+    #[error("{file}{}: {field}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    ChartFile {
+        file: PathBuf,
+        line: Option<usize>,
+        field: String,
+        message: String,
+    },
+    /// A file under `templates/` that is neither a template nor a partial.
+    #[error("{file}: not a template: templates are `*.yaml` (or `*.yml`), partials `_NAME.hbs`")]
+    NotATemplate { file: PathBuf },
+    /// Handlebars syntax or rendering error, located in the chart file.
+    #[error("{file}{}: {message}", location(*line, *column))]
+    Template {
+        file: PathBuf,
+        line: Option<usize>,
+        column: Option<usize>,
+        message: String,
+    },
+    /// The rendered text of a template is not valid YAML.
+    #[error(
+        "{file}: invalid YAML after rendering, rendered line {line}: {message}\n  {line} | {text}"
+    )]
+    Yaml {
+        file: PathBuf,
+        line: usize,
+        text: String,
+        message: String,
+    },
+    /// A rendered document that is not a Kubernetes object.
+    #[error("{file}: rendered document {document} (from rendered line {line}): {message}")]
+    Object {
+        file: PathBuf,
+        document: usize,
+        line: usize,
+        message: String,
+    },
+    /// A replica count for a Deployment the chart did not render.
+    #[error("{file}: spec.scaling (context {context:?}): {message}")]
+    Scaling {
+        file: PathBuf,
+        context: String,
+        message: String,
+    },
+    /// A `--set` argument that cannot be understood.
+    #[error("--set {arg:?}: {message}")]
+    Set { arg: String, message: String },
+    /// A values layer that is not a map of values (`spec.values`, an override).
+    #[error("{file}: {field}: {message}")]
+    Values {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+fn location(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(":{line}:{column}"),
+        (Some(line), None) => format!(":{line}"),
+        _ => String::new(),
+    }
+}
+
+impl RenderError {
+    /// The same error with every secret value replaced by its placeholder: a template
+    /// error can quote rendered text or a helper's argument, and neither may show a secret.
+    pub(crate) fn redacted(mut self, secrets: &[(&str, String)]) -> Self {
+        if secrets.is_empty() {
+            return self;
+        }
+        let scrub = |text: &mut String| {
+            for (value, placeholder) in secrets {
+                if !value.is_empty() && text.contains(value) {
+                    *text = text.replace(value, placeholder);
+                }
+            }
+        };
+        match &mut self {
+            RenderError::Template { message, .. }
+            | RenderError::Object { message, .. }
+            | RenderError::Scaling { message, .. }
+            | RenderError::Values { message, .. }
+            | RenderError::ChartFile { message, .. } => scrub(message),
+            RenderError::Yaml { text, message, .. } => {
+                scrub(text);
+                scrub(message);
+            }
+            RenderError::Set { arg, message } => {
+                scrub(arg);
+                scrub(message);
+            }
+            RenderError::Read { .. } | RenderError::NotATemplate { .. } => {}
+        }
+        self
+    }
+}

@@ -1,0 +1,365 @@
+//! Rendering a chart for one cluster: the render context, the templates, the split into
+//! objects and scaling.
+
+use super::chart::{kind_of, Chart};
+use super::error::RenderError;
+use super::values::{deep_merge, placeholder, yaml_layer, yaml_message, SecretValues, SetValue};
+use crate::config::{Cluster, LoadedRelease, ReleaseDescriptor, ReleaseSpec, Replicas};
+use handlebars::{Context, RenderErrorReason};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+
+/// What the chart sees as `Release`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseInfo {
+    pub name: String,
+    pub namespace: String,
+    /// The application version (`spec.version`, or `--version`).
+    pub version: String,
+    /// The revision this render will be recorded as in the cluster.
+    pub revision: u64,
+}
+
+impl ReleaseInfo {
+    pub fn from_descriptor(descriptor: &ReleaseDescriptor, revision: u64) -> ReleaseInfo {
+        ReleaseInfo {
+            name: descriptor.metadata.name.clone(),
+            namespace: descriptor.metadata.namespace.clone(),
+            version: descriptor.spec.version.clone(),
+            revision,
+        }
+    }
+}
+
+/// One rendered Kubernetes object and the template it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedObject {
+    /// The template's file, for messages.
+    pub source: PathBuf,
+    pub object: Value,
+}
+
+impl RenderedObject {
+    pub fn api_version(&self) -> &str {
+        self.object["apiVersion"].as_str().unwrap_or_default()
+    }
+    pub fn kind(&self) -> &str {
+        self.object["kind"].as_str().unwrap_or_default()
+    }
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or_default()
+    }
+}
+
+/// Every object a chart rendered for one cluster, in template order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub objects: Vec<RenderedObject>,
+}
+
+impl Manifest {
+    /// Multi-document YAML, each document starting with `---`; `header` (a comment,
+    /// without `#`) goes before every document when given.
+    pub fn to_yaml(&self, header: Option<&str>) -> String {
+        let mut out = String::new();
+        for object in &self.objects {
+            out.push_str("---\n");
+            if let Some(header) = header {
+                out.push_str(&format!("# {header}\n"));
+            }
+            // A serde_json::Value always serialises to YAML.
+            out.push_str(&serde_yaml::to_string(&object.object).unwrap_or_default());
+        }
+        out
+    }
+}
+
+/// A chart ready to render for every cluster of one environment: the values every
+/// cluster shares are merged once.
+#[derive(Debug)]
+pub struct Renderer<'a> {
+    chart: &'a Chart,
+    release: ReleaseInfo,
+    spec: &'a ReleaseSpec,
+    descriptor_file: PathBuf,
+    /// chart values ← spec.values ← environment override ← `--set`.
+    base: Value,
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(
+        chart: &'a Chart,
+        release: ReleaseInfo,
+        spec: &'a ReleaseSpec,
+        descriptor_file: &Path,
+        environment: &str,
+        sets: &[SetValue],
+    ) -> Result<Renderer<'a>, RenderError> {
+        let mut base = chart.values.clone();
+        deep_merge(
+            &mut base,
+            yaml_layer(&spec.values, descriptor_file, "spec.values")?,
+        );
+        if let Some(over) = spec.environments.get(environment) {
+            let field = format!("spec.environments.{environment}.values");
+            deep_merge(
+                &mut base,
+                yaml_layer(&over.values, descriptor_file, &field)?,
+            );
+        }
+        for set in sets {
+            deep_merge(&mut base, set.as_layer());
+        }
+        Ok(Renderer {
+            chart,
+            release,
+            spec,
+            descriptor_file: descriptor_file.to_path_buf(),
+            base,
+        })
+    }
+
+    /// [`Renderer::new`] for a loaded release at its descriptor's version.
+    pub fn for_release(
+        chart: &'a Chart,
+        release: &'a LoadedRelease,
+        environment: &str,
+        sets: &[SetValue],
+        revision: u64,
+    ) -> Result<Renderer<'a>, RenderError> {
+        Renderer::new(
+            chart,
+            ReleaseInfo::from_descriptor(&release.descriptor, revision),
+            &release.descriptor.spec,
+            &release.file,
+            environment,
+            sets,
+        )
+    }
+
+    /// The merged values for one cluster, as the chart sees them in `Values`.
+    pub fn values(&self, cluster: &Cluster, secrets: &SecretValues) -> Value {
+        let mut values = self.base.clone();
+        // Globals is plain data: serialising it cannot fail.
+        let global = serde_json::to_value(&cluster.global).unwrap_or(Value::Null);
+        let secrets: Map<String, Value> = secrets
+            .iter()
+            .map(|(id, value)| (id.clone(), Value::String(value.clone())))
+            .collect();
+        let scaling: Map<String, Value> = self
+            .replicas(&cluster.context)
+            .iter()
+            .map(|r| (r.name.clone(), Value::from(r.count)))
+            .collect();
+        deep_merge(&mut values, json!({ "global": global }));
+        deep_merge(
+            &mut values,
+            json!({ "secrets": secrets, "scaling": scaling }),
+        );
+        values
+    }
+
+    fn replicas(&self, context: &str) -> &[Replicas] {
+        self.spec
+            .scaling_for(context)
+            .map(|s| s.replicas.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Render every template for `cluster` with these secret values.
+    pub fn render(
+        &self,
+        cluster: &Cluster,
+        secrets: &SecretValues,
+    ) -> Result<Manifest, RenderError> {
+        let redactions: Vec<(&str, String)> = secrets
+            .iter()
+            .map(|(id, value)| (value.as_str(), placeholder(id)))
+            .collect();
+        self.render_inner(cluster, secrets)
+            .map_err(|err| err.redacted(&redactions))
+    }
+
+    fn render_inner(
+        &self,
+        cluster: &Cluster,
+        secrets: &SecretValues,
+    ) -> Result<Manifest, RenderError> {
+        let context = json!({
+            "Release": {
+                "Name": self.release.name,
+                "Namespace": self.release.namespace,
+                "Revision": self.release.revision,
+                "Version": self.release.version,
+            },
+            "Chart": {
+                "Name": self.chart.metadata.name,
+                "Version": self.chart.metadata.version,
+            },
+            "Values": self.values(cluster, secrets),
+        });
+        let context = Context::wraps(context).map_err(|err| RenderError::Values {
+            file: self.descriptor_file.clone(),
+            field: "values".into(),
+            message: err.to_string(),
+        })?;
+
+        let mut objects = Vec::new();
+        for template in self.chart.templates() {
+            let text = self
+                .chart
+                .registry
+                .render_with_context(template, &context)
+                .map_err(|err| self.template_error(template, err))?;
+            split_documents(&self.chart.file_of(template), &text, &mut objects)?;
+        }
+        let mut manifest = Manifest { objects };
+        self.apply_scaling(&cluster.context, &mut manifest)?;
+        Ok(manifest)
+    }
+
+    fn template_error(&self, template: &str, err: handlebars::RenderError) -> RenderError {
+        let file = self
+            .chart
+            .file_of(err.template_name.as_deref().unwrap_or(template));
+        let message = match err.reason() {
+            RenderErrorReason::MissingVariable(Some(path)) => format!(
+                "`{path}` is missing (strict mode); give it a value or guard it with `default`"
+            ),
+            RenderErrorReason::MissingVariable(None) => {
+                "a helper returned no value (strict mode)".to_string()
+            }
+            RenderErrorReason::HelperNotFound(name) => format!("unknown helper `{name}`"),
+            RenderErrorReason::PartialNotFound(name) => {
+                format!("unknown partial `{name}` (partials are templates/_{name}.hbs)")
+            }
+            reason => reason.to_string(),
+        };
+        RenderError::Template {
+            file,
+            line: err.line_no,
+            column: err.column_no,
+            message,
+        }
+    }
+
+    /// Set `spec.replicas` of every Deployment the scaling entry names; a name that
+    /// matches no rendered Deployment is an error, so a typo cannot pass silently.
+    fn apply_scaling(&self, context: &str, manifest: &mut Manifest) -> Result<(), RenderError> {
+        for replicas in self.replicas(context) {
+            let error = |message: String| RenderError::Scaling {
+                file: self.descriptor_file.clone(),
+                context: context.to_string(),
+                message,
+            };
+            let deployment = manifest
+                .objects
+                .iter_mut()
+                .find(|o| o.kind() == "Deployment" && o.name() == replicas.name);
+            let Some(deployment) = deployment else {
+                let rendered: Vec<&str> = manifest
+                    .objects
+                    .iter()
+                    .filter(|o| o.kind() == "Deployment")
+                    .map(|o| o.name())
+                    .collect();
+                return Err(error(format!(
+                    "replicas for Deployment {:?}, but the chart renders no Deployment of that name (it renders: {})",
+                    replicas.name,
+                    if rendered.is_empty() { "none".to_string() } else { rendered.join(", ") }
+                )));
+            };
+            let source = deployment.source.display().to_string();
+            let object = deployment.object.as_object_mut();
+            let spec = object.map(|o| o.entry("spec").or_insert_with(|| json!({})));
+            match spec.and_then(Value::as_object_mut) {
+                Some(spec) => {
+                    spec.insert("replicas".into(), Value::from(replicas.count));
+                }
+                None => {
+                    return Err(error(format!(
+                        "Deployment {:?} (from {source}) has a `spec` that is not a map",
+                        replicas.name
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Split one template's output on `---` lines into objects; empty documents (blank or
+/// comments only) are dropped. Errors name the template file and the rendered line.
+fn split_documents(
+    file: &Path,
+    text: &str,
+    objects: &mut Vec<RenderedObject>,
+) -> Result<(), RenderError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut start = 0;
+    let mut document = 0;
+    for end in 0..=lines.len() {
+        let separator = lines.get(end).is_some_and(|line| {
+            *line == "---" || line.starts_with("--- ") || line.trim_end() == "---"
+        });
+        if end < lines.len() && !separator {
+            continue;
+        }
+        let body = &lines[start..end];
+        // Line numbers of the document's first line, 1-based, in the rendered text.
+        let first_line = start + 1;
+        start = end + 1;
+        if body
+            .iter()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            continue;
+        }
+        document += 1;
+        let value: Value = serde_yaml::from_str(&body.join("\n")).map_err(|err| {
+            let line = first_line + err.location().map(|l| l.line()).unwrap_or(1) - 1;
+            RenderError::Yaml {
+                file: file.to_path_buf(),
+                line,
+                text: lines.get(line - 1).unwrap_or(&"").to_string(),
+                message: yaml_message(&err),
+            }
+        })?;
+        let error = |message: String| RenderError::Object {
+            file: file.to_path_buf(),
+            document,
+            line: first_line,
+            message,
+        };
+        match &value {
+            Value::Null => continue,
+            Value::Object(_) => {}
+            other => {
+                return Err(error(format!(
+                    "must be a Kubernetes object (a map), found {}",
+                    kind_of(other)
+                )))
+            }
+        }
+        for (field, found) in [
+            ("apiVersion", &value["apiVersion"]),
+            ("kind", &value["kind"]),
+            ("metadata.name", &value["metadata"]["name"]),
+        ] {
+            match found {
+                Value::String(s) if !s.trim().is_empty() => {}
+                Value::Null => return Err(error(format!("object has no `{field}`"))),
+                other => {
+                    return Err(error(format!(
+                        "`{field}` must be a non-empty string, found {other}"
+                    )))
+                }
+            }
+        }
+        objects.push(RenderedObject {
+            source: file.to_path_buf(),
+            object: value,
+        });
+    }
+    Ok(())
+}
