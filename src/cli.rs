@@ -23,6 +23,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Deploy a release to a cluster of an environment: secrets from Vault, server-side
+    /// apply, prune, wait for health, record the revision.
+    Deploy(crate::action::deploy::DeployArgs),
+    /// Put a release back to a recorded revision (the previous good one by default).
+    Rollback(crate::action::rollback::RollbackArgs),
+    /// The recorded revisions of a release in a cluster.
+    History(crate::action::history::HistoryArgs),
+    /// Live health of the recorded revision and drift from it.
+    Status(crate::action::status::StatusArgs),
+    /// What a deploy would change (server-side dry run), secret values redacted.
+    Diff(crate::action::diff::DiffArgs),
+    /// Delete a release's objects and records from a cluster.
+    Uninstall(crate::action::uninstall::UninstallArgs),
     /// Render a release locally for the clusters of an environment (no cluster, no
     /// Vault): multi-document YAML on stdout, secrets as placeholders.
     Template {
@@ -63,6 +76,12 @@ pub fn init_logging(cli: &Cli) {
 
 pub async fn run(cli: Cli) -> crate::Result<()> {
     match cli.command {
+        Command::Deploy(args) => crate::action::deploy::run(&cli.root, &args).await,
+        Command::Rollback(args) => crate::action::rollback::run(&cli.root, &args).await,
+        Command::History(args) => crate::action::history::run(&cli.root, &args).await,
+        Command::Status(args) => crate::action::status::run(&cli.root, &args).await,
+        Command::Diff(args) => crate::action::diff::run(&cli.root, &args).await,
+        Command::Uninstall(args) => crate::action::uninstall::run(&cli.root, &args).await,
         Command::Template {
             release,
             env,

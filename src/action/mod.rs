@@ -2,4 +2,11 @@
 //! cluster and storage.
 
 pub mod cluster_release;
+pub mod deploy;
+pub mod diff;
+pub mod history;
+pub mod one_cluster;
+pub mod rollback;
+pub mod status;
 pub mod template;
+pub mod uninstall;

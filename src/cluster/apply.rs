@@ -376,6 +376,13 @@ fn walk_changes(path: &str, before: &Value, after: &Value, out: &mut Vec<FieldCh
                 walk_changes(&join(path, key), bv, &Value::Null, out);
             }
         }
+        // Same length: element by element (containers, ports), so a changed image
+        // shows as one field, not as the whole list.
+        (Value::Array(b), Value::Array(a)) if b.len() == a.len() => {
+            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
+                walk_changes(&format!("{path}[{i}]"), bv, av, out);
+            }
+        }
         (Value::Null, Value::Object(a)) => {
             for (key, av) in a {
                 walk_changes(&join(path, key), &Value::Null, av, out);

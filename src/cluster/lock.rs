@@ -32,6 +32,7 @@ impl LockOptions {
 /// `user@host` of this process, as records and leases name who ran flotilla.
 pub fn user_at_host() -> String {
     let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "unknown".into());
     format!("{user}@{}", host_name())
