@@ -24,6 +24,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Deploy a release to a cluster of an environment: secrets from Vault, server-side
+    /// apply, prune, wait for health, record the revision.
+    Deploy(crate::action::deploy::DeployArgs),
+    /// Put a release back to a recorded revision (the previous good one by default).
+    Rollback(crate::action::rollback::RollbackArgs),
+    /// The recorded revisions of a release in a cluster.
+    History(crate::action::history::HistoryArgs),
+    /// Live health of the recorded revision and drift from it.
+    Status(crate::action::status::StatusArgs),
+    /// What a deploy would change (server-side dry run), secret values redacted.
+    Diff(crate::action::diff::DiffArgs),
+    /// Delete a release's objects and records from a cluster.
+    Uninstall(crate::action::uninstall::UninstallArgs),
     /// Render a release locally for the clusters of an environment (no cluster, no
     /// Vault): multi-document YAML on stdout, secrets as placeholders.
     Template {
@@ -44,6 +57,22 @@ pub enum Command {
         /// Read the secrets from Vault and show them (needs Vault).
         #[arg(long)]
         show_secrets: bool,
+    },
+    /// Check every environment file and release descriptor, and each release against
+    /// each environment; prints what was checked, exits 2 on any problem.
+    Lint {
+        /// Only this release: its folder name under releases/, or the path of its
+        /// release.yaml.
+        release: Option<String>,
+        /// Only against this environment.
+        #[arg(long, conflicts_with = "branch")]
+        env: Option<String>,
+        /// Only against the environment this git branch deploys to.
+        #[arg(long)]
+        branch: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
     },
     /// The Vault secrets of a release: check that they resolve, print the policy they need.
     #[command(subcommand)]
@@ -101,6 +130,12 @@ pub fn init_logging(cli: &Cli) {
 
 pub async fn run(cli: Cli) -> crate::Result<()> {
     match cli.command {
+        Command::Deploy(args) => crate::action::deploy::run(&cli.root, &args).await,
+        Command::Rollback(args) => crate::action::rollback::run(&cli.root, &args).await,
+        Command::History(args) => crate::action::history::run(&cli.root, &args).await,
+        Command::Status(args) => crate::action::status::run(&cli.root, &args).await,
+        Command::Diff(args) => crate::action::diff::run(&cli.root, &args).await,
+        Command::Uninstall(args) => crate::action::uninstall::run(&cli.root, &args).await,
         Command::Template {
             release,
             env,
@@ -139,6 +174,19 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 &cli.root,
                 &crate::action::secrets::SecretsArgs { release, env },
             )
+        }
+        Command::Lint {
+            release,
+            env,
+            branch,
+            output,
+        } => {
+            let scope = crate::action::lint::LintScope {
+                release,
+                env,
+                branch,
+            };
+            crate::action::lint::run(&cli.root, &scope, output)
         }
     }
 }

@@ -7,6 +7,7 @@
 //! The Vault here is the fake (tests named `fake_vault`): it is the only one that can
 //! deny a read by policy or expire a token mid-run.
 
+#[path = "vault_support/mod.rs"]
 mod support;
 
 use base64::Engine;

@@ -2,6 +2,7 @@
 //! with versions, ACL denials, Kubernetes auth, sealing, a token that stops working
 //! mid-run. Every test that talks to the fake says `fake_vault` in its name.
 
+#[path = "vault_support/mod.rs"]
 mod support;
 
 use flotilla::error::ExitKind;

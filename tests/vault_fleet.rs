@@ -1,6 +1,7 @@
 //! Secrets against the fleet's Vault: a real RustyVault (KV v1, token and AppRole auth)
 //! behind the fleet's envelope-normalising proxy, seeded with `fleet/vault-seed.yaml`.
 
+#[path = "vault_support/mod.rs"]
 mod support;
 
 use flotilla::error::ExitKind;
