@@ -222,22 +222,28 @@ impl VaultSession {
                 secret_id_file,
             } => {
                 let mount = mount.as_deref().unwrap_or("approle");
-                let (role_id, role_origin) = credential(
+                let Some((role_id, role_origin)) = credential(
                     env_file,
                     env,
                     "vault.auth.role_id",
                     role_id_env.as_deref(),
                     role_id_file.as_deref(),
-                    "VAULT_ROLE_ID",
-                )?;
+                )?
+                else {
+                    return Err(VaultError::Setting {
+                        origin: format!("{}: vault.auth", env_file.display()),
+                        message: "method approle needs role_id_env or role_id_file".to_string(),
+                    });
+                };
+                // A role may be bound without a secret id (bind_secret_id=false).
                 let (secret_id, secret_origin) = credential(
                     env_file,
                     env,
                     "vault.auth.secret_id",
                     secret_id_env.as_deref(),
                     secret_id_file.as_deref(),
-                    "VAULT_SECRET_ID",
-                )?;
+                )?
+                .unwrap_or_else(|| (Zeroizing::new(String::new()), "none".to_string()));
                 let origin =
                     format!("auth/{mount} login, role id {role_origin}, secret id {secret_origin}");
                 let answer =
@@ -530,33 +536,37 @@ fn token_from_env(
     })
 }
 
-/// An AppRole id from the variable the environment names, else the file it names; with
-/// neither named, from `default_env`.
+/// An AppRole id from the variable the environment names (it must be set), or the file
+/// it names; `None` when it names neither.
 fn credential(
     env_file: &Path,
     env: &VaultEnv,
     field: &str,
     var: Option<&str>,
     file: Option<&str>,
-    default_env: &str,
-) -> Result<(Zeroizing<String>, String), VaultError> {
-    let var = match (var, file) {
-        (None, None) => Some(default_env),
-        (var, _) => var,
-    };
+) -> Result<Option<(Zeroizing<String>, String)>, VaultError> {
     if let Some(name) = var {
-        if let Some(value) = env.get(name) {
-            return Ok((Zeroizing::new(value.trim().to_string()), name.to_string()));
+        return match env.get(name) {
+            Some(value) => Ok(Some((
+                Zeroizing::new(value.trim().to_string()),
+                name.to_string(),
+            ))),
+            None => Err(VaultError::Setting {
+                origin: format!("{}: {field}_env", env_file.display()),
+                message: format!("the variable {name} is not set"),
+            }),
+        };
+    }
+    match file {
+        Some(file) => {
+            let field = format!("{field}_file");
+            Ok(Some((
+                read_secret_file(env_file, &field, file)?,
+                file.to_string(),
+            )))
         }
+        None => Ok(None),
     }
-    if let Some(file) = file {
-        let field = format!("{field}_file");
-        return Ok((read_secret_file(env_file, &field, file)?, file.to_string()));
-    }
-    Err(VaultError::Setting {
-        origin: format!("{}: {field}_env", env_file.display()),
-        message: format!("the variable {} is not set", var.unwrap_or(default_env)),
-    })
 }
 
 /// A credential kept in a file (an AppRole id, a service-account JWT); relative paths
@@ -712,46 +722,40 @@ mod tests {
     }
 
     #[test]
-    fn approle_ids_come_from_the_named_variable_then_the_file() {
+    fn approle_ids_come_from_the_named_variable_or_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let file = dir.path().join("secret-id");
         std::fs::write(&file, "from-file\n").unwrap_or_else(|e| panic!("write: {e}"));
         let file = file.to_string_lossy().into_owned();
         let env_file = Path::new("environments/dev.yaml");
         let env = VaultEnv::from_vars([("MY_ROLE", "from-var")]);
-        let (value, origin) = credential(
-            env_file,
-            &env,
-            "vault.auth.role_id",
-            Some("MY_ROLE"),
-            None,
-            "X",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((value.as_str(), origin.as_str()), ("from-var", "MY_ROLE"));
-        let (value, _) = credential(
-            env_file,
-            &env,
-            "vault.auth.secret_id",
-            Some("UNSET"),
-            Some(&file),
-            "X",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(value.as_str(), "from-file");
-        let err = credential(
-            env_file,
-            &env,
-            "vault.auth.secret_id",
-            Some("UNSET"),
-            None,
-            "X",
-        )
-        .err()
-        .map(|e| e.to_string());
+        let get = |var: Option<&str>, file: Option<&str>| {
+            credential(env_file, &env, "vault.auth.role_id", var, file)
+                .map(|found| found.map(|(value, origin)| (value.to_string(), origin)))
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(
-            err.as_deref(),
-            Some("environments/dev.yaml: vault.auth.secret_id_env: the variable UNSET is not set")
+            get(Some("MY_ROLE"), None),
+            Ok(Some(("from-var".to_string(), "MY_ROLE".to_string())))
+        );
+        assert_eq!(
+            get(None, Some(&file)),
+            Ok(Some(("from-file".to_string(), file.clone())))
+        );
+        assert_eq!(get(None, None), Ok(None));
+        assert_eq!(
+            get(Some("UNSET"), None),
+            Err(
+                "environments/dev.yaml: vault.auth.role_id_env: the variable UNSET is not set"
+                    .to_string()
+            )
+        );
+        let missing = get(None, Some("/nonexistent/role-id"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            missing.starts_with("environments/dev.yaml: vault.auth.role_id_file: cannot read /nonexistent/role-id: "),
+            "{missing}"
         );
     }
 
