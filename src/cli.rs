@@ -1,6 +1,7 @@
 //! The command-line surface: clap definitions and the dispatch to [`crate::action`].
 //! Parsing only; every decision lives in the actions.
 
+use crate::output::OutputFormat;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -57,6 +58,22 @@ pub enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+    /// Check every environment file and release descriptor, and each release against
+    /// each environment; prints what was checked, exits 2 on any problem.
+    Lint {
+        /// Only this release: its folder name under releases/, or the path of its
+        /// release.yaml.
+        release: Option<String>,
+        /// Only against this environment.
+        #[arg(long, conflicts_with = "branch")]
+        env: Option<String>,
+        /// Only against the environment this git branch deploys to.
+        #[arg(long)]
+        branch: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -100,5 +117,18 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 show_secrets,
             },
         ),
+        Command::Lint {
+            release,
+            env,
+            branch,
+            output,
+        } => {
+            let scope = crate::action::lint::LintScope {
+                release,
+                env,
+                branch,
+            };
+            crate::action::lint::run(&cli.root, &scope, output)
+        }
     }
 }

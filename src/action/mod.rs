@@ -5,6 +5,7 @@ pub mod cluster_release;
 pub mod deploy;
 pub mod diff;
 pub mod history;
+pub mod lint;
 pub mod one_cluster;
 pub mod rollback;
 pub mod status;

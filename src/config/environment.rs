@@ -147,9 +147,9 @@ mod humantime_serde_compat {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|err| {
+        humantime::parse_duration(&text).map_err(|_| {
             serde::de::Error::custom(format!(
-                "invalid duration {text:?} ({err}); write it as 90s, 5m or 1h30m"
+                "{text:?} is not a duration; write it as 90s, 5m or 1h30m"
             ))
         })
     }

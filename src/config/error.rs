@@ -30,19 +30,21 @@ pub enum ConfigError {
         message: String,
     },
     /// `--root` (or the current folder) is not a deployment repo.
-    #[error("{}: not a deployment repo: {what} (use --root to point at the folder holding releases/ and environments/)", root.display())]
+    #[error("{} is not a deployment repo: {what} (run flotilla from the folder holding releases/ and environments/, or point --root at it)", folder_name(root))]
     NotARepo { root: PathBuf, what: String },
-    #[error("no environment {name:?}: {} has {}", dir.display(), known_list(known))]
+    #[error("no environment {name:?}: there is no {}/{name}.yaml (environments: {}){}", dir.display(), known_list(known), did_you_mean(near))]
     UnknownEnvironment {
         name: String,
         dir: PathBuf,
         known: Vec<String>,
+        near: Option<String>,
     },
-    #[error("no release {name:?}: {} has {}", dir.display(), known_list(known))]
+    #[error("no release {name:?}: there is no {}/{name}/release.yaml (releases: {}){}", dir.display(), known_list(known), did_you_mean(near))]
     UnknownRelease {
         name: String,
         dir: PathBuf,
         known: Vec<String>,
+        near: Option<String>,
     },
     /// `--branch` selects exactly one environment through the environments' `branch`.
     #[error("{}", branch_message(branch, matches, known))]
@@ -121,10 +123,24 @@ fn known_list(known: &[String]) -> String {
     }
 }
 
+fn folder_name(root: &std::path::Path) -> String {
+    if root == std::path::Path::new(".") {
+        "the current folder".to_string()
+    } else {
+        root.display().to_string()
+    }
+}
+
+fn did_you_mean(near: &Option<String>) -> String {
+    near.as_ref()
+        .map(|n| format!("; did you mean {n:?}?"))
+        .unwrap_or_default()
+}
+
 fn branch_message(branch: &str, matches: &[String], known: &[String]) -> String {
     if matches.is_empty() {
         format!(
-            "no environment deploys from branch {branch:?}; branches: {}",
+            "no environment deploys from branch {branch:?} (branches: {})",
             known_list(known)
         )
     } else {

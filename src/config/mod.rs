@@ -20,6 +20,6 @@ pub use error::ConfigError;
 pub use release::*;
 pub use repo::*;
 pub use validate::{
-    check_release_contexts, check_release_for_environment, dns_label_problem,
+    check_environments, check_release_contexts, check_release_for_environment, dns_label_problem,
     dns_subdomain_problem, API_VERSION, KIND,
 };

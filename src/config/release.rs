@@ -126,7 +126,7 @@ impl SecretSource {
             .render_template(&self.vault_path, &context)
             .map_err(|err| match err.reason() {
                 handlebars::RenderErrorReason::MissingVariable(Some(var)) => format!(
-                    "{var:?} is not a global of this cluster (globals: {})",
+                    "{{{{{var}}}}}: there is no such global (the globals are {})",
                     global_names(cluster)
                 ),
                 other => other.to_string(),

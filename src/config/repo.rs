@@ -1,7 +1,9 @@
 //! The deployment repo: finding and loading `environments/<env>.yaml` and
 //! `releases/<name>/release.yaml` under its root.
 
-use super::validate::{check_environment, check_release, check_release_contexts, nearest};
+use super::validate::{
+    check_environment, check_environments, check_release, check_release_contexts, nearest,
+};
 use super::{yaml, ConfigError, Environment, ReleaseDescriptor};
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,9 @@ pub const ENVIRONMENTS_DIR: &str = "environments";
 pub const RELEASES_DIR: &str = "releases";
 pub const RELEASE_FILE: &str = "release.yaml";
 pub const CHART_FILE: &str = "Chart.yaml";
+
+/// A file's name (environment or release folder) and the outcome of loading it.
+pub type Named<T> = (String, Result<T, ConfigError>);
 
 /// The deployment repo (`--root`): the folder holding `releases/` and `environments/`.
 #[derive(Debug, Clone)]
@@ -79,31 +84,35 @@ impl Repo {
         let plain = !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..";
         if !plain || !file.is_file() {
             let known = self.environment_names()?;
-            let mut names: Vec<String> = known.iter().map(|n| format!("{n:?}")).collect();
-            if let Some(near) = nearest(name, known.iter().map(String::as_str)) {
-                names.push(format!("did you mean {near:?}?"));
-            }
             return Err(ConfigError::UnknownEnvironment {
                 name: name.to_string(),
                 dir: self.path(&[ENVIRONMENTS_DIR]),
-                known: names,
+                near: nearest(name, known.iter().map(String::as_str)).map(str::to_string),
+                known: known.iter().map(|n| format!("{n:?}")).collect(),
             });
         }
         load_environment(&file)
     }
 
-    /// Every environment, in name order. Any broken file is an error (all are reported).
+    /// Every environment, in name order, checked together ([`check_environments`]).
+    /// Any broken file is an error (all are reported).
     pub fn environments(&self) -> Result<Vec<LoadedEnvironment>, ConfigError> {
-        let mut loaded = Vec::new();
-        let mut errors = Vec::new();
-        for name in self.environment_names()? {
-            match self.environment(&name) {
-                Ok(env) => loaded.push(env),
-                Err(err) => errors.push(err),
-            }
-        }
-        ConfigError::from_list(errors)?;
-        Ok(loaded)
+        let environments = collect(self.each_environment()?)?;
+        check_environments(&environments)?;
+        Ok(environments)
+    }
+
+    /// Every environment by name, each loaded on its own, so that one broken file does
+    /// not hide the others (for `lint`).
+    pub fn each_environment(&self) -> Result<Vec<Named<LoadedEnvironment>>, ConfigError> {
+        Ok(self
+            .environment_names()?
+            .into_iter()
+            .map(|name| {
+                let loaded = self.environment(&name);
+                (name, loaded)
+            })
+            .collect())
     }
 
     /// The names of `environments/*.yaml`, sorted. A `.yml` file is an error rather than
@@ -124,7 +133,10 @@ impl Repo {
                     file: path.clone(),
                     line: None,
                     field: String::new(),
-                    message: "environment files end in .yaml; rename it".to_string(),
+                    message: format!(
+                        "environment files end in .yaml; rename it to {}",
+                        path.with_extension("yaml").display()
+                    ),
                 }),
                 _ => {}
             }
@@ -152,7 +164,7 @@ impl Repo {
                 e.environment
                     .branch
                     .as_ref()
-                    .map(|b| format!("{b:?} ({})", e.environment.name))
+                    .map(|b| format!("{b:?} → {}", e.environment.name))
             })
             .collect();
         Err(ConfigError::Branch {
@@ -192,14 +204,11 @@ impl Repo {
         let file = self.path(&[RELEASES_DIR, name_or_path, RELEASE_FILE]);
         if !file.is_file() {
             let known = self.release_names()?;
-            let mut names: Vec<String> = known.iter().map(|n| format!("{n:?}")).collect();
-            if let Some(near) = nearest(name_or_path, known.iter().map(String::as_str)) {
-                names.push(format!("did you mean {near:?}?"));
-            }
             return Err(ConfigError::UnknownRelease {
                 name: name_or_path.to_string(),
                 dir: self.path(&[RELEASES_DIR]),
-                known: names,
+                near: nearest(name_or_path, known.iter().map(String::as_str)).map(str::to_string),
+                known: known.iter().map(|n| format!("{n:?}")).collect(),
             });
         }
         self.load_release(&file)
@@ -208,31 +217,33 @@ impl Repo {
     /// Every release under `releases/`, in name order. A folder without `release.yaml`
     /// is an error, as is any broken descriptor (all are reported).
     pub fn releases(&self) -> Result<Vec<LoadedRelease>, ConfigError> {
+        collect(self.each_release()?)
+    }
+
+    /// Every folder under `releases/` by name, each loaded on its own, so that one broken
+    /// descriptor does not hide the others (for `lint`).
+    pub fn each_release(&self) -> Result<Vec<Named<LoadedRelease>>, ConfigError> {
         let dir = self.path(&[RELEASES_DIR]);
-        let mut loaded = Vec::new();
-        let mut errors = Vec::new();
-        for entry in read_dir(&dir)? {
-            let folder = dir.join(&entry);
+        let mut all = Vec::new();
+        for name in read_dir(&dir)? {
+            let folder = dir.join(&name);
             if !folder.is_dir() {
                 continue;
             }
             let file = folder.join(RELEASE_FILE);
-            if !file.is_file() {
-                errors.push(ConfigError::Invalid {
+            let loaded = if file.is_file() {
+                self.load_release(&file)
+            } else {
+                Err(ConfigError::Invalid {
                     file: folder,
                     line: None,
                     field: String::new(),
                     message: format!("a release folder needs a {RELEASE_FILE}"),
-                });
-                continue;
-            }
-            match self.load_release(&file) {
-                Ok(release) => loaded.push(release),
-                Err(err) => errors.push(err),
-            }
+                })
+            };
+            all.push((name, loaded));
         }
-        ConfigError::from_list(errors)?;
-        Ok(loaded)
+        Ok(all)
     }
 
     /// Folder names under `releases/` that hold a `release.yaml`.
@@ -283,6 +294,20 @@ impl Repo {
     }
 }
 
+/// The loaded items, or every error among them.
+fn collect<T>(items: Vec<Named<T>>) -> Result<Vec<T>, ConfigError> {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for (_, item) in items {
+        match item {
+            Ok(item) => loaded.push(item),
+            Err(err) => errors.push(err),
+        }
+    }
+    ConfigError::from_list(errors)?;
+    Ok(loaded)
+}
+
 /// Parses and checks one environment file.
 pub fn load_environment(file: &Path) -> Result<LoadedEnvironment, ConfigError> {
     let (environment, text): (Environment, String) = yaml::read(file)?;
@@ -296,10 +321,22 @@ pub fn load_environment(file: &Path) -> Result<LoadedEnvironment, ConfigError> {
 /// Parses and checks one release descriptor and finds its chart. `folder` is the name of
 /// its folder under `releases/`, which the release's name must equal.
 pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, ConfigError> {
-    let (descriptor, text): (ReleaseDescriptor, String) = yaml::read(file)?;
+    let (mut descriptor, text): (ReleaseDescriptor, String) = yaml::read(file)?;
+    // `values:` left empty means no values, not a mistake.
+    let empty = |v: &mut serde_yaml::Value| {
+        if v.is_null() {
+            *v = serde_yaml::Value::Mapping(Default::default());
+        }
+    };
+    empty(&mut descriptor.spec.values);
+    descriptor
+        .spec
+        .environments
+        .values_mut()
+        .for_each(|o| empty(&mut o.values));
     check_release(file, &text, &descriptor, folder)?;
     let base = file.parent().unwrap_or(Path::new(""));
-    let chart_dir = base.join(&descriptor.spec.chart);
+    let chart_dir = normalise(&base.join(&descriptor.spec.chart));
     let chart_problem = if !chart_dir.is_dir() {
         Some(format!(
             "{:?}: there is no folder {}",
@@ -326,7 +363,7 @@ pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, 
     }
     Ok(LoadedRelease {
         file: file.to_path_buf(),
-        chart_dir: normalise(&chart_dir),
+        chart_dir,
         descriptor,
     })
 }

@@ -418,7 +418,7 @@ pub(crate) fn check_release(
         if !id_ok {
             problems.add(
                 &at.key("secret_id"),
-                format!("{id:?} is not a secret id: use letters, digits, '-' and '_' (charts read it as Values.secrets.[{id}])"),
+                format!("{id:?} is not a valid secret_id: use letters, digits, '-' and '_'"),
             );
         } else if let Some(first) = ids.get(id.as_str()) {
             problems.add(
@@ -491,10 +491,13 @@ fn check_vault_path_syntax(problems: &mut Problems, at: &FieldPath, path: &str) 
         return;
     }
     if let Err(err) = handlebars::Template::compile(path) {
-        problems.add(
-            at,
-            format!("{path:?} is not a valid template: {}", err.reason()),
-        );
+        let message = match err.reason() {
+            handlebars::TemplateErrorReason::InvalidSyntax(_) => format!(
+                "{path:?} is not a valid template: an expression between {{{{ and }}}} is malformed or not closed"
+            ),
+            reason => format!("{path:?} is not a valid template: {reason}"),
+        };
+        problems.add(at, message);
     }
 }
 
@@ -527,7 +530,8 @@ pub fn check_release_contexts(
         let mut message = format!(
             "{context:?} is not the context of any cluster in environments/ (nor {DEFAULT_CONTEXT:?})"
         );
-        if let Some(near) = nearest(context, known.iter().copied()) {
+        let candidates = known.iter().copied().chain([DEFAULT_CONTEXT]);
+        if let Some(near) = nearest(context, candidates) {
             message.push_str(&format!("; did you mean {near:?}?"));
         }
         message
@@ -576,9 +580,9 @@ pub fn check_release_contexts(
 /// The checks of a release for one environment: every secret resolves for every cluster
 /// (its own context or `default`) to a Vault path inside the environment's KV mount, and
 /// a `version:` pin is only used with KV v2.
-pub fn check_release_for_environment(
-    release: &LoadedRelease,
-    env: &LoadedEnvironment,
+pub fn check_release_for_environment<'a>(
+    release: &'a LoadedRelease,
+    env: &'a LoadedEnvironment,
 ) -> Result<(), ConfigError> {
     let mut problems = Problems::new(&release.file, None);
     let spec = FieldPath::root().key("spec");
@@ -594,75 +598,89 @@ pub fn check_release_for_environment(
         );
         return problems.finish();
     }
+    // A source shared by many clusters usually fails the same way for each: one message
+    // names them all. Keyed by field and message, in the order found.
+    let mut found: Vec<(FieldPath, String, Vec<&str>)> = Vec::new();
+    let mut note = |path: FieldPath, message: String, context: &'a str| match found
+        .iter_mut()
+        .find(|(p, m, _)| *p == path && *m == message)
+    {
+        Some((_, _, contexts)) => contexts.push(context),
+        None => found.push((path, message, vec![context])),
+    };
     for (i, secret) in release.descriptor.spec.secrets.iter().enumerate() {
         let at = spec.key("secrets").index(i);
         for cluster in &environment.clusters {
-            let Some(source) = secret.source_for(&cluster.context) else {
-                problems.add(
-                    &at.key("contexts"),
+            let context = cluster.context.as_str();
+            let Some(j) = secret
+                .contexts
+                .iter()
+                .position(|s| s.name == context)
+                .or_else(|| {
+                    secret
+                        .contexts
+                        .iter()
+                        .position(|s| s.name == DEFAULT_CONTEXT)
+                })
+            else {
+                note(
+                    at.key("contexts"),
                     format!(
-                        "secret {:?} has no source for cluster {:?} of environment {:?}: add a context {:?} or {DEFAULT_CONTEXT:?}",
-                        secret.secret_id, cluster.context, environment.name, cluster.context
+                        "secret {:?} has no source in environment {:?}: add a {DEFAULT_CONTEXT:?} source or one per cluster",
+                        secret.secret_id, environment.name
                     ),
+                    context,
                 );
                 continue;
             };
-            let j = secret
-                .contexts
-                .iter()
-                .position(|s| std::ptr::eq(s, source))
-                .unwrap_or_default();
+            let source = &secret.contexts[j];
             let src = at.key("contexts").index(j);
             let Some(kv) = kv else { continue };
             if source.version.is_some() && kv.version == 1 {
-                problems.add(
-                    &src.key("version"),
+                note(
+                    src.key("version"),
                     format!(
-                        "a version pin needs KV v2, but environment {:?} reads KV v{} (vault.kv.version in {})",
+                        "a version pin needs KV v2, but environment {:?} reads KV v1 (vault.kv.version in {})",
                         environment.name,
-                        kv.version,
                         env.file.display()
                     ),
+                    context,
                 );
             }
             match source.vault_path_for(cluster) {
-                Err(message) => problems.add(
-                    &src.key("vaultPath"),
-                    format!("for cluster {:?}: {message}", cluster.context),
-                ),
+                Err(message) => note(src.key("vaultPath"), message, context),
                 Ok(path) => {
                     let inside = path
                         .strip_prefix(kv.mount.as_str())
                         .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
                     if !inside {
-                        problems.add(
-                            &src.key("vaultPath"),
+                        note(
+                            src.key("vaultPath"),
                             format!(
-                                "for cluster {:?} the path is {path:?}, which is not under the KV mount {:?} of environment {:?}",
-                                cluster.context, kv.mount, environment.name
+                                "the path is {path:?}, which is not under the KV mount {:?} of environment {:?}; start it with \"{}/\"",
+                                kv.mount, environment.name, kv.mount
                             ),
+                            context,
                         );
                     } else if path.contains("//") || path.ends_with('/') {
-                        problems.add(
-                            &src.key("vaultPath"),
-                            format!(
-                                "for cluster {:?} the path is {path:?}, which has an empty segment (a global that is empty?)",
-                                cluster.context
-                            ),
+                        note(
+                            src.key("vaultPath"),
+                            format!("the path is {path:?}, which has an empty segment (an empty global?)"),
+                            context,
                         );
                     }
                 }
             }
         }
     }
-    dedup(problems).finish()
-}
-
-/// A source shared by many clusters fails the same way for each: say it once per field.
-fn dedup(mut problems: Problems) -> Problems {
-    let mut seen = BTreeSet::new();
-    problems.list.retain(|e| seen.insert(e.to_string()));
-    problems
+    for (path, message, contexts) in found {
+        let whom = match contexts.as_slice() {
+            [one] => format!("for cluster {one:?}"),
+            many => format!("for clusters {}", quoted_list(many.iter().copied())),
+        };
+        problems.add(&path, format!("{whom}: {message}"));
+    }
+    problems.finish()
 }
 
 /// The known name closest to `name` when it is a likely typo (edit distance at most 2).
@@ -691,4 +709,53 @@ fn distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// The checks across environment files: no two environments deploy from the same branch
+/// or share a kube context (a cluster belongs to one environment, or a deploy to one
+/// would overwrite the other's release there).
+pub fn check_environments(environments: &[LoadedEnvironment]) -> Result<(), ConfigError> {
+    let mut errors = Vec::new();
+    let mut branches: BTreeMap<&str, &LoadedEnvironment> = BTreeMap::new();
+    let mut contexts: BTreeMap<&str, &LoadedEnvironment> = BTreeMap::new();
+    for env in environments {
+        let mut problems = Problems::new(&env.file, None);
+        let root = FieldPath::root();
+        if let Some(branch) = &env.environment.branch {
+            match branches.get(branch.as_str()) {
+                Some(first) => problems.add(
+                    &root.key("branch"),
+                    format!(
+                        "{branch:?} is already the branch of environment {:?} ({}); a merge must deploy to one environment",
+                        first.environment.name,
+                        first.file.display()
+                    ),
+                ),
+                None => {
+                    branches.insert(branch, env);
+                }
+            }
+        }
+        for (i, cluster) in env.environment.clusters.iter().enumerate() {
+            match contexts.get(cluster.context.as_str()) {
+                Some(first) if !std::ptr::eq(*first, env) => problems.add(
+                    &root.key("clusters").index(i).key("context"),
+                    format!(
+                        "{:?} is already a cluster of environment {:?} ({}); a cluster belongs to one environment",
+                        cluster.context,
+                        first.environment.name,
+                        first.file.display()
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    contexts.insert(&cluster.context, env);
+                }
+            }
+        }
+        if let Err(err) = problems.finish() {
+            errors.push(err);
+        }
+    }
+    ConfigError::from_list(errors)
 }

@@ -31,6 +31,29 @@ impl FieldPath {
         next
     }
 
+    /// serde_path_to_error's path; its unknown segments (`?`) are left out.
+    pub fn from_serde(path: &serde_path_to_error::Path) -> Self {
+        use serde_path_to_error::Segment as S;
+        FieldPath(
+            path.iter()
+                .filter_map(|segment| match segment {
+                    S::Seq { index } => Some(Segment::Index(*index)),
+                    S::Map { key } => Some(Segment::Key(key.clone())),
+                    S::Enum { variant } => Some(Segment::Key(variant.clone())),
+                    S::Unknown => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The last segment when it is a mapping key.
+    pub fn last_key(&self) -> Option<&str> {
+        match self.0.last() {
+            Some(Segment::Key(key)) => Some(key),
+            _ => None,
+        }
+    }
+
     /// This path with a list index appended.
     pub fn index(&self, index: usize) -> Self {
         let mut next = self.clone();
@@ -74,16 +97,97 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigEr
     }
     let deserializer = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let field = field_of(err.path());
+        let mut field = FieldPath::from_serde(err.path());
         let inner = err.into_inner();
-        let line = inner.location().map(|l| l.line());
+        let serde_line = inner.location().map(|l| l.line());
+        let raw = inner.to_string();
+        if is_syntax_error(&raw) {
+            let mut message = format!("YAML syntax error: {}", clean_message(&raw));
+            let tab = serde_line
+                .and_then(|l| text.lines().nth(l.saturating_sub(1)))
+                .is_some_and(|l| l.contains('\t'));
+            if tab {
+                message.push_str(" (this line has a tab: YAML indents with spaces only)");
+            }
+            return ConfigError::Parse {
+                file: file.to_path_buf(),
+                line: serde_line,
+                field: String::new(),
+                message,
+            };
+        }
+        let message = clean_message(&raw);
+        // In a mapping serde buffers (an internally tagged enum such as `vault.auth`)
+        // the path stops at the mapping: name the unknown key too, for the right line.
+        if let Some(key) = unknown_field(&message) {
+            if field.last_key() != Some(key) {
+                field = field.key(key);
+            }
+        }
+        // Where the node exists its own line beats the parser's position, which is
+        // wrong inside buffered mappings.
+        let mut line = line_of(text, &field).or(serde_line);
+        // serde reports a repeated key at its mapping; point at the repetition.
+        if let Some(key) = duplicate_key(&message) {
+            line = second_occurrence(text, key, line.unwrap_or(1)).or(line);
+            field = field.key(key);
+        }
         ConfigError::Parse {
             file: file.to_path_buf(),
             line,
-            field,
-            message: clean_message(&inner.to_string()),
+            field: field.to_string(),
+            message,
         }
     })
+}
+
+/// serde_yaml's scanner and parser errors, as opposed to type errors.
+fn is_syntax_error(message: &str) -> bool {
+    [
+        "while parsing",
+        "while scanning",
+        "found character",
+        "did not find expected",
+        "found unexpected",
+        "mapping values are not allowed",
+        "found undefined tag",
+        "unexpected end of",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
+/// The key of serde's "duplicate field `KEY`" message (already reworded).
+fn duplicate_key(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("duplicate key `")?;
+    rest.split_once('`').map(|(key, _)| key)
+}
+
+/// The line of the second `key:` at the indentation of the first, from line `from` on
+/// (block mappings; a flow mapping keeps the mapping's line).
+fn second_occurrence(text: &str, key: &str, from: usize) -> Option<usize> {
+    let mut first_indent = None;
+    for (number, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let body = line.trim_start().trim_start_matches("- ");
+        let indent = line.len() - body.len();
+        if body
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with(':'))
+        {
+            match first_indent {
+                None => first_indent = Some(indent),
+                Some(first) if first == indent => return Some(number + 1),
+                Some(_) => {}
+            }
+        }
+    }
+    None
+}
+
+/// The key of serde's "unknown field `KEY`, expected ..." message.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split_once('`').map(|(key, _)| key)
 }
 
 fn only_comments(text: &str) -> bool {
@@ -93,24 +197,19 @@ fn only_comments(text: &str) -> bool {
     })
 }
 
-/// serde_path_to_error writes `.` for the top and `?` for a segment it does not know.
-fn field_of(path: &serde_path_to_error::Path) -> String {
-    let text = path.to_string();
-    if text == "." {
-        String::new()
-    } else {
-        text
-    }
-}
-
-/// serde_yaml's messages end in ` at line L column C` and may start with its own copy of
+/// serde_yaml's messages hold ` at line L column C` and may start with its own copy of
 /// the field path; the error already says both, so keep only the message itself.
 fn clean_message(message: &str) -> String {
-    let mut message = message;
-    if let Some(at) = message.rfind(" at line ") {
-        if message[at..].contains(" column ") {
-            message = &message[..at];
-        }
+    let mut message = message.to_string();
+    while let Some(at) = message.find(" at line ") {
+        let rest = &message[at + " at line ".len()..];
+        let digits = |s: &str| s.chars().take_while(char::is_ascii_digit).count();
+        let line_len = digits(rest);
+        let Some(after) = rest[line_len..].strip_prefix(" column ") else {
+            break;
+        };
+        let end = at + " at line ".len() + line_len + " column ".len() + digits(after);
+        message.replace_range(at..end, "");
     }
     // serde_yaml prefixes `path: ` when it knows a path; drop it (ours is the same).
     if let Some((head, tail)) = message.split_once(": ") {
@@ -120,21 +219,42 @@ fn clean_message(message: &str) -> String {
                 .chars()
                 .all(|c| c.is_alphanumeric() || "._-[]".contains(c));
         if looks_like_path {
-            message = tail;
+            message = tail.to_string();
         }
     }
-    friendlier(message)
+    friendlier(&message)
 }
 
-/// serde's standard texts, reworded for people who write YAML rather than Rust.
+/// serde's standard texts, reworded for people who write YAML rather than Rust: no Rust
+/// type names, YAML's words for YAML's kinds.
 fn friendlier(message: &str) -> String {
+    if message.contains("more than one document") {
+        return "the file holds several YAML documents (separated by ---); it must hold one"
+            .to_string();
+    }
+    let mut message = message.to_string();
+    // "expected struct ReleaseMetadata", "expected internally tagged enum VaultAuth"
+    for rust in ["expected struct ", "expected internally tagged enum "] {
+        if let Some(at) = message.find(rust) {
+            message.replace_range(at.., "expected a mapping");
+        }
+    }
+    for (from, to) in [
+        ("invalid type: ", "wrong type: "),
+        ("type: map,", "type: a mapping,"),
+        ("type: sequence,", "type: a list,"),
+        ("type: unit value,", "type: nothing (null),"),
+        ("expected a sequence", "expected a list"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected u8", "expected a small non-negative integer"),
+        ("expected a boolean", "expected true or false"),
+        ("duplicate field", "duplicate key"),
+    ] {
+        message = message.replace(from, to);
+    }
     message
-        .replace("expected u32", "expected a non-negative integer")
-        .replace("expected u64", "expected a non-negative integer")
-        .replace("expected usize", "expected a non-negative integer")
-        .replace("expected u8", "expected a small non-negative integer")
-        .replace("expected a boolean", "expected true or false")
-        .replace("invalid type: ", "wrong type: ")
 }
 
 /// The line (1-based) of the node at `path` in YAML `text`, if the path exists.
@@ -294,6 +414,6 @@ mod tests {
             line_of(DOC, &FieldPath::root().key("b").key("c").index(7)),
             None
         );
-        assert_eq!(line_of("a: [", &FieldPath::root().key("a")), None);
+        assert_eq!(line_of("a: [\nb: 1\n", &FieldPath::root().key("b")), None);
     }
 }
