@@ -159,6 +159,15 @@ impl ClusterSteps for KubeSteps {
     }
 }
 
+/// One cluster's secret values as the renderer takes them.
+pub fn secret_values(resolved: &crate::vault::ResolvedSecrets, context: &str) -> SecretValues {
+    resolved
+        .render_values(context)
+        .into_iter()
+        .map(|(id, value)| (id, value.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
 /// What a deploy may override on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -248,12 +257,7 @@ pub async fn prepare_deploy(
             &sets,
             revision.into(),
         )?;
-        let secrets: SecretValues = resolution
-            .secrets
-            .render_values(&cluster.context)
-            .into_iter()
-            .map(|(id, value)| (id, value.as_str().unwrap_or_default().to_owned()))
-            .collect();
+        let secrets = secret_values(&resolution.secrets, &cluster.context);
         let manifest = renderer.render(&cluster, &secrets)?;
         let rendered = Rendered {
             release: name.clone(),
@@ -280,4 +284,135 @@ pub async fn prepare_deploy(
         deployment_id: deployment_id.to_owned(),
         options,
     })
+}
+
+/// The steps of `rollback`: "deploy" puts each cluster on its own target revision;
+/// "restore" puts it back on what it ran before, when another cluster's rollback fails.
+pub struct RollbackSteps {
+    pub clusters: HashMap<String, RollbackTarget>,
+    pub options: RunOptions,
+}
+
+pub struct RollbackTarget {
+    pub handle: ClusterHandle,
+    pub namespace: String,
+    pub release: String,
+    pub records: Vec<ReleaseRecord>,
+    /// The revision to go to, found in this cluster by deployment id.
+    pub to: Before,
+    /// Secret objects rendered with values read from Vault now (empty when Vault could
+    /// not be read: the live secrets are then kept, and the record says so).
+    pub fresh_secrets: Vec<serde_json::Value>,
+}
+
+impl RollbackTarget {
+    fn before(&self) -> Option<Before> {
+        self.records
+            .iter()
+            .rev()
+            .find(|r| r.status == Status::Deployed)
+            .map(|r| Before {
+                revision: r.revision,
+                deployment_id: r.deployment_id.clone(),
+            })
+    }
+
+    async fn go_to(&self, to: &Before, opts: &RunOptions) -> Result<ops::Outcome, ClusterError> {
+        ops::rollback(
+            &self.handle,
+            &self.namespace,
+            &self.release,
+            Some(to.revision),
+            &self.fresh_secrets,
+            &to.deployment_id,
+            opts,
+        )
+        .await
+    }
+}
+
+impl ClusterSteps for RollbackSteps {
+    async fn deploy(
+        &self,
+        context: &str,
+        stop: &CancellationToken,
+        reporter: &Reporter,
+    ) -> StepOutcome {
+        let Some(t) = self.clusters.get(context) else {
+            return StepOutcome::Untouched(StepError::new(format!(
+                "cluster `{context}` was not prepared"
+            )));
+        };
+        let total = t
+            .records
+            .iter()
+            .find(|r| r.revision == t.to.revision)
+            .map_or(0, |r| r.manifest.len());
+        let mut opts = self.options.clone();
+        opts.cancel = stop.clone();
+        opts.progress = progress_for(reporter, total);
+        match t.go_to(&t.to, &opts).await {
+            Err(err) => StepOutcome::Untouched(step_error(&err)),
+            Ok(outcome) => StepOutcome::Changed {
+                before: t.before(),
+                revision: outcome.revision,
+                error: outcome.error.as_ref().map(step_error),
+            },
+        }
+    }
+
+    async fn restore(
+        &self,
+        context: &str,
+        before: Option<&Before>,
+        reporter: &Reporter,
+    ) -> Result<Option<u32>, StepError> {
+        let t = self
+            .clusters
+            .get(context)
+            .ok_or_else(|| StepError::new(format!("cluster `{context}` was not prepared")))?;
+        let Some(before) = before else {
+            return Err(StepError::new(format!(
+                "cluster `{context}` had no deployed revision before this rollback"
+            )));
+        };
+        let mut opts = self.options.clone();
+        opts.progress = progress_for(reporter, 0);
+        let outcome = t.go_to(before, &opts).await.map_err(|e| step_error(&e))?;
+        match outcome.error {
+            None => Ok(Some(outcome.revision)),
+            Some(err) => Err(step_error(&err)),
+        }
+    }
+}
+
+/// Statuses of a revision that was healthy once (what `rollback` may go back to).
+pub fn was_deployed(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Deployed | Status::Superseded | Status::RolledBack
+    )
+}
+
+/// The revision of deployment `id` in one cluster's records (the newest that was
+/// healthy), or `None`: that cluster never had it.
+pub fn revision_for_id<'a>(records: &'a [ReleaseRecord], id: &str) -> Option<&'a ReleaseRecord> {
+    records
+        .iter()
+        .rev()
+        .find(|r| r.deployment_id == id && was_deployed(r.status))
+}
+
+/// The deployment before the one deployed now in one cluster: the newest healthy
+/// revision of another deployment id, older than the deployed one.
+pub fn previous_deployment(records: &[ReleaseRecord]) -> Option<&ReleaseRecord> {
+    let current = records
+        .iter()
+        .rev()
+        .find(|r| r.status == Status::Deployed)?;
+    records
+        .iter()
+        .rev()
+        .filter(|r| r.revision < current.revision)
+        .find(|r| r.deployment_id != current.deployment_id && was_deployed(r.status))
 }

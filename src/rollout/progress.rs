@@ -50,7 +50,7 @@ impl std::fmt::Display for Phase {
 
 /// Reports phases; cheap to clone, safe from any task.
 #[derive(Clone)]
-pub struct Reporter(Arc<Inner>);
+pub struct Reporter(Arc<Inner>, Option<Arc<str>>);
 
 enum Inner {
     Silent,
@@ -67,26 +67,45 @@ impl Reporter {
     /// Bars when stderr is a terminal, plain lines otherwise.
     pub fn for_stderr() -> Reporter {
         if std::io::stderr().is_terminal() {
-            Reporter(Arc::new(Inner::Bars {
-                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                bars: Mutex::default(),
-            }))
+            Reporter(
+                Arc::new(Inner::Bars {
+                    multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                    bars: Mutex::default(),
+                }),
+                None,
+            )
         } else {
             Reporter::plain()
         }
     }
 
     pub fn plain() -> Reporter {
-        Reporter(Arc::new(Inner::Plain {
-            started: Mutex::default(),
-        }))
+        Reporter(
+            Arc::new(Inner::Plain {
+                started: Mutex::default(),
+            }),
+            None,
+        )
     }
 
     pub fn silent() -> Reporter {
-        Reporter(Arc::new(Inner::Silent))
+        Reporter(Arc::new(Inner::Silent), None)
+    }
+
+    /// The same sink, with every line labelled `label/context` (several releases at once).
+    pub fn scoped(&self, label: &str) -> Reporter {
+        Reporter(self.0.clone(), Some(label.into()))
     }
 
     pub fn phase(&self, context: &str, phase: Phase) {
+        let labelled;
+        let context = match &self.1 {
+            Some(label) => {
+                labelled = format!("{label}/{context}");
+                labelled.as_str()
+            }
+            None => context,
+        };
         match &*self.0 {
             Inner::Silent => {}
             Inner::Plain { started } => {
