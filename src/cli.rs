@@ -24,13 +24,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Deploy a release to a cluster of an environment: secrets from Vault, server-side
-    /// apply, prune, wait for health, record the revision.
+    /// Deploy a release to every cluster of an environment at once (waves, concurrency),
+    /// secrets from Vault first; roll every changed cluster back when one fails.
     Deploy(crate::action::deploy::DeployArgs),
-    /// Put a release back to a recorded revision (the previous good one by default).
+    /// Put every cluster back on the previous deployment (or `--to ID`), each cluster
+    /// finding its own revision.
     Rollback(crate::action::rollback::RollbackArgs),
-    /// The recorded revisions of a release in a cluster.
+    /// Deployment ids × clusters: what each cluster recorded for each run.
     History(crate::action::history::HistoryArgs),
+    /// Deploy to an environment the version deployed in every cluster of another.
+    Promote(crate::action::promote::PromoteArgs),
     /// Live health of the recorded revision and drift from it.
     Status(crate::action::status::StatusArgs),
     /// What a deploy would change (server-side dry run), secret values redacted.
@@ -133,6 +136,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
         Command::Deploy(args) => crate::action::deploy::run(&cli.root, &args).await,
         Command::Rollback(args) => crate::action::rollback::run(&cli.root, &args).await,
         Command::History(args) => crate::action::history::run(&cli.root, &args).await,
+        Command::Promote(args) => crate::action::promote::run(&cli.root, &args).await,
         Command::Status(args) => crate::action::status::run(&cli.root, &args).await,
         Command::Diff(args) => crate::action::diff::run(&cli.root, &args).await,
         Command::Uninstall(args) => crate::action::uninstall::run(&cli.root, &args).await,

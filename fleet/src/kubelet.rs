@@ -97,6 +97,15 @@ async fn ensure_node(client: &Client) -> kube::Result<()> {
     nodes
         .patch_status(NODE, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
+    // Admission taints a new node not-ready; a real kubelet's controller lifts it once the
+    // node reports Ready. DaemonSets schedule nothing while it is there.
+    nodes
+        .patch(
+            NODE,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": { "taints": null } })),
+        )
+        .await?;
     Ok(())
 }
 

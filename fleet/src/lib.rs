@@ -23,3 +23,14 @@ pub mod testing;
 pub mod vault;
 
 pub use error::{FleetError, Result};
+
+/// Picks rustls's `ring` provider for the whole process. When a build links both `ring`
+/// and `aws-lc-rs` (vaultrs's reqwest brings the latter into a workspace build), rustls
+/// cannot choose by itself and the first TLS client panics. Idempotent.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

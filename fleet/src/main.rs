@@ -68,13 +68,20 @@ enum Command {
 const FALLBACK_CLUSTERS: &[&str] = &["fleet-a", "fleet-b", "fleet-c"];
 
 fn main() {
+    // `flotilla-fleet status | head` ends quietly, as other command-line tools do.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
+    flotilla_fleet::install_crypto_provider();
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLEET_LOG")
         // kube's client logs every refused connection while `up` waits for a server.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_client=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 /// How long a process gets between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(10);
+/// kube-apiserver drains long-running requests (watches) for up to 60 s on SIGTERM; a
+/// throw-away test cluster has nothing worth that wait (etcd keeps its data consistent).
+pub const APISERVER_GRACE: Duration = Duration::from_secs(2);
 
 pub fn pid_dir(state: &Path) -> PathBuf {
     state.join("pids")
@@ -88,8 +91,8 @@ pub fn names(state: &Path) -> Vec<String> {
 }
 
 /// Stops the named processes together: SIGTERM to all, then SIGKILL to whatever is left
-/// after [`GRACE`]. Removes their pid files. Returns once none of them runs.
-pub async fn stop(state: &Path, names: &[String]) {
+/// after `grace`. Removes their pid files. Returns once none of them runs.
+pub async fn stop(state: &Path, names: &[String], grace: Duration) {
     let mut running = Vec::new();
     for name in names {
         let file = pid_dir(state).join(format!("{name}.pid"));
@@ -100,7 +103,7 @@ pub async fn stop(state: &Path, names: &[String]) {
             }
         }
     }
-    let deadline = Instant::now() + GRACE;
+    let deadline = Instant::now() + grace;
     while !running.is_empty() && Instant::now() < deadline {
         running.retain(|(pid, program)| is_running(*pid, program));
         if !running.is_empty() {

@@ -80,16 +80,23 @@ async fn forward(
         Ok(bytes) => bytes,
         Err(e) => return Ok(plain(StatusCode::BAD_GATEWAY, format!("rvault: {e}"))),
     };
+    let mut content_type = content_type.map(|ct| ct.as_bytes().to_vec());
     let bytes = match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(mut envelope)) if status.is_success() => {
             normalise(&mut envelope);
             Bytes::from(Value::Object(envelope).to_string())
         }
+        // Vault's errors always carry `{"errors": [...]}`; RustyVault's 404 for a
+        // missing path has no body. The status stays RustyVault's.
+        _ if !status.is_success() && bytes.iter().all(u8::is_ascii_whitespace) => {
+            content_type = Some(b"application/json".to_vec());
+            Bytes::from_static(br#"{"errors":[]}"#)
+        }
         _ => bytes,
     };
     let mut response = Response::builder().status(status.as_u16());
     if let Some(ct) = content_type {
-        response = response.header("content-type", ct.as_bytes());
+        response = response.header("content-type", ct);
     }
     Ok(response
         .body(Full::new(bytes))

@@ -137,7 +137,7 @@ pub async fn up(req: &UpRequest) -> Result<UpOutcome> {
                 "up failed; stopping what was started (logs kept in {}/logs)",
                 dir.display()
             );
-            process::stop(dir, &process::names(dir)).await;
+            down(dir).await?;
             Err(e)
         }
     }
@@ -188,10 +188,13 @@ async fn start(req: &UpRequest) -> Result<()> {
 
     spawn_etcd(dir, &binaries, &state)?;
     crate::vault::spawn_rvault(dir, &binaries.rvault, state.vault.port)?;
-    wait_etcd(dir, state.etcd_port).await?;
+    // Apiservers retry etcd until it answers: starting them at once overlaps their slow
+    // start-up (OpenAPI, bootstrap roles) with etcd's.
     for c in &state.clusters {
         spawn_apiserver(dir, &binaries, &certs, &state, c)?;
     }
+    wait_etcd(dir, state.etcd_port).await?;
+    tracing::debug!("etcd answers");
     let vault_addr = format!("http://127.0.0.1:{}", state.vault.port);
     let (clusters, vault) = tokio::join!(
         futures::future::try_join_all(state.clusters.iter().map(|c| bring_up_cluster(
@@ -204,6 +207,7 @@ async fn start(req: &UpRequest) -> Result<()> {
     );
     clusters?;
     let creds = vault?;
+    tracing::debug!("clusters and vault ready");
     let mut state = state;
     state.vault.root_token = creds.root_token;
     state.vault.unseal_key = creds.unseal_key;
@@ -237,10 +241,13 @@ async fn bring_up_cluster(
     name: &str,
 ) -> Result<()> {
     let client = wait_apiserver(dir, name).await?;
+    tracing::debug!("{name}: apiserver ready");
     bootstrap(&client, name).await?;
+    tracing::debug!("{name}: RBAC in place");
     spawn_controller_manager(dir, binaries, name)?;
     spawn_kubelet(dir, fleet_exe, name)?;
     wait_node(dir, &client, name).await?;
+    tracing::debug!("{name}: node ready");
     still_running(dir, &controller_manager(name))
 }
 
@@ -375,6 +382,7 @@ fn spawn_apiserver(
 /// An admin client for context `name` of the fleet's kubeconfig.
 pub async fn client(dir: &Path, context: &str) -> Result<kube::Client> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
+    crate::install_crypto_provider();
     let path = state::kubeconfig_path(dir);
     let kubeconfig = Kubeconfig::read_from(&path).map_err(|e| FleetError::BadInput {
         file: path.clone(),
@@ -541,12 +549,11 @@ pub async fn down(dir: &Path) -> Result<()> {
     let mut first = tier("kubelet-");
     first.extend(tier("controller-manager-"));
     first.extend(tier(PROXY));
-    process::stop(dir, &first).await;
-    let mut second = tier("apiserver-");
-    second.extend(tier(RVAULT));
-    process::stop(dir, &second).await;
+    first.extend(tier(RVAULT));
+    process::stop(dir, &first, process::GRACE).await;
+    process::stop(dir, &tier("apiserver-"), process::APISERVER_GRACE).await;
     // Anything else with a pid file (etcd last: apiservers write to it until they stop).
-    process::stop(dir, &process::names(dir)).await;
+    process::stop(dir, &process::names(dir), process::GRACE).await;
     Ok(())
 }
 
@@ -572,8 +579,18 @@ pub async fn stop_cluster(dir: &Path, name: &str) -> Result<()> {
     let mut state = State::load(dir)?.ok_or_else(|| FleetError::NotUp(dir.to_path_buf()))?;
     state.cluster_mut(name)?.stopped = true;
     state.save(dir)?;
-    process::stop(dir, &cluster_processes(name)).await;
+    stop_cluster_processes(dir, name).await;
     Ok(())
+}
+
+async fn stop_cluster_processes(dir: &Path, name: &str) {
+    process::stop(
+        dir,
+        &[kubelet(name), controller_manager(name)],
+        process::GRACE,
+    )
+    .await;
+    process::stop(dir, &[apiserver(name)], process::APISERVER_GRACE).await;
 }
 
 pub async fn start_cluster(dir: &Path, name: &str, fleet_exe: &Path) -> Result<()> {
@@ -584,7 +601,7 @@ pub async fn start_cluster(dir: &Path, name: &str, fleet_exe: &Path) -> Result<(
     }
     let binaries = Binaries::find()?;
     // Whatever is left of it (a crash) goes first, so the port is free.
-    process::stop(dir, &cluster_processes(name)).await;
+    stop_cluster_processes(dir, name).await;
     spawn_apiserver(dir, &binaries, &CertPaths::new(dir), &state, &cluster)?;
     let client = wait_apiserver(dir, name).await?;
     spawn_controller_manager(dir, &binaries, name)?;

@@ -225,6 +225,7 @@ pub async fn setup(dir: &Path, addr: &str, seed: &Seed) -> Result<Credentials> {
         api.call_retrying(Method::POST, path, Some(json!(values)))
             .await?;
     }
+    tracing::debug!("vault initialised and seeded");
     Ok(Credentials {
         root_token,
         unseal_key,

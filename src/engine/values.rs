@@ -108,7 +108,7 @@ fn typed(raw: &str) -> Value {
     }
     // Leading zeros and `+` stay text: `007` is an id, not seven.
     let leading_zero = raw.len() > 1 && raw.starts_with('0') && !raw.starts_with("0.");
-    let looks_numeric = !raw.is_empty() && !raw.starts_with('+') && !leading_zero;
+    let looks_numeric = !(raw.is_empty() || raw.starts_with('+') || leading_zero);
     if looks_numeric {
         if let Ok(n) = raw.parse::<i64>() {
             return Value::from(n);
