@@ -115,10 +115,12 @@ pub fn init_logging(cli: &Cli) {
     };
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // vaultrs and rustify log every failed request at ERROR (a 404 is an answer, not an
-    // error, to us) and, at trace, more of each request than a log should hold: flotilla
-    // reports Vault's answers itself. Added last, so FLOTILLA_LOG cannot turn them on.
-    for directive in ["vaultrs=off", "rustify=off"] {
+    // Libraries that log what passes through them: vaultrs and rustify log every failed
+    // request at ERROR (a 404 is an answer, not an error, to us) and more of each request
+    // at trace; handlebars logs every helper's parameters at DEBUG, secret values
+    // included. flotilla reports what matters itself. Added last, so FLOTILLA_LOG cannot
+    // turn them on.
+    for directive in ["vaultrs=off", "rustify=off", "handlebars=off"] {
         if let Ok(directive) = directive.parse() {
             filter = filter.add_directive(directive);
         }

@@ -359,6 +359,7 @@ async fn template_shows_the_values_only_when_asked_fake_vault() {
     assert!(shown.stdout.contains(&encoded), "{}", shown.stdout);
     assert!(!shown.stdout.contains(DB), "dev-dc takes its own db entry");
     assert!(shown.stderr.is_empty(), "{}", shown.stderr);
+
     // Only the cluster shown was resolved: db-onprem and api, not db.
     let mut paths: Vec<String> = vault.kv_reads().into_iter().map(|r| r.path).collect();
     paths.sort();
@@ -369,4 +370,31 @@ async fn template_shows_the_values_only_when_asked_fake_vault() {
             "/v1/kv/data/dev/hello/db-onprem"
         ]
     );
+
+    // With every log on, the values are on stdout (asked for) and nowhere in the log.
+    let mut loud = vars.to_vec();
+    loud.push(("FLOTILLA_LOG", "trace"));
+    let logged = flotilla(
+        repo.root(),
+        &[
+            "-vvv",
+            "template",
+            "hello",
+            "--env",
+            "dev",
+            "--show-secrets",
+        ],
+        &loud,
+    )
+    .await;
+    assert_eq!(logged.code, Some(0), "{}", logged.both());
+    assert!(logged.stdout.contains(DB), "{}", logged.stdout);
+    assert!(!logged.stderr.is_empty(), "no log at trace level");
+    for value in forbidden() {
+        assert!(
+            !logged.stderr.contains(&value),
+            "{value:?} logged:\n{}",
+            logged.stderr
+        );
+    }
 }
