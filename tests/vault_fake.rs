@@ -669,3 +669,67 @@ async fn secrets_policy_for_kv2_reads_data_paths_only() {
         run.stdout
     );
 }
+
+#[tokio::test]
+async fn a_ca_bundle_that_is_not_there_is_a_configuration_error() {
+    let repo = TestRepo::standard(1);
+    let run = flotilla(
+        repo.root(),
+        &["secrets", "check", "hello", "--env", "dev"],
+        &[
+            ("VAULT_ADDR", "https://vault.internal:8200"),
+            ("VAULT_TOKEN", "t"),
+            ("VAULT_CACERT", "/nonexistent/ca.pem"),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.both());
+    assert!(
+        run.stderr
+            .starts_with("error: VAULT_CACERT=/nonexistent/ca.pem: cannot read the CA bundle: "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_release_without_secrets_is_checked_without_vault() {
+    let release = support::RELEASE
+        .split("  secrets:\n")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let environment = support::ENVIRONMENT.replace(
+        "vault:\n  address: http://127.0.0.1:9\n  auth: { method: token }\n  kv: { mount: kv, version: KV_VERSION }\n",
+        "",
+    );
+    let repo = TestRepo::new(1, &environment, &release);
+    std::fs::write(
+        repo.file("releases/hello/chart/templates/secret.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\ndata: {}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let run = flotilla(
+        repo.root(),
+        &["secrets", "check", "hello", "--env", "dev"],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{}", run.both());
+    assert_eq!(
+        run.stdout,
+        "release hello maps no secrets: nothing to check in dev\n"
+    );
+    let run = flotilla(
+        repo.root(),
+        &["secrets", "policy", "hello", "--env", "dev"],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{}", run.both());
+    assert!(
+        run.stdout.contains("needs no access to Vault"),
+        "{}",
+        run.stdout
+    );
+}
