@@ -733,3 +733,43 @@ async fn a_release_without_secrets_is_checked_without_vault() {
         run.stdout
     );
 }
+
+#[tokio::test]
+async fn reads_run_concurrently_within_the_bound_fake_vault() {
+    let vault = seeded(2).await;
+    vault.state().latency = Some(std::time::Duration::from_millis(20));
+    // 20 secrets, each on its own path, for 3 clusters: 60 mappings, 20 reads.
+    let mut release = support::RELEASE
+        .split("  secrets:\n")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    release.push_str("  secrets:\n");
+    for i in 0..20 {
+        vault.put(
+            &format!("dev/many/s{i}"),
+            json!({ "value": format!("v{i}") }),
+        );
+        release.push_str(&format!(
+            "    - secret_id: s{i}\n      contexts:\n        - name: default\n          vaultPath: kv/dev/many/s{i}\n          vaultKey: value\n"
+        ));
+    }
+    let repo = TestRepo::new(2, support::ENVIRONMENT, &release);
+    let (release, env) = repo.load();
+    let resolution = resolve_for_environment(&release, &env, &vars(&vault, "root-token"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resolution.plan.entries.len(), 60);
+    assert_eq!(resolution.reads, 20);
+    assert_eq!(vault.kv_reads().len(), 20);
+    let max = vault.state().max_in_flight;
+    assert!(
+        max <= flotilla::vault::READ_CONCURRENCY,
+        "{max} requests at once, over the bound of {}",
+        flotilla::vault::READ_CONCURRENCY
+    );
+    println!(
+        "reads in flight at most: {max} (bound {})",
+        flotilla::vault::READ_CONCURRENCY
+    );
+}

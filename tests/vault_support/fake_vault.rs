@@ -46,6 +46,11 @@ pub struct State {
     pub kubernetes: HashMap<(String, String), String>,
     pub sealed: bool,
     pub requests: Vec<Request_>,
+    /// How long each answer takes (a remote Vault), so that reads overlap.
+    pub latency: Option<std::time::Duration>,
+    /// The most requests the fake was answering at one time.
+    pub max_in_flight: usize,
+    in_flight: usize,
 }
 
 pub struct FakeVault {
@@ -177,6 +182,21 @@ fn login(token: &str) -> Response<Full<Bytes>> {
 }
 
 async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let latency = {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        state.in_flight += 1;
+        state.max_in_flight = state.max_in_flight.max(state.in_flight);
+        state.latency
+    };
+    if let Some(latency) = latency {
+        tokio::time::sleep(latency).await;
+    }
+    let response = answer(state, req).await;
+    state.lock().unwrap_or_else(|p| p.into_inner()).in_flight -= 1;
+    response
+}
+
+async fn answer(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
