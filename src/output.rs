@@ -9,3 +9,24 @@ pub enum OutputFormat {
     Table,
     Json,
 }
+
+/// Writes a command's output to stdout (with a final newline). A reader that went away
+/// (`| head`) is not an error; any other write failure is.
+pub fn print(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let result = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| {
+            if text.ends_with('\n') {
+                Ok(())
+            } else {
+                stdout.write_all(b"\n")
+            }
+        })
+        .and_then(|_| stdout.flush());
+    match result {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}

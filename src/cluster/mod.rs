@@ -1,20 +1,150 @@
 //! Talking to one Kubernetes cluster: client per kubeconfig context, discovery,
 //! server-side apply, prune, health wait, locks.
 //!
-//! Must not: render charts, read Vault, or decide about other clusters (that is the
-//! action layer's job).
+//! Must not: render charts, read Vault, read or write release records (that is
+//! [`crate::storage`]), or decide about other clusters (that is the action layer's job).
+//! Every operation works on one [`ClusterHandle`]; many run concurrently, one per
+//! cluster, so nothing here holds global state, and long waits take a
+//! [`CancellationToken`] checked only at points where stopping leaves nothing half-done.
+
+mod apply;
+mod client;
+pub mod labels;
+mod lock;
+mod objects;
+mod wait;
+
+pub use apply::{ApplyOptions, Conflict, FieldChange, ObjectDiff};
+pub use client::{load_kubeconfig, ClusterHandle};
+pub use lock::{host_name as lock_host, user_at_host, Lock, LockOptions};
+
+/// The user part of `user@host`, as records store it.
+pub fn lock_user() -> String {
+    user_at_host()
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+pub use objects::{sort_for_apply, ObjectRef};
+pub use tokio_util::sync::CancellationToken;
+pub use wait::{Health, WaitOptions};
 
 use crate::error::ExitKind;
+use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
+
+/// The field manager of every server-side apply flotilla makes.
+pub const FIELD_MANAGER: &str = "flotilla";
+
+/// What a cluster operation reports while it runs (for progress bars and logs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Applied(ObjectRef),
+    /// A Secret of a rollback left as it is live: its recorded data was redacted.
+    KeptLive(ObjectRef),
+    Pruned(ObjectRef),
+    Ready(ObjectRef),
+    Waiting {
+        pending: Vec<String>,
+    },
+}
+
+/// A progress callback; cheap to clone, safe to call from any task.
+pub type Progress = Arc<dyn Fn(&str, Event) + Send + Sync>;
+
+/// A progress callback that drops every event.
+pub fn no_progress() -> Progress {
+    Arc::new(|_, _| {})
+}
 
 #[derive(Debug, Error)]
 pub enum ClusterError {
-    #[error("{0}")]
-    Todo(String),
+    #[error("cannot read kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("kube context `{context}`: {message}")]
+    Context { context: String, message: String },
+    #[error("cluster `{context}` is unreachable: {message}")]
+    Unreachable { context: String, message: String },
+    #[error("cluster `{context}`: {object}: {message}")]
+    InvalidObject {
+        context: String,
+        object: String,
+        message: String,
+    },
+    #[error("cluster `{context}`: the server does not know kind `{kind}` of `{api_version}` (object {object})")]
+    UnknownKind {
+        context: String,
+        api_version: String,
+        kind: String,
+        object: String,
+    },
+    #[error("cluster `{context}`: {object}: fields owned by another manager (rerun with --force-conflicts to take them): {}",
+        conflicts.iter().map(|c| format!("{} owned by `{}`", c.field, c.manager)).collect::<Vec<_>>().join(", "))]
+    Conflict {
+        context: String,
+        object: String,
+        conflicts: Vec<Conflict>,
+    },
+    #[error("cluster `{context}`: cannot {action} {object}: {message}")]
+    Api {
+        context: String,
+        action: String,
+        object: String,
+        message: String,
+    },
+    #[error("cluster `{context}`: {object} failed: {reason}")]
+    Unhealthy {
+        context: String,
+        object: String,
+        reason: String,
+    },
+    #[error("cluster `{context}`: not healthy after {}: still waiting for {}", humantime::format_duration(*timeout), pending.join(", "))]
+    Timeout {
+        context: String,
+        timeout: Duration,
+        pending: Vec<String>,
+    },
+    #[error("cluster `{context}`: release `{release}` is locked by {holder} since {since} (lease {lease}); wait for it to finish, or for the lease to go stale")]
+    Locked {
+        context: String,
+        release: String,
+        /// `namespace/name` of the Lease.
+        lease: String,
+        holder: String,
+        since: String,
+    },
+    #[error(
+        "cluster `{context}`: release records of `{release}` in namespace `{namespace}`: {message}"
+    )]
+    Records {
+        context: String,
+        namespace: String,
+        release: String,
+        message: String,
+    },
+    #[error("cluster `{context}`: {message}")]
+    Release { context: String, message: String },
+    #[error("cluster `{context}`: cancelled")]
+    Cancelled { context: String },
 }
 
 impl ClusterError {
     pub fn exit_kind(&self) -> ExitKind {
-        ExitKind::Environment
+        match self {
+            ClusterError::Kubeconfig(_)
+            | ClusterError::Context { .. }
+            | ClusterError::InvalidObject { .. }
+            | ClusterError::UnknownKind { .. }
+            | ClusterError::Release { .. } => ExitKind::UserError,
+            ClusterError::Unreachable { .. } | ClusterError::Locked { .. } => ExitKind::Environment,
+            ClusterError::Conflict { .. }
+            | ClusterError::Api { .. }
+            | ClusterError::Unhealthy { .. }
+            | ClusterError::Timeout { .. }
+            | ClusterError::Records { .. }
+            | ClusterError::Cancelled { .. } => ExitKind::Failed,
+        }
     }
 }

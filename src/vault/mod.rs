@@ -1,19 +1,87 @@
-//! Secrets from Vault: login, KV v1/v2 reads, per-cluster mapping resolution, and the
-//! [`SecretValue`] type whose Debug and Display never show the value.
+//! Secrets from Vault: login, KV v1/v2 reads, per-cluster mapping resolution, the
+//! minimal policy a release needs, and the [`SecretValue`] type whose Debug and Display
+//! never show the value.
 //!
-//! Must not: render charts or talk to a cluster; log or format a secret value.
+//! The flow, for one release in one environment:
+//! 1. [`SecretPlan::build`]: each cluster's entry for each `secret_id` (its own context,
+//!    else `default`), the path rendered with Handlebars over the cluster's globals and
+//!    checked against the KV mount. No Vault; `secrets policy` stops here.
+//! 2. [`VaultSession::connect`]: address, namespace, CA and login (token, AppRole,
+//!    Kubernetes) from the environment file and the variables the vault CLI reads.
+//! 3. [`SecretReader::resolve`]: each distinct (path, version) read once, concurrently
+//!    with a bound, then each cluster's `secret_id → value` map, or every failure named
+//!    by secret_id, context, path and key.
+//!
+//! [`resolve_for_environment`] does all three for the commands that need values
+//! (`deploy`, `diff`, `template --show-secrets`).
+//!
+//! Must not: render charts or talk to a cluster; log or format a secret value (values
+//! leave [`SecretValue`] only through [`SecretValue::expose`], which
+//! [`ResolvedSecrets::exposed`] calls for the render).
 
-use crate::error::ExitKind;
-use thiserror::Error;
+mod client;
+mod error;
+mod plan;
+mod resolve;
+mod secret;
 
-#[derive(Debug, Error)]
-pub enum VaultError {
-    #[error("{0}")]
-    Todo(String),
+pub use client::{api_path, SecretData, VaultEnv, VaultSession, DEFAULT_JWT_FILE};
+pub use error::{ReadProblem, SecretFailure, VaultError};
+pub use plan::{PlannedSecret, ReadKey, SecretPlan};
+pub use resolve::{check_failures, CheckRow, ResolvedSecrets, SecretReader, READ_CONCURRENCY};
+pub use secret::{SecretValue, REDACTED};
+
+use crate::config::{LoadedEnvironment, LoadedRelease};
+
+/// A release's secrets in an environment, with what it took to get them.
+#[derive(Debug)]
+pub struct Resolution {
+    pub plan: SecretPlan,
+    pub secrets: ResolvedSecrets,
+    /// KV reads made (0 when the release maps no secrets: Vault is not contacted).
+    pub reads: usize,
 }
 
-impl VaultError {
-    pub fn exit_kind(&self) -> ExitKind {
-        ExitKind::Environment
-    }
+/// Plans, logs in and reads every secret of `release` for every cluster of `env`.
+/// A release without secrets never contacts Vault.
+pub async fn resolve_for_environment(
+    release: &LoadedRelease,
+    env: &LoadedEnvironment,
+    vars: &VaultEnv,
+) -> Result<Resolution, VaultError> {
+    let plan = SecretPlan::build(release, env)?;
+    let (secrets, reads) = read_plan(&plan, env, vars).await?;
+    Ok(Resolution {
+        plan,
+        secrets,
+        reads,
+    })
+}
+
+/// Logs in and reads the secrets of a plan already built (and perhaps narrowed to some
+/// clusters with [`SecretPlan::retain_contexts`]).
+pub async fn resolve_plan(
+    plan: &SecretPlan,
+    env: &LoadedEnvironment,
+    vars: &VaultEnv,
+) -> Result<ResolvedSecrets, VaultError> {
+    Ok(read_plan(plan, env, vars).await?.0)
+}
+
+async fn read_plan(
+    plan: &SecretPlan,
+    env: &LoadedEnvironment,
+    vars: &VaultEnv,
+) -> Result<(ResolvedSecrets, usize), VaultError> {
+    let Some(config) = env
+        .environment
+        .vault
+        .as_ref()
+        .filter(|_| !plan.entries.is_empty())
+    else {
+        return Ok((ResolvedSecrets::default(), 0));
+    };
+    let session = VaultSession::connect(config, &env.file, vars).await?;
+    let secrets = SecretReader::new(&session).resolve(plan).await?;
+    Ok((secrets, session.read_count()))
 }

@@ -1,0 +1,186 @@
+//! What the single-cluster commands (`deploy`, `rollback`, `history`, `status`, `diff`,
+//! `uninstall`) share: picking the environment, the release and the one cluster,
+//! connecting to it, and rendering the release for it with secrets from Vault.
+//!
+//! Single-cluster for now: `--cluster CTX` picks one context of the environment (an
+//! environment with one cluster needs none). The multi-cluster orchestration composes
+//! [`super::cluster_release`] over every cluster instead.
+
+use super::cluster_release::Rendered;
+use crate::cluster::{load_kubeconfig, ClusterHandle};
+use crate::config::{Cluster, ConfigError, LoadedEnvironment, LoadedRelease, Repo};
+use crate::engine::{parse_set, Chart, Renderer, SecretValues};
+use crate::release::ChartRef;
+use crate::vault::{resolve_plan, SecretPlan, VaultEnv};
+use crate::Result;
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+/// Which release, environment and cluster a single-cluster command works on.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// The release: its folder name under releases/, or the path of its release.yaml.
+    pub release: String,
+    /// The environment (environments/<ENV>.yaml).
+    #[arg(long, required_unless_present = "branch")]
+    pub env: Option<String>,
+    /// Pick the environment whose `branch` is this git branch.
+    #[arg(long, conflicts_with = "env")]
+    pub branch: Option<String>,
+    /// The cluster (kube context of the environment); needed when it has several.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+pub struct Target {
+    pub env: LoadedEnvironment,
+    pub release: LoadedRelease,
+    pub cluster: Cluster,
+    pub handle: ClusterHandle,
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        &self.release.descriptor.metadata.name
+    }
+    pub fn namespace(&self) -> &str {
+        &self.release.descriptor.metadata.namespace
+    }
+}
+
+/// Loads and checks the configuration, then connects (no request is made yet).
+pub async fn open(root: &Path, args: &TargetArgs) -> Result<Target> {
+    let repo = Repo::open(root)?;
+    let env = match (&args.env, &args.branch) {
+        (Some(env), _) => repo.environment(env)?,
+        (None, Some(branch)) => repo.environment_for_branch(branch)?,
+        (None, None) => {
+            return Err(crate::Error::Reported(
+                "give --env ENV or --branch BRANCH".into(),
+            ))
+        }
+    };
+    let release = repo.release(&args.release)?;
+    repo.check_release(&release, &env)?;
+    let cluster = select_cluster(&env, args.cluster.as_deref())?;
+    let kubeconfig = load_kubeconfig(args.kubeconfig.as_deref())?;
+    let handle = ClusterHandle::connect(&kubeconfig, &cluster.context).await?;
+    Ok(Target {
+        env,
+        release,
+        cluster,
+        handle,
+    })
+}
+
+fn select_cluster(env: &LoadedEnvironment, context: Option<&str>) -> Result<Cluster> {
+    let clusters = &env.environment.clusters;
+    let names = || {
+        clusters
+            .iter()
+            .map(|c| c.context.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let found = match context {
+        Some(context) => clusters.iter().find(|c| c.context == context),
+        None if clusters.len() == 1 => clusters.first(),
+        None => {
+            return Err(crate::Error::Reported(format!(
+                "environment {:?} has {} clusters ({}): name one with --cluster",
+                env.environment.name,
+                clusters.len(),
+                names()
+            )))
+        }
+    };
+    found.cloned().ok_or_else(|| {
+        ConfigError::Invalid {
+            file: env.file.clone(),
+            line: None,
+            field: "clusters".into(),
+            message: format!(
+                "no cluster with context {:?} (--cluster); environment {:?} has {}",
+                context.unwrap_or_default(),
+                env.environment.name,
+                names()
+            ),
+        }
+        .into()
+    })
+}
+
+/// Renders the release for the target's cluster as revision `revision`, with its
+/// secrets read from Vault first.
+pub async fn render(
+    target: &Target,
+    sets: &[String],
+    version: Option<&str>,
+    revision: u32,
+) -> Result<Rendered> {
+    let mut release = target.release.clone();
+    if let Some(version) = version {
+        if version.trim().is_empty() {
+            return Err(crate::Error::Reported("--version must not be empty".into()));
+        }
+        release.descriptor.spec.version = version.to_owned();
+    }
+    let secrets = secrets_for(target, &release).await?;
+    let sets = sets
+        .iter()
+        .map(|s| parse_set(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let chart = Chart::load(&release.chart_dir)?;
+    let renderer = Renderer::for_release(
+        &chart,
+        &release,
+        &target.env.environment.name,
+        &sets,
+        revision.into(),
+    )?;
+    let manifest = renderer.render(&target.cluster, &secrets)?;
+    Ok(Rendered {
+        release: release.descriptor.metadata.name.clone(),
+        namespace: release.descriptor.metadata.namespace.clone(),
+        chart: ChartRef {
+            name: chart.metadata.name.clone(),
+            version: chart.metadata.version.clone(),
+        },
+        app_version: release.descriptor.spec.version.clone(),
+        objects: manifest.objects.into_iter().map(|o| o.object).collect(),
+        values: renderer.values(&target.cluster, &secrets),
+    })
+}
+
+/// The target cluster's secret values, read from Vault (each distinct path once).
+async fn secrets_for(target: &Target, release: &LoadedRelease) -> Result<SecretValues> {
+    let mut plan = SecretPlan::build(release, &target.env)?;
+    plan.retain_contexts(|context| context == target.cluster.context);
+    let secrets = resolve_plan(&plan, &target.env, &VaultEnv::from_process()).await?;
+    Ok(secrets.exposed(&target.cluster.context))
+}
+
+/// Renders only the `Secret` objects of the release with fresh values from Vault, for a
+/// rollback: the recorded revision never holds secret values. `None` when Vault cannot
+/// be read (the rollback then keeps the live secrets and says so).
+pub async fn fresh_secret_objects(
+    target: &Target,
+    app_version: &str,
+) -> Option<Vec<serde_json::Value>> {
+    match render(target, &[], Some(app_version), 0).await {
+        Ok(rendered) => Some(
+            rendered
+                .objects
+                .into_iter()
+                .filter(crate::release::is_secret)
+                .collect(),
+        ),
+        Err(err) => {
+            tracing::warn!("secrets not re-read for the rollback, live ones are kept: {err}");
+            None
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! One client per kubeconfig context, with a discovery cache and a request counter.
+
+use super::{ClusterError, ObjectRef};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::{self, ApiResource, Scope};
+use kube::{Client, Config};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Reads the kubeconfig as kubectl does (`KUBECONFIG`, else `~/.kube/config`), or the
+/// given file.
+pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> {
+    match path {
+        Some(path) => Kubeconfig::read_from(path)
+            .map_err(|e| ClusterError::Kubeconfig(format!("{}: {e}", path.display()))),
+        None => Kubeconfig::read().map_err(|e| ClusterError::Kubeconfig(e.to_string())),
+    }
+}
+
+/// Chooses rustls's `ring` provider for the process. Both `ring` (kube) and `aws-lc-rs`
+/// (vaultrs through reqwest) are linked, and rustls then refuses to guess, panicking on
+/// the first TLS connection. Idempotent; a provider already installed is kept.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// `(apiVersion, kind)` → the resource and whether it is namespaced.
+type DiscoveryCache = HashMap<(String, String), (ApiResource, bool)>;
+
+/// A connection to one cluster (one kubeconfig context). Cheap to clone; clones share
+/// the discovery cache and the request counter.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    context: String,
+    client: Client,
+    requests: Arc<AtomicU64>,
+    resources: Arc<Mutex<DiscoveryCache>>,
+}
+
+impl ClusterHandle {
+    /// A client for `context` of `kubeconfig`. Makes no request: an unreachable cluster
+    /// shows on the first call.
+    pub async fn connect(
+        kubeconfig: &Kubeconfig,
+        context: &str,
+    ) -> Result<ClusterHandle, ClusterError> {
+        install_crypto_provider();
+        if !kubeconfig.contexts.iter().any(|c| c.name == context) {
+            let known: Vec<&str> = kubeconfig
+                .contexts
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(ClusterError::Context {
+                context: context.to_owned(),
+                message: format!("not in the kubeconfig (it has: {})", known.join(", ")),
+            });
+        }
+        let options = KubeConfigOptions {
+            context: Some(context.to_owned()),
+            ..Default::default()
+        };
+        let config = Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
+            .await
+            .map_err(|e| ClusterError::Context {
+                context: context.to_owned(),
+                message: e.to_string(),
+            })?;
+        let requests = Arc::new(AtomicU64::new(0));
+        let counter = requests.clone();
+        let count =
+            tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                req
+            });
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| ClusterError::Context {
+                context: context.to_owned(),
+                message: e.to_string(),
+            })?
+            .with_layer(&count)
+            .build();
+        Ok(ClusterHandle {
+            context: context.to_owned(),
+            client,
+            requests,
+            resources: Default::default(),
+        })
+    }
+
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// HTTP requests sent so far through this handle (and its clones).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Turns a kube error into ours: transport failures mean an unreachable cluster.
+    pub(crate) fn error(
+        &self,
+        action: &str,
+        object: &dyn std::fmt::Display,
+        err: kube::Error,
+    ) -> ClusterError {
+        match err {
+            kube::Error::Api(status) => ClusterError::Api {
+                context: self.context.clone(),
+                action: action.to_owned(),
+                object: object.to_string(),
+                message: format!("{} ({})", status.message, status.code),
+            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => ClusterError::Unreachable {
+                context: self.context.clone(),
+                message: err.to_string(),
+            },
+            other => ClusterError::Api {
+                context: self.context.clone(),
+                action: action.to_owned(),
+                object: object.to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// The resource and scope (namespaced or not) of an object's kind, from discovery.
+    /// `wait_for` lets a kind defined by a CRD of the same apply appear (the CRD takes
+    /// a moment to be served); otherwise an unknown kind fails at once.
+    pub async fn resource(
+        &self,
+        object: &ObjectRef,
+        wait_for: Option<Duration>,
+    ) -> Result<(ApiResource, bool), ClusterError> {
+        let key = (object.api_version.clone(), object.kind.clone());
+        if let Some(found) = self.cached(&key) {
+            return Ok(found);
+        }
+        let (group, version) = object.group_version();
+        let gvk = GroupVersionKind::gvk(group, version, &object.kind);
+        let deadline = tokio::time::Instant::now() + wait_for.unwrap_or_default();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match discovery::pinned_kind(&self.client, &gvk).await {
+                Ok((resource, caps)) => {
+                    let found = (resource, caps.scope == Scope::Namespaced);
+                    if let Ok(mut cache) = self.resources.lock() {
+                        cache.insert(key, found.clone());
+                    }
+                    return Ok(found);
+                }
+                Err(kube::Error::Api(_) | kube::Error::Discovery(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    // A CRD just applied is served once it is Established: back off, bounded.
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(kube::Error::Api(_) | kube::Error::Discovery(_)) => {
+                    return Err(ClusterError::UnknownKind {
+                        context: self.context.clone(),
+                        api_version: object.api_version.clone(),
+                        kind: object.kind.clone(),
+                        object: object.to_string(),
+                    })
+                }
+                Err(err) => return Err(self.error("discover", object, err)),
+            }
+        }
+    }
+
+    fn cached(&self, key: &(String, String)) -> Option<(ApiResource, bool)> {
+        self.resources.lock().ok()?.get(key).cloned()
+    }
+
+    /// The dynamic API of an object's kind; namespaced kinds use `object.namespace`
+    /// or `default_namespace`.
+    pub async fn api(
+        &self,
+        object: &ObjectRef,
+        default_namespace: &str,
+        wait_for: Option<Duration>,
+    ) -> Result<(Api<DynamicObject>, bool), ClusterError> {
+        let (resource, namespaced) = self.resource(object, wait_for).await?;
+        let api = if namespaced {
+            let ns = object.namespace.as_deref().unwrap_or(default_namespace);
+            Api::namespaced_with(self.client.clone(), ns, &resource)
+        } else {
+            Api::all_with(self.client.clone(), &resource)
+        };
+        Ok((api, namespaced))
+    }
+
+    /// Creates the namespace when it does not exist (labelled as ours, never pruned).
+    pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let object = format!("Namespace {namespace}");
+        match api.get_opt(namespace).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(err) => return Err(self.error("read", &object, err)),
+        }
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(namespace.to_owned()),
+                labels: Some(
+                    [(
+                        super::labels::MANAGED_BY.to_owned(),
+                        super::labels::MANAGER.to_owned(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            // Another cluster operation of ours created it meanwhile.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(err) => Err(self.error("create", &object, err)),
+        }
+    }
+}
