@@ -50,8 +50,9 @@ find_binary() { # VAR NAME CACHED_PATH
   return 1
 }
 
-# Tools the fleet's set-up itself uses.
-apt_install openssl curl ca-certificates
+# Tools the fleet's set-up itself uses, and a C toolchain: rustup brings none, and ring,
+# rusty_vault's dependencies and the Go build need one.
+apt_install openssl curl ca-certificates gcc libc6-dev make pkg-config procps
 
 # ---- etcd ---------------------------------------------------------------------------
 if ! ETCD=$(find_binary FLOTILLA_ETCD etcd /usr/bin/etcd); then

@@ -1,0 +1,530 @@
+//! `flotilla-fleet kubelet`: a simulated kubelet (the KWOK idea) for one cluster.
+//!
+//! Watch-driven: it binds every unscheduled pod to [`NODE`], reports pod status from the
+//! image tag of each container, and completes the deletion of pods (a pod bound to a node
+//! stays `Terminating` until its kubelet confirms). Timers (tokio sleeps that fire once
+//! per pod, not polling loops) drive the time-based modes:
+//!
+//! | tag         | reported status                                               |
+//! |-------------|---------------------------------------------------------------|
+//! | (any other) | Running, Ready (Job pods: Succeeded)                           |
+//! | `crashloop` | Running, waiting `CrashLoopBackOff`, restartCount +1 every 2 s |
+//! | `pullfail`  | Pending, waiting `ImagePullBackOff`                            |
+//! | `slow-N`    | Running, Ready only N seconds after the pod started            |
+//! | `never`     | Running, never Ready                                           |
+//!
+//! Must not: run anything, or touch objects other than pods and its own Node.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+pub const NODE: &str = "fake-node-1";
+/// Between two simulated crashes of a `crashloop` container.
+pub const CRASH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What a container does, from its image tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Ready,
+    CrashLoop,
+    PullFail,
+    Slow(u64),
+    Never,
+}
+
+impl Behaviour {
+    pub fn of_image(image: &str) -> Behaviour {
+        // `registry:5000/app:tag@sha256:...`: the tag is after the last ':' of the last
+        // path segment, before any digest.
+        let image = image.split('@').next().unwrap_or(image);
+        let last = image.rsplit('/').next().unwrap_or(image);
+        let tag = last.split_once(':').map(|(_, t)| t).unwrap_or("latest");
+        match tag {
+            "crashloop" => Behaviour::CrashLoop,
+            "pullfail" => Behaviour::PullFail,
+            "never" => Behaviour::Never,
+            t => match t.strip_prefix("slow-").and_then(|n| n.parse().ok()) {
+                Some(secs) => Behaviour::Slow(secs),
+                None => Behaviour::Ready,
+            },
+        }
+    }
+}
+
+pub fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn ensure_node(client: &Client) -> kube::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let params = PatchParams::apply("flotilla-fleet-kubelet").force();
+    let node = json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": { "name": NODE, "labels": {
+            "kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+            "type": "flotilla-fleet"
+        }},
+    });
+    nodes.patch(NODE, &params, &Patch::Apply(&node)).await?;
+    let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let capacity = json!({ "cpu": "64", "memory": "256Gi", "pods": "1000" });
+    let status = json!({ "status": {
+        "capacity": capacity, "allocatable": capacity,
+        "conditions": [{ "type": "Ready", "status": "True", "reason": "KubeletReady",
+                         "message": "simulated by flotilla-fleet", "lastHeartbeatTime": now,
+                         "lastTransitionTime": now }],
+        "addresses": [{ "type": "InternalIP", "address": "127.0.0.1" },
+                      { "type": "Hostname", "address": NODE }],
+        "nodeInfo": { "kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2",
+                      "operatingSystem": "linux", "architecture": "amd64",
+                      "containerRuntimeVersion": "fake://1", "kernelVersion": "", "osImage": "",
+                      "machineID": "", "systemUUID": "", "bootID": "" },
+    }});
+    nodes
+        .patch_status(NODE, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    // Admission taints a new node not-ready; a real kubelet's controller lifts it once the
+    // node reports Ready. DaemonSets schedule nothing while it is there.
+    nodes
+        .patch(
+            NODE,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": { "taints": null } })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Why a pod is looked at again: a timer fired (a crash is due, or a slow container's
+/// delay passed).
+struct Recheck {
+    namespace: String,
+    name: String,
+    crash: bool,
+}
+
+pub async fn run(client: Client) -> kube::Result<()> {
+    ensure_node(&client).await?;
+    let all: Api<Pod> = Api::all(client.clone());
+    let mut events = watcher::watcher(all, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Recheck>();
+    let mut kubelet = Kubelet {
+        client,
+        timers: HashMap::new(),
+        tx,
+    };
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => kubelet.handle(pod, false).await,
+                Some(Ok(Event::Delete(pod))) => kubelet.forget(&pod),
+                Some(Ok(Event::Init | Event::InitDone)) => {}
+                Some(Err(e)) => tracing::warn!("watch: {e}"),
+                None => return Ok(()),
+            },
+            Some(recheck) = rx.recv() => {
+                let api: Api<Pod> = Api::namespaced(kubelet.client.clone(), &recheck.namespace);
+                match api.get_opt(&recheck.name).await {
+                    Ok(Some(pod)) => kubelet.handle(pod, recheck.crash).await,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("pod {}/{}: {e}", recheck.namespace, recheck.name),
+                }
+            }
+        }
+    }
+}
+
+struct Kubelet {
+    client: Client,
+    /// One timer per pod uid at most.
+    timers: HashMap<String, AbortHandle>,
+    tx: mpsc::UnboundedSender<Recheck>,
+}
+
+impl Kubelet {
+    fn forget(&mut self, pod: &Pod) {
+        if let Some(timer) = pod
+            .metadata
+            .uid
+            .as_ref()
+            .and_then(|u| self.timers.remove(u))
+        {
+            timer.abort();
+        }
+    }
+
+    async fn handle(&mut self, pod: Pod, crash: bool) {
+        let (Some(namespace), Some(name)) =
+            (pod.metadata.namespace.clone(), pod.metadata.name.clone())
+        else {
+            return;
+        };
+        if let Err(e) = self.reconcile(&pod, &namespace, &name, crash).await {
+            // A pod that went away meanwhile is no news; anything else is worth a line.
+            if !matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409) {
+                tracing::warn!("pod {namespace}/{name}: {e}");
+            }
+        }
+    }
+
+    async fn reconcile(
+        &mut self,
+        pod: &Pod,
+        namespace: &str,
+        name: &str,
+        crash: bool,
+    ) -> kube::Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let spec = pod.spec.clone().unwrap_or_default();
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.forget(pod);
+            if spec.node_name.as_deref() == Some(NODE) {
+                // What a kubelet does once the containers stopped: confirm the deletion.
+                let params = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                };
+                api.delete(name, &params).await?;
+            }
+            return Ok(());
+        }
+        let Some(node) = spec.node_name.as_deref() else {
+            let binding = json!({
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": { "name": name },
+                "target": { "apiVersion": "v1", "kind": "Node", "name": NODE },
+            });
+            api.create_subresource::<Value, Value>(
+                "binding",
+                name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await?;
+            return Ok(());
+        };
+        if node != NODE {
+            return Ok(());
+        }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            self.forget(pod);
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let started = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0)
+            .unwrap_or(now);
+        let behaviours: Vec<Behaviour> = spec
+            .containers
+            .iter()
+            .map(|c| Behaviour::of_image(c.image.as_deref().unwrap_or_default()))
+            .collect();
+        let restarts = |container: &str| -> i32 {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.name == container))
+                .map(|c| c.restart_count)
+                .unwrap_or(0)
+        };
+        let elapsed = Duration::try_from(now.duration_since(started)).unwrap_or_default();
+        let is_job = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Job");
+
+        let mut statuses = Vec::new();
+        let mut all_ready = true;
+        let mut pending = false;
+        let mut next_wake: Option<Duration> = None;
+        let mut crashing = false;
+        let ts = started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        for (container, behaviour) in spec.containers.iter().zip(&behaviours) {
+            let restart_count =
+                restarts(&container.name) + i32::from(crash && *behaviour == Behaviour::CrashLoop);
+            let (ready, state, last) = match behaviour {
+                Behaviour::Ready => (true, json!({ "running": { "startedAt": ts } }), json!({})),
+                Behaviour::Never => (false, json!({ "running": { "startedAt": ts } }), json!({})),
+                Behaviour::Slow(secs) => {
+                    let delay = Duration::from_secs(*secs);
+                    if elapsed < delay {
+                        let wait = delay - elapsed;
+                        next_wake = Some(next_wake.map_or(wait, |w| w.min(wait)));
+                    }
+                    (
+                        elapsed >= delay,
+                        json!({ "running": { "startedAt": ts } }),
+                        json!({}),
+                    )
+                }
+                Behaviour::CrashLoop => {
+                    crashing = true;
+                    (
+                        false,
+                        json!({ "waiting": { "reason": "CrashLoopBackOff",
+                            "message": format!("back-off restarting failed container {} (simulated)", container.name) } }),
+                        json!({ "terminated": { "exitCode": 1, "reason": "Error", "startedAt": ts, "finishedAt": ts } }),
+                    )
+                }
+                Behaviour::PullFail => {
+                    pending = true;
+                    (
+                        false,
+                        json!({ "waiting": { "reason": "ImagePullBackOff",
+                            "message": format!("Back-off pulling image {:?} (simulated)", container.image.as_deref().unwrap_or_default()) } }),
+                        json!({}),
+                    )
+                }
+            };
+            all_ready &= ready;
+            statuses.push(container_status(
+                container,
+                ready,
+                restart_count,
+                state,
+                last,
+            ));
+        }
+
+        let succeeded = is_job && all_ready;
+        let phase = if succeeded {
+            "Succeeded"
+        } else if pending {
+            "Pending"
+        } else {
+            "Running"
+        };
+        if succeeded {
+            for (status, container) in statuses.iter_mut().zip(&spec.containers) {
+                *status = container_status(
+                    container,
+                    false,
+                    0,
+                    json!({ "terminated": { "exitCode": 0, "reason": "Completed", "startedAt": ts, "finishedAt": ts } }),
+                    json!({}),
+                );
+            }
+        }
+        let ready_word = if all_ready && !succeeded {
+            "True"
+        } else {
+            "False"
+        };
+        let condition = |type_: &str, status: &str| json!({ "type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": ts });
+        let init_statuses: Vec<Value> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| {
+                container_status(
+                    c,
+                    true,
+                    0,
+                    json!({ "terminated": { "exitCode": 0, "reason": "Completed", "startedAt": ts, "finishedAt": ts } }),
+                    json!({}),
+                )
+            })
+            .collect();
+        let desired = json!({
+            "phase": phase,
+            "hostIP": "127.0.0.1",
+            "podIP": pod_ip(pod),
+            "podIPs": [{ "ip": pod_ip(pod) }],
+            "startTime": ts,
+            "qosClass": "BestEffort",
+            "conditions": [
+                condition("Initialized", "True"),
+                condition("Ready", ready_word),
+                condition("ContainersReady", ready_word),
+                condition("PodScheduled", "True"),
+            ],
+            "containerStatuses": statuses,
+            "initContainerStatuses": init_statuses,
+        });
+
+        if signature(&desired) != current_signature(pod) {
+            api.patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "status": desired })),
+            )
+            .await?;
+        }
+
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if succeeded {
+            self.forget(pod);
+        } else if crashing {
+            self.timers.entry(uid).or_insert_with(|| {
+                let tx = self.tx.clone();
+                let (namespace, name) = (namespace.to_string(), name.to_string());
+                tokio::spawn(async move {
+                    let mut ticks = tokio::time::interval(CRASH_INTERVAL);
+                    ticks.tick().await;
+                    loop {
+                        ticks.tick().await;
+                        let recheck = Recheck {
+                            namespace: namespace.clone(),
+                            name: name.clone(),
+                            crash: true,
+                        };
+                        if tx.send(recheck).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .abort_handle()
+            });
+        } else if let Some(wait) = next_wake {
+            if !self.timers.contains_key(&uid) {
+                let tx = self.tx.clone();
+                let (namespace, name) = (namespace.to_string(), name.to_string());
+                let handle = tokio::spawn(async move {
+                    // A little past the deadline, so the recheck sees it passed.
+                    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+                    let _ = tx.send(Recheck {
+                        namespace,
+                        name,
+                        crash: false,
+                    });
+                })
+                .abort_handle();
+                self.timers.insert(uid, handle);
+            }
+        } else if let Some(timer) = self.timers.remove(&uid) {
+            timer.abort();
+        }
+        Ok(())
+    }
+}
+
+fn container_status(
+    container: &Container,
+    ready: bool,
+    restarts: i32,
+    state: Value,
+    last: Value,
+) -> Value {
+    let image = container.image.clone().unwrap_or_default();
+    let running = state.get("running").is_some();
+    json!({
+        "name": container.name,
+        "image": image,
+        "imageID": format!("fake://{image}"),
+        "containerID": format!("fake://{}", container.name),
+        "ready": ready,
+        "started": running,
+        "restartCount": restarts,
+        "state": state,
+        "lastState": last,
+    })
+}
+
+/// What decides whether a patch is needed: phase, readiness, and per container its
+/// readiness, state, reason and restart count. Timestamps do not count.
+fn signature(status: &Value) -> String {
+    let mut out = format!(
+        "{}|{}|",
+        status["phase"].as_str().unwrap_or_default(),
+        status["podIP"].as_str().unwrap_or_default()
+    );
+    for c in status["conditions"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{}={};",
+            c["type"].as_str().unwrap_or_default(),
+            c["status"].as_str().unwrap_or_default()
+        ));
+    }
+    for key in ["containerStatuses", "initContainerStatuses"] {
+        let mut containers: Vec<String> = status[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let state = c["state"].as_object();
+                let kind = state
+                    .and_then(|s| s.keys().next().cloned())
+                    .unwrap_or_default();
+                let reason = state
+                    .and_then(|s| s.values().next())
+                    .and_then(|v| v["reason"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                format!(
+                    "{}:{}:{}:{}:{}",
+                    c["name"].as_str().unwrap_or_default(),
+                    c["ready"].as_bool().unwrap_or_default(),
+                    kind,
+                    reason,
+                    c["restartCount"].as_i64().unwrap_or_default()
+                )
+            })
+            .collect();
+        containers.sort();
+        out.push_str(&containers.join(","));
+        out.push('|');
+    }
+    out
+}
+
+fn current_signature(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok())
+        .map(|v| signature(&v))
+        .unwrap_or_default()
+}
+
+/// A stable, distinct-enough address per pod (from its uid).
+fn pod_ip(pod: &Pod) -> String {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let hash = uid
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("10.244.{}.{}", (hash >> 8) % 250 + 1, hash % 250 + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Behaviour;
+
+    #[test]
+    fn tags_choose_the_behaviour() {
+        assert_eq!(Behaviour::of_image("nginx"), Behaviour::Ready);
+        assert_eq!(Behaviour::of_image("nginx:1.25"), Behaviour::Ready);
+        assert_eq!(Behaviour::of_image("app:crashloop"), Behaviour::CrashLoop);
+        assert_eq!(
+            Behaviour::of_image("reg:5000/team/app:pullfail"),
+            Behaviour::PullFail
+        );
+        assert_eq!(Behaviour::of_image("reg:5000/app"), Behaviour::Ready);
+        assert_eq!(Behaviour::of_image("app:slow-7"), Behaviour::Slow(7));
+        assert_eq!(Behaviour::of_image("app:slow-x"), Behaviour::Ready);
+        assert_eq!(
+            Behaviour::of_image("app:never@sha256:abc"),
+            Behaviour::Never
+        );
+    }
+}

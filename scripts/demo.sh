@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The README's main job, on a fresh Debian machine: install what the local fleet needs,
+# build flotilla, start the fleet (real kube-apiservers named as the contexts of
+# environments/dev.yaml, and a Vault API seeded with the example's secrets), and ship
+# the example release `hello` to every dev cluster.
+#
+#   scripts/demo.sh          stops the fleet at the end
+#   scripts/demo.sh --keep   leaves it running: `source .fleet/env`, then kubectl/flotilla;
+#                            stop it with `flotilla-fleet down`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KEEP=""
+[ "${1:-}" = "--keep" ] && KEEP=1
+
+say() { printf '\n[demo %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+say "installing the fleet's binaries (scripts/install-deps.sh: ~10 min the first time, then a no-op)"
+./scripts/install-deps.sh
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}"
+say "building flotilla and flotilla-fleet"
+cargo build --workspace --bins
+FLOTILLA="$CARGO_TARGET_DIR/debug/flotilla"
+FLEET="$CARGO_TARGET_DIR/debug/flotilla-fleet"
+export FLOTILLA_FLEET_DIR="$PWD/.fleet"
+
+if [ -z "$KEEP" ]; then
+  trap 'status=$?; say "stopping the fleet (run with --keep to leave it up)"; "$FLEET" down || true; exit $status' EXIT
+fi
+
+say "starting the local fleet in $FLOTILLA_FLEET_DIR"
+if [ -f environments/dev.yaml ]; then
+  "$FLEET" up --env environments/dev.yaml
+else
+  say "environments/dev.yaml is missing: the fleet starts its default clusters"
+  "$FLEET" up
+fi
+# shellcheck disable=SC1091
+source "$FLOTILLA_FLEET_DIR/env"
+
+if [ ! -f releases/hello/release.yaml ] || [ ! -f environments/dev.yaml ]; then
+  say "releases/hello or environments/dev.yaml is missing: nothing to render"
+  exit 1
+fi
+
+say "flotilla template hello --env dev (every dev cluster's objects, secrets as placeholders)"
+"$FLOTILLA" template hello --env dev
+
+# TODO(lead): once `deploy` exists, ship it to every dev cluster and show the result:
+#   say "flotilla deploy hello --env dev"
+#   "$FLOTILLA" deploy hello --env dev
+#   "$FLOTILLA" status hello --env dev
+
+say "done"
