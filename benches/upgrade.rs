@@ -5,7 +5,7 @@
 //! `cargo bench --profile dev --bench upgrade` (5 upgrades), `-- --short` for CI (1
 //! upgrade). The time is the cluster's (apply, controllers, watches), not our CPU: the
 //! dev profile (dependencies optimised) measures the same and avoids a release build.
-//! Needs the test cluster (`FLOTILLA_TEST_KUBECONFIG`, as the integration tests).
+//! Runs on the local fleet (`FLOTILLA_FLEET_DIR`, else one started for the run).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
