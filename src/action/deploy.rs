@@ -46,7 +46,6 @@ pub fn run_options(
         }
         Event::Pruned(id) => eprintln!("[{context}] deleted {id}"),
         Event::Ready(id) => eprintln!("[{context}] ready {id}"),
-        Event::Waiting { pending } => eprintln!("[{context}] waiting for {}", pending.join(", ")),
     });
     opts
 }

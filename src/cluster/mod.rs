@@ -46,9 +46,6 @@ pub enum Event {
     KeptLive(ObjectRef),
     Pruned(ObjectRef),
     Ready(ObjectRef),
-    Waiting {
-        pending: Vec<String>,
-    },
 }
 
 /// A progress callback; cheap to clone, safe to call from any task.
