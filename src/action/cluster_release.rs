@@ -381,6 +381,13 @@ async fn run_locked(
                 .map(|o| with_context(o, cluster))
         }
     };
+    // The identities as the server resolved them: a custom kind whose CRD came with
+    // this apply was only guessed (namespaced) before it.
+    record.objects = kept_live
+        .iter()
+        .cloned()
+        .chain(applied.iter().cloned())
+        .collect();
     if let Some(hook) = &opts.after_apply {
         hook();
     }
