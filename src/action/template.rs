@@ -60,7 +60,13 @@ pub fn render(root: &Path, args: &TemplateArgs) -> Result<String> {
     let mut out = String::new();
     for cluster in &clusters {
         let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
-        let manifest = renderer.render(cluster, &secrets)?;
+        let manifest = renderer.render(cluster, &secrets).map_err(|err| {
+            // With one cluster asked for, the user knows which one it was.
+            match args.cluster {
+                Some(_) => err,
+                None => err.in_cluster(&cluster.context),
+            }
+        })?;
         let header = format!("cluster: {}", cluster.context);
         out.push_str(&manifest.to_yaml(args.cluster.is_none().then_some(header.as_str())));
     }
