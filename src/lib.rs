@@ -12,6 +12,9 @@
 //! - [`cluster`]: talking to one Kubernetes cluster: apply, prune, wait, locks.
 //! - [`storage`]: release records kept in a cluster, one Secret per revision.
 //! - [`release`]: the release record type itself.
+//! - [`rollout`]: every cluster of an environment at once: the plan (waves, limits), the
+//!   executor (concurrency, stop on failure or signal, coordinated rollback), progress and
+//!   the summary report. Per-cluster steps come from the action layer behind a trait.
 //! - [`action`]: one file per user command; the only layer that composes the others.
 //! - [`cli`]: the command-line surface (clap), turned into action calls.
 
@@ -23,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod output;
 pub mod release;
+pub mod rollout;
 pub mod storage;
 pub mod vault;
 

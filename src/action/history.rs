@@ -1,65 +1,128 @@
-//! `flotilla history RELEASE --env E [--cluster CTX] [-o json]`: the recorded revisions.
+//! `flotilla history RELEASE --env E [--clusters a,b] [-o json]`: deployment ids as rows,
+//! clusters as columns, each cell the revisions that cluster recorded for that id.
 
 use super::cluster_release as ops;
-use super::one_cluster::{self, TargetArgs};
+use super::multi::{self, EnvArgs};
+use crate::cluster::ClusterHandle;
 use crate::output::OutputFormat;
+use crate::release::ReleaseRecord;
 use crate::Result;
 use clap::Args;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
-use tabled::{Table, Tabled};
+use tabled::builder::Builder;
 
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
+    /// The release: its folder name under releases/, or the path of its release.yaml.
+    pub release: String,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub env: EnvArgs,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
 
-#[derive(Tabled)]
-struct Row {
+#[derive(Debug, Serialize)]
+struct Cell {
     revision: u32,
     status: String,
-    #[tabled(rename = "deployment id")]
-    deployment_id: String,
-    version: String,
+    operation: crate::release::Operation,
+    app_version: String,
     chart: String,
     updated: String,
-    by: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     description: String,
 }
 
+#[derive(Debug, Serialize)]
+struct Row {
+    deployment_id: String,
+    /// context → the revisions it recorded with this id, oldest first.
+    clusters: BTreeMap<String, Vec<Cell>>,
+}
+
 pub async fn run(root: &Path, args: &HistoryArgs) -> Result<()> {
-    let target = one_cluster::open(root, &args.target).await?;
-    let mut records = ops::history(&target.handle, target.namespace(), target.name()).await?;
-    match args.output {
-        OutputFormat::Json => {
-            // The manifest and values are for `status` and rollbacks, not for listing.
-            for r in &mut records {
-                r.manifest.clear();
-                r.values = serde_json::Value::Null;
-            }
-            crate::output::print(&serde_json::to_string_pretty(&records).unwrap_or_default())?;
+    let selected = multi::select(root, &args.env)?;
+    let release = selected.repo.release(&args.release)?;
+    let name = &release.descriptor.metadata.name;
+    let namespace = &release.descriptor.metadata.namespace;
+    let contexts = selected.plan.contexts();
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    let mut unreachable = Vec::new();
+    for context in &contexts {
+        let records: Result<Vec<ReleaseRecord>> = async {
+            let handle = ClusterHandle::connect(&selected.kubeconfig, context).await?;
+            Ok(ops::history(&handle, namespace, name).await?)
         }
-        OutputFormat::Table if records.is_empty() => crate::output::print(&format!(
-            "release {} has no revisions in namespace {} of {}",
-            target.name(),
-            target.namespace(),
-            target.cluster.context
-        ))?,
-        OutputFormat::Table => {
-            let rows = records.iter().map(|r| Row {
+        .await;
+        let records = match records {
+            Ok(r) => r,
+            Err(err) => {
+                eprintln!("{context}: history not read: {err}");
+                unreachable.push(context.clone());
+                continue;
+            }
+        };
+        for r in records {
+            let row = rows.entry(r.deployment_id.clone()).or_insert_with(|| Row {
+                deployment_id: r.deployment_id.clone(),
+                clusters: BTreeMap::new(),
+            });
+            row.clusters.entry(context.clone()).or_default().push(Cell {
                 revision: r.revision,
                 status: r.status.to_string(),
-                deployment_id: r.deployment_id.clone(),
-                version: r.app_version.clone(),
+                operation: r.operation,
+                app_version: r.app_version.clone(),
                 chart: format!("{}-{}", r.chart.name, r.chart.version),
                 updated: r.updated.format("%Y-%m-%d %H:%M:%S").to_string(),
-                by: format!("{}@{}", r.user, r.host),
                 description: r.description.clone(),
             });
-            crate::output::print(&format!("{}", Table::new(rows)))?;
         }
     }
-    Ok(())
+    match args.output {
+        OutputFormat::Json => {
+            let rows: Vec<&Row> = rows.values().collect();
+            crate::output::print(&serde_json::to_string_pretty(&rows).unwrap_or_default())?;
+        }
+        OutputFormat::Table => {
+            let mut table = Builder::default();
+            let mut header = vec!["deployment id".to_owned(), "version".to_owned()];
+            header.extend(contexts.iter().cloned());
+            table.push_record(header);
+            for row in rows.values() {
+                let version = row
+                    .clusters
+                    .values()
+                    .flatten()
+                    .map(|c| c.app_version.as_str())
+                    .next()
+                    .unwrap_or("-")
+                    .to_owned();
+                let mut line = vec![row.deployment_id.clone(), version];
+                for context in &contexts {
+                    line.push(match row.clusters.get(context) {
+                        None if unreachable.contains(context) => "?".into(),
+                        None => "-".into(),
+                        Some(cells) => cells
+                            .iter()
+                            .map(|c| format!("{} {}", c.revision, c.status))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                table.push_record(line);
+            }
+            crate::output::print(&table.build().to_string())?;
+        }
+    }
+    if unreachable.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::cluster::ClusterError::Unreachable {
+            context: unreachable.join(", "),
+            message: "history incomplete (see above)".into(),
+        }
+        .into())
+    }
 }

@@ -1,64 +1,186 @@
-//! `flotilla rollback RELEASE --env E [--cluster CTX] [--revision N]`: re-apply a
-//! recorded revision (the previous good one by default), secrets re-read from Vault or,
-//! when Vault cannot be read, kept as they are live.
+//! `flotilla rollback RELEASE --env E [--to ID] [--clusters a,b]`: every cluster back to
+//! the previous deployment (or deployment `ID`), each finding its own revision by
+//! deployment id. Secrets are re-read from Vault; when Vault cannot be read the live
+//! secrets are kept and the records say so. A cluster that never had the target is
+//! reported and nothing is changed.
 
-use super::cluster_release as ops;
-use super::deploy::{new_deployment_id, report, run_options};
-use super::one_cluster::{self, TargetArgs};
+use super::multi::{self, EnvArgs};
+use crate::config::LoadedRelease;
+use crate::engine::{Chart, Renderer};
+use crate::output::OutputFormat;
+use crate::rollout::executor::RunInfo;
+use crate::rollout::kube_steps::{
+    connect_all, previous_deployment, revision_for_id, secret_values, RollbackSteps, RollbackTarget,
+};
+use crate::rollout::report::Before;
+use crate::rollout::{execute, Reporter};
+use crate::vault::{resolve_for_environment, ResolvedSecrets, VaultEnv};
 use crate::Result;
 use clap::Args;
+use std::collections::HashMap;
 use std::path::Path;
 
 #[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
+    /// The release: its folder name under releases/, or the path of its release.yaml.
+    pub release: String,
     #[command(flatten)]
-    pub target: TargetArgs,
-    /// The revision to go back to (default: the previous good one).
-    #[arg(long)]
-    pub revision: Option<u32>,
+    pub env: EnvArgs,
+    /// The deployment id to go back to (default: each cluster's previous deployment).
+    #[arg(long, value_name = "DEPLOYMENT_ID")]
+    pub to: Option<String>,
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<std::time::Duration>,
     #[arg(long)]
     pub force_conflicts: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
 }
 
 pub async fn run(root: &Path, args: &RollbackArgs) -> Result<()> {
-    let target = one_cluster::open(root, &args.target).await?;
-    let records = ops::history(&target.handle, target.namespace(), target.name()).await?;
-    let goal = match args.revision {
-        Some(n) => records.iter().find(|r| r.revision == n),
-        None => ops::rollback_target(&records),
-    };
-    // An unknown revision is reported by the rollback itself, with the revisions there are.
-    let fresh = match goal {
-        Some(goal) => one_cluster::fresh_secret_objects(&target, &goal.app_version)
-            .await
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let timeout = args
-        .timeout
-        .unwrap_or(target.env.environment.rollout.timeout);
-    let opts = run_options(
-        timeout,
-        args.force_conflicts,
-        crate::storage::DEFAULT_HISTORY_LIMIT,
-    );
-    let outcome = ops::rollback(
-        &target.handle,
-        target.namespace(),
-        target.name(),
-        args.revision,
-        &fresh,
-        &new_deployment_id(),
-        &opts,
-    )
-    .await?;
-    for id in &outcome.kept_live {
-        eprintln!(
-            "[{}] {id}: Vault could not be read, the live secret was kept",
-            outcome.context
+    let selected = multi::select(root, &args.env)?;
+    let release = selected.repo.release(&args.release)?;
+    let name = release.descriptor.metadata.name.clone();
+    let namespace = release.descriptor.metadata.namespace.clone();
+    let connected = connect_all(&selected.plan, &selected.kubeconfig, &namespace, &name).await?;
+
+    let mut missing = Vec::new();
+    let mut targets = Vec::new();
+    for (cluster, handle, records) in connected {
+        let found = match &args.to {
+            Some(id) => revision_for_id(&records, id),
+            None => previous_deployment(&records),
+        };
+        match found {
+            Some(r) => {
+                let to = Before {
+                    revision: r.revision,
+                    deployment_id: r.deployment_id.clone(),
+                };
+                let app_version = r.app_version.clone();
+                targets.push((cluster, handle, records, to, app_version));
+            }
+            None => missing.push(format!(
+                "{}: {} (it has: {})",
+                cluster.context,
+                match &args.to {
+                    Some(id) => format!("never had deployment {id}"),
+                    None => "no earlier deployment to go back to".into(),
+                },
+                deployments(&records)
+            )),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(crate::Error::Reported(format!(
+            "rollback {name} in {}: nothing changed, because\n  {}\n(limit the run with --clusters to roll back the others)",
+            selected.plan.environment,
+            missing.join("\n  ")
+        )));
+    }
+
+    let fresh = fresh_secrets(&selected.env, &release).await;
+    let mut clusters = HashMap::new();
+    for (cluster, handle, records, to, app_version) in targets {
+        let fresh_secrets = match &fresh {
+            Some((chart, secrets)) => render_secrets(
+                chart,
+                &release,
+                &selected.env,
+                &cluster,
+                secrets,
+                &app_version,
+            ),
+            None => Vec::new(),
+        };
+        clusters.insert(
+            cluster.context.clone(),
+            RollbackTarget {
+                handle,
+                namespace: namespace.clone(),
+                release: name.clone(),
+                records,
+                to,
+                fresh_secrets,
+            },
         );
     }
-    report("rollback", target.name(), outcome)
+    let mut options =
+        super::cluster_release::RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
+    options.force_conflicts = args.force_conflicts;
+    let steps = RollbackSteps { clusters, options };
+    let info = RunInfo {
+        operation: "rollback".into(),
+        release: name,
+        deployment_id: args.to.clone().unwrap_or_else(|| "previous".into()),
+    };
+    let report = execute(
+        &selected.plan,
+        &steps,
+        &info,
+        &multi::interrupt_token(),
+        &Reporter::for_stderr(),
+    )
+    .await;
+    multi::finish(&[report], args.output)
+}
+
+fn deployments(records: &[crate::release::ReleaseRecord]) -> String {
+    if records.is_empty() {
+        return "no revisions".into();
+    }
+    records
+        .iter()
+        .map(|r| format!("{} rev {} {}", r.deployment_id, r.revision, r.status))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The chart and every cluster's secrets read now, or `None` when Vault (or the chart)
+/// cannot be read: a rollback must still work in an incident, keeping live secrets.
+async fn fresh_secrets(
+    env: &crate::config::LoadedEnvironment,
+    release: &LoadedRelease,
+) -> Option<(Chart, ResolvedSecrets)> {
+    let chart = Chart::load(&release.chart_dir)
+        .map_err(|e| tracing::warn!("chart not loaded, live secrets are kept: {e}"))
+        .ok()?;
+    match resolve_for_environment(release, env, &VaultEnv::from_process()).await {
+        Ok(resolution) => Some((chart, resolution.secrets)),
+        Err(err) => {
+            eprintln!("Vault could not be read ({err}); the live secrets are kept");
+            None
+        }
+    }
+}
+
+/// Only the `Secret` objects of the release for one cluster, with fresh values.
+fn render_secrets(
+    chart: &Chart,
+    release: &LoadedRelease,
+    env: &crate::config::LoadedEnvironment,
+    cluster: &crate::config::Cluster,
+    resolved: &ResolvedSecrets,
+    app_version: &str,
+) -> Vec<serde_json::Value> {
+    let mut release = release.clone();
+    release.descriptor.spec.version = app_version.to_owned();
+    let secrets = secret_values(resolved, &cluster.context);
+    let rendered = Renderer::for_release(chart, &release, &env.environment.name, &[], 0)
+        .and_then(|r| r.render(cluster, &secrets));
+    match rendered {
+        Ok(manifest) => manifest
+            .objects
+            .into_iter()
+            .map(|o| o.object)
+            .filter(crate::release::is_secret)
+            .collect(),
+        Err(err) => {
+            tracing::warn!(
+                "{}: secrets not re-rendered, live ones are kept: {err}",
+                cluster.context
+            );
+            Vec::new()
+        }
+    }
 }

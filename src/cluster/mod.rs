@@ -46,6 +46,11 @@ pub enum Event {
     KeptLive(ObjectRef),
     Pruned(ObjectRef),
     Ready(ObjectRef),
+    /// What the health wait still waits for (`Deployment ns/web (1 of 2 updated
+    /// replicas available)`); sent when that changes.
+    Waiting {
+        pending: Vec<String>,
+    },
 }
 
 /// A progress callback; cheap to clone, safe to call from any task.

@@ -1,0 +1,111 @@
+//! What the multi-cluster commands (`deploy`, `rollback`, `history`, `promote`) share:
+//! the environment and cluster selection on the command line, the signal that stops a
+//! run, and printing a run's report. One cluster is `--clusters CTX`.
+
+use crate::cluster::{load_kubeconfig, CancellationToken};
+use crate::config::{LoadedEnvironment, Repo};
+use crate::output::OutputFormat;
+use crate::rollout::plan::{parse_limit, select_environment};
+use crate::rollout::{Plan, Report};
+use crate::Result;
+use clap::Args;
+use kube::config::Kubeconfig;
+use std::path::{Path, PathBuf};
+
+/// Which environment and clusters a multi-cluster command works on.
+#[derive(Debug, Clone, Args)]
+pub struct EnvArgs {
+    /// The environment (environments/<ENV>.yaml).
+    #[arg(long, required_unless_present = "branch")]
+    pub env: Option<String>,
+    /// Pick the environment whose `branch` is this git branch.
+    #[arg(long, conflicts_with = "env")]
+    pub branch: Option<String>,
+    /// Only these clusters (kube contexts of the environment), comma-separated.
+    #[arg(long, value_name = "CTX,CTX")]
+    pub clusters: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+pub struct Selected {
+    pub repo: Repo,
+    pub env: LoadedEnvironment,
+    pub plan: Plan,
+    pub kubeconfig: Kubeconfig,
+}
+
+/// Loads the environment and the plan; nothing is contacted.
+pub fn select(root: &Path, args: &EnvArgs) -> Result<Selected> {
+    let repo = Repo::open(root)?;
+    let env = select_environment(&repo, args.env.as_deref(), args.branch.as_deref())?;
+    let limit = args.clusters.as_deref().map(parse_limit);
+    let plan = Plan::new(&env, limit.as_deref())?;
+    let kubeconfig = load_kubeconfig(args.kubeconfig.as_deref())?;
+    Ok(Selected {
+        repo,
+        env,
+        plan,
+        kubeconfig,
+    })
+}
+
+/// A token cancelled on SIGINT or SIGTERM: the run stops as on a failure and rolls back.
+pub fn interrupt_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        eprintln!("signal received: stopping the run and rolling back what it changed");
+        cancel.cancel();
+    });
+    token
+}
+
+/// Prints the reports (table and notes, or one JSON document) on stdout; any run that
+/// did not succeed is exit code 1.
+pub fn finish(reports: &[Report], output: OutputFormat) -> Result<()> {
+    match output {
+        OutputFormat::Json => {
+            let doc = match reports {
+                [one] => serde_json::to_value(one),
+                many => serde_json::to_value(many),
+            }
+            .unwrap_or_default();
+            crate::output::print(&serde_json::to_string_pretty(&doc).unwrap_or_default())?;
+        }
+        OutputFormat::Table => {
+            let text: Vec<String> = reports.iter().map(Report::text).collect();
+            crate::output::print(&text.join("\n"))?;
+        }
+    }
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.succeeded())
+        .map(|r| {
+            format!(
+                "{} {}: {}",
+                r.operation,
+                r.release,
+                r.cause.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Error::Failed(failed.join("; ")))
+    }
+}

@@ -1,0 +1,585 @@
+//! Runs a [`Plan`]: waves in order, the clusters of a wave at once (at most
+//! `concurrency` in flight), the next wave only when every cluster of the previous one
+//! is healthy. The first failure, or SIGINT/SIGTERM (the caller cancels `interrupt`),
+//! stops the run: no cluster starts after it, clusters in flight stop at their next safe
+//! point (between apply and wait, or during wait), and then, with `on_failure:
+//! rollback`, every cluster this run changed is put back to the revision it had before
+//! the run, in parallel, waiting for health. With `halt` they are left and the report
+//! says so. Secrets and rendering are done by the caller before `execute`: nothing here
+//! can fail for a reason that was knowable before the first cluster was touched.
+
+use super::plan::Plan;
+use super::progress::{Phase, Reporter};
+use super::report::{Before, ClusterResult, Overall, Report, RunResult};
+use crate::cluster::CancellationToken;
+use crate::config::OnFailure;
+use futures::StreamExt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Why a step on one cluster failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepError {
+    pub message: String,
+    /// The cluster could not be reached (its job can only be finished later).
+    pub unreachable: bool,
+}
+
+impl StepError {
+    pub fn new(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            unreachable: false,
+        }
+    }
+}
+
+/// How a deploy on one cluster ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// Refused before anything changed (lock held, cluster unreachable).
+    Untouched(StepError),
+    /// Something changed and `revision` was recorded; `error` when it is not healthy
+    /// (or was stopped before it was).
+    Changed {
+        before: Option<Before>,
+        revision: u32,
+        error: Option<StepError>,
+    },
+}
+
+/// The per-cluster steps the executor composes. Implemented on the cluster layer by
+/// [`super::kube_steps::KubeSteps`]; the tests script it.
+pub trait ClusterSteps {
+    /// Deploys the prepared release to `context`. Must stop at a safe point once `stop`
+    /// is cancelled, reporting the change it made as a failure.
+    fn deploy(
+        &self,
+        context: &str,
+        stop: &CancellationToken,
+        reporter: &Reporter,
+    ) -> impl Future<Output = StepOutcome>;
+
+    /// Puts `context` back to `before` (a recorded revision; `None`: the release was not
+    /// installed before, so remove it), waiting for health. The revision it recorded.
+    fn restore(
+        &self,
+        context: &str,
+        before: Option<&Before>,
+        reporter: &Reporter,
+    ) -> impl Future<Output = Result<Option<u32>, StepError>>;
+}
+
+/// What a run is called in its report and in the commands that finish it.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// `deploy`, `rollback`, `promote`.
+    pub operation: String,
+    pub release: String,
+    pub deployment_id: String,
+}
+
+/// The command that finishes putting `context` back, once it is reachable.
+pub fn finish_command(release: &str, env: &str, context: &str, before: Option<&Before>) -> String {
+    match before {
+        Some(b) => format!(
+            "flotilla rollback {release} --env {env} --to {} --clusters {context}",
+            b.deployment_id
+        ),
+        None => format!("flotilla uninstall {release} --env {env} --cluster {context}"),
+    }
+}
+
+pub async fn execute<S: ClusterSteps>(
+    plan: &Plan,
+    steps: &S,
+    info: &RunInfo,
+    interrupt: &CancellationToken,
+    reporter: &Reporter,
+) -> Report {
+    let started = Instant::now();
+    let stop = interrupt.child_token();
+    let mut results: Vec<ClusterResult> = Vec::new();
+    let mut cause: Option<String> = None;
+
+    for wave in &plan.waves {
+        for cluster in wave {
+            reporter.phase(&cluster.context, Phase::Queued);
+        }
+        let mut done: Vec<(usize, ClusterResult)> = futures::stream::iter(wave.iter().enumerate())
+            .map(|(i, cluster)| {
+                let stop = &stop;
+                async move {
+                    let mut row = ClusterResult {
+                        context: cluster.context.clone(),
+                        wave: cluster.wave,
+                        before: None,
+                        deployed: None,
+                        restored: None,
+                        result: RunResult::NotStarted,
+                        duration: Duration::ZERO,
+                        error: None,
+                        finish_with: None,
+                    };
+                    if stop.is_cancelled() {
+                        reporter.phase(&cluster.context, Phase::Skipped);
+                        return (i, row);
+                    }
+                    let t = Instant::now();
+                    let outcome = steps.deploy(&cluster.context, stop, reporter).await;
+                    row.duration = t.elapsed();
+                    match outcome {
+                        StepOutcome::Untouched(err) => {
+                            row.result = RunResult::FailedUnchanged;
+                            row.error = Some(err.message);
+                        }
+                        StepOutcome::Changed {
+                            before,
+                            revision,
+                            error,
+                        } => {
+                            row.before = before;
+                            row.deployed = Some(revision);
+                            row.result = match error {
+                                None => RunResult::Deployed,
+                                Some(err) => {
+                                    row.error = Some(err.message);
+                                    RunResult::LeftFailed
+                                }
+                            };
+                        }
+                    }
+                    match (&row.error, row.result) {
+                        (Some(err), _) => {
+                            reporter.phase(&cluster.context, Phase::Failed(err.clone()));
+                            stop.cancel();
+                        }
+                        (None, _) => reporter.phase(&cluster.context, Phase::Deployed),
+                    }
+                    (i, row)
+                }
+            })
+            .buffer_unordered(plan.concurrency.max(1))
+            .collect()
+            .await;
+        done.sort_by_key(|(i, _)| *i);
+        if cause.is_none() {
+            // The first failure in time is the one that stopped the others; those
+            // stopped by it report a cancellation, so prefer any other message.
+            cause = done
+                .iter()
+                .filter_map(|(_, r)| r.error.clone())
+                .find(|e| !e.ends_with(": cancelled"))
+                .or_else(|| done.iter().find_map(|(_, r)| r.error.clone()));
+        }
+        results.extend(done.into_iter().map(|(_, r)| r));
+        if stop.is_cancelled() {
+            break;
+        }
+    }
+    // Later waves never started.
+    for cluster in plan.clusters().skip(results.len()) {
+        reporter.phase(&cluster.context, Phase::Skipped);
+        results.push(ClusterResult {
+            context: cluster.context.clone(),
+            wave: cluster.wave,
+            before: None,
+            deployed: None,
+            restored: None,
+            result: RunResult::NotStarted,
+            duration: Duration::ZERO,
+            error: None,
+            finish_with: None,
+        });
+    }
+
+    let interrupted = interrupt.is_cancelled();
+    let failed = interrupted || stop.is_cancelled();
+    let overall = if !failed {
+        Overall::Succeeded
+    } else {
+        match plan.on_failure {
+            OnFailure::Halt => {
+                for r in results.iter_mut().filter(|r| r.deployed.is_some()) {
+                    r.result = if r.error.is_some() {
+                        RunResult::LeftFailed
+                    } else {
+                        RunResult::LeftDeployed
+                    };
+                    reporter.phase(&r.context, Phase::Left);
+                }
+                Overall::Halted
+            }
+            OnFailure::Rollback => restore_all(plan, steps, info, &mut results, reporter).await,
+        }
+    };
+    reporter.finish();
+    Report {
+        operation: info.operation.clone(),
+        release: info.release.clone(),
+        environment: plan.environment.clone(),
+        deployment_id: info.deployment_id.clone(),
+        overall,
+        interrupted,
+        cause: if interrupted && cause.is_none() {
+            Some("interrupted by a signal".into())
+        } else {
+            cause
+        },
+        duration: started.elapsed(),
+        clusters: results,
+    }
+}
+
+/// Puts every cluster this run changed back, in parallel (bounded like the deploy).
+/// Not cancellable: a second signal must not leave clusters half-restored.
+async fn restore_all<S: ClusterSteps>(
+    plan: &Plan,
+    steps: &S,
+    info: &RunInfo,
+    results: &mut [ClusterResult],
+    reporter: &Reporter,
+) -> Overall {
+    let restored: Vec<(usize, Result<Option<u32>, StepError>, Duration)> = futures::stream::iter(
+        results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.deployed.is_some()),
+    )
+    .map(|(i, r)| async move {
+        reporter.phase(&r.context, Phase::RollingBack);
+        let t = Instant::now();
+        let result = steps.restore(&r.context, r.before.as_ref(), reporter).await;
+        match &result {
+            Ok(_) => reporter.phase(&r.context, Phase::RolledBack),
+            Err(err) => reporter.phase(&r.context, Phase::RollbackFailed(err.message.clone())),
+        }
+        (i, result, t.elapsed())
+    })
+    .buffer_unordered(plan.concurrency.max(1))
+    .collect()
+    .await;
+    let mut overall = Overall::RolledBack;
+    for (i, result, took) in restored {
+        let Some(r) = results.get_mut(i) else {
+            continue;
+        };
+        r.duration += took;
+        match result {
+            Ok(revision) => {
+                r.result = RunResult::RolledBack;
+                r.restored = revision;
+            }
+            Err(err) => {
+                overall = Overall::RollbackIncomplete;
+                r.result = RunResult::RollbackFailed;
+                r.error = Some(match r.error.take() {
+                    Some(first) => format!("{first}; rollback: {}", err.message),
+                    None => format!("rollback: {}", err.message),
+                });
+                r.finish_with = Some(finish_command(
+                    &info.release,
+                    &plan.environment,
+                    &r.context,
+                    r.before.as_ref(),
+                ));
+            }
+        }
+    }
+    overall
+}
+
+#[cfg(test)]
+mod tests {
+    //! The executor against scripted clusters: no Kubernetes here, only the ordering,
+    //! stopping and restoring decisions.
+    use super::*;
+    use crate::rollout::plan::tests::env;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    #[derive(Clone, Copy)]
+    enum Script {
+        Healthy,
+        /// Changed, then unhealthy (a crashloop).
+        Crash,
+        /// Refused before changing anything.
+        Refuse,
+        /// Changed, then waits until stopped.
+        Hang,
+    }
+
+    #[derive(Default)]
+    struct Scripted {
+        scripts: HashMap<String, Script>,
+        /// Contexts whose restore fails as unreachable.
+        unreachable_on_restore: Vec<String>,
+        /// A fresh install (no revision before) in these.
+        fresh: Vec<String>,
+        /// Cancelled when a Hang cluster starts waiting (lets a test send the signal then).
+        hanging: CancellationToken,
+        log: Mutex<Vec<String>>,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    impl Scripted {
+        fn new(scripts: &[(&str, Script)]) -> Scripted {
+            Scripted {
+                scripts: scripts.iter().map(|(c, s)| ((*c).to_owned(), *s)).collect(),
+                ..Scripted::default()
+            }
+        }
+        fn log(&self, line: String) {
+            self.log.lock().unwrap().push(line);
+        }
+        fn logged(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+        fn before(&self, context: &str) -> Option<Before> {
+            (!self.fresh.iter().any(|f| f == context)).then(|| Before {
+                revision: 3,
+                deployment_id: "20261101T000000Z-0001".into(),
+            })
+        }
+    }
+
+    impl ClusterSteps for Scripted {
+        async fn deploy(
+            &self,
+            context: &str,
+            stop: &CancellationToken,
+            _: &Reporter,
+        ) -> StepOutcome {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            self.log(format!("deploy {context}"));
+            // Let the other clusters of the wave start before this one ends.
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            let changed = |error: Option<&str>| StepOutcome::Changed {
+                before: self.before(context),
+                revision: 4,
+                error: error.map(StepError::new),
+            };
+            let outcome = match self
+                .scripts
+                .get(context)
+                .copied()
+                .unwrap_or(Script::Healthy)
+            {
+                Script::Healthy => changed(None),
+                Script::Crash => changed(Some("Deployment web failed: CrashLoopBackOff")),
+                Script::Refuse => StepOutcome::Untouched(StepError::new("locked by someone")),
+                Script::Hang => {
+                    self.hanging.cancel();
+                    stop.cancelled().await;
+                    changed(Some(&format!("cluster `{context}`: cancelled")))
+                }
+            };
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            outcome
+        }
+
+        async fn restore(
+            &self,
+            context: &str,
+            before: Option<&Before>,
+            _: &Reporter,
+        ) -> Result<Option<u32>, StepError> {
+            self.log(format!(
+                "restore {context} to {}",
+                before.map_or("nothing".into(), |b| b.revision.to_string())
+            ));
+            if self.unreachable_on_restore.iter().any(|c| c == context) {
+                return Err(StepError {
+                    message: format!("cluster `{context}` is unreachable: connection refused"),
+                    unreachable: true,
+                });
+            }
+            Ok(before.map(|_| 5))
+        }
+    }
+
+    fn info() -> RunInfo {
+        RunInfo {
+            operation: "deploy".into(),
+            release: "hello".into(),
+            deployment_id: "20261123T172800Z-3f9a".into(),
+        }
+    }
+
+    async fn run(plan: &Plan, steps: &Scripted) -> Report {
+        execute(
+            plan,
+            steps,
+            &info(),
+            &CancellationToken::new(),
+            &Reporter::silent(),
+        )
+        .await
+    }
+
+    fn four_in_two_waves() -> Plan {
+        Plan::new(&env(&[("a", 0), ("b", 0), ("c", 1), ("d", 1)], 10), None).unwrap()
+    }
+
+    fn result_of(report: &Report, context: &str) -> RunResult {
+        report
+            .clusters
+            .iter()
+            .find(|c| c.context == context)
+            .unwrap()
+            .result
+    }
+
+    #[tokio::test]
+    async fn all_succeed_wave_after_wave_scripted_clusters() {
+        let steps = Scripted::new(&[]);
+        let report = run(&four_in_two_waves(), &steps).await;
+        assert_eq!(report.overall, Overall::Succeeded);
+        let log = steps.logged();
+        let pos = |s: &str| log.iter().position(|l| l == s).unwrap();
+        assert!(
+            pos("deploy a").max(pos("deploy b")) < pos("deploy c").min(pos("deploy d")),
+            "{log:?}"
+        );
+        assert!(!log.iter().any(|l| l.starts_with("restore")), "{log:?}");
+        assert_eq!(steps.max_in_flight.load(Ordering::SeqCst), 2);
+        assert!(report
+            .clusters
+            .iter()
+            .all(|c| c.result == RunResult::Deployed));
+        assert!(report.table().contains("3 → 4"), "{}", report.table());
+    }
+
+    #[tokio::test]
+    async fn crash_in_wave_one_rolls_back_wave_zero_and_rest_of_wave_one_scripted_clusters() {
+        let plan = Plan::new(
+            &env(&[("a", 0), ("b", 0), ("c", 1), ("d", 1), ("e", 2)], 10),
+            None,
+        )
+        .unwrap();
+        let steps = Scripted::new(&[("c", Script::Crash), ("d", Script::Hang)]);
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::RolledBack);
+        let log = steps.logged();
+        for c in ["a", "b", "c", "d"] {
+            assert!(log.contains(&format!("restore {c} to 3")), "{c}: {log:?}");
+            assert_eq!(result_of(&report, c), RunResult::RolledBack);
+        }
+        assert!(
+            !log.iter().any(|l| l.ends_with(" e") || l.contains(" e ")),
+            "{log:?}"
+        );
+        assert_eq!(result_of(&report, "e"), RunResult::NotStarted);
+        assert_eq!(
+            report.cause.as_deref(),
+            Some("Deployment web failed: CrashLoopBackOff"),
+            "the crash, not the cancellation it caused"
+        );
+        assert!(
+            report.text().contains("3 → 4 → 5 (= 3)"),
+            "{}",
+            report.text()
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrency_bound_holds_and_no_cluster_starts_after_a_failure_scripted_clusters() {
+        let names: Vec<(String, u32)> = (0..6).map(|i| (format!("c{i}"), 0)).collect();
+        let refs: Vec<(&str, u32)> = names.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+        let plan = Plan::new(&env(&refs, 2), None).unwrap();
+        let steps = Scripted::new(&[]);
+        run(&plan, &steps).await;
+        assert_eq!(steps.max_in_flight.load(Ordering::SeqCst), 2);
+
+        let plan = Plan::new(&env(&refs, 1), None).unwrap();
+        let steps = Scripted::new(&[("c1", Script::Crash)]);
+        let report = run(&plan, &steps).await;
+        let started: Vec<_> = steps
+            .logged()
+            .into_iter()
+            .filter(|l| l.starts_with("deploy"))
+            .collect();
+        assert_eq!(started, ["deploy c0", "deploy c1"]);
+        for c in ["c2", "c3", "c4", "c5"] {
+            assert_eq!(result_of(&report, c), RunResult::NotStarted);
+        }
+    }
+
+    #[tokio::test]
+    async fn halt_leaves_changed_clusters_and_says_so_scripted_clusters() {
+        let mut e = env(&[("a", 0), ("b", 1), ("c", 1)], 10);
+        e.environment.rollout.on_failure = OnFailure::Halt;
+        let plan = Plan::new(&e, None).unwrap();
+        let steps = Scripted::new(&[("b", Script::Crash)]);
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::Halted);
+        assert!(!steps.logged().iter().any(|l| l.starts_with("restore")));
+        assert_eq!(result_of(&report, "a"), RunResult::LeftDeployed);
+        assert_eq!(result_of(&report, "b"), RunResult::LeftFailed);
+        assert!(
+            report.text().contains("left as they are"),
+            "{}",
+            report.text()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signal_stops_the_run_and_rolls_back_scripted_clusters() {
+        let plan = four_in_two_waves();
+        let steps = Scripted::new(&[("a", Script::Hang)]);
+        let interrupt = CancellationToken::new();
+        let signal = {
+            let interrupt = interrupt.clone();
+            let hanging = steps.hanging.clone();
+            async move {
+                hanging.cancelled().await;
+                interrupt.cancel();
+            }
+        };
+        let (info, reporter) = (info(), Reporter::silent());
+        let (report, ()) =
+            tokio::join!(execute(&plan, &steps, &info, &interrupt, &reporter), signal);
+        assert!(report.interrupted);
+        assert_eq!(report.overall, Overall::RolledBack);
+        assert_eq!(result_of(&report, "a"), RunResult::RolledBack);
+        assert_eq!(result_of(&report, "b"), RunResult::RolledBack);
+        assert_eq!(result_of(&report, "c"), RunResult::NotStarted);
+    }
+
+    #[tokio::test]
+    async fn unreachable_during_rollback_gets_the_command_that_finishes_scripted_clusters() {
+        let plan = four_in_two_waves();
+        let mut steps = Scripted::new(&[("c", Script::Crash)]);
+        steps.unreachable_on_restore = vec!["b".into()];
+        steps.fresh = vec!["d".into()];
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::RollbackIncomplete);
+        assert_eq!(result_of(&report, "b"), RunResult::RollbackFailed);
+        let text = report.text();
+        assert!(
+            text.contains(
+                "flotilla rollback hello --env prod --to 20261101T000000Z-0001 --clusters b"
+            ),
+            "{text}"
+        );
+        // A first install is removed, not "rolled back" to nothing.
+        assert!(steps.logged().contains(&"restore d to nothing".to_owned()));
+        assert!(report.json().contains("\"finish_with\""));
+    }
+
+    #[tokio::test]
+    async fn a_cluster_refused_before_any_change_is_not_restored_scripted_clusters() {
+        let plan = four_in_two_waves();
+        let steps = Scripted::new(&[("b", Script::Refuse)]);
+        let report = run(&plan, &steps).await;
+        assert_eq!(result_of(&report, "b"), RunResult::FailedUnchanged);
+        assert_eq!(result_of(&report, "a"), RunResult::RolledBack);
+        assert!(!steps.logged().iter().any(|l| l.starts_with("restore b")));
+        assert_eq!(report.cause.as_deref(), Some("locked by someone"));
+    }
+}

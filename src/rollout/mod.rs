@@ -1,0 +1,27 @@
+//! Every cluster of an environment at once: the multi-cluster machinery behind `deploy`,
+//! `rollback`, `history` and `promote`.
+//!
+//! Owns: the [`plan`] of a run (which environment, which clusters, in which waves, how
+//! many at once), the [`deployment id`](id::new_deployment_id) every cluster of a run
+//! records, the [`executor`] (waves, concurrency bound, stop on failure or signal,
+//! coordinated restore of every cluster the run changed), live [`progress`] and the
+//! [`report`] (summary table, JSON, the commands that finish an interrupted job).
+//!
+//! Must not: talk to a cluster or to Vault itself. The per-cluster steps are behind the
+//! [`ClusterSteps`] trait; [`kube_steps`] implements them on
+//! [`crate::action::cluster_release`], and the tests drive the executor with a scripted
+//! double. Rendering and secret resolution happen before the executor starts, so that
+//! nothing is touched when a secret or a template is wrong.
+
+pub mod executor;
+pub mod id;
+pub mod kube_steps;
+pub mod plan;
+pub mod progress;
+pub mod report;
+
+pub use executor::{execute, ClusterSteps, StepError, StepOutcome};
+pub use id::new_deployment_id;
+pub use plan::{Plan, PlanError};
+pub use progress::{Phase, Reporter};
+pub use report::{ClusterResult, Report, RunResult};

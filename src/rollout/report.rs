@@ -1,0 +1,190 @@
+//! What a run did, per cluster and overall: the summary table, the JSON document, and
+//! the exact commands that finish a job a run could not (a cluster unreachable while
+//! rolling back).
+
+use super::progress::seconds;
+use serde::Serialize;
+use std::time::Duration;
+use tabled::{settings::Style, Table, Tabled};
+
+/// A recorded revision and the run that recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Before {
+    pub revision: u32,
+    pub deployment_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunResult {
+    /// Deployed and healthy, and kept.
+    Deployed,
+    /// Failed before changing anything (lock held, cluster unreachable).
+    FailedUnchanged,
+    /// Never started: the run was stopping, or a later wave.
+    NotStarted,
+    /// Changed by this run, then put back to its revision from before the run.
+    RolledBack,
+    /// Changed by this run; putting it back failed: see the command in the report.
+    RollbackFailed,
+    /// Changed by this run and left as it is (`on_failure: halt`), healthy.
+    LeftDeployed,
+    /// Changed by this run and left as it is (`on_failure: halt`), not healthy.
+    LeftFailed,
+}
+
+impl std::fmt::Display for RunResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunResult::Deployed => "deployed",
+            RunResult::FailedUnchanged => "failed (unchanged)",
+            RunResult::NotStarted => "not started",
+            RunResult::RolledBack => "rolled back",
+            RunResult::RollbackFailed => "ROLLBACK FAILED",
+            RunResult::LeftDeployed => "deployed (halt: left)",
+            RunResult::LeftFailed => "FAILED (halt: left)",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterResult {
+    pub context: String,
+    pub wave: u32,
+    /// What it ran before this run (none: the release was not installed).
+    pub before: Option<Before>,
+    /// The revision this run recorded (a deploy, or a rollback of `rollout`).
+    pub deployed: Option<u32>,
+    /// The revision a restore recorded (none when it uninstalled a first install).
+    pub restored: Option<u32>,
+    pub result: RunResult,
+    #[serde(serialize_with = "as_seconds")]
+    pub duration: Duration,
+    /// Why it failed, or why its restore did; never a secret value.
+    pub error: Option<String>,
+    /// The command that finishes this cluster's job later, when this run could not.
+    pub finish_with: Option<String>,
+}
+
+fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 10.0).round() / 10.0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overall {
+    Succeeded,
+    /// Something failed and every changed cluster is back where it was.
+    RolledBack,
+    /// Something failed and some restore did not finish: see `finish_with`.
+    RollbackIncomplete,
+    /// Something failed and, as configured, nothing was put back.
+    Halted,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `deploy`, `rollback`, `promote`.
+    pub operation: String,
+    pub release: String,
+    pub environment: String,
+    pub deployment_id: String,
+    pub overall: Overall,
+    /// Stopped by SIGINT/SIGTERM.
+    pub interrupted: bool,
+    /// The first failure, as it was reported.
+    pub cause: Option<String>,
+    #[serde(serialize_with = "as_seconds")]
+    pub duration: Duration,
+    pub clusters: Vec<ClusterResult>,
+}
+
+#[derive(Tabled)]
+struct Row {
+    cluster: String,
+    wave: u32,
+    revision: String,
+    result: String,
+    duration: String,
+}
+
+fn revision_text(c: &ClusterResult) -> String {
+    let before = c
+        .before
+        .as_ref()
+        .map_or("-".to_owned(), |b| b.revision.to_string());
+    match (c.deployed, c.result) {
+        (None, _) => before,
+        (Some(d), RunResult::RolledBack | RunResult::RollbackFailed) => match c.restored {
+            Some(r) => format!("{before} → {d} → {r} (= {before})"),
+            None if c.result == RunResult::RolledBack => format!("{before} → {d} → uninstalled"),
+            None => format!("{before} → {d} → ?"),
+        },
+        (Some(d), _) => format!("{before} → {d}"),
+    }
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        self.overall == Overall::Succeeded
+    }
+
+    pub fn table(&self) -> String {
+        let rows = self.clusters.iter().map(|c| Row {
+            cluster: c.context.clone(),
+            wave: c.wave,
+            revision: revision_text(c),
+            result: c.result.to_string(),
+            duration: seconds(c.duration),
+        });
+        let mut table = Table::new(rows);
+        table.with(Style::sharp());
+        table.to_string()
+    }
+
+    /// The table and, below it, what happened and what is left to do.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "{} {} to {} (deployment {}): {}\n{}\n",
+            self.operation,
+            self.release,
+            self.environment,
+            self.deployment_id,
+            match self.overall {
+                Overall::Succeeded => "succeeded",
+                Overall::RolledBack => "FAILED, every changed cluster rolled back",
+                Overall::RollbackIncomplete => "FAILED, rollback INCOMPLETE",
+                Overall::Halted => "FAILED, clusters left as they are (on_failure: halt)",
+            },
+            self.table()
+        );
+        if self.interrupted {
+            out.push_str("interrupted by a signal\n");
+        }
+        if let Some(cause) = &self.cause {
+            out.push_str(&format!("cause: {cause}\n"));
+        }
+        for c in &self.clusters {
+            if let (Some(err), true) = (&c.error, c.result != RunResult::Deployed) {
+                out.push_str(&format!("{}: {err}\n", c.context));
+            }
+        }
+        let todo: Vec<&str> = self
+            .clusters
+            .iter()
+            .filter_map(|c| c.finish_with.as_deref())
+            .collect();
+        if !todo.is_empty() {
+            out.push_str("to finish the job once those clusters are reachable, run:\n");
+            for cmd in todo {
+                out.push_str(&format!("  {cmd}\n"));
+            }
+        }
+        out
+    }
+
+    pub fn json(&self) -> String {
+        // Plain data: serialising cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
