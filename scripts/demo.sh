@@ -44,12 +44,16 @@ if [ ! -f releases/hello/release.yaml ] || [ ! -f environments/dev.yaml ]; then
   exit 1
 fi
 
-say "flotilla template hello --env dev (every dev cluster's objects, secrets as placeholders)"
-"$FLOTILLA" template hello --env dev
+say "flotilla template hello --env dev --cluster dev-europe-west1 (one cluster's objects, secrets as placeholders)"
+"$FLOTILLA" template hello --env dev --cluster dev-europe-west1
 
-# TODO(lead): once `deploy` exists, ship it to every dev cluster and show the result:
-#   say "flotilla deploy hello --env dev"
-#   "$FLOTILLA" deploy hello --env dev
-#   "$FLOTILLA" status hello --env dev
+say "flotilla deploy hello --env dev (secrets from Vault first, then every dev cluster at once)"
+"$FLOTILLA" deploy hello --env dev
+
+say "flotilla history hello --env dev (deployment ids x clusters)"
+"$FLOTILLA" history hello --env dev
+
+say "flotilla status hello --env dev --cluster dev-paris-dc1 (live health, drift)"
+"$FLOTILLA" status hello --env dev --cluster dev-paris-dc1
 
 say "done"
