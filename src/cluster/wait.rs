@@ -231,8 +231,20 @@ impl ClusterHandle {
                     }
                 }
                 Health::Progressing(why) => {
-                    if let Some(slot) = pending.get_mut(&key) {
-                        *slot = why;
+                    let changed = match pending.get_mut(&key) {
+                        Some(slot) if *slot != why => {
+                            *slot = why;
+                            true
+                        }
+                        _ => false,
+                    };
+                    // Progress lines show what is still awaited (`1 of 2 replicas ready`).
+                    if changed {
+                        let pending = pending
+                            .iter()
+                            .map(|((kind, _, name), why)| format!("{kind} {name}: {why}"))
+                            .collect();
+                        progress(self.context(), Event::Waiting { pending });
                     }
                 }
                 Health::Failed(reason) => {
