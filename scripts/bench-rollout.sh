@@ -20,7 +20,7 @@ FLOTILLA="${FLOTILLA_BIN:-$CARGO_TARGET_DIR/debug/flotilla}"
 DIR=""; REPO=""
 cleanup() {
   [ -z "$DIR" ] || { "$FLEET_BIN" --state "$DIR" down >/dev/null 2>&1 || true; rm -rf "$DIR"; }
-  [ -z "$REPO" ] || rm -rf "$REPO"
+  [ -z "$REPO" ] || rm -rf "$REPO" "$REPO.fleet-up.log"
 }
 trap cleanup EXIT
 

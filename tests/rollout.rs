@@ -270,3 +270,28 @@ fn sigint_during_a_deploy_rolls_back_what_it_changed() {
         assert_eq!(result_of(&report, context), "not-started");
     }
 }
+
+#[test]
+fn deploy_all_deploys_every_release_with_one_deployment_id() {
+    let repo = repo("all-releases", &[("prod", PROD)], "60s");
+    add_release(&repo, "world");
+    let out = run(
+        fleet(),
+        &repo,
+        &["deploy", "--all", "--env", "prod", "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let reports = json(&out);
+    let reports = reports.as_array().unwrap();
+    let names: Vec<&str> = reports
+        .iter()
+        .map(|r| r["release"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello", "world"]);
+    assert_eq!(reports[0]["deployment_id"], reports[1]["deployment_id"]);
+    for report in reports {
+        for (context, _) in PROD {
+            assert_eq!(result_of(report, context), "deployed", "{report:#}");
+        }
+    }
+}

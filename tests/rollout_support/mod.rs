@@ -64,14 +64,14 @@ pub fn repo(test: &str, envs: &[(&str, &[(&str, u32)])], timeout: &str) -> TestR
         r#"apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: hello-web
+  name: {{Release.Name}}-web
 spec:
   replicas: 1
   selector:
-    matchLabels: { app: hello-web }
+    matchLabels: { app: {{Release.Name}}-web }
   template:
     metadata:
-      labels: { app: hello-web }
+      labels: { app: {{Release.Name}}-web }
     spec:
       containers:
         - name: web
@@ -81,9 +81,30 @@ spec:
     write(
         root,
         "releases/hello/chart/templates/secret.yaml",
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: hello-db\ntype: Opaque\ndata:\n  password: {{b64enc Values.secrets.[db-password]}}\n",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{Release.Name}}-db\ntype: Opaque\ndata:\n  password: {{b64enc Values.secrets.[db-password]}}\n",
     );
     TestRepo { dir, namespace }
+}
+
+/// A second release `name`, a copy of `hello` under its own name.
+pub fn add_release(repo: &TestRepo, name: &str) {
+    let from = repo.root().join("releases/hello");
+    let to = repo.root().join("releases").join(name);
+    for file in [
+        "chart/Chart.yaml",
+        "chart/values.yaml",
+        "chart/templates/deployment.yaml",
+        "chart/templates/secret.yaml",
+    ] {
+        let text = std::fs::read_to_string(from.join(file)).unwrap();
+        write(&to, file, &text);
+    }
+    let descriptor = std::fs::read_to_string(from.join("release.yaml")).unwrap();
+    write(
+        &to,
+        "release.yaml",
+        &descriptor.replace("name: hello", &format!("name: {name}")),
+    );
 }
 
 fn write(root: &Path, path: &str, text: &str) {
