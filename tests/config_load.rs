@@ -305,3 +305,39 @@ fn the_example_environments_load_and_fit_together() {
         .collect();
     assert_eq!(waves, [0, 1, 1], "prod goes in two waves");
 }
+
+#[test]
+fn merge_keys_and_top_level_x_keys_share_globals_between_clusters() {
+    let (_dir, repo) = repo_with(|root| {
+        let shared = DEV
+            .replace(
+                "clusters:\n",
+                "x-dev: &dev { cloud: true, env: dev }\nclusters:\n",
+            )
+            .replace("global: { cloud: true,  env: dev,", "global: { <<: *dev,");
+        write(root, "environments/dev.yaml", &shared);
+    });
+    let dev = repo.environment("dev").expect("merge keys load");
+    let global = &dev.environment.clusters[0].global;
+    assert!(global.cloud);
+    assert_eq!(global.env, "dev");
+    assert_eq!(global.region, "europe-west1");
+
+    // Errors keep their line although the document went through a value first.
+    let (_dir, repo) = repo_with(|root| {
+        let broken = DEV
+            .replace(
+                "clusters:\n",
+                "x-dev: &dev { cloud: true, env: dev }\nclusters:\n",
+            )
+            .replace("cloud: false", "cloud: nope");
+        write(root, "environments/dev.yaml", &broken);
+    });
+    let err = repo.environment("dev").expect_err("wrong type");
+    assert!(
+        err.to_string().ends_with(
+            "dev.yaml:12: clusters[1].global.cloud: wrong type: string \"nope\", expected true or false"
+        ),
+        "{err}"
+    );
+}

@@ -56,6 +56,7 @@ async fn a_deploy_killed_between_apply_and_record_is_repaired_by_the_next() {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, format!("{}|{}", t.namespace, marker.display()))
+        .env("FLOTILLA_FLEET_DIR", support::fleet_dir())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();

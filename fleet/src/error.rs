@@ -18,10 +18,10 @@ pub enum FleetError {
     BadInput { file: PathBuf, message: String },
     #[error("{0}")]
     Usage(String),
+    /// The cause is in the message (not a `#[source]`), so chains do not print it twice.
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
-        #[source]
         source: std::io::Error,
     },
     #[error("starting {process}: {message} (log: {log})")]

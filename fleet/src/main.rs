@@ -115,7 +115,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seed: vault_seed,
                 fleet_exe: std::env::current_exe().context("finding the flotilla-fleet binary")?,
             };
-            match supervisor::up(&request).await? {
+            let outcome = tokio::select! {
+                outcome = supervisor::up(&request) => outcome?,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("interrupted: stopping what was started");
+                    supervisor::down(&dir).await?;
+                    std::process::exit(130);
+                }
+            };
+            match outcome {
                 UpOutcome::Started { took } => {
                     println!("fleet up in {:.1}s", took.as_secs_f64());
                 }

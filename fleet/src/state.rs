@@ -213,11 +213,11 @@ pub fn random_token() -> Result<String> {
 /// The cluster contexts of an environment file (`clusters[].context`), read leniently:
 /// the fleet only needs the names, flotilla validates the rest.
 pub fn contexts_of(file: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(file).map_err(|e| FleetError::io(file, e))?;
     let bad = |message: String| FleetError::BadInput {
         file: file.to_path_buf(),
         message,
     };
+    let text = std::fs::read_to_string(file).map_err(|e| bad(format!("cannot read: {e}")))?;
     let doc: serde_yaml::Value =
         serde_yaml::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
     let clusters = doc
@@ -234,4 +234,28 @@ pub fn contexts_of(file: &Path) -> Result<Vec<String>> {
                 .ok_or_else(|| bad(format!("clusters[{i}].context: expected a name")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contexts_of;
+
+    #[test]
+    fn contexts_come_from_an_environment_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dev.yaml");
+        std::fs::write(
+            &file,
+            "name: dev\nclusters:\n  - context: dev-eu\n    global: {cloud: true}\n  - context: dev-us\n",
+        )
+        .unwrap();
+        assert_eq!(contexts_of(&file).unwrap(), vec!["dev-eu", "dev-us"]);
+
+        std::fs::write(&file, "name: dev\nclusters:\n  - wave: 1\n").unwrap();
+        let err = contexts_of(&file).unwrap_err().to_string();
+        assert!(
+            err.contains("dev.yaml") && err.contains("clusters[0].context"),
+            "{err}"
+        );
+    }
 }

@@ -101,7 +101,11 @@ pub fn all_running(dir: &Path, state: &State) -> bool {
 }
 
 pub async fn up(req: &UpRequest) -> Result<UpOutcome> {
+    // Every check that can fail on bad input or a missing binary comes before anything
+    // is stopped, wiped or started.
     validate_names(&req.clusters)?;
+    let binaries = Binaries::find()?;
+    let seed = crate::vault::Seed::load(req.seed.as_deref())?;
     let dir = &req.dir;
     if let Some(state) = State::load(dir)? {
         if all_running(dir, &state) {
@@ -128,7 +132,7 @@ pub async fn up(req: &UpRequest) -> Result<UpOutcome> {
     down(dir).await?;
     wipe(dir)?;
     let started = Instant::now();
-    match start(req).await {
+    match start(req, &binaries, &seed).await {
         Ok(()) => Ok(UpOutcome::Started {
             took: started.elapsed(),
         }),
@@ -143,10 +147,8 @@ pub async fn up(req: &UpRequest) -> Result<UpOutcome> {
     }
 }
 
-async fn start(req: &UpRequest) -> Result<()> {
+async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) -> Result<()> {
     let dir = &req.dir;
-    let binaries = Binaries::find()?;
-    let seed = crate::vault::Seed::load(req.seed.as_deref())?;
     std::fs::create_dir_all(dir).map_err(|e| FleetError::io(dir, e))?;
     let certs = certs::generate(dir)?;
 
@@ -186,12 +188,12 @@ async fn start(req: &UpRequest) -> Result<()> {
     let ca = std::fs::read_to_string(&certs.ca).map_err(|e| FleetError::io(&certs.ca, e))?;
     state::write_kubeconfig(dir, &state, &ca)?;
 
-    spawn_etcd(dir, &binaries, &state)?;
+    spawn_etcd(dir, binaries, &state)?;
     crate::vault::spawn_rvault(dir, &binaries.rvault, state.vault.port)?;
     // Apiservers retry etcd until it answers: starting them at once overlaps their slow
     // start-up (OpenAPI, bootstrap roles) with etcd's.
     for c in &state.clusters {
-        spawn_apiserver(dir, &binaries, &certs, &state, c)?;
+        spawn_apiserver(dir, binaries, &certs, &state, c)?;
     }
     wait_etcd(dir, state.etcd_port).await?;
     tracing::debug!("etcd answers");
@@ -199,11 +201,11 @@ async fn start(req: &UpRequest) -> Result<()> {
     let (clusters, vault) = tokio::join!(
         futures::future::try_join_all(state.clusters.iter().map(|c| bring_up_cluster(
             dir,
-            &binaries,
+            binaries,
             &req.fleet_exe,
             &c.name
         ))),
-        crate::vault::setup(dir, &vault_addr, &seed)
+        crate::vault::setup(dir, &vault_addr, seed)
     );
     clusters?;
     let creds = vault?;
@@ -667,4 +669,26 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
         );
     }
     Ok(StatusReport { lines, healthy })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_names;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn cluster_names_must_be_usable_as_files_and_contexts() {
+        assert!(validate_names(&names(&["dev-europe-west1", "dev-paris-dc1"])).is_ok());
+        let err = validate_names(&names(&["Dev_1"])).unwrap_err().to_string();
+        assert!(err.contains("\"Dev_1\""), "{err}");
+        let err = validate_names(&names(&["a", "b", "a"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("named twice"), "{err}");
+        assert!(validate_names(&[]).is_err());
+        assert!(validate_names(&names(&["../etc"])).is_err());
+    }
 }

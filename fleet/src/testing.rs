@@ -185,15 +185,20 @@ impl Fleet {
         self.run_fleet(&["start-cluster", name]);
     }
 
-    fn run_fleet(&self, args: &[&str]) {
+    /// Runs `flotilla-fleet --state <this fleet> ARGS` and returns what it did.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
         let bin = fleet_binary();
-        let output = Command::new(&bin)
+        Command::new(&bin)
             .arg("--state")
             .arg(&self.dir)
             .args(args)
             .env_remove("FLOTILLA_FLEET_DIR")
             .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
+    }
+
+    fn run_fleet(&self, args: &[&str]) {
+        let output = self.command(args);
         assert!(
             output.status.success(),
             "flotilla-fleet {} failed:\n{}",

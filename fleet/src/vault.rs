@@ -233,3 +233,43 @@ pub async fn setup(dir: &Path, addr: &str, seed: &Seed) -> Result<Credentials> {
         secret_id,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Seed;
+
+    #[test]
+    fn the_built_in_seed_covers_the_example_for_every_environment() {
+        let seed = Seed::load(None).unwrap();
+        for env in ["dev", "staging", "prod"] {
+            for (path, key) in [
+                ("db", "password"),
+                ("db-onprem", "password"),
+                ("api", "token"),
+            ] {
+                let full = format!("kv/{env}/hello/{path}");
+                assert!(
+                    seed.0.get(&full).is_some_and(|v| v.contains_key(key)),
+                    "{full}.{key}"
+                );
+            }
+        }
+        let mut values: Vec<&String> = seed.0.values().flat_map(|v| v.values()).collect();
+        let count = values.len();
+        values.sort();
+        values.dedup();
+        assert_eq!(values.len(), count, "every seeded value is unique");
+    }
+
+    #[test]
+    fn a_seed_outside_the_kv_mount_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("seed.yaml");
+        std::fs::write(&file, "secret/dev/x: { k: v }\n").unwrap();
+        let err = Seed::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            err.contains("seed.yaml") && err.contains("secret/dev/x"),
+            "{err}"
+        );
+    }
+}

@@ -2,7 +2,9 @@
 //! stopping and starting a cluster, RBAC of the deployer token, and a Vault read through
 //! the proxy with an AppRole login (vaultrs, as flotilla uses it).
 
+use flotilla_fleet::state::State;
 use flotilla_fleet::testing::{summarise, wait_for, wait_for_pods, Fleet};
+use flotilla_fleet::{process, supervisor};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -201,7 +203,7 @@ async fn deployer_token_is_limited_to_release_namespaces() {
 }
 
 #[tokio::test]
-async fn a_stopped_cluster_refuses_connections_while_the_others_answer() {
+async fn a_stopped_cluster_refuses_connections_while_the_others_answer_and_up_recovers_a_crash() {
     let fleet = Fleet::dedicated(&["stop-a", "stop-b"]);
     let a = fleet.client("stop-a").await;
     let b = fleet.client("stop-b").await;
@@ -225,6 +227,38 @@ async fn a_stopped_cluster_refuses_connections_while_the_others_answer() {
     a.apiserver_version()
         .await
         .expect("stop-a answers again after start-cluster");
+
+    // `up` on a running fleet changes nothing.
+    let etcd = process::alive(fleet.dir(), "etcd").expect("etcd runs");
+    let again = fleet.command(&["up", "--clusters", "stop-a,stop-b"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already up"));
+    assert_eq!(process::alive(fleet.dir(), "etcd"), Some(etcd));
+
+    // After a crash (etcd killed), `up` cleans up and starts afresh.
+    // SAFETY: kill(2) on the pid of the etcd this test's fleet started.
+    unsafe { libc::kill(etcd as i32, libc::SIGKILL) };
+    let status = fleet.command(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "status reports the crash");
+    let restarted = fleet.command(&["up", "--clusters", "stop-a,stop-b"]);
+    assert!(
+        restarted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let fresh = State::load(fleet.dir()).unwrap().unwrap();
+    assert!(supervisor::all_running(fleet.dir(), &fresh));
+    assert_ne!(process::alive(fleet.dir(), "etcd"), Some(etcd));
+    let b = flotilla_fleet::supervisor::client(fleet.dir(), "stop-b")
+        .await
+        .unwrap();
+    b.apiserver_version()
+        .await
+        .expect("stop-b answers after the restart");
 }
 
 #[tokio::test]

@@ -4,12 +4,19 @@
 //! The configuration level lives here: each file on its own ([`crate::config`] loading),
 //! then the checks that need a release and the environments together. Problems go to
 //! stderr one per line; the table of what was checked goes to stdout.
+//!
+//! The chart level: each release that passes its configuration checks is rendered for
+//! every cluster of the environment (secrets as placeholders), and every object is
+//! checked by [`crate::engine::check`] (known kinds against their Kubernetes schema).
 
 use crate::config::{
     check_environments, check_release_contexts, check_release_for_environment, ConfigError, Repo,
 };
+use crate::config::{LoadedEnvironment, LoadedRelease};
+use crate::engine::{check::check_manifest, placeholder_secrets, Chart, Renderer};
 use crate::output::OutputFormat;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use tabled::Tabled;
 
@@ -23,6 +30,9 @@ pub struct LintRow {
     pub environment: String,
     #[tabled(rename = "CLUSTERS")]
     pub clusters: usize,
+    /// Objects rendered, over all the clusters.
+    #[tabled(rename = "OBJECTS")]
+    pub objects: usize,
     #[tabled(rename = "RESULT")]
     pub result: String,
 }
@@ -36,25 +46,80 @@ pub struct LintReport {
 
 impl LintReport {
     /// Records the outcome of one check; returns whether it passed.
-    fn record(&mut self, mut row: LintRow, outcome: Result<(), ConfigError>) -> bool {
-        match outcome {
-            Ok(()) => {
-                row.result = "ok".to_string();
-                self.checks.push(row);
-                true
+    fn record(&mut self, row: LintRow, outcome: Result<(), ConfigError>) -> bool {
+        let problems = match outcome {
+            Ok(()) => Vec::new(),
+            Err(err) => err.problems().iter().map(|p| p.to_string()).collect(),
+        };
+        self.record_problems(row, problems)
+    }
+
+    /// Records a check that found these problems (none: it passed).
+    fn record_problems(&mut self, mut row: LintRow, problems: Vec<String>) -> bool {
+        row.result = match problems.len() {
+            0 => "ok".to_string(),
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        };
+        let passed = problems.is_empty();
+        self.problems.extend(problems);
+        self.checks.push(row);
+        passed
+    }
+}
+
+/// Renders `release` for every cluster of `env` and checks every object. Returns the
+/// number of objects rendered and the problems; a problem found in several clusters is
+/// reported once, naming them.
+fn check_rendering(
+    chart: &Chart,
+    release: &LoadedRelease,
+    env: &LoadedEnvironment,
+) -> (usize, Vec<String>) {
+    let renderer = match Renderer::for_release(chart, release, &env.environment.name, &[], 1) {
+        Ok(renderer) => renderer,
+        Err(err) => return (0, vec![err.to_string()]),
+    };
+    let mut objects = 0;
+    // Message → the clusters it was found in, in first-seen order of messages.
+    let mut found: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
+    for cluster in &env.environment.clusters {
+        let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
+        let messages = match renderer.render(cluster, &secrets) {
+            Ok(manifest) => {
+                objects += manifest.objects.len();
+                check_manifest(&manifest)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
             }
-            Err(err) => {
-                let problems = err.problems();
-                row.result = match problems.len() {
-                    1 => "1 problem".to_string(),
-                    n => format!("{n} problems"),
-                };
-                self.problems.extend(problems.iter().map(|p| p.to_string()));
-                self.checks.push(row);
-                false
-            }
+            Err(err) => vec![err.to_string()],
+        };
+        for message in messages {
+            let order = found.len();
+            found
+                .entry(message)
+                .or_insert((order, Vec::new()))
+                .1
+                .push(&cluster.context);
         }
     }
+    let mut problems: Vec<(usize, String)> = found
+        .into_iter()
+        .map(|(message, (order, clusters))| {
+            let label = if clusters.len() == 1 {
+                "cluster"
+            } else {
+                "clusters"
+            };
+            (
+                order,
+                format!("{message} [{label} {}]", clusters.join(", ")),
+            )
+        })
+        .collect();
+    problems.sort();
+    (objects, problems.into_iter().map(|(_, p)| p).collect())
 }
 
 /// What `lint` looks at: everything, or one release and/or one environment (named, or
@@ -89,6 +154,7 @@ pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, Config
         release: release.to_string(),
         environment: environment.to_string(),
         clusters,
+        objects: 0,
         result: String::new(),
     };
     let mut environments = Vec::new();
@@ -122,13 +188,30 @@ pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, Config
                 report.record(row(&name, "*", 0), outcome);
             }
         }
+        let chart = match Chart::load(&release.chart_dir) {
+            Ok(chart) => Some(chart),
+            Err(err) => {
+                report.record_problems(row(&name, "*", 0), vec![err.to_string()]);
+                None
+            }
+        };
         let in_scope = environments
             .iter()
             .filter(|e| only_env.as_ref().is_none_or(|n| *n == e.environment.name));
         for env in in_scope {
             let clusters = env.environment.clusters.len();
             let outcome = check_release_for_environment(&release, env);
-            report.record(row(&name, &env.environment.name, clusters), outcome);
+            let mut checked = row(&name, &env.environment.name, clusters);
+            match (outcome, &chart) {
+                (Ok(()), Some(chart)) => {
+                    let (objects, problems) = check_rendering(chart, &release, env);
+                    checked.objects = objects;
+                    report.record_problems(checked, problems);
+                }
+                (outcome, _) => {
+                    report.record(checked, outcome);
+                }
+            }
         }
     }
     Ok(report)

@@ -61,8 +61,16 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// One error for a list of problems: none is `Ok`, one is itself, more are `Many`.
-    pub fn from_list(mut errors: Vec<ConfigError>) -> Result<(), ConfigError> {
+    /// One error for a list of problems: none is `Ok`, one is itself, more are `Many`
+    /// (flat: a `Many` in the list gives its own problems).
+    pub fn from_list(errors: Vec<ConfigError>) -> Result<(), ConfigError> {
+        let mut errors: Vec<ConfigError> = errors
+            .into_iter()
+            .flat_map(|err| match err {
+                ConfigError::Many(list) => list,
+                other => vec![other],
+            })
+            .collect();
         match errors.len() {
             0 => Ok(()),
             1 => Err(errors.remove(0)),
@@ -148,5 +156,47 @@ fn branch_message(branch: &str, matches: &[String], known: &[String]) -> String 
             "branch {branch:?} is the branch of several environments ({}); give each environment its own branch",
             matches.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(field: &str) -> ConfigError {
+        ConfigError::Invalid {
+            file: PathBuf::from("environments/dev.yaml"),
+            line: Some(3),
+            field: field.to_string(),
+            message: "bad".to_string(),
+        }
+    }
+
+    #[test]
+    fn lists_flatten_and_print_one_problem_a_line() {
+        assert!(ConfigError::from_list(Vec::new()).is_ok());
+        let one = ConfigError::from_list(vec![invalid("a")]).expect_err("one");
+        assert_eq!(one.to_string(), "environments/dev.yaml:3: a: bad");
+        let nested = ConfigError::Many(vec![invalid("a"), invalid("b")]);
+        let all = ConfigError::from_list(vec![nested, invalid("c")]).expect_err("three");
+        assert_eq!(all.problems().len(), 3);
+        assert_eq!(
+            all.to_string(),
+            "3 problems:\n  environments/dev.yaml:3: a: bad\n  environments/dev.yaml:3: b: bad\n  environments/dev.yaml:3: c: bad"
+        );
+    }
+
+    #[test]
+    fn a_problem_of_the_whole_file_has_no_field() {
+        let err = ConfigError::Parse {
+            file: PathBuf::from("releases/app1/release.yaml"),
+            line: None,
+            field: String::new(),
+            message: "the file is empty".to_string(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "releases/app1/release.yaml: the file is empty"
+        );
     }
 }

@@ -238,7 +238,7 @@ impl Repo {
                     file: folder,
                     line: None,
                     field: String::new(),
-                    message: format!("a release folder needs a {RELEASE_FILE}"),
+                    message: format!("a release folder needs a {RELEASE_FILE}{}", yml_hint(&file)),
                 })
             };
             all.push((name, loaded));
@@ -345,9 +345,10 @@ pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, 
         ))
     } else if !chart_dir.join(CHART_FILE).is_file() {
         Some(format!(
-            "{:?}: the folder {} has no {CHART_FILE}",
+            "{:?}: the folder {} has no {CHART_FILE}{}",
             descriptor.spec.chart,
-            chart_dir.display()
+            chart_dir.display(),
+            yml_hint(&chart_dir.join(CHART_FILE))
         ))
     } else {
         None
@@ -366,6 +367,21 @@ pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, 
         chart_dir,
         descriptor,
     })
+}
+
+/// A hint when `file` is missing but its `.yml` twin is there.
+fn yml_hint(file: &Path) -> String {
+    let twin = file.with_extension("yml");
+    if twin.is_file() {
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        format!(
+            " ({} is there: rename it to {})",
+            name(&twin).unwrap_or_default(),
+            name(file).unwrap_or_default()
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// `releases/app1/./chart` → `releases/app1/chart`, without touching the file system.

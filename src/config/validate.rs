@@ -464,6 +464,10 @@ pub(crate) fn check_release(
 
 /// The application version is the image tag: the tag grammar of the OCI distribution spec.
 fn check_version(problems: &mut Problems, at: &FieldPath, version: &str) {
+    if version.is_empty() {
+        problems.add(at, "is empty; give the application version (the image tag)");
+        return;
+    }
     let valid = !version.is_empty()
         && version.len() <= 128
         && version.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
@@ -662,6 +666,15 @@ pub fn check_release_for_environment<'a>(
                             ),
                             context,
                         );
+                    } else if kv.version == 2 && kv_v2_api_path(&path, &kv.mount) {
+                        note(
+                            src.key("vaultPath"),
+                            format!(
+                                "the path is {path:?}: with KV v2 write the secret's path without data/ or metadata/ (flotilla adds it), as in \"{}/app/db\"",
+                                kv.mount
+                            ),
+                            context,
+                        );
                     } else if path.contains("//") || path.ends_with('/') {
                         note(
                             src.key("vaultPath"),
@@ -681,6 +694,13 @@ pub fn check_release_for_environment<'a>(
         problems.add(&path, format!("{whom}: {message}"));
     }
     problems.finish()
+}
+
+/// `kv/data/...` or `kv/metadata/...`: the HTTP API path of a KV v2 secret rather than
+/// the secret's own path.
+fn kv_v2_api_path(path: &str, mount: &str) -> bool {
+    let rest = path.strip_prefix(mount).unwrap_or(path);
+    rest.starts_with("/data/") || rest.starts_with("/metadata/")
 }
 
 /// The known name closest to `name` when it is a likely typo (edit distance at most 2).
@@ -758,4 +778,48 @@ pub fn check_environments(environments: &[LoadedEnvironment]) -> Result<(), Conf
         }
     }
     ConfigError::from_list(errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        assert_eq!(dns_label_problem("app1-web", 63), None);
+        assert_eq!(dns_label_problem("a", 63), None);
+        for bad in ["", "App", "a_b", "-a", "a-", "a.b"] {
+            assert!(dns_label_problem(bad, 63).is_some(), "{bad:?} passed");
+        }
+        let long = "a".repeat(54);
+        assert!(dns_label_problem(&long, MAX_RELEASE_NAME)
+            .is_some_and(|m| m.contains("54 characters long; at most 53")));
+    }
+
+    #[test]
+    fn dns_subdomains() {
+        assert_eq!(dns_subdomain_problem("app1-web"), None);
+        assert_eq!(dns_subdomain_problem("web.app1"), None);
+        for bad in ["", "Web", "a..b", ".a", "a_b"] {
+            assert!(dns_subdomain_problem(bad).is_some(), "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn nearest_suggests_only_likely_typos() {
+        let known = ["prod-europe-west1", "prod-paris-dc1", "default"];
+        assert_eq!(
+            nearest("prod-europe-wset1", known.iter().copied()),
+            Some("prod-europe-west1")
+        );
+        assert_eq!(nearest("defualt", known.iter().copied()), Some("default"));
+        assert_eq!(nearest("staging-us", known.iter().copied()), None);
+    }
+
+    #[test]
+    fn kv_v2_api_paths() {
+        assert!(kv_v2_api_path("kv/data/app/db", "kv"));
+        assert!(kv_v2_api_path("kv/metadata/app/db", "kv"));
+        assert!(!kv_v2_api_path("kv/app/data/db", "kv"));
+    }
 }

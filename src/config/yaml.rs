@@ -95,10 +95,7 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigEr
             message: "the file is empty".to_string(),
         });
     }
-    let deserializer = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let mut field = FieldPath::from_serde(err.path());
-        let inner = err.into_inner();
+    deserialize(text).map_err(|(mut field, inner)| {
         let serde_line = inner.location().map(|l| l.line());
         let raw = inner.to_string();
         if is_syntax_error(&raw) {
@@ -141,6 +138,31 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigEr
     })
 }
 
+/// `T` from YAML text, with the field path of an error. Merge keys (`<<: *base`, common
+/// for globals shared by clusters) and top-level `x-` keys (where such anchors live) need
+/// the document as a value first, where positions are lost; [`parse`] finds lines again
+/// from the field path.
+fn deserialize<T: DeserializeOwned>(text: &str) -> Result<T, (FieldPath, serde_yaml::Error)> {
+    let with_path = |err: serde_path_to_error::Error<serde_yaml::Error>| {
+        (FieldPath::from_serde(err.path()), err.into_inner())
+    };
+    let extensions = text.lines().any(|l| l.starts_with("x-"));
+    if !text.contains("<<") && !extensions {
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        return serde_path_to_error::deserialize(deserializer).map_err(with_path);
+    }
+    let mut value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|err| (FieldPath::root(), err))?;
+    value
+        .apply_merge()
+        .map_err(|err| (FieldPath::root(), err))?;
+    // Top-level `x-...` keys hold anchors for the rest of the file (as in Compose files).
+    if let serde_yaml::Value::Mapping(map) = &mut value {
+        map.retain(|key, _| !key.as_str().is_some_and(|k| k.starts_with("x-")));
+    }
+    serde_path_to_error::deserialize(value).map_err(with_path)
+}
+
 /// serde_yaml's scanner and parser errors, as opposed to type errors.
 fn is_syntax_error(message: &str) -> bool {
     [
@@ -151,6 +173,8 @@ fn is_syntax_error(message: &str) -> bool {
         "found unexpected",
         "mapping values are not allowed",
         "found undefined tag",
+        "unknown anchor",
+        "recursion limit",
         "unexpected end of",
     ]
     .iter()
@@ -228,6 +252,9 @@ fn clean_message(message: &str) -> String {
 /// serde's standard texts, reworded for people who write YAML rather than Rust: no Rust
 /// type names, YAML's words for YAML's kinds.
 fn friendlier(message: &str) -> String {
+    if message == "unknown anchor" {
+        return "an alias (*name) refers to no anchor (&name) defined before it".to_string();
+    }
     if message.contains("more than one document") {
         return "the file holds several YAML documents (separated by ---); it must hold one"
             .to_string();
@@ -274,12 +301,6 @@ pub fn line_of(text: &str, path: &FieldPath) -> Option<usize> {
             }
         }
     }
-}
-
-/// The line of `path` in `file`, read again (checks run after the text is gone).
-pub fn line_in_file(file: &Path, path: &FieldPath) -> Option<usize> {
-    let text = std::fs::read_to_string(file).ok()?;
-    line_of(&text, path)
 }
 
 const FOUND: &str = "flotilla-found-node";

@@ -2,7 +2,7 @@
 
 use super::error::RenderError;
 use super::helpers;
-use handlebars::{Handlebars, TemplateError};
+use handlebars::{Handlebars, TemplateError, TemplateErrorReason};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -173,7 +173,13 @@ fn template_error(file: &Path, err: TemplateError) -> RenderError {
         file: file.to_path_buf(),
         line,
         column,
-        message: format!("template syntax: {}", err.reason()),
+        message: match err.reason() {
+            // pest's list of every token it expected helps nobody.
+            TemplateErrorReason::InvalidSyntax(_) => {
+                "invalid Handlebars syntax: an unclosed `{{#block}}`, or a malformed tag, before this point".to_string()
+            }
+            reason => format!("template syntax: {reason}"),
+        },
     }
 }
 
@@ -181,7 +187,14 @@ fn template_error(file: &Path, err: TemplateError) -> RenderError {
 fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, RenderError> {
     let deserializer = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let field = err.path().to_string();
+        // serde_path_to_error writes `?` for a segment it could not name.
+        let field = err
+            .path()
+            .to_string()
+            .split('.')
+            .filter(|segment| *segment != "?")
+            .collect::<Vec<_>>()
+            .join(".");
         let inner = err.into_inner();
         RenderError::ChartFile {
             file: file.to_path_buf(),

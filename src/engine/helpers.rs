@@ -12,7 +12,7 @@ use super::chart::kind_of;
 use base64::Engine as _;
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, JsonRender, JsonTruthy, PathAndJson, RenderContext,
-    RenderError, RenderErrorReason, ScopedJson,
+    RenderError, RenderErrorReason, Renderable, ScopedJson,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -141,6 +141,42 @@ pub fn register(registry: &mut Handlebars<'static>) {
         registry.register_helper(function.name, Box::new(function));
     }
     registry.register_helper("default", Box::new(DefaultHelper));
+    registry.register_helper("include", Box::new(IncludeHelper));
+}
+
+/// `include "NAME"`: a partial's output as text, so it can be hashed or indented:
+/// `{{sha256sum (include "config")}}` (Helm's `include`). The partial sees the current
+/// context.
+struct IncludeHelper;
+
+impl HelperDef for IncludeHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        registry: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        rc: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        const USAGE: &str = "include PARTIAL";
+        check_arity("include", USAGE, Arity::Exactly(1), h.params().len())?;
+        refuse_missing("include", 0, &h.params()[0])?;
+        let Some(name) = h.params()[0].value().as_str() else {
+            return Err(other(format!(
+                "`include`: the partial's name must be text (usage: {USAGE})"
+            )));
+        };
+        let Some(partial) = registry.get_template(name) else {
+            return Err(other(format!(
+                "`include`: no partial {name:?} (partials are templates/_{name}.hbs)"
+            )));
+        };
+        let text = partial.renders(registry, ctx, &mut rc.clone())?;
+        Ok(ScopedJson::Derived(Value::String(text)))
+    }
+}
+
+fn other(message: String) -> RenderError {
+    RenderError::from(RenderErrorReason::Other(message))
 }
 
 impl HelperDef for &'static Function {
@@ -159,11 +195,10 @@ impl HelperDef for &'static Function {
         }
         (self.body)(&args)
             .map(ScopedJson::Derived)
-            .map_err(|message| {
-                RenderError::from(RenderErrorReason::Other(format!(
-                    "`{}`: {message} (usage: {})",
-                    self.name, self.usage
-                )))
+            .map_err(|message| match self.name {
+                // The chart author's own message says what to do.
+                "required" => other(format!("`required`: {message}")),
+                name => other(format!("`{name}`: {message} (usage: {})", self.usage)),
             })
     }
 }
@@ -206,10 +241,10 @@ fn check_arity(name: &str, usage: &str, arity: Arity, given: usize) -> Result<()
         Arity::Exactly(n) => format!("{n}"),
         Arity::AtLeast(n) => format!("at least {n}"),
     };
-    Err(RenderError::from(RenderErrorReason::Other(format!(
+    Err(other(format!(
         "`{name}` takes {wanted} argument{}, got {given} (usage: {usage})",
         if wanted == "1" { "" } else { "s" }
-    ))))
+    )))
 }
 
 fn refuse_missing(name: &str, index: usize, param: &PathAndJson<'_>) -> Result<(), RenderError> {
@@ -220,9 +255,9 @@ fn refuse_missing(name: &str, index: usize, param: &PathAndJson<'_>) -> Result<(
         Some(path) => format!("`{path}`"),
         None => format!("argument {}", index + 1),
     };
-    Err(RenderError::from(RenderErrorReason::Other(format!(
+    Err(other(format!(
         "`{name}`: {what} is missing (strict mode); give it a value or guard it with `default`"
-    ))))
+    )))
 }
 
 fn is_empty(value: &Value) -> bool {
@@ -250,11 +285,15 @@ fn text<'a>(value: &'a Value, what: &str) -> Result<std::borrow::Cow<'a, str>, S
 }
 
 /// A non-negative integer argument such as `indent`'s width.
+/// Bounded so a typo (`indent 40000000000 x`) is an error, not an exhausted memory.
 fn width(value: &Value, what: &str) -> Result<usize, String> {
-    value
-        .as_u64()
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| format!("{what} must be a non-negative integer, got {value}"))
+    const MAX: u64 = 1024;
+    match value.as_u64() {
+        Some(n) if n <= MAX => Ok(n as usize),
+        _ => Err(format!(
+            "{what} must be an integer from 0 to {MAX}, got {value}"
+        )),
+    }
 }
 
 fn b64enc(args: &[&Value]) -> Result<Value, String> {
@@ -461,10 +500,19 @@ mod tests {
     }
 
     #[test]
+    fn if_and_unless_treat_a_missing_value_as_false() {
+        let text = render(
+            "{{#if Values.nope}}a{{else}}b{{/if}}{{#unless Values.nope}}c{{/unless}}",
+            json!({"Values": {}}),
+        );
+        assert_eq!(text.unwrap(), "bc");
+    }
+
+    #[test]
     fn bad_arguments_are_named() {
         let err = render("{{indent \"x\" s}}", json!({"s": "a"})).unwrap_err();
         assert!(
-            err.contains("`indent`: WIDTH must be a non-negative integer, got \"x\""),
+            err.contains("`indent`: WIDTH must be an integer from 0 to 1024, got \"x\""),
             "{err}"
         );
         let err = render("{{indent 2}}", json!({})).unwrap_err();

@@ -49,6 +49,11 @@ impl RenderedObject {
     pub fn name(&self) -> &str {
         self.object["metadata"]["name"].as_str().unwrap_or_default()
     }
+
+    /// The object as kube's `DynamicObject`, for server-side apply.
+    pub fn to_dynamic(&self) -> Result<kube::api::DynamicObject, serde_json::Error> {
+        serde_json::from_value(self.object.clone())
+    }
 }
 
 /// Every object a chart rendered for one cluster, in template order.

@@ -151,11 +151,20 @@ pub(crate) fn yaml_layer(
 /// serde_yaml's message without its own " at line L column C" suffix (we report the
 /// line ourselves, relative to the right file).
 pub(crate) fn yaml_message(err: &serde_yaml::Error) -> String {
-    let text = err.to_string();
-    match (err.location(), text.rfind(" at line ")) {
-        (Some(_), Some(at)) => text[..at].to_string(),
-        _ => text,
+    let mut text = err.to_string();
+    // The scanner's messages hold positions too ("did not find expected key at line 3
+    // column 5, while parsing ..."), relative to the text it was given.
+    while let Some(at) = text.find(" at line ") {
+        let rest = &text[at + " at line ".len()..];
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let line_len = digits(rest);
+        let Some(after_column) = rest[line_len..].strip_prefix(" column ") else {
+            break;
+        };
+        let end = at + " at line ".len() + line_len + " column ".len() + digits(after_column);
+        text.replace_range(at..end, "");
     }
+    text
 }
 
 #[cfg(test)]

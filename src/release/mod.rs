@@ -147,15 +147,35 @@ pub fn redact_manifest(manifest: &[Value]) -> Vec<Value> {
 }
 
 /// Replaces, in place, every value of a `Secret` object's `data` and `stringData`.
+/// `stringData` is first folded into `data` (base64), as the API server does, so the
+/// digests of a recorded Secret and of the live one compare equal when the values do.
 pub fn redact_secret_object(object: &mut Value) {
-    for field in ["data", "stringData"] {
-        if let Some(Value::Object(map)) = object.get_mut(field) {
-            for value in map.values_mut() {
-                let text = value.as_str().unwrap_or_default().to_owned();
-                // Idempotent: a recorded manifest is redacted already.
-                if !is_redacted(&text) {
-                    *value = Value::String(redacted(&text));
-                }
+    use base64::Engine;
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(strings)) = map.remove("stringData") {
+        let data = map
+            .entry("data")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(data) = data {
+            for (key, value) in strings {
+                let text = value.as_str().unwrap_or_default();
+                let folded = if is_redacted(text) {
+                    text.to_owned()
+                } else {
+                    base64::engine::general_purpose::STANDARD.encode(text)
+                };
+                data.insert(key, Value::String(folded));
+            }
+        }
+    }
+    if let Some(Value::Object(data)) = map.get_mut("data") {
+        for value in data.values_mut() {
+            let text = value.as_str().unwrap_or_default().to_owned();
+            // Idempotent: a recorded manifest is redacted already.
+            if !is_redacted(&text) {
+                *value = Value::String(redacted(&text));
             }
         }
     }
@@ -188,6 +208,9 @@ mod tests {
         assert!(!text.contains("aHVudGVyMg=="));
         assert!(!text.contains("t0ps3cret"));
         assert_eq!(stored[1], manifest[1]);
+        // stringData is folded into data as the API server does: same digest as live.
+        assert_eq!(stored[0]["data"]["token"], json!(redacted("dDBwczNjcmV0")));
+        assert!(stored[0].get("stringData").is_none());
         assert_eq!(
             stored[0]["data"]["password"],
             json!(redacted("aHVudGVyMg=="))

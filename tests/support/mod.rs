@@ -1,18 +1,13 @@
-//! Test support for the cluster layer's integration tests.
-//!
-//! INTERIM until `flotilla_fleet::testing` lands: the cluster is the one named by
-//! `FLOTILLA_TEST_KUBECONFIG` (and `FLOTILLA_TEST_CONTEXT`, default the current
-//! context), started by hand as TESTENV.md describes; pods of each test's namespace are
-//! driven by [`kubelet`], a minimal simulated kubelet scoped to that namespace.
+//! Test support for the cluster layer's integration tests: the shared local fleet
+//! (`flotilla_fleet::testing`), a fresh namespace per test, and the example release's
+//! objects built in code (the cluster layer takes rendered objects).
 #![allow(dead_code)]
-
-pub mod kubelet;
 
 use flotilla::action::cluster_release::{Rendered, RunOptions};
 use flotilla::cluster::{load_kubeconfig, ClusterHandle, LockOptions};
 use flotilla::release::ChartRef;
+use flotilla_fleet::testing::Fleet;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub struct TestCluster {
@@ -20,22 +15,23 @@ pub struct TestCluster {
     pub namespace: String,
 }
 
-/// A fresh namespace name on the test cluster, with a simulated kubelet for it.
+/// The first cluster of the shared fleet, in a fresh namespace.
 pub async fn cluster(test: &str) -> TestCluster {
-    let t = cluster_in(&unique_namespace(test)).await;
-    kubelet::spawn(t.handle.client(), &t.namespace);
-    t
+    let fleet = Fleet::shared();
+    let namespace = fleet.namespace(test).await;
+    cluster_in(&namespace).await
 }
 
-/// The test cluster, in a namespace another process created (no kubelet of our own).
+/// The first cluster of the shared fleet, in an existing namespace (a child process
+/// gets the parent's fleet through `FLOTILLA_FLEET_DIR`).
 pub async fn cluster_in(namespace: &str) -> TestCluster {
-    let path = std::env::var("FLOTILLA_TEST_KUBECONFIG")
-        .expect("FLOTILLA_TEST_KUBECONFIG must name the kubeconfig of the test cluster");
-    let kubeconfig = load_kubeconfig(Some(std::path::Path::new(&path))).expect("kubeconfig");
-    let context = std::env::var("FLOTILLA_TEST_CONTEXT")
-        .ok()
-        .or_else(|| kubeconfig.current_context.clone())
-        .expect("a context");
+    let fleet = Fleet::shared();
+    let kubeconfig = load_kubeconfig(Some(&fleet.kubeconfig())).expect("fleet kubeconfig");
+    let context = fleet
+        .clusters()
+        .into_iter()
+        .next()
+        .expect("a fleet cluster");
     let handle = ClusterHandle::connect(&kubeconfig, &context)
         .await
         .expect("connect");
@@ -45,21 +41,8 @@ pub async fn cluster_in(namespace: &str) -> TestCluster {
     }
 }
 
-pub fn unique_namespace(test: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() % 1_000_000)
-        .unwrap_or(0);
-    format!(
-        "t-{test}-{stamp}-{}-{}",
-        std::process::id() % 1000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-    .replace('_', "-")
-    .chars()
-    .take(63)
-    .collect()
+pub fn fleet_dir() -> std::path::PathBuf {
+    Fleet::shared().dir().to_path_buf()
 }
 
 pub fn run_options() -> RunOptions {
@@ -72,7 +55,7 @@ pub fn run_options() -> RunOptions {
 }
 
 /// The example release's objects: a config map, a secret, a service and a deployment
-/// `web` with the given image tag and replicas; `extra` adds a config map `extra`.
+/// `app1-web` with the given image tag and replicas; `extra` adds a config map.
 pub fn rendered(namespace: &str, tag: &str, replicas: u32, extra: bool) -> Rendered {
     let mut objects = vec![
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app1-config"},

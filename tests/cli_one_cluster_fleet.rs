@@ -1,0 +1,183 @@
+//! The single-cluster commands end to end through the binary, on the fleet with its real
+//! Vault API (RustyVault behind the fleet's envelope proxy): the example release `hello`
+//! in a fresh namespace of one dev cluster. Secret values must reach the cluster and
+//! nothing else: not stdout, not stderr, not the records.
+
+use flotilla_fleet::testing::Fleet;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Output;
+
+const CLUSTER: &str = "dev-europe-west1";
+const DB_PASSWORD: &str = "fake-dev-hello-db-password-1111";
+const API_TOKEN: &str = "fake-dev-hello-api-token-3333";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The repo's environments and `hello`, with the release moved to `namespace`.
+fn repo(namespace: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&root.join("environments"), &dir.path().join("environments"));
+    copy_dir(
+        &root.join("releases/hello"),
+        &dir.path().join("releases/hello"),
+    );
+    let descriptor = dir.path().join("releases/hello/release.yaml");
+    let text = std::fs::read_to_string(&descriptor).unwrap();
+    std::fs::write(
+        &descriptor,
+        text.replace("namespace: hello", &format!("namespace: {namespace}")),
+    )
+    .unwrap();
+    dir
+}
+
+fn flotilla(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .envs(fleet.env())
+        .env_remove("VAULT_TOKEN") // log in with AppRole, as the environment file says
+        .output()
+        .unwrap();
+    for stream in [&output.stdout, &output.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(
+            !text.contains(DB_PASSWORD) && !text.contains(API_TOKEN),
+            "a secret value was printed by {args:?}:\n{text}"
+        );
+    }
+    output
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn json(output: Output) -> Value {
+    serde_json::from_str(&ok(output)).unwrap()
+}
+
+#[tokio::test]
+async fn deploy_upgrade_status_diff_rollback_uninstall_with_vault() {
+    let fleet = Fleet::shared();
+    let namespace = fleet.namespace("cli").await;
+    let repo = repo(&namespace);
+    let root = repo.path();
+    let target = ["--env", "dev", "--cluster", CLUSTER];
+    let with = |command: &str, extra: &[&'static str]| -> Vec<String> {
+        let mut args = vec![command.to_owned(), "hello".to_owned()];
+        args.extend(target.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |args: Vec<String>| {
+        flotilla(
+            fleet,
+            root,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
+
+    let out = ok(run(with("deploy", &[])));
+    assert!(out.contains("revision 1 deployed"), "{out}");
+    let client = fleet.client(CLUSTER).await;
+    // The value came from Vault into the cluster, and nowhere else.
+    let secrets: Vec<Secret> = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let in_cluster = secrets.iter().any(|s| {
+        let values = s
+            .data
+            .iter()
+            .flatten()
+            .map(|(_, v)| String::from_utf8_lossy(&v.0).into_owned());
+        let strings = s.string_data.iter().flatten().map(|(_, v)| v.clone());
+        values.chain(strings).any(|v| v.contains(DB_PASSWORD))
+    });
+    assert!(
+        in_cluster,
+        "the database password from Vault is not in any Secret of {namespace}"
+    );
+
+    ok(run(with("deploy", &["--version", "1.1.0"])));
+    let history = json(run(with("history", &["-o", "json"])));
+    let records = history.as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["status"], "superseded");
+    assert_eq!(records[1]["status"], "deployed");
+    assert_eq!(records[1]["appVersion"], "1.1.0");
+
+    let status = json(run(with("status", &["-o", "json"])));
+    assert_eq!(status["revision"], 2);
+    for object in status["objects"].as_array().unwrap() {
+        assert_eq!(object["drift"], Value::Array(vec![]), "{object}");
+    }
+
+    let diff = json(run(with("diff", &["--version", "1.2.0", "-o", "json"])));
+    let updated: Vec<&Value> = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"] == "update")
+        .collect();
+    assert!(
+        updated.iter().any(|d| d["object"]["kind"] == "Deployment"),
+        "{diff}"
+    );
+
+    let out = ok(run(with("rollback", &[])));
+    assert!(out.contains("revision 3 deployed"), "{out}");
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    for d in &deployments.items {
+        let image = d
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers[0].image.clone())
+            .unwrap_or_default();
+        assert!(image.ends_with(":1.0.0"), "{image}");
+    }
+
+    // Several clusters and no --cluster: bad input, exit 2, nothing changed.
+    let out = flotilla(fleet, root, &["deploy", "hello", "--env", "dev"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster"));
+
+    ok(run(with("uninstall", &[])));
+    let left = Api::<Deployment>::namespaced(client, &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(left.items.is_empty());
+    let out = ok(run(with("history", &[])));
+    assert!(out.contains("no revisions"), "{out}");
+}
