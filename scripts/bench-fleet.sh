@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures the local fleet: wall time of `flotilla-fleet up` (binaries cached) and the
 # resident memory (sum of RSS of every fleet process) for 3 and 10 clusters.
-# `--short`: the 3-cluster fleet only. Prints figures; asserts nothing.
+# `--short`: the 3-cluster fleet only. Prints figures; asserts nothing. The apiservers'
+# start-up is CPU-bound: `up_s` depends on what else the machine runs (see `uptime`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,12 +20,15 @@ trap cleanup EXIT
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), cores: $(nproc)"
 printf '%-9s %-10s %-10s %-12s %-14s %-10s %-10s\n' clusters up_s down_s rss_total_MB apiserver_MB_avg kcm_MB_avg kubelet_MB_avg
 for n in "${sizes[@]}"; do
   DIR="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-fleet.XXXXXX")"
   names=$(seq -s, -f "bench-%g" 1 "$n")
   start=$(date +%s.%N)
-  env -u FLOTILLA_FLEET_DIR "$FLEET_BIN" --state "$DIR" up --clusters "$names" >/dev/null
+  if ! env -u FLOTILLA_FLEET_DIR "$FLEET_BIN" --state "$DIR" up --clusters "$names" >"$DIR/bench-up.log" 2>&1; then
+    cat "$DIR/bench-up.log" >&2; exit 1
+  fi
   up_s=$(elapsed "$start")
   total=0; api=0; kcm=0; kubelet=0
   for f in "$DIR"/pids/*.pid; do

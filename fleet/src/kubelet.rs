@@ -332,7 +332,29 @@ impl Kubelet {
         } else {
             "False"
         };
-        let condition = |type_: &str, status: &str| json!({ "type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": ts });
+        let condition = |type_: &str, status: &str, since: &str| json!({ "type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": since });
+        // A Deployment's minReadySeconds counts from the Ready condition's transition: for
+        // slow-N that is N seconds after the start, not the start.
+        let slowest = behaviours
+            .iter()
+            .filter_map(|b| match b {
+                Behaviour::Slow(secs) => Some(*secs),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let ready_since = started
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(
+                i64::try_from(slowest).unwrap_or(i64::MAX),
+            ))
+            .unwrap_or(started)
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let ready_since = if ready_word == "True" {
+            ready_since
+        } else {
+            ts.clone()
+        };
         let init_statuses: Vec<Value> = spec
             .init_containers
             .iter()
@@ -355,10 +377,10 @@ impl Kubelet {
             "startTime": ts,
             "qosClass": "BestEffort",
             "conditions": [
-                condition("Initialized", "True"),
-                condition("Ready", ready_word),
-                condition("ContainersReady", ready_word),
-                condition("PodScheduled", "True"),
+                condition("Initialized", "True", &ts),
+                condition("Ready", ready_word, &ready_since),
+                condition("ContainersReady", ready_word, &ready_since),
+                condition("PodScheduled", "True", &ts),
             ],
             "containerStatuses": statuses,
             "initContainerStatuses": init_statuses,

@@ -190,13 +190,18 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
 
     spawn_etcd(dir, binaries, &state)?;
     crate::vault::spawn_rvault(dir, &binaries.rvault, state.vault.port)?;
+    progress(&format!(
+        "starting etcd, rvault and {} kube-apiserver(s); logs in {}",
+        state.clusters.len(),
+        dir.join("logs").display()
+    ));
     // Apiservers retry etcd until it answers: starting them at once overlaps their slow
     // start-up (OpenAPI, bootstrap roles) with etcd's.
     for c in &state.clusters {
         spawn_apiserver(dir, binaries, &certs, &state, c)?;
     }
     wait_etcd(dir, state.etcd_port).await?;
-    tracing::debug!("etcd answers");
+    progress("etcd answers");
     let vault_addr = format!("http://127.0.0.1:{}", state.vault.port);
     let (clusters, vault) = tokio::join!(
         futures::future::try_join_all(state.clusters.iter().map(|c| bring_up_cluster(
@@ -209,7 +214,7 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
     );
     clusters?;
     let creds = vault?;
-    tracing::debug!("clusters and vault ready");
+    progress("every cluster and Vault ready");
     let mut state = state;
     state.vault.root_token = creds.root_token;
     state.vault.unseal_key = creds.unseal_key;
@@ -234,6 +239,11 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
     Ok(())
 }
 
+/// Says what `up` is doing, on stderr (stdout carries the status table).
+pub(crate) fn progress(message: &str) {
+    eprintln!("[fleet] {message}");
+}
+
 /// After its apiserver was spawned: wait for it, give it the deployer's RBAC, start its
 /// controller-manager and kubelet, wait for the kubelet's node.
 async fn bring_up_cluster(
@@ -243,13 +253,14 @@ async fn bring_up_cluster(
     name: &str,
 ) -> Result<()> {
     let client = wait_apiserver(dir, name).await?;
-    tracing::debug!("{name}: apiserver ready");
+    progress(&format!("{name}: apiserver ready"));
     bootstrap(&client, name).await?;
-    tracing::debug!("{name}: RBAC in place");
     spawn_controller_manager(dir, binaries, name)?;
     spawn_kubelet(dir, fleet_exe, name)?;
     wait_node(dir, &client, name).await?;
-    tracing::debug!("{name}: node ready");
+    progress(&format!(
+        "{name}: controller-manager and kubelet up, node Ready"
+    ));
     still_running(dir, &controller_manager(name))
 }
 
@@ -647,14 +658,31 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
         true,
     );
     row("vault proxy".into(), PROXY, state.vault_addr(), true);
+    let mut answering = Vec::new();
+    let mut unanswered = false;
     for c in &state.clusters {
+        let answers = match client(dir, &c.name).await {
+            Ok(client) => tokio::time::timeout(Duration::from_secs(3), readyz(&client))
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        answering.push(answers);
+    }
+    for (c, answers) in state.clusters.iter().zip(answering) {
         let want = !c.stopped;
+        let endpoint = format!("https://127.0.0.1:{}", c.port);
         row(
             format!("{} apiserver", c.name),
             &apiserver(&c.name),
-            format!("https://127.0.0.1:{}", c.port),
+            if answers {
+                format!("{endpoint} (ready)")
+            } else {
+                format!("{endpoint} (not answering)")
+            },
             want,
         );
+        unanswered |= want && !answers;
         row(
             format!("{} controller-manager", c.name),
             &controller_manager(&c.name),
@@ -668,7 +696,10 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
             want,
         );
     }
-    Ok(StatusReport { lines, healthy })
+    Ok(StatusReport {
+        lines,
+        healthy: healthy && !unanswered,
+    })
 }
 
 #[cfg(test)]

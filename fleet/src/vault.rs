@@ -225,7 +225,10 @@ pub async fn setup(dir: &Path, addr: &str, seed: &Seed) -> Result<Credentials> {
         api.call_retrying(Method::POST, path, Some(json!(values)))
             .await?;
     }
-    tracing::debug!("vault initialised and seeded");
+    crate::supervisor::progress(&format!(
+        "vault: initialised, unsealed, KV v1 mount {KV_MOUNT}, AppRole {APPROLE}, {} secrets seeded",
+        seed.0.len()
+    ));
     Ok(Credentials {
         root_token,
         unseal_key,

@@ -180,6 +180,26 @@ async fn job_pods_complete_so_jobs_finish() {
 }
 
 #[tokio::test]
+async fn a_deleted_pod_goes_away_as_its_kubelet_confirms() {
+    let fleet = Fleet::shared();
+    let client = fleet.client(&fleet.clusters()[0]).await;
+    let ns = fleet.namespace("delete").await;
+    deploy(&client, &ns, "web", "hello:1.0.0").await;
+    let pod = one_pod(&client, &ns, "web", "Ready", ready).await;
+    let name = pod.metadata.name.clone().unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    // Default grace period: without a kubelet the pod would stay Terminating.
+    pods.delete(&name, &Default::default()).await.unwrap();
+    let gone = wait_for(pods, &name, DEADLINE, |p| p.is_none()).await;
+    assert!(gone.is_ok(), "{gone:?}");
+    // The ReplicaSet replaced it, and the replacement is Ready.
+    one_pod(&client, &ns, "web", "a Ready replacement", |p| {
+        ready(p) && p.metadata.name.as_deref() != Some(name.as_str())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn deployer_token_is_limited_to_release_namespaces() {
     let fleet = Fleet::shared();
     let cluster = &fleet.clusters()[0];
