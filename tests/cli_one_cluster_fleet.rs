@@ -48,7 +48,10 @@ fn repo(namespace: &str) -> tempfile::TempDir {
 }
 
 fn flotilla(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+    // FLOTILLA_TEST_BIN: this branch's binary when the target directory is shared.
+    let bin = std::env::var_os("FLOTILLA_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_flotilla").into());
+    let output = std::process::Command::new(bin)
         .arg("--root")
         .arg(root)
         .args(args)
@@ -102,7 +105,7 @@ async fn deploy_upgrade_status_diff_rollback_uninstall_with_vault() {
     };
 
     let out = ok(run(with("deploy", &[])));
-    assert!(out.contains("revision 1 deployed"), "{out}");
+    assert!(out.contains("succeeded") && out.contains("- → 1"), "{out}");
     let client = fleet.client(CLUSTER).await;
     // The value came from Vault into the cluster, and nowhere else.
     let secrets: Vec<Secret> = Api::<Secret>::namespaced(client.clone(), &namespace)
@@ -125,12 +128,14 @@ async fn deploy_upgrade_status_diff_rollback_uninstall_with_vault() {
     );
 
     ok(run(with("deploy", &["--version", "1.1.0"])));
+    // Deployment ids as rows, clusters as columns.
     let history = json(run(with("history", &["-o", "json"])));
-    let records = history.as_array().unwrap();
-    assert_eq!(records.len(), 2);
-    assert_eq!(records[0]["status"], "superseded");
-    assert_eq!(records[1]["status"], "deployed");
-    assert_eq!(records[1]["appVersion"], "1.1.0");
+    let rows = history.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let cell = |row: usize| &rows[row]["clusters"][CLUSTER][0];
+    assert_eq!(cell(0)["status"], "superseded");
+    assert_eq!(cell(1)["status"], "deployed");
+    assert_eq!(cell(1)["app_version"], "1.1.0");
 
     let status = json(run(with("status", &["-o", "json"])));
     assert_eq!(status["revision"], 2);
@@ -151,7 +156,7 @@ async fn deploy_upgrade_status_diff_rollback_uninstall_with_vault() {
     );
 
     let out = ok(run(with("rollback", &[])));
-    assert!(out.contains("revision 3 deployed"), "{out}");
+    assert!(out.contains("2 → 3"), "{out}");
     let deployments = Api::<Deployment>::namespaced(client.clone(), &namespace)
         .list(&Default::default())
         .await
@@ -167,10 +172,21 @@ async fn deploy_upgrade_status_diff_rollback_uninstall_with_vault() {
         assert!(image.ends_with(":1.0.0"), "{image}");
     }
 
-    // Several clusters and no --cluster: bad input, exit 2, nothing changed.
-    let out = flotilla(fleet, root, &["deploy", "hello", "--env", "dev"]);
+    // A cluster the environment does not have: bad input, exit 2, nothing changed.
+    let out = flotilla(
+        fleet,
+        root,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            "dev",
+            "--clusters",
+            "dev-nowhere",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dev-europe-west1"));
 
     ok(run(with("uninstall", &[])));
     let left = Api::<Deployment>::namespaced(client, &namespace)
