@@ -416,3 +416,70 @@ pub fn previous_deployment(records: &[ReleaseRecord]) -> Option<&ReleaseRecord> 
         .filter(|r| r.revision < current.revision)
         .find(|r| r.deployment_id != current.deployment_id && was_deployed(r.status))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::{ChartRef, Operation};
+
+    fn record(revision: u32, id: &str, status: Status) -> ReleaseRecord {
+        let now = chrono::Utc::now();
+        ReleaseRecord {
+            name: "hello".into(),
+            namespace: "ns".into(),
+            revision,
+            status,
+            operation: Operation::Upgrade,
+            deployment_id: id.into(),
+            chart: ChartRef {
+                name: "hello".into(),
+                version: "0.1.0".into(),
+            },
+            app_version: "v".into(),
+            manifest: Vec::new(),
+            objects: Vec::new(),
+            values: serde_json::Value::Null,
+            rollback_of: None,
+            created: now,
+            updated: now,
+            user: "u".into(),
+            host: "h".into(),
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn previous_deployment_skips_failed_runs_and_restores_of_the_current_one() {
+        // A deployed, B failed and restored to A (recorded with A's id), C deployed.
+        let records = [
+            record(1, "A", Status::Superseded),
+            record(2, "B", Status::Failed),
+            record(3, "A", Status::Superseded),
+            record(4, "C", Status::Deployed),
+        ];
+        assert_eq!(previous_deployment(&records).map(|r| r.revision), Some(3));
+        // After going back to A, the one before is C, not A again.
+        let records = [
+            record(1, "A", Status::Superseded),
+            record(2, "C", Status::RolledBack),
+            record(3, "A", Status::Deployed),
+        ];
+        assert_eq!(previous_deployment(&records).map(|r| r.revision), Some(2));
+        assert!(previous_deployment(&records[..1]).is_none());
+    }
+
+    #[test]
+    fn a_deployment_id_names_only_revisions_that_were_healthy() {
+        let records = [
+            record(1, "A", Status::Superseded),
+            record(2, "B", Status::Failed),
+            record(3, "A", Status::Deployed),
+        ];
+        assert_eq!(revision_for_id(&records, "A").map(|r| r.revision), Some(3));
+        assert!(
+            revision_for_id(&records, "B").is_none(),
+            "a failed run is no target"
+        );
+        assert!(revision_for_id(&records, "Z").is_none());
+    }
+}
