@@ -77,6 +77,33 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    /// The Vault secrets of a release: check that they resolve, print the policy they need.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Read every secret mapping for every cluster of the environment and report whether
+    /// it resolves (path, key; values never shown). Exit 3 when any does not.
+    Check {
+        /// The release: its folder name under releases/, or the path of its release.yaml.
+        release: String,
+        /// The environment (environments/<ENV>.yaml).
+        #[arg(long)]
+        env: String,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Print the minimal Vault policy (HCL) the release needs in the environment: `read`
+    /// on exactly the paths it resolves to. No Vault is contacted.
+    Policy {
+        /// The release: its folder name under releases/, or the path of its release.yaml.
+        release: String,
+        /// The environment (environments/<ENV>.yaml).
+        #[arg(long)]
+        env: String,
+    },
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -86,10 +113,22 @@ pub fn init_logging(cli: &Cli) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Libraries that log what passes through them: vaultrs and rustify log every failed
+    // request at ERROR (a 404 is an answer, not an error, to us) and more of each request
+    // at trace; handlebars logs every helper's parameters at DEBUG, secret values
+    // included. flotilla reports what matters itself. Added last, so FLOTILLA_LOG cannot
+    // turn them on.
+    for directive in ["vaultrs=off", "rustify=off", "handlebars=off"] {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, not in CI logs or files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -110,17 +149,38 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
             set,
             version,
             show_secrets,
-        } => crate::action::template::run(
-            &cli.root,
-            &crate::action::template::TemplateArgs {
-                release,
-                env,
-                cluster,
-                set,
-                version,
-                show_secrets,
-            },
-        ),
+        } => {
+            crate::action::template::run(
+                &cli.root,
+                &crate::action::template::TemplateArgs {
+                    release,
+                    env,
+                    cluster,
+                    set,
+                    version,
+                    show_secrets,
+                },
+            )
+            .await
+        }
+        Command::Secrets(SecretsCommand::Check {
+            release,
+            env,
+            output,
+        }) => {
+            crate::action::secrets::check(
+                &cli.root,
+                &crate::action::secrets::SecretsArgs { release, env },
+                output,
+            )
+            .await
+        }
+        Command::Secrets(SecretsCommand::Policy { release, env }) => {
+            crate::action::secrets::policy(
+                &cli.root,
+                &crate::action::secrets::SecretsArgs { release, env },
+            )
+        }
         Command::Lint {
             release,
             env,

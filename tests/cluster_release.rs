@@ -441,3 +441,67 @@ async fn history_after_twelve_revisions_keeps_ten_and_uninstall_removes_everythi
     let cms: Api<ConfigMap> = Api::namespaced(t.handle.client(), &t.namespace);
     assert!(cms.get_opt("app1-config").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_custom_kind_defined_by_the_same_release_is_applied_and_pruned() {
+    let t = cluster("crd").await;
+    let opts = run_options();
+    // A unique group per test run: CRDs are cluster-wide and other tests share the fleet.
+    let group = format!("{}.flotilla.test", t.namespace);
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("widgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                   "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}
+    });
+    let widget = json!({"apiVersion": format!("{group}/v1"), "kind": "Widget",
+                        "metadata": {"name": "w1"}, "spec": {"size": 3}});
+    let mut v1 = rendered(&t.namespace, "1", 1, false);
+    // The custom object first: the apply order must put its CRD before it.
+    v1.objects.insert(0, widget);
+    v1.objects.push(crd.clone());
+    deployed(ops::deploy(&t.handle, &v1, "d1", &opts).await.unwrap());
+    let history = ops::history(&t.handle, &t.namespace, "app1").await.unwrap();
+    let widget_id = history[0]
+        .objects
+        .iter()
+        .find(|o| o.kind == "Widget")
+        .cloned()
+        .unwrap();
+    assert_eq!(widget_id.namespace.as_deref(), Some(t.namespace.as_str()));
+    let crd_id = history[0]
+        .objects
+        .iter()
+        .find(|o| o.kind == "CustomResourceDefinition")
+        .cloned()
+        .unwrap();
+    assert_eq!(crd_id.namespace, None, "a CRD is cluster-scoped");
+    assert!(t
+        .handle
+        .get_live(&widget_id, &t.namespace)
+        .await
+        .unwrap()
+        .is_some());
+
+    let mut v2 = rendered(&t.namespace, "1", 1, false);
+    v2.objects.push(crd);
+    let outcome = deployed(ops::deploy(&t.handle, &v2, "d2", &opts).await.unwrap());
+    assert_eq!(outcome.pruned, vec![widget_id.clone()]);
+    assert!(t
+        .handle
+        .get_live(&widget_id, &t.namespace)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Clean up the cluster-wide object (uninstall deletes what the release owns).
+    ops::uninstall(&t.handle, &t.namespace, "app1", &opts)
+        .await
+        .unwrap();
+    // Gone, or going (the API server finalises a CRD after deleting its objects).
+    let crd_left = t.handle.get_live(&crd_id, &t.namespace).await.unwrap();
+    assert!(crd_left.is_none_or(|c| c.metadata.deletion_timestamp.is_some()));
+}

@@ -179,3 +179,30 @@ fn a_template_error_names_the_chart_file_and_line() {
         "{message}"
     );
 }
+
+#[test]
+fn each_render_can_carry_its_own_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: r{{Release.Revision}}\n";
+    write_chart(dir.path(), "", &[("cm.yaml", text)]);
+    let chart = Chart::load(dir.path()).expect("loads");
+    let descriptor = descriptor("");
+    let info = ReleaseInfo::from_descriptor(&descriptor, 1);
+    let renderer = Renderer::new(
+        &chart,
+        info,
+        &descriptor.spec,
+        Path::new("r.yaml"),
+        "dev",
+        &[],
+    )
+    .expect("merges");
+    let manifest = renderer
+        .render_revision(&cluster("dev-a", "north"), &SecretValues::new(), 12)
+        .expect("renders");
+    assert_eq!(
+        manifest.objects[0].name(),
+        "r12",
+        "each cluster renders its own revision"
+    );
+}

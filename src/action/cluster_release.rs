@@ -381,6 +381,13 @@ async fn run_locked(
                 .map(|o| with_context(o, cluster))
         }
     };
+    // The identities as the server resolved them: a custom kind whose CRD came with
+    // this apply was only guessed (namespaced) before it.
+    record.objects = kept_live
+        .iter()
+        .cloned()
+        .chain(applied.iter().cloned())
+        .collect();
     if let Some(hook) = &opts.after_apply {
         hook();
     }
@@ -637,4 +644,69 @@ pub fn owned(
     release: &str,
 ) -> bool {
     labels::owned_by(labels_of, release)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(revision: u32, status: Status) -> ReleaseRecord {
+        ReleaseRecord {
+            name: "app1".into(),
+            namespace: "ns1".into(),
+            revision,
+            status,
+            operation: Operation::Upgrade,
+            deployment_id: format!("d{revision}"),
+            chart: ChartRef {
+                name: "app1".into(),
+                version: "0.1.0".into(),
+            },
+            app_version: revision.to_string(),
+            manifest: Vec::new(),
+            objects: Vec::new(),
+            values: Value::Null,
+            rollback_of: None,
+            created: Utc::now(),
+            updated: Utc::now(),
+            user: "u".into(),
+            host: "h".into(),
+            description: String::new(),
+        }
+    }
+
+    fn target(records: &[ReleaseRecord]) -> Option<u32> {
+        rollback_target(records).map(|r| r.revision)
+    }
+
+    #[test]
+    fn plain_rollback_goes_to_the_previous_good_revision() {
+        use Status::*;
+        // After a successful upgrade: the one it superseded, skipping failed attempts.
+        let records = [
+            record(1, Superseded),
+            record(2, Failed),
+            record(3, Deployed),
+        ];
+        assert_eq!(target(&records), Some(1));
+        // After a failed or killed deploy: what is still deployed.
+        let records = [
+            record(1, Superseded),
+            record(2, Deployed),
+            record(3, Failed),
+        ];
+        assert_eq!(target(&records), Some(2));
+        let records = [record(1, Deployed), record(2, Pending)];
+        assert_eq!(target(&records), Some(1));
+        // A revision rolled back from was good before: a second rollback may return to it.
+        let records = [
+            record(1, Superseded),
+            record(2, RolledBack),
+            record(3, Deployed),
+        ];
+        assert_eq!(target(&records), Some(2));
+        // Nothing to go back to.
+        assert_eq!(target(&[record(1, Deployed)]), None);
+        assert_eq!(target(&[]), None);
+    }
 }

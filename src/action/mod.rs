@@ -10,6 +10,7 @@ pub mod multi;
 pub mod one_cluster;
 pub mod promote;
 pub mod rollback;
+pub mod secrets;
 pub mod status;
 pub mod template;
 pub mod uninstall;

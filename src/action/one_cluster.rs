@@ -11,7 +11,7 @@ use crate::cluster::{load_kubeconfig, ClusterHandle};
 use crate::config::{Cluster, ConfigError, LoadedEnvironment, LoadedRelease, Repo};
 use crate::engine::{parse_set, Chart, Renderer, SecretValues};
 use crate::release::ChartRef;
-use crate::vault::{resolve_for_environment, VaultEnv};
+use crate::vault::{resolve_plan, SecretPlan, VaultEnv};
 use crate::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -155,23 +155,12 @@ pub async fn render(
     })
 }
 
-/// The target cluster's secret values, read from Vault (every distinct path once).
+/// The target cluster's secret values, read from Vault (each distinct path once).
 async fn secrets_for(target: &Target, release: &LoadedRelease) -> Result<SecretValues> {
-    let resolution = resolve_for_environment(
-        &release.descriptor.metadata.name,
-        &release.file,
-        &release.descriptor.spec,
-        &target.env.file,
-        &target.env.environment,
-        &VaultEnv::from_process(),
-    )
-    .await?;
-    Ok(resolution
-        .secrets
-        .render_values(&target.cluster.context)
-        .into_iter()
-        .map(|(id, value)| (id, value.as_str().unwrap_or_default().to_owned()))
-        .collect())
+    let mut plan = SecretPlan::build(release, &target.env)?;
+    plan.retain_contexts(|context| context == target.cluster.context);
+    let secrets = resolve_plan(&plan, &target.env, &VaultEnv::from_process()).await?;
+    Ok(secrets.exposed(&target.cluster.context))
 }
 
 /// Renders only the `Secret` objects of the release with fresh values from Vault, for a

@@ -145,16 +145,7 @@ async fn fresh_secrets(
     let chart = Chart::load(&release.chart_dir)
         .map_err(|e| tracing::warn!("chart not loaded, live secrets are kept: {e}"))
         .ok()?;
-    match resolve_for_environment(
-        &release.descriptor.metadata.name,
-        &release.file,
-        &release.descriptor.spec,
-        &env.file,
-        &env.environment,
-        &VaultEnv::from_process(),
-    )
-    .await
-    {
+    match resolve_for_environment(release, env, &VaultEnv::from_process()).await {
         Ok(resolution) => Some((chart, resolution.secrets)),
         Err(err) => {
             eprintln!("Vault could not be read ({err}); the live secrets are kept");

@@ -1,11 +1,13 @@
 //! `flotilla template RELEASE --env E [--cluster CTX] [--set k=v]... [--version V]`:
-//! render locally, no cluster, no Vault. Secrets render as placeholders.
+//! render locally, no cluster. Secrets render as placeholders; with `--show-secrets` they
+//! are read from Vault (for the clusters shown only) and rendered as they are.
 //!
 //! Everything is rendered before anything is printed, so a failure in one cluster
 //! leaves stdout empty rather than half a manifest.
 
 use crate::config::{ConfigError, LoadedEnvironment, Repo};
 use crate::engine::{parse_set, placeholder_secrets, Chart, Renderer};
+use crate::vault::{SecretPlan, VaultEnv};
 use crate::Result;
 use std::io::Write;
 use std::path::Path;
@@ -20,8 +22,8 @@ pub struct TemplateArgs {
     pub show_secrets: bool,
 }
 
-pub fn run(root: &Path, args: &TemplateArgs) -> Result<()> {
-    let yaml = render(root, args)?;
+pub async fn run(root: &Path, args: &TemplateArgs) -> Result<()> {
+    let yaml = render(root, args).await?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(yaml.as_bytes())?;
     stdout.flush()?;
@@ -29,14 +31,7 @@ pub fn run(root: &Path, args: &TemplateArgs) -> Result<()> {
 }
 
 /// The text `template` prints.
-pub fn render(root: &Path, args: &TemplateArgs) -> Result<String> {
-    if args.show_secrets {
-        return Err(crate::Error::Reported(
-            "--show-secrets reads the secrets from Vault, which `template` cannot do yet; \
-             without it secrets render as <secret:ID> placeholders"
-                .into(),
-        ));
-    }
+pub async fn render(root: &Path, args: &TemplateArgs) -> Result<String> {
     let repo = Repo::open(root)?;
     let env = repo.environment(&args.env)?;
     let mut release = repo.release(&args.release)?;
@@ -55,12 +50,31 @@ pub fn render(root: &Path, args: &TemplateArgs) -> Result<String> {
     let clusters = selected_clusters(&env, args.cluster.as_deref())?;
 
     let chart = Chart::load(&release.chart_dir)?;
+    // Read before rendering anything: a secret that does not resolve fails the command
+    // with nothing printed.
+    let resolved = if args.show_secrets {
+        let mut plan = SecretPlan::build(&release, &env)?;
+        plan.retain_contexts(|context| clusters.iter().any(|c| c.context == context));
+        let vars = VaultEnv::from_process();
+        Some(crate::vault::resolve_plan(&plan, &env, &vars).await?)
+    } else {
+        None
+    };
     // No cluster is asked: the revision a first install would get.
     let renderer = Renderer::for_release(&chart, &release, &env.environment.name, &sets, 1)?;
     let mut out = String::new();
     for cluster in &clusters {
-        let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
-        let manifest = renderer.render(cluster, &secrets)?;
+        let secrets = match &resolved {
+            Some(resolved) => resolved.exposed(&cluster.context),
+            None => placeholder_secrets(&release.descriptor.spec, &cluster.context),
+        };
+        let manifest = renderer.render(cluster, &secrets).map_err(|err| {
+            // With one cluster asked for, the user knows which one it was.
+            match args.cluster {
+                Some(_) => err,
+                None => err.in_cluster(&cluster.context),
+            }
+        })?;
         let header = format!("cluster: {}", cluster.context);
         out.push_str(&manifest.to_yaml(args.cluster.is_none().then_some(header.as_str())));
     }

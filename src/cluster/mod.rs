@@ -46,6 +46,8 @@ pub enum Event {
     KeptLive(ObjectRef),
     Pruned(ObjectRef),
     Ready(ObjectRef),
+    /// What the health wait still waits for (`Deployment ns/web (1 of 2 updated
+    /// replicas available)`); sent when that changes.
     Waiting {
         pending: Vec<String>,
     },

@@ -131,6 +131,19 @@ impl ClusterHandle {
         let mut deployment_revisions: HashMap<(String, String), u64> = HashMap::new();
         // Pods with a stuck container whose revision is not known yet.
         let mut suspects: HashMap<(String, String), Pod> = HashMap::new();
+        let describe = |pending: &BTreeMap<(String, String, String), String>| -> Vec<String> {
+            pending
+                .iter()
+                .map(|((kind, ns, name), why)| format!("{kind} {ns}/{name} ({why})"))
+                .collect()
+        };
+        let mut reported = describe(&pending);
+        progress(
+            self.context(),
+            Event::Waiting {
+                pending: reported.clone(),
+            },
+        );
         let deadline = tokio::time::sleep(opts.timeout);
         tokio::pin!(deadline);
         loop {
@@ -140,7 +153,7 @@ impl ClusterHandle {
                     return Err(ClusterError::Timeout {
                         context: self.context().to_owned(),
                         timeout: opts.timeout,
-                        pending: pending.iter().map(|((kind, ns, name), why)| format!("{kind} {ns}/{name} ({why})")).collect(),
+                        pending: describe(&pending),
                     });
                 }
                 next = updates.next() => next,
@@ -215,6 +228,19 @@ impl ClusterHandle {
             };
             let ns = ns.unwrap_or_default();
             let key = (kind.to_owned(), ns.clone(), name.clone());
+            if let (Health::Progressing(why), Some(slot)) = (&health, pending.get_mut(&key)) {
+                slot.clone_from(why);
+                let now = describe(&pending);
+                if now != reported {
+                    reported = now;
+                    progress(
+                        self.context(),
+                        Event::Waiting {
+                            pending: reported.clone(),
+                        },
+                    );
+                }
+            }
             match health {
                 Health::Ready => {
                     if pending.remove(&key).is_some() {

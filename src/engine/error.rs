@@ -55,6 +55,12 @@ pub enum RenderError {
         context: String,
         message: String,
     },
+    /// An error that happened for one cluster of several.
+    #[error("{}", with_cluster(inner, context))]
+    InCluster {
+        context: String,
+        inner: Box<RenderError>,
+    },
     /// A `--set` argument that cannot be understood.
     #[error("--set {arg:?}: {message}")]
     Set { arg: String, message: String },
@@ -65,6 +71,16 @@ pub enum RenderError {
         field: String,
         message: String,
     },
+}
+
+/// `[cluster C]` at the end of the message's first line (a YAML error quotes the
+/// rendered line below it).
+fn with_cluster(inner: &RenderError, context: &str) -> String {
+    let text = inner.to_string();
+    match text.split_once('\n') {
+        Some((first, rest)) => format!("{first} [cluster {context}]\n{rest}"),
+        None => format!("{text} [cluster {context}]"),
+    }
 }
 
 fn location(line: Option<usize>, column: Option<usize>) -> String {
@@ -79,9 +95,13 @@ impl RenderError {
     /// The same error with every secret value replaced by its placeholder: a template
     /// error can quote rendered text or a helper's argument, and neither may show a secret.
     pub(crate) fn redacted(mut self, secrets: &[(&str, String)]) -> Self {
-        if secrets.is_empty() {
-            return self;
+        if !secrets.is_empty() {
+            self.redact(secrets);
         }
+        self
+    }
+
+    fn redact(&mut self, secrets: &[(&str, String)]) {
         let scrub = |text: &mut String| {
             for (value, placeholder) in secrets {
                 if !value.is_empty() && text.contains(value) {
@@ -89,7 +109,7 @@ impl RenderError {
                 }
             }
         };
-        match &mut self {
+        match self {
             RenderError::Template { message, .. }
             | RenderError::Object { message, .. }
             | RenderError::Scaling { message, .. }
@@ -103,8 +123,19 @@ impl RenderError {
                 scrub(arg);
                 scrub(message);
             }
+            RenderError::InCluster { inner, .. } => inner.redact(secrets),
             RenderError::Read { .. } | RenderError::NotATemplate { .. } => {}
         }
-        self
+    }
+
+    /// This error, saying which cluster it happened for (unless it already does).
+    pub fn in_cluster(self, context: &str) -> Self {
+        match self {
+            already @ (RenderError::Scaling { .. } | RenderError::InCluster { .. }) => already,
+            inner => RenderError::InCluster {
+                context: context.to_string(),
+                inner: Box::new(inner),
+            },
+        }
     }
 }

@@ -171,17 +171,29 @@ impl<'a> Renderer<'a> {
             .unwrap_or_default()
     }
 
-    /// Render every template for `cluster` with these secret values.
+    /// Render every template for `cluster` with these secret values, as the revision
+    /// given in [`ReleaseInfo`].
     pub fn render(
         &self,
         cluster: &Cluster,
         secrets: &SecretValues,
     ) -> Result<Manifest, RenderError> {
+        self.render_revision(cluster, secrets, self.release.revision)
+    }
+
+    /// [`Renderer::render`] as another revision: each cluster numbers its own revisions,
+    /// so a deploy renders every cluster with the revision that cluster will record.
+    pub fn render_revision(
+        &self,
+        cluster: &Cluster,
+        secrets: &SecretValues,
+        revision: u64,
+    ) -> Result<Manifest, RenderError> {
         let redactions: Vec<(&str, String)> = secrets
             .iter()
             .map(|(id, value)| (value.as_str(), placeholder(id)))
             .collect();
-        self.render_inner(cluster, secrets)
+        self.render_inner(cluster, secrets, revision)
             .map_err(|err| err.redacted(&redactions))
     }
 
@@ -189,12 +201,13 @@ impl<'a> Renderer<'a> {
         &self,
         cluster: &Cluster,
         secrets: &SecretValues,
+        revision: u64,
     ) -> Result<Manifest, RenderError> {
         let context = json!({
             "Release": {
                 "Name": self.release.name,
                 "Namespace": self.release.namespace,
-                "Revision": self.release.revision,
+                "Revision": revision,
                 "Version": self.release.version,
             },
             "Chart": {

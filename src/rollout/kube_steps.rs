@@ -161,11 +161,7 @@ impl ClusterSteps for KubeSteps {
 
 /// One cluster's secret values as the renderer takes them.
 pub fn secret_values(resolved: &crate::vault::ResolvedSecrets, context: &str) -> SecretValues {
-    resolved
-        .render_values(context)
-        .into_iter()
-        .map(|(id, value)| (id, value.as_str().unwrap_or_default().to_owned()))
-        .collect()
+    resolved.exposed(context)
 }
 
 /// What a deploy may override on the command line.
@@ -235,15 +231,7 @@ pub async fn prepare_deploy(
     for cluster in plan.clusters() {
         reporter.phase(&cluster.context, Phase::Secrets);
     }
-    let resolution = resolve_for_environment(
-        &release.descriptor.metadata.name,
-        &release.file,
-        &release.descriptor.spec,
-        &env.file,
-        &env.environment,
-        &VaultEnv::from_process(),
-    )
-    .await?;
+    let resolution = resolve_for_environment(&release, env, &VaultEnv::from_process()).await?;
     let name = release.descriptor.metadata.name.clone();
     let namespace = release.descriptor.metadata.namespace.clone();
     let connected = connect_all(plan, kubeconfig, &namespace, &name).await?;

@@ -222,22 +222,28 @@ impl VaultSession {
                 secret_id_file,
             } => {
                 let mount = mount.as_deref().unwrap_or("approle");
-                let (role_id, role_origin) = credential(
+                let Some((role_id, role_origin)) = credential(
                     env_file,
                     env,
                     "vault.auth.role_id",
                     role_id_env.as_deref(),
                     role_id_file.as_deref(),
-                    "VAULT_ROLE_ID",
-                )?;
+                )?
+                else {
+                    return Err(VaultError::Setting {
+                        origin: format!("{}: vault.auth", env_file.display()),
+                        message: "method approle needs role_id_env or role_id_file".to_string(),
+                    });
+                };
+                // A role may be bound without a secret id (bind_secret_id=false).
                 let (secret_id, secret_origin) = credential(
                     env_file,
                     env,
                     "vault.auth.secret_id",
                     secret_id_env.as_deref(),
                     secret_id_file.as_deref(),
-                    "VAULT_SECRET_ID",
-                )?;
+                )?
+                .unwrap_or_else(|| (Zeroizing::new(String::new()), "none".to_string()));
                 let origin =
                     format!("auth/{mount} login, role id {role_origin}, secret id {secret_origin}");
                 let answer =
@@ -364,7 +370,7 @@ impl VaultSession {
     fn classify(&self, err: ClientError, version: Option<u64>) -> ReadProblem {
         let address = self.address.clone();
         let (code, messages) = match &err {
-            ClientError::APIError { code, errors } => (*code, errors.join("; ")),
+            ClientError::APIError { code, errors } => (*code, tidy_messages(errors.iter())),
             ClientError::RestClientError {
                 source: rustify::errors::ClientError::ServerResponseError { code, content },
             } => (*code, error_messages(content.as_deref())),
@@ -414,7 +420,9 @@ pub fn api_path(kv: &KvConfig, relative: &str) -> String {
 
 fn login_reason(problem: &ReadProblem) -> String {
     match problem {
-        ReadProblem::PermissionDenied { detail, .. } => detail.clone(),
+        ReadProblem::PermissionDenied { detail, .. } | ReadProblem::Unexpected { detail, .. } => {
+            detail.clone()
+        }
         ReadProblem::MissingPath => "no such auth method mounted (HTTP 404)".to_string(),
         other => other.to_string(),
     }
@@ -528,33 +536,37 @@ fn token_from_env(
     })
 }
 
-/// An AppRole id from the variable the environment names, else the file it names; with
-/// neither named, from `default_env`.
+/// An AppRole id from the variable the environment names (it must be set), or the file
+/// it names; `None` when it names neither.
 fn credential(
     env_file: &Path,
     env: &VaultEnv,
     field: &str,
     var: Option<&str>,
     file: Option<&str>,
-    default_env: &str,
-) -> Result<(Zeroizing<String>, String), VaultError> {
-    let var = match (var, file) {
-        (None, None) => Some(default_env),
-        (var, _) => var,
-    };
+) -> Result<Option<(Zeroizing<String>, String)>, VaultError> {
     if let Some(name) = var {
-        if let Some(value) = env.get(name) {
-            return Ok((Zeroizing::new(value.trim().to_string()), name.to_string()));
+        return match env.get(name) {
+            Some(value) => Ok(Some((
+                Zeroizing::new(value.trim().to_string()),
+                name.to_string(),
+            ))),
+            None => Err(VaultError::Setting {
+                origin: format!("{}: {field}_env", env_file.display()),
+                message: format!("the variable {name} is not set"),
+            }),
+        };
+    }
+    match file {
+        Some(file) => {
+            let field = format!("{field}_file");
+            Ok(Some((
+                read_secret_file(env_file, &field, file)?,
+                file.to_string(),
+            )))
         }
+        None => Ok(None),
     }
-    if let Some(file) = file {
-        let field = format!("{field}_file");
-        return Ok((read_secret_file(env_file, &field, file)?, file.to_string()));
-    }
-    Err(VaultError::Setting {
-        origin: format!("{}: {field}_env", env_file.display()),
-        message: format!("the variable {} is not set", var.unwrap_or(default_env)),
-    })
 }
 
 /// A credential kept in a file (an AppRole id, a service-account JWT); relative paths
@@ -589,19 +601,40 @@ fn error_messages(body: Option<&str>) -> String {
     match serde_json::from_str::<Value>(body) {
         Ok(Value::Object(map)) => {
             if let Some(Value::Array(errors)) = map.get("errors") {
-                errors
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                tidy_messages(errors.iter().filter_map(Value::as_str))
             } else if let Some(Value::String(error)) = map.get("error") {
-                error.clone()
+                tidy_messages([error])
             } else {
                 String::new()
             }
         }
         _ => String::new(),
     }
+}
+
+/// Vault's error texts on one line. Vault wraps most in a multierror ("1 error occurred:
+/// \n\t* permission denied\n\n"): keep the items only.
+fn tidy_messages<S: AsRef<str>>(messages: impl IntoIterator<Item = S>) -> String {
+    let mut items = Vec::new();
+    for message in messages {
+        let flat = message
+            .as_ref()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let body = match flat.split_once(" occurred:") {
+            Some((count, rest)) if count.ends_with("error") || count.ends_with("errors") => {
+                rest.to_string()
+            }
+            _ => flat,
+        };
+        items.extend(
+            body.split(" * ")
+                .map(|item| item.trim().trim_start_matches("* ").trim().to_string())
+                .filter(|item| !item.is_empty()),
+        );
+    }
+    items.join("; ")
 }
 
 /// An error and its sources, one line. Quoted text is dropped: parser messages quote the
@@ -642,6 +675,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn vault_multierrors_read_as_one_line() {
+        assert_eq!(
+            tidy_messages(["1 error occurred:\n\t* permission denied\n\n"]),
+            "permission denied"
+        );
+        assert_eq!(
+            tidy_messages(["2 errors occurred:\n\t* a\n\t* b c\n\n", "Vault is sealed"]),
+            "a; b c; Vault is sealed"
+        );
+        assert_eq!(tidy_messages(["Permission denied."]), "Permission denied.");
+    }
+
+    #[test]
     fn quoted_text_is_scrubbed_from_error_chains() {
         assert_eq!(
             scrub_quoted(r#"invalid type: string "hunter2", expected u64"#),
@@ -676,46 +722,40 @@ mod tests {
     }
 
     #[test]
-    fn approle_ids_come_from_the_named_variable_then_the_file() {
+    fn approle_ids_come_from_the_named_variable_or_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let file = dir.path().join("secret-id");
         std::fs::write(&file, "from-file\n").unwrap_or_else(|e| panic!("write: {e}"));
         let file = file.to_string_lossy().into_owned();
         let env_file = Path::new("environments/dev.yaml");
         let env = VaultEnv::from_vars([("MY_ROLE", "from-var")]);
-        let (value, origin) = credential(
-            env_file,
-            &env,
-            "vault.auth.role_id",
-            Some("MY_ROLE"),
-            None,
-            "X",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((value.as_str(), origin.as_str()), ("from-var", "MY_ROLE"));
-        let (value, _) = credential(
-            env_file,
-            &env,
-            "vault.auth.secret_id",
-            Some("UNSET"),
-            Some(&file),
-            "X",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(value.as_str(), "from-file");
-        let err = credential(
-            env_file,
-            &env,
-            "vault.auth.secret_id",
-            Some("UNSET"),
-            None,
-            "X",
-        )
-        .err()
-        .map(|e| e.to_string());
+        let get = |var: Option<&str>, file: Option<&str>| {
+            credential(env_file, &env, "vault.auth.role_id", var, file)
+                .map(|found| found.map(|(value, origin)| (value.to_string(), origin)))
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(
-            err.as_deref(),
-            Some("environments/dev.yaml: vault.auth.secret_id_env: the variable UNSET is not set")
+            get(Some("MY_ROLE"), None),
+            Ok(Some(("from-var".to_string(), "MY_ROLE".to_string())))
+        );
+        assert_eq!(
+            get(None, Some(&file)),
+            Ok(Some(("from-file".to_string(), file.clone())))
+        );
+        assert_eq!(get(None, None), Ok(None));
+        assert_eq!(
+            get(Some("UNSET"), None),
+            Err(
+                "environments/dev.yaml: vault.auth.role_id_env: the variable UNSET is not set"
+                    .to_string()
+            )
+        );
+        let missing = get(None, Some("/nonexistent/role-id"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            missing.starts_with("environments/dev.yaml: vault.auth.role_id_file: cannot read /nonexistent/role-id: "),
+            "{missing}"
         );
     }
 

@@ -9,21 +9,21 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum VaultError {
-    /// The release maps secrets but the environment says nothing about Vault.
-    #[error("{file}: the release maps secrets, but environment {env:?} has no `vault:` section (address, auth, kv)")]
-    NotConfigured { file: PathBuf, env: String },
+    /// A descriptor or environment that fails the config checks of its secrets (no
+    /// `vault:` section, no source for a cluster, a path outside the mount...).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 
-    #[error("no Vault address: set `vault.address` in {file} or the VAULT_ADDR variable")]
+    #[error("no Vault address: set `vault.address` in {} or the VAULT_ADDR variable", file.display())]
     NoAddress { file: PathBuf },
 
     /// A setting (file field or variable, named by `origin`) with a value that cannot work.
     #[error("{origin}: {message}")]
     Setting { origin: String, message: String },
 
-    /// A mapping in a release descriptor that cannot resolve for some cluster, found
-    /// without asking Vault: a path template that does not render, a path outside the
-    /// KV mount, no entry for a context, a version pin on KV v1.
-    #[error("{file}: {field}: {message}")]
+    /// A mapping whose rendered path Vault or a policy would misread (wildcards,
+    /// whitespace, `..`), found without asking Vault.
+    #[error("{}: {field}: {message}", file.display())]
     Mapping {
         file: PathBuf,
         field: String,
@@ -63,7 +63,7 @@ impl VaultError {
     /// credentials, sealed or unreachable.
     pub fn exit_kind(&self) -> ExitKind {
         match self {
-            VaultError::NotConfigured { .. }
+            VaultError::Config(_)
             | VaultError::NoAddress { .. }
             | VaultError::Setting { .. }
             | VaultError::Mapping { .. } => ExitKind::UserError,

@@ -16,8 +16,8 @@
 //! (`deploy`, `diff`, `template --show-secrets`).
 //!
 //! Must not: render charts or talk to a cluster; log or format a secret value (values
-//! leave [`SecretValue`] only through [`SecretValue::expose`] and
-//! [`ResolvedSecrets::render_values`]).
+//! leave [`SecretValue`] only through [`SecretValue::expose`], which
+//! [`ResolvedSecrets::exposed`] calls for the render).
 
 mod client;
 mod error;
@@ -28,11 +28,10 @@ mod secret;
 pub use client::{api_path, SecretData, VaultEnv, VaultSession, DEFAULT_JWT_FILE};
 pub use error::{ReadProblem, SecretFailure, VaultError};
 pub use plan::{PlannedSecret, ReadKey, SecretPlan};
-pub use resolve::{CheckRow, ResolvedSecrets, SecretReader, READ_CONCURRENCY};
+pub use resolve::{check_failures, CheckRow, ResolvedSecrets, SecretReader, READ_CONCURRENCY};
 pub use secret::{SecretValue, REDACTED};
 
-use crate::config::{Environment, ReleaseSpec};
-use std::path::Path;
+use crate::config::{LoadedEnvironment, LoadedRelease};
 
 /// A release's secrets in an environment, with what it took to get them.
 #[derive(Debug)]
@@ -43,30 +42,46 @@ pub struct Resolution {
     pub reads: usize,
 }
 
-/// Plans, logs in and reads every secret of `spec` for every cluster of `environment`.
+/// Plans, logs in and reads every secret of `release` for every cluster of `env`.
 /// A release without secrets never contacts Vault.
 pub async fn resolve_for_environment(
-    release_name: &str,
-    release_file: &Path,
-    spec: &ReleaseSpec,
-    env_file: &Path,
-    environment: &Environment,
-    env: &VaultEnv,
+    release: &LoadedRelease,
+    env: &LoadedEnvironment,
+    vars: &VaultEnv,
 ) -> Result<Resolution, VaultError> {
-    let plan = SecretPlan::build(release_name, release_file, spec, env_file, environment)?;
-    let (Some(config), false) = (&environment.vault, plan.entries.is_empty()) else {
-        return Ok(Resolution {
-            plan,
-            secrets: ResolvedSecrets::default(),
-            reads: 0,
-        });
-    };
-    let session = VaultSession::connect(config, env_file, env).await?;
-    let reader = SecretReader::new(&session);
-    let secrets = reader.resolve(&plan).await?;
+    let plan = SecretPlan::build(release, env)?;
+    let (secrets, reads) = read_plan(&plan, env, vars).await?;
     Ok(Resolution {
         plan,
         secrets,
-        reads: session.read_count(),
+        reads,
     })
+}
+
+/// Logs in and reads the secrets of a plan already built (and perhaps narrowed to some
+/// clusters with [`SecretPlan::retain_contexts`]).
+pub async fn resolve_plan(
+    plan: &SecretPlan,
+    env: &LoadedEnvironment,
+    vars: &VaultEnv,
+) -> Result<ResolvedSecrets, VaultError> {
+    Ok(read_plan(plan, env, vars).await?.0)
+}
+
+async fn read_plan(
+    plan: &SecretPlan,
+    env: &LoadedEnvironment,
+    vars: &VaultEnv,
+) -> Result<(ResolvedSecrets, usize), VaultError> {
+    let Some(config) = env
+        .environment
+        .vault
+        .as_ref()
+        .filter(|_| !plan.entries.is_empty())
+    else {
+        return Ok((ResolvedSecrets::default(), 0));
+    };
+    let session = VaultSession::connect(config, &env.file, vars).await?;
+    let secrets = SecretReader::new(&session).resolve(plan).await?;
+    Ok((secrets, session.read_count()))
 }

@@ -24,14 +24,14 @@ impl ResolvedSecrets {
         self.clusters.get(context)
     }
 
-    /// What a chart receives as `Values.secrets` in one cluster: secret_id → the value.
-    /// The one place resolved values become plain JSON; only the render may call it.
-    pub fn render_values(&self, context: &str) -> serde_json::Map<String, serde_json::Value> {
+    /// One cluster's secrets as the engine takes them (`engine::SecretValues`, what a
+    /// chart reads as `Values.secrets`): the values in plain text, for rendering only.
+    pub fn exposed(&self, context: &str) -> BTreeMap<String, String> {
         self.clusters
             .get(context)
             .into_iter()
             .flatten()
-            .map(|(id, value)| (id.clone(), value.to_render_value()))
+            .map(|(id, value)| (id.clone(), value.expose().to_string()))
             .collect()
     }
 
@@ -171,6 +171,16 @@ impl<'a> SecretReader<'a> {
         }
         Ok(())
     }
+}
+
+/// The rows of a check that do not resolve, grouped as [`SecretReader::resolve`] reports
+/// them.
+pub fn check_failures(rows: &[CheckRow]) -> Vec<SecretFailure> {
+    group_failures(
+        rows.iter()
+            .filter_map(|row| row.outcome.clone().err().map(|p| (&row.entry, p)))
+            .collect(),
+    )
 }
 
 /// One failure per (secret_id, path, version, key, problem), listing its contexts: a

@@ -8,8 +8,8 @@ pub const REDACTED: &str = "<redacted>";
 
 /// One secret value. Debug and Display print [`REDACTED`]; there is no `Serialize`, so
 /// a value cannot slip into JSON output, a release record or a log line by derive. The
-/// only ways to the text are [`SecretValue::expose`] and [`SecretValue::to_render_value`],
-/// both named so that a reviewer sees every place a value leaves this type. The memory is
+/// only way to the text is [`SecretValue::expose`], so that a reviewer finds every place
+/// a value leaves this type by searching for it. The memory is
 /// wiped when the value is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue(Zeroizing<String>);
@@ -23,12 +23,6 @@ impl SecretValue {
     /// Kubernetes Secret); never for formatting into messages.
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    /// The value as a chart receives it in `Values.secrets.<secret_id>`. The JSON copy is
-    /// not wiped on drop: it lives as long as the render does.
-    pub fn to_render_value(&self) -> serde_json::Value {
-        serde_json::Value::String(self.0.to_string())
     }
 }
 
@@ -57,6 +51,5 @@ mod tests {
         assert!(!display.contains("hunter2"), "{display}");
         assert!(debug.contains(REDACTED));
         assert_eq!(value.expose(), "hunter2-plain");
-        assert_eq!(value.to_render_value(), serde_json::json!("hunter2-plain"));
     }
 }
