@@ -257,20 +257,8 @@ impl ClusterHandle {
                     }
                 }
                 Health::Progressing(why) => {
-                    let changed = match pending.get_mut(&key) {
-                        Some(slot) if *slot != why => {
-                            *slot = why;
-                            true
-                        }
-                        _ => false,
-                    };
-                    // Progress lines show what is still awaited (`1 of 2 replicas ready`).
-                    if changed {
-                        let pending = pending
-                            .iter()
-                            .map(|((kind, _, name), why)| format!("{kind} {name}: {why}"))
-                            .collect();
-                        progress(self.context(), Event::Waiting { pending });
+                    if let Some(slot) = pending.get_mut(&key) {
+                        *slot = why;
                     }
                 }
                 Health::Failed(reason) => {

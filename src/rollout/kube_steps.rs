@@ -12,7 +12,7 @@ use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
 use crate::engine::{parse_set, Chart, Renderer, SecretValues};
 use crate::release::{ChartRef, ReleaseRecord, Status};
-use crate::vault::{resolve_for_environment, VaultEnv};
+use crate::vault::{resolve_plan, SecretPlan, VaultEnv};
 use futures::StreamExt;
 use kube::config::Kubeconfig;
 use std::collections::HashMap;
@@ -231,7 +231,11 @@ pub async fn prepare_deploy(
     for cluster in plan.clusters() {
         reporter.phase(&cluster.context, Phase::Secrets);
     }
-    let resolution = resolve_for_environment(&release, env, &VaultEnv::from_process()).await?;
+    // Only the clusters of this run: `--clusters` must not need another cluster's paths.
+    let contexts = plan.contexts();
+    let mut secret_plan = SecretPlan::build(&release, env)?;
+    secret_plan.retain_contexts(|context| contexts.iter().any(|c| c == context));
+    let resolved = resolve_plan(&secret_plan, env, &VaultEnv::from_process()).await?;
     let name = release.descriptor.metadata.name.clone();
     let namespace = release.descriptor.metadata.namespace.clone();
     let connected = connect_all(plan, kubeconfig, &namespace, &name).await?;
@@ -245,7 +249,7 @@ pub async fn prepare_deploy(
             &sets,
             revision.into(),
         )?;
-        let secrets = secret_values(&resolution.secrets, &cluster.context);
+        let secrets = secret_values(&resolved, &cluster.context);
         let manifest = renderer.render(&cluster, &secrets)?;
         let rendered = Rendered {
             release: name.clone(),
