@@ -50,9 +50,13 @@ pub struct KubeSteps {
 }
 
 fn step_error(err: &ClusterError) -> StepError {
-    StepError {
-        message: err.to_string(),
-        unreachable: matches!(err, ClusterError::Unreachable { .. }),
+    match err {
+        ClusterError::Cancelled { context } => StepError::cancelled(context),
+        other => StepError {
+            message: other.to_string(),
+            unreachable: matches!(other, ClusterError::Unreachable { .. }),
+            cancelled: false,
+        },
     }
 }
 
