@@ -1,6 +1,7 @@
 //! A cluster stopped in the middle of a run (fleet `stop-cluster`, its API refuses
 //! connections) cannot be rolled back: the report names it with the exact command that
-//! finishes the job, and that command does, once the cluster is back. A dedicated fleet:
+//! finishes the job, and that command does, once the cluster is back; a `rollback` run
+//! while it is down goes on with the others and reports it the same way. A dedicated fleet:
 //! stopping a cluster would disturb other tests.
 
 mod rollout_support;
@@ -66,6 +67,27 @@ fn a_cluster_stopped_mid_run_is_reported_with_the_command_that_finishes_the_job(
     assert_eq!(result_of(&report, "s-b"), "rolled-back");
     assert_eq!(result_of(&report, "s-a"), "rollback-failed");
     let command_line = format!("flotilla rollback hello --env prod --to {good} --clusters s-a");
+    let s_a = report["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["context"] == "s-a")
+        .unwrap();
+    assert_eq!(s_a["finish_with"], command_line.as_str(), "{report:#}");
+
+    // On-call rolls back while s-a is still down: s-b goes back, s-a is reported with
+    // the same command, and the run says it is incomplete.
+    let out = run(
+        &fleet,
+        &repo,
+        &[
+            "rollback", "hello", "--env", "prod", "--to", &good, "-o", "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report = json(&out);
+    assert_eq!(report["overall"], "rollback-incomplete", "{report:#}");
+    assert_eq!(result_of(&report, "s-b"), "deployed");
     let s_a = report["clusters"]
         .as_array()
         .unwrap()

@@ -191,17 +191,38 @@ pub async fn connect_all(
     kubeconfig: &Kubeconfig,
     namespace: &str,
     release: &str,
-) -> crate::Result<Vec<(Cluster, ClusterHandle, Vec<ReleaseRecord>)>> {
-    let found: Vec<crate::Result<_>> = futures::stream::iter(plan.clusters().cloned())
+) -> crate::Result<Vec<Connected>> {
+    connect_each(plan, kubeconfig, namespace, release)
+        .await
+        .into_iter()
+        .map(|(_, found)| found.map_err(crate::Error::from))
+        .collect()
+}
+
+/// A cluster reached, with its records, oldest first.
+pub type Connected = (Cluster, ClusterHandle, Vec<ReleaseRecord>);
+
+/// [`connect_all`], keeping each cluster's own answer: a rollback goes on with the
+/// clusters it can reach and reports the others.
+pub async fn connect_each(
+    plan: &Plan,
+    kubeconfig: &Kubeconfig,
+    namespace: &str,
+    release: &str,
+) -> Vec<(Cluster, Result<Connected, ClusterError>)> {
+    futures::stream::iter(plan.clusters().cloned())
         .map(|cluster| async move {
-            let handle = ClusterHandle::connect(kubeconfig, &cluster.context).await?;
-            let records = ops::history(&handle, namespace, release).await?;
-            Ok((cluster, handle, records))
+            let found = async {
+                let handle = ClusterHandle::connect(kubeconfig, &cluster.context).await?;
+                let records = ops::history(&handle, namespace, release).await?;
+                Ok((cluster.clone(), handle, records))
+            }
+            .await;
+            (cluster, found)
         })
         .buffered(plan.concurrency.max(1))
         .collect()
-        .await;
-    found.into_iter().collect()
+        .await
 }
 
 /// Everything a deploy needs before touching a cluster: secrets of every cluster read,
