@@ -2,7 +2,7 @@
 //! from Vault and the release rendered for each, then every cluster at once, wave after
 //! wave, with a coordinated rollback when one fails (see [`crate::rollout`]).
 
-use super::cluster_release::{Outcome, RunOptions};
+use super::cluster_release::RunOptions;
 use super::multi::{self, EnvArgs};
 use crate::cluster::Event;
 use crate::config::LoadedRelease;
@@ -158,28 +158,4 @@ pub async fn deploy_releases(
         }))
         .await;
     Ok(reports)
-}
-
-/// Prints the outcome of a single-cluster operation; a failure is exit code 1.
-pub fn report(what: &str, release: &str, outcome: Outcome) -> Result<()> {
-    for revision in &outcome.repaired {
-        eprintln!(
-            "[{}] repaired revision {revision} left pending by an interrupted run",
-            outcome.context
-        );
-    }
-    let from = outcome.previous.map_or("-".to_owned(), |p| p.to_string());
-    match outcome.error {
-        None => {
-            crate::output::print(&format!(
-                "{what} {release} on {}: revision {} deployed (was {from})",
-                outcome.context, outcome.revision
-            ))?;
-            Ok(())
-        }
-        Some(err) => Err(crate::Error::Failed(format!(
-            "{what} {release} on {}: revision {} failed (was {from}): {err}",
-            outcome.context, outcome.revision
-        ))),
-    }
 }

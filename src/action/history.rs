@@ -38,6 +38,9 @@ struct Cell {
 #[derive(Debug, Serialize)]
 struct Row {
     deployment_id: String,
+    /// When the first cluster recorded it: rows go in this order.
+    #[serde(skip)]
+    first: chrono::DateTime<chrono::Utc>,
     /// context → the revisions it recorded with this id, oldest first.
     clusters: BTreeMap<String, Vec<Cell>>,
 }
@@ -67,8 +70,10 @@ pub async fn run(root: &Path, args: &HistoryArgs) -> Result<()> {
         for r in records {
             let row = rows.entry(r.deployment_id.clone()).or_insert_with(|| Row {
                 deployment_id: r.deployment_id.clone(),
+                first: r.created,
                 clusters: BTreeMap::new(),
             });
+            row.first = row.first.min(r.created);
             row.clusters.entry(context.clone()).or_default().push(Cell {
                 revision: r.revision,
                 status: r.status.to_string(),
@@ -80,17 +85,22 @@ pub async fn run(root: &Path, args: &HistoryArgs) -> Result<()> {
             });
         }
     }
+    let mut rows: Vec<Row> = rows.into_values().collect();
+    rows.sort_by(|a, b| (a.first, &a.deployment_id).cmp(&(b.first, &b.deployment_id)));
     match args.output {
         OutputFormat::Json => {
-            let rows: Vec<&Row> = rows.values().collect();
             crate::output::print(&serde_json::to_string_pretty(&rows).unwrap_or_default())?;
         }
+        OutputFormat::Table if rows.is_empty() => crate::output::print(&format!(
+            "release {name} has no revisions in namespace {namespace} of {}",
+            contexts.join(", ")
+        ))?,
         OutputFormat::Table => {
             let mut table = Builder::default();
             let mut header = vec!["deployment id".to_owned(), "version".to_owned()];
             header.extend(contexts.iter().cloned());
             table.push_record(header);
-            for row in rows.values() {
+            for row in &rows {
                 let version = row
                     .clusters
                     .values()

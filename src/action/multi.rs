@@ -22,7 +22,7 @@ pub struct EnvArgs {
     #[arg(long, conflicts_with = "env")]
     pub branch: Option<String>,
     /// Only these clusters (kube contexts of the environment), comma-separated.
-    #[arg(long, value_name = "CTX,CTX")]
+    #[arg(long, alias = "cluster", value_name = "CTX,CTX")]
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
     #[arg(long)]

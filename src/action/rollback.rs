@@ -5,14 +5,16 @@
 //! reported and nothing is changed.
 
 use super::multi::{self, EnvArgs};
+use crate::cluster::ClusterError;
 use crate::config::LoadedRelease;
 use crate::engine::{Chart, Renderer};
 use crate::output::OutputFormat;
 use crate::rollout::executor::RunInfo;
 use crate::rollout::kube_steps::{
-    connect_all, previous_deployment, revision_for_id, secret_values, RollbackSteps, RollbackTarget,
+    connect_each, previous_deployment, revision_for_id, secret_values, RollbackSteps,
+    RollbackTarget,
 };
-use crate::rollout::report::Before;
+use crate::rollout::report::{Before, ClusterResult, Overall, RunResult};
 use crate::rollout::{execute, Reporter};
 use crate::vault::{resolve_for_environment, ResolvedSecrets, VaultEnv};
 use crate::Result;
@@ -42,7 +44,25 @@ pub async fn run(root: &Path, args: &RollbackArgs) -> Result<()> {
     let release = selected.repo.release(&args.release)?;
     let name = release.descriptor.metadata.name.clone();
     let namespace = release.descriptor.metadata.namespace.clone();
-    let connected = connect_all(&selected.plan, &selected.kubeconfig, &namespace, &name).await?;
+    // An incident does not wait for every region: clusters that cannot be reached now
+    // are reported with the command that finishes them later; the others go back.
+    let mut unreachable = Vec::new();
+    let mut connected = Vec::new();
+    for (cluster, found) in
+        connect_each(&selected.plan, &selected.kubeconfig, &namespace, &name).await
+    {
+        match found {
+            Ok(c) => connected.push(c),
+            // Unreachable, or its records cannot be read (the storage layer reports a
+            // refused connection that way too).
+            Err(
+                err @ (ClusterError::Unreachable { .. }
+                | ClusterError::Records { .. }
+                | ClusterError::Api { .. }),
+            ) => unreachable.push((cluster, err)),
+            Err(err) => return Err(err.into()),
+        }
+    }
 
     let mut missing = Vec::new();
     let mut targets = Vec::new();
@@ -109,19 +129,46 @@ pub async fn run(root: &Path, args: &RollbackArgs) -> Result<()> {
         super::cluster_release::RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = args.force_conflicts;
     let steps = RollbackSteps { clusters, options };
+    let mut plan = selected.plan.clone();
+    for wave in &mut plan.waves {
+        wave.retain(|c| !unreachable.iter().any(|(u, _)| u.context == c.context));
+    }
+    plan.waves.retain(|w| !w.is_empty());
     let info = RunInfo {
         operation: "rollback".into(),
         release: name,
         deployment_id: args.to.clone().unwrap_or_else(|| "previous".into()),
     };
-    let report = execute(
-        &selected.plan,
+    let mut report = execute(
+        &plan,
         &steps,
         &info,
         &multi::interrupt_token(),
         &Reporter::for_stderr(),
     )
     .await;
+    for (cluster, err) in unreachable {
+        report.overall = Overall::RollbackIncomplete;
+        let mut finish = format!(
+            "flotilla rollback {} --env {}",
+            report.release, report.environment
+        );
+        if let Some(id) = &args.to {
+            finish.push_str(&format!(" --to {id}"));
+        }
+        finish.push_str(&format!(" --clusters {}", cluster.context));
+        report.clusters.push(ClusterResult {
+            context: cluster.context.clone(),
+            wave: cluster.wave,
+            before: None,
+            deployed: None,
+            restored: None,
+            result: RunResult::FailedUnchanged,
+            duration: std::time::Duration::ZERO,
+            error: Some(err.to_string()),
+            finish_with: Some(finish),
+        });
+    }
     multi::finish(&[report], args.output)
 }
 

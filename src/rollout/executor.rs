@@ -23,6 +23,8 @@ pub struct StepError {
     pub message: String,
     /// The cluster could not be reached (its job can only be finished later).
     pub unreachable: bool,
+    /// It stopped because the run was stopping, not for a fault of its own.
+    pub cancelled: bool,
 }
 
 impl StepError {
@@ -30,6 +32,18 @@ impl StepError {
         StepError {
             message: message.into(),
             unreachable: false,
+            cancelled: false,
+        }
+    }
+
+    /// What a cluster stopped at a safe point reports.
+    pub fn cancelled(context: &str) -> StepError {
+        StepError {
+            message: format!(
+                "cluster `{context}`: stopped at a safe point because the run was stopping"
+            ),
+            unreachable: false,
+            cancelled: true,
         }
     }
 }
@@ -106,73 +120,75 @@ pub async fn execute<S: ClusterSteps>(
         for cluster in wave {
             reporter.phase(&cluster.context, Phase::Queued);
         }
-        let mut done: Vec<(usize, ClusterResult)> = futures::stream::iter(wave.iter().enumerate())
-            .map(|(i, cluster)| {
-                let stop = &stop;
-                async move {
-                    let mut row = ClusterResult {
-                        context: cluster.context.clone(),
-                        wave: cluster.wave,
-                        before: None,
-                        deployed: None,
-                        restored: None,
-                        result: RunResult::NotStarted,
-                        duration: Duration::ZERO,
-                        error: None,
-                        finish_with: None,
-                    };
-                    if stop.is_cancelled() {
-                        reporter.phase(&cluster.context, Phase::Skipped);
-                        return (i, row);
-                    }
-                    let t = Instant::now();
-                    let outcome = steps.deploy(&cluster.context, stop, reporter).await;
-                    row.duration = t.elapsed();
-                    match outcome {
-                        StepOutcome::Untouched(err) => {
-                            row.result = RunResult::FailedUnchanged;
-                            row.error = Some(err.message);
+        let mut done: Vec<(usize, ClusterResult, bool)> =
+            futures::stream::iter(wave.iter().enumerate())
+                .map(|(i, cluster)| {
+                    let stop = &stop;
+                    async move {
+                        let mut row = ClusterResult {
+                            context: cluster.context.clone(),
+                            wave: cluster.wave,
+                            before: None,
+                            deployed: None,
+                            restored: None,
+                            result: RunResult::NotStarted,
+                            duration: Duration::ZERO,
+                            error: None,
+                            finish_with: None,
+                        };
+                        if stop.is_cancelled() {
+                            reporter.phase(&cluster.context, Phase::Skipped);
+                            return (i, row, false);
                         }
-                        StepOutcome::Changed {
-                            before,
-                            revision,
-                            error,
-                        } => {
-                            row.before = before;
-                            row.deployed = Some(revision);
-                            row.result = match error {
-                                None => RunResult::Deployed,
-                                Some(err) => {
-                                    row.error = Some(err.message);
-                                    RunResult::LeftFailed
-                                }
-                            };
+                        let t = Instant::now();
+                        let outcome = steps.deploy(&cluster.context, stop, reporter).await;
+                        row.duration = t.elapsed();
+                        let mut own_fault = false;
+                        match outcome {
+                            StepOutcome::Untouched(err) => {
+                                own_fault = !err.cancelled;
+                                row.result = RunResult::FailedUnchanged;
+                                row.error = Some(err.message);
+                            }
+                            StepOutcome::Changed {
+                                before,
+                                revision,
+                                error,
+                            } => {
+                                row.before = before;
+                                row.deployed = Some(revision);
+                                row.result = match error {
+                                    None => RunResult::Deployed,
+                                    Some(err) => {
+                                        own_fault = !err.cancelled;
+                                        row.error = Some(err.message);
+                                        RunResult::LeftFailed
+                                    }
+                                };
+                            }
                         }
-                    }
-                    match (&row.error, row.result) {
-                        (Some(err), _) => {
-                            reporter.phase(&cluster.context, Phase::Failed(err.clone()));
-                            stop.cancel();
+                        match (&row.error, row.result) {
+                            (Some(err), _) => {
+                                reporter.phase(&cluster.context, Phase::Failed(err.clone()));
+                                stop.cancel();
+                            }
+                            (None, _) => reporter.phase(&cluster.context, Phase::Deployed),
                         }
-                        (None, _) => reporter.phase(&cluster.context, Phase::Deployed),
+                        (i, row, own_fault)
                     }
-                    (i, row)
-                }
-            })
-            .buffer_unordered(plan.concurrency.max(1))
-            .collect()
-            .await;
-        done.sort_by_key(|(i, _)| *i);
+                })
+                .buffer_unordered(plan.concurrency.max(1))
+                .collect()
+                .await;
+        done.sort_by_key(|(i, ..)| *i);
         if cause.is_none() {
-            // The first failure in time is the one that stopped the others; those
-            // stopped by it report a cancellation, so prefer any other message.
+            // Those stopped by a failure report a cancellation: the cause is the other one.
             cause = done
                 .iter()
-                .filter_map(|(_, r)| r.error.clone())
-                .find(|e| !e.ends_with(": cancelled"))
-                .or_else(|| done.iter().find_map(|(_, r)| r.error.clone()));
+                .find(|(_, _, own)| *own)
+                .and_then(|(_, r, _)| r.error.clone());
         }
-        results.extend(done.into_iter().map(|(_, r)| r));
+        results.extend(done.into_iter().map(|(_, r, _)| r));
         if stop.is_cancelled() {
             break;
         }
@@ -376,7 +392,11 @@ mod tests {
                 Script::Hang => {
                     self.hanging.cancel();
                     stop.cancelled().await;
-                    changed(Some(&format!("cluster `{context}`: cancelled")))
+                    StepOutcome::Changed {
+                        before: self.before(context),
+                        revision: 4,
+                        error: Some(StepError::cancelled(context)),
+                    }
                 }
             };
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -397,6 +417,7 @@ mod tests {
                 return Err(StepError {
                     message: format!("cluster `{context}` is unreachable: connection refused"),
                     unreachable: true,
+                    cancelled: false,
                 });
             }
             Ok(before.map(|_| 5))

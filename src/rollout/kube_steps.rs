@@ -12,7 +12,7 @@ use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
 use crate::engine::{parse_set, Chart, Renderer, SecretValues};
 use crate::release::{ChartRef, ReleaseRecord, Status};
-use crate::vault::{resolve_for_environment, VaultEnv};
+use crate::vault::{resolve_plan, SecretPlan, VaultEnv};
 use futures::StreamExt;
 use kube::config::Kubeconfig;
 use std::collections::HashMap;
@@ -50,9 +50,13 @@ pub struct KubeSteps {
 }
 
 fn step_error(err: &ClusterError) -> StepError {
-    StepError {
-        message: err.to_string(),
-        unreachable: matches!(err, ClusterError::Unreachable { .. }),
+    match err {
+        ClusterError::Cancelled { context } => StepError::cancelled(context),
+        other => StepError {
+            message: other.to_string(),
+            unreachable: matches!(other, ClusterError::Unreachable { .. }),
+            cancelled: false,
+        },
     }
 }
 
@@ -187,17 +191,38 @@ pub async fn connect_all(
     kubeconfig: &Kubeconfig,
     namespace: &str,
     release: &str,
-) -> crate::Result<Vec<(Cluster, ClusterHandle, Vec<ReleaseRecord>)>> {
-    let found: Vec<crate::Result<_>> = futures::stream::iter(plan.clusters().cloned())
+) -> crate::Result<Vec<Connected>> {
+    connect_each(plan, kubeconfig, namespace, release)
+        .await
+        .into_iter()
+        .map(|(_, found)| found.map_err(crate::Error::from))
+        .collect()
+}
+
+/// A cluster reached, with its records, oldest first.
+pub type Connected = (Cluster, ClusterHandle, Vec<ReleaseRecord>);
+
+/// [`connect_all`], keeping each cluster's own answer: a rollback goes on with the
+/// clusters it can reach and reports the others.
+pub async fn connect_each(
+    plan: &Plan,
+    kubeconfig: &Kubeconfig,
+    namespace: &str,
+    release: &str,
+) -> Vec<(Cluster, Result<Connected, ClusterError>)> {
+    futures::stream::iter(plan.clusters().cloned())
         .map(|cluster| async move {
-            let handle = ClusterHandle::connect(kubeconfig, &cluster.context).await?;
-            let records = ops::history(&handle, namespace, release).await?;
-            Ok((cluster, handle, records))
+            let found = async {
+                let handle = ClusterHandle::connect(kubeconfig, &cluster.context).await?;
+                let records = ops::history(&handle, namespace, release).await?;
+                Ok((cluster.clone(), handle, records))
+            }
+            .await;
+            (cluster, found)
         })
         .buffered(plan.concurrency.max(1))
         .collect()
-        .await;
-    found.into_iter().collect()
+        .await
 }
 
 /// Everything a deploy needs before touching a cluster: secrets of every cluster read,
@@ -231,7 +256,11 @@ pub async fn prepare_deploy(
     for cluster in plan.clusters() {
         reporter.phase(&cluster.context, Phase::Secrets);
     }
-    let resolution = resolve_for_environment(&release, env, &VaultEnv::from_process()).await?;
+    // Only the clusters of this run: `--clusters` must not need another cluster's paths.
+    let contexts = plan.contexts();
+    let mut secret_plan = SecretPlan::build(&release, env)?;
+    secret_plan.retain_contexts(|context| contexts.iter().any(|c| c == context));
+    let resolved = resolve_plan(&secret_plan, env, &VaultEnv::from_process()).await?;
     let name = release.descriptor.metadata.name.clone();
     let namespace = release.descriptor.metadata.namespace.clone();
     let connected = connect_all(plan, kubeconfig, &namespace, &name).await?;
@@ -245,7 +274,7 @@ pub async fn prepare_deploy(
             &sets,
             revision.into(),
         )?;
-        let secrets = secret_values(&resolution.secrets, &cluster.context);
+        let secrets = secret_values(&resolved, &cluster.context);
         let manifest = renderer.render(&cluster, &secrets)?;
         let rendered = Rendered {
             release: name.clone(),
@@ -403,4 +432,71 @@ pub fn previous_deployment(records: &[ReleaseRecord]) -> Option<&ReleaseRecord> 
         .rev()
         .filter(|r| r.revision < current.revision)
         .find(|r| r.deployment_id != current.deployment_id && was_deployed(r.status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::{ChartRef, Operation};
+
+    fn record(revision: u32, id: &str, status: Status) -> ReleaseRecord {
+        let now = chrono::Utc::now();
+        ReleaseRecord {
+            name: "hello".into(),
+            namespace: "ns".into(),
+            revision,
+            status,
+            operation: Operation::Upgrade,
+            deployment_id: id.into(),
+            chart: ChartRef {
+                name: "hello".into(),
+                version: "0.1.0".into(),
+            },
+            app_version: "v".into(),
+            manifest: Vec::new(),
+            objects: Vec::new(),
+            values: serde_json::Value::Null,
+            rollback_of: None,
+            created: now,
+            updated: now,
+            user: "u".into(),
+            host: "h".into(),
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn previous_deployment_skips_failed_runs_and_restores_of_the_current_one() {
+        // A deployed, B failed and restored to A (recorded with A's id), C deployed.
+        let records = [
+            record(1, "A", Status::Superseded),
+            record(2, "B", Status::Failed),
+            record(3, "A", Status::Superseded),
+            record(4, "C", Status::Deployed),
+        ];
+        assert_eq!(previous_deployment(&records).map(|r| r.revision), Some(3));
+        // After going back to A, the one before is C, not A again.
+        let records = [
+            record(1, "A", Status::Superseded),
+            record(2, "C", Status::RolledBack),
+            record(3, "A", Status::Deployed),
+        ];
+        assert_eq!(previous_deployment(&records).map(|r| r.revision), Some(2));
+        assert!(previous_deployment(&records[..1]).is_none());
+    }
+
+    #[test]
+    fn a_deployment_id_names_only_revisions_that_were_healthy() {
+        let records = [
+            record(1, "A", Status::Superseded),
+            record(2, "B", Status::Failed),
+            record(3, "A", Status::Deployed),
+        ];
+        assert_eq!(revision_for_id(&records, "A").map(|r| r.revision), Some(3));
+        assert!(
+            revision_for_id(&records, "B").is_none(),
+            "a failed run is no target"
+        );
+        assert!(revision_for_id(&records, "Z").is_none());
+    }
 }

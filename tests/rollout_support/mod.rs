@@ -1,0 +1,207 @@
+//! A deployment repo of its own per test (unique release namespace) on a dedicated
+//! fleet, and the `flotilla` binary run against it as a user or CI would.
+#![allow(dead_code)]
+
+use flotilla_fleet::testing::Fleet;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+    pub namespace: String,
+}
+
+impl TestRepo {
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// `clusters`: (context, wave) of each environment, `(name, clusters)`.
+pub fn repo(test: &str, envs: &[(&str, &[(&str, u32)])], timeout: &str) -> TestRepo {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let namespace = format!(
+        "{}-{}-{}",
+        test.replace('_', "-"),
+        std::process::id() % 10000,
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (name, clusters) in envs {
+        let mut text = format!(
+            "name: {name}\nbranch: {name}\nvault:\n  address: http://127.0.0.1:1\n  auth: {{ method: token }}\n  kv: {{ mount: kv, version: 1 }}\nrollout:\n  timeout: {timeout}\n  concurrency: 10\n  on_failure: rollback\nclusters:\n"
+        );
+        for (context, wave) in *clusters {
+            text.push_str(&format!(
+                "  - context: {context}\n    wave: {wave}\n    global: {{ cloud: true, env: {name}, region: r, clusterName: {context} }}\n"
+            ));
+        }
+        write(root, &format!("environments/{name}.yaml"), &text);
+    }
+    write(
+        root,
+        "releases/hello/release.yaml",
+        &format!(
+            "apiVersion: flotilla/v1\nkind: Release\nmetadata:\n  name: hello\n  namespace: {namespace}\nspec:\n  chart: ./chart\n  version: v1\n  secrets:\n    - secret_id: db-password\n      contexts:\n        - name: default\n          vaultPath: \"kv/{{{{global.env}}}}/hello/db\"\n          vaultKey: password\n"
+        ),
+    );
+    write(
+        root,
+        "releases/hello/chart/Chart.yaml",
+        "name: hello\nversion: 0.1.0\n",
+    );
+    write(
+        root,
+        "releases/hello/chart/values.yaml",
+        "breakIn: none\nbreakTag: crashloop\n",
+    );
+    write(
+        root,
+        "releases/hello/chart/templates/deployment.yaml",
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{Release.Name}}-web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: { app: {{Release.Name}}-web }
+  template:
+    metadata:
+      labels: { app: {{Release.Name}}-web }
+    spec:
+      containers:
+        - name: web
+          image: "registry.local/hello:{{#if (eq Values.global.clusterName Values.breakIn)}}{{Values.breakTag}}{{else}}{{Release.Version}}{{/if}}"
+"#,
+    );
+    write(
+        root,
+        "releases/hello/chart/templates/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{Release.Name}}-db\ntype: Opaque\ndata:\n  password: {{b64enc Values.secrets.[db-password]}}\n",
+    );
+    TestRepo { dir, namespace }
+}
+
+/// A second release `name`, a copy of `hello` under its own name.
+pub fn add_release(repo: &TestRepo, name: &str) {
+    let from = repo.root().join("releases/hello");
+    let to = repo.root().join("releases").join(name);
+    for file in [
+        "chart/Chart.yaml",
+        "chart/values.yaml",
+        "chart/templates/deployment.yaml",
+        "chart/templates/secret.yaml",
+    ] {
+        let text = std::fs::read_to_string(from.join(file)).unwrap();
+        write(&to, file, &text);
+    }
+    let descriptor = std::fs::read_to_string(from.join("release.yaml")).unwrap();
+    write(
+        &to,
+        "release.yaml",
+        &descriptor.replace("name: hello", &format!("name: {name}")),
+    );
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let file = root.join(path);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, text).unwrap();
+}
+
+/// The binary under test: `FLOTILLA_TEST_BIN` when set (a copy of this branch's build:
+/// a target directory shared by several branches may hold another branch's binary),
+/// else cargo's.
+pub fn flotilla_bin() -> PathBuf {
+    std::env::var_os("FLOTILLA_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flotilla")))
+}
+
+/// `flotilla --root REPO ARGS...` with the fleet's KUBECONFIG and Vault variables.
+pub fn command(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Command {
+    let mut cmd = Command::new(flotilla_bin());
+    cmd.arg("--root").arg(repo.root()).args(args);
+    for (k, v) in fleet.env() {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn run(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Output {
+    command(fleet, repo, args).output().unwrap()
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
+}
+
+/// The result of `context` in a run report.
+pub fn result_of<'a>(report: &'a Value, context: &str) -> &'a str {
+    report["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["context"] == context)
+        .unwrap_or_else(|| panic!("no {context} in {report:#}"))["result"]
+        .as_str()
+        .unwrap()
+}
+
+/// `history -o json`: context → [(revision, status, deployment id, app version)].
+pub fn history(
+    fleet: &Fleet,
+    repo: &TestRepo,
+    env: &str,
+) -> Vec<(String, u32, String, String, String)> {
+    let out = run(
+        fleet,
+        repo,
+        &["history", "hello", "--env", env, "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut rows = Vec::new();
+    for row in json(&out).as_array().unwrap() {
+        let id = row["deployment_id"].as_str().unwrap().to_owned();
+        for (context, cells) in row["clusters"].as_object().unwrap() {
+            for cell in cells.as_array().unwrap() {
+                rows.push((
+                    context.clone(),
+                    cell["revision"].as_u64().unwrap() as u32,
+                    cell["status"].as_str().unwrap().to_owned(),
+                    id.clone(),
+                    cell["app_version"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    rows
+}
+
+/// The deployed revision of each context: (revision, deployment id, app version).
+pub fn deployed(
+    fleet: &Fleet,
+    repo: &TestRepo,
+    env: &str,
+    context: &str,
+) -> Option<(u32, String, String)> {
+    history(fleet, repo, env)
+        .into_iter()
+        .filter(|r| r.0 == context && r.2 == "deployed")
+        .map(|r| (r.1, r.3, r.4))
+        .next_back()
+}
