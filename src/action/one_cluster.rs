@@ -1,10 +1,10 @@
-//! What the single-cluster commands (`deploy`, `rollback`, `history`, `status`, `diff`,
-//! `uninstall`) share: picking the environment, the release and the one cluster,
-//! connecting to it, and rendering the release for it with secrets from Vault.
+//! What the single-cluster commands (`status`, `diff`, `uninstall`) share: picking the
+//! environment, the release and the one cluster, connecting to it, and rendering the
+//! release for it with secrets from Vault.
 //!
-//! Single-cluster for now: `--cluster CTX` picks one context of the environment (an
-//! environment with one cluster needs none). The multi-cluster orchestration composes
-//! [`super::cluster_release`] over every cluster instead.
+//! `--cluster CTX` picks one context of the environment (an environment with one cluster
+//! needs none). `deploy`, `rollback`, `history` and `promote` are multi-cluster and go
+//! through [`crate::rollout`] instead.
 
 use super::cluster_release::Rendered;
 use crate::cluster::{load_kubeconfig, ClusterHandle};
@@ -161,26 +161,4 @@ async fn secrets_for(target: &Target, release: &LoadedRelease) -> Result<SecretV
     plan.retain_contexts(|context| context == target.cluster.context);
     let secrets = resolve_plan(&plan, &target.env, &VaultEnv::from_process()).await?;
     Ok(secrets.exposed(&target.cluster.context))
-}
-
-/// Renders only the `Secret` objects of the release with fresh values from Vault, for a
-/// rollback: the recorded revision never holds secret values. `None` when Vault cannot
-/// be read (the rollback then keeps the live secrets and says so).
-pub async fn fresh_secret_objects(
-    target: &Target,
-    app_version: &str,
-) -> Option<Vec<serde_json::Value>> {
-    match render(target, &[], Some(app_version), 0).await {
-        Ok(rendered) => Some(
-            rendered
-                .objects
-                .into_iter()
-                .filter(crate::release::is_secret)
-                .collect(),
-        ),
-        Err(err) => {
-            tracing::warn!("secrets not re-read for the rollback, live ones are kept: {err}");
-            None
-        }
-    }
 }
