@@ -2,7 +2,8 @@
 //! 100-cluster environment renders it (chart loaded once, values merged once, one render
 //! per cluster). Prints figures; asserts nothing about time.
 //!
-//! `cargo bench --bench render`
+//! `cargo bench --bench render` (optimised build, 30 runs); `scripts/bench-render.sh --short`
+//! for CI (dev profile, 5 runs).
 
 use flotilla::config::{Cluster, Repo};
 use flotilla::engine::{placeholder_secrets, Chart, Renderer};
@@ -11,8 +12,14 @@ use std::time::{Duration, Instant};
 
 const CLUSTERS: usize = 100;
 const RUNS: usize = 30;
+const SHORT_RUNS: usize = 5;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let run_count = if std::env::args().any(|arg| arg == "--short") {
+        SHORT_RUNS
+    } else {
+        RUNS
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let repo = Repo::open(root)?;
     let release = repo.release("hello")?;
@@ -33,10 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let chart = Chart::load(&release.chart_dir)?;
     let load = started.elapsed();
 
-    let mut runs = Vec::with_capacity(RUNS);
+    let mut runs = Vec::with_capacity(run_count);
     let mut objects = 0;
     let mut bytes = 0;
-    for _ in 0..RUNS {
+    for _ in 0..run_count {
         let started = Instant::now();
         let renderer = Renderer::for_release(&chart, &release, &env.environment.name, &[], 1)?;
         objects = 0;
@@ -51,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     runs.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("render benchmark: release hello, {CLUSTERS} clusters, {RUNS} runs");
+    println!("render benchmark: release hello, {CLUSTERS} clusters, {run_count} runs");
     println!("  chart load + compile:        {:8.3} ms (once)", ms(load));
     println!(
         "  {CLUSTERS} clusters, fastest run:  {:8.3} ms",
@@ -59,15 +66,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "  {CLUSTERS} clusters, median run:   {:8.3} ms",
-        ms(runs[RUNS / 2])
+        ms(runs[run_count / 2])
     );
     println!(
         "  {CLUSTERS} clusters, slowest run:  {:8.3} ms",
-        ms(runs[RUNS - 1])
+        ms(runs[run_count - 1])
     );
     println!(
         "  per cluster (median):        {:8.3} ms",
-        ms(runs[RUNS / 2]) / CLUSTERS as f64
+        ms(runs[run_count / 2]) / CLUSTERS as f64
     );
     println!(
         "  objects per run: {objects}, YAML per run: {} KiB",
