@@ -30,3 +30,15 @@ pub fn print(text: &str) -> std::io::Result<()> {
         other => other,
     }
 }
+
+/// Every table flotilla prints, in one style: kubectl's (columns, no borders), so a
+/// person reads it and `awk` splits it. Trailing blanks of the last column are dropped.
+pub fn table_text(mut table: tabled::Table) -> String {
+    table.with(tabled::settings::Style::blank());
+    let mut text = String::new();
+    for line in table.to_string().lines() {
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}

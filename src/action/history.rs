@@ -123,7 +123,7 @@ pub async fn run(root: &Path, args: &HistoryArgs) -> Result<()> {
                 }
                 table.push_record(line);
             }
-            crate::output::print(&table.build().to_string())?;
+            crate::output::print(&crate::output::table_text(table.build()))?;
         }
     }
     if unreachable.is_empty() {

@@ -225,12 +225,11 @@ pub fn run(root: &Path, scope: &LintScope, output: OutputFormat) -> crate::Resul
         OutputFormat::Table => {
             use std::io::Write;
             if !report.checks.is_empty() {
-                let mut table = tabled::Table::new(&report.checks);
-                table.with(tabled::settings::Style::blank());
-                // The blank style pads the last column; trailing blanks only get in the way.
-                for line in table.to_string().lines() {
-                    writeln!(out, "{}", line.trim_end())?;
-                }
+                write!(
+                    out,
+                    "{}",
+                    crate::output::table_text(tabled::Table::new(&report.checks))
+                )?;
             }
             for problem in &report.problems {
                 eprintln!("error: {problem}");

@@ -12,7 +12,6 @@ use crate::Result;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
-use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 #[derive(Debug, Clone)]
@@ -180,10 +179,10 @@ fn table(report: &CheckReport) -> String {
             Some(problem) => format!("NO: {problem}"),
         },
     });
-    let mut text = Table::new(rows).with(Style::blank()).to_string();
+    let mut text = crate::output::table_text(Table::new(rows));
     let failed = report.secrets.iter().filter(|l| !l.resolves).count();
     text.push_str(&format!(
-        "\n{} of {} mappings resolve in {} ({} reads from {})\n",
+        "{} of {} mappings resolve in {} ({} reads from {})\n",
         report.secrets.len() - failed,
         report.secrets.len(),
         report.environment,

@@ -52,7 +52,7 @@ pub async fn run(root: &Path, args: &StatusArgs) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join("\n"),
             });
-            crate::output::print(&format!("{}", Table::new(rows)))?;
+            crate::output::print(&crate::output::table_text(Table::new(rows)))?;
         }
     }
     Ok(())

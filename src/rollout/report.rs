@@ -5,7 +5,7 @@
 use super::progress::seconds;
 use serde::Serialize;
 use std::time::Duration;
-use tabled::{settings::Style, Table, Tabled};
+use tabled::{Table, Tabled};
 
 /// A recorded revision and the run that recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -137,15 +137,13 @@ impl Report {
             result: c.result.to_string(),
             duration: seconds(c.duration),
         });
-        let mut table = Table::new(rows);
-        table.with(Style::sharp());
-        table.to_string()
+        crate::output::table_text(Table::new(rows))
     }
 
     /// The table and, below it, what happened and what is left to do.
     pub fn text(&self) -> String {
         let mut out = format!(
-            "{} {} to {} (deployment {}): {}\n{}\n",
+            "{} {} to {} (deployment {}): {}\n{}",
             self.operation,
             self.release,
             self.environment,
