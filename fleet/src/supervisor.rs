@@ -10,6 +10,8 @@ use crate::certs::{self, CertPaths};
 use crate::process;
 use crate::state::{self, ClusterState, State, VaultState};
 use crate::{FleetError, Result};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -434,7 +436,7 @@ async fn wait_apiserver(dir: &Path, name: &str) -> Result<kube::Client> {
 /// Namespace `hello` and the deployer's rights in it.
 async fn bootstrap(client: &kube::Client, name: &str) -> Result<()> {
     use k8s_openapi::api::core::v1::Namespace;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding};
     use kube::api::{ObjectMeta, Patch, PatchParams};
     use kube::Api;
     let params = PatchParams::apply("flotilla-fleet").force();
@@ -470,10 +472,21 @@ async fn bootstrap(client: &kube::Client, name: &str) -> Result<()> {
         .patch("flotilla-deployer", &params, &Patch::Apply(&role))
         .await
         .map_err(fail)?;
-    let binding = RoleBinding {
+    let binding = deployer_binding("hello");
+    Api::<RoleBinding>::namespaced(client.clone(), "hello")
+        .patch("flotilla-deployer", &params, &Patch::Apply(&binding))
+        .await
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// The RoleBinding that lets the `deployer` user (the namespace-limited token) work in
+/// one namespace, through the `flotilla-deployer` ClusterRole.
+pub fn deployer_binding(namespace: &str) -> RoleBinding {
+    RoleBinding {
         metadata: ObjectMeta {
             name: Some("flotilla-deployer".into()),
-            namespace: Some("hello".into()),
+            namespace: Some(namespace.to_string()),
             ..Default::default()
         },
         role_ref: RoleRef {
@@ -487,12 +500,7 @@ async fn bootstrap(client: &kube::Client, name: &str) -> Result<()> {
             name: "deployer".into(),
             ..Default::default()
         }]),
-    };
-    Api::<RoleBinding>::namespaced(client.clone(), "hello")
-        .patch("flotilla-deployer", &params, &Patch::Apply(&binding))
-        .await
-        .map_err(fail)?;
-    Ok(())
+    }
 }
 
 fn spawn_controller_manager(dir: &Path, binaries: &Binaries, name: &str) -> Result<()> {

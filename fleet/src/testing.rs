@@ -229,7 +229,7 @@ fn unique_name(prefix: &str) -> String {
 }
 
 async fn create_namespace(client: &Client, name: &str) -> kube::Result<()> {
-    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    use k8s_openapi::api::rbac::v1::RoleBinding;
     let ns = Namespace {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -244,24 +244,7 @@ async fn create_namespace(client: &Client, name: &str) -> kube::Result<()> {
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
         .await?;
-    let binding = RoleBinding {
-        metadata: ObjectMeta {
-            name: Some("flotilla-deployer".into()),
-            namespace: Some(name.to_string()),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "ClusterRole".into(),
-            name: "flotilla-deployer".into(),
-        },
-        subjects: Some(vec![Subject {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "User".into(),
-            name: "deployer".into(),
-            ..Default::default()
-        }]),
-    };
+    let binding = crate::supervisor::deployer_binding(name);
     Api::<RoleBinding>::namespaced(client.clone(), name)
         .create(&PostParams::default(), &binding)
         .await?;
