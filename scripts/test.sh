@@ -37,6 +37,8 @@ stop_fleet() {
   if "$FLEET_BIN" --state "$FLEET_DIR" down; then
     if [ "$status" -eq 0 ]; then rm -rf "$FLEET_DIR"; else say "fleet logs kept in $FLEET_DIR/logs"; fi
   fi
+  # The suite's closing line, last of all.
+  [ -z "${TEST_SUMMARY:-}" ] || echo "tests: $TEST_SUMMARY"
   exit "$status"
 }
 trap stop_fleet EXIT
@@ -48,7 +50,11 @@ export FLOTILLA_FLEET_DIR="$FLEET_DIR"
 export FLOTILLA_FLEET_BIN="$FLEET_BIN"
 
 say "cargo test --workspace (tests share the fleet, isolated by namespace)"
-cargo test --workspace
+TEST_LOG="$FLEET_DIR/cargo-test.log"
+cargo test --workspace 2>&1 | tee "$TEST_LOG"
+# One closing line for the whole suite: cargo's own last line is the doc-tests' "0 passed".
+TEST_SUMMARY=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) g += $(i-1) } }
+  END { printf "%d passed, %d failed, %d skipped\n", p, f, g }' "$TEST_LOG")
 
 say "benchmarks, short mode"
 for bench in scripts/bench-*.sh; do
