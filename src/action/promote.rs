@@ -26,8 +26,10 @@ pub struct PromoteArgs {
     /// The environment to deploy to (its `--clusters` may limit it).
     #[command(flatten)]
     pub to: EnvArgs,
+    /// Per-cluster wait for health (default: the target environment's rollout.timeout).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Output format of the summary.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }

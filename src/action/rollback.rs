@@ -31,10 +31,13 @@ pub struct RollbackArgs {
     /// The deployment id to go back to (default: each cluster's previous deployment).
     #[arg(long, value_name = "DEPLOYMENT_ID")]
     pub to: Option<String>,
+    /// Per-cluster wait for health (default: the environment's rollout.timeout).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Take fields that another field manager owns instead of failing.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Output format of the summary.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
