@@ -253,20 +253,33 @@ async fn status_and_diff_on_every_cluster_after_a_deploy() {
         );
     }
 
-    let diff = json(flotilla(
-        fleet,
-        root,
-        &[
-            "diff",
-            "hello",
-            "--env",
-            "dev",
-            "--version",
-            "1.2.0",
-            "-o",
-            "json",
-        ],
-    ));
+    // A deploy would stop on the hand-edited field there; the others are still shown.
+    let diff_args = [
+        "diff",
+        "hello",
+        "--env",
+        "dev",
+        "--version",
+        "1.2.0",
+        "-o",
+        "json",
+    ];
+    let out = flotilla(fleet, root, &diff_args);
+    assert!(!out.status.success());
+    let diff: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = diff[CLUSTER]["error"].as_str().unwrap_or_default();
+    assert!(error.contains(".spec.replicas"), "{diff}");
+
+    // Put back by hand: a new version is then a change in every cluster.
+    deployments
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .unwrap();
+    let diff = json(flotilla(fleet, root, &diff_args));
     for context in &contexts {
         let changes = diff[context].as_array().unwrap();
         assert!(
