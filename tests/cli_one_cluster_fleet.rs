@@ -298,3 +298,67 @@ async fn status_and_diff_on_every_cluster_after_a_deploy() {
         assert!(text.contains(&format!("== {context}\n")), "{text}");
     }
 }
+
+/// One cluster that cannot be reached: the others are still reported, that cluster's row
+/// says so, and the command exits 3.
+#[tokio::test]
+async fn status_on_every_cluster_with_one_unreachable() {
+    let fleet = Fleet::shared();
+    let namespace = fleet.namespace("down").await;
+    let repo = repo(&namespace);
+    let root = repo.path();
+    ok(flotilla(fleet, root, &["deploy", "hello", "--env", "dev"]));
+
+    // The same kubeconfig, with CLUSTER's API server on a port nothing listens on.
+    let mut config = kube::config::Kubeconfig::read_from(fleet.kubeconfig()).unwrap();
+    let cluster_name = config
+        .contexts
+        .iter()
+        .find(|c| c.name == CLUSTER)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .unwrap();
+    for named in &mut config.clusters {
+        if named.name == cluster_name {
+            if let Some(cluster) = named.cluster.as_mut() {
+                cluster.server = Some("https://127.0.0.1:1".into());
+            }
+        }
+    }
+    let kubeconfig = root.join("kubeconfig-one-down");
+    std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap();
+
+    let out = flotilla(
+        fleet,
+        root,
+        &[
+            "status",
+            "hello",
+            "--env",
+            "dev",
+            "--kubeconfig",
+            kubeconfig,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let down = table
+        .lines()
+        .find(|l| l.trim_start().starts_with(CLUSTER))
+        .unwrap_or_default();
+    assert!(down.contains("unreachable"), "{table}");
+    for context in fleet.clusters().iter().filter(|c| c.as_str() != CLUSTER) {
+        let row = table
+            .lines()
+            .find(|l| l.trim_start().starts_with(context.as_str()))
+            .unwrap_or_default();
+        assert!(row.contains("healthy"), "{table}");
+    }
+}
