@@ -186,6 +186,21 @@ async fn deploy_diff_history_status_never_show_secret_values() {
             assert_clean(&args.join(" "), &run, &forbidden);
         }
     }
+    // The same on every cluster at once (secrets read once for all of them).
+    for args in [
+        vec!["-vvv", "diff", "hello", "--env", "dev"],
+        vec!["diff", "hello", "--env", "dev", "-o", "json"],
+        vec!["-vvv", "status", "hello", "--env", "dev"],
+    ] {
+        let run = flotilla(root, &args, &loud).await;
+        assert!(
+            matches!(run.code, Some(0) | Some(1)),
+            "{}: {}",
+            args.join(" "),
+            run.both()
+        );
+        assert_clean(&args.join(" "), &run, &forbidden);
+    }
     for args in [
         vec!["-vvv", "history", "hello", "--env", "dev"],
         vec!["history", "hello", "--env", "dev", "-o", "json"],

@@ -1,10 +1,14 @@
-//! `flotilla diff RELEASE --env E [--cluster CTX] [-o json]`: what a deploy would change,
-//! by server-side dry-run apply against live; secret values shown only as digests.
+//! `flotilla diff RELEASE --env E [--clusters CTX,CTX] [-o json]`: per cluster of the
+//! environment (all of them unless named), what a deploy would change, by server-side
+//! dry-run apply against live; secret values shown only as digests. The secrets of
+//! every cluster are read from Vault once, before any cluster is contacted.
 
 use super::cluster_release as ops;
-use super::one_cluster::{self, TargetArgs};
+use super::every_cluster::{self, ReleaseEnvArgs};
 use super::status::show;
+use crate::cluster::ObjectDiff;
 use crate::output::OutputFormat;
+use crate::rollout::kube_steps::{Overrides, ReleaseRender};
 use crate::Result;
 use clap::Args;
 use std::path::Path;
@@ -12,7 +16,7 @@ use std::path::Path;
 #[derive(Debug, Clone, Args)]
 pub struct DiffArgs {
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub target: ReleaseEnvArgs,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     #[arg(long)]
@@ -22,35 +26,70 @@ pub struct DiffArgs {
 }
 
 pub async fn run(root: &Path, args: &DiffArgs) -> Result<()> {
-    let target = one_cluster::open(root, &args.target).await?;
-    let records = ops::history(&target.handle, target.namespace(), target.name()).await?;
-    let revision = records.last().map_or(1, |r| r.revision + 1);
-    let rendered =
-        one_cluster::render(&target, &args.set, args.version.as_deref(), revision).await?;
-    let diffs = ops::diff(&target.handle, &rendered).await?;
+    let opened = every_cluster::open(root, &args.target)?;
+    let overrides = Overrides {
+        sets: args.set.clone(),
+        version: args.version.clone(),
+    };
+    let selected = &opened.selected;
+    let render =
+        ReleaseRender::prepare(&selected.env, &opened.release, &selected.plan, &overrides).await?;
+    let render = &render;
+    let answers = every_cluster::query_each(&opened, |cluster, handle| async move {
+        let records = ops::history(&handle, render.namespace(), render.name()).await?;
+        let rendered = render.render(&cluster, &records)?;
+        Ok(ops::diff(&handle, &rendered).await?)
+    })
+    .await;
     match args.output {
         OutputFormat::Json => {
-            crate::output::print(&serde_json::to_string_pretty(&diffs).unwrap_or_default())?
+            let doc: serde_json::Map<String, serde_json::Value> = answers
+                .iter()
+                .map(|(cluster, answer)| {
+                    let value = match answer {
+                        Ok(diffs) => serde_json::to_value(diffs).unwrap_or_default(),
+                        Err(err) => {
+                            serde_json::json!({ "error": every_cluster::failure_text(err) })
+                        }
+                    };
+                    (cluster.context.clone(), value)
+                })
+                .collect();
+            crate::output::print(&serde_json::to_string_pretty(&doc).unwrap_or_default())?
         }
         OutputFormat::Table => {
-            for d in diffs.iter().filter(|d| d.action != "unchanged") {
-                crate::output::print(&format!(
-                    "{} {} ({})",
-                    d.action, d.object, target.cluster.context
-                ))?;
-                for c in &d.changes {
-                    crate::output::print(&format!(
-                        "    {}: {} -> {}",
-                        c.path,
-                        show(&c.from),
-                        show(&c.to)
-                    ))?;
-                }
-            }
-            if diffs.iter().all(|d| d.action == "unchanged") {
-                crate::output::print(&format!("no changes on {}", target.cluster.context))?;
-            }
+            let sections: Vec<String> = answers
+                .iter()
+                .map(|(cluster, answer)| {
+                    let body = match answer {
+                        Ok(diffs) => section(diffs),
+                        Err(err) => format!("{}\n", every_cluster::failure_text(err)),
+                    };
+                    format!("== {}\n{body}", cluster.context)
+                })
+                .collect();
+            crate::output::print(&sections.join("\n"))?;
         }
     }
-    Ok(())
+    every_cluster::finish(answers)
+}
+
+/// One cluster's changes, one line per changed object and one per field.
+fn section(diffs: &[ObjectDiff]) -> String {
+    let mut text = String::new();
+    for d in diffs.iter().filter(|d| d.action != "unchanged") {
+        text.push_str(&format!("{} {}\n", d.action, d.object));
+        for c in &d.changes {
+            text.push_str(&format!(
+                "    {}: {} -> {}\n",
+                c.path,
+                show(&c.from),
+                show(&c.to)
+            ));
+        }
+    }
+    if text.is_empty() {
+        text.push_str("no changes\n");
+    }
+    text
 }

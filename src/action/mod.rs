@@ -4,6 +4,7 @@
 pub mod cluster_release;
 pub mod deploy;
 pub mod diff;
+pub mod every_cluster;
 pub mod history;
 pub mod lint;
 pub mod multi;

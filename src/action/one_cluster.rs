@@ -1,17 +1,13 @@
-//! What the single-cluster commands (`status`, `diff`, `uninstall`) share: picking the
-//! environment, the release and the one cluster, connecting to it, and rendering the
-//! release for it with secrets from Vault.
+//! What the single-cluster command (`uninstall`) needs: picking the environment, the
+//! release and the one cluster, and connecting to it.
 //!
 //! `--cluster CTX` picks one context of the environment (an environment with one cluster
 //! needs none). `deploy`, `rollback`, `history` and `promote` are multi-cluster and go
-//! through [`crate::rollout`] instead.
+//! through [`crate::rollout`] instead; `status` and `diff` read every cluster through
+//! [`super::every_cluster`].
 
-use super::cluster_release::Rendered;
 use crate::cluster::{load_kubeconfig, ClusterHandle};
 use crate::config::{Cluster, ConfigError, LoadedEnvironment, LoadedRelease, Repo};
-use crate::engine::{parse_set, Chart, Renderer, SecretValues};
-use crate::release::ChartRef;
-use crate::vault::{resolve_plan, SecretPlan, VaultEnv};
 use crate::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -111,54 +107,4 @@ fn select_cluster(env: &LoadedEnvironment, context: Option<&str>) -> Result<Clus
         }
         .into()
     })
-}
-
-/// Renders the release for the target's cluster as revision `revision`, with its
-/// secrets read from Vault first.
-pub async fn render(
-    target: &Target,
-    sets: &[String],
-    version: Option<&str>,
-    revision: u32,
-) -> Result<Rendered> {
-    let mut release = target.release.clone();
-    if let Some(version) = version {
-        if version.trim().is_empty() {
-            return Err(crate::Error::Reported("--version must not be empty".into()));
-        }
-        release.descriptor.spec.version = version.to_owned();
-    }
-    let secrets = secrets_for(target, &release).await?;
-    let sets = sets
-        .iter()
-        .map(|s| parse_set(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let chart = Chart::load(&release.chart_dir)?;
-    let renderer = Renderer::for_release(
-        &chart,
-        &release,
-        &target.env.environment.name,
-        &sets,
-        revision.into(),
-    )?;
-    let manifest = renderer.render(&target.cluster, &secrets)?;
-    Ok(Rendered {
-        release: release.descriptor.metadata.name.clone(),
-        namespace: release.descriptor.metadata.namespace.clone(),
-        chart: ChartRef {
-            name: chart.metadata.name.clone(),
-            version: chart.metadata.version.clone(),
-        },
-        app_version: release.descriptor.spec.version.clone(),
-        objects: manifest.objects.into_iter().map(|o| o.object).collect(),
-        values: renderer.values(&target.cluster, &secrets),
-    })
-}
-
-/// The target cluster's secret values, read from Vault (each distinct path once).
-async fn secrets_for(target: &Target, release: &LoadedRelease) -> Result<SecretValues> {
-    let mut plan = SecretPlan::build(release, &target.env)?;
-    plan.retain_contexts(|context| context == target.cluster.context);
-    let secrets = resolve_plan(&plan, &target.env, &VaultEnv::from_process()).await?;
-    Ok(secrets.exposed(&target.cluster.context))
 }

@@ -1,8 +1,9 @@
-//! `flotilla status RELEASE --env E [--cluster CTX] [-o json]`: the recorded revision,
-//! live health of its objects, and drift between live and recorded.
+//! `flotilla status RELEASE --env E [--clusters CTX,CTX] [-o json]`: per cluster of the
+//! environment (all of them unless named), the recorded revision, live health of its
+//! objects, and drift between live and recorded.
 
-use super::cluster_release as ops;
-use super::one_cluster::{self, TargetArgs};
+use super::cluster_release::{self as ops, StatusReport};
+use super::every_cluster::{self, ReleaseEnvArgs};
 use crate::output::OutputFormat;
 use crate::Result;
 use clap::Args;
@@ -12,9 +13,20 @@ use tabled::{Table, Tabled};
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub target: ReleaseEnvArgs,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
+}
+
+#[derive(Tabled)]
+struct SummaryRow {
+    cluster: String,
+    revision: String,
+    #[tabled(rename = "deployment id")]
+    deployment_id: String,
+    version: String,
+    health: String,
+    drifted: String,
 }
 
 #[derive(Tabled)]
@@ -25,37 +37,103 @@ struct Row {
 }
 
 pub async fn run(root: &Path, args: &StatusArgs) -> Result<()> {
-    let target = one_cluster::open(root, &args.target).await?;
-    let report = ops::status(&target.handle, target.namespace(), target.name()).await?;
+    let opened = every_cluster::open(root, &args.target)?;
+    let (namespace, name) = (opened.namespace(), opened.name());
+    let answers = every_cluster::query_each(&opened, |_, handle| async move {
+        Ok(ops::status(&handle, namespace, name).await?)
+    })
+    .await;
     match args.output {
         OutputFormat::Json => {
-            crate::output::print(&serde_json::to_string_pretty(&report).unwrap_or_default())?
+            let doc: serde_json::Map<String, serde_json::Value> = answers
+                .iter()
+                .map(|(cluster, answer)| {
+                    let value = match answer {
+                        Ok(report) => serde_json::to_value(report).unwrap_or_default(),
+                        Err(err) => {
+                            serde_json::json!({ "error": every_cluster::failure_text(err) })
+                        }
+                    };
+                    (cluster.context.clone(), value)
+                })
+                .collect();
+            crate::output::print(&serde_json::to_string_pretty(&doc).unwrap_or_default())?
         }
         OutputFormat::Table => {
-            crate::output::print(&format!(
-                "{} on {}: revision {} {} (deployment {}, version {}){}",
-                report.release,
-                report.context,
-                report.revision,
-                report.status,
-                report.deployment_id,
-                report.app_version,
-                if report.drifted() { ", DRIFTED" } else { "" }
-            ))?;
-            let rows = report.objects.iter().map(|o| Row {
-                object: o.object.to_string(),
-                health: o.health.clone(),
-                drift: o
-                    .drift
-                    .iter()
-                    .map(|c| format!("{}: {} -> {}", c.path, show(&c.from), show(&c.to)))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+            let rows = answers.iter().map(|(cluster, answer)| match answer {
+                Ok(report) => summary(report),
+                Err(err) => SummaryRow {
+                    cluster: cluster.context.clone(),
+                    revision: "-".into(),
+                    deployment_id: "-".into(),
+                    version: "-".into(),
+                    health: every_cluster::failure_text(err),
+                    drifted: "-".into(),
+                },
             });
-            crate::output::print(&crate::output::table_text(Table::new(rows)))?;
+            let mut text = crate::output::table_text(Table::new(rows));
+            for report in answers.iter().filter_map(|(_, a)| a.as_ref().ok()) {
+                if report.drifted() || unhealthy(report) > 0 {
+                    text.push('\n');
+                    text.push_str(&details(report));
+                }
+            }
+            crate::output::print(&text)?;
         }
     }
-    Ok(())
+    every_cluster::finish(answers)
+}
+
+/// Objects that are neither ready nor without health (`-`).
+fn unhealthy(report: &StatusReport) -> usize {
+    report
+        .objects
+        .iter()
+        .filter(|o| o.health != "ready" && o.health != "-")
+        .count()
+}
+
+fn summary(report: &StatusReport) -> SummaryRow {
+    let drifted = report
+        .objects
+        .iter()
+        .filter(|o| !o.drift.is_empty() || o.health == "missing")
+        .count();
+    let unhealthy = unhealthy(report);
+    SummaryRow {
+        cluster: report.context.clone(),
+        revision: format!("{} {}", report.revision, report.status),
+        deployment_id: report.deployment_id.clone(),
+        version: report.app_version.clone(),
+        health: if unhealthy == 0 {
+            "healthy".into()
+        } else {
+            format!("{unhealthy} unhealthy")
+        },
+        drifted: drifted.to_string(),
+    }
+}
+
+/// One cluster's objects, under a header naming the cluster.
+fn details(report: &StatusReport) -> String {
+    let rows = report.objects.iter().map(|o| Row {
+        object: o.object.to_string(),
+        health: o.health.clone(),
+        drift: o
+            .drift
+            .iter()
+            .map(|c| format!("{}: {} -> {}", c.path, show(&c.from), show(&c.to)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    });
+    format!(
+        "== {} ({}, revision {}{})\n{}",
+        report.context,
+        report.release,
+        report.revision,
+        if report.drifted() { ", DRIFTED" } else { "" },
+        crate::output::table_text(Table::new(rows))
+    )
 }
 
 pub(crate) fn show(value: &Option<serde_json::Value>) -> String {

@@ -225,6 +225,85 @@ pub async fn connect_each(
         .await
 }
 
+/// The release with its overrides, its chart and the secrets of every cluster of a
+/// plan, read from Vault once: renders the release for any of those clusters.
+pub struct ReleaseRender {
+    release: LoadedRelease,
+    environment: String,
+    sets: Vec<crate::engine::SetValue>,
+    chart: Chart,
+    resolved: crate::vault::ResolvedSecrets,
+}
+
+impl ReleaseRender {
+    /// Applies the overrides, loads the chart and reads the secrets of the plan's
+    /// clusters (and only those: `--clusters` must not need another cluster's paths).
+    pub async fn prepare(
+        env: &LoadedEnvironment,
+        release: &LoadedRelease,
+        plan: &Plan,
+        overrides: &Overrides,
+    ) -> crate::Result<ReleaseRender> {
+        let mut release = release.clone();
+        if let Some(version) = &overrides.version {
+            if version.trim().is_empty() {
+                return Err(crate::Error::Reported("--version must not be empty".into()));
+            }
+            release.descriptor.spec.version = version.clone();
+        }
+        let sets = overrides
+            .sets
+            .iter()
+            .map(|s| parse_set(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let chart = Chart::load(&release.chart_dir)?;
+        let contexts = plan.contexts();
+        let mut secret_plan = SecretPlan::build(&release, env)?;
+        secret_plan.retain_contexts(|context| contexts.iter().any(|c| c == context));
+        let resolved = resolve_plan(&secret_plan, env, &VaultEnv::from_process()).await?;
+        Ok(ReleaseRender {
+            release,
+            environment: env.environment.name.clone(),
+            sets,
+            chart,
+            resolved,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.release.descriptor.metadata.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.release.descriptor.metadata.namespace
+    }
+
+    /// The release rendered for `cluster` as the revision after the last of `records`.
+    pub fn render(&self, cluster: &Cluster, records: &[ReleaseRecord]) -> crate::Result<Rendered> {
+        let revision = records.last().map_or(1, |r| r.revision + 1);
+        let renderer = Renderer::for_release(
+            &self.chart,
+            &self.release,
+            &self.environment,
+            &self.sets,
+            revision.into(),
+        )?;
+        let secrets = secret_values(&self.resolved, &cluster.context);
+        let manifest = renderer.render(cluster, &secrets)?;
+        Ok(Rendered {
+            release: self.name().to_owned(),
+            namespace: self.namespace().to_owned(),
+            chart: ChartRef {
+                name: self.chart.metadata.name.clone(),
+                version: self.chart.metadata.version.clone(),
+            },
+            app_version: self.release.descriptor.spec.version.clone(),
+            objects: manifest.objects.into_iter().map(|o| o.object).collect(),
+            values: renderer.values(cluster, &secrets),
+        })
+    }
+}
+
 /// Everything a deploy needs before touching a cluster: secrets of every cluster read,
 /// every cluster reached, the release rendered for each.
 pub async fn prepare_deploy(
@@ -240,53 +319,14 @@ pub async fn prepare_deploy(
         plan,
         kubeconfig,
     } = *target;
-    let mut release = release.clone();
-    if let Some(version) = &overrides.version {
-        if version.trim().is_empty() {
-            return Err(crate::Error::Reported("--version must not be empty".into()));
-        }
-        release.descriptor.spec.version = version.clone();
-    }
-    let sets = overrides
-        .sets
-        .iter()
-        .map(|s| parse_set(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let chart = Chart::load(&release.chart_dir)?;
     for cluster in plan.clusters() {
         reporter.phase(&cluster.context, Phase::Secrets);
     }
-    // Only the clusters of this run: `--clusters` must not need another cluster's paths.
-    let contexts = plan.contexts();
-    let mut secret_plan = SecretPlan::build(&release, env)?;
-    secret_plan.retain_contexts(|context| contexts.iter().any(|c| c == context));
-    let resolved = resolve_plan(&secret_plan, env, &VaultEnv::from_process()).await?;
-    let name = release.descriptor.metadata.name.clone();
-    let namespace = release.descriptor.metadata.namespace.clone();
-    let connected = connect_all(plan, kubeconfig, &namespace, &name).await?;
+    let render = ReleaseRender::prepare(env, release, plan, overrides).await?;
+    let connected = connect_all(plan, kubeconfig, render.namespace(), render.name()).await?;
     let mut clusters = HashMap::new();
     for (cluster, handle, records) in connected {
-        let revision = records.last().map_or(1, |r| r.revision + 1);
-        let renderer = Renderer::for_release(
-            &chart,
-            &release,
-            &env.environment.name,
-            &sets,
-            revision.into(),
-        )?;
-        let secrets = secret_values(&resolved, &cluster.context);
-        let manifest = renderer.render(&cluster, &secrets)?;
-        let rendered = Rendered {
-            release: name.clone(),
-            namespace: namespace.clone(),
-            chart: ChartRef {
-                name: chart.metadata.name.clone(),
-                version: chart.metadata.version.clone(),
-            },
-            app_version: release.descriptor.spec.version.clone(),
-            objects: manifest.objects.into_iter().map(|o| o.object).collect(),
-            values: renderer.values(&cluster, &secrets),
-        };
+        let rendered = render.render(&cluster, &records)?;
         clusters.insert(
             cluster.context.clone(),
             Prepared {

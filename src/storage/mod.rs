@@ -76,6 +76,14 @@ impl RecordStore {
         {
             Ok(list) => list.items,
             Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+            // The first request of every command: a transport failure here is the
+            // cluster being unreachable (exit code 3), not a problem with the records.
+            Err(err @ (kube::Error::HyperError(_) | kube::Error::Service(_))) => {
+                return Err(ClusterError::Unreachable {
+                    context: self.context.clone(),
+                    message: format!("cannot list release records: {err}"),
+                })
+            }
             Err(err) => return Err(self.error("cannot list release records", err)),
         };
         let mut records = secrets

@@ -1,0 +1,101 @@
+//! What the read commands that look at every cluster of an environment (`status`,
+//! `diff`) share: the release and cluster selection, running one query per cluster
+//! concurrently (bounded by `rollout.concurrency`), and turning the clusters that could
+//! not answer into the command's exit code after everything else was printed.
+//!
+//! This module never changes a cluster; a query that fails on one cluster is that
+//! cluster's answer, not the end of the command.
+
+use super::multi::{self, EnvArgs, Selected};
+use crate::cluster::{ClusterError, ClusterHandle};
+use crate::config::{Cluster, LoadedRelease};
+use crate::error::ExitKind;
+use crate::Result;
+use clap::Args;
+use futures::StreamExt;
+use std::future::Future;
+use std::path::Path;
+
+/// Which release, environment and clusters (default: all of them) a command reads.
+#[derive(Debug, Clone, Args)]
+pub struct ReleaseEnvArgs {
+    /// The release: its folder name under releases/, or the path of its release.yaml.
+    pub release: String,
+    #[command(flatten)]
+    pub env: EnvArgs,
+}
+
+pub struct Opened {
+    pub selected: Selected,
+    pub release: LoadedRelease,
+}
+
+impl Opened {
+    pub fn name(&self) -> &str {
+        &self.release.descriptor.metadata.name
+    }
+    pub fn namespace(&self) -> &str {
+        &self.release.descriptor.metadata.namespace
+    }
+}
+
+/// Loads and checks the configuration; nothing is contacted.
+pub fn open(root: &Path, args: &ReleaseEnvArgs) -> Result<Opened> {
+    let selected = multi::select(root, &args.env)?;
+    let release = selected.repo.release(&args.release)?;
+    selected.repo.check_release(&release, &selected.env)?;
+    Ok(Opened { selected, release })
+}
+
+/// Connects to every selected cluster and runs `query` on it, at most
+/// `rollout.concurrency` at once; the answers come back in the plan's order.
+pub async fn query_each<T, F, Fut>(opened: &Opened, query: F) -> Vec<(Cluster, Result<T>)>
+where
+    F: Fn(Cluster, ClusterHandle) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let Selected {
+        plan, kubeconfig, ..
+    } = &opened.selected;
+    let query = &query;
+    futures::stream::iter(plan.clusters().cloned())
+        .map(|cluster| async move {
+            let answer = match ClusterHandle::connect(kubeconfig, &cluster.context).await {
+                Ok(handle) => query(cluster.clone(), handle).await,
+                Err(err) => Err(err.into()),
+            };
+            (cluster, answer)
+        })
+        .buffered(plan.concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// A cluster's failure as printed in its row or section (never contains secret values:
+/// errors do not carry them).
+pub fn failure_text(err: &crate::Error) -> String {
+    match err {
+        crate::Error::Cluster(ClusterError::Unreachable { message, .. }) => {
+            format!("unreachable: {message}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// After the output is printed: the command's error, if any cluster failed. An
+/// unreachable cluster (exit code 3) outweighs any other failure.
+pub fn finish<T>(answers: Vec<(Cluster, Result<T>)>) -> Result<()> {
+    let mut failures: Vec<crate::Error> = answers
+        .into_iter()
+        .filter_map(|(_, answer)| answer.err())
+        .collect();
+    let worst = failures
+        .iter()
+        .position(|e| e.kind() == ExitKind::Environment)
+        .unwrap_or(0);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.swap_remove(worst))
+    }
+}
