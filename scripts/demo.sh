@@ -53,7 +53,7 @@ say "flotilla deploy hello --env dev (secrets from Vault first, then every dev c
 say "flotilla history hello --env dev (deployment ids x clusters)"
 "$FLOTILLA" history hello --env dev
 
-say "flotilla status hello --env dev --cluster dev-paris-dc1 (live health, drift)"
-"$FLOTILLA" status hello --env dev --cluster dev-paris-dc1
+say "flotilla status hello --env dev (every cluster: revision, health, drift)"
+"$FLOTILLA" status hello --env dev
 
 say "done"
