@@ -6,8 +6,6 @@ mod rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::sync::OnceLock;
 
 const PROD: &[(&str, u32)] = &[
@@ -212,50 +210,16 @@ fn sigint_during_a_deploy_rolls_back_what_it_changed() {
     assert!(first.status.success(), "{}", describe(&first));
     let good = json(&first)["deployment_id"].as_str().unwrap().to_owned();
 
-    let mut child = command(
-        fleet(),
-        &repo,
-        &[
-            "deploy",
-            "hello",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-            "--set",
-            "breakIn=r-eu",
-            "--set",
-            "breakTag=never",
-            "-o",
-            "json",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    // Wait until r-eu waits on its never-ready pod (bounded by the 90 s rollout timeout).
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains("[r-eu] waiting") {
-            break;
-        }
-        line.clear();
-    }
-    assert!(seen.contains("[r-eu] waiting"), "{seen}");
-    let pid = child.id().to_string();
+    // r-eu waits on its never-ready pod (bounded by the 90 s rollout timeout).
+    let broken = spawn_broken_deploy(fleet(), &repo, "r-eu", "[r-eu] waiting");
+    let pid = broken.child.id().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .unwrap()
         .success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{seen}{rest}");
+    let (out, log) = broken.finish();
+    assert_eq!(out.status.code(), Some(1), "{log}");
     let report = json(&out);
     assert_eq!(report["interrupted"], true, "{report:#}");
     assert_eq!(report["overall"], "rolled-back", "{report:#}");

@@ -8,8 +8,6 @@ mod rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 
 #[test]
 fn a_cluster_stopped_mid_run_is_reported_with_the_command_that_finishes_the_job() {
@@ -24,44 +22,11 @@ fn a_cluster_stopped_mid_run_is_reported_with_the_command_that_finishes_the_job(
     let good = json(&out)["deployment_id"].as_str().unwrap().to_owned();
 
     // s-b never gets ready: the run fails at its 20 s timeout, after s-a is stopped.
-    let mut child = command(
-        &fleet,
-        &repo,
-        &[
-            "deploy",
-            "hello",
-            "--env",
-            "prod",
-            "--version",
-            "v2",
-            "--set",
-            "breakIn=s-b",
-            "--set",
-            "breakTag=never",
-            "-o",
-            "json",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains("[s-b] apply") {
-            break;
-        }
-        line.clear();
-    }
-    assert!(seen.contains("[s-a] deployed"), "{seen}");
+    let broken = spawn_broken_deploy(&fleet, &repo, "s-b", "[s-b] apply");
+    assert!(broken.seen.contains("[s-a] deployed"), "{}", broken.seen);
     fleet.stop_cluster("s-a");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{seen}{rest}");
+    let (out, log) = broken.finish();
+    assert_eq!(out.status.code(), Some(1), "{log}");
     let report = json(&out);
     assert_eq!(report["overall"], "rollback-incomplete", "{report:#}");
     assert_eq!(result_of(&report, "s-b"), "rolled-back");

@@ -4,8 +4,9 @@
 
 use flotilla_fleet::testing::Fleet;
 use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub struct TestRepo {
@@ -134,6 +135,72 @@ pub fn command(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Command {
 
 pub fn run(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Output {
     command(fleet, repo, args).output().unwrap()
+}
+
+/// A `deploy hello --env prod --version v2` running in the background, with cluster
+/// `break_in` given a never-ready image, and its stderr read up to the first line that
+/// contains `marker` (a progress line such as `[ctx] waiting`).
+pub struct BrokenDeploy {
+    pub child: Child,
+    stderr: BufReader<ChildStderr>,
+    pub seen: String,
+}
+
+pub fn spawn_broken_deploy(
+    fleet: &Fleet,
+    repo: &TestRepo,
+    break_in: &str,
+    marker: &str,
+) -> BrokenDeploy {
+    let break_in = format!("breakIn={break_in}");
+    let mut child = command(
+        fleet,
+        repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            "prod",
+            "--version",
+            "v2",
+            "--set",
+            &break_in,
+            "--set",
+            "breakTag=never",
+            "-o",
+            "json",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    // Bounded by the run's own rollout timeout: the run ends, and stderr with it.
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains(marker) {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains(marker), "{seen}");
+    BrokenDeploy {
+        child,
+        stderr,
+        seen,
+    }
+}
+
+impl BrokenDeploy {
+    /// Waits for the run to end: its output, and all it wrote on stderr.
+    pub fn finish(mut self) -> (Output, String) {
+        let mut log = self.seen;
+        self.stderr.read_to_string(&mut log).unwrap();
+        (self.child.wait_with_output().unwrap(), log)
+    }
 }
 
 pub fn describe(out: &Output) -> String {
