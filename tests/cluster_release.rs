@@ -3,8 +3,8 @@
 
 mod support;
 
-use flotilla::action::cluster_release::{self as ops, Outcome};
 use flotilla::cluster::{ClusterError, ClusterHandle};
+use flotilla::ops::{self, restore::RestoreTo, ObjectHealth, Outcome};
 use flotilla::release::{Operation, Status};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -97,8 +97,17 @@ async fn install_upgrade_prune_then_rollback_restores_previous_objects() {
         "a secret value was recorded"
     );
 
+    // Back to the deployment before the current one.
+    let previous = history
+        .previous_deployment()
+        .expect("a previous deployment");
+    let to = RestoreTo {
+        revision: previous.revision,
+        deployment_id: "d3",
+        fresh_secrets: &[],
+    };
     let back = deployed(
-        ops::rollback(&t.handle, &t.namespace, "app1", None, &[], "d3", &opts)
+        ops::restore(&t.handle, &t.namespace, "app1", &to, &opts)
             .await
             .expect("rollback"),
     );
@@ -213,9 +222,14 @@ async fn crashloop_fails_at_once_naming_pod_and_container() {
         Status::Deployed,
         "the failed deploy must not supersede the good one"
     );
-    // A plain rollback goes to the last good revision.
+    // Back to the last good revision, still the deployed one.
+    let to = RestoreTo {
+        revision: history.deployed().expect("a deployed revision").revision,
+        deployment_id: "d3",
+        fresh_secrets: &[],
+    };
     let back = deployed(
-        ops::rollback(&t.handle, &t.namespace, "app1", None, &[], "d3", &opts)
+        ops::restore(&t.handle, &t.namespace, "app1", &to, &opts)
             .await
             .unwrap(),
     );
@@ -334,7 +348,7 @@ async fn drift_is_reported_after_a_hand_edit() {
         report
             .objects
             .iter()
-            .any(|o| o.object.kind == "Deployment" && o.health == "ready"),
+            .any(|o| o.object.kind == "Deployment" && o.health == ObjectHealth::Ready),
         "{:?}",
         report.objects
     );
@@ -377,7 +391,8 @@ async fn diff_shows_changes_and_never_secret_values() {
     );
     let mut next = rendered(&t.namespace, "1", 4, false);
     next.objects[1]["data"]["password"] = json!("bmV3LXBhc3N3b3Jk");
-    let diffs = ops::diff(&t.handle, &next).await.unwrap();
+    let history = ops::history(&t.handle, &t.namespace, "app1").await.unwrap();
+    let diffs = ops::diff(&t.handle, &history, &next).await.unwrap();
     let text = serde_json::to_string(&diffs).unwrap();
     assert!(
         !text.contains("bmV3LXBhc3N3b3Jk") && !text.contains("aHVudGVyMg=="),
@@ -387,16 +402,19 @@ async fn diff_shows_changes_and_never_secret_values() {
         diffs
             .iter()
             .find(|d| d.object.kind == kind && d.object.name == name)
-            .map(|d| d.action)
+            .map(|d| d.action.to_string())
     };
-    assert_eq!(action("Secret", "app1-db"), Some("update"));
-    assert_eq!(action("ConfigMap", "app1-config"), Some("unchanged"));
-    assert_eq!(action("ConfigMap", "app1-extra"), Some("delete"));
+    assert_eq!(action("Secret", "app1-db").as_deref(), Some("update"));
+    assert_eq!(
+        action("ConfigMap", "app1-config").as_deref(),
+        Some("unchanged")
+    );
+    assert_eq!(action("ConfigMap", "app1-extra").as_deref(), Some("delete"));
     let web = diffs
         .iter()
         .find(|d| d.object.kind == "Deployment")
         .unwrap();
-    assert_eq!(web.action, "update");
+    assert_eq!(web.action, flotilla::cluster::DiffAction::Update);
     assert!(
         web.changes
             .iter()

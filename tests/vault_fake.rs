@@ -5,7 +5,7 @@
 #[path = "vault_support/mod.rs"]
 mod support;
 
-use flotilla::error::ExitKind;
+use flotilla::exit::{Classify, ExitKind};
 use flotilla::vault::{
     resolve_for_environment, ReadProblem, SecretPlan, SecretReader, VaultEnv, VaultError,
     VaultSession,

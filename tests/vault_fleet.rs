@@ -4,7 +4,7 @@
 #[path = "vault_support/mod.rs"]
 mod support;
 
-use flotilla::error::ExitKind;
+use flotilla::exit::{Classify, ExitKind};
 use flotilla::vault::{
     resolve_for_environment, SecretPlan, SecretReader, VaultEnv, VaultError, VaultSession,
 };

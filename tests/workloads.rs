@@ -6,8 +6,8 @@
 
 mod support;
 
-use flotilla::action::cluster_release::{self as ops, Outcome, Rendered};
 use flotilla::cluster::ClusterError;
+use flotilla::ops::{self, Outcome, Rendered};
 use flotilla::release::Status;
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
