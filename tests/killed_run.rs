@@ -35,6 +35,7 @@ async fn child(spec: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_deploy_killed_between_apply_and_record_is_repaired_by_the_next() {
     if let Ok(spec) = std::env::var(CHILD) {
         return child(&spec).await;
@@ -53,8 +54,15 @@ async fn a_deploy_killed_between_apply_and_record_is_repaired_by_the_next() {
 
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("applied");
+    // `--include-ignored`: this test is ignored without a fleet, and the child must run it.
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            TEST,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, format!("{}|{}", t.namespace, marker.display()))
         .env("FLOTILLA_FLEET_DIR", support::fleet_dir())
         .stdout(std::process::Stdio::null())
