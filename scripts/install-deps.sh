@@ -3,7 +3,7 @@
 #   etcd                      Debian package etcd-server
 #   kube-apiserver,
 #   kube-controller-manager   built from Debian's `kubernetes` source package
-#                             (reflect2 replaced by Debian's v1.0.2, see shared/TESTENV.md)
+#                             (reflect2 replaced by Debian's v1.0.2, see docs/testing.md)
 #   rvault                    crate rusty_vault, a Vault-API server
 # Everything built is cached under $FLOTILLA_CACHE (default ~/.cache/flotilla), keyed by
 # version, so a second run is a no-op. Binaries already named by FLOTILLA_ETCD,

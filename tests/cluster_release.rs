@@ -42,6 +42,7 @@ fn image_and_replicas(d: &Deployment) -> (String, i32) {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn install_upgrade_prune_then_rollback_restores_previous_objects() {
     let t = cluster("upgrade").await;
     let opts = run_options();
@@ -142,6 +143,7 @@ async fn install_upgrade_prune_then_rollback_restores_previous_objects() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn prune_never_deletes_an_object_that_lost_our_labels() {
     let t = cluster("prune-owned").await;
     let opts = run_options();
@@ -176,6 +178,7 @@ async fn prune_never_deletes_an_object_that_lost_our_labels() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn crashloop_fails_at_once_naming_pod_and_container() {
     let t = cluster("crashloop").await;
     let mut opts = run_options();
@@ -241,6 +244,7 @@ async fn crashloop_fails_at_once_naming_pod_and_container() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_field_owned_by_another_manager_is_reported_then_forced() {
     let t = cluster("conflict").await;
     let mut opts = run_options();
@@ -295,6 +299,7 @@ async fn a_field_owned_by_another_manager_is_reported_then_forced() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn two_concurrent_deploys_one_is_refused_naming_the_holder() {
     let t = cluster("concurrent").await;
     let mut a = run_options();
@@ -329,6 +334,7 @@ async fn two_concurrent_deploys_one_is_refused_naming_the_holder() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn drift_is_reported_after_a_hand_edit() {
     let t = cluster("drift").await;
     let opts = run_options();
@@ -376,6 +382,7 @@ async fn drift_is_reported_after_a_hand_edit() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn diff_shows_changes_and_never_secret_values() {
     let t = cluster("diff").await;
     let opts = run_options();
@@ -431,6 +438,7 @@ async fn super_web(t: &support::TestCluster) -> Deployment {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn history_after_twelve_revisions_keeps_ten_and_uninstall_removes_everything() {
     let t = cluster("history").await;
     let opts = run_options();
@@ -461,6 +469,7 @@ async fn history_after_twelve_revisions_keeps_ten_and_uninstall_removes_everythi
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_custom_kind_defined_by_the_same_release_is_applied_and_pruned() {
     let t = cluster("crd").await;
     let opts = run_options();

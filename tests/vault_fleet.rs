@@ -24,6 +24,7 @@ fn approle_env() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn token_and_approle_resolve_default_and_own_context_entries_once_per_path() {
     let vault = RustyVault::start().await;
     let pair = |id: &str, v: &str| (id.to_string(), v.to_string());
@@ -104,6 +105,7 @@ async fn token_and_approle_resolve_default_and_own_context_entries_once_per_path
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn two_releases_in_one_run_read_a_shared_path_once() {
     let vault = RustyVault::start().await;
     let repo = TestRepo::standard(1);
@@ -157,6 +159,7 @@ async fn resolve(release: String, vars: Vec<(&str, &str)>, environment: String) 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn each_error_names_secret_id_context_path_and_key() {
     let vault = RustyVault::start().await;
     let admin = vault.admin();
@@ -252,6 +255,7 @@ async fn each_error_names_secret_id_context_path_and_key() {
 /// RustyVault cannot revoke a token (`auth/token/revoke` is not there), but it expires
 /// one at its TTL: the token works at login and has stopped working when the reads come.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_token_expiring_mid_run_is_said_so() {
     let vault = RustyVault::start().await;
     let admin = vault.admin();
@@ -302,6 +306,7 @@ async fn a_token_expiring_mid_run_is_said_so() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn secrets_check_with_the_fleet_env_variables() {
     let vault = RustyVault::start().await;
     let repo = TestRepo::new(1, &approle_env(), support::RELEASE);

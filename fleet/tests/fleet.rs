@@ -89,6 +89,7 @@ async fn one_pod(
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn kubelet_reports_each_image_tag() {
     let fleet = Fleet::shared();
     let cluster = &fleet.clusters()[0];
@@ -158,6 +159,7 @@ async fn kubelet_reports_each_image_tag() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn job_pods_complete_so_jobs_finish() {
     let fleet = Fleet::shared();
     let client = fleet.client(&fleet.clusters()[0]).await;
@@ -180,6 +182,7 @@ async fn job_pods_complete_so_jobs_finish() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_deleted_pod_goes_away_as_its_kubelet_confirms() {
     let fleet = Fleet::shared();
     let client = fleet.client(&fleet.clusters()[0]).await;
@@ -200,6 +203,7 @@ async fn a_deleted_pod_goes_away_as_its_kubelet_confirms() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn deployer_token_is_limited_to_release_namespaces() {
     let fleet = Fleet::shared();
     let cluster = &fleet.clusters()[0];
@@ -223,6 +227,7 @@ async fn deployer_token_is_limited_to_release_namespaces() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_stopped_cluster_refuses_connections_while_the_others_answer_and_up_recovers_a_crash() {
     let fleet = Fleet::dedicated(&["stop-a", "stop-b"]);
     let a = fleet.client("stop-a").await;
@@ -282,6 +287,7 @@ async fn a_stopped_cluster_refuses_connections_while_the_others_answer_and_up_re
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn approle_login_reads_a_seeded_secret_through_the_proxy() {
     use std::collections::HashMap;
     use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
