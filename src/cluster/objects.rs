@@ -5,7 +5,13 @@ use serde_json::Value;
 use std::fmt;
 
 /// Which object: enough to find it in a cluster and to compare two manifests.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Two refs are the same object when group, kind, namespace and name agree, as Helm
+/// compares them: the version only builds the URL, so a chart that moves an object to
+/// a newer apiVersion (`autoscaling/v2beta2` → `autoscaling/v2`) updates it, and prune,
+/// diff, status and uninstall do not see a stale object under the old version.
+/// Equality, ordering and hashing all follow that rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRef {
     pub api_version: String,
@@ -44,6 +50,48 @@ impl ObjectRef {
             Some((group, version)) => (group, version),
             None => ("", self.api_version.as_str()),
         }
+    }
+
+    /// The API group (`""` for the core API): with kind, namespace and name, what
+    /// identifies the object.
+    pub fn group(&self) -> &str {
+        self.group_version().0
+    }
+
+    /// What identity compares: group, kind, namespace, name (never the version).
+    fn key(&self) -> (&str, &str, Option<&str>, &str) {
+        (
+            self.group(),
+            self.kind.as_str(),
+            self.namespace.as_deref(),
+            self.name.as_str(),
+        )
+    }
+}
+
+impl PartialEq for ObjectRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for ObjectRef {}
+
+impl std::hash::Hash for ObjectRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialOrd for ObjectRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ObjectRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
     }
 }
 
@@ -139,6 +187,38 @@ mod tests {
                 "Widget"
             ]
         );
+    }
+
+    fn hpa(api_version: &str) -> ObjectRef {
+        ObjectRef::of(&serde_json::json!({"apiVersion": api_version,
+            "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web", "namespace": "ns"}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn identity_is_group_kind_namespace_name_never_the_version() {
+        use std::collections::{BTreeSet, HashSet};
+        let (old, new) = (hpa("autoscaling/v2beta1"), hpa("autoscaling/v2beta2"));
+        assert_eq!(old, new);
+        assert_eq!(BTreeSet::from([old.clone()]).len(), 1);
+        assert!(BTreeSet::from([old.clone()]).contains(&new));
+        assert!(HashSet::from([old.clone()]).contains(&new));
+        // The version still builds the URL.
+        assert_eq!(new.group_version(), ("autoscaling", "v2beta2"));
+        // Another group is another object, even with the same kind and name.
+        let mut other_group = hpa("example.com/v1");
+        assert_ne!(old, other_group);
+        other_group.api_version = "autoscaling/v1".into();
+        assert_eq!(old, other_group);
+        let mut other_ns = new.clone();
+        other_ns.namespace = Some("other".into());
+        assert_ne!(new, other_ns);
+        // The core group is "".
+        let cm = ObjectRef::of(
+            &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+        )
+        .unwrap();
+        assert_eq!(cm.group(), "");
     }
 
     #[test]
