@@ -58,7 +58,9 @@ impl Classify for ClusterError {
             | ClusterError::InvalidObject { .. }
             | ClusterError::UnknownKind { .. }
             | ClusterError::Release { .. } => ExitKind::UserError,
-            ClusterError::Unreachable { .. } | ClusterError::Locked { .. } => ExitKind::Environment,
+            ClusterError::Unreachable { .. }
+            | ClusterError::Locked { .. }
+            | ClusterError::NotOwned { .. } => ExitKind::Environment,
             ClusterError::Conflict { .. }
             | ClusterError::Api { .. }
             | ClusterError::Unhealthy { .. }

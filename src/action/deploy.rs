@@ -24,6 +24,12 @@ pub struct DeployOptions {
     pub overrides: Overrides,
     /// Take fields that another field manager owns instead of failing.
     pub force_conflicts: bool,
+    /// Take over objects that exist without being the release's (`--adopt`).
+    pub adopt: bool,
+    /// Create the release namespace where missing (`--create-namespace`).
+    pub create_namespace: bool,
+    /// How long ErrImagePull or CreateContainerConfigError may last.
+    pub transient_grace: Duration,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
     pub timeout: Option<Duration>,
     /// Revisions kept per release and cluster.
@@ -48,6 +54,9 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
             operation: "deploy",
             timeout: args.timeout,
             force_conflicts: args.force_conflicts,
+            adopt: args.adopt,
+            create_namespace: args.create_namespace,
+            transient_grace: args.transient_grace,
             history_max: args.history_max,
         },
     )
@@ -60,6 +69,9 @@ pub struct DeploySettings {
     pub operation: &'static str,
     pub timeout: Option<Duration>,
     pub force_conflicts: bool,
+    pub adopt: bool,
+    pub create_namespace: bool,
+    pub transient_grace: Duration,
     pub history_max: usize,
 }
 
@@ -75,6 +87,9 @@ pub async fn deploy_releases(
     let base = Reporter::for_stderr();
     let mut options = RunOptions::new(settings.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = settings.force_conflicts;
+    options.adopt = settings.adopt;
+    options.create_namespace = settings.create_namespace;
+    options.transient_grace = settings.transient_grace;
     options.history_limit = settings.history_max.max(1);
     let several = releases.len() > 1;
     let reporter_for = |r: &LoadedRelease| {

@@ -66,7 +66,13 @@ pub async fn run(
 fn section(diffs: &[ObjectDiff]) -> String {
     let mut text = String::new();
     for d in diffs.iter().filter(|d| d.action != DiffAction::Unchanged) {
-        text.push_str(&format!("{} {}\n", d.action, d.object));
+        match &d.owner {
+            Some(owner) => text.push_str(&format!(
+                "{} {} (owned by {owner}; deploy takes it only with --adopt)\n",
+                d.action, d.object
+            )),
+            None => text.push_str(&format!("{} {}\n", d.action, d.object)),
+        }
         for c in &d.changes {
             text.push_str(&format!(
                 "    {}: {} -> {}\n",

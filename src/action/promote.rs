@@ -23,6 +23,8 @@ pub struct PromoteOptions {
     pub from: String,
     /// The environment (and clusters) to deploy to.
     pub to: EnvSelection,
+    /// Create the release namespace where it does not exist.
+    pub create_namespace: bool,
     /// Per-cluster wait for health (default: the target environment's rollout.timeout).
     pub timeout: Option<Duration>,
     pub output: OutputFormat,
@@ -56,6 +58,9 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
             operation: "promote",
             timeout: args.timeout,
             force_conflicts: false,
+            adopt: false,
+            create_namespace: args.create_namespace,
+            transient_grace: crate::cluster::DEFAULT_TRANSIENT_GRACE,
             history_max: crate::storage::DEFAULT_HISTORY_LIMIT,
         },
     )

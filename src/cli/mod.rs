@@ -121,6 +121,17 @@ pub struct DeployArgs {
     /// Take fields that another field manager owns instead of failing.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Take over objects that exist without being this release's (made with kubectl,
+    /// by Helm or by another release); without it the deploy refuses them, exit 3.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Create the release namespace where it does not exist.
+    #[arg(long)]
+    pub create_namespace: bool,
+    /// How long ErrImagePull or CreateContainerConfigError may last before the cluster
+    /// fails (CrashLoopBackOff and ImagePullBackOff fail at once).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub transient_grace: Duration,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
@@ -169,6 +180,9 @@ pub struct PromoteArgs {
     /// The environment to deploy to (its `--clusters` may limit it).
     #[command(flatten)]
     pub to: EnvArgs,
+    /// Create the release namespace where it does not exist.
+    #[arg(long)]
+    pub create_namespace: bool,
     /// Per-cluster wait for health (default: the target environment's rollout.timeout).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
@@ -344,6 +358,9 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 env: args.env.into(),
                 overrides: args.overrides.into(),
                 force_conflicts: args.force_conflicts,
+                adopt: args.adopt,
+                create_namespace: args.create_namespace,
+                transient_grace: args.transient_grace,
                 timeout: args.timeout,
                 history_max: args.history_max,
                 output: args.output,
@@ -369,6 +386,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 release: args.release,
                 from: args.from,
                 to: args.to.into(),
+                create_namespace: args.create_namespace,
                 timeout: args.timeout,
                 output: args.output,
             };

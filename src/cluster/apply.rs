@@ -1,6 +1,7 @@
 //! Server-side apply, prune/delete of owned objects, dry-run diff and drift.
 
-use super::{labels, ClusterError, ClusterHandle, Event, ObjectRef, Progress, FIELD_MANAGER};
+use super::labels::{self, Removal};
+use super::{ClusterError, ClusterHandle, Event, Kept, ObjectRef, Progress, FIELD_MANAGER};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use serde::Serialize;
 use serde_json::Value;
@@ -9,6 +10,9 @@ use std::time::Duration;
 /// How long a custom kind may take to be served after its CRD was applied.
 const CRD_ESTABLISH_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a Job replaced for a changed pod template may take to go away.
+const JOB_GONE_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// The release namespace: where namespaced objects without one go.
@@ -16,6 +20,25 @@ pub struct ApplyOptions {
     pub release: String,
     /// Take fields that another field manager owns (`--force-conflicts`).
     pub force_conflicts: bool,
+    /// Objects that exist without being this release's and that the run adopts
+    /// (`--adopt`): applied taking every field another manager owns.
+    pub adopted: Vec<ObjectRef>,
+}
+
+impl ApplyOptions {
+    pub fn new(namespace: &str, release: &str) -> ApplyOptions {
+        ApplyOptions {
+            namespace: namespace.to_owned(),
+            release: release.to_owned(),
+            force_conflicts: false,
+            adopted: Vec::new(),
+        }
+    }
+
+    /// The field manager of this release's applies: `flotilla/<namespace>/<release>`.
+    pub fn field_manager(&self) -> String {
+        labels::field_manager(&self.namespace, &self.release)
+    }
 }
 
 /// A field that another field manager owns, from a 409 answer to an apply.
@@ -32,6 +55,9 @@ pub struct ObjectDiff {
     pub action: DiffAction,
     /// Changed fields (`spec.replicas: 2 -> 3`), secret values redacted.
     pub changes: Vec<FieldChange>,
+    /// For an adoption: who owns the live object now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// What a deploy would do to one object.
@@ -42,6 +68,11 @@ pub enum DiffAction {
     Update,
     Delete,
     Unchanged,
+    /// The object exists and is not this release's: a deploy takes it only with
+    /// `--adopt`.
+    Adopt,
+    /// A Job whose pod template changed: deleted and created again.
+    Replace,
 }
 
 impl std::fmt::Display for DiffAction {
@@ -51,8 +82,17 @@ impl std::fmt::Display for DiffAction {
             DiffAction::Update => "update",
             DiffAction::Delete => "delete",
             DiffAction::Unchanged => "unchanged",
+            DiffAction::Adopt => "adopt",
+            DiffAction::Replace => "replace",
         })
     }
+}
+
+/// What a delete left: the deleted objects, and those kept with the reason.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Removed {
+    pub deleted: Vec<ObjectRef>,
+    pub kept: Vec<Kept>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -138,6 +178,9 @@ impl ClusterHandle {
     }
 
     /// Server-side applies one object; `dry_run` asks the server what it would become.
+    /// Fields that only the field manager of flotilla before per-release managers
+    /// (`flotilla`) owns are taken: they are this release's own. A Job whose pod
+    /// template changed (immutable) is replaced when not a dry run.
     pub async fn apply_one(
         &self,
         object: &Value,
@@ -145,29 +188,122 @@ impl ClusterHandle {
         dry_run: bool,
     ) -> Result<(ObjectRef, DynamicObject), ClusterError> {
         let (id, object, api) = self.prepare(object, opts).await?;
-        let mut params = PatchParams::apply(FIELD_MANAGER);
-        params.force = opts.force_conflicts;
+        let manager = opts.field_manager();
+        let mut params = PatchParams::apply(&manager);
+        params.force = opts.force_conflicts || opts.adopted.contains(&id);
         params.dry_run = dry_run;
-        match api.patch(&id.name, &params, &Patch::Apply(&object)).await {
-            Ok(applied) => Ok((id, applied)),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
+        let mut replaced = false;
+        loop {
+            let status = match api.patch(&id.name, &params, &Patch::Apply(&object)).await {
+                Ok(applied) => return Ok((id, applied)),
+                Err(kube::Error::Api(status)) => status,
+                Err(err) => return Err(self.error("apply", &id, err)),
+            };
+            if status.code == 409 {
                 let conflicts = status
                     .details
                     .as_ref()
                     .map(|d| parse_conflicts(&d.causes))
                     .unwrap_or_default();
                 if conflicts.is_empty() {
-                    Err(self.error("apply", &id, kube::Error::Api(status)))
-                } else {
-                    Err(ClusterError::Conflict {
-                        context: self.context().to_owned(),
-                        object: id.to_string(),
-                        conflicts,
-                    })
+                    return Err(self.error("apply", &id, kube::Error::Api(status)));
                 }
+                if !params.force && conflicts.iter().all(|c| c.manager == FIELD_MANAGER) {
+                    params.force = true;
+                    continue;
+                }
+                return Err(ClusterError::Conflict {
+                    context: self.context().to_owned(),
+                    object: id.to_string(),
+                    conflicts,
+                });
             }
-            Err(err) => Err(self.error("apply", &id, err)),
+            if status.code == 422 && immutable_job(&id, &status.message) && !dry_run && !replaced {
+                self.replace_job(&api, &id).await?;
+                replaced = true;
+                continue;
+            }
+            return Err(self.error("apply", &id, kube::Error::Api(status)));
         }
+    }
+
+    /// Deletes a Job (its pods in the background) and waits until it is gone, so that
+    /// the Job of the new pod template can be created under the same name.
+    async fn replace_job(
+        &self,
+        api: &kube::Api<DynamicObject>,
+        id: &ObjectRef,
+    ) -> Result<(), ClusterError> {
+        let old_uid = match api.get_opt(&id.name).await {
+            Ok(Some(live)) => live.metadata.uid,
+            Ok(None) => return Ok(()),
+            Err(err) => return Err(self.error("read", id, err)),
+        };
+        tracing::info!(cluster = self.context(), object = %id, "pod template changed: replacing the Job");
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match api.delete(&id.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(err) => return Err(self.error("delete", id, err)),
+        }
+        // Polls the observable condition (the old Job gone) with a deadline.
+        let deadline = tokio::time::Instant::now() + JOB_GONE_WAIT;
+        loop {
+            match api.get_opt(&id.name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(live)) if live.metadata.uid != old_uid => return Ok(()),
+                Ok(Some(_)) => {}
+                Err(err) => return Err(self.error("read", id, err)),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::Api {
+                    context: self.context().to_owned(),
+                    action: "replace".into(),
+                    object: id.to_string(),
+                    message: format!(
+                        "the old Job is still there {} after its deletion",
+                        humantime::format_duration(JOB_GONE_WAIT)
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Who owns the live object (labels, annotations, field managers), if it exists.
+    pub async fn live_meta(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<labels::LiveMeta>, ClusterError> {
+        let (api, _) = match self.api(id, namespace, None).await {
+            Ok(found) => found,
+            // A custom kind whose CRD comes with this release: no object of it yet.
+            Err(ClusterError::UnknownKind { .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let live = api
+            .get_opt(&id.name)
+            .await
+            .map_err(|err| self.error("read", id, err))?;
+        Ok(live.map(|live| {
+            let mut managers: Vec<String> = live
+                .metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .filter_map(|m| m.manager.clone())
+                .collect();
+            managers.dedup();
+            labels::LiveMeta {
+                labels: live.metadata.labels.unwrap_or_default(),
+                annotations: live.metadata.annotations.unwrap_or_default(),
+                managers,
+            }
+        }))
     }
 
     /// Applies objects in dependency order. Returns their identities (namespace filled).
@@ -203,23 +339,31 @@ impl ClusterHandle {
     }
 
     /// Deletes objects (in reverse apply order) that carry our managed-by label and
-    /// this release's label; any other object is left alone and reported as kept.
-    /// Returns the deleted ones.
+    /// this release's label and that nothing keeps ([`labels::keep_reason`]: a keep
+    /// annotation, or for a prune a kind that is never pruned without opting in). What
+    /// stays is reported with the reason.
     pub async fn delete_owned(
         &self,
         ids: &[ObjectRef],
         opts: &ApplyOptions,
+        removal: Removal,
         progress: &Progress,
-    ) -> Result<Vec<ObjectRef>, ClusterError> {
+    ) -> Result<Removed, ClusterError> {
         let mut ordered: Vec<&ObjectRef> = ids.iter().collect();
         super::sort_for_apply(&mut ordered, |o| o.kind.as_str());
         ordered.reverse();
-        let mut deleted = Vec::new();
+        let mut removed = Removed::default();
         for id in ordered {
-            let (api, _) = match self.api(id, &opts.namespace, None).await {
-                Ok(found) => found,
-                // The kind is gone (its CRD was pruned first): so are its objects.
-                Err(ClusterError::UnknownKind { .. }) => continue,
+            let api = match self.api(id, &opts.namespace, None).await {
+                Ok((api, _)) => api,
+                Err(ClusterError::UnknownKind { .. }) => {
+                    match self.served(id, &opts.namespace).await? {
+                        Some(api) => api,
+                        // No version of the kind is served (its CRD was pruned first):
+                        // neither are its objects.
+                        None => continue,
+                    }
+                }
                 Err(err) => return Err(err),
             };
             let live = match api.get_opt(&id.name).await {
@@ -227,8 +371,20 @@ impl ClusterHandle {
                 Ok(None) => continue,
                 Err(err) => return Err(self.error("read", id, err)),
             };
-            if !labels::owned_by(live.metadata.labels.as_ref(), &opts.release) {
-                tracing::warn!(cluster = self.context(), object = %id, "not deleted: it lacks flotilla's labels for this release");
+            if let Some(reason) = labels::keep_reason(
+                &id.kind,
+                live.metadata.labels.as_ref(),
+                live.metadata.annotations.as_ref(),
+                &opts.release,
+                removal,
+            ) {
+                tracing::info!(cluster = self.context(), object = %id, "not deleted: {reason}");
+                let kept = Kept {
+                    object: id.clone(),
+                    reason,
+                };
+                progress(self.context(), Event::Kept(kept.clone()));
+                removed.kept.push(kept);
                 continue;
             }
             let params = DeleteParams {
@@ -241,14 +397,41 @@ impl ClusterHandle {
                 Err(err) => return Err(self.error("delete", id, err)),
             }
             progress(self.context(), Event::Pruned(id.clone()));
-            deleted.push(id.clone());
+            removed.deleted.push(id.clone());
         }
-        Ok(deleted)
+        Ok(removed)
+    }
+
+    /// The API of an object whose recorded apiVersion the server no longer serves,
+    /// through the version it prefers for the same group and kind (identity is
+    /// group, kind, namespace and name); `None` when no version of the kind is served.
+    async fn served(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<kube::Api<DynamicObject>>, ClusterError> {
+        let group = match kube::discovery::group(&self.client(), id.group()).await {
+            Ok(group) => group,
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+            Err(kube::Error::Discovery(_)) => return Ok(None),
+            Err(err) => return Err(self.error("discover", id, err)),
+        };
+        let Some((resource, _)) = group.recommended_kind(&id.kind) else {
+            return Ok(None);
+        };
+        let served = ObjectRef {
+            api_version: resource.api_version.clone(),
+            ..id.clone()
+        };
+        let (api, _) = self.api(&served, namespace, None).await?;
+        Ok(Some(api))
     }
 
     /// What applying `objects` would change: a server-side dry-run apply of each,
     /// compared with the live object; `previous` objects not in `objects` show as
-    /// deletions. Secret values appear only as digests.
+    /// deletions (those a prune would delete: ours and not kept). A live object that is
+    /// not this release's shows as an adoption naming its owner; a Job whose pod
+    /// template changed as a replacement. Secret values appear only as digests.
     pub async fn diff(
         &self,
         objects: &[Value],
@@ -260,26 +443,64 @@ impl ClusterHandle {
         for object in objects {
             let (id, _, _) = self.prepare(object, opts).await?;
             let live = self.get_live(&id, &opts.namespace).await?;
-            let (_, after) = self.apply_one(object, opts, true).await?;
+            let owner = live.as_ref().and_then(|live| {
+                let meta = labels::LiveMeta {
+                    labels: live.metadata.labels.clone().unwrap_or_default(),
+                    annotations: live.metadata.annotations.clone().unwrap_or_default(),
+                    managers: live
+                        .metadata
+                        .managed_fields
+                        .iter()
+                        .flatten()
+                        .filter_map(|m| m.manager.clone())
+                        .collect(),
+                };
+                labels::foreign_owner(&id.kind, &meta, &opts.release)
+            });
+            let mut dry = opts.clone();
+            if owner.is_some() {
+                dry.adopted.push(id.clone());
+            }
+            let after = match self.apply_one(object, &dry, true).await {
+                Ok((_, after)) => after,
+                Err(ClusterError::Api { message, .. })
+                    if live.is_some() && immutable_job(&id, &message) =>
+                {
+                    diffs.push(ObjectDiff {
+                        object: id.clone(),
+                        action: DiffAction::Replace,
+                        changes: Vec::new(),
+                        owner,
+                    });
+                    seen.push(id);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             let after = comparable(&id, serde_json::to_value(&after).unwrap_or(Value::Null));
             let diff = match live {
                 None => ObjectDiff {
                     object: id.clone(),
                     action: DiffAction::Create,
                     changes: field_changes(&Value::Null, &after),
+                    owner: None,
                 },
                 Some(live) => {
                     let before =
                         comparable(&id, serde_json::to_value(&live).unwrap_or(Value::Null));
                     let changes = field_changes(&before, &after);
+                    let action = if owner.is_some() {
+                        DiffAction::Adopt
+                    } else if changes.is_empty() {
+                        DiffAction::Unchanged
+                    } else {
+                        DiffAction::Update
+                    };
                     ObjectDiff {
                         object: id.clone(),
-                        action: if changes.is_empty() {
-                            DiffAction::Unchanged
-                        } else {
-                            DiffAction::Update
-                        },
+                        action,
                         changes,
+                        owner,
                     }
                 }
             };
@@ -288,11 +509,19 @@ impl ClusterHandle {
         }
         for id in previous.iter().filter(|id| !seen.contains(id)) {
             if let Some(live) = self.get_live(id, &opts.namespace).await? {
-                if labels::owned_by(live.metadata.labels.as_ref(), &opts.release) {
+                let kept = labels::keep_reason(
+                    &id.kind,
+                    live.metadata.labels.as_ref(),
+                    live.metadata.annotations.as_ref(),
+                    &opts.release,
+                    Removal::Prune,
+                );
+                if kept.is_none() {
                     diffs.push(ObjectDiff {
                         object: id.clone(),
                         action: DiffAction::Delete,
                         changes: Vec::new(),
+                        owner: None,
                     });
                 }
             }
@@ -317,6 +546,11 @@ impl ClusterHandle {
         subset_drift("", &desired, &live, &mut changes);
         Ok((id, Some(changes)))
     }
+}
+
+/// A 422 answer to the apply of a Job whose pod template changed.
+fn immutable_job(id: &ObjectRef, message: &str) -> bool {
+    id.kind == "Job" && id.group() == "batch" && message.contains("field is immutable")
 }
 
 /// Fills `protocol: TCP` (the server's default) in every `ports` list entry without one.

@@ -193,13 +193,26 @@ impl ClusterHandle {
         Ok((api, namespaced))
     }
 
-    /// Creates the namespace when it does not exist (labelled as ours, never pruned).
-    pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), ClusterError> {
+    /// With `create`, creates the namespace when it does not exist (labelled as ours,
+    /// never pruned). Without, only checks that it exists: a deployer that may not read
+    /// namespaces (a namespace-limited token) goes on, as `kubectl apply -n` would.
+    pub async fn ensure_namespace(
+        &self,
+        namespace: &str,
+        create: bool,
+    ) -> Result<(), ClusterError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let object = format!("Namespace {namespace}");
         match api.get_opt(namespace).await {
             Ok(Some(_)) => return Ok(()),
-            Ok(None) => {}
+            Ok(None) if create => {}
+            Ok(None) => {
+                return Err(ClusterError::Release {
+                    context: self.context.clone(),
+                    message: format!("namespace `{namespace}` does not exist (create it, or pass --create-namespace)"),
+                })
+            }
+            Err(kube::Error::Api(status)) if status.code == 403 && !create => return Ok(()),
             Err(err) => return Err(self.error("read", &object, err)),
         }
         let ns = Namespace {

@@ -15,8 +15,30 @@ pub fn selector(release: &str) -> String {
     format!("{MANAGED_BY}={MANAGER},{RELEASE}={release}")
 }
 
-/// Adds our labels to an object (JSON form), keeping the chart's own.
+/// Adds our labels to an object (JSON form), keeping the chart's own; the pod template
+/// of a workload gets the release label too, so that the health wait watches only the
+/// release's pods.
 pub fn stamp(object: &mut Value, release: &str) {
+    stamp_metadata(object, &[(MANAGED_BY, MANAGER), (RELEASE, release)]);
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let template = match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => "/spec/template",
+        "CronJob" => "/spec/jobTemplate/spec/template",
+        _ => return,
+    };
+    if let Some(template) = object.pointer_mut(template) {
+        if template.is_object() {
+            stamp_metadata(template, &[(RELEASE, release)]);
+        }
+    }
+}
+
+/// The selector of the release's pods (their template carries [`RELEASE`]).
+pub fn pod_selector(release: &str) -> String {
+    format!("{RELEASE}={release}")
+}
+
+fn stamp_metadata(object: &mut Value, pairs: &[(&str, &str)]) {
     let Some(map) = object.as_object_mut() else {
         return;
     };
@@ -33,8 +55,9 @@ pub fn stamp(object: &mut Value, release: &str) {
         *labels = Value::Object(Default::default());
     }
     if let Some(labels) = labels.as_object_mut() {
-        labels.insert(MANAGED_BY.into(), MANAGER.into());
-        labels.insert(RELEASE.into(), release.into());
+        for (key, value) in pairs {
+            labels.insert((*key).into(), (*value).into());
+        }
     }
 }
 
@@ -47,4 +70,283 @@ pub fn owned_by(
         l.get(MANAGED_BY).map(String::as_str) == Some(MANAGER)
             && l.get(RELEASE).map(String::as_str) == Some(release)
     })
+}
+
+/// The annotation that keeps an object on prune and uninstall (`keep`), or lets a
+/// deploy prune a kind that is otherwise never pruned (`delete`).
+pub const RESOURCE_POLICY: &str = "flotilla.dev/resource-policy";
+/// Helm's annotation of the same name; `keep` is honoured for charts coming from Helm.
+pub const HELM_RESOURCE_POLICY: &str = "helm.sh/resource-policy";
+
+/// Kinds that hold what cannot come back (data, a namespace's every object, a custom
+/// API): a deploy never prunes them unless the object says `flotilla.dev/resource-policy:
+/// delete`.
+pub const NEVER_PRUNED: &[&str] = &[
+    "Namespace",
+    "CustomResourceDefinition",
+    "PersistentVolumeClaim",
+    "PersistentVolume",
+    "StorageClass",
+];
+
+/// Why a delete was asked: a deploy dropping an object, or an uninstall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Prune,
+    Uninstall,
+}
+
+type Map = std::collections::BTreeMap<String, String>;
+
+/// Why an object of the release must stay, or `None` when it may be deleted: it is not
+/// this release's (labels), it is annotated `keep` (ours or Helm's), or it is of a kind
+/// a prune never deletes without the opt-in annotation.
+pub fn keep_reason(
+    kind: &str,
+    labels: Option<&Map>,
+    annotations: Option<&Map>,
+    release: &str,
+    removal: Removal,
+) -> Option<String> {
+    if !owned_by(labels, release) {
+        return Some(format!(
+            "it lacks the labels {MANAGED_BY}={MANAGER} and {RELEASE}={release}"
+        ));
+    }
+    let policy = |key: &str| annotations.and_then(|a| a.get(key)).map(|v| v.trim());
+    for key in [RESOURCE_POLICY, HELM_RESOURCE_POLICY] {
+        if policy(key) == Some("keep") {
+            return Some(format!("annotated {key}: keep"));
+        }
+    }
+    if removal == Removal::Prune
+        && NEVER_PRUNED.contains(&kind)
+        && policy(RESOURCE_POLICY) != Some("delete")
+    {
+        return Some(format!(
+            "a {kind} is never pruned (annotate it {RESOURCE_POLICY}: delete to allow it)"
+        ));
+    }
+    None
+}
+
+/// Labels or annotations of an object in JSON form.
+pub fn string_map(object: &Value, field: &str) -> Option<Map> {
+    let map = object.get("metadata")?.get(field)?.as_object()?;
+    Some(
+        map.iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect(),
+    )
+}
+
+/// What a live object says about who owns it, as the ownership check reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveMeta {
+    pub labels: Map,
+    pub annotations: Map,
+    /// The field managers of `metadata.managedFields` (`kubectl-create`, `helm`).
+    pub managers: Vec<String>,
+}
+
+/// Helm's release annotations, on every object a Helm release made.
+const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
+const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
+
+/// Who owns a live object, if not this release: `None` when it is ours (this release's
+/// labels; for a Namespace also the `managed-by` label alone, which flotilla puts on the
+/// namespaces it creates), else the owner as a person would name it.
+pub fn foreign_owner(kind: &str, live: &LiveMeta, release: &str) -> Option<String> {
+    let label = |key: &str| live.labels.get(key).map(String::as_str);
+    let annotation = |key: &str| live.annotations.get(key).map(String::as_str);
+    if owned_by(Some(&live.labels), release) {
+        return None;
+    }
+    match (label(MANAGED_BY), label(RELEASE)) {
+        (Some(MANAGER), Some(other)) => return Some(format!("flotilla release `{other}`")),
+        (Some(MANAGER), None) if kind == "Namespace" => return None,
+        _ => {}
+    }
+    if let Some(name) = annotation(HELM_RELEASE_NAME) {
+        let ns = annotation(HELM_RELEASE_NAMESPACE).unwrap_or("?");
+        return Some(format!("Helm release `{name}` in namespace `{ns}`"));
+    }
+    if let Some(manager) = label(MANAGED_BY) {
+        return Some(format!("`{manager}` (label {MANAGED_BY})"));
+    }
+    let mut text = "no owner flotilla knows (no release labels)".to_owned();
+    if !live.managers.is_empty() {
+        text.push_str(&format!(", fields managed by {}", live.managers.join(", ")));
+    }
+    Some(text)
+}
+
+/// The field manager of a release's server-side applies: one per release, so that the
+/// API server reports a field two releases both set as a conflict.
+pub fn field_manager(namespace: &str, release: &str) -> String {
+    format!("{MANAGER}/{namespace}/{release}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> LiveMeta {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        LiveMeta {
+            labels: map(labels),
+            annotations: map(annotations),
+            managers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn this_releases_labels_are_ours_anything_else_is_named() {
+        let ours = live(&[(MANAGED_BY, MANAGER), (RELEASE, "app")], &[]);
+        assert_eq!(foreign_owner("ConfigMap", &ours, "app"), None);
+        assert_eq!(
+            foreign_owner("ConfigMap", &ours, "other").as_deref(),
+            Some("flotilla release `app`")
+        );
+        let helm = live(
+            &[(MANAGED_BY, "Helm")],
+            &[(HELM_RELEASE_NAME, "web"), (HELM_RELEASE_NAMESPACE, "prod")],
+        );
+        assert_eq!(
+            foreign_owner("ConfigMap", &helm, "app").as_deref(),
+            Some("Helm release `web` in namespace `prod`")
+        );
+        let argo = live(&[(MANAGED_BY, "argocd")], &[]);
+        assert_eq!(
+            foreign_owner("ConfigMap", &argo, "app").as_deref(),
+            Some("`argocd` (label app.kubernetes.io/managed-by)")
+        );
+        let mut kubectl = live(&[("app", "x")], &[]);
+        kubectl.managers = vec!["kubectl-create".into()];
+        assert_eq!(
+            foreign_owner("ConfigMap", &kubectl, "app").as_deref(),
+            Some("no owner flotilla knows (no release labels), fields managed by kubectl-create")
+        );
+    }
+
+    #[test]
+    fn a_namespace_flotilla_created_is_ours_but_not_any_object_with_only_managed_by() {
+        let created = live(&[(MANAGED_BY, MANAGER)], &[]);
+        assert_eq!(foreign_owner("Namespace", &created, "app"), None);
+        assert!(foreign_owner("ConfigMap", &created, "app").is_some());
+    }
+
+    #[test]
+    fn stamp_labels_the_object_and_the_pod_template_of_workloads() {
+        let mut d = serde_json::json!({"kind": "Deployment", "metadata": {"name": "w", "labels": {"app": "w"}},
+            "spec": {"template": {"metadata": {"labels": {"app": "w"}}, "spec": {}}}});
+        stamp(&mut d, "app");
+        assert_eq!(d["metadata"]["labels"][MANAGED_BY], MANAGER);
+        assert_eq!(d["metadata"]["labels"]["app"], "w");
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"][RELEASE], "app");
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["app"], "w");
+        let mut cron = serde_json::json!({"kind": "CronJob", "metadata": {"name": "c"},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": {}}}}}});
+        stamp(&mut cron, "app");
+        assert_eq!(
+            cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][RELEASE],
+            "app"
+        );
+        let mut cm = serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "c"}, "spec": {"template": 1}});
+        stamp(&mut cm, "app");
+        assert_eq!(cm["spec"]["template"], 1);
+    }
+
+    #[test]
+    fn each_release_has_its_own_field_manager() {
+        assert_eq!(field_manager("shop", "web"), "flotilla/shop/web");
+        assert_ne!(field_manager("shop", "web"), field_manager("shop", "api"));
+    }
+
+    fn ours() -> Map {
+        [
+            (MANAGED_BY.to_owned(), MANAGER.to_owned()),
+            (RELEASE.to_owned(), "app".to_owned()),
+        ]
+        .into()
+    }
+
+    fn annotated(key: &str, value: &str) -> Map {
+        [(key.to_owned(), value.to_owned())].into()
+    }
+
+    #[test]
+    fn a_plain_object_of_ours_may_be_pruned_and_uninstalled() {
+        for removal in [Removal::Prune, Removal::Uninstall] {
+            assert_eq!(
+                keep_reason("ConfigMap", Some(&ours()), None, "app", removal),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn another_release_or_no_labels_is_kept() {
+        let why = keep_reason(
+            "ConfigMap",
+            Some(&ours()),
+            None,
+            "other",
+            Removal::Uninstall,
+        );
+        assert!(why.unwrap().contains("flotilla.dev/release=other"));
+        assert!(keep_reason("ConfigMap", None, None, "app", Removal::Prune).is_some());
+    }
+
+    #[test]
+    fn keep_annotations_ours_and_helms_keep_anything_on_prune_and_uninstall() {
+        for key in [RESOURCE_POLICY, HELM_RESOURCE_POLICY] {
+            for removal in [Removal::Prune, Removal::Uninstall] {
+                let keep = annotated(key, "keep");
+                assert_eq!(
+                    keep_reason("ConfigMap", Some(&ours()), Some(&keep), "app", removal),
+                    Some(format!("annotated {key}: keep"))
+                );
+            }
+        }
+        // Any other value is no opt-out.
+        let other = annotated(HELM_RESOURCE_POLICY, "delete");
+        assert_eq!(
+            keep_reason(
+                "ConfigMap",
+                Some(&ours()),
+                Some(&other),
+                "app",
+                Removal::Prune
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn kinds_that_cannot_come_back_are_pruned_only_when_they_opt_in() {
+        for kind in NEVER_PRUNED {
+            let why = keep_reason(kind, Some(&ours()), None, "app", Removal::Prune).unwrap();
+            assert!(why.contains("never pruned"), "{kind}: {why}");
+            let opt_in = annotated(RESOURCE_POLICY, "delete");
+            assert_eq!(
+                keep_reason(kind, Some(&ours()), Some(&opt_in), "app", Removal::Prune),
+                None,
+                "{kind}"
+            );
+            // Helm's annotation has no `delete`: it does not opt in.
+            let helm = annotated(HELM_RESOURCE_POLICY, "delete");
+            assert!(keep_reason(kind, Some(&ours()), Some(&helm), "app", Removal::Prune).is_some());
+            // An uninstall is asked for: only `keep` stops it.
+            assert_eq!(
+                keep_reason(kind, Some(&ours()), None, "app", Removal::Uninstall),
+                None
+            );
+        }
+    }
 }

@@ -14,8 +14,9 @@ mod lock;
 mod objects;
 mod wait;
 
-pub use apply::{ApplyOptions, Conflict, DiffAction, FieldChange, ObjectDiff};
+pub use apply::{ApplyOptions, Conflict, DiffAction, FieldChange, ObjectDiff, Removed};
 pub use client::{load_kubeconfig, ClusterHandle};
+pub use labels::Removal;
 pub use lock::{host_name as lock_host, user_at_host, Lock, LockOptions};
 
 /// The user part of `user@host`, as records store it.
@@ -28,7 +29,7 @@ pub fn lock_user() -> String {
 }
 pub use objects::{sort_for_apply, ObjectRef};
 pub use tokio_util::sync::CancellationToken;
-pub use wait::{Health, WaitOptions};
+pub use wait::{Health, WaitOptions, DEFAULT_TRANSIENT_GRACE};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,12 +45,29 @@ pub enum Event {
     /// A Secret of a rollback left as it is live: its recorded data was redacted.
     KeptLive(ObjectRef),
     Pruned(ObjectRef),
+    /// An object a prune or uninstall left in place, and why.
+    Kept(Kept),
     Ready(ObjectRef),
     /// What the health wait still waits for (`Deployment ns/web (1 of 2 updated
     /// replicas available)`); sent when that changes.
     Waiting {
         pending: Vec<String>,
     },
+}
+
+/// An object of the release that a prune or uninstall did not delete, and why
+/// (`annotated helm.sh/resource-policy: keep`, `a PersistentVolumeClaim is never pruned
+/// ...`, or not this release's labels).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Kept {
+    pub object: ObjectRef,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.object, self.reason)
+    }
 }
 
 /// A progress callback; cheap to clone, safe to call from any task.
@@ -124,6 +142,13 @@ pub enum ClusterError {
         namespace: String,
         release: String,
         message: String,
+    },
+    #[error("cluster `{context}`: {object} exists and is not release `{release}`'s: it belongs to {owner}; nothing was changed (rerun with --adopt to take it over)")]
+    NotOwned {
+        context: String,
+        release: String,
+        object: String,
+        owner: String,
     },
     #[error("cluster `{context}`: {message}")]
     Release { context: String, message: String },

@@ -1,29 +1,40 @@
 //! Health wait driven by watches: workloads become ready, or a pod of the new revision
 //! fails, or the deadline passes. No fixed-interval polling: every decision is taken on
-//! a watch event.
+//! a watch event (or when the grace of a transient pod failure runs out).
 
-use super::{CancellationToken, ClusterError, ClusterHandle, Event, ObjectRef, Progress};
+use super::{labels, CancellationToken, ClusterError, ClusterHandle, Event, ObjectRef, Progress};
 use futures::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Waiting reasons of a container that mean the new revision is broken: fail at once.
 const FATAL_WAITING: &[&str] = &[
     "CrashLoopBackOff",
     "ImagePullBackOff",
-    "ErrImagePull",
-    "CreateContainerConfigError",
     "InvalidImageName",
     "CreateContainerError",
 ];
 
+/// Waiting reasons that are often transient (a registry hiccup, a ConfigMap or Secret
+/// applied a moment later): they fail only once they last longer than the grace.
+const TRANSIENT_WAITING: &[&str] = &["ErrImagePull", "CreateContainerConfigError"];
+
+/// The grace of [`TRANSIENT_WAITING`] reasons unless configured.
+pub const DEFAULT_TRANSIENT_GRACE: Duration = Duration::from_secs(30);
+
 const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+/// The label a StatefulSet puts on its pods: the controller revision they run.
+const STATEFULSET_REVISION_LABEL: &str = "controller-revision-hash";
+/// The label a DaemonSet puts on its pods: the template generation they run.
+const DAEMONSET_GENERATION_LABEL: &str = "pod-template-generation";
 
 #[derive(Debug, Clone)]
 pub struct WaitOptions {
@@ -31,6 +42,10 @@ pub struct WaitOptions {
     pub namespace: String,
     /// Per cluster, for everything to be ready.
     pub timeout: Duration,
+    /// How long a transient waiting reason may last before it fails the wait.
+    pub transient_grace: Duration,
+    /// The release: its pods are watched by its label, and only they.
+    pub release: String,
 }
 
 /// Where one workload stands.
@@ -51,19 +66,56 @@ enum Update {
     Pod(Box<Pod>),
 }
 
-fn watch<K>(api: Api<K>, name: Option<&str>) -> BoxStream<'static, Result<K, watcher::Error>>
+fn watch<K>(api: Api<K>, config: watcher::Config) -> BoxStream<'static, Result<K, watcher::Error>>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    let config = match name {
-        Some(name) => watcher::Config::default().fields(&format!("metadata.name={name}")),
-        None => watcher::Config::default(),
-    };
     watcher(api, config)
         .default_backoff()
         .applied_objects()
         .boxed()
 }
+
+fn named(name: &str) -> watcher::Config {
+    watcher::Config::default().fields(&format!("metadata.name={name}"))
+}
+
+/// A container stuck waiting for a reason that fails the wait (at once, or after the
+/// grace when `transient`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stuck {
+    container: String,
+    reason: String,
+    message: String,
+    transient: bool,
+}
+
+/// The revision a workload's pods must run to count as new: what tells a pod of the
+/// new revision from one of an older revision going away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Current {
+    /// A Deployment's revision number (its ReplicaSets carry theirs).
+    Deployment(u64),
+    /// A StatefulSet's `updateRevision` (pods: `controller-revision-hash`).
+    StatefulSet(String),
+    /// A DaemonSet's generation (pods: `pod-template-generation`).
+    DaemonSet(i64),
+    /// A Job's uid (a replaced Job's pods belong to the old uid).
+    Job(String),
+}
+
+/// A suspect pod: stuck, and since when (for the grace of transient reasons).
+struct Suspect {
+    pod: Pod,
+    since: Instant,
+}
+
+/// Whether a stuck container fails the wait now.
+fn is_due(stuck: &Stuck, since: Instant, now: Instant, grace: Duration) -> bool {
+    !stuck.transient || now.saturating_duration_since(since) >= grace
+}
+
+type Key = (String, String, String);
 
 impl ClusterHandle {
     /// Waits until every workload among `objects` is healthy. Objects of other kinds
@@ -80,29 +132,29 @@ impl ClusterHandle {
                 .clone()
                 .unwrap_or_else(|| opts.namespace.clone())
         };
-        let mut pending: BTreeMap<(String, String, String), String> = BTreeMap::new();
+        let mut pending: BTreeMap<Key, String> = BTreeMap::new();
         let mut streams: Vec<BoxStream<'static, Result<Update, watcher::Error>>> = Vec::new();
         let mut pod_namespaces = Vec::new();
         for id in objects {
             let ns = ns_of(id);
             let client = self.client();
-            let stream = match (id.api_version.as_str(), id.kind.as_str()) {
-                ("apps/v1", "Deployment") => {
-                    watch(Api::<Deployment>::namespaced(client, &ns), Some(&id.name))
+            let stream = match (id.group(), id.kind.as_str()) {
+                ("apps", "Deployment") => {
+                    watch(Api::<Deployment>::namespaced(client, &ns), named(&id.name))
                         .map(|r| r.map(|o| Update::Deployment(Box::new(o))))
                         .boxed()
                 }
-                ("apps/v1", "StatefulSet") => {
-                    watch(Api::<StatefulSet>::namespaced(client, &ns), Some(&id.name))
+                ("apps", "StatefulSet") => {
+                    watch(Api::<StatefulSet>::namespaced(client, &ns), named(&id.name))
                         .map(|r| r.map(|o| Update::StatefulSet(Box::new(o))))
                         .boxed()
                 }
-                ("apps/v1", "DaemonSet") => {
-                    watch(Api::<DaemonSet>::namespaced(client, &ns), Some(&id.name))
+                ("apps", "DaemonSet") => {
+                    watch(Api::<DaemonSet>::namespaced(client, &ns), named(&id.name))
                         .map(|r| r.map(|o| Update::DaemonSet(Box::new(o))))
                         .boxed()
                 }
-                ("batch/v1", "Job") => watch(Api::<Job>::namespaced(client, &ns), Some(&id.name))
+                ("batch", "Job") => watch(Api::<Job>::namespaced(client, &ns), named(&id.name))
                     .map(|r| r.map(|o| Update::Job(Box::new(o))))
                     .boxed(),
                 _ => continue,
@@ -119,19 +171,22 @@ impl ClusterHandle {
         if pending.is_empty() {
             return Ok(());
         }
+        // Only the release's pods (their template carries its label): unrelated pods
+        // of a shared namespace are never sent.
+        let pods = watcher::Config::default().labels(&labels::pod_selector(&opts.release));
         for ns in &pod_namespaces {
             streams.push(
-                watch(Api::<Pod>::namespaced(self.client(), ns), None)
+                watch(Api::<Pod>::namespaced(self.client(), ns), pods.clone())
                     .map(|r| r.map(|o| Update::Pod(Box::new(o))))
                     .boxed(),
             );
         }
         let mut updates = stream::select_all(streams);
-        // Latest revision number seen per Deployment, to tell new pods from old ones.
-        let mut deployment_revisions: HashMap<(String, String), u64> = HashMap::new();
-        // Pods with a stuck container whose revision is not known yet.
-        let mut suspects: HashMap<(String, String), Pod> = HashMap::new();
-        let describe = |pending: &BTreeMap<(String, String, String), String>| -> Vec<String> {
+        // The current revision of each workload seen, to tell new pods from old ones.
+        let mut current: HashMap<Key, Current> = HashMap::new();
+        // Pods with a stuck container not judged yet (revision unknown, or grace).
+        let mut suspects: HashMap<(String, String), Suspect> = HashMap::new();
+        let describe = |pending: &BTreeMap<Key, String>| -> Vec<String> {
             pending
                 .iter()
                 .map(|((kind, ns, name), why)| format!("{kind} {ns}/{name} ({why})"))
@@ -144,9 +199,23 @@ impl ClusterHandle {
                 pending: reported.clone(),
             },
         );
+        let grace = opts.transient_grace;
         let deadline = tokio::time::sleep(opts.timeout);
         tokio::pin!(deadline);
         loop {
+            // The next moment a transient suspect's grace runs out.
+            let next_due = suspects
+                .values()
+                .filter(|s| fatal_container(&s.pod).is_some_and(|st| st.transient))
+                .map(|s| s.since + grace)
+                .filter(|at| *at > Instant::now())
+                .min();
+            let grace_over = async {
+                match next_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let update = tokio::select! {
                 _ = cancel.cancelled() => return Err(ClusterError::Cancelled { context: self.context().to_owned() }),
                 _ = &mut deadline => {
@@ -155,6 +224,10 @@ impl ClusterHandle {
                         timeout: opts.timeout,
                         pending: describe(&pending),
                     });
+                }
+                _ = grace_over => {
+                    self.judge(&mut suspects, &current, &pending, grace).await?;
+                    continue;
                 }
                 next = updates.next() => next,
             };
@@ -172,51 +245,56 @@ impl ClusterHandle {
                     })
                 }
             };
-            let (kind, ns, name, health) = match update {
+            let (kind, ns, name, health, revision) = match update {
                 Update::Pod(pod) => {
                     let key = (pod.namespace().unwrap_or_default(), pod.name_any());
                     if fatal_container(&pod).is_none() {
                         suspects.remove(&key);
                         continue;
                     }
-                    suspects.insert(key, *pod);
-                    self.judge(&mut suspects, &deployment_revisions, &pending)
-                        .await?;
+                    let since = suspects.get(&key).map_or_else(Instant::now, |s| s.since);
+                    suspects.insert(key, Suspect { pod: *pod, since });
+                    self.judge(&mut suspects, &current, &pending, grace).await?;
                     continue;
                 }
-                Update::Deployment(d) => {
-                    let key = (d.namespace().unwrap_or_default(), d.name_any());
-                    match observed_revision(&d) {
-                        Some(revision) => deployment_revisions.insert(key, revision),
-                        None => deployment_revisions.remove(&key),
-                    };
-                    if !suspects.is_empty() {
-                        self.judge(&mut suspects, &deployment_revisions, &pending)
-                            .await?;
-                    }
-                    (
-                        "Deployment",
-                        d.namespace(),
-                        d.name_any(),
-                        deployment_health(&d),
-                    )
-                }
+                Update::Deployment(d) => (
+                    "Deployment",
+                    d.namespace(),
+                    d.name_any(),
+                    deployment_health(&d),
+                    observed_revision(&d).map(Current::Deployment),
+                ),
                 Update::StatefulSet(s) => (
                     "StatefulSet",
                     s.namespace(),
                     s.name_any(),
                     statefulset_health(&s),
+                    statefulset_revision(&s).map(Current::StatefulSet),
                 ),
                 Update::DaemonSet(d) => (
                     "DaemonSet",
                     d.namespace(),
                     d.name_any(),
                     daemonset_health(&d),
+                    daemonset_generation(&d).map(Current::DaemonSet),
                 ),
-                Update::Job(j) => ("Job", j.namespace(), j.name_any(), job_health(&j)),
+                Update::Job(j) => (
+                    "Job",
+                    j.namespace(),
+                    j.name_any(),
+                    job_health(&j),
+                    j.uid().map(Current::Job),
+                ),
             };
             let ns = ns.unwrap_or_default();
             let key = (kind.to_owned(), ns.clone(), name.clone());
+            match revision {
+                Some(revision) => current.insert(key.clone(), revision),
+                None => current.remove(&key),
+            };
+            if !suspects.is_empty() {
+                self.judge(&mut suspects, &current, &pending, grace).await?;
+            }
             if let (Health::Progressing(why), Some(slot)) = (&health, pending.get_mut(&key)) {
                 slot.clone_from(why);
                 let now = describe(&pending);
@@ -250,30 +328,74 @@ impl ClusterHandle {
                         *slot = why;
                     }
                 }
-                Health::Failed(reason) => {
+                Health::Failed(mut reason) => {
+                    if kind == "Job" {
+                        if let Some(pod) = self.job_pod_failure(&ns, &name).await {
+                            reason.push_str(&format!("; {pod}"));
+                        }
+                    }
                     return Err(ClusterError::Unhealthy {
                         context: self.context().to_owned(),
                         object: format!("{kind} {ns}/{name}"),
                         reason,
-                    })
+                    });
                 }
             }
         }
     }
 
-    /// Judges the suspects: the first one that belongs to the new revision of a
-    /// workload we wait for fails the wait; pods of older revisions are dropped; pods
-    /// whose Deployment has not shown its new revision yet stay suspects.
+    /// Why a failed Job's pods ended: the first terminated container of its pods, as
+    /// `pod NAME container C terminated: REASON (exit code N): MESSAGE`.
+    async fn job_pod_failure(&self, namespace: &str, job: &str) -> Option<String> {
+        let pods = Api::<Pod>::namespaced(self.client(), namespace)
+            .list(&ListParams::default().labels(&format!("job-name={job}")))
+            .await
+            .ok()?;
+        pods.items.iter().find_map(pod_failure)
+    }
+
+    /// Judges the suspects: the first one that is due (its grace over, for a transient
+    /// reason) and belongs to the new revision of a workload we wait for fails the
+    /// wait; pods of older revisions are dropped; pods whose workload has not shown its
+    /// new revision yet stay suspects.
     async fn judge(
         &self,
-        suspects: &mut HashMap<(String, String), Pod>,
-        deployment_revisions: &HashMap<(String, String), u64>,
-        pending: &BTreeMap<(String, String, String), String>,
+        suspects: &mut HashMap<(String, String), Suspect>,
+        current: &HashMap<Key, Current>,
+        pending: &BTreeMap<Key, String>,
+        grace: Duration,
     ) -> Result<(), ClusterError> {
+        let now = Instant::now();
         let mut innocent = Vec::new();
-        for (key, pod) in suspects.iter() {
-            match self.verdict(pod, deployment_revisions, pending).await {
-                Verdict::Broken(err) => return Err(err),
+        for (key, suspect) in suspects.iter() {
+            let Some(stuck) = fatal_container(&suspect.pod) else {
+                innocent.push(key.clone());
+                continue;
+            };
+            match self.verdict(&suspect.pod, current, pending).await {
+                Verdict::Broken(_) if !is_due(&stuck, suspect.since, now, grace) => {}
+                Verdict::Broken(workload) => {
+                    let detail = if stuck.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", stuck.message)
+                    };
+                    let lasted = if stuck.transient {
+                        format!(" for more than {}", humantime::format_duration(grace))
+                    } else {
+                        String::new()
+                    };
+                    return Err(ClusterError::Unhealthy {
+                        context: self.context().to_owned(),
+                        object: workload,
+                        reason: format!(
+                            "pod {} container {} is in {}{lasted}{detail}",
+                            suspect.pod.name_any(),
+                            stuck.container,
+                            stuck.reason
+                        ),
+                    });
+                }
                 Verdict::Innocent => innocent.push(key.clone()),
                 Verdict::Undecided => {}
             }
@@ -284,15 +406,15 @@ impl ClusterHandle {
         Ok(())
     }
 
+    /// Whether a pod is of the new revision of a workload we wait for (`Broken` with
+    /// the workload's name), of an older revision or of no workload of ours
+    /// (`Innocent`), or cannot be told yet (`Undecided`).
     async fn verdict(
         &self,
         pod: &Pod,
-        deployment_revisions: &HashMap<(String, String), u64>,
-        pending: &BTreeMap<(String, String, String), String>,
+        current: &HashMap<Key, Current>,
+        pending: &BTreeMap<Key, String>,
     ) -> Verdict {
-        let Some((container, reason, message)) = fatal_container(pod) else {
-            return Verdict::Innocent;
-        };
         let ns = pod.namespace().unwrap_or_default();
         let Some(owner) = pod
             .owner_references()
@@ -301,7 +423,7 @@ impl ClusterHandle {
         else {
             return Verdict::Innocent;
         };
-        let workload = match owner.kind.as_str() {
+        let (kind, name) = match owner.kind.as_str() {
             "ReplicaSet" => {
                 // Read each time: a rollback gives an old ReplicaSet a new revision.
                 let rs = Api::<ReplicaSet>::namespaced(self.client(), &ns)
@@ -318,61 +440,140 @@ impl ClusterHandle {
                 else {
                     return Verdict::Innocent;
                 };
-                let current = deployment_revisions
-                    .get(&(ns.clone(), deployment.clone()))
-                    .copied();
-                match of_current_revision(&rs, current) {
+                let key = ("Deployment".to_owned(), ns.clone(), deployment.clone());
+                let revision = match current.get(&key) {
+                    Some(Current::Deployment(revision)) => Some(*revision),
+                    _ => None,
+                };
+                match of_current_revision(&rs, revision) {
                     None => return Verdict::Undecided,
                     Some(false) => return Verdict::Innocent,
                     Some(true) => ("Deployment", deployment),
                 }
             }
-            kind @ ("StatefulSet" | "DaemonSet" | "Job") => (kind, owner.name.clone()),
+            kind @ ("StatefulSet" | "DaemonSet" | "Job") => {
+                let key = (kind.to_owned(), ns.clone(), owner.name.clone());
+                match current
+                    .get(&key)
+                    .map(|c| pod_of_current(pod, &owner.uid, c))
+                {
+                    None => return Verdict::Undecided,
+                    Some(false) => return Verdict::Innocent,
+                    Some(true) => (kind, owner.name.clone()),
+                }
+            }
             _ => return Verdict::Innocent,
         };
-        if !pending.contains_key(&(workload.0.to_owned(), ns.clone(), workload.1.clone())) {
+        if !pending.contains_key(&(kind.to_owned(), ns.clone(), name.clone())) {
             return Verdict::Innocent;
         }
-        let detail = if message.is_empty() {
-            String::new()
-        } else {
-            format!(": {message}")
-        };
-        Verdict::Broken(ClusterError::Unhealthy {
-            context: self.context().to_owned(),
-            object: format!("{} {ns}/{}", workload.0, workload.1),
-            reason: format!(
-                "pod {} container {container} is in {reason}{detail}",
-                pod.name_any()
-            ),
-        })
+        Verdict::Broken(format!("{kind} {ns}/{name}"))
     }
 }
 
 enum Verdict {
-    Broken(ClusterError),
+    /// Of the new revision of this workload (`Kind ns/name`).
+    Broken(String),
     Innocent,
     Undecided,
 }
 
-/// The first container (init containers included) waiting for a fatal reason.
-fn fatal_container(pod: &Pod) -> Option<(String, String, String)> {
+/// Whether a StatefulSet's, DaemonSet's or Job's pod runs its `current` revision:
+/// `controller-revision-hash` against `updateRevision`, `pod-template-generation`
+/// against the DaemonSet's generation, the owner's uid against the Job's. A pod without
+/// the label is of an older revision (the controllers always set it).
+fn pod_of_current(pod: &Pod, owner_uid: &str, current: &Current) -> bool {
+    let label = |key: &str| pod.labels().get(key).cloned();
+    match current {
+        Current::StatefulSet(revision) => {
+            label(STATEFULSET_REVISION_LABEL).as_deref() == Some(revision.as_str())
+        }
+        Current::DaemonSet(generation) => {
+            label(DAEMONSET_GENERATION_LABEL).and_then(|g| g.parse::<i64>().ok())
+                == Some(*generation)
+        }
+        Current::Job(uid) => owner_uid == uid,
+        Current::Deployment(_) => false,
+    }
+}
+
+/// The StatefulSet's update revision, once the controller has observed its newest
+/// generation (before that, `updateRevision` is still the previous one).
+fn statefulset_revision(s: &StatefulSet) -> Option<String> {
+    let status = s.status.as_ref()?;
+    if !observed(s, status.observed_generation) {
+        return None;
+    }
+    status.update_revision.clone()
+}
+
+/// The DaemonSet's generation, once its controller has observed it.
+fn daemonset_generation(d: &DaemonSet) -> Option<i64> {
+    let status = d.status.as_ref()?;
+    if !observed(d, status.observed_generation) {
+        return None;
+    }
+    d.meta().generation
+}
+
+/// The first container (init containers included) waiting for a reason that fails
+/// the wait, at once or (`transient`) after the grace.
+fn fatal_container(pod: &Pod) -> Option<Stuck> {
     let status = pod.status.as_ref()?;
     let containers = status
         .init_container_statuses
         .iter()
         .flatten()
         .chain(status.container_statuses.iter().flatten());
+    let mut transient = None;
     for c in containers {
         let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
-        if let Some(reason) = waiting.and_then(|w| w.reason.as_deref()) {
-            if FATAL_WAITING.contains(&reason) {
-                let message = waiting.and_then(|w| w.message.clone()).unwrap_or_default();
-                return Some((c.name.clone(), reason.to_owned(), message));
-            }
+        let Some(reason) = waiting.and_then(|w| w.reason.as_deref()) else {
+            continue;
+        };
+        let fatal = FATAL_WAITING.contains(&reason);
+        if !fatal && !TRANSIENT_WAITING.contains(&reason) {
+            continue;
         }
+        let stuck = Stuck {
+            container: c.name.clone(),
+            reason: reason.to_owned(),
+            message: waiting.and_then(|w| w.message.clone()).unwrap_or_default(),
+            transient: !fatal,
+        };
+        if fatal {
+            return Some(stuck);
+        }
+        transient.get_or_insert(stuck);
     }
-    None
+    transient
+}
+
+/// How a pod of a Job ended badly: its first terminated container with a non-zero
+/// exit code (or the pod's own failure reason).
+fn pod_failure(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    for c in status.container_statuses.iter().flatten() {
+        let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) else {
+            continue;
+        };
+        if t.exit_code == 0 {
+            continue;
+        }
+        let mut text = format!(
+            "pod {} container {} terminated: {} (exit code {})",
+            pod.name_any(),
+            c.name,
+            t.reason.as_deref().unwrap_or("Error"),
+            t.exit_code
+        );
+        if let Some(message) = t.message.as_deref().filter(|m| !m.is_empty()) {
+            text.push_str(&format!(": {message}"));
+        }
+        return Some(text);
+    }
+    let reason = status.reason.as_deref()?;
+    Some(format!("pod {} failed: {reason}", pod.name_any()))
 }
 
 fn observed<T: Resource>(object: &T, observed: Option<i64>) -> bool {
@@ -437,6 +638,11 @@ pub fn deployment_health(d: &Deployment) -> Health {
     }
 }
 
+/// As `kubectl rollout status`: the new generation observed, every replica ready,
+/// then with a `partition` the replicas from the partition up updated ("partitioned
+/// roll out complete"), else every replica updated and `currentRevision ==
+/// updateRevision`. With `OnDelete` the controller replaces a pod only when someone
+/// deletes it: ready replicas are all that can be waited for (kubectl refuses to wait).
 pub fn statefulset_health(s: &StatefulSet) -> Health {
     let Some(status) = &s.status else {
         return Health::Progressing("no status yet".into());
@@ -447,8 +653,25 @@ pub fn statefulset_health(s: &StatefulSet) -> Health {
     let want = s.spec.replicas.unwrap_or(1);
     let ready = status.ready_replicas.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
+    let strategy = s.spec.update_strategy.as_ref();
+    let on_delete = strategy.and_then(|u| u.type_.as_deref()) == Some("OnDelete");
+    let partition = strategy
+        .and_then(|u| u.rolling_update.as_ref())
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
     if ready < want {
         Health::Progressing(format!("{ready} of {want} replicas ready"))
+    } else if on_delete {
+        Health::Ready
+    } else if partition > 0 {
+        let expected = (want - partition).max(0);
+        if updated < expected {
+            Health::Progressing(format!(
+                "{updated} of {expected} replicas updated (partition {partition})"
+            ))
+        } else {
+            Health::Ready
+        }
     } else if updated < want {
         Health::Progressing(format!("{updated} of {want} replicas updated"))
     } else if status.update_revision.is_some() && status.current_revision != status.update_revision
@@ -459,6 +682,9 @@ pub fn statefulset_health(s: &StatefulSet) -> Health {
     }
 }
 
+/// As `kubectl rollout status`: the new generation observed, one updated and available
+/// pod per scheduled node. With `OnDelete`, pods are replaced only when deleted: every
+/// scheduled pod available is all that can be waited for.
 pub fn daemonset_health(d: &DaemonSet) -> Health {
     let Some(status) = &d.status else {
         return Health::Progressing("no status yet".into());
@@ -469,7 +695,13 @@ pub fn daemonset_health(d: &DaemonSet) -> Health {
     let want = status.desired_number_scheduled;
     let updated = status.updated_number_scheduled.unwrap_or(0);
     let available = status.number_available.unwrap_or(0);
-    if updated < want {
+    let on_delete = d
+        .spec
+        .update_strategy
+        .as_ref()
+        .and_then(|u| u.type_.as_deref())
+        == Some("OnDelete");
+    if updated < want && !on_delete {
         Health::Progressing(format!("{updated} of {want} pods updated"))
     } else if available < want {
         Health::Progressing(format!("{available} of {want} pods available"))
@@ -509,23 +741,23 @@ impl ClusterHandle {
         let ns = id.namespace.clone().unwrap_or_else(|| namespace.to_owned());
         let client = self.client();
         let read = |e| self.error("read", id, e);
-        let health = match (id.api_version.as_str(), id.kind.as_str()) {
-            ("apps/v1", "Deployment") => Api::<Deployment>::namespaced(client, &ns)
+        let health = match (id.group(), id.kind.as_str()) {
+            ("apps", "Deployment") => Api::<Deployment>::namespaced(client, &ns)
                 .get_opt(&id.name)
                 .await
                 .map_err(read)?
                 .map(|d| deployment_health(&d)),
-            ("apps/v1", "StatefulSet") => Api::<StatefulSet>::namespaced(client, &ns)
+            ("apps", "StatefulSet") => Api::<StatefulSet>::namespaced(client, &ns)
                 .get_opt(&id.name)
                 .await
                 .map_err(read)?
                 .map(|s| statefulset_health(&s)),
-            ("apps/v1", "DaemonSet") => Api::<DaemonSet>::namespaced(client, &ns)
+            ("apps", "DaemonSet") => Api::<DaemonSet>::namespaced(client, &ns)
                 .get_opt(&id.name)
                 .await
                 .map_err(read)?
                 .map(|d| daemonset_health(&d)),
-            ("batch/v1", "Job") => Api::<Job>::namespaced(client, &ns)
+            ("batch", "Job") => Api::<Job>::namespaced(client, &ns)
                 .get_opt(&id.name)
                 .await
                 .map_err(read)?
@@ -940,22 +1172,25 @@ mod tests {
     }
 
     fn fatal(pod: &Pod) -> Option<(String, String)> {
-        fatal_container(pod).map(|(container, reason, _)| (container, reason))
+        fatal_container(pod).map(|s| (s.container, s.reason))
     }
 
     #[test]
     fn every_fatal_waiting_reason_fails_the_pod() {
-        for reason in FATAL_WAITING {
-            let p = pod(json!([]), json!([container("web", waiting(reason), 0)]));
-            assert_eq!(
-                fatal_container(&p),
-                Some((
-                    "web".into(),
-                    reason.to_string(),
-                    format!("{reason} for web")
-                )),
-                "{reason}"
-            );
+        for (reasons, transient) in [(FATAL_WAITING, false), (TRANSIENT_WAITING, true)] {
+            for reason in reasons {
+                let p = pod(json!([]), json!([container("web", waiting(reason), 0)]));
+                assert_eq!(
+                    fatal_container(&p),
+                    Some(Stuck {
+                        container: "web".into(),
+                        reason: reason.to_string(),
+                        message: format!("{reason} for web"),
+                        transient,
+                    }),
+                    "{reason}"
+                );
+            }
         }
         // What every pod goes through on its way up is not fatal.
         for reason in ["ContainerCreating", "PodInitializing"] {
@@ -1085,5 +1320,197 @@ mod tests {
         assert_eq!(of_current_revision(&replicaset(None), Some(1)), Some(false));
         // Until the Deployment shows its observed revision, nothing can be told.
         assert_eq!(of_current_revision(&replicaset(Some("2")), None), None);
+    }
+
+    #[test]
+    fn err_image_pull_and_config_errors_fail_only_after_the_grace() {
+        let grace = Duration::from_secs(30);
+        let start = Instant::now();
+        for reason in TRANSIENT_WAITING {
+            let p = pod(json!([]), json!([container("web", waiting(reason), 0)]));
+            let stuck = fatal_container(&p).unwrap();
+            assert!(stuck.transient, "{reason}");
+            assert!(!is_due(&stuck, start, start, grace), "{reason}");
+            assert!(!is_due(
+                &stuck,
+                start,
+                start + Duration::from_secs(29),
+                grace
+            ));
+            assert!(is_due(&stuck, start, start + grace, grace), "{reason}");
+        }
+        // The backoff that follows a failed pull fails at once.
+        let p = pod(
+            json!([]),
+            json!([container("web", waiting("ImagePullBackOff"), 0)]),
+        );
+        let stuck = fatal_container(&p).unwrap();
+        assert!(!stuck.transient);
+        assert!(is_due(&stuck, start, start, grace));
+    }
+
+    #[test]
+    fn an_immediate_reason_outweighs_a_transient_one_in_another_container() {
+        let p = pod(
+            json!([]),
+            json!([
+                container("sidecar", waiting("CreateContainerConfigError"), 0),
+                container("web", waiting("CrashLoopBackOff"), 2)
+            ]),
+        );
+        assert_eq!(fatal(&p), Some(("web".into(), "CrashLoopBackOff".into())));
+        let only_transient = pod(
+            json!([]),
+            json!([
+                container("sidecar", json!({"running": {}}), 0),
+                container("web", waiting("ErrImagePull"), 0)
+            ]),
+        );
+        assert_eq!(
+            fatal(&only_transient),
+            Some(("web".into(), "ErrImagePull".into()))
+        );
+    }
+
+    fn labelled_pod(labels: Value) -> Pod {
+        from(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "db-0", "namespace": "ns", "labels": labels},
+            "spec": {"containers": [{"name": "db", "image": "db:1"}]}}))
+    }
+
+    #[test]
+    fn statefulset_pods_of_the_old_revision_never_count_as_new() {
+        let current = Current::StatefulSet("db-7d4b9c".into());
+        let old = labelled_pod(json!({"controller-revision-hash": "db-5f8d2a"}));
+        let new = labelled_pod(json!({"controller-revision-hash": "db-7d4b9c"}));
+        assert!(!pod_of_current(&old, "uid", &current));
+        assert!(pod_of_current(&new, "uid", &current));
+        assert!(!pod_of_current(&labelled_pod(json!({})), "uid", &current));
+    }
+
+    #[test]
+    fn statefulset_update_revision_counts_once_its_generation_is_observed() {
+        let s = statefulset(json!({"currentRevision": "db-5f8d2a", "updateRevision": "db-7d4b9c"}));
+        assert_eq!(statefulset_revision(&s).as_deref(), Some("db-7d4b9c"));
+        let stale = statefulset(json!({"observedGeneration": 1, "updateRevision": "db-5f8d2a"}));
+        assert_eq!(statefulset_revision(&stale), None);
+    }
+
+    #[test]
+    fn daemonset_pods_of_an_older_template_generation_never_count_as_new() {
+        let d = daemonset(json!({}));
+        assert_eq!(daemonset_generation(&d), Some(2));
+        let current = Current::DaemonSet(2);
+        let old = labelled_pod(json!({"pod-template-generation": "1"}));
+        let new = labelled_pod(json!({"pod-template-generation": "2"}));
+        assert!(!pod_of_current(&old, "uid", &current));
+        assert!(pod_of_current(&new, "uid", &current));
+        let garbled = labelled_pod(json!({"pod-template-generation": "two"}));
+        assert!(!pod_of_current(&garbled, "uid", &current));
+        let stale = daemonset(json!({"observedGeneration": 1}));
+        assert_eq!(daemonset_generation(&stale), None);
+    }
+
+    #[test]
+    fn pods_of_a_replaced_job_are_not_the_new_jobs() {
+        let current = Current::Job("new-uid".into());
+        let p = labelled_pod(json!({"job-name": "migrate"}));
+        assert!(pod_of_current(&p, "new-uid", &current));
+        assert!(!pod_of_current(&p, "old-uid", &current));
+    }
+
+    fn with_strategy(mut s: StatefulSet, strategy: Value) -> StatefulSet {
+        s.spec.update_strategy = Some(from(strategy));
+        s
+    }
+
+    #[test]
+    fn statefulset_on_delete_is_ready_once_every_replica_is_ready() {
+        // OnDelete: the controller replaces no pod by itself; nothing is updated.
+        let s = statefulset(json!({"updatedReplicas": 0, "currentRevision": "db-5f8d2a"}));
+        let s = with_strategy(s, json!({"type": "OnDelete"}));
+        assert_eq!(statefulset_health(&s), Health::Ready);
+        let not_ready = with_strategy(
+            statefulset(json!({"readyReplicas": 2, "updatedReplicas": 0})),
+            json!({"type": "OnDelete"}),
+        );
+        assert_eq!(
+            statefulset_health(&not_ready),
+            progressing("2 of 3 replicas ready")
+        );
+    }
+
+    #[test]
+    fn statefulset_partition_waits_for_the_replicas_from_the_partition_up() {
+        let partitioned = |updated: i32| {
+            with_strategy(
+                statefulset(json!({"updatedReplicas": updated, "currentRevision": "db-5f8d2a"})),
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}),
+            )
+        };
+        // 3 replicas, partition 2: only db-2 is updated; currentRevision stays old.
+        assert_eq!(
+            statefulset_health(&partitioned(0)),
+            progressing("0 of 1 replicas updated (partition 2)")
+        );
+        assert_eq!(statefulset_health(&partitioned(1)), Health::Ready);
+        // A partition above the replicas updates none.
+        let none = with_strategy(
+            statefulset(json!({"updatedReplicas": 0, "currentRevision": "db-5f8d2a"})),
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 5}}),
+        );
+        assert_eq!(statefulset_health(&none), Health::Ready);
+        // partition 0 is a plain rolling update.
+        let zero = with_strategy(
+            statefulset(json!({"currentRevision": "db-5f8d2a"})),
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+        );
+        assert_eq!(
+            statefulset_health(&zero),
+            progressing("rolling update in progress")
+        );
+    }
+
+    #[test]
+    fn daemonset_on_delete_is_ready_once_every_pod_is_available() {
+        let mut d = daemonset(json!({"updatedNumberScheduled": 0}));
+        assert_eq!(daemonset_health(&d), progressing("0 of 2 pods updated"));
+        d.spec.update_strategy = Some(from(json!({"type": "OnDelete"})));
+        assert_eq!(daemonset_health(&d), Health::Ready);
+        let mut unavailable = daemonset(json!({"updatedNumberScheduled": 0, "numberAvailable": 1}));
+        unavailable.spec.update_strategy = Some(from(json!({"type": "OnDelete"})));
+        assert_eq!(
+            daemonset_health(&unavailable),
+            progressing("1 of 2 pods available")
+        );
+    }
+
+    #[test]
+    fn a_failed_jobs_pod_says_how_it_ended() {
+        let failed: Pod = from(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "migrate-x1", "namespace": "ns"},
+            "spec": {"containers": [{"name": "migrate", "image": "m:jobfail"}]},
+            "status": {"phase": "Failed", "containerStatuses": [
+                {"name": "migrate", "image": "m:jobfail", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 3, "reason": "Error", "message": "no table"}}}]}}));
+        assert_eq!(
+            pod_failure(&failed).as_deref(),
+            Some("pod migrate-x1 container migrate terminated: Error (exit code 3): no table")
+        );
+        let succeeded: Pod = from(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "migrate-x2", "namespace": "ns"},
+            "spec": {"containers": [{"name": "migrate", "image": "m:1"}]},
+            "status": {"phase": "Succeeded", "containerStatuses": [
+                {"name": "migrate", "image": "m:1", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}}));
+        assert_eq!(pod_failure(&succeeded), None);
+        let evicted: Pod = from(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "migrate-x3", "namespace": "ns"},
+            "spec": {"containers": [{"name": "migrate", "image": "m:1"}]},
+            "status": {"phase": "Failed", "reason": "DeadlineExceeded"}}));
+        assert_eq!(
+            pod_failure(&evicted).as_deref(),
+            Some("pod migrate-x3 failed: DeadlineExceeded")
+        );
     }
 }

@@ -4,9 +4,10 @@
 //! API server's behaviour, which the fleet tests cover.
 
 use super::{HeldLock, KubeClient};
+use crate::cluster::labels::{self, LiveMeta, Removal};
 use crate::cluster::{
-    ApplyOptions, CancellationToken, ClusterError, Event, LockOptions, ObjectRef, Progress,
-    WaitOptions,
+    ApplyOptions, CancellationToken, ClusterError, Event, Kept, LockOptions, ObjectRef, Progress,
+    Removed, WaitOptions,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -79,7 +80,7 @@ impl KubeClient for FakeKube {
         "fake"
     }
 
-    async fn ensure_namespace(&self, _: &str) -> Result<(), ClusterError> {
+    async fn ensure_namespace(&self, _: &str, _: bool) -> Result<(), ClusterError> {
         Ok(())
     }
 
@@ -103,6 +104,15 @@ impl KubeClient for FakeKube {
         Ok(self.live.lock().unwrap().contains_key(id))
     }
 
+    async fn live_meta(&self, id: &ObjectRef, _: &str) -> Result<Option<LiveMeta>, ClusterError> {
+        self.note(format!("read {}/{}", id.kind, id.name));
+        Ok(self.live.lock().unwrap().get(id).map(|o| LiveMeta {
+            labels: labels::string_map(o, "labels").unwrap_or_default(),
+            annotations: labels::string_map(o, "annotations").unwrap_or_default(),
+            managers: Vec::new(),
+        }))
+    }
+
     async fn apply_all(
         &self,
         objects: &[Value],
@@ -121,7 +131,12 @@ impl KubeClient for FakeKube {
                 });
             }
             self.note(format!("apply {}/{}", id.kind, id.name));
-            self.live.lock().unwrap().insert(id.clone(), object.clone());
+            let mut object = object.clone();
+            labels::stamp(&mut object, &opts.release);
+            // As a server-side apply: the live object takes the apiVersion sent.
+            let mut live = self.live.lock().unwrap();
+            live.remove(&id);
+            live.insert(id.clone(), object);
             progress("fake", Event::Applied(id.clone()));
             applied.push(id);
         }
@@ -131,17 +146,35 @@ impl KubeClient for FakeKube {
     async fn delete_owned(
         &self,
         ids: &[ObjectRef],
-        _: &ApplyOptions,
+        opts: &ApplyOptions,
+        removal: Removal,
         _: &Progress,
-    ) -> Result<Vec<ObjectRef>, ClusterError> {
-        let mut deleted = Vec::new();
+    ) -> Result<Removed, ClusterError> {
+        let mut removed = Removed::default();
         for id in ids {
-            if self.live.lock().unwrap().remove(id).is_some() {
-                self.note(format!("delete {}/{}", id.kind, id.name));
-                deleted.push(id.clone());
+            let mut live = self.live.lock().unwrap();
+            let Some(object) = live.get(id) else { continue };
+            let reason = labels::keep_reason(
+                &id.kind,
+                labels::string_map(object, "labels").as_ref(),
+                labels::string_map(object, "annotations").as_ref(),
+                &opts.release,
+                removal,
+            );
+            match reason {
+                Some(reason) => removed.kept.push(Kept {
+                    object: id.clone(),
+                    reason,
+                }),
+                None => {
+                    live.remove(id);
+                    drop(live);
+                    self.note(format!("delete {}/{}", id.kind, id.name));
+                    removed.deleted.push(id.clone());
+                }
             }
         }
-        Ok(deleted)
+        Ok(removed)
     }
 
     async fn wait_healthy(

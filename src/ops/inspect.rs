@@ -122,11 +122,7 @@ pub async fn status(
             format!("release `{release}` is not installed in namespace `{namespace}`"),
         )
     })?;
-    let opts = ApplyOptions {
-        namespace: namespace.to_owned(),
-        release: release.to_owned(),
-        force_conflicts: false,
-    };
+    let opts = ApplyOptions::new(namespace, release);
     let mut objects = Vec::new();
     for recorded in &record.manifest {
         let (id, drift) = cluster.drift(recorded, &opts).await?;
@@ -163,11 +159,7 @@ pub async fn diff(
         .deployed()
         .map(|r| r.objects.clone())
         .unwrap_or_default();
-    let opts = ApplyOptions {
-        namespace: rendered.namespace.clone(),
-        release: rendered.release.clone(),
-        force_conflicts: false,
-    };
+    let opts = ApplyOptions::new(&rendered.namespace, &rendered.release);
     cluster.diff(&rendered.objects, &previous, &opts).await
 }
 

@@ -2,9 +2,10 @@
 //! `kube.Interface`): the real implementation is [`ClusterHandle`]; the unit tests of
 //! the operations use a fake that keeps objects in memory and can be told to fail.
 
+use crate::cluster::labels::LiveMeta;
 use crate::cluster::{
     ApplyOptions, CancellationToken, ClusterError, ClusterHandle, Lock, LockOptions, ObjectRef,
-    Progress, WaitOptions,
+    Progress, Removal, Removed, WaitOptions,
 };
 use serde_json::Value;
 
@@ -26,8 +27,9 @@ pub trait KubeClient {
 
     /// The kube context, for messages.
     fn context(&self) -> &str;
-    /// Creates the namespace when it does not exist.
-    async fn ensure_namespace(&self, namespace: &str) -> Result<(), ClusterError>;
+    /// Creates the namespace when it does not exist (`create`), else checks that it
+    /// exists as far as the deployer may read namespaces.
+    async fn ensure_namespace(&self, namespace: &str, create: bool) -> Result<(), ClusterError>;
     /// Takes the release's lease (refusing while another live run holds it).
     async fn lock(
         &self,
@@ -40,6 +42,12 @@ pub trait KubeClient {
     async fn identity(&self, object: &Value, namespace: &str) -> Result<ObjectRef, ClusterError>;
     /// Whether the object exists.
     async fn is_live(&self, id: &ObjectRef, namespace: &str) -> Result<bool, ClusterError>;
+    /// Labels, annotations and field managers of the live object, if it exists.
+    async fn live_meta(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<LiveMeta>, ClusterError>;
     /// Server-side apply in dependency order; the identities as the server resolved them.
     async fn apply_all(
         &self,
@@ -47,13 +55,15 @@ pub trait KubeClient {
         opts: &ApplyOptions,
         progress: &Progress,
     ) -> Result<Vec<ObjectRef>, ClusterError>;
-    /// Deletes those of `ids` that carry this release's labels; the deleted ones.
+    /// Deletes those of `ids` that carry this release's labels and that nothing keeps;
+    /// the deleted ones and the kept ones with the reason.
     async fn delete_owned(
         &self,
         ids: &[ObjectRef],
         opts: &ApplyOptions,
+        removal: Removal,
         progress: &Progress,
-    ) -> Result<Vec<ObjectRef>, ClusterError>;
+    ) -> Result<Removed, ClusterError>;
     /// Waits until every workload among `objects` is healthy, or fails fast.
     async fn wait_healthy(
         &self,
@@ -81,8 +91,8 @@ impl KubeClient for ClusterHandle {
         ClusterHandle::context(self)
     }
 
-    async fn ensure_namespace(&self, namespace: &str) -> Result<(), ClusterError> {
-        ClusterHandle::ensure_namespace(self, namespace).await
+    async fn ensure_namespace(&self, namespace: &str, create: bool) -> Result<(), ClusterError> {
+        ClusterHandle::ensure_namespace(self, namespace, create).await
     }
 
     async fn lock(
@@ -102,6 +112,14 @@ impl KubeClient for ClusterHandle {
         Ok(self.get_live(id, namespace).await?.is_some())
     }
 
+    async fn live_meta(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<LiveMeta>, ClusterError> {
+        ClusterHandle::live_meta(self, id, namespace).await
+    }
+
     async fn apply_all(
         &self,
         objects: &[Value],
@@ -115,9 +133,10 @@ impl KubeClient for ClusterHandle {
         &self,
         ids: &[ObjectRef],
         opts: &ApplyOptions,
+        removal: Removal,
         progress: &Progress,
-    ) -> Result<Vec<ObjectRef>, ClusterError> {
-        ClusterHandle::delete_owned(self, ids, opts, progress).await
+    ) -> Result<Removed, ClusterError> {
+        ClusterHandle::delete_owned(self, ids, opts, removal, progress).await
     }
 
     async fn wait_healthy(

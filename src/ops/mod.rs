@@ -25,9 +25,9 @@ pub use inspect::{diff, history, status, ObjectHealth, ObjectStatus, StatusRepor
 pub use kube::{HeldLock, KubeClient};
 pub use restore::restore;
 pub use uninstall::uninstall;
-pub use upgrade::deploy;
+pub use upgrade::{check_ownership, deploy, Adopted};
 
-use crate::cluster::{CancellationToken, ClusterError, LockOptions, ObjectRef, Progress};
+use crate::cluster::{CancellationToken, ClusterError, Kept, LockOptions, ObjectRef, Progress};
 use crate::release::{ChartRef, Status};
 use serde_json::Value;
 use std::time::Duration;
@@ -37,6 +37,14 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct RunOptions {
     pub force_conflicts: bool,
+    /// Take over objects that exist without being this release's (`--adopt`); without
+    /// it a deploy refuses them before any change.
+    pub adopt: bool,
+    /// Create the release namespace when missing (`--create-namespace`).
+    pub create_namespace: bool,
+    /// How long `ErrImagePull` or `CreateContainerConfigError` may last before the
+    /// health wait fails on it (both are often transient).
+    pub transient_grace: Duration,
     pub timeout: Duration,
     pub history_limit: usize,
     pub lock: LockOptions,
@@ -48,6 +56,9 @@ impl RunOptions {
     pub fn new(timeout: Duration) -> RunOptions {
         RunOptions {
             force_conflicts: false,
+            adopt: false,
+            create_namespace: false,
+            transient_grace: crate::cluster::DEFAULT_TRANSIENT_GRACE,
             timeout,
             history_limit: crate::storage::DEFAULT_HISTORY_LIMIT,
             lock: LockOptions::for_this_process(),
@@ -83,7 +94,13 @@ pub struct Outcome {
     pub repaired: Vec<u32>,
     /// Secrets a restore left as they are live (their values are never recorded).
     pub kept_live: Vec<ObjectRef>,
+    /// Deleted after the cluster was healthy: what the previous revision had and this
+    /// one does not.
     pub pruned: Vec<ObjectRef>,
+    /// What this revision dropped and the prune left in place, with the reason.
+    pub kept: Vec<Kept>,
+    /// Objects that existed without being this release's and that the run took over.
+    pub adopted: Vec<Adopted>,
     /// Why it failed (`status` is then `failed`).
     pub error: Option<ClusterError>,
 }

@@ -1,11 +1,13 @@
 //! Remove one release from one cluster.
 
 use super::{release_error, HeldLock, KubeClient, RunOptions};
-use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, ObjectRef};
+use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, ObjectRef, Removal};
 use crate::storage::{RecordStore, SecretStore};
 
 /// Deletes every object any of the release's records lists that still carries our
-/// labels, then the records and the lock. The deleted objects.
+/// labels and is not annotated to be kept (`flotilla.dev/resource-policy: keep` or
+/// Helm's `helm.sh/resource-policy: keep`: reported as [`Event::Kept`](crate::cluster::Event::Kept)),
+/// then the records and the lock. The deleted objects.
 pub async fn uninstall(
     cluster: &ClusterHandle,
     namespace: &str,
@@ -33,19 +35,22 @@ pub async fn uninstall_with<K: KubeClient, S: RecordStore>(
                 format!("release `{release}` is not installed in namespace `{namespace}`"),
             ));
         }
-        let ids: Vec<ObjectRef> = history.every_object().into_iter().collect();
-        let apply_opts = ApplyOptions {
-            namespace: namespace.to_owned(),
-            release: release.to_owned(),
-            force_conflicts: false,
-        };
-        let deleted = cluster
-            .delete_owned(&ids, &apply_opts, &opts.progress)
+        // Newest record first: an object recorded under several apiVersions (a chart
+        // moved it) is deleted through the newest one, which the server still serves.
+        let mut ids: Vec<ObjectRef> = Vec::new();
+        for id in history.records().iter().rev().flat_map(|r| &r.objects) {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        let apply_opts = ApplyOptions::new(namespace, release);
+        let removed = cluster
+            .delete_owned(&ids, &apply_opts, Removal::Uninstall, &opts.progress)
             .await?;
         for record in history.records() {
             store.delete(record.revision).await?;
         }
-        Ok(deleted)
+        Ok(removed.deleted)
     }
     .await;
     lock.release().await;

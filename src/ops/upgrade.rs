@@ -3,7 +3,10 @@
 //! outcome, supersede what was deployed.
 
 use super::{release_error, HeldLock, KubeClient, Outcome, Rendered, RunOptions};
-use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, Event, ObjectRef, WaitOptions};
+use crate::cluster::labels;
+use crate::cluster::{
+    ApplyOptions, ClusterError, ClusterHandle, Event, Kept, ObjectRef, Removal, WaitOptions,
+};
 use crate::release::{self, ChartRef, History, Operation, ReleaseRecord, Status};
 use crate::storage::{RecordStore, SecretStore};
 use chrono::Utc;
@@ -47,6 +50,51 @@ pub async fn deploy_with<K: KubeClient, S: RecordStore>(
     run(cluster, store, &target, desired, opts).await
 }
 
+/// An object that existed without being this release's and that a run took over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Adopted {
+    pub object: ObjectRef,
+    /// Who it belonged to before.
+    pub owner: String,
+}
+
+impl std::fmt::Display for Adopted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (was {})", self.object, self.owner)
+    }
+}
+
+/// The ownership check, before the first change: every object of `rendered` that
+/// exists must be this release's. One that is not refuses the run naming object and
+/// owner ([`ClusterError::NotOwned`], exit 3), unless `adopt`: then the answer lists
+/// what the run will take over.
+pub async fn check_ownership<K: KubeClient>(
+    cluster: &K,
+    rendered: &Rendered,
+    adopt: bool,
+) -> Result<Vec<Adopted>, ClusterError> {
+    let mut adopted = Vec::new();
+    for object in &rendered.objects {
+        let id = cluster.identity(object, &rendered.namespace).await?;
+        let Some(live) = cluster.live_meta(&id, &rendered.namespace).await? else {
+            continue;
+        };
+        let Some(owner) = labels::foreign_owner(&id.kind, &live, &rendered.release) else {
+            continue;
+        };
+        if !adopt {
+            return Err(ClusterError::NotOwned {
+                context: cluster.context().to_owned(),
+                release: rendered.release.clone(),
+                object: id.to_string(),
+                owner,
+            });
+        }
+        adopted.push(Adopted { object: id, owner });
+    }
+    Ok(adopted)
+}
+
 /// Which release a run works on, and the deployment id it records.
 pub(super) struct Scope<'a> {
     pub release: &'a str,
@@ -75,7 +123,9 @@ pub(super) async fn run<K: KubeClient, S: RecordStore>(
     desired: Desired,
     opts: &RunOptions,
 ) -> Result<Outcome, ClusterError> {
-    cluster.ensure_namespace(scope.namespace).await?;
+    cluster
+        .ensure_namespace(scope.namespace, opts.create_namespace)
+        .await?;
     let lock = cluster
         .lock(scope.namespace, scope.release, &opts.lock)
         .await?;
@@ -93,14 +143,26 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
     lock: &K::Lock,
 ) -> Result<Outcome, ClusterError> {
     let history = store.history().await?;
+    // Ownership before any change (a restore puts back this release's own objects).
+    let adopted = if desired.rollback_of.is_none() {
+        let rendered = Rendered {
+            release: scope.release.to_owned(),
+            namespace: scope.namespace.to_owned(),
+            chart: desired.chart.clone(),
+            app_version: desired.app_version.clone(),
+            objects: desired.objects.iter().flatten().cloned().collect(),
+            values: Value::Null,
+        };
+        check_ownership(cluster, &rendered, opts.adopt).await?
+    } else {
+        Vec::new()
+    };
     let repaired = repair_killed_runs(store, &history, &opts.lock.holder).await?;
     let previous = history.deployed().map(|r| r.revision);
     let maybe_live = history.maybe_live();
-    let apply_opts = ApplyOptions {
-        namespace: scope.namespace.to_owned(),
-        release: scope.release.to_owned(),
-        force_conflicts: opts.force_conflicts,
-    };
+    let mut apply_opts = ApplyOptions::new(scope.namespace, scope.release);
+    apply_opts.force_conflicts = opts.force_conflicts;
+    apply_opts.adopted = adopted.iter().map(|a| a.object.clone()).collect();
 
     let mut record = pending_record(scope, &desired, &history);
     // The identities first, so that a run killed during apply leaves a pending record
@@ -130,18 +192,21 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
         (opts.progress)(cluster.context(), Event::KeptLive(id.clone()));
     }
 
-    let ending = Ending {
+    let mut ending = Ending {
         context: cluster.context(),
         previous,
         repaired,
         kept_live,
+        adopted,
+        pruned: Vec::new(),
+        kept: Vec::new(),
     };
     let applied = match cluster
         .apply_all(&to_apply, &apply_opts, &opts.progress)
         .await
     {
         Ok(applied) => applied,
-        Err(err) => return ending.record(store, record, Some(err), Vec::new()).await,
+        Err(err) => return ending.record(store, record, Some(err)).await,
     };
     // The identities as the server resolved them: a custom kind whose CRD came with
     // this apply was only guessed (namespaced) before it.
@@ -151,19 +216,6 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
         .cloned()
         .chain(applied.iter().cloned())
         .collect();
-    let keep: BTreeSet<&ObjectRef> = record.objects.iter().collect();
-    let stale: Vec<ObjectRef> = maybe_live
-        .iter()
-        .filter(|id| !keep.contains(id))
-        .cloned()
-        .collect();
-    let pruned = match cluster
-        .delete_owned(&stale, &apply_opts, &opts.progress)
-        .await
-    {
-        Ok(pruned) => pruned,
-        Err(err) => return ending.record(store, record, Some(err), Vec::new()).await,
-    };
 
     // Losing the lease stops the wait as a cancellation would: another run owns the
     // release now.
@@ -179,21 +231,46 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
     let wait = WaitOptions {
         namespace: scope.namespace.to_owned(),
         timeout: opts.timeout,
+        transient_grace: opts.transient_grace,
+        release: scope.release.to_owned(),
     };
     let health = cluster
         .wait_healthy(&applied, &wait, &stop, &opts.progress)
         .await;
     watchdog.abort();
-    let outcome = ending.record(store, record, health.err(), pruned).await?;
-    if outcome.error.is_none() {
-        let replaced = if desired.rollback_of.is_some() {
-            Status::RolledBack
-        } else {
-            Status::Superseded
-        };
-        supersede(store, &history, replaced).await?;
-        store.prune_history(opts.history_limit).await?;
+    if let Err(err) = health {
+        // A revision that is not healthy deletes nothing: a rollback to the previous
+        // one finds every object it had.
+        return ending.record(store, record, Some(err)).await;
     }
+
+    // Prune last: only once the cluster is healthy on the new revision, what the
+    // previous revision (and killed or failed runs since) had and this one does not.
+    // Identity ignores the apiVersion, so an object moved to a newer API is kept.
+    let keep: BTreeSet<&ObjectRef> = record.objects.iter().collect();
+    let stale: Vec<ObjectRef> = maybe_live
+        .iter()
+        .filter(|id| !keep.contains(id))
+        .cloned()
+        .collect();
+    match cluster
+        .delete_owned(&stale, &apply_opts, Removal::Prune, &opts.progress)
+        .await
+    {
+        Ok(removed) => {
+            ending.pruned = removed.deleted;
+            ending.kept = removed.kept;
+        }
+        Err(err) => return ending.record(store, record, Some(err)).await,
+    }
+    let outcome = ending.record(store, record, None).await?;
+    let replaced = if desired.rollback_of.is_some() {
+        Status::RolledBack
+    } else {
+        Status::Superseded
+    };
+    supersede(store, &history, replaced).await?;
+    store.prune_history(opts.history_limit).await?;
     Ok(outcome)
 }
 
@@ -252,16 +329,27 @@ struct Ending<'a> {
     previous: Option<u32>,
     repaired: Vec<u32>,
     kept_live: Vec<ObjectRef>,
+    adopted: Vec<Adopted>,
+    pruned: Vec<ObjectRef>,
+    kept: Vec<Kept>,
+}
+
+fn listed<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Ending<'_> {
-    /// Records the run as `deployed` (no error) or `failed`, and says so.
+    /// Records the run as `deployed` (no error) or `failed`, and says so: the error,
+    /// else what was kept live, adopted, or left by the prune and why.
     async fn record<S: RecordStore>(
         &self,
         store: &S,
         mut record: ReleaseRecord,
         error: Option<ClusterError>,
-        pruned: Vec<ObjectRef>,
     ) -> Result<Outcome, ClusterError> {
         record.status = if error.is_some() {
             Status::Failed
@@ -269,18 +357,23 @@ impl Ending<'_> {
             Status::Deployed
         };
         record.updated = Utc::now();
+        let mut notes = Vec::new();
         if let Some(err) = &error {
-            record.description = err.to_string();
-        } else if !self.kept_live.is_empty() {
-            record.description = format!(
-                "kept live (values never recorded): {}",
-                self.kept_live
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            notes.push(err.to_string());
         }
+        if !self.adopted.is_empty() {
+            notes.push(format!("adopted: {}", listed(&self.adopted)));
+        }
+        if error.is_none() && !self.kept_live.is_empty() {
+            notes.push(format!(
+                "kept live (values never recorded): {}",
+                listed(&self.kept_live)
+            ));
+        }
+        if !self.kept.is_empty() {
+            notes.push(format!("not pruned: {}", listed(&self.kept)));
+        }
+        record.description = notes.join("; ");
         store.update(&record).await?;
         Ok(Outcome {
             context: self.context.to_owned(),
@@ -289,7 +382,9 @@ impl Ending<'_> {
             status: record.status,
             repaired: self.repaired.clone(),
             kept_live: self.kept_live.clone(),
-            pruned,
+            pruned: self.pruned.clone(),
+            kept: self.kept.clone(),
+            adopted: self.adopted.clone(),
             error,
         })
     }
@@ -391,11 +486,11 @@ mod tests {
             ["extra"]
         );
         assert!(!kube.live_names().contains(&"ConfigMap/extra".to_owned()));
-        // Prune comes after apply and before the wait.
+        // Prune comes last: after apply and after the cluster is healthy.
         let log = kube.logged();
         let at = |line: &str| log.iter().rposition(|l| l == line).unwrap();
-        assert!(at("apply Deployment/web") < at("delete ConfigMap/extra"));
-        assert!(at("delete ConfigMap/extra") < at("wait"));
+        assert!(at("apply Deployment/web") < at("wait"));
+        assert!(at("wait") < at("delete ConfigMap/extra"));
     }
 
     #[tokio::test]
@@ -471,7 +566,11 @@ mod tests {
         };
         killed.objects = vec![extra.clone()];
         store.create(&killed).await.unwrap();
-        kube.live.lock().unwrap().insert(extra, json!({}));
+        kube.live.lock().unwrap().insert(
+            extra,
+            json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "flotilla",
+                                           "flotilla.dev/release": "hello"}}}),
+        );
 
         let outcome = deploy_with(&kube, &store, &rendered("3", false), "d3", &opts())
             .await
@@ -611,5 +710,222 @@ mod tests {
             statuses(&store),
             [(3, Status::Superseded), (4, Status::Deployed)]
         );
+    }
+
+    /// `rendered("v", false)` with `extra` objects added.
+    fn with(version: &str, extra: &[Value]) -> Rendered {
+        let mut r = rendered(version, false);
+        r.objects.extend(extra.iter().cloned());
+        r
+    }
+
+    fn names(ids: &[ObjectRef]) -> Vec<String> {
+        ids.iter()
+            .map(|id| format!("{}/{}", id.kind, id.name))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_deploy_deletes_nothing_it_dropped() {
+        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", true), "d1", &opts())
+            .await
+            .unwrap();
+        kube.wait = Wait::Crash;
+        let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Status::Failed);
+        assert!(outcome.pruned.is_empty());
+        assert!(kube.live_names().contains(&"ConfigMap/extra".to_owned()));
+        assert!(!kube.logged().iter().any(|l| l.starts_with("delete")));
+        // The next healthy run prunes it, after its wait.
+        kube.wait = Wait::Healthy;
+        let third = deploy_with(&kube, &store, &rendered("3", false), "d3", &opts())
+            .await
+            .unwrap();
+        assert_eq!(names(&third.pruned), ["ConfigMap/extra"]);
+    }
+
+    #[tokio::test]
+    async fn an_api_version_move_updates_the_object_and_prunes_nothing() {
+        let hpa = |version: &str| {
+            json!({"apiVersion": format!("autoscaling/{version}"), "kind": "HorizontalPodAutoscaler",
+                   "metadata": {"name": "web"},
+                   "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                            "minReplicas": 1, "maxReplicas": 3}})
+        };
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &with("1", &[hpa("v2beta1")]), "d1", &opts())
+            .await
+            .unwrap();
+        let second = deploy_with(&kube, &store, &with("2", &[hpa("v2beta2")]), "d2", &opts())
+            .await
+            .unwrap();
+        assert_eq!(second.status, Status::Deployed);
+        assert!(second.pruned.is_empty(), "{:?}", second.pruned);
+        assert!(second.kept.is_empty(), "{:?}", second.kept);
+        let live = kube.live.lock().unwrap();
+        let (_, object) = live
+            .iter()
+            .find(|(id, _)| id.kind == "HorizontalPodAutoscaler")
+            .expect("the HPA survives");
+        assert_eq!(object["apiVersion"], "autoscaling/v2beta2");
+        let recorded = &store.records()[1].objects;
+        let id = recorded
+            .iter()
+            .find(|id| id.kind == "HorizontalPodAutoscaler")
+            .unwrap();
+        assert_eq!(id.api_version, "autoscaling/v2beta2");
+    }
+
+    #[tokio::test]
+    async fn kinds_that_cannot_come_back_are_kept_unless_they_opt_in() {
+        let pvc = |name: &str, annotations: Value| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": name, "annotations": annotations},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+        };
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        let objects = [
+            pvc("data", json!({})),
+            pvc("scratch", json!({"flotilla.dev/resource-policy": "delete"})),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "from-helm", "annotations": {"helm.sh/resource-policy": "keep"}}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+        ];
+        deploy_with(&kube, &store, &with("1", &objects), "d1", &opts())
+            .await
+            .unwrap();
+        let second = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        assert_eq!(second.status, Status::Deployed);
+        assert_eq!(names(&second.pruned), ["PersistentVolumeClaim/scratch"]);
+        let mut kept: Vec<(String, String)> = second
+            .kept
+            .iter()
+            .map(|k| (k.object.name.clone(), k.reason.clone()))
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                ("data".to_owned(), "a PersistentVolumeClaim is never pruned (annotate it flotilla.dev/resource-policy: delete to allow it)".to_owned()),
+                ("from-helm".to_owned(), "annotated helm.sh/resource-policy: keep".to_owned()),
+                ("team".to_owned(), "a Namespace is never pruned (annotate it flotilla.dev/resource-policy: delete to allow it)".to_owned()),
+            ]
+        );
+        for name in [
+            "PersistentVolumeClaim/data",
+            "ConfigMap/from-helm",
+            "Namespace/team",
+        ] {
+            assert!(kube.live_names().contains(&name.to_owned()), "{name}");
+        }
+        // The record says what was left and why.
+        let description = &store.records()[1].description;
+        assert!(description.starts_with("not pruned: "), "{description}");
+        assert!(
+            description
+                .contains("PersistentVolumeClaim ns/data (a PersistentVolumeClaim is never pruned"),
+            "{description}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_object_that_is_not_the_releases_refuses_the_run_before_any_change() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        let made_by_kubectl = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "config", "namespace": "ns"}, "data": {"owner": "someone"}});
+        let id = ObjectRef::of(&made_by_kubectl).unwrap();
+        kube.live
+            .lock()
+            .unwrap()
+            .insert(id.clone(), made_by_kubectl.clone());
+
+        let err = deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClusterError::NotOwned { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "cluster `fake`: ConfigMap ns/config exists and is not release `hello`'s: it belongs to no owner flotilla knows (no release labels); nothing was changed (rerun with --adopt to take it over)"
+        );
+        assert_eq!(
+            crate::exit::Classify::exit_kind(&err),
+            crate::exit::ExitKind::Environment
+        );
+        // Nothing changed: no record, no apply, the object as it was.
+        assert!(store.records().is_empty());
+        assert!(!kube.logged().iter().any(|l| l.starts_with("apply")));
+        assert_eq!(kube.live.lock().unwrap()[&id], made_by_kubectl);
+
+        // With --adopt it is taken, labelled, and the revision records the adoption.
+        let mut adopt = opts();
+        adopt.adopt = true;
+        let outcome = deploy_with(&kube, &store, &rendered("1", false), "d1", &adopt)
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Status::Deployed);
+        assert_eq!(
+            names(
+                &outcome
+                    .adopted
+                    .iter()
+                    .map(|a| a.object.clone())
+                    .collect::<Vec<_>>()
+            ),
+            ["ConfigMap/config"]
+        );
+        assert!(
+            store.records()[0]
+                .description
+                .contains("adopted: ConfigMap ns/config (was no owner flotilla knows"),
+            "{}",
+            store.records()[0].description
+        );
+        let live = kube.live.lock().unwrap()[&id].clone();
+        assert_eq!(live["metadata"]["labels"]["flotilla.dev/release"], "hello");
+        // Adopted once, ours after: the next deploy needs no --adopt.
+        drop(live);
+        let next = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        assert!(next.adopted.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_release_rendering_the_same_object_is_refused_naming_the_first() {
+        let (kube, store_a, store_b) = (FakeKube::new(), MemoryStore::new(), MemoryStore::new());
+        let mut other = rendered("1", false);
+        other.release = "other".into();
+        deploy_with(&kube, &store_a, &other, "d1", &opts())
+            .await
+            .unwrap();
+        let err = deploy_with(&kube, &store_b, &rendered("1", false), "d2", &opts())
+            .await
+            .unwrap_err();
+        match &err {
+            ClusterError::NotOwned { object, owner, .. } => {
+                assert_eq!(object, "ConfigMap ns/config");
+                assert_eq!(owner, "flotilla release `other`");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(store_b.records().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_ownership_check_reads_every_object_before_the_first_apply() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        let log = kube.logged();
+        let last_read = log.iter().rposition(|l| l.starts_with("read")).unwrap();
+        let first_apply = log.iter().position(|l| l.starts_with("apply")).unwrap();
+        assert!(last_read < first_apply, "{log:?}");
+        assert_eq!(log.iter().filter(|l| l.starts_with("read")).count(), 3);
     }
 }

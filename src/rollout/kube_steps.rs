@@ -71,6 +71,7 @@ fn step_options(
         Event::Waiting { pending } => {
             reporter.phase(context, Phase::Waiting(pending.join(", ")));
         }
+        Event::Kept(kept) => reporter.phase(context, Phase::Kept(kept.to_string())),
         Event::Pruned(_) | Event::Ready(_) => {}
     });
     opts

@@ -196,6 +196,16 @@ pub async fn prepare_deploy(
             },
         );
     }
+    // Ownership in every cluster before any is changed: an object that exists and is
+    // not this release's stops the run for the whole environment (each cluster's run
+    // checks again under its lock).
+    futures::stream::iter(clusters.values())
+        .map(|p| ops::check_ownership(&p.handle, &p.rendered, options.adopt))
+        .buffer_unordered(plan.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, ClusterError>>()?;
     Ok(KubeSteps {
         clusters,
         deployment_id: deployment_id.to_owned(),

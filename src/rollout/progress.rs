@@ -28,6 +28,8 @@ pub enum Phase {
     RollbackFailed(String),
     /// Left as it is (`on_failure: halt`).
     Left,
+    /// An object the new revision dropped and the prune left in place, and why.
+    Kept(String),
 }
 
 impl std::fmt::Display for Phase {
@@ -44,6 +46,7 @@ impl std::fmt::Display for Phase {
             Phase::RolledBack => f.write_str("rolled back"),
             Phase::RollbackFailed(why) => write!(f, "ROLLBACK FAILED: {why}"),
             Phase::Left => f.write_str("left as it is (on_failure: halt)"),
+            Phase::Kept(what) => write!(f, "not pruned: {what}"),
         }
     }
 }
@@ -122,6 +125,10 @@ impl Reporter {
                     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
                     seconds(elapsed)
                 );
+            }
+            Inner::Bars { multi, .. } if matches!(phase, Phase::Kept(_)) => {
+                // A line of its own: the spinner's message is overwritten next.
+                let _ = multi.println(format!("[{context}] {phase}"));
             }
             Inner::Bars { multi, bars } => {
                 let Ok(mut bars) = bars.lock() else { return };
