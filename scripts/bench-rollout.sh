@@ -92,7 +92,7 @@ for n in "${sizes[@]}"; do
   set -a; . "$DIR/env"; set +a
   make_repo "$REPO" ${names//,/ }
   fl() { "$FLOTILLA" --root "$REPO" "$@"; }
-  fl deploy hello --env prod >/dev/null 2>&1                 # install: not measured
+  fl deploy hello --env prod --create-namespace >/dev/null 2>&1                 # install: not measured
   start=$(date +%s.%N)
   fl deploy hello --env prod --version v2 >/dev/null 2>"$REPO/deploy.log"
   deploy_s=$(elapsed "$start")

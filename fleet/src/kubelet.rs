@@ -12,6 +12,7 @@
 //! | `pullfail`  | Pending, waiting `ImagePullBackOff`                            |
 //! | `slow-N`    | Running, Ready only N seconds after the pod started            |
 //! | `never`     | Running, never Ready                                           |
+//! | `jobfail`   | Job pods: Failed, the container terminated with exit code 1    |
 //!
 //! Must not: run anything, or touch objects other than pods and its own Node.
 
@@ -40,6 +41,8 @@ pub enum Behaviour {
     PullFail,
     Slow(u64),
     Never,
+    /// A Job pod that fails: terminated with exit code 1, phase Failed.
+    JobFail,
 }
 
 impl Behaviour {
@@ -53,6 +56,7 @@ impl Behaviour {
             "crashloop" => Behaviour::CrashLoop,
             "pullfail" => Behaviour::PullFail,
             "never" => Behaviour::Never,
+            "jobfail" => Behaviour::JobFail,
             t => match t.strip_prefix("slow-").and_then(|n| n.parse().ok()) {
                 Some(secs) => Behaviour::Slow(secs),
                 None => Behaviour::Ready,
@@ -260,6 +264,7 @@ impl Kubelet {
         let mut pending = false;
         let mut next_wake: Option<Duration> = None;
         let mut crashing = false;
+        let mut failed = false;
         let ts = started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         for (container, behaviour) in spec.containers.iter().zip(&behaviours) {
             let restart_count =
@@ -288,6 +293,16 @@ impl Kubelet {
                         json!({ "terminated": { "exitCode": 1, "reason": "Error", "startedAt": ts, "finishedAt": ts } }),
                     )
                 }
+                Behaviour::JobFail => {
+                    failed = true;
+                    (
+                        false,
+                        json!({ "terminated": { "exitCode": 1, "reason": "Error",
+                            "message": "simulated failure (image tag jobfail)",
+                            "startedAt": ts, "finishedAt": ts } }),
+                        json!({}),
+                    )
+                }
                 Behaviour::PullFail => {
                     pending = true;
                     (
@@ -309,8 +324,11 @@ impl Kubelet {
         }
 
         let succeeded = is_job && all_ready;
+        let job_failed = is_job && failed;
         let phase = if succeeded {
             "Succeeded"
+        } else if job_failed {
+            "Failed"
         } else if pending {
             "Pending"
         } else {
@@ -396,7 +414,7 @@ impl Kubelet {
         }
 
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        if succeeded {
+        if succeeded || job_failed {
             self.forget(pod);
         } else if crashing {
             self.timers.entry(uid).or_insert_with(|| {
@@ -543,6 +561,7 @@ mod tests {
         );
         assert_eq!(Behaviour::of_image("reg:5000/app"), Behaviour::Ready);
         assert_eq!(Behaviour::of_image("app:slow-7"), Behaviour::Slow(7));
+        assert_eq!(Behaviour::of_image("app:jobfail"), Behaviour::JobFail);
         assert_eq!(Behaviour::of_image("app:slow-x"), Behaviour::Ready);
         assert_eq!(
             Behaviour::of_image("app:never@sha256:abc"),

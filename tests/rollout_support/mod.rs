@@ -123,10 +123,15 @@ pub fn flotilla_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flotilla")))
 }
 
-/// `flotilla --root REPO ARGS...` with the fleet's KUBECONFIG and Vault variables.
+/// `flotilla --root REPO ARGS...` with the fleet's KUBECONFIG and Vault variables; a
+/// `deploy` or `promote` gets `--create-namespace` (each test repo has a namespace of
+/// its own that no cluster has yet).
 pub fn command(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Command {
     let mut cmd = Command::new(flotilla_bin());
     cmd.arg("--root").arg(repo.root()).args(args);
+    if matches!(args.first(), Some(&"deploy" | &"promote")) {
+        cmd.arg("--create-namespace");
+    }
     for (k, v) in fleet.env() {
         cmd.env(k, v);
     }
