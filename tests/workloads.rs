@@ -1,8 +1,8 @@
 //! The health wait for StatefulSets, DaemonSets and Jobs on a real kube-apiserver and
 //! controller-manager (the fleet's simulated kubelet runs the pods by image tag).
 //!
-//! The kubelet has no failing-Job mode (a Job's pod either succeeds, crash-loops or
-//! never gets ready), so a Job reaching `Failed` is not tested here.
+//! A Job reaching `Failed` (the kubelet's `jobfail` tag), Jobs replaced across deploys,
+//! old revisions, OnDelete and partition are in `cluster_safety.rs`.
 
 mod support;
 
