@@ -778,3 +778,50 @@ async fn an_object_owned_elsewhere_in_one_cluster_stops_the_environment_before_a
     );
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn fields_of_the_former_shared_field_manager_are_handed_over_and_dropped_ones_go() {
+    let t = cluster("legacy-manager").await;
+    // An object as flotilla applied it before field managers were per release.
+    let before = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "app1-config", "labels": {
+            "app.kubernetes.io/managed-by": "flotilla", "flotilla.dev/release": "app1"}},
+        "data": {"level": "info", "dropped": "x"}});
+    let cms: Api<ConfigMap> = Api::namespaced(t.handle.client(), &t.namespace);
+    cms.patch(
+        "app1-config",
+        &kube::api::PatchParams::apply("flotilla"),
+        &kube::api::Patch::Apply(&before),
+    )
+    .await
+    .unwrap();
+    let now = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app1-config"},
+                     "data": {"level": "debug"}});
+    deployed(
+        ops::deploy(
+            &t.handle,
+            &release(&t.namespace, "1", vec![now]),
+            "d1",
+            &run_options(),
+        )
+        .await
+        .unwrap(),
+    );
+    let live = cms.get("app1-config").await.unwrap();
+    let data = live.data.clone().unwrap_or_default();
+    assert_eq!(data.get("level").map(String::as_str), Some("debug"));
+    assert!(!data.contains_key("dropped"), "{data:?}");
+    let managers: Vec<String> = live
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(!managers.contains(&"flotilla".to_owned()), "{managers:?}");
+    assert!(
+        managers.contains(&format!("flotilla/{}/app1", t.namespace)),
+        "{managers:?}"
+    );
+}

@@ -179,8 +179,10 @@ impl ClusterHandle {
 
     /// Server-side applies one object; `dry_run` asks the server what it would become.
     /// Fields that only the field manager of flotilla before per-release managers
-    /// (`flotilla`) owns are taken: they are this release's own. A Job whose pod
-    /// template changed (immutable) is replaced when not a dry run.
+    /// (`flotilla`) owns are taken: they are this release's own, and that manager's
+    /// entry is handed over to the release's ([`Self::hand_over_legacy_fields`]) so that
+    /// fields a later revision drops are removed. A Job whose pod template changed
+    /// (immutable) is replaced when not a dry run.
     pub async fn apply_one(
         &self,
         object: &Value,
@@ -192,9 +194,20 @@ impl ClusterHandle {
         let mut params = PatchParams::apply(&manager);
         params.force = opts.force_conflicts || opts.adopted.contains(&id);
         params.dry_run = dry_run;
-        let mut replaced = false;
+        let (mut replaced, mut handed_over) = (false, false);
         loop {
             let status = match api.patch(&id.name, &params, &Patch::Apply(&object)).await {
+                Ok(applied) if !dry_run && !handed_over => {
+                    handed_over = true;
+                    if self
+                        .hand_over_legacy_fields(&api, &id, &applied, &manager)
+                        .await
+                    {
+                        // Applied again as the only owner of what flotilla set before.
+                        continue;
+                    }
+                    return Ok((id, applied));
+                }
                 Ok(applied) => return Ok((id, applied)),
                 Err(kube::Error::Api(status)) => status,
                 Err(err) => return Err(self.error("apply", &id, err)),
@@ -224,6 +237,58 @@ impl ClusterHandle {
                 continue;
             }
             return Err(self.error("apply", &id, kube::Error::Api(status)));
+        }
+    }
+
+    /// An object applied before field managers were per release still has an Apply
+    /// entry of manager `flotilla` next to the release's: it owns the fields flotilla
+    /// set then, so a field a later revision drops would stay. That entry becomes the
+    /// release's (merged over its own entry of this apply, which holds a subset), with
+    /// the resourceVersion as a precondition. Whether it did: the caller applies again.
+    /// A failure only leaves the object as the apply made it (logged).
+    async fn hand_over_legacy_fields(
+        &self,
+        api: &kube::Api<DynamicObject>,
+        id: &ObjectRef,
+        applied: &DynamicObject,
+        manager: &str,
+    ) -> bool {
+        let entries = applied.metadata.managed_fields.clone().unwrap_or_default();
+        let is_apply = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
+                        name: &str| {
+            m.manager.as_deref() == Some(name)
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.as_deref().unwrap_or("").is_empty()
+        };
+        if !entries.iter().any(|m| is_apply(m, FIELD_MANAGER)) {
+            return false;
+        }
+        let handed: Vec<_> = entries
+            .into_iter()
+            .filter(|m| !is_apply(m, manager))
+            .map(|mut m| {
+                if is_apply(&m, FIELD_MANAGER) {
+                    m.manager = Some(manager.to_owned());
+                }
+                m
+            })
+            .collect();
+        let patch = serde_json::json!({"metadata": {
+            "resourceVersion": applied.metadata.resource_version,
+            "managedFields": handed,
+        }});
+        match api
+            .patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(cluster = self.context(), object = %id, "fields of manager `{FIELD_MANAGER}` handed over to `{manager}`");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(cluster = self.context(), object = %id, "cannot hand over the fields of manager `{FIELD_MANAGER}`: {err}");
+                false
+            }
         }
     }
 
