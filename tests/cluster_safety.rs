@@ -314,6 +314,35 @@ async fn a_configmap_made_with_kubectl_is_refused_unchanged_then_adopted() {
         .is_empty());
     let secrets: Api<Secret> = Api::namespaced(t.handle.client(), &t.namespace);
     assert!(secrets.get_opt("app1-db").await.unwrap().is_none());
+    // diff shows the adoption and whose the object is.
+    let diff = ops::diff(
+        &t.handle,
+        &Default::default(),
+        &rendered(&t.namespace, "1", 1, false),
+    )
+    .await
+    .unwrap();
+    let config = diff
+        .iter()
+        .find(|d| d.object.name == "app1-config")
+        .unwrap();
+    assert_eq!(config.action, DiffAction::Adopt, "{config:#?}");
+    assert!(
+        config
+            .owner
+            .as_deref()
+            .is_some_and(|o| o.contains("kubectl-create")),
+        "{config:#?}"
+    );
+    assert!(
+        config.changes.iter().any(|c| c.path == "data.level"),
+        "{config:#?}"
+    );
+    let unchanged = cms.get("app1-config").await.unwrap();
+    assert_eq!(
+        unchanged.metadata.resource_version,
+        before.metadata.resource_version
+    );
 
     opts.adopt = true;
     let outcome = deployed(
@@ -554,6 +583,12 @@ async fn a_job_whose_image_changes_is_replaced_and_waited_for_on_every_deploy() 
     let mut uids = Vec::new();
     for (n, tag) in ["1", "2", "3"].iter().enumerate() {
         let r = release(&t.namespace, tag, vec![job(tag)]);
+        if n > 0 {
+            let history = ops::history(&t.handle, &t.namespace, "app1").await.unwrap();
+            let diff = ops::diff(&t.handle, &history, &r).await.unwrap();
+            assert_eq!(diff.len(), 1, "{diff:#?}");
+            assert_eq!(diff[0].action, DiffAction::Replace, "{diff:#?}");
+        }
         deployed(
             ops::deploy(&t.handle, &r, &format!("d{n}"), &opts)
                 .await
