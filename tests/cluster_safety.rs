@@ -860,3 +860,75 @@ async fn fields_of_the_former_shared_field_manager_are_handed_over_and_dropped_o
         "{managers:?}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_rollback_hands_back_what_the_failed_run_adopted() {
+    let t = cluster("adopt-undo").await;
+    let mut opts = run_options();
+    deployed(
+        ops::deploy(
+            &t.handle,
+            &rendered(&t.namespace, "1", 1, false),
+            "d1",
+            &opts,
+        )
+        .await
+        .unwrap(),
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(t.handle.client(), &t.namespace);
+    let theirs = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("app1-extra".into()),
+            ..Default::default()
+        },
+        data: Some([("mine".to_owned(), "yes".to_owned())].into()),
+        ..Default::default()
+    };
+    cms.create(&PostParams::default(), &theirs).await.unwrap();
+    opts.adopt = true;
+    let failed = ops::deploy(
+        &t.handle,
+        &rendered(&t.namespace, "crashloop", 1, true),
+        "d2",
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.adopted.len(), 1, "{:?}", failed.adopted);
+
+    let to = ops::restore::RestoreTo {
+        revision: 1,
+        deployment_id: "d1",
+        fresh_secrets: &[],
+    };
+    opts.adopt = false;
+    let back = deployed(
+        ops::restore(&t.handle, &t.namespace, "app1", &to, &opts)
+            .await
+            .unwrap(),
+    );
+    assert!(back.pruned.is_empty(), "{:?}", back.pruned);
+    assert!(
+        back.kept
+            .iter()
+            .any(|k| k.object.name == "app1-extra"
+                && k.reason.starts_with("adopted by deployment d2")),
+        "{:?}",
+        back.kept
+    );
+    let live = cms.get("app1-extra").await.expect("still there");
+    let labels = live.metadata.labels.clone().unwrap_or_default();
+    assert!(!labels.contains_key("flotilla.dev/release"), "{labels:?}");
+    let annotations = live.metadata.annotations.clone().unwrap_or_default();
+    assert!(
+        !annotations.contains_key("flotilla.dev/adopted-by"),
+        "{annotations:?}"
+    );
+    // Not the release's any more: an uninstall leaves it.
+    ops::uninstall(&t.handle, &t.namespace, "app1", &opts)
+        .await
+        .unwrap();
+    assert!(cms.get_opt("app1-extra").await.unwrap().is_some());
+}

@@ -21,8 +21,11 @@ pub struct ApplyOptions {
     /// Take fields that another field manager owns (`--force-conflicts`).
     pub force_conflicts: bool,
     /// Objects that exist without being this release's and that the run adopts
-    /// (`--adopt`): applied taking every field another manager owns.
+    /// (`--adopt`): applied taking every field another manager owns, and annotated
+    /// [`labels::ADOPTED_BY`] with `deployment_id`.
     pub adopted: Vec<ObjectRef>,
+    /// The run's deployment id (for the adoption annotation).
+    pub deployment_id: String,
 }
 
 impl ApplyOptions {
@@ -32,6 +35,7 @@ impl ApplyOptions {
             release: release.to_owned(),
             force_conflicts: false,
             adopted: Vec::new(),
+            deployment_id: String::new(),
         }
     }
 
@@ -173,6 +177,9 @@ impl ClusterHandle {
             }
         } else {
             id.namespace = None;
+        }
+        if opts.adopted.contains(&id) && !opts.deployment_id.is_empty() {
+            labels::annotate(&mut object, labels::ADOPTED_BY, &opts.deployment_id);
         }
         Ok((id, object, api))
     }
@@ -444,6 +451,12 @@ impl ClusterHandle {
                 removal,
             ) {
                 tracing::info!(cluster = self.context(), object = %id, "not deleted: {reason}");
+                if labels::handed_back(live.metadata.annotations.as_ref(), removal) {
+                    let patch = labels::hand_back_patch();
+                    api.patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|err| self.error("hand back", id, err))?;
+                }
                 let kept = Kept {
                     object: id.clone(),
                     reason,

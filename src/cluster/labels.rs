@@ -33,6 +33,44 @@ pub fn stamp(object: &mut Value, release: &str) {
     }
 }
 
+/// Whether a rollback hands the object back (an undone run adopted it): its release
+/// labels and the adoption annotation are removed, so that nothing of the release deletes
+/// it later.
+pub fn handed_back(annotations: Option<&Map>, removal: Removal) -> bool {
+    removal.is_rollback() && annotations.is_some_and(|a| a.contains_key(ADOPTED_BY))
+}
+
+/// The merge patch that hands an adopted object back.
+pub fn hand_back_patch() -> Value {
+    serde_json::json!({"metadata": {
+        "labels": {MANAGED_BY: null, RELEASE: null},
+        "annotations": {ADOPTED_BY: null},
+    }})
+}
+
+/// Sets one annotation of an object (JSON form).
+pub fn annotate(object: &mut Value, key: &str, value: &str) {
+    let Some(metadata) = object
+        .as_object_mut()
+        .map(|o| {
+            o.entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()))
+        })
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let annotations = metadata
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Default::default());
+    }
+    if let Some(annotations) = annotations.as_object_mut() {
+        annotations.insert(key.into(), value.into());
+    }
+}
+
 /// The selector of the release's pods (their template carries [`RELEASE`]).
 pub fn pod_selector(release: &str) -> String {
     format!("{RELEASE}={release}")
@@ -89,12 +127,30 @@ pub const NEVER_PRUNED: &[&str] = &[
     "StorageClass",
 ];
 
-/// Why a delete was asked: a deploy dropping an object, or an uninstall.
+/// Why a delete was asked: a deploy dropping an object, an uninstall, or the same
+/// done by a rollback (a restore's prune, the uninstall that undoes a failed install).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
     Prune,
     Uninstall,
+    RollbackPrune,
+    RollbackUninstall,
 }
+
+impl Removal {
+    fn is_prune(self) -> bool {
+        matches!(self, Removal::Prune | Removal::RollbackPrune)
+    }
+
+    fn is_rollback(self) -> bool {
+        matches!(self, Removal::RollbackPrune | Removal::RollbackUninstall)
+    }
+}
+
+/// The annotation a run puts on an object it adopted (`--adopt`), with its deployment
+/// id. The object's next apply drops it; until then a rollback never deletes the object,
+/// which existed before the run it undoes.
+pub const ADOPTED_BY: &str = "flotilla.dev/adopted-by";
 
 type Map = std::collections::BTreeMap<String, String>;
 
@@ -119,7 +175,12 @@ pub fn keep_reason(
             return Some(format!("annotated {key}: keep"));
         }
     }
-    if removal == Removal::Prune
+    if let Some(run) = policy(ADOPTED_BY).filter(|_| removal.is_rollback()) {
+        return Some(format!(
+            "adopted by deployment {run}: it existed before that run, which this rollback undoes; handed back without the release's labels"
+        ));
+    }
+    if removal.is_prune()
         && NEVER_PRUNED.contains(&kind)
         && policy(RESOURCE_POLICY) != Some("delete")
     {
@@ -329,6 +390,27 @@ mod tests {
     }
 
     #[test]
+    fn an_object_a_run_adopted_is_never_deleted_by_a_rollback_but_by_a_deploy_or_uninstall() {
+        let adopted = annotated(ADOPTED_BY, "d-42");
+        for removal in [Removal::RollbackPrune, Removal::RollbackUninstall] {
+            let why = keep_reason("ConfigMap", Some(&ours()), Some(&adopted), "app", removal);
+            assert_eq!(
+                why.as_deref(),
+                Some("adopted by deployment d-42: it existed before that run, which this rollback undoes; handed back without the release's labels")
+            );
+        }
+        for removal in [Removal::Prune, Removal::Uninstall] {
+            assert_eq!(
+                keep_reason("ConfigMap", Some(&ours()), Some(&adopted), "app", removal),
+                None
+            );
+            assert!(!handed_back(Some(&adopted), removal));
+        }
+        assert!(handed_back(Some(&adopted), Removal::RollbackPrune));
+        assert!(!handed_back(None, Removal::RollbackPrune));
+    }
+
+    #[test]
     fn kinds_that_cannot_come_back_are_pruned_only_when_they_opt_in() {
         for kind in NEVER_PRUNED {
             let why = keep_reason(kind, Some(&ours()), None, "app", Removal::Prune).unwrap();
@@ -343,9 +425,11 @@ mod tests {
             let helm = annotated(HELM_RESOURCE_POLICY, "delete");
             assert!(keep_reason(kind, Some(&ours()), Some(&helm), "app", Removal::Prune).is_some());
             // An uninstall is asked for: only `keep` stops it.
-            assert_eq!(
-                keep_reason(kind, Some(&ours()), None, "app", Removal::Uninstall),
-                None
+            for removal in [Removal::Uninstall, Removal::RollbackUninstall] {
+                assert_eq!(keep_reason(kind, Some(&ours()), None, "app", removal), None);
+            }
+            assert!(
+                keep_reason(kind, Some(&ours()), None, "app", Removal::RollbackPrune).is_some()
             );
         }
     }

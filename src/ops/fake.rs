@@ -9,7 +9,7 @@ use crate::cluster::{
     ApplyOptions, CancellationToken, ClusterError, Event, Kept, LockOptions, ObjectRef, Progress,
     Removed, WaitOptions,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -133,6 +133,9 @@ impl KubeClient for FakeKube {
             self.note(format!("apply {}/{}", id.kind, id.name));
             let mut object = object.clone();
             labels::stamp(&mut object, &opts.release);
+            if opts.adopted.contains(&id) {
+                labels::annotate(&mut object, labels::ADOPTED_BY, &opts.deployment_id);
+            }
             // As a server-side apply: the live object takes the apiVersion sent.
             let mut live = self.live.lock().unwrap();
             live.remove(&id);
@@ -161,6 +164,13 @@ impl KubeClient for FakeKube {
                 &opts.release,
                 removal,
             );
+            let annotations = labels::string_map(object, "annotations");
+            if reason.is_some() && labels::handed_back(annotations.as_ref(), removal) {
+                if let Some(meta) = live.get_mut(id).and_then(|o| o.get_mut("metadata")) {
+                    meta["labels"] = json!({});
+                    meta["annotations"] = json!({});
+                }
+            }
             match reason {
                 Some(reason) => removed.kept.push(Kept {
                     object: id.clone(),

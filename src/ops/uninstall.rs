@@ -18,12 +18,44 @@ pub async fn uninstall(
     uninstall_with(cluster, &store, namespace, release, opts).await
 }
 
+/// The uninstall that undoes a failed first install (a rollback to nothing): as
+/// [`uninstall`], but an object the failed run adopted (`--adopt`) existed before it and
+/// is left in place.
+pub async fn undo_install(
+    cluster: &ClusterHandle,
+    namespace: &str,
+    release: &str,
+    opts: &RunOptions,
+) -> Result<Vec<ObjectRef>, ClusterError> {
+    let store = SecretStore::new(cluster, namespace, release);
+    remove(
+        cluster,
+        &store,
+        namespace,
+        release,
+        Removal::RollbackUninstall,
+        opts,
+    )
+    .await
+}
+
 /// [`uninstall`] on any cluster client and record store.
 pub async fn uninstall_with<K: KubeClient, S: RecordStore>(
     cluster: &K,
     store: &S,
     namespace: &str,
     release: &str,
+    opts: &RunOptions,
+) -> Result<Vec<ObjectRef>, ClusterError> {
+    remove(cluster, store, namespace, release, Removal::Uninstall, opts).await
+}
+
+async fn remove<K: KubeClient, S: RecordStore>(
+    cluster: &K,
+    store: &S,
+    namespace: &str,
+    release: &str,
+    removal: Removal,
     opts: &RunOptions,
 ) -> Result<Vec<ObjectRef>, ClusterError> {
     let lock = cluster.lock(namespace, release, &opts.lock).await?;
@@ -45,7 +77,7 @@ pub async fn uninstall_with<K: KubeClient, S: RecordStore>(
         }
         let apply_opts = ApplyOptions::new(namespace, release);
         let removed = cluster
-            .delete_owned(&ids, &apply_opts, Removal::Uninstall, &opts.progress)
+            .delete_owned(&ids, &apply_opts, removal, &opts.progress)
             .await?;
         for record in history.records() {
             store.delete(record.revision).await?;

@@ -163,6 +163,7 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
     let mut apply_opts = ApplyOptions::new(scope.namespace, scope.release);
     apply_opts.force_conflicts = opts.force_conflicts;
     apply_opts.adopted = adopted.iter().map(|a| a.object.clone()).collect();
+    apply_opts.deployment_id = scope.deployment_id.to_owned();
 
     let mut record = pending_record(scope, &desired, &history);
     // The identities first, so that a run killed during apply leaves a pending record
@@ -246,7 +247,13 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
 
     // Prune last: only once the cluster is healthy on the new revision, what the
     // previous revision (and killed or failed runs since) had and this one does not.
-    // Identity ignores the apiVersion, so an object moved to a newer API is kept.
+    // Identity ignores the apiVersion, so an object moved to a newer API is kept. A
+    // restore never deletes what an undone run adopted.
+    let removal = if desired.rollback_of.is_some() {
+        Removal::RollbackPrune
+    } else {
+        Removal::Prune
+    };
     let keep: BTreeSet<&ObjectRef> = record.objects.iter().collect();
     let stale: Vec<ObjectRef> = maybe_live
         .iter()
@@ -254,7 +261,7 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
         .cloned()
         .collect();
     match cluster
-        .delete_owned(&stale, &apply_opts, Removal::Prune, &opts.progress)
+        .delete_owned(&stale, &apply_opts, removal, &opts.progress)
         .await
     {
         Ok(removed) => {
@@ -927,5 +934,58 @@ mod tests {
         let first_apply = log.iter().position(|l| l.starts_with("apply")).unwrap();
         assert!(last_read < first_apply, "{log:?}");
         assert_eq!(log.iter().filter(|l| l.starts_with("read")).count(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_rollback_never_deletes_what_the_run_it_undoes_adopted() {
+        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "extra", "namespace": "ns"}, "data": {"mine": "yes"}});
+        let id = ObjectRef::of(&theirs).unwrap();
+        kube.live.lock().unwrap().insert(id.clone(), theirs);
+        // d2 adopts it and fails.
+        let mut adopt = opts();
+        adopt.adopt = true;
+        kube.wait = Wait::Crash;
+        let failed = deploy_with(&kube, &store, &rendered("2", true), "d2", &adopt)
+            .await
+            .unwrap();
+        assert_eq!(failed.status, Status::Failed);
+        assert_eq!(
+            kube.live.lock().unwrap()[&id]["metadata"]["annotations"]["flotilla.dev/adopted-by"],
+            "d2"
+        );
+        // The coordinated restore to d1 keeps it: it existed before d2.
+        kube.wait = Wait::Healthy;
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "d1",
+            fresh_secrets: &[],
+        };
+        let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap();
+        assert_eq!(back.status, Status::Deployed);
+        assert!(back.pruned.is_empty(), "{:?}", back.pruned);
+        assert_eq!(back.kept.len(), 1, "{:?}", back.kept);
+        assert!(back.kept[0].reason.starts_with("adopted by deployment d2"));
+        assert!(kube.live_names().contains(&"ConfigMap/extra".to_owned()));
+        // Handed back: no release labels, so an uninstall (whose records still list it)
+        // leaves it too.
+        let live = kube.live.lock().unwrap()[&id].clone();
+        assert_eq!(live["metadata"]["labels"], json!({}));
+        assert_eq!(
+            live["data"]["mine"],
+            json!(null),
+            "the failed run's content stays"
+        );
+        let removed = crate::ops::uninstall::uninstall_with(&kube, &store, "ns", "hello", &opts())
+            .await
+            .unwrap();
+        assert!(!names(&removed).contains(&"ConfigMap/extra".to_owned()));
+        assert!(kube.live_names().contains(&"ConfigMap/extra".to_owned()));
     }
 }

@@ -138,7 +138,8 @@ impl ClusterSteps for KubeSteps {
         );
         let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
         let Some(before) = before else {
-            ops::uninstall(&p.handle, namespace, release, &opts)
+            // A failed first install: undone, leaving what it adopted.
+            ops::uninstall::undo_install(&p.handle, namespace, release, &opts)
                 .await
                 .map_err(|e| step_error(&e))?;
             return Ok(None);
