@@ -99,9 +99,7 @@ async fn install_upgrade_prune_then_rollback_restores_previous_objects() {
     );
 
     // Back to the deployment before the current one.
-    let previous = history
-        .previous_deployment()
-        .expect("a previous deployment");
+    let previous = history.revision_of("d1").expect("deployment d1");
     let to = RestoreTo {
         revision: previous.revision,
         deployment_id: "d3",

@@ -11,9 +11,11 @@ use crate::config::LoadedRelease;
 use crate::engine::{Chart, Renderer};
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
+use crate::release::EnvironmentHistory;
 use crate::rollout::executor::RunInfo;
-use crate::rollout::kube_steps::{rollback_revision, RollbackCluster, RollbackSteps};
+use crate::rollout::kube_steps::{revision_ref, RollbackCluster, RollbackSteps};
 use crate::rollout::prepare::{connect_each, Connected};
+use crate::rollout::report::RevisionRef;
 use crate::rollout::report::{ClusterResult, Overall, RunResult};
 use crate::rollout::{execute, Reporter};
 use crate::vault::{resolve_for_environment, ResolvedSecrets, VaultEnv};
@@ -32,6 +34,8 @@ pub struct RollbackOptions {
     pub timeout: Option<Duration>,
     /// Take fields that another field manager owns instead of failing.
     pub force_conflicts: bool,
+    /// Print what each cluster runs and would go to; change nothing.
+    pub dry_run: bool,
     pub output: OutputFormat,
 }
 
@@ -60,28 +64,48 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         }
     }
 
+    // One target for the whole environment, then each cluster's own revision of it.
+    let target = match &args.to {
+        Some(id) => id.clone(),
+        None => {
+            let env = EnvironmentHistory::new(
+                connected
+                    .iter()
+                    .map(|c| (c.cluster.context.as_str(), &c.history)),
+            );
+            match env.rollback_target() {
+                Some(id) => id.to_owned(),
+                None => {
+                    return Err(crate::Error::Reported(format!(
+                        "rollback {name} in {}: nothing changed: there is no earlier complete deployment to go back to (deployments, newest first: {})",
+                        selected.plan.environment,
+                        env.summary()
+                    )))
+                }
+            }
+        }
+    };
     let mut missing = Vec::new();
     let mut targets = Vec::new();
     for found in connected {
-        match rollback_revision(&found.history, args.to.as_deref()) {
+        match found.history.revision_of(&target).map(revision_ref) {
             Some(to) => targets.push((found, to)),
             None => missing.push(format!(
-                "{}: {} (it has: {})",
+                "{}: never ran deployment {target} healthy (it has: {})",
                 found.cluster.context,
-                match &args.to {
-                    Some(id) => format!("never had deployment {id}"),
-                    None => "no earlier deployment to go back to".into(),
-                },
                 found.history.summary()
             )),
         }
     }
     if !missing.is_empty() {
         return Err(crate::Error::Reported(format!(
-            "rollback {name} in {}: nothing changed, because\n  {}\n(limit the run with --clusters to roll back the others)",
+            "rollback {name} in {} to deployment {target}: nothing changed, because\n  {}\n(limit the run with --clusters to roll back the others)",
             selected.plan.environment,
             missing.join("\n  ")
         )));
+    }
+    if args.dry_run {
+        return print_plan(&target, &targets, args.output);
     }
 
     let fresh = fresh_secrets(&selected.env, &release).await;
@@ -124,7 +148,13 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     }
     let mut options = RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = args.force_conflicts;
-    let steps = RollbackSteps { clusters, options };
+    options.targets = selected.plan.contexts();
+    let run_id = crate::rollout::new_deployment_id();
+    let steps = RollbackSteps {
+        clusters,
+        run_id: run_id.clone(),
+        options,
+    };
     let mut plan = selected.plan.clone();
     for wave in &mut plan.waves {
         wave.retain(|c| !unreachable.iter().any(|(u, _)| u.context == c.context));
@@ -133,7 +163,8 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     let info = RunInfo {
         operation: "rollback".into(),
         release: name,
-        deployment_id: args.to.clone().unwrap_or_else(|| "previous".into()),
+        deployment_id: run_id,
+        target: Some(target.clone()),
     };
     let mut report = execute(
         &plan,
@@ -145,14 +176,11 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     .await;
     for (cluster, err) in unreachable {
         report.overall = Overall::RollbackIncomplete;
-        let mut finish = format!(
-            "flotilla rollback {} --env {}",
-            report.release, report.environment
+        // The target is decided: finishing later must not decide it again.
+        let finish = format!(
+            "flotilla rollback {} --env {} --to {target} --clusters {}",
+            report.release, report.environment, cluster.context
         );
-        if let Some(id) = &args.to {
-            finish.push_str(&format!(" --to {id}"));
-        }
-        finish.push_str(&format!(" --clusters {}", cluster.context));
         report.clusters.push(ClusterResult {
             context: cluster.context.clone(),
             wave: cluster.wave,
@@ -215,4 +243,43 @@ fn render_secrets(
             Vec::new()
         }
     }
+}
+
+/// One cluster of `rollback --dry-run`: what it runs and where it would go.
+#[derive(serde::Serialize, tabled::Tabled)]
+struct PlanRow {
+    cluster: String,
+    #[tabled(rename = "runs now")]
+    now: String,
+    #[tabled(rename = "would go to")]
+    to: String,
+}
+
+fn print_plan(
+    target: &str,
+    targets: &[(Connected, RevisionRef)],
+    output: OutputFormat,
+) -> Result<()> {
+    let rows: Vec<PlanRow> = targets
+        .iter()
+        .map(|(c, to)| PlanRow {
+            cluster: c.cluster.context.clone(),
+            now: match c.history.latest() {
+                Some(r) => format!("{} {} ({})", r.revision, r.content_id(), r.status),
+                None => "-".into(),
+            },
+            to: format!("{} {}", to.revision, to.deployment_id),
+        })
+        .collect();
+    match output {
+        OutputFormat::Json => crate::output::print_json(&serde_json::json!({
+            "target": target,
+            "clusters": rows,
+        }))?,
+        OutputFormat::Table => crate::output::print(&format!(
+            "rollback to deployment {target} (dry run: nothing changed)\n{}",
+            crate::output::table_text(tabled::Table::new(rows))
+        ))?,
+    }
+    Ok(())
 }

@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub lock: LockOptions,
     pub progress: Progress,
     pub cancel: CancellationToken,
+    /// The kube contexts the whole run targets, recorded with each revision (a
+    /// deployment id is complete when every one of them recorded it healthy).
+    pub targets: Vec<String>,
 }
 
 impl RunOptions {
@@ -53,6 +56,7 @@ impl RunOptions {
             lock: LockOptions::for_this_process(),
             progress: crate::cluster::no_progress(),
             cancel: CancellationToken::new(),
+            targets: Vec::new(),
         }
     }
 }

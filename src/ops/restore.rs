@@ -11,7 +11,8 @@ use serde_json::Value;
 /// Which recorded revision a restore goes back to, and the run it is part of.
 pub struct RestoreTo<'a> {
     pub revision: u32,
-    /// The deployment id the new revision records.
+    /// The run that restores: the deployment id the new revision records (it also
+    /// records the deployment whose content it brings back).
     pub deployment_id: &'a str,
     /// Secret objects of the revision rendered with values read from Vault now; a
     /// recorded Secret without one here is kept as it is live (its values are never
@@ -72,6 +73,7 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
         chart: target.chart.clone(),
         app_version: target.app_version.clone(),
         rollback_of: Some(target.revision),
+        restores: Some(target.content_id().to_owned()),
     };
     let scope = Scope {
         release,

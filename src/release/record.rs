@@ -53,6 +53,42 @@ impl Status {
     }
 }
 
+impl ReleaseRecord {
+    /// The deployment whose content this revision runs: the one it restores, else its
+    /// own.
+    pub fn content_id(&self) -> &str {
+        self.restores.as_deref().unwrap_or(&self.deployment_id)
+    }
+
+    /// Whether this revision was written by the deploy of its deployment id (not by a
+    /// rollback that restored another one).
+    pub fn is_deploy(&self) -> bool {
+        self.operation != Operation::Rollback
+    }
+}
+
+/// The content digest of a revision: its manifest as recorded (secret data redacted),
+/// the application version and the chart, so that a CI re-run of the same commit is
+/// recognised as the same content.
+pub fn content_digest(manifest: &[Value], app_version: &str, chart: &ChartRef) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    // Objects are serialised as they are recorded (key order preserved), which is
+    // stable for one chart and values.
+    for object in manifest {
+        hasher.update(object.to_string().as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.update(app_version.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(chart.name.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(chart.version.as_bytes());
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 impl Status {
     /// Whether a revision in this state was healthy once: what a deployment id may be
     /// found as, and what a rollback may go back to.
@@ -95,8 +131,22 @@ pub struct ReleaseRecord {
     pub revision: u32,
     pub status: Status,
     pub operation: Operation,
-    /// Shared by every cluster of one `deploy` run; what `rollback --to` names.
+    /// The run that recorded this revision, shared by every cluster of that run: a
+    /// `deploy` (what `rollback --to` names), or the `rollback` that restored it.
     pub deployment_id: String,
+    /// For a rollback: the deployment id whose content it re-applies. Records written
+    /// before this field carried that id as their `deployment_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<String>,
+    /// The kube contexts the run targeted: a deployment id is complete when every one of
+    /// them recorded it healthy. Empty in records written before this field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// What the revision puts in the cluster, as a digest of its manifest (secret data
+    /// redacted), application and chart version: equal digests, equal content. Empty in
+    /// records written before this field.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
     pub chart: ChartRef,
     /// The application version (`spec.version` of the descriptor).
     pub app_version: String,
