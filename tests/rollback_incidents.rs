@@ -226,3 +226,155 @@ fn a_sigkilled_deploy_then_rollback_returns_to_what_ran_before() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_everywhere(&repo, &b, "v3");
 }
+
+/// Writes `value` as key `password` at `path` (KV v1) in the fleet's Vault.
+fn vault_write(path: &str, value: &str) {
+    let env = fleet().env();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-f", "-X", "POST", "-H"])
+        .arg(format!("X-Vault-Token: {}", env["VAULT_TOKEN"]))
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(serde_json::json!({ "password": value }).to_string())
+        .arg(format!("{}/v1/{path}", env["VAULT_ADDR"]))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vault write {path}: {}",
+        describe(&out)
+    );
+}
+
+/// The data of Secret `hello-db` in `context`, decoded.
+fn secret_data(repo: &TestRepo, context: &str) -> std::collections::BTreeMap<String, String> {
+    flotilla::install_tls_provider();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let kubeconfig = flotilla::cluster::load_kubeconfig(Some(&fleet().kubeconfig())).unwrap();
+        let handle = flotilla::cluster::ClusterHandle::connect(&kubeconfig, context)
+            .await
+            .unwrap();
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(handle.client(), &repo.namespace);
+        let secret = secrets.get("hello-db").await.unwrap();
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .collect()
+    })
+}
+
+fn edit(repo: &TestRepo, file: &str, from: &str, to: &str) {
+    let path = repo.root().join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file}: no {from:?} in {text}");
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn rollback_renders_the_recorded_chart_with_fresh_secrets_and_no_descriptor() {
+    let repo = repo("records", &[("prod", PROD)], "60s");
+    // A path of its own, so the rotation below concerns this test only.
+    let path = format!("kv/prod/{}/db", repo.namespace);
+    vault_write(&path, "first-value");
+    edit(
+        &repo,
+        "releases/hello/release.yaml",
+        "kv/{{global.env}}/hello/db",
+        &path,
+    );
+    let a = deployed_ok(&repo, "v1");
+    // B renames the Secret's key, then the credential is rotated, then the bad commit
+    // breaks the descriptor.
+    edit(
+        &repo,
+        "releases/hello/chart/templates/secret.yaml",
+        "  password:",
+        "  pw:",
+    );
+    deployed_ok(&repo, "v2");
+    assert!(secret_data(&repo, "i-eu").contains_key("pw"));
+    vault_write(&path, "rotated-value");
+    let descriptor = repo.root().join("releases/hello/release.yaml");
+    let good = std::fs::read_to_string(&descriptor).unwrap();
+    std::fs::write(
+        &descriptor,
+        "apiVersion: flotilla/v1\nkind: Release\nmetadata: [broken\n",
+    )
+    .unwrap();
+
+    // Without the descriptor the namespace is unknown: said, nothing changed.
+    let out = rollback(&repo);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--namespace"),
+        "{}",
+        describe(&out)
+    );
+    let out = run(
+        fleet(),
+        &repo,
+        &[
+            "rollback",
+            "hello",
+            "--env",
+            "prod",
+            "--namespace",
+            &repo.namespace,
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    // (`history`, which the checks below use, reads the descriptor.)
+    std::fs::write(&descriptor, good).unwrap();
+    assert_everywhere(&repo, &a, "v1");
+    for (context, _) in PROD {
+        let data = secret_data(&repo, context);
+        // A's shape (the old key), with the value Vault holds now (the rotated one).
+        assert_eq!(
+            data.get("password").map(String::as_str),
+            Some("rotated-value"),
+            "{context}: {data:?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn rollback_with_vault_down_keeps_only_what_needs_its_secrets_live() {
+    let repo = repo("vault-down", &[("prod", PROD)], "60s");
+    let a = deployed_ok(&repo, "v1");
+    edit(
+        &repo,
+        "releases/hello/chart/templates/secret.yaml",
+        "  password:",
+        "  pw:",
+    );
+    deployed_ok(&repo, "v2");
+    // Incidents do not wait for Vault: nothing listens at this address.
+    let out = command(
+        fleet(),
+        &repo,
+        &["rollback", "hello", "--env", "prod", "-o", "json"],
+    )
+    .env("VAULT_ADDR", "http://127.0.0.1:1")
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Vault could not be read"), "{stderr}");
+    assert!(
+        stderr.contains("Secret") && stderr.contains("hello-db keeps its live values"),
+        "{stderr}"
+    );
+    // The Deployment went back to A; the Secret, which needs Vault, kept B's live data.
+    assert_everywhere(&repo, &a, "v1");
+    for (context, _) in PROD {
+        let data = secret_data(&repo, context);
+        assert!(data.contains_key("pw"), "{context}: {data:?}");
+    }
+}

@@ -145,6 +145,10 @@ pub struct RollbackArgs {
     /// Print, per cluster, what runs now and what it would go to; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The release namespace: lets a rollback run from the records alone when the
+    /// release's descriptor does not load (the bad commit of an incident).
+    #[arg(long)]
+    pub namespace: Option<String>,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
@@ -379,6 +383,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 timeout: args.timeout,
                 force_conflicts: args.force_conflicts,
                 dry_run: args.dry_run,
+                namespace: args.namespace,
                 output: args.output,
             };
             action::rollback::run(root, &opts).await

@@ -28,7 +28,7 @@ pub use uninstall::uninstall;
 pub use upgrade::deploy;
 
 use crate::cluster::{CancellationToken, ClusterError, LockOptions, ObjectRef, Progress};
-use crate::release::{ChartRef, Status};
+use crate::release::{ChartRef, RevisionSource, Status};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -72,6 +72,9 @@ pub struct Rendered {
     pub objects: Vec<Value>,
     /// Merged values; `secrets` is removed before recording.
     pub values: Value,
+    /// The chart and secret sources, recorded so that the revision can be rendered
+    /// again without the checkout.
+    pub source: Option<RevisionSource>,
 }
 
 /// How a deploy or restore on one cluster ended, once something may have changed.

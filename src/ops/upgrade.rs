@@ -4,7 +4,7 @@
 
 use super::{release_error, HeldLock, KubeClient, Outcome, Rendered, RunOptions};
 use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, Event, ObjectRef, WaitOptions};
-use crate::release::{self, ChartRef, History, Operation, ReleaseRecord, Status};
+use crate::release::{self, ChartRef, History, Operation, ReleaseRecord, RevisionSource, Status};
 use crate::storage::{RecordStore, SecretStore};
 use chrono::Utc;
 use serde_json::Value;
@@ -39,6 +39,7 @@ pub async fn deploy_with<K: KubeClient, S: RecordStore>(
         app_version: rendered.app_version.clone(),
         rollback_of: None,
         restores: None,
+        source: rendered.source.clone(),
     };
     let target = Scope {
         release: &rendered.release,
@@ -69,6 +70,7 @@ pub(super) struct Desired {
     pub rollback_of: Option<u32>,
     /// and the deployment id whose content that revision runs.
     pub restores: Option<String>,
+    pub source: Option<RevisionSource>,
 }
 
 pub(super) async fn run<K: KubeClient, S: RecordStore>(
@@ -242,6 +244,7 @@ fn pending_record(
             &desired.app_version,
             &desired.chart,
         ),
+        source: desired.source.clone(),
         chart: desired.chart.clone(),
         app_version: desired.app_version.clone(),
         manifest: desired.record_manifest.clone(),
@@ -366,6 +369,7 @@ mod tests {
             app_version: version.into(),
             objects,
             values: json!({"secrets": {"db-password": "hunter2"}, "log": "info"}),
+            source: None,
         }
     }
 
@@ -535,7 +539,8 @@ mod tests {
         let to = RestoreTo {
             revision: 1,
             deployment_id: "d1",
-            fresh_secrets: &[],
+            fresh: &[],
+            unreadable: &[],
         };
         let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
             .await
@@ -578,7 +583,8 @@ mod tests {
         let to = RestoreTo {
             revision: 1,
             deployment_id: "d1",
-            fresh_secrets: &fresh,
+            fresh: &fresh,
+            unreadable: &[],
         };
         let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
             .await
@@ -595,7 +601,8 @@ mod tests {
         let to = RestoreTo {
             revision: 1,
             deployment_id: "d1",
-            fresh_secrets: &[],
+            fresh: &[],
+            unreadable: &[],
         };
         let err = restore_with(&kube, &store, "ns", "hello", &to, &opts())
             .await
@@ -604,7 +611,8 @@ mod tests {
         let missing = RestoreTo {
             revision: 9,
             deployment_id: "d9",
-            fresh_secrets: &[],
+            fresh: &[],
+            unreadable: &[],
         };
         let err = restore_with(&kube, &store, "ns", "hello", &missing, &opts())
             .await
@@ -626,7 +634,8 @@ mod tests {
             let to = RestoreTo {
                 revision,
                 deployment_id: "R",
-                fresh_secrets: &[],
+                fresh: &[],
+                unreadable: &[],
             };
             restore_with(&kube, &store, "ns", "hello", &to, &opts())
                 .await

@@ -12,7 +12,8 @@ pub use crate::redact::{is_secret, redact_manifest};
 pub use environment::{DeploymentState, EnvironmentHistory};
 pub use history::History;
 pub use record::{
-    content_digest, values_without_secrets, ChartRef, Operation, ReleaseRecord, Status,
+    content_digest, values_without_secrets, ChartRef, Operation, ReleaseRecord, RevisionSource,
+    SecretSource, Status,
 };
 
 /// Record fixtures for the unit tests of every layer that reads records.
@@ -34,6 +35,7 @@ pub(crate) mod tests_support {
             restores: None,
             targets: Vec::new(),
             digest: format!("digest-of-{id}"),
+            source: None,
             chart: ChartRef {
                 name: "hello".into(),
                 version: "0.1.0".into(),

@@ -11,6 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Where a revision stands. Stored as a label too, so listing by status needs no decoding.
@@ -51,6 +52,34 @@ impl Status {
         .into_iter()
         .find(|s| s.as_str() == text)
     }
+}
+
+/// What renders a revision again without the checkout, besides the record's values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionSource {
+    /// The chart's files by path inside its folder (`Chart.yaml`, `templates/web.yaml`).
+    pub chart: BTreeMap<String, String>,
+    /// Where each secret of this cluster was read (never its value).
+    pub secrets: Vec<SecretSource>,
+}
+
+/// Where one secret was read for one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSource {
+    pub secret_id: String,
+    /// The path as the descriptor rendered it, mount included (`kv/prod/app1/db`).
+    pub path: String,
+    /// The same path under the KV mount (`prod/app1/db`).
+    pub relative: String,
+    pub key: String,
+    /// The KV engine version of the mount (1 or 2).
+    pub kv_version: u8,
+    /// KV v2: the pinned version read; `None` reads the latest again (a credential
+    /// rotated since must not come back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 impl ReleaseRecord {
@@ -147,6 +176,10 @@ pub struct ReleaseRecord {
     /// records written before this field.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub digest: String,
+    /// What renders this revision again without the checkout: the chart and where each
+    /// secret was read. `None` in records written before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RevisionSource>,
     pub chart: ChartRef,
     /// The application version (`spec.version` of the descriptor).
     pub app_version: String,
@@ -184,6 +217,43 @@ pub fn values_without_secrets(values: &Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_record_of_the_first_format_still_reads() {
+        // As written before restores, targets, digest and source existed: a restore then
+        // carried the id of the deployment it brought back.
+        let old = json!({
+            "name": "hello", "namespace": "ns", "revision": 3, "status": "deployed",
+            "operation": "rollback", "deploymentId": "20261101T000000Z-aaaa",
+            "chart": {"name": "hello", "version": "0.1.0"}, "appVersion": "1.0.0",
+            "manifest": [], "objects": [], "values": {"log": "info"}, "rollbackOf": 1,
+            "created": "2026-11-01T00:00:00Z", "updated": "2026-11-01T00:00:00Z",
+            "user": "ci", "host": "runner"
+        });
+        let record: ReleaseRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(record.content_id(), "20261101T000000Z-aaaa");
+        assert!(record.targets.is_empty() && record.digest.is_empty());
+        assert!(record.source.is_none() && record.restores.is_none());
+        assert!(!record.is_deploy());
+        // Written again, it reads the same.
+        let again: ReleaseRecord =
+            serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+        assert_eq!(again, record);
+    }
+
+    #[test]
+    fn equal_content_has_equal_digests() {
+        let chart = ChartRef {
+            name: "hello".into(),
+            version: "0.1.0".into(),
+        };
+        let manifest = vec![json!({"kind": "ConfigMap", "data": {"a": "1"}})];
+        let digest = content_digest(&manifest, "1.0", &chart);
+        assert_eq!(digest, content_digest(&manifest.clone(), "1.0", &chart));
+        assert_ne!(digest, content_digest(&manifest, "1.1", &chart));
+        let other = vec![json!({"kind": "ConfigMap", "data": {"a": "2"}})];
+        assert_ne!(digest, content_digest(&other, "1.0", &chart));
+    }
 
     #[test]
     fn status_round_trips_through_its_label_text() {

@@ -157,7 +157,8 @@ impl ClusterSteps for KubeSteps {
         let to = RestoreTo {
             revision: before.revision,
             deployment_id: &self.deployment_id,
-            fresh_secrets: &fresh,
+            fresh: &fresh,
+            unreadable: &[],
         };
         restored(ops::restore(&p.handle, namespace, release, &to, &opts).await)
     }
@@ -180,9 +181,12 @@ pub struct RollbackCluster {
     pub history: History,
     /// The revision to go to, found in this cluster by deployment id.
     pub to: RevisionRef,
-    /// Secret objects rendered with values read from Vault now (empty when Vault could
-    /// not be read: the live secrets are then kept, and the record says so).
-    pub fresh_secrets: Vec<serde_json::Value>,
+    /// Objects of the target rendered again with secrets read now (see
+    /// [`RestoreTo::fresh`]); empty when nothing could be rendered again: the live
+    /// secrets are then kept, and the record says so.
+    pub fresh: Vec<serde_json::Value>,
+    /// Objects whose secrets could not be read now: kept as they are live.
+    pub unreadable: Vec<crate::cluster::ObjectRef>,
 }
 
 impl RollbackCluster {
@@ -195,7 +199,8 @@ impl RollbackCluster {
         let to = RestoreTo {
             revision: to.revision,
             deployment_id: run_id,
-            fresh_secrets: &self.fresh_secrets,
+            fresh: &self.fresh,
+            unreadable: &self.unreadable,
         };
         ops::restore(&self.handle, &self.namespace, &self.release, &to, opts).await
     }
