@@ -901,7 +901,8 @@ async fn a_rollback_hands_back_what_the_failed_run_adopted() {
     let to = ops::restore::RestoreTo {
         revision: 1,
         deployment_id: "d1",
-        fresh_secrets: &[],
+        fresh: &[],
+        unreadable: &[],
     };
     opts.adopt = false;
     let back = deployed(

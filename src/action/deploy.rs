@@ -91,6 +91,7 @@ pub async fn deploy_releases(
     options.create_namespace = settings.create_namespace;
     options.transient_grace = settings.transient_grace;
     options.history_limit = settings.history_max.max(1);
+    options.targets = selected.plan.contexts();
     let several = releases.len() > 1;
     let reporter_for = |r: &LoadedRelease| {
         if several {
@@ -124,6 +125,7 @@ pub async fn deploy_releases(
                 operation: settings.operation.into(),
                 release: release.descriptor.metadata.name.clone(),
                 deployment_id: deployment_id.clone(),
+                target: None,
             };
             let reporter = reporter_for(release);
             let interrupt = &interrupt;
