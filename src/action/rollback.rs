@@ -32,6 +32,9 @@ pub struct RollbackOptions {
     pub timeout: Option<Duration>,
     /// Take fields that another field manager owns instead of failing.
     pub force_conflicts: bool,
+    /// How long to wait for another run's lease (default: the lease duration plus a
+    /// margin).
+    pub lock_timeout: Option<Duration>,
     pub output: OutputFormat,
 }
 
@@ -124,7 +127,15 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     }
     let mut options = RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = args.force_conflicts;
-    let steps = RollbackSteps { clusters, options };
+    options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
+    if let Some(wait) = args.lock_timeout {
+        options.lock.wait = wait;
+    }
+    let steps = RollbackSteps {
+        clusters,
+        options,
+        leases: Default::default(),
+    };
     let mut plan = selected.plan.clone();
     for wave in &mut plan.waves {
         wave.retain(|c| !unreachable.iter().any(|(u, _)| u.context == c.context));
@@ -163,6 +174,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             duration: Duration::ZERO,
             error: Some(err.to_string()),
             finish_with: Some(finish),
+            refused: true,
         });
     }
     multi::finish(&[report], args.output)

@@ -22,7 +22,7 @@ pub mod upgrade;
 mod fake;
 
 pub use inspect::{diff, history, status, ObjectHealth, ObjectStatus, StatusReport};
-pub use kube::{HeldLock, KubeClient};
+pub use kube::{HeldLock, KubeClient, Leased, Lent};
 pub use restore::restore;
 pub use uninstall::uninstall;
 pub use upgrade::deploy;
@@ -38,6 +38,9 @@ use std::time::Duration;
 pub struct RunOptions {
     pub force_conflicts: bool,
     pub timeout: Duration,
+    /// The health wait of a restore of the run (`rollout.rollback_timeout`): its own
+    /// budget, never what is left of `timeout`.
+    pub restore_timeout: Duration,
     pub history_limit: usize,
     pub lock: LockOptions,
     pub progress: Progress,
@@ -49,6 +52,7 @@ impl RunOptions {
         RunOptions {
             force_conflicts: false,
             timeout,
+            restore_timeout: timeout,
             history_limit: crate::storage::DEFAULT_HISTORY_LIMIT,
             lock: LockOptions::for_this_process(),
             progress: crate::cluster::no_progress(),
@@ -86,6 +90,55 @@ pub struct Outcome {
     pub pruned: Vec<ObjectRef>,
     /// Why it failed (`status` is then `failed`).
     pub error: Option<ClusterError>,
+}
+
+/// [`deploy`] on a cluster whose lease the caller holds (for a whole multi-cluster run).
+pub async fn deploy_leased(
+    cluster: &crate::cluster::ClusterHandle,
+    lock: &crate::cluster::Lock,
+    rendered: &Rendered,
+    deployment_id: &str,
+    opts: &RunOptions,
+) -> Result<Outcome, ClusterError> {
+    let store = crate::storage::SecretStore::new(cluster, &rendered.namespace, &rendered.release);
+    let leased = Leased {
+        handle: cluster,
+        lock,
+    };
+    upgrade::deploy_with(&leased, &store, rendered, deployment_id, opts).await
+}
+
+/// [`restore`] on a cluster whose lease the caller holds.
+pub async fn restore_leased(
+    cluster: &crate::cluster::ClusterHandle,
+    lock: &crate::cluster::Lock,
+    namespace: &str,
+    release: &str,
+    to: &restore::RestoreTo<'_>,
+    opts: &RunOptions,
+) -> Result<Outcome, ClusterError> {
+    let store = crate::storage::SecretStore::new(cluster, namespace, release);
+    let leased = Leased {
+        handle: cluster,
+        lock,
+    };
+    restore::restore_with(&leased, &store, namespace, release, to, opts).await
+}
+
+/// [`uninstall`] on a cluster whose lease the caller holds.
+pub async fn uninstall_leased(
+    cluster: &crate::cluster::ClusterHandle,
+    lock: &crate::cluster::Lock,
+    namespace: &str,
+    release: &str,
+    opts: &RunOptions,
+) -> Result<Vec<ObjectRef>, ClusterError> {
+    let store = crate::storage::SecretStore::new(cluster, namespace, release);
+    let leased = Leased {
+        handle: cluster,
+        lock,
+    };
+    uninstall::uninstall_with(&leased, &store, namespace, release, opts).await
 }
 
 fn release_error(context: &str, message: String) -> ClusterError {

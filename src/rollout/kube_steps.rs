@@ -1,16 +1,177 @@
 //! [`ClusterSteps`] on real clusters, through the per-cluster operations of
 //! [`crate::ops`]: [`KubeSteps`] for `deploy` and `promote`, [`RollbackSteps`] for
 //! `rollback`.
+//!
+//! One lease per cluster for the whole run ([`Leases`]): taken by the cluster's first
+//! step, renewed through its deploy and its restore, released once the run is over. A
+//! restore first checks that the newest record in the cluster is the one this run
+//! wrote, and that the lease is still this run's; otherwise it refuses, saying why.
 
 use super::executor::{ClusterSteps, StepError, StepOutcome};
 use super::progress::{Phase, Reporter};
 use super::report::RevisionRef;
-use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event};
+use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event, Lock, LockOptions};
 use crate::ops::{self, restore::RestoreTo, Outcome, Rendered, RunOptions};
 use crate::release::{History, ReleaseRecord};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Beyond a restore's own health-wait budget (`rollout.rollback_timeout`): time for its
+/// requests, each bounded by the request timeout. A restore still running after both
+/// is given up and reported with its finish command.
+pub const RESTORE_MARGIN: Duration = Duration::from_secs(45);
+
+/// A restore within its budget, or an error saying it ran out.
+async fn within_budget<T>(
+    context: &str,
+    wait: Duration,
+    restore: impl Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
+    let budget = wait + RESTORE_MARGIN;
+    tokio::time::timeout(budget, restore)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StepError {
+                message: format!(
+                    "cluster `{context}`: the restore did not finish within its budget of {}s",
+                    budget.as_secs()
+                ),
+                unreachable: true,
+                cancelled: false,
+                environment: false,
+            })
+        })
+}
+
+/// The leases a run holds, one per cluster, and what it recorded in each.
+#[derive(Default)]
+pub struct Leases {
+    held: Mutex<HashMap<String, Arc<Lock>>>,
+    /// The revision (and its deployment id) this run recorded in each cluster: what a
+    /// restore must find as the newest record there.
+    recorded: Mutex<HashMap<String, (u32, String)>>,
+}
+
+impl Leases {
+    fn get(&self, context: &str) -> Option<Arc<Lock>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(context)
+            .cloned()
+    }
+
+    /// This run's lease of `release` in the cluster: held already, or taken now
+    /// (waiting up to `opts.wait` for another run, and saying so).
+    async fn take(
+        &self,
+        handle: &ClusterHandle,
+        namespace: &str,
+        release: &str,
+        opts: &LockOptions,
+        reporter: &Reporter,
+    ) -> Result<Arc<Lock>, ClusterError> {
+        let context = handle.context();
+        if let Some(lock) = self.get(context).filter(|l| !l.lost().is_cancelled()) {
+            return Ok(lock);
+        }
+        handle.ensure_namespace(namespace).await?;
+        let lock = handle
+            .lock_waiting(namespace, release, opts, &|message: &str| {
+                reporter.phase(context, Phase::Waiting(message.to_owned()))
+            })
+            .await?;
+        let lock = Arc::new(lock);
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(context.to_owned(), lock.clone());
+        Ok(lock)
+    }
+
+    fn note_recorded(&self, context: &str, revision: u32, deployment_id: &str) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(context.to_owned(), (revision, deployment_id.to_owned()));
+    }
+
+    /// The lease for a restore: still this run's (taken again at once if a renewal
+    /// failure dropped it and nobody took it since), and the newest record in the
+    /// cluster is the one this run wrote. Otherwise the restore is refused, saying why:
+    /// another run changed the release since, and putting back what ran before this
+    /// run would overwrite it.
+    async fn for_restore(
+        &self,
+        handle: &ClusterHandle,
+        namespace: &str,
+        release: &str,
+        opts: &LockOptions,
+        reporter: &Reporter,
+    ) -> Result<Arc<Lock>, StepError> {
+        let context = handle.context();
+        let lost = self
+            .get(context)
+            .filter(|l| l.lost().is_cancelled())
+            .and_then(|l| l.lost_why());
+        let retake = LockOptions {
+            wait: Duration::ZERO,
+            ..opts.clone()
+        };
+        let lock = self
+            .take(handle, namespace, release, &retake, reporter)
+            .await
+            .map_err(|err| match (&err, &lost) {
+                (ClusterError::Locked { .. }, Some(why)) => StepError::new(format!(
+                    "cluster `{context}`: not restored: this run lost the lock of `{release}` ({why}) and another run holds it now: {err}"
+                )),
+                _ => step_error(&err),
+            })?;
+        let recorded = self
+            .recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(context)
+            .cloned();
+        let Some((revision, deployment_id)) = recorded else {
+            return Ok(lock);
+        };
+        let history = ops::history(handle, namespace, release)
+            .await
+            .map_err(|e| step_error(&e))?;
+        if let Some(newest) = history.latest() {
+            let other = newest.revision > revision
+                || (newest.revision == revision && newest.deployment_id != deployment_id);
+            if other {
+                return Err(StepError::new(format!(
+                    "cluster `{context}`: not restored: the newest record of `{release}` is revision {} (deployment {}, {} by {}@{}), not revision {revision} that this run wrote; another run changed the release since (see `flotilla history`)",
+                    newest.revision, newest.deployment_id, newest.status, newest.user, newest.host
+                )));
+            }
+        }
+        Ok(lock)
+    }
+
+    /// Gives every lease back (compare-and-swap: never one another run took).
+    pub async fn release_all(&self) {
+        let held: Vec<Arc<Lock>> = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
+        futures::future::join_all(
+            held.into_iter()
+                .filter_map(|l| Arc::try_unwrap(l).ok())
+                .map(Lock::release),
+        )
+        .await;
+    }
+}
 
 /// One cluster, ready to be deployed.
 pub struct Prepared {
@@ -38,6 +199,7 @@ pub struct KubeSteps {
     pub deployment_id: String,
     /// Timeout, lock, history limit; `cancel` and `progress` are set per step.
     pub options: RunOptions,
+    pub leases: Leases,
 }
 
 fn step_error(err: &ClusterError) -> StepError {
@@ -47,6 +209,12 @@ fn step_error(err: &ClusterError) -> StepError {
             message: other.to_string(),
             unreachable: matches!(other, ClusterError::Unreachable { .. }),
             cancelled: false,
+            environment: matches!(
+                other,
+                ClusterError::Unreachable { .. }
+                    | ClusterError::Locked { .. }
+                    | ClusterError::Denied { .. }
+            ),
         },
     }
 }
@@ -76,15 +244,24 @@ fn step_options(
     opts
 }
 
-/// A deploy's outcome on one cluster, for the executor.
-fn step_outcome(result: Result<Outcome, ClusterError>, before: Option<RevisionRef>) -> StepOutcome {
+/// A deploy's outcome on one cluster, for the executor: `Err` is "nothing changed";
+/// an outcome is a changed cluster, lost or not (its error says `unreachable`).
+fn step_outcome(
+    result: Result<Outcome, ClusterError>,
+    before: Option<RevisionRef>,
+    leases: &Leases,
+    deployment_id: &str,
+) -> StepOutcome {
     match result {
         Err(err) => StepOutcome::Untouched(step_error(&err)),
-        Ok(outcome) => StepOutcome::Changed {
-            before,
-            revision: outcome.revision,
-            error: outcome.error.as_ref().map(step_error),
-        },
+        Ok(outcome) => {
+            leases.note_recorded(&outcome.context, outcome.revision, deployment_id);
+            StepOutcome::Changed {
+                before,
+                revision: outcome.revision,
+                error: outcome.error.as_ref().map(step_error),
+            }
+        }
     }
 }
 
@@ -112,10 +289,25 @@ impl ClusterSteps for KubeSteps {
             return StepOutcome::Untouched(not_prepared(context));
         };
         let total = p.rendered.objects.len();
+        let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
+        let lock = match self
+            .leases
+            .take(&p.handle, namespace, release, &self.options.lock, reporter)
+            .await
+        {
+            Ok(lock) => lock,
+            Err(err) => return StepOutcome::Untouched(step_error(&err)),
+        };
         reporter.phase(context, Phase::Apply { done: 0, total });
         let opts = step_options(&self.options, stop, reporter, total);
-        let result = ops::deploy(&p.handle, &p.rendered, &self.deployment_id, &opts).await;
-        step_outcome(result, deployed(&p.history))
+        let result =
+            ops::deploy_leased(&p.handle, &lock, &p.rendered, &self.deployment_id, &opts).await;
+        step_outcome(
+            result,
+            deployed(&p.history),
+            &self.leases,
+            &self.deployment_id,
+        )
     }
 
     async fn restore(
@@ -124,40 +316,59 @@ impl ClusterSteps for KubeSteps {
         before: Option<&RevisionRef>,
         reporter: &Reporter,
     ) -> Result<Option<u32>, StepError> {
-        let p = self
-            .clusters
+        within_budget(context, self.options.restore_timeout, async move {
+            let p = self
+                .clusters
+                .get(context)
+                .ok_or_else(|| not_prepared(context))?;
+            // Not cancelled by the first signal: a restore runs to its end, within its own
+            // budget.
+            let mut opts = step_options(
+                &self.options,
+                &CancellationToken::new(),
+                reporter,
+                p.rendered.objects.len(),
+            );
+            opts.timeout = self.options.restore_timeout;
+            let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
+            let lock = self
+                .leases
+                .for_restore(&p.handle, namespace, release, &self.options.lock, reporter)
+                .await?;
+            let Some(before) = before else {
+                ops::uninstall_leased(&p.handle, &lock, namespace, release, &opts)
+                    .await
+                    .map_err(|e| step_error(&e))?;
+                return Ok(None);
+            };
+            // Secrets come from this run's fresh read of Vault, never from a record.
+            let fresh: Vec<serde_json::Value> = p
+                .rendered
+                .objects
+                .iter()
+                .filter(|o| crate::release::is_secret(o))
+                .cloned()
+                .collect();
+            let to = RestoreTo {
+                revision: before.revision,
+                // A restore re-applies `before`: it carries that run's id, so that the id
+                // names one content in every cluster and `rollback --env` skips failed runs.
+                deployment_id: &before.deployment_id,
+                fresh_secrets: &fresh,
+            };
+            restored(ops::restore_leased(&p.handle, &lock, namespace, release, &to, &opts).await)
+        })
+        .await
+    }
+
+    fn before(&self, context: &str) -> Option<RevisionRef> {
+        self.clusters
             .get(context)
-            .ok_or_else(|| not_prepared(context))?;
-        // Never cancelled: a restore must run to its end.
-        let opts = step_options(
-            &self.options,
-            &CancellationToken::new(),
-            reporter,
-            p.rendered.objects.len(),
-        );
-        let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
-        let Some(before) = before else {
-            ops::uninstall(&p.handle, namespace, release, &opts)
-                .await
-                .map_err(|e| step_error(&e))?;
-            return Ok(None);
-        };
-        // Secrets come from this run's fresh read of Vault, never from a record.
-        let fresh: Vec<serde_json::Value> = p
-            .rendered
-            .objects
-            .iter()
-            .filter(|o| crate::release::is_secret(o))
-            .cloned()
-            .collect();
-        let to = RestoreTo {
-            revision: before.revision,
-            // A restore re-applies `before`: it carries that run's id, so that the id
-            // names one content in every cluster and `rollback --env` skips failed runs.
-            deployment_id: &before.deployment_id,
-            fresh_secrets: &fresh,
-        };
-        restored(ops::restore(&p.handle, namespace, release, &to, &opts).await)
+            .and_then(|p| deployed(&p.history))
+    }
+
+    async fn release(&self) {
+        self.leases.release_all().await;
     }
 }
 
@@ -166,6 +377,7 @@ impl ClusterSteps for KubeSteps {
 pub struct RollbackSteps {
     pub clusters: HashMap<String, RollbackCluster>,
     pub options: RunOptions,
+    pub leases: Leases,
 }
 
 /// One cluster of a rollback and the revision it goes to.
@@ -182,13 +394,26 @@ pub struct RollbackCluster {
 }
 
 impl RollbackCluster {
-    async fn go_to(&self, to: &RevisionRef, opts: &RunOptions) -> Result<Outcome, ClusterError> {
+    async fn go_to(
+        &self,
+        lock: &Lock,
+        to: &RevisionRef,
+        opts: &RunOptions,
+    ) -> Result<Outcome, ClusterError> {
         let to = RestoreTo {
             revision: to.revision,
             deployment_id: &to.deployment_id,
             fresh_secrets: &self.fresh_secrets,
         };
-        ops::restore(&self.handle, &self.namespace, &self.release, &to, opts).await
+        ops::restore_leased(
+            &self.handle,
+            lock,
+            &self.namespace,
+            &self.release,
+            &to,
+            opts,
+        )
+        .await
     }
 }
 
@@ -203,8 +428,27 @@ impl ClusterSteps for RollbackSteps {
             return StepOutcome::Untouched(not_prepared(context));
         };
         let total = t.history.get(t.to.revision).map_or(0, |r| r.manifest.len());
+        let lock = match self
+            .leases
+            .take(
+                &t.handle,
+                &t.namespace,
+                &t.release,
+                &self.options.lock,
+                reporter,
+            )
+            .await
+        {
+            Ok(lock) => lock,
+            Err(err) => return StepOutcome::Untouched(step_error(&err)),
+        };
         let opts = step_options(&self.options, stop, reporter, total);
-        step_outcome(t.go_to(&t.to, &opts).await, deployed(&t.history))
+        step_outcome(
+            t.go_to(&lock, &t.to, &opts).await,
+            deployed(&t.history),
+            &self.leases,
+            &t.to.deployment_id,
+        )
     }
 
     async fn restore(
@@ -213,17 +457,41 @@ impl ClusterSteps for RollbackSteps {
         before: Option<&RevisionRef>,
         reporter: &Reporter,
     ) -> Result<Option<u32>, StepError> {
-        let t = self
-            .clusters
+        within_budget(context, self.options.restore_timeout, async move {
+            let t = self
+                .clusters
+                .get(context)
+                .ok_or_else(|| not_prepared(context))?;
+            let Some(before) = before else {
+                return Err(StepError::new(format!(
+                    "cluster `{context}` had no deployed revision before this rollback"
+                )));
+            };
+            let mut opts = step_options(&self.options, &CancellationToken::new(), reporter, 0);
+            opts.timeout = self.options.restore_timeout;
+            let lock = self
+                .leases
+                .for_restore(
+                    &t.handle,
+                    &t.namespace,
+                    &t.release,
+                    &self.options.lock,
+                    reporter,
+                )
+                .await?;
+            restored(t.go_to(&lock, before, &opts).await)
+        })
+        .await
+    }
+
+    fn before(&self, context: &str) -> Option<RevisionRef> {
+        self.clusters
             .get(context)
-            .ok_or_else(|| not_prepared(context))?;
-        let Some(before) = before else {
-            return Err(StepError::new(format!(
-                "cluster `{context}` had no deployed revision before this rollback"
-            )));
-        };
-        let opts = step_options(&self.options, &CancellationToken::new(), reporter, 0);
-        restored(t.go_to(before, &opts).await)
+            .and_then(|t| deployed(&t.history))
+    }
+
+    async fn release(&self) {
+        self.leases.release_all().await;
     }
 }
 
