@@ -200,19 +200,35 @@ async fn sigkill_at_random_points_of_deploy_and_rollback_never_blocks_the_next_r
             fleet,
             &repo,
             &[
-                "deploy", "hello", "--env", "prod", "--version", version, "-o", "json",
+                "deploy",
+                "hello",
+                "--env",
+                "prod",
+                "--version",
+                version,
+                "-o",
+                "json",
             ],
         );
         assert!(out.status.success(), "deploy {version}: {}", describe(&out));
-        (json(&out)["deployment_id"].as_str().unwrap().to_owned(), out)
+        (
+            json(&out)["deployment_id"].as_str().unwrap().to_owned(),
+            out,
+        )
     };
     let rollback = |to: &str| {
         let out = run(
             fleet,
             &repo,
-            &["rollback", "hello", "--env", "prod", "--to", to, "-o", "json"],
+            &[
+                "rollback", "hello", "--env", "prod", "--to", to, "-o", "json",
+            ],
         );
-        assert!(out.status.success(), "rollback --to {to}: {}", describe(&out));
+        assert!(
+            out.status.success(),
+            "rollback --to {to}: {}",
+            describe(&out)
+        );
         out
     };
 

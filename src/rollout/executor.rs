@@ -136,6 +136,16 @@ pub trait ClusterSteps {
     /// What `context` ran before this run (what a finish command goes back to).
     fn before(&self, context: &str) -> Option<RevisionRef>;
 
+    /// Takes what the run holds in `context` for its whole length (its lease), waiting
+    /// for another run when needed. Called for every cluster before any is changed.
+    fn acquire(
+        &self,
+        _context: &str,
+        _reporter: &Reporter,
+    ) -> impl Future<Output = Result<(), StepError>> {
+        async { Ok(()) }
+    }
+
     /// The run is over: give back what it holds for the whole run (the leases).
     fn release(&self) -> impl Future<Output = ()> {
         async {}
@@ -180,6 +190,42 @@ pub async fn execute<S: ClusterSteps>(
     let mut results: Vec<ClusterResult> = Vec::new();
     let mut cause: Option<String> = None;
 
+    // Every cluster's lease before any cluster is changed, one after the other in name
+    // order: two runs never each hold a part of what the other needs, and a run that
+    // cannot have them all changes nothing.
+    if let Some(refused) = acquire_all(plan, steps, interrupt, reporter).await {
+        steps.release().await;
+        reporter.finish();
+        let cause = Some(refused.error.clone().unwrap_or_default());
+        let clusters = plan
+            .clusters()
+            .map(|c| {
+                if c.context == refused.context {
+                    refused.clone()
+                } else {
+                    reporter.phase(&c.context, Phase::Skipped);
+                    ClusterResult::not_started(c)
+                }
+            })
+            .collect();
+        return Report {
+            operation: info.operation.clone(),
+            release: info.release.clone(),
+            environment: plan.environment.clone(),
+            deployment_id: info.deployment_id.clone(),
+            overall: Overall::Refused,
+            interrupted: interrupt.first().is_cancelled(),
+            signal: interrupt
+                .second()
+                .is_cancelled()
+                .then(|| interrupt.last_signal())
+                .flatten(),
+            cause,
+            duration: started.elapsed(),
+            clusters,
+        };
+    }
+
     for wave in &plan.waves {
         for cluster in wave {
             reporter.phase(&cluster.context, Phase::Queued);
@@ -190,18 +236,7 @@ pub async fn execute<S: ClusterSteps>(
         .map(|(i, cluster)| {
             let stop = &stop;
             async move {
-                let mut row = ClusterResult {
-                    context: cluster.context.clone(),
-                    wave: cluster.wave,
-                    before: None,
-                    deployed: None,
-                    restored: None,
-                    result: RunResult::NotStarted,
-                    duration: Duration::ZERO,
-                    error: None,
-                    finish_with: None,
-                    refused: false,
-                };
+                let mut row = ClusterResult::not_started(cluster);
                 if stop.is_cancelled() || abandon.is_cancelled() {
                     reporter.phase(&cluster.context, Phase::Skipped);
                     return (i, row, false);
@@ -283,18 +318,7 @@ pub async fn execute<S: ClusterSteps>(
     // Later waves never started.
     for cluster in plan.clusters().skip(results.len()) {
         reporter.phase(&cluster.context, Phase::Skipped);
-        results.push(ClusterResult {
-            context: cluster.context.clone(),
-            wave: cluster.wave,
-            before: None,
-            deployed: None,
-            restored: None,
-            result: RunResult::NotStarted,
-            duration: Duration::ZERO,
-            error: None,
-            finish_with: None,
-            refused: false,
-        });
+        results.push(ClusterResult::not_started(cluster));
     }
 
     let interrupted = interrupt.first().is_cancelled();
@@ -347,6 +371,38 @@ pub async fn execute<S: ClusterSteps>(
         duration: started.elapsed(),
         clusters: results,
     }
+}
+
+/// Takes every cluster's lease in name order; the row of the first cluster that
+/// refuses (or of the one a signal stopped), if any.
+async fn acquire_all<S: ClusterSteps>(
+    plan: &Plan,
+    steps: &S,
+    interrupt: &Interrupt,
+    reporter: &Reporter,
+) -> Option<ClusterResult> {
+    let mut order: Vec<&crate::config::Cluster> = plan.clusters().collect();
+    order.sort_by(|a, b| a.context.cmp(&b.context));
+    for cluster in order {
+        let t = Instant::now();
+        let taken = tokio::select! {
+            taken = steps.acquire(&cluster.context, reporter) => taken,
+            _ = interrupt.first().cancelled() => Err(StepError::new(format!(
+                "cluster `{}`: stopped by a signal before any change",
+                cluster.context
+            ))),
+        };
+        if let Err(err) = taken {
+            reporter.phase(&cluster.context, Phase::Failed(err.message.clone()));
+            let mut row = ClusterResult::not_started(cluster);
+            row.result = RunResult::FailedUnchanged;
+            row.refused = err.environment;
+            row.error = Some(err.message);
+            row.duration = t.elapsed();
+            return Some(row);
+        }
+    }
+    None
 }
 
 fn abandoned(context: &str, what: &str) -> String {
@@ -453,6 +509,8 @@ mod tests {
         hang_on_restore: Vec<String>,
         /// Cancelled when a restore that never ends starts.
         restoring: CancellationToken,
+        /// Contexts whose lease another run holds.
+        held_by_another: Vec<String>,
         /// Cancelled when a Hang cluster starts waiting (lets a test send the signal then).
         hanging: CancellationToken,
         log: Mutex<Vec<String>>,
@@ -563,6 +621,21 @@ mod tests {
         fn before(&self, context: &str) -> Option<RevisionRef> {
             Scripted::before(self, context)
         }
+
+        async fn acquire(&self, context: &str, _: &Reporter) -> Result<(), StepError> {
+            self.log(format!("acquire {context}"));
+            if self.held_by_another.iter().any(|c| c == context) {
+                return Err(StepError {
+                    environment: true,
+                    ..StepError::new(format!("cluster `{context}`: locked by bob@ci-2"))
+                });
+            }
+            Ok(())
+        }
+
+        async fn release(&self) {
+            self.log("release".into());
+        }
     }
 
     fn info() -> RunInfo {
@@ -626,7 +699,9 @@ mod tests {
             assert_eq!(result_of(&report, c), RunResult::RolledBack);
         }
         assert!(
-            !log.iter().any(|l| l.ends_with(" e") || l.contains(" e ")),
+            !log.iter()
+                .filter(|l| !l.starts_with("acquire"))
+                .any(|l| l.ends_with(" e") || l.contains(" e ")),
             "{log:?}"
         );
         assert_eq!(result_of(&report, "e"), RunResult::NotStarted);
@@ -846,5 +921,33 @@ mod tests {
         let steps = Scripted::new(&[("a", Script::Refuse), ("b", Script::Refuse)]);
         let report = run(&plan, &steps).await;
         assert!(!report.refused_before_any_change());
+    }
+
+    #[tokio::test]
+    async fn every_lease_is_taken_in_name_order_before_any_change_and_one_refusal_changes_nothing_scripted_clusters(
+    ) {
+        let plan = Plan::new(&env(&[("b", 0), ("c", 1), ("a", 1)], 10), None).unwrap();
+        let steps = Scripted::new(&[]);
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::Succeeded);
+        let log = steps.logged();
+        assert_eq!(log[..3], ["acquire a", "acquire b", "acquire c"], "{log:?}");
+        assert_eq!(log.last().map(String::as_str), Some("release"), "{log:?}");
+
+        let mut steps = Scripted::new(&[]);
+        steps.held_by_another = vec!["b".into()];
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::Refused);
+        assert!(report.refused_before_any_change());
+        let log = steps.logged();
+        assert!(!log.iter().any(|l| l.starts_with("deploy")), "{log:?}");
+        assert_eq!(log, ["acquire a", "acquire b", "release"]);
+        assert_eq!(result_of(&report, "b"), RunResult::FailedUnchanged);
+        assert_eq!(result_of(&report, "a"), RunResult::NotStarted);
+        assert!(
+            report.text().contains("locked by bob@ci-2"),
+            "{}",
+            report.text()
+        );
     }
 }

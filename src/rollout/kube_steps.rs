@@ -367,6 +367,19 @@ impl ClusterSteps for KubeSteps {
             .and_then(|p| deployed(&p.history))
     }
 
+    async fn acquire(&self, context: &str, reporter: &Reporter) -> Result<(), StepError> {
+        let p = self
+            .clusters
+            .get(context)
+            .ok_or_else(|| not_prepared(context))?;
+        let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
+        self.leases
+            .take(&p.handle, namespace, release, &self.options.lock, reporter)
+            .await
+            .map(|_| ())
+            .map_err(|e| step_error(&e))
+    }
+
     async fn release(&self) {
         self.leases.release_all().await;
     }
@@ -488,6 +501,24 @@ impl ClusterSteps for RollbackSteps {
         self.clusters
             .get(context)
             .and_then(|t| deployed(&t.history))
+    }
+
+    async fn acquire(&self, context: &str, reporter: &Reporter) -> Result<(), StepError> {
+        let t = self
+            .clusters
+            .get(context)
+            .ok_or_else(|| not_prepared(context))?;
+        self.leases
+            .take(
+                &t.handle,
+                &t.namespace,
+                &t.release,
+                &self.options.lock,
+                reporter,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| step_error(&e))
     }
 
     async fn release(&self) {

@@ -74,6 +74,24 @@ pub struct ClusterResult {
     pub refused: bool,
 }
 
+impl ClusterResult {
+    /// The row of a cluster the run did not start.
+    pub fn not_started(cluster: &crate::config::Cluster) -> ClusterResult {
+        ClusterResult {
+            context: cluster.context.clone(),
+            wave: cluster.wave,
+            before: None,
+            deployed: None,
+            restored: None,
+            result: RunResult::NotStarted,
+            duration: Duration::ZERO,
+            error: None,
+            finish_with: None,
+            refused: false,
+        }
+    }
+}
+
 fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 10.0).round() / 10.0)
 }
@@ -88,6 +106,9 @@ pub enum Overall {
     RollbackIncomplete,
     /// Something failed and, as configured, nothing was put back.
     Halted,
+    /// A cluster refused the run before anything was changed anywhere (its lease held
+    /// by another run, unreachable, permission denied): nothing was changed.
+    Refused,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,6 +199,7 @@ impl Report {
                 Overall::RolledBack => "FAILED, every changed cluster rolled back",
                 Overall::RollbackIncomplete => "FAILED, rollback INCOMPLETE",
                 Overall::Halted => "FAILED, clusters left as they are (on_failure: halt)",
+                Overall::Refused => "REFUSED before any change, nothing was changed",
             },
             self.table()
         );

@@ -58,6 +58,12 @@ impl SecretStore {
                 context: self.context.clone(),
                 message: format!("{action}: {err}"),
             },
+            kube::Error::Auth(ref err) => ClusterError::Denied {
+                context: self.context.clone(),
+                action: action.trim_start_matches("cannot ").to_owned(),
+                object: format!("release records in namespace {}", self.namespace),
+                message: format!("no credentials for the cluster: {err}"),
+            },
             kube::Error::Api(ref status) if status.code == 401 || status.code == 403 => {
                 ClusterError::Denied {
                     context: self.context.clone(),
