@@ -195,6 +195,19 @@ pub fn spawn_broken_deploy(
 }
 
 impl BrokenDeploy {
+    /// Reads stderr on up to the first line that contains `marker`.
+    pub fn read_until(&mut self, marker: &str) {
+        let mut line = String::new();
+        while self.stderr.read_line(&mut line).unwrap() > 0 {
+            self.seen.push_str(&line);
+            if line.contains(marker) {
+                return;
+            }
+            line.clear();
+        }
+        panic!("the run ended before printing {marker:?}:\n{}", self.seen);
+    }
+
     /// Waits for the run to end: its output, and all it wrote on stderr.
     pub fn finish(mut self) -> (Output, String) {
         let mut log = self.seen;
