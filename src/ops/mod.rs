@@ -9,8 +9,10 @@
 //! many clusters at once and decides what to do with the outcomes.
 //!
 //! A run killed at any point leaves at worst a `pending` record and a lease that stops
-//! being renewed: the next run takes the stale lease over and repairs the record
-//! (marks it failed and prunes what it may have applied) instead of refusing forever.
+//! being renewed: the next run takes the lease over (at once when the dead holder was a
+//! process of this host) and repairs the record (marks it failed and prunes what it may
+//! have applied) instead of refusing forever. Once a run has sent its `pending` record,
+//! every way out is an [`Outcome`] (the cluster may have changed), never an `Err`.
 
 pub mod inspect;
 mod kube;
