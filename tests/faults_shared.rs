@@ -475,3 +475,148 @@ async fn a_health_wait_without_watch_on_pods_fails_at_once_naming_verb_and_resou
         .delete(&reader, &Default::default())
         .await;
 }
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn a_run_that_waited_for_another_goes_back_to_what_that_one_deployed() {
+    let fleet = Fleet::shared();
+    let list = contexts(fleet);
+    let repo = repo("waited", &[("prod", &env_of(&list))], "60s");
+    let first = run(fleet, &repo, &["deploy", "hello", "--env", "prod"]);
+    assert!(first.status.success(), "{}", describe(&first));
+    let a = spawn_run(
+        fleet,
+        &repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            "prod",
+            "--version",
+            "slow-3",
+            "-o",
+            "json",
+        ],
+        &[],
+        "apply",
+    );
+    // C is prepared while A runs, waits for A's leases, then fails in one cluster.
+    let c = command(
+        fleet,
+        &repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            "prod",
+            "--version",
+            "v-c",
+            "--set",
+            &format!("breakIn={}", list[0].0),
+            "--set",
+            "breakTag=crashloop",
+            "-o",
+            "json",
+        ],
+    )
+    .output()
+    .unwrap();
+    let (a_out, a_log) = a.finish();
+    assert!(a_out.status.success(), "{a_log}");
+    let a_id = json(&a_out)["deployment_id"].as_str().unwrap().to_owned();
+    assert_eq!(c.status.code(), Some(1), "{}", describe(&c));
+    assert_eq!(json(&c)["overall"], "rolled-back", "{}", describe(&c));
+    // Back to A's deployment, not to what ran when C was prepared.
+    for (context, _) in &list {
+        assert_eq!(
+            deployed(fleet, &repo, "prod", context).map(|d| (d.1, d.2)),
+            Some((a_id.clone(), "slow-3".to_owned())),
+            "{context}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_run_whose_lease_another_takes_stops_there_and_never_restores_over_it() {
+    let fleet = Fleet::shared();
+    let list = contexts(fleet);
+    let repo = repo("taken", &[("prod", &env_of(&list))], "60s");
+    let good = run(
+        fleet,
+        &repo,
+        &["deploy", "hello", "--env", "prod", "-o", "json"],
+    );
+    assert!(good.status.success(), "{}", describe(&good));
+    let good_id = json(&good)["deployment_id"].as_str().unwrap().to_owned();
+    let lost = list[0].0.clone();
+    let broken = spawn_broken_deploy(fleet, &repo, &lost, &format!("[{lost}] waiting"));
+
+    // Another holder takes the lease (as a run that saw it stale would).
+    let leases: Api<Lease> = Api::namespaced(fleet.client(&lost).await, &repo.namespace);
+    let mut lease = leases.get("flotilla.hello").await.unwrap();
+    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    lease.spec = Some(LeaseSpec {
+        holder_identity: Some("bob@ci-elsewhere pid 7 run 0000beef".into()),
+        lease_duration_seconds: Some(3600),
+        acquire_time: Some(now.clone()),
+        renew_time: Some(now),
+        ..Default::default()
+    });
+    leases
+        .replace("flotilla.hello", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+
+    let t = Instant::now();
+    let (out, log) = broken.finish();
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    // The renewal (every 5 s) sees it: not the 60 s health timeout.
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    let report = json(&out);
+    assert_eq!(result_of(&report, &lost), "rollback-failed", "{report:#}");
+    let row = report["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["context"] == lost.as_str())
+        .unwrap();
+    let error = row["error"].as_str().unwrap();
+    assert!(
+        error.contains("lost the lock") && error.contains("not restored"),
+        "{error}"
+    );
+    for (context, _) in list.iter().skip(1) {
+        assert_eq!(result_of(&report, context), "rolled-back", "{report:#}");
+    }
+    // The taker's lease is untouched (release is compare-and-swap), and this run wrote
+    // nothing after it lost the lease: its record stays pending for the taker to repair.
+    let held = leases.get("flotilla.hello").await.unwrap();
+    assert_eq!(
+        held.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("bob@ci-elsewhere pid 7 run 0000beef")
+    );
+    let rows = history(fleet, &repo, "prod");
+    assert!(
+        rows.iter().any(|r| r.0 == lost && r.2 == "pending"),
+        "{rows:?}"
+    );
+
+    // Once the other holder is gone, the printed command finishes the job.
+    leases
+        .delete("flotilla.hello", &Default::default())
+        .await
+        .unwrap();
+    let command_line = row["finish_with"].as_str().unwrap();
+    assert_eq!(
+        command_line,
+        format!("flotilla rollback hello --env prod --to {good_id} --clusters {lost}")
+    );
+    let args: Vec<&str> = command_line.split(' ').skip(1).collect();
+    let out = run(fleet, &repo, &args);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        deployed(fleet, &repo, "prod", &lost).map(|d| d.1),
+        Some(good_id)
+    );
+}

@@ -53,6 +53,9 @@ pub struct Leases {
     /// The revision (and its deployment id) this run recorded in each cluster: what a
     /// restore must find as the newest record there.
     recorded: Mutex<HashMap<String, (u32, String)>>,
+    /// Each cluster's history as read once its lease was taken: what ran before this
+    /// run, which another run may have changed since the run was prepared.
+    seen: Mutex<HashMap<String, History>>,
 }
 
 impl Leases {
@@ -89,7 +92,27 @@ impl Leases {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(context.to_owned(), lock.clone());
+        // Read again under the lease: a run that waited for another one must go back
+        // to what that one deployed, not to what ran when this run was prepared.
+        // (Once: a lease taken again for a restore must not make this run's own
+        // revision "what ran before".)
+        let history = ops::history(handle, namespace, release).await?;
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(context.to_owned())
+            .or_insert(history);
         Ok(lock)
+    }
+
+    /// The history of `context` as read under this run's lease, else `prepared`.
+    fn history(&self, context: &str, prepared: &History) -> History {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(context)
+            .cloned()
+            .unwrap_or_else(|| prepared.clone())
     }
 
     fn note_recorded(&self, context: &str, revision: u32, deployment_id: &str) {
@@ -142,16 +165,11 @@ impl Leases {
         let history = ops::history(handle, namespace, release)
             .await
             .map_err(|e| step_error(&e))?;
-        if let Some(newest) = history.latest() {
-            let other = newest.revision > revision
-                || (newest.revision == revision && newest.deployment_id != deployment_id);
-            if other {
-                return Err(StepError::new(format!(
-                    "cluster `{context}`: not restored: the newest record of `{release}` is revision {} (deployment {}, {} by {}@{}), not revision {revision} that this run wrote; another run changed the release since (see `flotilla history`)",
-                    newest.revision, newest.deployment_id, newest.status, newest.user, newest.host
-                )));
-            }
-        }
+        newest_is_ours(&history, revision, &deployment_id).map_err(|why| {
+            StepError::new(format!(
+                "cluster `{context}`: not restored: {why}; another run changed `{release}` since (see `flotilla history`)"
+            ))
+        })?;
         Ok(lock)
     }
 
@@ -170,6 +188,57 @@ impl Leases {
                 .map(Lock::release),
         )
         .await;
+    }
+}
+
+/// Whether the newest record of a cluster is the one this run wrote (`revision` of
+/// `deployment_id`), or older (this run's pending record never landed): a restore may
+/// then go ahead. Otherwise another run recorded since, and why not.
+fn newest_is_ours(history: &History, revision: u32, deployment_id: &str) -> Result<(), String> {
+    let Some(newest) = history.latest() else {
+        return Ok(());
+    };
+    let other = newest.revision > revision
+        || (newest.revision == revision && newest.deployment_id != deployment_id);
+    if other {
+        return Err(format!(
+            "the newest record is revision {} (deployment {}, {} by {}@{}), not revision {revision} that this run wrote",
+            newest.revision, newest.deployment_id, newest.status, newest.user, newest.host
+        ));
+    }
+    Ok(())
+}
+
+/// Beyond the health wait (`rollout.timeout`), the time a deploy step may take for its
+/// requests (lease, records, apply, prune), each bounded by the request timeout. A step
+/// still running after both is given up: the cluster is reported lost after its change.
+pub const APPLY_BUDGET: Duration = Duration::from_secs(90);
+
+/// A deploy step within `wait` + [`APPLY_BUDGET`]; past it, the cluster is a changed
+/// cluster that could not be reached in time (its pending record is `revision`).
+async fn deploy_within_budget(
+    context: &str,
+    wait: Duration,
+    revision: u32,
+    before: Option<RevisionRef>,
+    step: impl Future<Output = StepOutcome>,
+) -> StepOutcome {
+    let budget = wait + APPLY_BUDGET;
+    match tokio::time::timeout(budget, step).await {
+        Ok(outcome) => outcome,
+        Err(_) => StepOutcome::Changed {
+            before,
+            revision,
+            error: Some(StepError {
+                message: format!(
+                    "cluster `{context}` is unreachable: its deploy did not finish within its budget of {}s",
+                    budget.as_secs()
+                ),
+                unreachable: true,
+                cancelled: false,
+                environment: false,
+            }),
+        },
     }
 }
 
@@ -300,14 +369,21 @@ impl ClusterSteps for KubeSteps {
         };
         reporter.phase(context, Phase::Apply { done: 0, total });
         let opts = step_options(&self.options, stop, reporter, total);
-        let result =
-            ops::deploy_leased(&p.handle, &lock, &p.rendered, &self.deployment_id, &opts).await;
-        step_outcome(
-            result,
-            deployed(&p.history),
-            &self.leases,
-            &self.deployment_id,
-        )
+        let history = self.leases.history(context, &p.history);
+        let next = history.next_revision();
+        self.leases
+            .note_recorded(context, next, &self.deployment_id);
+        let step = async {
+            let result =
+                ops::deploy_leased(&p.handle, &lock, &p.rendered, &self.deployment_id, &opts).await;
+            step_outcome(
+                result,
+                deployed(&history),
+                &self.leases,
+                &self.deployment_id,
+            )
+        };
+        deploy_within_budget(context, opts.timeout, next, deployed(&history), step).await
     }
 
     async fn restore(
@@ -364,7 +440,7 @@ impl ClusterSteps for KubeSteps {
     fn before(&self, context: &str) -> Option<RevisionRef> {
         self.clusters
             .get(context)
-            .and_then(|p| deployed(&p.history))
+            .and_then(|p| deployed(&self.leases.history(context, &p.history)))
     }
 
     async fn acquire(&self, context: &str, reporter: &Reporter) -> Result<(), StepError> {
@@ -456,12 +532,19 @@ impl ClusterSteps for RollbackSteps {
             Err(err) => return StepOutcome::Untouched(step_error(&err)),
         };
         let opts = step_options(&self.options, stop, reporter, total);
-        step_outcome(
-            t.go_to(&lock, &t.to, &opts).await,
-            deployed(&t.history),
-            &self.leases,
-            &t.to.deployment_id,
-        )
+        let history = self.leases.history(context, &t.history);
+        let next = history.next_revision();
+        self.leases
+            .note_recorded(context, next, &t.to.deployment_id);
+        let step = async {
+            step_outcome(
+                t.go_to(&lock, &t.to, &opts).await,
+                deployed(&history),
+                &self.leases,
+                &t.to.deployment_id,
+            )
+        };
+        deploy_within_budget(context, opts.timeout, next, deployed(&history), step).await
     }
 
     async fn restore(
@@ -500,7 +583,7 @@ impl ClusterSteps for RollbackSteps {
     fn before(&self, context: &str) -> Option<RevisionRef> {
         self.clusters
             .get(context)
-            .and_then(|t| deployed(&t.history))
+            .and_then(|t| deployed(&self.leases.history(context, &t.history)))
     }
 
     async fn acquire(&self, context: &str, reporter: &Reporter) -> Result<(), StepError> {
@@ -534,4 +617,35 @@ pub fn rollback_revision(history: &History, to: Option<&str>) -> Option<Revision
         None => history.previous_deployment(),
     }
     .map(revision_ref)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::tests_support::record;
+    use crate::release::Status;
+
+    #[test]
+    fn a_restore_goes_ahead_only_over_this_runs_own_newest_record() {
+        let history = |records: &[(u32, &str, Status)]| {
+            History::new(
+                records
+                    .iter()
+                    .map(|(n, id, s)| record(*n, id, *s))
+                    .collect(),
+            )
+        };
+        let ours = history(&[(1, "d1", Status::Deployed), (2, "d2", Status::Failed)]);
+        assert_eq!(newest_is_ours(&ours, 2, "d2"), Ok(()));
+        // This run's pending record never landed: what is there is older.
+        let never_landed = history(&[(1, "d1", Status::Deployed)]);
+        assert_eq!(newest_is_ours(&never_landed, 2, "d2"), Ok(()));
+        assert_eq!(newest_is_ours(&History::new(Vec::new()), 1, "d1"), Ok(()));
+        // Another run recorded after ours, or took our revision number.
+        let newer = history(&[(2, "d2", Status::Failed), (3, "d3", Status::Deployed)]);
+        let why = newest_is_ours(&newer, 2, "d2").unwrap_err();
+        assert!(why.contains("revision 3 (deployment d3"), "{why}");
+        let same_number = history(&[(1, "d1", Status::Deployed), (2, "dx", Status::Deployed)]);
+        assert!(newest_is_ours(&same_number, 2, "d2").is_err());
+    }
 }
