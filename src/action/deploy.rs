@@ -86,6 +86,7 @@ pub async fn deploy_releases(
     if let Some(wait) = settings.lock_timeout {
         options.lock.wait = wait;
     }
+    options.targets = selected.plan.contexts();
     let several = releases.len() > 1;
     let reporter_for = |r: &LoadedRelease| {
         if several {
@@ -119,6 +120,7 @@ pub async fn deploy_releases(
                 operation: settings.operation.into(),
                 release: release.descriptor.metadata.name.clone(),
                 deployment_id: deployment_id.clone(),
+                target: None,
             };
             let reporter = reporter_for(release);
             let interrupt = &interrupt;

@@ -158,7 +158,10 @@ pub struct RunInfo {
     /// `deploy`, `rollback`, `promote`.
     pub operation: String,
     pub release: String,
+    /// The run's own id, recorded by every revision it writes.
     pub deployment_id: String,
+    /// For a rollback: the deployment it goes back to.
+    pub target: Option<String>,
 }
 
 /// The command that finishes putting `context` back, once it is reachable.
@@ -213,6 +216,7 @@ pub async fn execute<S: ClusterSteps>(
             release: info.release.clone(),
             environment: plan.environment.clone(),
             deployment_id: info.deployment_id.clone(),
+            target: info.target.clone(),
             overall: Overall::Refused,
             interrupted: interrupt.first().is_cancelled(),
             signal: interrupt
@@ -356,6 +360,7 @@ pub async fn execute<S: ClusterSteps>(
         release: info.release.clone(),
         environment: plan.environment.clone(),
         deployment_id: info.deployment_id.clone(),
+        target: info.target.clone(),
         overall,
         interrupted,
         signal: if aborted {
@@ -643,6 +648,7 @@ mod tests {
             operation: "deploy".into(),
             release: "hello".into(),
             deployment_id: "20261123T172800Z-3f9a".into(),
+            target: None,
         }
     }
 

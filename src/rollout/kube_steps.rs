@@ -250,10 +250,12 @@ pub struct Prepared {
     pub history: History,
 }
 
-fn revision_ref(record: &ReleaseRecord) -> RevisionRef {
+/// A revision as the report and the finish commands name it: by the deployment whose
+/// content it runs.
+pub fn revision_ref(record: &ReleaseRecord) -> RevisionRef {
     RevisionRef {
         revision: record.revision,
-        deployment_id: record.deployment_id.clone(),
+        deployment_id: record.content_id().to_owned(),
     }
 }
 
@@ -425,12 +427,13 @@ impl ClusterSteps for KubeSteps {
                 .filter(|o| crate::release::is_secret(o))
                 .cloned()
                 .collect();
+            // Recorded under this run's id, restoring `before`'s content: the run's own
+            // deploys are then marked rolled back, so no later rollback goes to them.
             let to = RestoreTo {
                 revision: before.revision,
-                // A restore re-applies `before`: it carries that run's id, so that the id
-                // names one content in every cluster and `rollback --env` skips failed runs.
-                deployment_id: &before.deployment_id,
-                fresh_secrets: &fresh,
+                deployment_id: &self.deployment_id,
+                fresh: &fresh,
+                unreadable: &[],
             };
             restored(ops::restore_leased(&p.handle, &lock, namespace, release, &to, &opts).await)
         })
@@ -465,6 +468,8 @@ impl ClusterSteps for KubeSteps {
 /// "restore" puts it back on what it ran before, when another cluster's rollback fails.
 pub struct RollbackSteps {
     pub clusters: HashMap<String, RollbackCluster>,
+    /// This rollback's own id, recorded by every revision it writes.
+    pub run_id: String,
     pub options: RunOptions,
     pub leases: Leases,
 }
@@ -477,9 +482,12 @@ pub struct RollbackCluster {
     pub history: History,
     /// The revision to go to, found in this cluster by deployment id.
     pub to: RevisionRef,
-    /// Secret objects rendered with values read from Vault now (empty when Vault could
-    /// not be read: the live secrets are then kept, and the record says so).
-    pub fresh_secrets: Vec<serde_json::Value>,
+    /// Objects of the target rendered again with secrets read now (see
+    /// [`RestoreTo::fresh`]); empty when nothing could be rendered again: the live
+    /// secrets are then kept, and the record says so.
+    pub fresh: Vec<serde_json::Value>,
+    /// Objects whose secrets could not be read now: kept as they are live.
+    pub unreadable: Vec<crate::cluster::ObjectRef>,
 }
 
 impl RollbackCluster {
@@ -487,12 +495,14 @@ impl RollbackCluster {
         &self,
         lock: &Lock,
         to: &RevisionRef,
+        run_id: &str,
         opts: &RunOptions,
     ) -> Result<Outcome, ClusterError> {
         let to = RestoreTo {
             revision: to.revision,
-            deployment_id: &to.deployment_id,
-            fresh_secrets: &self.fresh_secrets,
+            deployment_id: run_id,
+            fresh: &self.fresh,
+            unreadable: &self.unreadable,
         };
         ops::restore_leased(
             &self.handle,
@@ -534,14 +544,13 @@ impl ClusterSteps for RollbackSteps {
         let opts = step_options(&self.options, stop, reporter, total);
         let history = self.leases.history(context, &t.history);
         let next = history.next_revision();
-        self.leases
-            .note_recorded(context, next, &t.to.deployment_id);
+        self.leases.note_recorded(context, next, &self.run_id);
         let step = async {
             step_outcome(
-                t.go_to(&lock, &t.to, &opts).await,
+                t.go_to(&lock, &t.to, &self.run_id, &opts).await,
                 deployed(&history),
                 &self.leases,
-                &t.to.deployment_id,
+                &self.run_id,
             )
         };
         deploy_within_budget(context, opts.timeout, next, deployed(&history), step).await
@@ -575,7 +584,7 @@ impl ClusterSteps for RollbackSteps {
                     reporter,
                 )
                 .await?;
-            restored(t.go_to(&lock, before, &opts).await)
+            restored(t.go_to(&lock, before, &self.run_id, &opts).await)
         })
         .await
     }
@@ -607,16 +616,6 @@ impl ClusterSteps for RollbackSteps {
     async fn release(&self) {
         self.leases.release_all().await;
     }
-}
-
-/// The revision `rollback` goes to in one cluster: deployment `to` when named, else the
-/// deployment before the one deployed there.
-pub fn rollback_revision(history: &History, to: Option<&str>) -> Option<RevisionRef> {
-    match to {
-        Some(id) => history.revision_of(id),
-        None => history.previous_deployment(),
-    }
-    .map(revision_ref)
 }
 
 #[cfg(test)]
