@@ -34,6 +34,9 @@ pub struct DeployOptions {
     pub timeout: Option<Duration>,
     /// Revisions kept per release and cluster.
     pub history_max: usize,
+    /// How long to wait for another run's lease (default: the lease duration plus a
+    /// margin).
+    pub lock_timeout: Option<Duration>,
     pub output: OutputFormat,
 }
 
@@ -58,6 +61,7 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
             create_namespace: args.create_namespace,
             transient_grace: args.transient_grace,
             history_max: args.history_max,
+            lock_timeout: args.lock_timeout,
         },
     )
     .await?;
@@ -73,6 +77,8 @@ pub struct DeploySettings {
     pub create_namespace: bool,
     pub transient_grace: Duration,
     pub history_max: usize,
+    /// How long to wait for another run's lease (`--lock-timeout`).
+    pub lock_timeout: Option<Duration>,
 }
 
 /// Prepares every release for every cluster (secrets, connections, rendering: any
@@ -91,6 +97,10 @@ pub async fn deploy_releases(
     options.create_namespace = settings.create_namespace;
     options.transient_grace = settings.transient_grace;
     options.history_limit = settings.history_max.max(1);
+    options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
+    if let Some(wait) = settings.lock_timeout {
+        options.lock.wait = wait;
+    }
     options.targets = selected.plan.contexts();
     let several = releases.len() > 1;
     let reporter_for = |r: &LoadedRelease| {

@@ -62,6 +62,7 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
             create_namespace: args.create_namespace,
             transient_grace: crate::cluster::DEFAULT_TRANSIENT_GRACE,
             history_max: crate::storage::DEFAULT_HISTORY_LIMIT,
+            lock_timeout: None,
         },
     )
     .await?;

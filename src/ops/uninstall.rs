@@ -28,9 +28,20 @@ pub async fn undo_install(
     opts: &RunOptions,
 ) -> Result<Vec<ObjectRef>, ClusterError> {
     let store = SecretStore::new(cluster, namespace, release);
+    undo_install_with(cluster, &store, namespace, release, opts).await
+}
+
+/// [`undo_install`] on any cluster client and record store.
+pub async fn undo_install_with<K: KubeClient, S: RecordStore>(
+    cluster: &K,
+    store: &S,
+    namespace: &str,
+    release: &str,
+    opts: &RunOptions,
+) -> Result<Vec<ObjectRef>, ClusterError> {
     remove(
         cluster,
-        &store,
+        store,
         namespace,
         release,
         Removal::RollbackUninstall,

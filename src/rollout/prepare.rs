@@ -230,9 +230,11 @@ pub async fn prepare_deploy(
         .await
         .into_iter()
         .collect::<Result<Vec<_>, ClusterError>>()?;
+    let leases = super::kube_steps::Leases::new(options.create_namespace);
     Ok(KubeSteps {
         clusters,
         deployment_id: deployment_id.to_owned(),
         options,
+        leases,
     })
 }
