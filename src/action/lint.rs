@@ -227,7 +227,7 @@ pub fn run(root: &Path, scope: &LintScope, output: OutputFormat) -> crate::Resul
                 )))?;
             }
             for problem in &report.problems {
-                eprintln!("error: {problem}");
+                crate::output::eprint_line(&format!("error: {problem}"));
             }
         }
         OutputFormat::Json => crate::output::print_json(&report)?,

@@ -180,7 +180,9 @@ async fn fresh_secrets(
     match resolve_for_environment(release, env, &VaultEnv::from_process()).await {
         Ok(resolution) => Some((chart, resolution.secrets)),
         Err(err) => {
-            eprintln!("Vault could not be read ({err}); the live secrets are kept");
+            crate::output::eprint_line(&format!(
+                "Vault could not be read ({err}); the live secrets are kept"
+            ));
             None
         }
     }

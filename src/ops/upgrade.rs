@@ -270,7 +270,8 @@ impl Ending<'_> {
         };
         record.updated = Utc::now();
         if let Some(err) = &error {
-            record.description = err.to_string();
+            // An API server's message can echo the object it refused, values included.
+            record.description = crate::redact::scrub(&err.to_string());
         } else if !self.kept_live.is_empty() {
             record.description = format!(
                 "kept live (values never recorded): {}",

@@ -117,11 +117,11 @@ impl Reporter {
                             .elapsed()
                     })
                     .unwrap_or_default();
-                eprintln!(
+                crate::output::eprint_line(&format!(
                     "{} [{context}] {phase} ({})",
                     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
                     seconds(elapsed)
-                );
+                ));
             }
             Inner::Bars { multi, bars } => {
                 let Ok(mut bars) = bars.lock() else { return };
@@ -137,7 +137,7 @@ impl Reporter {
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
                 });
-                bar.set_message(phase.to_string());
+                bar.set_message(crate::redact::scrub(&phase.to_string()));
                 if matches!(
                     phase,
                     Phase::RolledBack | Phase::RollbackFailed(_) | Phase::Left | Phase::Skipped
