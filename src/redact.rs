@@ -413,9 +413,7 @@ pub fn mask_like(stored: &Value, target: &mut Value) {
 /// then kept.
 pub fn fill_redacted(recorded: &Value, fresh: &Value) -> Option<Value> {
     match recorded {
-        Value::String(text) if is_redacted(text) => {
-            (!fresh.is_null()).then(|| fresh.clone())
-        }
+        Value::String(text) if is_redacted(text) => (!fresh.is_null()).then(|| fresh.clone()),
         Value::Object(map) => {
             let mut out = serde_json::Map::new();
             for (key, rv) in map {
@@ -496,7 +494,10 @@ mod scrubber_tests {
         let out = s.scrub(&text);
         assert!(!out.contains(form), "{what} not scrubbed: {out}");
         assert!(out.contains(SCRUBBED), "{what}: {out}");
-        assert!(out.starts_with("before ") && out.ends_with(" after"), "{out}");
+        assert!(
+            out.starts_with("before ") && out.ends_with(" after"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -578,7 +579,10 @@ mod scrubber_tests {
         let mut s = Scrubber::new();
         s.add("abc");
         assert!(s.is_empty());
-        assert_eq!(scrubber().scrub("nothing secret here"), "nothing secret here");
+        assert_eq!(
+            scrubber().scrub("nothing secret here"),
+            "nothing secret here"
+        );
     }
 
     #[test]
@@ -612,7 +616,10 @@ mod scrubber_tests {
         let mut rotated = applied.clone();
         rotated["spec"]["env"][0]["value"] = json!("rotated-value-123");
         mask_like(&stored, &mut rotated);
-        assert_eq!(rotated["spec"]["env"][0]["value"], json!(redacted("rotated-value-123")));
+        assert_eq!(
+            rotated["spec"]["env"][0]["value"],
+            json!(redacted("rotated-value-123"))
+        );
 
         // A restore fills the digests from a fresh render.
         let filled = fill_redacted(&stored, &applied).unwrap();

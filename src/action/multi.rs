@@ -51,7 +51,9 @@ pub fn interrupt_token() -> CancellationToken {
             _ = tokio::signal::ctrl_c() => {}
             _ = term => {}
         }
-        crate::output::eprint_line("signal received: stopping the run and rolling back what it changed");
+        crate::output::eprint_line(
+            "signal received: stopping the run and rolling back what it changed",
+        );
         cancel.cancel();
     });
     token

@@ -188,7 +188,8 @@ async fn fresh_secrets(
     }
 }
 
-/// Only the `Secret` objects of the release for one cluster, with fresh values.
+/// The secret-bearing objects of the release for one cluster (Secrets, and every object
+/// with a field a secret changes), with fresh values.
 fn render_secrets(
     chart: &Chart,
     release: &LoadedRelease,
@@ -201,13 +202,16 @@ fn render_secrets(
     release.descriptor.spec.version = app_version.to_owned();
     let secrets = resolved.exposed(&cluster.context);
     let rendered = Renderer::for_release(chart, &release, &env.environment.name, &[], 0)
-        .and_then(|r| r.render(cluster, &secrets));
+        .and_then(|r| r.render_for_apply(cluster, &secrets, 0));
     match rendered {
-        Ok(manifest) => manifest
+        // Every object a secret changes: Secrets, and env vars, annotations, checksums.
+        Ok(renders) => renders
+            .applied
             .objects
             .into_iter()
-            .map(|o| o.object)
-            .filter(crate::release::is_secret)
+            .zip(&renders.stored)
+            .filter(|(_, stored)| crate::redact::contains_redacted(stored))
+            .map(|(o, _)| o.object)
             .collect(),
         Err(err) => {
             tracing::warn!(

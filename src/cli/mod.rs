@@ -447,7 +447,12 @@ mod tests {
         ] {
             assert!(is_silenced_target(target), "{target}");
         }
-        for target in ["flotilla::vault", "kube_client", "handlebarsx", "vaultrsync"] {
+        for target in [
+            "flotilla::vault",
+            "kube_client",
+            "handlebarsx",
+            "vaultrsync",
+        ] {
             assert!(!is_silenced_target(target), "{target}");
         }
     }

@@ -248,20 +248,32 @@ impl ClusterHandle {
 
     /// What applying `objects` would change: a server-side dry-run apply of each,
     /// compared with the live object; `previous` objects not in `objects` show as
-    /// deletions. Secret values appear only as digests.
+    /// deletions. Secret values appear only as digests: a `Secret`'s data, and in any
+    /// object every field that `stored` (the same objects as recorded) holds as a digest,
+    /// live and dry-run alike.
     pub async fn diff(
         &self,
         objects: &[Value],
+        stored: &[Value],
         previous: &[ObjectRef],
         opts: &ApplyOptions,
     ) -> Result<Vec<ObjectDiff>, ClusterError> {
         let mut diffs = Vec::new();
         let mut seen = Vec::new();
-        for object in objects {
+        for (i, object) in objects.iter().enumerate() {
+            let mask = |mut value: Value| {
+                if let Some(stored) = stored.get(i) {
+                    crate::redact::mask_like(stored, &mut value);
+                }
+                value
+            };
             let (id, _, _) = self.prepare(object, opts).await?;
             let live = self.get_live(&id, &opts.namespace).await?;
             let (_, after) = self.apply_one(object, opts, true).await?;
-            let after = comparable(&id, serde_json::to_value(&after).unwrap_or(Value::Null));
+            let after = mask(comparable(
+                &id,
+                serde_json::to_value(&after).unwrap_or(Value::Null),
+            ));
             let diff = match live {
                 None => ObjectDiff {
                     object: id.clone(),
@@ -269,8 +281,10 @@ impl ClusterHandle {
                     changes: field_changes(&Value::Null, &after),
                 },
                 Some(live) => {
-                    let before =
-                        comparable(&id, serde_json::to_value(&live).unwrap_or(Value::Null));
+                    let before = mask(comparable(
+                        &id,
+                        serde_json::to_value(&live).unwrap_or(Value::Null),
+                    ));
                     let changes = field_changes(&before, &after);
                     ObjectDiff {
                         object: id.clone(),
@@ -311,8 +325,10 @@ impl ClusterHandle {
         let Some(live) = self.get_live(&id, &opts.namespace).await? else {
             return Ok((id, None));
         };
-        let live = comparable(&id, serde_json::to_value(&live).unwrap_or(Value::Null));
+        let mut live = comparable(&id, serde_json::to_value(&live).unwrap_or(Value::Null));
         let desired = comparable(&id, desired);
+        // A field recorded as a digest (it held a secret) is compared as a digest.
+        crate::redact::mask_like(&desired, &mut live);
         let mut changes = Vec::new();
         subset_drift("", &desired, &live, &mut changes);
         Ok((id, Some(changes)))

@@ -103,6 +103,10 @@ impl KubeClient for FakeKube {
         Ok(self.live.lock().unwrap().contains_key(id))
     }
 
+    async fn live_object(&self, id: &ObjectRef, _: &str) -> Result<Option<Value>, ClusterError> {
+        Ok(self.live.lock().unwrap().get(id).cloned())
+    }
+
     async fn apply_all(
         &self,
         objects: &[Value],

@@ -168,7 +168,9 @@ pub async fn diff(
         release: rendered.release.clone(),
         force_conflicts: false,
     };
-    cluster.diff(&rendered.objects, &previous, &opts).await
+    cluster
+        .diff(&rendered.objects, &rendered.stored, &previous, &opts)
+        .await
 }
 
 #[cfg(test)]

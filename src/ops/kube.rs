@@ -40,6 +40,12 @@ pub trait KubeClient {
     async fn identity(&self, object: &Value, namespace: &str) -> Result<ObjectRef, ClusterError>;
     /// Whether the object exists.
     async fn is_live(&self, id: &ObjectRef, namespace: &str) -> Result<bool, ClusterError>;
+    /// The live object, when it exists.
+    async fn live_object(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<Value>, ClusterError>;
     /// Server-side apply in dependency order; the identities as the server resolved them.
     async fn apply_all(
         &self,
@@ -100,6 +106,17 @@ impl KubeClient for ClusterHandle {
 
     async fn is_live(&self, id: &ObjectRef, namespace: &str) -> Result<bool, ClusterError> {
         Ok(self.get_live(id, namespace).await?.is_some())
+    }
+
+    async fn live_object(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<Value>, ClusterError> {
+        Ok(self
+            .get_live(id, namespace)
+            .await?
+            .and_then(|live| serde_json::to_value(live).ok()))
     }
 
     async fn apply_all(

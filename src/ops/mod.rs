@@ -64,8 +64,13 @@ pub struct Rendered {
     pub namespace: String,
     pub chart: ChartRef,
     pub app_version: String,
-    /// The objects, secret data included (it is applied, never recorded).
+    /// The objects rendered with the secret values: the apply payload, never recorded,
+    /// diffed or shown.
     pub objects: Vec<Value>,
+    /// What is recorded, diffed and shown of each of `objects`, in the same order: the
+    /// render with placeholders, every field a secret changes a digest
+    /// (`engine::Renderer::render_for_apply`).
+    pub stored: Vec<Value>,
     /// Merged values; `secrets` is removed before recording.
     pub values: Value,
 }

@@ -13,9 +13,11 @@ pub struct RestoreTo<'a> {
     pub revision: u32,
     /// The deployment id the new revision records.
     pub deployment_id: &'a str,
-    /// Secret objects of the revision rendered with values read from Vault now; a
-    /// recorded Secret without one here is kept as it is live (its values are never
-    /// recorded) and reported in [`Outcome::kept_live`].
+    /// The secret-bearing objects (Secrets, and any object with a field a secret
+    /// changes) rendered with values read from Vault now; a recorded Secret without one
+    /// here is kept as it is live (its values are never recorded) and reported in
+    /// [`Outcome::kept_live`]; another object takes its secret fields from here, else
+    /// from the live object.
     pub fresh_secrets: &'a [Value],
 }
 
@@ -53,7 +55,8 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
     })?;
     let mut objects = Vec::with_capacity(target.manifest.len());
     for object in &target.manifest {
-        if !release::is_secret(object) {
+        let secret = release::is_secret(object);
+        if !secret && !crate::redact::contains_redacted(object) {
             objects.push(Some(object.clone()));
             continue;
         }
@@ -63,7 +66,21 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
                 .ok()
                 .is_some_and(|f| f.kind == id.kind && f.name == id.name)
         });
-        objects.push(fresh.cloned());
+        if secret {
+            objects.push(fresh.cloned());
+            continue;
+        }
+        // Another object that held a secret (an env var, an annotation, a checksum): its
+        // recorded digests filled from the fresh render, else from what is live (the
+        // secret values in use now); a field neither has keeps the whole object live.
+        let mut filled = fresh.and_then(|f| crate::redact::fill_redacted(object, f));
+        if filled.is_none() {
+            let live_id = cluster.identity(object, namespace).await?;
+            if let Some(live) = cluster.live_object(&live_id, namespace).await? {
+                filled = crate::redact::fill_redacted(object, &live);
+            }
+        }
+        objects.push(filled);
     }
     let desired = Desired {
         objects,

@@ -142,13 +142,15 @@ impl ClusterSteps for KubeSteps {
                 .map_err(|e| step_error(&e))?;
             return Ok(None);
         };
-        // Secrets come from this run's fresh read of Vault, never from a record.
+        // Secret-bearing objects come from this run's fresh read of Vault, never from a
+        // record.
         let fresh: Vec<serde_json::Value> = p
             .rendered
             .objects
             .iter()
-            .filter(|o| crate::release::is_secret(o))
-            .cloned()
+            .zip(&p.rendered.stored)
+            .filter(|(_, stored)| crate::redact::contains_redacted(stored))
+            .map(|(object, _)| object.clone())
             .collect();
         let to = RestoreTo {
             revision: before.revision,

@@ -144,7 +144,8 @@ impl ReleaseRender {
             history.next_revision().into(),
         )?;
         let secrets = self.resolved.exposed(&cluster.context);
-        let manifest = renderer.render(cluster, &secrets)?;
+        let renders =
+            renderer.render_for_apply(cluster, &secrets, history.next_revision().into())?;
         Ok(Rendered {
             release: self.name().to_owned(),
             namespace: self.namespace().to_owned(),
@@ -153,7 +154,13 @@ impl ReleaseRender {
                 version: self.chart.metadata.version.clone(),
             },
             app_version: self.release.descriptor.spec.version.clone(),
-            objects: manifest.objects.into_iter().map(|o| o.object).collect(),
+            objects: renders
+                .applied
+                .objects
+                .into_iter()
+                .map(|o| o.object)
+                .collect(),
+            stored: renders.stored,
             values: renderer.values(cluster, &secrets),
         })
     }
