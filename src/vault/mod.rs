@@ -82,6 +82,8 @@ async fn read_plan(
         return Ok((ResolvedSecrets::default(), 0));
     };
     let session = VaultSession::connect(config, &env.file, vars).await?;
-    let secrets = SecretReader::new(&session).resolve(plan).await?;
-    Ok((secrets, session.read_count()))
+    let secrets = SecretReader::new(&session).resolve(plan).await;
+    let reads = session.read_count();
+    session.close().await;
+    Ok((secrets?, reads))
 }
