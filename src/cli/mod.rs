@@ -237,6 +237,9 @@ pub struct LintArgs {
     /// Only against the environment this git branch deploys to.
     #[arg(long)]
     pub branch: Option<String>,
+    /// Warnings are errors (exit 2): a secret that lands outside a Secret, say.
+    #[arg(long)]
+    pub strict: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -427,7 +430,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 env: args.env,
                 branch: args.branch,
             };
-            action::lint::run(root, &scope, args.output)
+            action::lint::run(root, &scope, args.strict, args.output)
         }
     }
 }
