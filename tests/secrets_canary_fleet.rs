@@ -87,6 +87,7 @@ spec:
       labels: { app: canary-web }
       annotations:
         checksum/secrets: {{sha256sum (toJson Values.secrets)}}
+        checksum/keyed: {{secretsum Values.secrets}}
         canary/password: {{quote Values.secrets.[db-password]}}
     spec:
       containers:
@@ -316,6 +317,37 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
         canary.assert_clean(
             &format!("{cluster} records"),
             &records(fleet, cluster, &namespace).await,
+        );
+
+        // The keyed checksum: HMAC under the release's key in this cluster, not the
+        // sha256 anyone reading the pod could recompute from a guess.
+        let key = secrets
+            .get("flotilla.canary.checksum-key")
+            .await
+            .unwrap_or_else(|e| panic!("{cluster}: no checksum key: {e}"))
+            .data
+            .unwrap_or_default()
+            .remove("key")
+            .map(|k| k.0)
+            .unwrap_or_default();
+        assert_eq!(key.len(), 32, "{cluster}");
+        let values = serde_json::to_string(&serde_json::json!({
+            "db-password": PLAIN, "quoted": QUOTED, "tls-key": PEM
+        }))
+        .unwrap_or_default();
+        let web: kube::Api<Deployment> =
+            kube::Api::namespaced(fleet.client(cluster).await, &namespace);
+        let web = serde_json::to_value(
+            web.get("canary-web")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            web.pointer("/spec/template/metadata/annotations/checksum~1keyed")
+                .and_then(|v| v.as_str()),
+            Some(flotilla::engine::helpers::hmac_sha256_hex(&key, values.as_bytes()).as_str()),
+            "{cluster}"
         );
     }
 

@@ -100,14 +100,23 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             .map(|r| r.app_version.clone())
             .unwrap_or_default();
         let fresh_secrets = match &fresh {
-            Some((chart, secrets)) => render_secrets(
-                chart,
-                &release,
-                &selected.env,
-                &cluster,
-                secrets,
-                &app_version,
-            ),
+            Some((chart, secrets)) => {
+                // The key `secretsum` was rendered with; without it the checksums differ.
+                let key = crate::storage::checksum_key(&handle, &namespace, &name, false)
+                    .await
+                    .map_err(|e| tracing::warn!("{e}"))
+                    .ok()
+                    .flatten();
+                render_secrets(
+                    chart,
+                    &release,
+                    &selected.env,
+                    &cluster,
+                    secrets,
+                    &app_version,
+                    key.as_deref().map(|k| k.as_slice()),
+                )
+            }
             None => Vec::new(),
         };
         clusters.insert(
@@ -197,12 +206,16 @@ fn render_secrets(
     cluster: &crate::config::Cluster,
     resolved: &ResolvedSecrets,
     app_version: &str,
+    checksum_key: Option<&[u8]>,
 ) -> Vec<serde_json::Value> {
     let mut release = release.clone();
     release.descriptor.spec.version = app_version.to_owned();
     let secrets = resolved.exposed(&cluster.context);
-    let rendered = Renderer::for_release(chart, &release, &env.environment.name, &[], 0)
-        .and_then(|r| r.render_for_apply(cluster, &secrets, 0));
+    let rendered =
+        Renderer::for_release(chart, &release, &env.environment.name, &[], 0).and_then(|r| {
+            r.with_checksum_key(checksum_key)
+                .render_for_apply(cluster, &secrets, 0)
+        });
     match rendered {
         // Every object a secret changes: Secrets, and env vars, annotations, checksums.
         Ok(renders) => renders

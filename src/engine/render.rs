@@ -99,6 +99,9 @@ pub struct Renderer<'a> {
     descriptor_file: PathBuf,
     /// chart values ← spec.values ← environment override ← `--set`.
     base: Value,
+    /// The key of `secretsum` (the release's key in the cluster); `None` outside a
+    /// cluster (`template`, `lint`).
+    checksum_key: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 impl<'a> Renderer<'a> {
@@ -131,7 +134,14 @@ impl<'a> Renderer<'a> {
             spec,
             descriptor_file: descriptor_file.to_path_buf(),
             base,
+            checksum_key: None,
         })
+    }
+
+    /// Renders with this key for `secretsum` (the release's key kept in the cluster).
+    pub fn with_checksum_key(mut self, key: Option<&[u8]>) -> Renderer<'a> {
+        self.checksum_key = key.map(|k| zeroize::Zeroizing::new(k.to_vec()));
+        self
     }
 
     /// [`Renderer::new`] for a loaded release at its descriptor's version.
@@ -289,11 +299,11 @@ impl<'a> Renderer<'a> {
 
         let mut objects = Vec::new();
         for template in self.chart.templates() {
-            let text = self
-                .chart
-                .registry
-                .render_with_context(template, &context)
-                .map_err(|err| self.template_error(template, err))?;
+            let text = super::helpers::with_checksum_key(
+                self.checksum_key.as_deref().map(|k| k.as_slice()),
+                || self.chart.registry.render_with_context(template, &context),
+            )
+            .map_err(|err| self.template_error(template, err))?;
             split_documents(&self.chart.file_of(template), &text, &mut objects)?;
         }
         let mut manifest = Manifest { objects };

@@ -134,15 +134,22 @@ impl ReleaseRender {
         &self.release.descriptor.metadata.namespace
     }
 
-    /// The release rendered for `cluster` as the revision after the last of `history`.
-    pub fn render(&self, cluster: &Cluster, history: &History) -> crate::Result<Rendered> {
+    /// The release rendered for `cluster` as the revision after the last of `history`,
+    /// `secretsum` keyed by the release's key in that cluster (`None`: none yet).
+    pub fn render(
+        &self,
+        cluster: &Cluster,
+        history: &History,
+        checksum_key: Option<&[u8]>,
+    ) -> crate::Result<Rendered> {
         let renderer = Renderer::for_release(
             &self.chart,
             &self.release,
             &self.environment,
             &self.sets,
             history.next_revision().into(),
-        )?;
+        )?
+        .with_checksum_key(checksum_key);
         let secrets = self.resolved.exposed(&cluster.context);
         let renders =
             renderer.render_for_apply(cluster, &secrets, history.next_revision().into())?;
@@ -193,7 +200,9 @@ pub async fn prepare_deploy(
         history,
     } in connected
     {
-        let rendered = render.render(&cluster, &history)?;
+        let key =
+            crate::storage::checksum_key(&handle, render.namespace(), render.name(), true).await?;
+        let rendered = render.render(&cluster, &history, key.as_deref().map(|k| k.as_slice()))?;
         clusters.insert(
             cluster.context.clone(),
             Prepared {
