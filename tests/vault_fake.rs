@@ -931,3 +931,33 @@ async fn reads_run_concurrently_within_the_bound_fake_vault() {
         flotilla::vault::READ_CONCURRENCY
     );
 }
+
+#[tokio::test]
+async fn vault_skip_verify_that_is_not_a_go_boolean_is_bad_input_and_never_skips_fake_vault() {
+    let vault = seeded(2).await;
+    let repo = TestRepo::standard(2);
+    let (release, env) = repo.load();
+    for (value, ok) in [("yes", false), ("on", false), ("true", true), ("0", true)] {
+        let vars = VaultEnv::from_vars([
+            ("VAULT_ADDR", vault.address.as_str()),
+            ("VAULT_TOKEN", "root-token"),
+            ("VAULT_SKIP_VERIFY", value),
+        ]);
+        let answer = resolve_for_environment(&release, &env, &vars).await;
+        match (answer, ok) {
+            (Ok(_), true) => {}
+            (Err(err), false) => {
+                assert_eq!(err.exit_kind(), ExitKind::UserError, "{value}: {err}");
+                assert!(
+                    err.to_string()
+                        .starts_with(&format!("VAULT_SKIP_VERIFY: {value:?} is not a boolean")),
+                    "{value}: {err}"
+                );
+            }
+            (answer, _) => panic!(
+                "{value}: {:?}",
+                answer.map(|_| ()).map_err(|e| e.to_string())
+            ),
+        }
+    }
+}

@@ -75,6 +75,15 @@ pub struct Rendered {
     pub values: Value,
 }
 
+impl Rendered {
+    /// Sets `stored` from `objects` alone, `Secret` data digested: for objects built in
+    /// code (tests, tools) whose only secrets are in Secrets. A chart's render takes both
+    /// from `engine::Renderer::render_for_apply` instead.
+    pub fn store_as_rendered(&mut self) {
+        self.stored = crate::redact::redact_manifest(&self.objects);
+    }
+}
+
 /// How a deploy or restore on one cluster ended, once something may have changed.
 #[derive(Debug)]
 pub struct Outcome {
