@@ -210,18 +210,30 @@ pub fn finds_secret(text: &str) -> bool {
 }
 
 /// A `tracing` writer that scrubs each log line before it reaches stderr: logs at any
-/// verbosity (kube's request traces included) never show a registered value.
-pub struct ScrubbingWriter {
+/// verbosity (kube's request traces included) never show a registered value. The log
+/// layer makes one per event and writes the event's whole text into it; it is scrubbed
+/// and written when flushed or dropped.
+pub struct ScrubbingWriter<W: std::io::Write = std::io::Stderr> {
+    inner: W,
     buffer: Vec<u8>,
 }
 
 impl ScrubbingWriter {
     pub fn stderr() -> ScrubbingWriter {
-        ScrubbingWriter { buffer: Vec::new() }
+        ScrubbingWriter::new(std::io::stderr())
     }
 }
 
-impl std::io::Write for ScrubbingWriter {
+impl<W: std::io::Write> ScrubbingWriter<W> {
+    pub fn new(inner: W) -> ScrubbingWriter<W> {
+        ScrubbingWriter {
+            inner,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for ScrubbingWriter<W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.buffer.extend_from_slice(bytes);
         Ok(bytes.len())
@@ -233,11 +245,12 @@ impl std::io::Write for ScrubbingWriter {
         }
         let text = String::from_utf8_lossy(&self.buffer).into_owned();
         self.buffer.clear();
-        std::io::stderr().write_all(scrub(&text).as_bytes())
+        self.inner.write_all(scrub(&text).as_bytes())?;
+        self.inner.flush()
     }
 }
 
-impl Drop for ScrubbingWriter {
+impl<W: std::io::Write> Drop for ScrubbingWriter<W> {
     fn drop(&mut self) {
         let _ = std::io::Write::flush(self);
     }
@@ -593,8 +606,18 @@ mod scrubber_tests {
         register("global-canary-value-42");
         assert_eq!(scrub("x global-canary-value-42 y"), "x <redacted> y");
         assert!(finds_secret("\"global-canary-value-42\""));
-        let mut writer = ScrubbingWriter::stderr();
-        std::io::Write::write_all(&mut writer, b"log line").unwrap();
+        // The log writer: an event written in pieces is scrubbed whole.
+        let mut out = Vec::new();
+        {
+            let mut writer = ScrubbingWriter::new(&mut out);
+            std::io::Write::write_all(&mut writer, b"TRACE body: {\"token\":\"global-canary")
+                .unwrap();
+            std::io::Write::write_all(&mut writer, b"-value-42\"}\n").unwrap();
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "TRACE body: {\"token\":\"<redacted>\"}\n"
+        );
     }
 
     #[test]

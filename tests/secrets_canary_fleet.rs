@@ -448,6 +448,28 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
         rejected.stderr
     );
     canary.assert_run("rejected apply", &rejected);
+    // The same in the JSON report: the API server's message, its value scrubbed.
+    let rejected = run(&[
+        "-vvv",
+        "deploy",
+        "canary",
+        "--env",
+        "dev",
+        "--set",
+        "reject=true",
+        "-o",
+        "json",
+    ])
+    .await;
+    assert_eq!(rejected.code, Some(1), "{}", rejected.both());
+    assert!(
+        rejected.stdout.contains("canary-rejected") && rejected.stdout.contains("<redacted>"),
+        "the rejection is in the JSON report, its value scrubbed: {}",
+        rejected.both()
+    );
+    serde_json::from_str::<serde_json::Value>(&rejected.stdout)
+        .unwrap_or_else(|e| panic!("the scrubbed report is still JSON: {e}"));
+    canary.assert_run("rejected apply, JSON report", &rejected);
     for cluster in &clusters {
         canary.assert_clean(
             &format!("{cluster} records"),
