@@ -193,12 +193,41 @@ pub fn register(value: &str) {
 
 /// `text` with every form of every registered value replaced by [`SCRUBBED`]. Applied to
 /// every string that leaves the process (stdout, stderr, logs, records' descriptions).
+///
+/// The digests of records, diff and drift are shown as [`SCRUBBED`] too: a change shows,
+/// but an unkeyed digest of a weak password printed in a CI log could be tested against
+/// guesses. Records keep them (readable only with access to Secrets).
 pub fn scrub(text: &str) -> String {
     let scrubber = GLOBAL.read().unwrap_or_else(PoisonError::into_inner);
+    let text = hide_digests(text);
     if scrubber.is_empty() {
+        return text;
+    }
+    scrubber.scrub(&text)
+}
+
+/// Every `<redacted sha256:HEX>` written as `<redacted>`.
+pub fn hide_digests(text: &str) -> String {
+    const OPEN: &str = "<redacted sha256:";
+    if !text.contains(OPEN) {
         return text.to_owned();
     }
-    scrubber.scrub(text)
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        let hex = after.chars().take_while(char::is_ascii_hexdigit).count();
+        if hex > 0 && after[hex..].starts_with('>') {
+            out.push_str(SCRUBBED);
+            rest = &after[hex + 1..];
+        } else {
+            out.push_str(OPEN);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether `text` holds any form of a registered value.
@@ -588,6 +617,17 @@ mod scrubber_tests {
         s.add("ab\nlong-enough-line");
         assert_eq!(s.scrub("ab ok"), "ab ok");
         assert_eq!(s.scrub("x long-enough-line"), "x <redacted>");
+    }
+
+    #[test]
+    fn digests_are_shown_as_redacted() {
+        let digest = redacted("hunter2");
+        assert_eq!(
+            hide_digests(&format!("from {digest} to {digest}.")),
+            "from <redacted> to <redacted>."
+        );
+        assert_eq!(hide_digests("<redacted sha256:zz>"), "<redacted sha256:zz>");
+        assert_eq!(scrub(&format!("x {digest}")), "x <redacted>");
     }
 
     #[test]
