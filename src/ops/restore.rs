@@ -11,14 +11,19 @@ use serde_json::Value;
 /// Which recorded revision a restore goes back to, and the run it is part of.
 pub struct RestoreTo<'a> {
     pub revision: u32,
-    /// The deployment id the new revision records.
+    /// The run that restores: the deployment id the new revision records (it also
+    /// records the deployment whose content it brings back).
     pub deployment_id: &'a str,
-    /// The secret-bearing objects (Secrets, and any object with a field a secret
-    /// changes) rendered with values read from Vault now; a recorded Secret without one
-    /// here is kept as it is live (its values are never recorded) and reported in
-    /// [`Outcome::kept_live`]; another object takes its secret fields from here, else
-    /// from the live object.
-    pub fresh_secrets: &'a [Value],
+    /// Objects of the revision rendered again with secret values read now: each
+    /// replaces the recorded object of the same kind and name. A recorded Secret with
+    /// no fresh object is kept as it is live (its values are never recorded) and
+    /// reported in [`Outcome::kept_live`].
+    pub fresh: &'a [Value],
+    /// Objects (by kind and name) whose secret inputs could not be read now: kept as
+    /// they are live, whatever their kind, rather than applied from the record. Any
+    /// other recorded object with a secret field (a digest in the record) and no fresh
+    /// render takes its secret fields from the live object.
+    pub unreadable: &'a [ObjectRef],
 }
 
 /// Rolls `release` on one cluster back to `to.revision`.
@@ -55,32 +60,28 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
     })?;
     let mut objects = Vec::with_capacity(target.manifest.len());
     for object in &target.manifest {
-        let secret = release::is_secret(object);
-        if !secret && !crate::redact::contains_redacted(object) {
-            objects.push(Some(object.clone()));
-            continue;
-        }
         let id = ObjectRef::of(object).map_err(|m| release_error(cluster.context(), m))?;
-        let fresh = to.fresh_secrets.iter().find(|s| {
-            ObjectRef::of(s)
-                .ok()
-                .is_some_and(|f| f.kind == id.kind && f.name == id.name)
-        });
-        if secret {
-            objects.push(fresh.cloned());
-            continue;
-        }
-        // Another object that held a secret (an env var, an annotation, a checksum): its
-        // recorded digests filled from the fresh render, else from what is live (the
-        // secret values in use now); a field neither has keeps the whole object live.
-        let mut filled = fresh.and_then(|f| crate::redact::fill_redacted(object, f));
-        if filled.is_none() {
-            let live_id = cluster.identity(object, namespace).await?;
-            if let Some(live) = cluster.live_object(&live_id, namespace).await? {
-                filled = crate::redact::fill_redacted(object, &live);
+        let same = |other: &ObjectRef| other.kind == id.kind && other.name == id.name;
+        let fresh = to
+            .fresh
+            .iter()
+            .find(|f| ObjectRef::of(f).ok().is_some_and(|f| same(&f)));
+        let restored = match fresh {
+            Some(fresh) => Some(fresh.clone()),
+            None if release::is_secret(object) || to.unreadable.iter().any(same) => None,
+            // Another object that held a secret (an env var, an annotation, a checksum:
+            // recorded as digests): its digests filled from what is live, the secret
+            // values in use now; a field the live object lacks keeps it live whole.
+            None if crate::redact::contains_redacted(object) => {
+                let live_id = cluster.identity(object, namespace).await?;
+                match cluster.live_object(&live_id, namespace).await? {
+                    Some(live) => crate::redact::fill_redacted(object, &live),
+                    None => None,
+                }
             }
-        }
-        objects.push(filled);
+            None => Some(object.clone()),
+        };
+        objects.push(restored);
     }
     let desired = Desired {
         objects,
@@ -89,6 +90,8 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
         chart: target.chart.clone(),
         app_version: target.app_version.clone(),
         rollback_of: Some(target.revision),
+        restores: Some(target.content_id().to_owned()),
+        source: target.source.clone(),
     };
     let scope = Scope {
         release,

@@ -81,6 +81,7 @@ pub fn rendered(namespace: &str, tag: &str, replicas: u32, extra: bool) -> Rende
         stored: flotilla::redact::redact_manifest(&objects),
         objects,
         values: json!({"image": {"tag": tag}, "secrets": {"db-password": "hunter2"}}),
+        source: None,
     }
 }
 
