@@ -14,10 +14,12 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Polls the release's Lease in `context` until its holder has not renewed it for its
-/// whole duration (or it is gone).
-fn wait_for_stale_lease(repo: &TestRepo, context: &str) {
-    use k8s_openapi::api::coordination::v1::Lease;
+/// Runs `query` with a kube client of `context` in the fleet.
+fn in_cluster<T, F, Fut>(context: &str, query: F) -> T
+where
+    F: FnOnce(flotilla::cluster::ClusterHandle) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     flotilla::install_tls_provider();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -25,6 +27,15 @@ fn wait_for_stale_lease(repo: &TestRepo, context: &str) {
         let handle = flotilla::cluster::ClusterHandle::connect(&kubeconfig, context)
             .await
             .unwrap();
+        query(handle).await
+    })
+}
+
+/// Polls the release's Lease in `context` until its holder has not renewed it for its
+/// whole duration (or it is gone).
+fn wait_for_stale_lease(repo: &TestRepo, context: &str) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    in_cluster(context, |handle| async move {
         let leases: kube::Api<Lease> = kube::Api::namespaced(handle.client(), &repo.namespace);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -247,13 +258,7 @@ fn vault_write(path: &str, value: &str) {
 
 /// The data of Secret `hello-db` in `context`, decoded.
 fn secret_data(repo: &TestRepo, context: &str) -> std::collections::BTreeMap<String, String> {
-    flotilla::install_tls_provider();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let kubeconfig = flotilla::cluster::load_kubeconfig(Some(&fleet().kubeconfig())).unwrap();
-        let handle = flotilla::cluster::ClusterHandle::connect(&kubeconfig, context)
-            .await
-            .unwrap();
+    in_cluster(context, |handle| async move {
         let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
             kube::Api::namespaced(handle.client(), &repo.namespace);
         let secret = secrets.get("hello-db").await.unwrap();
