@@ -41,6 +41,9 @@ pub struct RollbackOptions {
     pub timeout: Option<Duration>,
     /// Take fields that another field manager owns instead of failing.
     pub force_conflicts: bool,
+    /// How long to wait for another run's lease (default: the lease duration plus a
+    /// margin).
+    pub lock_timeout: Option<Duration>,
     /// Print what each cluster runs and would go to; change nothing.
     pub dry_run: bool,
     /// The release namespace, when the descriptor cannot be loaded (or to override it).
@@ -143,12 +146,17 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     }
     let mut options = RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = args.force_conflicts;
+    options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
+    if let Some(wait) = args.lock_timeout {
+        options.lock.wait = wait;
+    }
     options.targets = selected.plan.contexts();
     let run_id = crate::rollout::new_deployment_id();
     let steps = RollbackSteps {
         clusters,
         run_id: run_id.clone(),
         options,
+        leases: Default::default(),
     };
     let mut plan = selected.plan.clone();
     for wave in &mut plan.waves {
@@ -186,6 +194,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             duration: Duration::ZERO,
             error: Some(err.to_string()),
             finish_with: Some(finish),
+            refused: true,
         });
     }
     multi::finish(&[report], args.output)
