@@ -341,6 +341,29 @@ fn rollback_with_vault_down_keeps_only_what_needs_its_secrets_live() {
         stderr.contains("Secret") && stderr.contains("hello-db keeps its live values"),
         "{stderr}"
     );
+    // The report says, per cluster and object, what was kept live and why.
+    let report = json(&out);
+    for (context, _) in PROD {
+        let row = report["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["context"] == *context)
+            .unwrap();
+        let kept: Vec<&str> = row["kept_live"]
+            .as_array()
+            .map(|k| k.iter().filter_map(|o| o["object"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            kept,
+            [format!("Secret {}/hello-db", repo.namespace)],
+            "{context}: {row:#}"
+        );
+        assert!(row["kept_live"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("Vault"));
+    }
     // The Deployment went back to A; the Secret, which needs Vault, kept B's live data.
     assert_everywhere(&repo, &a, "v1");
     for (context, _) in PROD {

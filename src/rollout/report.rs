@@ -72,6 +72,18 @@ pub struct ClusterResult {
     /// unreachable, permission denied).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub refused: bool,
+    /// Objects a rollback kept as they are live, and why (their secrets could not be
+    /// read now, and their values are never recorded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_live: Vec<KeptLive>,
+}
+
+/// An object a rollback left as it is live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeptLive {
+    /// `Secret ns/name`.
+    pub object: String,
+    pub why: String,
 }
 
 impl ClusterResult {
@@ -88,6 +100,7 @@ impl ClusterResult {
             error: None,
             finish_with: None,
             refused: false,
+            kept_live: Vec::new(),
         }
     }
 }
@@ -224,6 +237,12 @@ impl Report {
         for c in &self.clusters {
             if let (Some(err), true) = (&c.error, c.result != RunResult::Deployed) {
                 out.push_str(&format!("{}: {err}\n", c.context));
+            }
+            for kept in &c.kept_live {
+                out.push_str(&format!(
+                    "{}: kept live {} ({})\n",
+                    c.context, kept.object, kept.why
+                ));
             }
         }
         let todo: Vec<&str> = self
