@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     match runtime.block_on(flotilla::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            flotilla::output::eprint_line(&format!("error: {err}"));
             ExitCode::from(err.exit_kind().code())
         }
     }

@@ -14,7 +14,15 @@ pub enum OutputFormat {
 
 /// Writes a command's output to stdout (with a final newline; nothing for no text). A reader that went away
 /// (`| head`) is not an error; any other write failure is.
+/// Every registered secret value is scrubbed from the text first
+/// ([`crate::redact::scrub`]).
 pub fn print(text: &str) -> std::io::Result<()> {
+    print_unscrubbed(&crate::redact::scrub(text))
+}
+
+/// [`print`] without the scrubber: only for `template --show-secrets`, the one command
+/// whose output is the values.
+pub fn print_unscrubbed(text: &str) -> std::io::Result<()> {
     use std::io::Write;
     if text.is_empty() {
         return Ok(());
@@ -52,4 +60,14 @@ pub fn table_text(mut table: tabled::Table) -> String {
         text.push('\n');
     }
     text
+}
+
+/// One line to stderr (a warning, a notice, the final error), with every registered
+/// secret value scrubbed. Every stderr line flotilla writes goes through here or through
+/// the scrubbing log writer.
+pub fn eprint_line(text: &str) {
+    use std::io::Write;
+    let mut line = crate::redact::scrub(text);
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

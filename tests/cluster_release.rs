@@ -398,6 +398,7 @@ async fn diff_shows_changes_and_never_secret_values() {
     );
     let mut next = rendered(&t.namespace, "1", 4, false);
     next.objects[1]["data"]["password"] = json!("bmV3LXBhc3N3b3Jk");
+    next.store_as_rendered();
     let history = ops::history(&t.handle, &t.namespace, "app1").await.unwrap();
     let diffs = ops::diff(&t.handle, &history, &next).await.unwrap();
     let text = serde_json::to_string(&diffs).unwrap();
@@ -445,6 +446,7 @@ async fn history_after_twelve_revisions_keeps_ten_and_uninstall_removes_everythi
     for n in 1..=12 {
         let mut v = rendered(&t.namespace, &n.to_string(), 1, false);
         v.objects.retain(|o| o["kind"] == "ConfigMap");
+        v.store_as_rendered();
         deployed(
             ops::deploy(&t.handle, &v, &format!("d{n}"), &opts)
                 .await
@@ -490,6 +492,7 @@ async fn a_custom_kind_defined_by_the_same_release_is_applied_and_pruned() {
     // The custom object first: the apply order must put its CRD before it.
     v1.objects.insert(0, widget);
     v1.objects.push(crd.clone());
+    v1.store_as_rendered();
     deployed(ops::deploy(&t.handle, &v1, "d1", &opts).await.unwrap());
     let history = ops::history(&t.handle, &t.namespace, "app1").await.unwrap();
     let widget_id = history[0]
@@ -515,6 +518,7 @@ async fn a_custom_kind_defined_by_the_same_release_is_applied_and_pruned() {
 
     let mut v2 = rendered(&t.namespace, "1", 1, false);
     v2.objects.push(crd);
+    v2.store_as_rendered();
     let outcome = deployed(ops::deploy(&t.handle, &v2, "d2", &opts).await.unwrap());
     assert_eq!(outcome.pruned, vec![widget_id.clone()]);
     assert!(t

@@ -27,6 +27,7 @@ fn image(tag: &str) -> String {
 /// A release of the given objects only.
 fn release(namespace: &str, tag: &str, objects: Vec<Value>) -> Rendered {
     Rendered {
+        stored: flotilla::redact::redact_manifest(&objects),
         objects,
         ..rendered(namespace, tag, 1, false)
     }
@@ -88,10 +89,12 @@ async fn an_hpa_moved_to_a_newer_api_version_survives_and_diff_shows_an_update()
     .await;
     let mut first = rendered(&t.namespace, "1", 1, false);
     first.objects.push(hpa(&old, 3));
+    first.store_as_rendered();
     deployed(ops::deploy(&t.handle, &first, "d1", &opts).await.unwrap());
 
     let mut second = rendered(&t.namespace, "1", 1, false);
     second.objects.push(hpa(&new, 4));
+    second.store_as_rendered();
     let history = ops::history(&t.handle, &t.namespace, "app1").await.unwrap();
     let diff = ops::diff(&t.handle, &history, &second).await.unwrap();
     assert!(
@@ -171,6 +174,7 @@ async fn a_dropped_pvc_survives_and_an_opted_in_one_goes_only_after_health() {
                "metadata": {"name": "app1-keep", "annotations": {"helm.sh/resource-policy": "keep"}},
                "data": {"a": "b"}}),
     ]);
+    first.store_as_rendered();
     deployed(ops::deploy(&t.handle, &first, "d1", &opts).await.unwrap());
 
     // The new revision drops all three and takes two seconds to be healthy.

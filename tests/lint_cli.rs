@@ -102,3 +102,53 @@ fn copy(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A copy of the good repo with one more template.
+fn good_repo_with(template: &str, text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{GOOD}/."))
+        .arg(dir.path())
+        .status()
+        .expect("cp");
+    assert!(copy.success());
+    std::fs::write(
+        dir.path()
+            .join("releases/app1/chart/templates")
+            .join(template),
+        text,
+    )
+    .expect("write the template");
+    dir
+}
+
+#[test]
+fn a_secret_outside_a_secret_is_a_warning_naming_object_field_and_fix_and_an_error_under_strict() {
+    let dir = good_repo_with(
+        "leaky.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app1-leaky\ndata:\n  dsn: postgres://app:{{Values.secrets.[db-password]}}@db\n  encoded: {{b64enc Values.secrets.[db-password]}}\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: app1-migrate\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: example/app1:1.4.2\n          env:\n            - name: DB_PASSWORD\n              value: {{quote Values.secrets.[db-password]}}\n",
+    );
+    let out = flotilla(dir.path(), &["lint", "app1", "--env", "dev"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "a warning only: {stderr}");
+    for expected in [
+        "warning: ",
+        "ConfigMap/app1-leaky: data.dsn: holds the value of secret `db-password` outside a Secret",
+        "ConfigMap/app1-leaky: data.encoded: holds the base64 of the value of secret `db-password`",
+        "Job/app1-migrate: spec.template.spec.containers[0].env[0].value: holds the value of secret `db-password`",
+        "secretKeyRef",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
+    }
+    let strict = flotilla(dir.path(), &["lint", "app1", "--env", "dev", "--strict"]);
+    let stderr = text(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: ") && stderr.contains("ConfigMap/app1-leaky: data.dsn"),
+        "{stderr}"
+    );
+    // The example chart keeps its secrets in Secrets: strict passes.
+    let good = flotilla(Path::new(GOOD), &["lint", "--strict"]);
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));
+}

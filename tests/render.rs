@@ -3,7 +3,7 @@
 
 use flotilla::config::{Cluster, Globals, ReleaseDescriptor};
 use flotilla::engine::{
-    parse_set, Chart, Manifest, ReleaseInfo, RenderError, Renderer, SecretValues,
+    parse_set, Chart, Manifest, ReleaseInfo, RenderError, Renderer, Renders, SecretValues,
 };
 use serde_json::json;
 use std::path::Path;
@@ -205,4 +205,86 @@ fn each_render_can_carry_its_own_revision() {
         "r12",
         "each cluster renders its own revision"
     );
+}
+
+/// Both renders of a one-template chart.
+fn render_both(templates: &[(&str, &str)], secrets: &SecretValues) -> Result<Renders, RenderError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_chart(dir.path(), "", templates);
+    let chart = Chart::load(dir.path())?;
+    let descriptor = descriptor("");
+    let renderer = Renderer::new(
+        &chart,
+        ReleaseInfo::from_descriptor(&descriptor, 3),
+        &descriptor.spec,
+        Path::new("release.yaml"),
+        "dev",
+        &[],
+    )?;
+    renderer.render_for_apply(&cluster("dev-a", "north"), secrets, 3)
+}
+
+#[test]
+fn two_renders_values_only_in_what_is_applied_wherever_the_chart_puts_them() {
+    let secret = "hunter2-two-renders";
+    let secrets = SecretValues::from([("db-password".to_string(), secret.to_string())]);
+    let web = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    checksum/secrets: {{sha256sum (toJson Values.secrets)}}\n    url: postgres://app:{{Values.secrets.[db-password]}}@db\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          env:\n            - name: DB_PASSWORD\n              value: {{quote Values.secrets.[db-password]}}\n            - name: LEVEL\n              value: info\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  b64: {{b64enc Values.secrets.[db-password]}}\n  plain: text\n";
+    let renders = render_both(&[("web.yaml", web)], &secrets).expect("renders");
+    let applied = serde_json::to_string(
+        &renders
+            .applied
+            .objects
+            .iter()
+            .map(|o| &o.object)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(applied.contains(secret), "the apply payload has the value");
+    let stored = serde_json::to_string(&renders.stored).unwrap();
+    assert!(!stored.contains(secret), "{stored}");
+    assert!(
+        !stored.contains("aHVudGVy"),
+        "no base64 of it either: {stored}"
+    );
+    let checksum = renders.applied.objects[0].object["metadata"]["annotations"]["checksum/secrets"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !stored.contains(&checksum),
+        "nor the checksum made of it: {stored}"
+    );
+    for (stored, path) in [
+        (
+            &renders.stored[0],
+            "/spec/template/spec/containers/0/env/0/value",
+        ),
+        (&renders.stored[0], "/metadata/annotations/url"),
+        (&renders.stored[1], "/data/b64"),
+    ] {
+        let field = stored
+            .pointer(path)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        assert!(field.starts_with("<redacted sha256:"), "{path}: {field}");
+    }
+    assert_eq!(
+        renders.stored[0]["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"],
+        "info"
+    );
+    assert_eq!(renders.stored[1]["data"]["plain"], "text");
+}
+
+#[test]
+fn a_value_that_breaks_the_yaml_is_an_error_without_the_value() {
+    let secret = "line one: x\n  \"quoted\" \\ back";
+    let secrets = SecretValues::from([("db-password".to_string(), secret.to_string())]);
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  password: {{Values.secrets.[db-password]}}\n";
+    let err = render_both(&[("cm.yaml", cm)], &secrets).expect_err("the value breaks YAML");
+    let message = err.to_string();
+    assert!(message.contains("templates/cm.yaml"), "{message}");
+    assert!(message.contains("quote"), "{message}");
+    for part in ["line one", "quoted", "back"] {
+        assert!(!message.contains(part), "{message}");
+    }
 }

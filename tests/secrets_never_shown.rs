@@ -26,7 +26,16 @@ const SECRET_ID: &str = "approle-secret-id-never-printed";
 /// Every form a value could leak in: as is, base64 (a Secret's `data`), JSON-escaped.
 fn forbidden() -> Vec<String> {
     let mut all = Vec::new();
-    for value in [DB, ONPREM, API, TOKEN, SHORT_TOKEN, DENIED_TOKEN, SECRET_ID] {
+    for value in [
+        DB,
+        ONPREM,
+        API,
+        TOKEN,
+        SHORT_TOKEN,
+        DENIED_TOKEN,
+        SECRET_ID,
+        LOGIN_TOKEN,
+    ] {
         all.push(value.to_string());
         all.push(base64::engine::general_purpose::STANDARD.encode(value));
         // A distinctive inner piece, so a truncated or reformatted value is caught too.
@@ -57,6 +66,7 @@ async fn vault() -> FakeVault {
         Token {
             readable: Some(vec!["kv/data/dev/hello/db".into()]),
             kv_reads_left: None,
+            ..Token::default()
         },
     );
     vault.token(
@@ -64,14 +74,19 @@ async fn vault() -> FakeVault {
         Token {
             readable: None,
             kv_reads_left: Some(1),
+            ..Token::default()
         },
     );
+    // A login issues a token of its own (revoked when the run is done), as Vault does.
+    vault.token(LOGIN_TOKEN, Token::default());
     vault
         .state()
         .approles
-        .insert(("role-1".into(), SECRET_ID.into()), TOKEN.into());
+        .insert(("role-1".into(), SECRET_ID.into()), LOGIN_TOKEN.into());
     vault
 }
+
+const LOGIN_TOKEN: &str = "hvs.approle-login-token-never-printed";
 
 /// What each case's output must say, so a case cannot pass by failing early for
 /// another reason.

@@ -132,7 +132,7 @@ async fn kv2_missing_or_deleted_version_names_secret_context_path_and_key_fake_v
     assert_eq!(err.exit_kind(), ExitKind::Environment);
     let text = err.to_string();
     assert!(
-        text.contains("secret_id api-token, contexts dev-a, dev-b, dev-dc, path kv/dev/hello/api (version 1), key token: version 1 of this secret does not exist, or was deleted or destroyed (404)"),
+        text.contains("secret_id api-token, contexts dev-a, dev-b, dev-dc, path kv/dev/hello/api (version 1), key token: version 1 of this secret was deleted (404)"),
         "{text}"
     );
     assert!(
@@ -185,6 +185,7 @@ async fn permission_denied_names_the_path_a_policy_must_allow_fake_vault() {
                 "kv/data/dev/hello/db-onprem".into(),
             ]),
             kv_reads_left: None,
+            ..Token::default()
         },
     );
     let repo = TestRepo::standard(2);
@@ -344,7 +345,10 @@ async fn approle_login_failure_is_exit_3_naming_the_variables_fake_vault() {
 }
 
 #[tokio::test]
-async fn a_refused_token_is_a_credentials_error_before_any_read_fake_vault() {
+async fn a_refused_token_is_a_credentials_error_once_every_read_is_denied_fake_vault() {
+    // Vault answers 403 both to an invalid token and to a valid one without the
+    // `default` policy: lookup-self cannot tell them apart, so the reads do, as with the
+    // vault CLI, and each denial says the token may be the cause.
     let vault = seeded(2).await;
     let repo = TestRepo::standard(2);
     let (release, env) = repo.load();
@@ -356,11 +360,164 @@ async fn a_refused_token_is_a_credentials_error_before_any_read_fake_vault() {
     assert_eq!(
         err.to_string(),
         format!(
-            "Vault at {} refused the token credentials (VAULT_TOKEN): the token is invalid, expired, or lacks the default policy (auth/token/lookup-self: HTTP 403: permission denied)",
+            "Vault at {} refused the token credentials (VAULT_TOKEN): auth/token/lookup-self and every read were denied: the token is invalid or expired (or has neither the default policy nor one that reads these paths)",
             vault.address
         )
     );
-    assert!(vault.kv_reads().is_empty());
+}
+
+#[tokio::test]
+async fn a_token_whose_lookup_self_is_denied_but_that_can_read_is_accepted_fake_vault() {
+    let vault = seeded(2).await;
+    vault.token(
+        "no-default-policy",
+        Token {
+            lookup_denied: true,
+            ..Token::default()
+        },
+    );
+    let repo = TestRepo::standard(2);
+    let (release, env) = repo.load();
+    let resolution = resolve_for_environment(&release, &env, &vars(&vault, "no-default-policy"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resolution.reads, 3);
+    assert_eq!(
+        resolution
+            .secrets
+            .exposed("dev-a")
+            .get("api-token")
+            .map(String::as_str),
+        Some(API)
+    );
+}
+
+#[tokio::test]
+async fn a_5xx_or_429_on_lookup_self_is_an_error_not_a_valid_token_fake_vault() {
+    for status in [500u16, 502, 429] {
+        let vault = seeded(2).await;
+        vault.state().lookup_status = Some(status);
+        let repo = TestRepo::standard(2);
+        let (release, env) = repo.load();
+        let err = resolve_for_environment(&release, &env, &vars(&vault, "root-token"))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("HTTP {status} on lookup-self taken as a valid token"));
+        assert_eq!(err.exit_kind(), ExitKind::Environment, "{status}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("auth/token/lookup-self: HTTP {status}")),
+            "{status}: {text}"
+        );
+        assert!(vault.kv_reads().is_empty(), "{status}: nothing read");
+    }
+}
+
+#[tokio::test]
+async fn vault_token_is_used_first_even_in_an_approle_environment_fake_vault() {
+    let vault = seeded(2).await;
+    vault
+        .state()
+        .approles
+        .insert(("role-1".into(), "secret-1".into()), "approle-token".into());
+    vault.token("approle-token", Token::default());
+    let environment = support::ENVIRONMENT.replace(
+        "auth: { method: token }",
+        "auth: { method: approle, role_id_env: HELLO_ROLE_ID, secret_id_env: HELLO_SECRET_ID }",
+    );
+    let repo = TestRepo::new(2, &environment, support::RELEASE);
+    let (release, env) = repo.load();
+    // Neither AppRole variable is set: the engineer's own token is enough.
+    let resolution = resolve_for_environment(&release, &env, &vars(&vault, "root-token"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resolution.reads, 3);
+    let state = vault.state();
+    assert!(
+        !state.requests.iter().any(|r| r.path.contains("/login")),
+        "no AppRole login when VAULT_TOKEN is set"
+    );
+    assert!(state
+        .requests
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/kv/"))
+        .all(|r| r.token.as_deref() == Some("root-token")));
+    assert!(
+        state.revoked.is_empty(),
+        "a user's own token is never revoked"
+    );
+}
+
+#[tokio::test]
+async fn a_login_token_is_revoked_when_the_reads_are_done_fake_vault() {
+    let vault = seeded(2).await;
+    vault
+        .state()
+        .approles
+        .insert(("role-1".into(), "secret-1".into()), "approle-token".into());
+    vault.token("approle-token", Token::default());
+    let environment = support::ENVIRONMENT.replace(
+        "auth: { method: token }",
+        "auth: { method: approle, role_id_env: HELLO_ROLE_ID, secret_id_env: HELLO_SECRET_ID }",
+    );
+    let repo = TestRepo::new(2, &environment, support::RELEASE);
+    let (release, env) = repo.load();
+    let login = VaultEnv::from_vars([
+        ("VAULT_ADDR", vault.address.as_str()),
+        ("HELLO_ROLE_ID", "role-1"),
+        ("HELLO_SECRET_ID", "secret-1"),
+    ]);
+    resolve_for_environment(&release, &env, &login)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(vault.state().revoked, vec!["approle-token".to_string()]);
+
+    // Renewed before the reads once half its lease is gone: a lease of 1 s, and a Vault
+    // that takes 600 ms to answer the login, so half of it has passed when reads start.
+    let vault = seeded(2).await;
+    vault.state().login_ttl = Some(1);
+    vault.state().latency = Some(std::time::Duration::from_millis(600));
+    vault
+        .state()
+        .approles
+        .insert(("role-1".into(), "secret-1".into()), "approle-token".into());
+    vault.token("approle-token", Token::default());
+    let login = VaultEnv::from_vars([
+        ("VAULT_ADDR", vault.address.as_str()),
+        ("HELLO_ROLE_ID", "role-1"),
+        ("HELLO_SECRET_ID", "secret-1"),
+    ]);
+    resolve_for_environment(&release, &env, &login)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = vault.state();
+    assert_eq!(
+        state.renewed,
+        vec!["approle-token".to_string()],
+        "renewed once for the concurrent reads"
+    );
+    assert_eq!(state.revoked, vec!["approle-token".to_string()]);
+}
+
+#[tokio::test]
+async fn a_soft_deleted_latest_version_is_told_apart_from_a_missing_path_fake_vault() {
+    let vault = seeded(2).await;
+    vault.state().secrets.insert(
+        "dev/hello/api".into(),
+        vec![Some(json!({ "token": API })), None],
+    );
+    let repo = TestRepo::standard(2);
+    let (release, env) = repo.load();
+    let err = resolve_for_environment(&release, &env, &vars(&vault, "root-token"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("resolved"));
+    assert_eq!(err.exit_kind(), ExitKind::Environment);
+    let text = err.to_string();
+    assert!(
+        text.contains("path kv/dev/hello/api, key token: version 2 of this secret was deleted (404): `vault kv undelete -versions=N` brings it back"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -371,6 +528,7 @@ async fn a_token_that_expires_mid_run_is_said_so_fake_vault() {
         Token {
             readable: None,
             kv_reads_left: Some(1),
+            ..Token::default()
         },
     );
     let repo = TestRepo::standard(2);
@@ -772,4 +930,34 @@ async fn reads_run_concurrently_within_the_bound_fake_vault() {
         "reads in flight at most: {max} (bound {})",
         flotilla::vault::READ_CONCURRENCY
     );
+}
+
+#[tokio::test]
+async fn vault_skip_verify_that_is_not_a_go_boolean_is_bad_input_and_never_skips_fake_vault() {
+    let vault = seeded(2).await;
+    let repo = TestRepo::standard(2);
+    let (release, env) = repo.load();
+    for (value, ok) in [("yes", false), ("on", false), ("true", true), ("0", true)] {
+        let vars = VaultEnv::from_vars([
+            ("VAULT_ADDR", vault.address.as_str()),
+            ("VAULT_TOKEN", "root-token"),
+            ("VAULT_SKIP_VERIFY", value),
+        ]);
+        let answer = resolve_for_environment(&release, &env, &vars).await;
+        match (answer, ok) {
+            (Ok(_), true) => {}
+            (Err(err), false) => {
+                assert_eq!(err.exit_kind(), ExitKind::UserError, "{value}: {err}");
+                assert!(
+                    err.to_string()
+                        .starts_with(&format!("VAULT_SKIP_VERIFY: {value:?} is not a boolean")),
+                    "{value}: {err}"
+                );
+            }
+            (answer, _) => panic!(
+                "{value}: {:?}",
+                answer.map(|_| ()).map_err(|e| e.to_string())
+            ),
+        }
+    }
 }

@@ -46,6 +46,7 @@ fn job(tag: &str) -> Value {
 /// A release of the given objects only.
 fn release(namespace: &str, tag: &str, objects: Vec<Value>) -> Rendered {
     Rendered {
+        stored: flotilla::redact::redact_manifest(&objects),
         objects,
         ..rendered(namespace, tag, 1, false)
     }

@@ -25,7 +25,11 @@ pub async fn run(
     let render = &render;
     let answers = every_cluster::query_each(&opened, |cluster, handle| async move {
         let history = ops::history(&handle, render.namespace(), render.name()).await?;
-        let rendered = render.render(&cluster, &history)?;
+        // Read, never made: a diff changes nothing.
+        let key =
+            crate::storage::checksum_key(&handle, render.namespace(), render.name(), false, false)
+                .await?;
+        let rendered = render.render(&cluster, &history, key.as_deref().map(|k| k.as_slice()))?;
         Ok(ops::diff(&handle, &history, &rendered).await?)
     })
     .await;

@@ -75,7 +75,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
         let records = match records {
             Ok(r) => r,
             Err(err) => {
-                eprintln!("{context}: history not read: {err}");
+                crate::output::eprint_line(&format!("{context}: history not read: {err}"));
                 unreachable.push(context.clone());
                 continue;
             }

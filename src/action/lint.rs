@@ -13,7 +13,8 @@ use crate::config::{
     check_environments, check_release_contexts, check_release_for_environment, ConfigError, Repo,
 };
 use crate::config::{LoadedEnvironment, LoadedRelease};
-use crate::engine::{check::check_manifest, placeholder_secrets, Chart, Renderer};
+use crate::engine::check::{check_manifest, secret_placements};
+use crate::engine::{placeholder_secrets, Chart, Renderer};
 use crate::output::OutputFormat;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -42,6 +43,9 @@ pub struct LintReport {
     pub checks: Vec<LintRow>,
     /// Every problem found, one message each (file, field, value, line).
     pub problems: Vec<String>,
+    /// What is allowed but unsafe: a secret that lands outside a Secret. Problems under
+    /// `lint --strict`.
+    pub warnings: Vec<String>,
 }
 
 impl LintReport {
@@ -68,42 +72,72 @@ impl LintReport {
     }
 }
 
+/// What rendering one release for every cluster of an environment found.
+struct RenderFindings {
+    objects: usize,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
 /// Renders `release` for every cluster of `env` and checks every object. Returns the
-/// number of objects rendered and the problems; a problem found in several clusters is
-/// reported once, naming them.
+/// number of objects rendered, the problems and the warnings (secrets outside Secrets);
+/// a message found in several clusters is reported once, naming them.
 fn check_rendering(
     chart: &Chart,
     release: &LoadedRelease,
     env: &LoadedEnvironment,
-) -> (usize, Vec<String>) {
+) -> RenderFindings {
     let renderer = match Renderer::for_release(chart, release, &env.environment.name, &[], 1) {
         Ok(renderer) => renderer,
-        Err(err) => return (0, vec![err.to_string()]),
+        Err(err) => {
+            return RenderFindings {
+                objects: 0,
+                problems: vec![err.to_string()],
+                warnings: Vec::new(),
+            }
+        }
     };
     let mut objects = 0;
     // Message → the clusters it was found in, in first-seen order of messages.
     let mut found: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
+    let mut warned: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
     for cluster in &env.environment.clusters {
         let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
-        let messages = match renderer.render(cluster, &secrets) {
+        let (messages, warnings) = match renderer.render(cluster, &secrets) {
             Ok(manifest) => {
                 objects += manifest.objects.len();
-                check_manifest(&manifest)
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect()
+                (
+                    check_manifest(&manifest)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    secret_placements(&manifest)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                )
             }
-            Err(err) => vec![err.to_string()],
+            Err(err) => (vec![err.to_string()], Vec::new()),
         };
-        for message in messages {
-            let order = found.len();
-            found
-                .entry(message)
-                .or_insert((order, Vec::new()))
-                .1
-                .push(&cluster.context);
+        for (messages, into) in [(messages, &mut found), (warnings, &mut warned)] {
+            for message in messages {
+                let order = into.len();
+                into.entry(message)
+                    .or_insert((order, Vec::new()))
+                    .1
+                    .push(&cluster.context);
+            }
         }
     }
+    RenderFindings {
+        objects,
+        problems: with_clusters(found),
+        warnings: with_clusters(warned),
+    }
+}
+
+/// Each message once, with the clusters it was found for, in first-seen order.
+fn with_clusters(found: BTreeMap<String, (usize, Vec<&str>)>) -> Vec<String> {
     let mut problems: Vec<(usize, String)> = found
         .into_iter()
         .map(|(message, (order, clusters))| {
@@ -119,7 +153,7 @@ fn check_rendering(
         })
         .collect();
     problems.sort();
-    (objects, problems.into_iter().map(|(_, p)| p).collect())
+    problems.into_iter().map(|(_, p)| p).collect()
 }
 
 /// What `lint` looks at: everything, or one release and/or one environment (named, or
@@ -204,9 +238,10 @@ pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, Config
             let mut checked = row(&name, &env.environment.name, clusters);
             match (outcome, &chart) {
                 (Ok(()), Some(chart)) => {
-                    let (objects, problems) = check_rendering(chart, &release, env);
-                    checked.objects = objects;
-                    report.record_problems(checked, problems);
+                    let found = check_rendering(chart, &release, env);
+                    checked.objects = found.objects;
+                    report.warnings.extend(found.warnings);
+                    report.record_problems(checked, found.problems);
                 }
                 (outcome, _) => {
                     report.record(checked, outcome);
@@ -217,8 +252,18 @@ pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, Config
     Ok(report)
 }
 
-pub fn run(root: &Path, scope: &LintScope, output: OutputFormat) -> crate::Result<()> {
-    let report = check_config(root, scope)?;
+/// `strict`: warnings count as problems (`lint --strict`).
+pub fn run(
+    root: &Path,
+    scope: &LintScope,
+    strict: bool,
+    output: OutputFormat,
+) -> crate::Result<()> {
+    let mut report = check_config(root, scope)?;
+    if strict {
+        let warnings = std::mem::take(&mut report.warnings);
+        report.problems.extend(warnings);
+    }
     match output {
         OutputFormat::Table => {
             if !report.checks.is_empty() {
@@ -226,8 +271,11 @@ pub fn run(root: &Path, scope: &LintScope, output: OutputFormat) -> crate::Resul
                     &report.checks,
                 )))?;
             }
+            for warning in &report.warnings {
+                crate::output::eprint_line(&format!("warning: {warning}"));
+            }
             for problem in &report.problems {
-                eprintln!("error: {problem}");
+                crate::output::eprint_line(&format!("error: {problem}"));
             }
         }
         OutputFormat::Json => crate::output::print_json(&report)?,

@@ -56,11 +56,11 @@ pub fn interrupt_token() -> Interrupt {
                 _ = term.recv() => 15,
             };
             if notify.first().is_cancelled() {
-                eprintln!("second signal: abandoning the run; the partial report follows with the commands that finish the job");
+                crate::output::eprint_line("second signal: abandoning the run; the partial report follows with the commands that finish the job");
                 notify.signal(number);
                 return;
             }
-            eprintln!("signal received: stopping the run and rolling back what it changed (a second signal abandons the rollback)");
+            crate::output::eprint_line("signal received: stopping the run and rolling back what it changed (a second signal abandons the rollback)");
             notify.signal(number);
         }
     });

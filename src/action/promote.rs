@@ -43,10 +43,10 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
             args.release, args.from, version.1, release.chart_dir.display(), chart.metadata.version, args.from
         )));
     }
-    eprintln!(
+    crate::output::eprint_line(&format!(
         "promoting {} version {} (chart {}) from {} to {}",
         args.release, version.0, version.1, args.from, selected.plan.environment
-    );
+    ));
     let reports = deploy_releases(
         &selected,
         std::slice::from_ref(&release),

@@ -231,9 +231,9 @@ fn identify(
         }
         (Err(err), Some(namespace)) => {
             let name = release_name(&args.release);
-            eprintln!(
+            crate::output::eprint_line(&format!(
                 "the descriptor of {name} does not load ({err}); rolling back from the records in namespace {namespace}"
-            );
+            ));
             Ok((name, namespace.clone(), None))
         }
         (Err(err), None) => Err(crate::Error::Reported(format!(
@@ -335,12 +335,14 @@ async fn refresh(
     let resolved = match resolve_available(&plan, env, &VaultEnv::from_process()).await {
         Ok((resolved, failures)) => {
             for failure in failures {
-                eprintln!("not read, its objects keep their live values: {failure}");
+                crate::output::eprint_line(&format!(
+                    "not read, its objects keep their live values: {failure}"
+                ));
             }
             resolved
         }
         Err(err) => {
-            eprintln!("Vault could not be read ({err}); objects that need its secrets keep their live values");
+            crate::output::eprint_line(&format!("Vault could not be read ({err}); objects that need its secrets keep their live values"));
             ResolvedSecrets::default()
         }
     };
@@ -348,6 +350,13 @@ async fn refresh(
     let mut out = HashMap::new();
     for (connected, record) in recorded {
         let context = &connected.cluster.context;
+        // The key `secretsum` was rendered with: without it the checksums would differ.
+        let key = crate::storage::checksum_key(&connected.handle, namespace, name, false, false)
+            .await
+            .map_err(|e| tracing::warn!("{e}"))
+            .ok()
+            .flatten();
+        let key = key.as_deref().map(|k| k.as_slice());
         let refreshed = match &record.source {
             Some(source) => rerender(
                 record,
@@ -356,6 +365,7 @@ async fn refresh(
                 &resolved,
                 name,
                 namespace,
+                key,
             ),
             None => {
                 if legacy.is_none() {
@@ -372,6 +382,7 @@ async fn refresh(
                         &connected.cluster,
                         secrets,
                         &record.app_version,
+                        key,
                     ),
                     None => Vec::new(),
                 };
@@ -384,14 +395,14 @@ async fn refresh(
         match refreshed {
             Ok(refreshed) => {
                 for id in &refreshed.unreadable {
-                    eprintln!(
+                    crate::output::eprint_line(&format!(
                         "[{context}] {id} keeps its live values: its secrets could not be read"
-                    );
+                    ));
                 }
                 out.insert(context.clone(), refreshed);
             }
             Err(err) => {
-                eprintln!("[{context}] revision {} not rendered again ({err}); its recorded objects are applied and its Secrets kept live", record.revision);
+                crate::output::eprint_line(&format!("[{context}] revision {} not rendered again ({err}); its recorded objects are applied and its Secrets kept live", record.revision));
             }
         }
     }
@@ -409,6 +420,7 @@ fn rerender(
     resolved: &ResolvedSecrets,
     name: &str,
     namespace: &str,
+    checksum_key: Option<&[u8]>,
 ) -> Result<Refreshed> {
     let label = PathBuf::from(format!(
         "<record of {name} revision {} in {}>",
@@ -436,6 +448,7 @@ fn rerender(
             cluster,
             &secrets,
             &label,
+            checksum_key,
         )?;
         Ok(manifest.objects.into_iter().map(|o| o.object).collect())
     };
@@ -474,7 +487,9 @@ async fn legacy_fresh_secrets(
     match resolve_for_environment(release, env, &VaultEnv::from_process()).await {
         Ok(resolution) => Some((chart, resolution.secrets)),
         Err(err) => {
-            eprintln!("Vault could not be read ({err}); the live secrets are kept");
+            crate::output::eprint_line(&format!(
+                "Vault could not be read ({err}); the live secrets are kept"
+            ));
             None
         }
     }
@@ -489,6 +504,7 @@ fn render_secrets(
     cluster: &Cluster,
     resolved: &ResolvedSecrets,
     app_version: &str,
+    checksum_key: Option<&[u8]>,
 ) -> Vec<serde_json::Value> {
     let Some(release) = release else {
         return Vec::new();
@@ -497,7 +513,7 @@ fn render_secrets(
     release.descriptor.spec.version = app_version.to_owned();
     let secrets = resolved.exposed(&cluster.context);
     let rendered = Renderer::for_release(chart, &release, &env.environment.name, &[], 0)
-        .and_then(|r| r.render(cluster, &secrets));
+        .and_then(|r| r.with_checksum_key(checksum_key).render(cluster, &secrets));
     match rendered {
         Ok(manifest) => manifest
             .objects

@@ -126,9 +126,11 @@ pub async fn check_report(
         return Ok(report);
     };
     let session = VaultSession::connect(config, &env.file, vars).await?;
-    let rows = SecretReader::new(&session).check(&plan).await?;
+    let rows = SecretReader::new(&session).check(&plan).await;
     report.vault = Some(session.address().to_string());
     report.reads = session.read_count();
+    session.close().await;
+    let rows = rows?;
     report.failures = check_failures(&rows);
     report.secrets = rows.into_iter().map(CheckLine::from).collect();
     Ok(report)

@@ -25,7 +25,12 @@ pub struct TemplateOptions {
 
 pub async fn run(root: &Path, args: &TemplateOptions) -> Result<()> {
     let yaml = render(root, args).await?;
-    crate::output::print(&yaml)?;
+    if args.show_secrets {
+        // The one output that is the values, asked for by name.
+        crate::output::print_unscrubbed(&yaml)?;
+    } else {
+        crate::output::print(&yaml)?;
+    }
     Ok(())
 }
 

@@ -14,8 +14,8 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
     let target = one_cluster::open(root, args).await?;
     let mut opts = RunOptions::new(target.env.environment.rollout.timeout);
     opts.progress = Arc::new(|context, event| match event {
-        Event::Pruned(id) => eprintln!("[{context}] deleted {id}"),
-        Event::Kept(kept) => eprintln!("[{context}] kept {kept}"),
+        Event::Pruned(id) => crate::output::eprint_line(&format!("[{context}] deleted {id}")),
+        Event::Kept(kept) => crate::output::eprint_line(&format!("[{context}] kept {kept}")),
         Event::Applied(_) | Event::KeptLive(_) | Event::Ready(_) | Event::Waiting { .. } => {}
     });
     let deleted = ops::uninstall(&target.handle, target.namespace(), target.name(), &opts).await?;

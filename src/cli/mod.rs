@@ -284,6 +284,9 @@ pub struct LintArgs {
     /// Only against the environment this git branch deploys to.
     #[arg(long)]
     pub branch: Option<String>,
+    /// Warnings are errors (exit 2): a secret that lands outside a Secret, say.
+    #[arg(long)]
+    pub strict: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -361,24 +364,40 @@ pub fn init_logging(cli: &Cli) {
         2 => "debug",
         _ => "trace",
     };
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Libraries that log what passes through them: vaultrs and rustify log every failed
-    // request at ERROR (a 404 is an answer, not an error, to us) and more of each request
-    // at trace; handlebars logs every helper's parameters at DEBUG, secret values
-    // included. flotilla reports what matters itself. Added last, so FLOTILLA_LOG cannot
-    // turn them on.
-    for directive in ["vaultrs=off", "rustify=off", "handlebars=off"] {
-        if let Ok(directive) = directive.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         // Colour codes only for a person at a terminal, not in CI logs or files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        // Every log line is scrubbed of every secret value read so far, at any verbosity.
+        .with_writer(crate::redact::ScrubbingWriter::stderr)
+        .with_filter(filter)
+        // Libraries that log what passes through them: vaultrs and rustify log every
+        // failed request at ERROR and each request at trace; handlebars logs every
+        // helper's parameters at DEBUG, secret values included. A filter of its own,
+        // after FLOTILLA_LOG's: no directive (`handlebars::render=debug`, a span filter)
+        // can turn them back on, as a more specific directive would in one EnvFilter.
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            !is_silenced_target(meta.target())
+        }));
+    tracing_subscriber::registry().with(fmt).init();
+}
+
+/// The crates whose logs are never shown, at any level, whatever `FLOTILLA_LOG` says.
+pub const SILENCED_CRATES: &[&str] = &["vaultrs", "rustify", "handlebars"];
+
+/// Whether a log target belongs to one of [`SILENCED_CRATES`] (`handlebars`,
+/// `handlebars::render`, ...), not to a crate whose name only starts the same way.
+pub fn is_silenced_target(target: &str) -> bool {
+    SILENCED_CRATES.iter().any(|krate| {
+        target == *krate
+            || target
+                .strip_prefix(krate)
+                .is_some_and(|rest| rest.starts_with("::"))
+    })
 }
 
 pub async fn run(cli: Cli) -> crate::Result<()> {
@@ -466,7 +485,33 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 env: args.env,
                 branch: args.branch,
             };
-            action::lint::run(root, &scope, args.output)
+            action::lint::run(root, &scope, args.strict, args.output)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_silenced_target;
+
+    #[test]
+    fn secret_bearing_crates_are_silenced_in_every_module() {
+        for target in [
+            "handlebars",
+            "handlebars::render",
+            "handlebars::helpers::helper_extras",
+            "vaultrs::api",
+            "rustify::endpoint",
+        ] {
+            assert!(is_silenced_target(target), "{target}");
+        }
+        for target in [
+            "flotilla::vault",
+            "kube_client",
+            "handlebarsx",
+            "vaultrsync",
+        ] {
+            assert!(!is_silenced_target(target), "{target}");
         }
     }
 }

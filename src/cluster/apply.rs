@@ -509,16 +509,25 @@ impl ClusterHandle {
     /// compared with the live object; `previous` objects not in `objects` show as
     /// deletions (those a prune would delete: ours and not kept). A live object that is
     /// not this release's shows as an adoption naming its owner; a Job whose pod
-    /// template changed as a replacement. Secret values appear only as digests.
+    /// template changed as a replacement. Secret values appear only as digests: a
+    /// `Secret`'s data, and in any object every field that `stored` (the same objects as
+    /// recorded) holds as a digest, live and dry-run alike.
     pub async fn diff(
         &self,
         objects: &[Value],
+        stored: &[Value],
         previous: &[ObjectRef],
         opts: &ApplyOptions,
     ) -> Result<Vec<ObjectDiff>, ClusterError> {
         let mut diffs = Vec::new();
         let mut seen = Vec::new();
-        for object in objects {
+        for (i, object) in objects.iter().enumerate() {
+            let mask = |mut value: Value| {
+                if let Some(stored) = stored.get(i) {
+                    crate::redact::mask_like(stored, &mut value);
+                }
+                value
+            };
             let (id, _, _) = self.prepare(object, opts).await?;
             let live = self.get_live(&id, &opts.namespace).await?;
             let owner = live.as_ref().and_then(|live| {
@@ -555,7 +564,10 @@ impl ClusterHandle {
                 }
                 Err(err) => return Err(err),
             };
-            let after = comparable(&id, serde_json::to_value(&after).unwrap_or(Value::Null));
+            let after = mask(comparable(
+                &id,
+                serde_json::to_value(&after).unwrap_or(Value::Null),
+            ));
             let diff = match live {
                 None => ObjectDiff {
                     object: id.clone(),
@@ -564,8 +576,10 @@ impl ClusterHandle {
                     owner: None,
                 },
                 Some(live) => {
-                    let before =
-                        comparable(&id, serde_json::to_value(&live).unwrap_or(Value::Null));
+                    let before = mask(comparable(
+                        &id,
+                        serde_json::to_value(&live).unwrap_or(Value::Null),
+                    ));
                     let changes = field_changes(&before, &after);
                     let action = if owner.is_some() {
                         DiffAction::Adopt
@@ -618,8 +632,10 @@ impl ClusterHandle {
         let Some(live) = self.get_live(&id, &opts.namespace).await? else {
             return Ok((id, None));
         };
-        let live = comparable(&id, serde_json::to_value(&live).unwrap_or(Value::Null));
+        let mut live = comparable(&id, serde_json::to_value(&live).unwrap_or(Value::Null));
         let desired = comparable(&id, desired);
+        // A field recorded as a digest (it held a secret) is compared as a digest.
+        crate::redact::mask_like(&desired, &mut live);
         let mut changes = Vec::new();
         subset_drift("", &desired, &live, &mut changes);
         Ok((id, Some(changes)))

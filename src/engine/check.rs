@@ -74,6 +74,102 @@ pub fn check_manifest(manifest: &Manifest) -> Vec<Problem> {
     problems
 }
 
+/// Where a secret lands outside a `Secret`, in a manifest rendered with placeholders
+/// ([`super::placeholder`]): each field of another object that holds a placeholder, or
+/// its base64. Such a value is readable by anyone who can `get` that object (a ConfigMap,
+/// a pod's env or annotations), not only by who can read Secrets; `lint` warns (an error
+/// under `--strict`) and names the fix.
+pub fn secret_placements(manifest: &Manifest) -> Vec<Problem> {
+    let mut found = Vec::new();
+    for object in &manifest.objects {
+        if crate::redact::is_secret(&object.object) {
+            continue;
+        }
+        let mut fields = Vec::new();
+        leaf_strings("", &object.object, &mut fields);
+        for (path, text) in fields {
+            for (id, how) in placeholders_in(&text)
+                .into_iter()
+                .map(|id| (id, "the value"))
+                .chain(
+                    base64_placeholders(&text)
+                        .into_iter()
+                        .map(|id| (id, "the base64 of the value")),
+                )
+            {
+                let fix = if path.contains(".env[") {
+                    "use `valueFrom: {secretKeyRef: {name: <Secret>, key: <key>}}` instead"
+                } else {
+                    "put it in a Secret and reference it (`secretKeyRef`, `envFrom.secretRef`, a Secret volume)"
+                };
+                found.push(Problem {
+                    source: object.source.display().to_string(),
+                    object: format!("{}/{}", object.kind(), object.name()),
+                    message: format!(
+                        "{path}: holds {how} of secret `{id}` outside a Secret (anyone who can read this {} can read it); {fix}",
+                        object.kind()
+                    ),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// Every string leaf with its path (`spec.template.spec.containers[0].env[1].value`).
+fn leaf_strings(path: &str, value: &Value, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::String(text) => out.push((path.to_string(), text.clone())),
+        Value::Object(map) => {
+            for (key, inner) in map {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                leaf_strings(&path, inner, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                leaf_strings(&format!("{path}[{i}]"), inner, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The secret ids of the `<secret:ID>` placeholders in a text.
+fn placeholders_in(text: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<secret:") {
+        let after = &rest[start + "<secret:".len()..];
+        match after.find('>') {
+            Some(end) => {
+                let id = after[..end].to_string();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+                rest = &after[end..];
+            }
+            None => break,
+        }
+    }
+    ids
+}
+
+/// The secret ids whose placeholder a base64 text decodes to (`b64enc` of a secret).
+fn base64_placeholders(text: &str) -> Vec<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map(|decoded| placeholders_in(&decoded))
+        .unwrap_or_default()
+}
+
 /// Problems of one object, as messages naming the field path.
 pub fn check_object(object: &RenderedObject) -> Vec<String> {
     match object.kind() {

@@ -61,6 +61,10 @@ pub enum RenderError {
         context: String,
         inner: Box<RenderError>,
     },
+    /// A chart whose output depends on a secret's value in a way that cannot be stored
+    /// without it (other objects, YAML that only the value breaks).
+    #[error("{file}: {message}")]
+    SecretShape { file: PathBuf, message: String },
     /// A `--set` argument that cannot be understood.
     #[error("--set {arg:?}: {message}")]
     Set { arg: String, message: String },
@@ -114,7 +118,8 @@ impl RenderError {
             | RenderError::Object { message, .. }
             | RenderError::Scaling { message, .. }
             | RenderError::Values { message, .. }
-            | RenderError::ChartFile { message, .. } => scrub(message),
+            | RenderError::ChartFile { message, .. }
+            | RenderError::SecretShape { message, .. } => scrub(message),
             RenderError::Yaml { text, message, .. } => {
                 scrub(text);
                 scrub(message);

@@ -86,6 +86,12 @@ const FUNCTIONS: &[Function] = &[
         body: sha256sum,
     },
     Function {
+        name: "secretsum",
+        usage: "secretsum VALUE",
+        arity: Arity::Exactly(1),
+        body: secretsum,
+    },
+    Function {
         name: "upper",
         usage: "upper TEXT",
         arity: Arity::Exactly(1),
@@ -352,6 +358,67 @@ fn required(args: &[&Value]) -> Result<Value, String> {
     }
 }
 
+thread_local! {
+    /// The key of [`secretsum`] for the render running on this thread (set by
+    /// [`with_checksum_key`]); a render is synchronous, so it cannot leak to another.
+    static CHECKSUM_KEY: std::cell::RefCell<Option<zeroize::Zeroizing<Vec<u8>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The key used when a render has none (`template`, `lint`: no cluster to keep one).
+const NO_CLUSTER_KEY: &[u8] = b"flotilla: no cluster key (template, lint)";
+
+/// Runs `render` with `key` as the key of `secretsum` on this thread.
+pub fn with_checksum_key<T>(key: Option<&[u8]>, render: impl FnOnce() -> T) -> T {
+    CHECKSUM_KEY.with(|k| *k.borrow_mut() = key.map(|key| zeroize::Zeroizing::new(key.to_vec())));
+    let out = render();
+    CHECKSUM_KEY.with(|k| *k.borrow_mut() = None);
+    out
+}
+
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`, hex.
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `secretsum VALUE`: a checksum that changes when a secret does, for a pod-restart
+/// annotation, and that is not an oracle: HMAC-SHA256 keyed by the release's key kept
+/// in a Secret of the cluster, so reading the annotation (`get pods`) without reading
+/// Secrets gives nothing to test guesses of a weak password against. A list or map is
+/// summed as its JSON, as `sha256sum` does.
+fn secretsum(args: &[&Value]) -> Result<Value, String> {
+    let bytes = match args[0] {
+        Value::Array(_) | Value::Object(_) => {
+            serde_json::to_string(args[0]).map_err(|e| e.to_string())?
+        }
+        value => text(value, "VALUE")?.into_owned(),
+    };
+    let sum = CHECKSUM_KEY.with(|key| {
+        let key = key.borrow();
+        hmac_sha256_hex(
+            key.as_deref().map_or(NO_CLUSTER_KEY, |k| k.as_slice()),
+            bytes.as_bytes(),
+        )
+    });
+    Ok(Value::String(sum))
+}
+
 /// Hex SHA-256 of text; a list or map is hashed as its JSON, so
 /// `sha256sum Values.config` changes exactly when the config does.
 fn sha256sum(args: &[&Value]) -> Result<Value, String> {
@@ -408,6 +475,49 @@ fn or(args: &[&Value]) -> Result<Value, String> {
 
 fn not(args: &[&Value]) -> Result<Value, String> {
     Ok(Value::Bool(!args[0].is_truthy(false)))
+}
+
+#[cfg(test)]
+mod hmac_tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // RFC 4231 test cases 1 and 2.
+        assert_eq!(
+            hmac_sha256_hex(&[0x0b; 20], b"Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // A key longer than the block is hashed first (test case 6).
+        assert_eq!(
+            hmac_sha256_hex(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            ),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn secretsum_depends_on_the_key_and_the_value() {
+        let value = Value::String("hunter2".into());
+        let sum = |key: Option<&[u8]>| {
+            with_checksum_key(key, || secretsum(&[&value]).unwrap_or_default())
+        };
+        let a = sum(Some(b"key-a"));
+        assert_eq!(a, sum(Some(b"key-a")));
+        assert_ne!(a, sum(Some(b"key-b")));
+        let plain = sha256sum(&[&value]).unwrap_or_default();
+        assert_ne!(a, plain, "not the unkeyed sha256 anyone can recompute");
+        assert_eq!(sum(None), sum(None));
+        let other = Value::String("hunter3".into());
+        let b = with_checksum_key(Some(b"key-a"), || secretsum(&[&other]).unwrap_or_default());
+        assert_ne!(a, b);
+    }
 }
 
 #[cfg(test)]

@@ -30,5 +30,5 @@ mod values;
 pub use chart::{Chart, ChartMetadata};
 pub use error::RenderError;
 pub use recorded::render_recorded;
-pub use render::{Manifest, ReleaseInfo, RenderedObject, Renderer};
+pub use render::{Manifest, ReleaseInfo, RenderedObject, Renderer, Renders};
 pub use values::{deep_merge, parse_set, placeholder, placeholder_secrets, SecretValues, SetValue};

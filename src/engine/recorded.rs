@@ -13,7 +13,8 @@ use std::path::Path;
 
 /// Renders `chart` for `cluster` with the `values` a record kept (`global` and
 /// `scaling` included, `secrets` removed) and `secrets` read now. `label` names the
-/// record in messages (there is no descriptor file).
+/// record in messages (there is no descriptor file). `checksum_key` is the release's key
+/// in the cluster, for `secretsum` (`None`: no key there).
 pub fn render_recorded(
     chart: &Chart,
     release: ReleaseInfo,
@@ -21,6 +22,7 @@ pub fn render_recorded(
     cluster: &Cluster,
     secrets: &SecretValues,
     label: &Path,
+    checksum_key: Option<&[u8]>,
 ) -> Result<Manifest, RenderError> {
     let invalid = |message: String| RenderError::Values {
         file: label.to_path_buf(),
@@ -66,7 +68,8 @@ pub fn render_recorded(
     let revision = release.revision;
     // The recorded values are the chart's merged with every layer already: no
     // environment override and no `--set` on top.
-    let renderer = Renderer::new(chart, release, &spec, label, "", &[])?;
+    let renderer =
+        Renderer::new(chart, release, &spec, label, "", &[])?.with_checksum_key(checksum_key);
     renderer.render_revision(&cluster, secrets, revision)
 }
 
@@ -116,6 +119,7 @@ mod tests {
             &cluster(),
             &secrets,
             Path::new("<r>"),
+            None,
         )
         .unwrap();
         let [secret, web] = &manifest.objects[..] else {

@@ -79,6 +79,16 @@ impl Manifest {
     }
 }
 
+/// One cluster's two renders ([`Renderer::render_for_apply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Renders {
+    /// With the secret values: for the API server only, never stored or shown.
+    pub applied: Manifest,
+    /// What records, diff and drift keep of each object of `applied`, in its order: the
+    /// fields a secret changes replaced by digests.
+    pub stored: Vec<Value>,
+}
+
 /// A chart ready to render for every cluster of one environment: the values every
 /// cluster shares are merged once.
 #[derive(Debug)]
@@ -89,6 +99,9 @@ pub struct Renderer<'a> {
     descriptor_file: PathBuf,
     /// chart values ← spec.values ← environment override ← `--set`.
     base: Value,
+    /// The key of `secretsum` (the release's key in the cluster); `None` outside a
+    /// cluster (`template`, `lint`).
+    checksum_key: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 impl<'a> Renderer<'a> {
@@ -121,7 +134,14 @@ impl<'a> Renderer<'a> {
             spec,
             descriptor_file: descriptor_file.to_path_buf(),
             base,
+            checksum_key: None,
         })
+    }
+
+    /// Renders with this key for `secretsum` (the release's key kept in the cluster).
+    pub fn with_checksum_key(mut self, key: Option<&[u8]>) -> Renderer<'a> {
+        self.checksum_key = key.map(|k| zeroize::Zeroizing::new(k.to_vec()));
+        self
     }
 
     /// [`Renderer::new`] for a loaded release at its descriptor's version.
@@ -197,6 +217,61 @@ impl<'a> Renderer<'a> {
             .map_err(|err| err.redacted(&redactions))
     }
 
+    /// The two renders of one cluster: with the secret placeholders
+    /// ([`placeholder`]) for everything stored or shown, and with the values for the
+    /// API server only. What is stored is [`crate::redact::stored_form`] of each object:
+    /// the placeholder render, where every field the values change (the secret itself, a
+    /// checksum or a base64 text of it, a URL holding it) is a digest. Errors come from
+    /// the placeholder render when it fails, so they cannot quote a value; a chart whose
+    /// objects depend on a secret's value (a different set of objects, a YAML that only
+    /// the value breaks) is an error that shows no value either.
+    pub fn render_for_apply(
+        &self,
+        cluster: &Cluster,
+        secrets: &SecretValues,
+        revision: u64,
+    ) -> Result<Renders, RenderError> {
+        let placeholders: SecretValues = secrets
+            .keys()
+            .map(|id| (id.clone(), placeholder(id)))
+            .collect();
+        let shown = self.render_inner(cluster, &placeholders, revision)?;
+        let applied = self
+            .render_revision(cluster, secrets, revision)
+            .map_err(|err| match err {
+                RenderError::Yaml { file, line, .. } => RenderError::SecretShape {
+                    file,
+                    message: format!(
+                        "invalid YAML after rendering with the secret values (rendered line {line}, not shown: it holds a value), while the render with placeholders parses: a value breaks the YAML there; quote it with `quote`, or better, reference the Secret (`secretKeyRef`)"
+                    ),
+                },
+                other => other,
+            })?;
+        let same_objects = shown.objects.len() == applied.objects.len()
+            && shown.objects.iter().zip(&applied.objects).all(|(s, a)| {
+                s.api_version() == a.api_version() && s.kind() == a.kind() && s.name() == a.name()
+            });
+        if !same_objects {
+            let file = applied
+                .objects
+                .first()
+                .or(shown.objects.first())
+                .map(|o| o.source.clone())
+                .unwrap_or_else(|| self.descriptor_file.clone());
+            return Err(RenderError::SecretShape {
+                file,
+                message: "the chart renders other objects (or other names) with the secret values than with placeholders: which objects a chart renders must not depend on a secret".into(),
+            });
+        }
+        let stored = shown
+            .objects
+            .iter()
+            .zip(&applied.objects)
+            .map(|(s, a)| crate::redact::stored_form(&s.object, &a.object))
+            .collect();
+        Ok(Renders { applied, stored })
+    }
+
     fn render_inner(
         &self,
         cluster: &Cluster,
@@ -224,11 +299,11 @@ impl<'a> Renderer<'a> {
 
         let mut objects = Vec::new();
         for template in self.chart.templates() {
-            let text = self
-                .chart
-                .registry
-                .render_with_context(template, &context)
-                .map_err(|err| self.template_error(template, err))?;
+            let text = super::helpers::with_checksum_key(
+                self.checksum_key.as_deref().map(|k| k.as_slice()),
+                || self.chart.registry.render_with_context(template, &context),
+            )
+            .map_err(|err| self.template_error(template, err))?;
             split_documents(&self.chart.file_of(template), &text, &mut objects)?;
         }
         let mut manifest = Manifest { objects };

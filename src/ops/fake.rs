@@ -127,6 +127,10 @@ impl KubeClient for FakeKube {
         }))
     }
 
+    async fn live_object(&self, id: &ObjectRef, _: &str) -> Result<Option<Value>, ClusterError> {
+        Ok(self.live.lock().unwrap().get(id).cloned())
+    }
+
     async fn apply_all(
         &self,
         objects: &[Value],

@@ -160,7 +160,9 @@ pub async fn diff(
         .map(|r| r.objects.clone())
         .unwrap_or_default();
     let opts = ApplyOptions::new(&rendered.namespace, &rendered.release);
-    cluster.diff(&rendered.objects, &previous, &opts).await
+    cluster
+        .diff(&rendered.objects, &rendered.stored, &previous, &opts)
+        .await
 }
 
 #[cfg(test)]

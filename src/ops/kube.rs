@@ -52,6 +52,12 @@ pub trait KubeClient {
         id: &ObjectRef,
         namespace: &str,
     ) -> Result<Option<LiveMeta>, ClusterError>;
+    /// The live object, when it exists.
+    async fn live_object(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<Value>, ClusterError>;
     /// Server-side apply in dependency order; the identities as the server resolved them.
     async fn apply_all(
         &self,
@@ -126,6 +132,17 @@ impl KubeClient for ClusterHandle {
         namespace: &str,
     ) -> Result<Option<LiveMeta>, ClusterError> {
         ClusterHandle::live_meta(self, id, namespace).await
+    }
+
+    async fn live_object(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<Value>, ClusterError> {
+        Ok(self
+            .get_live(id, namespace)
+            .await?
+            .and_then(|live| serde_json::to_value(live).ok()))
     }
 
     async fn apply_all(
@@ -211,6 +228,14 @@ impl<'a> KubeClient for Leased<'a> {
         namespace: &str,
     ) -> Result<Option<LiveMeta>, ClusterError> {
         self.handle.live_meta(id, namespace).await
+    }
+
+    async fn live_object(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Option<Value>, ClusterError> {
+        KubeClient::live_object(self.handle, id, namespace).await
     }
 
     async fn apply_all(

@@ -85,13 +85,27 @@ pub struct Rendered {
     pub namespace: String,
     pub chart: ChartRef,
     pub app_version: String,
-    /// The objects, secret data included (it is applied, never recorded).
+    /// The objects rendered with the secret values: the apply payload, never recorded,
+    /// diffed or shown.
     pub objects: Vec<Value>,
+    /// What is recorded, diffed and shown of each of `objects`, in the same order: the
+    /// render with placeholders, every field a secret changes a digest
+    /// (`engine::Renderer::render_for_apply`).
+    pub stored: Vec<Value>,
     /// Merged values; `secrets` is removed before recording.
     pub values: Value,
     /// The chart and secret sources, recorded so that the revision can be rendered
     /// again without the checkout.
     pub source: Option<RevisionSource>,
+}
+
+impl Rendered {
+    /// Sets `stored` from `objects` alone, `Secret` data digested: for objects built in
+    /// code (tests, tools) whose only secrets are in Secrets. A chart's render takes both
+    /// from `engine::Renderer::render_for_apply` instead.
+    pub fn store_as_rendered(&mut self) {
+        self.stored = crate::redact::redact_manifest(&self.objects);
+    }
 }
 
 /// How a deploy or restore on one cluster ended, once something may have changed.

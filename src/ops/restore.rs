@@ -20,7 +20,9 @@ pub struct RestoreTo<'a> {
     /// reported in [`Outcome::kept_live`].
     pub fresh: &'a [Value],
     /// Objects (by kind and name) whose secret inputs could not be read now: kept as
-    /// they are live, whatever their kind, rather than applied from the record.
+    /// they are live, whatever their kind, rather than applied from the record. Any
+    /// other recorded object with a secret field (a digest in the record) and no fresh
+    /// render takes its secret fields from the live object.
     pub unreadable: &'a [ObjectRef],
 }
 
@@ -81,8 +83,25 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
             ),
         )
     })?;
-    let objects = objects_to_apply(&target.manifest, to.fresh, to.unreadable)
+    let mut objects = objects_to_apply(&target.manifest, to.fresh, to.unreadable)
         .map_err(|m| release_error(cluster.context(), m))?;
+    // A recorded object that held a secret (an env var, an annotation, a checksum:
+    // recorded as digests) and has no fresh render: its digests filled from what is
+    // live, the secret values in use now; one the live object cannot fill is kept live
+    // whole. (A fresh object has values, never digests.)
+    for slot in objects.iter_mut() {
+        let Some(object) = slot
+            .as_ref()
+            .filter(|o| crate::redact::contains_redacted(o))
+        else {
+            continue;
+        };
+        let live_id = cluster.identity(object, namespace).await?;
+        *slot = match cluster.live_object(&live_id, namespace).await? {
+            Some(live) => crate::redact::fill_redacted(object, &live),
+            None => None,
+        };
+    }
     let desired = Desired {
         objects,
         record_manifest: target.manifest.clone(),

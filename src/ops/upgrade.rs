@@ -34,9 +34,20 @@ pub async fn deploy_with<K: KubeClient, S: RecordStore>(
     deployment_id: &str,
     opts: &RunOptions,
 ) -> Result<Outcome, ClusterError> {
+    if rendered.stored.len() != rendered.objects.len() {
+        return Err(release_error(
+            cluster.context(),
+            format!(
+                "{} objects to apply but {} to record: the two renders disagree",
+                rendered.objects.len(),
+                rendered.stored.len()
+            ),
+        ));
+    }
     let desired = Desired {
         objects: rendered.objects.iter().cloned().map(Some).collect(),
-        record_manifest: release::redact_manifest(&rendered.objects),
+        // The placeholder render: no value of any secret, wherever the chart put it.
+        record_manifest: release::redact_manifest(&rendered.stored),
         values: release::values_without_secrets(&rendered.values),
         chart: rendered.chart.clone(),
         app_version: rendered.app_version.clone(),
@@ -455,7 +466,8 @@ impl Ending<'_> {
         record.updated = Utc::now();
         let mut notes = Vec::new();
         if let Some(err) = &error {
-            notes.push(err.to_string());
+            // An API server's message can echo the object it refused, values included.
+            notes.push(crate::redact::scrub(&err.to_string()));
         }
         if !self.adopted.is_empty() {
             notes.push(format!("adopted: {}", listed(&self.adopted)));
@@ -584,6 +596,7 @@ mod tests {
                 version: "0.1.0".into(),
             },
             app_version: version.into(),
+            stored: release::redact_manifest(&objects),
             objects,
             values: json!({"secrets": {"db-password": "hunter2"}, "log": "info"}),
             source: None,
@@ -651,6 +664,91 @@ mod tests {
         assert!(!stored.contains("hunter2"), "{stored}");
         // What was applied did carry it.
         assert!(kube.live_text().contains("aHVudGVyMg=="));
+    }
+
+    /// A chart that puts the secret in an env var: two renders, the record from the one
+    /// with placeholders.
+    fn rendered_with_env_secret(version: &str, password: &str) -> Rendered {
+        let web = |value: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "web",
+                     "image": format!("app:{version}"),
+                     "env": [{"name": "DB_PASSWORD", "value": value}, {"name": "LEVEL", "value": "info"}]}]}}}})
+        };
+        let objects = vec![web(password)];
+        let stored = vec![crate::redact::stored_form(
+            &web("<secret:db-password>"),
+            &objects[0],
+        )];
+        Rendered {
+            stored,
+            objects,
+            ..rendered(version, false)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_secret_in_an_env_var_is_never_recorded_and_a_restore_puts_a_value_back() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(
+            &kube,
+            &store,
+            &rendered_with_env_secret("1", "s3cret-env-one"),
+            "d1",
+            &opts(),
+        )
+        .await
+        .unwrap();
+        deploy_with(
+            &kube,
+            &store,
+            &rendered_with_env_secret("2", "s3cret-env-two"),
+            "d2",
+            &opts(),
+        )
+        .await
+        .unwrap();
+        let records = serde_json::to_string(&store.records()).unwrap();
+        assert!(!records.contains("s3cret-env"), "{records}");
+        assert!(records.contains("LEVEL"), "{records}");
+        assert!(kube.live_text().contains("s3cret-env-two"));
+
+        // Vault down: the secret field keeps its live value, the rest is the record's.
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "d1",
+            fresh: &[],
+            unreadable: &[],
+        };
+        let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap();
+        assert_eq!(back.status, Status::Deployed);
+        let live = kube.live_text();
+        assert!(
+            live.contains("app:1") && live.contains("s3cret-env-two"),
+            "{live}"
+        );
+        assert!(!live.contains("<redacted"), "{live}");
+
+        // The revision rendered again with a fresh read: applied as rendered.
+        let fresh = rendered_with_env_secret("1", "s3cret-env-fresh").objects;
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "d1",
+            fresh: &fresh,
+            unreadable: &[],
+        };
+        restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap();
+        let live = kube.live_text();
+        assert!(
+            live.contains("app:1") && live.contains("s3cret-env-fresh"),
+            "{live}"
+        );
+        let records = serde_json::to_string(&store.records()).unwrap();
+        assert!(!records.contains("s3cret-env"), "{records}");
     }
 
     #[tokio::test]
@@ -1078,6 +1176,7 @@ mod tests {
     fn with(version: &str, extra: &[Value]) -> Rendered {
         let mut r = rendered(version, false);
         r.objects.extend(extra.iter().cloned());
+        r.store_as_rendered();
         r
     }
 

@@ -136,17 +136,25 @@ impl ReleaseRender {
         &self.release.descriptor.metadata.namespace
     }
 
-    /// The release rendered for `cluster` as the revision after the last of `history`.
-    pub fn render(&self, cluster: &Cluster, history: &History) -> crate::Result<Rendered> {
+    /// The release rendered for `cluster` as the revision after the last of `history`,
+    /// `secretsum` keyed by the release's key in that cluster (`None`: none yet).
+    pub fn render(
+        &self,
+        cluster: &Cluster,
+        history: &History,
+        checksum_key: Option<&[u8]>,
+    ) -> crate::Result<Rendered> {
         let renderer = Renderer::for_release(
             &self.chart,
             &self.release,
             &self.environment,
             &self.sets,
             history.next_revision().into(),
-        )?;
+        )?
+        .with_checksum_key(checksum_key);
         let secrets = self.resolved.exposed(&cluster.context);
-        let manifest = renderer.render(cluster, &secrets)?;
+        let renders =
+            renderer.render_for_apply(cluster, &secrets, history.next_revision().into())?;
         Ok(Rendered {
             release: self.name().to_owned(),
             namespace: self.namespace().to_owned(),
@@ -155,7 +163,13 @@ impl ReleaseRender {
                 version: self.chart.metadata.version.clone(),
             },
             app_version: self.release.descriptor.spec.version.clone(),
-            objects: manifest.objects.into_iter().map(|o| o.object).collect(),
+            objects: renders
+                .applied
+                .objects
+                .into_iter()
+                .map(|o| o.object)
+                .collect(),
+            stored: renders.stored,
             values: renderer.values(cluster, &secrets),
             source: Some(self.source(&cluster.context)),
         })
@@ -210,7 +224,15 @@ pub async fn prepare_deploy(
         history,
     } in connected
     {
-        let rendered = render.render(&cluster, &history)?;
+        let key = crate::storage::checksum_key(
+            &handle,
+            render.namespace(),
+            render.name(),
+            true,
+            options.create_namespace,
+        )
+        .await?;
+        let rendered = render.render(&cluster, &history, key.as_deref().map(|k| k.as_slice()))?;
         clusters.insert(
             cluster.context.clone(),
             Prepared {

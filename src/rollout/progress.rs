@@ -120,11 +120,11 @@ impl Reporter {
                             .elapsed()
                     })
                     .unwrap_or_default();
-                eprintln!(
+                crate::output::eprint_line(&format!(
                     "{} [{context}] {phase} ({})",
                     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
                     seconds(elapsed)
-                );
+                ));
             }
             Inner::Bars { multi, .. } if matches!(phase, Phase::Kept(_)) => {
                 // A line of its own: the spinner's message is overwritten next.
@@ -144,7 +144,7 @@ impl Reporter {
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
                 });
-                bar.set_message(phase.to_string());
+                bar.set_message(crate::redact::scrub(&phase.to_string()));
                 if matches!(
                     phase,
                     Phase::RolledBack | Phase::RollbackFailed(_) | Phase::Left | Phase::Skipped

@@ -8,9 +8,11 @@
 //!
 //! Must not: apply workload objects or decide what to deploy.
 
+mod key;
 mod memory;
 mod secrets;
 
+pub use key::{checksum_key, checksum_key_name};
 pub use memory::MemoryStore;
 pub use secrets::{record_name, SecretStore, RECORD_PREFIX, RECORD_TYPE};
 

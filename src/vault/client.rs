@@ -116,6 +116,58 @@ pub struct VaultSession {
     /// Where the token came from, for messages: `VAULT_TOKEN`, `approle login`, ...
     token_origin: String,
     reads: AtomicUsize,
+    /// A token this session logged in for (AppRole, Kubernetes): renewed as it ages,
+    /// revoked by [`VaultSession::close`]. `None` for a token given by the user.
+    lease: tokio::sync::Mutex<Option<Lease>>,
+    /// `auth/token/lookup-self` was denied at login (a token without the `default`
+    /// policy): a later denial cannot be told apart from an expired token by asking it.
+    lookup_denied: bool,
+}
+
+/// A login token's lease: when it was asked for (the request sent: Vault starts the
+/// TTL when it answers, so this errs early), for how long.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    since: std::time::Instant,
+    ttl: Duration,
+    renewable: bool,
+}
+
+impl Lease {
+    /// Renew once half the lease is gone, as Vault's own lifetime watcher does (it
+    /// renews at about two thirds): a run that reads for long never sees its token expire.
+    fn needs_renewal(&self, now: std::time::Instant) -> bool {
+        self.renewable
+            && !self.ttl.is_zero()
+            && now.saturating_duration_since(self.since) >= self.ttl / 2
+    }
+}
+
+/// `VAULT_SKIP_VERIFY` read as the vault CLI reads it, with Go's `strconv.ParseBool`:
+/// `1 t T TRUE true True` skip verification, `0 f F FALSE false False` do not, anything
+/// else is an error (never "skip").
+pub fn parse_skip_verify(value: &str) -> Result<bool, VaultError> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        other => Err(VaultError::Setting {
+            origin: "VAULT_SKIP_VERIFY".to_string(),
+            message: format!(
+                "{other:?} is not a boolean (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False)"
+            ),
+        }),
+    }
+}
+
+/// The HTTP status of an error Vault answered with, if it answered.
+fn http_status(err: &ClientError) -> Option<u16> {
+    match err {
+        ClientError::APIError { code, .. } => Some(*code),
+        ClientError::RestClientError {
+            source: rustify::errors::ClientError::ServerResponseError { code, .. },
+        } => Some(*code),
+        _ => None,
+    }
 }
 
 impl fmt::Debug for VaultSession {
@@ -144,7 +196,10 @@ impl VaultSession {
             .token("")
             .timeout(Some(REQUEST_TIMEOUT))
             .ca_certs(ca_certs(env)?)
-            .verify(!env.get("VAULT_SKIP_VERIFY").is_some_and(is_truthy));
+            .verify(!match env.get("VAULT_SKIP_VERIFY") {
+                Some(value) => parse_skip_verify(value)?,
+                None => false,
+            });
         // The variable wins over the file, as VAULT_ADDR does.
         if let Some(namespace) = env.get("VAULT_NAMESPACE").or(config.namespace.as_deref()) {
             settings.set_namespace(namespace.to_string());
@@ -164,6 +219,8 @@ impl VaultSession {
             kv: config.kv.clone(),
             token_origin: String::new(),
             reads: AtomicUsize::new(0),
+            lease: tokio::sync::Mutex::new(None),
+            lookup_denied: false,
         };
         session.login(&config.auth, env_file, env).await?;
         Ok(session)
@@ -188,31 +245,18 @@ impl VaultSession {
         env_file: &Path,
         env: &VaultEnv,
     ) -> Result<(), VaultError> {
+        // VAULT_TOKEN first, whatever the method, as the vault CLI does: an on-call
+        // engineer's own token works in an environment whose CI logs in with AppRole.
+        let given = env.get("VAULT_TOKEN").is_some();
         match auth {
-            VaultAuth::Token => {
-                let (token, origin) = token_from_env(env_file, env)?;
-                self.client.set_token(&token);
-                self.token_origin = origin;
-                // A bad token would otherwise show up as "permission denied" on the first
-                // secret, which sends people to the wrong fix.
-                match vaultrs::token::lookup_self(&self.client).await {
-                    Ok(_) => Ok(()),
-                    Err(err) => match self.classify(err, None) {
-                        // 2xx with a body vaultrs cannot parse still means "token valid".
-                        ReadProblem::Unexpected { .. } => Ok(()),
-                        ReadProblem::PermissionDenied { detail, .. }
-                        | ReadProblem::TokenExpired { origin: detail } => Err(VaultError::Login {
-                            address: self.address.clone(),
-                            method: "token",
-                            origin: self.token_origin.clone(),
-                            reason: format!(
-                                "the token is invalid, expired, or lacks the default policy \
-                                 (auth/token/lookup-self: {detail})"
-                            ),
-                        }),
-                        problem => Err(VaultError::Server { problem }),
-                    },
-                }
+            VaultAuth::Token => self.use_token(env_file, env).await,
+            _ if given => {
+                self.use_token(env_file, env).await?;
+                self.token_origin = format!(
+                    "VAULT_TOKEN, used instead of the environment's {} login",
+                    auth_method_name(auth)
+                );
+                Ok(())
             }
             VaultAuth::AppRole {
                 mount,
@@ -246,9 +290,10 @@ impl VaultSession {
                 .unwrap_or_else(|| (Zeroizing::new(String::new()), "none".to_string()));
                 let origin =
                     format!("auth/{mount} login, role id {role_origin}, secret id {secret_origin}");
+                let sent = std::time::Instant::now();
                 let answer =
                     vaultrs::auth::approle::login(&self.client, mount, &role_id, &secret_id).await;
-                self.finish_login(answer, "approle", origin)
+                self.finish_login(answer, sent, "approle", origin)
             }
             VaultAuth::Kubernetes {
                 role,
@@ -259,23 +304,133 @@ impl VaultSession {
                 let jwt_file = jwt_file.as_deref().unwrap_or(DEFAULT_JWT_FILE);
                 let jwt = read_secret_file(env_file, "vault.auth.jwt_file", jwt_file)?;
                 let origin = format!("auth/{mount} login, role {role}, JWT from {jwt_file}");
+                let sent = std::time::Instant::now();
                 let answer =
                     vaultrs::auth::kubernetes::login(&self.client, mount, role, &jwt).await;
-                self.finish_login(answer, "kubernetes", origin)
+                self.finish_login(answer, sent, "kubernetes", origin)
             }
+        }
+    }
+
+    /// Logs in with the user's token (`VAULT_TOKEN`, else `~/.vault-token`), checked
+    /// with `auth/token/lookup-self` so that a bad token is reported as one, not as a
+    /// denied secret. A token whose lookup-self is denied (no `default` policy) may still
+    /// read: it is accepted, and its first read tells. A 5xx or 429 answer is Vault's
+    /// problem, not a verdict on the token: an error, never "valid".
+    async fn use_token(&mut self, env_file: &Path, env: &VaultEnv) -> Result<(), VaultError> {
+        let (token, origin) = token_from_env(env_file, env)?;
+        crate::redact::register(&token);
+        self.client.set_token(&token);
+        self.token_origin = origin;
+        let err = match vaultrs::token::lookup_self(&self.client).await {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        let status = http_status(&err);
+        match (status, self.classify(err, None)) {
+            (Some(code), problem) if code >= 500 || code == 429 => match problem {
+                problem @ ReadProblem::Sealed { .. } => Err(VaultError::Server { problem }),
+                problem => Err(VaultError::Server {
+                    problem: ReadProblem::Unexpected {
+                        address: self.address.clone(),
+                        detail: format!("auth/token/lookup-self: {}", problem_detail(&problem)),
+                    },
+                }),
+            },
+            // 2xx with a body vaultrs cannot parse still means "token valid".
+            (None, ReadProblem::Unexpected { .. }) => Ok(()),
+            (Some(403), ReadProblem::PermissionDenied { detail, .. }) => {
+                tracing::debug!(
+                    address = %self.address,
+                    "auth/token/lookup-self denied ({detail}); the token is accepted and its first read will tell"
+                );
+                self.lookup_denied = true;
+                Ok(())
+            }
+            (_, ReadProblem::PermissionDenied { detail, .. })
+            | (_, ReadProblem::TokenExpired { origin: detail }) => Err(VaultError::Login {
+                address: self.address.clone(),
+                method: "token",
+                origin: self.token_origin.clone(),
+                reason: format!(
+                    "the token is invalid or expired (auth/token/lookup-self: {detail})"
+                ),
+            }),
+            (_, problem) => Err(VaultError::Server { problem }),
+        }
+    }
+
+    /// For a token whose lookup-self was denied at login, once every read was denied
+    /// too: the token itself is refused (invalid or expired), reported as a credentials
+    /// error rather than as one denied secret per mapping.
+    pub fn refused_token(&self) -> Option<VaultError> {
+        self.lookup_denied.then(|| VaultError::Login {
+            address: self.address.clone(),
+            method: "token",
+            origin: self.token_origin.clone(),
+            reason: "auth/token/lookup-self and every read were denied: the token is invalid or expired (or has neither the default policy nor one that reads these paths)".to_string(),
+        })
+    }
+
+    /// Ends the session: a token this session logged in for is revoked
+    /// (`auth/token/revoke-self`), so that no live credential outlives the run. A user's
+    /// own token is left alone. A failed revoke is logged, not an error: the token
+    /// expires with its TTL.
+    pub async fn close(self) {
+        let lease = self.lease.lock().await.take();
+        if lease.is_some() {
+            if let Err(err) = vaultrs::token::revoke_self(&self.client).await {
+                tracing::warn!(
+                    address = %self.address,
+                    "the login token could not be revoked ({}); it expires with its TTL",
+                    error_chain(&err)
+                );
+            }
+        }
+    }
+
+    /// Renews a login token that has lived half its lease. Concurrent reads wait for
+    /// one renewal instead of each sending its own.
+    async fn renew_if_due(&self) {
+        let mut lease = self.lease.lock().await;
+        if !lease.is_some_and(|l| l.needs_renewal(std::time::Instant::now())) {
+            return;
+        }
+        let sent = std::time::Instant::now();
+        match vaultrs::token::renew_self(&self.client, None).await {
+            Ok(info) => {
+                *lease = Some(Lease {
+                    since: sent,
+                    ttl: Duration::from_secs(info.lease_duration),
+                    renewable: info.renewable,
+                });
+                tracing::debug!(address = %self.address, ttl = info.lease_duration, "renewed the Vault login token");
+            }
+            Err(err) => tracing::warn!(
+                address = %self.address,
+                "the Vault login token could not be renewed: {}",
+                error_chain(&err)
+            ),
         }
     }
 
     fn finish_login(
         &mut self,
         answer: Result<vaultrs::api::AuthInfo, ClientError>,
+        sent: std::time::Instant,
         method: &'static str,
         origin: String,
     ) -> Result<(), VaultError> {
         match answer {
             Ok(info) => {
                 let token = Zeroizing::new(info.client_token);
+                crate::redact::register(&token);
                 self.client.set_token(&token);
+                *self.lease.get_mut() = Some(Lease {
+                    since: sent,
+                    ttl: Duration::from_secs(info.lease_duration),
+                    renewable: info.renewable,
+                });
                 self.token_origin = format!("{method} login");
                 tracing::debug!(address = %self.address, method, "logged in to Vault");
                 Ok(())
@@ -302,6 +457,7 @@ impl VaultSession {
         relative: &str,
         version: Option<u64>,
     ) -> Result<SecretData, ReadProblem> {
+        self.renew_if_due().await;
         self.reads.fetch_add(1, Ordering::SeqCst);
         let mount = self.kv.mount.as_str();
         tracing::debug!(
@@ -334,6 +490,14 @@ impl VaultSession {
             Err(err) => self.classify(err, version),
         };
         match problem {
+            // lookup-self cannot be asked: the reads as a whole tell a bad token
+            // ([`VaultSession::refused_token`]).
+            ReadProblem::PermissionDenied { detail, .. } if self.lookup_denied => {
+                Err(ReadProblem::PermissionDenied {
+                    api_path: self.api_path(relative),
+                    detail,
+                })
+            }
             ReadProblem::PermissionDenied { detail, .. } => {
                 if self.token_still_valid().await {
                     Err(ReadProblem::PermissionDenied {
@@ -373,7 +537,15 @@ impl VaultSession {
             ClientError::APIError { code, errors } => (*code, tidy_messages(errors.iter())),
             ClientError::RestClientError {
                 source: rustify::errors::ClientError::ServerResponseError { code, content },
-            } => (*code, error_messages(content.as_deref())),
+            } => {
+                // KV v2 answers a deleted or destroyed version with 404 and its metadata.
+                if *code == 404 {
+                    if let Some(deleted) = deleted_version(content.as_deref()) {
+                        return deleted;
+                    }
+                }
+                (*code, error_messages(content.as_deref()))
+            }
             ClientError::RestClientError {
                 source: rustify::errors::ClientError::RequestError { .. },
             } => {
@@ -406,6 +578,39 @@ impl VaultSession {
             503 => ReadProblem::Sealed { address },
             _ => ReadProblem::Unexpected { address, detail },
         }
+    }
+}
+
+/// A KV v2 404 body that is a version's metadata with a `deletion_time` or `destroyed`:
+/// the version exists but was deleted (recoverable with `vault kv undelete`) or destroyed.
+fn deleted_version(body: Option<&str>) -> Option<ReadProblem> {
+    let body: Value = serde_json::from_str(body?).ok()?;
+    let metadata = body.pointer("/data/metadata")?;
+    let destroyed = metadata.get("destroyed").and_then(Value::as_bool) == Some(true);
+    let deleted = metadata
+        .get("deletion_time")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty());
+    (deleted || destroyed).then(|| ReadProblem::DeletedVersion {
+        version: metadata.get("version").and_then(Value::as_u64),
+        destroyed,
+    })
+}
+
+fn auth_method_name(auth: &VaultAuth) -> &'static str {
+    match auth {
+        VaultAuth::Token => "token",
+        VaultAuth::AppRole { .. } => "approle",
+        VaultAuth::Kubernetes { .. } => "kubernetes",
+    }
+}
+
+fn problem_detail(problem: &ReadProblem) -> String {
+    match problem {
+        ReadProblem::Unexpected { detail, .. } | ReadProblem::PermissionDenied { detail, .. } => {
+            detail.clone()
+        }
+        other => other.to_string(),
     }
 }
 
@@ -462,10 +667,6 @@ fn vault_address(
             message: format!("{value:?} is not a Vault address: {err}"),
         }),
     }
-}
-
-fn is_truthy(value: &str) -> bool {
-    !matches!(value.to_ascii_lowercase().as_str(), "0" | "f" | "false")
 }
 
 /// `VAULT_CACERT` (a PEM bundle) and `VAULT_CAPATH` (a folder of them), checked here so a
@@ -673,6 +874,70 @@ fn scrub_quoted(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_verify_is_parsed_as_go_parse_bool() {
+        for yes in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_skip_verify(yes).ok(), Some(true), "{yes}");
+        }
+        for no in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_skip_verify(no).ok(), Some(false), "{no}");
+        }
+        for bad in ["yes", "no", "tRuE", "on", "2", " true"] {
+            let err = parse_skip_verify(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.starts_with(&format!("VAULT_SKIP_VERIFY: {bad:?} is not a boolean")),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lease_is_renewed_after_half_its_ttl_and_a_ttl_of_zero_never() {
+        let since = std::time::Instant::now();
+        let lease = Lease {
+            since,
+            ttl: Duration::from_secs(60),
+            renewable: true,
+        };
+        assert!(!lease.needs_renewal(since + Duration::from_secs(29)));
+        assert!(lease.needs_renewal(since + Duration::from_secs(30)));
+        let fixed = Lease {
+            renewable: false,
+            ..lease
+        };
+        assert!(!fixed.needs_renewal(since + Duration::from_secs(59)));
+        let forever = Lease {
+            ttl: Duration::ZERO,
+            ..lease
+        };
+        assert!(!forever.needs_renewal(since + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn a_deleted_kv2_version_is_told_apart_from_a_missing_one() {
+        let soft = r#"{"data":{"data":null,"metadata":{"deletion_time":"2026-11-23T17:30:00Z","destroyed":false,"version":3}}}"#;
+        assert_eq!(
+            deleted_version(Some(soft)),
+            Some(ReadProblem::DeletedVersion {
+                version: Some(3),
+                destroyed: false
+            })
+        );
+        let destroyed = r#"{"data":{"data":null,"metadata":{"deletion_time":"","destroyed":true,"version":2}}}"#;
+        assert_eq!(
+            deleted_version(Some(destroyed)),
+            Some(ReadProblem::DeletedVersion {
+                version: Some(2),
+                destroyed: true
+            })
+        );
+        assert_eq!(deleted_version(Some(r#"{"errors":[]}"#)), None);
+        assert_eq!(deleted_version(None), None);
+    }
 
     #[test]
     fn vault_multierrors_read_as_one_line() {

@@ -103,6 +103,12 @@ impl fmt::Display for SecretFailure {
 pub enum ReadProblem {
     MissingPath,
     MissingVersion(u64),
+    /// A KV v2 version that exists but was deleted (soft, `vault kv undelete` brings it
+    /// back) or destroyed.
+    DeletedVersion {
+        version: Option<u64>,
+        destroyed: bool,
+    },
     MissingKey {
         available: Vec<String>,
     },
@@ -147,6 +153,7 @@ impl ReadProblem {
         match self {
             ReadProblem::MissingPath => "missing path",
             ReadProblem::MissingVersion(_) => "missing version",
+            ReadProblem::DeletedVersion { .. } => "deleted version",
             ReadProblem::MissingKey { .. } => "missing key",
             ReadProblem::NotString { .. } => "not a string",
             ReadProblem::PermissionDenied { .. } => "permission denied",
@@ -166,6 +173,14 @@ impl fmt::Display for ReadProblem {
                 f,
                 "version {v} of this secret does not exist, or was deleted or destroyed (404)"
             ),
+            ReadProblem::DeletedVersion { version, destroyed } => {
+                let which = version.map_or("the latest version".to_string(), |v| format!("version {v}"));
+                if *destroyed {
+                    write!(f, "{which} of this secret was destroyed (404); write a new version, or pin another")
+                } else {
+                    write!(f, "{which} of this secret was deleted (404): `vault kv undelete -versions=N` brings it back, or pin another")
+                }
+            }
             ReadProblem::MissingKey { available } if available.is_empty() => {
                 f.write_str("the secret has no such key (it has no keys at all)")
             }

@@ -67,7 +67,12 @@ pub async fn resolve_available(
     vars: &VaultEnv,
 ) -> Result<(ResolvedSecrets, Vec<SecretFailure>), VaultError> {
     match session_for(plan, env, vars).await? {
-        Some(session) => SecretReader::new(&session).resolve_available(plan).await,
+        Some(session) => {
+            let answer = SecretReader::new(&session).resolve_available(plan).await;
+            // A login token is revoked once read with, whatever the answer.
+            session.close().await;
+            answer
+        }
         None => Ok((ResolvedSecrets::default(), Vec::new())),
     }
 }
@@ -105,6 +110,8 @@ async fn read_plan(
     let Some(session) = session_for(plan, env, vars).await? else {
         return Ok((ResolvedSecrets::default(), 0));
     };
-    let secrets = SecretReader::new(&session).resolve(plan).await?;
-    Ok((secrets, session.read_count()))
+    let secrets = SecretReader::new(&session).resolve(plan).await;
+    let reads = session.read_count();
+    session.close().await;
+    Ok((secrets?, reads))
 }

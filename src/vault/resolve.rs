@@ -180,7 +180,18 @@ impl<'a> SecretReader<'a> {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .insert(key, answer);
         }
-        Ok(())
+        let cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let all_denied = !cache.is_empty()
+            && cache
+                .values()
+                .all(|a| matches!(a, Err(ReadProblem::PermissionDenied { .. })));
+        match self.session.refused_token() {
+            Some(refused) if all_denied => Err(refused),
+            _ => Ok(()),
+        }
     }
 }
 

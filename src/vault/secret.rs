@@ -15,7 +15,11 @@ pub const REDACTED: &str = "<redacted>";
 pub struct SecretValue(Zeroizing<String>);
 
 impl SecretValue {
+    /// The value, registered with the process-wide scrubber
+    /// ([`crate::redact::register`]): from here on no string flotilla writes (stdout,
+    /// stderr, logs, records' descriptions) holds it, in any form.
     pub fn new(value: String) -> Self {
+        crate::redact::register(&value);
         SecretValue(Zeroizing::new(value))
     }
 

@@ -80,6 +80,7 @@ pub fn rendered(namespace: &str, tag: &str, replicas: u32, extra: bool) -> Rende
             version: "0.1.0".into(),
         },
         app_version: tag.to_owned(),
+        stored: flotilla::redact::redact_manifest(&objects),
         objects,
         values: json!({"image": {"tag": tag}, "secrets": {"db-password": "hunter2"}}),
         source: None,

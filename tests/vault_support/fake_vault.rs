@@ -22,6 +22,8 @@ pub struct Token {
     pub readable: Option<Vec<String>>,
     /// The token stops working after this many KV reads (an expiry mid-run).
     pub kv_reads_left: Option<usize>,
+    /// `auth/token/lookup-self` is denied (a token without the `default` policy).
+    pub lookup_denied: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +47,14 @@ pub struct State {
     /// (role, jwt) → token, at mount `kubernetes`.
     pub kubernetes: HashMap<(String, String), String>,
     pub sealed: bool,
+    /// `auth/token/lookup-self` answers this status (a 500, a 429) with an error body.
+    pub lookup_status: Option<u16>,
+    /// Tokens revoked with `auth/token/revoke-self`.
+    pub revoked: Vec<String>,
+    /// Tokens renewed with `auth/token/renew-self`.
+    pub renewed: Vec<String>,
+    /// The lease of login tokens, in seconds (default 3600; a renewal gives 3600).
+    pub login_ttl: Option<u64>,
     pub requests: Vec<Request_>,
     /// How long each answer takes (a remote Vault), so that reads overlap.
     pub latency: Option<std::time::Duration>,
@@ -160,7 +170,7 @@ fn envelope(data: Value, auth: Value) -> Value {
     })
 }
 
-fn login(token: &str) -> Response<Full<Bytes>> {
+fn login(token: &str, ttl: u64) -> Response<Full<Bytes>> {
     respond(
         StatusCode::OK,
         envelope(
@@ -171,7 +181,7 @@ fn login(token: &str) -> Response<Full<Bytes>> {
                 "policies": ["default", "app"],
                 "token_policies": ["default", "app"],
                 "metadata": {},
-                "lease_duration": 3600,
+                "lease_duration": ttl,
                 "renewable": true,
                 "entity_id": "",
                 "token_type": "service",
@@ -232,13 +242,13 @@ async fn answer(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<B
 
     if method == Method::POST && path == "/v1/auth/approle/login" {
         return match state.approles.get(&(field("role_id"), field("secret_id"))) {
-            Some(token) => login(token),
+            Some(token) => login(token, state.login_ttl.unwrap_or(3600)),
             None => errors(StatusCode::BAD_REQUEST, &["invalid role or secret ID"]),
         };
     }
     if method == Method::POST && path == "/v1/auth/kubernetes/login" {
         return match state.kubernetes.get(&(field("role"), field("jwt"))) {
-            Some(token) => login(token),
+            Some(token) => login(token, state.login_ttl.unwrap_or(3600)),
             None => errors(StatusCode::FORBIDDEN, &["permission denied"]),
         };
     }
@@ -251,7 +261,29 @@ async fn answer(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<B
         return errors(StatusCode::FORBIDDEN, &["permission denied"]);
     }
     let token = token.unwrap_or_default();
+    if method == Method::POST && path == "/v1/auth/token/revoke-self" {
+        state.tokens.remove(&token);
+        state.revoked.push(token);
+        let mut response = respond(StatusCode::NO_CONTENT, Value::Null);
+        *response.body_mut() = Full::new(Bytes::new());
+        return response;
+    }
+    if method == Method::POST && path == "/v1/auth/token/renew-self" {
+        state.renewed.push(token.clone());
+        // A renewal gives the token a full hour: one renewal is enough for any test.
+        return login(&token, 3600);
+    }
     if method == Method::GET && path == "/v1/auth/token/lookup-self" {
+        if let Some(status) = state.lookup_status {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return errors(status, &["lookup failed on the server"]);
+        }
+        if state.tokens.get(&token).is_some_and(|t| t.lookup_denied) {
+            return errors(
+                StatusCode::FORBIDDEN,
+                &["1 error occurred:\n\t* permission denied\n\n"],
+            );
+        }
         return respond(
             StatusCode::OK,
             envelope(

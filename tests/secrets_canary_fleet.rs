@@ -1,0 +1,489 @@
+//! The canary: a release whose secrets are a plain password, a multi-line PEM key and a
+//! value with quotes, backslashes and a newline, used in a Secret, an env var, a
+//! ConfigMap, an annotation, a checksum and a URL, on the local fleet. `deploy`, `diff`,
+//! `status`, `history`, `rollback`, a failing deploy (crashloop, rolled back), a rejected
+//! apply (the API server's message echoes the value), and a chart the value breaks, all
+//! at `-vvv` with every log target asked for: no form of any value is in any stdout,
+//! stderr, log or decoded record. The rejected apply's message can only be clean through
+//! the scrubber, so the test fails if the scrubber is removed.
+//!
+//! The forms are computed here, independently of `flotilla::redact`, so that a scrubber
+//! that forgets a form is caught rather than trusted.
+
+#[path = "vault_support/mod.rs"]
+mod support;
+
+use base64::Engine;
+use flotilla_fleet::testing::Fleet;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use std::collections::HashMap;
+use std::io::Read;
+use support::{flotilla, Run, TestRepo};
+
+/// Has `!`: an invalid label value, so the API server rejects it, quoting it.
+const PLAIN: &str = "Canary_pw!7f3e9-plain";
+const ROTATED: &str = "Canary_pw!rotated-91ad";
+const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAq7BFUpkGp3XQF4m\nb2pKZ1dTdW5hcnlDYW5hcnlDYW5hcnlDYW5hcnk0Y2FuYXJ5Y2FuYXJ5Y2FuYXJ5\n-----END PRIVATE KEY-----";
+const QUOTED: &str = "q\"uo'te\\d-canary-3b1\nsecond-line-canary-3b1";
+
+const RELEASE: &str = r#"apiVersion: flotilla/v1
+kind: Release
+metadata: { name: canary, namespace: NAMESPACE }
+spec:
+  chart: ./chart
+  version: 1.0.0
+  secrets:
+    - secret_id: db-password
+      contexts: [ { name: default, vaultPath: "kv/dev/NAMESPACE/canary", vaultKey: password } ]
+    - secret_id: tls-key
+      contexts: [ { name: default, vaultPath: "kv/dev/NAMESPACE/canary", vaultKey: pem } ]
+    - secret_id: quoted
+      contexts: [ { name: default, vaultPath: "kv/dev/NAMESPACE/canary", vaultKey: quoted } ]
+"#;
+
+const SECRET: &str = r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: canary-secrets
+type: Opaque
+stringData:
+  password: {{quote Values.secrets.[db-password]}}
+  pem: {{quote Values.secrets.[tls-key]}}
+  quoted: {{quote Values.secrets.quoted}}
+"#;
+
+const CONFIGMAP: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: canary-config
+  annotations:
+    canary/quoted: {{quote Values.secrets.quoted}}
+data:
+  pem: {{quote Values.secrets.[tls-key]}}
+  dsn: "postgres://app@db/app?password={{Values.secrets.[db-password]}}"
+  level: info
+{{#if Values.reject}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: canary-rejected
+  labels:
+    canary/password: {{quote Values.secrets.[db-password]}}
+{{/if}}
+"#;
+
+const WEB: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: canary-web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: { app: canary-web }
+  template:
+    metadata:
+      labels: { app: canary-web }
+      annotations:
+        checksum/secrets: {{sha256sum (toJson Values.secrets)}}
+        checksum/keyed: {{secretsum Values.secrets}}
+        canary/password: {{quote Values.secrets.[db-password]}}
+    spec:
+      containers:
+        - name: web
+          image: "example.com/canary:{{Values.tag}}"
+          env:
+            - name: DB_PASSWORD
+              value: {{quote Values.secrets.[db-password]}}
+            - name: QUOTED
+              value: {{quote Values.secrets.quoted}}
+"#;
+
+/// Every form a value can take in text: raw, base64 (standard and URL-safe), JSON- and
+/// debug-escaped, YAML single-quoted, URL-encoded, and each line of a multi-line value.
+fn forms(value: &str) -> Vec<String> {
+    let mut forms = vec![
+        value.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(value),
+        base64::engine::general_purpose::URL_SAFE.encode(value),
+    ];
+    let json = serde_json::to_string(value).unwrap_or_default();
+    forms.push(json.trim_matches('"').to_owned());
+    forms.push(value.escape_debug().to_string());
+    forms.push(value.replace('\'', "''"));
+    let url: String = value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    forms.push(url);
+    for line in value.lines().filter(|l| l.trim().len() >= 8) {
+        forms.push(line.trim().to_owned());
+    }
+    forms
+}
+
+struct Canary {
+    forbidden: Vec<(String, String)>,
+}
+
+impl Canary {
+    fn new(values: &[&str]) -> Canary {
+        let mut forbidden = Vec::new();
+        for value in values {
+            for form in forms(value) {
+                forbidden.push((value.lines().next().unwrap_or_default().to_owned(), form));
+            }
+        }
+        Canary { forbidden }
+    }
+
+    fn assert_clean(&self, what: &str, text: &str) {
+        for (value, form) in &self.forbidden {
+            assert!(
+                !text.contains(form.as_str()),
+                "{what}: a form ({form:?}) of the value starting {value:?} appears in:\n{text}"
+            );
+        }
+    }
+
+    fn assert_run(&self, what: &str, run: &Run) {
+        self.assert_clean(what, &run.both());
+        for line in run.stderr.lines() {
+            for krate in [" handlebars", " vaultrs", " rustify"] {
+                assert!(
+                    !line.contains(&format!("{krate}::")) && !line.contains(&format!("{krate}:")),
+                    "{what}: a log line of a silenced crate:\n{line}"
+                );
+            }
+        }
+    }
+}
+
+/// Every release record in the namespace, decoded (gunzipped JSON).
+async fn records(fleet: &Fleet, cluster: &str, namespace: &str) -> String {
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(fleet.client(cluster).await, namespace);
+    let list = secrets
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{cluster}: {e}"));
+    let mut out = String::new();
+    let mut count = 0;
+    for secret in list.items {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        if !name.starts_with("flotilla.") {
+            continue;
+        }
+        let Some(data) = secret.data.as_ref().and_then(|d| d.get("release")) else {
+            continue;
+        };
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&data.0[..])
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        out.push_str(&text);
+        out.push('\n');
+        count += 1;
+    }
+    assert!(count > 0, "{cluster}: no record in {namespace}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let namespace = fleet.namespace("canary").await;
+    let mut environment = support::ENVIRONMENT
+        .split("clusters:\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    environment.push_str("clusters:\n");
+    for (i, cluster) in clusters.iter().enumerate() {
+        environment.push_str(&format!(
+            "  - context: {cluster}\n    global: {{ cloud: true, env: dev, region: r{i}, clusterName: {cluster} }}\n"
+        ));
+    }
+    let release = RELEASE.replace("NAMESPACE", &namespace);
+    let repo = TestRepo::new(1, &environment, &release);
+    let root = repo.root();
+    std::fs::rename(root.join("releases/hello"), root.join("releases/canary"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let write = |name: &str, text: &str| {
+        std::fs::write(
+            root.join("releases/canary/chart/templates").join(name),
+            text,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    };
+    std::fs::remove_file(root.join("releases/canary/chart/templates/secret.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    write("secret.yaml", SECRET);
+    write("configmap.yaml", CONFIGMAP);
+    write("web.yaml", WEB);
+    std::fs::write(
+        root.join("releases/canary/chart/values.yaml"),
+        "tag: \"1.0\"\nreject: false\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let vars: Vec<(String, String)> = fleet.env().into_iter().collect();
+    let mut loud: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Every target at trace, the silenced crates asked for by name, more specific than
+    // anything flotilla sets: none of it may turn them on.
+    loud.push((
+        "FLOTILLA_LOG",
+        "trace,handlebars=trace,handlebars::render=trace,vaultrs=trace,vaultrs::api=trace,rustify=trace",
+    ));
+    let canary = Canary::new(&[PLAIN, PEM, QUOTED, ROTATED, fleet.vault_token()]);
+
+    let admin = {
+        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+            .address(fleet.vault_addr())
+            .token(fleet.vault_token())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        vaultrs::client::VaultClient::new(settings).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let path = format!("dev/{namespace}/canary");
+    let write_secrets = |password: &'static str| {
+        let admin = &admin;
+        let path = path.clone();
+        async move {
+            vaultrs::kv1::set(
+                admin,
+                "kv",
+                &path,
+                &HashMap::from([("password", password), ("pem", PEM), ("quoted", QUOTED)]),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        }
+    };
+    write_secrets(PLAIN).await;
+    let run = |args: &'static [&'static str]| {
+        let loud = loud.clone();
+        async move { flotilla(root, args, &loud).await }
+    };
+
+    let deployed = run(&["-vvv", "deploy", "canary", "--env", "dev"]).await;
+    assert_eq!(deployed.code, Some(0), "deploy: {}", deployed.both());
+    canary.assert_run("deploy", &deployed);
+
+    // The values did reach every cluster, wherever the chart put them: the checks are
+    // not vacuous.
+    for cluster in &clusters {
+        let client = fleet.client(cluster).await;
+        let web: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), &namespace);
+        let web = serde_json::to_string(
+            &web.get("canary-web")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_default();
+        assert!(web.contains(PLAIN), "{cluster}: the env var has the value");
+        let config: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), &namespace);
+        let config = config
+            .get("canary-config")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config
+                .data
+                .unwrap_or_default()
+                .get("pem")
+                .map(String::as_str),
+            Some(PEM),
+            "{cluster}"
+        );
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(client, &namespace);
+        let secret = secrets
+            .get("canary-secrets")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let quoted = secret
+            .data
+            .unwrap_or_default()
+            .get("quoted")
+            .map(|v| v.0.clone());
+        assert_eq!(quoted.as_deref(), Some(QUOTED.as_bytes()), "{cluster}");
+        canary.assert_clean(
+            &format!("{cluster} records"),
+            &records(fleet, cluster, &namespace).await,
+        );
+
+        // The keyed checksum: HMAC under the release's key in this cluster, not the
+        // sha256 anyone reading the pod could recompute from a guess.
+        let key = secrets
+            .get("flotilla.canary.checksum-key")
+            .await
+            .unwrap_or_else(|e| panic!("{cluster}: no checksum key: {e}"))
+            .data
+            .unwrap_or_default()
+            .remove("key")
+            .map(|k| k.0)
+            .unwrap_or_default();
+        assert_eq!(key.len(), 32, "{cluster}");
+        let values = serde_json::to_string(&serde_json::json!({
+            "db-password": PLAIN, "quoted": QUOTED, "tls-key": PEM
+        }))
+        .unwrap_or_default();
+        let web: kube::Api<Deployment> =
+            kube::Api::namespaced(fleet.client(cluster).await, &namespace);
+        let web = serde_json::to_value(
+            web.get("canary-web")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            web.pointer("/spec/template/metadata/annotations/checksum~1keyed")
+                .and_then(|v| v.as_str()),
+            Some(flotilla::engine::helpers::hmac_sha256_hex(&key, values.as_bytes()).as_str()),
+            "{cluster}"
+        );
+    }
+
+    // Rotated in Vault: diff and status have secret fields to show, live and new.
+    write_secrets(ROTATED).await;
+    for args in [
+        &["-vvv", "diff", "canary", "--env", "dev"][..],
+        &["diff", "canary", "--env", "dev", "-o", "json"],
+        &["-vvv", "status", "canary", "--env", "dev"],
+        &["status", "canary", "--env", "dev", "-o", "json"],
+        &["-vvv", "history", "canary", "--env", "dev"],
+        &["history", "canary", "--env", "dev", "-o", "json"],
+    ] {
+        let out = flotilla(root, args, &loud).await;
+        assert!(
+            matches!(out.code, Some(0 | 1)),
+            "{}: {}",
+            args.join(" "),
+            out.both()
+        );
+        canary.assert_run(&args.join(" "), &out);
+    }
+    let diff = flotilla(
+        root,
+        &["diff", "canary", "--env", "dev", "-o", "json"],
+        &loud,
+    )
+    .await;
+    assert!(
+        diff.stdout.contains("<redacted>") && !diff.stdout.contains("<redacted sha256:"),
+        "the rotated secret shows as a change, without its digest: {}",
+        diff.stdout
+    );
+
+    let second = run(&[
+        "-vvv", "deploy", "canary", "--env", "dev", "--set", "tag=2.0",
+    ])
+    .await;
+    assert_eq!(second.code, Some(0), "second deploy: {}", second.both());
+    canary.assert_run("second deploy", &second);
+
+    let back = run(&["-vvv", "rollback", "canary", "--env", "dev"]).await;
+    assert_eq!(back.code, Some(0), "rollback: {}", back.both());
+    canary.assert_run("rollback", &back);
+    for cluster in &clusters {
+        let web: kube::Api<Deployment> =
+            kube::Api::namespaced(fleet.client(cluster).await, &namespace);
+        let web = serde_json::to_string(
+            &web.get("canary-web")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_default();
+        assert!(
+            web.contains("canary:1.0"),
+            "{cluster}: back on the first revision"
+        );
+        assert!(
+            web.contains(ROTATED) && !web.contains(PLAIN),
+            "{cluster}: a rollback reads the secret afresh, the rotated value does not come back"
+        );
+    }
+
+    // A failing deploy: the pods crash, every cluster is rolled back.
+    let crash = run(&[
+        "-vvv",
+        "deploy",
+        "canary",
+        "--env",
+        "dev",
+        "--set",
+        "tag=crashloop",
+    ])
+    .await;
+    assert_eq!(crash.code, Some(1), "crashing deploy: {}", crash.both());
+    canary.assert_run("crashing deploy", &crash);
+
+    // A rejected apply: the API server refuses the label and quotes its value.
+    let rejected = run(&[
+        "-vvv",
+        "deploy",
+        "canary",
+        "--env",
+        "dev",
+        "--set",
+        "reject=true",
+    ])
+    .await;
+    assert_eq!(
+        rejected.code,
+        Some(1),
+        "rejected apply: {}",
+        rejected.both()
+    );
+    assert!(
+        rejected.stderr.contains("canary-rejected"),
+        "the rejection is reported: {}",
+        rejected.stderr
+    );
+    canary.assert_run("rejected apply", &rejected);
+    // The same in the JSON report: the API server's message, its value scrubbed.
+    let rejected = run(&[
+        "-vvv",
+        "deploy",
+        "canary",
+        "--env",
+        "dev",
+        "--set",
+        "reject=true",
+        "-o",
+        "json",
+    ])
+    .await;
+    assert_eq!(rejected.code, Some(1), "{}", rejected.both());
+    assert!(
+        rejected.stdout.contains("canary-rejected") && rejected.stdout.contains("<redacted>"),
+        "the rejection is in the JSON report, its value scrubbed: {}",
+        rejected.both()
+    );
+    serde_json::from_str::<serde_json::Value>(&rejected.stdout)
+        .unwrap_or_else(|e| panic!("the scrubbed report is still JSON: {e}"));
+    canary.assert_run("rejected apply, JSON report", &rejected);
+    for cluster in &clusters {
+        canary.assert_clean(
+            &format!("{cluster} records"),
+            &records(fleet, cluster, &namespace).await,
+        );
+    }
+
+    // A chart that the value breaks: exit 2, nothing changed, no value in the message.
+    write(
+        "broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: canary-broken\ndata:\n  quoted: {{Values.secrets.quoted}}\n",
+    );
+    let broken = run(&["-vvv", "deploy", "canary", "--env", "dev"]).await;
+    assert_eq!(broken.code, Some(2), "broken chart: {}", broken.both());
+    assert!(broken.stderr.contains("broken.yaml"), "{}", broken.stderr);
+    canary.assert_run("broken chart", &broken);
+}
