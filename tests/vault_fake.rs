@@ -4,6 +4,7 @@
 //!   the open-source server the fleet builds does not record the header;
 //! - how many requests were in flight at once, with a latency added to each answer:
 //!   Vault reports neither.
+//!
 //! Every test that talks to the fake says `fake_vault` in its name. The other tests here
 //! need no Vault at all (bad settings, a release without secrets, `secrets policy`).
 

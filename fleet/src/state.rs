@@ -222,8 +222,14 @@ fn write_yaml(path: &Path, value: &serde_json::Value) -> Result<()> {
     crate::certs::write(path, &text)
 }
 
-/// `<state>/env`, for `source`: KUBECONFIG and the Vault variables.
-pub fn write_env(dir: &Path, state: &State) -> Result<()> {
+/// `<state>/env`, for `source`: KUBECONFIG and the Vault variables, and PATH with the
+/// folders of the kubectl and vault the fleet runs first (`tools`), so that `kubectl
+/// version` and `vault version` show them.
+pub fn write_env(dir: &Path, state: &State, tools: &[&Path]) -> Result<()> {
+    let path: String = tools
+        .iter()
+        .map(|t| format!("export PATH='{}':\"$PATH\"\n", t.display()))
+        .collect();
     let text = format!(
         "export FLOTILLA_FLEET_DIR='{dir}'\nexport KUBECONFIG='{kubeconfig}'\nexport VAULT_ADDR='{addr}'\nexport VAULT_TOKEN='{token}'\nexport VAULT_ROLE_ID='{role}'\nexport VAULT_SECRET_ID='{secret}'\n",
         dir = dir.display(),
@@ -232,7 +238,7 @@ pub fn write_env(dir: &Path, state: &State) -> Result<()> {
         token = state.vault.root_token,
         role = state.vault.role_id,
         secret = state.vault.secret_id,
-    );
+    ) + &path;
     crate::certs::write(&env_path(dir), &text)
 }
 

@@ -324,7 +324,16 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
         )?;
         crate::vault::wait_answering(dir, PROXY, &state.vault_addr()).await?;
     }
-    state::write_env(dir, &state)?;
+    let mut tools: Vec<&Path> = binaries
+        .kubectl
+        .as_deref()
+        .and_then(Path::parent)
+        .into_iter()
+        .collect();
+    if let VaultBinary::HashiCorp(vault) = &binaries.vault {
+        tools.extend(vault.parent());
+    }
+    state::write_env(dir, &state, &tools)?;
     Ok(())
 }
 
