@@ -926,6 +926,49 @@ async fn the_token_file_in_home_is_used_when_vault_token_is_unset() {
     assert_eq!(resolution.reads, 3);
 }
 
+/// Vault namespaces are an Enterprise feature: the open-source server serves every
+/// request from the root namespace, but its audit log records the header sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn namespace_from_the_variable_overrides_the_file() {
+    let vault = RealVault::start(2).await;
+    let environment = support::ENVIRONMENT.replace(
+        "  auth: { method: token }",
+        "  namespace: team-a\n  auth: { method: token }",
+    );
+    let repo = TestRepo::new(2, &environment, support::RELEASE);
+    let (release, env) = repo.load();
+    resolve_for_environment(&release, &env, &root_vars(&vault))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let with_variable = VaultEnv::from_vars([
+        ("VAULT_ADDR", vault.address.as_str()),
+        ("VAULT_TOKEN", vault.root_token.as_str()),
+        ("VAULT_NAMESPACE", "team-b"),
+    ]);
+    resolve_for_environment(&release, &env, &with_variable)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let namespaces: Vec<Option<String>> = vault
+        .kv_reads()
+        .into_iter()
+        .filter(|r| r.operation == "read")
+        .map(|r| r.namespace)
+        .collect();
+    assert_eq!(namespaces.len(), 6, "{namespaces:?}");
+    assert!(
+        namespaces[..3]
+            .iter()
+            .all(|n| n.as_deref() == Some("team-a")),
+        "{namespaces:?}"
+    );
+    assert!(
+        namespaces[3..]
+            .iter()
+            .all(|n| n.as_deref() == Some("team-b")),
+        "{namespaces:?}"
+    );
+}
+
 /// Kubernetes auth on the shared fleet: its Vault reviews service-account tokens with
 /// one of its apiservers (TokenReview), role `hello` binds service account `hello/hello`
 /// with audience `vault`.

@@ -3,8 +3,9 @@
 //! own code, with one KV mount `kv` of the version the test asks for and AppRole enabled.
 //! It is a test's own because tests seal it, revoke its tokens and write its policies.
 //!
-//! A file audit device records every request Vault served (paths in clear, values
-//! HMAC'd), so a test can count the reads the server saw, as the fake did.
+//! A file audit device records every request Vault served (paths and the
+//! `X-Vault-Namespace` header in clear, values HMAC'd), so a test can count the reads the
+//! server saw, and the namespace each named, as the fake did.
 
 use flotilla_fleet::binaries::{Binaries, VaultBinary};
 use flotilla_fleet::vault::Method;
@@ -31,6 +32,9 @@ pub struct Audited {
     pub operation: String,
     /// Without the `/v1/` prefix: `kv/data/dev/hello/db`.
     pub path: String,
+    /// The `X-Vault-Namespace` header the client sent (the open-source server ignores
+    /// namespaces, but audits the header, as configured in [`RealVault::start`]).
+    pub namespace: Option<String>,
 }
 
 impl RealVault {
@@ -87,6 +91,13 @@ impl RealVault {
             Method::PUT,
             "sys/audit/file",
             json!({"type": "file", "options": {"file_path": audit.display().to_string()}}),
+        )
+        .await;
+        // The audit log records this request header, in clear.
+        real.sys(
+            Method::PUT,
+            "sys/config/auditing/request-headers/X-Vault-Namespace",
+            json!({"hmac": false}),
         )
         .await;
         real
@@ -189,8 +200,15 @@ impl RealVault {
             .filter_map(|entry| {
                 let path = entry.pointer("/request/path")?.as_str()?.to_string();
                 let operation = entry.pointer("/request/operation")?.as_str()?.to_string();
-                path.starts_with("kv/")
-                    .then_some(Audited { operation, path })
+                let namespace = entry
+                    .pointer("/request/headers/x-vault-namespace/0")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                path.starts_with("kv/").then_some(Audited {
+                    operation,
+                    path,
+                    namespace,
+                })
             })
             .collect()
     }
