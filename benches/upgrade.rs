@@ -10,7 +10,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use flotilla::action::cluster_release as ops;
+use flotilla::ops;
 use std::time::Instant;
 
 #[tokio::main]

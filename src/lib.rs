@@ -24,10 +24,22 @@ pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod exit;
+pub mod ops;
 pub mod output;
+pub mod redact;
 pub mod release;
 pub mod rollout;
 pub mod storage;
 pub mod vault;
 
 pub use error::{Error, Result};
+
+/// Chooses rustls's `ring` provider for the process, once, before any TLS connection.
+/// Both `ring` (kube) and `aws-lc-rs` (vaultrs through reqwest) are linked, and rustls
+/// then refuses to guess, panicking on the first TLS connection, to Vault or to a
+/// cluster. The binary calls it first thing; a library user (a test) calls it too.
+/// Idempotent: a provider already installed is kept.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -82,6 +82,7 @@ fn json(output: Output) -> Value {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn status_diff_uninstall_after_deploys_with_vault() {
     let fleet = Fleet::shared();
     let namespace = fleet.namespace("cli").await;
@@ -196,6 +197,7 @@ async fn status_diff_uninstall_after_deploys_with_vault() {
 /// Without `--cluster`: every cluster of `dev`, deployed together; a Deployment edited
 /// by hand in one cluster is drift there only; a new version is a change everywhere.
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn status_and_diff_on_every_cluster_after_a_deploy() {
     let fleet = Fleet::shared();
     let namespace = fleet.namespace("every").await;
@@ -302,6 +304,7 @@ async fn status_and_diff_on_every_cluster_after_a_deploy() {
 /// One cluster that cannot be reached: the others are still reported, that cluster's row
 /// says so, and the command exits 3.
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn status_on_every_cluster_with_one_unreachable() {
     let fleet = Fleet::shared();
     let namespace = fleet.namespace("down").await;

@@ -28,6 +28,7 @@ fn deploy(repo: &TestRepo, extra: &[&str]) -> std::process::Output {
 }
 
 #[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn all_clusters_succeed_in_waves_with_one_deployment_id() {
     let repo = repo("all-ok", &[("prod", PROD)], "60s");
     let out = deploy(&repo, &[]);
@@ -60,6 +61,7 @@ fn all_clusters_succeed_in_waves_with_one_deployment_id() {
 }
 
 #[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn crashloop_in_wave_one_rolls_back_every_changed_cluster_and_never_touches_wave_two() {
     let repo = repo("crash", &[("prod", PROD)], "60s");
     let first = deploy(&repo, &[]);
@@ -95,6 +97,7 @@ fn crashloop_in_wave_one_rolls_back_every_changed_cluster_and_never_touches_wave
 }
 
 #[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn rollback_to_an_older_deployment_id_finds_each_clusters_revision() {
     let repo = repo("to-id", &[("prod", PROD)], "60s");
     let mut ids = Vec::new();
@@ -151,6 +154,7 @@ fn rollback_to_an_older_deployment_id_finds_each_clusters_revision() {
 }
 
 #[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn promote_deploys_what_every_dev_cluster_runs() {
     let prod: &[(&str, u32)] = &[("r-eu", 0), ("r-us", 1), ("r-paris", 1)];
     let dev: &[(&str, u32)] = &[("r-asia", 0), ("r-late", 0)];
@@ -204,6 +208,7 @@ fn promote_deploys_what_every_dev_cluster_runs() {
 }
 
 #[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn sigint_during_a_deploy_rolls_back_what_it_changed() {
     let repo = repo("sigint", &[("prod", PROD)], "90s");
     let first = deploy(&repo, &[]);
@@ -236,6 +241,7 @@ fn sigint_during_a_deploy_rolls_back_what_it_changed() {
 }
 
 #[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn deploy_all_deploys_every_release_with_one_deployment_id() {
     let repo = repo("all-releases", &[("prod", PROD)], "60s");
     add_release(&repo, "world");

@@ -10,6 +10,7 @@ use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
 
 #[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn a_cluster_stopped_mid_run_is_reported_with_the_command_that_finishes_the_job() {
     let fleet = Fleet::dedicated(&["s-a", "s-b"]);
     let repo = repo("stop", &[("prod", &[("s-a", 0), ("s-b", 1)])], "20s");

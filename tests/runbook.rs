@@ -6,7 +6,7 @@
 use clap::Parser;
 use flotilla::cli::Cli;
 use flotilla::rollout::executor::finish_command;
-use flotilla::rollout::report::Before;
+use flotilla::rollout::report::RevisionRef;
 
 fn parses(line: &str) {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -34,7 +34,7 @@ fn every_command_of_the_rollback_runbook_parses() {
 
 #[test]
 fn the_command_that_finishes_a_rollback_parses() {
-    let before = Before {
+    let before = RevisionRef {
         revision: 3,
         deployment_id: "20261123T172800Z-3f9a".into(),
     };

@@ -68,6 +68,7 @@ fn ok(output: Output) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_token_and_an_approle_bound_only_to_the_generated_policy_deploy() {
     let fleet = Fleet::shared();
     assert_eq!(

@@ -6,7 +6,7 @@
 #[path = "vault_support/mod.rs"]
 mod support;
 
-use flotilla::error::ExitKind;
+use flotilla::exit::{Classify, ExitKind};
 use flotilla::vault::{
     resolve_for_environment, SecretPlan, SecretReader, VaultEnv, VaultError, VaultSession,
 };
@@ -25,6 +25,7 @@ fn approle_env() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn token_and_approle_resolve_default_and_own_context_entries_once_per_path() {
     let vault = RealVault::start(1).await;
     let pair = |id: &str, v: &str| (id.to_string(), v.to_string());
@@ -105,6 +106,7 @@ async fn token_and_approle_resolve_default_and_own_context_entries_once_per_path
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn two_releases_in_one_run_read_a_shared_path_once() {
     let vault = RealVault::start(1).await;
     let repo = TestRepo::standard(1);
@@ -158,6 +160,7 @@ async fn resolve(release: String, vars: Vec<(&str, &str)>, environment: String) 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn each_error_names_secret_id_context_path_and_key() {
     let vault = RealVault::start(1).await;
     vault
@@ -250,6 +253,7 @@ async fn each_error_names_secret_id_context_path_and_key() {
 /// A token that expires at its TTL: it works at login and has stopped working when the
 /// reads come.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_token_expiring_mid_run_is_said_so() {
     let vault = RealVault::start(1).await;
     let token = vault
@@ -300,6 +304,7 @@ async fn a_token_expiring_mid_run_is_said_so() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn secrets_check_with_the_fleet_env_variables() {
     let vault = RealVault::start(1).await;
     let repo = TestRepo::new(1, &approle_env(), support::RELEASE);
@@ -372,6 +377,7 @@ fn reads_seen(vault: &RealVault) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn kv2_resolves_default_and_own_context_entries_reading_each_path_once() {
     let vault = RealVault::start(2).await;
     vault
@@ -412,6 +418,7 @@ async fn kv2_resolves_default_and_own_context_entries_reading_each_path_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn kv2_pinned_version_is_read_at_that_version() {
     let vault = RealVault::start(2).await;
     vault
@@ -439,6 +446,7 @@ async fn kv2_pinned_version_is_read_at_that_version() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn kv2_missing_or_deleted_version_names_secret_context_path_and_key() {
     let vault = RealVault::start(2).await;
     // Version 2 of api, then version 1 soft-deleted.
@@ -494,6 +502,7 @@ async fn kv2_missing_or_deleted_version_names_secret_context_path_and_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn missing_key_and_non_string_values_are_named_without_values() {
     let vault = RealVault::start(2).await;
     vault
@@ -533,6 +542,7 @@ async fn missing_key_and_non_string_values_are_named_without_values() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn permission_denied_names_the_path_a_policy_must_allow() {
     let vault = RealVault::start(2).await;
     vault
@@ -586,6 +596,7 @@ async fn permission_denied_names_the_path_a_policy_must_allow() {
 /// a token and an AppRole bound only to it resolve every mapping, and a read of any path
 /// outside it is denied by Vault (403).
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn the_generated_policy_is_enough_and_nothing_more() {
     for kv_version in [1u8, 2] {
         let vault = RealVault::start(kv_version).await;
@@ -653,6 +664,7 @@ async fn the_generated_policy_is_enough_and_nothing_more() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn approle_login_failure_is_exit_3_naming_the_variables() {
     let vault = RealVault::start(2).await;
     let environment = support::ENVIRONMENT.replace(
@@ -701,6 +713,7 @@ async fn approle_login_failure_is_exit_3_naming_the_variables() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_refused_token_is_a_credentials_error_before_any_read() {
     let vault = RealVault::start(2).await;
     let repo = TestRepo::standard(2);
@@ -722,6 +735,7 @@ async fn a_refused_token_is_a_credentials_error_before_any_read() {
 
 /// Revoked by the operator after the run's first read.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_token_revoked_mid_run_is_said_so_once() {
     let vault = RealVault::start(2).await;
     let token = vault
@@ -763,6 +777,7 @@ async fn a_token_revoked_mid_run_is_said_so_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_sealed_vault_is_an_environment_error() {
     let vault = RealVault::start(2).await;
     vault.seal().await;
@@ -788,6 +803,7 @@ async fn a_sealed_vault_is_an_environment_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn secrets_check_reports_every_mapping_as_table_and_json() {
     let vault = RealVault::start(2).await;
     let release = support::RELEASE.replace(
@@ -882,6 +898,7 @@ async fn secrets_check_reports_every_mapping_as_table_and_json() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn secrets_check_passes_when_every_mapping_resolves() {
     let vault = RealVault::start(1).await;
     let repo = TestRepo::standard(1);
@@ -905,6 +922,7 @@ async fn secrets_check_passes_when_every_mapping_resolves() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn the_token_file_in_home_is_used_when_vault_token_is_unset() {
     let vault = RealVault::start(1).await;
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -929,6 +947,7 @@ async fn the_token_file_in_home_is_used_when_vault_token_is_unset() {
 /// Vault namespaces are an Enterprise feature: the open-source server serves every
 /// request from the root namespace, but its audit log records the header sent.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn namespace_from_the_variable_overrides_the_file() {
     let vault = RealVault::start(2).await;
     let environment = support::ENVIRONMENT.replace(
@@ -973,6 +992,7 @@ async fn namespace_from_the_variable_overrides_the_file() {
 /// one of its apiservers (TokenReview), role `hello` binds service account `hello/hello`
 /// with audience `vault`.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn kubernetes_login_with_a_service_account_token() {
     use flotilla_fleet::testing::Fleet;
     let fleet = Fleet::shared();

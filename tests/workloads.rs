@@ -6,8 +6,8 @@
 
 mod support;
 
-use flotilla::action::cluster_release::{self as ops, Outcome, Rendered};
 use flotilla::cluster::ClusterError;
+use flotilla::ops::{self, Outcome, Rendered};
 use flotilla::release::Status;
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -83,6 +83,7 @@ async fn pod_images(api: &Api<Pod>, selector: &str) -> Vec<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn statefulset_deploy_waits_until_its_replicas_are_ready() {
     let t = cluster("sts-ready").await;
     // slow-2: each pod gets ready 2 s after it starts, so a wait that returned on the
@@ -109,6 +110,7 @@ async fn statefulset_deploy_waits_until_its_replicas_are_ready() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn statefulset_crashloop_fails_fast_naming_the_pod() {
     let t = cluster("sts-crash").await;
     let mut opts = run_options();
@@ -138,6 +140,7 @@ async fn statefulset_crashloop_fails_fast_naming_the_pod() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn statefulset_upgrade_waits_for_the_new_revision() {
     let t = cluster("sts-upgrade").await;
     let opts = run_options();
@@ -189,6 +192,7 @@ async fn statefulset_upgrade_waits_for_the_new_revision() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn daemonset_becomes_healthy_with_one_pod_on_each_node() {
     let t = cluster("ds-ready").await;
     deployed(
@@ -221,6 +225,7 @@ async fn daemonset_becomes_healthy_with_one_pod_on_each_node() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn job_completes_and_the_deploy_succeeds() {
     let t = cluster("job-done").await;
     deployed(
@@ -243,6 +248,7 @@ async fn job_completes_and_the_deploy_succeeds() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn job_whose_pod_crash_loops_fails_fast_naming_the_pod() {
     let t = cluster("job-crash").await;
     let mut opts = run_options();
@@ -267,6 +273,7 @@ async fn job_whose_pod_crash_loops_fails_fast_naming_the_pod() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn job_whose_pod_never_completes_times_out_naming_the_job() {
     let t = cluster("job-never").await;
     let mut opts = run_options();

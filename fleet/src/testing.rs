@@ -96,8 +96,12 @@ impl Fleet {
             .output()
             .unwrap_or_else(|e| panic!("running {} up: {e}", bin.display()));
         if !output.status.success() {
+            // Most often the servers' binaries are missing: say how to get them.
             panic!(
-                "flotilla-fleet up failed ({}):\n{}{}",
+                "flotilla-fleet up failed ({}):\n{}{}\n\
+                 This test needs the local fleet: run scripts/install-deps.sh once (etcd, \
+                 kube-apiserver, kube-controller-manager, rvault), or run the whole suite \
+                 with scripts/test.sh, which also starts the fleet.",
                 output.status,
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)

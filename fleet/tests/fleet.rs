@@ -89,6 +89,7 @@ async fn one_pod(
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn kubelet_reports_each_image_tag() {
     let fleet = Fleet::shared();
     let cluster = &fleet.clusters()[0];
@@ -159,6 +160,7 @@ async fn kubelet_reports_each_image_tag() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn job_pods_complete_so_jobs_finish() {
     let fleet = Fleet::shared();
     let client = fleet.client(&fleet.clusters()[0]).await;
@@ -181,6 +183,7 @@ async fn job_pods_complete_so_jobs_finish() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_job_whose_pod_fails_fails() {
     let fleet = Fleet::shared();
     let client = fleet.client(&fleet.clusters()[0]).await;
@@ -214,6 +217,7 @@ async fn a_job_whose_pod_fails_fails() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_daemonset_runs_one_pod_on_each_node() {
     use k8s_openapi::api::apps::v1::DaemonSet;
     let fleet = Fleet::shared();
@@ -253,6 +257,7 @@ async fn a_daemonset_runs_one_pod_on_each_node() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn the_control_plane_reports_the_version_it_was_built_as() {
     let fleet = Fleet::shared();
     let state = State::load(fleet.dir()).unwrap().unwrap();
@@ -276,6 +281,7 @@ async fn the_control_plane_reports_the_version_it_was_built_as() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_deleted_pod_goes_away_as_its_kubelet_confirms() {
     let fleet = Fleet::shared();
     let client = fleet.client(&fleet.clusters()[0]).await;
@@ -296,6 +302,7 @@ async fn a_deleted_pod_goes_away_as_its_kubelet_confirms() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn deployer_token_is_limited_to_release_namespaces() {
     let fleet = Fleet::shared();
     let cluster = &fleet.clusters()[0];
@@ -319,6 +326,7 @@ async fn deployer_token_is_limited_to_release_namespaces() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_stopped_cluster_refuses_connections_while_the_others_answer_and_up_recovers_a_crash() {
     let fleet = Fleet::dedicated(&["stop-a", "stop-b"]);
     let a = fleet.client("stop-a").await;
@@ -378,6 +386,7 @@ async fn a_stopped_cluster_refuses_connections_while_the_others_answer_and_up_re
 }
 
 #[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn approle_login_reads_a_seeded_secret() {
     use std::collections::HashMap;
     use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};

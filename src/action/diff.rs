@@ -3,45 +3,33 @@
 //! dry-run apply against live; secret values shown only as digests. The secrets of
 //! every cluster are read from Vault once, before any cluster is contacted.
 
-use super::cluster_release as ops;
-use super::every_cluster::{self, ReleaseEnvArgs};
 use super::status::show;
-use crate::cluster::ObjectDiff;
+use super::{every_cluster, ReleaseSelection};
+use crate::cluster::{DiffAction, ObjectDiff};
+use crate::ops;
 use crate::output::OutputFormat;
-use crate::rollout::kube_steps::{Overrides, ReleaseRender};
+use crate::rollout::prepare::{Overrides, ReleaseRender};
 use crate::Result;
-use clap::Args;
 use std::path::Path;
 
-#[derive(Debug, Clone, Args)]
-pub struct DiffArgs {
-    #[command(flatten)]
-    pub target: ReleaseEnvArgs,
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    #[arg(long)]
-    pub version: Option<String>,
-    #[arg(short, long, value_enum, default_value_t)]
-    pub output: OutputFormat,
-}
-
-pub async fn run(root: &Path, args: &DiffArgs) -> Result<()> {
-    let opened = every_cluster::open(root, &args.target)?;
-    let overrides = Overrides {
-        sets: args.set.clone(),
-        version: args.version.clone(),
-    };
+pub async fn run(
+    root: &Path,
+    args: &ReleaseSelection,
+    overrides: &Overrides,
+    output: OutputFormat,
+) -> Result<()> {
+    let opened = every_cluster::open(root, args)?;
     let selected = &opened.selected;
     let render =
-        ReleaseRender::prepare(&selected.env, &opened.release, &selected.plan, &overrides).await?;
+        ReleaseRender::prepare(&selected.env, &opened.release, &selected.plan, overrides).await?;
     let render = &render;
     let answers = every_cluster::query_each(&opened, |cluster, handle| async move {
-        let records = ops::history(&handle, render.namespace(), render.name()).await?;
-        let rendered = render.render(&cluster, &records)?;
-        Ok(ops::diff(&handle, &rendered).await?)
+        let history = ops::history(&handle, render.namespace(), render.name()).await?;
+        let rendered = render.render(&cluster, &history)?;
+        Ok(ops::diff(&handle, &history, &rendered).await?)
     })
     .await;
-    match args.output {
+    match output {
         OutputFormat::Json => {
             let doc: serde_json::Map<String, serde_json::Value> = answers
                 .iter()
@@ -55,7 +43,7 @@ pub async fn run(root: &Path, args: &DiffArgs) -> Result<()> {
                     (cluster.context.clone(), value)
                 })
                 .collect();
-            crate::output::print(&serde_json::to_string_pretty(&doc).unwrap_or_default())?
+            crate::output::print_json(&doc)?
         }
         OutputFormat::Table => {
             let sections: Vec<String> = answers
@@ -77,7 +65,7 @@ pub async fn run(root: &Path, args: &DiffArgs) -> Result<()> {
 /// One cluster's changes, one line per changed object and one per field.
 fn section(diffs: &[ObjectDiff]) -> String {
     let mut text = String::new();
-    for d in diffs.iter().filter(|d| d.action != "unchanged") {
+    for d in diffs.iter().filter(|d| d.action != DiffAction::Unchanged) {
         text.push_str(&format!("{} {}\n", d.action, d.object));
         for c in &d.changes {
             text.push_str(&format!(

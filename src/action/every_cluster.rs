@@ -6,24 +6,15 @@
 //! This module never changes a cluster; a query that fails on one cluster is that
 //! cluster's answer, not the end of the command.
 
-use super::multi::{self, EnvArgs, Selected};
+use super::multi::{self, Selected};
+use super::ReleaseSelection;
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedRelease};
-use crate::error::ExitKind;
+use crate::exit::{Classify, ExitKind};
 use crate::Result;
-use clap::Args;
 use futures::StreamExt;
 use std::future::Future;
 use std::path::Path;
-
-/// Which release, environment and clusters (default: all of them) a command reads.
-#[derive(Debug, Clone, Args)]
-pub struct ReleaseEnvArgs {
-    /// The release: its folder name under releases/, or the path of its release.yaml.
-    pub release: String,
-    #[command(flatten)]
-    pub env: EnvArgs,
-}
 
 pub struct Opened {
     pub selected: Selected,
@@ -40,7 +31,7 @@ impl Opened {
 }
 
 /// Loads and checks the configuration; nothing is contacted.
-pub fn open(root: &Path, args: &ReleaseEnvArgs) -> Result<Opened> {
+pub fn open(root: &Path, args: &ReleaseSelection) -> Result<Opened> {
     let selected = multi::select(root, &args.env)?;
     let release = selected.repo.release(&args.release)?;
     selected.repo.check_release(&release, &selected.env)?;
@@ -91,7 +82,7 @@ pub fn finish<T>(answers: Vec<(Cluster, Result<T>)>) -> Result<()> {
         .collect();
     let worst = failures
         .iter()
-        .position(|e| e.kind() == ExitKind::Environment)
+        .position(|e| e.exit_kind() == ExitKind::Environment)
         .unwrap_or(0);
     if failures.is_empty() {
         Ok(())

@@ -1,27 +1,16 @@
 //! `flotilla history RELEASE --env E [--clusters a,b] [-o json]`: deployment ids as rows,
 //! clusters as columns, each cell the revisions that cluster recorded for that id.
 
-use super::cluster_release as ops;
-use super::multi::{self, EnvArgs};
+use super::{multi, ReleaseSelection};
 use crate::cluster::ClusterHandle;
+use crate::ops;
 use crate::output::OutputFormat;
-use crate::release::ReleaseRecord;
+use crate::release::History;
 use crate::Result;
-use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use tabled::builder::Builder;
-
-#[derive(Debug, Clone, Args)]
-pub struct HistoryArgs {
-    /// The release: its folder name under releases/, or the path of its release.yaml.
-    pub release: String,
-    #[command(flatten)]
-    pub env: EnvArgs,
-    #[arg(short, long, value_enum, default_value_t)]
-    pub output: OutputFormat,
-}
 
 #[derive(Debug, Serialize)]
 struct Cell {
@@ -45,7 +34,7 @@ struct Row {
     clusters: BTreeMap<String, Vec<Cell>>,
 }
 
-pub async fn run(root: &Path, args: &HistoryArgs) -> Result<()> {
+pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> Result<()> {
     let selected = multi::select(root, &args.env)?;
     let release = selected.repo.release(&args.release)?;
     let name = &release.descriptor.metadata.name;
@@ -54,7 +43,7 @@ pub async fn run(root: &Path, args: &HistoryArgs) -> Result<()> {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let mut unreachable = Vec::new();
     for context in &contexts {
-        let records: Result<Vec<ReleaseRecord>> = async {
+        let records: Result<History> = async {
             let handle = ClusterHandle::connect(&selected.kubeconfig, context).await?;
             Ok(ops::history(&handle, namespace, name).await?)
         }
@@ -67,7 +56,7 @@ pub async fn run(root: &Path, args: &HistoryArgs) -> Result<()> {
                 continue;
             }
         };
-        for r in records {
+        for r in records.into_records() {
             let row = rows.entry(r.deployment_id.clone()).or_insert_with(|| Row {
                 deployment_id: r.deployment_id.clone(),
                 first: r.created,
@@ -87,9 +76,9 @@ pub async fn run(root: &Path, args: &HistoryArgs) -> Result<()> {
     }
     let mut rows: Vec<Row> = rows.into_values().collect();
     rows.sort_by(|a, b| (a.first, &a.deployment_id).cmp(&(b.first, &b.deployment_id)));
-    match args.output {
+    match output {
         OutputFormat::Json => {
-            crate::output::print(&serde_json::to_string_pretty(&rows).unwrap_or_default())?;
+            crate::output::print_json(&rows)?;
         }
         OutputFormat::Table if rows.is_empty() => crate::output::print(&format!(
             "release {name} has no revisions in namespace {namespace} of {}",

@@ -219,27 +219,18 @@ pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, Config
 
 pub fn run(root: &Path, scope: &LintScope, output: OutputFormat) -> crate::Result<()> {
     let report = check_config(root, scope)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     match output {
         OutputFormat::Table => {
-            use std::io::Write;
             if !report.checks.is_empty() {
-                write!(
-                    out,
-                    "{}",
-                    crate::output::table_text(tabled::Table::new(&report.checks))
-                )?;
+                crate::output::print(&crate::output::table_text(tabled::Table::new(
+                    &report.checks,
+                )))?;
             }
             for problem in &report.problems {
                 eprintln!("error: {problem}");
             }
         }
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::other)?;
-            use std::io::Write;
-            writeln!(out)?;
-        }
+        OutputFormat::Json => crate::output::print_json(&report)?,
     }
     match report.problems.len() {
         0 => Ok(()),

@@ -1,7 +1,30 @@
-//! One file per user command. The only layer that composes config, engine, vault,
-//! cluster and storage.
+//! One file per user command: each takes plain option structs (the command line is
+//! [`crate::cli`]'s business), composes [`crate::rollout`] for what runs on every
+//! cluster at once and [`crate::ops`] for what reads or changes one cluster, and prints
+//! through [`crate::output`].
 
-pub mod cluster_release;
+use std::path::PathBuf;
+
+/// Which environment and clusters a multi-cluster command works on.
+#[derive(Debug, Clone, Default)]
+pub struct EnvSelection {
+    /// The environment by name (environments/<ENV>.yaml).
+    pub env: Option<String>,
+    /// Or the environment whose `branch` is this git branch.
+    pub branch: Option<String>,
+    /// Only these clusters (kube contexts), comma-separated.
+    pub clusters: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// A release (its folder name or the path of its release.yaml) in an environment.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseSelection {
+    pub release: String,
+    pub env: EnvSelection,
+}
+
 pub mod deploy;
 pub mod diff;
 pub mod every_cluster;

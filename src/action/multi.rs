@@ -2,32 +2,15 @@
 //! the environment and cluster selection on the command line, the signal that stops a
 //! run, and printing a run's report. One cluster is `--clusters CTX`.
 
+use super::EnvSelection;
 use crate::cluster::{load_kubeconfig, CancellationToken};
 use crate::config::{LoadedEnvironment, Repo};
 use crate::output::OutputFormat;
 use crate::rollout::plan::{parse_limit, select_environment};
 use crate::rollout::{Plan, Report};
 use crate::Result;
-use clap::Args;
 use kube::config::Kubeconfig;
-use std::path::{Path, PathBuf};
-
-/// Which environment and clusters a multi-cluster command works on.
-#[derive(Debug, Clone, Args)]
-pub struct EnvArgs {
-    /// The environment (environments/<ENV>.yaml).
-    #[arg(long, required_unless_present = "branch")]
-    pub env: Option<String>,
-    /// Pick the environment whose `branch` is this git branch.
-    #[arg(long, conflicts_with = "env")]
-    pub branch: Option<String>,
-    /// Only these clusters (kube contexts of the environment), comma-separated.
-    #[arg(long, alias = "cluster", value_name = "CTX,CTX")]
-    pub clusters: Option<String>,
-    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-}
+use std::path::Path;
 
 pub struct Selected {
     pub repo: Repo,
@@ -37,7 +20,7 @@ pub struct Selected {
 }
 
 /// Loads the environment and the plan; nothing is contacted.
-pub fn select(root: &Path, args: &EnvArgs) -> Result<Selected> {
+pub fn select(root: &Path, args: &EnvSelection) -> Result<Selected> {
     let repo = Repo::open(root)?;
     let env = select_environment(&repo, args.env.as_deref(), args.branch.as_deref())?;
     let limit = args.clusters.as_deref().map(parse_limit);
@@ -78,14 +61,10 @@ pub fn interrupt_token() -> CancellationToken {
 /// did not succeed is exit code 1.
 pub fn finish(reports: &[Report], output: OutputFormat) -> Result<()> {
     match output {
-        OutputFormat::Json => {
-            let doc = match reports {
-                [one] => serde_json::to_value(one),
-                many => serde_json::to_value(many),
-            }
-            .unwrap_or_default();
-            crate::output::print(&serde_json::to_string_pretty(&doc).unwrap_or_default())?;
-        }
+        OutputFormat::Json => match reports {
+            [one] => crate::output::print_json(one)?,
+            many => crate::output::print_json(&many)?,
+        },
         OutputFormat::Table => {
             let text: Vec<String> = reports.iter().map(Report::text).collect();
             crate::output::print(&text.join("\n"))?;

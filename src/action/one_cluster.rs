@@ -9,36 +9,31 @@
 use crate::cluster::{load_kubeconfig, ClusterHandle};
 use crate::config::{Cluster, ConfigError, LoadedEnvironment, LoadedRelease, Repo};
 use crate::Result;
-use clap::Args;
 use std::path::{Path, PathBuf};
 
 /// Which release, environment and cluster a single-cluster command works on.
-#[derive(Debug, Clone, Args)]
-pub struct TargetArgs {
-    /// The release: its folder name under releases/, or the path of its release.yaml.
+#[derive(Debug, Clone, Default)]
+pub struct OneClusterSelection {
     pub release: String,
-    /// The environment (environments/<ENV>.yaml).
-    #[arg(long, required_unless_present = "branch")]
+    /// The environment by name, or
     pub env: Option<String>,
-    /// Pick the environment whose `branch` is this git branch.
-    #[arg(long, conflicts_with = "env")]
+    /// the environment whose `branch` is this git branch.
     pub branch: Option<String>,
     /// The cluster (kube context of the environment); needed when it has several.
-    #[arg(long)]
     pub cluster: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
-    #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
 }
 
-pub struct Target {
+/// The one cluster, connected, with the release and environment it is asked about.
+pub struct OneCluster {
     pub env: LoadedEnvironment,
     pub release: LoadedRelease,
     pub cluster: Cluster,
     pub handle: ClusterHandle,
 }
 
-impl Target {
+impl OneCluster {
     pub fn name(&self) -> &str {
         &self.release.descriptor.metadata.name
     }
@@ -48,7 +43,7 @@ impl Target {
 }
 
 /// Loads and checks the configuration, then connects (no request is made yet).
-pub async fn open(root: &Path, args: &TargetArgs) -> Result<Target> {
+pub async fn open(root: &Path, args: &OneClusterSelection) -> Result<OneCluster> {
     let repo = Repo::open(root)?;
     let env = match (&args.env, &args.branch) {
         (Some(env), _) => repo.environment(env)?,
@@ -64,7 +59,7 @@ pub async fn open(root: &Path, args: &TargetArgs) -> Result<Target> {
     let cluster = select_cluster(&env, args.cluster.as_deref())?;
     let kubeconfig = load_kubeconfig(args.kubeconfig.as_deref())?;
     let handle = ClusterHandle::connect(&kubeconfig, &cluster.context).await?;
-    Ok(Target {
+    Ok(OneCluster {
         env,
         release,
         cluster,

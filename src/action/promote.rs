@@ -3,38 +3,32 @@
 //! `--to`'s own values and secrets. Refuses (nothing changed) when the `--from` clusters
 //! disagree, are not healthy, or the chart here is not the version they run.
 
-use super::cluster_release as ops;
 use super::deploy::{deploy_releases, DeploySettings};
-use super::multi::{self, EnvArgs};
+use super::{multi, EnvSelection};
 use crate::config::Repo;
 use crate::engine::Chart;
+use crate::ops;
 use crate::output::OutputFormat;
-use crate::rollout::kube_steps::{connect_all, Overrides};
 use crate::rollout::plan::select_environment;
+use crate::rollout::prepare::{connect_all, Connected, Overrides};
 use crate::rollout::Plan;
 use crate::Result;
-use clap::Args;
 use std::path::Path;
+use std::time::Duration;
 
-#[derive(Debug, Clone, Args)]
-pub struct PromoteArgs {
-    /// The release: its folder name under releases/, or the path of its release.yaml.
+#[derive(Debug, Clone, Default)]
+pub struct PromoteOptions {
     pub release: String,
     /// The environment whose deployed version is promoted.
-    #[arg(long)]
     pub from: String,
-    /// The environment to deploy to (its `--clusters` may limit it).
-    #[command(flatten)]
-    pub to: EnvArgs,
+    /// The environment (and clusters) to deploy to.
+    pub to: EnvSelection,
     /// Per-cluster wait for health (default: the target environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub timeout: Option<std::time::Duration>,
-    /// Output format of the summary.
-    #[arg(short, long, value_enum, default_value_t)]
+    pub timeout: Option<Duration>,
     pub output: OutputFormat,
 }
 
-pub async fn run(root: &Path, args: &PromoteArgs) -> Result<()> {
+pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
     let selected = multi::select(root, &args.to)?;
     let release = selected.repo.release(&args.release)?;
     selected.repo.check_release(&release, &selected.env)?;
@@ -83,8 +77,13 @@ async fn deployed_version(
     let connected = connect_all(&plan, kubeconfig, namespace, name).await?;
     let mut seen: Vec<(String, String, String)> = Vec::new();
     let mut problems = Vec::new();
-    for (cluster, handle, records) in &connected {
-        let latest = records.last();
+    for Connected {
+        cluster,
+        handle,
+        history,
+    } in &connected
+    {
+        let latest = history.latest();
         match latest {
             None => problems.push(format!("{}: not installed", cluster.context)),
             Some(r) if r.status != crate::release::Status::Deployed => problems.push(format!(
@@ -94,9 +93,7 @@ async fn deployed_version(
             Some(r) => {
                 let status = ops::status(handle, namespace, name).await?;
                 let unhealthy: Vec<String> = status
-                    .objects
-                    .iter()
-                    .filter(|o| o.health != "ready" && o.health != "-")
+                    .unhealthy()
                     .map(|o| format!("{} {}", o.object, o.health))
                     .collect();
                 if !unhealthy.is_empty() {

@@ -4,45 +4,38 @@
 //! secrets are kept and the records say so. A cluster that never had the target is
 //! reported and nothing is changed.
 
-use super::multi::{self, EnvArgs};
+use super::multi;
+use super::EnvSelection;
 use crate::cluster::ClusterError;
 use crate::config::LoadedRelease;
 use crate::engine::{Chart, Renderer};
+use crate::ops::RunOptions;
 use crate::output::OutputFormat;
 use crate::rollout::executor::RunInfo;
-use crate::rollout::kube_steps::{
-    connect_each, previous_deployment, revision_for_id, secret_values, RollbackSteps,
-    RollbackTarget,
-};
-use crate::rollout::report::{Before, ClusterResult, Overall, RunResult};
+use crate::rollout::kube_steps::{rollback_revision, RollbackCluster, RollbackSteps};
+use crate::rollout::prepare::{connect_each, Connected};
+use crate::rollout::report::{ClusterResult, Overall, RunResult};
 use crate::rollout::{execute, Reporter};
 use crate::vault::{resolve_for_environment, ResolvedSecrets, VaultEnv};
 use crate::Result;
-use clap::Args;
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
-#[derive(Debug, Clone, Args)]
-pub struct RollbackArgs {
-    /// The release: its folder name under releases/, or the path of its release.yaml.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackOptions {
     pub release: String,
-    #[command(flatten)]
-    pub env: EnvArgs,
+    pub env: EnvSelection,
     /// The deployment id to go back to (default: each cluster's previous deployment).
-    #[arg(long, value_name = "DEPLOYMENT_ID")]
     pub to: Option<String>,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub timeout: Option<std::time::Duration>,
+    pub timeout: Option<Duration>,
     /// Take fields that another field manager owns instead of failing.
-    #[arg(long)]
     pub force_conflicts: bool,
-    /// Output format of the summary.
-    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
 
-pub async fn run(root: &Path, args: &RollbackArgs) -> Result<()> {
+pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     let selected = multi::select(root, &args.env)?;
     let release = selected.repo.release(&args.release)?;
     let name = release.descriptor.metadata.name.clone();
@@ -69,28 +62,17 @@ pub async fn run(root: &Path, args: &RollbackArgs) -> Result<()> {
 
     let mut missing = Vec::new();
     let mut targets = Vec::new();
-    for (cluster, handle, records) in connected {
-        let found = match &args.to {
-            Some(id) => revision_for_id(&records, id),
-            None => previous_deployment(&records),
-        };
-        match found {
-            Some(r) => {
-                let to = Before {
-                    revision: r.revision,
-                    deployment_id: r.deployment_id.clone(),
-                };
-                let app_version = r.app_version.clone();
-                targets.push((cluster, handle, records, to, app_version));
-            }
+    for found in connected {
+        match rollback_revision(&found.history, args.to.as_deref()) {
+            Some(to) => targets.push((found, to)),
             None => missing.push(format!(
                 "{}: {} (it has: {})",
-                cluster.context,
+                found.cluster.context,
                 match &args.to {
                     Some(id) => format!("never had deployment {id}"),
                     None => "no earlier deployment to go back to".into(),
                 },
-                deployments(&records)
+                found.history.summary()
             )),
         }
     }
@@ -104,7 +86,19 @@ pub async fn run(root: &Path, args: &RollbackArgs) -> Result<()> {
 
     let fresh = fresh_secrets(&selected.env, &release).await;
     let mut clusters = HashMap::new();
-    for (cluster, handle, records, to, app_version) in targets {
+    for (
+        Connected {
+            cluster,
+            handle,
+            history,
+        },
+        to,
+    ) in targets
+    {
+        let app_version = history
+            .get(to.revision)
+            .map(|r| r.app_version.clone())
+            .unwrap_or_default();
         let fresh_secrets = match &fresh {
             Some((chart, secrets)) => render_secrets(
                 chart,
@@ -118,18 +112,17 @@ pub async fn run(root: &Path, args: &RollbackArgs) -> Result<()> {
         };
         clusters.insert(
             cluster.context.clone(),
-            RollbackTarget {
+            RollbackCluster {
                 handle,
                 namespace: namespace.clone(),
                 release: name.clone(),
-                records,
+                history,
                 to,
                 fresh_secrets,
             },
         );
     }
-    let mut options =
-        super::cluster_release::RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
+    let mut options = RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = args.force_conflicts;
     let steps = RollbackSteps { clusters, options };
     let mut plan = selected.plan.clone();
@@ -167,23 +160,12 @@ pub async fn run(root: &Path, args: &RollbackArgs) -> Result<()> {
             deployed: None,
             restored: None,
             result: RunResult::FailedUnchanged,
-            duration: std::time::Duration::ZERO,
+            duration: Duration::ZERO,
             error: Some(err.to_string()),
             finish_with: Some(finish),
         });
     }
     multi::finish(&[report], args.output)
-}
-
-fn deployments(records: &[crate::release::ReleaseRecord]) -> String {
-    if records.is_empty() {
-        return "no revisions".into();
-    }
-    records
-        .iter()
-        .map(|r| format!("{} rev {} {}", r.deployment_id, r.revision, r.status))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The chart and every cluster's secrets read now, or `None` when Vault (or the chart)
@@ -215,7 +197,7 @@ fn render_secrets(
 ) -> Vec<serde_json::Value> {
     let mut release = release.clone();
     release.descriptor.spec.version = app_version.to_owned();
-    let secrets = secret_values(resolved, &cluster.context);
+    let secrets = resolved.exposed(&cluster.context);
     let rendered = Renderer::for_release(chart, &release, &env.environment.name, &[], 0)
         .and_then(|r| r.render(cluster, &secrets));
     match rendered {

@@ -10,17 +10,16 @@ use crate::vault::{
 };
 use crate::Result;
 use serde::Serialize;
-use std::io::Write;
 use std::path::Path;
 use tabled::{Table, Tabled};
 
 #[derive(Debug, Clone)]
-pub struct SecretsArgs {
+pub struct SecretsOptions {
     pub release: String,
     pub env: String,
 }
 
-fn load(root: &Path, args: &SecretsArgs) -> Result<(LoadedRelease, LoadedEnvironment)> {
+fn load(root: &Path, args: &SecretsOptions) -> Result<(LoadedRelease, LoadedEnvironment)> {
     let repo = Repo::open(root)?;
     let env = repo.environment(&args.env)?;
     let release = repo.release(&args.release)?;
@@ -29,12 +28,10 @@ fn load(root: &Path, args: &SecretsArgs) -> Result<(LoadedRelease, LoadedEnviron
 }
 
 /// The policy on stdout. No Vault: the paths come from the descriptor and the globals.
-pub fn policy(root: &Path, args: &SecretsArgs) -> Result<()> {
+pub fn policy(root: &Path, args: &SecretsOptions) -> Result<()> {
     let (release, env) = load(root, args)?;
     let plan = SecretPlan::build(&release, &env)?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(plan.policy().as_bytes())?;
-    stdout.flush()?;
+    crate::output::print(&plan.policy())?;
     Ok(())
 }
 
@@ -87,21 +84,13 @@ impl From<CheckRow> for CheckLine {
 
 /// Reads every mapping of the release for every cluster of the environment, prints the
 /// report, and fails (exit 3) when any does not resolve.
-pub async fn check(root: &Path, args: &SecretsArgs, output: OutputFormat) -> Result<()> {
+pub async fn check(root: &Path, args: &SecretsOptions, output: OutputFormat) -> Result<()> {
     let (release, env) = load(root, args)?;
     let report = check_report(&release, &env, &VaultEnv::from_process()).await?;
-    let text = match output {
-        OutputFormat::Json => {
-            let mut text = serde_json::to_string_pretty(&report)
-                .map_err(|err| crate::Error::Reported(format!("cannot write JSON: {err}")))?;
-            text.push('\n');
-            text
-        }
-        OutputFormat::Table => table(&report),
-    };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
+    match output {
+        OutputFormat::Json => crate::output::print_json(&report)?,
+        OutputFormat::Table => crate::output::print(&table(&report))?,
+    }
     let failed = report.secrets.iter().filter(|l| !l.resolves).count();
     if failed > 0 {
         return Err(VaultError::CheckFailed {

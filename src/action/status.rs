@@ -2,21 +2,12 @@
 //! environment (all of them unless named), the recorded revision, live health of its
 //! objects, and drift between live and recorded.
 
-use super::cluster_release::{self as ops, StatusReport};
-use super::every_cluster::{self, ReleaseEnvArgs};
+use super::{every_cluster, ReleaseSelection};
+use crate::ops::{self, StatusReport};
 use crate::output::OutputFormat;
 use crate::Result;
-use clap::Args;
 use std::path::Path;
 use tabled::{Table, Tabled};
-
-#[derive(Debug, Clone, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub target: ReleaseEnvArgs,
-    #[arg(short, long, value_enum, default_value_t)]
-    pub output: OutputFormat,
-}
 
 #[derive(Tabled)]
 struct SummaryRow {
@@ -36,14 +27,14 @@ struct Row {
     drift: String,
 }
 
-pub async fn run(root: &Path, args: &StatusArgs) -> Result<()> {
-    let opened = every_cluster::open(root, &args.target)?;
+pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> Result<()> {
+    let opened = every_cluster::open(root, args)?;
     let (namespace, name) = (opened.namespace(), opened.name());
     let answers = every_cluster::query_each(&opened, |_, handle| async move {
         Ok(ops::status(&handle, namespace, name).await?)
     })
     .await;
-    match args.output {
+    match output {
         OutputFormat::Json => {
             let doc: serde_json::Map<String, serde_json::Value> = answers
                 .iter()
@@ -57,7 +48,7 @@ pub async fn run(root: &Path, args: &StatusArgs) -> Result<()> {
                     (cluster.context.clone(), value)
                 })
                 .collect();
-            crate::output::print(&serde_json::to_string_pretty(&doc).unwrap_or_default())?
+            crate::output::print_json(&doc)?
         }
         OutputFormat::Table => {
             let rows = answers.iter().map(|(cluster, answer)| match answer {
@@ -73,7 +64,7 @@ pub async fn run(root: &Path, args: &StatusArgs) -> Result<()> {
             });
             let mut text = crate::output::table_text(Table::new(rows));
             for report in answers.iter().filter_map(|(_, a)| a.as_ref().ok()) {
-                if report.drifted() || unhealthy(report) > 0 {
+                if report.drifted() || report.unhealthy().next().is_some() {
                     text.push('\n');
                     text.push_str(&details(report));
                 }
@@ -84,22 +75,9 @@ pub async fn run(root: &Path, args: &StatusArgs) -> Result<()> {
     every_cluster::finish(answers)
 }
 
-/// Objects that are neither ready nor without health (`-`).
-fn unhealthy(report: &StatusReport) -> usize {
-    report
-        .objects
-        .iter()
-        .filter(|o| o.health != "ready" && o.health != "-")
-        .count()
-}
-
 fn summary(report: &StatusReport) -> SummaryRow {
-    let drifted = report
-        .objects
-        .iter()
-        .filter(|o| !o.drift.is_empty() || o.health == "missing")
-        .count();
-    let unhealthy = unhealthy(report);
+    let drifted = report.objects.iter().filter(|o| o.drifted()).count();
+    let unhealthy = report.unhealthy().count();
     SummaryRow {
         cluster: report.context.clone(),
         revision: format!("{} {}", report.revision, report.status),
@@ -118,7 +96,7 @@ fn summary(report: &StatusReport) -> SummaryRow {
 fn details(report: &StatusReport) -> String {
     let rows = report.objects.iter().map(|o| Row {
         object: o.object.to_string(),
-        health: o.health.clone(),
+        health: o.health.to_string(),
         drift: o
             .drift
             .iter()

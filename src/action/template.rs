@@ -7,43 +7,43 @@
 
 use crate::config::{ConfigError, LoadedEnvironment, Repo};
 use crate::engine::{parse_set, placeholder_secrets, Chart, Renderer};
+use crate::rollout::prepare::Overrides;
 use crate::vault::{SecretPlan, VaultEnv};
 use crate::Result;
-use std::io::Write;
 use std::path::Path;
 
 #[derive(Debug, Clone, Default)]
-pub struct TemplateArgs {
+pub struct TemplateOptions {
     pub release: String,
     pub env: String,
+    /// Only this cluster (kube context): its objects and nothing else.
     pub cluster: Option<String>,
-    pub set: Vec<String>,
-    pub version: Option<String>,
+    pub overrides: Overrides,
+    /// Read the secrets from Vault and render them as they are.
     pub show_secrets: bool,
 }
 
-pub async fn run(root: &Path, args: &TemplateArgs) -> Result<()> {
+pub async fn run(root: &Path, args: &TemplateOptions) -> Result<()> {
     let yaml = render(root, args).await?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(yaml.as_bytes())?;
-    stdout.flush()?;
+    crate::output::print(&yaml)?;
     Ok(())
 }
 
 /// The text `template` prints.
-pub async fn render(root: &Path, args: &TemplateArgs) -> Result<String> {
+pub async fn render(root: &Path, args: &TemplateOptions) -> Result<String> {
     let repo = Repo::open(root)?;
     let env = repo.environment(&args.env)?;
     let mut release = repo.release(&args.release)?;
     repo.check_release(&release, &env)?;
-    if let Some(version) = &args.version {
+    if let Some(version) = &args.overrides.version {
         if version.trim().is_empty() {
             return Err(crate::Error::Reported("--version must not be empty".into()));
         }
         release.descriptor.spec.version = version.clone();
     }
     let sets = args
-        .set
+        .overrides
+        .sets
         .iter()
         .map(|arg| parse_set(arg))
         .collect::<Result<Vec<_>, _>>()?;

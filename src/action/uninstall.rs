@@ -1,26 +1,22 @@
 //! `flotilla uninstall RELEASE --env E [--cluster CTX]`: delete the objects flotilla owns
 //! for the release, then its records and its lock.
 
-use super::cluster_release as ops;
-use super::deploy::run_options;
-use super::one_cluster::{self, TargetArgs};
+use super::one_cluster::{self, OneClusterSelection};
+use crate::cluster::Event;
+use crate::ops::{self, RunOptions};
 use crate::Result;
-use clap::Args;
 use std::path::Path;
+use std::sync::Arc;
 
-#[derive(Debug, Clone, Args)]
-pub struct UninstallArgs {
-    #[command(flatten)]
-    pub target: TargetArgs,
-}
+pub type UninstallOptions = OneClusterSelection;
 
-pub async fn run(root: &Path, args: &UninstallArgs) -> Result<()> {
-    let target = one_cluster::open(root, &args.target).await?;
-    let opts = run_options(
-        target.env.environment.rollout.timeout,
-        false,
-        crate::storage::DEFAULT_HISTORY_LIMIT,
-    );
+pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
+    let target = one_cluster::open(root, args).await?;
+    let mut opts = RunOptions::new(target.env.environment.rollout.timeout);
+    opts.progress = Arc::new(|context, event| match event {
+        Event::Pruned(id) => eprintln!("[{context}] deleted {id}"),
+        Event::Applied(_) | Event::KeptLive(_) | Event::Ready(_) | Event::Waiting { .. } => {}
+    });
     let deleted = ops::uninstall(&target.handle, target.namespace(), target.name(), &opts).await?;
     crate::output::print(&format!(
         "uninstalled {} from {}: {} objects deleted",

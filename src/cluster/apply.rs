@@ -29,10 +29,30 @@ pub struct Conflict {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObjectDiff {
     pub object: ObjectRef,
-    /// `create`, `update`, `delete` or `unchanged`.
-    pub action: &'static str,
+    pub action: DiffAction,
     /// Changed fields (`spec.replicas: 2 -> 3`), secret values redacted.
     pub changes: Vec<FieldChange>,
+}
+
+/// What a deploy would do to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiffAction {
+    Create,
+    Update,
+    Delete,
+    Unchanged,
+}
+
+impl std::fmt::Display for DiffAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DiffAction::Create => "create",
+            DiffAction::Update => "update",
+            DiffAction::Delete => "delete",
+            DiffAction::Unchanged => "unchanged",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,14 +74,9 @@ const SERVER_METADATA: &[&str] = &[
 ];
 
 impl ClusterHandle {
-    /// The object as applied: our labels stamped, the namespace filled in for
-    /// namespaced kinds. Returns it with its identity and its dynamic API.
-    async fn prepare(
-        &self,
-        object: &Value,
-        opts: &ApplyOptions,
-    ) -> Result<(ObjectRef, Value, kube::Api<DynamicObject>), ClusterError> {
-        let mut id = ObjectRef::of(object).map_err(|message| ClusterError::InvalidObject {
+    /// An object's identity as written, or an error naming the object.
+    fn object_ref(&self, object: &Value) -> Result<ObjectRef, ClusterError> {
+        ObjectRef::of(object).map_err(|message| ClusterError::InvalidObject {
             context: self.context().to_owned(),
             object: object
                 .pointer("/metadata/name")
@@ -69,7 +84,39 @@ impl ClusterHandle {
                 .unwrap_or("an object")
                 .to_owned(),
             message,
-        })?;
+        })
+    }
+
+    /// The identity an object will have once applied, from discovery: the namespace
+    /// filled in for namespaced kinds, removed for cluster-scoped ones. A kind not
+    /// served yet (its CRD comes with the same apply) is taken as namespaced.
+    pub async fn identity(
+        &self,
+        object: &Value,
+        namespace: &str,
+    ) -> Result<ObjectRef, ClusterError> {
+        let mut id = self.object_ref(object)?;
+        let namespaced = match self.resource(&id, Some(Duration::ZERO)).await {
+            Ok((_, namespaced)) => namespaced,
+            Err(ClusterError::UnknownKind { .. }) => true,
+            Err(other) => return Err(other),
+        };
+        if namespaced {
+            id.namespace.get_or_insert_with(|| namespace.to_owned());
+        } else {
+            id.namespace = None;
+        }
+        Ok(id)
+    }
+
+    /// The object as applied: our labels stamped, the namespace filled in for
+    /// namespaced kinds. Returns it with its identity and its dynamic API.
+    async fn prepare(
+        &self,
+        object: &Value,
+        opts: &ApplyOptions,
+    ) -> Result<(ObjectRef, Value, kube::Api<DynamicObject>), ClusterError> {
+        let mut id = self.object_ref(object)?;
         let (api, namespaced) = self
             .api(&id, &opts.namespace, Some(CRD_ESTABLISH_WAIT))
             .await?;
@@ -218,7 +265,7 @@ impl ClusterHandle {
             let diff = match live {
                 None => ObjectDiff {
                     object: id.clone(),
-                    action: "create",
+                    action: DiffAction::Create,
                     changes: field_changes(&Value::Null, &after),
                 },
                 Some(live) => {
@@ -228,9 +275,9 @@ impl ClusterHandle {
                     ObjectDiff {
                         object: id.clone(),
                         action: if changes.is_empty() {
-                            "unchanged"
+                            DiffAction::Unchanged
                         } else {
-                            "update"
+                            DiffAction::Update
                         },
                         changes,
                     }
@@ -244,7 +291,7 @@ impl ClusterHandle {
                 if labels::owned_by(live.metadata.labels.as_ref(), &opts.release) {
                     diffs.push(ObjectDiff {
                         object: id.clone(),
-                        action: "delete",
+                        action: DiffAction::Delete,
                         changes: Vec::new(),
                     });
                 }
@@ -341,7 +388,7 @@ fn comparable(id: &ObjectRef, mut object: Value) -> Value {
         }
     }
     if id.kind == "Secret" && id.api_version == "v1" {
-        crate::release::redact_secret_object(&mut object);
+        crate::redact::redact_secret_object(&mut object);
     }
     object
 }

@@ -23,13 +23,6 @@ pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> 
     }
 }
 
-/// Chooses rustls's `ring` provider for the process. Both `ring` (kube) and `aws-lc-rs`
-/// (vaultrs through reqwest) are linked, and rustls then refuses to guess, panicking on
-/// the first TLS connection. Idempotent; a provider already installed is kept.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// `(apiVersion, kind)` → the resource and whether it is namespaced.
 type DiscoveryCache = HashMap<(String, String), (ApiResource, bool)>;
 
@@ -50,7 +43,6 @@ impl ClusterHandle {
         kubeconfig: &Kubeconfig,
         context: &str,
     ) -> Result<ClusterHandle, ClusterError> {
-        install_crypto_provider();
         if !kubeconfig.contexts.iter().any(|c| c.name == context) {
             let known: Vec<&str> = kubeconfig
                 .contexts

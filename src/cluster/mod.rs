@@ -14,7 +14,7 @@ mod lock;
 mod objects;
 mod wait;
 
-pub use apply::{ApplyOptions, Conflict, FieldChange, ObjectDiff};
+pub use apply::{ApplyOptions, Conflict, DiffAction, FieldChange, ObjectDiff};
 pub use client::{load_kubeconfig, ClusterHandle};
 pub use lock::{host_name as lock_host, user_at_host, Lock, LockOptions};
 
@@ -30,7 +30,6 @@ pub use objects::{sort_for_apply, ObjectRef};
 pub use tokio_util::sync::CancellationToken;
 pub use wait::{Health, WaitOptions};
 
-use crate::error::ExitKind;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -130,23 +129,4 @@ pub enum ClusterError {
     Release { context: String, message: String },
     #[error("cluster `{context}`: cancelled")]
     Cancelled { context: String },
-}
-
-impl ClusterError {
-    pub fn exit_kind(&self) -> ExitKind {
-        match self {
-            ClusterError::Kubeconfig(_)
-            | ClusterError::Context { .. }
-            | ClusterError::InvalidObject { .. }
-            | ClusterError::UnknownKind { .. }
-            | ClusterError::Release { .. } => ExitKind::UserError,
-            ClusterError::Unreachable { .. } | ClusterError::Locked { .. } => ExitKind::Environment,
-            ClusterError::Conflict { .. }
-            | ClusterError::Api { .. }
-            | ClusterError::Unhealthy { .. }
-            | ClusterError::Timeout { .. }
-            | ClusterError::Records { .. }
-            | ClusterError::Cancelled { .. } => ExitKind::Failed,
-        }
-    }
 }

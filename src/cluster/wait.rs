@@ -186,18 +186,7 @@ impl ClusterHandle {
                 }
                 Update::Deployment(d) => {
                     let key = (d.namespace().unwrap_or_default(), d.name_any());
-                    // The revision counts only once the controller has seen the new
-                    // generation: before that, the previous revision's pods look new.
-                    let revision = d
-                        .annotations()
-                        .get(REVISION_ANNOTATION)
-                        .and_then(|r| r.parse().ok());
-                    match revision.filter(|_| {
-                        observed(
-                            d.as_ref(),
-                            d.status.as_ref().and_then(|s| s.observed_generation),
-                        )
-                    }) {
+                    match observed_revision(&d) {
                         Some(revision) => deployment_revisions.insert(key, revision),
                         None => deployment_revisions.remove(&key),
                     };
@@ -329,16 +318,13 @@ impl ClusterHandle {
                 else {
                     return Verdict::Innocent;
                 };
-                let revision: u64 = rs
-                    .annotations()
-                    .get(REVISION_ANNOTATION)
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0);
-                match deployment_revisions.get(&(ns.clone(), deployment.clone())) {
+                let current = deployment_revisions
+                    .get(&(ns.clone(), deployment.clone()))
+                    .copied();
+                match of_current_revision(&rs, current) {
                     None => return Verdict::Undecided,
-                    // An older ReplicaSet's pods are the previous revision going away.
-                    Some(current) if revision < *current => return Verdict::Innocent,
-                    Some(_) => ("Deployment", deployment),
+                    Some(false) => return Verdict::Innocent,
+                    Some(true) => ("Deployment", deployment),
                 }
             }
             kind @ ("StatefulSet" | "DaemonSet" | "Job") => (kind, owner.name.clone()),
@@ -391,6 +377,28 @@ fn fatal_container(pod: &Pod) -> Option<(String, String, String)> {
 
 fn observed<T: Resource>(object: &T, observed: Option<i64>) -> bool {
     observed.unwrap_or(0) >= object.meta().generation.unwrap_or(0)
+}
+
+/// The Deployment's revision, but only once the controller has observed its newest
+/// generation: before that, the previous revision's pods would look new.
+fn observed_revision(d: &Deployment) -> Option<u64> {
+    let revision = d
+        .annotations()
+        .get(REVISION_ANNOTATION)
+        .and_then(|r| r.parse().ok());
+    revision.filter(|_| observed(d, d.status.as_ref().and_then(|s| s.observed_generation)))
+}
+
+/// Whether the pods of ReplicaSet `rs` belong to its Deployment's `current` revision
+/// (`None` while that revision is not known yet). An older ReplicaSet's pods are the
+/// previous revision going away.
+fn of_current_revision(rs: &ReplicaSet, current: Option<u64>) -> Option<bool> {
+    let revision: u64 = rs
+        .annotations()
+        .get(REVISION_ANNOTATION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    current.map(|current| revision >= current)
 }
 
 /// As `kubectl rollout status`: the new generation observed, every replica updated and
@@ -527,5 +535,555 @@ impl ClusterHandle {
         Ok(Some(
             health.unwrap_or_else(|| Health::Failed("missing".into())),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The health rules on status fixtures, as the controllers write them. Each test
+    //! shows both sides of a rule: the status that is not healthy yet, and the one
+    //! change that makes it healthy (or failed).
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn from<K: serde::de::DeserializeOwned>(fixture: Value) -> K {
+        serde_json::from_value(fixture).expect("a valid fixture")
+    }
+
+    fn progressing(why: &str) -> Health {
+        Health::Progressing(why.into())
+    }
+
+    /// A Deployment of `want` replicas at generation 2, its controller done with it;
+    /// `status` fields override the finished status.
+    fn deployment(want: Option<i32>, status: Value) -> Deployment {
+        let mut finished = json!({
+            "observedGeneration": 2, "replicas": 3, "updatedReplicas": 3,
+            "readyReplicas": 3, "availableReplicas": 3,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+            ]
+        });
+        override_fields(&mut finished, status);
+        let mut spec = json!({
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": "web:2"}]}}
+        });
+        if let Some(want) = want {
+            spec["replicas"] = json!(want);
+        }
+        from(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns", "generation": 2,
+                         "annotations": {REVISION_ANNOTATION: "2"}},
+            "spec": spec,
+            "status": finished
+        }))
+    }
+
+    /// Overrides top-level status fields; `null` removes one.
+    fn override_fields(status: &mut Value, changes: Value) {
+        let (Value::Object(status), Value::Object(changes)) = (status, changes) else {
+            panic!("status fixtures are objects");
+        };
+        for (key, value) in changes {
+            if value.is_null() {
+                status.remove(&key);
+            } else {
+                status.insert(key, value);
+            }
+        }
+    }
+
+    #[test]
+    fn deployment_without_status_is_progressing() {
+        let mut d = deployment(Some(3), json!({}));
+        assert_eq!(deployment_health(&d), Health::Ready);
+        d.status = None;
+        assert_eq!(deployment_health(&d), progressing("no status yet"));
+    }
+
+    #[test]
+    fn deployment_waits_for_its_generation_to_be_observed() {
+        // The status still describes generation 1: all its replicas look fine.
+        let stale = deployment(Some(3), json!({"observedGeneration": 1}));
+        assert_eq!(
+            deployment_health(&stale),
+            progressing("new generation not observed yet")
+        );
+        let unobserved = deployment(Some(3), json!({"observedGeneration": null}));
+        assert_eq!(
+            deployment_health(&unobserved),
+            progressing("new generation not observed yet")
+        );
+        let seen = deployment(Some(3), json!({"observedGeneration": 2}));
+        assert_eq!(deployment_health(&seen), Health::Ready);
+    }
+
+    #[test]
+    fn deployment_progress_deadline_exceeded_is_a_failure() {
+        let stuck = deployment(
+            Some(3),
+            json!({"updatedReplicas": 1, "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                 "message": "ReplicaSet \"web-2\" has timed out progressing."}
+            ]}),
+        );
+        assert_eq!(
+            deployment_health(&stuck),
+            Health::Failed(
+                "ProgressDeadlineExceeded: ReplicaSet \"web-2\" has timed out progressing.".into()
+            )
+        );
+        // The same status while the controller still counts it as progressing.
+        let moving = deployment(
+            Some(3),
+            json!({"updatedReplicas": 1, "conditions": [
+                {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}
+            ]}),
+        );
+        assert_eq!(
+            deployment_health(&moving),
+            progressing("1 of 3 replicas updated")
+        );
+    }
+
+    #[test]
+    fn deployment_progress_deadline_of_an_older_generation_is_not_judged() {
+        // A deadline the controller reported before it saw the new spec says nothing
+        // about the new revision.
+        let d = deployment(
+            Some(3),
+            json!({"observedGeneration": 1, "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+            ]}),
+        );
+        assert_eq!(
+            deployment_health(&d),
+            progressing("new generation not observed yet")
+        );
+    }
+
+    #[test]
+    fn deployment_needs_every_replica_updated() {
+        let d = deployment(Some(3), json!({"updatedReplicas": 2, "replicas": 3}));
+        assert_eq!(
+            deployment_health(&d),
+            progressing("2 of 3 replicas updated")
+        );
+        let d = deployment(Some(3), json!({"updatedReplicas": null}));
+        assert_eq!(
+            deployment_health(&d),
+            progressing("0 of 3 replicas updated")
+        );
+        let d = deployment(Some(3), json!({"updatedReplicas": 3}));
+        assert_eq!(deployment_health(&d), Health::Ready);
+    }
+
+    #[test]
+    fn deployment_waits_for_old_replicas_to_go() {
+        // Surge: 3 new replicas, 1 old one still counted in `replicas`.
+        let d = deployment(Some(3), json!({"replicas": 4}));
+        assert_eq!(
+            deployment_health(&d),
+            progressing("1 old replicas terminating")
+        );
+        let d = deployment(Some(3), json!({"replicas": 3}));
+        assert_eq!(deployment_health(&d), Health::Ready);
+    }
+
+    #[test]
+    fn deployment_needs_its_updated_replicas_available() {
+        let d = deployment(Some(3), json!({"availableReplicas": 2, "readyReplicas": 2}));
+        assert_eq!(
+            deployment_health(&d),
+            progressing("2 of 3 updated replicas available")
+        );
+        // Ready but not yet available for minReadySeconds counts as not available.
+        let d = deployment(
+            Some(3),
+            json!({"availableReplicas": null, "readyReplicas": 3}),
+        );
+        assert_eq!(
+            deployment_health(&d),
+            progressing("0 of 3 updated replicas available")
+        );
+        let d = deployment(Some(3), json!({"availableReplicas": 3}));
+        assert_eq!(deployment_health(&d), Health::Ready);
+    }
+
+    #[test]
+    fn deployment_replicas_default_to_one_and_zero_is_ready_at_once() {
+        let one = json!({"replicas": 1, "updatedReplicas": 1, "availableReplicas": 1});
+        assert_eq!(deployment_health(&deployment(None, one)), Health::Ready);
+        let none = json!({"replicas": 0, "updatedReplicas": 0, "availableReplicas": 0});
+        assert_eq!(
+            deployment_health(&deployment(None, none.clone())),
+            progressing("0 of 1 replicas updated")
+        );
+        // Scaled to zero (the status then omits its counts).
+        let zero = json!({"replicas": null, "updatedReplicas": null, "availableReplicas": null});
+        assert_eq!(deployment_health(&deployment(Some(0), zero)), Health::Ready);
+        assert_eq!(deployment_health(&deployment(Some(0), none)), Health::Ready);
+    }
+
+    fn statefulset(status: Value) -> StatefulSet {
+        let mut finished = json!({
+            "observedGeneration": 2, "replicas": 3, "readyReplicas": 3,
+            "currentReplicas": 3, "updatedReplicas": 3, "availableReplicas": 3,
+            "currentRevision": "db-7d4b9c", "updateRevision": "db-7d4b9c"
+        });
+        override_fields(&mut finished, status);
+        from(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "ns", "generation": 2},
+            "spec": {"replicas": 3, "serviceName": "db",
+                     "selector": {"matchLabels": {"app": "db"}},
+                     "template": {"metadata": {"labels": {"app": "db"}},
+                                  "spec": {"containers": [{"name": "db", "image": "db:2"}]}}},
+            "status": finished
+        }))
+    }
+
+    #[test]
+    fn statefulset_waits_for_status_and_its_generation() {
+        let mut s = statefulset(json!({}));
+        assert_eq!(statefulset_health(&s), Health::Ready);
+        s.status = None;
+        assert_eq!(statefulset_health(&s), progressing("no status yet"));
+        let stale = statefulset(json!({"observedGeneration": 1}));
+        assert_eq!(
+            statefulset_health(&stale),
+            progressing("new generation not observed yet")
+        );
+    }
+
+    #[test]
+    fn statefulset_needs_every_replica_ready_then_updated() {
+        let s = statefulset(json!({"readyReplicas": 2}));
+        assert_eq!(statefulset_health(&s), progressing("2 of 3 replicas ready"));
+        let s = statefulset(json!({"readyReplicas": null}));
+        assert_eq!(statefulset_health(&s), progressing("0 of 3 replicas ready"));
+        let s = statefulset(json!({"updatedReplicas": 2}));
+        assert_eq!(
+            statefulset_health(&s),
+            progressing("2 of 3 replicas updated")
+        );
+        let s = statefulset(json!({"readyReplicas": 3, "updatedReplicas": 3}));
+        assert_eq!(statefulset_health(&s), Health::Ready);
+    }
+
+    #[test]
+    fn statefulset_rolling_update_ends_when_current_revision_is_the_update_revision() {
+        // Every replica counted updated and ready, but the controller has not yet moved
+        // currentRevision: the last old pod is still being replaced.
+        let rolling =
+            statefulset(json!({"currentRevision": "db-5f8d2a", "updateRevision": "db-7d4b9c"}));
+        assert_eq!(
+            statefulset_health(&rolling),
+            progressing("rolling update in progress")
+        );
+        let done =
+            statefulset(json!({"currentRevision": "db-7d4b9c", "updateRevision": "db-7d4b9c"}));
+        assert_eq!(statefulset_health(&done), Health::Ready);
+        // A status without revisions (an older controller) is judged by its counts.
+        let counts_only = statefulset(json!({"currentRevision": null, "updateRevision": null}));
+        assert_eq!(statefulset_health(&counts_only), Health::Ready);
+        let no_current = statefulset(json!({"currentRevision": null}));
+        assert_eq!(
+            statefulset_health(&no_current),
+            progressing("rolling update in progress")
+        );
+    }
+
+    fn daemonset(status: Value) -> DaemonSet {
+        let mut finished = json!({
+            "observedGeneration": 2, "desiredNumberScheduled": 2,
+            "currentNumberScheduled": 2, "numberMisscheduled": 0, "numberReady": 2,
+            "updatedNumberScheduled": 2, "numberAvailable": 2
+        });
+        override_fields(&mut finished, status);
+        from(json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "ns", "generation": 2},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "template": {"metadata": {"labels": {"app": "agent"}},
+                                  "spec": {"containers": [{"name": "agent", "image": "agent:2"}]}}},
+            "status": finished
+        }))
+    }
+
+    #[test]
+    fn daemonset_waits_for_status_and_its_generation() {
+        let mut d = daemonset(json!({}));
+        assert_eq!(daemonset_health(&d), Health::Ready);
+        d.status = None;
+        assert_eq!(daemonset_health(&d), progressing("no status yet"));
+        let stale = daemonset(json!({"observedGeneration": 1}));
+        assert_eq!(
+            daemonset_health(&stale),
+            progressing("new generation not observed yet")
+        );
+    }
+
+    #[test]
+    fn daemonset_needs_an_updated_pod_on_every_scheduled_node() {
+        let d = daemonset(json!({"updatedNumberScheduled": 1}));
+        assert_eq!(daemonset_health(&d), progressing("1 of 2 pods updated"));
+        let d = daemonset(json!({"updatedNumberScheduled": null}));
+        assert_eq!(daemonset_health(&d), progressing("0 of 2 pods updated"));
+        let d = daemonset(json!({"updatedNumberScheduled": 2}));
+        assert_eq!(daemonset_health(&d), Health::Ready);
+    }
+
+    #[test]
+    fn daemonset_needs_every_pod_available() {
+        // The controller reports the unavailable pod both ways; the rule reads
+        // numberAvailable, as `kubectl rollout status` does.
+        let d = daemonset(json!({"numberAvailable": 1, "numberUnavailable": 1}));
+        assert_eq!(daemonset_health(&d), progressing("1 of 2 pods available"));
+        let d = daemonset(json!({"numberAvailable": null, "numberUnavailable": 2}));
+        assert_eq!(daemonset_health(&d), progressing("0 of 2 pods available"));
+        let d = daemonset(json!({"numberAvailable": 2, "numberUnavailable": null}));
+        assert_eq!(daemonset_health(&d), Health::Ready);
+    }
+
+    #[test]
+    fn daemonset_on_no_matching_node_is_ready() {
+        let none = json!({"desiredNumberScheduled": 0, "currentNumberScheduled": 0,
+                          "numberReady": 0, "updatedNumberScheduled": null,
+                          "numberAvailable": null});
+        assert_eq!(daemonset_health(&daemonset(none)), Health::Ready);
+        let one = json!({"desiredNumberScheduled": 1, "updatedNumberScheduled": null,
+                         "numberAvailable": null});
+        assert_eq!(
+            daemonset_health(&daemonset(one)),
+            progressing("0 of 1 pods updated")
+        );
+    }
+
+    fn job(conditions: Value) -> Job {
+        from(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "migrate", "namespace": "ns"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "migrate", "image": "migrate:2"}]}}},
+            "status": {"active": 1, "conditions": conditions}
+        }))
+    }
+
+    #[test]
+    fn job_is_ready_only_when_complete() {
+        let mut j = job(json!([]));
+        assert_eq!(job_health(&j), progressing("not complete"));
+        j.status = None;
+        assert_eq!(job_health(&j), progressing("not complete"));
+        let not_yet = job(json!([{"type": "Complete", "status": "False"}]));
+        assert_eq!(job_health(&not_yet), progressing("not complete"));
+        let done = job(json!([
+            {"type": "SuccessCriteriaMet", "status": "True"},
+            {"type": "Complete", "status": "True"}
+        ]));
+        assert_eq!(job_health(&done), Health::Ready);
+    }
+
+    #[test]
+    fn job_failed_is_a_failure_with_its_message_else_its_reason() {
+        let with_message = job(json!([{"type": "Failed", "status": "True",
+            "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]));
+        assert_eq!(
+            job_health(&with_message),
+            Health::Failed("job failed: Job has reached the specified backoff limit".into())
+        );
+        let reason_only = job(json!([{"type": "Failed", "status": "True",
+                                      "reason": "DeadlineExceeded"}]));
+        assert_eq!(
+            job_health(&reason_only),
+            Health::Failed("job failed: DeadlineExceeded".into())
+        );
+        // Not failed yet: the condition is false, or only the target of a failure
+        // (Kubernetes >= 1.31 sets FailureTarget before it terminates the pods).
+        let cleared = job(json!([{"type": "Failed", "status": "False"}]));
+        assert_eq!(job_health(&cleared), progressing("not complete"));
+        let target = job(json!([{"type": "FailureTarget", "status": "True",
+                                 "reason": "BackoffLimitExceeded"}]));
+        assert_eq!(job_health(&target), progressing("not complete"));
+    }
+
+    #[test]
+    fn suspended_job_is_not_complete() {
+        let suspended = job(json!([{"type": "Suspended", "status": "True"}]));
+        assert_eq!(job_health(&suspended), progressing("not complete"));
+    }
+
+    /// A pod whose containers are in the given states (`init` for init containers).
+    fn pod(init: Value, containers: Value) -> Pod {
+        from(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-2-abcde", "namespace": "ns"},
+            "spec": {"containers": [{"name": "web", "image": "web:2"}]},
+            "status": {"phase": "Running",
+                       "initContainerStatuses": init,
+                       "containerStatuses": containers}
+        }))
+    }
+
+    fn container(name: &str, state: Value, restarts: i32) -> Value {
+        json!({"name": name, "image": "web:2", "imageID": "", "ready": false,
+               "restartCount": restarts, "state": state})
+    }
+
+    fn waiting(reason: &str) -> Value {
+        json!({"waiting": {"reason": reason, "message": format!("{reason} for web")}})
+    }
+
+    fn fatal(pod: &Pod) -> Option<(String, String)> {
+        fatal_container(pod).map(|(container, reason, _)| (container, reason))
+    }
+
+    #[test]
+    fn every_fatal_waiting_reason_fails_the_pod() {
+        for reason in FATAL_WAITING {
+            let p = pod(json!([]), json!([container("web", waiting(reason), 0)]));
+            assert_eq!(
+                fatal_container(&p),
+                Some((
+                    "web".into(),
+                    reason.to_string(),
+                    format!("{reason} for web")
+                )),
+                "{reason}"
+            );
+        }
+        // What every pod goes through on its way up is not fatal.
+        for reason in ["ContainerCreating", "PodInitializing"] {
+            let p = pod(json!([]), json!([container("web", waiting(reason), 0)]));
+            assert_eq!(fatal(&p), None, "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_broken_init_container_fails_the_pod_before_its_containers() {
+        let p = pod(
+            json!([container("migrate", waiting("CrashLoopBackOff"), 3)]),
+            json!([container("web", waiting("PodInitializing"), 0)]),
+        );
+        assert_eq!(
+            fatal(&p),
+            Some(("migrate".into(), "CrashLoopBackOff".into()))
+        );
+        let p = pod(
+            json!([container(
+                "migrate",
+                json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+                0
+            )]),
+            json!([container("web", waiting("PodInitializing"), 0)]),
+        );
+        assert_eq!(fatal(&p), None);
+    }
+
+    #[test]
+    fn the_first_broken_container_is_named() {
+        let p = pod(
+            json!([]),
+            json!([
+                container("sidecar", json!({"running": {}}), 0),
+                container("web", waiting("ImagePullBackOff"), 0),
+                container("worker", waiting("CrashLoopBackOff"), 4)
+            ]),
+        );
+        assert_eq!(fatal(&p), Some(("web".into(), "ImagePullBackOff".into())));
+    }
+
+    #[test]
+    fn restart_counts_alone_do_not_fail_a_pod_the_waiting_reason_does() {
+        // Restarted often, running again now: it may have recovered.
+        let recovered = pod(
+            json!([]),
+            json!([container("web", json!({"running": {}}), 7)]),
+        );
+        assert_eq!(fatal(&recovered), None);
+        // Just exited with an error: the kubelet has not backed off yet.
+        let exited = pod(
+            json!([]),
+            json!([container(
+                "web",
+                json!({"terminated": {"exitCode": 1, "reason": "Error"}}),
+                1
+            )]),
+        );
+        assert_eq!(fatal(&exited), None);
+        // Backing off after its first restart.
+        let looping = pod(
+            json!([]),
+            json!([container("web", waiting("CrashLoopBackOff"), 1)]),
+        );
+        assert_eq!(
+            fatal(&looping),
+            Some(("web".into(), "CrashLoopBackOff".into()))
+        );
+    }
+
+    #[test]
+    fn a_pod_without_container_statuses_is_not_failing() {
+        let mut p = pod(json!(null), json!(null));
+        assert_eq!(fatal(&p), None);
+        p.status = None;
+        assert_eq!(fatal(&p), None);
+        let waiting_without_reason = pod(
+            json!([]),
+            json!([container("web", json!({"waiting": {}}), 0)]),
+        );
+        assert_eq!(fatal(&waiting_without_reason), None);
+    }
+
+    #[test]
+    fn a_deployment_revision_counts_once_its_generation_is_observed() {
+        let observed = deployment(Some(3), json!({"observedGeneration": 2}));
+        assert_eq!(observed_revision(&observed), Some(2));
+        let stale = deployment(Some(3), json!({"observedGeneration": 1}));
+        assert_eq!(observed_revision(&stale), None);
+        let mut unannotated = observed.clone();
+        unannotated.metadata.annotations = None;
+        assert_eq!(observed_revision(&unannotated), None);
+        let mut garbled = observed;
+        garbled.metadata.annotations =
+            Some([(REVISION_ANNOTATION.to_string(), "two".to_string())].into());
+        assert_eq!(observed_revision(&garbled), None);
+    }
+
+    fn replicaset(revision: Option<&str>) -> ReplicaSet {
+        let mut annotations = serde_json::Map::new();
+        if let Some(revision) = revision {
+            annotations.insert(REVISION_ANNOTATION.into(), json!(revision));
+        }
+        from(json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web-2", "namespace": "ns", "annotations": annotations},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}}
+        }))
+    }
+
+    #[test]
+    fn pods_of_older_replicasets_are_the_previous_revision_going_away() {
+        assert_eq!(
+            of_current_revision(&replicaset(Some("1")), Some(2)),
+            Some(false)
+        );
+        assert_eq!(
+            of_current_revision(&replicaset(Some("2")), Some(2)),
+            Some(true)
+        );
+        // A rollback gives an old ReplicaSet the newest revision number.
+        assert_eq!(
+            of_current_revision(&replicaset(Some("3")), Some(2)),
+            Some(true)
+        );
+        assert_eq!(of_current_revision(&replicaset(None), Some(1)), Some(false));
+        // Until the Deployment shows its observed revision, nothing can be told.
+        assert_eq!(of_current_revision(&replicaset(Some("2")), None), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Environment files and release descriptors: their types, loading and validation.
 //!
-//! Owns: the file formats of MISSION.md (`environments/<env>.yaml`,
+//! Owns: the file formats of docs/configuration.md (`environments/<env>.yaml`,
 //! `releases/<name>/release.yaml`), finding them under the deployment repo root, and
 //! every check that can be made without rendering a chart, a cluster or Vault. Errors
 //! name the file, the field path (`spec.scaling[1].replicas[0].count`), the offending

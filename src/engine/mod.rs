@@ -1,4 +1,4 @@
-//! Chart rendering: loading a chart, merging values in MISSION.md's precedence, and
+//! Chart rendering: loading a chart, merging values in the documented precedence, and
 //! rendering Handlebars templates (with Helm-style helpers) into Kubernetes objects,
 //! once per cluster.
 //!

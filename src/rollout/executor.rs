@@ -10,7 +10,7 @@
 
 use super::plan::Plan;
 use super::progress::{Phase, Reporter};
-use super::report::{Before, ClusterResult, Overall, Report, RunResult};
+use super::report::{ClusterResult, Overall, Report, RevisionRef, RunResult};
 use crate::cluster::CancellationToken;
 use crate::config::OnFailure;
 use futures::StreamExt;
@@ -56,7 +56,7 @@ pub enum StepOutcome {
     /// Something changed and `revision` was recorded; `error` when it is not healthy
     /// (or was stopped before it was).
     Changed {
-        before: Option<Before>,
+        before: Option<RevisionRef>,
         revision: u32,
         error: Option<StepError>,
     },
@@ -79,7 +79,7 @@ pub trait ClusterSteps {
     fn restore(
         &self,
         context: &str,
-        before: Option<&Before>,
+        before: Option<&RevisionRef>,
         reporter: &Reporter,
     ) -> impl Future<Output = Result<Option<u32>, StepError>>;
 }
@@ -94,7 +94,12 @@ pub struct RunInfo {
 }
 
 /// The command that finishes putting `context` back, once it is reachable.
-pub fn finish_command(release: &str, env: &str, context: &str, before: Option<&Before>) -> String {
+pub fn finish_command(
+    release: &str,
+    env: &str,
+    context: &str,
+    before: Option<&RevisionRef>,
+) -> String {
     match before {
         Some(b) => format!(
             "flotilla rollback {release} --env {env} --to {} --clusters {context}",
@@ -353,8 +358,8 @@ mod tests {
         fn logged(&self) -> Vec<String> {
             self.log.lock().unwrap().clone()
         }
-        fn before(&self, context: &str) -> Option<Before> {
-            (!self.fresh.iter().any(|f| f == context)).then(|| Before {
+        fn before(&self, context: &str) -> Option<RevisionRef> {
+            (!self.fresh.iter().any(|f| f == context)).then(|| RevisionRef {
                 revision: 3,
                 deployment_id: "20261101T000000Z-0001".into(),
             })
@@ -406,7 +411,7 @@ mod tests {
         async fn restore(
             &self,
             context: &str,
-            before: Option<&Before>,
+            before: Option<&RevisionRef>,
             _: &Reporter,
         ) -> Result<Option<u32>, StepError> {
             self.log(format!(

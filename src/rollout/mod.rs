@@ -7,16 +7,17 @@
 //! coordinated restore of every cluster the run changed), live [`progress`] and the
 //! [`report`] (summary table, JSON, the commands that finish an interrupted job).
 //!
-//! Must not: talk to a cluster or to Vault itself. The per-cluster steps are behind the
-//! [`ClusterSteps`] trait; [`kube_steps`] implements them on
-//! [`crate::action::cluster_release`], and the tests drive the executor with a scripted
-//! double. Rendering and secret resolution happen before the executor starts, so that
-//! nothing is touched when a secret or a template is wrong.
+//! Must not: talk to a cluster itself. The per-cluster steps are behind the
+//! [`ClusterSteps`] trait; [`kube_steps`] implements them on [`crate::ops`], and the
+//! tests drive the executor with a scripted double. Rendering and secret resolution
+//! ([`prepare`]) happen before the executor starts, so that nothing is touched when a
+//! secret or a template is wrong.
 
 pub mod executor;
 pub mod id;
 pub mod kube_steps;
 pub mod plan;
+pub mod prepare;
 pub mod progress;
 pub mod report;
 

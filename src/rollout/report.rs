@@ -9,7 +9,7 @@ use tabled::{Table, Tabled};
 
 /// A recorded revision and the run that recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Before {
+pub struct RevisionRef {
     pub revision: u32,
     pub deployment_id: String,
 }
@@ -52,7 +52,7 @@ pub struct ClusterResult {
     pub context: String,
     pub wave: u32,
     /// What it ran before this run (none: the release was not installed).
-    pub before: Option<Before>,
+    pub before: Option<RevisionRef>,
     /// The revision this run recorded (a deploy, or a rollback of `rollout`).
     pub deployed: Option<u32>,
     /// The revision a restore recorded (none when it uninstalled a first install).

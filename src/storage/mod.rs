@@ -1,158 +1,46 @@
-//! Release records kept in each cluster: one Kubernetes Secret per revision, compressed,
-//! labelled for listing; history limit.
+//! Release records: where the revisions of one release in one cluster are kept.
+//!
+//! As Helm's `pkg/storage` over its drivers: [`RecordStore`] is what the per-cluster
+//! operations need of a store; [`SecretStore`] keeps records as Secrets in the cluster
+//! (production), [`MemoryStore`] in memory (unit tests of the operations, no cluster).
+//! The rules that apply whatever the store (the history limit) are provided methods of
+//! the trait, so both behave alike.
 //!
 //! Must not: apply workload objects or decide what to deploy.
-//!
-//! Layout (chosen here, relied on by `history` and by other tools that list records):
-//! - name `flotilla.<release>.v<revision>` in the release namespace;
-//! - type `flotilla.dev/release.v1`;
-//! - labels `owner=flotilla`, `flotilla.dev/release`, `flotilla.dev/revision`,
-//!   `flotilla.dev/status`, `flotilla.dev/deployment-id`;
-//! - data key `release`: the record as JSON, gzip-compressed (the API's own base64 on
-//!   top, as for every Secret).
 
-use crate::cluster::{labels, ClusterError, ClusterHandle};
-use crate::release::{ReleaseRecord, Status};
-use flate2::{read::GzDecoder, write::GzEncoder, Compression};
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
+mod memory;
+mod secrets;
 
-pub const RECORD_TYPE: &str = "flotilla.dev/release.v1";
-pub const RECORD_PREFIX: &str = "flotilla";
+pub use memory::MemoryStore;
+pub use secrets::{record_name, SecretStore, RECORD_PREFIX, RECORD_TYPE};
+
+use crate::cluster::ClusterError;
+use crate::release::{History, ReleaseRecord, Status};
+
+/// Revisions kept per release and cluster unless `--history-max` says otherwise.
 pub const DEFAULT_HISTORY_LIMIT: usize = 10;
-const DATA_KEY: &str = "release";
-const OWNER_LABEL: &str = "owner";
-const REVISION_LABEL: &str = "flotilla.dev/revision";
-const STATUS_LABEL: &str = "flotilla.dev/status";
-const DEPLOYMENT_LABEL: &str = "flotilla.dev/deployment-id";
 
 /// The records of one release in one cluster.
-#[derive(Clone)]
-pub struct RecordStore {
-    api: Api<Secret>,
-    context: String,
-    namespace: String,
-    release: String,
-}
-
-pub fn record_name(release: &str, revision: u32) -> String {
-    format!("{RECORD_PREFIX}.{release}.v{revision}")
-}
-
-impl RecordStore {
-    pub fn new(cluster: &ClusterHandle, namespace: &str, release: &str) -> RecordStore {
-        RecordStore {
-            api: Api::namespaced(cluster.client(), namespace),
-            context: cluster.context().to_owned(),
-            namespace: namespace.to_owned(),
-            release: release.to_owned(),
-        }
-    }
-
-    fn error(&self, action: &str, source: impl std::fmt::Display) -> ClusterError {
-        ClusterError::Records {
-            context: self.context.clone(),
-            namespace: self.namespace.clone(),
-            release: self.release.clone(),
-            message: format!("{action}: {source}"),
-        }
-    }
-
+// Every caller awaits these futures on the task that made them (no spawn), so their
+// auto traits need not be named.
+#[allow(async_fn_in_trait)]
+pub trait RecordStore {
     /// Every record of the release, oldest revision first.
-    pub async fn list(&self) -> Result<Vec<ReleaseRecord>, ClusterError> {
-        let selector = format!(
-            "{OWNER_LABEL}={},{}={}",
-            labels::MANAGER,
-            labels::RELEASE,
-            self.release
-        );
-        let secrets = match self
-            .api
-            .list(&ListParams::default().labels(&selector))
-            .await
-        {
-            Ok(list) => list.items,
-            Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
-            // The first request of every command: a transport failure here is the
-            // cluster being unreachable (exit code 3), not a problem with the records.
-            Err(err @ (kube::Error::HyperError(_) | kube::Error::Service(_))) => {
-                return Err(ClusterError::Unreachable {
-                    context: self.context.clone(),
-                    message: format!("cannot list release records: {err}"),
-                })
-            }
-            Err(err) => return Err(self.error("cannot list release records", err)),
-        };
-        let mut records = secrets
-            .iter()
-            .filter(|s| s.type_.as_deref() == Some(RECORD_TYPE))
-            .map(|s| self.decode(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        records.sort_by_key(|r| r.revision);
-        Ok(records)
-    }
-
-    pub async fn get(&self, revision: u32) -> Result<Option<ReleaseRecord>, ClusterError> {
-        match self
-            .api
-            .get_opt(&record_name(&self.release, revision))
-            .await
-        {
-            Ok(Some(secret)) => self.decode(&secret).map(Some),
-            Ok(None) => Ok(None),
-            Err(err) => Err(self.error(&format!("cannot read revision {revision}"), err)),
-        }
-    }
-
-    pub async fn create(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
-        let secret = self.encode(record)?;
-        self.api
-            .create(&PostParams::default(), &secret)
-            .await
-            .map_err(|err| {
-                self.error(&format!("cannot store revision {}", record.revision), err)
-            })?;
-        Ok(())
-    }
-
+    async fn list(&self) -> Result<Vec<ReleaseRecord>, ClusterError>;
+    async fn create(&self, record: &ReleaseRecord) -> Result<(), ClusterError>;
     /// Rewrites a record (its status, description, timestamps).
-    pub async fn update(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
-        let secret = self.encode(record)?;
-        let params = kube::api::PatchParams::apply(crate::cluster::FIELD_MANAGER).force();
-        self.api
-            .patch(
-                &record_name(&self.release, record.revision),
-                &params,
-                &kube::api::Patch::Apply(&secret),
-            )
-            .await
-            .map_err(|err| {
-                self.error(&format!("cannot update revision {}", record.revision), err)
-            })?;
-        Ok(())
-    }
+    async fn update(&self, record: &ReleaseRecord) -> Result<(), ClusterError>;
+    /// Deletes a revision; one that is not there is no error.
+    async fn delete(&self, revision: u32) -> Result<(), ClusterError>;
 
-    pub async fn delete(&self, revision: u32) -> Result<(), ClusterError> {
-        match self
-            .api
-            .delete(
-                &record_name(&self.release, revision),
-                &DeleteParams::default(),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(err) => Err(self.error(&format!("cannot delete revision {revision}"), err)),
-        }
+    /// The records as a [`History`].
+    async fn history(&self) -> Result<History, ClusterError> {
+        Ok(History::new(self.list().await?))
     }
 
     /// Deletes the oldest records beyond `limit`, never the deployed or a pending one:
     /// those are what `status` and the repair of a killed run read.
-    pub async fn prune_history(&self, limit: usize) -> Result<Vec<u32>, ClusterError> {
+    async fn prune_history(&self, limit: usize) -> Result<Vec<u32>, ClusterError> {
         let records = self.list().await?;
         let excess = records.len().saturating_sub(limit.max(1));
         let mut deleted = Vec::new();
@@ -167,45 +55,5 @@ impl RecordStore {
             deleted.push(record.revision);
         }
         Ok(deleted)
-    }
-
-    fn encode(&self, record: &ReleaseRecord) -> Result<Secret, ClusterError> {
-        let json = serde_json::to_vec(record).map_err(|e| self.error("cannot encode", e))?;
-        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-        gz.write_all(&json)
-            .and_then(|_| gz.finish())
-            .map_err(|e| self.error("cannot compress", e))
-            .map(|bytes| Secret {
-                metadata: ObjectMeta {
-                    name: Some(record_name(&record.name, record.revision)),
-                    namespace: Some(record.namespace.clone()),
-                    labels: Some(BTreeMap::from([
-                        (OWNER_LABEL.to_owned(), labels::MANAGER.to_owned()),
-                        (labels::RELEASE.to_owned(), record.name.clone()),
-                        (REVISION_LABEL.to_owned(), record.revision.to_string()),
-                        (STATUS_LABEL.to_owned(), record.status.as_str().to_owned()),
-                        (DEPLOYMENT_LABEL.to_owned(), record.deployment_id.clone()),
-                    ])),
-                    ..Default::default()
-                },
-                type_: Some(RECORD_TYPE.to_owned()),
-                data: Some(BTreeMap::from([(DATA_KEY.to_owned(), ByteString(bytes))])),
-                ..Default::default()
-            })
-    }
-
-    fn decode(&self, secret: &Secret) -> Result<ReleaseRecord, ClusterError> {
-        let name = secret.metadata.name.clone().unwrap_or_default();
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(DATA_KEY))
-            .ok_or_else(|| self.error(&format!("record {name}"), "has no `release` data"))?;
-        let mut json = Vec::new();
-        GzDecoder::new(bytes.0.as_slice())
-            .read_to_end(&mut json)
-            .map_err(|e| self.error(&format!("record {name} is not gzip"), e))?;
-        serde_json::from_slice(&json)
-            .map_err(|e| self.error(&format!("record {name} is not a release record"), e))
     }
 }

@@ -2,7 +2,6 @@
 //! and settings (found before Vault is asked, exit 2) and what Vault answers or fails to
 //! answer (exit 3). No message here ever holds a secret value, a token or a secret id.
 
-use crate::error::ExitKind;
 use std::fmt;
 use std::path::PathBuf;
 use thiserror::Error;
@@ -58,32 +57,6 @@ pub enum VaultError {
 }
 
 impl VaultError {
-    /// 2 for what is wrong in files, variables or mappings (nothing asked of Vault yet);
-    /// 3 for what Vault answered or failed to answer: missing secrets, denials, bad
-    /// credentials, sealed or unreachable.
-    pub fn exit_kind(&self) -> ExitKind {
-        match self {
-            VaultError::Config(_)
-            | VaultError::NoAddress { .. }
-            | VaultError::Setting { .. }
-            | VaultError::Mapping { .. } => ExitKind::UserError,
-            VaultError::Login { .. }
-            | VaultError::Server { .. }
-            | VaultError::Unresolved(_)
-            | VaultError::CheckFailed { .. } => ExitKind::Environment,
-            VaultError::Many(errors) => {
-                if errors
-                    .iter()
-                    .any(|e| e.exit_kind() == ExitKind::Environment)
-                {
-                    ExitKind::Environment
-                } else {
-                    ExitKind::UserError
-                }
-            }
-        }
-    }
-
     /// One error for a list of them: itself when alone.
     pub(crate) fn from_many(mut errors: Vec<VaultError>) -> Option<VaultError> {
         match errors.len() {

@@ -372,7 +372,10 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("no error"));
         assert!(matches!(err, VaultError::Config(_)), "{err:?}");
-        assert_eq!(err.exit_kind(), crate::error::ExitKind::UserError);
+        assert_eq!(
+            crate::exit::Classify::exit_kind(&err),
+            crate::exit::ExitKind::UserError
+        );
         let text = err.to_string();
         for expected in [
             "releases/app1/release.yaml",
@@ -403,7 +406,10 @@ mod tests {
         let err = SecretPlan::build(&bad, &environment(1))
             .err()
             .unwrap_or_else(|| panic!("no error"));
-        assert_eq!(err.exit_kind(), crate::error::ExitKind::UserError);
+        assert_eq!(
+            crate::exit::Classify::exit_kind(&err),
+            crate::exit::ExitKind::UserError
+        );
         let text = err.to_string();
         assert!(
             text.contains(

@@ -3,8 +3,8 @@
 //! objects built in code (the cluster layer takes rendered objects).
 #![allow(dead_code)]
 
-use flotilla::action::cluster_release::{Rendered, RunOptions};
 use flotilla::cluster::{load_kubeconfig, ClusterHandle, LockOptions};
+use flotilla::ops::{Rendered, RunOptions};
 use flotilla::release::ChartRef;
 use flotilla_fleet::testing::Fleet;
 use serde_json::{json, Value};
@@ -25,6 +25,7 @@ pub async fn cluster(test: &str) -> TestCluster {
 /// The first cluster of the shared fleet, in an existing namespace (a child process
 /// gets the parent's fleet through `FLOTILLA_FLEET_DIR`).
 pub async fn cluster_in(namespace: &str) -> TestCluster {
+    flotilla::install_tls_provider();
     let fleet = Fleet::shared();
     let kubeconfig = load_kubeconfig(Some(&fleet.kubeconfig())).expect("fleet kubeconfig");
     let context = fleet

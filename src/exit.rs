@@ -1,0 +1,98 @@
+//! The one place that decides exit codes, at the edge of the program. Scripts and CI
+//! rely on them:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | a deploy or rollback that ran and failed (after its own rollback) |
+//! | 2 | bad input or configuration; nothing was changed |
+//! | 3 | an environment problem (a cluster or Vault unreachable, permission denied, a lock held) found before anything was changed |
+//!
+//! The layers below only describe what went wrong (their error enums); none of them
+//! imports this module, so the classification lives here once and the layers keep
+//! pointing one way.
+
+use crate::cluster::ClusterError;
+use crate::error::Error;
+use crate::vault::VaultError;
+
+/// What an error means to the caller of the binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// A deploy or rollback that failed (after its own rollback).
+    Failed = 1,
+    /// Bad input or configuration; nothing was changed.
+    UserError = 2,
+    /// A cluster or Vault unreachable, or permission denied, found before any change.
+    Environment = 3,
+}
+
+impl ExitKind {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Errors that have an exit kind.
+pub trait Classify {
+    fn exit_kind(&self) -> ExitKind;
+}
+
+impl Classify for Error {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            Error::Config(_) | Error::Render(_) | Error::Reported(_) => ExitKind::UserError,
+            Error::Vault(err) => err.exit_kind(),
+            Error::Cluster(err) => err.exit_kind(),
+            Error::Failed(_) => ExitKind::Failed,
+            Error::Output(_) => ExitKind::Environment,
+        }
+    }
+}
+
+impl Classify for ClusterError {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            ClusterError::Kubeconfig(_)
+            | ClusterError::Context { .. }
+            | ClusterError::InvalidObject { .. }
+            | ClusterError::UnknownKind { .. }
+            | ClusterError::Release { .. } => ExitKind::UserError,
+            ClusterError::Unreachable { .. } | ClusterError::Locked { .. } => ExitKind::Environment,
+            ClusterError::Conflict { .. }
+            | ClusterError::Api { .. }
+            | ClusterError::Unhealthy { .. }
+            | ClusterError::Timeout { .. }
+            | ClusterError::Records { .. }
+            | ClusterError::Cancelled { .. } => ExitKind::Failed,
+        }
+    }
+}
+
+/// 2 for what is wrong in files, variables or mappings (nothing asked of Vault yet);
+/// 3 for what Vault answered or failed to answer: missing secrets, denials, bad
+/// credentials, sealed or unreachable.
+impl Classify for VaultError {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            VaultError::Config(_)
+            | VaultError::NoAddress { .. }
+            | VaultError::Setting { .. }
+            | VaultError::Mapping { .. } => ExitKind::UserError,
+            VaultError::Login { .. }
+            | VaultError::Server { .. }
+            | VaultError::Unresolved(_)
+            | VaultError::CheckFailed { .. } => ExitKind::Environment,
+            VaultError::Many(errors) => {
+                if errors
+                    .iter()
+                    .any(|e| e.exit_kind() == ExitKind::Environment)
+                {
+                    ExitKind::Environment
+                } else {
+                    ExitKind::UserError
+                }
+            }
+        }
+    }
+}

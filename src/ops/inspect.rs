@@ -1,0 +1,204 @@
+//! Read-only questions about one release in one cluster: its history, the live health
+//! and drift of its recorded revision, and what deploying a rendered revision would
+//! change.
+
+use super::{release_error, Rendered};
+use crate::cluster::ObjectRef;
+use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, FieldChange, Health, ObjectDiff};
+use crate::release::{History, Status};
+use crate::storage::{RecordStore, SecretStore};
+use serde::{Serialize, Serializer};
+
+/// The records of a release in one cluster.
+pub async fn history(
+    cluster: &ClusterHandle,
+    namespace: &str,
+    release: &str,
+) -> Result<History, ClusterError> {
+    SecretStore::new(cluster, namespace, release)
+        .history()
+        .await
+}
+
+/// Where one object of the recorded revision stands, live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectHealth {
+    /// A workload (Deployment, StatefulSet, DaemonSet, Job) that is healthy.
+    Ready,
+    /// A workload on its way; the text says what it waits for.
+    Progressing(String),
+    /// A workload that will not get better by itself.
+    Failed(String),
+    /// Recorded, but not in the cluster.
+    Missing,
+    /// Live, of a kind without a health of its own (a ConfigMap).
+    NotApplicable,
+}
+
+impl ObjectHealth {
+    fn of(health: Option<Health>) -> ObjectHealth {
+        match health {
+            None => ObjectHealth::NotApplicable,
+            Some(Health::Ready) => ObjectHealth::Ready,
+            Some(Health::Progressing(why)) => ObjectHealth::Progressing(why),
+            Some(Health::Failed(why)) => ObjectHealth::Failed(why),
+        }
+    }
+
+    /// Neither ready nor without a health: what makes a release unhealthy.
+    pub fn is_unhealthy(&self) -> bool {
+        !matches!(self, ObjectHealth::Ready | ObjectHealth::NotApplicable)
+    }
+}
+
+/// `ready`, `progressing: ...`, `failed: ...`, `missing`, or `-`: as tables and JSON
+/// show it.
+impl std::fmt::Display for ObjectHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectHealth::Ready => f.write_str("ready"),
+            ObjectHealth::Progressing(why) => write!(f, "progressing: {why}"),
+            ObjectHealth::Failed(why) => write!(f, "failed: {why}"),
+            ObjectHealth::Missing => f.write_str("missing"),
+            ObjectHealth::NotApplicable => f.write_str("-"),
+        }
+    }
+}
+
+impl Serialize for ObjectHealth {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// One object of the recorded revision as it is live.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectStatus {
+    pub object: ObjectRef,
+    pub health: ObjectHealth,
+    /// Fields the record sets that live differs on; empty when in sync.
+    pub drift: Vec<FieldChange>,
+}
+
+impl ObjectStatus {
+    pub fn drifted(&self) -> bool {
+        !self.drift.is_empty() || self.health == ObjectHealth::Missing
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub context: String,
+    pub release: String,
+    pub revision: u32,
+    pub status: Status,
+    pub deployment_id: String,
+    pub app_version: String,
+    pub objects: Vec<ObjectStatus>,
+}
+
+impl StatusReport {
+    pub fn drifted(&self) -> bool {
+        self.objects.iter().any(ObjectStatus::drifted)
+    }
+
+    /// The objects that are neither ready nor without a health.
+    pub fn unhealthy(&self) -> impl Iterator<Item = &ObjectStatus> {
+        self.objects.iter().filter(|o| o.health.is_unhealthy())
+    }
+}
+
+/// Live health of the recorded revision (the deployed one, else the latest) and drift
+/// of every object from it.
+pub async fn status(
+    cluster: &ClusterHandle,
+    namespace: &str,
+    release: &str,
+) -> Result<StatusReport, ClusterError> {
+    let history = history(cluster, namespace, release).await?;
+    let record = history.current().ok_or_else(|| {
+        release_error(
+            cluster.context(),
+            format!("release `{release}` is not installed in namespace `{namespace}`"),
+        )
+    })?;
+    let opts = ApplyOptions {
+        namespace: namespace.to_owned(),
+        release: release.to_owned(),
+        force_conflicts: false,
+    };
+    let mut objects = Vec::new();
+    for recorded in &record.manifest {
+        let (id, drift) = cluster.drift(recorded, &opts).await?;
+        let health = match drift {
+            None => ObjectHealth::Missing,
+            Some(_) => ObjectHealth::of(cluster.health_of(&id, namespace).await?),
+        };
+        objects.push(ObjectStatus {
+            object: id,
+            health,
+            drift: drift.unwrap_or_default(),
+        });
+    }
+    Ok(StatusReport {
+        context: cluster.context().to_owned(),
+        release: release.to_owned(),
+        revision: record.revision,
+        status: record.status,
+        deployment_id: record.deployment_id.clone(),
+        app_version: record.app_version.clone(),
+        objects,
+    })
+}
+
+/// What deploying `rendered` would change on one cluster (server-side dry run), given
+/// the cluster's `history` (what the deployed revision has that `rendered` drops is a
+/// delete).
+pub async fn diff(
+    cluster: &ClusterHandle,
+    history: &History,
+    rendered: &Rendered,
+) -> Result<Vec<ObjectDiff>, ClusterError> {
+    let previous: Vec<ObjectRef> = history
+        .deployed()
+        .map(|r| r.objects.clone())
+        .unwrap_or_default();
+    let opts = ApplyOptions {
+        namespace: rendered.namespace.clone(),
+        release: rendered.release.clone(),
+        force_conflicts: false,
+    };
+    cluster.diff(&rendered.objects, &previous, &opts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_reads_as_before_in_tables_and_json() {
+        let cases = [
+            (ObjectHealth::Ready, "ready", false),
+            (
+                ObjectHealth::Progressing("1 of 2".into()),
+                "progressing: 1 of 2",
+                true,
+            ),
+            (
+                ObjectHealth::Failed("CrashLoopBackOff".into()),
+                "failed: CrashLoopBackOff",
+                true,
+            ),
+            (ObjectHealth::Missing, "missing", true),
+            (ObjectHealth::NotApplicable, "-", false),
+        ];
+        for (health, text, unhealthy) in cases {
+            assert_eq!(health.to_string(), text);
+            assert_eq!(
+                serde_json::to_value(&health).unwrap(),
+                serde_json::Value::String(text.into())
+            );
+            assert_eq!(health.is_unhealthy(), unhealthy, "{text}");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! What the per-cluster operations need of a cluster, as one trait (Helm's
+//! `kube.Interface`): the real implementation is [`ClusterHandle`]; the unit tests of
+//! the operations use a fake that keeps objects in memory and can be told to fail.
+
+use crate::cluster::{
+    ApplyOptions, CancellationToken, ClusterError, ClusterHandle, Lock, LockOptions, ObjectRef,
+    Progress, WaitOptions,
+};
+use serde_json::Value;
+
+/// A lease held for one release in one cluster.
+pub trait HeldLock {
+    /// Cancelled when another holder took the lease: the holder stops at its next safe
+    /// point.
+    fn lost(&self) -> CancellationToken;
+    /// Stops renewing and gives the lease up if it is still ours.
+    fn release(self) -> impl std::future::Future<Output = ()>;
+}
+
+/// The cluster operations that upgrade, restore and uninstall compose.
+// Awaited on the task that made them (no spawn), so the futures' auto traits need not
+// be named.
+#[allow(async_fn_in_trait)]
+pub trait KubeClient {
+    type Lock: HeldLock;
+
+    /// The kube context, for messages.
+    fn context(&self) -> &str;
+    /// Creates the namespace when it does not exist.
+    async fn ensure_namespace(&self, namespace: &str) -> Result<(), ClusterError>;
+    /// Takes the release's lease (refusing while another live run holds it).
+    async fn lock(
+        &self,
+        namespace: &str,
+        release: &str,
+        opts: &LockOptions,
+    ) -> Result<Self::Lock, ClusterError>;
+    /// The identity an object will have once applied: namespace filled in for
+    /// namespaced kinds, removed for cluster-scoped ones.
+    async fn identity(&self, object: &Value, namespace: &str) -> Result<ObjectRef, ClusterError>;
+    /// Whether the object exists.
+    async fn is_live(&self, id: &ObjectRef, namespace: &str) -> Result<bool, ClusterError>;
+    /// Server-side apply in dependency order; the identities as the server resolved them.
+    async fn apply_all(
+        &self,
+        objects: &[Value],
+        opts: &ApplyOptions,
+        progress: &Progress,
+    ) -> Result<Vec<ObjectRef>, ClusterError>;
+    /// Deletes those of `ids` that carry this release's labels; the deleted ones.
+    async fn delete_owned(
+        &self,
+        ids: &[ObjectRef],
+        opts: &ApplyOptions,
+        progress: &Progress,
+    ) -> Result<Vec<ObjectRef>, ClusterError>;
+    /// Waits until every workload among `objects` is healthy, or fails fast.
+    async fn wait_healthy(
+        &self,
+        objects: &[ObjectRef],
+        opts: &WaitOptions,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<(), ClusterError>;
+}
+
+impl HeldLock for Lock {
+    fn lost(&self) -> CancellationToken {
+        Lock::lost(self)
+    }
+
+    async fn release(self) {
+        Lock::release(self).await
+    }
+}
+
+impl KubeClient for ClusterHandle {
+    type Lock = Lock;
+
+    fn context(&self) -> &str {
+        ClusterHandle::context(self)
+    }
+
+    async fn ensure_namespace(&self, namespace: &str) -> Result<(), ClusterError> {
+        ClusterHandle::ensure_namespace(self, namespace).await
+    }
+
+    async fn lock(
+        &self,
+        namespace: &str,
+        release: &str,
+        opts: &LockOptions,
+    ) -> Result<Lock, ClusterError> {
+        ClusterHandle::lock(self, namespace, release, opts).await
+    }
+
+    async fn identity(&self, object: &Value, namespace: &str) -> Result<ObjectRef, ClusterError> {
+        ClusterHandle::identity(self, object, namespace).await
+    }
+
+    async fn is_live(&self, id: &ObjectRef, namespace: &str) -> Result<bool, ClusterError> {
+        Ok(self.get_live(id, namespace).await?.is_some())
+    }
+
+    async fn apply_all(
+        &self,
+        objects: &[Value],
+        opts: &ApplyOptions,
+        progress: &Progress,
+    ) -> Result<Vec<ObjectRef>, ClusterError> {
+        ClusterHandle::apply_all(self, objects, opts, progress).await
+    }
+
+    async fn delete_owned(
+        &self,
+        ids: &[ObjectRef],
+        opts: &ApplyOptions,
+        progress: &Progress,
+    ) -> Result<Vec<ObjectRef>, ClusterError> {
+        ClusterHandle::delete_owned(self, ids, opts, progress).await
+    }
+
+    async fn wait_healthy(
+        &self,
+        objects: &[ObjectRef],
+        opts: &WaitOptions,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<(), ClusterError> {
+        ClusterHandle::wait_healthy(self, objects, opts, cancel, progress).await
+    }
+}

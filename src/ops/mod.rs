@@ -1,0 +1,96 @@
+//! Per-cluster operations: what one release does in one cluster, as Helm's
+//! `pkg/action` composes its kube client and storage. [`upgrade`] (install or upgrade
+//! to a rendered revision), [`restore`] (back to a recorded revision), [`uninstall`],
+//! and [`inspect`] (history, status, diff of one cluster).
+//!
+//! Composes [`crate::cluster`] (through the [`KubeClient`] trait) and
+//! [`crate::storage`] (through [`RecordStore`](crate::storage::RecordStore)); knows
+//! nothing of command-line flags or of other clusters: [`crate::rollout`] runs these on
+//! many clusters at once and decides what to do with the outcomes.
+//!
+//! A run killed at any point leaves at worst a `pending` record and a lease that stops
+//! being renewed: the next run takes the stale lease over and repairs the record
+//! (marks it failed and prunes what it may have applied) instead of refusing forever.
+
+pub mod inspect;
+mod kube;
+pub mod restore;
+pub mod uninstall;
+pub mod upgrade;
+
+#[cfg(test)]
+mod fake;
+
+pub use inspect::{diff, history, status, ObjectHealth, ObjectStatus, StatusReport};
+pub use kube::{HeldLock, KubeClient};
+pub use restore::restore;
+pub use uninstall::uninstall;
+pub use upgrade::deploy;
+
+use crate::cluster::{CancellationToken, ClusterError, LockOptions, ObjectRef, Progress};
+use crate::release::{ChartRef, Status};
+use serde_json::Value;
+use std::time::Duration;
+
+/// What every run against one cluster shares: who it is, how long to wait, how to
+/// report and stop.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub force_conflicts: bool,
+    pub timeout: Duration,
+    pub history_limit: usize,
+    pub lock: LockOptions,
+    pub progress: Progress,
+    pub cancel: CancellationToken,
+}
+
+impl RunOptions {
+    pub fn new(timeout: Duration) -> RunOptions {
+        RunOptions {
+            force_conflicts: false,
+            timeout,
+            history_limit: crate::storage::DEFAULT_HISTORY_LIMIT,
+            lock: LockOptions::for_this_process(),
+            progress: crate::cluster::no_progress(),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// One release's rendered content for one cluster.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub release: String,
+    pub namespace: String,
+    pub chart: ChartRef,
+    pub app_version: String,
+    /// The objects, secret data included (it is applied, never recorded).
+    pub objects: Vec<Value>,
+    /// Merged values; `secrets` is removed before recording.
+    pub values: Value,
+}
+
+/// How a deploy or restore on one cluster ended, once something may have changed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub context: String,
+    /// The revision this run recorded.
+    pub revision: u32,
+    /// The revision that was deployed before (what a rollback goes back to).
+    pub previous: Option<u32>,
+    pub status: Status,
+    /// Pending revisions of killed runs that this run repaired.
+    pub repaired: Vec<u32>,
+    /// Secrets a restore left as they are live (their values are never recorded).
+    pub kept_live: Vec<ObjectRef>,
+    pub pruned: Vec<ObjectRef>,
+    /// Why it failed (`status` is then `failed`).
+    pub error: Option<ClusterError>,
+}
+
+fn release_error(context: &str, message: String) -> ClusterError {
+    ClusterError::Release {
+        context: context.to_owned(),
+        message,
+    }
+}

@@ -1,0 +1,615 @@
+//! Install or upgrade one release in one cluster, and the state machine that a restore
+//! shares: lock, repair killed runs, record `pending`, apply, prune, wait, record the
+//! outcome, supersede what was deployed.
+
+use super::{release_error, HeldLock, KubeClient, Outcome, Rendered, RunOptions};
+use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, Event, ObjectRef, WaitOptions};
+use crate::release::{self, ChartRef, History, Operation, ReleaseRecord, Status};
+use crate::storage::{RecordStore, SecretStore};
+use chrono::Utc;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// Installs or upgrades a release on one cluster. `Err` means nothing was changed
+/// (lock refused, cluster unreachable); once something may have changed the answer is
+/// an [`Outcome`], failed or not.
+pub async fn deploy(
+    cluster: &ClusterHandle,
+    rendered: &Rendered,
+    deployment_id: &str,
+    opts: &RunOptions,
+) -> Result<Outcome, ClusterError> {
+    let store = SecretStore::new(cluster, &rendered.namespace, &rendered.release);
+    deploy_with(cluster, &store, rendered, deployment_id, opts).await
+}
+
+/// [`deploy`] on any cluster client and record store.
+pub async fn deploy_with<K: KubeClient, S: RecordStore>(
+    cluster: &K,
+    store: &S,
+    rendered: &Rendered,
+    deployment_id: &str,
+    opts: &RunOptions,
+) -> Result<Outcome, ClusterError> {
+    let desired = Desired {
+        objects: rendered.objects.iter().cloned().map(Some).collect(),
+        record_manifest: release::redact_manifest(&rendered.objects),
+        values: release::values_without_secrets(&rendered.values),
+        chart: rendered.chart.clone(),
+        app_version: rendered.app_version.clone(),
+        rollback_of: None,
+    };
+    let target = Scope {
+        release: &rendered.release,
+        namespace: &rendered.namespace,
+        deployment_id,
+    };
+    run(cluster, store, &target, desired, opts).await
+}
+
+/// Which release a run works on, and the deployment id it records.
+pub(super) struct Scope<'a> {
+    pub release: &'a str,
+    pub namespace: &'a str,
+    pub deployment_id: &'a str,
+}
+
+/// The revision a run puts in the cluster.
+pub(super) struct Desired {
+    /// To apply, in the order of `record_manifest`; `None` is a recorded Secret that a
+    /// restore keeps as it is live (its values are never recorded).
+    pub objects: Vec<Option<Value>>,
+    /// What the record keeps of the objects: secret data redacted.
+    pub record_manifest: Vec<Value>,
+    pub values: Value,
+    pub chart: ChartRef,
+    pub app_version: String,
+    /// For a restore: the revision it re-applies.
+    pub rollback_of: Option<u32>,
+}
+
+pub(super) async fn run<K: KubeClient, S: RecordStore>(
+    cluster: &K,
+    store: &S,
+    scope: &Scope<'_>,
+    desired: Desired,
+    opts: &RunOptions,
+) -> Result<Outcome, ClusterError> {
+    cluster.ensure_namespace(scope.namespace).await?;
+    let lock = cluster
+        .lock(scope.namespace, scope.release, &opts.lock)
+        .await?;
+    let result = run_locked(cluster, store, scope, desired, opts, &lock).await;
+    lock.release().await;
+    result
+}
+
+async fn run_locked<K: KubeClient, S: RecordStore>(
+    cluster: &K,
+    store: &S,
+    scope: &Scope<'_>,
+    desired: Desired,
+    opts: &RunOptions,
+    lock: &K::Lock,
+) -> Result<Outcome, ClusterError> {
+    let history = store.history().await?;
+    let repaired = repair_killed_runs(store, &history, &opts.lock.holder).await?;
+    let previous = history.deployed().map(|r| r.revision);
+    let maybe_live = history.maybe_live();
+    let apply_opts = ApplyOptions {
+        namespace: scope.namespace.to_owned(),
+        release: scope.release.to_owned(),
+        force_conflicts: opts.force_conflicts,
+    };
+
+    let mut record = pending_record(scope, &desired, &history);
+    // The identities first, so that a run killed during apply leaves a pending record
+    // that knows what it may have created.
+    let mut kept_live = Vec::new();
+    let mut to_apply = Vec::new();
+    for (object, recorded) in desired.objects.iter().zip(&desired.record_manifest) {
+        match object {
+            Some(object) => {
+                to_apply.push(object.clone());
+                record
+                    .objects
+                    .push(cluster.identity(object, scope.namespace).await?);
+            }
+            None => {
+                let id = cluster.identity(recorded, scope.namespace).await?;
+                if !cluster.is_live(&id, scope.namespace).await? {
+                    return Err(release_error(cluster.context(), format!("cannot restore {id}: its values are never recorded, it is not live, and no fresh value was given (is Vault reachable?)")));
+                }
+                kept_live.push(id.clone());
+                record.objects.push(id);
+            }
+        }
+    }
+    store.create(&record).await?;
+    for id in &kept_live {
+        (opts.progress)(cluster.context(), Event::KeptLive(id.clone()));
+    }
+
+    let ending = Ending {
+        context: cluster.context(),
+        previous,
+        repaired,
+        kept_live,
+    };
+    let applied = match cluster
+        .apply_all(&to_apply, &apply_opts, &opts.progress)
+        .await
+    {
+        Ok(applied) => applied,
+        Err(err) => return ending.record(store, record, Some(err), Vec::new()).await,
+    };
+    // The identities as the server resolved them: a custom kind whose CRD came with
+    // this apply was only guessed (namespaced) before it.
+    record.objects = ending
+        .kept_live
+        .iter()
+        .cloned()
+        .chain(applied.iter().cloned())
+        .collect();
+    let keep: BTreeSet<&ObjectRef> = record.objects.iter().collect();
+    let stale: Vec<ObjectRef> = maybe_live
+        .iter()
+        .filter(|id| !keep.contains(id))
+        .cloned()
+        .collect();
+    let pruned = match cluster
+        .delete_owned(&stale, &apply_opts, &opts.progress)
+        .await
+    {
+        Ok(pruned) => pruned,
+        Err(err) => return ending.record(store, record, Some(err), Vec::new()).await,
+    };
+
+    // Losing the lease stops the wait as a cancellation would: another run owns the
+    // release now.
+    let stop = opts.cancel.child_token();
+    let lost = lock.lost();
+    let watchdog = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            stop.cancel();
+        })
+    };
+    let wait = WaitOptions {
+        namespace: scope.namespace.to_owned(),
+        timeout: opts.timeout,
+    };
+    let health = cluster
+        .wait_healthy(&applied, &wait, &stop, &opts.progress)
+        .await;
+    watchdog.abort();
+    let outcome = ending.record(store, record, health.err(), pruned).await?;
+    if outcome.error.is_none() {
+        let replaced = if desired.rollback_of.is_some() {
+            Status::RolledBack
+        } else {
+            Status::Superseded
+        };
+        supersede(store, &history, replaced).await?;
+        store.prune_history(opts.history_limit).await?;
+    }
+    Ok(outcome)
+}
+
+/// A pending record is a run that was killed (we hold the lock, so nobody else is
+/// running): it is marked failed. Its objects may be live: they count for prune.
+async fn repair_killed_runs<S: RecordStore>(
+    store: &S,
+    history: &History,
+    holder: &str,
+) -> Result<Vec<u32>, ClusterError> {
+    let mut repaired = Vec::new();
+    for killed in history.pending() {
+        let mut record = killed.clone();
+        record.status = Status::Failed;
+        record.updated = Utc::now();
+        record.description = format!(
+            "interrupted: the run that wrote it stopped before finishing; repaired by {holder}"
+        );
+        store.update(&record).await?;
+        repaired.push(record.revision);
+    }
+    Ok(repaired)
+}
+
+/// The record a run writes before it changes anything, without object identities yet.
+fn pending_record(scope: &Scope<'_>, desired: &Desired, history: &History) -> ReleaseRecord {
+    let now = Utc::now();
+    ReleaseRecord {
+        name: scope.release.to_owned(),
+        namespace: scope.namespace.to_owned(),
+        revision: history.next_revision(),
+        status: Status::Pending,
+        operation: match (desired.rollback_of, history.deployed()) {
+            (Some(_), _) => Operation::Rollback,
+            (None, None) => Operation::Install,
+            (None, Some(_)) => Operation::Upgrade,
+        },
+        deployment_id: scope.deployment_id.to_owned(),
+        chart: desired.chart.clone(),
+        app_version: desired.app_version.clone(),
+        manifest: desired.record_manifest.clone(),
+        objects: Vec::new(),
+        values: desired.values.clone(),
+        rollback_of: desired.rollback_of,
+        created: now,
+        updated: now,
+        user: crate::cluster::lock_user(),
+        host: crate::cluster::lock_host(),
+        description: String::new(),
+    }
+}
+
+/// What the run's outcome carries besides its record.
+struct Ending<'a> {
+    context: &'a str,
+    previous: Option<u32>,
+    repaired: Vec<u32>,
+    kept_live: Vec<ObjectRef>,
+}
+
+impl Ending<'_> {
+    /// Records the run as `deployed` (no error) or `failed`, and says so.
+    async fn record<S: RecordStore>(
+        &self,
+        store: &S,
+        mut record: ReleaseRecord,
+        error: Option<ClusterError>,
+        pruned: Vec<ObjectRef>,
+    ) -> Result<Outcome, ClusterError> {
+        record.status = if error.is_some() {
+            Status::Failed
+        } else {
+            Status::Deployed
+        };
+        record.updated = Utc::now();
+        if let Some(err) = &error {
+            record.description = err.to_string();
+        } else if !self.kept_live.is_empty() {
+            record.description = format!(
+                "kept live (values never recorded): {}",
+                self.kept_live
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        store.update(&record).await?;
+        Ok(Outcome {
+            context: self.context.to_owned(),
+            revision: record.revision,
+            previous: self.previous,
+            status: record.status,
+            repaired: self.repaired.clone(),
+            kept_live: self.kept_live.clone(),
+            pruned,
+            error,
+        })
+    }
+}
+
+/// Marks what was deployed before a successful run as replaced by it.
+async fn supersede<S: RecordStore>(
+    store: &S,
+    history: &History,
+    replaced: Status,
+) -> Result<(), ClusterError> {
+    for old in history.every_deployed() {
+        let mut old = old.clone();
+        old.status = replaced;
+        old.updated = Utc::now();
+        store.update(&old).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The upgrade and restore state machine on a cluster in memory
+    //! ([`super::super::fake`]) and a [`MemoryStore`](crate::storage::MemoryStore).
+    use super::*;
+    use crate::ops::fake::{FakeKube, Wait};
+    use crate::ops::restore::{restore_with, RestoreTo};
+    use crate::release::tests_support::record;
+    use crate::storage::MemoryStore;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn rendered(version: &str, extra: bool) -> Rendered {
+        let mut objects = vec![
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config"},
+                   "data": {"version": version}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                   "data": {"password": "aHVudGVyMg=="}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "web", "image": format!("app:{version}")}]}}}}),
+        ];
+        if extra {
+            objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": "extra"}, "data": {}}));
+        }
+        Rendered {
+            release: "hello".into(),
+            namespace: "ns".into(),
+            chart: ChartRef {
+                name: "hello".into(),
+                version: "0.1.0".into(),
+            },
+            app_version: version.into(),
+            objects,
+            values: json!({"secrets": {"db-password": "hunter2"}, "log": "info"}),
+        }
+    }
+
+    fn opts() -> RunOptions {
+        RunOptions::new(Duration::from_secs(5))
+    }
+
+    fn statuses(store: &MemoryStore) -> Vec<(u32, Status)> {
+        store
+            .records()
+            .iter()
+            .map(|r| (r.revision, r.status))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn install_then_upgrade_supersedes_and_prunes_what_the_new_revision_dropped() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        let first = deploy_with(&kube, &store, &rendered("1", true), "d1", &opts())
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.revision, first.status, first.previous),
+            (1, Status::Deployed, None)
+        );
+        assert_eq!(store.records()[0].operation, Operation::Install);
+        assert!(kube.live_names().contains(&"ConfigMap/extra".to_owned()));
+
+        let second = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        assert_eq!((second.revision, second.previous), (2, Some(1)));
+        assert_eq!(
+            statuses(&store),
+            [(1, Status::Superseded), (2, Status::Deployed)]
+        );
+        assert_eq!(store.records()[1].operation, Operation::Upgrade);
+        assert_eq!(
+            second
+                .pruned
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>(),
+            ["extra"]
+        );
+        assert!(!kube.live_names().contains(&"ConfigMap/extra".to_owned()));
+        // Prune comes after apply and before the wait.
+        let log = kube.logged();
+        let at = |line: &str| log.iter().rposition(|l| l == line).unwrap();
+        assert!(at("apply Deployment/web") < at("delete ConfigMap/extra"));
+        assert!(at("delete ConfigMap/extra") < at("wait"));
+    }
+
+    #[tokio::test]
+    async fn records_hold_no_secret_value() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        let stored = serde_json::to_string(&store.records()).unwrap();
+        assert!(!stored.contains("aHVudGVyMg=="), "{stored}");
+        assert!(!stored.contains("hunter2"), "{stored}");
+        // What was applied did carry it.
+        assert!(kube.live_text().contains("aHVudGVyMg=="));
+    }
+
+    #[tokio::test]
+    async fn an_unhealthy_revision_is_failed_and_the_good_one_stays_deployed() {
+        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        kube.wait = Wait::Crash;
+        let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Status::Failed);
+        assert!(matches!(
+            outcome.error,
+            Some(ClusterError::Unhealthy { .. })
+        ));
+        assert_eq!(
+            statuses(&store),
+            [(1, Status::Deployed), (2, Status::Failed)]
+        );
+        assert!(store.records()[1].description.contains("CrashLoopBackOff"));
+    }
+
+    #[tokio::test]
+    async fn a_rejected_apply_is_recorded_failed_with_every_identity_and_prunes_nothing() {
+        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", true), "d1", &opts())
+            .await
+            .unwrap();
+        kube.reject = Some("web".into());
+        let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Status::Failed);
+        assert!(outcome.pruned.is_empty());
+        assert!(kube.live_names().contains(&"ConfigMap/extra".to_owned()));
+        // The failed record knows every object it may have created.
+        assert_eq!(store.records()[1].objects.len(), 3);
+        assert_eq!(
+            kube.logged().iter().filter(|l| *l == "wait").count(),
+            1,
+            "only the first run waited"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pending_record_of_a_killed_run_is_repaired_and_its_objects_pruned() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        // A run killed after applying `extra`: its record stayed pending.
+        let mut killed = record(2, "d2", Status::Pending);
+        let extra = ObjectRef {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("ns".into()),
+            name: "extra".into(),
+        };
+        killed.objects = vec![extra.clone()];
+        store.create(&killed).await.unwrap();
+        kube.live.lock().unwrap().insert(extra, json!({}));
+
+        let outcome = deploy_with(&kube, &store, &rendered("3", false), "d3", &opts())
+            .await
+            .unwrap();
+        assert_eq!(outcome.repaired, [2]);
+        assert_eq!(
+            statuses(&store),
+            [
+                (1, Status::Superseded),
+                (2, Status::Failed),
+                (3, Status::Deployed)
+            ]
+        );
+        assert!(store.records()[1].description.starts_with("interrupted"));
+        assert!(!kube.live_names().contains(&"ConfigMap/extra".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_cluster_lost_before_the_final_record_is_an_error_not_an_outcome() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        // The pending record is written; the final one is not.
+        store.fail_after_writes(1);
+        let err = deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClusterError::Unreachable { .. }), "{err}");
+        assert_eq!(statuses(&store), [(1, Status::Pending)]);
+        assert!(!kube.live_names().is_empty(), "objects were applied");
+    }
+
+    #[tokio::test]
+    async fn restore_reapplies_the_recorded_manifest_and_keeps_live_secrets() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", true), "d1", &opts())
+            .await
+            .unwrap();
+        deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "d1",
+            fresh_secrets: &[],
+        };
+        let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap();
+        assert_eq!((back.revision, back.status), (3, Status::Deployed));
+        assert_eq!(
+            back.kept_live.len(),
+            1,
+            "the Secret, whose values are not recorded"
+        );
+        assert_eq!(
+            statuses(&store),
+            [
+                (1, Status::Superseded),
+                (2, Status::RolledBack),
+                (3, Status::Deployed)
+            ]
+        );
+        let last = store.records().pop().unwrap();
+        assert_eq!(
+            (last.operation, last.rollback_of),
+            (Operation::Rollback, Some(1))
+        );
+        assert!(kube.live_names().contains(&"ConfigMap/extra".to_owned()));
+        let live = kube.live.lock().unwrap();
+        let config = live.iter().find(|(id, _)| id.name == "config").unwrap().1;
+        assert_eq!(config["data"]["version"], "1");
+    }
+
+    #[tokio::test]
+    async fn restore_with_a_fresh_secret_applies_it_and_refuses_a_missing_one() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        let fresh = [
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                            "data": {"password": "cm90YXRlZA=="}}),
+        ];
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "d1",
+            fresh_secrets: &fresh,
+        };
+        let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap();
+        assert!(back.kept_live.is_empty());
+        let applied = kube.live_text();
+        assert!(applied.contains("cm90YXRlZA=="));
+
+        // Not live and no fresh value: nothing to restore it from.
+        kube.live
+            .lock()
+            .unwrap()
+            .retain(|id, _| id.kind != "Secret");
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "d1",
+            fresh_secrets: &[],
+        };
+        let err = restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot restore"), "{err}");
+        let missing = RestoreTo {
+            revision: 9,
+            deployment_id: "d9",
+            fresh_secrets: &[],
+        };
+        let err = restore_with(&kube, &store, "ns", "hello", &missing, &opts())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("has no revision 9"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn history_beyond_the_limit_is_pruned_but_never_the_deployed_one() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        let mut o = opts();
+        o.history_limit = 2;
+        for n in 1..=4 {
+            deploy_with(
+                &kube,
+                &store,
+                &rendered(&n.to_string(), false),
+                &format!("d{n}"),
+                &o,
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(
+            statuses(&store),
+            [(3, Status::Superseded), (4, Status::Deployed)]
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! One release's records in one cluster, and every question the commands ask of them:
+//! what is deployed, what a deployment id is here, what ran before. Each rule lives here
+//! once, so that `deploy`, `rollback`, `status`, `diff`, `history` and `promote` cannot
+//! disagree about which revision is which.
+
+use super::{ReleaseRecord, Status};
+use crate::cluster::ObjectRef;
+use std::collections::BTreeSet;
+
+/// The records of one release in one cluster, oldest revision first. Reads as the
+/// slice of its records; serialises as their list.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(transparent)]
+pub struct History {
+    records: Vec<ReleaseRecord>,
+}
+
+impl std::ops::Deref for History {
+    type Target = [ReleaseRecord];
+
+    fn deref(&self) -> &[ReleaseRecord] {
+        &self.records
+    }
+}
+
+impl History {
+    pub fn new(mut records: Vec<ReleaseRecord>) -> History {
+        records.sort_by_key(|r| r.revision);
+        History { records }
+    }
+
+    /// Oldest revision first.
+    pub fn records(&self) -> &[ReleaseRecord] {
+        &self.records
+    }
+
+    pub fn into_records(self) -> Vec<ReleaseRecord> {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn latest(&self) -> Option<&ReleaseRecord> {
+        self.records.last()
+    }
+
+    pub fn get(&self, revision: u32) -> Option<&ReleaseRecord> {
+        self.records.iter().find(|r| r.revision == revision)
+    }
+
+    /// The revision the next run records.
+    pub fn next_revision(&self) -> u32 {
+        self.latest().map_or(1, |r| r.revision + 1)
+    }
+
+    /// The live revision: the newest one recorded `deployed`.
+    pub fn deployed(&self) -> Option<&ReleaseRecord> {
+        self.records
+            .iter()
+            .rev()
+            .find(|r| r.status == Status::Deployed)
+    }
+
+    /// Every revision recorded `deployed` (one, unless a run died between recording
+    /// its own and superseding the old): what a successful run supersedes.
+    pub fn every_deployed(&self) -> impl Iterator<Item = &ReleaseRecord> {
+        self.records.iter().filter(|r| r.status == Status::Deployed)
+    }
+
+    /// What `status` reports on: the deployed revision, else the latest (a first install
+    /// that failed has no deployed one).
+    pub fn current(&self) -> Option<&ReleaseRecord> {
+        self.deployed().or(self.latest())
+    }
+
+    /// The revision of deployment `id` here: the newest that was healthy, or `None`
+    /// when this cluster never ran it healthy (a failed run is no target).
+    pub fn revision_of(&self, id: &str) -> Option<&ReleaseRecord> {
+        self.records
+            .iter()
+            .rev()
+            .find(|r| r.deployment_id == id && r.status.was_healthy())
+    }
+
+    /// The deployment before the one deployed now: the newest healthy revision of
+    /// another deployment id, older than the deployed one.
+    pub fn previous_deployment(&self) -> Option<&ReleaseRecord> {
+        let current = self.deployed()?;
+        self.records
+            .iter()
+            .rev()
+            .filter(|r| r.revision < current.revision)
+            .find(|r| r.deployment_id != current.deployment_id && r.status.was_healthy())
+    }
+
+    /// Runs that were killed before they finished (their record is still `pending`).
+    pub fn pending(&self) -> impl Iterator<Item = &ReleaseRecord> {
+        self.records.iter().filter(|r| r.status == Status::Pending)
+    }
+
+    /// The objects that may be live: those of the deployed revision and of every later
+    /// one (a failed or killed run may have applied its objects). What a new revision
+    /// does not have of these is pruned.
+    pub fn maybe_live(&self) -> BTreeSet<ObjectRef> {
+        let deployed = self.deployed().map(|r| r.revision);
+        self.records
+            .iter()
+            .filter(|r| deployed.is_none_or(|d| r.revision >= d))
+            .flat_map(|r| r.objects.iter().cloned())
+            .collect()
+    }
+
+    /// Every object any record lists: what `uninstall` looks for.
+    pub fn every_object(&self) -> BTreeSet<ObjectRef> {
+        self.records
+            .iter()
+            .flat_map(|r| r.objects.iter().cloned())
+            .collect()
+    }
+
+    /// `1 superseded, 2 deployed`: the revisions, for error messages.
+    pub fn summary(&self) -> String {
+        if self.records.is_empty() {
+            return "no revisions".into();
+        }
+        self.records
+            .iter()
+            .map(|r| format!("{} rev {} {}", r.deployment_id, r.revision, r.status))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::tests_support::record;
+
+    fn config_map(name: &str) -> ObjectRef {
+        ObjectRef {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("ns".into()),
+            name: name.into(),
+        }
+    }
+
+    fn history(records: &[(u32, &str, Status)]) -> History {
+        History::new(
+            records
+                .iter()
+                .map(|(n, id, status)| record(*n, id, *status))
+                .collect(),
+        )
+    }
+
+    fn revision(found: Option<&ReleaseRecord>) -> Option<u32> {
+        found.map(|r| r.revision)
+    }
+
+    #[test]
+    fn previous_deployment_skips_failed_runs_and_restores_of_the_current_one() {
+        use Status::*;
+        // A deployed, B failed and restored to A (recorded with A's id), C deployed.
+        let h = history(&[
+            (1, "A", Superseded),
+            (2, "B", Failed),
+            (3, "A", Superseded),
+            (4, "C", Deployed),
+        ]);
+        assert_eq!(revision(h.previous_deployment()), Some(3));
+        // After going back to A, the one before is C, not A again.
+        let h = history(&[
+            (1, "A", Superseded),
+            (2, "C", RolledBack),
+            (3, "A", Deployed),
+        ]);
+        assert_eq!(revision(h.previous_deployment()), Some(2));
+        assert_eq!(
+            revision(history(&[(1, "A", Deployed)]).previous_deployment()),
+            None
+        );
+        // Nothing deployed (a failed first install): nothing before it either.
+        assert_eq!(
+            revision(history(&[(1, "A", Failed)]).previous_deployment()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_deployment_id_names_only_revisions_that_were_healthy() {
+        use Status::*;
+        let h = history(&[(1, "A", Superseded), (2, "B", Failed), (3, "A", Deployed)]);
+        assert_eq!(revision(h.revision_of("A")), Some(3));
+        assert_eq!(
+            revision(h.revision_of("B")),
+            None,
+            "a failed run is no target"
+        );
+        assert_eq!(revision(h.revision_of("Z")), None);
+    }
+
+    #[test]
+    fn deployed_current_and_next_revision() {
+        use Status::*;
+        let h = history(&[(2, "B", Failed), (1, "A", Deployed)]);
+        assert_eq!(h.records()[0].revision, 1, "sorted oldest first");
+        assert_eq!(revision(h.deployed()), Some(1));
+        assert_eq!(revision(h.current()), Some(1));
+        assert_eq!(h.next_revision(), 3);
+        let failed_install = history(&[(1, "A", Failed)]);
+        assert_eq!(revision(failed_install.deployed()), None);
+        assert_eq!(revision(failed_install.current()), Some(1));
+        assert_eq!(History::default().next_revision(), 1);
+        assert_eq!(revision(History::default().current()), None);
+    }
+
+    #[test]
+    fn maybe_live_is_the_deployed_revision_and_every_later_one() {
+        use Status::*;
+        let mut records = vec![
+            record(1, "A", Superseded),
+            record(2, "B", Deployed),
+            record(3, "C", Failed),
+            record(4, "D", Pending),
+        ];
+        for (r, name) in records.iter_mut().zip(["old", "live", "failed", "killed"]) {
+            r.objects = vec![config_map(name)];
+        }
+        let h = History::new(records);
+        let names: Vec<String> = h.maybe_live().into_iter().map(|o| o.name).collect();
+        assert_eq!(names, ["failed", "killed", "live"]);
+        assert_eq!(h.every_object().len(), 4);
+        assert_eq!(
+            h.pending().map(|r| r.revision).collect::<Vec<_>>(),
+            [4],
+            "the killed run"
+        );
+        // Nothing deployed yet: every record's objects may be live.
+        let mut only_failed = record(1, "A", Failed);
+        only_failed.objects = vec![config_map("x")];
+        assert_eq!(History::new(vec![only_failed]).maybe_live().len(), 1);
+    }
+
+    #[test]
+    fn healthy_once_statuses() {
+        use Status::*;
+        assert!(Deployed.was_healthy() && Superseded.was_healthy() && RolledBack.was_healthy());
+        assert!(!Failed.was_healthy() && !Pending.was_healthy());
+    }
+}
