@@ -18,6 +18,8 @@ pub struct Binaries {
     pub vault: VaultBinary,
     /// kubectl of the same Kubernetes version, when it was built (not needed by `up`).
     pub kubectl: Option<PathBuf>,
+    /// The Helm 4 CLI, when it was built (a peer to compare with; not needed by `up`).
+    pub helm: Option<PathBuf>,
 }
 
 /// Which Vault server the fleet runs.
@@ -84,6 +86,7 @@ impl Binaries {
             )?,
             vault,
             kubectl: find_opt("kubectl", "FLOTILLA_KUBECTL")?,
+            helm: find_opt("helm", "FLOTILLA_HELM")?,
         })
     }
 }

@@ -333,6 +333,7 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
     if let VaultBinary::HashiCorp(vault) = &binaries.vault {
         tools.extend(vault.parent());
     }
+    tools.extend(binaries.helm.as_deref().and_then(Path::parent));
     state::write_env(dir, &state, &tools)?;
     Ok(())
 }
