@@ -99,13 +99,12 @@ async fn install_upgrade_prune_then_rollback_restores_previous_objects() {
     );
 
     // Back to the deployment before the current one.
-    let previous = history
-        .previous_deployment()
-        .expect("a previous deployment");
+    let previous = history.revision_of("d1").expect("deployment d1");
     let to = RestoreTo {
         revision: previous.revision,
         deployment_id: "d3",
-        fresh_secrets: &[],
+        fresh: &[],
+        unreadable: &[],
     };
     let back = deployed(
         ops::restore(&t.handle, &t.namespace, "app1", &to, &opts)
@@ -229,7 +228,8 @@ async fn crashloop_fails_at_once_naming_pod_and_container() {
     let to = RestoreTo {
         revision: history.deployed().expect("a deployed revision").revision,
         deployment_id: "d3",
-        fresh_secrets: &[],
+        fresh: &[],
+        unreadable: &[],
     };
     let back = deployed(
         ops::restore(&t.handle, &t.namespace, "app1", &to, &opts)

@@ -137,7 +137,7 @@ fn rollback_to_an_older_deployment_id_finds_each_clusters_revision() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("r-late: never had deployment 20200101T000000Z-0000"),
+        stderr.contains("r-late: never ran deployment 20200101T000000Z-0000 healthy"),
         "{stderr}"
     );
     assert_eq!(

@@ -76,6 +76,7 @@ pub async fn deploy_releases(
     let mut options = RunOptions::new(settings.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = settings.force_conflicts;
     options.history_limit = settings.history_max.max(1);
+    options.targets = selected.plan.contexts();
     let several = releases.len() > 1;
     let reporter_for = |r: &LoadedRelease| {
         if several {
@@ -109,6 +110,7 @@ pub async fn deploy_releases(
                 operation: settings.operation.into(),
                 release: release.descriptor.metadata.name.clone(),
                 deployment_id: deployment_id.clone(),
+                target: None,
             };
             let reporter = reporter_for(release);
             let interrupt = &interrupt;

@@ -17,11 +17,35 @@ struct Cell {
     revision: u32,
     status: String,
     operation: crate::release::Operation,
+    /// For a rollback: the deployment whose content it brought back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restores: Option<String>,
     app_version: String,
     chart: String,
     updated: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     description: String,
+}
+
+impl Cell {
+    /// `3 superseded (upgrade 10:41)`, `5 deployed (rollback to 2026…-ab12, 10:44)`.
+    fn text(&self) -> String {
+        let time = self.updated.get(11..16).unwrap_or(&self.updated);
+        match &self.restores {
+            Some(id) => format!(
+                "{} {} (rollback to {id}, {time})",
+                self.revision, self.status
+            ),
+            None => {
+                let operation = match self.operation {
+                    crate::release::Operation::Install => "install",
+                    crate::release::Operation::Upgrade => "upgrade",
+                    crate::release::Operation::Rollback => "rollback",
+                };
+                format!("{} {} ({operation} {time})", self.revision, self.status)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -67,6 +91,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                 revision: r.revision,
                 status: r.status.to_string(),
                 operation: r.operation,
+                restores: r.restores.clone(),
                 app_version: r.app_version.clone(),
                 chart: format!("{}-{}", r.chart.name, r.chart.version),
                 updated: r.updated.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -103,11 +128,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                     line.push(match row.clusters.get(context) {
                         None if unreachable.contains(context) => "?".into(),
                         None => "-".into(),
-                        Some(cells) => cells
-                            .iter()
-                            .map(|c| format!("{} {}", c.revision, c.status))
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        Some(cells) => cells.iter().map(Cell::text).collect::<Vec<_>>().join(", "),
                     });
                 }
                 table.push_record(line);

@@ -1,25 +1,34 @@
-//! `flotilla rollback RELEASE --env E [--to ID] [--clusters a,b]`: every cluster back to
-//! the previous deployment (or deployment `ID`), each finding its own revision by
-//! deployment id. Secrets are re-read from Vault; when Vault cannot be read the live
-//! secrets are kept and the records say so. A cluster that never had the target is
-//! reported and nothing is changed.
+//! `flotilla rollback RELEASE --env E [--to ID] [--clusters a,b] [--dry-run]`: every
+//! cluster back to one deployment, decided once for the environment
+//! ([`EnvironmentHistory::rollback_target`], or `--to ID`), each cluster finding its own
+//! revision of it. The target revision is rendered again from its record (chart and
+//! values as recorded) with its secrets read again at their recorded sources; what
+//! cannot be read keeps its live value and the records say so. Needs the environment
+//! file and the release's name and namespace, not a loadable descriptor. A cluster that
+//! never ran the target is reported and nothing is changed.
 
 use super::multi;
 use super::EnvSelection;
 use crate::cluster::ClusterError;
-use crate::config::LoadedRelease;
-use crate::engine::{Chart, Renderer};
+use crate::cluster::ObjectRef;
+use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
+use crate::engine::{render_recorded, Chart, ReleaseInfo, Renderer};
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
+use crate::release::EnvironmentHistory;
 use crate::rollout::executor::RunInfo;
-use crate::rollout::kube_steps::{rollback_revision, RollbackCluster, RollbackSteps};
+use crate::rollout::kube_steps::{revision_ref, RollbackCluster, RollbackSteps};
 use crate::rollout::prepare::{connect_each, Connected};
+use crate::rollout::report::RevisionRef;
 use crate::rollout::report::{ClusterResult, Overall, RunResult};
 use crate::rollout::{execute, Reporter};
-use crate::vault::{resolve_for_environment, ResolvedSecrets, VaultEnv};
+use crate::vault::{
+    resolve_available, resolve_for_environment, PlannedSecret, ResolvedSecrets, SecretPlan,
+    VaultEnv,
+};
 use crate::Result;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default)]
@@ -32,14 +41,16 @@ pub struct RollbackOptions {
     pub timeout: Option<Duration>,
     /// Take fields that another field manager owns instead of failing.
     pub force_conflicts: bool,
+    /// Print what each cluster runs and would go to; change nothing.
+    pub dry_run: bool,
+    /// The release namespace, when the descriptor cannot be loaded (or to override it).
+    pub namespace: Option<String>,
     pub output: OutputFormat,
 }
 
 pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     let selected = multi::select(root, &args.env)?;
-    let release = selected.repo.release(&args.release)?;
-    let name = release.descriptor.metadata.name.clone();
-    let namespace = release.descriptor.metadata.namespace.clone();
+    let (name, namespace, release) = identify(&selected, args)?;
     // An incident does not wait for every region: clusters that cannot be reached now
     // are reported with the command that finishes them later; the others go back.
     let mut unreachable = Vec::new();
@@ -60,31 +71,51 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         }
     }
 
+    // One target for the whole environment, then each cluster's own revision of it.
+    let target = match &args.to {
+        Some(id) => id.clone(),
+        None => {
+            let env = EnvironmentHistory::new(
+                connected
+                    .iter()
+                    .map(|c| (c.cluster.context.as_str(), &c.history)),
+            );
+            match env.rollback_target() {
+                Some(id) => id.to_owned(),
+                None => {
+                    return Err(crate::Error::Reported(format!(
+                        "rollback {name} in {}: nothing changed: there is no earlier complete deployment to go back to (deployments, newest first: {})",
+                        selected.plan.environment,
+                        env.summary()
+                    )))
+                }
+            }
+        }
+    };
     let mut missing = Vec::new();
     let mut targets = Vec::new();
     for found in connected {
-        match rollback_revision(&found.history, args.to.as_deref()) {
+        match found.history.revision_of(&target).map(revision_ref) {
             Some(to) => targets.push((found, to)),
             None => missing.push(format!(
-                "{}: {} (it has: {})",
+                "{}: never ran deployment {target} healthy (it has: {})",
                 found.cluster.context,
-                match &args.to {
-                    Some(id) => format!("never had deployment {id}"),
-                    None => "no earlier deployment to go back to".into(),
-                },
                 found.history.summary()
             )),
         }
     }
     if !missing.is_empty() {
         return Err(crate::Error::Reported(format!(
-            "rollback {name} in {}: nothing changed, because\n  {}\n(limit the run with --clusters to roll back the others)",
+            "rollback {name} in {} to deployment {target}: nothing changed, because\n  {}\n(limit the run with --clusters to roll back the others)",
             selected.plan.environment,
             missing.join("\n  ")
         )));
     }
+    if args.dry_run {
+        return print_plan(&target, &targets, args.output);
+    }
 
-    let fresh = fresh_secrets(&selected.env, &release).await;
+    let mut refreshed = refresh(&selected.env, release.as_ref(), &name, &namespace, &targets).await;
     let mut clusters = HashMap::new();
     for (
         Connected {
@@ -95,21 +126,8 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         to,
     ) in targets
     {
-        let app_version = history
-            .get(to.revision)
-            .map(|r| r.app_version.clone())
-            .unwrap_or_default();
-        let fresh_secrets = match &fresh {
-            Some((chart, secrets)) => render_secrets(
-                chart,
-                &release,
-                &selected.env,
-                &cluster,
-                secrets,
-                &app_version,
-            ),
-            None => Vec::new(),
-        };
+        let Refreshed { fresh, unreadable } =
+            refreshed.remove(&cluster.context).unwrap_or_default();
         clusters.insert(
             cluster.context.clone(),
             RollbackCluster {
@@ -118,13 +136,20 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
                 release: name.clone(),
                 history,
                 to,
-                fresh_secrets,
+                fresh,
+                unreadable,
             },
         );
     }
     let mut options = RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = args.force_conflicts;
-    let steps = RollbackSteps { clusters, options };
+    options.targets = selected.plan.contexts();
+    let run_id = crate::rollout::new_deployment_id();
+    let steps = RollbackSteps {
+        clusters,
+        run_id: run_id.clone(),
+        options,
+    };
     let mut plan = selected.plan.clone();
     for wave in &mut plan.waves {
         wave.retain(|c| !unreachable.iter().any(|(u, _)| u.context == c.context));
@@ -133,7 +158,8 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     let info = RunInfo {
         operation: "rollback".into(),
         release: name,
-        deployment_id: args.to.clone().unwrap_or_else(|| "previous".into()),
+        deployment_id: run_id,
+        target: Some(target.clone()),
     };
     let mut report = execute(
         &plan,
@@ -145,14 +171,11 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     .await;
     for (cluster, err) in unreachable {
         report.overall = Overall::RollbackIncomplete;
-        let mut finish = format!(
-            "flotilla rollback {} --env {}",
-            report.release, report.environment
+        // The target is decided: finishing later must not decide it again.
+        let finish = format!(
+            "flotilla rollback {} --env {} --to {target} --clusters {}",
+            report.release, report.environment, cluster.context
         );
-        if let Some(id) = &args.to {
-            finish.push_str(&format!(" --to {id}"));
-        }
-        finish.push_str(&format!(" --clusters {}", cluster.context));
         report.clusters.push(ClusterResult {
             context: cluster.context.clone(),
             wave: cluster.wave,
@@ -168,10 +191,223 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     multi::finish(&[report], args.output)
 }
 
-/// The chart and every cluster's secrets read now, or `None` when Vault (or the chart)
-/// cannot be read: a rollback must still work in an incident, keeping live secrets.
-async fn fresh_secrets(
-    env: &crate::config::LoadedEnvironment,
+/// The release's name and namespace, and its descriptor when it loads. A rollback
+/// works from the records: an invalid `release.yaml` in the checkout (the bad commit
+/// of the incident) must not stop it when `--namespace` is given.
+fn identify(
+    selected: &multi::Selected,
+    args: &RollbackOptions,
+) -> Result<(String, String, Option<LoadedRelease>)> {
+    match (selected.repo.release(&args.release), &args.namespace) {
+        (Ok(release), namespace) => {
+            let name = release.descriptor.metadata.name.clone();
+            let namespace = namespace
+                .clone()
+                .unwrap_or_else(|| release.descriptor.metadata.namespace.clone());
+            Ok((name, namespace, Some(release)))
+        }
+        (Err(err), Some(namespace)) => {
+            let name = release_name(&args.release);
+            eprintln!(
+                "the descriptor of {name} does not load ({err}); rolling back from the records in namespace {namespace}"
+            );
+            Ok((name, namespace.clone(), None))
+        }
+        (Err(err), None) => Err(crate::Error::Reported(format!(
+            "{err}\n(a rollback needs only the release name and namespace: give --namespace NS to roll back from the records without the descriptor)"
+        ))),
+    }
+}
+
+/// `hello`, `releases/hello` or `releases/hello/release.yaml` → `hello`.
+fn release_name(arg: &str) -> String {
+    let path = Path::new(arg);
+    let path = if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    path.file_name()
+        .map_or_else(|| arg.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// One cluster's target revision rendered again.
+#[derive(Default)]
+struct Refreshed {
+    /// Objects rendered with secrets read now.
+    fresh: Vec<serde_json::Value>,
+    /// Objects whose secrets could not be read: they keep their live values.
+    unreadable: Vec<ObjectRef>,
+}
+
+/// Every cluster's target revision rendered again from its record, with its secrets
+/// read at their recorded sources now (each path once for all clusters). Records
+/// written before they kept their chart fall back to the checkout's chart for their
+/// Secrets, when the descriptor loads; otherwise the live Secrets are kept.
+async fn refresh(
+    env: &LoadedEnvironment,
+    release: Option<&LoadedRelease>,
+    name: &str,
+    namespace: &str,
+    targets: &[(Connected, RevisionRef)],
+) -> HashMap<String, Refreshed> {
+    let recorded: Vec<(&Connected, &crate::release::ReleaseRecord)> = targets
+        .iter()
+        .filter_map(|(c, to)| Some((c, c.history.get(to.revision)?)))
+        .collect();
+    let plan = SecretPlan {
+        release: name.to_owned(),
+        environment: env.environment.name.clone(),
+        kv: env.environment.vault.as_ref().map(|v| v.kv.clone()),
+        entries: recorded
+            .iter()
+            .filter_map(|(c, r)| Some((c, r.source.as_ref()?)))
+            .flat_map(|(c, source)| {
+                source.secrets.iter().map(|s| PlannedSecret {
+                    context: c.cluster.context.clone(),
+                    secret_id: s.secret_id.clone(),
+                    path: s.path.clone(),
+                    relative: s.relative.clone(),
+                    key: s.key.clone(),
+                    version: s.version,
+                })
+            })
+            .collect(),
+    };
+    let resolved = match resolve_available(&plan, env, &VaultEnv::from_process()).await {
+        Ok((resolved, failures)) => {
+            for failure in failures {
+                eprintln!("not read, its objects keep their live values: {failure}");
+            }
+            resolved
+        }
+        Err(err) => {
+            eprintln!("Vault could not be read ({err}); objects that need its secrets keep their live values");
+            ResolvedSecrets::default()
+        }
+    };
+    let mut legacy = None;
+    let mut out = HashMap::new();
+    for (connected, record) in recorded {
+        let context = &connected.cluster.context;
+        let refreshed = match &record.source {
+            Some(source) => rerender(
+                record,
+                source,
+                &connected.cluster,
+                &resolved,
+                name,
+                namespace,
+            ),
+            None => {
+                if legacy.is_none() {
+                    legacy = Some(match release {
+                        Some(release) => legacy_fresh_secrets(env, release).await,
+                        None => None,
+                    });
+                }
+                let fresh = match legacy.as_ref().and_then(Option::as_ref) {
+                    Some((chart, secrets)) => render_secrets(
+                        chart,
+                        release,
+                        env,
+                        &connected.cluster,
+                        secrets,
+                        &record.app_version,
+                    ),
+                    None => Vec::new(),
+                };
+                Ok(Refreshed {
+                    fresh,
+                    unreadable: Vec::new(),
+                })
+            }
+        };
+        match refreshed {
+            Ok(refreshed) => {
+                for id in &refreshed.unreadable {
+                    eprintln!(
+                        "[{context}] {id} keeps its live values: its secrets could not be read"
+                    );
+                }
+                out.insert(context.clone(), refreshed);
+            }
+            Err(err) => {
+                eprintln!("[{context}] revision {} not rendered again ({err}); its recorded objects are applied and its Secrets kept live", record.revision);
+            }
+        }
+    }
+    out
+}
+
+/// The recorded revision rendered again for `cluster`: with the secrets read now, and
+/// the objects that depend on one that could not be read set apart (rendered twice with
+/// two different stand-ins, an object that differs depends on it, whatever the chart
+/// does with the value: base64, a checksum, part of a URL).
+fn rerender(
+    record: &crate::release::ReleaseRecord,
+    source: &crate::release::RevisionSource,
+    cluster: &Cluster,
+    resolved: &ResolvedSecrets,
+    name: &str,
+    namespace: &str,
+) -> Result<Refreshed> {
+    let label = PathBuf::from(format!(
+        "<record of {name} revision {} in {}>",
+        record.revision, cluster.context
+    ));
+    let chart = Chart::from_files(&label, &source.chart)?;
+    let info = ReleaseInfo {
+        name: name.to_owned(),
+        namespace: namespace.to_owned(),
+        version: record.app_version.clone(),
+        revision: u64::from(record.revision),
+    };
+    let read = resolved.exposed(&cluster.context);
+    let with = |stand_in: &str| -> Result<Vec<serde_json::Value>> {
+        let mut secrets = read.clone();
+        for s in &source.secrets {
+            secrets
+                .entry(s.secret_id.clone())
+                .or_insert_with(|| format!("{stand_in}-{}", s.secret_id));
+        }
+        let manifest = render_recorded(
+            &chart,
+            info.clone(),
+            &record.values,
+            cluster,
+            &secrets,
+            &label,
+        )?;
+        Ok(manifest.objects.into_iter().map(|o| o.object).collect())
+    };
+    let first = with("flotilla-unreadable-a")?;
+    if source
+        .secrets
+        .iter()
+        .all(|s| read.contains_key(&s.secret_id))
+    {
+        return Ok(Refreshed {
+            fresh: first,
+            unreadable: Vec::new(),
+        });
+    }
+    let second = with("flotilla-unreadable-b")?;
+    let mut refreshed = Refreshed::default();
+    for (a, b) in first.into_iter().zip(second) {
+        if a == b {
+            refreshed.fresh.push(a);
+        } else if let Ok(id) = ObjectRef::of(&a) {
+            refreshed.unreadable.push(id);
+        }
+    }
+    Ok(refreshed)
+}
+
+/// For records written before they kept their chart: the checkout's chart and every
+/// cluster's secrets read now, or `None` when Vault (or the chart) cannot be read.
+async fn legacy_fresh_secrets(
+    env: &LoadedEnvironment,
     release: &LoadedRelease,
 ) -> Option<(Chart, ResolvedSecrets)> {
     let chart = Chart::load(&release.chart_dir)
@@ -186,15 +422,19 @@ async fn fresh_secrets(
     }
 }
 
-/// Only the `Secret` objects of the release for one cluster, with fresh values.
+/// Only the `Secret` objects of the release for one cluster, with fresh values, from
+/// the checkout's chart (records without their own chart).
 fn render_secrets(
     chart: &Chart,
-    release: &LoadedRelease,
-    env: &crate::config::LoadedEnvironment,
-    cluster: &crate::config::Cluster,
+    release: Option<&LoadedRelease>,
+    env: &LoadedEnvironment,
+    cluster: &Cluster,
     resolved: &ResolvedSecrets,
     app_version: &str,
 ) -> Vec<serde_json::Value> {
+    let Some(release) = release else {
+        return Vec::new();
+    };
     let mut release = release.clone();
     release.descriptor.spec.version = app_version.to_owned();
     let secrets = resolved.exposed(&cluster.context);
@@ -215,4 +455,43 @@ fn render_secrets(
             Vec::new()
         }
     }
+}
+
+/// One cluster of `rollback --dry-run`: what it runs and where it would go.
+#[derive(serde::Serialize, tabled::Tabled)]
+struct PlanRow {
+    cluster: String,
+    #[tabled(rename = "runs now")]
+    now: String,
+    #[tabled(rename = "would go to")]
+    to: String,
+}
+
+fn print_plan(
+    target: &str,
+    targets: &[(Connected, RevisionRef)],
+    output: OutputFormat,
+) -> Result<()> {
+    let rows: Vec<PlanRow> = targets
+        .iter()
+        .map(|(c, to)| PlanRow {
+            cluster: c.cluster.context.clone(),
+            now: match c.history.latest() {
+                Some(r) => format!("{} {} ({})", r.revision, r.content_id(), r.status),
+                None => "-".into(),
+            },
+            to: format!("{} {}", to.revision, to.deployment_id),
+        })
+        .collect();
+    match output {
+        OutputFormat::Json => crate::output::print_json(&serde_json::json!({
+            "target": target,
+            "clusters": rows,
+        }))?,
+        OutputFormat::Table => crate::output::print(&format!(
+            "rollback to deployment {target} (dry run: nothing changed)\n{}",
+            crate::output::table_text(tabled::Table::new(rows))
+        ))?,
+    }
+    Ok(())
 }

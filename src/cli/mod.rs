@@ -38,8 +38,9 @@ pub enum Command {
     /// Deploy a release to every cluster of an environment at once (waves, concurrency),
     /// secrets from Vault first; roll every changed cluster back when one fails.
     Deploy(DeployArgs),
-    /// Put every cluster back on the previous deployment (or `--to ID`), each cluster
-    /// finding its own revision.
+    /// Put every cluster back on one deployment: the previous complete one (or `--to
+    /// ID`), decided once for the environment; each cluster finds its own revision.
+    #[command(long_about = ROLLBACK_ABOUT)]
     Rollback(RollbackArgs),
     /// Deployment ids × clusters: what each cluster recorded for each run.
     History(HistoryArgs),
@@ -137,9 +138,17 @@ pub struct RollbackArgs {
     pub release: String,
     #[command(flatten)]
     pub env: EnvArgs,
-    /// The deployment id to go back to (default: each cluster's previous deployment).
+    /// The deployment id to go back to (default: the newest complete deployment that is
+    /// not what every cluster runs now; see above).
     #[arg(long, value_name = "DEPLOYMENT_ID")]
     pub to: Option<String>,
+    /// Print, per cluster, what runs now and what it would go to; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The release namespace: lets a rollback run from the records alone when the
+    /// release's descriptor does not load (the bad commit of an incident).
+    #[arg(long)]
+    pub namespace: Option<String>,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
@@ -150,6 +159,22 @@ pub struct RollbackArgs {
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
+
+const ROLLBACK_ABOUT: &str = "\
+Put every cluster of the environment back on one deployment, with one command.
+
+The target is decided once for the whole environment, from every cluster's records:
+each deployment id is complete (its run succeeded and every targeted cluster recorded
+it healthy), failed, partial (killed or halted part-way) or rolled back (undone by an
+automatic restore or by an earlier rollback). Without --to, the target is the newest
+complete deployment that is not already what every cluster runs healthy, skipping
+rolled-back ones and ones whose content equals what runs now. So: after a failed,
+halted or killed deploy, rollback returns to what ran before it; after a clean deploy,
+to the one before; a second rollback steps back once more.
+
+Each cluster then finds its own revision of the target. A cluster that never ran it is
+named and nothing changes (exit 2), unless --clusters leaves it out. Clusters that
+cannot be reached are reported with the exact command that finishes the job.";
 
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
@@ -357,6 +382,8 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 to: args.to,
                 timeout: args.timeout,
                 force_conflicts: args.force_conflicts,
+                dry_run: args.dry_run,
+                namespace: args.namespace,
                 output: args.output,
             };
             action::rollback::run(root, &opts).await

@@ -31,7 +31,62 @@ pub struct Chart {
     templates: Vec<String>,
     /// Partial name (`labels`) → its file, to name the file in errors.
     partials: BTreeMap<String, PathBuf>,
+    /// Every file the chart was compiled from, by path inside the chart folder
+    /// (`Chart.yaml`, `values.yaml`, `templates/web.yaml`): what a release record keeps so
+    /// that a revision can be rendered again without the checkout.
+    files: BTreeMap<String, String>,
     pub(crate) registry: Handlebars<'static>,
+}
+
+/// Where a chart's files come from: its folder, or a record's copy of them.
+enum Source<'a> {
+    Dir,
+    Files(&'a BTreeMap<String, String>),
+}
+
+impl Source<'_> {
+    /// The text of `rel` (`templates/web.yaml`), `None` when there is no such file.
+    fn read(&self, rel: &str, file: &Path) -> Result<Option<String>, RenderError> {
+        match self {
+            Source::Dir if !file.exists() => Ok(None),
+            Source::Dir => read(file).map(Some),
+            Source::Files(files) => Ok(files.get(rel).cloned()),
+        }
+    }
+
+    /// The file names under `templates/`, sorted, without editor and VCS leftovers.
+    fn template_names(&self, templates_dir: &Path) -> Result<Vec<String>, RenderError> {
+        let mut names = Vec::new();
+        match self {
+            Source::Dir => {
+                let entries =
+                    std::fs::read_dir(templates_dir).map_err(|source| RenderError::Read {
+                        file: templates_dir.to_path_buf(),
+                        source,
+                    })?;
+                for entry in entries {
+                    let entry = entry.map_err(|source| RenderError::Read {
+                        file: templates_dir.to_path_buf(),
+                        source,
+                    })?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    // Editor and VCS leftovers (`.deployment.yaml.swp`, `.gitkeep`).
+                    if name.starts_with('.') || entry.path().is_dir() {
+                        continue;
+                    }
+                    names.push(name);
+                }
+            }
+            Source::Files(files) => names.extend(
+                files
+                    .keys()
+                    .filter_map(|rel| rel.strip_prefix("templates/"))
+                    .map(str::to_owned),
+            ),
+        }
+        names.sort();
+        Ok(names)
+    }
 }
 
 impl std::fmt::Debug for Chart {
@@ -48,8 +103,39 @@ impl std::fmt::Debug for Chart {
 impl Chart {
     /// Read and compile the chart in `dir`. Errors name the chart file (and line).
     pub fn load(dir: &Path) -> Result<Chart, RenderError> {
+        Chart::compile(dir, &Source::Dir)
+    }
+
+    /// Compile a chart from a copy of its files (as [`Chart::files`] gives them): a
+    /// recorded revision's chart. `label` stands for its folder in messages.
+    pub fn from_files(
+        label: &Path,
+        files: &BTreeMap<String, String>,
+    ) -> Result<Chart, RenderError> {
+        Chart::compile(label, &Source::Files(files))
+    }
+
+    /// The files the chart was compiled from, by path inside the chart folder.
+    pub fn files(&self) -> &BTreeMap<String, String> {
+        &self.files
+    }
+
+    fn compile(dir: &Path, source: &Source<'_>) -> Result<Chart, RenderError> {
+        let mut files = BTreeMap::new();
+        let mut read_file = |rel: &str| -> Result<Option<String>, RenderError> {
+            let text = source.read(rel, &dir.join(rel))?;
+            if let Some(text) = &text {
+                files.insert(rel.to_owned(), text.clone());
+            }
+            Ok(text)
+        };
         let metadata_file = dir.join("Chart.yaml");
-        let metadata: ChartMetadata = parse_yaml(&metadata_file, &read(&metadata_file)?)?;
+        let metadata_text = match read_file("Chart.yaml")? {
+            Some(text) => text,
+            // The operating system's own words for a missing file.
+            None => read(&metadata_file)?,
+        };
+        let metadata: ChartMetadata = parse_yaml(&metadata_file, &metadata_text)?;
         for (field, value) in [("name", &metadata.name), ("version", &metadata.version)] {
             if value.trim().is_empty() {
                 return Err(RenderError::ChartFile {
@@ -62,8 +148,7 @@ impl Chart {
         }
 
         let values_file = dir.join("values.yaml");
-        let values = if values_file.exists() {
-            let text = read(&values_file)?;
+        let values = if let Some(text) = read_file("values.yaml")? {
             match parse_yaml::<Value>(&values_file, &text)? {
                 Value::Null => Value::Object(Default::default()),
                 map @ Value::Object(_) => map,
@@ -87,39 +172,21 @@ impl Chart {
         helpers::register(&mut registry);
 
         let templates_dir = dir.join("templates");
-        let entries = std::fs::read_dir(&templates_dir).map_err(|source| RenderError::Read {
-            file: templates_dir.clone(),
-            source,
-        })?;
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| RenderError::Read {
-                file: templates_dir.clone(),
-                source,
-            })?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // Editor and VCS leftovers (`.deployment.yaml.swp`, `.gitkeep`).
-            if name.starts_with('.') || entry.path().is_dir() {
-                continue;
-            }
-            files.push(name);
-        }
-        files.sort();
-
         let mut templates = Vec::new();
         let mut partials = BTreeMap::new();
-        for name in files {
+        for name in source.template_names(&templates_dir)? {
             let file = templates_dir.join(&name);
+            let rel = format!("templates/{name}");
             if let Some(partial) = name.strip_prefix('_').and_then(|n| n.strip_suffix(".hbs")) {
-                let source = read(&file)?;
+                let source = read_file(&rel)?.unwrap_or_default();
                 registry
                     .register_partial(partial, source)
                     .map_err(|err| template_error(&file, err))?;
                 partials.insert(partial.to_string(), file);
             } else if !name.starts_with('_') && (name.ends_with(".yaml") || name.ends_with(".yml"))
             {
-                let source = read(&file)?;
-                let key = format!("templates/{name}");
+                let source = read_file(&rel)?.unwrap_or_default();
+                let key = rel;
                 registry
                     .register_template_string(&key, source)
                     .map_err(|err| template_error(&file, err))?;
@@ -135,6 +202,7 @@ impl Chart {
             values,
             templates,
             partials,
+            files,
             registry,
         })
     }

@@ -23,10 +23,12 @@ mod chart;
 pub mod check;
 mod error;
 pub mod helpers;
+mod recorded;
 mod render;
 mod values;
 
 pub use chart::{Chart, ChartMetadata};
 pub use error::RenderError;
+pub use recorded::render_recorded;
 pub use render::{Manifest, ReleaseInfo, RenderedObject, Renderer};
 pub use values::{deep_merge, parse_set, placeholder, placeholder_secrets, SecretValues, SetValue};

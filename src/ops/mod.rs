@@ -28,7 +28,7 @@ pub use uninstall::uninstall;
 pub use upgrade::deploy;
 
 use crate::cluster::{CancellationToken, ClusterError, LockOptions, ObjectRef, Progress};
-use crate::release::{ChartRef, Status};
+use crate::release::{ChartRef, RevisionSource, Status};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub lock: LockOptions,
     pub progress: Progress,
     pub cancel: CancellationToken,
+    /// The kube contexts the whole run targets, recorded with each revision (a
+    /// deployment id is complete when every one of them recorded it healthy).
+    pub targets: Vec<String>,
 }
 
 impl RunOptions {
@@ -53,6 +56,7 @@ impl RunOptions {
             lock: LockOptions::for_this_process(),
             progress: crate::cluster::no_progress(),
             cancel: CancellationToken::new(),
+            targets: Vec::new(),
         }
     }
 }
@@ -68,6 +72,9 @@ pub struct Rendered {
     pub objects: Vec<Value>,
     /// Merged values; `secrets` is removed before recording.
     pub values: Value,
+    /// The chart and secret sources, recorded so that the revision can be rendered
+    /// again without the checkout.
+    pub source: Option<RevisionSource>,
 }
 
 /// How a deploy or restore on one cluster ended, once something may have changed.

@@ -11,12 +11,17 @@ use serde_json::Value;
 /// Which recorded revision a restore goes back to, and the run it is part of.
 pub struct RestoreTo<'a> {
     pub revision: u32,
-    /// The deployment id the new revision records.
+    /// The run that restores: the deployment id the new revision records (it also
+    /// records the deployment whose content it brings back).
     pub deployment_id: &'a str,
-    /// Secret objects of the revision rendered with values read from Vault now; a
-    /// recorded Secret without one here is kept as it is live (its values are never
-    /// recorded) and reported in [`Outcome::kept_live`].
-    pub fresh_secrets: &'a [Value],
+    /// Objects of the revision rendered again with secret values read now: each
+    /// replaces the recorded object of the same kind and name. A recorded Secret with
+    /// no fresh object is kept as it is live (its values are never recorded) and
+    /// reported in [`Outcome::kept_live`].
+    pub fresh: &'a [Value],
+    /// Objects (by kind and name) whose secret inputs could not be read now: kept as
+    /// they are live, whatever their kind, rather than applied from the record.
+    pub unreadable: &'a [ObjectRef],
 }
 
 /// Rolls `release` on one cluster back to `to.revision`.
@@ -53,17 +58,17 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
     })?;
     let mut objects = Vec::with_capacity(target.manifest.len());
     for object in &target.manifest {
-        if !release::is_secret(object) {
-            objects.push(Some(object.clone()));
-            continue;
-        }
         let id = ObjectRef::of(object).map_err(|m| release_error(cluster.context(), m))?;
-        let fresh = to.fresh_secrets.iter().find(|s| {
-            ObjectRef::of(s)
-                .ok()
-                .is_some_and(|f| f.kind == id.kind && f.name == id.name)
+        let same = |other: &ObjectRef| other.kind == id.kind && other.name == id.name;
+        let fresh = to
+            .fresh
+            .iter()
+            .find(|f| ObjectRef::of(f).ok().is_some_and(|f| same(&f)));
+        objects.push(match fresh {
+            Some(fresh) => Some(fresh.clone()),
+            None if release::is_secret(object) || to.unreadable.iter().any(same) => None,
+            None => Some(object.clone()),
         });
-        objects.push(fresh.cloned());
     }
     let desired = Desired {
         objects,
@@ -72,6 +77,8 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
         chart: target.chart.clone(),
         app_version: target.app_version.clone(),
         rollback_of: Some(target.revision),
+        restores: Some(target.content_id().to_owned()),
+        source: target.source.clone(),
     };
     let scope = Scope {
         release,

@@ -4,7 +4,7 @@
 
 use super::{release_error, HeldLock, KubeClient, Outcome, Rendered, RunOptions};
 use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, Event, ObjectRef, WaitOptions};
-use crate::release::{self, ChartRef, History, Operation, ReleaseRecord, Status};
+use crate::release::{self, ChartRef, History, Operation, ReleaseRecord, RevisionSource, Status};
 use crate::storage::{RecordStore, SecretStore};
 use chrono::Utc;
 use serde_json::Value;
@@ -38,6 +38,8 @@ pub async fn deploy_with<K: KubeClient, S: RecordStore>(
         chart: rendered.chart.clone(),
         app_version: rendered.app_version.clone(),
         rollback_of: None,
+        restores: None,
+        source: rendered.source.clone(),
     };
     let target = Scope {
         release: &rendered.release,
@@ -64,8 +66,11 @@ pub(super) struct Desired {
     pub values: Value,
     pub chart: ChartRef,
     pub app_version: String,
-    /// For a restore: the revision it re-applies.
+    /// For a restore: the revision it re-applies,
     pub rollback_of: Option<u32>,
+    /// and the deployment id whose content that revision runs.
+    pub restores: Option<String>,
+    pub source: Option<RevisionSource>,
 }
 
 pub(super) async fn run<K: KubeClient, S: RecordStore>(
@@ -102,7 +107,7 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
         force_conflicts: opts.force_conflicts,
     };
 
-    let mut record = pending_record(scope, &desired, &history);
+    let mut record = pending_record(scope, &desired, &history, &opts.targets);
     // The identities first, so that a run killed during apply leaves a pending record
     // that knows what it may have created.
     let mut kept_live = Vec::new();
@@ -186,12 +191,7 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
     watchdog.abort();
     let outcome = ending.record(store, record, health.err(), pruned).await?;
     if outcome.error.is_none() {
-        let replaced = if desired.rollback_of.is_some() {
-            Status::RolledBack
-        } else {
-            Status::Superseded
-        };
-        supersede(store, &history, replaced).await?;
+        supersede(store, &history, scope, desired.rollback_of.is_some()).await?;
         store.prune_history(opts.history_limit).await?;
     }
     Ok(outcome)
@@ -219,7 +219,12 @@ async fn repair_killed_runs<S: RecordStore>(
 }
 
 /// The record a run writes before it changes anything, without object identities yet.
-fn pending_record(scope: &Scope<'_>, desired: &Desired, history: &History) -> ReleaseRecord {
+fn pending_record(
+    scope: &Scope<'_>,
+    desired: &Desired,
+    history: &History,
+    targets: &[String],
+) -> ReleaseRecord {
     let now = Utc::now();
     ReleaseRecord {
         name: scope.release.to_owned(),
@@ -232,6 +237,14 @@ fn pending_record(scope: &Scope<'_>, desired: &Desired, history: &History) -> Re
             (None, Some(_)) => Operation::Upgrade,
         },
         deployment_id: scope.deployment_id.to_owned(),
+        restores: desired.restores.clone(),
+        targets: targets.to_vec(),
+        digest: release::content_digest(
+            &desired.record_manifest,
+            &desired.app_version,
+            &desired.chart,
+        ),
+        source: desired.source.clone(),
         chart: desired.chart.clone(),
         app_version: desired.app_version.clone(),
         manifest: desired.record_manifest.clone(),
@@ -295,15 +308,26 @@ impl Ending<'_> {
     }
 }
 
-/// Marks what was deployed before a successful run as replaced by it.
+/// Marks what was deployed before a successful run as replaced by it: `rolled-back`
+/// when the run restores an earlier revision (what it replaces is undone, and no later
+/// rollback may go forward to it), `superseded` otherwise. A restore that undoes this
+/// same run's own earlier restore (a rollback that failed elsewhere putting a cluster
+/// back) undoes nothing of the deployment that restore brought: that one stays
+/// `superseded`, so a failed rollback attempt cannot poison its own target.
 async fn supersede<S: RecordStore>(
     store: &S,
     history: &History,
-    replaced: Status,
+    scope: &Scope<'_>,
+    restoring: bool,
 ) -> Result<(), ClusterError> {
     for old in history.every_deployed() {
+        let own_restore = !old.is_deploy() && old.deployment_id == scope.deployment_id;
         let mut old = old.clone();
-        old.status = replaced;
+        old.status = if restoring && !own_restore {
+            Status::RolledBack
+        } else {
+            Status::Superseded
+        };
         old.updated = Utc::now();
         store.update(&old).await?;
     }
@@ -345,6 +369,7 @@ mod tests {
             app_version: version.into(),
             objects,
             values: json!({"secrets": {"db-password": "hunter2"}, "log": "info"}),
+            source: None,
         }
     }
 
@@ -514,7 +539,8 @@ mod tests {
         let to = RestoreTo {
             revision: 1,
             deployment_id: "d1",
-            fresh_secrets: &[],
+            fresh: &[],
+            unreadable: &[],
         };
         let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
             .await
@@ -557,7 +583,8 @@ mod tests {
         let to = RestoreTo {
             revision: 1,
             deployment_id: "d1",
-            fresh_secrets: &fresh,
+            fresh: &fresh,
+            unreadable: &[],
         };
         let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
             .await
@@ -574,7 +601,8 @@ mod tests {
         let to = RestoreTo {
             revision: 1,
             deployment_id: "d1",
-            fresh_secrets: &[],
+            fresh: &[],
+            unreadable: &[],
         };
         let err = restore_with(&kube, &store, "ns", "hello", &to, &opts())
             .await
@@ -583,12 +611,50 @@ mod tests {
         let missing = RestoreTo {
             revision: 9,
             deployment_id: "d9",
-            fresh_secrets: &[],
+            fresh: &[],
+            unreadable: &[],
         };
         let err = restore_with(&kube, &store, "ns", "hello", &missing, &opts())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("has no revision 9"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_restore_undone_by_its_own_run_leaves_its_target_a_target() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "B", &opts())
+            .await
+            .unwrap();
+        deploy_with(&kube, &store, &rendered("2", false), "C", &opts())
+            .await
+            .unwrap();
+        // Rollback run R goes to B, then (failing elsewhere) puts this cluster back on C.
+        for revision in [1, 2] {
+            let to = RestoreTo {
+                revision,
+                deployment_id: "R",
+                fresh: &[],
+                unreadable: &[],
+            };
+            restore_with(&kube, &store, "ns", "hello", &to, &opts())
+                .await
+                .unwrap();
+        }
+        let records = store.records();
+        let of = |n: usize| (records[n].content_id().to_owned(), records[n].status);
+        assert_eq!(
+            of(1),
+            ("C".into(), Status::RolledBack),
+            "C's deploy was undone once"
+        );
+        assert_eq!(
+            of(2),
+            ("B".into(), Status::Superseded),
+            "R's own step, not B, was undone"
+        );
+        assert_eq!(of(3), ("C".into(), Status::Deployed));
+        assert_eq!(records[3].deployment_id, "R");
     }
 
     #[tokio::test]

@@ -75,24 +75,21 @@ impl History {
         self.deployed().or(self.latest())
     }
 
-    /// The revision of deployment `id` here: the newest that was healthy, or `None`
-    /// when this cluster never ran it healthy (a failed run is no target).
+    /// What this cluster runs healthy now: its latest revision, when that one is
+    /// deployed (a failed or killed run on top of a deployed one leaves the cluster
+    /// running neither for sure).
+    pub fn runs_now(&self) -> Option<&ReleaseRecord> {
+        self.latest().filter(|r| r.status == Status::Deployed)
+    }
+
+    /// The revision that runs deployment `id`'s content here: the newest that was
+    /// healthy (its deploy, or a restore of it), or `None` when this cluster never ran
+    /// it healthy (a failed run is no target).
     pub fn revision_of(&self, id: &str) -> Option<&ReleaseRecord> {
         self.records
             .iter()
             .rev()
-            .find(|r| r.deployment_id == id && r.status.was_healthy())
-    }
-
-    /// The deployment before the one deployed now: the newest healthy revision of
-    /// another deployment id, older than the deployed one.
-    pub fn previous_deployment(&self) -> Option<&ReleaseRecord> {
-        let current = self.deployed()?;
-        self.records
-            .iter()
-            .rev()
-            .filter(|r| r.revision < current.revision)
-            .find(|r| r.deployment_id != current.deployment_id && r.status.was_healthy())
+            .find(|r| r.content_id() == id && r.status.was_healthy())
     }
 
     /// Runs that were killed before they finished (their record is still `pending`).
@@ -161,35 +158,6 @@ mod tests {
     }
 
     #[test]
-    fn previous_deployment_skips_failed_runs_and_restores_of_the_current_one() {
-        use Status::*;
-        // A deployed, B failed and restored to A (recorded with A's id), C deployed.
-        let h = history(&[
-            (1, "A", Superseded),
-            (2, "B", Failed),
-            (3, "A", Superseded),
-            (4, "C", Deployed),
-        ]);
-        assert_eq!(revision(h.previous_deployment()), Some(3));
-        // After going back to A, the one before is C, not A again.
-        let h = history(&[
-            (1, "A", Superseded),
-            (2, "C", RolledBack),
-            (3, "A", Deployed),
-        ]);
-        assert_eq!(revision(h.previous_deployment()), Some(2));
-        assert_eq!(
-            revision(history(&[(1, "A", Deployed)]).previous_deployment()),
-            None
-        );
-        // Nothing deployed (a failed first install): nothing before it either.
-        assert_eq!(
-            revision(history(&[(1, "A", Failed)]).previous_deployment()),
-            None
-        );
-    }
-
-    #[test]
     fn a_deployment_id_names_only_revisions_that_were_healthy() {
         use Status::*;
         let h = history(&[(1, "A", Superseded), (2, "B", Failed), (3, "A", Deployed)]);
@@ -200,6 +168,29 @@ mod tests {
             "a failed run is no target"
         );
         assert_eq!(revision(h.revision_of("Z")), None);
+        // A restore of A runs A's content.
+        let mut records = vec![record(1, "A", Superseded), record(2, "B", RolledBack)];
+        let mut restore = record(3, "R", Deployed);
+        restore.operation = crate::release::Operation::Rollback;
+        restore.restores = Some("A".into());
+        records.push(restore);
+        let h = History::new(records);
+        assert_eq!(revision(h.revision_of("A")), Some(3));
+        assert_eq!(
+            revision(h.revision_of("R")),
+            None,
+            "a rollback run is no deployment"
+        );
+        assert_eq!(revision(h.runs_now()), Some(3));
+    }
+
+    #[test]
+    fn a_cluster_with_a_failed_run_on_top_runs_nothing_for_sure() {
+        use Status::*;
+        let h = history(&[(1, "A", Deployed), (2, "B", Failed)]);
+        assert_eq!(revision(h.runs_now()), None);
+        assert_eq!(revision(h.deployed()), Some(1));
+        assert_eq!(revision(history(&[(1, "A", Deployed)]).runs_now()), Some(1));
     }
 
     #[test]

@@ -1,14 +1,20 @@
-//! Releases as recorded in a cluster: the record of one revision ([`record`]) and the
-//! questions asked of one release's records in one cluster ([`History`]).
+//! Releases as recorded in a cluster: the record of one revision ([`record`]), the
+//! questions asked of one release's records in one cluster ([`History`]), and of its
+//! records in every cluster of an environment ([`EnvironmentHistory`]).
 //!
 //! Must not: talk to a cluster or encode itself for storage (that is [`crate::storage`]).
 
+mod environment;
 mod history;
 mod record;
 
 pub use crate::redact::{is_secret, redact_manifest};
+pub use environment::{DeploymentState, EnvironmentHistory};
 pub use history::History;
-pub use record::{values_without_secrets, ChartRef, Operation, ReleaseRecord, Status};
+pub use record::{
+    content_digest, values_without_secrets, ChartRef, Operation, ReleaseRecord, RevisionSource,
+    SecretSource, Status,
+};
 
 /// Record fixtures for the unit tests of every layer that reads records.
 #[cfg(test)]
@@ -26,6 +32,10 @@ pub(crate) mod tests_support {
             status,
             operation: Operation::Upgrade,
             deployment_id: id.into(),
+            restores: None,
+            targets: Vec::new(),
+            digest: format!("digest-of-{id}"),
+            source: None,
             chart: ChartRef {
                 name: "hello".into(),
                 version: "0.1.0".into(),

@@ -11,6 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Where a revision stands. Stored as a label too, so listing by status needs no decoding.
@@ -51,6 +52,70 @@ impl Status {
         .into_iter()
         .find(|s| s.as_str() == text)
     }
+}
+
+/// What renders a revision again without the checkout, besides the record's values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionSource {
+    /// The chart's files by path inside its folder (`Chart.yaml`, `templates/web.yaml`).
+    pub chart: BTreeMap<String, String>,
+    /// Where each secret of this cluster was read (never its value).
+    pub secrets: Vec<SecretSource>,
+}
+
+/// Where one secret was read for one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSource {
+    pub secret_id: String,
+    /// The path as the descriptor rendered it, mount included (`kv/prod/app1/db`).
+    pub path: String,
+    /// The same path under the KV mount (`prod/app1/db`).
+    pub relative: String,
+    pub key: String,
+    /// The KV engine version of the mount (1 or 2).
+    pub kv_version: u8,
+    /// KV v2: the pinned version read; `None` reads the latest again (a credential
+    /// rotated since must not come back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+impl ReleaseRecord {
+    /// The deployment whose content this revision runs: the one it restores, else its
+    /// own.
+    pub fn content_id(&self) -> &str {
+        self.restores.as_deref().unwrap_or(&self.deployment_id)
+    }
+
+    /// Whether this revision was written by the deploy of its deployment id (not by a
+    /// rollback that restored another one).
+    pub fn is_deploy(&self) -> bool {
+        self.operation != Operation::Rollback
+    }
+}
+
+/// The content digest of a revision: its manifest as recorded (secret data redacted),
+/// the application version and the chart, so that a CI re-run of the same commit is
+/// recognised as the same content.
+pub fn content_digest(manifest: &[Value], app_version: &str, chart: &ChartRef) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    // Objects are serialised as they are recorded (key order preserved), which is
+    // stable for one chart and values.
+    for object in manifest {
+        hasher.update(object.to_string().as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.update(app_version.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(chart.name.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(chart.version.as_bytes());
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 impl Status {
@@ -95,8 +160,26 @@ pub struct ReleaseRecord {
     pub revision: u32,
     pub status: Status,
     pub operation: Operation,
-    /// Shared by every cluster of one `deploy` run; what `rollback --to` names.
+    /// The run that recorded this revision, shared by every cluster of that run: a
+    /// `deploy` (what `rollback --to` names), or the `rollback` that restored it.
     pub deployment_id: String,
+    /// For a rollback: the deployment id whose content it re-applies. Records written
+    /// before this field carried that id as their `deployment_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<String>,
+    /// The kube contexts the run targeted: a deployment id is complete when every one of
+    /// them recorded it healthy. Empty in records written before this field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// What the revision puts in the cluster, as a digest of its manifest (secret data
+    /// redacted), application and chart version: equal digests, equal content. Empty in
+    /// records written before this field.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// What renders this revision again without the checkout: the chart and where each
+    /// secret was read. `None` in records written before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RevisionSource>,
     pub chart: ChartRef,
     /// The application version (`spec.version` of the descriptor).
     pub app_version: String,
@@ -134,6 +217,43 @@ pub fn values_without_secrets(values: &Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_record_of_the_first_format_still_reads() {
+        // As written before restores, targets, digest and source existed: a restore then
+        // carried the id of the deployment it brought back.
+        let old = json!({
+            "name": "hello", "namespace": "ns", "revision": 3, "status": "deployed",
+            "operation": "rollback", "deploymentId": "20261101T000000Z-aaaa",
+            "chart": {"name": "hello", "version": "0.1.0"}, "appVersion": "1.0.0",
+            "manifest": [], "objects": [], "values": {"log": "info"}, "rollbackOf": 1,
+            "created": "2026-11-01T00:00:00Z", "updated": "2026-11-01T00:00:00Z",
+            "user": "ci", "host": "runner"
+        });
+        let record: ReleaseRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(record.content_id(), "20261101T000000Z-aaaa");
+        assert!(record.targets.is_empty() && record.digest.is_empty());
+        assert!(record.source.is_none() && record.restores.is_none());
+        assert!(!record.is_deploy());
+        // Written again, it reads the same.
+        let again: ReleaseRecord =
+            serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+        assert_eq!(again, record);
+    }
+
+    #[test]
+    fn equal_content_has_equal_digests() {
+        let chart = ChartRef {
+            name: "hello".into(),
+            version: "0.1.0".into(),
+        };
+        let manifest = vec![json!({"kind": "ConfigMap", "data": {"a": "1"}})];
+        let digest = content_digest(&manifest, "1.0", &chart);
+        assert_eq!(digest, content_digest(&manifest.clone(), "1.0", &chart));
+        assert_ne!(digest, content_digest(&manifest, "1.1", &chart));
+        let other = vec![json!({"kind": "ConfigMap", "data": {"a": "2"}})];
+        assert_ne!(digest, content_digest(&other, "1.0", &chart));
+    }
 
     #[test]
     fn status_round_trips_through_its_label_text() {

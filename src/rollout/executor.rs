@@ -90,7 +90,10 @@ pub struct RunInfo {
     /// `deploy`, `rollback`, `promote`.
     pub operation: String,
     pub release: String,
+    /// The run's own id, recorded by every revision it writes.
     pub deployment_id: String,
+    /// For a rollback: the deployment it goes back to.
+    pub target: Option<String>,
 }
 
 /// The command that finishes putting `context` back, once it is reachable.
@@ -240,6 +243,7 @@ pub async fn execute<S: ClusterSteps>(
         release: info.release.clone(),
         environment: plan.environment.clone(),
         deployment_id: info.deployment_id.clone(),
+        target: info.target.clone(),
         overall,
         interrupted,
         cause: if interrupted && cause.is_none() {
@@ -434,6 +438,7 @@ mod tests {
             operation: "deploy".into(),
             release: "hello".into(),
             deployment_id: "20261123T172800Z-3f9a".into(),
+            target: None,
         }
     }
 

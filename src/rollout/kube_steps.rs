@@ -20,10 +20,12 @@ pub struct Prepared {
     pub history: History,
 }
 
-fn revision_ref(record: &ReleaseRecord) -> RevisionRef {
+/// A revision as the report and the finish commands name it: by the deployment whose
+/// content it runs.
+pub fn revision_ref(record: &ReleaseRecord) -> RevisionRef {
     RevisionRef {
         revision: record.revision,
-        deployment_id: record.deployment_id.clone(),
+        deployment_id: record.content_id().to_owned(),
     }
 }
 
@@ -150,12 +152,13 @@ impl ClusterSteps for KubeSteps {
             .filter(|o| crate::release::is_secret(o))
             .cloned()
             .collect();
+        // Recorded under this run's id, restoring `before`'s content: the run's own
+        // deploys are then marked rolled back, so no later rollback goes to them.
         let to = RestoreTo {
             revision: before.revision,
-            // A restore re-applies `before`: it carries that run's id, so that the id
-            // names one content in every cluster and `rollback --env` skips failed runs.
-            deployment_id: &before.deployment_id,
-            fresh_secrets: &fresh,
+            deployment_id: &self.deployment_id,
+            fresh: &fresh,
+            unreadable: &[],
         };
         restored(ops::restore(&p.handle, namespace, release, &to, &opts).await)
     }
@@ -165,6 +168,8 @@ impl ClusterSteps for KubeSteps {
 /// "restore" puts it back on what it ran before, when another cluster's rollback fails.
 pub struct RollbackSteps {
     pub clusters: HashMap<String, RollbackCluster>,
+    /// This rollback's own id, recorded by every revision it writes.
+    pub run_id: String,
     pub options: RunOptions,
 }
 
@@ -176,17 +181,26 @@ pub struct RollbackCluster {
     pub history: History,
     /// The revision to go to, found in this cluster by deployment id.
     pub to: RevisionRef,
-    /// Secret objects rendered with values read from Vault now (empty when Vault could
-    /// not be read: the live secrets are then kept, and the record says so).
-    pub fresh_secrets: Vec<serde_json::Value>,
+    /// Objects of the target rendered again with secrets read now (see
+    /// [`RestoreTo::fresh`]); empty when nothing could be rendered again: the live
+    /// secrets are then kept, and the record says so.
+    pub fresh: Vec<serde_json::Value>,
+    /// Objects whose secrets could not be read now: kept as they are live.
+    pub unreadable: Vec<crate::cluster::ObjectRef>,
 }
 
 impl RollbackCluster {
-    async fn go_to(&self, to: &RevisionRef, opts: &RunOptions) -> Result<Outcome, ClusterError> {
+    async fn go_to(
+        &self,
+        to: &RevisionRef,
+        run_id: &str,
+        opts: &RunOptions,
+    ) -> Result<Outcome, ClusterError> {
         let to = RestoreTo {
             revision: to.revision,
-            deployment_id: &to.deployment_id,
-            fresh_secrets: &self.fresh_secrets,
+            deployment_id: run_id,
+            fresh: &self.fresh,
+            unreadable: &self.unreadable,
         };
         ops::restore(&self.handle, &self.namespace, &self.release, &to, opts).await
     }
@@ -204,7 +218,10 @@ impl ClusterSteps for RollbackSteps {
         };
         let total = t.history.get(t.to.revision).map_or(0, |r| r.manifest.len());
         let opts = step_options(&self.options, stop, reporter, total);
-        step_outcome(t.go_to(&t.to, &opts).await, deployed(&t.history))
+        step_outcome(
+            t.go_to(&t.to, &self.run_id, &opts).await,
+            deployed(&t.history),
+        )
     }
 
     async fn restore(
@@ -223,16 +240,6 @@ impl ClusterSteps for RollbackSteps {
             )));
         };
         let opts = step_options(&self.options, &CancellationToken::new(), reporter, 0);
-        restored(t.go_to(before, &opts).await)
+        restored(t.go_to(before, &self.run_id, &opts).await)
     }
-}
-
-/// The revision `rollback` goes to in one cluster: deployment `to` when named, else the
-/// deployment before the one deployed there.
-pub fn rollback_revision(history: &History, to: Option<&str>) -> Option<RevisionRef> {
-    match to {
-        Some(id) => history.revision_of(id),
-        None => history.previous_deployment(),
-    }
-    .map(revision_ref)
 }

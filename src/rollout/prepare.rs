@@ -9,7 +9,7 @@ use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
 use crate::engine::{parse_set, Chart, Renderer, SetValue};
 use crate::ops::{self, Rendered, RunOptions};
-use crate::release::{ChartRef, History};
+use crate::release::{ChartRef, History, RevisionSource, SecretSource};
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
 use futures::StreamExt;
 use kube::config::Kubeconfig;
@@ -88,6 +88,7 @@ pub struct ReleaseRender {
     environment: String,
     sets: Vec<SetValue>,
     chart: Chart,
+    secret_plan: SecretPlan,
     resolved: ResolvedSecrets,
 }
 
@@ -122,6 +123,7 @@ impl ReleaseRender {
             environment: env.environment.name.clone(),
             sets,
             chart,
+            secret_plan,
             resolved,
         })
     }
@@ -155,7 +157,29 @@ impl ReleaseRender {
             app_version: self.release.descriptor.spec.version.clone(),
             objects: manifest.objects.into_iter().map(|o| o.object).collect(),
             values: renderer.values(cluster, &secrets),
+            source: Some(self.source(&cluster.context)),
         })
+    }
+
+    /// What a record keeps to render this cluster's revision again: the chart's files
+    /// and where each secret was read.
+    fn source(&self, context: &str) -> RevisionSource {
+        let kv_version = self.secret_plan.kv.as_ref().map_or(1, |kv| kv.version);
+        RevisionSource {
+            chart: self.chart.files().clone(),
+            secrets: self
+                .secret_plan
+                .for_context(context)
+                .map(|s| SecretSource {
+                    secret_id: s.secret_id.clone(),
+                    path: s.path.clone(),
+                    relative: s.relative.clone(),
+                    key: s.key.clone(),
+                    kv_version,
+                    version: s.version,
+                })
+                .collect(),
+        }
     }
 }
 

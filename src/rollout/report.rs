@@ -88,7 +88,11 @@ pub struct Report {
     pub operation: String,
     pub release: String,
     pub environment: String,
+    /// The run's own id.
     pub deployment_id: String,
+    /// For a rollback: the deployment every cluster goes back to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub overall: Overall,
     /// Stopped by SIGINT/SIGTERM.
     pub interrupted: bool,
@@ -142,12 +146,15 @@ impl Report {
 
     /// The table and, below it, what happened and what is left to do.
     pub fn text(&self) -> String {
+        let run = match &self.target {
+            Some(target) => format!("to deployment {target}, run {}", self.deployment_id),
+            None => format!("deployment {}", self.deployment_id),
+        };
         let mut out = format!(
-            "{} {} to {} (deployment {}): {}\n{}",
+            "{} {} to {} ({run}): {}\n{}",
             self.operation,
             self.release,
             self.environment,
-            self.deployment_id,
             match self.overall {
                 Overall::Succeeded => "succeeded",
                 Overall::RolledBack => "FAILED, every changed cluster rolled back",

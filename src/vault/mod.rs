@@ -58,6 +58,26 @@ pub async fn resolve_for_environment(
     })
 }
 
+/// [`resolve_plan`], keeping what could be read: the secrets that resolved and the
+/// mappings that did not. Vault unreachable, sealed or refusing the login is still an
+/// error (nothing could be read).
+pub async fn resolve_available(
+    plan: &SecretPlan,
+    env: &LoadedEnvironment,
+    vars: &VaultEnv,
+) -> Result<(ResolvedSecrets, Vec<SecretFailure>), VaultError> {
+    let Some(config) = env
+        .environment
+        .vault
+        .as_ref()
+        .filter(|_| !plan.entries.is_empty())
+    else {
+        return Ok((ResolvedSecrets::default(), Vec::new()));
+    };
+    let session = VaultSession::connect(config, &env.file, vars).await?;
+    SecretReader::new(&session).resolve_available(plan).await
+}
+
 /// Logs in and reads the secrets of a plan already built (and perhaps narrowed to some
 /// clusters with [`SecretPlan::retain_contexts`]).
 pub async fn resolve_plan(

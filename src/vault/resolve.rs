@@ -76,6 +76,21 @@ impl<'a> SecretReader<'a> {
     /// unreachable, the token gone) stops the reads and is reported once, naming the
     /// mapping it was met on.
     pub async fn resolve(&self, plan: &SecretPlan) -> Result<ResolvedSecrets, VaultError> {
+        let (resolved, failures) = self.resolve_available(plan).await?;
+        if failures.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(VaultError::Unresolved(failures))
+        }
+    }
+
+    /// Every secret of the plan that resolves, and every mapping that did not: what a
+    /// rollback needs in an incident, where what cannot be read keeps its live value.
+    /// A problem every read would share (Vault sealed or unreachable) is still an error.
+    pub async fn resolve_available(
+        &self,
+        plan: &SecretPlan,
+    ) -> Result<(ResolvedSecrets, Vec<SecretFailure>), VaultError> {
         self.fetch(plan).await?;
         let mut resolved = ResolvedSecrets::default();
         let mut failures: Vec<(&PlannedSecret, ReadProblem)> = Vec::new();
@@ -91,11 +106,7 @@ impl<'a> SecretReader<'a> {
                 Err(problem) => failures.push((entry, problem)),
             }
         }
-        if failures.is_empty() {
-            Ok(resolved)
-        } else {
-            Err(VaultError::Unresolved(group_failures(failures)))
-        }
+        Ok((resolved, group_failures(failures)))
     }
 
     /// Whether each planned secret resolves; values are dropped as soon as checked.

@@ -245,11 +245,13 @@ pub fn history(
         let id = row["deployment_id"].as_str().unwrap().to_owned();
         for (context, cells) in row["clusters"].as_object().unwrap() {
             for cell in cells.as_array().unwrap() {
+                // A restore runs the content of the deployment it restores.
+                let content = cell["restores"].as_str().unwrap_or(&id).to_owned();
                 rows.push((
                     context.clone(),
                     cell["revision"].as_u64().unwrap() as u32,
                     cell["status"].as_str().unwrap().to_owned(),
-                    id.clone(),
+                    content,
                     cell["app_version"].as_str().unwrap().to_owned(),
                 ));
             }
@@ -259,7 +261,8 @@ pub fn history(
     rows
 }
 
-/// The deployed revision of each context: (revision, deployment id, app version).
+/// The deployed revision of each context: (revision, the deployment id whose content it
+/// runs, app version).
 pub fn deployed(
     fleet: &Fleet,
     repo: &TestRepo,

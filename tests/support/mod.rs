@@ -80,6 +80,7 @@ pub fn rendered(namespace: &str, tag: &str, replicas: u32, extra: bool) -> Rende
         app_version: tag.to_owned(),
         objects,
         values: json!({"image": {"tag": tag}, "secrets": {"db-password": "hunter2"}}),
+        source: None,
     }
 }
 

@@ -1,0 +1,367 @@
+//! One release's records in every cluster of an environment, read together: the state
+//! of each deployment id in the environment, and the one target a plain `rollback`
+//! goes to. The rule is decided here once for the whole environment, never per
+//! cluster, so that every cluster goes back to the same release (docs/design.md,
+//! "Rollback").
+
+use super::{History, ReleaseRecord, Status};
+use serde::Serialize;
+
+/// What a deployment id became in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeploymentState {
+    /// Every targeted cluster recorded it healthy, and nothing undid it.
+    Complete,
+    /// A cluster recorded it failed (and nothing undid it).
+    Failed,
+    /// Killed or halted part-way: a targeted cluster never recorded it healthy.
+    Partial,
+    /// Undone, by the automatic restore of its run or by a later `rollback`.
+    RolledBack,
+}
+
+impl std::fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeploymentState::Complete => "complete",
+            DeploymentState::Failed => "failed",
+            DeploymentState::Partial => "partial",
+            DeploymentState::RolledBack => "rolled back",
+        })
+    }
+}
+
+/// The histories of one release in the clusters of an environment (those a command
+/// could read), by kube context.
+pub struct EnvironmentHistory<'a> {
+    clusters: Vec<(&'a str, &'a History)>,
+}
+
+impl<'a> EnvironmentHistory<'a> {
+    pub fn new(clusters: impl IntoIterator<Item = (&'a str, &'a History)>) -> Self {
+        EnvironmentHistory {
+            clusters: clusters.into_iter().collect(),
+        }
+    }
+
+    /// The records a deploy of `id` wrote (not the restores made under its run id).
+    fn deploys_of<'s>(
+        &'s self,
+        id: &'s str,
+    ) -> impl Iterator<Item = (&'a str, &'a ReleaseRecord)> + 's {
+        self.clusters.iter().flat_map(move |(context, history)| {
+            history
+                .iter()
+                .filter(move |r| r.deployment_id == id && r.is_deploy())
+                .map(move |r| (*context, r))
+        })
+    }
+
+    /// Every deployment id a deploy recorded here, newest first (by when its first
+    /// record was written; ids are time-sortable too).
+    pub fn deployments(&self) -> Vec<&'a str> {
+        let mut first: Vec<(&'a str, chrono::DateTime<chrono::Utc>)> = Vec::new();
+        for (_, history) in &self.clusters {
+            for record in history.iter().filter(|r| r.is_deploy()) {
+                match first.iter_mut().find(|(id, _)| *id == record.deployment_id) {
+                    Some((_, at)) => *at = (*at).min(record.created),
+                    None => first.push((&record.deployment_id, record.created)),
+                }
+            }
+        }
+        first.sort_by(|a, b| (b.1, b.0).cmp(&(a.1, a.0)));
+        first.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The state of deployment `id`, or `None` when no deploy recorded it here.
+    pub fn state(&self, id: &str) -> Option<DeploymentState> {
+        let deploys: Vec<(&str, &ReleaseRecord)> = self.deploys_of(id).collect();
+        if deploys.is_empty() {
+            return None;
+        }
+        // Undone: a revision running its content (its deploy, or a restore of it) was
+        // replaced by a rollback. A rollback never goes forward to what one undid.
+        let undone = self.clusters.iter().any(|(_, h)| {
+            h.iter()
+                .any(|r| r.content_id() == id && r.status == Status::RolledBack)
+        });
+        if undone {
+            return Some(DeploymentState::RolledBack);
+        }
+        // The clusters its run targeted; records written before `targets` existed: every
+        // cluster read here.
+        let mut targets: Vec<&str> = deploys
+            .iter()
+            .flat_map(|(_, r)| r.targets.iter().map(String::as_str))
+            .collect();
+        if targets.is_empty() {
+            targets = self.clusters.iter().map(|(c, _)| *c).collect();
+        }
+        let healthy_in = |context: &str| {
+            deploys.iter().any(|(c, r)| {
+                *c == context && matches!(r.status, Status::Deployed | Status::Superseded)
+            })
+        };
+        // A target this command could not read is not held against it.
+        let known = |context: &str| self.clusters.iter().any(|(c, _)| *c == context);
+        if targets.iter().filter(|t| known(t)).all(|t| healthy_in(t)) {
+            Some(DeploymentState::Complete)
+        } else if deploys.iter().any(|(_, r)| r.status == Status::Failed) {
+            Some(DeploymentState::Failed)
+        } else {
+            Some(DeploymentState::Partial)
+        }
+    }
+
+    /// Whether every cluster runs deployment `id` healthy now.
+    fn everyone_runs(&self, id: &str) -> bool {
+        self.clusters
+            .iter()
+            .all(|(_, h)| h.runs_now().is_some_and(|r| r.content_id() == id))
+    }
+
+    /// Whether deployment `id` has, in every cluster, the content that runs there now
+    /// (a CI re-run of the same commit).
+    fn same_content_as_now(&self, id: &str) -> bool {
+        self.clusters
+            .iter()
+            .all(|(_, h)| match (h.runs_now(), h.revision_of(id)) {
+                (Some(now), Some(then)) => !then.digest.is_empty() && then.digest == now.digest,
+                _ => false,
+            })
+    }
+
+    /// The deployment a plain `rollback` goes to: the newest complete one that is not
+    /// already what every cluster runs healthy, skipping rolled-back ones and ones whose
+    /// content equals what runs now. `None`: there is nothing to go back to.
+    pub fn rollback_target(&self) -> Option<&'a str> {
+        self.deployments().into_iter().find(|id| {
+            self.state(id) == Some(DeploymentState::Complete)
+                && !self.everyone_runs(id)
+                && !self.same_content_as_now(id)
+        })
+    }
+
+    /// Every deployment id with its state, newest first: what an error shows when there
+    /// is no target.
+    pub fn summary(&self) -> String {
+        let lines: Vec<String> = self
+            .deployments()
+            .into_iter()
+            .map(|id| {
+                let state = self.state(id).map_or("-".into(), |s| s.to_string());
+                format!("{id} {state}")
+            })
+            .collect();
+        if lines.is_empty() {
+            "no deployments".into()
+        } else {
+            lines.join(", ")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rollback target on record fixtures: each incident of docs/design.md
+    //! ("Rollback") as the records four clusters would hold after it.
+    use super::*;
+    use crate::release::tests_support::record;
+    use crate::release::Operation;
+    use Status::*;
+
+    const CLUSTERS: [&str; 4] = ["eu", "us", "paris", "asia"];
+
+    /// Builds four clusters' histories from per-cluster steps.
+    struct Fleet {
+        histories: Vec<Vec<ReleaseRecord>>,
+        clock: i64,
+    }
+
+    impl Fleet {
+        fn new() -> Fleet {
+            Fleet {
+                histories: vec![Vec::new(); CLUSTERS.len()],
+                clock: 0,
+            }
+        }
+
+        fn push(
+            &mut self,
+            cluster: usize,
+            id: &str,
+            status: Status,
+            digest: &str,
+        ) -> &mut ReleaseRecord {
+            self.clock += 1;
+            let history = &mut self.histories[cluster];
+            let mut r = record(history.len() as u32 + 1, id, status);
+            r.created = chrono::DateTime::from_timestamp(self.clock, 0).unwrap_or_default();
+            r.digest = digest.into();
+            r.targets = CLUSTERS.iter().map(|c| c.to_string()).collect();
+            history.push(r);
+            history.last_mut().unwrap()
+        }
+
+        /// Marks what is deployed in `cluster` as `now`.
+        fn replace(&mut self, cluster: usize, now: Status) {
+            for r in self.histories[cluster]
+                .iter_mut()
+                .filter(|r| r.status == Deployed)
+            {
+                r.status = now;
+            }
+        }
+
+        /// A deploy of `id` that succeeded in the given clusters.
+        fn deploy(&mut self, id: &str, clusters: &[usize]) {
+            for &c in clusters {
+                self.replace(c, Superseded);
+                self.push(c, id, Deployed, &format!("content-{id}"));
+            }
+        }
+
+        /// A deploy of `id` with content equal to `of`'s.
+        fn deploy_same_as(&mut self, id: &str, of: &str) {
+            for c in 0..CLUSTERS.len() {
+                self.replace(c, Superseded);
+                self.push(c, id, Deployed, &format!("content-{of}"));
+            }
+        }
+
+        /// A restore to `content` made by run `run` in every cluster.
+        fn restore(&mut self, run: &str, content: &str) {
+            for c in 0..CLUSTERS.len() {
+                self.replace(c, RolledBack);
+                let r = self.push(c, run, Deployed, &format!("content-{content}"));
+                r.operation = Operation::Rollback;
+                r.restores = Some(content.into());
+            }
+        }
+
+        fn histories(&self) -> Vec<History> {
+            self.histories.iter().cloned().map(History::new).collect()
+        }
+    }
+
+    fn target(fleet: &Fleet) -> Option<String> {
+        let histories = fleet.histories();
+        let env = EnvironmentHistory::new(CLUSTERS.iter().copied().zip(histories.iter()));
+        env.rollback_target().map(str::to_owned)
+    }
+
+    fn state(fleet: &Fleet, id: &str) -> Option<DeploymentState> {
+        let histories = fleet.histories();
+        let env = EnvironmentHistory::new(CLUSTERS.iter().copied().zip(histories.iter()));
+        env.state(id)
+    }
+
+    fn all() -> Vec<usize> {
+        (0..CLUSTERS.len()).collect()
+    }
+
+    #[test]
+    fn after_a_clean_deploy_the_one_before_then_once_more() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        f.deploy("C", &all());
+        assert_eq!(state(&f, "C"), Some(DeploymentState::Complete));
+        assert_eq!(target(&f).as_deref(), Some("B"));
+        f.restore("R1", "B");
+        assert_eq!(state(&f, "C"), Some(DeploymentState::RolledBack));
+        assert_eq!(
+            target(&f).as_deref(),
+            Some("A"),
+            "a second rollback steps back once more"
+        );
+        f.restore("R2", "A");
+        assert_eq!(target(&f), None, "nothing before A");
+    }
+
+    #[test]
+    fn after_a_halted_deploy_what_ran_before_it() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        // Wave 0 (eu, us) on C; paris failed; asia never started.
+        f.deploy("C", &[0, 1]);
+        f.push(2, "C", Failed, "content-C");
+        assert_eq!(state(&f, "C"), Some(DeploymentState::Failed));
+        assert_eq!(
+            target(&f).as_deref(),
+            Some("B"),
+            "not A, older than what ran before"
+        );
+    }
+
+    #[test]
+    fn after_an_automatic_rollback_the_release_before_the_one_restored() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        // D healthy in three clusters, failed in the fourth; the run restored all to B.
+        f.deploy("D", &[0, 1, 2]);
+        f.push(3, "D", Failed, "content-D");
+        f.restore("D", "B");
+        assert_eq!(state(&f, "D"), Some(DeploymentState::RolledBack));
+        assert_eq!(
+            target(&f).as_deref(),
+            Some("A"),
+            "every cluster runs B: not D, which just failed, and not B again"
+        );
+    }
+
+    #[test]
+    fn after_a_killed_deploy_what_ran_before_it() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        // Killed: two clusters have C pending (B still recorded deployed under it).
+        f.push(0, "C", Pending, "content-C");
+        f.push(1, "C", Pending, "content-C");
+        assert_eq!(state(&f, "C"), Some(DeploymentState::Partial));
+        assert_eq!(target(&f).as_deref(), Some("B"));
+    }
+
+    #[test]
+    fn a_ci_rerun_of_identical_content_is_no_target() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        f.deploy_same_as("B2", "B");
+        assert_eq!(target(&f).as_deref(), Some("A"));
+    }
+
+    #[test]
+    fn clusters_that_disagree_go_to_one_target() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        // A later deploy limited to two clusters (--clusters eu,us) is complete there.
+        for c in [0, 1] {
+            f.replace(c, Superseded);
+            let r = f.push(c, "C", Deployed, "content-C");
+            r.targets = vec!["eu".into(), "us".into()];
+        }
+        assert_eq!(state(&f, "C"), Some(DeploymentState::Complete));
+        // Not every cluster runs C: C is the target, and paris and asia never ran it.
+        assert_eq!(target(&f).as_deref(), Some("C"));
+    }
+
+    #[test]
+    fn records_without_targets_count_every_cluster_read() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &[0, 1, 2]);
+        for history in &mut f.histories {
+            for r in history.iter_mut() {
+                r.targets.clear();
+            }
+        }
+        assert_eq!(state(&f, "B"), Some(DeploymentState::Partial));
+        assert_eq!(state(&f, "A"), Some(DeploymentState::Complete));
+        assert_eq!(state(&f, "Z"), None);
+    }
+}
