@@ -22,7 +22,8 @@
 # FLOTILLA_KUBE_CONTROLLER_MANAGER, FLOTILLA_KUBECTL, FLOTILLA_VAULT or FLOTILLA_HELM is
 # used as it is and nothing is built for it. FLOTILLA_NO_GO=1 forces the fallback.
 #
-# First run on a fresh machine, 2 cores: about 40-50 minutes for the Go path (see
+# First run on a fresh machine, 2 cores: about 1,650 s of CPU for the Go path, 15-20
+# minutes on idle cores, 47 minutes measured on cores shared with two other builds (see
 # fleet/README.md for each program's figure); later runs: under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
