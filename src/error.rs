@@ -22,6 +22,14 @@ pub enum Error {
     /// A deploy or rollback that ran and failed; the report has been printed.
     #[error("{0}")]
     Failed(String),
+    /// A run refused in every cluster before any change (all locked, all unreachable,
+    /// permission denied); the report has been printed.
+    #[error("{0}")]
+    Refused(String),
+    /// A run abandoned by a second signal (its number); the partial report has been
+    /// printed.
+    #[error("{message}")]
+    Abandoned { signal: i32, message: String },
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

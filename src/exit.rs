@@ -6,7 +6,8 @@
 //! | 0 | success |
 //! | 1 | a deploy or rollback that ran and failed (after its own rollback) |
 //! | 2 | bad input or configuration; nothing was changed |
-//! | 3 | an environment problem (a cluster or Vault unreachable, permission denied, a lock held) found before anything was changed |
+//! | 3 | an environment problem (a cluster or Vault unreachable, permission denied, a lock held) found before anything was changed; also a run refused in every cluster before any change |
+//! | 130, 143 | a run abandoned by a second SIGINT or SIGTERM (128 + the signal): its partial report is printed |
 //!
 //! The layers below only describe what went wrong (their error enums); none of them
 //! imports this module, so the classification lives here once and the layers keep
@@ -20,16 +21,23 @@ use crate::vault::VaultError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitKind {
     /// A deploy or rollback that failed (after its own rollback).
-    Failed = 1,
+    Failed,
     /// Bad input or configuration; nothing was changed.
-    UserError = 2,
+    UserError,
     /// A cluster or Vault unreachable, or permission denied, found before any change.
-    Environment = 3,
+    Environment,
+    /// Abandoned by a second signal (its number): 128 + the number, as shells report.
+    Signal(u8),
 }
 
 impl ExitKind {
     pub fn code(self) -> u8 {
-        self as u8
+        match self {
+            ExitKind::Failed => 1,
+            ExitKind::UserError => 2,
+            ExitKind::Environment => 3,
+            ExitKind::Signal(n) => 128u8.saturating_add(n),
+        }
     }
 }
 
@@ -45,6 +53,8 @@ impl Classify for Error {
             Error::Vault(err) => err.exit_kind(),
             Error::Cluster(err) => err.exit_kind(),
             Error::Failed(_) => ExitKind::Failed,
+            Error::Refused(_) => ExitKind::Environment,
+            Error::Abandoned { signal, .. } => ExitKind::Signal(u8::try_from(*signal).unwrap_or(0)),
             Error::Output(_) => ExitKind::Environment,
         }
     }
@@ -58,12 +68,15 @@ impl Classify for ClusterError {
             | ClusterError::InvalidObject { .. }
             | ClusterError::UnknownKind { .. }
             | ClusterError::Release { .. } => ExitKind::UserError,
-            ClusterError::Unreachable { .. } | ClusterError::Locked { .. } => ExitKind::Environment,
+            ClusterError::Unreachable { .. }
+            | ClusterError::Locked { .. }
+            | ClusterError::Denied { .. } => ExitKind::Environment,
             ClusterError::Conflict { .. }
             | ClusterError::Api { .. }
             | ClusterError::Unhealthy { .. }
             | ClusterError::Timeout { .. }
             | ClusterError::Records { .. }
+            | ClusterError::LockLost { .. }
             | ClusterError::Cancelled { .. } => ExitKind::Failed,
         }
     }

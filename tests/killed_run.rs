@@ -1,6 +1,8 @@
 //! A deploy SIGKILLed between apply and record leaves a `pending` record and a lease
 //! nobody renews; the next deploy is refused while the lease is fresh, then takes it
-//! over, repairs the record and completes.
+//! over, repairs the record and completes. The holder here names another host
+//! (`test@host`), so staleness decides (as observed by this process, 3 s leases); a dead
+//! holder of this host is taken over at once (`tests/sigkill_trials.rs`).
 //!
 //! The child process deploys a revision whose pods never become ready (the simulated
 //! kubelet's `never` image tag), so it sits in its health wait with everything applied

@@ -28,6 +28,9 @@ pub struct DeployOptions {
     pub timeout: Option<Duration>,
     /// Revisions kept per release and cluster.
     pub history_max: usize,
+    /// How long to wait for another run's lease (default: the lease duration plus a
+    /// margin).
+    pub lock_timeout: Option<Duration>,
     pub output: OutputFormat,
 }
 
@@ -49,6 +52,7 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
             timeout: args.timeout,
             force_conflicts: args.force_conflicts,
             history_max: args.history_max,
+            lock_timeout: args.lock_timeout,
         },
     )
     .await?;
@@ -61,6 +65,8 @@ pub struct DeploySettings {
     pub timeout: Option<Duration>,
     pub force_conflicts: bool,
     pub history_max: usize,
+    /// How long to wait for another run's lease (`--lock-timeout`).
+    pub lock_timeout: Option<Duration>,
 }
 
 /// Prepares every release for every cluster (secrets, connections, rendering: any
@@ -76,6 +82,10 @@ pub async fn deploy_releases(
     let mut options = RunOptions::new(settings.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = settings.force_conflicts;
     options.history_limit = settings.history_max.max(1);
+    options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
+    if let Some(wait) = settings.lock_timeout {
+        options.lock.wait = wait;
+    }
     options.targets = selected.plan.contexts();
     let several = releases.len() > 1;
     let reporter_for = |r: &LoadedRelease| {

@@ -3,9 +3,10 @@
 //! run, and printing a run's report. One cluster is `--clusters CTX`.
 
 use super::EnvSelection;
-use crate::cluster::{load_kubeconfig, CancellationToken};
+use crate::cluster::load_kubeconfig;
 use crate::config::{LoadedEnvironment, Repo};
 use crate::output::OutputFormat;
+use crate::rollout::executor::Interrupt;
 use crate::rollout::plan::{parse_limit, select_environment};
 use crate::rollout::{Plan, Report};
 use crate::Result;
@@ -34,27 +35,36 @@ pub fn select(root: &Path, args: &EnvSelection) -> Result<Selected> {
     })
 }
 
-/// A token cancelled on SIGINT or SIGTERM: the run stops as on a failure and rolls back.
-pub fn interrupt_token() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
+/// SIGINT and SIGTERM for a run. The first: the run stops as on a failure and rolls
+/// back what it changed. The second: what is in flight (the rollback included) is
+/// abandoned, the partial report is printed with a finish command for every cluster
+/// left unfinished, and the command exits 128 + the signal (130, 143).
+pub fn interrupt_token() -> Interrupt {
+    let interrupt = Interrupt::new();
+    let notify = interrupt.clone();
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
         };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
+        loop {
+            let number = tokio::select! {
+                _ = int.recv() => 2,
+                _ = term.recv() => 15,
+            };
+            if notify.first().is_cancelled() {
+                eprintln!("second signal: abandoning the run; the partial report follows with the commands that finish the job");
+                notify.signal(number);
+                return;
+            }
+            eprintln!("signal received: stopping the run and rolling back what it changed (a second signal abandons the rollback)");
+            notify.signal(number);
         }
-        eprintln!("signal received: stopping the run and rolling back what it changed");
-        cancel.cancel();
     });
-    token
+    interrupt
 }
 
 /// Prints the reports (table and notes, or one JSON document) on stdout; any run that
@@ -83,8 +93,19 @@ pub fn finish(reports: &[Report], output: OutputFormat) -> Result<()> {
         })
         .collect();
     if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::Error::Failed(failed.join("; ")))
+        return Ok(());
     }
+    let message = failed.join("; ");
+    if let Some(signal) = reports.iter().find_map(|r| r.signal) {
+        return Err(crate::Error::Abandoned { signal, message });
+    }
+    if reports
+        .iter()
+        .all(|r| r.succeeded() || r.refused_before_any_change())
+    {
+        return Err(crate::Error::Refused(format!(
+            "{message} (nothing was changed)"
+        )));
+    }
+    Err(crate::Error::Failed(message))
 }

@@ -57,6 +57,7 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
             timeout: args.timeout,
             force_conflicts: false,
             history_max: crate::storage::DEFAULT_HISTORY_LIMIT,
+            lock_timeout: None,
         },
     )
     .await?;

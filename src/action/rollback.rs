@@ -13,6 +13,7 @@ use crate::cluster::ClusterError;
 use crate::cluster::ObjectRef;
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
 use crate::engine::{render_recorded, Chart, ReleaseInfo, Renderer};
+use crate::ops::restore::objects_to_apply;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
 use crate::release::EnvironmentHistory;
@@ -20,7 +21,7 @@ use crate::rollout::executor::RunInfo;
 use crate::rollout::kube_steps::{revision_ref, RollbackCluster, RollbackSteps};
 use crate::rollout::prepare::{connect_each, Connected};
 use crate::rollout::report::RevisionRef;
-use crate::rollout::report::{ClusterResult, Overall, RunResult};
+use crate::rollout::report::{ClusterResult, KeptLive, Overall, RunResult};
 use crate::rollout::{execute, Reporter};
 use crate::vault::{
     resolve_available, resolve_for_environment, PlannedSecret, ResolvedSecrets, SecretPlan,
@@ -41,6 +42,9 @@ pub struct RollbackOptions {
     pub timeout: Option<Duration>,
     /// Take fields that another field manager owns instead of failing.
     pub force_conflicts: bool,
+    /// How long to wait for another run's lease (default: the lease duration plus a
+    /// margin).
+    pub lock_timeout: Option<Duration>,
     /// Print what each cluster runs and would go to; change nothing.
     pub dry_run: bool,
     /// The release namespace, when the descriptor cannot be loaded (or to override it).
@@ -117,6 +121,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
 
     let mut refreshed = refresh(&selected.env, release.as_ref(), &name, &namespace, &targets).await;
     let mut clusters = HashMap::new();
+    let mut kept_live = HashMap::new();
     for (
         Connected {
             cluster,
@@ -128,6 +133,12 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     {
         let Refreshed { fresh, unreadable } =
             refreshed.remove(&cluster.context).unwrap_or_default();
+        if let Some(record) = history.get(to.revision) {
+            kept_live.insert(
+                cluster.context.clone(),
+                kept_live_of(&record.manifest, &fresh, &unreadable, &namespace),
+            );
+        }
         clusters.insert(
             cluster.context.clone(),
             RollbackCluster {
@@ -143,12 +154,17 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     }
     let mut options = RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = args.force_conflicts;
+    options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
+    if let Some(wait) = args.lock_timeout {
+        options.lock.wait = wait;
+    }
     options.targets = selected.plan.contexts();
     let run_id = crate::rollout::new_deployment_id();
     let steps = RollbackSteps {
         clusters,
         run_id: run_id.clone(),
         options,
+        leases: Default::default(),
     };
     let mut plan = selected.plan.clone();
     for wave in &mut plan.waves {
@@ -169,6 +185,11 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         &Reporter::for_stderr(),
     )
     .await;
+    for row in &mut report.clusters {
+        if let Some(kept) = kept_live.remove(&row.context) {
+            row.kept_live = kept;
+        }
+    }
     for (cluster, err) in unreachable {
         report.overall = Overall::RollbackIncomplete;
         // The target is decided: finishing later must not decide it again.
@@ -186,6 +207,8 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             duration: Duration::ZERO,
             error: Some(err.to_string()),
             finish_with: Some(finish),
+            refused: true,
+            kept_live: Vec::new(),
         });
     }
     multi::finish(&[report], args.output)
@@ -229,6 +252,41 @@ fn release_name(arg: &str) -> String {
     };
     path.file_name()
         .map_or_else(|| arg.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// The objects a restore of `manifest` keeps as they are live (by the rule of
+/// [`objects_to_apply`]), and why, for the report.
+fn kept_live_of(
+    manifest: &[serde_json::Value],
+    fresh: &[serde_json::Value],
+    unreadable: &[ObjectRef],
+    namespace: &str,
+) -> Vec<KeptLive> {
+    let Ok(objects) = objects_to_apply(manifest, fresh, unreadable) else {
+        return Vec::new();
+    };
+    manifest
+        .iter()
+        .zip(objects)
+        .filter(|(_, applied)| applied.is_none())
+        .filter_map(|(recorded, _)| ObjectRef::of(recorded).ok())
+        .map(|mut id| {
+            // Recorded objects are namespaced to the release unless they say otherwise.
+            id.namespace.get_or_insert_with(|| namespace.to_owned());
+            id
+        })
+        .map(|id| KeptLive {
+            why: if unreadable
+                .iter()
+                .any(|u| u.kind == id.kind && u.name == id.name)
+            {
+                "its secrets could not be read from Vault now".into()
+            } else {
+                "its values are never recorded and it could not be rendered again".into()
+            },
+            object: id.to_string(),
+        })
+        .collect()
 }
 
 /// One cluster's target revision rendered again.

@@ -128,6 +128,10 @@ pub struct DeployArgs {
     /// Revisions kept per release and cluster.
     #[arg(long, default_value_t = crate::storage::DEFAULT_HISTORY_LIMIT)]
     pub history_max: usize,
+    /// How long to wait for a lease another run holds before refusing (exit 3); a lease
+    /// not renewed for its duration is taken over before (default: 21s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_timeout: Option<Duration>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -155,6 +159,10 @@ pub struct RollbackArgs {
     /// Take fields that another field manager owns instead of failing.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// How long to wait for a lease another run holds before refusing (exit 3); a lease
+    /// not renewed for its duration is taken over before (default: 21s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_timeout: Option<Duration>,
     /// Output format of the summary.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -371,6 +379,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 force_conflicts: args.force_conflicts,
                 timeout: args.timeout,
                 history_max: args.history_max,
+                lock_timeout: args.lock_timeout,
                 output: args.output,
             };
             action::deploy::run(root, &opts).await
@@ -382,6 +391,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 to: args.to,
                 timeout: args.timeout,
                 force_conflicts: args.force_conflicts,
+                lock_timeout: args.lock_timeout,
                 dry_run: args.dry_run,
                 namespace: args.namespace,
                 output: args.output,

@@ -23,6 +23,83 @@ pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> 
     }
 }
 
+/// How long one request that is not a watch may take, connection included:
+/// `FLOTILLA_REQUEST_TIMEOUT` (humantime, `10s`), default [`REQUEST_TIMEOUT`]. An API
+/// server that accepts connections and never answers (frozen, overloaded) is thereby an
+/// unreachable cluster after that long, not a run that waits forever.
+pub fn request_timeout() -> Duration {
+    std::env::var("FLOTILLA_REQUEST_TIMEOUT")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
+        .unwrap_or(REQUEST_TIMEOUT)
+}
+
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The tower layer of [`request_timeout`]: every request but a watch (`watch=true` or
+/// `watch=1`, which stream for long by design; kube's watcher has its own idle timeout)
+/// gets an answer within the deadline, or fails as a transport error.
+#[derive(Clone, Copy)]
+struct RequestDeadline(Duration);
+
+impl<S> tower::Layer<S> for RequestDeadline {
+    type Service = DeadlineService<S>;
+    fn layer(&self, inner: S) -> DeadlineService<S> {
+        DeadlineService {
+            inner,
+            timeout: self.0,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct DeadlineService<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+fn is_watch(uri: &http::Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
+}
+
+impl<S, B> tower::Service<http::Request<B>> for DeadlineService<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = tower::BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, tower::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let deadline = (!is_watch(request.uri())).then_some(self.timeout);
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let Some(timeout) = deadline else {
+                return answer.await.map_err(Into::into);
+            };
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(answer) => answer.map_err(Into::into),
+                Err(_) => Err(format!(
+                    "no answer to {method} {path} within {}s (request timeout)",
+                    timeout.as_secs()
+                )
+                .into()),
+            }
+        })
+    }
+}
+
 /// `(apiVersion, kind)` → the resource and whether it is namespaced.
 type DiscoveryCache = HashMap<(String, String), (ApiResource, bool)>;
 
@@ -72,11 +149,22 @@ impl ClusterHandle {
                 req
             });
         let client = kube::client::ClientBuilder::try_from(config)
-            .map_err(|e| ClusterError::Context {
-                context: context.to_owned(),
-                message: e.to_string(),
+            .map_err(|e| match e {
+                // An exec plugin or token file that gives no credential: the
+                // environment, not the input.
+                kube::Error::Auth(err) => ClusterError::Denied {
+                    context: context.to_owned(),
+                    action: "authenticate to".into(),
+                    object: "the cluster".into(),
+                    message: err.to_string(),
+                },
+                e => ClusterError::Context {
+                    context: context.to_owned(),
+                    message: e.to_string(),
+                },
             })?
             .with_layer(&count)
+            .with_layer(&RequestDeadline(request_timeout()))
             .build();
         Ok(ClusterHandle {
             context: context.to_owned(),
@@ -107,6 +195,20 @@ impl ClusterHandle {
         err: kube::Error,
     ) -> ClusterError {
         match err {
+            kube::Error::Api(status) if status.code == 401 || status.code == 403 => {
+                ClusterError::Denied {
+                    context: self.context.clone(),
+                    action: action.to_owned(),
+                    object: object.to_string(),
+                    message: format!("{} ({})", status.message, status.code),
+                }
+            }
+            kube::Error::Auth(err) => ClusterError::Denied {
+                context: self.context.clone(),
+                action: action.to_owned(),
+                object: object.to_string(),
+                message: format!("no credentials for the cluster: {err}"),
+            },
             kube::Error::Api(status) => ClusterError::Api {
                 context: self.context.clone(),
                 action: action.to_owned(),

@@ -16,7 +16,10 @@ mod wait;
 
 pub use apply::{ApplyOptions, Conflict, DiffAction, FieldChange, ObjectDiff};
 pub use client::{load_kubeconfig, ClusterHandle};
-pub use lock::{host_name as lock_host, user_at_host, Lock, LockOptions};
+pub use lock::{
+    holder_identity, host_name as lock_host, lease_name, run_id, user_at_host, Lock, LockOptions,
+    LEASE_DURATION,
+};
 
 /// The user part of `user@host`, as records store it.
 pub fn lock_user() -> String {
@@ -107,7 +110,7 @@ pub enum ClusterError {
         timeout: Duration,
         pending: Vec<String>,
     },
-    #[error("cluster `{context}`: release `{release}` is locked by {holder} since {since} (lease {lease}); wait for it to finish, or for the lease to go stale")]
+    #[error("cluster `{context}`: release `{release}` is locked by {holder} since {since} (lease {lease}), still held when this run's --lock-timeout ran out; wait for that run to finish (or for its lease to go stale), or raise --lock-timeout")]
     Locked {
         context: String,
         release: String,
@@ -116,6 +119,17 @@ pub enum ClusterError {
         holder: String,
         since: String,
     },
+    /// 401, 403 or a credential (exec plugin, token) that could not be had.
+    #[error("cluster `{context}`: permission denied: cannot {action} {object}: {message}")]
+    Denied {
+        context: String,
+        action: String,
+        object: String,
+        message: String,
+    },
+    /// This run no longer holds the release's lease: another run may own it now.
+    #[error("cluster `{context}`: stopped: this run lost the lock of the release ({message})")]
+    LockLost { context: String, message: String },
     #[error(
         "cluster `{context}`: release records of `{release}` in namespace `{namespace}`: {message}"
     )]

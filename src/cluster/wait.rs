@@ -66,6 +66,28 @@ where
 }
 
 impl ClusterHandle {
+    /// A watch error that is a refusal (401, 403): the verb and the server's message,
+    /// which names the resource (`cannot watch resource "pods" in ...`).
+    fn watch_denied(&self, err: &watcher::Error) -> Option<ClusterError> {
+        let (verb, code, message) = match err {
+            watcher::Error::InitialListFailed(kube::Error::Api(s)) => {
+                ("list", s.code, s.message.clone())
+            }
+            watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            | watcher::Error::WatchFailed(kube::Error::Api(s)) => {
+                ("watch", s.code, s.message.clone())
+            }
+            watcher::Error::WatchError(s) => ("watch", s.code, s.message.clone()),
+            _ => return None,
+        };
+        (code == 401 || code == 403).then(|| ClusterError::Denied {
+            context: self.context().to_owned(),
+            action: verb.to_owned(),
+            object: "the workloads of the health wait".to_owned(),
+            message: format!("{message} ({code})"),
+        })
+    }
+
     /// Waits until every workload among `objects` is healthy. Objects of other kinds
     /// are ready once applied.
     pub async fn wait_healthy(
@@ -160,8 +182,13 @@ impl ClusterHandle {
             };
             let update = match update {
                 Some(Ok(update)) => update,
-                // The watcher retries with backoff by itself; a lasting failure ends in the timeout.
+                // A refusal (RBAC without `watch` or `list`) fails at once, naming verb and
+                // resource: waiting would only end in the timeout. Otherwise the watcher
+                // retries with backoff by itself; a lasting failure ends in the timeout.
                 Some(Err(err)) => {
+                    if let Some(denied) = self.watch_denied(&err) {
+                        return Err(denied);
+                    }
                     tracing::debug!(cluster = self.context(), "watch error: {err}");
                     continue;
                 }

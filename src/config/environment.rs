@@ -76,6 +76,14 @@ pub struct Rollout {
     /// Per cluster, for resources to become ready (`5m`, `90s`).
     #[serde(default = "Rollout::default_timeout", with = "humantime_serde_compat")]
     pub timeout: std::time::Duration,
+    /// Per cluster, the time budget of putting it back when the run fails: its own,
+    /// never what is left of `timeout`. Default: the same as `timeout`.
+    #[serde(
+        default,
+        with = "humantime_serde_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rollback_timeout: Option<std::time::Duration>,
     /// Clusters in flight at once.
     #[serde(default = "Rollout::default_concurrency")]
     pub concurrency: usize,
@@ -96,6 +104,7 @@ impl Default for Rollout {
     fn default() -> Self {
         Rollout {
             timeout: Rollout::default_timeout(),
+            rollback_timeout: None,
             concurrency: Rollout::default_concurrency(),
             on_failure: OnFailure::default(),
         }
@@ -152,5 +161,22 @@ mod humantime_serde_compat {
                 "{text:?} is not a duration; write it as 90s, 5m or 1h30m"
             ))
         })
+    }
+}
+
+/// `rollback_timeout: 5m`, optional.
+mod humantime_serde_option {
+    use serde::{Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::humantime_serde_compat::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::humantime_serde_compat::deserialize(d).map(Some)
     }
 }

@@ -163,6 +163,12 @@ pub(crate) fn check_environment(
             "0s leaves no time for a rollout; give a duration such as 5m",
         );
     }
+    if env.rollout.rollback_timeout.is_some_and(|t| t.is_zero()) {
+        problems.add(
+            &rollout.key("rollback_timeout"),
+            "0s leaves no time to put a cluster back; give a duration such as 5m",
+        );
+    }
 
     let clusters = root.key("clusters");
     if env.clusters.is_empty() {

@@ -18,6 +18,8 @@ pub enum Wait {
     Healthy,
     /// A pod of the new revision crashloops.
     Crash,
+    /// Another run takes the lease during the wait (which then stops, cancelled).
+    LoseLease,
 }
 
 pub struct FakeKube {
@@ -25,6 +27,10 @@ pub struct FakeKube {
     pub wait: Wait,
     /// The apply of the object with this name fails (after the ones before it).
     pub reject: Option<String>,
+    /// The apply of the object with this name gets no answer: the cluster is lost.
+    pub lost_at: Option<String>,
+    /// The lease every lock hands out; cancel it to make the run lose its lease.
+    pub lease: CancellationToken,
     pub log: Mutex<Vec<String>>,
 }
 
@@ -34,6 +40,8 @@ impl FakeKube {
             live: Mutex::new(BTreeMap::new()),
             wait: Wait::Healthy,
             reject: None,
+            lost_at: None,
+            lease: CancellationToken::new(),
             log: Mutex::new(Vec::new()),
         }
     }
@@ -69,6 +77,12 @@ impl HeldLock for FakeLock {
         self.0.clone()
     }
 
+    fn lost_why(&self) -> Option<String> {
+        self.0
+            .is_cancelled()
+            .then(|| "lease ns/flotilla.hello was taken by bob@laptop pid 22 run 1".into())
+    }
+
     async fn release(self) {}
 }
 
@@ -84,7 +98,7 @@ impl KubeClient for FakeKube {
     }
 
     async fn lock(&self, _: &str, _: &str, _: &LockOptions) -> Result<FakeLock, ClusterError> {
-        Ok(FakeLock(CancellationToken::new()))
+        Ok(FakeLock(self.lease.clone()))
     }
 
     async fn identity(&self, object: &Value, namespace: &str) -> Result<ObjectRef, ClusterError> {
@@ -112,6 +126,12 @@ impl KubeClient for FakeKube {
         let mut applied = Vec::new();
         for object in objects {
             let id = self.identity(object, &opts.namespace).await?;
+            if self.lost_at.as_deref() == Some(id.name.as_str()) {
+                return Err(ClusterError::Unreachable {
+                    context: "fake".into(),
+                    message: format!("no answer to the apply of {id} within 15s"),
+                });
+            }
             if self.reject.as_deref() == Some(id.name.as_str()) {
                 return Err(ClusterError::Api {
                     context: "fake".into(),
@@ -148,12 +168,19 @@ impl KubeClient for FakeKube {
         &self,
         _: &[ObjectRef],
         _: &WaitOptions,
-        _: &CancellationToken,
+        cancel: &CancellationToken,
         _: &Progress,
     ) -> Result<(), ClusterError> {
         self.note("wait".into());
         match self.wait {
             Wait::Healthy => Ok(()),
+            Wait::LoseLease => {
+                self.lease.cancel();
+                cancel.cancelled().await;
+                Err(ClusterError::Cancelled {
+                    context: "fake".into(),
+                })
+            }
             Wait::Crash => Err(ClusterError::Unhealthy {
                 context: "fake".into(),
                 object: "Deployment ns/web".into(),

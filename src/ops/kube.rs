@@ -13,6 +13,10 @@ pub trait HeldLock {
     /// Cancelled when another holder took the lease: the holder stops at its next safe
     /// point.
     fn lost(&self) -> CancellationToken;
+    /// Why it was lost, once [`HeldLock::lost`] is cancelled.
+    fn lost_why(&self) -> Option<String> {
+        None
+    }
     /// Stops renewing and gives the lease up if it is still ours.
     fn release(self) -> impl std::future::Future<Output = ()>;
 }
@@ -67,6 +71,10 @@ pub trait KubeClient {
 impl HeldLock for Lock {
     fn lost(&self) -> CancellationToken {
         Lock::lost(self)
+    }
+
+    fn lost_why(&self) -> Option<String> {
+        Lock::lost_why(self)
     }
 
     async fn release(self) {
@@ -128,5 +136,83 @@ impl KubeClient for ClusterHandle {
         progress: &Progress,
     ) -> Result<(), ClusterError> {
         ClusterHandle::wait_healthy(self, objects, opts, cancel, progress).await
+    }
+}
+
+/// A cluster whose release lease is already held, by a multi-cluster run for the whole
+/// run (deploy, then restore): [`KubeClient::lock`] hands out that lease, and giving it
+/// back leaves it held. Everything else is the cluster's.
+pub struct Leased<'a> {
+    pub handle: &'a ClusterHandle,
+    pub lock: &'a Lock,
+}
+
+/// The lease of a [`Leased`] cluster, lent to one operation.
+pub struct Lent<'a>(&'a Lock);
+
+impl HeldLock for Lent<'_> {
+    fn lost(&self) -> CancellationToken {
+        self.0.lost()
+    }
+
+    fn lost_why(&self) -> Option<String> {
+        self.0.lost_why()
+    }
+
+    /// The run that lent it releases it.
+    async fn release(self) {}
+}
+
+impl<'a> KubeClient for Leased<'a> {
+    type Lock = Lent<'a>;
+
+    fn context(&self) -> &str {
+        self.handle.context()
+    }
+
+    async fn ensure_namespace(&self, namespace: &str) -> Result<(), ClusterError> {
+        self.handle.ensure_namespace(namespace).await
+    }
+
+    async fn lock(&self, _: &str, _: &str, _: &LockOptions) -> Result<Lent<'a>, ClusterError> {
+        Ok(Lent(self.lock))
+    }
+
+    async fn identity(&self, object: &Value, namespace: &str) -> Result<ObjectRef, ClusterError> {
+        self.handle.identity(object, namespace).await
+    }
+
+    async fn is_live(&self, id: &ObjectRef, namespace: &str) -> Result<bool, ClusterError> {
+        KubeClient::is_live(self.handle, id, namespace).await
+    }
+
+    async fn apply_all(
+        &self,
+        objects: &[Value],
+        opts: &ApplyOptions,
+        progress: &Progress,
+    ) -> Result<Vec<ObjectRef>, ClusterError> {
+        self.handle.apply_all(objects, opts, progress).await
+    }
+
+    async fn delete_owned(
+        &self,
+        ids: &[ObjectRef],
+        opts: &ApplyOptions,
+        progress: &Progress,
+    ) -> Result<Vec<ObjectRef>, ClusterError> {
+        self.handle.delete_owned(ids, opts, progress).await
+    }
+
+    async fn wait_healthy(
+        &self,
+        objects: &[ObjectRef],
+        opts: &WaitOptions,
+        cancel: &CancellationToken,
+        progress: &Progress,
+    ) -> Result<(), ClusterError> {
+        self.handle
+            .wait_healthy(objects, opts, cancel, progress)
+            .await
     }
 }

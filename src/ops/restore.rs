@@ -24,6 +24,31 @@ pub struct RestoreTo<'a> {
     pub unreadable: &'a [ObjectRef],
 }
 
+/// What a restore applies for each object of the recorded `manifest`: the fresh object
+/// of the same kind and name; else, for a Secret (whose values are never recorded) or
+/// an object whose secrets could not be read, `None`: kept as it is live; else the
+/// recorded object.
+pub fn objects_to_apply(
+    manifest: &[Value],
+    fresh: &[Value],
+    unreadable: &[ObjectRef],
+) -> Result<Vec<Option<Value>>, String> {
+    let mut objects = Vec::with_capacity(manifest.len());
+    for object in manifest {
+        let id = ObjectRef::of(object)?;
+        let same = |other: &ObjectRef| other.kind == id.kind && other.name == id.name;
+        let found = fresh
+            .iter()
+            .find(|f| ObjectRef::of(f).ok().is_some_and(|f| same(&f)));
+        objects.push(match found {
+            Some(found) => Some(found.clone()),
+            None if release::is_secret(object) || unreadable.iter().any(same) => None,
+            None => Some(object.clone()),
+        });
+    }
+    Ok(objects)
+}
+
 /// Rolls `release` on one cluster back to `to.revision`.
 pub async fn restore(
     cluster: &ClusterHandle,
@@ -56,20 +81,8 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
             ),
         )
     })?;
-    let mut objects = Vec::with_capacity(target.manifest.len());
-    for object in &target.manifest {
-        let id = ObjectRef::of(object).map_err(|m| release_error(cluster.context(), m))?;
-        let same = |other: &ObjectRef| other.kind == id.kind && other.name == id.name;
-        let fresh = to
-            .fresh
-            .iter()
-            .find(|f| ObjectRef::of(f).ok().is_some_and(|f| same(&f)));
-        objects.push(match fresh {
-            Some(fresh) => Some(fresh.clone()),
-            None if release::is_secret(object) || to.unreadable.iter().any(same) => None,
-            None => Some(object.clone()),
-        });
-    }
+    let objects = objects_to_apply(&target.manifest, to.fresh, to.unreadable)
+        .map_err(|m| release_error(cluster.context(), m))?;
     let desired = Desired {
         objects,
         record_manifest: target.manifest.clone(),

@@ -130,23 +130,40 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
             }
         }
     }
-    store.create(&record).await?;
-    for id in &kept_live {
-        (opts.progress)(cluster.context(), Event::KeptLive(id.clone()));
+    // The first mutating request of the run. Once it is sent, every way out is an
+    // Outcome (the cluster may have changed), never an `Err`.
+    if let Some(err) = lease_lost(cluster.context(), lock) {
+        return Err(err);
     }
-
     let ending = Ending {
         context: cluster.context(),
         previous,
         repaired,
         kept_live,
     };
+    match store.create(&record).await {
+        Ok(()) => {}
+        // No answer: the record may have been written. Changed, as far as anyone knows.
+        Err(err @ ClusterError::Unreachable { .. }) => return Ok(ending.lost(record, err)),
+        Err(err) => return Err(err),
+    }
+    for id in &ending.kept_live {
+        (opts.progress)(cluster.context(), Event::KeptLive(id.clone()));
+    }
+
+    if let Some(err) = lease_lost(cluster.context(), lock) {
+        return Ok(ending.lost(record, err));
+    }
     let applied = match cluster
         .apply_all(&to_apply, &apply_opts, &opts.progress)
         .await
     {
         Ok(applied) => applied,
-        Err(err) => return ending.record(store, record, Some(err), Vec::new()).await,
+        Err(err) => {
+            return Ok(ending
+                .record(store, lock, record, Some(err), Vec::new())
+                .await)
+        }
     };
     // The identities as the server resolved them: a custom kind whose CRD came with
     // this apply was only guessed (namespaced) before it.
@@ -162,12 +179,19 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
         .filter(|id| !keep.contains(id))
         .cloned()
         .collect();
+    if let Some(err) = lease_lost(cluster.context(), lock) {
+        return Ok(ending.lost(record, err));
+    }
     let pruned = match cluster
         .delete_owned(&stale, &apply_opts, &opts.progress)
         .await
     {
         Ok(pruned) => pruned,
-        Err(err) => return ending.record(store, record, Some(err), Vec::new()).await,
+        Err(err) => {
+            return Ok(ending
+                .record(store, lock, record, Some(err), Vec::new())
+                .await)
+        }
     };
 
     // Losing the lease stops the wait as a cancellation would: another run owns the
@@ -189,12 +213,30 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
         .wait_healthy(&applied, &wait, &stop, &opts.progress)
         .await;
     watchdog.abort();
-    let outcome = ending.record(store, record, health.err(), pruned).await?;
+    let outcome = ending
+        .record(store, lock, record, health.err(), pruned)
+        .await;
     if outcome.error.is_none() {
-        supersede(store, &history, scope, desired.rollback_of.is_some()).await?;
-        store.prune_history(opts.history_limit).await?;
+        // The run is recorded `deployed` and healthy: what is left is bookkeeping that
+        // the next run redoes (every `deployed` record older than the newest is
+        // superseded then), so a failure here does not fail the cluster.
+        if let Err(err) = supersede(store, &history, scope, desired.rollback_of.is_some()).await {
+            tracing::warn!("{err} (the next run marks the older revisions)");
+        } else if let Err(err) = store.prune_history(opts.history_limit).await {
+            tracing::warn!("{err} (the next run prunes the history)");
+        }
     }
     Ok(outcome)
+}
+
+/// The error of a run that no longer holds its lease, if it lost it.
+fn lease_lost<L: HeldLock>(context: &str, lock: &L) -> Option<ClusterError> {
+    lock.lost().is_cancelled().then(|| ClusterError::LockLost {
+        context: context.to_owned(),
+        message: lock
+            .lost_why()
+            .unwrap_or_else(|| "another run took it".into()),
+    })
 }
 
 /// A pending record is a run that was killed (we hold the lock, so nobody else is
@@ -268,14 +310,30 @@ struct Ending<'a> {
 }
 
 impl Ending<'_> {
-    /// Records the run as `deployed` (no error) or `failed`, and says so.
-    async fn record<S: RecordStore>(
+    /// Records the run as `deployed` (no error) or `failed`, and says so. When the
+    /// record cannot be written (the cluster was lost) or must not be (the lease was
+    /// lost: another run owns the records now), the outcome says what is recorded:
+    /// `pending`, which the next run repairs.
+    async fn record<S: RecordStore, L: HeldLock>(
         &self,
         store: &S,
+        lock: &L,
         mut record: ReleaseRecord,
         error: Option<ClusterError>,
         pruned: Vec<ObjectRef>,
-    ) -> Result<Outcome, ClusterError> {
+    ) -> Outcome {
+        if let Some(lost) = lease_lost(self.context, lock) {
+            let error = match error {
+                // The wait was stopped because the lease was lost.
+                None | Some(ClusterError::Cancelled { .. }) => lost,
+                Some(first) => both(self.context, first, &lost),
+            };
+            return Outcome {
+                pruned,
+                ..self.lost(record, error)
+            };
+        }
+        let pending = record.clone();
         record.status = if error.is_some() {
             Status::Failed
         } else {
@@ -294,8 +352,17 @@ impl Ending<'_> {
                     .join(", ")
             );
         }
-        store.update(&record).await?;
-        Ok(Outcome {
+        if let Err(write) = store.update(&record).await {
+            let error = match error {
+                Some(first) => both(self.context, first, &write),
+                None => write,
+            };
+            return Outcome {
+                pruned,
+                ..self.lost(pending, error)
+            };
+        }
+        Outcome {
             context: self.context.to_owned(),
             revision: record.revision,
             previous: self.previous,
@@ -304,7 +371,35 @@ impl Ending<'_> {
             kept_live: self.kept_live.clone(),
             pruned,
             error,
-        })
+        }
+    }
+
+    /// A run that changed the cluster (or may have) and could not record how it ended:
+    /// its record stays `pending`.
+    fn lost(&self, record: ReleaseRecord, error: ClusterError) -> Outcome {
+        Outcome {
+            context: self.context.to_owned(),
+            revision: record.revision,
+            previous: self.previous,
+            status: Status::Pending,
+            repaired: self.repaired.clone(),
+            kept_live: self.kept_live.clone(),
+            pruned: Vec::new(),
+            error: Some(error),
+        }
+    }
+}
+
+/// `then` (a lost cluster or lease, a refused write) after `first` (why the run
+/// failed): of the kind of `then`, so that an unreachable cluster is reported as one,
+/// with both messages.
+fn both(context: &str, first: ClusterError, then: &ClusterError) -> ClusterError {
+    let message = format!("{then}; before that: {first}");
+    let context = context.to_owned();
+    match then {
+        ClusterError::Unreachable { .. } => ClusterError::Unreachable { context, message },
+        ClusterError::LockLost { .. } => ClusterError::LockLost { context, message },
+        _ => ClusterError::Release { context, message },
     }
 }
 
@@ -514,17 +609,191 @@ mod tests {
         assert!(!kube.live_names().contains(&"ConfigMap/extra".to_owned()));
     }
 
+    fn unreachable(outcome: &Outcome) -> bool {
+        matches!(outcome.error, Some(ClusterError::Unreachable { .. }))
+    }
+
     #[tokio::test]
-    async fn a_cluster_lost_before_the_final_record_is_an_error_not_an_outcome() {
+    async fn a_cluster_lost_before_the_final_record_is_a_changed_outcome_left_pending() {
         let (kube, store) = (FakeKube::new(), MemoryStore::new());
         // The pending record is written; the final one is not.
         store.fail_after_writes(1);
+        let outcome = deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .expect("once something changed, the answer is an outcome");
+        assert!(unreachable(&outcome), "{:?}", outcome.error);
+        assert_eq!((outcome.revision, outcome.status), (1, Status::Pending));
+        assert_eq!(statuses(&store), [(1, Status::Pending)]);
+        assert!(!kube.live_names().is_empty(), "objects were applied");
+    }
+
+    #[tokio::test]
+    async fn a_cluster_lost_during_apply_is_changed_unreachable_and_names_both_faults() {
+        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        kube.lost_at = Some("web".into());
+        // The pending record of the second run is written, nothing after it.
+        store.fail_after_writes(1);
+        let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        assert!(unreachable(&outcome), "{:?}", outcome.error);
+        let text = outcome.error.as_ref().unwrap().to_string();
+        assert!(
+            text.contains("record store went away") && text.contains("apply of"),
+            "{text}"
+        );
+        assert_eq!((outcome.revision, outcome.previous), (2, Some(1)));
+        assert_eq!(
+            statuses(&store),
+            [(1, Status::Deployed), (2, Status::Pending)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_cluster_whose_final_record_lands_is_recorded_failed() {
+        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        kube.lost_at = Some("web".into());
+        let outcome = deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        assert!(unreachable(&outcome));
+        assert_eq!(outcome.status, Status::Failed);
+        assert_eq!(statuses(&store), [(1, Status::Failed)]);
+    }
+
+    #[tokio::test]
+    async fn a_pending_record_sent_without_answer_is_a_change_nothing_applied_after_it() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        // Not even the pending record gets an answer: it may or may not have landed.
+        store.fail_after_writes(0);
+        let outcome = deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        assert!(unreachable(&outcome));
+        assert_eq!(outcome.status, Status::Pending);
+        assert!(
+            kube.live_names().is_empty(),
+            "no apply after a lost record write"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_lost_before_the_first_change_is_an_error_and_changes_nothing() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        kube.lease.cancel();
         let err = deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
             .await
             .unwrap_err();
-        assert!(matches!(err, ClusterError::Unreachable { .. }), "{err}");
-        assert_eq!(statuses(&store), [(1, Status::Pending)]);
-        assert!(!kube.live_names().is_empty(), "objects were applied");
+        assert!(matches!(err, ClusterError::LockLost { .. }), "{err}");
+        assert!(err.to_string().contains("bob@laptop"), "{err}");
+        assert!(store.records().is_empty());
+        assert!(kube.live_names().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_lease_lost_during_the_wait_stops_the_run_and_writes_no_more_records() {
+        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", true), "d1", &opts())
+            .await
+            .unwrap();
+        kube.wait = Wait::LoseLease;
+        let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome.error, Some(ClusterError::LockLost { .. })),
+            "{:?}",
+            outcome.error
+        );
+        assert_eq!(outcome.status, Status::Pending);
+        // The other run owns the records now: ours stays pending (it repairs it), and
+        // the deployed one is not superseded.
+        assert_eq!(
+            statuses(&store),
+            [(1, Status::Deployed), (2, Status::Pending)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_lost_after_apply_prunes_nothing() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", true), "d1", &opts())
+            .await
+            .unwrap();
+        // Lost as soon as the objects are applied: the next step is prune.
+        let lease = kube.lease.clone();
+        let mut o = opts();
+        o.progress = std::sync::Arc::new(move |_, event| {
+            if matches!(event, Event::Applied(ref id) if id.name == "web") {
+                lease.cancel();
+            }
+        });
+        let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &o)
+            .await
+            .unwrap();
+        assert!(matches!(outcome.error, Some(ClusterError::LockLost { .. })));
+        assert!(outcome.pruned.is_empty());
+        assert!(kube.live_names().contains(&"ConfigMap/extra".to_owned()));
+        assert!(!kube.logged().iter().any(|l| l.starts_with("delete")));
+    }
+
+    #[tokio::test]
+    async fn bookkeeping_after_a_healthy_record_does_not_fail_the_cluster() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        // The pending and the deployed record land; superseding the old one does not.
+        store.fail_after_writes(2);
+        let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        assert!(outcome.error.is_none(), "{:?}", outcome.error);
+        assert_eq!(outcome.status, Status::Deployed);
+        assert_eq!(
+            statuses(&store),
+            [(1, Status::Deployed), (2, Status::Deployed)]
+        );
+        // The next run finds two deployed and supersedes both older ones.
+        store.fail_after_writes(usize::MAX);
+        let next = deploy_with(&kube, &store, &rendered("3", false), "d3", &opts())
+            .await
+            .unwrap();
+        assert_eq!(next.previous, Some(2), "the newest deployed one");
+        assert_eq!(
+            statuses(&store),
+            [
+                (1, Status::Superseded),
+                (2, Status::Superseded),
+                (3, Status::Deployed)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cluster_lost_during_its_restore_is_a_changed_outcome_too() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        store.fail_after_writes(1);
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "r3",
+            fresh: &[],
+            unreadable: &[],
+        };
+        let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap();
+        assert!(unreachable(&back));
+        assert_eq!((back.revision, back.status), (3, Status::Pending));
     }
 
     #[tokio::test]

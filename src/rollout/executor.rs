@@ -4,8 +4,12 @@
 //! stops the run: no cluster starts after it, clusters in flight stop at their next safe
 //! point (between apply and wait, or during wait), and then, with `on_failure:
 //! rollback`, every cluster this run changed is put back to the revision it had before
-//! the run, in parallel, waiting for health. With `halt` they are left and the report
-//! says so. Secrets and rendering are done by the caller before `execute`: nothing here
+//! the run, in parallel, waiting for health, each within its own budget
+//! (`rollout.rollback_timeout`). With `halt` they are left and the report says so. A
+//! cluster lost after its first change is a changed cluster: it is restored like the
+//! others, and when that fails too the report prints the command that finishes it. A
+//! second signal abandons what is in flight and returns the partial report at once,
+//! with a finish command for every cluster left unfinished. Secrets and rendering are done by the caller before `execute`: nothing here
 //! can fail for a reason that was knowable before the first cluster was touched.
 
 use super::plan::Plan;
@@ -15,7 +19,48 @@ use crate::cluster::CancellationToken;
 use crate::config::OnFailure;
 use futures::StreamExt;
 use std::future::Future;
+use std::sync::atomic::{AtomicI32, Ordering as AtomicOrdering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How a run is stopped from outside: the first signal stops it and rolls back what it
+/// changed ([`Interrupt::first`]); a second one abandons even that
+/// ([`Interrupt::second`]) and the run returns its partial report at once.
+#[derive(Clone, Default)]
+pub struct Interrupt {
+    first: CancellationToken,
+    second: CancellationToken,
+    signal: Arc<AtomicI32>,
+}
+
+impl Interrupt {
+    pub fn new() -> Interrupt {
+        Interrupt::default()
+    }
+
+    /// Signal `number` arrived (`SIGINT` 2, `SIGTERM` 15).
+    pub fn signal(&self, number: i32) {
+        self.signal.store(number, AtomicOrdering::SeqCst);
+        if self.first.is_cancelled() {
+            self.second.cancel();
+        } else {
+            self.first.cancel();
+        }
+    }
+
+    pub fn first(&self) -> &CancellationToken {
+        &self.first
+    }
+
+    pub fn second(&self) -> &CancellationToken {
+        &self.second
+    }
+
+    /// The number of the last signal, once there was one.
+    pub fn last_signal(&self) -> Option<i32> {
+        Some(self.signal.load(AtomicOrdering::SeqCst)).filter(|n| *n != 0)
+    }
+}
 
 /// Why a step on one cluster failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +70,9 @@ pub struct StepError {
     pub unreachable: bool,
     /// It stopped because the run was stopping, not for a fault of its own.
     pub cancelled: bool,
+    /// Refused for a reason of the environment (lock held, unreachable, permission
+    /// denied), not of the input.
+    pub environment: bool,
 }
 
 impl StepError {
@@ -33,6 +81,7 @@ impl StepError {
             message: message.into(),
             unreachable: false,
             cancelled: false,
+            environment: false,
         }
     }
 
@@ -44,6 +93,7 @@ impl StepError {
             ),
             unreachable: false,
             cancelled: true,
+            environment: false,
         }
     }
 }
@@ -82,6 +132,24 @@ pub trait ClusterSteps {
         before: Option<&RevisionRef>,
         reporter: &Reporter,
     ) -> impl Future<Output = Result<Option<u32>, StepError>>;
+
+    /// What `context` ran before this run (what a finish command goes back to).
+    fn before(&self, context: &str) -> Option<RevisionRef>;
+
+    /// Takes what the run holds in `context` for its whole length (its lease), waiting
+    /// for another run when needed. Called for every cluster before any is changed.
+    fn acquire(
+        &self,
+        _context: &str,
+        _reporter: &Reporter,
+    ) -> impl Future<Output = Result<(), StepError>> {
+        async { Ok(()) }
+    }
+
+    /// The run is over: give back what it holds for the whole run (the leases).
+    fn release(&self) -> impl Future<Output = ()> {
+        async {}
+    }
 }
 
 /// What a run is called in its report and in the commands that finish it.
@@ -116,78 +184,128 @@ pub async fn execute<S: ClusterSteps>(
     plan: &Plan,
     steps: &S,
     info: &RunInfo,
-    interrupt: &CancellationToken,
+    interrupt: &Interrupt,
     reporter: &Reporter,
 ) -> Report {
     let started = Instant::now();
-    let stop = interrupt.child_token();
+    let stop = interrupt.first().child_token();
+    let abandon = interrupt.second();
     let mut results: Vec<ClusterResult> = Vec::new();
     let mut cause: Option<String> = None;
+
+    // Every cluster's lease before any cluster is changed, one after the other in name
+    // order: two runs never each hold a part of what the other needs, and a run that
+    // cannot have them all changes nothing.
+    if let Some(refused) = acquire_all(plan, steps, interrupt, reporter).await {
+        steps.release().await;
+        reporter.finish();
+        let cause = Some(refused.error.clone().unwrap_or_default());
+        let clusters = plan
+            .clusters()
+            .map(|c| {
+                if c.context == refused.context {
+                    refused.clone()
+                } else {
+                    reporter.phase(&c.context, Phase::Skipped);
+                    ClusterResult::not_started(c)
+                }
+            })
+            .collect();
+        return Report {
+            operation: info.operation.clone(),
+            release: info.release.clone(),
+            environment: plan.environment.clone(),
+            deployment_id: info.deployment_id.clone(),
+            target: info.target.clone(),
+            overall: Overall::Refused,
+            interrupted: interrupt.first().is_cancelled(),
+            signal: interrupt
+                .second()
+                .is_cancelled()
+                .then(|| interrupt.last_signal())
+                .flatten(),
+            cause,
+            duration: started.elapsed(),
+            clusters,
+        };
+    }
 
     for wave in &plan.waves {
         for cluster in wave {
             reporter.phase(&cluster.context, Phase::Queued);
         }
-        let mut done: Vec<(usize, ClusterResult, bool)> =
-            futures::stream::iter(wave.iter().enumerate())
-                .map(|(i, cluster)| {
-                    let stop = &stop;
-                    async move {
-                        let mut row = ClusterResult {
-                            context: cluster.context.clone(),
-                            wave: cluster.wave,
-                            before: None,
-                            deployed: None,
-                            restored: None,
-                            result: RunResult::NotStarted,
-                            duration: Duration::ZERO,
-                            error: None,
-                            finish_with: None,
-                        };
-                        if stop.is_cancelled() {
-                            reporter.phase(&cluster.context, Phase::Skipped);
-                            return (i, row, false);
-                        }
-                        let t = Instant::now();
-                        let outcome = steps.deploy(&cluster.context, stop, reporter).await;
-                        row.duration = t.elapsed();
-                        let mut own_fault = false;
-                        match outcome {
-                            StepOutcome::Untouched(err) => {
-                                own_fault = !err.cancelled;
-                                row.result = RunResult::FailedUnchanged;
-                                row.error = Some(err.message);
-                            }
-                            StepOutcome::Changed {
-                                before,
-                                revision,
-                                error,
-                            } => {
-                                row.before = before;
-                                row.deployed = Some(revision);
-                                row.result = match error {
-                                    None => RunResult::Deployed,
-                                    Some(err) => {
-                                        own_fault = !err.cancelled;
-                                        row.error = Some(err.message);
-                                        RunResult::LeftFailed
-                                    }
-                                };
-                            }
-                        }
-                        match (&row.error, row.result) {
-                            (Some(err), _) => {
-                                reporter.phase(&cluster.context, Phase::Failed(err.clone()));
-                                stop.cancel();
-                            }
-                            (None, _) => reporter.phase(&cluster.context, Phase::Deployed),
-                        }
-                        (i, row, own_fault)
+        let mut done: Vec<(usize, ClusterResult, bool)> = futures::stream::iter(
+            wave.iter().enumerate(),
+        )
+        .map(|(i, cluster)| {
+            let stop = &stop;
+            async move {
+                let mut row = ClusterResult::not_started(cluster);
+                if stop.is_cancelled() || abandon.is_cancelled() {
+                    reporter.phase(&cluster.context, Phase::Skipped);
+                    return (i, row, false);
+                }
+                let t = Instant::now();
+                let outcome = tokio::select! {
+                    outcome = steps.deploy(&cluster.context, stop, reporter) => Some(outcome),
+                    _ = abandon.cancelled() => None,
+                };
+                row.duration = t.elapsed();
+                let Some(outcome) = outcome else {
+                    // Abandoned mid-step: it may have changed anything.
+                    row.before = steps.before(&cluster.context);
+                    row.result = RunResult::Abandoned;
+                    row.error = Some(abandoned(&cluster.context, "its deploy"));
+                    row.finish_with = Some(finish_command(
+                        &info.release,
+                        &plan.environment,
+                        &cluster.context,
+                        row.before.as_ref(),
+                    ));
+                    return (i, row, false);
+                };
+                let mut own_fault = false;
+                match outcome {
+                    StepOutcome::Untouched(err) => {
+                        own_fault = !err.cancelled;
+                        row.refused = err.environment;
+                        row.result = RunResult::FailedUnchanged;
+                        row.error = Some(err.message);
                     }
-                })
-                .buffer_unordered(plan.concurrency.max(1))
-                .collect()
-                .await;
+                    StepOutcome::Changed {
+                        before,
+                        revision,
+                        error,
+                    } => {
+                        row.before = before;
+                        row.deployed = Some(revision);
+                        row.result = match error {
+                            None => RunResult::Deployed,
+                            Some(err) => {
+                                own_fault = !err.cancelled;
+                                row.error = Some(if err.unreachable {
+                                    format!("lost after it was changed: {}", err.message)
+                                } else {
+                                    err.message
+                                });
+                                RunResult::LeftFailed
+                            }
+                        };
+                    }
+                }
+                match (&row.error, row.result) {
+                    (Some(err), _) => {
+                        reporter.phase(&cluster.context, Phase::Failed(err.clone()));
+                        stop.cancel();
+                    }
+                    (None, _) => reporter.phase(&cluster.context, Phase::Deployed),
+                }
+                (i, row, own_fault)
+            }
+        })
+        .buffer_unordered(plan.concurrency.max(1))
+        .collect()
+        .await;
         done.sort_by_key(|(i, ..)| *i);
         if cause.is_none() {
             // Those stopped by a failure report a cancellation: the cause is the other one.
@@ -197,27 +315,17 @@ pub async fn execute<S: ClusterSteps>(
                 .and_then(|(_, r, _)| r.error.clone());
         }
         results.extend(done.into_iter().map(|(_, r, _)| r));
-        if stop.is_cancelled() {
+        if stop.is_cancelled() || abandon.is_cancelled() {
             break;
         }
     }
     // Later waves never started.
     for cluster in plan.clusters().skip(results.len()) {
         reporter.phase(&cluster.context, Phase::Skipped);
-        results.push(ClusterResult {
-            context: cluster.context.clone(),
-            wave: cluster.wave,
-            before: None,
-            deployed: None,
-            restored: None,
-            result: RunResult::NotStarted,
-            duration: Duration::ZERO,
-            error: None,
-            finish_with: None,
-        });
+        results.push(ClusterResult::not_started(cluster));
     }
 
-    let interrupted = interrupt.is_cancelled();
+    let interrupted = interrupt.first().is_cancelled();
     let failed = interrupted || stop.is_cancelled();
     let overall = if !failed {
         Overall::Succeeded
@@ -234,10 +342,19 @@ pub async fn execute<S: ClusterSteps>(
                 }
                 Overall::Halted
             }
-            OnFailure::Rollback => restore_all(plan, steps, info, &mut results, reporter).await,
+            OnFailure::Rollback => {
+                restore_all(plan, steps, info, &mut results, reporter, abandon).await
+            }
         }
     };
+    let overall = if results.iter().any(|r| r.result == RunResult::Abandoned) {
+        Overall::RollbackIncomplete
+    } else {
+        overall
+    };
     reporter.finish();
+    steps.release().await;
+    let aborted = abandon.is_cancelled();
     Report {
         operation: info.operation.clone(),
         release: info.release.clone(),
@@ -246,6 +363,11 @@ pub async fn execute<S: ClusterSteps>(
         target: info.target.clone(),
         overall,
         interrupted,
+        signal: if aborted {
+            interrupt.last_signal()
+        } else {
+            None
+        },
         cause: if interrupted && cause.is_none() {
             Some("interrupted by a signal".into())
         } else {
@@ -256,14 +378,53 @@ pub async fn execute<S: ClusterSteps>(
     }
 }
 
-/// Puts every cluster this run changed back, in parallel (bounded like the deploy).
-/// Not cancellable: a second signal must not leave clusters half-restored.
+/// Takes every cluster's lease in name order; the row of the first cluster that
+/// refuses (or of the one a signal stopped), if any.
+async fn acquire_all<S: ClusterSteps>(
+    plan: &Plan,
+    steps: &S,
+    interrupt: &Interrupt,
+    reporter: &Reporter,
+) -> Option<ClusterResult> {
+    let mut order: Vec<&crate::config::Cluster> = plan.clusters().collect();
+    order.sort_by(|a, b| a.context.cmp(&b.context));
+    for cluster in order {
+        let t = Instant::now();
+        let taken = tokio::select! {
+            taken = steps.acquire(&cluster.context, reporter) => taken,
+            _ = interrupt.first().cancelled() => Err(StepError::new(format!(
+                "cluster `{}`: stopped by a signal before any change",
+                cluster.context
+            ))),
+        };
+        if let Err(err) = taken {
+            reporter.phase(&cluster.context, Phase::Failed(err.message.clone()));
+            let mut row = ClusterResult::not_started(cluster);
+            row.result = RunResult::FailedUnchanged;
+            row.refused = err.environment;
+            row.error = Some(err.message);
+            row.duration = t.elapsed();
+            return Some(row);
+        }
+    }
+    None
+}
+
+fn abandoned(context: &str, what: &str) -> String {
+    format!("cluster `{context}`: {what} was abandoned by a second signal; it may be half-done")
+}
+
+/// Puts every cluster this run changed back, in parallel (bounded like the deploy),
+/// each within its own budget (the steps' `rollback_timeout`). The first
+/// signal does not stop it (that would leave clusters half-restored); a second one
+/// abandons it, and every cluster not yet back gets its finish command.
 async fn restore_all<S: ClusterSteps>(
     plan: &Plan,
     steps: &S,
     info: &RunInfo,
     results: &mut [ClusterResult],
     reporter: &Reporter,
+    abandon: &CancellationToken,
 ) -> Overall {
     let restored: Vec<(usize, Result<Option<u32>, StepError>, Duration)> = futures::stream::iter(
         results
@@ -274,7 +435,10 @@ async fn restore_all<S: ClusterSteps>(
     .map(|(i, r)| async move {
         reporter.phase(&r.context, Phase::RollingBack);
         let t = Instant::now();
-        let result = steps.restore(&r.context, r.before.as_ref(), reporter).await;
+        let result = tokio::select! {
+            result = steps.restore(&r.context, r.before.as_ref(), reporter) => result,
+            _ = abandon.cancelled() => Err(StepError::new(abandoned(&r.context, "its restore"))),
+        };
         match &result {
             Ok(_) => reporter.phase(&r.context, Phase::RolledBack),
             Err(err) => reporter.phase(&r.context, Phase::RollbackFailed(err.message.clone())),
@@ -333,6 +497,10 @@ mod tests {
         Refuse,
         /// Changed, then waits until stopped.
         Hang,
+        /// Changed, then lost (unreachable) before it recorded how it ended.
+        Lost,
+        /// Refused before any change for a reason of the environment (lock, reach).
+        Locked,
     }
 
     #[derive(Default)]
@@ -342,6 +510,12 @@ mod tests {
         unreachable_on_restore: Vec<String>,
         /// A fresh install (no revision before) in these.
         fresh: Vec<String>,
+        /// Contexts whose restore never ends (until abandoned).
+        hang_on_restore: Vec<String>,
+        /// Cancelled when a restore that never ends starts.
+        restoring: CancellationToken,
+        /// Contexts whose lease another run holds.
+        held_by_another: Vec<String>,
         /// Cancelled when a Hang cluster starts waiting (lets a test send the signal then).
         hanging: CancellationToken,
         log: Mutex<Vec<String>>,
@@ -398,6 +572,18 @@ mod tests {
                 Script::Healthy => changed(None),
                 Script::Crash => changed(Some("Deployment web failed: CrashLoopBackOff")),
                 Script::Refuse => StepOutcome::Untouched(StepError::new("locked by someone")),
+                Script::Locked => StepOutcome::Untouched(StepError {
+                    environment: true,
+                    ..StepError::new(format!("cluster `{context}`: locked by bob"))
+                }),
+                Script::Lost => StepOutcome::Changed {
+                    before: self.before(context),
+                    revision: 4,
+                    error: Some(StepError {
+                        unreachable: true,
+                        ..StepError::new(format!("cluster `{context}` is unreachable: no answer"))
+                    }),
+                },
                 Script::Hang => {
                     self.hanging.cancel();
                     stop.cancelled().await;
@@ -422,14 +608,38 @@ mod tests {
                 "restore {context} to {}",
                 before.map_or("nothing".into(), |b| b.revision.to_string())
             ));
+            if self.hang_on_restore.iter().any(|c| c == context) {
+                self.restoring.cancel();
+                std::future::pending::<()>().await;
+            }
             if self.unreachable_on_restore.iter().any(|c| c == context) {
                 return Err(StepError {
                     message: format!("cluster `{context}` is unreachable: connection refused"),
                     unreachable: true,
                     cancelled: false,
+                    environment: true,
                 });
             }
             Ok(before.map(|_| 5))
+        }
+
+        fn before(&self, context: &str) -> Option<RevisionRef> {
+            Scripted::before(self, context)
+        }
+
+        async fn acquire(&self, context: &str, _: &Reporter) -> Result<(), StepError> {
+            self.log(format!("acquire {context}"));
+            if self.held_by_another.iter().any(|c| c == context) {
+                return Err(StepError {
+                    environment: true,
+                    ..StepError::new(format!("cluster `{context}`: locked by bob@ci-2"))
+                });
+            }
+            Ok(())
+        }
+
+        async fn release(&self) {
+            self.log("release".into());
         }
     }
 
@@ -443,14 +653,7 @@ mod tests {
     }
 
     async fn run(plan: &Plan, steps: &Scripted) -> Report {
-        execute(
-            plan,
-            steps,
-            &info(),
-            &CancellationToken::new(),
-            &Reporter::silent(),
-        )
-        .await
+        execute(plan, steps, &info(), &Interrupt::new(), &Reporter::silent()).await
     }
 
     fn four_in_two_waves() -> Plan {
@@ -502,7 +705,9 @@ mod tests {
             assert_eq!(result_of(&report, c), RunResult::RolledBack);
         }
         assert!(
-            !log.iter().any(|l| l.ends_with(" e") || l.contains(" e ")),
+            !log.iter()
+                .filter(|l| !l.starts_with("acquire"))
+                .any(|l| l.ends_with(" e") || l.contains(" e ")),
             "{log:?}"
         );
         assert_eq!(result_of(&report, "e"), RunResult::NotStarted);
@@ -563,19 +768,23 @@ mod tests {
     async fn a_signal_stops_the_run_and_rolls_back_scripted_clusters() {
         let plan = four_in_two_waves();
         let steps = Scripted::new(&[("a", Script::Hang)]);
-        let interrupt = CancellationToken::new();
+        let interrupt = Interrupt::new();
         let signal = {
             let interrupt = interrupt.clone();
             let hanging = steps.hanging.clone();
             async move {
                 hanging.cancelled().await;
-                interrupt.cancel();
+                interrupt.signal(2);
             }
         };
         let (info, reporter) = (info(), Reporter::silent());
         let (report, ()) =
             tokio::join!(execute(&plan, &steps, &info, &interrupt, &reporter), signal);
         assert!(report.interrupted);
+        assert_eq!(
+            report.signal, None,
+            "one signal: rolled back, not abandoned"
+        );
         assert_eq!(report.overall, Overall::RolledBack);
         assert_eq!(result_of(&report, "a"), RunResult::RolledBack);
         assert_eq!(result_of(&report, "b"), RunResult::RolledBack);
@@ -612,5 +821,139 @@ mod tests {
         assert_eq!(result_of(&report, "a"), RunResult::RolledBack);
         assert!(!steps.logged().iter().any(|l| l.starts_with("restore b")));
         assert_eq!(report.cause.as_deref(), Some("locked by someone"));
+    }
+
+    #[tokio::test]
+    async fn a_cluster_lost_after_its_change_is_changed_and_gets_its_finish_command_scripted_clusters(
+    ) {
+        let plan = four_in_two_waves();
+        let mut steps = Scripted::new(&[("b", Script::Lost)]);
+        steps.unreachable_on_restore = vec!["b".into()];
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::RollbackIncomplete);
+        // It is tried like any changed cluster, then reported with its command.
+        assert!(steps.logged().contains(&"restore b to 3".to_owned()));
+        assert_eq!(result_of(&report, "b"), RunResult::RollbackFailed);
+        assert_eq!(result_of(&report, "a"), RunResult::RolledBack);
+        let text = report.text();
+        assert!(text.contains("FAILED, rollback INCOMPLETE"), "{text}");
+        assert!(text.contains("b: lost after it was changed"), "{text}");
+        assert!(
+            text.contains(
+                "flotilla rollback hello --env prod --to 20261101T000000Z-0001 --clusters b"
+            ),
+            "{text}"
+        );
+        assert!(!report.refused_before_any_change());
+    }
+
+    #[tokio::test]
+    async fn a_second_signal_abandons_the_rollback_with_finish_commands_scripted_clusters() {
+        let plan = four_in_two_waves();
+        let mut steps = Scripted::new(&[("b", Script::Crash)]);
+        steps.hang_on_restore = vec!["a".into()];
+        let interrupt = Interrupt::new();
+        let signals = {
+            let interrupt = interrupt.clone();
+            let restoring = steps.restoring.clone();
+            async move {
+                restoring.cancelled().await;
+                interrupt.signal(2);
+                interrupt.signal(15);
+            }
+        };
+        let (info, reporter) = (info(), Reporter::silent());
+        let (report, ()) = tokio::join!(
+            execute(&plan, &steps, &info, &interrupt, &reporter),
+            signals
+        );
+        assert_eq!(report.signal, Some(15));
+        assert_eq!(report.overall, Overall::RollbackIncomplete);
+        assert_eq!(result_of(&report, "a"), RunResult::RollbackFailed);
+        assert_eq!(result_of(&report, "b"), RunResult::RolledBack);
+        let text = report.text();
+        assert!(text.contains("abandoned by a second signal (15)"), "{text}");
+        assert!(
+            text.contains(
+                "flotilla rollback hello --env prod --to 20261101T000000Z-0001 --clusters a"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_signal_after_the_first_abandons_what_is_in_flight_scripted_clusters() {
+        // The first signal stops `a` at its safe point; the second abandons it there.
+        let plan = four_in_two_waves();
+        let mut steps = Scripted::new(&[("a", Script::Hang)]);
+        steps.hang_on_restore = vec!["a".into()];
+        let interrupt = Interrupt::new();
+        let signals = {
+            let interrupt = interrupt.clone();
+            let hanging = steps.hanging.clone();
+            let restoring = steps.restoring.clone();
+            async move {
+                hanging.cancelled().await;
+                interrupt.signal(2);
+                restoring.cancelled().await;
+                interrupt.signal(2);
+            }
+        };
+        let (info, reporter) = (info(), Reporter::silent());
+        let (report, ()) = tokio::join!(
+            execute(&plan, &steps, &info, &interrupt, &reporter),
+            signals
+        );
+        assert_eq!(report.signal, Some(2));
+        assert_eq!(result_of(&report, "c"), RunResult::NotStarted);
+        assert!(report
+            .clusters
+            .iter()
+            .filter(|c| c.result == RunResult::RollbackFailed)
+            .all(|c| c.finish_with.is_some()));
+    }
+
+    #[tokio::test]
+    async fn every_cluster_refused_before_a_change_is_a_refusal_not_a_failure_scripted_clusters() {
+        let plan = Plan::new(&env(&[("a", 0), ("b", 0)], 10), None).unwrap();
+        let steps = Scripted::new(&[("a", Script::Locked), ("b", Script::Locked)]);
+        let report = run(&plan, &steps).await;
+        assert!(report.refused_before_any_change(), "{}", report.text());
+        // One refused, one changed: a failure (exit 1), not a refusal.
+        let steps = Scripted::new(&[("a", Script::Locked)]);
+        let report = run(&plan, &steps).await;
+        assert!(!report.refused_before_any_change());
+        // Refused for a reason of the input: not an environment refusal.
+        let steps = Scripted::new(&[("a", Script::Refuse), ("b", Script::Refuse)]);
+        let report = run(&plan, &steps).await;
+        assert!(!report.refused_before_any_change());
+    }
+
+    #[tokio::test]
+    async fn every_lease_is_taken_in_name_order_before_any_change_and_one_refusal_changes_nothing_scripted_clusters(
+    ) {
+        let plan = Plan::new(&env(&[("b", 0), ("c", 1), ("a", 1)], 10), None).unwrap();
+        let steps = Scripted::new(&[]);
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::Succeeded);
+        let log = steps.logged();
+        assert_eq!(log[..3], ["acquire a", "acquire b", "acquire c"], "{log:?}");
+        assert_eq!(log.last().map(String::as_str), Some("release"), "{log:?}");
+
+        let mut steps = Scripted::new(&[]);
+        steps.held_by_another = vec!["b".into()];
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::Refused);
+        assert!(report.refused_before_any_change());
+        let log = steps.logged();
+        assert!(!log.iter().any(|l| l.starts_with("deploy")), "{log:?}");
+        assert_eq!(log, ["acquire a", "acquire b", "release"]);
+        assert_eq!(result_of(&report, "b"), RunResult::FailedUnchanged);
+        assert_eq!(result_of(&report, "a"), RunResult::NotStarted);
+        assert!(
+            report.text().contains("locked by bob@ci-2"),
+            "{}",
+            report.text()
+        );
     }
 }

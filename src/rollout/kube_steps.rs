@@ -1,16 +1,246 @@
 //! [`ClusterSteps`] on real clusters, through the per-cluster operations of
 //! [`crate::ops`]: [`KubeSteps`] for `deploy` and `promote`, [`RollbackSteps`] for
 //! `rollback`.
+//!
+//! One lease per cluster for the whole run ([`Leases`]): taken by the cluster's first
+//! step, renewed through its deploy and its restore, released once the run is over. A
+//! restore first checks that the newest record in the cluster is the one this run
+//! wrote, and that the lease is still this run's; otherwise it refuses, saying why.
 
 use super::executor::{ClusterSteps, StepError, StepOutcome};
 use super::progress::{Phase, Reporter};
 use super::report::RevisionRef;
-use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event};
+use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event, Lock, LockOptions};
 use crate::ops::{self, restore::RestoreTo, Outcome, Rendered, RunOptions};
 use crate::release::{History, ReleaseRecord};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Beyond a restore's own health-wait budget (`rollout.rollback_timeout`): time for its
+/// requests, each bounded by the request timeout. A restore still running after both
+/// is given up and reported with its finish command.
+pub const RESTORE_MARGIN: Duration = Duration::from_secs(45);
+
+/// A restore within its budget, or an error saying it ran out.
+async fn within_budget<T>(
+    context: &str,
+    wait: Duration,
+    restore: impl Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
+    let budget = wait + RESTORE_MARGIN;
+    tokio::time::timeout(budget, restore)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StepError {
+                message: format!(
+                    "cluster `{context}`: the restore did not finish within its budget of {}s",
+                    budget.as_secs()
+                ),
+                unreachable: true,
+                cancelled: false,
+                environment: false,
+            })
+        })
+}
+
+/// The leases a run holds, one per cluster, and what it recorded in each.
+#[derive(Default)]
+pub struct Leases {
+    held: Mutex<HashMap<String, Arc<Lock>>>,
+    /// The revision (and its deployment id) this run recorded in each cluster: what a
+    /// restore must find as the newest record there.
+    recorded: Mutex<HashMap<String, (u32, String)>>,
+    /// Each cluster's history as read once its lease was taken: what ran before this
+    /// run, which another run may have changed since the run was prepared.
+    seen: Mutex<HashMap<String, History>>,
+}
+
+impl Leases {
+    fn get(&self, context: &str) -> Option<Arc<Lock>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(context)
+            .cloned()
+    }
+
+    /// This run's lease of `release` in the cluster: held already, or taken now
+    /// (waiting up to `opts.wait` for another run, and saying so).
+    async fn take(
+        &self,
+        handle: &ClusterHandle,
+        namespace: &str,
+        release: &str,
+        opts: &LockOptions,
+        reporter: &Reporter,
+    ) -> Result<Arc<Lock>, ClusterError> {
+        let context = handle.context();
+        if let Some(lock) = self.get(context).filter(|l| !l.lost().is_cancelled()) {
+            return Ok(lock);
+        }
+        handle.ensure_namespace(namespace).await?;
+        let lock = handle
+            .lock_waiting(namespace, release, opts, &|message: &str| {
+                reporter.phase(context, Phase::Waiting(message.to_owned()))
+            })
+            .await?;
+        let lock = Arc::new(lock);
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(context.to_owned(), lock.clone());
+        // Read again under the lease: a run that waited for another one must go back
+        // to what that one deployed, not to what ran when this run was prepared.
+        // (Once: a lease taken again for a restore must not make this run's own
+        // revision "what ran before".)
+        let history = ops::history(handle, namespace, release).await?;
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(context.to_owned())
+            .or_insert(history);
+        Ok(lock)
+    }
+
+    /// The history of `context` as read under this run's lease, else `prepared`.
+    fn history(&self, context: &str, prepared: &History) -> History {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(context)
+            .cloned()
+            .unwrap_or_else(|| prepared.clone())
+    }
+
+    fn note_recorded(&self, context: &str, revision: u32, deployment_id: &str) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(context.to_owned(), (revision, deployment_id.to_owned()));
+    }
+
+    /// The lease for a restore: still this run's (taken again at once if a renewal
+    /// failure dropped it and nobody took it since), and the newest record in the
+    /// cluster is the one this run wrote. Otherwise the restore is refused, saying why:
+    /// another run changed the release since, and putting back what ran before this
+    /// run would overwrite it.
+    async fn for_restore(
+        &self,
+        handle: &ClusterHandle,
+        namespace: &str,
+        release: &str,
+        opts: &LockOptions,
+        reporter: &Reporter,
+    ) -> Result<Arc<Lock>, StepError> {
+        let context = handle.context();
+        let lost = self
+            .get(context)
+            .filter(|l| l.lost().is_cancelled())
+            .and_then(|l| l.lost_why());
+        let retake = LockOptions {
+            wait: Duration::ZERO,
+            ..opts.clone()
+        };
+        let lock = self
+            .take(handle, namespace, release, &retake, reporter)
+            .await
+            .map_err(|err| match (&err, &lost) {
+                (ClusterError::Locked { .. }, Some(why)) => StepError::new(format!(
+                    "cluster `{context}`: not restored: this run lost the lock of `{release}` ({why}) and another run holds it now: {err}"
+                )),
+                _ => step_error(&err),
+            })?;
+        let recorded = self
+            .recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(context)
+            .cloned();
+        let Some((revision, deployment_id)) = recorded else {
+            return Ok(lock);
+        };
+        let history = ops::history(handle, namespace, release)
+            .await
+            .map_err(|e| step_error(&e))?;
+        newest_is_ours(&history, revision, &deployment_id).map_err(|why| {
+            StepError::new(format!(
+                "cluster `{context}`: not restored: {why}; another run changed `{release}` since (see `flotilla history`)"
+            ))
+        })?;
+        Ok(lock)
+    }
+
+    /// Gives every lease back (compare-and-swap: never one another run took).
+    pub async fn release_all(&self) {
+        let held: Vec<Arc<Lock>> = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
+        futures::future::join_all(
+            held.into_iter()
+                .filter_map(|l| Arc::try_unwrap(l).ok())
+                .map(Lock::release),
+        )
+        .await;
+    }
+}
+
+/// Whether the newest record of a cluster is the one this run wrote (`revision` of
+/// `deployment_id`), or older (this run's pending record never landed): a restore may
+/// then go ahead. Otherwise another run recorded since, and why not.
+fn newest_is_ours(history: &History, revision: u32, deployment_id: &str) -> Result<(), String> {
+    let Some(newest) = history.latest() else {
+        return Ok(());
+    };
+    let other = newest.revision > revision
+        || (newest.revision == revision && newest.deployment_id != deployment_id);
+    if other {
+        return Err(format!(
+            "the newest record is revision {} (deployment {}, {} by {}@{}), not revision {revision} that this run wrote",
+            newest.revision, newest.deployment_id, newest.status, newest.user, newest.host
+        ));
+    }
+    Ok(())
+}
+
+/// Beyond the health wait (`rollout.timeout`), the time a deploy step may take for its
+/// requests (lease, records, apply, prune), each bounded by the request timeout. A step
+/// still running after both is given up: the cluster is reported lost after its change.
+pub const APPLY_BUDGET: Duration = Duration::from_secs(90);
+
+/// A deploy step within `wait` + [`APPLY_BUDGET`]; past it, the cluster is a changed
+/// cluster that could not be reached in time (its pending record is `revision`).
+async fn deploy_within_budget(
+    context: &str,
+    wait: Duration,
+    revision: u32,
+    before: Option<RevisionRef>,
+    step: impl Future<Output = StepOutcome>,
+) -> StepOutcome {
+    let budget = wait + APPLY_BUDGET;
+    match tokio::time::timeout(budget, step).await {
+        Ok(outcome) => outcome,
+        Err(_) => StepOutcome::Changed {
+            before,
+            revision,
+            error: Some(StepError {
+                message: format!(
+                    "cluster `{context}` is unreachable: its deploy did not finish within its budget of {}s",
+                    budget.as_secs()
+                ),
+                unreachable: true,
+                cancelled: false,
+                environment: false,
+            }),
+        },
+    }
+}
 
 /// One cluster, ready to be deployed.
 pub struct Prepared {
@@ -40,6 +270,7 @@ pub struct KubeSteps {
     pub deployment_id: String,
     /// Timeout, lock, history limit; `cancel` and `progress` are set per step.
     pub options: RunOptions,
+    pub leases: Leases,
 }
 
 fn step_error(err: &ClusterError) -> StepError {
@@ -49,6 +280,12 @@ fn step_error(err: &ClusterError) -> StepError {
             message: other.to_string(),
             unreachable: matches!(other, ClusterError::Unreachable { .. }),
             cancelled: false,
+            environment: matches!(
+                other,
+                ClusterError::Unreachable { .. }
+                    | ClusterError::Locked { .. }
+                    | ClusterError::Denied { .. }
+            ),
         },
     }
 }
@@ -78,15 +315,24 @@ fn step_options(
     opts
 }
 
-/// A deploy's outcome on one cluster, for the executor.
-fn step_outcome(result: Result<Outcome, ClusterError>, before: Option<RevisionRef>) -> StepOutcome {
+/// A deploy's outcome on one cluster, for the executor: `Err` is "nothing changed";
+/// an outcome is a changed cluster, lost or not (its error says `unreachable`).
+fn step_outcome(
+    result: Result<Outcome, ClusterError>,
+    before: Option<RevisionRef>,
+    leases: &Leases,
+    deployment_id: &str,
+) -> StepOutcome {
     match result {
         Err(err) => StepOutcome::Untouched(step_error(&err)),
-        Ok(outcome) => StepOutcome::Changed {
-            before,
-            revision: outcome.revision,
-            error: outcome.error.as_ref().map(step_error),
-        },
+        Ok(outcome) => {
+            leases.note_recorded(&outcome.context, outcome.revision, deployment_id);
+            StepOutcome::Changed {
+                before,
+                revision: outcome.revision,
+                error: outcome.error.as_ref().map(step_error),
+            }
+        }
     }
 }
 
@@ -114,10 +360,32 @@ impl ClusterSteps for KubeSteps {
             return StepOutcome::Untouched(not_prepared(context));
         };
         let total = p.rendered.objects.len();
+        let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
+        let lock = match self
+            .leases
+            .take(&p.handle, namespace, release, &self.options.lock, reporter)
+            .await
+        {
+            Ok(lock) => lock,
+            Err(err) => return StepOutcome::Untouched(step_error(&err)),
+        };
         reporter.phase(context, Phase::Apply { done: 0, total });
         let opts = step_options(&self.options, stop, reporter, total);
-        let result = ops::deploy(&p.handle, &p.rendered, &self.deployment_id, &opts).await;
-        step_outcome(result, deployed(&p.history))
+        let history = self.leases.history(context, &p.history);
+        let next = history.next_revision();
+        self.leases
+            .note_recorded(context, next, &self.deployment_id);
+        let step = async {
+            let result =
+                ops::deploy_leased(&p.handle, &lock, &p.rendered, &self.deployment_id, &opts).await;
+            step_outcome(
+                result,
+                deployed(&history),
+                &self.leases,
+                &self.deployment_id,
+            )
+        };
+        deploy_within_budget(context, opts.timeout, next, deployed(&history), step).await
     }
 
     async fn restore(
@@ -126,41 +394,73 @@ impl ClusterSteps for KubeSteps {
         before: Option<&RevisionRef>,
         reporter: &Reporter,
     ) -> Result<Option<u32>, StepError> {
+        within_budget(context, self.options.restore_timeout, async move {
+            let p = self
+                .clusters
+                .get(context)
+                .ok_or_else(|| not_prepared(context))?;
+            // Not cancelled by the first signal: a restore runs to its end, within its own
+            // budget.
+            let mut opts = step_options(
+                &self.options,
+                &CancellationToken::new(),
+                reporter,
+                p.rendered.objects.len(),
+            );
+            opts.timeout = self.options.restore_timeout;
+            let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
+            let lock = self
+                .leases
+                .for_restore(&p.handle, namespace, release, &self.options.lock, reporter)
+                .await?;
+            let Some(before) = before else {
+                ops::uninstall_leased(&p.handle, &lock, namespace, release, &opts)
+                    .await
+                    .map_err(|e| step_error(&e))?;
+                return Ok(None);
+            };
+            // Secrets come from this run's fresh read of Vault, never from a record.
+            let fresh: Vec<serde_json::Value> = p
+                .rendered
+                .objects
+                .iter()
+                .filter(|o| crate::release::is_secret(o))
+                .cloned()
+                .collect();
+            // Recorded under this run's id, restoring `before`'s content: the run's own
+            // deploys are then marked rolled back, so no later rollback goes to them.
+            let to = RestoreTo {
+                revision: before.revision,
+                deployment_id: &self.deployment_id,
+                fresh: &fresh,
+                unreadable: &[],
+            };
+            restored(ops::restore_leased(&p.handle, &lock, namespace, release, &to, &opts).await)
+        })
+        .await
+    }
+
+    fn before(&self, context: &str) -> Option<RevisionRef> {
+        self.clusters
+            .get(context)
+            .and_then(|p| deployed(&self.leases.history(context, &p.history)))
+    }
+
+    async fn acquire(&self, context: &str, reporter: &Reporter) -> Result<(), StepError> {
         let p = self
             .clusters
             .get(context)
             .ok_or_else(|| not_prepared(context))?;
-        // Never cancelled: a restore must run to its end.
-        let opts = step_options(
-            &self.options,
-            &CancellationToken::new(),
-            reporter,
-            p.rendered.objects.len(),
-        );
         let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
-        let Some(before) = before else {
-            ops::uninstall(&p.handle, namespace, release, &opts)
-                .await
-                .map_err(|e| step_error(&e))?;
-            return Ok(None);
-        };
-        // Secrets come from this run's fresh read of Vault, never from a record.
-        let fresh: Vec<serde_json::Value> = p
-            .rendered
-            .objects
-            .iter()
-            .filter(|o| crate::release::is_secret(o))
-            .cloned()
-            .collect();
-        // Recorded under this run's id, restoring `before`'s content: the run's own
-        // deploys are then marked rolled back, so no later rollback goes to them.
-        let to = RestoreTo {
-            revision: before.revision,
-            deployment_id: &self.deployment_id,
-            fresh: &fresh,
-            unreadable: &[],
-        };
-        restored(ops::restore(&p.handle, namespace, release, &to, &opts).await)
+        self.leases
+            .take(&p.handle, namespace, release, &self.options.lock, reporter)
+            .await
+            .map(|_| ())
+            .map_err(|e| step_error(&e))
+    }
+
+    async fn release(&self) {
+        self.leases.release_all().await;
     }
 }
 
@@ -171,6 +471,7 @@ pub struct RollbackSteps {
     /// This rollback's own id, recorded by every revision it writes.
     pub run_id: String,
     pub options: RunOptions,
+    pub leases: Leases,
 }
 
 /// One cluster of a rollback and the revision it goes to.
@@ -192,6 +493,7 @@ pub struct RollbackCluster {
 impl RollbackCluster {
     async fn go_to(
         &self,
+        lock: &Lock,
         to: &RevisionRef,
         run_id: &str,
         opts: &RunOptions,
@@ -202,7 +504,15 @@ impl RollbackCluster {
             fresh: &self.fresh,
             unreadable: &self.unreadable,
         };
-        ops::restore(&self.handle, &self.namespace, &self.release, &to, opts).await
+        ops::restore_leased(
+            &self.handle,
+            lock,
+            &self.namespace,
+            &self.release,
+            &to,
+            opts,
+        )
+        .await
     }
 }
 
@@ -217,11 +527,33 @@ impl ClusterSteps for RollbackSteps {
             return StepOutcome::Untouched(not_prepared(context));
         };
         let total = t.history.get(t.to.revision).map_or(0, |r| r.manifest.len());
+        let lock = match self
+            .leases
+            .take(
+                &t.handle,
+                &t.namespace,
+                &t.release,
+                &self.options.lock,
+                reporter,
+            )
+            .await
+        {
+            Ok(lock) => lock,
+            Err(err) => return StepOutcome::Untouched(step_error(&err)),
+        };
         let opts = step_options(&self.options, stop, reporter, total);
-        step_outcome(
-            t.go_to(&t.to, &self.run_id, &opts).await,
-            deployed(&t.history),
-        )
+        let history = self.leases.history(context, &t.history);
+        let next = history.next_revision();
+        self.leases.note_recorded(context, next, &self.run_id);
+        let step = async {
+            step_outcome(
+                t.go_to(&lock, &t.to, &self.run_id, &opts).await,
+                deployed(&history),
+                &self.leases,
+                &self.run_id,
+            )
+        };
+        deploy_within_budget(context, opts.timeout, next, deployed(&history), step).await
     }
 
     async fn restore(
@@ -230,16 +562,89 @@ impl ClusterSteps for RollbackSteps {
         before: Option<&RevisionRef>,
         reporter: &Reporter,
     ) -> Result<Option<u32>, StepError> {
+        within_budget(context, self.options.restore_timeout, async move {
+            let t = self
+                .clusters
+                .get(context)
+                .ok_or_else(|| not_prepared(context))?;
+            let Some(before) = before else {
+                return Err(StepError::new(format!(
+                    "cluster `{context}` had no deployed revision before this rollback"
+                )));
+            };
+            let mut opts = step_options(&self.options, &CancellationToken::new(), reporter, 0);
+            opts.timeout = self.options.restore_timeout;
+            let lock = self
+                .leases
+                .for_restore(
+                    &t.handle,
+                    &t.namespace,
+                    &t.release,
+                    &self.options.lock,
+                    reporter,
+                )
+                .await?;
+            restored(t.go_to(&lock, before, &self.run_id, &opts).await)
+        })
+        .await
+    }
+
+    fn before(&self, context: &str) -> Option<RevisionRef> {
+        self.clusters
+            .get(context)
+            .and_then(|t| deployed(&self.leases.history(context, &t.history)))
+    }
+
+    async fn acquire(&self, context: &str, reporter: &Reporter) -> Result<(), StepError> {
         let t = self
             .clusters
             .get(context)
             .ok_or_else(|| not_prepared(context))?;
-        let Some(before) = before else {
-            return Err(StepError::new(format!(
-                "cluster `{context}` had no deployed revision before this rollback"
-            )));
+        self.leases
+            .take(
+                &t.handle,
+                &t.namespace,
+                &t.release,
+                &self.options.lock,
+                reporter,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| step_error(&e))
+    }
+
+    async fn release(&self) {
+        self.leases.release_all().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::tests_support::record;
+    use crate::release::Status;
+
+    #[test]
+    fn a_restore_goes_ahead_only_over_this_runs_own_newest_record() {
+        let history = |records: &[(u32, &str, Status)]| {
+            History::new(
+                records
+                    .iter()
+                    .map(|(n, id, s)| record(*n, id, *s))
+                    .collect(),
+            )
         };
-        let opts = step_options(&self.options, &CancellationToken::new(), reporter, 0);
-        restored(t.go_to(before, &self.run_id, &opts).await)
+        let ours = history(&[(1, "d1", Status::Deployed), (2, "d2", Status::Failed)]);
+        assert_eq!(newest_is_ours(&ours, 2, "d2"), Ok(()));
+        // This run's pending record never landed: what is there is older.
+        let never_landed = history(&[(1, "d1", Status::Deployed)]);
+        assert_eq!(newest_is_ours(&never_landed, 2, "d2"), Ok(()));
+        assert_eq!(newest_is_ours(&History::new(Vec::new()), 1, "d1"), Ok(()));
+        // Another run recorded after ours, or took our revision number.
+        let newer = history(&[(2, "d2", Status::Failed), (3, "d3", Status::Deployed)]);
+        let why = newest_is_ours(&newer, 2, "d2").unwrap_err();
+        assert!(why.contains("revision 3 (deployment d3"), "{why}");
+        let same_number = history(&[(1, "d1", Status::Deployed), (2, "dx", Status::Deployed)]);
+        assert!(newest_is_ours(&same_number, 2, "d2").is_err());
     }
 }

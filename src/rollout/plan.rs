@@ -39,6 +39,9 @@ pub struct Plan {
     pub waves: Vec<Vec<Cluster>>,
     pub concurrency: usize,
     pub timeout: Duration,
+    /// The time budget of each cluster's restore (`rollout.rollback_timeout`; when not
+    /// set, the run's timeout).
+    pub rollback_timeout: Option<Duration>,
     pub on_failure: OnFailure,
 }
 
@@ -118,6 +121,7 @@ impl Plan {
             waves,
             concurrency: e.rollout.concurrency,
             timeout: e.rollout.timeout,
+            rollback_timeout: e.rollout.rollback_timeout,
             on_failure: e.rollout.on_failure,
         })
     }

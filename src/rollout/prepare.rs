@@ -224,5 +224,6 @@ pub async fn prepare_deploy(
         clusters,
         deployment_id: deployment_id.to_owned(),
         options,
+        leases: Default::default(),
     })
 }

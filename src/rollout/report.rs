@@ -31,6 +31,9 @@ pub enum RunResult {
     LeftDeployed,
     /// Changed by this run and left as it is (`on_failure: halt`), not healthy.
     LeftFailed,
+    /// Its step was abandoned by a second signal: it may be half-done; see the command
+    /// in the report.
+    Abandoned,
 }
 
 impl std::fmt::Display for RunResult {
@@ -43,6 +46,7 @@ impl std::fmt::Display for RunResult {
             RunResult::RollbackFailed => "ROLLBACK FAILED",
             RunResult::LeftDeployed => "deployed (halt: left)",
             RunResult::LeftFailed => "FAILED (halt: left)",
+            RunResult::Abandoned => "ABANDONED (second signal)",
         })
     }
 }
@@ -64,6 +68,41 @@ pub struct ClusterResult {
     pub error: Option<String>,
     /// The command that finishes this cluster's job later, when this run could not.
     pub finish_with: Option<String>,
+    /// Refused before any change for a reason of the environment (lock held,
+    /// unreachable, permission denied).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
+    /// Objects a rollback kept as they are live, and why (their secrets could not be
+    /// read now, and their values are never recorded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_live: Vec<KeptLive>,
+}
+
+/// An object a rollback left as it is live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeptLive {
+    /// `Secret ns/name`.
+    pub object: String,
+    pub why: String,
+}
+
+impl ClusterResult {
+    /// The row of a cluster the run did not start.
+    pub fn not_started(cluster: &crate::config::Cluster) -> ClusterResult {
+        ClusterResult {
+            context: cluster.context.clone(),
+            wave: cluster.wave,
+            before: None,
+            deployed: None,
+            restored: None,
+            result: RunResult::NotStarted,
+            duration: Duration::ZERO,
+            error: None,
+            finish_with: None,
+            refused: false,
+            kept_live: Vec::new(),
+        }
+    }
 }
 
 fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -80,6 +119,9 @@ pub enum Overall {
     RollbackIncomplete,
     /// Something failed and, as configured, nothing was put back.
     Halted,
+    /// A cluster refused the run before anything was changed anywhere (its lease held
+    /// by another run, unreachable, permission denied): nothing was changed.
+    Refused,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +138,8 @@ pub struct Report {
     pub overall: Overall,
     /// Stopped by SIGINT/SIGTERM.
     pub interrupted: bool,
+    /// The signal that abandoned the run (a second one): the report is partial.
+    pub signal: Option<i32>,
     /// The first failure, as it was reported.
     pub cause: Option<String>,
     #[serde(serialize_with = "as_seconds")]
@@ -133,6 +177,21 @@ impl Report {
         self.overall == Overall::Succeeded
     }
 
+    /// Failed with nothing changed anywhere, every cluster that was tried refused for a
+    /// reason of the environment (all locked, all unreachable): exit code 3, not 1.
+    pub fn refused_before_any_change(&self) -> bool {
+        let tried: Vec<&ClusterResult> = self
+            .clusters
+            .iter()
+            .filter(|c| c.result != RunResult::NotStarted)
+            .collect();
+        !self.succeeded()
+            && !tried.is_empty()
+            && tried
+                .iter()
+                .all(|c| c.result == RunResult::FailedUnchanged && c.refused)
+    }
+
     pub fn table(&self) -> String {
         let rows = self.clusters.iter().map(|c| Row {
             cluster: c.context.clone(),
@@ -160,11 +219,17 @@ impl Report {
                 Overall::RolledBack => "FAILED, every changed cluster rolled back",
                 Overall::RollbackIncomplete => "FAILED, rollback INCOMPLETE",
                 Overall::Halted => "FAILED, clusters left as they are (on_failure: halt)",
+                Overall::Refused => "REFUSED before any change, nothing was changed",
             },
             self.table()
         );
         if self.interrupted {
             out.push_str("interrupted by a signal\n");
+        }
+        if let Some(signal) = self.signal {
+            out.push_str(&format!(
+                "abandoned by a second signal ({signal}): this report is partial\n"
+            ));
         }
         if let Some(cause) = &self.cause {
             out.push_str(&format!("cause: {cause}\n"));
@@ -173,6 +238,12 @@ impl Report {
             if let (Some(err), true) = (&c.error, c.result != RunResult::Deployed) {
                 out.push_str(&format!("{}: {err}\n", c.context));
             }
+            for kept in &c.kept_live {
+                out.push_str(&format!(
+                    "{}: kept live {} ({})\n",
+                    c.context, kept.object, kept.why
+                ));
+            }
         }
         let todo: Vec<&str> = self
             .clusters
@@ -180,7 +251,11 @@ impl Report {
             .filter_map(|c| c.finish_with.as_deref())
             .collect();
         if !todo.is_empty() {
-            out.push_str("to finish the job once those clusters are reachable, run:\n");
+            out.push_str(if self.signal.is_some() {
+                "to finish the job, run:\n"
+            } else {
+                "to finish the job once those clusters are reachable, run:\n"
+            });
             for cmd in todo {
                 out.push_str(&format!("  {cmd}\n"));
             }

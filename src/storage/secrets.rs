@@ -50,6 +50,32 @@ impl SecretStore {
         }
     }
 
+    /// A failed request: no answer is an unreachable cluster, 401/403 a denial (so a
+    /// record write lost mid-run says which it is), anything else about the records.
+    fn request_error(&self, action: &str, err: kube::Error) -> ClusterError {
+        match err {
+            kube::Error::HyperError(_) | kube::Error::Service(_) => ClusterError::Unreachable {
+                context: self.context.clone(),
+                message: format!("{action}: {err}"),
+            },
+            kube::Error::Auth(ref err) => ClusterError::Denied {
+                context: self.context.clone(),
+                action: action.trim_start_matches("cannot ").to_owned(),
+                object: format!("release records in namespace {}", self.namespace),
+                message: format!("no credentials for the cluster: {err}"),
+            },
+            kube::Error::Api(ref status) if status.code == 401 || status.code == 403 => {
+                ClusterError::Denied {
+                    context: self.context.clone(),
+                    action: action.trim_start_matches("cannot ").to_owned(),
+                    object: format!("release records in namespace {}", self.namespace),
+                    message: format!("{} ({})", status.message, status.code),
+                }
+            }
+            other => self.error(action, other),
+        }
+    }
+
     fn error(&self, action: &str, source: impl std::fmt::Display) -> ClusterError {
         ClusterError::Records {
             context: self.context.clone(),
@@ -118,13 +144,7 @@ impl RecordStore for SecretStore {
             Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
             // The first request of every command: a transport failure here is the
             // cluster being unreachable (exit code 3), not a problem with the records.
-            Err(err @ (kube::Error::HyperError(_) | kube::Error::Service(_))) => {
-                return Err(ClusterError::Unreachable {
-                    context: self.context.clone(),
-                    message: format!("cannot list release records: {err}"),
-                })
-            }
-            Err(err) => return Err(self.error("cannot list release records", err)),
+            Err(err) => return Err(self.request_error("cannot list release records", err)),
         };
         let mut records = secrets
             .iter()
@@ -141,7 +161,7 @@ impl RecordStore for SecretStore {
             .create(&PostParams::default(), &secret)
             .await
             .map_err(|err| {
-                self.error(&format!("cannot store revision {}", record.revision), err)
+                self.request_error(&format!("cannot store revision {}", record.revision), err)
             })?;
         Ok(())
     }
@@ -158,7 +178,7 @@ impl RecordStore for SecretStore {
             )
             .await
             .map_err(|err| {
-                self.error(&format!("cannot update revision {}", record.revision), err)
+                self.request_error(&format!("cannot update revision {}", record.revision), err)
             })?;
         Ok(())
     }
@@ -174,7 +194,7 @@ impl RecordStore for SecretStore {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(err) => Err(self.error(&format!("cannot delete revision {revision}"), err)),
+            Err(err) => Err(self.request_error(&format!("cannot delete revision {revision}"), err)),
         }
     }
 }

@@ -66,16 +66,25 @@ pub async fn resolve_available(
     env: &LoadedEnvironment,
     vars: &VaultEnv,
 ) -> Result<(ResolvedSecrets, Vec<SecretFailure>), VaultError> {
-    let Some(config) = env
-        .environment
-        .vault
-        .as_ref()
-        .filter(|_| !plan.entries.is_empty())
-    else {
-        return Ok((ResolvedSecrets::default(), Vec::new()));
-    };
-    let session = VaultSession::connect(config, &env.file, vars).await?;
-    SecretReader::new(&session).resolve_available(plan).await
+    match session_for(plan, env, vars).await? {
+        Some(session) => SecretReader::new(&session).resolve_available(plan).await,
+        None => Ok((ResolvedSecrets::default(), Vec::new())),
+    }
+}
+
+/// A logged-in session for reading `plan`, or `None` when it reads nothing (a release
+/// without secrets never contacts Vault).
+async fn session_for(
+    plan: &SecretPlan,
+    env: &LoadedEnvironment,
+    vars: &VaultEnv,
+) -> Result<Option<VaultSession>, VaultError> {
+    match env.environment.vault.as_ref() {
+        Some(config) if !plan.entries.is_empty() => {
+            Ok(Some(VaultSession::connect(config, &env.file, vars).await?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Logs in and reads the secrets of a plan already built (and perhaps narrowed to some
@@ -93,15 +102,9 @@ async fn read_plan(
     env: &LoadedEnvironment,
     vars: &VaultEnv,
 ) -> Result<(ResolvedSecrets, usize), VaultError> {
-    let Some(config) = env
-        .environment
-        .vault
-        .as_ref()
-        .filter(|_| !plan.entries.is_empty())
-    else {
+    let Some(session) = session_for(plan, env, vars).await? else {
         return Ok((ResolvedSecrets::default(), 0));
     };
-    let session = VaultSession::connect(config, &env.file, vars).await?;
     let secrets = SecretReader::new(&session).resolve(plan).await?;
     Ok((secrets, session.read_count()))
 }

@@ -153,7 +153,7 @@ pub fn spawn_broken_deploy(
     marker: &str,
 ) -> BrokenDeploy {
     let break_in = format!("breakIn={break_in}");
-    let mut child = command(
+    spawn_run(
         fleet,
         repo,
         &[
@@ -170,31 +170,54 @@ pub fn spawn_broken_deploy(
             "-o",
             "json",
         ],
+        &[],
+        marker,
     )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    // Bounded by the run's own rollout timeout: the run ends, and stderr with it.
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains(marker) {
-            break;
-        }
-        line.clear();
+}
+
+/// `flotilla ARGS` in the background with `env` added, its stderr read up to the first
+/// line that contains `marker`.
+pub fn spawn_run(
+    fleet: &Fleet,
+    repo: &TestRepo,
+    args: &[&str],
+    env: &[(&str, &str)],
+    marker: &str,
+) -> BrokenDeploy {
+    let mut cmd = command(fleet, repo, args);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-    assert!(seen.contains(marker), "{seen}");
-    BrokenDeploy {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut run = BrokenDeploy {
         child,
         stderr,
-        seen,
-    }
+        seen: String::new(),
+    };
+    // Bounded by the run's own rollout timeout: the run ends, and stderr with it.
+    run.read_until(marker);
+    run
 }
 
 impl BrokenDeploy {
+    /// Reads stderr on up to the first line that contains `marker`.
+    pub fn read_until(&mut self, marker: &str) {
+        let mut line = String::new();
+        while self.stderr.read_line(&mut line).unwrap() > 0 {
+            self.seen.push_str(&line);
+            if line.contains(marker) {
+                return;
+            }
+            line.clear();
+        }
+        panic!("the run ended before printing {marker:?}:\n{}", self.seen);
+    }
+
     /// Waits for the run to end: its output, and all it wrote on stderr.
     pub fn finish(mut self) -> (Output, String) {
         let mut log = self.seen;

@@ -51,6 +51,8 @@ pub fn run_options() -> RunOptions {
     opts.lock = LockOptions {
         duration: Duration::from_secs(3),
         holder: format!("test@host pid {}", std::process::id()),
+        // Refuse at once: these tests look at the refusal itself.
+        wait: Duration::ZERO,
     };
     opts
 }
