@@ -194,7 +194,7 @@ async fn statefulset_upgrade_waits_for_the_new_revision() {
 
 #[tokio::test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
-async fn daemonset_becomes_healthy_with_one_pod_on_the_one_node() {
+async fn daemonset_becomes_healthy_with_one_pod_on_each_node() {
     let t = cluster("ds-ready").await;
     deployed(
         ops::deploy(
@@ -212,13 +212,15 @@ async fn daemonset_becomes_healthy_with_one_pod_on_the_one_node() {
         .expect("daemonset")
         .status
         .expect("status");
+    // The fleet's simulated kubelet runs this many nodes per cluster.
+    let nodes = i32::try_from(flotilla_fleet::supervisor::NODES).expect("node count");
     assert_eq!(
         (
             status.desired_number_scheduled,
             status.number_available,
             status.updated_number_scheduled
         ),
-        (1, Some(1), Some(1)),
+        (nodes, Some(nodes), Some(nodes)),
         "{status:?}"
     );
 }

@@ -1,6 +1,10 @@
-//! Finding the server binaries: the `FLOTILLA_*` variable, then PATH, then the paths that
+//! Finding the server binaries: the `FLOTILLA_*` variable, then the paths that
 //! `scripts/install-deps.sh` wrote to `$FLOTILLA_CACHE/binaries.env`
-//! (default `~/.cache/flotilla`).
+//! (default `~/.cache/flotilla`), then PATH. The cache comes before PATH because a
+//! machine may have an older `etcd` or `kubectl` on PATH (Debian's) than the ones built.
+//!
+//! Vault: HashiCorp Vault (`FLOTILLA_VAULT`, built from fleet/go/vault) when there is one,
+//! else RustyVault (`FLOTILLA_RVAULT`, the fallback of a machine without Go).
 
 use crate::{FleetError, Result};
 use std::collections::HashMap;
@@ -11,7 +15,20 @@ pub struct Binaries {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
-    pub rvault: PathBuf,
+    pub vault: VaultBinary,
+    /// kubectl of the same Kubernetes version, when it was built (not needed by `up`).
+    pub kubectl: Option<PathBuf>,
+    /// The Helm 4 CLI, when it was built (a peer to compare with; not needed by `up`).
+    pub helm: Option<PathBuf>,
+}
+
+/// Which Vault server the fleet runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultBinary {
+    /// HashiCorp Vault, run in dev mode (in memory, unsealed, root token chosen).
+    HashiCorp(PathBuf),
+    /// RustyVault behind the envelope-normalising proxy (the fallback).
+    Rusty(PathBuf),
 }
 
 pub fn cache_dir() -> PathBuf {
@@ -26,11 +43,11 @@ impl Binaries {
     pub fn find() -> Result<Self> {
         let env_file = cache_dir().join("binaries.env");
         let cached = read_env_file(&env_file);
-        let find = |what: &'static str, var: &'static str| -> Result<PathBuf> {
+        let find_opt = |what: &'static str, var: &'static str| -> Result<Option<PathBuf>> {
             if let Some(value) = std::env::var_os(var) {
                 let path = PathBuf::from(value);
                 return if is_executable(&path) {
-                    Ok(path)
+                    Ok(Some(path))
                 } else {
                     Err(FleetError::Usage(format!(
                         "{var}={} is not an executable file",
@@ -38,17 +55,27 @@ impl Binaries {
                     )))
                 };
             }
-            if let Some(path) = on_path(what) {
-                return Ok(path);
+            if let Some(path) = cached.get(var).map(PathBuf::from) {
+                if is_executable(&path) {
+                    return Ok(Some(path));
+                }
             }
-            match cached.get(var).map(PathBuf::from) {
-                Some(path) if is_executable(&path) => Ok(path),
-                _ => Err(FleetError::MissingBinary {
-                    what,
-                    var,
-                    cache: env_file.clone(),
-                }),
-            }
+            Ok(on_path(what))
+        };
+        let missing = |what: &'static str, var: &'static str| FleetError::MissingBinary {
+            what,
+            var,
+            cache: env_file.clone(),
+        };
+        let find = |what: &'static str, var: &'static str| -> Result<PathBuf> {
+            find_opt(what, var)?.ok_or_else(|| missing(what, var))
+        };
+        let vault = match find_opt("vault", "FLOTILLA_VAULT")? {
+            Some(path) => VaultBinary::HashiCorp(path),
+            None => match find_opt("rvault", "FLOTILLA_RVAULT")? {
+                Some(path) => VaultBinary::Rusty(path),
+                None => return Err(missing("vault", "FLOTILLA_VAULT")),
+            },
         };
         Ok(Binaries {
             etcd: find("etcd", "FLOTILLA_ETCD")?,
@@ -57,9 +84,34 @@ impl Binaries {
                 "kube-controller-manager",
                 "FLOTILLA_KUBE_CONTROLLER_MANAGER",
             )?,
-            rvault: find("rvault", "FLOTILLA_RVAULT")?,
+            vault,
+            kubectl: find_opt("kubectl", "FLOTILLA_KUBECTL")?,
+            helm: find_opt("helm", "FLOTILLA_HELM")?,
         })
     }
+}
+
+/// The first line of `PROGRAM --version` (`Kubernetes v1.37.2`, `Vault v1.21.4 (...)`),
+/// or `None` when it does not run.
+pub fn version_of(program: &Path) -> Option<String> {
+    let output = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `Vault v1.21.1, built 2025-...`: the name and version are enough.
+    let line = text.lines().next()?.split(',').next()?.trim();
+    (!line.is_empty()).then(|| line.to_string())
+}
+
+/// `(1, 37)` of `Kubernetes v1.37.2`.
+pub fn kubernetes_minor(version: &str) -> Option<(u32, u32)> {
+    let v = version.rsplit(' ').next()?.trim_start_matches('v');
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 fn read_env_file(path: &Path) -> HashMap<String, String> {
@@ -67,6 +119,7 @@ fn read_env_file(path: &Path) -> HashMap<String, String> {
         return HashMap::new();
     };
     text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
         .filter_map(|line| {
             let line = line.trim().trim_start_matches("export ");
             let (key, value) = line.split_once('=')?;
@@ -90,4 +143,16 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kubernetes_minor;
+
+    #[test]
+    fn the_minor_version_comes_from_the_version_line() {
+        assert_eq!(kubernetes_minor("Kubernetes v1.37.2"), Some((1, 37)));
+        assert_eq!(kubernetes_minor("Kubernetes v1.20.2"), Some((1, 20)));
+        assert_eq!(kubernetes_minor("nonsense"), None);
+    }
 }

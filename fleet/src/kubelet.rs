@@ -1,18 +1,20 @@
 //! `flotilla-fleet kubelet`: a simulated kubelet (the KWOK idea) for one cluster.
 //!
-//! Watch-driven: it binds every unscheduled pod to [`NODE`], reports pod status from the
-//! image tag of each container, and completes the deletion of pods (a pod bound to a node
-//! stays `Terminating` until its kubelet confirms). Timers (tokio sleeps that fire once
-//! per pod, not polling loops) drive the time-based modes:
+//! Watch-driven: it registers `--nodes` Ready nodes (`fake-node-1`, `fake-node-2`, ..),
+//! binds every unscheduled pod to one of them (a DaemonSet's pod to the node its node
+//! affinity names, any other pod to a node chosen by its uid), reports pod status from
+//! the image tag of each container, and completes the deletion of pods (a pod bound to a
+//! node stays `Terminating` until its kubelet confirms). Timers (tokio sleeps that fire
+//! once per pod, not polling loops) drive the time-based modes:
 //!
 //! | tag         | reported status                                               |
 //! |-------------|---------------------------------------------------------------|
 //! | (any other) | Running, Ready (Job pods: Succeeded)                           |
+//! | `jobfail`   | Job pods: Failed, container exit code 1; other pods: as `crashloop` |
 //! | `crashloop` | Running, waiting `CrashLoopBackOff`, restartCount +1 every 2 s |
 //! | `pullfail`  | Pending, waiting `ImagePullBackOff`                            |
 //! | `slow-N`    | Running, Ready only N seconds after the pod started            |
 //! | `never`     | Running, never Ready                                           |
-//! | `jobfail`   | Job pods: Failed, the container terminated with exit code 1    |
 //!
 //! Must not: run anything, or touch objects other than pods and its own Node.
 
@@ -29,7 +31,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+/// The first node (every cluster has it).
 pub const NODE: &str = "fake-node-1";
+
+/// The names of `n` simulated nodes.
+pub fn node_names(n: u32) -> Vec<String> {
+    (1..=n.max(1)).map(|i| format!("fake-node-{i}")).collect()
+}
 /// Between two simulated crashes of a `crashloop` container.
 pub const CRASH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -41,7 +49,6 @@ pub enum Behaviour {
     PullFail,
     Slow(u64),
     Never,
-    /// A Job pod that fails: terminated with exit code 1, phase Failed.
     JobFail,
 }
 
@@ -72,18 +79,18 @@ pub fn node_ready(node: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-async fn ensure_node(client: &Client) -> kube::Result<()> {
+async fn ensure_node(client: &Client, name: &str, version: &str) -> kube::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let params = PatchParams::apply("flotilla-fleet-kubelet").force();
     let node = json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": { "name": NODE, "labels": {
-            "kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+        "metadata": { "name": name, "labels": {
+            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
             "type": "flotilla-fleet"
         }},
     });
-    nodes.patch(NODE, &params, &Patch::Apply(&node)).await?;
+    nodes.patch(name, &params, &Patch::Apply(&node)).await?;
     let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let capacity = json!({ "cpu": "64", "memory": "256Gi", "pods": "1000" });
     let status = json!({ "status": {
@@ -92,20 +99,20 @@ async fn ensure_node(client: &Client) -> kube::Result<()> {
                          "message": "simulated by flotilla-fleet", "lastHeartbeatTime": now,
                          "lastTransitionTime": now }],
         "addresses": [{ "type": "InternalIP", "address": "127.0.0.1" },
-                      { "type": "Hostname", "address": NODE }],
-        "nodeInfo": { "kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2",
+                      { "type": "Hostname", "address": name }],
+        "nodeInfo": { "kubeletVersion": version, "kubeProxyVersion": version,
                       "operatingSystem": "linux", "architecture": "amd64",
                       "containerRuntimeVersion": "fake://1", "kernelVersion": "", "osImage": "",
                       "machineID": "", "systemUUID": "", "bootID": "" },
     }});
     nodes
-        .patch_status(NODE, &PatchParams::default(), &Patch::Merge(&status))
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     // Admission taints a new node not-ready; a real kubelet's controller lifts it once the
     // node reports Ready. DaemonSets schedule nothing while it is there.
     nodes
         .patch(
-            NODE,
+            name,
             &PatchParams::default(),
             &Patch::Merge(&json!({ "spec": { "taints": null } })),
         )
@@ -121,8 +128,17 @@ struct Recheck {
     crash: bool,
 }
 
-pub async fn run(client: Client) -> kube::Result<()> {
-    ensure_node(&client).await?;
+pub async fn run(client: Client, node_count: u32) -> kube::Result<()> {
+    // The nodes say the apiserver's version, as a real kubelet of the same release would.
+    let version = client
+        .apiserver_version()
+        .await
+        .map(|v| v.git_version)
+        .unwrap_or_else(|_| "v0.0.0".into());
+    let nodes = node_names(node_count);
+    for node in &nodes {
+        ensure_node(&client, node, &version).await?;
+    }
     let all: Api<Pod> = Api::all(client.clone());
     let mut events = watcher::watcher(all, watcher::Config::default())
         .default_backoff()
@@ -130,6 +146,7 @@ pub async fn run(client: Client) -> kube::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Recheck>();
     let mut kubelet = Kubelet {
         client,
+        nodes,
         timers: HashMap::new(),
         tx,
     };
@@ -156,6 +173,8 @@ pub async fn run(client: Client) -> kube::Result<()> {
 
 struct Kubelet {
     client: Client,
+    /// The nodes this kubelet runs (`fake-node-1` ..).
+    nodes: Vec<String>,
     /// One timer per pod uid at most.
     timers: HashMap<String, AbortHandle>,
     tx: mpsc::UnboundedSender<Recheck>,
@@ -198,7 +217,11 @@ impl Kubelet {
         let spec = pod.spec.clone().unwrap_or_default();
         if pod.metadata.deletion_timestamp.is_some() {
             self.forget(pod);
-            if spec.node_name.as_deref() == Some(NODE) {
+            if spec
+                .node_name
+                .as_deref()
+                .is_some_and(|n| self.nodes.iter().any(|m| m == n))
+            {
                 // What a kubelet does once the containers stopped: confirm the deletion.
                 let params = DeleteParams {
                     grace_period_seconds: Some(0),
@@ -209,10 +232,14 @@ impl Kubelet {
             return Ok(());
         }
         let Some(node) = spec.node_name.as_deref() else {
+            let Some(target) = self.node_for(pod) else {
+                // Its affinity names no node of ours: it stays Pending, as with a scheduler.
+                return Ok(());
+            };
             let binding = json!({
                 "apiVersion": "v1", "kind": "Binding",
                 "metadata": { "name": name },
-                "target": { "apiVersion": "v1", "kind": "Node", "name": NODE },
+                "target": { "apiVersion": "v1", "kind": "Node", "name": target },
             });
             api.create_subresource::<Value, Value>(
                 "binding",
@@ -223,7 +250,7 @@ impl Kubelet {
             .await?;
             return Ok(());
         };
-        if node != NODE {
+        if !self.nodes.iter().any(|n| n == node) {
             return Ok(());
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -284,23 +311,21 @@ impl Kubelet {
                         json!({}),
                     )
                 }
-                Behaviour::CrashLoop => {
+                Behaviour::JobFail if is_job => {
+                    failed = true;
+                    (
+                        false,
+                        json!({ "terminated": { "exitCode": 1, "reason": "Error", "startedAt": ts, "finishedAt": ts } }),
+                        json!({}),
+                    )
+                }
+                Behaviour::CrashLoop | Behaviour::JobFail => {
                     crashing = true;
                     (
                         false,
                         json!({ "waiting": { "reason": "CrashLoopBackOff",
                             "message": format!("back-off restarting failed container {} (simulated)", container.name) } }),
                         json!({ "terminated": { "exitCode": 1, "reason": "Error", "startedAt": ts, "finishedAt": ts } }),
-                    )
-                }
-                Behaviour::JobFail => {
-                    failed = true;
-                    (
-                        false,
-                        json!({ "terminated": { "exitCode": 1, "reason": "Error",
-                            "message": "simulated failure (image tag jobfail)",
-                            "startedAt": ts, "finishedAt": ts } }),
-                        json!({}),
                     )
                 }
                 Behaviour::PullFail => {
@@ -324,11 +349,10 @@ impl Kubelet {
         }
 
         let succeeded = is_job && all_ready;
-        let job_failed = is_job && failed;
-        let phase = if succeeded {
-            "Succeeded"
-        } else if job_failed {
+        let phase = if failed {
             "Failed"
+        } else if succeeded {
+            "Succeeded"
         } else if pending {
             "Pending"
         } else {
@@ -393,7 +417,8 @@ impl Kubelet {
             "podIP": pod_ip(pod),
             "podIPs": [{ "ip": pod_ip(pod) }],
             "startTime": ts,
-            "qosClass": "BestEffort",
+            // No qosClass: the apiserver sets it when the pod is created (from its
+            // resources) and Kubernetes 1.37 refuses any change to it (1.20 allowed one).
             "conditions": [
                 condition("Initialized", "True", &ts),
                 condition("Ready", ready_word, &ready_since),
@@ -414,7 +439,7 @@ impl Kubelet {
         }
 
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        if succeeded || job_failed {
+        if succeeded || failed {
             self.forget(pod);
         } else if crashing {
             self.timers.entry(uid).or_insert_with(|| {
@@ -457,6 +482,39 @@ impl Kubelet {
             timer.abort();
         }
         Ok(())
+    }
+}
+
+impl Kubelet {
+    /// The node an unscheduled pod goes to: the one its required node affinity names
+    /// (how the DaemonSet controller pins its pods), else one chosen by its uid.
+    fn node_for(&self, pod: &Pod) -> Option<String> {
+        let terms = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.affinity.as_ref())
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| {
+                n.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .map(|r| r.node_selector_terms.clone())
+            .unwrap_or_default();
+        let pinned: Vec<String> = terms
+            .iter()
+            .flat_map(|t| t.match_fields.iter().flatten())
+            .filter(|f| f.key == "metadata.name" && f.operator == "In")
+            .flat_map(|f| f.values.clone().unwrap_or_default())
+            .collect();
+        if !pinned.is_empty() {
+            return pinned.into_iter().find(|p| self.nodes.contains(p));
+        }
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let hash = uid
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let index = usize::try_from(hash).unwrap_or_default() % self.nodes.len().max(1);
+        self.nodes.get(index).cloned()
     }
 }
 
@@ -561,11 +619,15 @@ mod tests {
         );
         assert_eq!(Behaviour::of_image("reg:5000/app"), Behaviour::Ready);
         assert_eq!(Behaviour::of_image("app:slow-7"), Behaviour::Slow(7));
-        assert_eq!(Behaviour::of_image("app:jobfail"), Behaviour::JobFail);
         assert_eq!(Behaviour::of_image("app:slow-x"), Behaviour::Ready);
         assert_eq!(
             Behaviour::of_image("app:never@sha256:abc"),
             Behaviour::Never
+        );
+        assert_eq!(Behaviour::of_image("app:jobfail"), Behaviour::JobFail);
+        assert_eq!(
+            super::node_names(2),
+            vec!["fake-node-1".to_string(), "fake-node-2".to_string()]
         );
     }
 }

@@ -53,8 +53,12 @@ enum Command {
         kubeconfig: PathBuf,
         #[arg(long)]
         context: String,
+        /// How many nodes it registers and runs pods on.
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
     },
-    /// The envelope-normalising proxy in front of RustyVault (started by `up`).
+    /// The envelope-normalising proxy in front of RustyVault (started by `up` on the
+    /// fallback, when HashiCorp Vault was not built).
     VaultProxy {
         #[arg(long)]
         listen: std::net::SocketAddr,
@@ -161,9 +165,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kubelet {
             kubeconfig,
             context,
+            nodes,
         } => {
             let client = kube_client(&kubeconfig, &context).await?;
-            flotilla_fleet::kubelet::run(client)
+            flotilla_fleet::kubelet::run(client, nodes)
                 .await
                 .with_context(|| format!("kubelet of {context}"))?;
             Ok(())

@@ -26,15 +26,31 @@ pub fn log_path(state: &Path, name: &str) -> PathBuf {
 /// Starts `program args` in its own session so it outlives the caller and a terminal's
 /// Ctrl-C; returns its pid.
 pub fn spawn(state: &Path, name: &str, program: &Path, args: &[String]) -> Result<u32> {
+    spawn_with_env(state, name, program, args, &[])
+}
+
+/// [`spawn`] with extra environment variables; a variable given as `""` is removed.
+pub fn spawn_with_env(
+    state: &Path,
+    name: &str,
+    program: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> Result<u32> {
     let logs = state.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| FleetError::io(&logs, e))?;
     std::fs::create_dir_all(pid_dir(state)).map_err(|e| FleetError::io(pid_dir(state), e))?;
     let log = log_path(state, name);
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(|e| FleetError::io(&log, e))?;
+    // Owner only: a dev-mode Vault prints its root token in its log.
+    let out = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log)
+    }
+    .map_err(|e| FleetError::io(&log, e))?;
     let err = out.try_clone().map_err(|e| FleetError::io(&log, e))?;
     let mut command = Command::new(program);
     command
@@ -43,6 +59,13 @@ pub fn spawn(state: &Path, name: &str, program: &Path, args: &[String]) -> Resul
         .stdout(out)
         .stderr(err)
         .current_dir(state);
+    for (key, value) in env {
+        if value.is_empty() {
+            command.env_remove(key);
+        } else {
+            command.env(key, value);
+        }
+    }
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
         use std::os::unix::process::CommandExt;

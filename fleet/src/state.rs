@@ -31,6 +31,27 @@ pub struct State {
     pub etcd_peer_port: u16,
     pub clusters: Vec<ClusterState>,
     pub vault: VaultState,
+    /// `Kubernetes v1.37.2`: what `kube-apiserver --version` said at `up`.
+    #[serde(default)]
+    pub kubernetes_version: String,
+    /// Simulated nodes per cluster (`fake-node-1` ..).
+    #[serde(default = "one")]
+    pub nodes: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Which Vault server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultKind {
+    /// HashiCorp Vault in dev mode; `VAULT_ADDR` is the server itself.
+    #[default]
+    HashiCorp,
+    /// RustyVault behind the envelope proxy (the fallback); `VAULT_ADDR` is the proxy.
+    Rusty,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,12 +65,23 @@ pub struct ClusterState {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VaultState {
+    #[serde(default)]
+    pub kind: VaultKind,
+    /// `Vault v1.21.4 (...)`, what `vault --version` said at `up` (RustyVault: its crate).
+    #[serde(default)]
+    pub version: String,
     pub port: u16,
+    /// RustyVault's proxy; 0 for HashiCorp Vault.
     pub proxy_port: u16,
+    /// The cluster whose apiserver Vault's Kubernetes auth (`auth/kubernetes`) reviews
+    /// tokens with; `None` on RustyVault (it has no Kubernetes auth).
+    #[serde(default)]
+    pub kubernetes_auth_cluster: Option<String>,
     pub root_token: String,
     pub role_id: String,
     pub secret_id: String,
-    /// The unseal key of this throw-away Vault (kept so a restarted rvault can be unsealed).
+    /// The unseal key of this throw-away RustyVault (kept so a restarted rvault can be
+    /// unsealed); empty for HashiCorp Vault's dev mode.
     pub unseal_key: String,
 }
 
@@ -101,8 +133,12 @@ impl State {
         ))
     }
 
+    /// What flotilla talks to: Vault itself, or RustyVault's proxy.
     pub fn vault_addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.vault.proxy_port)
+        match self.vault.kind {
+            VaultKind::HashiCorp => format!("http://127.0.0.1:{}", self.vault.port),
+            VaultKind::Rusty => format!("http://127.0.0.1:{}", self.vault.proxy_port),
+        }
     }
 }
 
@@ -186,8 +222,14 @@ fn write_yaml(path: &Path, value: &serde_json::Value) -> Result<()> {
     crate::certs::write(path, &text)
 }
 
-/// `<state>/env`, for `source`: KUBECONFIG and the Vault variables.
-pub fn write_env(dir: &Path, state: &State) -> Result<()> {
+/// `<state>/env`, for `source`: KUBECONFIG and the Vault variables, and PATH with the
+/// folders of the kubectl, vault and helm built with the fleet first (`tools`), so that
+/// `kubectl version` and `vault version` show them.
+pub fn write_env(dir: &Path, state: &State, tools: &[&Path]) -> Result<()> {
+    let path: String = tools
+        .iter()
+        .map(|t| format!("export PATH='{}':\"$PATH\"\n", t.display()))
+        .collect();
     let text = format!(
         "export FLOTILLA_FLEET_DIR='{dir}'\nexport KUBECONFIG='{kubeconfig}'\nexport VAULT_ADDR='{addr}'\nexport VAULT_TOKEN='{token}'\nexport VAULT_ROLE_ID='{role}'\nexport VAULT_SECRET_ID='{secret}'\n",
         dir = dir.display(),
@@ -196,7 +238,7 @@ pub fn write_env(dir: &Path, state: &State) -> Result<()> {
         token = state.vault.root_token,
         role = state.vault.role_id,
         secret = state.vault.secret_id,
-    );
+    ) + &path;
     crate::certs::write(&env_path(dir), &text)
 }
 

@@ -2,13 +2,18 @@
 //!
 //! One etcd serves every cluster (each apiserver has its own `--etcd-prefix`); per
 //! cluster a kube-apiserver, a kube-controller-manager and a simulated kubelet
-//! (`flotilla-fleet kubelet`); one RustyVault behind `flotilla-fleet vault-proxy`.
-//! Ports are chosen free at `up` and recorded, so several fleets can share a machine.
+//! (`flotilla-fleet kubelet`); one HashiCorp Vault in dev mode (or, on the fallback, one
+//! RustyVault behind `flotilla-fleet vault-proxy`). Ports are chosen free at `up` and
+//! recorded, so several fleets can share a machine.
+//!
+//! The control plane's flags depend on its version (read from `kube-apiserver
+//! --version`): Kubernetes 1.24 removed the insecure port and KCM's `--port`, and the
+//! controllers have had canonical names (`deployment-controller`) since 1.28.
 
-use crate::binaries::Binaries;
+use crate::binaries::{Binaries, VaultBinary};
 use crate::certs::{self, CertPaths};
 use crate::process;
-use crate::state::{self, ClusterState, State, VaultState};
+use crate::state::{self, ClusterState, State, VaultKind, VaultState};
 use crate::{FleetError, Result};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -58,8 +63,35 @@ fn kubelet(name: &str) -> String {
     format!("kubelet-{name}")
 }
 const ETCD: &str = "etcd";
-const RVAULT: &str = "rvault";
+const RVAULT: &str = crate::vault::RVAULT_PROCESS;
+const VAULT: &str = crate::vault::VAULT_PROCESS;
 const PROXY: &str = "vault-proxy";
+/// Simulated nodes per cluster (DaemonSets get one pod on each).
+pub const NODES: u32 = 2;
+
+/// The Vault processes of a fleet with this Vault.
+fn vault_processes(kind: VaultKind) -> Vec<String> {
+    match kind {
+        VaultKind::HashiCorp => vec![VAULT.to_string()],
+        VaultKind::Rusty => vec![RVAULT.to_string(), PROXY.to_string()],
+    }
+}
+
+/// The flags that changed since Kubernetes 1.20, by the apiserver's version.
+#[derive(Debug, Clone, Copy)]
+struct Flavour {
+    /// 1.24 and later: no `--insecure-port`, no KCM `--port`.
+    modern: bool,
+}
+
+impl Flavour {
+    fn of(binaries: &Binaries) -> (Flavour, String) {
+        let version = crate::binaries::version_of(&binaries.kube_apiserver).unwrap_or_default();
+        let modern = crate::binaries::kubernetes_minor(&version)
+            .is_none_or(|(major, minor)| major > 1 || minor >= 24);
+        (Flavour { modern }, version)
+    }
+}
 
 fn cluster_processes(name: &str) -> [String; 3] {
     [kubelet(name), controller_manager(name), apiserver(name)]
@@ -93,7 +125,8 @@ pub fn validate_names(names: &[String]) -> Result<()> {
 
 /// Whether every process the fleet should have runs (stopped clusters excepted).
 pub fn all_running(dir: &Path, state: &State) -> bool {
-    let mut expected = vec![ETCD.to_string(), RVAULT.to_string(), PROXY.to_string()];
+    let mut expected = vec![ETCD.to_string()];
+    expected.extend(vault_processes(state.vault.kind));
     for c in state.clusters.iter().filter(|c| !c.stopped) {
         expected.extend(cluster_processes(&c.name));
     }
@@ -154,9 +187,20 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
     std::fs::create_dir_all(dir).map_err(|e| FleetError::io(dir, e))?;
     let certs = certs::generate(dir)?;
 
-    let mut ports = free_ports(4 + req.clusters.len())?.into_iter();
+    let (flavour, kubernetes_version) = Flavour::of(binaries);
+    let kind = match binaries.vault {
+        VaultBinary::HashiCorp(_) => VaultKind::HashiCorp,
+        VaultBinary::Rusty(_) => VaultKind::Rusty,
+    };
+    // HashiCorp Vault's dev mode takes two adjacent ports (API, cluster).
+    let vault_port = crate::vault::free_port_pair()?;
+    let mut ports = free_ports(5 + req.clusters.len())?
+        .into_iter()
+        .filter(|p| *p != vault_port && *p != vault_port + 1);
     let mut next = || ports.next().unwrap_or_default();
     let state = State {
+        kubernetes_version: kubernetes_version.clone(),
+        nodes: NODES,
         admin_token: state::random_token()?,
         deployer_token: state::random_token()?,
         etcd_port: next(),
@@ -171,9 +215,21 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
             })
             .collect(),
         vault: VaultState {
-            port: next(),
-            proxy_port: next(),
-            root_token: String::new(),
+            kind,
+            version: match &binaries.vault {
+                VaultBinary::HashiCorp(path) => {
+                    crate::binaries::version_of(path).unwrap_or_default()
+                }
+                VaultBinary::Rusty(_) => "RustyVault".into(),
+            },
+            port: vault_port,
+            proxy_port: if kind == VaultKind::Rusty { next() } else { 0 },
+            kubernetes_auth_cluster: None,
+            root_token: if kind == VaultKind::HashiCorp {
+                state::random_token()?
+            } else {
+                String::new()
+            },
             role_id: String::new(),
             secret_id: String::new(),
             unseal_key: String::new(),
@@ -191,54 +247,203 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
     state::write_kubeconfig(dir, &state, &ca)?;
 
     spawn_etcd(dir, binaries, &state)?;
-    crate::vault::spawn_rvault(dir, &binaries.rvault, state.vault.port)?;
+    match &binaries.vault {
+        VaultBinary::HashiCorp(path) => {
+            crate::vault::spawn_hashicorp(dir, path, state.vault.port, &state.vault.root_token)?
+        }
+        VaultBinary::Rusty(path) => crate::vault::spawn_rvault(dir, path, state.vault.port)?,
+    }
     progress(&format!(
-        "starting etcd, rvault and {} kube-apiserver(s); logs in {}",
+        "starting etcd, {} and {} kube-apiserver(s) ({}); logs in {}",
+        match kind {
+            VaultKind::HashiCorp => "vault (dev mode)",
+            VaultKind::Rusty => "rvault (RustyVault, the fallback)",
+        },
         state.clusters.len(),
+        if kubernetes_version.is_empty() {
+            "version unknown"
+        } else {
+            &kubernetes_version
+        },
         dir.join("logs").display()
     ));
     // Apiservers retry etcd until it answers: starting them at once overlaps their slow
     // start-up (OpenAPI, bootstrap roles) with etcd's.
     for c in &state.clusters {
-        spawn_apiserver(dir, binaries, &certs, &state, c)?;
+        spawn_apiserver(dir, binaries, flavour, &certs, &state, c)?;
     }
     wait_etcd(dir, state.etcd_port).await?;
     progress("etcd answers");
     let vault_addr = format!("http://127.0.0.1:{}", state.vault.port);
+    let vault_setup = async {
+        match kind {
+            VaultKind::HashiCorp => {
+                crate::vault::setup_hashicorp(dir, &vault_addr, &state.vault.root_token, seed).await
+            }
+            VaultKind::Rusty => crate::vault::setup(dir, &vault_addr, seed).await,
+        }
+    };
     let (clusters, vault) = tokio::join!(
         futures::future::try_join_all(state.clusters.iter().map(|c| bring_up_cluster(
             dir,
             binaries,
+            flavour,
             &req.fleet_exe,
             &c.name
         ))),
-        crate::vault::setup(dir, &vault_addr, seed)
+        vault_setup
     );
     clusters?;
     let creds = vault?;
-    progress("every cluster and Vault ready");
     let mut state = state;
     state.vault.root_token = creds.root_token;
     state.vault.unseal_key = creds.unseal_key;
     state.vault.role_id = creds.role_id;
     state.vault.secret_id = creds.secret_id;
+    if kind == VaultKind::HashiCorp {
+        if let Some(first) = state.clusters.first() {
+            kubernetes_auth(dir, &state, &first.name, &ca).await?;
+            state.vault.kubernetes_auth_cluster = Some(first.name.clone());
+        }
+    }
+    progress("every cluster and Vault ready");
     state.save(dir)?;
 
-    process::spawn(
-        dir,
-        PROXY,
-        &req.fleet_exe,
-        &[
-            "vault-proxy".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{}", state.vault.proxy_port),
-            "--upstream".into(),
-            vault_addr,
-        ],
-    )?;
-    crate::vault::wait_answering(dir, PROXY, &state.vault_addr()).await?;
-    state::write_env(dir, &state)?;
+    if kind == VaultKind::Rusty {
+        process::spawn(
+            dir,
+            PROXY,
+            &req.fleet_exe,
+            &[
+                "vault-proxy".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{}", state.vault.proxy_port),
+                "--upstream".into(),
+                vault_addr,
+            ],
+        )?;
+        crate::vault::wait_answering(dir, PROXY, &state.vault_addr()).await?;
+    }
+    let mut tools: Vec<&Path> = binaries
+        .kubectl
+        .as_deref()
+        .and_then(Path::parent)
+        .into_iter()
+        .collect();
+    if let VaultBinary::HashiCorp(vault) = &binaries.vault {
+        tools.extend(vault.parent());
+    }
+    tools.extend(binaries.helm.as_deref().and_then(Path::parent));
+    state::write_env(dir, &state, &tools)?;
     Ok(())
+}
+
+/// Vault's Kubernetes auth against cluster `name`: a reviewer service account
+/// (`kube-system/vault-reviewer`, bound to `system:auth-delegator`, so it may create
+/// TokenReviews), its token from the TokenRequest API (no token Secrets since 1.24), the
+/// service account `hello/hello` that the role binds, then Vault's config and role.
+async fn kubernetes_auth(dir: &Path, state: &State, name: &str, ca_pem: &str) -> Result<()> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    use kube::api::{Api, Patch, PatchParams};
+    let client = client(dir, name).await?;
+    let fail = |e: kube::Error| FleetError::Cluster {
+        cluster: name.to_string(),
+        message: format!("Vault's Kubernetes auth: {e}"),
+    };
+    let params = PatchParams::apply("flotilla-fleet").force();
+    for (namespace, sa) in [
+        ("kube-system", "vault-reviewer"),
+        (
+            crate::vault::KUBERNETES_NAMESPACE,
+            crate::vault::KUBERNETES_SA,
+        ),
+    ] {
+        let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": sa, "namespace": namespace },
+        }))
+        .map_err(|e| FleetError::Usage(e.to_string()))?;
+        Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+            .patch(sa, &params, &Patch::Apply(&account))
+            .await
+            .map_err(fail)?;
+    }
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": { "name": "vault-reviewer" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "vault-reviewer", "namespace": "kube-system" }],
+    }))
+    .map_err(|e| FleetError::Usage(e.to_string()))?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch("vault-reviewer", &params, &Patch::Apply(&binding))
+        .await
+        .map_err(fail)?;
+    // The reviewer's token lives as long as a fleet reasonably does (a week).
+    let reviewer_jwt = service_account_token(
+        &client,
+        "kube-system",
+        "vault-reviewer",
+        None,
+        7 * 24 * 3600,
+    )
+    .await
+    .map_err(fail)?;
+    let cluster = state.cluster(name)?;
+    crate::vault::setup_kubernetes_auth(
+        &format!("http://127.0.0.1:{}", state.vault.port),
+        &state.vault.root_token,
+        &crate::vault::KubernetesAuth {
+            host: format!("https://127.0.0.1:{}", cluster.port),
+            ca_pem,
+            reviewer_jwt: &reviewer_jwt,
+        },
+    )
+    .await?;
+    progress(&format!(
+        "vault: Kubernetes auth against {name} (role {}: service account {}/{}, audience {})",
+        crate::vault::KUBERNETES_ROLE,
+        crate::vault::KUBERNETES_NAMESPACE,
+        crate::vault::KUBERNETES_SA,
+        crate::vault::KUBERNETES_AUDIENCE
+    ));
+    Ok(())
+}
+
+/// A token of service account `namespace/name` from the TokenRequest API, for
+/// `audience` (`None`: the apiserver's own), valid `seconds`.
+pub async fn service_account_token(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    audience: Option<&str>,
+    seconds: i64,
+) -> kube::Result<String> {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::{Api, PostParams};
+    let request: TokenRequest = serde_json::from_value(serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": {
+            "audiences": audience.map(|a| vec![a]).unwrap_or_default(),
+            "expirationSeconds": seconds,
+        },
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    let answer: TokenRequest = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_subresource("token", name, &PostParams::default(), &request)
+        .await?;
+    answer
+        .status
+        .and_then(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            kube::Error::Service(
+                format!("TokenRequest for {namespace}/{name}: no token in the answer").into(),
+            )
+        })
 }
 
 /// Says what `up` is doing, on stderr (stdout carries the status table).
@@ -251,13 +456,14 @@ pub(crate) fn progress(message: &str) {
 async fn bring_up_cluster(
     dir: &Path,
     binaries: &Binaries,
+    flavour: Flavour,
     fleet_exe: &Path,
     name: &str,
 ) -> Result<()> {
     let client = wait_apiserver(dir, name).await?;
     progress(&format!("{name}: apiserver ready"));
     bootstrap(&client, name).await?;
-    spawn_controller_manager(dir, binaries, name)?;
+    spawn_controller_manager(dir, binaries, flavour, name)?;
     spawn_kubelet(dir, fleet_exe, name)?;
     wait_node(dir, &client, name).await?;
     progress(&format!(
@@ -359,18 +565,18 @@ fn tail(path: &Path, lines: usize) -> String {
 fn spawn_apiserver(
     dir: &Path,
     binaries: &Binaries,
+    flavour: Flavour,
     certs: &CertPaths,
     state: &State,
     cluster: &ClusterState,
 ) -> Result<()> {
     let name = &cluster.name;
-    let args = vec![
+    let mut args = vec![
         format!("--etcd-servers=http://127.0.0.1:{}", state.etcd_port),
         format!("--etcd-prefix=/{name}"),
         format!("--secure-port={}", cluster.port),
         "--bind-address=127.0.0.1".into(),
         "--advertise-address=127.0.0.1".into(),
-        "--insecure-port=0".into(),
         format!("--tls-cert-file={}", certs.serving_cert.display()),
         format!("--tls-private-key-file={}", certs.serving_key.display()),
         format!("--client-ca-file={}", certs.ca.display()),
@@ -391,6 +597,10 @@ fn spawn_apiserver(
         "--allow-privileged=true".into(),
         "--v=0".into(),
     ];
+    if !flavour.modern {
+        // 1.20 serves plain HTTP on 8080 unless told not to (the flag went in 1.24).
+        args.push("--insecure-port=0".into());
+    }
     process::spawn(dir, &apiserver(name), &binaries.kube_apiserver, &args).map(|_| ())
 }
 
@@ -503,22 +713,34 @@ pub fn deployer_binding(namespace: &str) -> RoleBinding {
     }
 }
 
-fn spawn_controller_manager(dir: &Path, binaries: &Binaries, name: &str) -> Result<()> {
-    let args = vec![
+fn spawn_controller_manager(
+    dir: &Path,
+    binaries: &Binaries,
+    flavour: Flavour,
+    name: &str,
+) -> Result<()> {
+    let mut args = vec![
         format!(
             "--kubeconfig={}",
             state::cluster_kubeconfig_path(dir, name).display()
         ),
-        "--controllers=deployment,replicaset,garbagecollector,namespace,job,statefulset,daemonset"
-            .into(),
+        if flavour.modern {
+            // Canonical names; the serviceaccount controller makes each namespace's
+            // `default` ServiceAccount (charts and TokenRequests expect it).
+            "--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller,job-controller,statefulset-controller,daemonset-controller,serviceaccount-controller".into()
+        } else {
+            "--controllers=deployment,replicaset,garbagecollector,namespace,job,statefulset,daemonset".into()
+        },
         "--bind-address=127.0.0.1".into(),
         "--secure-port=0".into(),
-        "--port=0".into(),
         "--leader-elect=false".into(),
         "--kube-api-qps=100".into(),
         "--kube-api-burst=200".into(),
         "--v=0".into(),
     ];
+    if !flavour.modern {
+        args.push("--port=0".into());
+    }
     process::spawn(
         dir,
         &controller_manager(name),
@@ -535,21 +757,33 @@ fn spawn_kubelet(dir: &Path, fleet_exe: &Path, name: &str) -> Result<()> {
         state::kubeconfig_path(dir).display().to_string(),
         "--context".into(),
         name.to_string(),
+        "--nodes".into(),
+        NODES.to_string(),
     ];
     process::spawn(dir, &kubelet(name), fleet_exe, &args).map(|_| ())
 }
 
-/// Waits until the kubelet of `name` has registered its Ready node.
+/// Waits until the kubelet of `name` has registered its Ready nodes.
 async fn wait_node(dir: &Path, client: &kube::Client, name: &str) -> Result<()> {
     use k8s_openapi::api::core::v1::Node;
     let nodes = kube::Api::<Node>::all(client.clone());
     wait_for(dir, &kubelet(name), || {
         let nodes = nodes.clone();
         async move {
-            let Ok(Some(node)) = nodes.get_opt(crate::kubelet::NODE).await else {
-                return false;
-            };
-            crate::kubelet::node_ready(&node)
+            for node_name in crate::kubelet::node_names(NODES) {
+                let Ok(Some(node)) = nodes.get_opt(&node_name).await else {
+                    return false;
+                };
+                if !crate::kubelet::node_ready(&node)
+                    || node
+                        .spec
+                        .as_ref()
+                        .is_some_and(|s| s.taints.as_ref().is_some_and(|t| !t.is_empty()))
+                {
+                    return false;
+                }
+            }
+            true
         }
     })
     .await
@@ -571,6 +805,7 @@ pub async fn down(dir: &Path) -> Result<()> {
     first.extend(tier("controller-manager-"));
     first.extend(tier(PROXY));
     first.extend(tier(RVAULT));
+    first.extend(tier(VAULT).into_iter().filter(|n| n != PROXY));
     process::stop(dir, &first, process::GRACE).await;
     process::stop(dir, &tier("apiserver-"), process::APISERVER_GRACE).await;
     // Anything else with a pid file (etcd last: apiservers write to it until they stop).
@@ -621,11 +856,19 @@ pub async fn start_cluster(dir: &Path, name: &str, fleet_exe: &Path) -> Result<(
         return Err(FleetError::NotUp(dir.to_path_buf()));
     }
     let binaries = Binaries::find()?;
+    let (flavour, _) = Flavour::of(&binaries);
     // Whatever is left of it (a crash) goes first, so the port is free.
     stop_cluster_processes(dir, name).await;
-    spawn_apiserver(dir, &binaries, &CertPaths::new(dir), &state, &cluster)?;
+    spawn_apiserver(
+        dir,
+        &binaries,
+        flavour,
+        &CertPaths::new(dir),
+        &state,
+        &cluster,
+    )?;
     let client = wait_apiserver(dir, name).await?;
-    spawn_controller_manager(dir, &binaries, name)?;
+    spawn_controller_manager(dir, &binaries, flavour, name)?;
     spawn_kubelet(dir, fleet_exe, name)?;
     wait_node(dir, &client, name).await?;
     still_running(dir, &controller_manager(name))?;
@@ -659,13 +902,23 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
         format!("http://127.0.0.1:{}", state.etcd_port),
         true,
     );
-    row(
-        "vault (rvault)".into(),
-        RVAULT,
-        format!("http://127.0.0.1:{}", state.vault.port),
-        true,
-    );
-    row("vault proxy".into(), PROXY, state.vault_addr(), true);
+    match state.vault.kind {
+        VaultKind::HashiCorp => row(
+            format!("vault ({})", state.vault.version),
+            VAULT,
+            state.vault_addr(),
+            true,
+        ),
+        VaultKind::Rusty => {
+            row(
+                "vault (RustyVault, the fallback)".into(),
+                RVAULT,
+                format!("http://127.0.0.1:{}", state.vault.port),
+                true,
+            );
+            row("vault proxy".into(), PROXY, state.vault_addr(), true);
+        }
+    }
     let mut answering = Vec::new();
     let mut unanswered = false;
     for c in &state.clusters {
@@ -681,7 +934,15 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
         let want = !c.stopped;
         let endpoint = format!("https://127.0.0.1:{}", c.port);
         row(
-            format!("{} apiserver", c.name),
+            format!(
+                "{} apiserver{}",
+                c.name,
+                if state.kubernetes_version.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", state.kubernetes_version)
+                }
+            ),
             &apiserver(&c.name),
             if answers {
                 format!("{endpoint} (ready)")

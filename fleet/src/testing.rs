@@ -156,6 +156,31 @@ impl Fleet {
         &self.state.vault.secret_id
     }
 
+    /// HashiCorp Vault, or RustyVault (the fallback of a machine without Go).
+    pub fn vault_kind(&self) -> state::VaultKind {
+        self.state.vault.kind
+    }
+
+    /// The cluster that Vault's Kubernetes auth reviews tokens with (HashiCorp Vault only).
+    pub fn kubernetes_auth_cluster(&self) -> Option<&str> {
+        self.state.vault.kubernetes_auth_cluster.as_deref()
+    }
+
+    /// A service-account token from the TokenRequest API of `cluster`.
+    pub async fn service_account_token(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+        seconds: i64,
+    ) -> String {
+        let client = self.client(cluster).await;
+        crate::supervisor::service_account_token(&client, namespace, name, Some(audience), seconds)
+            .await
+            .unwrap_or_else(|e| panic!("{cluster}: token of {namespace}/{name}: {e}"))
+    }
+
     /// The variables of `<state>/env`: give them to a `flotilla` child process.
     pub fn env(&self) -> BTreeMap<String, String> {
         BTreeMap::from([

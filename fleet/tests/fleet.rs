@@ -1,6 +1,6 @@
 //! The fleet itself, on real servers: the simulated kubelet's reports per image tag,
-//! stopping and starting a cluster, RBAC of the deployer token, and a Vault read through
-//! the proxy with an AppRole login (vaultrs, as flotilla uses it).
+//! stopping and starting a cluster, RBAC of the deployer token, the version the control
+//! plane reports, and Vault reads with an AppRole login (vaultrs, as flotilla uses it).
 
 use flotilla_fleet::state::State;
 use flotilla_fleet::testing::{summarise, wait_for, wait_for_pods, Fleet};
@@ -117,9 +117,10 @@ async fn kubelet_reports_each_image_tag() {
         phase(p) == "Running" && ready(p)
     })
     .await;
-    assert_eq!(
-        plain.spec.unwrap().node_name.as_deref(),
-        Some("fake-node-1")
+    let node = plain.spec.unwrap().node_name.unwrap_or_default();
+    assert!(
+        flotilla_fleet::kubelet::node_names(supervisor::NODES).contains(&node),
+        "bound to {node:?}"
     );
     let available = wait_for(
         Api::<Deployment>::namespaced(client.clone(), &ns),
@@ -179,6 +180,104 @@ async fn job_pods_complete_so_jobs_finish() {
     })
     .await;
     assert!(done.is_ok(), "{done:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_job_whose_pod_fails_fails() {
+    let fleet = Fleet::shared();
+    let client = fleet.client(&fleet.clusters()[0]).await;
+    let ns = fleet.namespace("jobfail").await;
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "migrate" },
+        "spec": { "backoffLimit": 0, "template": { "spec": {
+            "restartPolicy": "Never",
+            "containers": [{ "name": "migrate", "image": "hello-migrate:jobfail" }]
+        }}}
+    }))
+    .unwrap();
+    let jobs = Api::<Job>::namespaced(client.clone(), &ns);
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let failed = wait_for(jobs, "migrate", DEADLINE, |j| {
+        j.and_then(|j| j.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
+    })
+    .await;
+    assert!(failed.is_ok(), "{failed:?}");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        pods.items.iter().all(|p| phase(p) == "Failed"),
+        "{}",
+        summarise(&pods.items)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_daemonset_runs_one_pod_on_each_node() {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    let fleet = Fleet::shared();
+    let client = fleet.client(&fleet.clusters()[0]).await;
+    let ns = fleet.namespace("ds").await;
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": { "name": "agent" },
+        "spec": {
+            "selector": { "matchLabels": { "app": "agent" } },
+            "template": {
+                "metadata": { "labels": { "app": "agent" } },
+                "spec": { "containers": [{ "name": "agent", "image": "agent:1.0.0" }] }
+            }
+        }
+    }))
+    .unwrap();
+    let sets = Api::<DaemonSet>::namespaced(client.clone(), &ns);
+    sets.create(&PostParams::default(), &ds).await.unwrap();
+    let nodes = i32::try_from(supervisor::NODES).unwrap();
+    let ready = wait_for(sets, "agent", DEADLINE, |d| {
+        d.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.desired_number_scheduled == nodes && s.number_ready == nodes)
+    })
+    .await;
+    assert!(ready.is_ok(), "{ready:?}");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let mut on: Vec<String> = pods
+        .items
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    on.sort();
+    assert_eq!(on, flotilla_fleet::kubelet::node_names(supervisor::NODES));
+}
+
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn the_control_plane_reports_the_version_it_was_built_as() {
+    let fleet = Fleet::shared();
+    let state = State::load(fleet.dir()).unwrap().unwrap();
+    let client = fleet.client(&fleet.clusters()[0]).await;
+    let info = client.apiserver_version().await.unwrap();
+    assert!(
+        !state.kubernetes_version.is_empty()
+            && state.kubernetes_version.ends_with(&info.git_version),
+        "apiserver says {}, `kube-apiserver --version` said {:?}",
+        info.git_version,
+        state.kubernetes_version
+    );
+    assert_ne!(info.git_version, "v0.0.0-master+$Format:%H$");
+    let status = fleet.command(&["status"]);
+    assert!(status.status.success());
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(&info.git_version), "{text}");
+    if fleet.vault_kind() == flotilla_fleet::state::VaultKind::HashiCorp {
+        assert!(text.contains("vault (Vault v1."), "{text}");
+    }
 }
 
 #[tokio::test]
@@ -288,7 +387,7 @@ async fn a_stopped_cluster_refuses_connections_while_the_others_answer_and_up_re
 
 #[tokio::test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
-async fn approle_login_reads_a_seeded_secret_through_the_proxy() {
+async fn approle_login_reads_a_seeded_secret() {
     use std::collections::HashMap;
     use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
     let fleet = Fleet::shared();
@@ -304,7 +403,7 @@ async fn approle_login_reads_a_seeded_secret_through_the_proxy() {
         fleet.vault_secret_id(),
     )
     .await
-    .expect("AppRole login through the proxy");
+    .expect("AppRole login");
     vault.set_token(&login.client_token);
 
     let seed: HashMap<String, HashMap<String, String>> =
@@ -317,6 +416,17 @@ async fn approle_login_reads_a_seeded_secret_through_the_proxy() {
         secret.get("password") == seed["kv/dev/hello/db"].get("password"),
         "kv/dev/hello/db: wrong value"
     );
+
+    if fleet.vault_kind() == flotilla_fleet::state::VaultKind::HashiCorp {
+        // The same seed on the KV v2 mount.
+        let secret: HashMap<String, String> = vaultrs::kv2::read(&vault, "kv2", "dev/hello/db")
+            .await
+            .expect("reading kv2/data/dev/hello/db");
+        assert!(
+            secret.get("password") == seed["kv/dev/hello/db"].get("password"),
+            "kv2/dev/hello/db: wrong value"
+        );
+    }
 
     let missing =
         vaultrs::kv1::get::<HashMap<String, String>>(&vault, "kv", "dev/hello/absent").await;

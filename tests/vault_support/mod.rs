@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_vault;
-pub mod rusty_vault;
+pub mod real_vault;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

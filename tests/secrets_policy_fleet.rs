@@ -1,0 +1,180 @@
+//! `secrets policy` proven on the fleet: the policy flotilla prints for `hello` in `dev`
+//! is written to the fleet's HashiCorp Vault as it is; an AppRole role and a token bound
+//! only to it deploy the example release to every dev cluster; and a read of any path
+//! outside it is denied by Vault (403).
+
+use flotilla_fleet::testing::Fleet;
+use flotilla_fleet::vault::{Api, Method};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Output;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The repo's environments and `hello`, with the release moved to `namespace`.
+fn repo(namespace: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&root.join("environments"), &dir.path().join("environments"));
+    copy_dir(
+        &root.join("releases/hello"),
+        &dir.path().join("releases/hello"),
+    );
+    let descriptor = dir.path().join("releases/hello/release.yaml");
+    let text = std::fs::read_to_string(&descriptor).unwrap();
+    std::fs::write(
+        &descriptor,
+        text.replace("namespace: hello", &format!("namespace: {namespace}")),
+    )
+    .unwrap();
+    dir
+}
+
+/// flotilla with the fleet's KUBECONFIG and VAULT_ADDR, and only the Vault credentials
+/// given (none of the fleet's root token or AppRole).
+fn flotilla(fleet: &Fleet, root: &Path, args: &[&str], vault: &[(&str, &str)]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .envs(fleet.env())
+        .env_remove("VAULT_TOKEN")
+        .env_remove("VAULT_ROLE_ID")
+        .env_remove("VAULT_SECRET_ID")
+        .envs(vault.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_token_and_an_approle_bound_only_to_the_generated_policy_deploy() {
+    let fleet = Fleet::shared();
+    assert_eq!(
+        fleet.vault_kind(),
+        flotilla_fleet::state::VaultKind::HashiCorp,
+        "this test needs the fleet's HashiCorp Vault (RustyVault, the fallback, has no ACL)"
+    );
+    let namespace = fleet.namespace("policy").await;
+    let repo = repo(&namespace);
+    let root = repo.path();
+    let address = fleet.vault_addr();
+    let admin = Api::new(&address, Some(fleet.vault_token()));
+
+    let policy = ok(flotilla(
+        fleet,
+        root,
+        &["secrets", "policy", "hello", "--env", "dev"],
+        &[],
+    ));
+    let name = format!("hello-dev-{namespace}");
+    admin
+        .call(
+            Method::PUT,
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": policy })),
+        )
+        .await
+        .unwrap();
+    let (role_id, secret_id) = (format!("{name}-role"), format!("{name}-secret"));
+    for (path, body) in [
+        (
+            format!("auth/approle/role/{name}"),
+            json!({ "token_policies": [name], "secret_id_num_uses": 0 }),
+        ),
+        (
+            format!("auth/approle/role/{name}/role-id"),
+            json!({ "role_id": role_id }),
+        ),
+        (
+            format!("auth/approle/role/{name}/custom-secret-id"),
+            json!({ "secret_id": secret_id }),
+        ),
+    ] {
+        admin.call(Method::POST, &path, Some(body)).await.unwrap();
+    }
+
+    // The example's dev environment logs in with AppRole from these variables.
+    ok(flotilla(
+        fleet,
+        root,
+        &["deploy", "hello", "--env", "dev"],
+        &[("VAULT_ROLE_ID", &role_id), ("VAULT_SECRET_ID", &secret_id)],
+    ));
+
+    // A token with only that policy (and `default`) deploys too.
+    let created: Value = admin
+        .call(
+            Method::POST,
+            "auth/token/create",
+            Some(json!({ "policies": [name], "ttl": "10m" })),
+        )
+        .await
+        .unwrap();
+    let token = created["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dev = root.join("environments/dev.yaml");
+    let text = std::fs::read_to_string(&dev).unwrap();
+    let with_token = text.replace(
+        "auth: { method: approle, role_id_env: VAULT_ROLE_ID, secret_id_env: VAULT_SECRET_ID }",
+        "auth: { method: token }",
+    );
+    assert_ne!(
+        text, with_token,
+        "environments/dev.yaml changed its auth line"
+    );
+    std::fs::write(&dev, with_token).unwrap();
+    ok(flotilla(
+        fleet,
+        root,
+        &["deploy", "hello", "--env", "dev", "--version", "1.1.0"],
+        &[("VAULT_TOKEN", &token)],
+    ));
+    let history = ok(flotilla(
+        fleet,
+        root,
+        &["history", "hello", "--env", "dev", "-o", "json"],
+        &[("VAULT_TOKEN", &token)],
+    ));
+    assert!(history.contains("1.1.0"), "{history}");
+
+    // Outside the policy: another environment's secrets, another release's, a sibling.
+    let as_token = Api::new(&address, Some(&token));
+    for path in [
+        "kv/prod/hello/db",
+        "kv/staging/hello/api",
+        "kv/dev/other/db",
+        "kv/dev/hello/other",
+        "kv2/data/dev/hello/db",
+    ] {
+        let err = as_token
+            .call(Method::GET, path, None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{path} was readable with the release's policy"));
+        assert!(err.to_string().contains("403 Forbidden"), "{path}: {err}");
+    }
+}
