@@ -489,7 +489,7 @@ async fn kv2_missing_or_deleted_version_names_secret_context_path_and_key() {
     assert_eq!(err.exit_kind(), ExitKind::Environment);
     let text = err.to_string();
     assert!(
-        text.contains("secret_id api-token, contexts dev-a, dev-b, dev-dc, path kv/dev/hello/api (version 1), key token: version 1 of this secret does not exist, or was deleted or destroyed (404)"),
+        text.contains("secret_id api-token, contexts dev-a, dev-b, dev-dc, path kv/dev/hello/api (version 1), key token: version 1 of this secret was deleted (404): `vault kv undelete -versions=N` brings it back, or pin another"),
         "{text}"
     );
     assert!(
@@ -497,7 +497,7 @@ async fn kv2_missing_or_deleted_version_names_secret_context_path_and_key() {
         "{text}"
     );
 
-    // Destroyed (not only deleted) reads the same.
+    // Destroyed (not only deleted) is told apart: no undelete brings it back.
     vault
         .sys(
             flotilla_fleet::vault::Method::POST,
@@ -510,7 +510,7 @@ async fn kv2_missing_or_deleted_version_names_secret_context_path_and_key() {
         .err()
         .unwrap_or_else(|| panic!("resolved"));
     assert!(
-        err.to_string().contains("path kv/dev/hello/api (version 1), key token: version 1 of this secret does not exist, or was deleted or destroyed (404)"),
+        err.to_string().contains("path kv/dev/hello/api (version 1), key token: version 1 of this secret was destroyed (404); write a new version, or pin another"),
         "{err}"
     );
 }
@@ -728,7 +728,7 @@ async fn approle_login_failure_is_exit_3_naming_the_variables() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
-async fn a_refused_token_is_a_credentials_error_before_any_read() {
+async fn a_refused_token_is_a_credentials_error_once_every_read_is_denied() {
     let vault = RealVault::start(2).await;
     let repo = TestRepo::standard(2);
     let (release, env) = repo.load();
@@ -740,11 +740,20 @@ async fn a_refused_token_is_a_credentials_error_before_any_read() {
     assert_eq!(
         err.to_string(),
         format!(
-            "Vault at {} refused the token credentials (VAULT_TOKEN): the token is invalid, expired, or lacks the default policy (auth/token/lookup-self: HTTP 403: permission denied; invalid token)",
+            "Vault at {} refused the token credentials (VAULT_TOKEN): auth/token/lookup-self and every read were denied: the token is invalid or expired (or has neither the default policy nor one that reads these paths)",
             vault.address
         )
     );
-    assert!(reads_seen(&vault).is_empty(), "{:?}", reads_seen(&vault));
+    // A denied lookup-self does not decide (a token without the default policy is
+    // denied it too): each path was tried once, and every read was denied.
+    assert_eq!(
+        reads_seen(&vault),
+        [
+            "kv/data/dev/hello/api",
+            "kv/data/dev/hello/db",
+            "kv/data/dev/hello/db-onprem"
+        ]
+    );
 }
 
 /// Revoked by the operator after the run's first read.
