@@ -449,11 +449,26 @@ async fn a_health_wait_without_watch_on_pods_fails_at_once_naming_verb_and_resou
         .await
         .unwrap();
 
+    // Pods that never become ready: only the refused pod watch can end the wait, and
+    // it must do so long before the 60 s timeout (a quick Deployment could otherwise
+    // be healthy before the watch's refusal arrives).
+    let break_in = format!("breakIn={deployer}");
     let t = Instant::now();
     let out = run(
         fleet,
         &repo,
-        &["deploy", "hello", "--env", "prod", "-o", "json"],
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            "prod",
+            "--set",
+            &break_in,
+            "--set",
+            "breakTag=never",
+            "-o",
+            "json",
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
