@@ -159,6 +159,13 @@ pub async fn wait_answering(dir: &Path, process_name: &str, addr: &str) -> Resul
 /// The HTTP method of an [`Api`] call (re-exported so tests need no reqwest).
 pub use reqwest::Method;
 
+/// Whether a set-up call rides out a server's first refusals ([`Api::call_retrying`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Yes,
+    No,
+}
+
 /// An operator's client of Vault's HTTP API (answers of set-up calls hold no secret
 /// values; errors are shown).
 pub struct Api<'a> {
@@ -213,6 +220,47 @@ impl<'a> Api<'a> {
         }
         serde_json::from_str(&text)
             .map_err(|e| FleetError::Vault(format!("{method} {path}: not JSON: {e}")))
+    }
+
+    /// Writes the AppRole role `APPROLE` with `role`, then reads its role id and makes a
+    /// secret id (with `secret_id_body`): the credentials the fleet hands out.
+    pub async fn approle(
+        &self,
+        role: Value,
+        secret_id_body: Option<Value>,
+        retry: Retry,
+    ) -> Result<(String, String)> {
+        let base = format!("auth/approle/role/{APPROLE}");
+        self.call_with(retry, Method::POST, &base, Some(role))
+            .await?;
+        let role = self
+            .call_with(retry, Method::GET, &format!("{base}/role-id"), None)
+            .await?;
+        let secret = self
+            .call_with(
+                retry,
+                Method::POST,
+                &format!("{base}/secret-id"),
+                secret_id_body,
+            )
+            .await?;
+        Ok((
+            field(&role, "/data/role_id", "role-id")?,
+            field(&secret, "/data/secret_id", "secret-id")?,
+        ))
+    }
+
+    async fn call_with(
+        &self,
+        retry: Retry,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        match retry {
+            Retry::Yes => self.call_retrying(method, path, body).await,
+            Retry::No => self.call(method, path, body).await,
+        }
     }
 
     /// RustyVault answers 500 "Logical backend path not supported" to the first writes
@@ -285,28 +333,13 @@ pub async fn setup(dir: &Path, addr: &str, seed: &Seed) -> Result<Credentials> {
         Some(json!({"type": "approle"})),
     )
     .await?;
-    api.call_retrying(
-        Method::POST,
-        &format!("auth/approle/role/{APPROLE}"),
-        Some(json!({"token_policies": "default", "secret_id_num_uses": 0})),
-    )
-    .await?;
-    let role = api
-        .call_retrying(
-            Method::GET,
-            &format!("auth/approle/role/{APPROLE}/role-id"),
-            None,
-        )
-        .await?;
-    let role_id = field(&role, "/data/role_id", "role-id")?;
-    let secret = api
-        .call_retrying(
-            Method::POST,
-            &format!("auth/approle/role/{APPROLE}/secret-id"),
+    let (role_id, secret_id) = api
+        .approle(
+            json!({"token_policies": "default", "secret_id_num_uses": 0}),
             Some(json!({"metadata": ""})),
+            Retry::Yes,
         )
         .await?;
-    let secret_id = field(&secret, "/data/secret_id", "secret-id")?;
     for (path, values) in &seed.0 {
         api.call_retrying(Method::POST, path, Some(json!(values)))
             .await?;
@@ -362,28 +395,13 @@ pub async fn setup_hashicorp(
         Some(json!({"type": "approle"})),
     )
     .await?;
-    api.call(
-        Method::POST,
-        &format!("auth/approle/role/{APPROLE}"),
-        Some(json!({"token_policies": [READ_POLICY], "secret_id_num_uses": 0, "token_ttl": "24h"})),
-    )
-    .await?;
-    let role = api
-        .call(
-            Method::GET,
-            &format!("auth/approle/role/{APPROLE}/role-id"),
+    let (role_id, secret_id) = api
+        .approle(
+            json!({"token_policies": [READ_POLICY], "secret_id_num_uses": 0, "token_ttl": "24h"}),
             None,
+            Retry::No,
         )
         .await?;
-    let role_id = field(&role, "/data/role_id", "role-id")?;
-    let secret = api
-        .call(
-            Method::POST,
-            &format!("auth/approle/role/{APPROLE}/secret-id"),
-            None,
-        )
-        .await?;
-    let secret_id = field(&secret, "/data/secret_id", "secret-id")?;
     for (path, values) in &seed.0 {
         api.call(Method::POST, path, Some(json!(values))).await?;
         let relative = path.strip_prefix(&format!("{KV_MOUNT}/")).unwrap_or(path);
