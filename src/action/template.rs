@@ -40,12 +40,7 @@ pub async fn render(root: &Path, args: &TemplateOptions) -> Result<String> {
     let env = repo.environment(&args.env)?;
     let mut release = repo.release(&args.release)?;
     repo.check_release(&release, &env)?;
-    if let Some(version) = &args.overrides.version {
-        if version.trim().is_empty() {
-            return Err(crate::Error::Reported("--version must not be empty".into()));
-        }
-        release.descriptor.spec.version = version.clone();
-    }
+    args.overrides.apply_version(&mut release)?;
     let sets = args
         .overrides
         .sets

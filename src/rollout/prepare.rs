@@ -22,6 +22,19 @@ pub struct Overrides {
     pub version: Option<String>,
 }
 
+impl Overrides {
+    /// Puts `--version` (when given) in place of the descriptor's version.
+    pub fn apply_version(&self, release: &mut LoadedRelease) -> crate::Result<()> {
+        if let Some(version) = &self.version {
+            if version.trim().is_empty() {
+                return Err(crate::Error::Reported("--version must not be empty".into()));
+            }
+            release.descriptor.spec.version = version.clone();
+        }
+        Ok(())
+    }
+}
+
 /// Which release goes to which clusters of which environment.
 #[derive(Clone, Copy)]
 pub struct DeployInputs<'a> {
@@ -102,12 +115,7 @@ impl ReleaseRender {
         overrides: &Overrides,
     ) -> crate::Result<ReleaseRender> {
         let mut release = release.clone();
-        if let Some(version) = &overrides.version {
-            if version.trim().is_empty() {
-                return Err(crate::Error::Reported("--version must not be empty".into()));
-            }
-            release.descriptor.spec.version = version.clone();
-        }
+        overrides.apply_version(&mut release)?;
         let sets = overrides
             .sets
             .iter()
