@@ -26,6 +26,10 @@ pub enum Error {
     /// permission denied); the report has been printed.
     #[error("{0}")]
     Refused(String),
+    /// A comparison that found a difference (`promote --check`); what differs has been
+    /// printed.
+    #[error("{0}")]
+    Differs(String),
     /// A run abandoned by a second signal (its number); the partial report has been
     /// printed.
     #[error("{message}")]

@@ -4,7 +4,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | a deploy or rollback that ran and failed (after its own rollback) |
+//! | 1 | a deploy or rollback that ran and failed (after its own rollback); for `promote --check`, the checkout differs from what the source environment runs (as diff(1)) |
 //! | 2 | bad input or configuration; nothing was changed |
 //! | 3 | an environment problem (a cluster or Vault unreachable, permission denied, a lock held) found before anything was changed; also a run refused in every cluster before any change |
 //! | 130, 143 | a run abandoned by a second SIGINT or SIGTERM (128 + the signal): its partial report is printed |
@@ -22,6 +22,8 @@ use crate::vault::VaultError;
 pub enum ExitKind {
     /// A deploy or rollback that failed (after its own rollback).
     Failed,
+    /// A comparison found a difference (`promote --check`), as diff(1) exits 1.
+    Differs,
     /// Bad input or configuration; nothing was changed.
     UserError,
     /// A cluster or Vault unreachable, or permission denied, found before any change.
@@ -33,7 +35,7 @@ pub enum ExitKind {
 impl ExitKind {
     pub fn code(self) -> u8 {
         match self {
-            ExitKind::Failed => 1,
+            ExitKind::Failed | ExitKind::Differs => 1,
             ExitKind::UserError => 2,
             ExitKind::Environment => 3,
             ExitKind::Signal(n) => 128u8.saturating_add(n),
@@ -53,6 +55,7 @@ impl Classify for Error {
             Error::Vault(err) => err.exit_kind(),
             Error::Cluster(err) => err.exit_kind(),
             Error::Failed(_) => ExitKind::Failed,
+            Error::Differs(_) => ExitKind::Differs,
             Error::Refused(_) => ExitKind::Environment,
             Error::Abandoned { signal, .. } => ExitKind::Signal(u8::try_from(*signal).unwrap_or(0)),
             Error::Output(_) => ExitKind::Environment,

@@ -49,6 +49,7 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
     for release in &releases {
         selected.repo.check_release(release, &selected.env)?;
     }
+    super::promote::require_soak_for_deploy(&selected, &releases, &args.overrides).await?;
     let reports = deploy_releases(
         &selected,
         &releases,

@@ -22,8 +22,17 @@ pub async fn run(
     let selected = &opened.selected;
     let render =
         ReleaseRender::prepare(&selected.env, &opened.release, &selected.plan, overrides).await?;
-    let render = &render;
-    let answers = every_cluster::query_each(&opened, |cluster, handle| async move {
+    show_changes(&opened, &render, output).await
+}
+
+/// What deploying `render` would change in every selected cluster, printed per cluster
+/// (also `promote --dry-run`'s output).
+pub async fn show_changes(
+    opened: &every_cluster::Opened,
+    render: &ReleaseRender,
+    output: OutputFormat,
+) -> Result<()> {
+    let answers = every_cluster::query_each(opened, |cluster, handle| async move {
         let history = ops::history(&handle, render.namespace(), render.name()).await?;
         // Read, never made: a diff changes nothing.
         let key =

@@ -22,6 +22,12 @@ struct Cell {
     restores: Option<String>,
     app_version: String,
     chart: String,
+    /// The artifact digest (chart files and environment-independent values).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    artifact: String,
+    /// Set when `promote` deployed it: the environment and deployment id it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    promoted_from: Option<crate::release::Promotion>,
     updated: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     description: String,
@@ -94,6 +100,8 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                 restores: r.restores.clone(),
                 app_version: r.app_version.clone(),
                 chart: format!("{}-{}", r.chart.name, r.chart.version),
+                artifact: r.artifact_digest().to_owned(),
+                promoted_from: r.promoted_from().cloned(),
                 updated: r.updated.format("%Y-%m-%d %H:%M:%S").to_string(),
                 description: r.description.clone(),
             });
@@ -111,19 +119,35 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
         ))?,
         OutputFormat::Table => {
             let mut table = Builder::default();
-            let mut header = vec!["deployment id".to_owned(), "version".to_owned()];
+            let mut header = vec![
+                "deployment id".to_owned(),
+                "version".to_owned(),
+                "artifact".to_owned(),
+            ];
             header.extend(contexts.iter().cloned());
             table.push_record(header);
+            let mut provenance = Vec::new();
             for row in &rows {
-                let version = row
+                let first = row.clusters.values().flatten().next();
+                let version = first.map_or("-", |c| c.app_version.as_str()).to_owned();
+                // `sha256:` and 12 hex digits name an artifact in a table, as git's
+                // short hashes do; -o json has the whole digest.
+                let artifact = first
+                    .map(|c| c.artifact.chars().take(19).collect::<String>())
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| "-".into());
+                if let Some(from) = row
                     .clusters
                     .values()
                     .flatten()
-                    .map(|c| c.app_version.as_str())
-                    .next()
-                    .unwrap_or("-")
-                    .to_owned();
-                let mut line = vec![row.deployment_id.clone(), version];
+                    .find_map(|c| c.promoted_from.as_ref())
+                {
+                    provenance.push(format!(
+                        "{} was promoted from {} (deployment {})",
+                        row.deployment_id, from.environment, from.deployment_id
+                    ));
+                }
+                let mut line = vec![row.deployment_id.clone(), version, artifact];
                 for context in &contexts {
                     line.push(match row.clusters.get(context) {
                         None if unreachable.contains(context) => "?".into(),
@@ -133,7 +157,11 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                 }
                 table.push_record(line);
             }
-            crate::output::print(&crate::output::table_text(table.build()))?;
+            let mut text = crate::output::table_text(table.build());
+            for line in provenance {
+                text.push_str(&format!("{line}\n"));
+            }
+            crate::output::print(&text)?;
         }
     }
     if unreachable.is_empty() {

@@ -1,28 +1,49 @@
-//! `flotilla promote RELEASE --from dev --to prod`: deploy to `--to` exactly the release
-//! version and chart version that every cluster of `--from` records as deployed, with
-//! `--to`'s own values and secrets. Refuses (nothing changed) when the `--from` clusters
-//! disagree, are not healthy, or the chart here is not the version they run.
+//! `flotilla promote RELEASE --from dev --to prod`: deploy to `--to` the artifact that
+//! every cluster of `--from` runs healthy (one deployment id): its recorded chart files,
+//! application version, `spec.values` and command-line values, never the checkout's,
+//! with `--to`'s own environment overrides, globals, scaling and secrets (read in
+//! `--to`'s Vault). `--dry-run` shows per target cluster what would change; `--check`
+//! compares the checkout with what `--from` runs (exit 1 when it differs). Refuses,
+//! nothing changed, when the `--from` clusters disagree, are not healthy or cannot be
+//! read, and when `--to`'s promotion chain asks for a soak the artifact has not had.
 
 use super::deploy::{deploy_releases, DeploySettings};
-use super::{multi, EnvSelection};
-use crate::config::Repo;
-use crate::engine::Chart;
+use super::{diff, every_cluster, multi, EnvSelection};
+use crate::cluster::{ClusterError, ClusterHandle};
+use crate::config::{LoadedEnvironment, LoadedRelease, Repo};
 use crate::ops;
 use crate::output::OutputFormat;
+use crate::release::{agreed, soak_problems, Artifact, Promotion, ReleaseRecord, SourceCluster};
 use crate::rollout::plan::select_environment;
-use crate::rollout::prepare::{connect_all, Connected, Overrides};
+use crate::rollout::prepare::{artifact_of, connect_each, Overrides, Promoted, ReleaseRender};
 use crate::rollout::Plan;
 use crate::Result;
+use futures::StreamExt;
+use kube::config::Kubeconfig;
 use std::path::Path;
 use std::time::Duration;
+
+/// What `promote` does with the artifact it found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PromoteMode {
+    /// Deploy it to the target environment.
+    #[default]
+    Deploy,
+    /// Show per target cluster what deploying it would change; change nothing.
+    DryRun,
+    /// Compare the checkout with it: exit 0 when the same, 1 when it differs.
+    Check,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct PromoteOptions {
     pub release: String,
-    /// The environment whose deployed version is promoted.
-    pub from: String,
+    /// The environment whose running artifact is promoted (default: the target's
+    /// `promotion.from`).
+    pub from: Option<String>,
     /// The environment (and clusters) to deploy to.
     pub to: EnvSelection,
+    pub mode: PromoteMode,
     /// Create the release namespace where it does not exist.
     pub create_namespace: bool,
     /// Per-cluster wait for health (default: the target environment's rollout.timeout).
@@ -31,109 +52,285 @@ pub struct PromoteOptions {
 }
 
 pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
+    // Before the kubeconfig is read: a promotion onto itself is a mistake in the
+    // command line, whatever the machine.
+    if let Some(from) = args
+        .from
+        .as_deref()
+        .filter(|f| Some(*f) == args.to.env.as_deref())
+    {
+        return Err(onto_itself(&args.release, from));
+    }
     let selected = multi::select(root, &args.to)?;
+    let target = &selected.env.environment;
+    let from = match (&args.from, &target.promotion) {
+        (Some(from), _) => from.clone(),
+        (None, Some(chain)) => chain.from.clone(),
+        (None, None) => {
+            return Err(crate::Error::Reported(format!(
+                "promote {}: name the environment to promote from with --from, or set promotion.from in {}",
+                args.release,
+                selected.env.file.display()
+            )))
+        }
+    };
+    if from == target.name {
+        return Err(onto_itself(&args.release, &from));
+    }
     let release = selected.repo.release(&args.release)?;
     selected.repo.check_release(&release, &selected.env)?;
-    let version =
-        deployed_version(&selected.repo, &args.from, &release, &selected.kubeconfig).await?;
-    let chart = Chart::load(&release.chart_dir)?;
-    if chart.metadata.version != version.1 {
-        return Err(crate::Error::Reported(format!(
-            "promote {}: {} runs chart version {}, but {} here is version {}: check out the revision of the deployment repo that {} was deployed from",
-            args.release, args.from, version.1, release.chart_dir.display(), chart.metadata.version, args.from
+    let source_env = select_environment(&selected.repo, Some(&from), None)?;
+    let record = source_revision(&source_env, &release, &selected.kubeconfig).await?;
+    let Some(artifact) = record.artifact() else {
+        // `agreed` refuses records without an artifact; kept as an error, not a panic.
+        return Err(crate::Error::Refused(format!(
+            "promote {}: revision {} of {from} holds no artifact",
+            args.release, record.revision
         )));
+    };
+    let promoted = Promoted {
+        artifact,
+        from: Promotion {
+            environment: from.clone(),
+            deployment_id: record.content_id().to_owned(),
+        },
+    };
+    match args.mode {
+        PromoteMode::Check => check(&release, &promoted, args.output),
+        PromoteMode::DryRun => {
+            if let Err(refused) = require_soak(&selected, &release, &promoted.artifact).await {
+                crate::output::eprint_line(&format!("promote would be refused: {refused}"));
+            }
+            let overrides = Overrides {
+                promoted: Some(promoted),
+                ..Overrides::default()
+            };
+            let render =
+                ReleaseRender::prepare(&selected.env, &release, &selected.plan, &overrides).await?;
+            let opened = every_cluster::Opened { selected, release };
+            diff::show_changes(&opened, &render, args.output).await
+        }
+        PromoteMode::Deploy => {
+            require_soak(&selected, &release, &promoted.artifact).await?;
+            crate::output::eprint_line(&format!(
+                "promoting {} {} (deployment {} of {from}, artifact {}) to {}",
+                args.release,
+                promoted.artifact.version,
+                promoted.from.deployment_id,
+                promoted.artifact.digest(),
+                target.name
+            ));
+            let reports = deploy_releases(
+                &selected,
+                std::slice::from_ref(&release),
+                &Overrides {
+                    promoted: Some(promoted),
+                    ..Overrides::default()
+                },
+                &DeploySettings {
+                    operation: "promote",
+                    timeout: args.timeout,
+                    force_conflicts: false,
+                    adopt: false,
+                    create_namespace: args.create_namespace,
+                    transient_grace: crate::cluster::DEFAULT_TRANSIENT_GRACE,
+                    history_max: crate::storage::DEFAULT_HISTORY_LIMIT,
+                    lock_timeout: None,
+                },
+            )
+            .await?;
+            multi::finish(&reports, args.output)
+        }
     }
-    crate::output::eprint_line(&format!(
-        "promoting {} version {} (chart {}) from {} to {}",
-        args.release, version.0, version.1, args.from, selected.plan.environment
-    ));
-    let reports = deploy_releases(
-        &selected,
-        std::slice::from_ref(&release),
-        &Overrides {
-            sets: Vec::new(),
-            version: Some(version.0),
-        },
-        &DeploySettings {
-            operation: "promote",
-            timeout: args.timeout,
-            force_conflicts: false,
-            adopt: false,
-            create_namespace: args.create_namespace,
-            transient_grace: crate::cluster::DEFAULT_TRANSIENT_GRACE,
-            history_max: crate::storage::DEFAULT_HISTORY_LIMIT,
-            lock_timeout: None,
-        },
-    )
-    .await?;
-    multi::finish(&reports, args.output)
 }
 
-/// `(app version, chart version)` deployed and healthy in every cluster of `from`.
-async fn deployed_version(
-    repo: &Repo,
-    from: &str,
-    release: &crate::config::LoadedRelease,
-    kubeconfig: &kube::config::Kubeconfig,
-) -> Result<(String, String)> {
-    let env = select_environment(repo, Some(from), None)?;
-    let plan = Plan::new(&env, None)?;
+fn onto_itself(release: &str, from: &str) -> crate::Error {
+    crate::Error::Reported(format!(
+        "promote {release}: --from {from} is also the environment to deploy to; promote from the environment before it (dev for staging, staging for prod)"
+    ))
+}
+
+/// The revision every cluster of `source` runs healthy, asked of all of them at once;
+/// refused (exit 3) with the per-cluster table when they disagree, one is not healthy
+/// or cannot be read.
+async fn source_revision(
+    source: &LoadedEnvironment,
+    release: &LoadedRelease,
+    kubeconfig: &Kubeconfig,
+) -> Result<ReleaseRecord> {
+    let plan = Plan::new(source, None)?;
     let name = &release.descriptor.metadata.name;
     let namespace = &release.descriptor.metadata.namespace;
-    let connected = connect_all(&plan, kubeconfig, namespace, name).await?;
-    let mut seen: Vec<(String, String, String)> = Vec::new();
-    let mut problems = Vec::new();
-    for Connected {
-        cluster,
-        handle,
-        history,
-    } in &connected
-    {
-        let latest = history.latest();
-        match latest {
-            None => problems.push(format!("{}: not installed", cluster.context)),
-            Some(r) if r.status != crate::release::Status::Deployed => problems.push(format!(
-                "{}: latest revision {} is {}, not deployed",
-                cluster.context, r.revision, r.status
-            )),
-            Some(r) => {
-                let status = ops::status(handle, namespace, name).await?;
-                let unhealthy: Vec<String> = status
-                    .unhealthy()
-                    .map(|o| format!("{} {}", o.object, o.health))
-                    .collect();
-                if !unhealthy.is_empty() {
-                    problems.push(format!(
-                        "{}: not healthy: {}",
-                        cluster.context,
-                        unhealthy.join(", ")
-                    ));
-                }
-                seen.push((
-                    cluster.context.clone(),
-                    r.app_version.clone(),
-                    r.chart.version.clone(),
-                ));
+    let clusters: Vec<SourceCluster> = futures::stream::iter(plan.clusters().cloned())
+        .map(|cluster| async move {
+            let found = async {
+                let handle = ClusterHandle::connect(kubeconfig, &cluster.context).await?;
+                let history = ops::history(&handle, namespace, name).await?;
+                let unhealthy = match history.runs_now() {
+                    Some(_) => ops::status(&handle, namespace, name)
+                        .await?
+                        .unhealthy()
+                        .map(|o| format!("{} {}", o.object, o.health))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                Ok::<_, ClusterError>((history.latest().cloned(), unhealthy))
             }
+            .await;
+            match found {
+                Ok((latest, unhealthy)) => SourceCluster {
+                    context: cluster.context,
+                    latest: Ok(latest),
+                    unhealthy,
+                },
+                Err(err) => SourceCluster {
+                    context: cluster.context,
+                    latest: Err(every_cluster::failure_text(&err.into())),
+                    unhealthy: Vec::new(),
+                },
+            }
+        })
+        .buffer_unordered(plan.concurrency.max(1))
+        .collect()
+        .await;
+    let mut clusters = clusters;
+    clusters.sort_by(|a, b| a.context.cmp(&b.context));
+    match agreed(&clusters) {
+        Ok(record) => Ok(record.clone()),
+        Err(problems) => {
+            let mut table = tabled::builder::Builder::default();
+            table.push_record(["cluster", "revision", "deployment id", "status", "health"]);
+            for cluster in &clusters {
+                table.push_record(cluster.row());
+            }
+            Err(crate::Error::Refused(format!(
+                "promote {name} from {}: refused, nothing changed:\n{}\n  {}",
+                source.environment.name,
+                crate::output::table_text(table.build()),
+                problems.join("\n  ")
+            )))
         }
     }
-    let first = seen.first().map(|(_, v, c)| (v.clone(), c.clone()));
-    if let Some((v, c)) = &first {
-        if seen.iter().any(|(_, v2, c2)| v2 != v || c2 != c) {
-            problems.push(format!(
-                "the clusters of {from} disagree: {}",
-                seen.iter()
-                    .map(|(ctx, v, c)| format!("{ctx} runs {v} (chart {c})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+}
+
+/// `--check`: the checkout's artifact (its chart, version and `spec.values`, no
+/// `--set`) against the one the source runs. Exit 0 when they are the same, 1 when
+/// they differ (as diff(1)), with what differs.
+fn check(release: &LoadedRelease, promoted: &Promoted, output: OutputFormat) -> Result<()> {
+    let here = artifact_of(release, &Overrides::default())?;
+    let source = &promoted.from;
+    let there = format!("{} ({})", source.environment, source.deployment_id);
+    let differences = promoted.artifact.differences(&here, &there, "the checkout");
+    match output {
+        OutputFormat::Json => crate::output::print_json(&serde_json::json!({
+            "from": source.environment,
+            "deployment_id": source.deployment_id,
+            "artifact": promoted.artifact.digest(),
+            "checkout_artifact": here.digest(),
+            "same": differences.is_empty(),
+            "differences": differences,
+        }))?,
+        OutputFormat::Table if differences.is_empty() => crate::output::print(&format!(
+            "the checkout is what {there} runs: artifact {}",
+            here.digest()
+        ))?,
+        OutputFormat::Table => crate::output::print(&format!(
+            "the checkout differs from what {there} runs:\n  {}",
+            differences.join("\n  ")
+        ))?,
     }
-    match (first, problems.is_empty()) {
-        (Some(found), true) => Ok(found),
-        _ => Err(crate::Error::Reported(format!(
-            "promote {name} from {from}: refused, nothing changed:\n  {}",
-            problems.join("\n  ")
-        ))),
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Error::Differs(format!(
+            "promote --check {}: the checkout is not what {there} runs",
+            release.descriptor.metadata.name
+        )))
     }
+}
+
+/// The promotion chain's gate: when the target environment has `promotion.min_soak`,
+/// `artifact` must have run healthy that long in every cluster of `promotion.from`
+/// (asked of all of them at once); else the run is refused (exit 3), nothing changed.
+/// What `deploy` and `promote` into such an environment both ask.
+pub(super) async fn require_soak(
+    selected: &multi::Selected,
+    release: &LoadedRelease,
+    artifact: &Artifact,
+) -> Result<()> {
+    let Some(chain) = &selected.env.environment.promotion else {
+        return Ok(());
+    };
+    let Some(min_soak) = chain.min_soak else {
+        return Ok(());
+    };
+    let previous = previous_environment(&selected.repo, &selected.env, &chain.from)?;
+    let plan = Plan::new(&previous, None)?;
+    let name = &release.descriptor.metadata.name;
+    let digest = artifact.digest();
+    let now = chrono::Utc::now();
+    let clusters: Vec<(String, std::result::Result<Option<Duration>, String>)> = connect_each(
+        &plan,
+        &selected.kubeconfig,
+        &release.descriptor.metadata.namespace,
+        name,
+    )
+    .await
+    .into_iter()
+    .map(|(cluster, found)| {
+        let soaked = found
+            .map(|c| c.history.soaked(&digest, now))
+            .map_err(|err| every_cluster::failure_text(&err.into()));
+        (cluster.context, soaked)
+    })
+    .collect();
+    let problems = soak_problems(&chain.from, &clusters, min_soak);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(crate::Error::Refused(format!(
+        "{name} to {}: refused, nothing changed: promotion.min_soak ({}) of {} asks that artifact {digest} ran healthy that long in every cluster of {}:\n  {}",
+        selected.env.environment.name,
+        humantime::format_duration(min_soak),
+        selected.env.file.display(),
+        chain.from,
+        problems.join("\n  ")
+    )))
+}
+
+/// `promotion.from` of `env`, loaded; a name that is no environment is an error of that
+/// field.
+fn previous_environment(
+    repo: &Repo,
+    env: &LoadedEnvironment,
+    from: &str,
+) -> Result<LoadedEnvironment> {
+    repo.environment(from).map_err(|err| {
+        crate::Error::Reported(format!(
+            "{}: promotion.from: {from:?}: {err}",
+            env.file.display()
+        ))
+    })
+}
+
+/// [`require_soak`] for a `deploy` of `releases` with `overrides`: the artifact each
+/// would make from the checkout, computed only when the target has a gate.
+pub(super) async fn require_soak_for_deploy(
+    selected: &multi::Selected,
+    releases: &[LoadedRelease],
+    overrides: &Overrides,
+) -> Result<()> {
+    let gated = selected
+        .env
+        .environment
+        .promotion
+        .as_ref()
+        .is_some_and(|c| c.min_soak.is_some());
+    if !gated {
+        return Ok(());
+    }
+    for release in releases {
+        require_soak(selected, release, &artifact_of(release, overrides)?).await?;
+    }
+    Ok(())
 }

@@ -207,12 +207,29 @@ pub struct HistoryArgs {
 pub struct PromoteArgs {
     /// The release: its folder name under releases/, or the path of its release.yaml.
     pub release: String,
-    /// The environment whose deployed version is promoted.
+    /// The environment whose running artifact is promoted (default: the target's
+    /// `promotion.from`).
     #[arg(long)]
-    pub from: String,
-    /// The environment to deploy to (its `--clusters` may limit it).
-    #[command(flatten)]
-    pub to: EnvArgs,
+    pub from: Option<String>,
+    /// The environment to deploy to (environments/<ENV>.yaml).
+    #[arg(long, visible_alias = "env", required_unless_present = "branch")]
+    pub to: Option<String>,
+    /// Or the environment whose `branch` is this git branch.
+    #[arg(long, conflicts_with = "to")]
+    pub branch: Option<String>,
+    /// Only these clusters of the target (kube contexts), comma-separated.
+    #[arg(long, alias = "cluster", value_name = "CTX,CTX")]
+    pub clusters: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Show per target cluster what the promotion would change; change nothing.
+    #[arg(long, conflicts_with = "check")]
+    pub dry_run: bool,
+    /// Compare the checkout's chart, version and spec.values with what --from runs:
+    /// exit 0 when the same, 1 when they differ; change nothing.
+    #[arg(long)]
+    pub check: bool,
     /// Create the release namespace where it does not exist.
     #[arg(long)]
     pub create_namespace: bool,
@@ -344,6 +361,7 @@ impl From<OverrideArgs> for Overrides {
         Overrides {
             sets: args.set,
             version: args.version,
+            promoted: None,
         }
     }
 }
@@ -438,10 +456,21 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
             action::history::run(root, &args.target.into(), args.output).await
         }
         Command::Promote(args) => {
+            let mode = match (args.dry_run, args.check) {
+                (true, _) => action::promote::PromoteMode::DryRun,
+                (_, true) => action::promote::PromoteMode::Check,
+                _ => action::promote::PromoteMode::Deploy,
+            };
             let opts = action::promote::PromoteOptions {
                 release: args.release,
                 from: args.from,
-                to: args.to.into(),
+                to: action::EnvSelection {
+                    env: args.to,
+                    branch: args.branch,
+                    clusters: args.clusters,
+                    kubeconfig: args.kubeconfig,
+                },
+                mode,
                 create_namespace: args.create_namespace,
                 timeout: args.timeout,
                 output: args.output,

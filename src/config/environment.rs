@@ -14,7 +14,27 @@ pub struct Environment {
     pub vault: Option<VaultConfig>,
     #[serde(default)]
     pub rollout: Rollout,
+    /// Where this environment's artifacts come from (dev → staging → prod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionChain>,
     pub clusters: Vec<Cluster>,
+}
+
+/// `promotion:` of an environment file: the environment before this one in a chain.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionChain {
+    /// The environment this one is promoted from: the default of `promote --from`.
+    pub from: String,
+    /// When set, `deploy` and `promote` here refuse an artifact (chart and
+    /// environment-independent values) that has not run healthy in every cluster of
+    /// `from` for at least this long (`0s`: healthy there at all).
+    #[serde(
+        default,
+        with = "humantime_serde_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_soak: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

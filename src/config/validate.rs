@@ -136,6 +136,18 @@ pub(crate) fn check_environment(
         }
     }
 
+    if let Some(chain) = &env.promotion {
+        if chain.from == env.name {
+            problems.add(
+                &root.key("promotion").key("from"),
+                format!(
+                    "{:?} is this environment; name the environment whose artifacts come here (dev for staging, staging for prod)",
+                    chain.from
+                ),
+            );
+        }
+    }
+
     if let Some(vault) = &env.vault {
         let at = root.key("vault");
         if let Some(address) = &vault.address {
@@ -779,11 +791,55 @@ pub fn check_environments(environments: &[LoadedEnvironment]) -> Result<(), Conf
                 }
             }
         }
+        if let Some(problem) = chain_problem(env, environments) {
+            problems.add(&root.key("promotion").key("from"), problem);
+        }
         if let Err(err) = problems.finish() {
             errors.push(err);
         }
     }
     ConfigError::from_list(errors)
+}
+
+/// Why `env`'s `promotion.from` is not a chain: an unknown environment, or a loop back
+/// to `env`.
+fn chain_problem(env: &LoadedEnvironment, environments: &[LoadedEnvironment]) -> Option<String> {
+    let name = &env.environment.name;
+    let from_of = |n: &str| {
+        environments
+            .iter()
+            .find(|e| e.environment.name == n)
+            .map(|e| e.environment.promotion.as_ref().map(|c| c.from.as_str()))
+    };
+    let first = env.environment.promotion.as_ref()?.from.as_str();
+    if first == name {
+        return None; // reported with the file's own checks
+    }
+    let mut chain = vec![name.as_str()];
+    let mut next = Some(first);
+    while let Some(current) = next {
+        match from_of(current) {
+            None => {
+                let known: Vec<&str> = environments
+                    .iter()
+                    .map(|e| e.environment.name.as_str())
+                    .collect();
+                return Some(format!(
+                    "{current:?} is not an environment (known: {})",
+                    known.join(", ")
+                ));
+            }
+            Some(_) if chain.contains(&current) => {
+                chain.push(current);
+                return Some(format!("the promotion chain loops: {}", chain.join(" <- ")));
+            }
+            Some(before) => {
+                chain.push(current);
+                next = before;
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

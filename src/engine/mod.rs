@@ -31,4 +31,5 @@ pub use chart::{Chart, ChartMetadata};
 pub use error::RenderError;
 pub use recorded::render_recorded;
 pub use render::{Manifest, ReleaseInfo, RenderedObject, Renderer, Renders};
+pub(crate) use values::yaml_layer;
 pub use values::{deep_merge, parse_set, placeholder, placeholder_secrets, SecretValues, SetValue};

@@ -51,6 +51,16 @@ pub struct SetValue {
 }
 
 impl SetValue {
+    /// A whole map of values merged where `--set` goes: the recorded command-line
+    /// values of a promoted revision. `arg` names it in messages.
+    pub fn layer(arg: &str, values: Map<String, Value>) -> SetValue {
+        SetValue {
+            arg: arg.to_owned(),
+            path: Vec::new(),
+            value: Value::Object(values),
+        }
+    }
+
     /// The value as a nested map, ready to merge.
     pub fn as_layer(&self) -> Value {
         self.path

@@ -408,6 +408,7 @@ fn pending_record(
         rollback_of: desired.rollback_of,
         created: now,
         updated: now,
+        healthy_at: None,
         user: crate::cluster::lock_user(),
         host: crate::cluster::lock_host(),
         description: String::new(),
@@ -464,6 +465,9 @@ impl Ending<'_> {
             Status::Deployed
         };
         record.updated = Utc::now();
+        if record.status == Status::Deployed {
+            record.healthy_at = Some(record.updated);
+        }
         let mut notes = Vec::new();
         if let Some(err) = &error {
             // An API server's message can echo the object it refused, values included.

@@ -4,13 +4,17 @@
 //!
 //! Must not: talk to a cluster or encode itself for storage (that is [`crate::storage`]).
 
+mod artifact;
 mod environment;
 mod history;
+mod promotion;
 mod record;
 
 pub use crate::redact::{is_secret, redact_manifest};
+pub use artifact::{Artifact, Promotion};
 pub use environment::{DeploymentState, EnvironmentHistory};
 pub use history::History;
+pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
     content_digest, values_without_secrets, ChartRef, Operation, ReleaseRecord, RevisionSource,
     SecretSource, Status,
@@ -47,6 +51,7 @@ pub(crate) mod tests_support {
             rollback_of: None,
             created: now,
             updated: now,
+            healthy_at: None,
             user: "u".into(),
             host: "h".into(),
             description: String::new(),

@@ -62,6 +62,22 @@ pub struct RevisionSource {
     pub chart: BTreeMap<String, String>,
     /// Where each secret of this cluster was read (never its value).
     pub secrets: Vec<SecretSource>,
+    /// The descriptor's `spec.values` as deployed: with `chart`, the version and
+    /// `command_line`, the environment-independent part of the values (the
+    /// [`Artifact`](super::Artifact)). `None` in records written before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Value>,
+    /// The command-line values of the deploy (`--set`), merged into one map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<Value>,
+    /// The artifact digest (chart files and environment-independent values): what
+    /// promotion chains compare. Empty in records written before this field.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub artifact: String,
+    /// Set when the revision was deployed by `promote`: from which environment and
+    /// deployment id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<super::Promotion>,
 }
 
 /// Where one secret was read for one cluster.
@@ -196,6 +212,11 @@ pub struct ReleaseRecord {
     pub rollback_of: Option<u32>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// When the revision was recorded healthy (`deployed`); with `updated` of a
+    /// `superseded` revision, how long it ran healthy. `None` in records written before
+    /// this field and in revisions that never became healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_at: Option<DateTime<Utc>>,
     /// `user@host`, as the lock holder is written.
     pub user: String,
     pub host: String,
@@ -234,11 +255,54 @@ mod tests {
         assert_eq!(record.content_id(), "20261101T000000Z-aaaa");
         assert!(record.targets.is_empty() && record.digest.is_empty());
         assert!(record.source.is_none() && record.restores.is_none());
+        assert!(record.healthy_at.is_none() && record.artifact().is_none());
         assert!(!record.is_deploy());
         // Written again, it reads the same.
         let again: ReleaseRecord =
             serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
         assert_eq!(again, record);
+    }
+
+    #[test]
+    fn a_record_with_a_source_but_no_artifact_still_reads_and_new_fields_round_trip() {
+        // As written before the artifact, its values, provenance and healthy_at existed.
+        let old = json!({
+            "name": "hello", "namespace": "ns", "revision": 2, "status": "superseded",
+            "operation": "upgrade", "deploymentId": "20261101T000000Z-bbbb",
+            "digest": "sha256:00",
+            "source": {"chart": {"Chart.yaml": "name: hello\nversion: 0.1.0\n"}, "secrets": []},
+            "chart": {"name": "hello", "version": "0.1.0"}, "appVersion": "1.0.0",
+            "manifest": [], "objects": [], "values": {},
+            "created": "2026-11-01T00:00:00Z", "updated": "2026-11-01T00:00:00Z",
+            "user": "ci", "host": "runner"
+        });
+        let mut record: ReleaseRecord = serde_json::from_value(old).unwrap();
+        assert!(
+            record.artifact().is_none(),
+            "no spec.values recorded: no artifact"
+        );
+        assert_eq!(record.artifact_digest(), "");
+        assert!(record.promoted_from().is_none() && record.healthy_at.is_none());
+        let source = record.source.as_mut().unwrap();
+        source.values = Some(json!({"log": "info"}));
+        source.artifact = "sha256:11".into();
+        source.promoted_from = Some(super::super::Promotion {
+            environment: "dev".into(),
+            deployment_id: "20261101T000000Z-aaaa".into(),
+        });
+        record.healthy_at = Some(record.updated);
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(
+            text.contains("\"promotedFrom\":{\"environment\":\"dev\""),
+            "{text}"
+        );
+        let again: ReleaseRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(again, record);
+        let artifact = again.artifact().unwrap();
+        assert_eq!(
+            (artifact.version.as_str(), artifact.command_line),
+            ("1.0.0", Value::Null)
+        );
     }
 
     #[test]

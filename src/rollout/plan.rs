@@ -151,6 +151,7 @@ pub(crate) mod tests {
                     concurrency,
                     ..Rollout::default()
                 },
+                promotion: None,
                 clusters: clusters
                     .iter()
                     .map(|(name, wave)| Cluster {

@@ -9,7 +9,7 @@ use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
 use crate::engine::{parse_set, Chart, Renderer, SetValue};
 use crate::ops::{self, Rendered, RunOptions};
-use crate::release::{ChartRef, History, RevisionSource, SecretSource};
+use crate::release::{Artifact, ChartRef, History, Promotion, RevisionSource, SecretSource};
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
 use futures::StreamExt;
 use kube::config::Kubeconfig;
@@ -20,6 +20,17 @@ use std::collections::HashMap;
 pub struct Overrides {
     pub sets: Vec<String>,
     pub version: Option<String>,
+    /// `promote`: this recorded artifact in place of the checkout's chart, version,
+    /// `spec.values` and `--set` (which must then be empty); the descriptor gives only
+    /// the environment-dependent values, scaling and secret mappings.
+    pub promoted: Option<Promoted>,
+}
+
+/// A recorded artifact and where it comes from.
+#[derive(Debug, Clone)]
+pub struct Promoted {
+    pub artifact: Artifact,
+    pub from: Promotion,
 }
 
 impl Overrides {
@@ -101,20 +112,27 @@ pub struct ReleaseRender {
     environment: String,
     sets: Vec<SetValue>,
     chart: Chart,
+    artifact: Artifact,
+    promoted_from: Option<Promotion>,
     secret_plan: SecretPlan,
     resolved: ResolvedSecrets,
 }
 
-impl ReleaseRender {
-    /// Applies the overrides, loads the chart and reads the secrets of the plan's
-    /// clusters (and only those: `--clusters` must not need another cluster's paths).
-    pub async fn prepare(
-        env: &LoadedEnvironment,
-        release: &LoadedRelease,
-        plan: &Plan,
-        overrides: &Overrides,
-    ) -> crate::Result<ReleaseRender> {
+/// The release as it will render, before any secret is read: the descriptor with the
+/// overrides applied, the chart, the command-line values and the artifact they make.
+struct Loaded {
+    release: LoadedRelease,
+    chart: Chart,
+    sets: Vec<SetValue>,
+    artifact: Artifact,
+}
+
+impl Loaded {
+    fn new(release: &LoadedRelease, overrides: &Overrides) -> crate::Result<Loaded> {
         let mut release = release.clone();
+        if let Some(promoted) = &overrides.promoted {
+            return Loaded::recorded(release, promoted);
+        }
         overrides.apply_version(&mut release)?;
         let sets = overrides
             .sets
@@ -122,6 +140,84 @@ impl ReleaseRender {
             .map(|s| parse_set(s))
             .collect::<Result<Vec<_>, _>>()?;
         let chart = Chart::load(&release.chart_dir)?;
+        let mut command_line = serde_json::Value::Object(Default::default());
+        for set in &sets {
+            crate::engine::deep_merge(&mut command_line, set.as_layer());
+        }
+        let artifact = Artifact {
+            chart: chart.files().clone(),
+            version: release.descriptor.spec.version.clone(),
+            values: crate::engine::yaml_layer(
+                &release.descriptor.spec.values,
+                &release.file,
+                "spec.values",
+            )?,
+            command_line,
+        };
+        Ok(Loaded {
+            release,
+            chart,
+            sets,
+            artifact,
+        })
+    }
+
+    /// The recorded artifact in place of the checkout's: its chart files, version,
+    /// `spec.values` and command-line values. The chart folder of the checkout is never
+    /// read.
+    fn recorded(mut release: LoadedRelease, promoted: &Promoted) -> crate::Result<Loaded> {
+        let Promoted { artifact, from } = promoted;
+        let label = std::path::PathBuf::from(format!(
+            "<chart of {} deployment {}>",
+            from.environment, from.deployment_id
+        ));
+        let chart = Chart::from_files(&label, &artifact.chart)?;
+        let spec = &mut release.descriptor.spec;
+        spec.version = artifact.version.clone();
+        spec.values = serde_yaml::to_value(&artifact.values).map_err(|err| {
+            crate::Error::Reported(format!(
+                "{}: the recorded spec.values cannot be used: {err}",
+                label.display()
+            ))
+        })?;
+        let sets = match &artifact.command_line {
+            serde_json::Value::Object(map) if !map.is_empty() => vec![SetValue::layer(
+                "the recorded command-line values",
+                map.clone(),
+            )],
+            _ => Vec::new(),
+        };
+        Ok(Loaded {
+            release,
+            chart,
+            sets,
+            artifact: artifact.clone(),
+        })
+    }
+}
+
+/// The artifact a deploy with these overrides would make from the checkout (chart
+/// files, version, `spec.values`, `--set`), or the promoted one; no secret is read.
+pub fn artifact_of(release: &LoadedRelease, overrides: &Overrides) -> crate::Result<Artifact> {
+    Ok(Loaded::new(release, overrides)?.artifact)
+}
+
+impl ReleaseRender {
+    /// Applies the overrides, loads the chart (or takes the promoted artifact's) and
+    /// reads the secrets of the plan's clusters (and only those: `--clusters` must not
+    /// need another cluster's paths).
+    pub async fn prepare(
+        env: &LoadedEnvironment,
+        release: &LoadedRelease,
+        plan: &Plan,
+        overrides: &Overrides,
+    ) -> crate::Result<ReleaseRender> {
+        let Loaded {
+            release,
+            chart,
+            sets,
+            artifact,
+        } = Loaded::new(release, overrides)?;
         let contexts = plan.contexts();
         let mut secret_plan = SecretPlan::build(&release, env)?;
         secret_plan.retain_contexts(|context| contexts.iter().any(|c| c == context));
@@ -131,9 +227,16 @@ impl ReleaseRender {
             environment: env.environment.name.clone(),
             sets,
             chart,
+            artifact,
+            promoted_from: overrides.promoted.as_ref().map(|p| p.from.clone()),
             secret_plan,
             resolved,
         })
+    }
+
+    /// What this render deploys of environment-independent content.
+    pub fn artifact(&self) -> &Artifact {
+        &self.artifact
     }
 
     pub fn name(&self) -> &str {
@@ -201,6 +304,10 @@ impl ReleaseRender {
                     version: s.version,
                 })
                 .collect(),
+            values: Some(self.artifact.values.clone()),
+            command_line: Some(self.artifact.command_line.clone()),
+            artifact: self.artifact.digest(),
+            promoted_from: self.promoted_from.clone(),
         }
     }
 }

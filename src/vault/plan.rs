@@ -263,6 +263,7 @@ mod tests {
                     },
                 }),
                 rollout: Default::default(),
+                promotion: None,
                 clusters: vec![
                     cluster("prod-a", "prod"),
                     cluster("prod-b", "prod"),
