@@ -198,7 +198,7 @@ fn promote_deploys_what_every_dev_cluster_runs() {
         &repo,
         &["promote", "hello", "--from", "dev", "--env", "prod"],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("disagree"),
         "{}",

@@ -550,6 +550,21 @@ impl ClusterHandle {
             }
             let after = match self.apply_one(object, &dry, true).await {
                 Ok((_, after)) => after,
+                // The release namespace does not exist yet (a first deploy creates it with
+                // --create-namespace): no dry run can answer, and every object is new.
+                Err(ClusterError::Api { message, .. })
+                    if live.is_none() && namespace_missing(&message, &opts.namespace) =>
+                {
+                    let shown = stored.get(i).cloned().unwrap_or(Value::Null);
+                    diffs.push(ObjectDiff {
+                        object: id.clone(),
+                        action: DiffAction::Create,
+                        changes: field_changes(&Value::Null, &comparable(&id, shown)),
+                        owner: None,
+                    });
+                    seen.push(id);
+                    continue;
+                }
                 Err(ClusterError::Api { message, .. })
                     if live.is_some() && immutable_job(&id, &message) =>
                 {
@@ -643,6 +658,11 @@ impl ClusterHandle {
 }
 
 /// A 422 answer to the apply of a Job whose pod template changed.
+/// The API server's 404 for an object in a namespace that does not exist.
+fn namespace_missing(message: &str, namespace: &str) -> bool {
+    message.contains(&format!("namespaces \"{namespace}\" not found"))
+}
+
 fn immutable_job(id: &ObjectRef, message: &str) -> bool {
     id.kind == "Job" && id.group() == "batch" && message.contains("field is immutable")
 }
