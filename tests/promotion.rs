@@ -328,9 +328,60 @@ fn disagreeing_or_unhealthy_dev_clusters_are_refused_and_check_exits_0_when_the_
         "{}",
         describe(&out)
     );
+
+    // A dev cluster that cannot be reached: refused, and the table names it.
+    let kubeconfig = kubeconfig_with_unreachable(&repo, "p-gone");
+    append(
+        &repo,
+        "environments/dev.yaml",
+        "  - context: p-gone\n    wave: 0\n    global: { cloud: true, env: dev, region: r, clusterName: p-gone }\n",
+    );
+    let out = run(
+        fleet(),
+        &repo,
+        &[
+            "promote",
+            "hello",
+            "--from",
+            "dev",
+            "--to",
+            "prod",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("p-gone: unreachable"),
+        "{}",
+        describe(&out)
+    );
     for (context, _) in PROD {
         assert_eq!(deployed(fleet(), &repo, "prod", context), None);
     }
+}
+
+/// A copy of the fleet's kubeconfig with one more context, `context`, whose server
+/// refuses connections (nothing listens on port 1).
+fn kubeconfig_with_unreachable(repo: &TestRepo, context: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(fleet().kubeconfig()).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let user = config["contexts"][0]["context"]["user"].clone();
+    let cluster: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "{{ name: {context}, cluster: {{ server: \"https://127.0.0.1:1\" }} }}"
+    ))
+    .unwrap();
+    let mut entry: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "{{ name: {context}, context: {{ cluster: {context} }} }}"
+    ))
+    .unwrap();
+    entry["context"]["user"] = user;
+    for (list, item) in [("clusters", cluster), ("contexts", entry)] {
+        config[list].as_sequence_mut().unwrap().push(item);
+    }
+    let file = repo.root().join("kubeconfig-with-unreachable");
+    std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
+    file
 }
 
 #[test]
