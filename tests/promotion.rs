@@ -96,6 +96,20 @@ fn password(repo: &TestRepo, context: &str) -> String {
     })
 }
 
+/// `promote hello --from dev --to prod` and `extra`.
+fn promote(repo: &TestRepo, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["promote", "hello", "--from", "dev", "--to", "prod"];
+    args.extend_from_slice(extra);
+    run(fleet(), repo, &args)
+}
+
+/// `deploy hello --env dev` and `extra`.
+fn deploy_dev(repo: &TestRepo, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["deploy", "hello", "--env", "dev"];
+    args.extend_from_slice(extra);
+    run(fleet(), repo, &args)
+}
+
 fn deployment_id(out: &std::process::Output) -> String {
     json(out)["deployment_id"].as_str().unwrap().to_owned()
 }
@@ -132,13 +146,7 @@ fn prod_gets_the_chart_and_values_dev_ran_not_the_edited_checkout() {
     append(&repo, "releases/hello/chart/values.yaml", "unused: added\n");
 
     // --check: the checkout is not what dev runs; what differs is named.
-    let check = run(
-        fleet(),
-        &repo,
-        &[
-            "promote", "hello", "--from", "dev", "--to", "prod", "--check",
-        ],
-    );
+    let check = promote(&repo, &["--check"]);
     assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
     let text = String::from_utf8_lossy(&check.stdout);
     for part in [
@@ -150,21 +158,7 @@ fn prod_gets_the_chart_and_values_dev_ran_not_the_edited_checkout() {
     }
 
     // --dry-run: per prod cluster what would be created; nothing changes.
-    let dry = ok(run(
-        fleet(),
-        &repo,
-        &[
-            "promote",
-            "hello",
-            "--from",
-            "dev",
-            "--to",
-            "prod",
-            "--dry-run",
-            "-o",
-            "json",
-        ],
-    ));
+    let dry = ok(promote(&repo, &["--dry-run", "-o", "json"]));
     let plan = json(&dry);
     for (context, _) in PROD {
         let changes = plan[*context]
@@ -179,13 +173,7 @@ fn prod_gets_the_chart_and_values_dev_ran_not_the_edited_checkout() {
         assert_eq!(deployed(fleet(), &repo, "prod", context), None);
     }
 
-    let promoted = ok(run(
-        fleet(),
-        &repo,
-        &[
-            "promote", "hello", "--from", "dev", "--to", "prod", "-o", "json",
-        ],
-    ));
+    let promoted = ok(promote(&repo, &["-o", "json"]));
     let prod_id = deployment_id(&promoted);
     for (context, _) in PROD {
         let data = config(&repo, context);
@@ -255,13 +243,7 @@ fn prod_gets_the_chart_and_values_dev_ran_not_the_edited_checkout() {
 fn disagreeing_or_unhealthy_dev_clusters_are_refused_and_check_exits_0_when_the_same() {
     let repo = promotion_repo("promote-refused");
     ok(run(fleet(), &repo, &["deploy", "hello", "--branch", "dev"]));
-    let check = ok(run(
-        fleet(),
-        &repo,
-        &[
-            "promote", "hello", "--from", "dev", "--to", "prod", "--check",
-        ],
-    ));
+    let check = ok(promote(&repo, &["--check"]));
     assert!(
         String::from_utf8_lossy(&check.stdout).contains("the checkout is what dev ("),
         "{}",
@@ -269,25 +251,11 @@ fn disagreeing_or_unhealthy_dev_clusters_are_refused_and_check_exits_0_when_the_
     );
 
     // One dev cluster on another deployment: the clusters disagree.
-    ok(run(
-        fleet(),
+    ok(deploy_dev(
         &repo,
-        &[
-            "deploy",
-            "hello",
-            "--env",
-            "dev",
-            "--version",
-            "v2",
-            "--clusters",
-            "p-dev1",
-        ],
+        &["--version", "v2", "--clusters", "p-dev1"],
     ));
-    let out = run(
-        fleet(),
-        &repo,
-        &["promote", "hello", "--from", "dev", "--to", "prod"],
-    );
+    let out = promote(&repo, &[]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let text = stderr(&out);
     assert!(
@@ -297,31 +265,17 @@ fn disagreeing_or_unhealthy_dev_clusters_are_refused_and_check_exits_0_when_the_
             && text.contains("p-dev2"),
         "{text}"
     );
-    let check = run(
-        fleet(),
-        &repo,
-        &[
-            "promote", "hello", "--from", "dev", "--to", "prod", "--check",
-        ],
-    );
+    let check = promote(&repo, &["--check"]);
     assert_eq!(check.status.code(), Some(3), "{}", describe(&check));
 
     // Both on v2 again, then one of them loses its Deployment: not healthy.
-    ok(run(
-        fleet(),
-        &repo,
-        &["deploy", "hello", "--env", "dev", "--version", "v2"],
-    ));
+    ok(deploy_dev(&repo, &["--version", "v2"]));
     runtime().block_on(async {
         let client = fleet().client("p-dev2").await;
         let api: kube::Api<Deployment> = kube::Api::namespaced(client, &repo.namespace);
         api.delete("hello-web", &Default::default()).await.unwrap();
     });
-    let out = run(
-        fleet(),
-        &repo,
-        &["promote", "hello", "--from", "dev", "--to", "prod"],
-    );
+    let out = promote(&repo, &[]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(
         stderr(&out).contains("p-dev2: not healthy"),
@@ -336,20 +290,7 @@ fn disagreeing_or_unhealthy_dev_clusters_are_refused_and_check_exits_0_when_the_
         "environments/dev.yaml",
         "  - context: p-gone\n    wave: 0\n    global: { cloud: true, env: dev, region: r, clusterName: p-gone }\n",
     );
-    let out = run(
-        fleet(),
-        &repo,
-        &[
-            "promote",
-            "hello",
-            "--from",
-            "dev",
-            "--to",
-            "prod",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ],
-    );
+    let out = promote(&repo, &["--kubeconfig", kubeconfig.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(
         stderr(&out).contains("p-gone: unreachable"),
