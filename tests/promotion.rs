@@ -270,6 +270,18 @@ fn disagreeing_or_unhealthy_dev_clusters_are_refused_and_check_exits_0_when_the_
 
     // Both on v2 again, then one of them loses its Deployment: not healthy.
     ok(deploy_dev(&repo, &["--version", "v2"]));
+    // The checkout says v1; CI that deploys with --version says so to --check.
+    let check = promote(&repo, &["--check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("version: v2 in dev ("),
+        "{}",
+        describe(&check)
+    );
+    ok(promote(
+        &repo,
+        &["--check", "--version", "v2", "-o", "json"],
+    ));
     runtime().block_on(async {
         let client = fleet().client("p-dev2").await;
         let api: kube::Api<Deployment> = kube::Api::namespaced(client, &repo.namespace);

@@ -44,6 +44,8 @@ pub struct PromoteOptions {
     /// The environment (and clusters) to deploy to.
     pub to: EnvSelection,
     pub mode: PromoteMode,
+    /// `--check`: the `--set` and `--version` a deploy of the checkout would be given.
+    pub checkout: Overrides,
     /// Create the release namespace where it does not exist.
     pub create_namespace: bool,
     /// Per-cluster wait for health (default: the target environment's rollout.timeout).
@@ -96,7 +98,7 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
         },
     };
     match args.mode {
-        PromoteMode::Check => check(&release, &promoted, args.output),
+        PromoteMode::Check => check(&release, &args.checkout, &promoted, args.output),
         PromoteMode::DryRun => {
             if let Err(refused) = require_soak(&selected, &release, &promoted.artifact).await {
                 crate::output::eprint_line(&format!("promote would be refused: {refused}"));
@@ -213,11 +215,16 @@ async fn source_revision(
     }
 }
 
-/// `--check`: the checkout's artifact (its chart, version and `spec.values`, no
-/// `--set`) against the one the source runs. Exit 0 when they are the same, 1 when
-/// they differ (as diff(1)), with what differs.
-fn check(release: &LoadedRelease, promoted: &Promoted, output: OutputFormat) -> Result<()> {
-    let here = artifact_of(release, &Overrides::default())?;
+/// `--check`: the checkout's artifact (its chart, version and `spec.values`, with the
+/// `--set` and `--version` given) against the one the source runs. Exit 0 when they
+/// are the same, 1 when they differ (as diff(1)), with what differs.
+fn check(
+    release: &LoadedRelease,
+    checkout: &Overrides,
+    promoted: &Promoted,
+    output: OutputFormat,
+) -> Result<()> {
+    let here = artifact_of(release, checkout)?;
     let source = &promoted.from;
     let there = format!("{} ({})", source.environment, source.deployment_id);
     let differences = promoted.artifact.differences(&here, &there, "the checkout");

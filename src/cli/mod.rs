@@ -230,6 +230,12 @@ pub struct PromoteArgs {
     /// exit 0 when the same, 1 when they differ; change nothing.
     #[arg(long)]
     pub check: bool,
+    /// With --check: the --set a deploy of the checkout would be given.
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "check")]
+    pub set: Vec<String>,
+    /// With --check: the application version a deploy of the checkout would be given.
+    #[arg(long, requires = "check")]
+    pub version: Option<String>,
     /// Create the release namespace where it does not exist.
     #[arg(long)]
     pub create_namespace: bool,
@@ -471,6 +477,11 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                     kubeconfig: args.kubeconfig,
                 },
                 mode,
+                checkout: Overrides {
+                    sets: args.set,
+                    version: args.version,
+                    promoted: None,
+                },
                 create_namespace: args.create_namespace,
                 timeout: args.timeout,
                 output: args.output,

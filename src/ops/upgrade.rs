@@ -641,6 +641,11 @@ mod tests {
             [(1, Status::Superseded), (2, Status::Deployed)]
         );
         assert_eq!(store.records()[1].operation, Operation::Upgrade);
+        // When each became healthy is kept; the superseded one's `updated` is when it
+        // stopped running: together, how long it ran healthy (promotion soak).
+        let (old, new) = (&store.records()[0], &store.records()[1]);
+        let old_healthy = old.healthy_at.expect("recorded healthy");
+        assert!(old_healthy <= old.updated && new.healthy_at.is_some_and(|t| t >= old_healthy));
         assert_eq!(
             second
                 .pruned
@@ -775,6 +780,10 @@ mod tests {
             [(1, Status::Deployed), (2, Status::Failed)]
         );
         assert!(store.records()[1].description.contains("CrashLoopBackOff"));
+        assert!(
+            store.records()[1].healthy_at.is_none(),
+            "a failed revision never became healthy"
+        );
     }
 
     #[tokio::test]
