@@ -192,11 +192,9 @@ async fn source_revision(
                 },
             }
         })
-        .buffer_unordered(plan.concurrency.max(1))
+        .buffered(plan.concurrency.max(1))
         .collect()
         .await;
-    let mut clusters = clusters;
-    clusters.sort_by(|a, b| a.context.cmp(&b.context));
     match agreed(&clusters) {
         Ok(record) => Ok(record.clone()),
         Err(problems) => {
