@@ -228,14 +228,29 @@ fn prod_gets_the_chart_and_values_dev_ran_not_the_edited_checkout() {
         assert_eq!(cell["promoted_from"]["deploymentId"], dev_id.as_str());
         assert_eq!(cell["artifact"], dev_artifact.as_str(), "{rows:#}");
     }
-    let table = ok(run(fleet(), &repo, &["history", "hello", "--env", "prod"]));
-    let table = String::from_utf8_lossy(&table.stdout);
+    let table_run = ok(run(fleet(), &repo, &["history", "hello", "--env", "prod"]));
+    let table = String::from_utf8_lossy(&table_run.stdout);
     assert!(
         table.contains(&format!(
             "{prod_id} was promoted from dev (deployment {dev_id})"
         )) && table.contains(&dev_artifact[..19]),
         "{table}"
     );
+    // No secret value of either environment in anything promote or history printed.
+    use base64::Engine;
+    for value in [
+        "fake-prod-hello-db-password-7777",
+        "fake-dev-hello-db-password-1111",
+    ] {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+        for out in [&check, &dry, &promoted, &history, &table_run] {
+            let text = describe(out);
+            assert!(
+                !text.contains(value) && !text.contains(&encoded),
+                "{value} shown:\n{text}"
+            );
+        }
+    }
 }
 
 #[test]
