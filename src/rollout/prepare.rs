@@ -21,8 +21,9 @@ pub struct Overrides {
     pub sets: Vec<String>,
     pub version: Option<String>,
     /// `promote`: this recorded artifact in place of the checkout's chart, version,
-    /// `spec.values` and `--set` (which must then be empty); the descriptor gives only
-    /// the environment-dependent values, scaling and secret mappings.
+    /// `spec.values` and `--set` (`sets` and `version` are then not used); the
+    /// descriptor gives only the environment-dependent values, scaling and secret
+    /// mappings.
     pub promoted: Option<Promoted>,
 }
 
