@@ -534,10 +534,11 @@ fn render_secrets(
 /// One cluster of `rollback --dry-run`: what it runs and where it would go.
 #[derive(serde::Serialize, tabled::Tabled)]
 struct PlanRow {
+    #[tabled(rename = "CLUSTER")]
     cluster: String,
-    #[tabled(rename = "runs now")]
+    #[tabled(rename = "RUNS NOW")]
     now: String,
-    #[tabled(rename = "would go to")]
+    #[tabled(rename = "WOULD GO TO")]
     to: String,
 }
 
