@@ -159,6 +159,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         options.lock.wait = wait;
     }
     options.targets = selected.plan.contexts();
+    options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
     let run_id = crate::rollout::new_deployment_id();
     let steps = RollbackSteps {
         clusters,

@@ -12,8 +12,8 @@ pub use crate::redact::{is_secret, redact_manifest};
 pub use environment::{DeploymentState, EnvironmentHistory};
 pub use history::History;
 pub use record::{
-    content_digest, values_without_secrets, ChartRef, Operation, ReleaseRecord, RevisionSource,
-    SecretSource, Status,
+    content_digest, values_without_secrets, Audit, ChartRef, Operation, ReleaseRecord,
+    RevisionSource, SecretSource, Status,
 };
 
 /// Record fixtures for the unit tests of every layer that reads records.
@@ -50,6 +50,7 @@ pub(crate) mod tests_support {
             user: "u".into(),
             host: "h".into(),
             description: String::new(),
+            audit: None,
         }
     }
 }
