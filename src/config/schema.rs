@@ -31,15 +31,17 @@ pub enum SchemaKind {
     Environment,
 }
 
-/// The JSON Schema (draft 2020-12) of a file format.
+/// The JSON Schema of a file format, in draft 7: the draft every YAML language server
+/// reads (newer ones are not supported by all of them).
 pub fn schema(kind: SchemaKind) -> serde_json::Value {
+    let generator = || schemars::generate::SchemaSettings::draft07().into_generator();
     let (mut schema, title) = match kind {
         SchemaKind::Release => (
-            schemars::schema_for!(ReleaseDescriptor),
+            generator().into_root_schema_for::<ReleaseDescriptor>(),
             "flotilla release descriptor (releases/<name>/release.yaml)",
         ),
         SchemaKind::Environment => (
-            schemars::schema_for!(Environment),
+            generator().into_root_schema_for::<Environment>(),
             "flotilla environment file (environments/<env>.yaml)",
         ),
     };
