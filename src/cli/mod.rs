@@ -549,6 +549,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             action::promote::run(root, &opts).await
         }
         Command::Status(args) => action::status::run(root, &args.target.into(), args.output).await,
+        // `run` answers diff itself, for its outcome; this arm keeps the match whole.
         Command::Diff(args) => diff(root, args).await.map(|_| ()),
         Command::Uninstall(args) => {
             let (env, branch) = args.env.resolve();
