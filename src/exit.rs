@@ -9,6 +9,10 @@
 //! | 3 | an environment problem (a cluster or Vault unreachable, permission denied, a lock held) found before anything was changed; also a run refused in every cluster before any change |
 //! | 130, 143 | a run abandoned by a second SIGINT or SIGTERM (128 + the signal): its partial report is printed |
 //!
+//! `diff --exit-code` has its own scheme, helmfile's detailed exit code: 0 no change, 2
+//! changes, 1 any error (a bad command line included), so that a CI step can tell
+//! "changes pending" from "broken" ([`ExitScheme::Detailed`]).
+//!
 //! The layers below only describe what went wrong (their error enums); none of them
 //! imports this module, so the classification lives here once and the layers keep
 //! pointing one way.
@@ -40,6 +44,45 @@ impl ExitKind {
             ExitKind::Environment => 3,
             ExitKind::Signal(n) => 128u8.saturating_add(n),
         }
+    }
+}
+
+/// How the outcome of a run becomes the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitScheme {
+    /// The table above.
+    Standard,
+    /// `diff --exit-code`: 0 no change, 2 changes, 1 error.
+    Detailed,
+}
+
+/// What a command that succeeded tells the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Finished {
+    #[default]
+    Done,
+    /// A diff that found changes.
+    Changes,
+}
+
+/// The exit code of a run that parsed its command line and ran.
+pub fn code(result: &Result<Finished, Error>, scheme: ExitScheme) -> u8 {
+    match (result, scheme) {
+        (Ok(Finished::Changes), ExitScheme::Detailed) => 2,
+        (Ok(_), _) => 0,
+        (Err(_), ExitScheme::Detailed) => 1,
+        (Err(err), ExitScheme::Standard) => err.exit_kind().code(),
+    }
+}
+
+/// The exit code of a command line clap did not run: help and version are success; a
+/// refused command line is bad input (2), or under `--exit-code` an error (1), never
+/// to be read as "changes".
+pub fn usage_code(is_error: bool, scheme: ExitScheme) -> u8 {
+    match (is_error, scheme) {
+        (false, _) => 0,
+        (true, ExitScheme::Detailed) => 1,
+        (true, ExitScheme::Standard) => ExitKind::UserError.code(),
     }
 }
 
@@ -111,5 +154,32 @@ impl Classify for VaultError {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_detailed_scheme_is_helmfiles() {
+        let bad_input = || Err(Error::Reported("lint found 1 problem".into()));
+        let unreachable = || Err(Error::Refused("every cluster refused".into()));
+        let detailed = ExitScheme::Detailed;
+        assert_eq!(code(&Ok(Finished::Done), detailed), 0);
+        assert_eq!(code(&Ok(Finished::Changes), detailed), 2);
+        assert_eq!(code(&bad_input(), detailed), 1);
+        assert_eq!(code(&unreachable(), detailed), 1);
+        assert_eq!(usage_code(true, detailed), 1);
+        assert_eq!(usage_code(false, detailed), 0);
+    }
+
+    #[test]
+    fn the_standard_scheme_ignores_changes() {
+        let standard = ExitScheme::Standard;
+        assert_eq!(code(&Ok(Finished::Changes), standard), 0);
+        assert_eq!(code(&Err(Error::Reported("x".into())), standard), 2);
+        assert_eq!(code(&Err(Error::Refused("x".into())), standard), 3);
+        assert_eq!(usage_code(true, standard), 2);
     }
 }

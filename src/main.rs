@@ -2,11 +2,21 @@
 //! logging, runtime), run the command, and turn its outcome into the exit code that
 //! [`flotilla::exit`] decides.
 use clap::Parser;
-use flotilla::exit::{Classify, ExitKind};
+use flotilla::exit::ExitKind;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = flotilla::cli::Cli::parse();
+    // A shell asking for completions (`COMPLETE=bash flotilla ...`) is answered and the
+    // process exits here, before anything is parsed or printed.
+    flotilla::cli::generate::complete_if_asked();
+    let scheme = flotilla::cli::exit_scheme(std::env::args_os());
+    let cli = match flotilla::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(flotilla::exit::usage_code(err.use_stderr(), scheme));
+        }
+    };
     // Before any TLS connection, to Vault or to a cluster: two rustls providers are
     // linked (kube's ring, reqwest's aws-lc-rs) and rustls refuses to guess between them.
     flotilla::install_tls_provider();
@@ -18,11 +28,9 @@ fn main() -> ExitCode {
             return ExitCode::from(ExitKind::Environment.code());
         }
     };
-    match runtime.block_on(flotilla::cli::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            flotilla::output::eprint_line(&format!("error: {err}"));
-            ExitCode::from(err.exit_kind().code())
-        }
+    let result = runtime.block_on(flotilla::cli::run(cli));
+    if let Err(err) = &result {
+        flotilla::output::eprint_line(&format!("error: {err}"));
     }
+    ExitCode::from(flotilla::exit::code(&result, scheme))
 }

@@ -55,7 +55,7 @@ fn cluster<'a>(report: &'a Value, context: &str) -> &'a Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["context"] == context)
+        .find(|c| c["cluster"] == context)
         .unwrap_or_else(|| panic!("no {context} in {report:#}"))
 }
 

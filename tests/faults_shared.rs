@@ -594,7 +594,7 @@ async fn a_run_whose_lease_another_takes_stops_there_and_never_restores_over_it(
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["context"] == lost.as_str())
+        .find(|c| c["cluster"] == lost.as_str())
         .unwrap();
     let error = row["error"].as_str().unwrap();
     assert!(

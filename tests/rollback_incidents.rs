@@ -348,7 +348,7 @@ fn rollback_with_vault_down_keeps_only_what_needs_its_secrets_live() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["context"] == *context)
+            .find(|c| c["cluster"] == *context)
             .unwrap();
         let kept: Vec<&str> = row["kept_live"]
             .as_array()

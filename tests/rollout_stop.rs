@@ -37,7 +37,7 @@ fn a_cluster_stopped_mid_run_is_reported_with_the_command_that_finishes_the_job(
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["context"] == "s-a")
+        .find(|c| c["cluster"] == "s-a")
         .unwrap();
     assert_eq!(s_a["finish_with"], command_line.as_str(), "{report:#}");
 
@@ -58,7 +58,7 @@ fn a_cluster_stopped_mid_run_is_reported_with_the_command_that_finishes_the_job(
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["context"] == "s-a")
+        .find(|c| c["cluster"] == "s-a")
         .unwrap();
     assert_eq!(s_a["finish_with"], command_line.as_str(), "{report:#}");
 

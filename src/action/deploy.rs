@@ -103,6 +103,7 @@ pub async fn deploy_releases(
         options.lock.wait = wait;
     }
     options.targets = selected.plan.contexts();
+    options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
     let several = releases.len() > 1;
     let reporter_for = |r: &LoadedRelease| {
         if several {

@@ -1,7 +1,8 @@
 //! `flotilla diff RELEASE --env E [--clusters CTX,CTX] [-o json]`: per cluster of the
 //! environment (all of them unless named), what a deploy would change, by server-side
 //! dry-run apply against live; secret values shown only as digests. The secrets of
-//! every cluster are read from Vault once, before any cluster is contacted.
+//! every cluster are read from Vault once, before any cluster is contacted. It tells
+//! whether anything would change, for `--exit-code` (decided in `exit`).
 
 use super::status::show;
 use super::{every_cluster, ReleaseSelection};
@@ -17,7 +18,7 @@ pub async fn run(
     args: &ReleaseSelection,
     overrides: &Overrides,
     output: OutputFormat,
-) -> Result<()> {
+) -> Result<Changes> {
     let opened = every_cluster::open(root, args)?;
     let selected = &opened.selected;
     let render =
@@ -31,7 +32,7 @@ pub async fn show_changes(
     opened: &every_cluster::Opened,
     render: &ReleaseRender,
     output: OutputFormat,
-) -> Result<()> {
+) -> Result<Changes> {
     let answers = every_cluster::query_each(opened, |cluster, handle| async move {
         let history = ops::history(&handle, render.namespace(), render.name()).await?;
         // Read, never made: a diff changes nothing.
@@ -72,7 +73,24 @@ pub async fn show_changes(
             crate::output::print(&sections.join("\n"))?;
         }
     }
-    every_cluster::finish(answers)
+    let changes = if answers.iter().any(|(_, answer)| {
+        answer
+            .as_ref()
+            .is_ok_and(|diffs| diffs.iter().any(|d| d.action != DiffAction::Unchanged))
+    }) {
+        Changes::Some
+    } else {
+        Changes::None
+    };
+    every_cluster::finish(answers)?;
+    Ok(changes)
+}
+
+/// Whether a deploy would change anything in any cluster of the diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changes {
+    None,
+    Some,
 }
 
 /// One cluster's changes, one line per changed object and one per field.

@@ -5,7 +5,7 @@ use super::{multi, ReleaseSelection};
 use crate::cluster::ClusterHandle;
 use crate::ops;
 use crate::output::OutputFormat;
-use crate::release::History;
+use crate::release::{Audit, History};
 use crate::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -31,9 +31,67 @@ struct Cell {
     updated: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     description: String,
+    /// Who ran it, on which host.
+    user: String,
+    host: String,
+    /// From where: git commit, branch and dirty tree, CI job, flotilla version; `null`
+    /// for a revision recorded before flotilla kept them.
+    audit: Option<AuditView>,
+}
+
+/// A record's [`Audit`] as `-o json` names it: snake_case like all of flotilla's JSON
+/// (the record itself is camelCase, as Kubernetes objects are), every key present.
+#[derive(Debug, Serialize)]
+struct AuditView {
+    flotilla_version: String,
+    git_commit: Option<String>,
+    git_branch: Option<String>,
+    git_dirty: Option<bool>,
+    ci_job_url: Option<String>,
+    ci_actor: Option<String>,
+}
+
+impl From<Audit> for AuditView {
+    fn from(audit: Audit) -> AuditView {
+        AuditView {
+            flotilla_version: audit.flotilla_version,
+            git_commit: audit.git_commit,
+            git_branch: audit.git_branch,
+            git_dirty: audit.git_dirty,
+            ci_job_url: audit.ci_job_url,
+            ci_actor: audit.ci_actor,
+        }
+    }
 }
 
 impl Cell {
+    /// `alice@ci-runner-3`, or the CI's user when CI ran it for someone.
+    fn by(&self) -> String {
+        match self.audit.as_ref().and_then(|a| a.ci_actor.as_deref()) {
+            Some(actor) => format!("{actor} ({}@{})", self.user, self.host),
+            None => format!("{}@{}", self.user, self.host),
+        }
+    }
+
+    /// `3f9a2c1 main`, `3f9a2c1+dirty main`, `-` when the run knew no commit.
+    fn commit(&self) -> String {
+        let Some(audit) = &self.audit else {
+            return "-".into();
+        };
+        let mut text = match &audit.git_commit {
+            Some(commit) => commit.chars().take(7).collect(),
+            None => "-".to_string(),
+        };
+        if audit.git_dirty == Some(true) {
+            text.push_str("+dirty");
+        }
+        if let Some(branch) = &audit.git_branch {
+            text.push(' ');
+            text.push_str(branch);
+        }
+        text
+    }
+
     /// `3 superseded (upgrade 10:41)`, `5 deployed (rollback to 2026…-ab12, 10:44)`.
     fn text(&self) -> String {
         let time = self.updated.get(11..16).unwrap_or(&self.updated);
@@ -104,6 +162,9 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                 promoted_from: r.promoted_from().cloned(),
                 updated: r.updated.format("%Y-%m-%d %H:%M:%S").to_string(),
                 description: r.description.clone(),
+                user: r.user.clone(),
+                host: r.host.clone(),
+                audit: r.audit.clone().map(AuditView::from),
             });
         }
     }
@@ -119,12 +180,14 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
         ))?,
         OutputFormat::Table => {
             let mut table = Builder::default();
+            // The clusters' columns are named by their contexts as written.
             let mut header = vec![
-                "deployment id".to_owned(),
-                "version".to_owned(),
-                "artifact".to_owned(),
+                "DEPLOYMENT ID".to_owned(),
+                "VERSION".to_owned(),
+                "ARTIFACT".to_owned(),
             ];
             header.extend(contexts.iter().cloned());
+            header.extend(["BY".to_owned(), "COMMIT".to_owned()]);
             table.push_record(header);
             let mut provenance = Vec::new();
             for row in &rows {
@@ -155,6 +218,9 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                         Some(cells) => cells.iter().map(Cell::text).collect::<Vec<_>>().join(", "),
                     });
                 }
+                // One run, one origin: every cluster of a deployment id recorded the same.
+                line.push(first.map_or("-".into(), Cell::by));
+                line.push(first.map_or("-".into(), Cell::commit));
                 table.push_record(line);
             }
             let mut text = crate::output::table_text(table.build());

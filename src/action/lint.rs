@@ -29,7 +29,9 @@ pub struct LintRow {
     pub release: String,
     #[tabled(rename = "ENVIRONMENT")]
     pub environment: String,
+    /// How many clusters (`clusters` in JSON is always a list or map of clusters).
     #[tabled(rename = "CLUSTERS")]
+    #[serde(rename = "cluster_count")]
     pub clusters: usize,
     /// Objects rendered, over all the clusters.
     #[tabled(rename = "OBJECTS")]

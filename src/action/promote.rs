@@ -110,7 +110,8 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
             let render =
                 ReleaseRender::prepare(&selected.env, &release, &selected.plan, &overrides).await?;
             let opened = every_cluster::Opened { selected, release };
-            diff::show_changes(&opened, &render, args.output).await
+            diff::show_changes(&opened, &render, args.output).await?;
+            Ok(())
         }
         PromoteMode::Deploy => {
             require_soak(&selected, &release, &promoted.artifact).await?;

@@ -159,6 +159,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         options.lock.wait = wait;
     }
     options.targets = selected.plan.contexts();
+    options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
     let run_id = crate::rollout::new_deployment_id();
     let steps = RollbackSteps {
         clusters,
@@ -534,10 +535,11 @@ fn render_secrets(
 /// One cluster of `rollback --dry-run`: what it runs and where it would go.
 #[derive(serde::Serialize, tabled::Tabled)]
 struct PlanRow {
+    #[tabled(rename = "CLUSTER")]
     cluster: String,
-    #[tabled(rename = "runs now")]
+    #[tabled(rename = "RUNS NOW")]
     now: String,
-    #[tabled(rename = "would go to")]
+    #[tabled(rename = "WOULD GO TO")]
     to: String,
 }
 

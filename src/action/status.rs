@@ -11,19 +11,27 @@ use tabled::{Table, Tabled};
 
 #[derive(Tabled)]
 struct SummaryRow {
+    #[tabled(rename = "CLUSTER")]
     cluster: String,
+    #[tabled(rename = "REVISION")]
     revision: String,
-    #[tabled(rename = "deployment id")]
+    #[tabled(rename = "DEPLOYMENT ID")]
     deployment_id: String,
+    #[tabled(rename = "VERSION")]
     version: String,
+    #[tabled(rename = "HEALTH")]
     health: String,
+    #[tabled(rename = "DRIFTED")]
     drifted: String,
 }
 
 #[derive(Tabled)]
 struct Row {
+    #[tabled(rename = "OBJECT")]
     object: String,
+    #[tabled(rename = "HEALTH")]
     health: String,
+    #[tabled(rename = "DRIFT")]
     drift: String,
 }
 

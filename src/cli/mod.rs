@@ -7,12 +7,18 @@
 //! (its folder name under releases/, or the path of its release.yaml); `--env` or
 //! `--branch` picks the environment; multi-cluster commands take `--clusters a,b`
 //! (`--cluster` is an alias), single-cluster ones `--cluster CTX`; read commands take
-//! `-o table|json`.
+//! `-o table|json`. The common flags have `FLOTILLA_*` environment variables
+//! (`FLOTILLA_ROOT`, `FLOTILLA_ENV`, `FLOTILLA_KUBECONFIG`, `FLOTILLA_OUTPUT`); a flag given
+//! on the command line wins (docs/cli.md).
 
 use crate::action;
+use crate::exit::{ExitScheme, Finished};
 use crate::output::OutputFormat;
 use crate::rollout::prepare::Overrides;
+
+pub mod generate;
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCompleter;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,7 +30,7 @@ use std::time::Duration;
 )]
 pub struct Cli {
     /// The deployment repo: the folder holding `releases/` and `environments/`.
-    #[arg(long, global = true, default_value = ".")]
+    #[arg(long, global = true, default_value = ".", env = generate::ROOT_ENV)]
     pub root: PathBuf,
     /// More logging (repeat for more); logs go to stderr and never hold secret values.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -61,13 +67,42 @@ pub enum Command {
     /// The Vault secrets of a release: check that they resolve, print the policy they need.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Print the completion script of a shell (commands, flags, values). For release
+    /// and environment names as well, source `COMPLETE=<shell> flotilla` instead (see
+    /// docs/cli.md).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the JSON Schema of release descriptors or environment files, for an
+    /// editor's YAML language server (see docs/configuration.md).
+    Schema {
+        #[arg(value_enum)]
+        file: SchemaFile,
+    },
+    /// Print the man page flotilla(1), or with `--out DIR` write one page per command
+    /// (flotilla.1, flotilla-deploy.1, ...) into DIR.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The file formats `flotilla schema` describes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaFile {
+    /// `releases/<name>/release.yaml`.
+    Release,
+    /// `environments/<env>.yaml`.
+    Environment,
 }
 
 /// Which environment a command works on: by name or by git branch.
 #[derive(Debug, Clone, Args)]
 pub struct EnvNameArgs {
-    /// The environment (environments/<ENV>.yaml).
-    #[arg(long, required_unless_present = "branch")]
+    /// The environment (environments/<ENV>.yaml); without --env and --branch,
+    /// $FLOTILLA_ENV.
+    #[arg(long, add = ArgValueCompleter::new(generate::environment_names))]
     pub env: Option<String>,
     /// Pick the environment whose `branch` is this git branch.
     #[arg(long, conflicts_with = "env")]
@@ -83,7 +118,7 @@ pub struct EnvArgs {
     #[arg(long, alias = "cluster", value_name = "CTX,CTX")]
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
-    #[arg(long)]
+    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 }
 
@@ -91,6 +126,7 @@ pub struct EnvArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ReleaseEnvArgs {
     /// The release: its folder name under releases/, or the path of its release.yaml.
+    #[arg(add = ArgValueCompleter::new(generate::release_names))]
     pub release: String,
     #[command(flatten)]
     pub env: EnvArgs,
@@ -110,7 +146,7 @@ pub struct OverrideArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DeployArgs {
     /// The release: its folder name under releases/, or the path of its release.yaml.
-    #[arg(required_unless_present = "all")]
+    #[arg(required_unless_present = "all", add = ArgValueCompleter::new(generate::release_names))]
     pub release: Option<String>,
     /// Every release under releases/, releases in parallel.
     #[arg(long, conflicts_with = "release")]
@@ -143,13 +179,14 @@ pub struct DeployArgs {
     /// not renewed for its duration is taken over before (default: 21s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub lock_timeout: Option<Duration>,
-    #[arg(short, long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
     /// The release: its folder name under releases/, or the path of its release.yaml.
+    #[arg(add = ArgValueCompleter::new(generate::release_names))]
     pub release: String,
     #[command(flatten)]
     pub env: EnvArgs,
@@ -175,7 +212,7 @@ pub struct RollbackArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub lock_timeout: Option<Duration>,
     /// Output format of the summary.
-    #[arg(short, long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
 
@@ -199,20 +236,26 @@ cannot be reached are reported with the exact command that finishes the job.";
 pub struct HistoryArgs {
     #[command(flatten)]
     pub target: ReleaseEnvArgs,
-    #[arg(short, long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct PromoteArgs {
     /// The release: its folder name under releases/, or the path of its release.yaml.
+    #[arg(add = ArgValueCompleter::new(generate::release_names))]
     pub release: String,
     /// The environment whose running artifact is promoted (default: the target's
     /// `promotion.from`).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(generate::environment_names))]
     pub from: Option<String>,
     /// The environment to deploy to (environments/<ENV>.yaml).
-    #[arg(long, visible_alias = "env", required_unless_present = "branch")]
+    #[arg(
+        long,
+        visible_alias = "env",
+        required_unless_present = "branch",
+        add = ArgValueCompleter::new(generate::environment_names)
+    )]
     pub to: Option<String>,
     /// Or the environment whose `branch` is this git branch.
     #[arg(long, conflicts_with = "to")]
@@ -221,7 +264,7 @@ pub struct PromoteArgs {
     #[arg(long, alias = "cluster", value_name = "CTX,CTX")]
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
-    #[arg(long)]
+    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
     /// Show per target cluster what the promotion would change; change nothing.
     #[arg(long, conflicts_with = "check")]
@@ -243,7 +286,7 @@ pub struct PromoteArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
     /// Output format of the summary.
-    #[arg(short, long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
 
@@ -251,7 +294,7 @@ pub struct PromoteArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: ReleaseEnvArgs,
-    #[arg(short, long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
 
@@ -261,13 +304,18 @@ pub struct DiffArgs {
     pub target: ReleaseEnvArgs,
     #[command(flatten)]
     pub overrides: OverrideArgs,
-    #[arg(short, long, value_enum, default_value_t)]
+    /// Exit 0 when nothing would change, 2 when something would, 1 on any error (as
+    /// helmfile's --detailed-exitcode), for CI.
+    #[arg(long)]
+    pub exit_code: bool,
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct UninstallArgs {
     /// The release: its folder name under releases/, or the path of its release.yaml.
+    #[arg(add = ArgValueCompleter::new(generate::release_names))]
     pub release: String,
     #[command(flatten)]
     pub env: EnvNameArgs,
@@ -275,16 +323,17 @@ pub struct UninstallArgs {
     #[arg(long)]
     pub cluster: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
-    #[arg(long)]
+    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct TemplateArgs {
     /// The release: its folder name under releases/, or the path of its release.yaml.
+    #[arg(add = ArgValueCompleter::new(generate::release_names))]
     pub release: String,
     /// The environment (environments/<ENV>.yaml).
-    #[arg(long)]
+    #[arg(long, env = ENV_VAR, add = ArgValueCompleter::new(generate::environment_names))]
     pub env: String,
     /// Only this cluster (kube context); prints its objects and nothing else.
     #[arg(long)]
@@ -300,9 +349,10 @@ pub struct TemplateArgs {
 pub struct LintArgs {
     /// Only this release: its folder name under releases/, or the path of its
     /// release.yaml.
+    #[arg(add = ArgValueCompleter::new(generate::release_names))]
     pub release: Option<String>,
     /// Only against this environment.
-    #[arg(long, conflicts_with = "branch")]
+    #[arg(long, conflicts_with = "branch", add = ArgValueCompleter::new(generate::environment_names))]
     pub env: Option<String>,
     /// Only against the environment this git branch deploys to.
     #[arg(long)]
@@ -311,7 +361,7 @@ pub struct LintArgs {
     #[arg(long)]
     pub strict: bool,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }
 
@@ -322,7 +372,7 @@ pub enum SecretsCommand {
     Check {
         #[command(flatten)]
         target: SecretsTarget,
-        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
     /// Print the minimal Vault policy (HCL) the release needs in the environment: `read`
@@ -336,17 +386,34 @@ pub enum SecretsCommand {
 #[derive(Debug, Clone, Args)]
 pub struct SecretsTarget {
     /// The release: its folder name under releases/, or the path of its release.yaml.
+    #[arg(add = ArgValueCompleter::new(generate::release_names))]
     pub release: String,
     /// The environment (environments/<ENV>.yaml).
-    #[arg(long)]
+    #[arg(long, env = ENV_VAR, add = ArgValueCompleter::new(generate::environment_names))]
     pub env: String,
+}
+
+/// The variable naming the environment when the command line names none. Not a clap
+/// `env` of `--env`: clap would count it as given, and `--branch` on the command line
+/// would then conflict with a variable set for the whole CI job.
+pub const ENV_VAR: &str = "FLOTILLA_ENV";
+
+impl EnvNameArgs {
+    /// (environment, branch): the command line's, else `$FLOTILLA_ENV`.
+    fn resolve(self) -> (Option<String>, Option<String>) {
+        match (self.env, self.branch) {
+            (None, None) => (std::env::var(ENV_VAR).ok().filter(|e| !e.is_empty()), None),
+            given => given,
+        }
+    }
 }
 
 impl From<EnvArgs> for action::EnvSelection {
     fn from(args: EnvArgs) -> action::EnvSelection {
+        let (env, branch) = args.name.resolve();
         action::EnvSelection {
-            env: args.name.env,
-            branch: args.name.branch,
+            env,
+            branch,
             clusters: args.clusters,
             kubeconfig: args.kubeconfig,
         }
@@ -405,9 +472,21 @@ pub fn init_logging(cli: &Cli) {
         // after FLOTILLA_LOG's: no directive (`handlebars::render=debug`, a span filter)
         // can turn them back on, as a more specific directive would in one EnvFilter.
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            !is_silenced_target(meta.target())
+            !is_silenced_target(meta.target()) && !is_cert_bypassed_line(meta)
         }));
     tracing_subscriber::registry().with(fmt).init();
+}
+
+/// kube's `Server cert bypassed`, logged at every TLS handshake with a context that
+/// sets `insecure-skip-tls-verify`: one line per connection, dozens a run. flotilla
+/// says it once per run itself (`cluster::client`). The event is told from the other
+/// warning of the same module (a CA bundle reload, which carries a `path`) by its
+/// fields: a message and nothing else.
+fn is_cert_bypassed_line(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_event()
+        && meta.target().starts_with("kube_client::client::tls")
+        && *meta.level() == tracing::Level::WARN
+        && meta.fields().iter().all(|f| f.name() == "message")
 }
 
 /// The crates whose logs are never shown, at any level, whatever `FLOTILLA_LOG` says.
@@ -424,9 +503,35 @@ pub fn is_silenced_target(target: &str) -> bool {
     })
 }
 
-pub async fn run(cli: Cli) -> crate::Result<()> {
+/// `diff --exit-code` asks for the detailed exit codes; read from the raw arguments,
+/// because a command line clap refuses needs its code too.
+pub fn exit_scheme(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitScheme {
+    if args.into_iter().any(|arg| arg == "--exit-code") {
+        ExitScheme::Detailed
+    } else {
+        ExitScheme::Standard
+    }
+}
+
+pub async fn run(cli: Cli) -> crate::Result<Finished> {
     let root = &cli.root;
     match cli.command {
+        Command::Diff(args) => diff(root, args).await,
+        command => run_command(root, command).await.map(|()| Finished::Done),
+    }
+}
+
+async fn diff(root: &std::path::Path, args: DiffArgs) -> crate::Result<Finished> {
+    let target = args.target.into();
+    let changes = action::diff::run(root, &target, &args.overrides.into(), args.output).await?;
+    Ok(match changes {
+        action::diff::Changes::Some if args.exit_code => Finished::Changes,
+        _ => Finished::Done,
+    })
+}
+
+async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<()> {
+    match command {
         Command::Deploy(args) => {
             let opts = action::deploy::DeployOptions {
                 release: args.release,
@@ -489,15 +594,14 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
             action::promote::run(root, &opts).await
         }
         Command::Status(args) => action::status::run(root, &args.target.into(), args.output).await,
-        Command::Diff(args) => {
-            let target = args.target.into();
-            action::diff::run(root, &target, &args.overrides.into(), args.output).await
-        }
+        // `run` answers diff itself, for its outcome; this arm keeps the match whole.
+        Command::Diff(args) => diff(root, args).await.map(|_| ()),
         Command::Uninstall(args) => {
+            let (env, branch) = args.env.resolve();
             let opts = action::uninstall::UninstallOptions {
                 release: args.release,
-                env: args.env.env,
-                branch: args.env.branch,
+                env,
+                branch,
                 cluster: args.cluster,
                 kubeconfig: args.kubeconfig,
             };
@@ -527,6 +631,15 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
             };
             action::lint::run(root, &scope, args.strict, args.output)
         }
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Schema { file } => {
+            let kind = match file {
+                SchemaFile::Release => crate::config::SchemaKind::Release,
+                SchemaFile::Environment => crate::config::SchemaKind::Environment,
+            };
+            Ok(crate::output::print_json(&crate::config::schema(kind))?)
+        }
+        Command::Man { out } => generate::man(out.as_deref()),
     }
 }
 

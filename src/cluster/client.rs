@@ -100,6 +100,18 @@ where
     }
 }
 
+/// kube logs `Server cert bypassed` at every TLS handshake with a context that sets
+/// `insecure-skip-tls-verify` (the CLI drops those lines); flotilla says it once per
+/// run instead, naming the first such context.
+fn warn_insecure_once(context: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "context {context}: insecure-skip-tls-verify is set, so the server's certificate is not checked (said once per run)"
+        );
+    });
+}
+
 /// `(apiVersion, kind)` → the resource and whether it is namespaced.
 type DiscoveryCache = HashMap<(String, String), (ApiResource, bool)>;
 
@@ -141,6 +153,9 @@ impl ClusterHandle {
                 context: context.to_owned(),
                 message: e.to_string(),
             })?;
+        if config.accept_invalid_certs {
+            warn_insecure_once(context);
+        }
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
         let count =

@@ -1,11 +1,14 @@
 //! `environments/<env>.yaml`: an environment's clusters, their globals, Vault and rollout.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
+    /// The environment's name: a DNS-1123 label, equal to the file name without `.yaml`.
+    #[schemars(length(max = 63), regex(pattern = super::schema::DNS_LABEL))]
     pub name: String,
     /// The git branch whose merges deploy here (`deploy --branch`).
     #[serde(default)]
@@ -17,14 +20,16 @@ pub struct Environment {
     /// Where this environment's artifacts come from (dev → staging → prod).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<PromotionChain>,
+    #[schemars(length(min = 1))]
     pub clusters: Vec<Cluster>,
 }
 
 /// `promotion:` of an environment file: the environment before this one in a chain.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromotionChain {
     /// The environment this one is promoted from: the default of `promote --from`.
+    #[schemars(length(max = 63), regex(pattern = super::schema::DNS_LABEL))]
     pub from: String,
     /// When set, `deploy` and `promote` here refuse an artifact (chart and
     /// environment-independent values) that has not run healthy in every cluster of
@@ -34,14 +39,16 @@ pub struct PromotionChain {
         with = "humantime_serde_option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>", regex(pattern = super::schema::DURATION))]
     pub min_soak: Option<std::time::Duration>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
     /// `VAULT_ADDR` overrides it when set.
     #[serde(default)]
+    #[schemars(regex(pattern = super::schema::URL))]
     pub address: Option<String>,
     /// Vault Enterprise namespace; `VAULT_NAMESPACE` overrides it when set.
     #[serde(default)]
@@ -52,7 +59,7 @@ pub struct VaultConfig {
 }
 
 /// How flotilla logs in to Vault.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
 pub enum VaultAuth {
     /// `VAULT_TOKEN`, else `~/.vault-token`.
@@ -82,19 +89,21 @@ pub enum VaultAuth {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KvConfig {
     pub mount: String,
     /// 1 or 2.
+    #[schemars(range(min = 1, max = 2))]
     pub version: u8,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rollout {
     /// Per cluster, for resources to become ready (`5m`, `90s`).
     #[serde(default = "Rollout::default_timeout", with = "humantime_serde_compat")]
+    #[schemars(with = "String", regex(pattern = super::schema::DURATION))]
     pub timeout: std::time::Duration,
     /// Per cluster, the time budget of putting it back when the run fails: its own,
     /// never what is left of `timeout`. Default: the same as `timeout`.
@@ -103,9 +112,11 @@ pub struct Rollout {
         with = "humantime_serde_option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<String>", regex(pattern = super::schema::DURATION))]
     pub rollback_timeout: Option<std::time::Duration>,
     /// Clusters in flight at once.
     #[serde(default = "Rollout::default_concurrency")]
+    #[schemars(range(min = 1))]
     pub concurrency: usize,
     #[serde(default)]
     pub on_failure: OnFailure,
@@ -131,7 +142,7 @@ impl Default for Rollout {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     /// Every cluster this run touched goes back to its previous revision.
@@ -141,10 +152,11 @@ pub enum OnFailure {
     Halt,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    /// The kubeconfig context name.
+    /// The kubeconfig context name (`default` is reserved for descriptors).
+    #[schemars(extend("not" = { "const": "default" }))]
     pub context: String,
     /// Waves go in order; clusters of one wave at once.
     #[serde(default)]
@@ -154,7 +166,7 @@ pub struct Cluster {
 
 /// What every chart receives as `Values.global`: the four named fields at least, and
 /// any further keys the environment adds.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Globals {
     pub cloud: bool,
     pub env: String,
@@ -162,6 +174,7 @@ pub struct Globals {
     #[serde(rename = "clusterName")]
     pub cluster_name: String,
     #[serde(flatten)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub extra: BTreeMap<String, serde_yaml::Value>,
 }
 

@@ -12,6 +12,7 @@ mod environment;
 mod error;
 mod release;
 mod repo;
+mod schema;
 mod validate;
 pub mod yaml;
 
@@ -19,6 +20,7 @@ pub use environment::*;
 pub use error::ConfigError;
 pub use release::*;
 pub use repo::*;
+pub use schema::{schema, SchemaKind};
 pub use validate::{
     check_environments, check_release_contexts, check_release_for_environment, dns_label_problem,
     dns_subdomain_problem, API_VERSION, KIND,

@@ -2,39 +2,48 @@
 //! environment, replica counts per context and Vault mappings.
 
 use super::Cluster;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The context name that applies where no entry names the cluster's own context.
 pub const DEFAULT_CONTEXT: &str = "default";
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReleaseDescriptor {
     /// Must be `flotilla/v1`.
+    #[schemars(extend("const" = super::validate::API_VERSION))]
     pub api_version: String,
     /// Must be `Release`.
+    #[schemars(extend("const" = super::validate::KIND))]
     pub kind: String,
     pub metadata: ReleaseMetadata,
     pub spec: ReleaseSpec,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseMetadata {
+    /// The release's name: a DNS-1123 label of at most 53 characters, equal to its folder.
+    #[schemars(length(max = 53), regex(pattern = super::schema::DNS_LABEL))]
     pub name: String,
+    /// The namespace of its objects and records: a DNS-1123 label.
+    #[schemars(length(max = 63), regex(pattern = super::schema::DNS_LABEL))]
     pub namespace: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseSpec {
     /// Path of the chart folder, relative to the descriptor.
     pub chart: String,
     /// The application version; charts use it as the image tag.
+    #[schemars(regex(pattern = super::schema::IMAGE_TAG))]
     pub version: String,
     /// Base values, over the chart's `values.yaml`.
     #[serde(default = "empty_mapping")]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub values: serde_yaml::Value,
     /// Per-environment overrides, keyed by environment name.
     #[serde(default)]
@@ -49,43 +58,49 @@ fn empty_mapping() -> serde_yaml::Value {
     serde_yaml::Value::Mapping(Default::default())
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentOverride {
     #[serde(default = "empty_mapping")]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub values: serde_yaml::Value,
 }
 
 /// Replica counts for one kube context (or `default`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scaling {
     pub context: String,
     pub replicas: Vec<Replicas>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Replicas {
     /// Name of a rendered Deployment.
+    #[schemars(length(max = 253), regex(pattern = super::schema::DNS_SUBDOMAIN))]
     pub name: String,
     pub count: u32,
 }
 
 /// One secret the chart receives as `Values.secrets.<secret_id>`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretMapping {
+    /// The chart reads it as `Values.secrets.<secret_id>`: letters, digits, `-`, `_`.
+    #[schemars(regex(pattern = super::schema::SECRET_ID))]
     pub secret_id: String,
+    #[schemars(length(min = 1))]
     pub contexts: Vec<SecretSource>,
 }
 
 /// Where a secret comes from for one kube context (or `default`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecretSource {
     pub name: String,
     /// Handlebars over the cluster's globals: `kv/{{global.env}}/ns1/app1/db`.
+    #[schemars(regex(pattern = super::schema::VAULT_PATH))]
     pub vault_path: String,
     pub vault_key: String,
     /// KV v2 only: pin this version of the secret.

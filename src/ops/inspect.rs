@@ -88,6 +88,8 @@ impl ObjectStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
+    /// The cluster: its kube context (docs/json.md).
+    #[serde(rename = "cluster")]
     pub context: String,
     pub release: String,
     pub revision: u32,

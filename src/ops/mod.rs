@@ -58,6 +58,8 @@ pub struct RunOptions {
     /// The kube contexts the whole run targets, recorded with each revision (a
     /// deployment id is complete when every one of them recorded it healthy).
     pub targets: Vec<String>,
+    /// From where the run was made, recorded with each revision.
+    pub audit: Option<crate::release::Audit>,
 }
 
 impl RunOptions {
@@ -74,6 +76,7 @@ impl RunOptions {
             progress: crate::cluster::no_progress(),
             cancel: CancellationToken::new(),
             targets: Vec::new(),
+            audit: None,
         }
     }
 }

@@ -16,8 +16,8 @@ pub use environment::{DeploymentState, EnvironmentHistory};
 pub use history::History;
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
-    content_digest, values_without_secrets, ChartRef, Operation, ReleaseRecord, RevisionSource,
-    SecretSource, Status,
+    content_digest, values_without_secrets, Audit, ChartRef, Operation, ReleaseRecord,
+    RevisionSource, SecretSource, Status,
 };
 
 /// Record fixtures for the unit tests of every layer that reads records.
@@ -55,6 +55,7 @@ pub(crate) mod tests_support {
             user: "u".into(),
             host: "h".into(),
             description: String::new(),
+            audit: None,
         }
     }
 }

@@ -223,6 +223,36 @@ pub struct ReleaseRecord {
     /// Why it failed, or other notes for `history`; never a secret value.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// From where and with what the run was made. `None` in records written before
+    /// this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Audit>,
+}
+
+/// From where a run was made, besides `user` and `host`: the deployment repo's git
+/// state, the CI job, the flotilla version. Every field is optional, so records from
+/// anywhere (a laptop outside git, a CI flotilla does not know) still say what is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Audit {
+    /// The version of flotilla that wrote the record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub flotilla_version: String,
+    /// The commit checked out in the deployment repo (CI's variable where git has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// Its branch: git's, else CI's (a CI checkout is often a detached HEAD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_branch: Option<String>,
+    /// Whether the working tree had changes not committed (what ran is not the commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_dirty: Option<bool>,
+    /// The CI job that ran flotilla (GitHub Actions, GitLab CI, Jenkins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_job_url: Option<String>,
+    /// Who CI ran it for (the user who pushed or started the job), when CI says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_actor: Option<String>,
 }
 
 /// Values as stored: `secrets` (resolved from Vault) removed.
@@ -253,6 +283,7 @@ mod tests {
         });
         let record: ReleaseRecord = serde_json::from_value(old).unwrap();
         assert_eq!(record.content_id(), "20261101T000000Z-aaaa");
+        assert_eq!(record.audit, None);
         assert!(record.targets.is_empty() && record.digest.is_empty());
         assert!(record.source.is_none() && record.restores.is_none());
         assert!(record.healthy_at.is_none() && record.artifact().is_none());
@@ -303,6 +334,39 @@ mod tests {
             (artifact.version.as_str(), artifact.command_line),
             ("1.0.0", Value::Null)
         );
+    }
+
+    #[test]
+    fn a_record_with_audit_fields_round_trips_and_a_partial_one_reads() {
+        let mut record: ReleaseRecord = serde_json::from_value(json!({
+            "name": "hello", "namespace": "ns", "revision": 1, "status": "deployed",
+            "operation": "install", "deploymentId": "20261101T000000Z-aaaa",
+            "chart": {"name": "hello", "version": "0.1.0"}, "appVersion": "1.0.0",
+            "manifest": [], "values": {},
+            "created": "2026-11-01T00:00:00Z", "updated": "2026-11-01T00:00:00Z",
+            "user": "ci", "host": "runner",
+            "audit": {"gitCommit": "abc123"}
+        }))
+        .unwrap();
+        let partial = record.audit.clone().unwrap();
+        assert_eq!(partial.git_commit.as_deref(), Some("abc123"));
+        assert_eq!(partial.flotilla_version, "");
+        assert_eq!(partial.git_dirty, None);
+        record.audit = Some(Audit {
+            flotilla_version: "0.1.0".into(),
+            git_commit: Some("abc123".into()),
+            git_branch: Some("main".into()),
+            git_dirty: Some(false),
+            ci_job_url: Some("https://ci.example/job/1".into()),
+            ci_actor: Some("alice".into()),
+        });
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(
+            text.contains("\"ciJobUrl\":\"https://ci.example/job/1\""),
+            "{text}"
+        );
+        let again: ReleaseRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(again, record);
     }
 
     #[test]

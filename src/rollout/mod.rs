@@ -13,6 +13,7 @@
 //! ([`prepare`]) happen before the executor starts, so that nothing is touched when a
 //! secret or a template is wrong.
 
+pub mod audit;
 pub mod executor;
 pub mod id;
 pub mod kube_steps;

@@ -53,6 +53,8 @@ impl std::fmt::Display for RunResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterResult {
+    /// The cluster: its kube context (docs/json.md).
+    #[serde(rename = "cluster")]
     pub context: String,
     pub wave: u32,
     /// What it ran before this run (none: the release was not installed).
@@ -149,10 +151,15 @@ pub struct Report {
 
 #[derive(Tabled)]
 struct Row {
+    #[tabled(rename = "CLUSTER")]
     cluster: String,
+    #[tabled(rename = "WAVE")]
     wave: u32,
+    #[tabled(rename = "REVISION")]
     revision: String,
+    #[tabled(rename = "RESULT")]
     result: String,
+    #[tabled(rename = "DURATION")]
     duration: String,
 }
 

@@ -250,7 +250,7 @@ pub fn result_of<'a>(report: &'a Value, context: &str) -> &'a str {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["context"] == context)
+        .find(|c| c["cluster"] == context)
         .unwrap_or_else(|| panic!("no {context} in {report:#}"))["result"]
         .as_str()
         .unwrap()

@@ -1,0 +1,55 @@
+//! JSON Schemas of the two file formats, generated from their Rust types (schemars), so
+//! an editor's YAML language server flags `replica:` or `wave: -1` as the user types.
+//! The schema holds what can be said of one file alone: shapes, unknown keys, types,
+//! name patterns, ranges. What needs another file (a context of another environment, a
+//! chart folder, a KV mount) or a render stays with `lint`; `tests/schema.rs` keeps
+//! the schema and the parser in agreement over the good and bad-input corpora.
+
+use super::{Environment, ReleaseDescriptor};
+
+/// A DNS-1123 label (the length is given beside it).
+pub(crate) const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A DNS-1123 subdomain: labels joined by `.`.
+pub(crate) const DNS_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// An image tag (the OCI distribution spec's grammar).
+pub(crate) const IMAGE_TAG: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+pub(crate) const SECRET_ID: &str = "^[A-Za-z0-9_-]+$";
+/// Starts with the KV mount, not with `/`.
+pub(crate) const VAULT_PATH: &str = "^[^/]";
+/// `90s`, `5m`, `1h30m`: humantime's units after numbers.
+pub(crate) const DURATION: &str = r"^\s*[0-9]+\s*[a-zA-Zµ]+(\s*[0-9]+\s*[a-zA-Zµ]+)*\s*$";
+/// A URL with a scheme: `https://vault.example:8200`.
+pub(crate) const URL: &str = "^[A-Za-z][A-Za-z0-9+.-]*://";
+
+/// Which file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaKind {
+    /// `releases/<name>/release.yaml`.
+    Release,
+    /// `environments/<env>.yaml`.
+    Environment,
+}
+
+/// The JSON Schema of a file format, in draft 7: the draft every YAML language server
+/// reads (newer ones are not supported by all of them).
+pub fn schema(kind: SchemaKind) -> serde_json::Value {
+    let generator = || schemars::generate::SchemaSettings::draft07().into_generator();
+    let (mut schema, title) = match kind {
+        SchemaKind::Release => (
+            generator().into_root_schema_for::<ReleaseDescriptor>(),
+            "flotilla release descriptor (releases/<name>/release.yaml)",
+        ),
+        SchemaKind::Environment => (
+            generator().into_root_schema_for::<Environment>(),
+            "flotilla environment file (environments/<env>.yaml)",
+        ),
+    };
+    schema.insert("title".to_string(), title.into());
+    // Top-level `x-` keys are ignored by the parser: the place for shared anchors.
+    schema.insert(
+        "patternProperties".to_string(),
+        serde_json::json!({ "^x-": {} }),
+    );
+    schema.to_value()
+}
