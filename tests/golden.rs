@@ -31,8 +31,14 @@ fn render(
     chart: &Chart,
     cluster: &Cluster,
 ) -> Manifest {
-    let renderer =
-        Renderer::for_release(chart, release, &env.environment.name, &[], 1).expect("values merge");
+    let renderer = Renderer::for_release(
+        chart,
+        release,
+        &env.environment.name,
+        &Default::default(),
+        1,
+    )
+    .expect("values merge");
     let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
     renderer
         .render(cluster, &secrets)
@@ -223,4 +229,59 @@ fn set_and_version_override_values_with_types() {
     );
     assert!(text.contains("image: registry.example.com/hello:2.0.1\n"));
     assert!(!text.contains(":1.0.0"));
+}
+
+/// `-f` files (later wins), then `--set-json`, `--set`, `--set-string`, as Helm orders
+/// them; `--set` types as Helm does, so `1.10` stays the string it was written as.
+#[test]
+fn values_files_and_every_set_flag_override_in_helm_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("first.yaml");
+    let second = dir.path().join("second.yaml");
+    std::fs::write(&first, "log: { level: warn }\nweb: { port: 7070 }\n").expect("write");
+    std::fs::write(&second, "web: { port: 7171 }\n").expect("write");
+    let template = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["--root", ROOT, "template", "hello", "--env", "dev"])
+            .args(["--cluster", "dev-us-central1"])
+            .args(extra)
+            .output()
+            .expect("flotilla runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let files = [
+        "-f",
+        first.to_str().unwrap(),
+        "--values",
+        second.to_str().unwrap(),
+    ];
+    let text = template(&files);
+    assert!(text.contains("LOG_LEVEL: warn\n"), "the first file: {text}");
+    assert!(
+        text.contains("containerPort: 7171\n"),
+        "the later file wins"
+    );
+
+    let text = template(&[&files[..], &["--set", "log.level=1.10"]].concat());
+    assert!(
+        text.contains("LOG_LEVEL: '1.10'\n"),
+        "a version is not 1.1: {text}"
+    );
+
+    // Whatever the order on the line: --set-string over --set over --set-json.
+    let text = template(&[
+        "--set-string",
+        "log.level=from-set-string",
+        "--set",
+        "log.level=from-set,web.port=9191",
+        "--set-json",
+        r#"log={"level":"from-json"},web.port=9292"#,
+    ]);
+    assert!(text.contains("LOG_LEVEL: from-set-string\n"), "{text}");
+    assert!(text.contains("containerPort: 9191\n"), "{text}");
 }

@@ -51,8 +51,8 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
         &selected,
         std::slice::from_ref(&release),
         &Overrides {
-            sets: Vec::new(),
             version: Some(version.0),
+            ..Default::default()
         },
         &DeploySettings {
             operation: "promote",

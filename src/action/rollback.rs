@@ -512,8 +512,14 @@ fn render_secrets(
     let mut release = release.clone();
     release.descriptor.spec.version = app_version.to_owned();
     let secrets = resolved.exposed(&cluster.context);
-    let rendered = Renderer::for_release(chart, &release, &env.environment.name, &[], 0)
-        .and_then(|r| r.with_checksum_key(checksum_key).render(cluster, &secrets));
+    let rendered = Renderer::for_release(
+        chart,
+        &release,
+        &env.environment.name,
+        &Default::default(),
+        0,
+    )
+    .and_then(|r| r.with_checksum_key(checksum_key).render(cluster, &secrets));
     match rendered {
         Ok(manifest) => manifest
             .objects

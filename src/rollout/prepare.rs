@@ -7,7 +7,7 @@ use super::plan::Plan;
 use super::progress::{Phase, Reporter};
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
-use crate::engine::{parse_set, Chart, Renderer, SetValue};
+use crate::engine::{Chart, CommandLineValues, Renderer, ValueSource};
 use crate::ops::{self, Rendered, RunOptions};
 use crate::release::{ChartRef, History, RevisionSource, SecretSource};
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
@@ -18,11 +18,17 @@ use std::collections::HashMap;
 /// What a deploy may override on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub sets: Vec<String>,
+    /// `-f`, `--set`, `--set-string`, `--set-json`, in the order given.
+    pub values: Vec<ValueSource>,
     pub version: Option<String>,
 }
 
 impl Overrides {
+    /// The values layer of the command line, read and parsed (bad input: exit 2).
+    pub fn values(&self) -> crate::Result<CommandLineValues> {
+        Ok(CommandLineValues::parse(&self.values)?)
+    }
+
     /// Puts `--version` (when given) in place of the descriptor's version.
     pub fn apply_version(&self, release: &mut LoadedRelease) -> crate::Result<()> {
         if let Some(version) = &self.version {
@@ -99,7 +105,7 @@ pub async fn connect_each(
 pub struct ReleaseRender {
     release: LoadedRelease,
     environment: String,
-    sets: Vec<SetValue>,
+    values: CommandLineValues,
     chart: Chart,
     secret_plan: SecretPlan,
     resolved: ResolvedSecrets,
@@ -116,11 +122,7 @@ impl ReleaseRender {
     ) -> crate::Result<ReleaseRender> {
         let mut release = release.clone();
         overrides.apply_version(&mut release)?;
-        let sets = overrides
-            .sets
-            .iter()
-            .map(|s| parse_set(s))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = overrides.values()?;
         let chart = Chart::load(&release.chart_dir)?;
         let contexts = plan.contexts();
         let mut secret_plan = SecretPlan::build(&release, env)?;
@@ -129,7 +131,7 @@ impl ReleaseRender {
         Ok(ReleaseRender {
             release,
             environment: env.environment.name.clone(),
-            sets,
+            values,
             chart,
             secret_plan,
             resolved,
@@ -156,7 +158,7 @@ impl ReleaseRender {
             &self.chart,
             &self.release,
             &self.environment,
-            &self.sets,
+            &self.values,
             history.next_revision().into(),
         )?
         .with_checksum_key(checksum_key);
