@@ -31,9 +31,10 @@ pub struct PromoteOptions {
 }
 
 pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
-    let selected = multi::select(root, &args.to)?;
-    let release = selected.repo.release(&args.release)?;
-    selected.repo.check_release(&release, &selected.env)?;
+    let configured = multi::configure(root, &args.to)?;
+    let release = configured.repo.release(&args.release)?;
+    configured.repo.check_release(&release, &configured.env)?;
+    let selected = configured.with_kubeconfig()?;
     let version =
         deployed_version(&selected.repo, &args.from, &release, &selected.kubeconfig).await?;
     let chart = Chart::load(&release.chart_dir)?;

@@ -391,7 +391,9 @@ impl From<SecretsTarget> for action::secrets::SecretsOptions {
 
 pub fn init_logging(cli: &Cli) {
     let default = match cli.verbose {
-        0 => "warn",
+        // kube's client logs every failed request at ERROR in its own words; flotilla
+        // reports each failure itself, naming cluster, verb and object.
+        0 => "warn,kube_client::client::builder=off",
         1 => "info",
         2 => "debug",
         _ => "trace",

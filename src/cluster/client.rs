@@ -13,13 +13,82 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Reads the kubeconfig as kubectl does (`KUBECONFIG`, else `~/.kube/config`), or the
-/// given file.
+/// Reads the kubeconfig as kubectl does: the given file (`--kubeconfig`), else every
+/// file `KUBECONFIG` lists (merged, the first to set a value wins), else
+/// `~/.kube/config`. A file that cannot be read is named with why it was chosen.
 pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> {
-    match path {
-        Some(path) => Kubeconfig::read_from(path)
-            .map_err(|e| ClusterError::Kubeconfig(format!("{}: {e}", path.display()))),
-        None => Kubeconfig::read().map_err(|e| ClusterError::Kubeconfig(e.to_string())),
+    let (files, chosen) =
+        kubeconfig_files(path, std::env::var_os("KUBECONFIG"), std::env::home_dir())?;
+    let mut merged = Kubeconfig::default();
+    for file in &files {
+        let read = Kubeconfig::read_from(file).and_then(|config| merged.clone().merge(config));
+        merged = read.map_err(|err| ClusterError::Kubeconfig {
+            file: file.display().to_string(),
+            chosen: chosen.clone(),
+            problem: kubeconfig_problem(&err),
+        })?;
+    }
+    Ok(merged)
+}
+
+/// The kubeconfig files to read and why they are the ones (for messages).
+fn kubeconfig_files(
+    flag: Option<&Path>,
+    variable: Option<std::ffi::OsString>,
+    home: Option<std::path::PathBuf>,
+) -> Result<(Vec<std::path::PathBuf>, String), ClusterError> {
+    if let Some(file) = flag {
+        return Ok((vec![file.to_path_buf()], "given by --kubeconfig".into()));
+    }
+    if let Some(value) = variable {
+        let files: Vec<_> = std::env::split_paths(&value)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if !files.is_empty() {
+            let chosen = format!("from KUBECONFIG={}", value.to_string_lossy());
+            return Ok((files, chosen));
+        }
+    }
+    let chosen = "the default path, as KUBECONFIG is not set".to_string();
+    match home {
+        Some(home) => Ok((vec![home.join(".kube").join("config")], chosen)),
+        None => Err(ClusterError::Kubeconfig {
+            file: "~/.kube/config".into(),
+            chosen,
+            problem: "there is no home directory (HOME is not set)".into(),
+        }),
+    }
+}
+
+/// What is wrong with one kubeconfig file, in our words (the file is named by the caller).
+fn kubeconfig_problem(err: &kube::config::KubeconfigError) -> String {
+    use kube::config::KubeconfigError;
+    match err {
+        KubeconfigError::ReadConfig(io, _) => match io.kind() {
+            std::io::ErrorKind::NotFound => "there is no such file".into(),
+            std::io::ErrorKind::PermissionDenied => "it may not be read (permission denied)".into(),
+            _ => io.to_string(),
+        },
+        KubeconfigError::Parse(parse) => format!("it is not a kubeconfig: {parse}"),
+        KubeconfigError::KindMismatch | KubeconfigError::ApiVersionMismatch => {
+            format!("it cannot be merged with the files before it in KUBECONFIG ({err})")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What is wrong with a context of the kubeconfig, in our words.
+fn context_problem(err: &kube::config::KubeconfigError) -> String {
+    use kube::config::KubeconfigError;
+    match err {
+        KubeconfigError::LoadClusterOfContext(cluster) => {
+            format!("its cluster `{cluster}` is not in the kubeconfig")
+        }
+        KubeconfigError::MissingClusterUrl => "its cluster has no `server` URL".into(),
+        KubeconfigError::ParseClusterUrl(url) => {
+            format!("its cluster's `server` is not a URL: {url}")
+        }
+        other => super::api_error::chain(other),
     }
 }
 
@@ -108,6 +177,8 @@ type DiscoveryCache = HashMap<(String, String), (ApiResource, bool)>;
 #[derive(Clone)]
 pub struct ClusterHandle {
     context: String,
+    /// The API server's URL, for messages about a cluster that does not answer.
+    server: String,
     client: Client,
     requests: Arc<AtomicU64>,
     resources: Arc<Mutex<DiscoveryCache>>,
@@ -139,8 +210,9 @@ impl ClusterHandle {
             .await
             .map_err(|e| ClusterError::Context {
                 context: context.to_owned(),
-                message: e.to_string(),
+                message: context_problem(&e),
             })?;
+        let server = config.cluster_url.to_string();
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
         let count =
@@ -152,15 +224,16 @@ impl ClusterHandle {
             .map_err(|e| match e {
                 // An exec plugin or token file that gives no credential: the
                 // environment, not the input.
-                kube::Error::Auth(err) => ClusterError::Denied {
-                    context: context.to_owned(),
-                    action: "authenticate to".into(),
-                    object: "the cluster".into(),
-                    message: err.to_string(),
-                },
+                kube::Error::Auth(_) => super::api_error::classify(
+                    context,
+                    &server,
+                    "authenticate to",
+                    "the cluster",
+                    &e,
+                ),
                 e => ClusterError::Context {
                     context: context.to_owned(),
-                    message: e.to_string(),
+                    message: super::api_error::describe(&e),
                 },
             })?
             .with_layer(&count)
@@ -168,6 +241,7 @@ impl ClusterHandle {
             .build();
         Ok(ClusterHandle {
             context: context.to_owned(),
+            server,
             client,
             requests,
             resources: Default::default(),
@@ -178,6 +252,11 @@ impl ClusterHandle {
         &self.context
     }
 
+    /// The API server's URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
     pub fn client(&self) -> Client {
         self.client.clone()
     }
@@ -185,47 +264,6 @@ impl ClusterHandle {
     /// HTTP requests sent so far through this handle (and its clones).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
-    }
-
-    /// Turns a kube error into ours: transport failures mean an unreachable cluster.
-    pub(crate) fn error(
-        &self,
-        action: &str,
-        object: &dyn std::fmt::Display,
-        err: kube::Error,
-    ) -> ClusterError {
-        match err {
-            kube::Error::Api(status) if status.code == 401 || status.code == 403 => {
-                ClusterError::Denied {
-                    context: self.context.clone(),
-                    action: action.to_owned(),
-                    object: object.to_string(),
-                    message: format!("{} ({})", status.message, status.code),
-                }
-            }
-            kube::Error::Auth(err) => ClusterError::Denied {
-                context: self.context.clone(),
-                action: action.to_owned(),
-                object: object.to_string(),
-                message: format!("no credentials for the cluster: {err}"),
-            },
-            kube::Error::Api(status) => ClusterError::Api {
-                context: self.context.clone(),
-                action: action.to_owned(),
-                object: object.to_string(),
-                message: format!("{} ({})", status.message, status.code),
-            },
-            kube::Error::HyperError(_) | kube::Error::Service(_) => ClusterError::Unreachable {
-                context: self.context.clone(),
-                message: err.to_string(),
-            },
-            other => ClusterError::Api {
-                context: self.context.clone(),
-                action: action.to_owned(),
-                object: object.to_string(),
-                message: other.to_string(),
-            },
-        }
     }
 
     /// The resource and scope (namespaced or not) of an object's kind, from discovery.
