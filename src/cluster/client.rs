@@ -69,7 +69,15 @@ fn kubeconfig_problem(err: &kube::config::KubeconfigError) -> String {
             std::io::ErrorKind::PermissionDenied => "it may not be read (permission denied)".into(),
             _ => io.to_string(),
         },
-        KubeconfigError::Parse(parse) => format!("it is not a kubeconfig: {parse}"),
+        // The YAML parser's message comes with a drawing of the line: its first line says it all.
+        KubeconfigError::Parse(parse) => {
+            let text = parse.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            format!(
+                "it is not a kubeconfig: {}",
+                first.trim_start_matches("error: ")
+            )
+        }
         KubeconfigError::KindMismatch | KubeconfigError::ApiVersionMismatch => {
             format!("it cannot be merged with the files before it in KUBECONFIG ({err})")
         }
@@ -197,9 +205,14 @@ impl ClusterHandle {
                 .iter()
                 .map(|c| c.name.as_str())
                 .collect();
+            let message = if known.is_empty() {
+                "not in the kubeconfig, which has no contexts".to_owned()
+            } else {
+                format!("not in the kubeconfig (it has: {})", known.join(", "))
+            };
             return Err(ClusterError::Context {
                 context: context.to_owned(),
-                message: format!("not in the kubeconfig (it has: {})", known.join(", ")),
+                message,
             });
         }
         let options = KubeConfigOptions {
@@ -375,5 +388,59 @@ impl ClusterHandle {
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
             Err(err) => Err(self.error("create", &object, err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_kubeconfig_is_chosen_as_kubectl_does_and_says_why() {
+        let home = Some(PathBuf::from("/home/ann"));
+        let pick = |flag: Option<&str>, variable: Option<&str>, home: Option<PathBuf>| {
+            kubeconfig_files(flag.map(Path::new), variable.map(Into::into), home)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            pick(Some("k.yaml"), Some("/a"), home.clone()),
+            Ok((
+                vec![PathBuf::from("k.yaml")],
+                "given by --kubeconfig".into()
+            ))
+        );
+        assert_eq!(
+            pick(None, Some("/a:/b"), home.clone()),
+            Ok((
+                vec![PathBuf::from("/a"), PathBuf::from("/b")],
+                "from KUBECONFIG=/a:/b".into()
+            ))
+        );
+        for empty in [None, Some(""), Some(":")] {
+            assert_eq!(
+                pick(None, empty, home.clone()),
+                Ok((
+                    vec![PathBuf::from("/home/ann/.kube/config")],
+                    "the default path, as KUBECONFIG is not set".into()
+                ))
+            );
+        }
+        assert_eq!(
+            pick(None, None, None),
+            Err("cannot read the kubeconfig ~/.kube/config (the default path, as KUBECONFIG is not set): there is no home directory (HOME is not set); name the right one with --kubeconfig FILE or KUBECONFIG=FILE".into())
+        );
+    }
+
+    #[test]
+    fn a_kubeconfig_that_is_not_yaml_is_said_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config");
+        std::fs::write(&file, "apiVersion: v1\nclusters: [\n").unwrap();
+        let err = load_kubeconfig(Some(&file)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("cannot read the kubeconfig {} (given by --kubeconfig): it is not a kubeconfig: line 2 column 11: unclosed bracket '['; name the right one with --kubeconfig FILE or KUBECONFIG=FILE", file.display())
+        );
     }
 }
