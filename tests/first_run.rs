@@ -123,16 +123,19 @@ fn a_typo_in_the_release_or_environment_comes_before_the_kubeconfig() {
         );
     }
     // Bad values too: they need no cluster either.
-    let out = flotilla(
-        home.path(),
-        None,
-        &["deploy", "hello", "--env", "dev", "--set", "log.level"],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert_eq!(
-        stderr(&out),
-        "error: --set \"log.level\": `log.level` has no value: write log.level=VALUE\n"
-    );
+    for command in ["deploy", "diff"] {
+        let out = flotilla(
+            home.path(),
+            None,
+            &[command, "hello", "--env", "dev", "--set", "log.level"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "error: --set \"log.level\": `log.level` has no value: write log.level=VALUE\n",
+            "{command}"
+        );
+    }
 }
 
 #[test]
