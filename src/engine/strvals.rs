@@ -22,6 +22,9 @@ pub enum Typing {
 
 /// Deeper paths than this are refused, as Helm does (a path is not a place for data).
 const MAX_DEPTH: usize = 30;
+/// Paths of more steps (keys and indexes) are refused: `a[0][0]...` must not nest
+/// without bound.
+const MAX_STEPS: usize = 100;
 /// Larger list indexes are refused, as Helm does: `a[100000000]=x` would allocate them all.
 const MAX_INDEX: usize = 65_536;
 
@@ -173,6 +176,11 @@ impl Parser {
                 ));
             }
             steps.push(Step::Index(index));
+            if steps.len() > MAX_STEPS {
+                return Err(format!(
+                    "the key has more than {MAX_STEPS} keys and indexes"
+                ));
+            }
             match self.next() {
                 Some('[') => {}
                 Some('=') => return Ok(Some(PathEnd::Value)),
@@ -539,6 +547,7 @@ mod tests {
             "list[65537]=x",
             "a=1,a.b=2",
             &format!("{deep}=value"),
+            &format!("a{}=1", "[0]".repeat(MAX_STEPS)),
         ];
         for arg in cases {
             assert!(
