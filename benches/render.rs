@@ -45,7 +45,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bytes = 0;
     for _ in 0..run_count {
         let started = Instant::now();
-        let renderer = Renderer::for_release(&chart, &release, &env.environment.name, &[], 1)?;
+        let renderer = Renderer::for_release(
+            &chart,
+            &release,
+            &env.environment.name,
+            &Default::default(),
+            1,
+        )?;
         objects = 0;
         bytes = 0;
         for cluster in &clusters {

@@ -5,8 +5,9 @@
 # the example release `hello` to every dev cluster.
 #
 #   scripts/demo.sh          stops the fleet at the end
-#   scripts/demo.sh --keep   leaves it running: `source .fleet/env`, then kubectl/flotilla;
-#                            stop it with `flotilla-fleet down`
+#   scripts/demo.sh --keep   leaves it running and prints the next commands to try:
+#                            `source .fleet/env` (flotilla, flotilla-fleet, kubectl on PATH),
+#                            then flotilla; stop it with `flotilla-fleet down`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,4 +57,16 @@ say "flotilla history hello --env dev (deployment ids x clusters)"
 say "flotilla status hello --env dev (every cluster: revision, health, drift)"
 "$FLOTILLA" status hello --env dev
 
-say "done"
+if [ -n "$KEEP" ]; then
+  # These lines are run by tests/readme_tour_fleet.rs, as the README's tour is.
+  say "done; the fleet is still up. Try next, from this folder:"
+  cat >&2 <<'NEXT'
+  source .fleet/env
+  flotilla deploy hello --env dev --set log.level=warn
+  flotilla history hello --env dev
+  flotilla rollback hello --env dev
+NEXT
+  echo "(the README's tour has more; flotilla-fleet down stops the fleet)" >&2
+else
+  say "done (./scripts/demo.sh --keep leaves the fleet up to try the README's tour)"
+fi

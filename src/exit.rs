@@ -109,7 +109,7 @@ impl Classify for Error {
 impl Classify for ClusterError {
     fn exit_kind(&self) -> ExitKind {
         match self {
-            ClusterError::Kubeconfig(_)
+            ClusterError::Kubeconfig { .. }
             | ClusterError::Context { .. }
             | ClusterError::InvalidObject { .. }
             | ClusterError::UnknownKind { .. }

@@ -31,8 +31,14 @@ fn render(
     chart: &Chart,
     cluster: &Cluster,
 ) -> Manifest {
-    let renderer =
-        Renderer::for_release(chart, release, &env.environment.name, &[], 1).expect("values merge");
+    let renderer = Renderer::for_release(
+        chart,
+        release,
+        &env.environment.name,
+        &Default::default(),
+        1,
+    )
+    .expect("values merge");
     let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
     renderer
         .render(cluster, &secrets)
@@ -125,19 +131,11 @@ fn changing_the_region_changes_exactly_the_documents_that_use_it() {
     assert_eq!(worker(&busy), Some(serde_json::json!(2)));
 }
 
-#[test]
-fn template_prints_one_cluster_and_nothing_else() {
+/// `flotilla --root ROOT template ARGS...`: its stdout, after checking that it succeeded.
+fn template(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args([
-            "--root",
-            ROOT,
-            "template",
-            "hello",
-            "--env",
-            "prod",
-            "--cluster",
-            "prod-paris-dc1",
-        ])
+        .args(["--root", ROOT, "template"])
+        .args(args)
         .output()
         .expect("flotilla runs");
     assert!(
@@ -145,6 +143,12 @@ fn template_prints_one_cluster_and_nothing_else() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn template_prints_one_cluster_and_nothing_else() {
+    let text = template(&["hello", "--env", "prod", "--cluster", "prod-paris-dc1"]);
     // Compared with the rendering, not the golden file, so blessing does not race it.
     let (release, env, chart) = load("prod");
     let cluster = env
@@ -154,21 +158,12 @@ fn template_prints_one_cluster_and_nothing_else() {
         .find(|c| c.context == "prod-paris-dc1")
         .expect("prod-paris-dc1");
     let expected = render(&release, &env, &chart, cluster).to_yaml(None);
-    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+    assert_eq!(text, expected);
 }
 
 #[test]
 fn template_without_cluster_names_the_cluster_of_every_document() {
-    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(["--root", ROOT, "template", "hello", "--env", "staging"])
-        .output()
-        .expect("flotilla runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = template(&["hello", "--env", "staging"]);
     let documents: Vec<&str> = text.split("---\n").filter(|d| !d.is_empty()).collect();
     assert_eq!(documents.len(), 15, "5 objects × 3 clusters");
     for (index, document) in documents.iter().enumerate() {
@@ -186,33 +181,19 @@ fn template_without_cluster_names_the_cluster_of_every_document() {
 
 #[test]
 fn set_and_version_override_values_with_types() {
-    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args([
-            "--root",
-            ROOT,
-            "template",
-            "hello",
-            "--env",
-            "dev",
-            "--cluster",
-            "dev-us-central1",
-        ])
-        .args([
-            "--set",
-            "web.port=9090",
-            "--set",
-            "log.level=error",
-            "--version",
-            "2.0.1",
-        ])
-        .output()
-        .expect("flotilla runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = template(&[
+        "hello",
+        "--env",
+        "dev",
+        "--cluster",
+        "dev-us-central1",
+        "--set",
+        "web.port=9090",
+        "--set",
+        "log.level=error",
+        "--version",
+        "2.0.1",
+    ]);
     assert!(
         text.contains("containerPort: 9090\n"),
         "a number stays a number"
@@ -223,4 +204,54 @@ fn set_and_version_override_values_with_types() {
     );
     assert!(text.contains("image: registry.example.com/hello:2.0.1\n"));
     assert!(!text.contains(":1.0.0"));
+}
+
+/// `-f` files (later wins), then `--set-json`, `--set`, `--set-string`, as Helm orders
+/// them; `--set` types as Helm does, so `1.10` stays the string it was written as.
+#[test]
+fn values_files_and_every_set_flag_override_in_helm_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("first.yaml");
+    let second = dir.path().join("second.yaml");
+    std::fs::write(&first, "log: { level: warn }\nweb: { port: 7070 }\n").expect("write");
+    std::fs::write(&second, "web: { port: 7171 }\n").expect("write");
+    let one_cluster = |extra: &[&str]| {
+        template(
+            &[
+                &["hello", "--env", "dev", "--cluster", "dev-us-central1"],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let files = [
+        "-f",
+        first.to_str().unwrap(),
+        "--values",
+        second.to_str().unwrap(),
+    ];
+    let text = one_cluster(&files);
+    assert!(text.contains("LOG_LEVEL: warn\n"), "the first file: {text}");
+    assert!(
+        text.contains("containerPort: 7171\n"),
+        "the later file wins"
+    );
+
+    let text = one_cluster(&[&files[..], &["--set", "log.level=1.10"]].concat());
+    assert!(
+        text.contains("LOG_LEVEL: '1.10'\n"),
+        "a version is not 1.1: {text}"
+    );
+
+    // Whatever the order on the line: --set-string over --set over --set-json.
+    let text = one_cluster(&[
+        "--set-string",
+        "log.level=from-set-string",
+        "--set",
+        "log.level=from-set,web.port=9191",
+        "--set-json",
+        r#"log={"level":"from-json"},web.port=9292"#,
+    ]);
+    assert!(text.contains("LOG_LEVEL: from-set-string\n"), "{text}");
+    assert!(text.contains("containerPort: 9191\n"), "{text}");
 }

@@ -152,3 +152,25 @@ fn a_secret_outside_a_secret_is_a_warning_naming_object_field_and_fix_and_an_err
     let good = flotilla(Path::new(GOOD), &["lint", "--strict"]);
     assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));
 }
+
+/// `lint` renders with the values a deploy would be given: a `--set` that breaks an
+/// object is found before any cluster sees it.
+#[test]
+fn lint_renders_with_the_command_line_values() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = flotilla(
+        root,
+        &["lint", "hello", "--env", "dev", "--set", "web.port=8081"],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let out = flotilla(
+        root,
+        &["lint", "hello", "--env", "dev", "--set", "web.port=http"],
+    );
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("containerPort: invalid type: string \"http\""),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -3,7 +3,8 @@
 
 use flotilla::config::{Cluster, Globals, ReleaseDescriptor};
 use flotilla::engine::{
-    parse_set, Chart, Manifest, ReleaseInfo, RenderError, Renderer, Renders, SecretValues,
+    Chart, CommandLineValues, Manifest, ReleaseInfo, RenderError, Renderer, Renders, SecretValues,
+    ValueSource,
 };
 use serde_json::json;
 use std::path::Path;
@@ -50,10 +51,11 @@ fn render(
     write_chart(dir.path(), values, templates);
     let chart = Chart::load(dir.path())?;
     let descriptor = descriptor(spec);
-    let sets: Vec<_> = sets
+    let sources: Vec<_> = sets
         .iter()
-        .map(|s| parse_set(s).expect("a valid --set"))
+        .map(|s| ValueSource::Set(s.to_string()))
         .collect();
+    let sets = CommandLineValues::parse(&sources).expect("a valid --set");
     let renderer = Renderer::new(
         &chart,
         ReleaseInfo::from_descriptor(&descriptor, 7),
@@ -194,7 +196,7 @@ fn each_render_can_carry_its_own_revision() {
         &descriptor.spec,
         Path::new("r.yaml"),
         "dev",
-        &[],
+        &Default::default(),
     )
     .expect("merges");
     let manifest = renderer
@@ -219,7 +221,7 @@ fn render_both(templates: &[(&str, &str)], secrets: &SecretValues) -> Result<Ren
         &descriptor.spec,
         Path::new("release.yaml"),
         "dev",
-        &[],
+        &Default::default(),
     )?;
     renderer.render_for_apply(&cluster("dev-a", "north"), secrets, 3)
 }

@@ -223,8 +223,9 @@ fn write_yaml(path: &Path, value: &serde_json::Value) -> Result<()> {
 }
 
 /// `<state>/env`, for `source`: KUBECONFIG and the Vault variables, and PATH with the
-/// folders of the kubectl, vault and helm built with the fleet first (`tools`), so that
-/// `kubectl version` and `vault version` show them.
+/// folders of `tools` first: the kubectl, vault and helm built with the fleet (so that
+/// `kubectl version` and `vault version` show them), and flotilla-fleet's own (where
+/// cargo puts flotilla too).
 pub fn write_env(dir: &Path, state: &State, tools: &[&Path]) -> Result<()> {
     let path: String = tools
         .iter()

@@ -334,6 +334,10 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
         tools.extend(vault.parent());
     }
     tools.extend(binaries.helm.as_deref().and_then(Path::parent));
+    // flotilla-fleet's own folder, where cargo puts flotilla too: after `source env`,
+    // both are on PATH, as the README's tour needs.
+    let own = std::env::current_exe().ok();
+    tools.extend(own.as_deref().and_then(Path::parent));
     state::write_env(dir, &state, &tools)?;
     Ok(())
 }

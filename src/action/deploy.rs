@@ -41,14 +41,17 @@ pub struct DeployOptions {
 }
 
 pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
-    let selected = multi::select(root, &args.env)?;
+    let configured = multi::configure(root, &args.env)?;
     let releases: Vec<LoadedRelease> = match &args.release {
-        Some(name) if !args.all => vec![selected.repo.release(name)?],
-        _ => selected.repo.releases()?,
+        Some(name) if !args.all => vec![configured.repo.release(name)?],
+        _ => configured.repo.releases()?,
     };
     for release in &releases {
-        selected.repo.check_release(release, &selected.env)?;
+        configured.repo.check_release(release, &configured.env)?;
     }
+    // Bad values are bad input found without any cluster, as a typo in the release is.
+    args.overrides.values()?;
+    let selected = configured.with_kubeconfig()?;
     super::promote::require_soak_for_deploy(&selected, &releases, &args.overrides).await?;
     let reports = deploy_releases(
         &selected,

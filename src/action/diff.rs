@@ -19,6 +19,8 @@ pub async fn run(
     overrides: &Overrides,
     output: OutputFormat,
 ) -> Result<Changes> {
+    // Bad values need no cluster: reported before the kubeconfig is read.
+    overrides.values()?;
     let opened = every_cluster::open(root, args)?;
     let selected = &opened.selected;
     let render =

@@ -32,9 +32,10 @@ impl Opened {
 
 /// Loads and checks the configuration; nothing is contacted.
 pub fn open(root: &Path, args: &ReleaseSelection) -> Result<Opened> {
-    let selected = multi::select(root, &args.env)?;
-    let release = selected.repo.release(&args.release)?;
-    selected.repo.check_release(&release, &selected.env)?;
+    let configured = multi::configure(root, &args.env)?;
+    let release = configured.repo.release(&args.release)?;
+    configured.repo.check_release(&release, &configured.env)?;
+    let selected = configured.with_kubeconfig()?;
     Ok(Opened { selected, release })
 }
 
@@ -76,10 +77,17 @@ pub fn failure_text(err: &crate::Error) -> String {
 /// After the output is printed: the command's error, if any cluster failed. An
 /// unreachable cluster (exit code 3) outweighs any other failure.
 pub fn finish<T>(answers: Vec<(Cluster, Result<T>)>) -> Result<()> {
-    let mut failures: Vec<crate::Error> = answers
-        .into_iter()
-        .filter_map(|(_, answer)| answer.err())
-        .collect();
+    worst(
+        answers
+            .into_iter()
+            .filter_map(|(_, answer)| answer.err())
+            .collect(),
+    )
+}
+
+/// The error a command that went on past failing clusters ends with: one that is the
+/// environment's (exit code 3) before any other.
+pub fn worst(mut failures: Vec<crate::Error>) -> Result<()> {
     let worst = failures
         .iter()
         .position(|e| e.exit_kind() == ExitKind::Environment)

@@ -123,13 +123,15 @@ struct Row {
 }
 
 pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> Result<()> {
-    let selected = multi::select(root, &args.env)?;
-    let release = selected.repo.release(&args.release)?;
+    let configured = multi::configure(root, &args.env)?;
+    let release = configured.repo.release(&args.release)?;
+    let selected = configured.with_kubeconfig()?;
     let name = &release.descriptor.metadata.name;
     let namespace = &release.descriptor.metadata.namespace;
     let contexts = selected.plan.contexts();
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    let mut unreachable = Vec::new();
+    let mut unanswered = Vec::new();
+    let mut failures = Vec::new();
     for context in &contexts {
         let records: Result<History> = async {
             let handle = ClusterHandle::connect(&selected.kubeconfig, context).await?;
@@ -140,7 +142,8 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
             Ok(r) => r,
             Err(err) => {
                 crate::output::eprint_line(&format!("{context}: history not read: {err}"));
-                unreachable.push(context.clone());
+                unanswered.push(context.clone());
+                failures.push(err);
                 continue;
             }
         };
@@ -174,10 +177,19 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
         OutputFormat::Json => {
             crate::output::print_json(&rows)?;
         }
-        OutputFormat::Table if rows.is_empty() => crate::output::print(&format!(
-            "release {name} has no revisions in namespace {namespace} of {}",
-            contexts.join(", ")
-        ))?,
+        OutputFormat::Table if rows.is_empty() => {
+            let answered: Vec<&str> = contexts
+                .iter()
+                .filter(|c| !unanswered.contains(c))
+                .map(String::as_str)
+                .collect();
+            if !answered.is_empty() {
+                crate::output::print(&format!(
+                    "release {name} has no revisions in namespace {namespace} of {}",
+                    answered.join(", ")
+                ))?
+            }
+        }
         OutputFormat::Table => {
             let mut table = Builder::default();
             // The clusters' columns are named by their contexts as written.
@@ -213,7 +225,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                 let mut line = vec![row.deployment_id.clone(), version, artifact];
                 for context in &contexts {
                     line.push(match row.clusters.get(context) {
-                        None if unreachable.contains(context) => "?".into(),
+                        None if unanswered.contains(context) => "?".into(),
                         None => "-".into(),
                         Some(cells) => cells.iter().map(Cell::text).collect::<Vec<_>>().join(", "),
                     });
@@ -230,13 +242,5 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
             crate::output::print(&text)?;
         }
     }
-    if unreachable.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::cluster::ClusterError::Unreachable {
-            context: unreachable.join(", "),
-            message: "history incomplete (see above)".into(),
-        }
-        .into())
-    }
+    super::every_cluster::worst(failures)
 }

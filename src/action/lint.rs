@@ -14,7 +14,7 @@ use crate::config::{
 };
 use crate::config::{LoadedEnvironment, LoadedRelease};
 use crate::engine::check::{check_manifest, secret_placements};
-use crate::engine::{placeholder_secrets, Chart, Renderer};
+use crate::engine::{placeholder_secrets, Chart, CommandLineValues, Renderer, ValueSource};
 use crate::output::OutputFormat;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -88,8 +88,9 @@ fn check_rendering(
     chart: &Chart,
     release: &LoadedRelease,
     env: &LoadedEnvironment,
+    values: &CommandLineValues,
 ) -> RenderFindings {
-    let renderer = match Renderer::for_release(chart, release, &env.environment.name, &[], 1) {
+    let renderer = match Renderer::for_release(chart, release, &env.environment.name, values, 1) {
         Ok(renderer) => renderer,
         Err(err) => {
             return RenderFindings {
@@ -165,11 +166,17 @@ pub struct LintScope {
     pub release: Option<String>,
     pub env: Option<String>,
     pub branch: Option<String>,
+    /// `-f` and `--set` values every release is rendered with, as a deploy would.
+    pub values: Vec<ValueSource>,
 }
 
 /// Every configuration check of the repo at `root` within `scope`. Every environment
 /// file is loaded and checked whatever the scope: releases name contexts of all of them.
-pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, ConfigError> {
+pub fn check_config(
+    root: &Path,
+    scope: &LintScope,
+    values: &CommandLineValues,
+) -> Result<LintReport, ConfigError> {
     let repo = Repo::open(root)?;
     // A scope naming what does not exist is an error of the command line, not a finding.
     let only_env = match (&scope.env, &scope.branch) {
@@ -240,7 +247,7 @@ pub fn check_config(root: &Path, scope: &LintScope) -> Result<LintReport, Config
             let mut checked = row(&name, &env.environment.name, clusters);
             match (outcome, &chart) {
                 (Ok(()), Some(chart)) => {
-                    let found = check_rendering(chart, &release, env);
+                    let found = check_rendering(chart, &release, env, values);
                     checked.objects = found.objects;
                     report.warnings.extend(found.warnings);
                     report.record_problems(checked, found.problems);
@@ -261,7 +268,8 @@ pub fn run(
     strict: bool,
     output: OutputFormat,
 ) -> crate::Result<()> {
-    let mut report = check_config(root, scope)?;
+    let values = CommandLineValues::parse(&scope.values)?;
+    let mut report = check_config(root, scope, &values)?;
     if strict {
         let warnings = std::mem::take(&mut report.warnings);
         report.problems.extend(warnings);

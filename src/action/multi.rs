@@ -11,8 +11,17 @@ use crate::rollout::plan::{parse_limit, select_environment};
 use crate::rollout::{Plan, Report};
 use crate::Result;
 use kube::config::Kubeconfig;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+/// The environment and the plan, chosen from the repo alone.
+pub struct Configured {
+    pub repo: Repo,
+    pub env: LoadedEnvironment,
+    pub plan: Plan,
+    kubeconfig_file: Option<PathBuf>,
+}
+
+/// [`Configured`] with the kubeconfig read: ready to connect.
 pub struct Selected {
     pub repo: Repo,
     pub env: LoadedEnvironment,
@@ -20,19 +29,33 @@ pub struct Selected {
     pub kubeconfig: Kubeconfig,
 }
 
-/// Loads the environment and the plan; nothing is contacted.
-pub fn select(root: &Path, args: &EnvSelection) -> Result<Selected> {
+/// Loads the environment and the plan; nothing is contacted and the kubeconfig is not
+/// read yet: a command checks what it needs of the repo (the release) first, since a
+/// typo there is the likelier mistake and needs no cluster.
+pub fn configure(root: &Path, args: &EnvSelection) -> Result<Configured> {
     let repo = Repo::open(root)?;
     let env = select_environment(&repo, args.env.as_deref(), args.branch.as_deref())?;
     let limit = args.clusters.as_deref().map(parse_limit);
     let plan = Plan::new(&env, limit.as_deref())?;
-    let kubeconfig = load_kubeconfig(args.kubeconfig.as_deref())?;
-    Ok(Selected {
+    Ok(Configured {
         repo,
         env,
         plan,
-        kubeconfig,
+        kubeconfig_file: args.kubeconfig.clone(),
     })
+}
+
+impl Configured {
+    /// Reads the kubeconfig; still nothing is contacted.
+    pub fn with_kubeconfig(self) -> Result<Selected> {
+        let kubeconfig = load_kubeconfig(self.kubeconfig_file.as_deref())?;
+        Ok(Selected {
+            repo: self.repo,
+            env: self.env,
+            plan: self.plan,
+            kubeconfig,
+        })
+    }
 }
 
 /// SIGINT and SIGTERM for a run. The first: the run stops as on a failure and rolls

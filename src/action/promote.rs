@@ -63,8 +63,10 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
     {
         return Err(onto_itself(&args.release, from));
     }
-    let selected = multi::select(root, &args.to)?;
-    let target = &selected.env.environment;
+    let configured = multi::configure(root, &args.to)?;
+    let release = configured.repo.release(&args.release)?;
+    configured.repo.check_release(&release, &configured.env)?;
+    let target = &configured.env.environment;
     let from = match (&args.from, &target.promotion) {
         (Some(from), _) => from.clone(),
         (None, Some(chain)) => chain.from.clone(),
@@ -72,16 +74,16 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
             return Err(crate::Error::Reported(format!(
                 "promote {}: name the environment to promote from with --from, or set promotion.from in {}",
                 args.release,
-                selected.env.file.display()
+                configured.env.file.display()
             )))
         }
     };
     if from == target.name {
         return Err(onto_itself(&args.release, &from));
     }
-    let release = selected.repo.release(&args.release)?;
-    selected.repo.check_release(&release, &selected.env)?;
-    let source_env = select_environment(&selected.repo, Some(&from), None)?;
+    let source_env = select_environment(&configured.repo, Some(&from), None)?;
+    let selected = configured.with_kubeconfig()?;
+    let target = &selected.env.environment;
     let record = source_revision(&source_env, &release, &selected.kubeconfig).await?;
     let Some(artifact) = record.artifact() else {
         // `agreed` refuses records without an artifact; kept as an error, not a panic.

@@ -53,8 +53,9 @@ pub struct RollbackOptions {
 }
 
 pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
-    let selected = multi::select(root, &args.env)?;
-    let (name, namespace, release) = identify(&selected, args)?;
+    let configured = multi::configure(root, &args.env)?;
+    let (name, namespace, release) = identify(&configured, args)?;
+    let selected = configured.with_kubeconfig()?;
     // An incident does not wait for every region: clusters that cannot be reached now
     // are reported with the command that finishes them later; the others go back.
     let mut unreachable = Vec::new();
@@ -219,7 +220,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
 /// works from the records: an invalid `release.yaml` in the checkout (the bad commit
 /// of the incident) must not stop it when `--namespace` is given.
 fn identify(
-    selected: &multi::Selected,
+    selected: &multi::Configured,
     args: &RollbackOptions,
 ) -> Result<(String, String, Option<LoadedRelease>)> {
     match (selected.repo.release(&args.release), &args.namespace) {
@@ -513,8 +514,14 @@ fn render_secrets(
     let mut release = release.clone();
     release.descriptor.spec.version = app_version.to_owned();
     let secrets = resolved.exposed(&cluster.context);
-    let rendered = Renderer::for_release(chart, &release, &env.environment.name, &[], 0)
-        .and_then(|r| r.with_checksum_key(checksum_key).render(cluster, &secrets));
+    let rendered = Renderer::for_release(
+        chart,
+        &release,
+        &env.environment.name,
+        &Default::default(),
+        0,
+    )
+    .and_then(|r| r.with_checksum_key(checksum_key).render(cluster, &secrets));
     match rendered {
         Ok(manifest) => manifest
             .objects

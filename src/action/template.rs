@@ -1,4 +1,4 @@
-//! `flotilla template RELEASE --env E [--cluster CTX] [--set k=v]... [--version V]`:
+//! `flotilla template RELEASE --env E [--cluster CTX] [-f FILE] [--set k=v]... [--version V]`:
 //! render locally, no cluster. Secrets render as placeholders; with `--show-secrets` they
 //! are read from Vault (for the clusters shown only) and rendered as they are.
 //!
@@ -6,7 +6,7 @@
 //! leaves stdout empty rather than half a manifest.
 
 use crate::config::{ConfigError, LoadedEnvironment, Repo};
-use crate::engine::{parse_set, placeholder_secrets, Chart, Renderer};
+use crate::engine::{placeholder_secrets, Chart, Renderer};
 use crate::rollout::prepare::Overrides;
 use crate::vault::{SecretPlan, VaultEnv};
 use crate::Result;
@@ -41,12 +41,7 @@ pub async fn render(root: &Path, args: &TemplateOptions) -> Result<String> {
     let mut release = repo.release(&args.release)?;
     repo.check_release(&release, &env)?;
     args.overrides.apply_version(&mut release)?;
-    let sets = args
-        .overrides
-        .sets
-        .iter()
-        .map(|arg| parse_set(arg))
-        .collect::<Result<Vec<_>, _>>()?;
+    let values = args.overrides.values()?;
     let clusters = selected_clusters(&env, args.cluster.as_deref())?;
 
     let chart = Chart::load(&release.chart_dir)?;
@@ -61,7 +56,7 @@ pub async fn render(root: &Path, args: &TemplateOptions) -> Result<String> {
         None
     };
     // No cluster is asked: the revision a first install would get.
-    let renderer = Renderer::for_release(&chart, &release, &env.environment.name, &sets, 1)?;
+    let renderer = Renderer::for_release(&chart, &release, &env.environment.name, &values, 1)?;
     let mut out = String::new();
     for cluster in &clusters {
         let secrets = match &resolved {

@@ -12,6 +12,7 @@
 //! on the command line wins (docs/cli.md).
 
 use crate::action;
+use crate::engine::ValueSource;
 use crate::exit::{ExitScheme, Finished};
 use crate::output::OutputFormat;
 use crate::rollout::prepare::Overrides;
@@ -132,12 +133,41 @@ pub struct ReleaseEnvArgs {
     pub env: EnvArgs,
 }
 
+/// Values and version a render may override. Precedence, as in Helm: the `-f` files in
+/// order, then `--set-json`, `--set`, `--set-string`; later wins; all of them above the
+/// descriptor's and the environment's values.
+#[derive(Debug, Clone, Args)]
+pub struct ValuesArgs {
+    /// A YAML file of values (repeatable; a later file wins).
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    pub values: Vec<PathBuf>,
+    /// Set values as Helm does: `--set a.b=1,c[0]=x,d={x,y}` (integers, true, false and
+    /// null typed; `1.10` stays a string; `\,` and `\.` escape).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Set values that are always strings: `--set-string image.tag=1.10`.
+    #[arg(long = "set-string", value_name = "KEY=VALUE")]
+    pub set_string: Vec<String>,
+    /// Set values written as JSON: `--set-json 'ports=[80,443]'`.
+    #[arg(long = "set-json", value_name = "KEY=JSON")]
+    pub set_json: Vec<String>,
+}
+
+impl ValuesArgs {
+    fn sources(self) -> Vec<ValueSource> {
+        let files = self.values.into_iter().map(ValueSource::File);
+        let json = self.set_json.into_iter().map(ValueSource::SetJson);
+        let set = self.set.into_iter().map(ValueSource::Set);
+        let string = self.set_string.into_iter().map(ValueSource::SetString);
+        files.chain(json).chain(set).chain(string).collect()
+    }
+}
+
 /// Values and version a render may override.
 #[derive(Debug, Clone, Args)]
 pub struct OverrideArgs {
-    /// Override a value: `--set image.pullPolicy=Always` (numbers and booleans typed).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub values: ValuesArgs,
     /// Use this application version instead of the descriptor's.
     #[arg(long)]
     pub version: Option<String>,
@@ -360,6 +390,8 @@ pub struct LintArgs {
     /// Warnings are errors (exit 2): a secret that lands outside a Secret, say.
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    pub values: ValuesArgs,
     /// Output format.
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -432,7 +464,7 @@ impl From<ReleaseEnvArgs> for action::ReleaseSelection {
 impl From<OverrideArgs> for Overrides {
     fn from(args: OverrideArgs) -> Overrides {
         Overrides {
-            sets: args.set,
+            values: args.values.sources(),
             version: args.version,
             promoted: None,
         }
@@ -450,7 +482,9 @@ impl From<SecretsTarget> for action::secrets::SecretsOptions {
 
 pub fn init_logging(cli: &Cli) {
     let default = match cli.verbose {
-        0 => "warn",
+        // kube's client logs every failed request at ERROR in its own words; flotilla
+        // reports each failure itself, naming cluster, verb and object.
+        0 => "warn,kube_client::client::builder=off",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -583,7 +617,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 },
                 mode,
                 checkout: Overrides {
-                    sets: args.set,
+                    values: args.set.into_iter().map(ValueSource::Set).collect(),
                     version: args.version,
                     promoted: None,
                 },
@@ -628,6 +662,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 release: args.release,
                 env: args.env,
                 branch: args.branch,
+                values: args.values.sources(),
             };
             action::lint::run(root, &scope, args.strict, args.output)
         }

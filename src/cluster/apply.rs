@@ -293,7 +293,7 @@ impl ClusterHandle {
                 true
             }
             Err(err) => {
-                tracing::warn!(cluster = self.context(), object = %id, "cannot hand over the fields of manager `{FIELD_MANAGER}`: {err}");
+                tracing::warn!(cluster = self.context(), object = %id, "cannot hand over the fields of manager `{FIELD_MANAGER}`: {}", super::describe_kube_error(&err));
                 false
             }
         }

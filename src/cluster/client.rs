@@ -13,13 +13,90 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Reads the kubeconfig as kubectl does (`KUBECONFIG`, else `~/.kube/config`), or the
-/// given file.
+/// Reads the kubeconfig as kubectl does: the given file (`--kubeconfig`), else every
+/// file `KUBECONFIG` lists (merged, the first to set a value wins), else
+/// `~/.kube/config`. A file that cannot be read is named with why it was chosen.
 pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> {
-    match path {
-        Some(path) => Kubeconfig::read_from(path)
-            .map_err(|e| ClusterError::Kubeconfig(format!("{}: {e}", path.display()))),
-        None => Kubeconfig::read().map_err(|e| ClusterError::Kubeconfig(e.to_string())),
+    let (files, chosen) =
+        kubeconfig_files(path, std::env::var_os("KUBECONFIG"), std::env::home_dir())?;
+    let mut merged = Kubeconfig::default();
+    for file in &files {
+        let read = Kubeconfig::read_from(file).and_then(|config| merged.clone().merge(config));
+        merged = read.map_err(|err| ClusterError::Kubeconfig {
+            file: file.display().to_string(),
+            chosen: chosen.clone(),
+            problem: kubeconfig_problem(&err),
+        })?;
+    }
+    Ok(merged)
+}
+
+/// The kubeconfig files to read and why they are the ones (for messages).
+fn kubeconfig_files(
+    flag: Option<&Path>,
+    variable: Option<std::ffi::OsString>,
+    home: Option<std::path::PathBuf>,
+) -> Result<(Vec<std::path::PathBuf>, String), ClusterError> {
+    if let Some(file) = flag {
+        return Ok((vec![file.to_path_buf()], "given by --kubeconfig".into()));
+    }
+    if let Some(value) = variable {
+        let files: Vec<_> = std::env::split_paths(&value)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if !files.is_empty() {
+            let chosen = format!("from KUBECONFIG={}", value.to_string_lossy());
+            return Ok((files, chosen));
+        }
+    }
+    let chosen = "the default path, as KUBECONFIG is not set".to_string();
+    match home {
+        Some(home) => Ok((vec![home.join(".kube").join("config")], chosen)),
+        None => Err(ClusterError::Kubeconfig {
+            file: "~/.kube/config".into(),
+            chosen,
+            problem: "there is no home directory (HOME is not set)".into(),
+        }),
+    }
+}
+
+/// What is wrong with one kubeconfig file, in our words (the file is named by the caller).
+fn kubeconfig_problem(err: &kube::config::KubeconfigError) -> String {
+    use kube::config::KubeconfigError;
+    match err {
+        KubeconfigError::ReadConfig(io, _) => match io.kind() {
+            std::io::ErrorKind::NotFound => "there is no such file".into(),
+            std::io::ErrorKind::PermissionDenied => "it may not be read (permission denied)".into(),
+            _ => io.to_string(),
+        },
+        // The YAML parser's message comes with a drawing of the line: its first line says it all.
+        KubeconfigError::Parse(parse) => {
+            let text = parse.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            format!(
+                "it is not a kubeconfig: {}",
+                first.trim_start_matches("error: ")
+            )
+        }
+        KubeconfigError::KindMismatch | KubeconfigError::ApiVersionMismatch => {
+            format!("it cannot be merged with the files before it in KUBECONFIG ({err})")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What is wrong with a context of the kubeconfig, in our words.
+fn context_problem(err: &kube::config::KubeconfigError) -> String {
+    use kube::config::KubeconfigError;
+    match err {
+        KubeconfigError::LoadClusterOfContext(cluster) => {
+            format!("its cluster `{cluster}` is not in the kubeconfig")
+        }
+        KubeconfigError::MissingClusterUrl => "its cluster has no `server` URL".into(),
+        KubeconfigError::ParseClusterUrl(url) => {
+            format!("its cluster's `server` is not a URL: {url}")
+        }
+        other => super::api_error::chain(other),
     }
 }
 
@@ -120,6 +197,8 @@ type DiscoveryCache = HashMap<(String, String), (ApiResource, bool)>;
 #[derive(Clone)]
 pub struct ClusterHandle {
     context: String,
+    /// The API server's URL, for messages about a cluster that does not answer.
+    server: String,
     client: Client,
     requests: Arc<AtomicU64>,
     resources: Arc<Mutex<DiscoveryCache>>,
@@ -138,9 +217,14 @@ impl ClusterHandle {
                 .iter()
                 .map(|c| c.name.as_str())
                 .collect();
+            let message = if known.is_empty() {
+                "not in the kubeconfig, which has no contexts".to_owned()
+            } else {
+                format!("not in the kubeconfig (it has: {})", known.join(", "))
+            };
             return Err(ClusterError::Context {
                 context: context.to_owned(),
-                message: format!("not in the kubeconfig (it has: {})", known.join(", ")),
+                message,
             });
         }
         let options = KubeConfigOptions {
@@ -151,11 +235,12 @@ impl ClusterHandle {
             .await
             .map_err(|e| ClusterError::Context {
                 context: context.to_owned(),
-                message: e.to_string(),
+                message: context_problem(&e),
             })?;
         if config.accept_invalid_certs {
             warn_insecure_once(context);
         }
+        let server = config.cluster_url.to_string();
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
         let count =
@@ -167,15 +252,16 @@ impl ClusterHandle {
             .map_err(|e| match e {
                 // An exec plugin or token file that gives no credential: the
                 // environment, not the input.
-                kube::Error::Auth(err) => ClusterError::Denied {
-                    context: context.to_owned(),
-                    action: "authenticate to".into(),
-                    object: "the cluster".into(),
-                    message: err.to_string(),
-                },
+                kube::Error::Auth(_) => super::api_error::classify(
+                    context,
+                    &server,
+                    "authenticate to",
+                    "the cluster",
+                    &e,
+                ),
                 e => ClusterError::Context {
                     context: context.to_owned(),
-                    message: e.to_string(),
+                    message: super::api_error::describe(&e),
                 },
             })?
             .with_layer(&count)
@@ -183,6 +269,7 @@ impl ClusterHandle {
             .build();
         Ok(ClusterHandle {
             context: context.to_owned(),
+            server,
             client,
             requests,
             resources: Default::default(),
@@ -193,6 +280,11 @@ impl ClusterHandle {
         &self.context
     }
 
+    /// The API server's URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
     pub fn client(&self) -> Client {
         self.client.clone()
     }
@@ -200,47 +292,6 @@ impl ClusterHandle {
     /// HTTP requests sent so far through this handle (and its clones).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
-    }
-
-    /// Turns a kube error into ours: transport failures mean an unreachable cluster.
-    pub(crate) fn error(
-        &self,
-        action: &str,
-        object: &dyn std::fmt::Display,
-        err: kube::Error,
-    ) -> ClusterError {
-        match err {
-            kube::Error::Api(status) if status.code == 401 || status.code == 403 => {
-                ClusterError::Denied {
-                    context: self.context.clone(),
-                    action: action.to_owned(),
-                    object: object.to_string(),
-                    message: format!("{} ({})", status.message, status.code),
-                }
-            }
-            kube::Error::Auth(err) => ClusterError::Denied {
-                context: self.context.clone(),
-                action: action.to_owned(),
-                object: object.to_string(),
-                message: format!("no credentials for the cluster: {err}"),
-            },
-            kube::Error::Api(status) => ClusterError::Api {
-                context: self.context.clone(),
-                action: action.to_owned(),
-                object: object.to_string(),
-                message: format!("{} ({})", status.message, status.code),
-            },
-            kube::Error::HyperError(_) | kube::Error::Service(_) => ClusterError::Unreachable {
-                context: self.context.clone(),
-                message: err.to_string(),
-            },
-            other => ClusterError::Api {
-                context: self.context.clone(),
-                action: action.to_owned(),
-                object: object.to_string(),
-                message: other.to_string(),
-            },
-        }
     }
 
     /// The resource and scope (namespaced or not) of an object's kind, from discovery.
@@ -352,5 +403,59 @@ impl ClusterHandle {
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
             Err(err) => Err(self.error("create", &object, err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_kubeconfig_is_chosen_as_kubectl_does_and_says_why() {
+        let home = Some(PathBuf::from("/home/ann"));
+        let pick = |flag: Option<&str>, variable: Option<&str>, home: Option<PathBuf>| {
+            kubeconfig_files(flag.map(Path::new), variable.map(Into::into), home)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            pick(Some("k.yaml"), Some("/a"), home.clone()),
+            Ok((
+                vec![PathBuf::from("k.yaml")],
+                "given by --kubeconfig".into()
+            ))
+        );
+        assert_eq!(
+            pick(None, Some("/a:/b"), home.clone()),
+            Ok((
+                vec![PathBuf::from("/a"), PathBuf::from("/b")],
+                "from KUBECONFIG=/a:/b".into()
+            ))
+        );
+        for empty in [None, Some(""), Some(":")] {
+            assert_eq!(
+                pick(None, empty, home.clone()),
+                Ok((
+                    vec![PathBuf::from("/home/ann/.kube/config")],
+                    "the default path, as KUBECONFIG is not set".into()
+                ))
+            );
+        }
+        assert_eq!(
+            pick(None, None, None),
+            Err("cannot read the kubeconfig ~/.kube/config (the default path, as KUBECONFIG is not set): there is no home directory (HOME is not set); name the right one with --kubeconfig FILE or KUBECONFIG=FILE".into())
+        );
+    }
+
+    #[test]
+    fn a_kubeconfig_that_is_not_yaml_is_said_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config");
+        std::fs::write(&file, "apiVersion: v1\nclusters: [\n").unwrap();
+        let err = load_kubeconfig(Some(&file)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("cannot read the kubeconfig {} (given by --kubeconfig): it is not a kubeconfig: line 2 column 11: unclosed bracket '['; name the right one with --kubeconfig FILE or KUBECONFIG=FILE", file.display())
+        );
     }
 }

@@ -400,13 +400,17 @@ async fn renew(
             Err(err) if renewed.elapsed() >= duration => {
                 // Another run may have seen it stale and taken it: stop as if it had.
                 give_up(format!(
-                    "lease {name} could not be renewed for {}s: {err}",
-                    renewed.elapsed().as_secs()
+                    "lease {name} could not be renewed for {}s: {}",
+                    renewed.elapsed().as_secs(),
+                    super::describe_kube_error(&err)
                 ));
                 return;
             }
             // A missed renewal is not a lost lock yet: the next tick tries again.
-            Err(err) => tracing::warn!("cannot renew lease {name}: {err}"),
+            Err(err) => tracing::warn!(
+                "cannot renew lease {name}: {}",
+                super::describe_kube_error(&err)
+            ),
         }
     }
 }
@@ -459,7 +463,11 @@ impl Lock {
                 ..DeleteParams::default()
             };
             if let Err(err) = self.api.delete(&self.name, &params).await {
-                tracing::warn!("cannot release lease {}: {err}", self.name);
+                tracing::warn!(
+                    "cannot release lease {}: {}",
+                    self.name,
+                    super::describe_kube_error(&err)
+                );
             }
         };
         if tokio::time::timeout(RELEASE_BUDGET, delete).await.is_err() {

@@ -7,6 +7,7 @@
 //! cluster, so nothing here holds global state, and long waits take a
 //! [`CancellationToken`] checked only at points where stopping leaves nothing half-done.
 
+mod api_error;
 mod apply;
 mod client;
 pub mod labels;
@@ -14,6 +15,7 @@ mod lock;
 mod objects;
 mod wait;
 
+pub use api_error::{describe as describe_kube_error, status_text};
 pub use apply::{ApplyOptions, Conflict, DiffAction, FieldChange, ObjectDiff, Removed};
 pub use client::{load_kubeconfig, ClusterHandle};
 pub use labels::Removal;
@@ -83,8 +85,13 @@ pub fn no_progress() -> Progress {
 
 #[derive(Debug, Error)]
 pub enum ClusterError {
-    #[error("cannot read kubeconfig: {0}")]
-    Kubeconfig(String),
+    /// A kubeconfig file that cannot be read: which one, why it was chosen, what is wrong.
+    #[error("cannot read the kubeconfig {file} ({chosen}): {problem}; name the right one with --kubeconfig FILE or KUBECONFIG=FILE")]
+    Kubeconfig {
+        file: String,
+        chosen: String,
+        problem: String,
+    },
     #[error("kube context `{context}`: {message}")]
     Context { context: String, message: String },
     #[error("cluster `{context}` is unreachable: {message}")]

@@ -117,26 +117,41 @@ fn is_due(stuck: &Stuck, since: Instant, now: Instant, grace: Duration) -> bool 
 
 type Key = (String, String, String);
 
+/// A watch error in a user's words (kube's `Display` of an API error is a `Debug` dump).
+fn describe_watch_error(err: &watcher::Error) -> String {
+    match err {
+        watcher::Error::InitialListFailed(e) => {
+            format!("cannot list: {}", super::describe_kube_error(e))
+        }
+        watcher::Error::WatchStartFailed(e) => {
+            format!("cannot start watching: {}", super::describe_kube_error(e))
+        }
+        watcher::Error::WatchFailed(e) => {
+            format!("the watch failed: {}", super::describe_kube_error(e))
+        }
+        watcher::Error::WatchError(status) => {
+            format!("the server ended the watch: {}", super::status_text(status))
+        }
+        other => other.to_string(),
+    }
+}
+
 impl ClusterHandle {
     /// A watch error that is a refusal (401, 403): the verb and the server's message,
     /// which names the resource (`cannot watch resource "pods" in ...`).
     fn watch_denied(&self, err: &watcher::Error) -> Option<ClusterError> {
-        let (verb, code, message) = match err {
-            watcher::Error::InitialListFailed(kube::Error::Api(s)) => {
-                ("list", s.code, s.message.clone())
-            }
+        let (verb, status) = match err {
+            watcher::Error::InitialListFailed(kube::Error::Api(s)) => ("list", s),
             watcher::Error::WatchStartFailed(kube::Error::Api(s))
-            | watcher::Error::WatchFailed(kube::Error::Api(s)) => {
-                ("watch", s.code, s.message.clone())
-            }
-            watcher::Error::WatchError(s) => ("watch", s.code, s.message.clone()),
+            | watcher::Error::WatchFailed(kube::Error::Api(s))
+            | watcher::Error::WatchError(s) => ("watch", s),
             _ => return None,
         };
-        (code == 401 || code == 403).then(|| ClusterError::Denied {
+        (status.code == 401 || status.code == 403).then(|| ClusterError::Denied {
             context: self.context().to_owned(),
             action: verb.to_owned(),
             object: "the workloads of the health wait".to_owned(),
-            message: format!("{message} ({code})"),
+            message: super::status_text(status),
         })
     }
 
@@ -262,7 +277,11 @@ impl ClusterHandle {
                     if let Some(denied) = self.watch_denied(&err) {
                         return Err(denied);
                     }
-                    tracing::debug!(cluster = self.context(), "watch error: {err}");
+                    tracing::debug!(
+                        cluster = self.context(),
+                        "watch error: {}",
+                        describe_watch_error(&err)
+                    );
                     continue;
                 }
                 None => {

@@ -65,9 +65,20 @@ pub enum RenderError {
     /// without it (other objects, YAML that only the value breaks).
     #[error("{file}: {message}")]
     SecretShape { file: PathBuf, message: String },
-    /// A `--set` argument that cannot be understood.
-    #[error("--set {arg:?}: {message}")]
-    Set { arg: String, message: String },
+    /// A `--set`, `--set-string` or `--set-json` argument that cannot be understood.
+    #[error("{flag} {arg:?}: {message}")]
+    Set {
+        flag: &'static str,
+        arg: String,
+        message: String,
+    },
+    /// A `-f/--values` file that cannot be read or is not a map of values.
+    #[error("--values {file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    ValuesFile {
+        file: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
     /// A values layer that is not a map of values (`spec.values`, an override).
     #[error("{file}: {field}: {message}")]
     Values {
@@ -118,13 +129,14 @@ impl RenderError {
             | RenderError::Object { message, .. }
             | RenderError::Scaling { message, .. }
             | RenderError::Values { message, .. }
+            | RenderError::ValuesFile { message, .. }
             | RenderError::ChartFile { message, .. }
             | RenderError::SecretShape { message, .. } => scrub(message),
             RenderError::Yaml { text, message, .. } => {
                 scrub(text);
                 scrub(message);
             }
-            RenderError::Set { arg, message } => {
+            RenderError::Set { arg, message, .. } => {
                 scrub(arg);
                 scrub(message);
             }

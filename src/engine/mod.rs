@@ -7,7 +7,8 @@
 //!   `templates/_*.hbs` partials, and compiles them once into a Handlebars registry
 //!   (strict mode, no HTML escaping, the helpers of [`helpers`]).
 //! - [`Renderer::new`] merges the layers every cluster of an environment shares (chart
-//!   values, `spec.values`, the environment's override, `--set`) once.
+//!   values, `spec.values`, the environment's override, the command line's
+//!   [`CommandLineValues`]: `-f`, `--set-json`, `--set`, `--set-string`) once.
 //! - [`Renderer::render`] adds one cluster's layers (`global`, `secrets`, `scaling`),
 //!   renders every template, splits the output into objects and applies scaling.
 //! - [`check`] holds the stricter checks `lint` runs on rendered objects.
@@ -25,6 +26,7 @@ mod error;
 pub mod helpers;
 mod recorded;
 mod render;
+mod strvals;
 mod values;
 
 pub use chart::{Chart, ChartMetadata};
@@ -32,4 +34,6 @@ pub use error::RenderError;
 pub use recorded::render_recorded;
 pub use render::{Manifest, ReleaseInfo, RenderedObject, Renderer, Renders};
 pub(crate) use values::yaml_layer;
-pub use values::{deep_merge, parse_set, placeholder, placeholder_secrets, SecretValues, SetValue};
+pub use values::{
+    deep_merge, placeholder, placeholder_secrets, CommandLineValues, SecretValues, ValueSource,
+};

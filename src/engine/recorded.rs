@@ -68,8 +68,8 @@ pub fn render_recorded(
     let revision = release.revision;
     // The recorded values are the chart's merged with every layer already: no
     // environment override and no `--set` on top.
-    let renderer =
-        Renderer::new(chart, release, &spec, label, "", &[])?.with_checksum_key(checksum_key);
+    let renderer = Renderer::new(chart, release, &spec, label, "", &Default::default())?
+        .with_checksum_key(checksum_key);
     renderer.render_revision(&cluster, secrets, revision)
 }
 

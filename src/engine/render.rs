@@ -3,7 +3,9 @@
 
 use super::chart::{kind_of, Chart};
 use super::error::RenderError;
-use super::values::{deep_merge, placeholder, yaml_layer, yaml_message, SecretValues, SetValue};
+use super::values::{
+    deep_merge, placeholder, yaml_layer, yaml_message, CommandLineValues, SecretValues,
+};
 use crate::config::{Cluster, LoadedRelease, ReleaseDescriptor, ReleaseSpec, Replicas};
 use handlebars::{Context, RenderErrorReason};
 use serde_json::{json, Map, Value};
@@ -97,7 +99,8 @@ pub struct Renderer<'a> {
     release: ReleaseInfo,
     spec: &'a ReleaseSpec,
     descriptor_file: PathBuf,
-    /// chart values ← spec.values ← environment override ← `--set`.
+    /// chart values ← spec.values ← environment override ← the command line (`-f`,
+    /// `--set-json`, `--set`, `--set-string`).
     base: Value,
     /// The key of `secretsum` (the release's key in the cluster); `None` outside a
     /// cluster (`template`, `lint`).
@@ -111,7 +114,7 @@ impl<'a> Renderer<'a> {
         spec: &'a ReleaseSpec,
         descriptor_file: &Path,
         environment: &str,
-        sets: &[SetValue],
+        overrides: &CommandLineValues,
     ) -> Result<Renderer<'a>, RenderError> {
         let mut base = chart.values.clone();
         deep_merge(
@@ -125,9 +128,7 @@ impl<'a> Renderer<'a> {
                 yaml_layer(&over.values, descriptor_file, &field)?,
             );
         }
-        for set in sets {
-            deep_merge(&mut base, set.as_layer());
-        }
+        overrides.merge_into(&mut base);
         Ok(Renderer {
             chart,
             release,
@@ -149,7 +150,7 @@ impl<'a> Renderer<'a> {
         chart: &'a Chart,
         release: &'a LoadedRelease,
         environment: &str,
-        sets: &[SetValue],
+        overrides: &CommandLineValues,
         revision: u64,
     ) -> Result<Renderer<'a>, RenderError> {
         Renderer::new(
@@ -158,7 +159,7 @@ impl<'a> Renderer<'a> {
             &release.descriptor.spec,
             &release.file,
             environment,
-            sets,
+            overrides,
         )
     }
 

@@ -1,9 +1,12 @@
-//! Values: the deep merge, `--set` parsing and the secret map the chart receives.
+//! Values: the deep merge, the command-line layer (`-f`, `--set` and its kin) and the
+//! secret map the chart receives.
 
 use super::error::RenderError;
+use super::strvals::{self, Typing};
 use crate::config::ReleaseSpec;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// secret_id → value, as the chart sees it in `Values.secrets`. Placeholders for
 /// `template`, real values (resolved by the vault module) for a deploy.
@@ -41,99 +44,123 @@ pub fn deep_merge(base: &mut Value, over: Value) {
     }
 }
 
-/// One `--set path.to.key=value`: a dotted path and a typed value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SetValue {
-    /// The argument as given, for errors.
-    pub arg: String,
-    pub path: Vec<String>,
-    pub value: Value,
+/// One source of values on the command line, as Helm takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSource {
+    /// `-f/--values FILE`: a YAML map of values.
+    File(PathBuf),
+    /// `--set a.b=1,c[0]=x`: integers, booleans and null typed, anything else a string.
+    Set(String),
+    /// `--set-string a.b=1`: every value a string.
+    SetString(String),
+    /// `--set-json 'a={"b":[1,2]}'`: every value JSON.
+    SetJson(String),
 }
 
-impl SetValue {
-    /// A whole map of values merged where `--set` goes: the recorded command-line
-    /// values of a promoted revision. `arg` names it in messages.
-    pub fn layer(arg: &str, values: Map<String, Value>) -> SetValue {
-        SetValue {
-            arg: arg.to_owned(),
-            path: Vec::new(),
-            value: Value::Object(values),
+impl ValueSource {
+    /// Helm's order, whatever the order of the flags: files (in the order given), then
+    /// `--set-json`, `--set`, `--set-string` (each in the order given); later wins.
+    fn rank(&self) -> u8 {
+        match self {
+            ValueSource::File(_) => 0,
+            ValueSource::SetJson(_) => 1,
+            ValueSource::Set(_) => 2,
+            ValueSource::SetString(_) => 3,
         }
     }
 
-    /// The value as a nested map, ready to merge.
-    pub fn as_layer(&self) -> Value {
-        self.path
-            .iter()
-            .rev()
-            .fold(self.value.clone(), |inner, key| {
-                let mut map = Map::new();
-                map.insert(key.clone(), inner);
-                Value::Object(map)
-            })
+    fn flag(&self) -> &'static str {
+        match self {
+            ValueSource::File(_) => "--values",
+            ValueSource::SetJson(_) => "--set-json",
+            ValueSource::Set(_) => "--set",
+            ValueSource::SetString(_) => "--set-string",
+        }
     }
 }
 
-/// Parse `a.b.c=value`. The value is typed as Helm's `--set` types it: `true`/`false`,
-/// `null`, integers and decimals become those; anything else is a string. A dot inside a
-/// key is written `\.`.
-pub fn parse_set(arg: &str) -> Result<SetValue, RenderError> {
-    let error = |message: &str| RenderError::Set {
-        arg: arg.to_string(),
-        message: message.to_string(),
+/// The values given on the command line, merged into one layer: above the descriptor's
+/// and the environment's values, below `global`, `secrets` and `scaling`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommandLineValues(Map<String, Value>);
+
+impl CommandLineValues {
+    /// Reads the files and parses the `--set` flags, in Helm's order (see
+    /// [`ValueSource`]): a `--set` goes into what the files gave (`list[1]=x` changes
+    /// the second item of a file's list).
+    pub fn parse(sources: &[ValueSource]) -> Result<CommandLineValues, RenderError> {
+        let mut ordered: Vec<&ValueSource> = sources.iter().collect();
+        ordered.sort_by_key(|source| source.rank());
+        let mut values = Map::new();
+        for source in ordered {
+            let (arg, typing) = match source {
+                ValueSource::File(file) => {
+                    let mut layer = Value::Object(std::mem::take(&mut values));
+                    deep_merge(&mut layer, values_file(file)?);
+                    if let Value::Object(map) = layer {
+                        values = map;
+                    }
+                    continue;
+                }
+                ValueSource::Set(arg) => (arg, Typing::Typed),
+                ValueSource::SetString(arg) => (arg, Typing::String),
+                ValueSource::SetJson(arg) => (arg, Typing::Json),
+            };
+            strvals::parse_into(arg, typing, &mut values).map_err(|message| RenderError::Set {
+                flag: source.flag(),
+                arg: arg.clone(),
+                message,
+            })?;
+        }
+        Ok(CommandLineValues(values))
+    }
+
+    /// A whole map of values in the command line's place: the recorded command-line
+    /// values of a promoted revision.
+    pub fn recorded(values: Map<String, Value>) -> CommandLineValues {
+        CommandLineValues(values)
+    }
+
+    /// The layer as one JSON map (what an artifact records).
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+
+    /// Merges this layer over `base`.
+    pub fn merge_into(&self, base: &mut Value) {
+        if !self.0.is_empty() {
+            deep_merge(base, Value::Object(self.0.clone()));
+        }
+    }
+}
+
+/// One `-f` file: a YAML map (an empty file is no values).
+fn values_file(file: &Path) -> Result<Value, RenderError> {
+    let error = |line: Option<usize>, message: String| RenderError::ValuesFile {
+        file: file.to_path_buf(),
+        line,
+        message,
     };
-    let (key, raw) = arg
-        .split_once('=')
-        .ok_or_else(|| error("expected KEY=VALUE, e.g. image.tag=1.2.3"))?;
-    let mut path = Vec::new();
-    let mut segment = String::new();
-    let mut chars = key.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&'.') => {
-                segment.push('.');
-                chars.next();
-            }
-            '.' => path.push(std::mem::take(&mut segment)),
-            c => segment.push(c),
-        }
+    let text = std::fs::read_to_string(file).map_err(|err| {
+        let why = match err.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            _ => err.to_string(),
+        };
+        error(None, format!("cannot read: {why}"))
+    })?;
+    let parsed: Value = serde_yaml::from_str(&text)
+        .map_err(|err| error(err.location().map(|l| l.line()), yaml_message(&err)))?;
+    match parsed {
+        Value::Null => Ok(Value::Object(Map::new())),
+        map @ Value::Object(_) => Ok(map),
+        other => Err(error(
+            None,
+            format!(
+                "must be a map of values, found {}",
+                super::chart::kind_of(&other)
+            ),
+        )),
     }
-    path.push(segment);
-    if path.iter().any(|s| s.trim().is_empty()) {
-        return Err(error("the key has an empty part; write it as a.b.c=value"));
-    }
-    Ok(SetValue {
-        arg: arg.to_string(),
-        path,
-        value: typed(raw),
-    })
-}
-
-fn typed(raw: &str) -> Value {
-    match raw {
-        "true" => return Value::Bool(true),
-        "false" => return Value::Bool(false),
-        "null" => return Value::Null,
-        _ => {}
-    }
-    // Leading zeros and `+` stay text: `007` is an id, not seven.
-    let leading_zero = raw.len() > 1 && raw.starts_with('0') && !raw.starts_with("0.");
-    let looks_numeric = !(raw.is_empty() || raw.starts_with('+') || leading_zero);
-    if looks_numeric {
-        if let Ok(n) = raw.parse::<i64>() {
-            return Value::from(n);
-        }
-        if raw.contains('.') && !raw.ends_with('.') {
-            if let Some(n) = raw
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-            {
-                return Value::Number(n);
-            }
-        }
-    }
-    Value::String(raw.to_string())
 }
 
 /// A values layer from a descriptor (serde_yaml) as JSON; it must be a map.
@@ -196,24 +223,72 @@ mod tests {
     }
 
     #[test]
-    fn set_values_are_typed() {
-        let cases = [
-            ("a=1", json!(1)),
-            ("a=-3", json!(-3)),
-            ("a=1.5", json!(1.5)),
-            ("a=true", json!(true)),
-            ("a=null", json!(null)),
-            ("a=007", json!("007")),
-            ("a=1.2.3", json!("1.2.3")),
-            ("a=", json!("")),
-            ("a=x=y", json!("x=y")),
+    fn files_then_json_then_set_then_set_string_whatever_the_flag_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first.yaml");
+        let second = dir.path().join("second.yaml");
+        std::fs::write(
+            &first,
+            "log: { level: info, format: json }\nhosts: [a, b, c]\n",
+        )
+        .unwrap();
+        std::fs::write(&second, "log: { level: warn }\n").unwrap();
+        let sources = [
+            ValueSource::SetString("tag=10".into()),
+            ValueSource::Set("tag=1.10,hosts[1]=x,replicas=3".into()),
+            ValueSource::File(first),
+            ValueSource::SetJson(r#"replicas=2,extra={"a":[1]}"#.into()),
+            ValueSource::File(second),
         ];
-        for (arg, value) in cases {
-            assert_eq!(parse_set(arg).unwrap().value, value, "{arg}");
-        }
-        let set = parse_set(r"log.level\.x=warn").unwrap();
-        assert_eq!(set.as_layer(), json!({"log": {"level.x": "warn"}}));
-        assert!(parse_set("novalue").is_err());
-        assert!(parse_set("a..b=1").is_err());
+        let layer = CommandLineValues::parse(&sources).unwrap();
+        let mut base = json!({"log": {"level": "debug", "color": true}, "tag": "latest"});
+        layer.merge_into(&mut base);
+        assert_eq!(
+            base,
+            json!({
+                "log": {"level": "warn", "format": "json", "color": true},
+                "hosts": ["a", "x", "c"],
+                "tag": "10",
+                "replicas": 3,
+                "extra": {"a": [1]},
+            })
+        );
+    }
+
+    #[test]
+    fn a_bad_file_or_flag_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.yaml");
+        let list = dir.path().join("list.yaml");
+        let broken = dir.path().join("broken.yaml");
+        std::fs::write(&list, "- a\n").unwrap();
+        std::fs::write(&broken, "log:\n  level: [\n").unwrap();
+        let message = |source: ValueSource| {
+            CommandLineValues::parse(&[source])
+                .unwrap_err()
+                .to_string()
+                .replace(&dir.path().display().to_string(), "DIR")
+        };
+        assert_eq!(
+            message(ValueSource::File(missing)),
+            "--values DIR/missing.yaml: cannot read: no such file"
+        );
+        assert_eq!(
+            message(ValueSource::File(list)),
+            "--values DIR/list.yaml: must be a map of values, found a list"
+        );
+        assert!(
+            message(ValueSource::File(broken)).starts_with("--values DIR/broken.yaml:3: "),
+            "{}",
+            message(ValueSource::File(dir.path().join("broken.yaml")))
+        );
+        assert_eq!(
+            message(ValueSource::SetJson("a={nope".into())),
+            r#"--set-json "a={nope": the value is not JSON: key must be a string at line 1 column 2"#
+        );
+        assert_eq!(
+            message(ValueSource::SetString("a".into())),
+            r#"--set-string "a": `a` has no value: write a=VALUE"#
+        );
     }
 }

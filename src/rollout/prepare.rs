@@ -7,7 +7,7 @@ use super::plan::Plan;
 use super::progress::{Phase, Reporter};
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
-use crate::engine::{parse_set, Chart, Renderer, SetValue};
+use crate::engine::{Chart, CommandLineValues, Renderer, ValueSource};
 use crate::ops::{self, Rendered, RunOptions};
 use crate::release::{Artifact, ChartRef, History, Promotion, RevisionSource, SecretSource};
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
@@ -18,10 +18,11 @@ use std::collections::HashMap;
 /// What a deploy may override on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub sets: Vec<String>,
+    /// `-f`, `--set`, `--set-string`, `--set-json`, in the order given.
+    pub values: Vec<ValueSource>,
     pub version: Option<String>,
     /// `promote`: this recorded artifact in place of the checkout's chart, version,
-    /// `spec.values` and `--set` (`sets` and `version` are then not used); the
+    /// `spec.values` and command-line values (`values` and `version` are then not used); the
     /// descriptor gives only the environment-dependent values, scaling and secret
     /// mappings.
     pub promoted: Option<Promoted>,
@@ -35,6 +36,11 @@ pub struct Promoted {
 }
 
 impl Overrides {
+    /// The values layer of the command line, read and parsed (bad input: exit 2).
+    pub fn values(&self) -> crate::Result<CommandLineValues> {
+        Ok(CommandLineValues::parse(&self.values)?)
+    }
+
     /// Puts `--version` (when given) in place of the descriptor's version.
     pub fn apply_version(&self, release: &mut LoadedRelease) -> crate::Result<()> {
         if let Some(version) = &self.version {
@@ -111,7 +117,7 @@ pub async fn connect_each(
 pub struct ReleaseRender {
     release: LoadedRelease,
     environment: String,
-    sets: Vec<SetValue>,
+    values: CommandLineValues,
     chart: Chart,
     artifact: Artifact,
     promoted_from: Option<Promotion>,
@@ -124,7 +130,7 @@ pub struct ReleaseRender {
 struct Loaded {
     release: LoadedRelease,
     chart: Chart,
-    sets: Vec<SetValue>,
+    values: CommandLineValues,
     artifact: Artifact,
 }
 
@@ -135,16 +141,8 @@ impl Loaded {
             return Loaded::recorded(release, promoted);
         }
         overrides.apply_version(&mut release)?;
-        let sets = overrides
-            .sets
-            .iter()
-            .map(|s| parse_set(s))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = overrides.values()?;
         let chart = Chart::load(&release.chart_dir)?;
-        let mut command_line = serde_json::Value::Object(Default::default());
-        for set in &sets {
-            crate::engine::deep_merge(&mut command_line, set.as_layer());
-        }
         let artifact = Artifact {
             chart: chart.files().clone(),
             version: release.descriptor.spec.version.clone(),
@@ -153,12 +151,12 @@ impl Loaded {
                 &release.file,
                 "spec.values",
             )?,
-            command_line,
+            command_line: values.to_value(),
         };
         Ok(Loaded {
             release,
             chart,
-            sets,
+            values,
             artifact,
         })
     }
@@ -181,17 +179,14 @@ impl Loaded {
                 label.display()
             ))
         })?;
-        let sets = match &artifact.command_line {
-            serde_json::Value::Object(map) if !map.is_empty() => vec![SetValue::layer(
-                "the recorded command-line values",
-                map.clone(),
-            )],
-            _ => Vec::new(),
+        let values = match &artifact.command_line {
+            serde_json::Value::Object(map) => CommandLineValues::recorded(map.clone()),
+            _ => CommandLineValues::default(),
         };
         Ok(Loaded {
             release,
             chart,
-            sets,
+            values,
             artifact: artifact.clone(),
         })
     }
@@ -216,7 +211,7 @@ impl ReleaseRender {
         let Loaded {
             release,
             chart,
-            sets,
+            values,
             artifact,
         } = Loaded::new(release, overrides)?;
         let contexts = plan.contexts();
@@ -226,7 +221,7 @@ impl ReleaseRender {
         Ok(ReleaseRender {
             release,
             environment: env.environment.name.clone(),
-            sets,
+            values,
             chart,
             artifact,
             promoted_from: overrides.promoted.as_ref().map(|p| p.from.clone()),
@@ -260,7 +255,7 @@ impl ReleaseRender {
             &self.chart,
             &self.release,
             &self.environment,
-            &self.sets,
+            &self.values,
             history.next_revision().into(),
         )?
         .with_checksum_key(checksum_key);

@@ -41,6 +41,8 @@ pub async fn checksum_key(
     };
     let api: Api<Secret> = Api::namespaced(cluster.client(), namespace);
     let name = checksum_key_name(release);
+    let object = format!("the checksum key of `{release}` (Secret {namespace}/{name})");
+    let request_error = |verb: &str, err: kube::Error| cluster.error(verb, &object, err);
     let read = |secret: Secret| {
         secret
             .data
@@ -59,7 +61,7 @@ pub async fn checksum_key(
         Ok(None) => {}
         // A namespace that does not exist yet has no key.
         Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(err) => return Err(error("read", &err)),
+        Err(err) => return Err(request_error("read", err)),
     }
     if !create {
         return Ok(None);
@@ -93,8 +95,8 @@ pub async fn checksum_key(
         // Another run made it first: use that one.
         Err(kube::Error::Api(status)) if status.code == 409 => match api.get(&name).await {
             Ok(secret) => read(secret).map(registered).map(Some),
-            Err(err) => Err(error("read", &err)),
+            Err(err) => Err(request_error("read", err)),
         },
-        Err(err) => Err(error("create", &err)),
+        Err(err) => Err(request_error("create", err)),
     }
 }

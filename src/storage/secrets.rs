@@ -31,6 +31,7 @@ const DEPLOYMENT_LABEL: &str = "flotilla.dev/deployment-id";
 #[derive(Clone)]
 pub struct SecretStore {
     api: Api<Secret>,
+    cluster: ClusterHandle,
     context: String,
     namespace: String,
     release: String,
@@ -44,36 +45,30 @@ impl SecretStore {
     pub fn new(cluster: &ClusterHandle, namespace: &str, release: &str) -> SecretStore {
         SecretStore {
             api: Api::namespaced(cluster.client(), namespace),
+            cluster: cluster.clone(),
             context: cluster.context().to_owned(),
             namespace: namespace.to_owned(),
             release: release.to_owned(),
         }
     }
 
-    /// A failed request: no answer is an unreachable cluster, 401/403 a denial (so a
-    /// record write lost mid-run says which it is), anything else about the records.
-    fn request_error(&self, action: &str, err: kube::Error) -> ClusterError {
-        match err {
-            kube::Error::HyperError(_) | kube::Error::Service(_) => ClusterError::Unreachable {
-                context: self.context.clone(),
-                message: format!("{action}: {err}"),
-            },
-            kube::Error::Auth(ref err) => ClusterError::Denied {
-                context: self.context.clone(),
-                action: action.trim_start_matches("cannot ").to_owned(),
-                object: format!("release records in namespace {}", self.namespace),
-                message: format!("no credentials for the cluster: {err}"),
-            },
-            kube::Error::Api(ref status) if status.code == 401 || status.code == 403 => {
-                ClusterError::Denied {
-                    context: self.context.clone(),
-                    action: action.trim_start_matches("cannot ").to_owned(),
-                    object: format!("release records in namespace {}", self.namespace),
-                    message: format!("{} ({})", status.message, status.code),
-                }
-            }
-            other => self.error(action, other),
-        }
+    /// A failed request to `verb` (`list`, `create`) the records, or one of them
+    /// (`revision`): no answer is an unreachable cluster, 401/403 a denial (so a record
+    /// write lost mid-run says which it is), any other answer the server's message.
+    fn request_error(&self, verb: &str, revision: Option<u32>, err: kube::Error) -> ClusterError {
+        let object = match revision {
+            None => format!(
+                "the release records of `{}` (Secrets in namespace `{}`)",
+                self.release, self.namespace
+            ),
+            Some(revision) => format!(
+                "the record of revision {revision} of `{}` (Secret {}/{})",
+                self.release,
+                self.namespace,
+                record_name(&self.release, revision)
+            ),
+        };
+        self.cluster.error(verb, &object, err)
     }
 
     fn error(&self, action: &str, source: impl std::fmt::Display) -> ClusterError {
@@ -144,7 +139,7 @@ impl RecordStore for SecretStore {
             Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
             // The first request of every command: a transport failure here is the
             // cluster being unreachable (exit code 3), not a problem with the records.
-            Err(err) => return Err(self.request_error("cannot list release records", err)),
+            Err(err) => return Err(self.request_error("list", None, err)),
         };
         let mut records = secrets
             .iter()
@@ -160,9 +155,7 @@ impl RecordStore for SecretStore {
         self.api
             .create(&PostParams::default(), &secret)
             .await
-            .map_err(|err| {
-                self.request_error(&format!("cannot store revision {}", record.revision), err)
-            })?;
+            .map_err(|err| self.request_error("create", Some(record.revision), err))?;
         Ok(())
     }
 
@@ -177,9 +170,7 @@ impl RecordStore for SecretStore {
                 &kube::api::Patch::Apply(&secret),
             )
             .await
-            .map_err(|err| {
-                self.request_error(&format!("cannot update revision {}", record.revision), err)
-            })?;
+            .map_err(|err| self.request_error("update", Some(record.revision), err))?;
         Ok(())
     }
 
@@ -194,7 +185,7 @@ impl RecordStore for SecretStore {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(err) => Err(self.request_error(&format!("cannot delete revision {revision}"), err)),
+            Err(err) => Err(self.request_error("delete", Some(revision), err)),
         }
     }
 }

@@ -547,11 +547,16 @@ impl VaultSession {
                 (*code, error_messages(content.as_deref()))
             }
             ClientError::RestClientError {
-                source: rustify::errors::ClientError::RequestError { .. },
+                source:
+                    rustify::errors::ClientError::RequestError {
+                        source,
+                        url,
+                        method,
+                    },
             } => {
                 return ReadProblem::Unreachable {
                     address,
-                    reason: error_chain(&err),
+                    reason: format!("{} ({method} {url})", unanswered_cause(source)),
                 }
             }
             _ => {
@@ -840,6 +845,26 @@ fn tidy_messages<S: AsRef<str>>(messages: impl IntoIterator<Item = S>) -> String
 
 /// An error and its sources, one line. Quoted text is dropped: parser messages quote the
 /// value they choked on, and that value could be a secret.
+/// Why a request got no answer, as a person says it: `connection refused`, else the
+/// cause at the bottom of the chain (a TLS or DNS problem), not the layers of client
+/// libraries above it ("An error occurred with the request: Error sending HTTP request:
+/// error sending request for url ...: client error (Connect): ...").
+fn unanswered_cause(err: &anyhow::Error) -> String {
+    let mut innermost = String::new();
+    for cause in err.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return "connection refused".into();
+            }
+        }
+        let text = cause.to_string();
+        if !text.is_empty() {
+            innermost = text;
+        }
+    }
+    scrub_quoted(&innermost)
+}
+
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();

@@ -1,0 +1,177 @@
+//! What a new user meets in the first hour, without any cluster: the messages are part of
+//! the interface (as in the bad-input corpus), so each is pinned here word for word.
+//!
+//! - no kubeconfig: which file, why that one, what to do;
+//! - a typo in the release or the environment is reported before the kubeconfig is
+//!   read, by every command that needs one;
+//! - a cluster whose API server does not answer (a closed port: a real refusal, no
+//!   fake) is named with the verb, the object and the server, exit 3.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `flotilla ARGS` in the project's own deployment repo, with a home of its own (no
+/// `~/.kube/config`) and `KUBECONFIG` as given.
+fn flotilla(home: &Path, kubeconfig: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.current_dir(ROOT)
+        .args(args)
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .env_remove("FLOTILLA_LOG")
+        .env_remove("VAULT_ADDR")
+        .env_remove("VAULT_TOKEN");
+    if let Some(value) = kubeconfig {
+        cmd.env("KUBECONFIG", value);
+    }
+    cmd.output().expect("flotilla runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every command that reads the kubeconfig, on the example release.
+const COMMANDS: [&[&str]; 7] = [
+    &["deploy", "hello", "--env", "dev"],
+    &["diff", "hello", "--env", "dev"],
+    &["status", "hello", "--env", "dev"],
+    &["history", "hello", "--env", "dev"],
+    &["rollback", "hello", "--env", "dev"],
+    &["promote", "hello", "--from", "staging", "--env", "dev"],
+    &[
+        "uninstall",
+        "hello",
+        "--env",
+        "dev",
+        "--cluster",
+        "dev-paris-dc1",
+    ],
+];
+
+#[test]
+fn no_kubeconfig_names_the_file_why_it_was_chosen_and_what_to_do() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let default = home.path().join(".kube/config");
+    let missing = home.path().join("elsewhere.yaml");
+    let missing = missing.to_str().unwrap();
+    for args in COMMANDS {
+        let cases = [
+            (
+                None,
+                Vec::new(),
+                format!(
+                    "{} (the default path, as KUBECONFIG is not set)",
+                    default.display()
+                ),
+            ),
+            (
+                Some(missing),
+                Vec::new(),
+                format!("{missing} (from KUBECONFIG={missing})"),
+            ),
+            (
+                None,
+                vec!["--kubeconfig", missing],
+                format!("{missing} (given by --kubeconfig)"),
+            ),
+        ];
+        for (variable, flag, which) in cases {
+            let out = flotilla(home.path(), variable, &[args, &flag[..]].concat());
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{args:?} {flag:?}: {}",
+                stderr(&out)
+            );
+            assert_eq!(
+                stderr(&out),
+                format!("error: cannot read the kubeconfig {which}: there is no such file; name the right one with --kubeconfig FILE or KUBECONFIG=FILE\n"),
+                "{args:?} {flag:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_typo_in_the_release_or_environment_comes_before_the_kubeconfig() {
+    let home = tempfile::tempdir().expect("tempdir");
+    for args in COMMANDS {
+        let release = args.iter().position(|a| *a == "hello").unwrap();
+        let mut typo = args.to_vec();
+        typo[release] = "NOPE";
+        let out = flotilla(home.path(), None, &typo);
+        assert_eq!(out.status.code(), Some(2), "{typo:?}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.starts_with("error: no release \"NOPE\": there is no releases/NOPE/release.yaml (releases: \"hello\")\n"),
+            "{typo:?}: {text}"
+        );
+        assert!(!text.contains("kubeconfig"), "{typo:?}: {text}");
+
+        let env = args.iter().rposition(|a| *a == "dev").unwrap();
+        let mut typo = args.to_vec();
+        typo[env] = "dve";
+        let out = flotilla(home.path(), None, &typo);
+        assert_eq!(out.status.code(), Some(2), "{typo:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "error: no environment \"dve\": there is no environments/dve.yaml (environments: \"dev\", \"prod\", \"staging\"); did you mean \"dev\"?\n",
+            "{typo:?}"
+        );
+    }
+    // Bad values too: they need no cluster either.
+    for command in ["deploy", "diff"] {
+        let out = flotilla(
+            home.path(),
+            None,
+            &[command, "hello", "--env", "dev", "--set", "log.level"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "error: --set \"log.level\": `log.level` has no value: write log.level=VALUE\n",
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_that_refuses_connections_is_named_with_verb_object_and_server() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let home = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = home.path().join("kubeconfig");
+    let contexts: String = ["dev-europe-west1", "dev-us-central1", "dev-paris-dc1"]
+        .iter()
+        .map(|c| format!("- name: {c}\n  context: {{ cluster: closed, user: someone }}\n"))
+        .collect();
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: closed\n  cluster: {{ server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true }}\nusers:\n- name: someone\n  user: {{ token: not-a-real-token }}\ncontexts:\n{contexts}"),
+    )
+    .expect("write the kubeconfig");
+    let out = flotilla(
+        home.path(),
+        Some(kubeconfig.to_str().unwrap()),
+        &[
+            "history",
+            "hello",
+            "--env",
+            "dev",
+            "--clusters",
+            "dev-paris-dc1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let expected = format!("cluster `dev-paris-dc1` is unreachable: cannot list the release records of `hello` (Secrets in namespace `hello`): connection refused (server https://127.0.0.1:{port}/)");
+    assert_eq!(
+        stderr(&out),
+        format!("dev-paris-dc1: history not read: {expected}\nerror: {expected}\n")
+    );
+}
