@@ -209,6 +209,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             finish_with: Some(finish),
             refused: true,
             kept_live: Vec::new(),
+            diagnosis: None,
         });
     }
     multi::finish(&[report], args.output)
