@@ -5,6 +5,7 @@
 use super::multi;
 use super::EnvSelection;
 use crate::config::LoadedRelease;
+use crate::notify::Notifier;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
 use crate::rollout::executor::RunInfo;
@@ -129,6 +130,7 @@ pub async fn deploy_releases(
         )
         .await?;
     let interrupt = multi::interrupt_token();
+    let notifier = Notifier::new(&selected.env.environment.notify);
     let reports =
         futures::future::join_all(releases.iter().zip(&prepared).map(|(release, steps)| {
             let info = RunInfo {
@@ -139,7 +141,28 @@ pub async fn deploy_releases(
             };
             let reporter = reporter_for(release);
             let interrupt = &interrupt;
-            async move { execute(&selected.plan, steps, &info, interrupt, &reporter).await }
+            let notifier = &notifier;
+            let version = steps
+                .clusters
+                .values()
+                .next()
+                .map(|p| p.rendered.app_version.clone());
+            async move {
+                notifier
+                    .send(&multi::started_notice(
+                        &selected.plan,
+                        &info.operation,
+                        &info.release,
+                        &info.deployment_id,
+                        version.clone(),
+                    ))
+                    .await;
+                let report = execute(&selected.plan, steps, &info, interrupt, &reporter).await;
+                notifier
+                    .send(&multi::finished_notice(&report, version))
+                    .await;
+                report
+            }
         }))
         .await;
     Ok(reports)

@@ -177,6 +177,21 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         deployment_id: run_id,
         target: Some(target.clone()),
     };
+    let notifier = crate::notify::Notifier::new(&selected.env.environment.notify);
+    let version = steps
+        .clusters
+        .values()
+        .find_map(|c| c.history.get(c.to.revision))
+        .map(|r| r.app_version.clone());
+    notifier
+        .send(&multi::started_notice(
+            &plan,
+            &info.operation,
+            &info.release,
+            &info.deployment_id,
+            version.clone(),
+        ))
+        .await;
     let mut report = execute(
         &plan,
         &steps,
@@ -212,6 +227,9 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             diagnosis: None,
         });
     }
+    notifier
+        .send(&multi::finished_notice(&report, version))
+        .await;
     multi::finish(&[report], args.output)
 }
 

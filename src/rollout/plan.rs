@@ -165,6 +165,7 @@ pub(crate) mod tests {
                         },
                     })
                     .collect(),
+                notify: Vec::new(),
             },
         }
     }

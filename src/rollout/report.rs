@@ -162,7 +162,8 @@ struct Row {
     duration: String,
 }
 
-fn revision_text(c: &ClusterResult) -> String {
+/// `1 → 2`, `1 → 2 → 3 (= 1)`: what the run did to a cluster's revision.
+pub fn revision_text(c: &ClusterResult) -> String {
     let before = c
         .before
         .as_ref()

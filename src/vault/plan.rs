@@ -268,6 +268,7 @@ mod tests {
                     cluster("prod-b", "prod"),
                     cluster("prod-dc", "prod"),
                 ],
+                notify: Vec::new(),
             },
         }
     }
