@@ -38,6 +38,9 @@ pub struct DeployOptions {
     /// How long to wait for another run's lease (default: the lease duration plus a
     /// margin).
     pub lock_timeout: Option<Duration>,
+    /// Print the plan (waves, clusters, revision from → to, Vault paths); change
+    /// nothing, read no secret.
+    pub dry_run: bool,
     pub output: OutputFormat,
 }
 
@@ -49,6 +52,9 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
     };
     for release in &releases {
         selected.repo.check_release(release, &selected.env)?;
+    }
+    if args.dry_run {
+        return super::dry_run::deploy(&selected, &releases, &args.overrides, args.output).await;
     }
     let reports = deploy_releases(
         &selected,

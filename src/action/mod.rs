@@ -27,6 +27,7 @@ pub struct ReleaseSelection {
 
 pub mod deploy;
 pub mod diff;
+pub mod dry_run;
 pub mod every_cluster;
 pub mod history;
 pub mod lint;

@@ -569,22 +569,17 @@ fn print_plan(
         .iter()
         .map(|(c, to)| PlanRow {
             cluster: c.cluster.context.clone(),
-            now: match c.history.latest() {
-                Some(r) => format!("{} {} ({})", r.revision, r.content_id(), r.status),
-                None => "-".into(),
-            },
+            now: super::dry_run::runs_now(&c.history),
             to: format!("{} {}", to.revision, to.deployment_id),
         })
         .collect();
-    match output {
-        OutputFormat::Json => crate::output::print_json(&serde_json::json!({
-            "target": target,
-            "clusters": rows,
-        }))?,
-        OutputFormat::Table => crate::output::print(&format!(
-            "rollback to deployment {target} (dry run: nothing changed)\n{}",
-            crate::output::table_text(tabled::Table::new(rows))
-        ))?,
-    }
-    Ok(())
+    let mut fields = serde_json::Map::new();
+    fields.insert("target".into(), target.into());
+    super::dry_run::print_plan(
+        &format!("rollback to deployment {target}"),
+        &rows,
+        fields,
+        &[],
+        output,
+    )
 }

@@ -143,6 +143,10 @@ pub struct DeployArgs {
     /// not renewed for its duration is taken over before (default: 21s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub lock_timeout: Option<Duration>,
+    /// Print the plan (waves, clusters, revision from → to, the Vault paths it would
+    /// read, never values); change nothing, contact no Vault.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -416,6 +420,7 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 timeout: args.timeout,
                 history_max: args.history_max,
                 lock_timeout: args.lock_timeout,
+                dry_run: args.dry_run,
                 output: args.output,
             };
             action::deploy::run(root, &opts).await
