@@ -32,7 +32,6 @@ pub mod every_cluster;
 pub mod history;
 pub mod lint;
 pub mod multi;
-pub mod one_cluster;
 pub mod promote;
 pub mod rollback;
 pub mod secrets;

@@ -50,7 +50,8 @@ pub enum Command {
     Status(StatusArgs),
     /// What a deploy would change (server-side dry run), secret values redacted.
     Diff(DiffArgs),
-    /// Delete a release's objects and records from a cluster.
+    /// Delete a release's objects and records from every cluster of an environment (or
+    /// those of --clusters), all leases taken before anything is removed.
     Uninstall(UninstallArgs),
     /// Render a release locally for the clusters of an environment (no cluster, no
     /// Vault): multi-document YAML on stdout, secrets as placeholders.
@@ -250,14 +251,15 @@ pub struct DiffArgs {
 pub struct UninstallArgs {
     /// The release: its folder name under releases/, or the path of its release.yaml.
     pub release: String,
+    /// Every cluster of the environment, or those of --clusters.
     #[command(flatten)]
-    pub env: EnvNameArgs,
-    /// The cluster (kube context of the environment); needed when it has several.
-    #[arg(long)]
-    pub cluster: Option<String>,
-    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
+    pub env: EnvArgs,
+    /// How long to wait for a lease another run holds before refusing (exit 3, nothing
+    /// removed anywhere).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_timeout: Option<Duration>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -461,10 +463,9 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
         Command::Uninstall(args) => {
             let opts = action::uninstall::UninstallOptions {
                 release: args.release,
-                env: args.env.env,
-                branch: args.env.branch,
-                cluster: args.cluster,
-                kubeconfig: args.kubeconfig,
+                env: args.env.into(),
+                lock_timeout: args.lock_timeout,
+                output: args.output,
             };
             action::uninstall::run(root, &opts).await
         }
