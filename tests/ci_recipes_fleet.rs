@@ -4,7 +4,10 @@
 //! (in a namespace of its own), and exits 0: lint, the deploy plan, the deploy, status
 //! and the rollback to what ran before. A recipe without those steps fails the test.
 
+mod rollout_support;
+
 use flotilla_fleet::testing::Fleet;
+use rollout_support::copy_of_this_repo;
 use std::path::Path;
 
 const RECIPES: &[&str] = &["github-actions.yml", "gitlab-ci.yml", "Jenkinsfile"];
@@ -31,38 +34,6 @@ fn commands(text: &str, branch: &str) -> Vec<Vec<String>> {
         })
         .filter(|words| !words.is_empty())
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// This repo's environments and `hello`, the release moved to `namespace`.
-fn repo(namespace: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    copy_dir(&root.join("environments"), &dir.path().join("environments"));
-    copy_dir(
-        &root.join("releases/hello"),
-        &dir.path().join("releases/hello"),
-    );
-    let descriptor = dir.path().join("releases/hello/release.yaml");
-    let text = std::fs::read_to_string(&descriptor).unwrap();
-    std::fs::write(
-        &descriptor,
-        text.replace("namespace: hello", &format!("namespace: {namespace}")),
-    )
-    .unwrap();
-    dir
 }
 
 fn flotilla(fleet: &Fleet, root: &Path, args: &[String]) -> std::process::Output {
@@ -114,7 +85,7 @@ fn every_command_of_every_ci_recipe_runs_against_the_fleet() {
         )
         .unwrap();
         let namespace = format!("ci-{}-{i}", std::process::id() % 10000);
-        let dir = repo(&namespace);
+        let dir = copy_of_this_repo(&namespace);
         // What ran before the pipeline: the rollback step goes back to it.
         let before: Vec<String> = "deploy hello --env dev --create-namespace --version 0.9.0"
             .split(' ')

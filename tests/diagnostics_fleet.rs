@@ -9,14 +9,6 @@ mod rollout_support;
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
 
-fn contexts(fleet: &Fleet) -> Vec<(String, u32)> {
-    fleet.clusters().into_iter().map(|c| (c, 0)).collect()
-}
-
-fn env_of(list: &[(String, u32)]) -> Vec<(&str, u32)> {
-    list.iter().map(|(c, w)| (c.as_str(), *w)).collect()
-}
-
 /// A first good deploy, then one that breaks in the first cluster with `tag`.
 fn broken_deploy(
     test: &str,
@@ -24,8 +16,8 @@ fn broken_deploy(
     json_output: bool,
 ) -> (TestRepo, String, std::process::Output) {
     let fleet = Fleet::shared();
-    let list = contexts(fleet);
-    let repo = repo(test, &[("prod", &env_of(&list))], "60s");
+    let list = fleet_waves(fleet, false);
+    let repo = repo(test, &[("prod", &as_env(&list))], "60s");
     let good = run(fleet, &repo, &["deploy", "hello", "--env", "prod"]);
     assert!(good.status.success(), "{}", describe(&good));
     let broken = &list[0].0;

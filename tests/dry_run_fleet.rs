@@ -58,14 +58,9 @@ async fn versions(fleet: &Fleet, ns: &str) -> BTreeMap<(String, &'static str, St
 async fn deploy_dry_run_prints_the_plan_and_changes_nothing_without_vault() {
     let fleet = Fleet::shared();
     let clusters = fleet.clusters();
-    let list: Vec<(&str, u32)> = clusters
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), u32::from(i > 0)))
-        .collect();
-    let repo = repo("dry-run", &[("prod", &list)], "60s");
-    let good = run(fleet, &repo, &["deploy", "hello", "--env", "prod"]);
-    assert!(good.status.success(), "{}", describe(&good));
+    let list = fleet_waves(fleet, true);
+    let repo = repo("dry-run", &[("prod", &as_env(&list))], "60s");
+    deploy_ok(fleet, &repo, "prod", "v1");
     let before = versions(fleet, &repo.namespace).await;
     assert!(
         before.keys().any(|(_, kind, _)| *kind == "Secret"),
@@ -146,28 +141,12 @@ async fn deploy_dry_run_prints_the_plan_and_changes_nothing_without_vault() {
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn rollback_dry_run_prints_its_plan_the_same_way_and_changes_nothing() {
     let fleet = Fleet::shared();
-    let list: Vec<(String, u32)> = fleet.clusters().into_iter().map(|c| (c, 0)).collect();
-    let env: Vec<(&str, u32)> = list.iter().map(|(c, w)| (c.as_str(), *w)).collect();
-    let repo = repo("dry-rollback", &[("prod", &env)], "60s");
-    let mut ids = Vec::new();
-    for version in ["v1", "v2"] {
-        let out = run(
-            fleet,
-            &repo,
-            &[
-                "deploy",
-                "hello",
-                "--env",
-                "prod",
-                "--version",
-                version,
-                "-o",
-                "json",
-            ],
-        );
-        assert!(out.status.success(), "{}", describe(&out));
-        ids.push(json(&out)["deployment_id"].as_str().unwrap().to_owned());
-    }
+    let list = fleet_waves(fleet, false);
+    let repo = repo("dry-rollback", &[("prod", &as_env(&list))], "60s");
+    let ids: Vec<String> = ["v1", "v2"]
+        .iter()
+        .map(|v| deploy_ok(fleet, &repo, "prod", v))
+        .collect();
     let before = versions(fleet, &repo.namespace).await;
     let out = run(
         fleet,

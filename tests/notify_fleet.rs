@@ -14,9 +14,8 @@ use serde_json::Value;
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn webhooks_hear_of_started_succeeded_and_rolled_back_and_a_failing_one_only_warns() {
     let fleet = Fleet::shared();
-    let list: Vec<(String, u32)> = fleet.clusters().into_iter().map(|c| (c, 0)).collect();
-    let env: Vec<(&str, u32)> = list.iter().map(|(c, w)| (c.as_str(), *w)).collect();
-    let repo = repo("notify", &[("prod", &env)], "60s");
+    let list = fleet_waves(fleet, false);
+    let repo = repo("notify", &[("prod", &as_env(&list))], "60s");
     let file = repo.root().join("environments/prod.yaml");
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str(

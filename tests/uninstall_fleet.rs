@@ -8,10 +8,9 @@ mod rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use rollout_support::*;
 
 /// Deployments, release records and the kept ConfigMap, per cluster.
@@ -51,12 +50,8 @@ async fn uninstall_takes_every_lease_first_refuses_with_nothing_removed_then_emp
 {
     let fleet = Fleet::shared();
     let clusters = fleet.clusters();
-    let list: Vec<(&str, u32)> = clusters
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), u32::from(i > 0)))
-        .collect();
-    let repo = repo("uninstall", &[("prod", &list)], "60s");
+    let waves = fleet_waves(fleet, true);
+    let repo = repo("uninstall", &[("prod", &as_env(&waves))], "60s");
     std::fs::write(
         repo.root().join("releases/hello/chart/templates/settings.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{Release.Name}}-settings\n  annotations:\n    helm.sh/resource-policy: keep\ndata:\n  mode: strict\n",
@@ -69,22 +64,7 @@ async fn uninstall_takes_every_lease_first_refuses_with_nothing_removed_then_emp
 
     // A live run elsewhere holds the lease in the last cluster.
     let holder = fleet.client(clusters.last().unwrap()).await;
-    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-    let lease = Lease {
-        metadata: ObjectMeta {
-            name: Some("flotilla.hello".into()),
-            ..Default::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some("bob@ci-elsewhere pid 4242 run 0badcafe".into()),
-            lease_duration_seconds: Some(3600),
-            acquire_time: Some(now.clone()),
-            renew_time: Some(now),
-            ..Default::default()
-        }),
-    };
-    let leases = Api::<Lease>::namespaced(holder, &repo.namespace);
-    leases.create(&PostParams::default(), &lease).await.unwrap();
+    hold_lease(holder.clone(), &repo.namespace, "hello").await;
     let out = run(
         fleet,
         &repo,
@@ -104,7 +84,7 @@ async fn uninstall_takes_every_lease_first_refuses_with_nothing_removed_then_emp
         "{stderr}"
     );
     assert_eq!(left(fleet, &repo.namespace).await, state);
-    leases
+    Api::<Lease>::namespaced(holder, &repo.namespace)
         .delete("flotilla.hello", &DeleteParams::default())
         .await
         .unwrap();
@@ -128,8 +108,6 @@ async fn uninstall_takes_every_lease_first_refuses_with_nothing_removed_then_emp
     config["contexts"].as_sequence_mut().unwrap().push(context);
     let broken = repo.root().join("kubeconfig-with-gone");
     std::fs::write(&broken, serde_yaml::to_string(&config).unwrap()).unwrap();
-    let mut with_gone = list.clone();
-    with_gone.push(("gone", 0));
     let env_text = std::fs::read_to_string(repo.root().join("environments/prod.yaml")).unwrap();
     std::fs::write(
         repo.root().join("environments/prod.yaml"),
