@@ -1,4 +1,5 @@
-//! Failure diagnostics on the shared fleet: the report of a crashlooping and of a
+//! Failure diagnostics on the shared fleet: the report of a crashlooping, of a
+//! timed-out (never ready) and of a
 //! pull-failing deploy names the pod, the container, the reason, the restart count,
 //! the Events of the failing objects, and says in one line that the simulated kubelet
 //! serves no logs; all gathered before the restore, so they describe the failing
@@ -9,15 +10,17 @@ mod rollout_support;
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
 
-/// A first good deploy, then one that breaks in the first cluster with `tag`.
+/// A first good deploy, then one that breaks in the first cluster with `tag`, each
+/// cluster waiting up to `timeout` for health.
 fn broken_deploy(
     test: &str,
     tag: &str,
     json_output: bool,
+    timeout: &str,
 ) -> (TestRepo, String, std::process::Output) {
     let fleet = Fleet::shared();
     let list = fleet_waves(fleet, false);
-    let repo = repo(test, &[("prod", &as_env(&list))], "60s");
+    let repo = repo(test, &[("prod", &as_env(&list))], timeout);
     let good = run(fleet, &repo, &["deploy", "hello", "--env", "prod"]);
     assert!(good.status.success(), "{}", describe(&good));
     let broken = &list[0].0;
@@ -45,7 +48,7 @@ fn broken_deploy(
 #[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn a_crashlooping_deploy_reports_pod_container_reason_restarts_events_and_logs() {
-    let (repo, broken, out) = broken_deploy("diag-crash", "crashloop", true);
+    let (repo, broken, out) = broken_deploy("diag-crash", "crashloop", true, "60s");
     let report = json(&out);
     let cluster = report["clusters"]
         .as_array()
@@ -97,7 +100,7 @@ fn a_crashlooping_deploy_reports_pod_container_reason_restarts_events_and_logs()
 #[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn a_pull_failing_deploy_reports_its_pod_and_events_in_the_text_report() {
-    let (repo, broken, out) = broken_deploy("diag-pull", "pullfail", false);
+    let (repo, broken, out) = broken_deploy("diag-pull", "pullfail", false, "60s");
     let text = String::from_utf8_lossy(&out.stdout);
     let ns = &repo.namespace;
     let pod_line = text
@@ -120,4 +123,27 @@ fn a_pull_failing_deploy_reports_its_pod_and_events_in_the_text_report() {
         ),
         "{text}"
     );
+}
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn a_deploy_that_times_out_names_the_container_that_never_became_ready() {
+    let (_repo, broken, out) = broken_deploy("diag-never", "never", true, "4s");
+    let report = json(&out);
+    let cluster = report["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["context"] == broken.as_str())
+        .unwrap();
+    assert!(
+        cluster["error"]
+            .as_str()
+            .unwrap()
+            .contains("not healthy after 4s"),
+        "{cluster:#}"
+    );
+    let pod = &cluster["diagnosis"]["pods"][0];
+    assert_eq!(pod["container"], "web", "{cluster:#}");
+    assert_eq!(pod["reason"], "not ready", "{cluster:#}");
 }

@@ -176,3 +176,66 @@ pub fn finished_notice(report: &Report, version: Option<String>) -> Notice {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::report::{ClusterResult, RunResult};
+    use std::time::Duration;
+
+    fn report(operation: &str, overall: Overall) -> Report {
+        Report {
+            operation: operation.into(),
+            release: "hello".into(),
+            environment: "prod".into(),
+            deployment_id: "d2".into(),
+            target: None,
+            overall,
+            interrupted: false,
+            signal: None,
+            cause: None,
+            duration: Duration::from_secs(1),
+            clusters: vec![ClusterResult {
+                context: "eu".into(),
+                wave: 0,
+                before: None,
+                deployed: Some(1),
+                restored: None,
+                result: RunResult::Deployed,
+                duration: Duration::from_secs(1),
+                error: None,
+                finish_with: None,
+                refused: false,
+                kept_live: Vec::new(),
+                diagnosis: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_finished_run_is_told_as_succeeded_rolled_back_or_failed() {
+        let event =
+            |operation: &str, overall| finished_notice(&report(operation, overall), None).event;
+        assert_eq!(event("deploy", Overall::Succeeded), NotifyEvent::Succeeded);
+        assert_eq!(event("promote", Overall::Succeeded), NotifyEvent::Succeeded);
+        assert_eq!(
+            event("rollback", Overall::Succeeded),
+            NotifyEvent::RolledBack
+        );
+        assert_eq!(
+            event("deploy", Overall::RolledBack),
+            NotifyEvent::RolledBack
+        );
+        for overall in [
+            Overall::RollbackIncomplete,
+            Overall::Halted,
+            Overall::Refused,
+        ] {
+            assert_eq!(event("deploy", overall), NotifyEvent::Failed);
+        }
+        let notice = finished_notice(&report("deploy", Overall::Halted), Some("v2".into()));
+        assert_eq!(notice.overall.as_deref(), Some("halted"));
+        assert_eq!(notice.clusters[0].result, "deployed");
+        assert_eq!(notice.clusters[0].revision.as_deref(), Some("- → 1"));
+    }
+}
