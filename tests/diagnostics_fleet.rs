@@ -1,9 +1,8 @@
 //! Failure diagnostics on the shared fleet: the report of a crashlooping, of a
-//! timed-out (never ready) and of a
-//! pull-failing deploy names the pod, the container, the reason, the restart count,
-//! the Events of the failing objects, and says in one line that the simulated kubelet
-//! serves no logs; all gathered before the restore, so they describe the failing
-//! revision.
+//! pull-failing and of a timed-out (never ready) deploy names the pod, the container,
+//! the reason, the restart count, the Events of the failing objects, and says in one
+//! line that the simulated kubelet serves no logs; all gathered before the restore, so
+//! they describe the failing revision.
 
 mod rollout_support;
 
