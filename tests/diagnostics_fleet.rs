@@ -49,12 +49,7 @@ fn broken_deploy(
 fn a_crashlooping_deploy_reports_pod_container_reason_restarts_events_and_logs() {
     let (repo, broken, out) = broken_deploy("diag-crash", "crashloop", true, "60s");
     let report = json(&out);
-    let cluster = report["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["context"] == broken.as_str())
-        .unwrap();
+    let cluster = cluster_in(&report, &broken);
     assert_eq!(cluster["result"], "rolled-back", "{report:#}");
     let diagnosis = &cluster["diagnosis"];
     let pod = &diagnosis["pods"][0];
@@ -129,12 +124,7 @@ fn a_pull_failing_deploy_reports_its_pod_and_events_in_the_text_report() {
 fn a_deploy_that_times_out_names_the_container_that_never_became_ready() {
     let (_repo, broken, out) = broken_deploy("diag-never", "never", true, "4s");
     let report = json(&out);
-    let cluster = report["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["context"] == broken.as_str())
-        .unwrap();
+    let cluster = cluster_in(&report, &broken);
     assert!(
         cluster["error"]
             .as_str()

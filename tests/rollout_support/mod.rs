@@ -244,16 +244,19 @@ pub fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
 }
 
-/// The result of `context` in a run report.
-pub fn result_of<'a>(report: &'a Value, context: &str) -> &'a str {
+/// The row of `context` in a run report.
+pub fn cluster_in<'a>(report: &'a Value, context: &str) -> &'a Value {
     report["clusters"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["context"] == context)
-        .unwrap_or_else(|| panic!("no {context} in {report:#}"))["result"]
-        .as_str()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no {context} in {report:#}"))
+}
+
+/// The result of `context` in a run report.
+pub fn result_of<'a>(report: &'a Value, context: &str) -> &'a str {
+    cluster_in(report, context)["result"].as_str().unwrap()
 }
 
 /// `history -o json`: context → [(revision, status, deployment id, app version)].
