@@ -25,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod exit;
+pub mod notify;
 pub mod ops;
 pub mod output;
 pub mod redact;

@@ -4,10 +4,13 @@
 //! in a fresh namespace of one dev cluster. Secret values must reach the cluster and
 //! nothing else: not stdout, not stderr, not the records.
 
+mod rollout_support;
+
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use rollout_support::copy_of_this_repo as repo;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
@@ -15,38 +18,6 @@ use std::process::Output;
 const CLUSTER: &str = "dev-europe-west1";
 const DB_PASSWORD: &str = "fake-dev-hello-db-password-1111";
 const API_TOKEN: &str = "fake-dev-hello-api-token-3333";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// The repo's environments and `hello`, with the release moved to `namespace`.
-fn repo(namespace: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    copy_dir(&root.join("environments"), &dir.path().join("environments"));
-    copy_dir(
-        &root.join("releases/hello"),
-        &dir.path().join("releases/hello"),
-    );
-    let descriptor = dir.path().join("releases/hello/release.yaml");
-    let text = std::fs::read_to_string(&descriptor).unwrap();
-    std::fs::write(
-        &descriptor,
-        text.replace("namespace: hello", &format!("namespace: {namespace}")),
-    )
-    .unwrap();
-    dir
-}
 
 fn flotilla(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))

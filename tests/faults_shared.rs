@@ -241,24 +241,7 @@ async fn every_lease_held_by_a_live_run_is_exit_3_naming_the_holder_and_nothing_
             .await
             .unwrap();
         // A live holder elsewhere: a lease of an hour, renewed just now.
-        let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some("flotilla.hello".into()),
-                ..Default::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some("bob@ci-elsewhere pid 4242 run 0badcafe".into()),
-                lease_duration_seconds: Some(3600),
-                acquire_time: Some(now.clone()),
-                renew_time: Some(now),
-                ..Default::default()
-            }),
-        };
-        Api::<Lease>::namespaced(client, &repo.namespace)
-            .create(&PostParams::default(), &lease)
-            .await
-            .unwrap();
+        hold_lease(client, &repo.namespace, "hello").await;
     }
     let t = Instant::now();
     let out = run(

@@ -153,7 +153,7 @@ fn a_cluster_that_refuses_connections_is_named_with_verb_object_and_server() {
         .collect();
     std::fs::write(
         &kubeconfig,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: closed\n  cluster: {{ server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true }}\nusers:\n- name: someone\n  user: {{ token: not-a-real-token }}\ncontexts:\n{contexts}"),
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: closed\n  cluster: {{ server: \"https://127.0.0.1:{port}\" }}\nusers:\n- name: someone\n  user: {{ token: not-a-real-token }}\ncontexts:\n{contexts}"),
     )
     .expect("write the kubeconfig");
     let out = flotilla(

@@ -275,7 +275,7 @@ fn disagreeing_or_unhealthy_dev_clusters_are_refused_and_check_exits_0_when_the_
     let text = stderr(&out);
     assert!(
         text.contains("the clusters disagree")
-            && text.contains("deployment id")
+            && text.contains("DEPLOYMENT ID")
             && text.contains("p-dev1")
             && text.contains("p-dev2"),
         "{text}"

@@ -3,43 +3,14 @@
 //! only to it deploy the example release to every dev cluster; and a read of any path
 //! outside it is denied by Vault (403).
 
+mod rollout_support;
+
 use flotilla_fleet::testing::Fleet;
 use flotilla_fleet::vault::{Api, Method};
+use rollout_support::copy_of_this_repo as repo;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Output;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// The repo's environments and `hello`, with the release moved to `namespace`.
-fn repo(namespace: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    copy_dir(&root.join("environments"), &dir.path().join("environments"));
-    copy_dir(
-        &root.join("releases/hello"),
-        &dir.path().join("releases/hello"),
-    );
-    let descriptor = dir.path().join("releases/hello/release.yaml");
-    let text = std::fs::read_to_string(&descriptor).unwrap();
-    std::fs::write(
-        &descriptor,
-        text.replace("namespace: hello", &format!("namespace: {namespace}")),
-    )
-    .unwrap();
-    dir
-}
 
 /// flotilla with the fleet's KUBECONFIG and VAULT_ADDR, and only the Vault credentials
 /// given (none of the fleet's root token or AppRole).

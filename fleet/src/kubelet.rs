@@ -16,7 +16,13 @@
 //! | `slow-N`    | Running, Ready only N seconds after the pod started            |
 //! | `never`     | Running, never Ready                                           |
 //!
-//! Must not: run anything, or touch objects other than pods and its own Node.
+//! Like a real kubelet it records a Warning Event on the pod when a container enters
+//! `CrashLoopBackOff` (`BackOff`, "Back-off restarting failed container ...") or
+//! `ImagePullBackOff` (`Failed`, "Error: ImagePullBackOff"), once per container and
+//! reason. It serves no container logs: a log request to the API server fails.
+//!
+//! Must not: run anything, or touch objects other than pods, their Events and its own
+//! Node.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
@@ -430,6 +436,15 @@ impl Kubelet {
         });
 
         if signature(&desired) != current_signature(pod) {
+            // The Event first: whoever sees the pod back off finds why among its Events.
+            let before = pod
+                .status
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .unwrap_or_default();
+            for (container, reason) in newly_waiting(&before, &desired) {
+                self.record_event(pod, node, &container, &reason).await?;
+            }
             api.patch_status(
                 name,
                 &PatchParams::default(),
@@ -486,6 +501,52 @@ impl Kubelet {
 }
 
 impl Kubelet {
+    /// A Warning Event on the pod, as a kubelet records one when a container starts
+    /// backing off.
+    async fn record_event(
+        &self,
+        pod: &Pod,
+        node: &str,
+        container: &str,
+        reason: &str,
+    ) -> kube::Result<()> {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let image = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .find(|c| c.name == container)
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let (event_reason, message) = match reason {
+            "CrashLoopBackOff" => (
+                "BackOff",
+                format!("Back-off restarting failed container {container} in pod {name}_{namespace} (simulated)"),
+            ),
+            _ => ("Failed", format!("Error: {reason} (image {image:?}, simulated)")),
+        };
+        let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": { "generateName": format!("{name}."), "namespace": namespace },
+            "involvedObject": {
+                "apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": name,
+                "uid": pod.metadata.uid, "fieldPath": format!("spec.containers{{{container}}}"),
+            },
+            "reason": event_reason, "message": message, "type": "Warning",
+            "source": { "component": "kubelet", "host": node },
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": "kubelet", "reportingInstance": node,
+        });
+        let event: k8s_openapi::api::core::v1::Event =
+            serde_json::from_value(event).map_err(kube::Error::SerdeError)?;
+        Api::<k8s_openapi::api::core::v1::Event>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await?;
+        Ok(())
+    }
+
     /// The node an unscheduled pod goes to: the one its required node affinity names
     /// (how the DaemonSet controller pins its pods), else one chosen by its uid.
     fn node_for(&self, pod: &Pod) -> Option<String> {
@@ -595,6 +656,32 @@ fn current_signature(pod: &Pod) -> String {
         .unwrap_or_default()
 }
 
+/// The (container, reason) pairs that back off in `after` and did not in `before`:
+/// what a kubelet records an Event for.
+fn newly_waiting(before: &Value, after: &Value) -> Vec<(String, String)> {
+    let waiting = |status: &Value| -> Vec<(String, String)> {
+        status["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                let reason = c["state"]["waiting"]["reason"].as_str()?;
+                matches!(reason, "CrashLoopBackOff" | "ImagePullBackOff").then(|| {
+                    (
+                        c["name"].as_str().unwrap_or_default().to_owned(),
+                        reason.to_owned(),
+                    )
+                })
+            })
+            .collect()
+    };
+    let old = waiting(before);
+    waiting(after)
+        .into_iter()
+        .filter(|pair| !old.contains(pair))
+        .collect()
+}
+
 /// A stable, distinct-enough address per pod (from its uid).
 fn pod_ip(pod: &Pod) -> String {
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
@@ -606,7 +693,33 @@ fn pod_ip(pod: &Pod) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Behaviour;
+    use super::{newly_waiting, Behaviour};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn an_event_is_recorded_once_per_container_entering_back_off() {
+        let status = |reason: &str, restarts: i32| {
+            json!({ "containerStatuses": [
+                { "name": "web", "restartCount": restarts, "state": { "waiting": { "reason": reason } } },
+                { "name": "side", "state": { "running": {} } },
+            ] })
+        };
+        let pending = status("ContainerCreating", 0);
+        assert_eq!(
+            newly_waiting(&pending, &status("CrashLoopBackOff", 1)),
+            vec![("web".to_owned(), "CrashLoopBackOff".to_owned())]
+        );
+        // The next crash of the same container is no new Event.
+        assert!(newly_waiting(
+            &status("CrashLoopBackOff", 1),
+            &status("CrashLoopBackOff", 2)
+        )
+        .is_empty());
+        assert_eq!(
+            newly_waiting(&Value::Null, &status("ImagePullBackOff", 0)),
+            vec![("web".to_owned(), "ImagePullBackOff".to_owned())]
+        );
+    }
 
     #[test]
     fn tags_choose_the_behaviour() {

@@ -463,3 +463,79 @@ fn spawn_guardian(bin: &Path, dir: &Path) -> Child {
     }
     child
 }
+
+/// A webhook receiver for notification tests: a real HTTP/1.1 server on 127.0.0.1 (one
+/// thread, `std::net`) that answers every POST with `status` (`None`: accepts and never
+/// answers, to test a deadline) and hands each request body to the test.
+pub struct HookReceiver {
+    /// `http://127.0.0.1:PORT/hook/T0KEN`: with a token in the path, as Slack's URLs.
+    pub url: String,
+    bodies: std::sync::mpsc::Receiver<String>,
+}
+
+impl HookReceiver {
+    pub fn start(status: Option<u16>) -> HookReceiver {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let url = format!(
+            "http://{}/hook/T0KEN-in-the-url",
+            listener.local_addr().expect("local address")
+        );
+        let (tx, bodies) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let Ok(read_half) = stream.try_clone() else {
+                    continue;
+                };
+                let mut reader = BufReader::new(read_half);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                if tx
+                    .send(String::from_utf8_lossy(&body).into_owned())
+                    .is_err()
+                {
+                    return;
+                }
+                match status {
+                    Some(code) => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 {code} Status\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                    }
+                    None => held.push(stream),
+                }
+            }
+        });
+        HookReceiver { url, bodies }
+    }
+
+    /// A URL where nothing listens: connections are refused.
+    pub fn refusing_url() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let url = format!(
+            "http://{}/hook/T0KEN-in-the-url",
+            listener.local_addr().expect("local address")
+        );
+        drop(listener);
+        url
+    }
+
+    /// Every body received so far, in order (the notifier has returned by then: it
+    /// waits for each answer or its deadline).
+    pub fn received(&self) -> Vec<String> {
+        self.bodies.try_iter().collect()
+    }
+}

@@ -5,6 +5,7 @@
 use super::multi;
 use super::EnvSelection;
 use crate::config::LoadedRelease;
+use crate::notify::Notifier;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
 use crate::rollout::executor::RunInfo;
@@ -37,6 +38,9 @@ pub struct DeployOptions {
     /// How long to wait for another run's lease (default: the lease duration plus a
     /// margin).
     pub lock_timeout: Option<Duration>,
+    /// Print the plan (waves, clusters, revision from → to, Vault paths); change
+    /// nothing, read no secret.
+    pub dry_run: bool,
     pub output: OutputFormat,
 }
 
@@ -52,6 +56,9 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
     // Bad values are bad input found without any cluster, as a typo in the release is.
     args.overrides.values()?;
     let selected = configured.with_kubeconfig()?;
+    if args.dry_run {
+        return super::dry_run::deploy(&selected, &releases, &args.overrides, args.output).await;
+    }
     super::promote::require_soak_for_deploy(&selected, &releases, &args.overrides).await?;
     let reports = deploy_releases(
         &selected,
@@ -134,6 +141,7 @@ pub async fn deploy_releases(
         )
         .await?;
     let interrupt = multi::interrupt_token();
+    let notifier = Notifier::new(&selected.env.environment.notify);
     let reports =
         futures::future::join_all(releases.iter().zip(&prepared).map(|(release, steps)| {
             let info = RunInfo {
@@ -144,7 +152,28 @@ pub async fn deploy_releases(
             };
             let reporter = reporter_for(release);
             let interrupt = &interrupt;
-            async move { execute(&selected.plan, steps, &info, interrupt, &reporter).await }
+            let notifier = &notifier;
+            let version = steps
+                .clusters
+                .values()
+                .next()
+                .map(|p| p.rendered.app_version.clone());
+            async move {
+                notifier
+                    .send(&multi::started_notice(
+                        &selected.plan,
+                        &info.operation,
+                        &info.release,
+                        &info.deployment_id,
+                        version.clone(),
+                    ))
+                    .await;
+                let report = execute(&selected.plan, steps, &info, interrupt, &reporter).await;
+                notifier
+                    .send(&multi::finished_notice(&report, version))
+                    .await;
+                report
+            }
         }))
         .await;
     Ok(reports)

@@ -27,11 +27,11 @@ pub struct ReleaseSelection {
 
 pub mod deploy;
 pub mod diff;
+pub mod dry_run;
 pub mod every_cluster;
 pub mod history;
 pub mod lint;
 pub mod multi;
-pub mod one_cluster;
 pub mod promote;
 pub mod rollback;
 pub mod secrets;

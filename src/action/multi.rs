@@ -4,10 +4,13 @@
 
 use super::EnvSelection;
 use crate::cluster::load_kubeconfig;
+use crate::config::NotifyEvent;
 use crate::config::{LoadedEnvironment, Repo};
+use crate::notify::{ClusterNotice, Notice};
 use crate::output::OutputFormat;
 use crate::rollout::executor::Interrupt;
 use crate::rollout::plan::{parse_limit, select_environment};
+use crate::rollout::report::{revision_text, Overall};
 use crate::rollout::{Plan, Report};
 use crate::Result;
 use kube::config::Kubeconfig;
@@ -131,4 +134,131 @@ pub fn finish(reports: &[Report], output: OutputFormat) -> Result<()> {
         )));
     }
     Err(crate::Error::Failed(message))
+}
+
+/// What the webhooks hear when a run is about to change its clusters.
+pub fn started_notice(
+    plan: &Plan,
+    operation: &str,
+    release: &str,
+    deployment_id: &str,
+    version: Option<String>,
+) -> Notice {
+    Notice {
+        event: NotifyEvent::Started,
+        operation: operation.to_owned(),
+        release: release.to_owned(),
+        environment: plan.environment.clone(),
+        deployment_id: deployment_id.to_owned(),
+        version,
+        overall: None,
+        cause: None,
+        clusters: plan
+            .clusters()
+            .map(|c| ClusterNotice {
+                context: c.context.clone(),
+                result: "pending".into(),
+                revision: None,
+            })
+            .collect(),
+    }
+}
+
+/// What the webhooks hear when a run is over: succeeded; rolled back (a failed run
+/// whose changed clusters are all back, or a `rollback` that succeeded); else failed.
+pub fn finished_notice(report: &Report, version: Option<String>) -> Notice {
+    let event = match report.overall {
+        Overall::Succeeded if report.operation == "rollback" => NotifyEvent::RolledBack,
+        Overall::Succeeded => NotifyEvent::Succeeded,
+        Overall::RolledBack => NotifyEvent::RolledBack,
+        Overall::RollbackIncomplete | Overall::Halted | Overall::Refused => NotifyEvent::Failed,
+    };
+    let overall = serde_json::to_value(report.overall)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned));
+    Notice {
+        event,
+        operation: report.operation.clone(),
+        release: report.release.clone(),
+        environment: report.environment.clone(),
+        deployment_id: report.deployment_id.clone(),
+        version,
+        overall,
+        cause: report.cause.as_deref().map(crate::redact::scrub),
+        clusters: report
+            .clusters
+            .iter()
+            .map(|c| ClusterNotice {
+                context: c.context.clone(),
+                result: serde_json::to_value(c.result)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                revision: Some(revision_text(c)),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::report::{ClusterResult, RunResult};
+    use std::time::Duration;
+
+    fn report(operation: &str, overall: Overall) -> Report {
+        Report {
+            operation: operation.into(),
+            release: "hello".into(),
+            environment: "prod".into(),
+            deployment_id: "d2".into(),
+            target: None,
+            overall,
+            interrupted: false,
+            signal: None,
+            cause: None,
+            duration: Duration::from_secs(1),
+            clusters: vec![ClusterResult {
+                context: "eu".into(),
+                wave: 0,
+                before: None,
+                deployed: Some(1),
+                restored: None,
+                result: RunResult::Deployed,
+                duration: Duration::from_secs(1),
+                error: None,
+                finish_with: None,
+                refused: false,
+                kept_live: Vec::new(),
+                diagnosis: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_finished_run_is_told_as_succeeded_rolled_back_or_failed() {
+        let event =
+            |operation: &str, overall| finished_notice(&report(operation, overall), None).event;
+        assert_eq!(event("deploy", Overall::Succeeded), NotifyEvent::Succeeded);
+        assert_eq!(event("promote", Overall::Succeeded), NotifyEvent::Succeeded);
+        assert_eq!(
+            event("rollback", Overall::Succeeded),
+            NotifyEvent::RolledBack
+        );
+        assert_eq!(
+            event("deploy", Overall::RolledBack),
+            NotifyEvent::RolledBack
+        );
+        for overall in [
+            Overall::RollbackIncomplete,
+            Overall::Halted,
+            Overall::Refused,
+        ] {
+            assert_eq!(event("deploy", overall), NotifyEvent::Failed);
+        }
+        let notice = finished_notice(&report("deploy", Overall::Halted), Some("v2".into()));
+        assert_eq!(notice.overall.as_deref(), Some("halted"));
+        assert_eq!(notice.clusters[0].result, "deployed");
+        assert_eq!(notice.clusters[0].revision.as_deref(), Some("- → 1"));
+    }
 }

@@ -202,7 +202,7 @@ async fn source_revision(
         Ok(record) => Ok(record.clone()),
         Err(problems) => {
             let mut table = tabled::builder::Builder::default();
-            table.push_record(["cluster", "revision", "deployment id", "status", "health"]);
+            table.push_record(["CLUSTER", "REVISION", "DEPLOYMENT ID", "STATUS", "HEALTH"]);
             for cluster in &clusters {
                 table.push_record(cluster.row());
             }

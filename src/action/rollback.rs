@@ -179,6 +179,21 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         deployment_id: run_id,
         target: Some(target.clone()),
     };
+    let notifier = crate::notify::Notifier::new(&selected.env.environment.notify);
+    let version = steps
+        .clusters
+        .values()
+        .find_map(|c| c.history.get(c.to.revision))
+        .map(|r| r.app_version.clone());
+    notifier
+        .send(&multi::started_notice(
+            &plan,
+            &info.operation,
+            &info.release,
+            &info.deployment_id,
+            version.clone(),
+        ))
+        .await;
     let mut report = execute(
         &plan,
         &steps,
@@ -211,8 +226,12 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             finish_with: Some(finish),
             refused: true,
             kept_live: Vec::new(),
+            diagnosis: None,
         });
     }
+    notifier
+        .send(&multi::finished_notice(&report, version))
+        .await;
     multi::finish(&[report], args.output)
 }
 
@@ -559,22 +578,17 @@ fn print_plan(
         .iter()
         .map(|(c, to)| PlanRow {
             cluster: c.cluster.context.clone(),
-            now: match c.history.latest() {
-                Some(r) => format!("{} {} ({})", r.revision, r.content_id(), r.status),
-                None => "-".into(),
-            },
+            now: super::dry_run::runs_now(&c.history),
             to: format!("{} {}", to.revision, to.deployment_id),
         })
         .collect();
-    match output {
-        OutputFormat::Json => crate::output::print_json(&serde_json::json!({
-            "target": target,
-            "clusters": rows,
-        }))?,
-        OutputFormat::Table => crate::output::print(&format!(
-            "rollback to deployment {target} (dry run: nothing changed)\n{}",
-            crate::output::table_text(tabled::Table::new(rows))
-        ))?,
-    }
-    Ok(())
+    let mut fields = serde_json::Map::new();
+    fields.insert("target".into(), target.into());
+    super::dry_run::print_plan(
+        &format!("rollback to deployment {target}"),
+        &rows,
+        fields,
+        &[],
+        output,
+    )
 }

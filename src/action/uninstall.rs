@@ -1,29 +1,256 @@
-//! `flotilla uninstall RELEASE --env E [--cluster CTX]`: delete the objects flotilla owns
-//! for the release, then its records and its lock.
+//! `flotilla uninstall RELEASE --env E [--clusters a,b]`: the release removed from every
+//! cluster of the environment (or the named ones), coordinated as a deploy is. Every
+//! cluster is connected and its records read, then the lease of every cluster that has
+//! the release is taken, one after the other in name order, before anything is
+//! removed: an unreachable cluster or a lease another run holds stops the run with
+//! nothing removed anywhere (exit 3). Then wave by wave, the clusters of a wave at once
+//! (bounded by `concurrency`): the objects flotilla owns are deleted (those annotated
+//! `flotilla.dev/resource-policy: keep` or `helm.sh/resource-policy: keep`, and
+//! Namespaces, CRDs, PVCs and PVs without opt-in, are kept and reported), then the
+//! records, then the lease. A cluster that fails stops the next waves; the report says
+//! what each cluster did (exit 1).
 
-use super::one_cluster::{self, OneClusterSelection};
-use crate::cluster::Event;
+use super::multi;
+use super::EnvSelection;
+use crate::cluster::{ClusterHandle, Event, Kept, Lock, ObjectRef};
 use crate::ops::{self, RunOptions};
+use crate::output::OutputFormat;
+use crate::rollout::prepare::{connect_all, Connected};
 use crate::Result;
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-pub type UninstallOptions = OneClusterSelection;
+#[derive(Debug, Clone, Default)]
+pub struct UninstallOptions {
+    pub release: String,
+    pub env: EnvSelection,
+    /// How long to wait for a lease another run holds (default: the lease duration
+    /// plus a margin).
+    pub lock_timeout: Option<Duration>,
+    pub output: OutputFormat,
+}
+
+/// What uninstall did in one cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct UninstallResult {
+    #[serde(rename = "cluster")]
+    pub context: String,
+    pub wave: u32,
+    /// `uninstalled`, `not-installed`, `failed`, `not-started`.
+    pub result: &'static str,
+    pub deleted: Vec<String>,
+    /// What it left in place, and why.
+    pub kept: Vec<Kept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UninstallReport {
+    pub release: String,
+    pub namespace: String,
+    pub environment: String,
+    pub succeeded: bool,
+    pub clusters: Vec<UninstallResult>,
+}
+
+#[derive(tabled::Tabled)]
+struct Row {
+    #[tabled(rename = "CLUSTER")]
+    cluster: String,
+    #[tabled(rename = "WAVE")]
+    wave: u32,
+    #[tabled(rename = "RESULT")]
+    result: String,
+    #[tabled(rename = "DELETED")]
+    deleted: usize,
+    #[tabled(rename = "KEPT")]
+    kept: usize,
+}
+
+impl UninstallReport {
+    pub fn text(&self) -> String {
+        let rows = self.clusters.iter().map(|c| Row {
+            cluster: c.context.clone(),
+            wave: c.wave,
+            result: c.result.to_owned(),
+            deleted: c.deleted.len(),
+            kept: c.kept.len(),
+        });
+        let mut out = format!(
+            "uninstall {} (namespace {}) from {}: {}\n{}",
+            self.release,
+            self.namespace,
+            self.environment,
+            if self.succeeded {
+                "succeeded"
+            } else {
+                "FAILED"
+            },
+            crate::output::table_text(tabled::Table::new(rows))
+        );
+        for c in &self.clusters {
+            for kept in &c.kept {
+                out.push_str(&format!("{}: kept {kept}\n", c.context));
+            }
+            if let Some(err) = &c.error {
+                out.push_str(&format!("{}: {err}\n", c.context));
+            }
+        }
+        out
+    }
+}
 
 pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
-    let target = one_cluster::open(root, args).await?;
-    let mut opts = RunOptions::new(target.env.environment.rollout.timeout);
-    opts.progress = Arc::new(|context, event| match event {
+    let configured = multi::configure(root, &args.env)?;
+    let release = configured.repo.release(&args.release)?;
+    configured.repo.check_release(&release, &configured.env)?;
+    let selected = configured.with_kubeconfig()?;
+    let (name, namespace) = (
+        release.descriptor.metadata.name.clone(),
+        release.descriptor.metadata.namespace.clone(),
+    );
+    // Every cluster reached and its records read before anything is removed: an
+    // unreachable one stops here (exit 3).
+    let connected = connect_all(&selected.plan, &selected.kubeconfig, &namespace, &name).await?;
+    let installed: Vec<&Connected> = connected.iter().filter(|c| !c.history.is_empty()).collect();
+    if installed.is_empty() {
+        return Err(crate::Error::Reported(format!(
+            "uninstall {name}: release `{name}` is not installed in namespace `{namespace}` of any cluster of {} ({}); nothing changed",
+            selected.plan.environment,
+            selected.plan.contexts().join(", ")
+        )));
+    }
+    let mut opts = RunOptions::new(selected.plan.timeout);
+    if let Some(wait) = args.lock_timeout {
+        opts.lock.wait = wait;
+    }
+    let kept: Arc<Mutex<HashMap<String, Vec<Kept>>>> = Arc::default();
+    let seen = kept.clone();
+    opts.progress = Arc::new(move |context, event| match event {
         Event::Pruned(id) => crate::output::eprint_line(&format!("[{context}] deleted {id}")),
-        Event::Kept(kept) => crate::output::eprint_line(&format!("[{context}] kept {kept}")),
+        Event::Kept(k) => {
+            crate::output::eprint_line(&format!("[{context}] kept {k}"));
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(context.to_owned())
+                .or_default()
+                .push(k);
+        }
         Event::Applied(_) | Event::KeptLive(_) | Event::Ready(_) | Event::Waiting { .. } => {}
     });
-    let deleted = ops::uninstall(&target.handle, target.namespace(), target.name(), &opts).await?;
-    crate::output::print(&format!(
-        "uninstalled {} from {}: {} objects deleted",
-        target.name(),
-        target.cluster.context,
-        deleted.len()
-    ))?;
+
+    let locks = take_all(&installed, &namespace, &name, &opts).await?;
+    let mut results = Vec::new();
+    let mut failed = false;
+    for wave in &selected.plan.waves {
+        let done: Vec<UninstallResult> = futures::stream::iter(wave)
+            .map(|cluster| {
+                let (opts, namespace, name) = (&opts, &namespace, &name);
+                let found = installed
+                    .iter()
+                    .find(|c| c.cluster.context == cluster.context);
+                let lock = locks.get(&cluster.context);
+                async move {
+                    let mut row = UninstallResult {
+                        context: cluster.context.clone(),
+                        wave: cluster.wave,
+                        result: "not-installed",
+                        deleted: Vec::new(),
+                        kept: Vec::new(),
+                        error: None,
+                    };
+                    let (Some(found), Some(lock)) = (found, lock) else {
+                        return row;
+                    };
+                    if failed {
+                        row.result = "not-started";
+                        return row;
+                    }
+                    match ops::uninstall_leased(&found.handle, lock, namespace, name, opts).await {
+                        Ok(deleted) => {
+                            row.result = "uninstalled";
+                            row.deleted = deleted.iter().map(ObjectRef::to_string).collect();
+                        }
+                        Err(err) => {
+                            row.result = "failed";
+                            row.error = Some(err.to_string());
+                        }
+                    }
+                    row
+                }
+            })
+            .buffered(selected.plan.concurrency.max(1))
+            .collect()
+            .await;
+        failed |= done.iter().any(|r| r.result == "failed");
+        results.extend(done);
+    }
+    futures::future::join_all(locks.into_values().map(Lock::release)).await;
+    let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+    for row in &mut results {
+        row.kept = kept.remove(&row.context).unwrap_or_default();
+    }
+    let report = UninstallReport {
+        release: name,
+        namespace,
+        environment: selected.plan.environment.clone(),
+        succeeded: !failed,
+        clusters: results,
+    };
+    match args.output {
+        OutputFormat::Json => crate::output::print_json(&report)?,
+        OutputFormat::Table => crate::output::print(&report.text())?,
+    }
+    if failed {
+        let causes: Vec<String> = report
+            .clusters
+            .iter()
+            .filter_map(|c| c.error.clone())
+            .collect();
+        return Err(crate::Error::Failed(format!(
+            "uninstall {}: {}",
+            report.release,
+            causes.join("; ")
+        )));
+    }
     Ok(())
+}
+
+/// The lease of every cluster, one after the other in name order (two runs never each
+/// hold a part of what the other needs); on a refusal, those taken are given back and
+/// nothing was removed (exit 3).
+async fn take_all(
+    installed: &[&Connected],
+    namespace: &str,
+    release: &str,
+    opts: &RunOptions,
+) -> Result<HashMap<String, Lock>> {
+    let mut by_name: Vec<&ClusterHandle> = installed.iter().map(|c| &c.handle).collect();
+    by_name.sort_by(|a, b| a.context().cmp(b.context()));
+    let mut locks = HashMap::new();
+    for handle in by_name {
+        let context = handle.context().to_owned();
+        let taken = handle
+            .lock_waiting(namespace, release, &opts.lock, &|message: &str| {
+                crate::output::eprint_line(&format!("[{context}] {message}"))
+            })
+            .await;
+        match taken {
+            Ok(lock) => {
+                locks.insert(context, lock);
+            }
+            Err(err) => {
+                futures::future::join_all(locks.into_values().map(Lock::release)).await;
+                return Err(crate::Error::Refused(format!(
+                    "uninstall {release}: {err}; nothing was removed in any cluster"
+                )));
+            }
+        }
+    }
+    Ok(locks)
 }

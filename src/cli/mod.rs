@@ -57,7 +57,8 @@ pub enum Command {
     Status(StatusArgs),
     /// What a deploy would change (server-side dry run), secret values redacted.
     Diff(DiffArgs),
-    /// Delete a release's objects and records from a cluster.
+    /// Delete a release's objects and records from every cluster of an environment (or
+    /// those of --clusters), all leases taken before anything is removed.
     Uninstall(UninstallArgs),
     /// Render a release locally for the clusters of an environment (no cluster, no
     /// Vault): multi-document YAML on stdout, secrets as placeholders.
@@ -209,6 +210,10 @@ pub struct DeployArgs {
     /// not renewed for its duration is taken over before (default: 21s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub lock_timeout: Option<Duration>,
+    /// Print the plan (waves, clusters, revision from → to, the Vault paths it would
+    /// read, never values); change nothing, contact no Vault.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
@@ -347,14 +352,15 @@ pub struct UninstallArgs {
     /// The release: its folder name under releases/, or the path of its release.yaml.
     #[arg(add = ArgValueCompleter::new(generate::release_names))]
     pub release: String,
+    /// Every cluster of the environment, or those of --clusters.
     #[command(flatten)]
-    pub env: EnvNameArgs,
-    /// The cluster (kube context of the environment); needed when it has several.
-    #[arg(long)]
-    pub cluster: Option<String>,
-    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
-    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    pub env: EnvArgs,
+    /// How long to wait for a lease another run holds before refusing (exit 3, nothing
+    /// removed anywhere).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_timeout: Option<Duration>,
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -579,6 +585,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 timeout: args.timeout,
                 history_max: args.history_max,
                 lock_timeout: args.lock_timeout,
+                dry_run: args.dry_run,
                 output: args.output,
             };
             action::deploy::run(root, &opts).await
@@ -631,13 +638,11 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
         // `run` answers diff itself, for its outcome; this arm keeps the match whole.
         Command::Diff(args) => diff(root, args).await.map(|_| ()),
         Command::Uninstall(args) => {
-            let (env, branch) = args.env.resolve();
             let opts = action::uninstall::UninstallOptions {
                 release: args.release,
-                env,
-                branch,
-                cluster: args.cluster,
-                kubeconfig: args.kubeconfig,
+                env: args.env.into(),
+                lock_timeout: args.lock_timeout,
+                output: args.output,
             };
             action::uninstall::run(root, &opts).await
         }

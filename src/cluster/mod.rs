@@ -10,6 +10,7 @@
 mod api_error;
 mod apply;
 mod client;
+mod diagnose;
 pub mod labels;
 mod lock;
 mod objects;
@@ -18,6 +19,7 @@ mod wait;
 pub use api_error::{describe as describe_kube_error, status_text};
 pub use apply::{ApplyOptions, Conflict, DiffAction, FieldChange, ObjectDiff, Removed};
 pub use client::{load_kubeconfig, ClusterHandle};
+pub use diagnose::{text_lines as diagnosis_lines, Diagnosis, EventNote, FailingPod};
 pub use labels::Removal;
 pub use lock::{
     holder_identity, host_name as lock_host, lease_name, run_id, user_at_host, Lock, LockOptions,

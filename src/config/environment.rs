@@ -22,6 +22,61 @@ pub struct Environment {
     pub promotion: Option<PromotionChain>,
     #[schemars(length(min = 1))]
     pub clusters: Vec<Cluster>,
+    /// Where runs against this environment are reported (webhooks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyTarget>,
+}
+
+/// A webhook that hears of every run: started, succeeded, failed, rolled back. Its URL
+/// is read from an environment variable at run time, never written in the repo (an
+/// incoming-webhook URL is a credential).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    /// `slack` (a Slack-compatible incoming webhook: `{"text": ...}`) or `webhook` (the
+    /// run as a JSON document).
+    pub kind: NotifyKind,
+    /// The environment variable that holds the URL.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub url_env: String,
+    /// The events it hears of (default: every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<NotifyEvent>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    Slack,
+    Webhook,
+}
+
+/// What a notification says happened to a run.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyEvent {
+    /// Prepared (secrets read, every cluster rendered and connected); clusters are
+    /// about to change.
+    Started,
+    Succeeded,
+    /// Failed and not every changed cluster is back (halted, rollback incomplete), or
+    /// refused before any change.
+    Failed,
+    /// Failed and every changed cluster was put back; or a `rollback` that succeeded.
+    RolledBack,
+}
+
+impl NotifyEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Started => "started",
+            NotifyEvent::Succeeded => "succeeded",
+            NotifyEvent::Failed => "failed",
+            NotifyEvent::RolledBack => "rolled-back",
+        }
+    }
 }
 
 /// `promotion:` of an environment file: the environment before this one in a chain.

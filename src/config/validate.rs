@@ -6,8 +6,8 @@
 
 use super::yaml::{line_of, FieldPath};
 use super::{
-    ConfigError, Environment, KvConfig, LoadedEnvironment, LoadedRelease, ReleaseDescriptor,
-    VaultAuth, DEFAULT_CONTEXT,
+    ConfigError, Environment, KvConfig, LoadedEnvironment, LoadedRelease, NotifyTarget,
+    ReleaseDescriptor, VaultAuth, DEFAULT_CONTEXT,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -182,6 +182,8 @@ pub(crate) fn check_environment(
         );
     }
 
+    check_notify(&mut problems, &root.key("notify"), &env.notify);
+
     let clusters = root.key("clusters");
     if env.clusters.is_empty() {
         problems.add(&clusters, "an environment needs at least one cluster");
@@ -250,6 +252,48 @@ fn check_kv(problems: &mut Problems, at: &FieldPath, kv: &KvConfig) {
     }
 }
 
+/// Letters, digits and `_`, not starting with a digit.
+fn is_env_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Each webhook names the variable that holds its URL (never the URL), and an event
+/// at most once.
+fn check_notify(problems: &mut Problems, at: &FieldPath, targets: &[NotifyTarget]) {
+    for (i, target) in targets.iter().enumerate() {
+        let at = at.index(i);
+        let name = &target.url_env;
+        if name.contains("://") {
+            problems.add(
+                &at.key("url_env"),
+                "is a URL; a webhook URL is a credential and never goes in the repo: name the environment variable that holds it (url_env: SLACK_WEBHOOK_URL)",
+            );
+        } else if !is_env_var_name(name) {
+            problems.add(
+                &at.key("url_env"),
+                format!("{name:?} is not an environment variable name (letters, digits and '_')"),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (j, event) in target.on.iter().flatten().enumerate() {
+            if !seen.insert(*event) {
+                problems.add(
+                    &at.key("on").index(j),
+                    format!("{:?} is listed twice", event.as_str()),
+                );
+            }
+        }
+        if target.on.as_ref().is_some_and(Vec::is_empty) {
+            problems.add(
+                &at.key("on"),
+                "an empty list would send nothing; leave `on` out for every event",
+            );
+        }
+    }
+}
+
 fn check_auth(problems: &mut Problems, at: &FieldPath, auth: &VaultAuth) {
     match auth {
         VaultAuth::Token => {}
@@ -282,10 +326,7 @@ fn check_auth(problems: &mut Problems, at: &FieldPath, auth: &VaultAuth) {
                 ("secret_id_env", secret_id_env),
             ] {
                 if let Some(name) = value {
-                    let valid = !name.is_empty()
-                        && !name.starts_with(|c: char| c.is_ascii_digit())
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                    if !valid {
+                    if !is_env_var_name(name) {
                         problems.add(
                             &at.key(key),
                             format!("{name:?} is not an environment variable name (letters, digits and '_')"),

@@ -73,6 +73,8 @@ pub struct StepError {
     /// Refused for a reason of the environment (lock held, unreachable, permission
     /// denied), not of the input.
     pub environment: bool,
+    /// What the failing pods, their events and logs showed when it was judged failed.
+    pub diagnosis: Option<Box<crate::cluster::Diagnosis>>,
 }
 
 impl StepError {
@@ -82,6 +84,7 @@ impl StepError {
             unreachable: false,
             cancelled: false,
             environment: false,
+            diagnosis: None,
         }
     }
 
@@ -91,9 +94,8 @@ impl StepError {
             message: format!(
                 "cluster `{context}`: stopped at a safe point because the run was stopping"
             ),
-            unreachable: false,
             cancelled: true,
-            environment: false,
+            ..StepError::new(String::new())
         }
     }
 }
@@ -283,6 +285,7 @@ pub async fn execute<S: ClusterSteps>(
                             None => RunResult::Deployed,
                             Some(err) => {
                                 own_fault = !err.cancelled;
+                                row.diagnosis = err.diagnosis;
                                 row.error = Some(if err.unreachable {
                                     format!("lost after it was changed: {}", err.message)
                                 } else {
@@ -616,8 +619,8 @@ mod tests {
                 return Err(StepError {
                     message: format!("cluster `{context}` is unreachable: connection refused"),
                     unreachable: true,
-                    cancelled: false,
                     environment: true,
+                    ..StepError::new(String::new())
                 });
             }
             Ok(before.map(|_| 5))

@@ -40,8 +40,7 @@ async fn within_budget<T>(
                     budget.as_secs()
                 ),
                 unreachable: true,
-                cancelled: false,
-                environment: false,
+                ..StepError::new(String::new())
             })
         })
 }
@@ -248,8 +247,7 @@ async fn deploy_within_budget(
                     budget.as_secs()
                 ),
                 unreachable: true,
-                cancelled: false,
-                environment: false,
+                ..StepError::new(String::new())
             }),
         },
     }
@@ -290,15 +288,14 @@ fn step_error(err: &ClusterError) -> StepError {
     match err {
         ClusterError::Cancelled { context } => StepError::cancelled(context),
         other => StepError {
-            message: other.to_string(),
             unreachable: matches!(other, ClusterError::Unreachable { .. }),
-            cancelled: false,
             environment: matches!(
                 other,
                 ClusterError::Unreachable { .. }
                     | ClusterError::Locked { .. }
                     | ClusterError::Denied { .. }
             ),
+            ..StepError::new(other.to_string())
         },
     }
 }
@@ -330,21 +327,31 @@ fn step_options(
 }
 
 /// A deploy's outcome on one cluster, for the executor: `Err` is "nothing changed";
-/// an outcome is a changed cluster, lost or not (its error says `unreachable`).
-fn step_outcome(
+/// an outcome is a changed cluster, lost or not (its error says `unreachable`). A
+/// cluster whose health wait failed is diagnosed now, before any restore, so that the
+/// report describes the failing revision.
+async fn step_outcome(
     result: Result<Outcome, ClusterError>,
     before: Option<RevisionRef>,
     leases: &Leases,
     deployment_id: &str,
+    (handle, namespace, release): (&ClusterHandle, &str, &str),
 ) -> StepOutcome {
     match result {
         Err(err) => StepOutcome::Untouched(step_error(&err)),
         Ok(outcome) => {
             leases.note_recorded(&outcome.context, outcome.revision, deployment_id);
+            let error = match &outcome.error {
+                Some(err) => Some(StepError {
+                    diagnosis: handle.diagnose(namespace, release, err).await.map(Box::new),
+                    ..step_error(err)
+                }),
+                None => None,
+            };
             StepOutcome::Changed {
                 before,
                 revision: outcome.revision,
-                error: outcome.error.as_ref().map(step_error),
+                error,
             }
         }
     }
@@ -397,7 +404,9 @@ impl ClusterSteps for KubeSteps {
                 deployed(&history),
                 &self.leases,
                 &self.deployment_id,
+                (&p.handle, namespace, release),
             )
+            .await
         };
         deploy_within_budget(context, opts.timeout, next, deployed(&history), step).await
     }
@@ -566,7 +575,9 @@ impl ClusterSteps for RollbackSteps {
                 deployed(&history),
                 &self.leases,
                 &self.run_id,
+                (&t.handle, &t.namespace, &t.release),
             )
+            .await
         };
         deploy_within_budget(context, opts.timeout, next, deployed(&history), step).await
     }

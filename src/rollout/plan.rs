@@ -166,6 +166,7 @@ pub(crate) mod tests {
                         },
                     })
                     .collect(),
+                notify: Vec::new(),
             },
         }
     }

@@ -3,6 +3,7 @@
 //! rolling back).
 
 use super::progress::seconds;
+use crate::cluster::diagnosis_lines;
 use serde::Serialize;
 use std::time::Duration;
 use tabled::{Table, Tabled};
@@ -78,6 +79,10 @@ pub struct ClusterResult {
     /// read now, and their values are never recorded).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kept_live: Vec<KeptLive>,
+    /// Why it failed as the cluster showed it then (pods, events, logs), gathered
+    /// before any restore, so it describes the failing revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Box<crate::cluster::Diagnosis>>,
 }
 
 /// An object a rollback left as it is live.
@@ -103,6 +108,7 @@ impl ClusterResult {
             finish_with: None,
             refused: false,
             kept_live: Vec::new(),
+            diagnosis: None,
         }
     }
 }
@@ -163,7 +169,8 @@ struct Row {
     duration: String,
 }
 
-fn revision_text(c: &ClusterResult) -> String {
+/// `1 → 2`, `1 → 2 → 3 (= 1)`: what the run did to a cluster's revision.
+pub fn revision_text(c: &ClusterResult) -> String {
     let before = c
         .before
         .as_ref()
@@ -245,6 +252,9 @@ impl Report {
             if let (Some(err), true) = (&c.error, c.result != RunResult::Deployed) {
                 out.push_str(&format!("{}: {err}\n", c.context));
             }
+            for line in c.diagnosis.iter().flat_map(|d| diagnosis_lines(d)) {
+                out.push_str(&format!("{}:   {line}\n", c.context));
+            }
             for kept in &c.kept_live {
                 out.push_str(&format!(
                     "{}: kept live {} ({})\n",
@@ -273,5 +283,85 @@ impl Report {
     pub fn json(&self) -> String {
         // Plain data: serialising cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Diagnosis, EventNote, FailingPod};
+
+    fn failed_report() -> Report {
+        let diagnosis = Diagnosis {
+            pods: vec![FailingPod {
+                namespace: "ns".into(),
+                pod: "hello-web-7d9-x2".into(),
+                container: "web".into(),
+                reason: "ImagePullBackOff".into(),
+                message: None,
+                restarts: 0,
+                logs: Vec::new(),
+                logs_unavailable: Some("not served by the API server (500): no kubelet".into()),
+            }],
+            events: vec![EventNote {
+                object: "Pod ns/hello-web-7d9-x2".into(),
+                kind: "Warning".into(),
+                reason: "Failed".into(),
+                message: "Error: ImagePullBackOff".into(),
+                count: 2,
+                last_seen: None,
+            }],
+            note: None,
+        };
+        Report {
+            operation: "deploy".into(),
+            release: "hello".into(),
+            environment: "prod".into(),
+            deployment_id: "d2".into(),
+            target: None,
+            overall: Overall::RolledBack,
+            interrupted: false,
+            signal: None,
+            cause: Some("pull".into()),
+            duration: Duration::from_secs(3),
+            clusters: vec![ClusterResult {
+                before: Some(RevisionRef {
+                    revision: 1,
+                    deployment_id: "d1".into(),
+                }),
+                deployed: Some(2),
+                restored: Some(3),
+                result: RunResult::RolledBack,
+                error: Some("cluster `eu`: Deployment ns/hello-web failed".into()),
+                diagnosis: Some(Box::new(diagnosis)),
+                context: "eu".into(),
+                wave: 0,
+                duration: Duration::from_secs(2),
+                finish_with: None,
+                refused: false,
+                kept_live: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_failed_cluster_shows_its_diagnosis_under_its_error() {
+        let text = failed_report().text();
+        assert!(
+            text.contains(
+                "eu: cluster `eu`: Deployment ns/hello-web failed\n\
+                 eu:   pod ns/hello-web-7d9-x2 container web: ImagePullBackOff, 0 restarts\n\
+                 eu:     logs: not served by the API server (500): no kubelet\n\
+                 eu:   events:\n\
+                 eu:     Warning Pod ns/hello-web-7d9-x2 Failed: Error: ImagePullBackOff (x2)\n"
+            ),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&failed_report().json()).unwrap();
+        let d = &json["clusters"][0]["diagnosis"];
+        assert_eq!(d["pods"][0]["pod"], "hello-web-7d9-x2");
+        assert_eq!(d["pods"][0]["reason"], "ImagePullBackOff");
+        assert_eq!(d["pods"][0]["restarts"], 0);
+        assert_eq!(d["events"][0]["type"], "Warning");
     }
 }

@@ -269,6 +269,7 @@ mod tests {
                     cluster("prod-b", "prod"),
                     cluster("prod-dc", "prod"),
                 ],
+                notify: Vec::new(),
             },
         }
     }

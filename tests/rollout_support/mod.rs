@@ -244,16 +244,19 @@ pub fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
 }
 
-/// The result of `context` in a run report.
-pub fn result_of<'a>(report: &'a Value, context: &str) -> &'a str {
+/// The row of `context` in a run report.
+pub fn cluster_in<'a>(report: &'a Value, context: &str) -> &'a Value {
     report["clusters"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["cluster"] == context)
-        .unwrap_or_else(|| panic!("no {context} in {report:#}"))["result"]
-        .as_str()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no {context} in {report:#}"))
+}
+
+/// The result of `context` in a run report.
+pub fn result_of<'a>(report: &'a Value, context: &str) -> &'a str {
+    cluster_in(report, context)["result"].as_str().unwrap()
 }
 
 /// `history -o json`: context → [(revision, status, deployment id, app version)].
@@ -302,4 +305,99 @@ pub fn deployed(
         .filter(|r| r.0 == context && r.2 == "deployed")
         .map(|r| (r.1, r.3, r.4))
         .next_back()
+}
+
+/// The shared fleet's clusters as an environment's (context, wave): every one in wave
+/// 0, or (`first_alone`) the first in wave 0 and the others in wave 1.
+pub fn fleet_waves(fleet: &Fleet, first_alone: bool) -> Vec<(String, u32)> {
+    fleet
+        .clusters()
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (c, u32::from(first_alone && i > 0)))
+        .collect()
+}
+
+/// `list` as [`repo`] takes it.
+pub fn as_env(list: &[(String, u32)]) -> Vec<(&str, u32)> {
+    list.iter().map(|(c, w)| (c.as_str(), *w)).collect()
+}
+
+/// `deploy hello --env ENV --version VERSION -o json`, which must succeed: its
+/// deployment id.
+pub fn deploy_ok(fleet: &Fleet, repo: &TestRepo, env: &str, version: &str) -> String {
+    let out = run(
+        fleet,
+        repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            env,
+            "--version",
+            version,
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    json(&out)["deployment_id"].as_str().unwrap().to_owned()
+}
+
+/// A lease of `release` held by a live run of another host (an hour long, renewed
+/// just now), as another CI job's would be.
+pub async fn hold_lease(client: kube::Client, namespace: &str, release: &str) {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let lease = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("flotilla.{release}")),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("bob@ci-elsewhere pid 4242 run 0badcafe".into()),
+            lease_duration_seconds: Some(3600),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
+            ..Default::default()
+        }),
+    };
+    kube::Api::<Lease>::namespaced(client, namespace)
+        .create(&Default::default(), &lease)
+        .await
+        .unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// This repository's own environments and example release `hello`, the release moved
+/// to `namespace`.
+pub fn copy_of_this_repo(namespace: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&root.join("environments"), &dir.path().join("environments"));
+    copy_dir(
+        &root.join("releases/hello"),
+        &dir.path().join("releases/hello"),
+    );
+    let descriptor = dir.path().join("releases/hello/release.yaml");
+    let text = std::fs::read_to_string(&descriptor).unwrap();
+    std::fs::write(
+        &descriptor,
+        text.replace("namespace: hello", &format!("namespace: {namespace}")),
+    )
+    .unwrap();
+    dir
 }
