@@ -29,7 +29,13 @@ pub async fn run(
         let key =
             crate::storage::checksum_key(&handle, render.namespace(), render.name(), false, false)
                 .await?;
-        let rendered = render.render(&cluster, &history, key.as_deref().map(|k| k.as_slice()))?;
+        let capabilities = render.capabilities(&handle).await?;
+        let rendered = render.render(
+            &cluster,
+            &history,
+            key.as_deref().map(|k| k.as_slice()),
+            capabilities,
+        )?;
         Ok(ops::diff(&handle, &history, &rendered).await?)
     })
     .await;

@@ -36,7 +36,7 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
     selected.repo.check_release(&release, &selected.env)?;
     let version =
         deployed_version(&selected.repo, &args.from, &release, &selected.kubeconfig).await?;
-    let chart = Chart::load(&release.chart_dir)?;
+    let chart = Chart::for_release(&release)?;
     if chart.metadata.version != version.1 {
         return Err(crate::Error::Reported(format!(
             "promote {}: {} runs chart version {}, but {} here is version {}: check out the revision of the deployment repo that {} was deployed from",

@@ -3,8 +3,9 @@
 
 use super::chart::{kind_of, Chart};
 use super::error::RenderError;
+use super::helm::Capabilities;
 use super::values::{deep_merge, placeholder, yaml_layer, yaml_message, SecretValues, SetValue};
-use crate::config::{Cluster, LoadedRelease, ReleaseDescriptor, ReleaseSpec, Replicas};
+use crate::config::{ChartType, Cluster, LoadedRelease, ReleaseDescriptor, ReleaseSpec, Replicas};
 use handlebars::{Context, RenderErrorReason};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -102,6 +103,9 @@ pub struct Renderer<'a> {
     /// The key of `secretsum` (the release's key in the cluster); `None` outside a
     /// cluster (`template`, `lint`).
     checksum_key: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// A Helm chart's `.Capabilities` in the cluster rendered for; `None`: Helm's
+    /// defaults (`template`, `lint`).
+    capabilities: Option<Capabilities>,
 }
 
 impl<'a> Renderer<'a> {
@@ -135,12 +139,20 @@ impl<'a> Renderer<'a> {
             descriptor_file: descriptor_file.to_path_buf(),
             base,
             checksum_key: None,
+            capabilities: None,
         })
     }
 
     /// Renders with this key for `secretsum` (the release's key kept in the cluster).
     pub fn with_checksum_key(mut self, key: Option<&[u8]>) -> Renderer<'a> {
         self.checksum_key = key.map(|k| zeroize::Zeroizing::new(k.to_vec()));
+        self
+    }
+
+    /// Renders a Helm chart with this cluster's version and API versions (its
+    /// `.Capabilities`); without, Helm's own defaults. No effect on flotilla charts.
+    pub fn with_capabilities(mut self, capabilities: Option<Capabilities>) -> Renderer<'a> {
+        self.capabilities = capabilities;
         self
     }
 
@@ -278,6 +290,22 @@ impl<'a> Renderer<'a> {
         secrets: &SecretValues,
         revision: u64,
     ) -> Result<Manifest, RenderError> {
+        if self.chart.chart_type() == ChartType::Helm {
+            let values = self.values(cluster, secrets);
+            let objects = super::helm::render(&super::helm::Invocation {
+                dir: self.chart.dir(),
+                files: self.chart.files(),
+                binary: self.chart.binary_files(),
+                release: &self.release.name,
+                namespace: &self.release.namespace,
+                app_version: &self.release.version,
+                values: &values,
+                capabilities: self.capabilities.as_ref(),
+            })?;
+            let mut manifest = Manifest { objects };
+            self.apply_scaling(&cluster.context, &mut manifest)?;
+            return Ok(manifest);
+        }
         let context = json!({
             "Release": {
                 "Name": self.release.name,
@@ -383,7 +411,7 @@ impl<'a> Renderer<'a> {
 
 /// Split one template's output on `---` lines into objects; empty documents (blank or
 /// comments only) are dropped. Errors name the template file and the rendered line.
-fn split_documents(
+pub(crate) fn split_documents(
     file: &Path,
     text: &str,
     objects: &mut Vec<RenderedObject>,

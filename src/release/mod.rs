@@ -12,8 +12,8 @@ pub use crate::redact::{is_secret, redact_manifest};
 pub use environment::{DeploymentState, EnvironmentHistory};
 pub use history::History;
 pub use record::{
-    content_digest, values_without_secrets, ChartRef, Operation, ReleaseRecord, RevisionSource,
-    SecretSource, Status,
+    content_digest, values_without_secrets, ChartRef, HelmSource, Operation, ReleaseRecord,
+    RevisionSource, SecretSource, Status,
 };
 
 /// Record fixtures for the unit tests of every layer that reads records.

@@ -62,6 +62,25 @@ pub struct RevisionSource {
     pub chart: BTreeMap<String, String>,
     /// Where each secret of this cluster was read (never its value).
     pub secrets: Vec<SecretSource>,
+    /// A Helm chart's: what `helm template` was given besides files and values. Its
+    /// presence is what makes the recorded chart a Helm chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmSource>,
+}
+
+/// What renders a Helm chart's revision again as it was rendered: the cluster's
+/// `.Capabilities` then, and the chart's files that are not text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmSource {
+    /// `--kube-version` (`v1.37.2`).
+    pub kube_version: String,
+    /// Every `--api-versions`.
+    #[serde(default)]
+    pub api_versions: Vec<String>,
+    /// Packed subcharts (`charts/db-1.2.0.tgz`), base64.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub binary_files: BTreeMap<String, String>,
 }
 
 /// Where one secret was read for one cluster.

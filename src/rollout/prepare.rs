@@ -7,9 +7,9 @@ use super::plan::Plan;
 use super::progress::{Phase, Reporter};
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
-use crate::engine::{parse_set, Chart, Renderer, SetValue};
+use crate::engine::{parse_set, Capabilities, Chart, Renderer, SetValue};
 use crate::ops::{self, Rendered, RunOptions};
-use crate::release::{ChartRef, History, RevisionSource, SecretSource};
+use crate::release::{ChartRef, HelmSource, History, RevisionSource, SecretSource};
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
 use futures::StreamExt;
 use kube::config::Kubeconfig;
@@ -121,7 +121,7 @@ impl ReleaseRender {
             .iter()
             .map(|s| parse_set(s))
             .collect::<Result<Vec<_>, _>>()?;
-        let chart = Chart::load(&release.chart_dir)?;
+        let chart = Chart::for_release(&release)?;
         let contexts = plan.contexts();
         let mut secret_plan = SecretPlan::build(&release, env)?;
         secret_plan.retain_contexts(|context| contexts.iter().any(|c| c == context));
@@ -144,13 +144,32 @@ impl ReleaseRender {
         &self.release.descriptor.metadata.namespace
     }
 
+    /// What the chart needs to know of a cluster before it renders there: a Helm
+    /// chart's `.Capabilities` (its version and served APIs, from discovery); nothing for
+    /// a flotilla chart.
+    pub async fn capabilities(
+        &self,
+        handle: &ClusterHandle,
+    ) -> Result<Option<Capabilities>, ClusterError> {
+        if self.chart.chart_type() != crate::config::ChartType::Helm {
+            return Ok(None);
+        }
+        let (kube_version, api_versions) = handle.served_apis().await?;
+        Ok(Some(Capabilities {
+            kube_version,
+            api_versions,
+        }))
+    }
+
     /// The release rendered for `cluster` as the revision after the last of `history`,
-    /// `secretsum` keyed by the release's key in that cluster (`None`: none yet).
+    /// `secretsum` keyed by the release's key in that cluster (`None`: none yet), a
+    /// Helm chart with the cluster's `capabilities`.
     pub fn render(
         &self,
         cluster: &Cluster,
         history: &History,
         checksum_key: Option<&[u8]>,
+        capabilities: Option<Capabilities>,
     ) -> crate::Result<Rendered> {
         let renderer = Renderer::for_release(
             &self.chart,
@@ -159,7 +178,8 @@ impl ReleaseRender {
             &self.sets,
             history.next_revision().into(),
         )?
-        .with_checksum_key(checksum_key);
+        .with_checksum_key(checksum_key)
+        .with_capabilities(capabilities.clone());
         let secrets = self.resolved.exposed(&cluster.context);
         let renders =
             renderer.render_for_apply(cluster, &secrets, history.next_revision().into())?;
@@ -179,15 +199,35 @@ impl ReleaseRender {
                 .collect(),
             stored: renders.stored,
             values: renderer.values(cluster, &secrets),
-            source: Some(self.source(&cluster.context)),
+            source: Some(self.source(&cluster.context, capabilities)),
         })
     }
 
     /// What a record keeps to render this cluster's revision again: the chart's files
     /// and where each secret was read.
-    fn source(&self, context: &str) -> RevisionSource {
+    fn source(&self, context: &str, capabilities: Option<Capabilities>) -> RevisionSource {
+        use base64::Engine as _;
         let kv_version = self.secret_plan.kv.as_ref().map_or(1, |kv| kv.version);
+        let helm = (self.chart.chart_type() == crate::config::ChartType::Helm).then(|| {
+            let capabilities = capabilities.unwrap_or_default();
+            HelmSource {
+                kube_version: capabilities.kube_version,
+                api_versions: capabilities.api_versions,
+                binary_files: self
+                    .chart
+                    .binary_files()
+                    .iter()
+                    .map(|(rel, bytes)| {
+                        (
+                            rel.clone(),
+                            base64::engine::general_purpose::STANDARD.encode(bytes),
+                        )
+                    })
+                    .collect(),
+            }
+        });
         RevisionSource {
+            helm,
             chart: self.chart.files().clone(),
             secrets: self
                 .secret_plan
@@ -240,7 +280,13 @@ pub async fn prepare_deploy(
             options.create_namespace,
         )
         .await?;
-        let rendered = render.render(&cluster, &history, key.as_deref().map(|k| k.as_slice()))?;
+        let capabilities = render.capabilities(&handle).await?;
+        let rendered = render.render(
+            &cluster,
+            &history,
+            key.as_deref().map(|k| k.as_slice()),
+            capabilities,
+        )?;
         clusters.insert(
             cluster.context.clone(),
             Prepared {

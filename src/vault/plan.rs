@@ -306,6 +306,7 @@ mod tests {
                     environments: Default::default(),
                     scaling: vec![],
                     secrets,
+                    chart_type: None,
                 },
             },
         }
