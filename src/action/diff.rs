@@ -39,6 +39,15 @@ pub async fn run(
         Ok(ops::diff(&handle, &history, &rendered).await?)
     })
     .await;
+    print_diffs(answers, output)
+}
+
+/// Prints every cluster's changes (a section per cluster, or one JSON document keyed by
+/// context), then fails as the worst cluster that could not answer.
+pub fn print_diffs(
+    answers: Vec<(crate::config::Cluster, Result<Vec<ObjectDiff>>)>,
+    output: OutputFormat,
+) -> Result<()> {
     match output {
         OutputFormat::Json => {
             let doc: serde_json::Map<String, serde_json::Value> = answers

@@ -359,6 +359,14 @@ async fn refresh(
             .flatten();
         let key = key.as_deref().map(|k| k.as_slice());
         let refreshed = match &record.source {
+            Some(source) if source.imported.is_some() => {
+                crate::output::eprint_line(&format!(
+                    "[{context}] revision {} was imported ({}): its recorded objects are applied, its Secrets kept as they are live",
+                    record.revision,
+                    source.imported.as_deref().unwrap_or_default()
+                ));
+                Ok(Refreshed::default())
+            }
             Some(source) => rerender(
                 record,
                 source,

@@ -9,6 +9,7 @@
 
 mod apply;
 mod client;
+mod helm;
 pub mod labels;
 mod lock;
 mod objects;
@@ -16,6 +17,7 @@ mod wait;
 
 pub use apply::{ApplyOptions, Conflict, DiffAction, FieldChange, ObjectDiff, Removed};
 pub use client::{load_kubeconfig, ClusterHandle};
+pub use helm::{HelmRelease, HELM_MANAGER};
 pub use labels::Removal;
 pub use lock::{
     holder_identity, host_name as lock_host, lease_name, run_id, user_at_host, Lock, LockOptions,

@@ -66,6 +66,10 @@ pub struct RevisionSource {
     /// presence is what makes the recorded chart a Helm chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmSource>,
+    /// A revision taken over from another tool (`helm/<release>/<revision>`): there is
+    /// no chart to render it again; its recorded objects are what it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<String>,
 }
 
 /// What renders a Helm chart's revision again as it was rendered: the cluster's

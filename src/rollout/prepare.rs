@@ -228,6 +228,7 @@ impl ReleaseRender {
         });
         RevisionSource {
             helm,
+            imported: None,
             chart: self.chart.files().clone(),
             secrets: self
                 .secret_plan
