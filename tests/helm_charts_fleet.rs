@@ -481,3 +481,234 @@ async fn a_chart_with_hooks_is_refused_naming_them_and_nothing_changes() {
         );
     }
 }
+
+/// `helm install` of `chart` as `name` in `namespace` of `context`.
+fn helm_install(fleet: &Fleet, context: &str, name: &str, chart: &Path, namespace: &str) {
+    let output = std::process::Command::new(helm())
+        .args(["install", name])
+        .arg(chart)
+        .args(["--namespace", namespace, "--kube-context", context])
+        .args(["--set", "replicaCount=2"])
+        .arg("--kubeconfig")
+        .arg(fleet.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{context}: helm install: {output:?}"
+    );
+}
+
+/// The ReplicaSets of `namespace` (name → uid) once Deployment `name` is available.
+async fn replica_sets_when_available(
+    fleet: &Fleet,
+    context: &str,
+    namespace: &str,
+    name: &str,
+) -> Vec<(String, String)> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let client = fleet.client(context).await;
+    flotilla_fleet::testing::wait_for(
+        Api::<Deployment>::namespaced(client.clone(), namespace),
+        name,
+        std::time::Duration::from_secs(60),
+        |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref())
+                .is_some_and(|s| s.available_replicas == Some(2) && s.replicas == Some(2))
+        },
+    )
+    .await
+    .unwrap();
+    let mut sets: Vec<(String, String)> = Api::<ReplicaSet>::namespaced(client, namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|rs| {
+            (
+                rs.metadata.name.unwrap_or_default(),
+                rs.metadata.uid.unwrap_or_default(),
+            )
+        })
+        .collect();
+    sets.sort();
+    sets
+}
+
+fn web_release(root: &Path, namespace: &str) {
+    write(
+        &root.join("releases/web/release.yaml"),
+        &format!("apiVersion: flotilla/v1\nkind: Release\nmetadata: {{ name: web, namespace: {namespace} }}\nspec:\n  chart: ./web\n  version: \"1.16.0\"\n  values: {{ replicaCount: 2 }}\n"),
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_rolled_back_to() {
+    let fleet = Fleet::shared();
+    let namespace = fleet.namespace("helm-adopt").await;
+    let repo = repo();
+    let root = repo.path();
+    let chart = helm_create(root, "web", "web");
+    web_release(root, &namespace);
+    let contexts = ["dev-europe-west1", "dev-us-central1", "dev-paris-dc1"];
+    let mut before = Vec::new();
+    for context in contexts {
+        helm_install(fleet, context, "web", &chart, &namespace);
+        let sets = replica_sets_when_available(fleet, context, &namespace, "web").await;
+        let web = deployment(fleet, context, &namespace, "web").await;
+        before.push((sets, web.spec.template));
+    }
+
+    // What the takeover changes: ownership labels and annotations, nothing else.
+    let planned: serde_json::Value = serde_json::from_str(&ok(flotilla(
+        fleet,
+        root,
+        &[
+            "adopt-helm",
+            "web",
+            "--env",
+            "dev",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )))
+    .unwrap();
+    for context in contexts {
+        let diffs = planned[context].as_array().unwrap();
+        assert_eq!(diffs.len(), 3, "{context}: {planned}");
+        for change in diffs.iter().flat_map(|d| d["changes"].as_array().unwrap()) {
+            let path = change["path"].as_str().unwrap();
+            assert!(
+                path.starts_with("metadata.labels.") || path.starts_with("metadata.annotations."),
+                "{context}: the takeover would change {path}"
+            );
+        }
+    }
+
+    ok(flotilla(
+        fleet,
+        root,
+        &["adopt-helm", "web", "--env", "dev"],
+    ));
+    for (context, (sets, template)) in contexts.iter().zip(&before) {
+        let after = replica_sets_when_available(fleet, context, &namespace, "web").await;
+        assert_eq!(
+            &after, sets,
+            "{context}: a ReplicaSet came or went at the takeover"
+        );
+        let web = deployment(fleet, context, &namespace, "web").await;
+        assert_eq!(
+            &web.spec.template, template,
+            "{context}: the pod template changed"
+        );
+        let annotations = web.metadata.annotations.unwrap_or_default();
+        assert!(
+            annotations.keys().all(|k| !k.starts_with("meta.helm.sh/")),
+            "{context}: still Helm's: {annotations:?}"
+        );
+        let managers: Vec<String> = web
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.manager)
+            .collect();
+        assert!(
+            !managers.iter().any(|m| m == "helm"),
+            "{context}: {managers:?}"
+        );
+        // Helm's own records stay unless asked.
+        let helm_secrets = Api::<Secret>::namespaced(fleet.client(context).await, &namespace)
+            .list(&ListParams::default().labels("owner=helm,name=web"))
+            .await
+            .unwrap();
+        assert_eq!(helm_secrets.items.len(), 1, "{context}");
+    }
+
+    ok(flotilla(
+        fleet,
+        root,
+        &["deploy", "web", "--env", "dev", "--version", "1.17.0"],
+    ));
+    for context in contexts {
+        let web = deployment(fleet, context, &namespace, "web").await;
+        assert_eq!(images(&web), ["nginx:1.17.0"], "{context}");
+    }
+
+    // Back to the migrated revision: Helm's spec, on Helm's own ReplicaSet.
+    ok(flotilla(fleet, root, &["rollback", "web", "--env", "dev"]));
+    for (context, (sets, template)) in contexts.iter().zip(&before) {
+        let web = deployment(fleet, context, &namespace, "web").await;
+        assert_eq!(&web.spec.template, template, "{context}: not Helm's spec");
+        let after = replica_sets_when_available(fleet, context, &namespace, "web").await;
+        for (name, uid) in sets {
+            assert!(
+                after.contains(&(name.clone(), uid.clone())),
+                "{context}: Helm's ReplicaSet {name} is gone: {after:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn adopt_helm_refuses_when_a_cluster_has_no_helm_release_and_can_remove_helms_records() {
+    let fleet = Fleet::shared();
+    let namespace = fleet.namespace("helm-adopt-one").await;
+    let repo = repo();
+    let root = repo.path();
+    let chart = helm_create(root, "web", "web");
+    web_release(root, &namespace);
+    helm_install(fleet, "dev-paris-dc1", "legacy-web", &chart, &namespace);
+    replica_sets_when_available(fleet, "dev-paris-dc1", &namespace, "legacy-web").await;
+
+    // Two clusters have no such Helm release: nothing changes anywhere.
+    let refused = flotilla(
+        fleet,
+        root,
+        &[
+            "adopt-helm",
+            "web",
+            "--env",
+            "dev",
+            "--helm-release",
+            "legacy-web",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("cluster `dev-europe-west1`: no deployed revision of Helm release `legacy-web` in namespace `{namespace}`"))
+            && stderr.contains("(nothing was changed)"),
+        "{stderr}"
+    );
+    assert!(records(fleet, "dev-paris-dc1", &namespace).await.is_empty());
+
+    ok(flotilla(
+        fleet,
+        root,
+        &[
+            "adopt-helm",
+            "web",
+            "--env",
+            "dev",
+            "--clusters",
+            "dev-paris-dc1",
+            "--helm-release",
+            "legacy-web",
+            "--remove-helm-secrets",
+        ],
+    ));
+    let helm_secrets = Api::<Secret>::namespaced(fleet.client("dev-paris-dc1").await, &namespace)
+        .list(&ListParams::default().labels("owner=helm"))
+        .await
+        .unwrap();
+    assert!(
+        helm_secrets.items.is_empty(),
+        "Helm's records are still there"
+    );
+    assert_eq!(records(fleet, "dev-paris-dc1", &namespace).await.len(), 1);
+}
