@@ -22,7 +22,8 @@
 //! merged values and, per cluster, its [`Capabilities`]; scaling and the two renders
 //! are the same for both types.
 //!
-//! Must not: read Vault or talk to a cluster; read anything but the chart's files.
+//! Must not: read Vault or talk to a cluster; read anything but the chart's files (and
+//! run anything but `helm template` and `helm version`).
 
 mod chart;
 pub mod check;
