@@ -326,7 +326,7 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
         message: format!("cannot run {}: {err}", program.display()),
     })?;
     // The values are JSON, which is YAML.
-    let values = serde_json::to_vec(call.values).unwrap_or_default();
+    let values = serde_json::to_vec(&without_empty_maps(call.values)).unwrap_or_default();
     if let Some(mut stdin) = child.stdin.take() {
         // A helm that exits before reading says why on stderr, read below.
         let _ = stdin.write_all(&values);
@@ -341,7 +341,8 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
         let message = stderr
             .lines()
             .map(|line| line.trim_start_matches("Error: "))
-            .filter(|line| !line.trim().is_empty())
+            // Helm's hint about its own flag, which flotilla does not pass through.
+            .filter(|line| !line.trim().is_empty() && !line.starts_with("Use --debug"))
             .collect::<Vec<_>>()
             .join("\n")
             .replace(&in_workspace, &user_dir);
@@ -353,6 +354,24 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
     let stdout = String::from_utf8_lossy(&output.stdout);
     let objects = split_output(call.dir, &stdout)?;
     without_hooks(objects)
+}
+
+/// The values without `secrets` and `scaling` when they are empty: a chart whose
+/// `values.schema.json` allows no unknown key still renders for a release without
+/// secrets or replica counts.
+fn without_empty_maps(values: &Value) -> Value {
+    let mut values = values.clone();
+    if let Value::Object(map) = &mut values {
+        for key in ["secrets", "scaling"] {
+            if map
+                .get(key)
+                .is_some_and(|v| v.as_object().is_some_and(|m| m.is_empty()))
+            {
+                map.remove(key);
+            }
+        }
+    }
+    values
 }
 
 /// Writes the chart's files under `dir`, `appVersion` set to the release's version.
