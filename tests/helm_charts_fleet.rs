@@ -107,6 +107,44 @@ async fn deployment(fleet: &Fleet, context: &str, namespace: &str, name: &str) -
         .unwrap_or_else(|e| panic!("{context}: Deployment {namespace}/{name}: {e}"))
 }
 
+/// `rollback` with the namespace only (the runbook's way, no descriptor needed): the
+/// target revision must be rendered again from its record, not merely re-applied.
+fn rollback_from_records(fleet: &Fleet, root: &Path, release: &str, namespace: &str) {
+    let rollback = flotilla(
+        fleet,
+        root,
+        &[
+            "rollback",
+            release,
+            "--env",
+            "dev",
+            "--namespace",
+            namespace,
+        ],
+    );
+    let said = String::from_utf8_lossy(&rollback.stderr).into_owned();
+    ok(rollback);
+    assert!(
+        !said.contains("not rendered again"),
+        "not re-rendered from its record: {said}"
+    );
+}
+
+/// The region the dev environment gives a cluster (`global.region`).
+fn region_of(context: &str) -> &str {
+    context.trim_start_matches("dev-").trim_end_matches("-dc1")
+}
+
+/// The database password in Secret `web-db` of `namespace`.
+async fn db_password(fleet: &Fleet, context: &str, namespace: &str) -> String {
+    let secret = Api::<Secret>::namespaced(fleet.client(context).await, namespace)
+        .get("web-db")
+        .await
+        .unwrap();
+    let password = &secret.data.unwrap()["password"];
+    String::from_utf8_lossy(&password.0).into_owned()
+}
+
 /// Every record of the release in `namespace`, decoded.
 async fn records(fleet: &Fleet, context: &str, namespace: &str) -> Vec<String> {
     let secrets = Api::<Secret>::namespaced(fleet.client(context).await, namespace)
@@ -205,16 +243,11 @@ spec:
             .unwrap()
             .data
             .unwrap();
-        let region = context.trim_start_matches("dev-").trim_end_matches("-dc1");
+        let region = region_of(context);
         assert_eq!(cm["region"], region, "{context}");
         assert_eq!(cm["kubeVersion"], version, "{context}: .Capabilities");
         assert_eq!(cm["hasDeployments"], "true", "{context}");
-        let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
-            .get("web-db")
-            .await
-            .unwrap();
-        let password = &secret.data.unwrap()["password"];
-        assert_eq!(String::from_utf8_lossy(&password.0), DB_PASSWORD);
+        assert_eq!(db_password(fleet, context, &namespace).await, DB_PASSWORD);
         // The test hook of `helm create` is Helm's `helm test`, not part of a deploy.
         let pods = Api::<Pod>::namespaced(client.clone(), &namespace)
             .list(&ListParams::default())
@@ -263,26 +296,11 @@ spec:
     // And the on-call runbook: back to what ran before 1.17.0, from the records alone
     // (the checkout's chart is gone, and with it the loadable descriptor).
     std::fs::remove_dir_all(&chart).unwrap();
-    let rollback = flotilla(
-        fleet,
-        root,
-        &["rollback", "web", "--env", "dev", "--namespace", &namespace],
-    );
-    let said = String::from_utf8_lossy(&rollback.stderr).into_owned();
-    ok(rollback);
-    assert!(
-        !said.contains("not rendered again"),
-        "not re-rendered from its record: {said}"
-    );
+    rollback_from_records(fleet, root, "web", &namespace);
     for context in contexts {
         let web = deployment(fleet, context, &namespace, "web").await;
         assert_eq!(images(&web), ["nginx:1.16.0"], "{context}: not rolled back");
-        let secret = Api::<Secret>::namespaced(fleet.client(context).await, &namespace)
-            .get("web-db")
-            .await
-            .unwrap();
-        let password = &secret.data.unwrap()["password"];
-        assert_eq!(String::from_utf8_lossy(&password.0), DB_PASSWORD);
+        assert_eq!(db_password(fleet, context, &namespace).await, DB_PASSWORD);
     }
 }
 
@@ -363,7 +381,7 @@ async fn an_umbrella_chart_with_a_local_dependency_a_crd_and_a_kept_object() {
             .data
             .unwrap();
         assert_eq!(cache["size"], "small", "{context}: the parent's values");
-        let region = context.trim_start_matches("dev-").trim_end_matches("-dc1");
+        let region = region_of(context);
         assert_eq!(
             cache["region"], region,
             "{context}: globals reach the subchart"
@@ -414,24 +432,7 @@ async fn an_umbrella_chart_with_a_local_dependency_a_crd_and_a_kept_object() {
     // The record holds the subchart: a rollback renders it without the checkout.
     std::fs::remove_dir_all(release.join("cache")).unwrap();
     std::fs::remove_dir_all(release.join("chart")).unwrap();
-    let rollback = flotilla(
-        fleet,
-        root,
-        &[
-            "rollback",
-            "shop",
-            "--env",
-            "dev",
-            "--namespace",
-            &namespace,
-        ],
-    );
-    let said = String::from_utf8_lossy(&rollback.stderr).into_owned();
-    ok(rollback);
-    assert!(
-        !said.contains("not rendered again"),
-        "not re-rendered from its record: {said}"
-    );
+    rollback_from_records(fleet, root, "shop", &namespace);
     for context in contexts {
         let client = fleet.client(context).await;
         assert!(widgets(client)

@@ -44,6 +44,18 @@ fn descriptor() -> ReleaseDescriptor {
     .unwrap()
 }
 
+fn renderer<'a>(chart: &'a Chart, descriptor: &'a ReleaseDescriptor) -> Renderer<'a> {
+    Renderer::new(
+        chart,
+        ReleaseInfo::from_descriptor(descriptor, 1),
+        &descriptor.spec,
+        Path::new("releases/demo/release.yaml"),
+        "dev",
+        &[],
+    )
+    .unwrap()
+}
+
 fn cluster() -> Cluster {
     Cluster {
         context: "eu-1".into(),
@@ -82,15 +94,7 @@ fn a_helm_chart_renders_twice_and_only_the_apply_holds_the_value() {
     let chart = Chart::load(dir.path()).unwrap();
     assert_eq!(chart.chart_type(), ChartType::Helm);
     let descriptor = descriptor();
-    let renderer = Renderer::new(
-        &chart,
-        ReleaseInfo::from_descriptor(&descriptor, 1),
-        &descriptor.spec,
-        Path::new("releases/demo/release.yaml"),
-        "dev",
-        &[],
-    )
-    .unwrap();
+    let renderer = renderer(&chart, &descriptor);
     let renders = renderer
         .render_for_apply(&cluster(), &secrets(), 1)
         .unwrap();
@@ -122,15 +126,7 @@ metadata:
     let dir = chart(&[("cm.yaml", failing)]);
     let chart = Chart::load(dir.path()).unwrap();
     let descriptor = descriptor();
-    let renderer = Renderer::new(
-        &chart,
-        ReleaseInfo::from_descriptor(&descriptor, 1),
-        &descriptor.spec,
-        Path::new("releases/demo/release.yaml"),
-        "dev",
-        &[],
-    )
-    .unwrap();
+    let renderer = renderer(&chart, &descriptor);
     let err = renderer
         .render_for_apply(&cluster(), &secrets(), 1)
         .unwrap_err();
@@ -160,16 +156,7 @@ data:
     let chart = Chart::load(dir.path()).unwrap();
     let descriptor = descriptor();
     let render = |capabilities: Option<Capabilities>| {
-        let renderer = Renderer::new(
-            &chart,
-            ReleaseInfo::from_descriptor(&descriptor, 1),
-            &descriptor.spec,
-            Path::new("releases/demo/release.yaml"),
-            "dev",
-            &[],
-        )
-        .unwrap()
-        .with_capabilities(capabilities);
+        let renderer = renderer(&chart, &descriptor).with_capabilities(capabilities);
         let manifest = renderer.render(&cluster(), &SecretValues::new()).unwrap();
         manifest.objects[0].object["data"].clone()
     };
@@ -200,15 +187,7 @@ fn empty_secrets_and_scaling_do_not_break_a_strict_values_schema() {
     );
     let chart = Chart::load(dir.path()).unwrap();
     let descriptor = descriptor();
-    let renderer = Renderer::new(
-        &chart,
-        ReleaseInfo::from_descriptor(&descriptor, 1),
-        &descriptor.spec,
-        Path::new("releases/demo/release.yaml"),
-        "dev",
-        &[],
-    )
-    .unwrap();
+    let renderer = renderer(&chart, &descriptor);
     let manifest = renderer.render(&cluster(), &SecretValues::new()).unwrap();
     assert_eq!(manifest.objects[0].object["data"]["level"], "info");
 }

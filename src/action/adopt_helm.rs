@@ -64,11 +64,14 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
             ));
             continue;
         }
-        match ops::adopt::import_helm(&handle, &namespace, &name, &helm_name).await? {
+        match ops::adopt::read_helm(&handle, &namespace, &helm_name).await? {
             None => problems.push(format!(
                 "cluster `{context}`: no deployed revision of Helm release `{helm_name}` in namespace `{namespace}` (`helm list -n {namespace}` shows what is there; --helm-release names another)"
             )),
-            Some((helm, rendered)) => {
+            Some(helm) => {
+                let mut values = helm.chart_values.clone();
+                crate::engine::deep_merge(&mut values, helm.config.clone());
+                let rendered = ops::adopt::imported_revision(&helm, &name, &values);
                 if !helm.hooks.is_empty() {
                     crate::output::eprint_line(&format!(
                         "[{context}] Helm release {helm_name} has hooks that flotilla does not run: {}; a deploy of a chart with them is refused",

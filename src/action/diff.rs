@@ -29,13 +29,14 @@ pub async fn run(
         let key =
             crate::storage::checksum_key(&handle, render.namespace(), render.name(), false, false)
                 .await?;
-        let capabilities = render.capabilities(&handle).await?;
-        let rendered = render.render(
-            &cluster,
-            &history,
-            key.as_deref().map(|k| k.as_slice()),
-            capabilities,
-        )?;
+        let rendered = render
+            .render(
+                &cluster,
+                &history,
+                &handle,
+                key.as_deref().map(|k| k.as_slice()),
+            )
+            .await?;
         Ok(ops::diff(&handle, &history, &rendered).await?)
     })
     .await;

@@ -27,8 +27,10 @@ pub struct HelmRelease {
     pub chart_version: String,
     /// `appVersion` of the chart (empty when it has none).
     pub app_version: String,
-    /// The chart's own values merged with what the release was given (`config`).
-    pub values: Value,
+    /// The chart's own values (`values.yaml`).
+    pub chart_values: Value,
+    /// What the release was given over them (`-f`, `--set`: Helm's `config`).
+    pub config: Value,
     /// Every object of the release's manifest (hooks are not in it).
     pub objects: Vec<Value>,
     /// The names of its hooks other than test hooks, which flotilla would not run.
@@ -181,13 +183,10 @@ fn parse(json: &str, name: &str, namespace: &str) -> Result<HelmRelease, String>
     let release: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
     let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
     let metadata = &release["chart"]["metadata"];
-    let mut values = match &release["chart"]["values"] {
+    let map_at = |value: &Value| match value {
         Value::Object(map) => Value::Object(map.clone()),
         _ => Value::Object(Default::default()),
     };
-    if let config @ Value::Object(_) = &release["config"] {
-        merge(&mut values, config.clone());
-    }
     let manifest = release["manifest"].as_str().unwrap_or_default();
     let mut objects = Vec::new();
     for document in serde_yaml::Deserializer::from_str(manifest) {
@@ -217,27 +216,11 @@ fn parse(json: &str, name: &str, namespace: &str) -> Result<HelmRelease, String>
         chart_name: text(&metadata["name"]),
         chart_version: text(&metadata["version"]),
         app_version: text(&metadata["appVersion"]),
-        values,
+        chart_values: map_at(&release["chart"]["values"]),
+        config: map_at(&release["config"]),
         objects,
         hooks,
     })
-}
-
-/// Helm's merge of `config` over the chart's values: maps key by key.
-fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(base), Value::Object(over)) => {
-            for (key, value) in over {
-                match base.get_mut(&key) {
-                    Some(existing) => merge(existing, value),
-                    None => {
-                        base.insert(key, value);
-                    }
-                }
-            }
-        }
-        (base, over) => *base = over,
-    }
 }
 
 #[cfg(test)]
@@ -275,8 +258,8 @@ mod tests {
             (read.chart_name.as_str(), read.app_version.as_str()),
             ("web", "1.16.0")
         );
-        assert_eq!(read.values["replicaCount"], 2);
-        assert_eq!(read.values["image"]["repository"], "nginx");
+        assert_eq!(read.config, serde_json::json!({"replicaCount": 2}));
+        assert_eq!(read.chart_values["image"]["repository"], "nginx");
         let names: Vec<&str> = read
             .objects
             .iter()

@@ -180,16 +180,7 @@ impl Chart {
             None => read(&metadata_file)?,
         };
         let metadata: ChartMetadata = parse_yaml(&metadata_file, &metadata_text)?;
-        for (field, value) in [("name", &metadata.name), ("version", &metadata.version)] {
-            if value.trim().is_empty() {
-                return Err(RenderError::ChartFile {
-                    file: metadata_file,
-                    line: None,
-                    field: field.into(),
-                    message: "must not be empty".into(),
-                });
-            }
-        }
+        require_name_and_version(&metadata, &metadata_file)?;
 
         let values = match read_file("values.yaml")? {
             Some(text) => values_map(&dir.join("values.yaml"), &text)?,
@@ -288,16 +279,7 @@ impl Chart {
             api_version: helm_metadata.api_version,
             description: helm_metadata.description,
         };
-        for (field, value) in [("name", &metadata.name), ("version", &metadata.version)] {
-            if value.trim().is_empty() {
-                return Err(RenderError::ChartFile {
-                    file: metadata_file,
-                    line: None,
-                    field: field.into(),
-                    message: "must not be empty".into(),
-                });
-            }
-        }
+        require_name_and_version(&metadata, &metadata_file)?;
         let values = match files.get("values.yaml") {
             Some(text) => values_map(&dir.join("values.yaml"), text)?,
             None => Value::Object(Default::default()),
@@ -343,6 +325,21 @@ struct HelmChartYaml {
     api_version: Option<String>,
     #[serde(default)]
     description: Option<String>,
+}
+
+/// `name` and `version` of `Chart.yaml`, both required and not empty.
+fn require_name_and_version(metadata: &ChartMetadata, file: &Path) -> Result<(), RenderError> {
+    for (field, value) in [("name", &metadata.name), ("version", &metadata.version)] {
+        if value.trim().is_empty() {
+            return Err(RenderError::ChartFile {
+                file: file.to_path_buf(),
+                line: None,
+                field: field.into(),
+                message: "must not be empty".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `values.yaml`: a map (empty when the file is).

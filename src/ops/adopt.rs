@@ -1,27 +1,29 @@
 //! Taking over a release that another tool installed, in one cluster: a Helm release's
-//! deployed revision becomes a revision to record ([`import_helm`]) and, once recorded,
+//! deployed revision becomes a revision to record ([`imported_revision`]) and, once recorded,
 //! its objects stop being Helm's ([`release_from_helm`]).
 
 use super::Rendered;
 use crate::cluster::labels::IMPORTED_FROM;
 use crate::cluster::{ClusterError, ClusterHandle, HelmRelease, ObjectRef};
 use crate::release::{values_without_secrets, ChartRef, RevisionSource};
+use serde_json::Value;
 
-/// The deployed revision of Helm release `helm_name` in `namespace`, as the revision
-/// release `release` records: Helm's objects exactly as Helm applied them (each
-/// annotated [`IMPORTED_FROM`], so their pod templates stay as they are), its merged
-/// values, its chart's name and versions. `None` when the cluster has no deployed
-/// revision of that Helm release.
-pub async fn import_helm(
+/// The deployed revision of Helm release `helm_name` in `namespace`; `None` when the
+/// cluster has none.
+pub async fn read_helm(
     handle: &ClusterHandle,
     namespace: &str,
-    release: &str,
     helm_name: &str,
-) -> Result<Option<(HelmRelease, Rendered)>, ClusterError> {
-    let Some(helm) = handle.helm_release(namespace, helm_name).await? else {
-        return Ok(None);
-    };
-    let origin = format!("helm/{helm_name}/{}", helm.revision);
+) -> Result<Option<HelmRelease>, ClusterError> {
+    handle.helm_release(namespace, helm_name).await
+}
+
+/// A Helm release's deployed revision as the revision release `release` records: Helm's
+/// objects exactly as Helm applied them (each annotated [`IMPORTED_FROM`], so their pod
+/// templates stay as they are), the chart's name and versions, and `values` (the chart's
+/// merged with what the release was given).
+pub fn imported_revision(helm: &HelmRelease, release: &str, values: &Value) -> Rendered {
+    let origin = format!("helm/{}/{}", helm.name, helm.revision);
     let objects = helm
         .objects
         .iter()
@@ -33,7 +35,7 @@ pub async fn import_helm(
         .collect();
     let mut rendered = Rendered {
         release: release.to_owned(),
-        namespace: namespace.to_owned(),
+        namespace: helm.namespace.clone(),
         chart: ChartRef {
             name: helm.chart_name.clone(),
             version: helm.chart_version.clone(),
@@ -45,14 +47,14 @@ pub async fn import_helm(
         },
         objects,
         stored: Vec::new(),
-        values: values_without_secrets(&helm.values),
+        values: values_without_secrets(values),
         source: Some(RevisionSource {
             imported: Some(origin),
             ..Default::default()
         }),
     };
     rendered.store_as_rendered();
-    Ok(Some((helm, rendered)))
+    rendered
 }
 
 /// After the imported revision is recorded: each of its objects loses Helm's ownership

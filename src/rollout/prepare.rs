@@ -147,7 +147,7 @@ impl ReleaseRender {
     /// What the chart needs to know of a cluster before it renders there: a Helm
     /// chart's `.Capabilities` (its version and served APIs, from discovery); nothing for
     /// a flotilla chart.
-    pub async fn capabilities(
+    async fn capabilities(
         &self,
         handle: &ClusterHandle,
     ) -> Result<Option<Capabilities>, ClusterError> {
@@ -161,16 +161,17 @@ impl ReleaseRender {
         }))
     }
 
-    /// The release rendered for `cluster` as the revision after the last of `history`,
-    /// `secretsum` keyed by the release's key in that cluster (`None`: none yet), a
-    /// Helm chart with the cluster's `capabilities`.
-    pub fn render(
+    /// The release rendered for `cluster` (reached through `handle`) as the revision
+    /// after the last of `history`, `secretsum` keyed by the release's key in that
+    /// cluster (`None`: none yet), a Helm chart with the cluster's `.Capabilities`.
+    pub async fn render(
         &self,
         cluster: &Cluster,
         history: &History,
+        handle: &ClusterHandle,
         checksum_key: Option<&[u8]>,
-        capabilities: Option<Capabilities>,
     ) -> crate::Result<Rendered> {
+        let capabilities = self.capabilities(handle).await?;
         let renderer = Renderer::for_release(
             &self.chart,
             &self.release,
@@ -281,13 +282,14 @@ pub async fn prepare_deploy(
             options.create_namespace,
         )
         .await?;
-        let capabilities = render.capabilities(&handle).await?;
-        let rendered = render.render(
-            &cluster,
-            &history,
-            key.as_deref().map(|k| k.as_slice()),
-            capabilities,
-        )?;
+        let rendered = render
+            .render(
+                &cluster,
+                &history,
+                &handle,
+                key.as_deref().map(|k| k.as_slice()),
+            )
+            .await?;
         clusters.insert(
             cluster.context.clone(),
             Prepared {
