@@ -232,3 +232,66 @@ fn a_helm_too_old_is_refused_with_exit_2_fake_helm() {
     );
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn a_packed_subchart_and_a_file_dependency_render_and_survive_a_record() {
+    use_fleet_helm();
+    let dir = tempfile::tempdir().unwrap();
+    let umbrella = dir.path().join("umbrella");
+    write(
+        &umbrella.join("Chart.yaml"),
+        "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n  - { name: local, version: 0.1.0, repository: \"file://../local\" }\n  - { name: packed, version: 0.2.0, repository: \"https://charts.example.com\" }\n",
+    );
+    let configmap = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  region: {{{{ .Values.global.region }}}}\n")
+    };
+    for (name, version) in [("local", "0.1.0"), ("packed", "0.2.0")] {
+        let sub = dir.path().join(name);
+        write(
+            &sub.join("Chart.yaml"),
+            &format!("apiVersion: v2\nname: {name}\nversion: {version}\n"),
+        );
+        write(&sub.join("templates/cm.yaml"), &configmap(name));
+    }
+    // `helm dependency build` would download `packed`: here `helm package` makes it.
+    let packaged = std::process::Command::new(std::env::var_os("FLOTILLA_HELM").unwrap())
+        .arg("package")
+        .arg(dir.path().join("packed"))
+        .arg("--destination")
+        .arg(umbrella.join("charts"))
+        .output()
+        .unwrap();
+    assert!(packaged.status.success(), "{packaged:?}");
+
+    let chart = Chart::load(&umbrella).unwrap();
+    assert!(chart.files().contains_key("charts/local/templates/cm.yaml"));
+    assert!(chart.binary_files().contains_key("charts/packed-0.2.0.tgz"));
+    let names = |chart: &Chart| -> Vec<String> {
+        let descriptor = descriptor();
+        let manifest = renderer(chart, &descriptor)
+            .render(&cluster(), &SecretValues::new())
+            .unwrap();
+        manifest
+            .objects
+            .iter()
+            .map(|o| format!("{}={}", o.name(), o.object["data"]["region"]))
+            .collect()
+    };
+    let rendered = names(&chart);
+    assert_eq!(
+        rendered,
+        ["local=\"europe-west1\"", "packed=\"europe-west1\""],
+        "{rendered:?}"
+    );
+    // What a record keeps renders the same, without the folders.
+    let again = Chart::from_files(
+        Path::new("<record>"),
+        chart.files(),
+        chart.binary_files(),
+        Some(ChartType::Helm),
+    )
+    .unwrap();
+    drop(dir);
+    assert_eq!(names(&again), rendered);
+}
