@@ -656,7 +656,7 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
 
 #[tokio::test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
-async fn adopt_helm_refuses_when_a_cluster_has_no_helm_release_and_can_remove_helms_records() {
+async fn adopt_helm_refuses_a_missing_or_unsettled_helm_release_and_can_remove_helms_records() {
     let fleet = Fleet::shared();
     let namespace = fleet.namespace("helm-adopt-one").await;
     let repo = repo();
@@ -687,6 +687,51 @@ async fn adopt_helm_refuses_when_a_cluster_has_no_helm_release_and_can_remove_he
         "{stderr}"
     );
     assert!(records(fleet, "dev-paris-dc1", &namespace).await.is_empty());
+
+    // A failed `helm upgrade` on top: what runs is neither revision, so it is refused
+    // until Helm settles it.
+    let helm_in_paris = |args: &[&str]| {
+        let output = std::process::Command::new(helm())
+            .args(args)
+            .args(["--namespace", &namespace, "--kube-context", "dev-paris-dc1"])
+            .arg("--kubeconfig")
+            .arg(fleet.kubeconfig())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    helm_in_paris(&[
+        "upgrade",
+        "legacy-web",
+        chart.to_str().unwrap(),
+        "--reuse-values",
+        "--set",
+        "image.tag=never",
+        "--wait",
+        "--timeout",
+        "3s",
+    ]);
+    let unsettled = flotilla(
+        fleet,
+        root,
+        &[
+            "adopt-helm",
+            "web",
+            "--env",
+            "dev",
+            "--clusters",
+            "dev-paris-dc1",
+            "--helm-release",
+            "legacy-web",
+        ],
+    );
+    assert_eq!(unsettled.status.code(), Some(2), "{unsettled:?}");
+    let stderr = String::from_utf8_lossy(&unsettled.stderr);
+    assert!(
+        stderr.contains("its newest revision 2 is `failed`, not deployed"),
+        "{stderr}"
+    );
+    helm_in_paris(&["rollback", "legacy-web", "1", "--wait", "--timeout", "60s"]);
 
     ok(flotilla(
         fleet,

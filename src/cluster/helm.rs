@@ -39,7 +39,9 @@ pub struct HelmRelease {
 
 impl ClusterHandle {
     /// The deployed revision of Helm release `name` in `namespace`; `None` when there is
-    /// none (no release, or none deployed).
+    /// no such release. A release whose newest revision is not the deployed one (a
+    /// failed or pending upgrade, a rollback under way) is an error: what runs may be
+    /// neither revision.
     pub async fn helm_release(
         &self,
         namespace: &str,
@@ -47,19 +49,33 @@ impl ClusterHandle {
     ) -> Result<Option<HelmRelease>, ClusterError> {
         let what = format!("Helm release {namespace}/{name}");
         let secrets = Api::<Secret>::namespaced(self.client(), namespace)
-            .list(&ListParams::default().labels(&format!("owner=helm,name={name},status=deployed")))
+            .list(&ListParams::default().labels(&format!("owner=helm,name={name}")))
             .await
             .map_err(|e| self.error("read", &what, e))?;
-        let newest = secrets.items.into_iter().max_by_key(|s| {
+        let label = |s: &Secret, key: &str| {
             s.metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get("version")?.parse::<u64>().ok())
-                .unwrap_or(0)
-        });
+                .and_then(|l| l.get(key).cloned())
+                .unwrap_or_default()
+        };
+        let newest = secrets
+            .items
+            .into_iter()
+            .max_by_key(|s| label(s, "version").parse::<u64>().unwrap_or(0));
         let Some(secret) = newest else {
             return Ok(None);
         };
+        let status = label(&secret, "status");
+        if status != "deployed" {
+            return Err(ClusterError::Release {
+                context: self.context().to_owned(),
+                message: format!(
+                    "{what}: its newest revision {} is `{status}`, not deployed: settle it with Helm first (`helm rollback` or `helm upgrade`), then take it over",
+                    label(&secret, "version")
+                ),
+            });
+        }
         let secret_name = secret.metadata.name.clone().unwrap_or_default();
         let invalid = |message: String| ClusterError::Release {
             context: self.context().to_owned(),
