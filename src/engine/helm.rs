@@ -171,6 +171,10 @@ fn read_tree(
     Ok(())
 }
 
+/// How deep folders of a chart may nest: a symbolic link to a parent must end in an
+/// error, not a hang.
+const MAX_FOLDER_DEPTH: usize = 32;
+
 fn walk(
     dir: &Path,
     prefix: &str,
@@ -181,6 +185,11 @@ fn walk(
         let file = file.to_path_buf();
         move |source| RenderError::Read { file, source }
     };
+    if prefix.matches('/').count() > MAX_FOLDER_DEPTH {
+        return Err(read_error(dir)(std::io::Error::other(format!(
+            "folders nest more than {MAX_FOLDER_DEPTH} deep (a symbolic link to a parent folder?)"
+        ))));
+    }
     let mut entries = std::fs::read_dir(dir)
         .map_err(read_error(dir))?
         .collect::<Result<Vec<_>, _>>()
@@ -327,11 +336,19 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
     })?;
     // The values are JSON, which is YAML.
     let values = serde_json::to_vec(&without_empty_maps(call.values)).unwrap_or_default();
-    if let Some(mut stdin) = child.stdin.take() {
-        // A helm that exits before reading says why on stderr, read below.
-        let _ = stdin.write_all(&values);
-    }
-    let output = child.wait_with_output().map_err(|err| RenderError::Helm {
+    let stdin = child.stdin.take();
+    // Written from its own thread while stdout and stderr are read: a pipe that fills
+    // up on either side must not stop the other. A helm that exits before reading says
+    // why on stderr.
+    let output = std::thread::scope(|scope| {
+        if let Some(mut stdin) = stdin {
+            scope.spawn(move || {
+                let _ = stdin.write_all(&values);
+            });
+        }
+        child.wait_with_output()
+    })
+    .map_err(|err| RenderError::Helm {
         message: format!("{} did not finish: {err}", program.display()),
     })?;
     let in_workspace = chart_dir.display().to_string();
@@ -377,10 +394,19 @@ fn without_empty_maps(values: &Value) -> Value {
 /// Writes the chart's files under `dir`, `appVersion` set to the release's version.
 fn write_chart(dir: &Path, call: &Invocation<'_>) -> Result<(), RenderError> {
     let write = |rel: &str, bytes: &[u8]| -> Result<(), RenderError> {
-        let file = dir.join(rel);
         let failed = |err: std::io::Error| RenderError::Helm {
             message: format!("cannot write the chart to render it ({rel}): {err}"),
         };
+        // Only paths inside the chart folder (a record is data, not a file system).
+        let inside = Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(failed(std::io::Error::other(
+                "not a path inside the chart folder",
+            )));
+        }
+        let file = dir.join(rel);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).map_err(failed)?;
         }
@@ -528,6 +554,42 @@ mod tests {
             err.to_string(),
             "the chart has Helm hooks, which flotilla does not run: Job/migrate (pre-install,pre-upgrade) from chart/templates/job.yaml; remove their `helm.sh/hook` annotation to deploy them as ordinary objects of the release (applied and waited for with the others), or run that step outside the chart"
         );
+    }
+
+    #[test]
+    fn a_recorded_file_outside_the_chart_folder_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BTreeMap::from([("../escaped.yaml".to_owned(), "x".to_owned())]);
+        let call = Invocation {
+            dir: Path::new("chart"),
+            files: &files,
+            binary: &BTreeMap::new(),
+            release: "r",
+            namespace: "ns",
+            app_version: "1",
+            values: &Value::Null,
+            capabilities: None,
+        };
+        let err = write_chart(&dir.path().join("chart"), &call).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a path inside the chart folder"),
+            "{err}"
+        );
+        assert!(!dir.path().join("escaped.yaml").exists());
+    }
+
+    #[test]
+    fn a_symbolic_link_to_a_parent_folder_ends_in_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Chart.yaml"),
+            "apiVersion: v2\nname: a\nversion: 1.0.0\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let err = read_chart_dir(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("nest more than"), "{err}");
     }
 
     #[test]
