@@ -248,8 +248,14 @@ impl<'a> Renderer<'a> {
             .map(|id| (id.clone(), placeholder(id)))
             .collect();
         let shown = self.render_inner(cluster, &placeholders, revision)?;
-        let applied = self
-            .render_revision(cluster, secrets, revision)
+        // Without secrets both renders are the same: one is enough (a Helm chart's
+        // render is a `helm` run).
+        let applied = if secrets.is_empty() {
+            Ok(shown.clone())
+        } else {
+            self.render_revision(cluster, secrets, revision)
+        };
+        let applied = applied
             .map_err(|err| match err {
                 RenderError::Yaml { file, line, .. } => RenderError::SecretShape {
                     file,
