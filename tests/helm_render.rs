@@ -295,3 +295,31 @@ fn a_packed_subchart_and_a_file_dependency_render_and_survive_a_record() {
     drop(dir);
     assert_eq!(names(&again), rendered);
 }
+
+#[test]
+fn every_concrete_command_of_the_helm_page_parses() {
+    use clap::Parser;
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/helm.md"))
+        .unwrap();
+    // `flotilla COMMAND ARGS...` in backticks, without placeholders (`RELEASE`,
+    // `[--cluster CTX]`); a bare `flotilla adopt-helm` names the command in prose.
+    let commands: Vec<&str> = text
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("flotilla ") && s.split_whitespace().count() > 2)
+        .filter(|s| {
+            !s.contains('[')
+                && !s
+                    .split_whitespace()
+                    .any(|w| w.len() > 1 && w.chars().all(|c| c.is_ascii_uppercase()))
+        })
+        .collect();
+    assert!(commands.len() >= 4, "{commands:?}");
+    for command in commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        if let Err(err) = flotilla::cli::Cli::try_parse_from(&words) {
+            panic!("docs/helm.md: `{command}` does not parse:\n{err}");
+        }
+    }
+}
