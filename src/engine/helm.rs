@@ -66,10 +66,12 @@ pub(crate) fn detect<'a>(
     }
 }
 
-/// A Go template action that Handlebars has no syntax for: `{{-`, `-}}`, `{{/*`, or an
-/// action starting with `.Name`, `$` or `include`/`template`/`define`.
+/// A Go template action that Handlebars has no syntax for: the trim markers `{{- ` and
+/// ` -}}` (Go requires the space, so a Handlebars comment's `--}}` is not one), `{{/*`,
+/// or an action starting with `.Name`, `$` or `include`/`template`/`define`.
 fn has_go_actions(text: &str) -> bool {
-    if text.contains("{{-") || text.contains("-}}") || text.contains("{{/*") {
+    let trim_markers = ["{{- ", "{{-\t", "{{-\n", " -}}", "\t-}}", "\n-}}"];
+    if trim_markers.iter().any(|m| text.contains(m)) || text.contains("{{/*") {
         return true;
     }
     text.split("{{").skip(1).any(|action| {
@@ -509,7 +511,7 @@ mod tests {
         assert_eq!(detect(v2, helpers.into_iter()), ChartType::Helm);
         let handlebars = [(
             "templates/web.yaml",
-            "name: {{Release.Name}}-{{quote Values.x}}",
+            "{{!-- a comment --}}\nname: {{Release.Name}}-{{quote Values.x}}\n{{~#if Values.y}}x{{/if~}}",
         )];
         assert_eq!(detect(v2, handlebars.into_iter()), ChartType::Flotilla);
         // Without Helm's apiVersion, Go-looking text is still a flotilla chart (its
