@@ -562,6 +562,30 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
         before.push((sets, web.spec.template));
     }
 
+    // `diff` (what a deploy of the checkout would do): the chart and values are Helm's,
+    // so only ownership labels change, the release label on pod templates included.
+    let deploy_diff: serde_json::Value = serde_json::from_str(&ok(flotilla(
+        fleet,
+        root,
+        &["diff", "web", "--env", "dev", "-o", "json"],
+    )))
+    .unwrap();
+    for context in contexts {
+        for change in deploy_diff[context]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|d| d["changes"].as_array().unwrap())
+        {
+            let path = change["path"].as_str().unwrap();
+            assert!(
+                path.starts_with("metadata.labels.")
+                    || path == "spec.template.metadata.labels.flotilla.dev/release",
+                "{context}: a deploy would change {path}"
+            );
+        }
+    }
+
     // What the takeover changes: ownership labels and annotations, nothing else.
     let planned: serde_json::Value = serde_json::from_str(&ok(flotilla(
         fleet,
