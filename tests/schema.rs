@@ -31,6 +31,7 @@ const REFUSED_BY_SCHEMA: &[&str] = &[
     "env-vault-unknown-field",
     "env-wave-negative",
     "env-wave-not-a-number",
+    "release-chart-type-unknown",
     "release-count-negative",
     "release-count-not-a-number",
     "release-empty-file",

@@ -41,10 +41,26 @@ pub async fn show_changes(
         let key =
             crate::storage::checksum_key(&handle, render.namespace(), render.name(), false, false)
                 .await?;
-        let rendered = render.render(&cluster, &history, key.as_deref().map(|k| k.as_slice()))?;
+        let rendered = render
+            .render(
+                &cluster,
+                &history,
+                &handle,
+                key.as_deref().map(|k| k.as_slice()),
+            )
+            .await?;
         Ok(ops::diff(&handle, &history, &rendered).await?)
     })
     .await;
+    print_diffs(answers, output)
+}
+
+/// Prints every cluster's changes (a section per cluster, or one JSON document keyed by
+/// context), then fails as the worst cluster that could not answer.
+pub fn print_diffs(
+    answers: Vec<(crate::config::Cluster, Result<Vec<ObjectDiff>>)>,
+    output: OutputFormat,
+) -> Result<Changes> {
     match output {
         OutputFormat::Json => {
             let doc: serde_json::Map<String, serde_json::Value> = answers

@@ -231,7 +231,7 @@ pub fn check_config(
                 report.record(row(&name, "*", 0), outcome);
             }
         }
-        let chart = match Chart::load(&release.chart_dir) {
+        let chart = match Chart::for_release(&release) {
             Ok(chart) => Some(chart),
             Err(err) => {
                 report.record_problems(row(&name, "*", 0), vec![err.to_string()]);

@@ -25,6 +25,7 @@ pub struct ReleaseSelection {
     pub env: EnvSelection,
 }
 
+pub mod adopt_helm;
 pub mod deploy;
 pub mod diff;
 pub mod dry_run;

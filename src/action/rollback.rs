@@ -11,8 +11,9 @@ use super::multi;
 use super::EnvSelection;
 use crate::cluster::ClusterError;
 use crate::cluster::ObjectRef;
+use crate::config::ChartType;
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
-use crate::engine::{render_recorded, Chart, ReleaseInfo, Renderer};
+use crate::engine::{render_recorded, Capabilities, Chart, ClusterFacts, ReleaseInfo, Renderer};
 use crate::ops::restore::objects_to_apply;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
@@ -379,6 +380,14 @@ async fn refresh(
             .flatten();
         let key = key.as_deref().map(|k| k.as_slice());
         let refreshed = match &record.source {
+            Some(source) if source.imported.is_some() => {
+                crate::output::eprint_line(&format!(
+                    "[{context}] revision {} was imported ({}): its recorded objects are applied, its Secrets kept as they are live",
+                    record.revision,
+                    source.imported.as_deref().unwrap_or_default()
+                ));
+                Ok(Refreshed::default())
+            }
             Some(source) => rerender(
                 record,
                 source,
@@ -447,7 +456,11 @@ fn rerender(
         "<record of {name} revision {} in {}>",
         record.revision, cluster.context
     ));
-    let chart = Chart::from_files(&label, &source.chart)?;
+    let chart = recorded_chart(&label, source)?;
+    let capabilities = source.helm.as_ref().map(|helm| Capabilities {
+        kube_version: helm.kube_version.clone(),
+        api_versions: helm.api_versions.clone(),
+    });
     let info = ReleaseInfo {
         name: name.to_owned(),
         namespace: namespace.to_owned(),
@@ -469,7 +482,10 @@ fn rerender(
             cluster,
             &secrets,
             &label,
-            checksum_key,
+            ClusterFacts {
+                checksum_key,
+                capabilities: capabilities.clone(),
+            },
         )?;
         Ok(manifest.objects.into_iter().map(|o| o.object).collect())
     };
@@ -496,13 +512,43 @@ fn rerender(
     Ok(refreshed)
 }
 
+/// The chart a record kept: a Helm chart when the record says so (with its packed
+/// subcharts), otherwise a flotilla chart.
+fn recorded_chart(label: &Path, source: &crate::release::RevisionSource) -> Result<Chart> {
+    use base64::Engine as _;
+    let Some(helm) = &source.helm else {
+        return Ok(Chart::from_files(
+            label,
+            &source.chart,
+            &Default::default(),
+            Some(ChartType::Flotilla),
+        )?);
+    };
+    let binary = helm
+        .binary_files
+        .iter()
+        .filter_map(|(rel, text)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()?;
+            Some((rel.clone(), bytes))
+        })
+        .collect();
+    Ok(Chart::from_files(
+        label,
+        &source.chart,
+        &binary,
+        Some(ChartType::Helm),
+    )?)
+}
+
 /// For records written before they kept their chart: the checkout's chart and every
 /// cluster's secrets read now, or `None` when Vault (or the chart) cannot be read.
 async fn legacy_fresh_secrets(
     env: &LoadedEnvironment,
     release: &LoadedRelease,
 ) -> Option<(Chart, ResolvedSecrets)> {
-    let chart = Chart::load(&release.chart_dir)
+    let chart = Chart::for_release(release)
         .map_err(|e| tracing::warn!("chart not loaded, live secrets are kept: {e}"))
         .ok()?;
     match resolve_for_environment(release, env, &VaultEnv::from_process()).await {

@@ -44,7 +44,7 @@ pub async fn render(root: &Path, args: &TemplateOptions) -> Result<String> {
     let values = args.overrides.values()?;
     let clusters = selected_clusters(&env, args.cluster.as_deref())?;
 
-    let chart = Chart::load(&release.chart_dir)?;
+    let chart = Chart::for_release(&release)?;
     // Read before rendering anything: a secret that does not resolve fails the command
     // with nothing printed.
     let resolved = if args.show_secrets {

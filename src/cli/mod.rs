@@ -88,6 +88,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Take over a Helm release in every cluster of an environment without restarting a
+    /// pod: Helm's deployed revision becomes the release's first revision (docs/helm.md).
+    AdoptHelm(AdoptHelmArgs),
 }
 
 /// The file formats `flotilla schema` describes.
@@ -97,6 +100,32 @@ pub enum SchemaFile {
     Release,
     /// `environments/<env>.yaml`.
     Environment,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AdoptHelmArgs {
+    /// The release: its folder name under releases/, or the path of its release.yaml.
+    #[arg(add = ArgValueCompleter::new(generate::release_names))]
+    pub release: String,
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// The Helm release's name (default: the release's name).
+    #[arg(long, value_name = "NAME")]
+    pub helm_release: Option<String>,
+    /// Delete Helm's revision Secrets once the takeover is recorded (`helm list` then
+    /// forgets the release); kept by default.
+    #[arg(long)]
+    pub remove_helm_secrets: bool,
+    /// Print, per cluster, what the takeover changes (ownership labels and annotations
+    /// only); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Per-cluster wait for health (default: the environment's rollout.timeout).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Output format of the summary (or of the dry run's changes).
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
+    pub output: OutputFormat,
 }
 
 /// Which environment a command works on: by name or by git branch.
@@ -658,6 +687,18 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
         }
         Command::Secrets(SecretsCommand::Check { target, output }) => {
             action::secrets::check(root, &target.into(), output).await
+        }
+        Command::AdoptHelm(args) => {
+            let opts = action::adopt_helm::AdoptHelmOptions {
+                release: args.release,
+                env: args.env.into(),
+                helm_release: args.helm_release,
+                remove_helm_secrets: args.remove_helm_secrets,
+                dry_run: args.dry_run,
+                timeout: args.timeout,
+                output: args.output,
+            };
+            action::adopt_helm::run(root, &opts).await
         }
         Command::Secrets(SecretsCommand::Policy { target }) => {
             action::secrets::policy(root, &target.into())

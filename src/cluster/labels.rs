@@ -15,11 +15,24 @@ pub fn selector(release: &str) -> String {
     format!("{MANAGED_BY}={MANAGER},{RELEASE}={release}")
 }
 
+/// The annotation on every object of a revision imported from Helm (`adopt-helm`):
+/// `helm/<release>/<revision>`. Their pod templates are applied as Helm rendered them,
+/// without the release label, so that taking them over (and rolling back to them)
+/// restarts no pod.
+pub const IMPORTED_FROM: &str = "flotilla.dev/imported-from";
+
 /// Adds our labels to an object (JSON form), keeping the chart's own; the pod template
 /// of a workload gets the release label too, so that the health wait watches only the
-/// release's pods.
+/// release's pods (except in an object imported from Helm: [`IMPORTED_FROM`]).
 pub fn stamp(object: &mut Value, release: &str) {
     stamp_metadata(object, &[(MANAGED_BY, MANAGER), (RELEASE, release)]);
+    if object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(IMPORTED_FROM))
+        .is_some()
+    {
+        return;
+    }
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
     let template = match kind {
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => "/spec/template",
@@ -317,6 +330,16 @@ mod tests {
         assert_eq!(
             cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][RELEASE],
             "app"
+        );
+        let mut imported = serde_json::json!({"kind": "Deployment",
+            "metadata": {"name": "w", "annotations": {IMPORTED_FROM: "helm/w/3"}},
+            "spec": {"template": {"metadata": {"labels": {"app": "w"}}, "spec": {}}}});
+        stamp(&mut imported, "app");
+        assert_eq!(imported["metadata"]["labels"][RELEASE], "app");
+        assert_eq!(
+            imported["spec"]["template"]["metadata"]["labels"],
+            serde_json::json!({"app": "w"}),
+            "a pod template imported from Helm is applied as it is"
         );
         let mut cm = serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "c"}, "spec": {"template": 1}});
         stamp(&mut cm, "app");

@@ -52,6 +52,20 @@ pub struct ReleaseSpec {
     pub scaling: Vec<Scaling>,
     #[serde(default)]
     pub secrets: Vec<SecretMapping>,
+    /// What kind of chart `chart` is; detected from the chart when absent
+    /// (docs/configuration.md).
+    #[serde(default, rename = "chartType", skip_serializing_if = "Option::is_none")]
+    pub chart_type: Option<ChartType>,
+}
+
+/// The two kinds of chart a release can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChartType {
+    /// Handlebars templates, rendered by flotilla (docs/charts.md).
+    Flotilla,
+    /// Go templates, rendered by the `helm` program (docs/helm.md).
+    Helm,
 }
 
 fn empty_mapping() -> serde_yaml::Value {

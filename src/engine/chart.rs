@@ -2,6 +2,7 @@
 
 use super::error::RenderError;
 use super::helpers;
+use crate::config::ChartType;
 use handlebars::{Handlebars, TemplateError, TemplateErrorReason};
 use serde::Deserialize;
 use serde_json::Value;
@@ -35,6 +36,9 @@ pub struct Chart {
     /// (`Chart.yaml`, `values.yaml`, `templates/web.yaml`): what a release record keeps so
     /// that a revision can be rendered again without the checkout.
     files: BTreeMap<String, String>,
+    /// Helm charts: the files that are not text (packed subcharts under `charts/`).
+    binary: BTreeMap<String, Vec<u8>>,
+    chart_type: ChartType,
     pub(crate) registry: Handlebars<'static>,
 }
 
@@ -101,18 +105,38 @@ impl std::fmt::Debug for Chart {
 }
 
 impl Chart {
-    /// Read and compile the chart in `dir`. Errors name the chart file (and line).
+    /// Read and compile the chart in `dir`, of the type its files show
+    /// ([`Chart::load_as`]). Errors name the chart file (and line).
     pub fn load(dir: &Path) -> Result<Chart, RenderError> {
-        Chart::compile(dir, &Source::Dir)
+        Chart::compile(dir, &Source::Dir, None)
     }
 
-    /// Compile a chart from a copy of its files (as [`Chart::files`] gives them): a
-    /// recorded revision's chart. `label` stands for its folder in messages.
+    /// The chart of a release: of the descriptor's `spec.chartType`, else detected.
+    pub fn for_release(release: &crate::config::LoadedRelease) -> Result<Chart, RenderError> {
+        Chart::load_as(&release.chart_dir, release.descriptor.spec.chart_type)
+    }
+
+    /// Read the chart in `dir` as a chart of `chart_type`; `None` detects it: a Helm
+    /// chart has `apiVersion: v1` or `v2` in `Chart.yaml` and Go templates, `.tpl`
+    /// files, dependencies or subcharts (docs/configuration.md).
+    pub fn load_as(dir: &Path, chart_type: Option<ChartType>) -> Result<Chart, RenderError> {
+        Chart::compile(dir, &Source::Dir, chart_type)
+    }
+
+    /// Compile a chart from a copy of its files (as [`Chart::files`] and
+    /// [`Chart::binary_files`] give them): a recorded revision's chart. `label` stands
+    /// for its folder in messages.
     pub fn from_files(
         label: &Path,
         files: &BTreeMap<String, String>,
+        binary: &BTreeMap<String, Vec<u8>>,
+        chart_type: Option<ChartType>,
     ) -> Result<Chart, RenderError> {
-        Chart::compile(label, &Source::Files(files))
+        let mut chart = Chart::compile(label, &Source::Files(files), chart_type)?;
+        if chart.chart_type == ChartType::Helm {
+            chart.binary = binary.clone();
+        }
+        Ok(chart)
     }
 
     /// The files the chart was compiled from, by path inside the chart folder.
@@ -120,7 +144,27 @@ impl Chart {
         &self.files
     }
 
-    fn compile(dir: &Path, source: &Source<'_>) -> Result<Chart, RenderError> {
+    /// A Helm chart's files that are not text (packed subcharts), by path.
+    pub fn binary_files(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.binary
+    }
+
+    pub fn chart_type(&self) -> ChartType {
+        self.chart_type
+    }
+
+    fn compile(
+        dir: &Path,
+        source: &Source<'_>,
+        chart_type: Option<ChartType>,
+    ) -> Result<Chart, RenderError> {
+        let chart_type = match chart_type {
+            Some(chart_type) => chart_type,
+            None => Chart::detect(dir, source)?,
+        };
+        if chart_type == ChartType::Helm {
+            return Chart::helm(dir, source);
+        }
         let mut files = BTreeMap::new();
         let mut read_file = |rel: &str| -> Result<Option<String>, RenderError> {
             let text = source.read(rel, &dir.join(rel))?;
@@ -136,33 +180,11 @@ impl Chart {
             None => read(&metadata_file)?,
         };
         let metadata: ChartMetadata = parse_yaml(&metadata_file, &metadata_text)?;
-        for (field, value) in [("name", &metadata.name), ("version", &metadata.version)] {
-            if value.trim().is_empty() {
-                return Err(RenderError::ChartFile {
-                    file: metadata_file,
-                    line: None,
-                    field: field.into(),
-                    message: "must not be empty".into(),
-                });
-            }
-        }
+        require_name_and_version(&metadata, &metadata_file)?;
 
-        let values_file = dir.join("values.yaml");
-        let values = if let Some(text) = read_file("values.yaml")? {
-            match parse_yaml::<Value>(&values_file, &text)? {
-                Value::Null => Value::Object(Default::default()),
-                map @ Value::Object(_) => map,
-                other => {
-                    return Err(RenderError::ChartFile {
-                        file: values_file,
-                        line: None,
-                        field: "(top level)".into(),
-                        message: format!("must be a map of values, found {}", kind_of(&other)),
-                    })
-                }
-            }
-        } else {
-            Value::Object(Default::default())
+        let values = match read_file("values.yaml")? {
+            Some(text) => values_map(&dir.join("values.yaml"), &text)?,
+            None => Value::Object(Default::default()),
         };
 
         let mut registry = Handlebars::new();
@@ -203,7 +225,75 @@ impl Chart {
             templates,
             partials,
             files,
+            binary: BTreeMap::new(),
+            chart_type: ChartType::Flotilla,
             registry,
+        })
+    }
+
+    /// Which type of chart `dir` holds, from `Chart.yaml` and the templates.
+    fn detect(dir: &Path, source: &Source<'_>) -> Result<ChartType, RenderError> {
+        let Some(chart_yaml) = source.read("Chart.yaml", &dir.join("Chart.yaml"))? else {
+            return Ok(ChartType::Flotilla);
+        };
+        let files: BTreeMap<String, String> = match source {
+            Source::Files(files) => (*files).clone(),
+            Source::Dir => {
+                let mut found = BTreeMap::new();
+                if dir.join("charts").is_dir() {
+                    found.insert("charts/".to_owned(), String::new());
+                }
+                let templates = dir.join("templates");
+                if templates.is_dir() {
+                    for name in source.template_names(&templates)? {
+                        let text =
+                            std::fs::read_to_string(templates.join(&name)).unwrap_or_default();
+                        found.insert(format!("templates/{name}"), text);
+                    }
+                }
+                found
+            }
+        };
+        Ok(super::helm::detect(
+            &chart_yaml,
+            files.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ))
+    }
+
+    /// A Helm chart: every file kept as it is for `helm template`; only `Chart.yaml`'s
+    /// `name` and `version` and `values.yaml` are read here.
+    fn helm(dir: &Path, source: &Source<'_>) -> Result<Chart, RenderError> {
+        let (files, binary) = match source {
+            Source::Dir => super::helm::read_chart_dir(dir)?,
+            Source::Files(files) => ((*files).clone(), BTreeMap::new()),
+        };
+        let metadata_file = dir.join("Chart.yaml");
+        let metadata_text = match files.get("Chart.yaml") {
+            Some(text) => text.clone(),
+            None => read(&metadata_file)?,
+        };
+        let helm_metadata: HelmChartYaml = parse_yaml(&metadata_file, &metadata_text)?;
+        let metadata = ChartMetadata {
+            name: helm_metadata.name,
+            version: helm_metadata.version,
+            api_version: helm_metadata.api_version,
+            description: helm_metadata.description,
+        };
+        require_name_and_version(&metadata, &metadata_file)?;
+        let values = match files.get("values.yaml") {
+            Some(text) => values_map(&dir.join("values.yaml"), text)?,
+            None => Value::Object(Default::default()),
+        };
+        Ok(Chart {
+            dir: dir.to_path_buf(),
+            metadata,
+            values,
+            templates: Vec::new(),
+            partials: BTreeMap::new(),
+            files,
+            binary,
+            chart_type: ChartType::Helm,
+            registry: Handlebars::new(),
         })
     }
 
@@ -222,6 +312,47 @@ impl Chart {
             Some(file) => file.clone(),
             None => self.dir.join(template),
         }
+    }
+}
+
+/// `Chart.yaml` of a Helm chart: Helm's many fields are its own; only these are read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HelmChartYaml {
+    name: String,
+    version: String,
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// `name` and `version` of `Chart.yaml`, both required and not empty.
+fn require_name_and_version(metadata: &ChartMetadata, file: &Path) -> Result<(), RenderError> {
+    for (field, value) in [("name", &metadata.name), ("version", &metadata.version)] {
+        if value.trim().is_empty() {
+            return Err(RenderError::ChartFile {
+                file: file.to_path_buf(),
+                line: None,
+                field: field.into(),
+                message: "must not be empty".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `values.yaml`: a map (empty when the file is).
+fn values_map(file: &Path, text: &str) -> Result<Value, RenderError> {
+    match parse_yaml::<Value>(file, text)? {
+        Value::Null => Ok(Value::Object(Default::default())),
+        map @ Value::Object(_) => Ok(map),
+        other => Err(RenderError::ChartFile {
+            file: file.to_path_buf(),
+            line: None,
+            field: "(top level)".into(),
+            message: format!("must be a map of values, found {}", kind_of(&other)),
+        }),
     }
 }
 

@@ -79,6 +79,15 @@ pub enum RenderError {
         line: Option<usize>,
         message: String,
     },
+    /// The `helm` program is missing, too old, or cannot be run.
+    #[error("{message}")]
+    Helm { message: String },
+    /// `helm template` refused the chart; `message` is Helm's, scrubbed.
+    #[error("{chart}: helm template: {message}")]
+    HelmTemplate { chart: PathBuf, message: String },
+    /// A Helm chart with hooks other than test hooks.
+    #[error("the chart has Helm hooks, which flotilla does not run: {}; remove their `helm.sh/hook` annotation to deploy them as ordinary objects of the release (applied and waited for with the others), or run that step outside the chart", hooks.join(", "))]
+    HelmHooks { hooks: Vec<String> },
     /// A values layer that is not a map of values (`spec.values`, an override).
     #[error("{file}: {field}: {message}")]
     Values {
@@ -131,7 +140,10 @@ impl RenderError {
             | RenderError::Values { message, .. }
             | RenderError::ValuesFile { message, .. }
             | RenderError::ChartFile { message, .. }
-            | RenderError::SecretShape { message, .. } => scrub(message),
+            | RenderError::SecretShape { message, .. }
+            | RenderError::Helm { message }
+            | RenderError::HelmTemplate { message, .. } => scrub(message),
+            RenderError::HelmHooks { hooks } => hooks.iter_mut().for_each(scrub),
             RenderError::Yaml { text, message, .. } => {
                 scrub(text);
                 scrub(message);

@@ -18,11 +18,18 @@
 //! The engine never reads Vault, and every error it returns has the secret values it was
 //! given replaced by their placeholders.
 //!
-//! Must not: read Vault or talk to a cluster; read anything but the chart's files.
+//! A Helm chart ([`crate::config::ChartType::Helm`]) is loaded with every file and
+//! rendered by the `helm` program instead of Handlebars (`helm.rs`), with the same
+//! merged values and, per cluster, its [`Capabilities`]; scaling and the two renders
+//! are the same for both types.
+//!
+//! Must not: read Vault or talk to a cluster; read anything but the chart's files (and
+//! run anything but `helm template` and `helm version`).
 
 mod chart;
 pub mod check;
 mod error;
+mod helm;
 pub mod helpers;
 mod recorded;
 mod render;
@@ -31,7 +38,8 @@ mod values;
 
 pub use chart::{Chart, ChartMetadata};
 pub use error::RenderError;
-pub use recorded::render_recorded;
+pub use helm::{Capabilities, HELM_VARIABLE, MINIMUM_HELM};
+pub use recorded::{render_recorded, ClusterFacts};
 pub use render::{Manifest, ReleaseInfo, RenderedObject, Renderer, Renders};
 pub(crate) use values::yaml_layer;
 pub use values::{

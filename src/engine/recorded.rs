@@ -4,6 +4,7 @@
 //! checkout cannot stand in the way of going back.
 
 use super::error::RenderError;
+use super::helm::Capabilities;
 use super::render::{Manifest, ReleaseInfo, Renderer};
 use super::values::SecretValues;
 use super::Chart;
@@ -11,10 +12,18 @@ use crate::config::{Cluster, Globals, ReleaseSpec, Replicas, Scaling};
 use serde_json::Value;
 use std::path::Path;
 
+/// What a render takes from the cluster it renders for, besides its globals.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFacts<'a> {
+    /// The release's key in the cluster, for `secretsum` (`None`: no key there).
+    pub checksum_key: Option<&'a [u8]>,
+    /// A Helm chart's `.Capabilities` (`None`: Helm's defaults).
+    pub capabilities: Option<Capabilities>,
+}
+
 /// Renders `chart` for `cluster` with the `values` a record kept (`global` and
 /// `scaling` included, `secrets` removed) and `secrets` read now. `label` names the
-/// record in messages (there is no descriptor file). `checksum_key` is the release's key
-/// in the cluster, for `secretsum` (`None`: no key there).
+/// record in messages (there is no descriptor file).
 pub fn render_recorded(
     chart: &Chart,
     release: ReleaseInfo,
@@ -22,8 +31,12 @@ pub fn render_recorded(
     cluster: &Cluster,
     secrets: &SecretValues,
     label: &Path,
-    checksum_key: Option<&[u8]>,
+    cluster_facts: ClusterFacts<'_>,
 ) -> Result<Manifest, RenderError> {
+    let ClusterFacts {
+        checksum_key,
+        capabilities,
+    } = cluster_facts;
     let invalid = |message: String| RenderError::Values {
         file: label.to_path_buf(),
         field: "values".into(),
@@ -64,12 +77,14 @@ pub fn render_recorded(
             replicas,
         }],
         secrets: Vec::new(),
+        chart_type: None,
     };
     let revision = release.revision;
     // The recorded values are the chart's merged with every layer already: no
     // environment override and no `--set` on top.
     let renderer = Renderer::new(chart, release, &spec, label, "", &Default::default())?
-        .with_checksum_key(checksum_key);
+        .with_checksum_key(checksum_key)
+        .with_capabilities(capabilities);
     renderer.render_revision(&cluster, secrets, revision)
 }
 
@@ -87,7 +102,7 @@ mod tests {
                 "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{Release.Name}}-db\nstringData:\n  pw: {{Values.secrets.db}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: { region: {{Values.global.region}}, log: {{Values.log}} }\nspec:\n  replicas: 1\n  template:\n    spec:\n      containers: [{ name: web, image: \"app:{{Release.Version}}\" }]\n".to_owned(),
             ),
         ]);
-        Chart::from_files(Path::new("<record>"), &files).unwrap()
+        Chart::from_files(Path::new("<record>"), &files, &BTreeMap::new(), None).unwrap()
     }
 
     fn cluster() -> Cluster {
@@ -119,7 +134,7 @@ mod tests {
             &cluster(),
             &secrets,
             Path::new("<r>"),
-            None,
+            ClusterFacts::default(),
         )
         .unwrap();
         let [secret, web] = &manifest.objects[..] else {
@@ -138,7 +153,8 @@ mod tests {
     #[test]
     fn chart_files_round_trip_through_a_record() {
         let chart = chart();
-        let again = Chart::from_files(Path::new("<record>"), chart.files()).unwrap();
+        let again = Chart::from_files(Path::new("<record>"), chart.files(), &BTreeMap::new(), None)
+            .unwrap();
         assert_eq!(again.files(), chart.files());
         assert_eq!(again.metadata.version, "0.2.0");
         assert_eq!(again.templates(), ["templates/all.yaml"]);

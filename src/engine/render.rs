@@ -3,10 +3,11 @@
 
 use super::chart::{kind_of, Chart};
 use super::error::RenderError;
+use super::helm::Capabilities;
 use super::values::{
     deep_merge, placeholder, yaml_layer, yaml_message, CommandLineValues, SecretValues,
 };
-use crate::config::{Cluster, LoadedRelease, ReleaseDescriptor, ReleaseSpec, Replicas};
+use crate::config::{ChartType, Cluster, LoadedRelease, ReleaseDescriptor, ReleaseSpec, Replicas};
 use handlebars::{Context, RenderErrorReason};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -105,6 +106,9 @@ pub struct Renderer<'a> {
     /// The key of `secretsum` (the release's key in the cluster); `None` outside a
     /// cluster (`template`, `lint`).
     checksum_key: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// A Helm chart's `.Capabilities` in the cluster rendered for; `None`: Helm's
+    /// defaults (`template`, `lint`).
+    capabilities: Option<Capabilities>,
 }
 
 impl<'a> Renderer<'a> {
@@ -136,12 +140,20 @@ impl<'a> Renderer<'a> {
             descriptor_file: descriptor_file.to_path_buf(),
             base,
             checksum_key: None,
+            capabilities: None,
         })
     }
 
     /// Renders with this key for `secretsum` (the release's key kept in the cluster).
     pub fn with_checksum_key(mut self, key: Option<&[u8]>) -> Renderer<'a> {
         self.checksum_key = key.map(|k| zeroize::Zeroizing::new(k.to_vec()));
+        self
+    }
+
+    /// Renders a Helm chart with this cluster's version and API versions (its
+    /// `.Capabilities`); without, Helm's own defaults. No effect on flotilla charts.
+    pub fn with_capabilities(mut self, capabilities: Option<Capabilities>) -> Renderer<'a> {
+        self.capabilities = capabilities;
         self
     }
 
@@ -237,8 +249,14 @@ impl<'a> Renderer<'a> {
             .map(|id| (id.clone(), placeholder(id)))
             .collect();
         let shown = self.render_inner(cluster, &placeholders, revision)?;
-        let applied = self
-            .render_revision(cluster, secrets, revision)
+        // Without secrets both renders are the same: one is enough (a Helm chart's
+        // render is a `helm` run).
+        let applied = if secrets.is_empty() {
+            Ok(shown.clone())
+        } else {
+            self.render_revision(cluster, secrets, revision)
+        };
+        let applied = applied
             .map_err(|err| match err {
                 RenderError::Yaml { file, line, .. } => RenderError::SecretShape {
                     file,
@@ -279,6 +297,22 @@ impl<'a> Renderer<'a> {
         secrets: &SecretValues,
         revision: u64,
     ) -> Result<Manifest, RenderError> {
+        if self.chart.chart_type() == ChartType::Helm {
+            let values = self.values(cluster, secrets);
+            let objects = super::helm::render(&super::helm::Invocation {
+                dir: self.chart.dir(),
+                files: self.chart.files(),
+                binary: self.chart.binary_files(),
+                release: &self.release.name,
+                namespace: &self.release.namespace,
+                app_version: &self.release.version,
+                values: &values,
+                capabilities: self.capabilities.as_ref(),
+            })?;
+            let mut manifest = Manifest { objects };
+            self.apply_scaling(&cluster.context, &mut manifest)?;
+            return Ok(manifest);
+        }
         let context = json!({
             "Release": {
                 "Name": self.release.name,
@@ -384,7 +418,7 @@ impl<'a> Renderer<'a> {
 
 /// Split one template's output on `---` lines into objects; empty documents (blank or
 /// comments only) are dropped. Errors name the template file and the rendered line.
-fn split_documents(
+pub(crate) fn split_documents(
     file: &Path,
     text: &str,
     objects: &mut Vec<RenderedObject>,

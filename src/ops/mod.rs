@@ -14,6 +14,7 @@
 //! have applied) instead of refusing forever. Once a run has sent its `pending` record,
 //! every way out is an [`Outcome`] (the cluster may have changed), never an `Err`.
 
+pub mod adopt;
 pub mod inspect;
 mod kube;
 pub mod restore;

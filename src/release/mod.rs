@@ -16,7 +16,7 @@ pub use environment::{DeploymentState, EnvironmentHistory};
 pub use history::History;
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
-    content_digest, values_without_secrets, Audit, ChartRef, Operation, ReleaseRecord,
+    content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, ReleaseRecord,
     RevisionSource, SecretSource, Status,
 };
 

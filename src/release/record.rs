@@ -78,6 +78,29 @@ pub struct RevisionSource {
     /// deployment id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_from: Option<super::Promotion>,
+    /// A Helm chart's: what `helm template` was given besides files and values. Its
+    /// presence is what makes the recorded chart a Helm chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmSource>,
+    /// A revision taken over from another tool (`helm/<release>/<revision>`): there is
+    /// no chart to render it again; its recorded objects are what it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<String>,
+}
+
+/// What renders a Helm chart's revision again as it was rendered: the cluster's
+/// `.Capabilities` then, and the chart's files that are not text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmSource {
+    /// `--kube-version` (`v1.37.2`).
+    pub kube_version: String,
+    /// Every `--api-versions`.
+    #[serde(default)]
+    pub api_versions: Vec<String>,
+    /// Packed subcharts (`charts/db-1.2.0.tgz`), base64.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub binary_files: BTreeMap<String, String>,
 }
 
 /// Where one secret was read for one cluster.

@@ -7,9 +7,11 @@ use super::plan::Plan;
 use super::progress::{Phase, Reporter};
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
-use crate::engine::{Chart, CommandLineValues, Renderer, ValueSource};
+use crate::engine::{Capabilities, Chart, CommandLineValues, Renderer, ValueSource};
 use crate::ops::{self, Rendered, RunOptions};
-use crate::release::{Artifact, ChartRef, History, Promotion, RevisionSource, SecretSource};
+use crate::release::{
+    Artifact, ChartRef, HelmSource, History, Promotion, RevisionSource, SecretSource,
+};
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
 use futures::StreamExt;
 use kube::config::Kubeconfig;
@@ -142,7 +144,7 @@ impl Loaded {
         }
         overrides.apply_version(&mut release)?;
         let values = overrides.values()?;
-        let chart = Chart::load(&release.chart_dir)?;
+        let chart = Chart::for_release(&release)?;
         let artifact = Artifact {
             chart: chart.files().clone(),
             version: release.descriptor.spec.version.clone(),
@@ -170,7 +172,14 @@ impl Loaded {
             "<chart of {} deployment {}>",
             from.environment, from.deployment_id
         ));
-        let chart = Chart::from_files(&label, &artifact.chart)?;
+        // A Helm chart's packed subcharts are not part of the artifact: such a chart is
+        // promoted from its text files only (docs/helm.md).
+        let chart = Chart::from_files(
+            &label,
+            &artifact.chart,
+            &Default::default(),
+            release.descriptor.spec.chart_type,
+        )?;
         let spec = &mut release.descriptor.spec;
         spec.version = artifact.version.clone();
         spec.values = serde_yaml::to_value(&artifact.values).map_err(|err| {
@@ -243,14 +252,34 @@ impl ReleaseRender {
         &self.release.descriptor.metadata.namespace
     }
 
-    /// The release rendered for `cluster` as the revision after the last of `history`,
-    /// `secretsum` keyed by the release's key in that cluster (`None`: none yet).
-    pub fn render(
+    /// What the chart needs to know of a cluster before it renders there: a Helm
+    /// chart's `.Capabilities` (its version and served APIs, from discovery); nothing for
+    /// a flotilla chart.
+    async fn capabilities(
+        &self,
+        handle: &ClusterHandle,
+    ) -> Result<Option<Capabilities>, ClusterError> {
+        if self.chart.chart_type() != crate::config::ChartType::Helm {
+            return Ok(None);
+        }
+        let (kube_version, api_versions) = handle.served_apis().await?;
+        Ok(Some(Capabilities {
+            kube_version,
+            api_versions,
+        }))
+    }
+
+    /// The release rendered for `cluster` (reached through `handle`) as the revision
+    /// after the last of `history`, `secretsum` keyed by the release's key in that
+    /// cluster (`None`: none yet), a Helm chart with the cluster's `.Capabilities`.
+    pub async fn render(
         &self,
         cluster: &Cluster,
         history: &History,
+        handle: &ClusterHandle,
         checksum_key: Option<&[u8]>,
     ) -> crate::Result<Rendered> {
+        let capabilities = self.capabilities(handle).await?;
         let renderer = Renderer::for_release(
             &self.chart,
             &self.release,
@@ -258,7 +287,8 @@ impl ReleaseRender {
             &self.values,
             history.next_revision().into(),
         )?
-        .with_checksum_key(checksum_key);
+        .with_checksum_key(checksum_key)
+        .with_capabilities(capabilities.clone());
         let secrets = self.resolved.exposed(&cluster.context);
         let renders =
             renderer.render_for_apply(cluster, &secrets, history.next_revision().into())?;
@@ -278,15 +308,36 @@ impl ReleaseRender {
                 .collect(),
             stored: renders.stored,
             values: renderer.values(cluster, &secrets),
-            source: Some(self.source(&cluster.context)),
+            source: Some(self.source(&cluster.context, capabilities)),
         })
     }
 
     /// What a record keeps to render this cluster's revision again: the chart's files
     /// and where each secret was read.
-    fn source(&self, context: &str) -> RevisionSource {
+    fn source(&self, context: &str, capabilities: Option<Capabilities>) -> RevisionSource {
+        use base64::Engine as _;
         let kv_version = self.secret_plan.kv.as_ref().map_or(1, |kv| kv.version);
+        let helm = (self.chart.chart_type() == crate::config::ChartType::Helm).then(|| {
+            let capabilities = capabilities.unwrap_or_default();
+            HelmSource {
+                kube_version: capabilities.kube_version,
+                api_versions: capabilities.api_versions,
+                binary_files: self
+                    .chart
+                    .binary_files()
+                    .iter()
+                    .map(|(rel, bytes)| {
+                        (
+                            rel.clone(),
+                            base64::engine::general_purpose::STANDARD.encode(bytes),
+                        )
+                    })
+                    .collect(),
+            }
+        });
         RevisionSource {
+            helm,
+            imported: None,
             chart: self.chart.files().clone(),
             secrets: self
                 .secret_plan
@@ -343,7 +394,14 @@ pub async fn prepare_deploy(
             options.create_namespace,
         )
         .await?;
-        let rendered = render.render(&cluster, &history, key.as_deref().map(|k| k.as_slice()))?;
+        let rendered = render
+            .render(
+                &cluster,
+                &history,
+                &handle,
+                key.as_deref().map(|k| k.as_slice()),
+            )
+            .await?;
         clusters.insert(
             cluster.context.clone(),
             Prepared {

@@ -308,6 +308,7 @@ mod tests {
                     environments: Default::default(),
                     scaling: vec![],
                     secrets,
+                    chart_type: None,
                 },
             },
         }

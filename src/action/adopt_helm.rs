@@ -1,0 +1,163 @@
+//! `flotilla adopt-helm RELEASE --env E [--helm-release NAME] [--remove-helm-secrets]
+//! [--dry-run]`: takes over a Helm release in every cluster of the environment without
+//! restarting a pod. Each cluster's deployed Helm revision is imported as the release's
+//! first flotilla revision, its objects exactly as Helm applied them (so `rollback` can
+//! return to it), under one deployment id; then the objects stop being Helm's (its
+//! `meta.helm.sh/*` annotations and field manager go). Helm's revision Secrets stay
+//! unless `--remove-helm-secrets`. `--dry-run` prints, per cluster, what the takeover
+//! changes (only ownership labels and annotations) and changes nothing.
+//!
+//! Every cluster is checked before any is changed: each must have a deployed revision
+//! of the Helm release and no flotilla revision of the release yet.
+
+use super::multi;
+use super::EnvSelection;
+use crate::ops::{self, RunOptions};
+use crate::output::OutputFormat;
+use crate::rollout::executor::RunInfo;
+use crate::rollout::kube_steps::{KubeSteps, Leases, Prepared};
+use crate::rollout::prepare::{connect_all, Connected};
+use crate::rollout::{execute, Reporter};
+use crate::Result;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default)]
+pub struct AdoptHelmOptions {
+    pub release: String,
+    pub env: EnvSelection,
+    /// The Helm release's name, when it is not the release's.
+    pub helm_release: Option<String>,
+    /// Delete Helm's revision Secrets once the takeover is recorded.
+    pub remove_helm_secrets: bool,
+    /// Print what the takeover would change; change nothing.
+    pub dry_run: bool,
+    /// Per-cluster wait for health (default: the environment's rollout.timeout).
+    pub timeout: Option<Duration>,
+    pub output: OutputFormat,
+}
+
+pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
+    let configured = multi::configure(root, &args.env)?;
+    let release = configured.repo.release(&args.release)?;
+    configured.repo.check_release(&release, &configured.env)?;
+    let selected = configured.with_kubeconfig()?;
+    let name = release.descriptor.metadata.name.clone();
+    let namespace = release.descriptor.metadata.namespace.clone();
+    let helm_name = args.helm_release.clone().unwrap_or_else(|| name.clone());
+
+    let connected = connect_all(&selected.plan, &selected.kubeconfig, &namespace, &name).await?;
+    let mut clusters = HashMap::new();
+    let mut problems = Vec::new();
+    let mut imported = Vec::new();
+    for Connected {
+        cluster,
+        handle,
+        history,
+    } in connected
+    {
+        let context = cluster.context.clone();
+        if let Some(latest) = history.latest() {
+            problems.push(format!(
+                "cluster `{context}`: release `{name}` has flotilla revisions there already (latest {}): adopt-helm imports a Helm release only where flotilla has none",
+                latest.revision
+            ));
+            continue;
+        }
+        match ops::adopt::read_helm(&handle, &namespace, &helm_name).await? {
+            None => problems.push(format!(
+                "cluster `{context}`: no deployed revision of Helm release `{helm_name}` in namespace `{namespace}` (`helm list -n {namespace}` shows what is there; --helm-release names another)"
+            )),
+            Some(helm) => {
+                let mut values = helm.chart_values.clone();
+                crate::engine::deep_merge(&mut values, helm.config.clone());
+                let rendered = ops::adopt::imported_revision(&helm, &name, &values);
+                if !helm.hooks.is_empty() {
+                    crate::output::eprint_line(&format!(
+                        "[{context}] Helm release {helm_name} has hooks that flotilla does not run: {}; a deploy of a chart with them is refused",
+                        helm.hooks.join(", ")
+                    ));
+                }
+                imported.push(format!(
+                    "[{context}] Helm release {helm_name} revision {} (chart {} {}, app {}): {} objects",
+                    helm.revision,
+                    helm.chart_name,
+                    helm.chart_version,
+                    rendered.app_version,
+                    rendered.objects.len()
+                ));
+                clusters.insert(
+                    context,
+                    Prepared {
+                        handle,
+                        rendered,
+                        history,
+                    },
+                );
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(crate::Error::Reported(format!(
+            "adopt-helm {name}: {} (nothing was changed)",
+            problems.join("; ")
+        )));
+    }
+    if args.dry_run {
+        let mut answers = Vec::new();
+        for cluster in selected.plan.clusters() {
+            if let Some(p) = clusters.get(&cluster.context) {
+                let diffs = ops::diff(&p.handle, &p.history, &p.rendered).await;
+                answers.push((cluster.clone(), diffs.map_err(crate::Error::from)));
+            }
+        }
+        return super::diff::print_diffs(answers, args.output).map(|_| ());
+    }
+    for line in &imported {
+        crate::output::eprint_line(line);
+    }
+
+    let deployment_id = crate::rollout::new_deployment_id();
+    let mut options = RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
+    options.adopt = true;
+    options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
+    options.targets = selected.plan.contexts();
+    let steps = KubeSteps {
+        clusters,
+        deployment_id: deployment_id.clone(),
+        options,
+        leases: Leases::new(false),
+    };
+    let info = RunInfo {
+        operation: "adopt-helm".into(),
+        release: name.clone(),
+        deployment_id,
+        target: None,
+    };
+    let interrupt = multi::interrupt_token();
+    let reporter = Reporter::for_stderr();
+    let report = execute(&selected.plan, &steps, &info, &interrupt, &reporter).await;
+    if report.succeeded() {
+        for (context, prepared) in &steps.clusters {
+            match ops::adopt::release_from_helm(
+                &prepared.handle,
+                &prepared.rendered,
+                &helm_name,
+                args.remove_helm_secrets,
+            )
+            .await
+            {
+                Ok(deleted) if !deleted.is_empty() => crate::output::eprint_line(&format!(
+                    "[{context}] Helm's revision Secrets deleted: {}",
+                    deleted.join(", ")
+                )),
+                Ok(_) => {}
+                Err(err) => crate::output::eprint_line(&format!(
+                    "[{context}] the takeover is recorded, but Helm's ownership metadata could not be removed ({err}); `flotilla deploy` takes the fields it applies all the same"
+                )),
+            }
+        }
+    }
+    multi::finish(&[report], args.output)
+}

@@ -1,0 +1,607 @@
+//! Helm charts: recognised by their Go templates, loaded with every file (local
+//! `file://` dependencies copied in as subcharts, so that a record holds the whole
+//! chart), and rendered by the `helm` program (`helm template`) once per cluster, with
+//! that cluster's Kubernetes version and API versions so that `.Capabilities` is right.
+//!
+//! Only the rendering is Helm's: values, secrets, scaling, apply, prune, wait, records
+//! and rollback stay flotilla's (docs/helm.md).
+
+use super::error::RenderError;
+use super::render::RenderedObject;
+use crate::config::ChartType;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// What `.Capabilities` says in one cluster: the version of its API server and every
+/// API version it serves, as `helm install` would find them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// `v1.37.2`.
+    pub kube_version: String,
+    /// `v1`, `apps/v1`, `apps/v1/Deployment`, ...: group versions and group/version/kind.
+    pub api_versions: Vec<String>,
+}
+
+/// The oldest Helm whose `helm template` takes every flag flotilla passes.
+pub const MINIMUM_HELM: (u64, u64) = (3, 10);
+
+/// The variable naming the `helm` program; otherwise `helm` is looked up on `PATH`.
+pub const HELM_VARIABLE: &str = "FLOTILLA_HELM";
+
+/// The hook values of `helm.sh/hook` that belong to `helm test`, not to a deploy.
+const TEST_HOOKS: &[&str] = &["test", "test-success", "test-failure"];
+
+/// Whether a chart is a Helm chart: `Chart.yaml` says `apiVersion: v1` or `v2`, and the
+/// chart has what only Helm charts have: a `.tpl` file or Go template actions
+/// (`{{ .Values.x }}`, `{{- ... }}`, `{{ include ... }}`) under `templates/`,
+/// `dependencies` in `Chart.yaml`, or subcharts under `charts/`.
+pub(crate) fn detect<'a>(
+    chart_yaml: &str,
+    mut files: impl Iterator<Item = (&'a str, &'a str)>,
+) -> ChartType {
+    let metadata: serde_yaml::Value = serde_yaml::from_str(chart_yaml).unwrap_or_default();
+    let helm_api = matches!(
+        metadata
+            .get("apiVersion")
+            .and_then(serde_yaml::Value::as_str),
+        Some("v1" | "v2")
+    );
+    if !helm_api {
+        return ChartType::Flotilla;
+    }
+    let helm_only = metadata.get("dependencies").is_some()
+        || files.any(|(name, text)| {
+            name.starts_with("charts/")
+                || (name.starts_with("templates/")
+                    && (name.ends_with(".tpl") || has_go_actions(text)))
+        });
+    if helm_only {
+        ChartType::Helm
+    } else {
+        ChartType::Flotilla
+    }
+}
+
+/// A Go template action that Handlebars has no syntax for: the trim markers `{{- ` and
+/// ` -}}` (Go requires the space, so a Handlebars comment's `--}}` is not one), `{{/*`,
+/// or an action starting with `.Name`, `$` or `include`/`template`/`define`.
+fn has_go_actions(text: &str) -> bool {
+    let trim_markers = ["{{- ", "{{-\t", "{{-\n", " -}}", "\t-}}", "\n-}}"];
+    if trim_markers.iter().any(|m| text.contains(m)) || text.contains("{{/*") {
+        return true;
+    }
+    text.split("{{").skip(1).any(|action| {
+        let action = action.trim_start();
+        let mut chars = action.chars();
+        match chars.next() {
+            Some('.') => chars.next().is_some_and(|c| c.is_ascii_uppercase()),
+            Some('$') => true,
+            _ => ["include ", "template ", "define "]
+                .iter()
+                .any(|word| action.starts_with(word)),
+        }
+    })
+}
+
+/// A chart's text files and its other files, by path inside the chart folder.
+pub(crate) type ChartFiles = (BTreeMap<String, String>, BTreeMap<String, Vec<u8>>);
+
+/// The files of a chart folder, by path inside it: text files, and the others (packed
+/// subcharts, `.tgz`) as bytes. Hidden files and folders are left out (`.helmignore`,
+/// editor and VCS leftovers). A `file://` dependency of `Chart.yaml` that `charts/` does
+/// not hold is read from its folder as `charts/<name>/`, as `helm dependency build`
+/// would put it there.
+pub(crate) fn read_chart_dir(dir: &Path) -> Result<ChartFiles, RenderError> {
+    let mut text = BTreeMap::new();
+    let mut binary = BTreeMap::new();
+    read_tree(dir, dir, "", &mut text, &mut binary, 0)?;
+    Ok((text, binary))
+}
+
+/// How deep `file://` dependencies may nest: a cycle must end in an error, not a hang.
+const MAX_DEPENDENCY_DEPTH: usize = 8;
+
+fn read_tree(
+    chart_dir: &Path,
+    dir: &Path,
+    prefix: &str,
+    text: &mut BTreeMap<String, String>,
+    binary: &mut BTreeMap<String, Vec<u8>>,
+    depth: usize,
+) -> Result<(), RenderError> {
+    walk(dir, prefix, text, binary)?;
+    let chart_yaml = chart_dir.join("Chart.yaml");
+    let Some(metadata) = text.get(&format!("{prefix}Chart.yaml")) else {
+        return Ok(());
+    };
+    let metadata: serde_yaml::Value =
+        serde_yaml::from_str(metadata).map_err(|err| RenderError::ChartFile {
+            file: chart_yaml.clone(),
+            line: err.location().map(|l| l.line()),
+            field: "(top level)".into(),
+            message: super::values::yaml_message(&err),
+        })?;
+    let dependencies = metadata
+        .get("dependencies")
+        .and_then(serde_yaml::Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
+    for (index, dependency) in dependencies.iter().enumerate() {
+        let field = |name: &str| {
+            dependency
+                .get(name)
+                .and_then(serde_yaml::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (name, repository) = (field("name"), field("repository"));
+        let Some(local) = repository.strip_prefix("file://") else {
+            continue;
+        };
+        let charts = format!("{prefix}charts/{name}");
+        let present = text
+            .keys()
+            .chain(binary.keys())
+            .any(|k| k.starts_with(&format!("{charts}/")) || k.starts_with(&format!("{charts}-")));
+        if present {
+            continue;
+        }
+        let problem = |message: String| RenderError::ChartFile {
+            file: chart_yaml.clone(),
+            line: None,
+            field: format!("dependencies[{index}].repository"),
+            message,
+        };
+        if depth >= MAX_DEPENDENCY_DEPTH {
+            return Err(problem(format!(
+                "{repository:?}: local dependencies nest more than {MAX_DEPENDENCY_DEPTH} deep (a cycle?)"
+            )));
+        }
+        let from = dir.join(local);
+        if !from.join("Chart.yaml").is_file() {
+            return Err(problem(format!(
+                "{repository:?}: {} holds no Chart.yaml",
+                from.display()
+            )));
+        }
+        read_tree(&from, &from, &format!("{charts}/"), text, binary, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// How deep folders of a chart may nest: a symbolic link to a parent must end in an
+/// error, not a hang.
+const MAX_FOLDER_DEPTH: usize = 32;
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    text: &mut BTreeMap<String, String>,
+    binary: &mut BTreeMap<String, Vec<u8>>,
+) -> Result<(), RenderError> {
+    let read_error = |file: &Path| {
+        let file = file.to_path_buf();
+        move |source| RenderError::Read { file, source }
+    };
+    if prefix.matches('/').count() > MAX_FOLDER_DEPTH {
+        return Err(read_error(dir)(std::io::Error::other(format!(
+            "folders nest more than {MAX_FOLDER_DEPTH} deep (a symbolic link to a parent folder?)"
+        ))));
+    }
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(read_error(dir))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_error(dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let rel = format!("{prefix}{name}");
+        if path.is_dir() {
+            walk(&path, &format!("{rel}/"), text, binary)?;
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(read_error(&path))?;
+        match String::from_utf8(bytes) {
+            Ok(content) => {
+                text.insert(rel, content);
+            }
+            Err(err) => {
+                binary.insert(rel, err.into_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `helm` program and its version, checked once per process.
+fn helm_program() -> Result<&'static PathBuf, RenderError> {
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    FOUND
+        .get_or_init(find_helm)
+        .as_ref()
+        .map_err(|message| RenderError::Helm {
+            message: message.clone(),
+        })
+}
+
+fn find_helm() -> Result<PathBuf, String> {
+    let program = std::env::var_os(HELM_VARIABLE)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("helm"));
+    let named = if std::env::var_os(HELM_VARIABLE).is_some_and(|v| !v.is_empty()) {
+        format!("{HELM_VARIABLE}={}", program.display())
+    } else {
+        "`helm` on PATH".to_string()
+    };
+    let output = Command::new(&program)
+        .args(["version", "--template", "{{.Version}}"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| {
+            format!(
+                "this release has a Helm chart, rendered by the helm program, and {named} cannot be run ({err}); install Helm {}.{} or later, or set {HELM_VARIABLE} to its path",
+                MINIMUM_HELM.0, MINIMUM_HELM.1
+            )
+        })?;
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    match parse_version(&version) {
+        Some(found) if found >= MINIMUM_HELM => Ok(program),
+        Some(_) => Err(format!(
+            "{named} is Helm {version}; Helm charts need Helm {}.{} or later",
+            MINIMUM_HELM.0, MINIMUM_HELM.1
+        )),
+        None => Err(format!(
+            "{named} does not say its version (`helm version` printed {version:?}); Helm charts need Helm {}.{} or later",
+            MINIMUM_HELM.0, MINIMUM_HELM.1
+        )),
+    }
+}
+
+/// `v4.3.2` → (4, 3).
+fn parse_version(text: &str) -> Option<(u64, u64)> {
+    let mut parts = text.trim().trim_start_matches('v').split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    Some((major, minor))
+}
+
+/// What one `helm template` run is given.
+pub(crate) struct Invocation<'a> {
+    /// The chart folder as the user knows it (for messages and object sources).
+    pub dir: &'a Path,
+    pub files: &'a BTreeMap<String, String>,
+    pub binary: &'a BTreeMap<String, Vec<u8>>,
+    pub release: &'a str,
+    pub namespace: &'a str,
+    /// `spec.version`: the chart's `appVersion` in the copy that is rendered.
+    pub app_version: &'a str,
+    /// The merged values, passed on stdin (`-f -`): secret values never touch the disk.
+    pub values: &'a Value,
+    /// `None` outside a cluster (`template`, `lint`): Helm's own defaults.
+    pub capabilities: Option<&'a Capabilities>,
+}
+
+/// Renders the chart with `helm template` and returns its objects, each with the chart
+/// file it came from. Test hooks are left out (as `helm install` leaves them); any
+/// other hook is an error naming them: flotilla does not run Helm hooks, and dropping
+/// them silently would skip what the chart relies on.
+pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, RenderError> {
+    let program = helm_program()?;
+    let workspace = tempfile::Builder::new()
+        .prefix("flotilla-helm-")
+        .tempdir()
+        .map_err(|err| RenderError::Helm {
+            message: format!("cannot make a folder to render the chart in: {err}"),
+        })?;
+    let chart_dir = workspace.path().join("chart");
+    write_chart(&chart_dir, call)?;
+
+    let mut command = Command::new(program);
+    command
+        .arg("template")
+        .arg(call.release)
+        .arg(&chart_dir)
+        .args(["--namespace", call.namespace])
+        .args(["--values", "-"])
+        .args(["--include-crds", "--skip-tests"])
+        // Helm must not reach for a cluster, a repository or the user's own plugins.
+        .env("HELM_CONFIG_HOME", workspace.path().join("config"))
+        .env("HELM_CACHE_HOME", workspace.path().join("cache"))
+        .env("HELM_DATA_HOME", workspace.path().join("data"))
+        .env_remove("HELM_KUBECONTEXT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(capabilities) = call.capabilities {
+        command.args(["--kube-version", &capabilities.kube_version]);
+        for version in &capabilities.api_versions {
+            command.args(["--api-versions", version]);
+        }
+    }
+    let mut child = command.spawn().map_err(|err| RenderError::Helm {
+        message: format!("cannot run {}: {err}", program.display()),
+    })?;
+    // The values are JSON, which is YAML.
+    let values = serde_json::to_vec(&without_empty_maps(call.values)).unwrap_or_default();
+    let stdin = child.stdin.take();
+    // Written from its own thread while stdout and stderr are read: a pipe that fills
+    // up on either side must not stop the other. A helm that exits before reading says
+    // why on stderr.
+    let output = std::thread::scope(|scope| {
+        if let Some(mut stdin) = stdin {
+            scope.spawn(move || {
+                let _ = stdin.write_all(&values);
+            });
+        }
+        child.wait_with_output()
+    })
+    .map_err(|err| RenderError::Helm {
+        message: format!("{} did not finish: {err}", program.display()),
+    })?;
+    let in_workspace = chart_dir.display().to_string();
+    let user_dir = call.dir.display().to_string();
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let message = stderr
+            .lines()
+            .map(|line| line.trim_start_matches("Error: "))
+            // Helm's hint about its own flag, which flotilla does not pass through.
+            .filter(|line| !line.trim().is_empty() && !line.starts_with("Use --debug"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace(&in_workspace, &user_dir);
+        return Err(RenderError::HelmTemplate {
+            chart: call.dir.to_path_buf(),
+            message,
+        });
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let objects = split_output(call.dir, &stdout)?;
+    without_hooks(objects)
+}
+
+/// The values without `secrets` and `scaling` when they are empty: a chart whose
+/// `values.schema.json` allows no unknown key still renders for a release without
+/// secrets or replica counts.
+fn without_empty_maps(values: &Value) -> Value {
+    let mut values = values.clone();
+    if let Value::Object(map) = &mut values {
+        for key in ["secrets", "scaling"] {
+            if map
+                .get(key)
+                .is_some_and(|v| v.as_object().is_some_and(|m| m.is_empty()))
+            {
+                map.remove(key);
+            }
+        }
+    }
+    values
+}
+
+/// Writes the chart's files under `dir`, `appVersion` set to the release's version.
+fn write_chart(dir: &Path, call: &Invocation<'_>) -> Result<(), RenderError> {
+    let write = |rel: &str, bytes: &[u8]| -> Result<(), RenderError> {
+        let failed = |err: std::io::Error| RenderError::Helm {
+            message: format!("cannot write the chart to render it ({rel}): {err}"),
+        };
+        // Only paths inside the chart folder (a record is data, not a file system).
+        let inside = Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(failed(std::io::Error::other(
+                "not a path inside the chart folder",
+            )));
+        }
+        let file = dir.join(rel);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(failed)?;
+        }
+        std::fs::write(&file, bytes).map_err(failed)
+    };
+    for (rel, text) in call.files {
+        if rel == "Chart.yaml" {
+            write(rel, with_app_version(text, call.app_version).as_bytes())?;
+        } else {
+            write(rel, text.as_bytes())?;
+        }
+    }
+    for (rel, bytes) in call.binary {
+        write(rel, bytes)?;
+    }
+    Ok(())
+}
+
+/// `Chart.yaml` with `appVersion` set: charts use `.Chart.AppVersion` as the image tag,
+/// as flotilla charts use `Release.Version`.
+fn with_app_version(chart_yaml: &str, version: &str) -> String {
+    match serde_yaml::from_str::<serde_yaml::Value>(chart_yaml) {
+        Ok(serde_yaml::Value::Mapping(mut map)) => {
+            map.insert("appVersion".into(), version.into());
+            serde_yaml::to_string(&map).unwrap_or_else(|_| chart_yaml.to_owned())
+        }
+        _ => chart_yaml.to_owned(),
+    }
+}
+
+/// `helm template`'s output into objects: every document starts with `# Source:
+/// <chart>/<path>`, the chart file it came from (a subchart's under `charts/`).
+fn split_output(dir: &Path, output: &str) -> Result<Vec<RenderedObject>, RenderError> {
+    let mut objects = Vec::new();
+    let mut documents: Vec<(PathBuf, String)> = Vec::new();
+    for line in output.lines() {
+        if line.trim_end() == "---" {
+            documents.push((dir.to_path_buf(), String::new()));
+            continue;
+        }
+        if documents.is_empty() {
+            documents.push((dir.to_path_buf(), String::new()));
+        }
+        let Some((source, text)) = documents.last_mut() else {
+            continue;
+        };
+        if let Some(path) = line.strip_prefix("# Source: ") {
+            // `demo/templates/web.yaml` → `templates/web.yaml` of the chart folder.
+            let inside = path.split_once('/').map_or(path, |(_, rest)| rest);
+            *source = dir.join(inside.trim());
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    for (source, text) in documents {
+        super::render::split_documents(&source, &text, &mut objects)?;
+    }
+    Ok(objects)
+}
+
+/// The objects without test hooks; an error naming every other hook.
+fn without_hooks(objects: Vec<RenderedObject>) -> Result<Vec<RenderedObject>, RenderError> {
+    let mut kept = Vec::new();
+    let mut hooks = Vec::new();
+    for object in objects {
+        let Some(hook) = object.object["metadata"]["annotations"]["helm.sh/hook"].as_str() else {
+            kept.push(object);
+            continue;
+        };
+        let kinds: Vec<&str> = hook.split(',').map(str::trim).collect();
+        if kinds.iter().all(|k| TEST_HOOKS.contains(k)) {
+            continue;
+        }
+        hooks.push(format!(
+            "{}/{} ({hook}) from {}",
+            object.kind(),
+            object.name(),
+            object.source.display()
+        ));
+    }
+    if hooks.is_empty() {
+        Ok(kept)
+    } else {
+        Err(RenderError::HelmHooks { hooks })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_templates_make_a_helm_chart_and_handlebars_does_not() {
+        let v2 = "apiVersion: v2\nname: a\nversion: 1.0.0\n";
+        let go = [("templates/web.yaml", "name: {{ .Release.Name }}")];
+        assert_eq!(detect(v2, go.into_iter()), ChartType::Helm);
+        let trimmed = [("templates/web.yaml", "{{- if .Values.x }}")];
+        assert_eq!(detect(v2, trimmed.into_iter()), ChartType::Helm);
+        let helpers = [("templates/_helpers.tpl", "")];
+        assert_eq!(detect(v2, helpers.into_iter()), ChartType::Helm);
+        let handlebars = [(
+            "templates/web.yaml",
+            "{{!-- a comment --}}\nname: {{Release.Name}}-{{quote Values.x}}\n{{~#if Values.y}}x{{/if~}}",
+        )];
+        assert_eq!(detect(v2, handlebars.into_iter()), ChartType::Flotilla);
+        // Without Helm's apiVersion, Go-looking text is still a flotilla chart (its
+        // render will say what is wrong).
+        let plain = "name: a\nversion: 1.0.0\n";
+        assert_eq!(detect(plain, go.into_iter()), ChartType::Flotilla);
+        let umbrella = "apiVersion: v2\nname: a\nversion: 1.0.0\ndependencies: []\n";
+        assert_eq!(detect(umbrella, std::iter::empty()), ChartType::Helm);
+    }
+
+    #[test]
+    fn helm_versions_are_compared_by_major_and_minor() {
+        assert_eq!(parse_version("v4.3.2"), Some((4, 3)));
+        assert_eq!(parse_version("v3.10.0+g1234"), Some((3, 10)));
+        assert_eq!(parse_version("3.9"), Some((3, 9)));
+        assert!(parse_version("v3.9.4").unwrap() < MINIMUM_HELM);
+        assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn the_output_is_split_by_source_and_test_hooks_are_left_out() {
+        let output = "---\n# Source: demo/templates/sa.yaml\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: a\n---\n# Source: demo/charts/sub/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n---\n# Source: demo/templates/tests/t.yaml\napiVersion: v1\nkind: Pod\nmetadata:\n  name: t\n  annotations:\n    \"helm.sh/hook\": test\n";
+        let objects = without_hooks(split_output(Path::new("chart"), output).unwrap()).unwrap();
+        let found: Vec<(String, &str)> = objects
+            .iter()
+            .map(|o| (o.source.display().to_string(), o.name()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("chart/templates/sa.yaml".to_string(), "a"),
+                ("chart/charts/sub/templates/cm.yaml".to_string(), "b")
+            ]
+        );
+    }
+
+    #[test]
+    fn other_hooks_refuse_the_chart_naming_them() {
+        let output = "---\n# Source: demo/templates/job.yaml\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n    helm.sh/hook: pre-install,pre-upgrade\n";
+        let err = without_hooks(split_output(Path::new("chart"), output).unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the chart has Helm hooks, which flotilla does not run: Job/migrate (pre-install,pre-upgrade) from chart/templates/job.yaml; remove their `helm.sh/hook` annotation to deploy them as ordinary objects of the release (applied and waited for with the others), or run that step outside the chart"
+        );
+    }
+
+    #[test]
+    fn a_recorded_file_outside_the_chart_folder_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BTreeMap::from([("../escaped.yaml".to_owned(), "x".to_owned())]);
+        let call = Invocation {
+            dir: Path::new("chart"),
+            files: &files,
+            binary: &BTreeMap::new(),
+            release: "r",
+            namespace: "ns",
+            app_version: "1",
+            values: &Value::Null,
+            capabilities: None,
+        };
+        let err = write_chart(&dir.path().join("chart"), &call).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a path inside the chart folder"),
+            "{err}"
+        );
+        assert!(!dir.path().join("escaped.yaml").exists());
+    }
+
+    #[test]
+    fn a_symbolic_link_to_a_parent_folder_ends_in_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Chart.yaml"),
+            "apiVersion: v2\nname: a\nversion: 1.0.0\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let err = read_chart_dir(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("nest more than"), "{err}");
+    }
+
+    #[test]
+    fn the_rendered_copy_carries_the_release_version_as_app_version() {
+        let text = with_app_version(
+            "apiVersion: v2\nname: demo\nappVersion: \"1.16.0\"\n",
+            "2.0.1",
+        );
+        let map: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(map["appVersion"].as_str(), Some("2.0.1"));
+        assert_eq!(map["name"].as_str(), Some("demo"));
+    }
+}
