@@ -18,6 +18,8 @@ pub struct Selected {
     pub env: LoadedEnvironment,
     pub plan: Plan,
     pub kubeconfig: Kubeconfig,
+    /// `--kubeconfig`, when given.
+    pub kubeconfig_path: Option<std::path::PathBuf>,
 }
 
 /// Loads the environment and the plan; nothing is contacted.
@@ -32,6 +34,7 @@ pub fn select(root: &Path, args: &EnvSelection) -> Result<Selected> {
         env,
         plan,
         kubeconfig,
+        kubeconfig_path: args.kubeconfig.clone(),
     })
 }
 

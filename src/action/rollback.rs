@@ -166,7 +166,8 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         options,
         leases: Default::default(),
     };
-    let mut plan = selected.plan.clone();
+    // A rollback never waits on a soak or runs a verify command.
+    let mut plan = selected.plan.clone().without_gates();
     for wave in &mut plan.waves {
         wave.retain(|c| !unreachable.iter().any(|(u, _)| u.context == c.context));
     }
@@ -209,6 +210,8 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             finish_with: Some(finish),
             refused: true,
             kept_live: Vec::new(),
+            gates: Vec::new(),
+            earlier: false,
         });
     }
     multi::finish(&[report], args.output)

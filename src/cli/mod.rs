@@ -143,6 +143,14 @@ pub struct DeployArgs {
     /// not renewed for its duration is taken over before (default: 21s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub lock_timeout: Option<Duration>,
+    /// Stop once wave N succeeded, its gates included; the deployment is then
+    /// partial-by-request until `--resume` goes on with it.
+    #[arg(long, value_name = "N")]
+    pub until_wave: Option<u32>,
+    /// Go on with deployment ID, paused by `--until-wave`, from its next wave (the same
+    /// deployment id; its clusters, not `--clusters`).
+    #[arg(long, value_name = "DEPLOYMENT_ID", conflicts_with_all = ["all", "clusters"])]
+    pub resume: Option<String>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -416,6 +424,8 @@ pub async fn run(cli: Cli) -> crate::Result<()> {
                 timeout: args.timeout,
                 history_max: args.history_max,
                 lock_timeout: args.lock_timeout,
+                until_wave: args.until_wave,
+                resume: args.resume,
                 output: args.output,
             };
             action::deploy::run(root, &opts).await

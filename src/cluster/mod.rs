@@ -12,6 +12,7 @@ mod client;
 pub mod labels;
 mod lock;
 mod objects;
+mod soak;
 mod wait;
 
 pub use apply::{ApplyOptions, Conflict, DiffAction, FieldChange, ObjectDiff, Removed};
@@ -31,6 +32,7 @@ pub fn lock_user() -> String {
         .to_owned()
 }
 pub use objects::{sort_for_apply, ObjectRef};
+pub use soak::{DeploymentSample, PodSample, SoakSample};
 pub use tokio_util::sync::CancellationToken;
 pub use wait::{Health, WaitOptions, DEFAULT_TRANSIENT_GRACE};
 

@@ -130,7 +130,10 @@ pub struct WaveSettings {
 pub struct VerifyCommand {
     pub run: String,
     /// How long it may run before it is killed and fails the gate.
-    #[serde(default = "VerifyCommand::default_timeout", with = "humantime_serde_compat")]
+    #[serde(
+        default = "VerifyCommand::default_timeout",
+        with = "humantime_serde_compat"
+    )]
     pub timeout: std::time::Duration,
 }
 

@@ -17,6 +17,7 @@
 pub mod inspect;
 mod kube;
 pub mod restore;
+pub mod soak;
 pub mod uninstall;
 pub mod upgrade;
 
@@ -26,6 +27,7 @@ mod fake;
 pub use inspect::{diff, history, status, ObjectHealth, ObjectStatus, StatusReport};
 pub use kube::{HeldLock, KubeClient, Leased, Lent};
 pub use restore::restore;
+pub use soak::{soak, SoakOptions};
 pub use uninstall::uninstall;
 pub use upgrade::{check_ownership, deploy, Adopted};
 
@@ -58,6 +60,8 @@ pub struct RunOptions {
     /// The kube contexts the whole run targets, recorded with each revision (a
     /// deployment id is complete when every one of them recorded it healthy).
     pub targets: Vec<String>,
+    /// Recorded by each deploy of a run asked to stop after a wave (`--until-wave`).
+    pub until_wave: Option<crate::release::UntilWave>,
 }
 
 impl RunOptions {
@@ -74,6 +78,7 @@ impl RunOptions {
             progress: crate::cluster::no_progress(),
             cancel: CancellationToken::new(),
             targets: Vec::new(),
+            until_wave: None,
         }
     }
 }

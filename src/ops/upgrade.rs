@@ -199,7 +199,7 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
     apply_opts.adopted = adopted.iter().map(|a| a.object.clone()).collect();
     apply_opts.deployment_id = scope.deployment_id.to_owned();
 
-    let mut record = pending_record(scope, &desired, &history, &opts.targets);
+    let mut record = pending_record(scope, &desired, &history, opts);
     // The identities first, so that a run killed during apply leaves a pending record
     // that knows what it may have created.
     let mut kept_live = Vec::new();
@@ -378,7 +378,7 @@ fn pending_record(
     scope: &Scope<'_>,
     desired: &Desired,
     history: &History,
-    targets: &[String],
+    opts: &RunOptions,
 ) -> ReleaseRecord {
     let now = Utc::now();
     ReleaseRecord {
@@ -393,7 +393,11 @@ fn pending_record(
         },
         deployment_id: scope.deployment_id.to_owned(),
         restores: desired.restores.clone(),
-        targets: targets.to_vec(),
+        targets: opts.targets.clone(),
+        until_wave: opts
+            .until_wave
+            .clone()
+            .filter(|_| desired.rollback_of.is_none()),
         digest: release::content_digest(
             &desired.record_manifest,
             &desired.app_version,

@@ -13,7 +13,7 @@ pub use environment::{DeploymentState, EnvironmentHistory};
 pub use history::History;
 pub use record::{
     content_digest, values_without_secrets, ChartRef, Operation, ReleaseRecord, RevisionSource,
-    SecretSource, Status,
+    SecretSource, Status, UntilWave,
 };
 
 /// Record fixtures for the unit tests of every layer that reads records.
@@ -34,6 +34,7 @@ pub(crate) mod tests_support {
             deployment_id: id.into(),
             restores: None,
             targets: Vec::new(),
+            until_wave: None,
             digest: format!("digest-of-{id}"),
             source: None,
             chart: ChartRef {

@@ -14,6 +14,7 @@
 //! secret or a template is wrong.
 
 pub mod executor;
+pub mod gates;
 pub mod id;
 pub mod kube_steps;
 pub mod plan;
