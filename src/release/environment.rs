@@ -437,6 +437,56 @@ mod tests {
     }
 
     #[test]
+    fn resume_goes_on_only_with_a_paused_deployment_nothing_came_after() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        for c in [0, 1] {
+            f.replace(c, Superseded);
+            let r = f.push(c, "C", Deployed, "content-C");
+            r.until_wave = Some(crate::release::UntilWave {
+                wave: 0,
+                clusters: vec!["eu".into(), "us".into()],
+            });
+        }
+        let resume = |f: &Fleet,
+                      id: &str|
+         -> Result<(u32, Vec<(String, Option<u32>, u32)>), String> {
+            let histories = f.histories();
+            let env = EnvironmentHistory::new(CLUSTERS.iter().copied().zip(histories.iter()));
+            env.resume_point(id).map(|p| {
+                let earlier = p
+                    .earlier
+                    .iter()
+                    .map(|(c, before, r)| ((*c).to_owned(), before.map(|b| b.revision), r.revision))
+                    .collect();
+                (p.after_wave, earlier)
+            })
+        };
+        assert_eq!(
+            resume(&f, "C"),
+            Ok((
+                0,
+                vec![("eu".into(), Some(2), 3), ("us".into(), Some(2), 3)]
+            ))
+        );
+        let err = resume(&f, "B").unwrap_err();
+        assert!(
+            err.contains("deployment B is complete, not partial-by-request"),
+            "{err}"
+        );
+        let err = resume(&f, "Z").unwrap_err();
+        assert!(err.contains("no cluster recorded deployment Z"), "{err}");
+        // Another deploy since, even in a cluster C never reached.
+        f.push(3, "D", Failed, "content-D");
+        let err = resume(&f, "C").unwrap_err();
+        assert!(
+            err.contains("cluster `asia` recorded revision 3 (deployment D, failed) after deployment C began"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn after_a_killed_deploy_what_ran_before_it() {
         let mut f = Fleet::new();
         f.deploy("A", &all());

@@ -70,6 +70,9 @@ pub struct GateVars {
     pub version: String,
     /// `KUBECONFIG` as the run read it (the files, or `~/.kube/config`).
     pub kubeconfig: OsString,
+    /// Variables of flotilla's own environment a command must not see: the Vault
+    /// credentials (`VAULT_TOKEN`, the AppRole ids' variables).
+    pub hidden: Vec<String>,
 }
 
 impl GateVars {
@@ -131,11 +134,16 @@ pub async fn run_verify(
         output,
         stopped: false,
     };
-    let mut child = match tokio::process::Command::new("sh")
+    let mut command_line = tokio::process::Command::new("sh");
+    command_line
         .arg("-c")
         .arg(&command.run)
         .current_dir(cwd)
-        .envs(vars.for_cluster(context))
+        .envs(vars.for_cluster(context));
+    for name in &vars.hidden {
+        command_line.env_remove(name);
+    }
+    let mut child = match command_line
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -225,6 +233,8 @@ mod tests {
             deployment_id: "20261201T120000Z-abcd".into(),
             version: "1.4.2".into(),
             kubeconfig: "/tmp/kubeconfig".into(),
+            // Set wherever tests run: stands for a credential of the run.
+            hidden: vec!["HOME".into()],
         }
     }
 
@@ -256,6 +266,13 @@ mod tests {
             got.output,
             ["hello prod prod-eu 20261201T120000Z-abcd 1.4.2 /tmp/kubeconfig"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_command_never_sees_the_vault_credentials_of_the_run() {
+        assert!(std::env::var_os("HOME").is_some());
+        let got = verify("echo \"token=${HOME:-none}\"", Duration::from_secs(30)).await;
+        assert_eq!(got.output, ["token=none"]);
     }
 
     #[tokio::test]
