@@ -49,8 +49,22 @@ fn deploy(repo: &TestRepo, extra: &[&str]) -> std::process::Output {
     run(Fleet::shared(), repo, &args)
 }
 
-fn id_of(out: &std::process::Output) -> String {
-    json(out)["deployment_id"].as_str().unwrap().to_owned()
+/// The first deploy of a test (no gates yet): its deployment id.
+fn deploy_v1(repo: &TestRepo) -> String {
+    let v1 = deploy(repo, &[]);
+    assert!(v1.status.success(), "{}", describe(&v1));
+    json(&v1)["deployment_id"].as_str().unwrap().to_owned()
+}
+
+/// Every context runs `id`'s content, version v1, as its deployed revision.
+fn assert_back_on(repo: &TestRepo, contexts: &[&String], id: &str) {
+    for context in contexts {
+        assert_eq!(
+            deployed(Fleet::shared(), repo, "prod", context).map(|d| (d.1, d.2)),
+            Some((id.to_owned(), "v1".into())),
+            "{context}"
+        );
+    }
 }
 
 fn cluster<'a>(report: &'a serde_json::Value, context: &str) -> &'a serde_json::Value {
@@ -67,9 +81,7 @@ fn cluster<'a>(report: &'a serde_json::Value, context: &str) -> &'a serde_json::
 fn a_verify_failing_in_wave_one_after_wave_zero_succeeded_puts_both_waves_back() {
     let (repo, first, second) = test_repo("verify-fails");
     let fleet = Fleet::shared();
-    let v1 = deploy(&repo, &[]);
-    assert!(v1.status.success(), "{}", describe(&v1));
-    let good = id_of(&v1);
+    let good = deploy_v1(&repo);
 
     write_script(
         repo.root(),
@@ -104,12 +116,8 @@ fn a_verify_failing_in_wave_one_after_wave_zero_succeeded_puts_both_waves_back()
     assert!(seen.contains("deployment.apps/hello-web"), "{seen}");
     for context in [&first, &second] {
         assert_eq!(result_of(&report, context), "rolled-back", "{report:#}");
-        assert_eq!(
-            deployed(fleet, &repo, "prod", context).map(|d| (d.1, d.2)),
-            Some((good.clone(), "v1".into())),
-            "{context}"
-        );
     }
+    assert_back_on(&repo, &[&first, &second], &good);
     let gate = &report["failed_gate"];
     assert_eq!(gate["cluster"], second.as_str(), "{report:#}");
     assert_eq!(gate["gate"], "verify `./smoke.sh`");
@@ -168,10 +176,7 @@ fn path_with_kubectl() -> String {
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn a_soak_that_sees_a_crashloop_begin_after_the_wave_was_healthy_puts_everything_back() {
     let (repo, first, second) = test_repo("soak-crash");
-    let fleet = Fleet::shared();
-    let v1 = deploy(&repo, &[]);
-    assert!(v1.status.success(), "{}", describe(&v1));
-    let good = id_of(&v1);
+    let good = deploy_v1(&repo);
     // Wave 1's pod is Ready (the health wait passes), then crashes 15 s after it started.
     set_waves(&repo, "    - wave: 1\n      soak: 5m\n");
     let out = deploy(
@@ -203,12 +208,8 @@ fn a_soak_that_sees_a_crashloop_begin_after_the_wave_was_healthy_puts_everything
     );
     for context in [&first, &second] {
         assert_eq!(result_of(&report, context), "rolled-back", "{report:#}");
-        assert_eq!(
-            deployed(fleet, &repo, "prod", context).map(|d| (d.1, d.2)),
-            Some((good.clone(), "v1".into())),
-            "{context}"
-        );
     }
+    assert_back_on(&repo, &[&first, &second], &good);
     // Without a terminal the soak's progress is a few lines, not one per sample.
     let stderr = String::from_utf8_lossy(&out.stderr);
     let soak_lines = stderr.matches(&format!("[{second}] soaking")).count();
@@ -223,9 +224,7 @@ fn a_soak_that_sees_a_crashloop_begin_after_the_wave_was_healthy_puts_everything
 fn until_wave_zero_then_resume_is_one_deployment_in_history() {
     let (repo, first, second) = test_repo("resume");
     let fleet = Fleet::shared();
-    let v1 = deploy(&repo, &[]);
-    assert!(v1.status.success(), "{}", describe(&v1));
-    let good = id_of(&v1);
+    let good = deploy_v1(&repo);
 
     let paused = deploy(&repo, &["--version", "v2", "--until-wave", "0"]);
     assert!(paused.status.success(), "{}", describe(&paused));
@@ -299,9 +298,7 @@ fn until_wave_zero_then_resume_is_one_deployment_in_history() {
 fn a_rollback_never_waits_on_a_soak_or_runs_a_verify_command() {
     let (repo, first, second) = test_repo("rollback-no-gates");
     let fleet = Fleet::shared();
-    let v1 = deploy(&repo, &[]);
-    assert!(v1.status.success(), "{}", describe(&v1));
-    let good = id_of(&v1);
+    let good = deploy_v1(&repo);
     let v2 = deploy(&repo, &["--version", "v2"]);
     assert!(v2.status.success(), "{}", describe(&v2));
     // Gates that would hold a rollback for an hour, or fail it.
@@ -332,4 +329,31 @@ fn a_rollback_never_waits_on_a_soak_or_runs_a_verify_command() {
         !stderr.contains("soaking") && !stderr.contains("verify:"),
         "{stderr}"
     );
+}
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn a_resumed_deployment_that_fails_puts_its_earlier_waves_back_too() {
+    let (repo, first, second) = test_repo("resume-fails");
+    let good = deploy_v1(&repo);
+    let paused = deploy(&repo, &["--version", "v2", "--until-wave", "0"]);
+    assert!(paused.status.success(), "{}", describe(&paused));
+    let id = json(&paused)["deployment_id"].as_str().unwrap().to_owned();
+
+    set_waves(
+        &repo,
+        "    - wave: 1\n      verify:\n        - run: echo wave 1 is not ready; exit 1\n",
+    );
+    let out = deploy(&repo, &["--version", "v2", "--resume", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report = json(&out);
+    assert_eq!(report["overall"], "rolled-back", "{report:#}");
+    assert_eq!(
+        report["failed_gate"]["cluster"],
+        second.as_str(),
+        "{report:#}"
+    );
+    // Wave 0 was changed by the first part of this same deployment: it goes back too.
+    assert_eq!(result_of(&report, &first), "rolled-back", "{report:#}");
+    assert_back_on(&repo, &[&first, &second], &good);
 }

@@ -310,6 +310,19 @@ mod tests {
             }
         }
 
+        /// A deploy of `id` stopped after wave 0 (`--until-wave 0`), whose clusters are
+        /// `upto`, healthy in `clusters`.
+        fn deploy_paused(&mut self, id: &str, clusters: &[usize], upto: &[&str]) {
+            for &c in clusters {
+                self.replace(c, Superseded);
+                let r = self.push(c, id, Deployed, &format!("content-{id}"));
+                r.until_wave = Some(crate::release::UntilWave {
+                    wave: 0,
+                    clusters: upto.iter().map(|c| c.to_string()).collect(),
+                });
+            }
+        }
+
         /// A deploy of `id` with content equal to `of`'s.
         fn deploy_same_as(&mut self, id: &str, of: &str) {
             for c in 0..CLUSTERS.len() {
@@ -403,21 +416,11 @@ mod tests {
 
     #[test]
     fn a_deploy_paused_after_a_wave_is_partial_by_request_until_resumed() {
-        let paused = |f: &mut Fleet, id: &str, clusters: &[usize], upto: &[&str]| {
-            for &c in clusters {
-                f.replace(c, Superseded);
-                let r = f.push(c, id, Deployed, &format!("content-{id}"));
-                r.until_wave = Some(crate::release::UntilWave {
-                    wave: 0,
-                    clusters: upto.iter().map(|c| c.to_string()).collect(),
-                });
-            }
-        };
         let mut f = Fleet::new();
         f.deploy("A", &all());
         f.deploy("B", &all());
         // `--until-wave 0`: eu and us are wave 0.
-        paused(&mut f, "C", &[0, 1], &["eu", "us"]);
+        f.deploy_paused("C", &[0, 1], &["eu", "us"]);
         assert_eq!(state(&f, "C"), Some(DeploymentState::PartialByRequest));
         assert_eq!(
             target(&f).as_deref(),
@@ -427,7 +430,7 @@ mod tests {
         // Killed before the whole of wave 0 was healthy: partial, not by request.
         let mut killed = Fleet::new();
         killed.deploy("B", &all());
-        paused(&mut killed, "C", &[0], &["eu", "us"]);
+        killed.deploy_paused("C", &[0], &["eu", "us"]);
         killed.push(1, "C", Pending, "content-C");
         assert_eq!(state(&killed, "C"), Some(DeploymentState::Partial));
         // `--resume C`: the other waves record it too, and it is complete.
@@ -441,14 +444,7 @@ mod tests {
         let mut f = Fleet::new();
         f.deploy("A", &all());
         f.deploy("B", &all());
-        for c in [0, 1] {
-            f.replace(c, Superseded);
-            let r = f.push(c, "C", Deployed, "content-C");
-            r.until_wave = Some(crate::release::UntilWave {
-                wave: 0,
-                clusters: vec!["eu".into(), "us".into()],
-            });
-        }
+        f.deploy_paused("C", &[0, 1], &["eu", "us"]);
         let resume = |f: &Fleet,
                       id: &str|
          -> Result<(u32, Vec<(String, Option<u32>, u32)>), String> {
