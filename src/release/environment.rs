@@ -439,15 +439,16 @@ mod tests {
         assert_eq!(target(&f).as_deref(), Some("B"));
     }
 
+    /// A cluster a resume finds changed already: context, revision before, revision.
+    type Earlier = (String, Option<u32>, u32);
+
     #[test]
     fn resume_goes_on_only_with_a_paused_deployment_nothing_came_after() {
         let mut f = Fleet::new();
         f.deploy("A", &all());
         f.deploy("B", &all());
         f.deploy_paused("C", &[0, 1], &["eu", "us"]);
-        let resume = |f: &Fleet,
-                      id: &str|
-         -> Result<(u32, Vec<(String, Option<u32>, u32)>), String> {
+        let resume = |f: &Fleet, id: &str| -> Result<(u32, Vec<Earlier>), String> {
             let histories = f.histories();
             let env = EnvironmentHistory::new(CLUSTERS.iter().copied().zip(histories.iter()));
             env.resume_point(id).map(|p| {
