@@ -258,6 +258,18 @@ fn until_wave_zero_then_resume_is_one_deployment_in_history() {
     assert!(dry.status.success(), "{}", describe(&dry));
     assert!(json(&dry).to_string().contains(&good), "{}", describe(&dry));
 
+    // Other content than the first part deployed: refused, nothing changed.
+    let break_first = format!("breakIn={first}");
+    let other = deploy(
+        &repo,
+        &["--version", "v2", "--set", &break_first, "--resume", &id],
+    );
+    assert_eq!(other.status.code(), Some(2), "{}", describe(&other));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("renders other content"),
+        "{}",
+        describe(&other)
+    );
     let resumed = deploy(&repo, &["--version", "v2", "--resume", &id]);
     assert!(resumed.status.success(), "{}", describe(&resumed));
     let report = json(&resumed);

@@ -7,7 +7,7 @@ use super::EnvSelection;
 use crate::config::LoadedRelease;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
-use crate::release::{EnvironmentHistory, UntilWave};
+use crate::release::{content_digest, redact_manifest, EnvironmentHistory, UntilWave};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::gates::GateVars;
 use crate::rollout::kube_steps::{revision_ref, GateSetup, KubeSteps};
@@ -275,6 +275,23 @@ fn resume(steps: &mut KubeSteps, plan: &mut Plan, id: &str, until: Option<u32>) 
             return Err(refuse(format!(
                 "it deployed version {} (chart {} {}), this checkout renders version {version} (chart {} {}): check out what it was deployed from, or deploy anew",
                 point.app_version, point.chart.name, point.chart.version, chart.name, chart.version
+            )));
+        }
+    }
+    // The same content as the first part, cluster by cluster (values and `--set`
+    // included), as the record's digest says.
+    for (context, _, record) in &point.earlier {
+        let Some(p) = steps.clusters.get(*context) else {
+            continue;
+        };
+        let now = content_digest(
+            &redact_manifest(&p.rendered.stored),
+            &p.rendered.app_version,
+            &p.rendered.chart,
+        );
+        if !record.digest.is_empty() && record.digest != now {
+            return Err(refuse(format!(
+                "cluster `{context}`: this checkout renders other content than the deployment recorded there (values, --set or chart changed since): run it with what the first part had, or deploy anew"
             )));
         }
     }
