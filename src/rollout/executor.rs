@@ -556,7 +556,11 @@ async fn run_gates<S: ClusterSteps>(
     for (i, gates) in gated {
         let Some(row) = rows.get_mut(i) else { continue };
         if let Some(gate) = gates.iter().find(|g| !g.passed) {
-            let message = format!("gate {} failed: {}", gate.name(), gate.detail);
+            let message = if gate.stopped {
+                format!("gate {} stopped because the run was stopping", gate.name())
+            } else {
+                format!("gate {} failed: {}", gate.name(), gate.detail)
+            };
             reporter.phase(&row.context, Phase::Failed(message.clone()));
             row.error = Some(message);
             if !gate.stopped {

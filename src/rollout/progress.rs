@@ -208,3 +208,23 @@ fn soak_line_due(last: &Mutex<HashMap<String, Instant>>, context: &str) -> bool 
 pub(crate) fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_soak_prints_one_plain_line_per_cluster_per_period_not_one_per_sample() {
+        let last = Mutex::default();
+        assert!(soak_line_due(&last, "eu"));
+        assert!(
+            !soak_line_due(&last, "eu"),
+            "the next sample, seconds later"
+        );
+        assert!(soak_line_due(&last, "us"), "each cluster has its own");
+        last.lock()
+            .unwrap()
+            .insert("eu".to_owned(), Instant::now() - SOAK_LINE_EVERY);
+        assert!(soak_line_due(&last, "eu"));
+    }
+}
