@@ -393,7 +393,10 @@ pub async fn execute<S: ClusterSteps>(
             break;
         }
         if plan.until_wave == Some(number) {
-            paused_after_wave = Some(number);
+            // Stopping after the last wave is no pause: the deployment is complete.
+            if results.len() < plan.clusters().count() {
+                paused_after_wave = Some(number);
+            }
             break;
         }
     }
@@ -1319,6 +1322,15 @@ mod tests {
             report.text()
         );
         assert!(plan.clone().until(7).is_err());
+        let mut last = four_in_two_waves();
+        last.until(1).unwrap();
+        let report = run(&last, &Scripted::new(&[])).await;
+        assert_eq!(
+            report.overall,
+            Overall::Succeeded,
+            "nothing is left to resume"
+        );
+        assert_eq!(report.paused_after_wave, None);
 
         let mut plan = four_in_two_waves();
         plan.resume_after = Some(0);
