@@ -14,6 +14,7 @@
 //! | `crashloop` | Running, waiting `CrashLoopBackOff`, restartCount +1 every 2 s |
 //! | `pullfail`  | Pending, waiting `ImagePullBackOff`                            |
 //! | `slow-N`    | Running, Ready only N seconds after the pod started            |
+//! | `crashafter-N` | Running, Ready; N seconds after the pod started, as `crashloop` |
 //! | `never`     | Running, never Ready                                           |
 //!
 //! Like a real kubelet it records a Warning Event on the pod when a container enters
@@ -54,6 +55,9 @@ pub enum Behaviour {
     CrashLoop,
     PullFail,
     Slow(u64),
+    /// Ready, then from N seconds after the start as `CrashLoop` (a release that breaks
+    /// under traffic after its rollout looked healthy).
+    CrashAfter(u64),
     Never,
     JobFail,
 }
@@ -70,10 +74,14 @@ impl Behaviour {
             "pullfail" => Behaviour::PullFail,
             "never" => Behaviour::Never,
             "jobfail" => Behaviour::JobFail,
-            t => match t.strip_prefix("slow-").and_then(|n| n.parse().ok()) {
-                Some(secs) => Behaviour::Slow(secs),
-                None => Behaviour::Ready,
-            },
+            t => {
+                let secs = |prefix: &str| t.strip_prefix(prefix).and_then(|n| n.parse().ok());
+                match (secs("slow-"), secs("crashafter-")) {
+                    (Some(secs), _) => Behaviour::Slow(secs),
+                    (_, Some(secs)) => Behaviour::CrashAfter(secs),
+                    _ => Behaviour::Ready,
+                }
+            }
         }
     }
 }
@@ -300,10 +308,24 @@ impl Kubelet {
         let mut failed = false;
         let ts = started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         for (container, behaviour) in spec.containers.iter().zip(&behaviours) {
+            // A crashafter-N container is a crashloop one once its N seconds are up.
+            let behaviour = match behaviour {
+                Behaviour::CrashAfter(secs) if elapsed >= Duration::from_secs(*secs) => {
+                    &Behaviour::CrashLoop
+                }
+                Behaviour::CrashAfter(secs) => {
+                    let wait = Duration::from_secs(*secs) - elapsed;
+                    next_wake = Some(next_wake.map_or(wait, |w| w.min(wait)));
+                    &Behaviour::Ready
+                }
+                other => other,
+            };
             let restart_count =
                 restarts(&container.name) + i32::from(crash && *behaviour == Behaviour::CrashLoop);
             let (ready, state, last) = match behaviour {
-                Behaviour::Ready => (true, json!({ "running": { "startedAt": ts } }), json!({})),
+                Behaviour::Ready | Behaviour::CrashAfter(_) => {
+                    (true, json!({ "running": { "startedAt": ts } }), json!({}))
+                }
                 Behaviour::Never => (false, json!({ "running": { "startedAt": ts } }), json!({})),
                 Behaviour::Slow(secs) => {
                     let delay = Duration::from_secs(*secs);
@@ -457,6 +479,10 @@ impl Kubelet {
         if succeeded || failed {
             self.forget(pod);
         } else if crashing {
+            // A crashafter-N pod's one-shot timer has fired: the crash ticks replace it.
+            if self.timers.get(&uid).is_some_and(|t| t.is_finished()) {
+                self.timers.remove(&uid);
+            }
             self.timers.entry(uid).or_insert_with(|| {
                 let tx = self.tx.clone();
                 let (namespace, name) = (namespace.to_string(), name.to_string());
@@ -733,6 +759,11 @@ mod tests {
         assert_eq!(Behaviour::of_image("reg:5000/app"), Behaviour::Ready);
         assert_eq!(Behaviour::of_image("app:slow-7"), Behaviour::Slow(7));
         assert_eq!(Behaviour::of_image("app:slow-x"), Behaviour::Ready);
+        assert_eq!(
+            Behaviour::of_image("app:crashafter-20"),
+            Behaviour::CrashAfter(20)
+        );
+        assert_eq!(Behaviour::of_image("app:crashafter-"), Behaviour::Ready);
         assert_eq!(
             Behaviour::of_image("app:never@sha256:abc"),
             Behaviour::Never

@@ -128,6 +128,8 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
         deployment_id: deployment_id.clone(),
         options,
         leases: Leases::new(false),
+        gates: None,
+        resumed: Default::default(),
     };
     let info = RunInfo {
         operation: "adopt-helm".into(),

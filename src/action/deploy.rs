@@ -8,9 +8,12 @@ use crate::config::LoadedRelease;
 use crate::notify::Notifier;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
+use crate::release::{content_digest, redact_manifest, EnvironmentHistory, UntilWave};
 use crate::rollout::executor::RunInfo;
+use crate::rollout::gates::GateVars;
+use crate::rollout::kube_steps::{revision_ref, GateSetup, KubeSteps};
 use crate::rollout::prepare::{prepare_deploy, DeployInputs, Overrides};
-use crate::rollout::{execute, Report, Reporter};
+use crate::rollout::{execute, Plan, Report, Reporter};
 use crate::Result;
 use std::path::Path;
 use std::time::Duration;
@@ -41,6 +44,10 @@ pub struct DeployOptions {
     /// Print the plan (waves, clusters, revision from → to, Vault paths); change
     /// nothing, read no secret.
     pub dry_run: bool,
+    /// Stop after this wave (`--until-wave`).
+    pub until_wave: Option<u32>,
+    /// Go on with this deployment, paused by `--until-wave` (`--resume`).
+    pub resume: Option<String>,
     pub output: OutputFormat,
 }
 
@@ -60,7 +67,11 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
         return super::dry_run::deploy(&selected, &releases, &args.overrides, args.output).await;
     }
     super::promote::require_soak_for_deploy(&selected, &releases, &args.overrides).await?;
-    let reports = deploy_releases(
+    let waves = WaveRequest {
+        until_wave: args.until_wave,
+        resume: args.resume.clone(),
+    };
+    let reports = deploy_releases_in_waves(
         &selected,
         &releases,
         &args.overrides,
@@ -74,9 +85,18 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
             history_max: args.history_max,
             lock_timeout: args.lock_timeout,
         },
+        &waves,
     )
     .await?;
     multi::finish(&reports, args.output)
+}
+
+/// Which waves a deploy runs: all (the default), up to one (`--until-wave`), or the
+/// rest of a paused deployment (`--resume`).
+#[derive(Debug, Clone, Default)]
+pub struct WaveRequest {
+    pub until_wave: Option<u32>,
+    pub resume: Option<String>,
 }
 
 /// What differs between `deploy` and `promote`, which both deploy releases.
@@ -100,7 +120,32 @@ pub async fn deploy_releases(
     overrides: &Overrides,
     settings: &DeploySettings,
 ) -> Result<Vec<Report>> {
-    let deployment_id = crate::rollout::new_deployment_id();
+    deploy_releases_in_waves(
+        selected,
+        releases,
+        overrides,
+        settings,
+        &WaveRequest::default(),
+    )
+    .await
+}
+
+/// [`deploy_releases`], for the waves `waves` asks for.
+pub async fn deploy_releases_in_waves(
+    selected: &multi::Selected,
+    releases: &[LoadedRelease],
+    overrides: &Overrides,
+    settings: &DeploySettings,
+    waves: &WaveRequest,
+) -> Result<Vec<Report>> {
+    let mut plan = selected.plan.clone();
+    if let Some(wave) = waves.until_wave {
+        plan.until(wave)?;
+    }
+    let deployment_id = waves
+        .resume
+        .clone()
+        .unwrap_or_else(crate::rollout::new_deployment_id);
     let base = Reporter::for_stderr();
     let mut options = RunOptions::new(settings.timeout.unwrap_or(selected.plan.timeout));
     options.force_conflicts = settings.force_conflicts;
@@ -112,8 +157,16 @@ pub async fn deploy_releases(
     if let Some(wait) = settings.lock_timeout {
         options.lock.wait = wait;
     }
-    options.targets = selected.plan.contexts();
+    options.targets = plan.contexts();
     options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
+    options.until_wave = plan.until_wave.map(|wave| UntilWave {
+        wave,
+        clusters: plan
+            .clusters()
+            .filter(|c| c.wave <= wave)
+            .map(|c| c.context.clone())
+            .collect(),
+    });
     let several = releases.len() > 1;
     let reporter_for = |r: &LoadedRelease| {
         if several {
@@ -122,13 +175,13 @@ pub async fn deploy_releases(
             base.clone()
         }
     };
-    let prepared =
+    let mut prepared =
         futures::future::try_join_all(
             releases.iter().map(|release| {
                 let inputs = DeployInputs {
                     env: &selected.env,
                     release,
-                    plan: &selected.plan,
+                    plan: &plan,
                     kubeconfig: &selected.kubeconfig,
                 };
                 let reporter = reporter_for(release);
@@ -140,6 +193,23 @@ pub async fn deploy_releases(
             }),
         )
         .await?;
+    for (release, steps) in releases.iter().zip(&mut prepared) {
+        if let Some(id) = &waves.resume {
+            resume(steps, &mut plan, id, waves.until_wave)?;
+        }
+        steps.gates = Some(GateSetup {
+            vars: GateVars {
+                release: release.descriptor.metadata.name.clone(),
+                environment: plan.environment.clone(),
+                deployment_id: deployment_id.clone(),
+                version: String::new(),
+                kubeconfig: kubeconfig_for_gates(selected.kubeconfig_path.as_deref()),
+                hidden: vault_credential_vars(&selected.env.environment),
+            },
+            root: selected.repo.root().to_path_buf(),
+        });
+    }
+    let plan = &plan;
     let interrupt = multi::interrupt_token();
     let notifier = Notifier::new(&selected.env.environment.notify);
     let reports =
@@ -161,14 +231,14 @@ pub async fn deploy_releases(
             async move {
                 notifier
                     .send(&multi::started_notice(
-                        &selected.plan,
+                        plan,
                         &info.operation,
                         &info.release,
                         &info.deployment_id,
                         version.clone(),
                     ))
                     .await;
-                let report = execute(&selected.plan, steps, &info, interrupt, &reporter).await;
+                let report = execute(plan, steps, &info, interrupt, &reporter).await;
                 notifier
                     .send(&multi::finished_notice(&report, version))
                     .await;
@@ -177,4 +247,106 @@ pub async fn deploy_releases(
         }))
         .await;
     Ok(reports)
+}
+
+/// The variables holding the Vault credentials this run may use: a verify command
+/// never sees them.
+fn vault_credential_vars(env: &crate::config::Environment) -> Vec<String> {
+    let mut names = vec!["VAULT_TOKEN".to_owned()];
+    if let Some(crate::config::VaultAuth::AppRole {
+        role_id_env,
+        secret_id_env,
+        ..
+    }) = env.vault.as_ref().map(|v| &v.auth)
+    {
+        names.extend(role_id_env.iter().chain(secret_id_env).cloned());
+    }
+    names
+}
+
+/// `KUBECONFIG` for verify commands: the files this run read its contexts from.
+fn kubeconfig_for_gates(given: Option<&Path>) -> std::ffi::OsString {
+    if let Some(path) = given {
+        return path.as_os_str().to_owned();
+    }
+    if let Some(files) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        return files;
+    }
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    Path::new(&home)
+        .join(".kube")
+        .join("config")
+        .into_os_string()
+}
+
+/// Sets `steps` and `plan` up to go on with deployment `id` from the wave after the
+/// one it stopped at, after checking that it is a deployment of this release here that
+/// `--until-wave` paused, that nothing was deployed since, that it targeted the clusters
+/// of this plan and that this checkout renders the version it deployed.
+fn resume(steps: &mut KubeSteps, plan: &mut Plan, id: &str, until: Option<u32>) -> Result<()> {
+    let refuse = |why: String| crate::Error::Reported(format!("--resume {id}: {why}"));
+    let histories: Vec<(&str, &crate::release::History)> = steps
+        .clusters
+        .iter()
+        .map(|(context, p)| (context.as_str(), &p.history))
+        .collect();
+    let env = EnvironmentHistory::new(histories);
+    let point = env.resume_point(id).map_err(refuse)?;
+    let mut targets = point.targets.clone();
+    targets.sort();
+    let mut ours = plan.contexts();
+    ours.sort();
+    if targets != ours {
+        return Err(refuse(format!(
+            "it targeted the clusters {}, this environment has {}; deploy anew instead",
+            targets.join(", "),
+            ours.join(", ")
+        )));
+    }
+    if let Some(p) = steps.clusters.values().next() {
+        let (version, chart) = (&p.rendered.app_version, &p.rendered.chart);
+        if *version != point.app_version || *chart != point.chart {
+            return Err(refuse(format!(
+                "it deployed version {} (chart {} {}), this checkout renders version {version} (chart {} {}): check out what it was deployed from, or deploy anew",
+                point.app_version, point.chart.name, point.chart.version, chart.name, chart.version
+            )));
+        }
+    }
+    // The same content as the first part, cluster by cluster (values and `--set`
+    // included), as the record's digest says.
+    for (context, _, record) in &point.earlier {
+        let Some(p) = steps.clusters.get(*context) else {
+            continue;
+        };
+        let now = content_digest(
+            &redact_manifest(&p.rendered.stored),
+            &p.rendered.app_version,
+            &p.rendered.chart,
+        );
+        if !record.digest.is_empty() && record.digest != now {
+            return Err(refuse(format!(
+                "cluster `{context}`: this checkout renders other content than the deployment recorded there (values, --set or chart changed since): run it with what the first part had, or deploy anew"
+            )));
+        }
+    }
+    if let Some(wave) = until.filter(|w| *w <= point.after_wave) {
+        return Err(refuse(format!(
+            "it already went up to wave {}; --until-wave {wave} would deploy nothing",
+            point.after_wave
+        )));
+    }
+    plan.resume_after = Some(point.after_wave);
+    let earlier = point
+        .earlier
+        .iter()
+        .map(|(context, before, revision)| {
+            (
+                (*context).to_owned(),
+                before.map(revision_ref),
+                revision.revision,
+            )
+        })
+        .collect();
+    steps.resume(earlier);
+    Ok(())
 }

@@ -30,6 +30,8 @@ pub struct Selected {
     pub env: LoadedEnvironment,
     pub plan: Plan,
     pub kubeconfig: Kubeconfig,
+    /// `--kubeconfig`, when given.
+    pub kubeconfig_path: Option<PathBuf>,
 }
 
 /// Loads the environment and the plan; nothing is contacted and the kubeconfig is not
@@ -57,6 +59,7 @@ impl Configured {
             env: self.env,
             plan: self.plan,
             kubeconfig,
+            kubeconfig_path: self.kubeconfig_file,
         })
     }
 }
@@ -169,7 +172,8 @@ pub fn started_notice(
 pub fn finished_notice(report: &Report, version: Option<String>) -> Notice {
     let event = match report.overall {
         Overall::Succeeded if report.operation == "rollback" => NotifyEvent::RolledBack,
-        Overall::Succeeded => NotifyEvent::Succeeded,
+        // A run paused by `--until-wave` did all it was asked.
+        Overall::Succeeded | Overall::Paused => NotifyEvent::Succeeded,
         Overall::RolledBack => NotifyEvent::RolledBack,
         Overall::RollbackIncomplete | Overall::Halted | Overall::Refused => NotifyEvent::Failed,
     };
@@ -231,7 +235,11 @@ mod tests {
                 refused: false,
                 kept_live: Vec::new(),
                 diagnosis: None,
+                gates: Vec::new(),
+                earlier: false,
             }],
+            failed_gate: None,
+            paused_after_wave: None,
         }
     }
 

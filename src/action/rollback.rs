@@ -169,7 +169,8 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         options,
         leases: Default::default(),
     };
-    let mut plan = selected.plan.clone();
+    // A rollback never waits on a soak or runs a verify command.
+    let mut plan = selected.plan.clone().without_gates();
     for wave in &mut plan.waves {
         wave.retain(|c| !unreachable.iter().any(|(u, _)| u.context == c.context));
     }
@@ -228,6 +229,8 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             refused: true,
             kept_live: Vec::new(),
             diagnosis: None,
+            gates: Vec::new(),
+            earlier: false,
         });
     }
     notifier

@@ -243,6 +243,14 @@ pub struct DeployArgs {
     /// read, never values); change nothing, contact no Vault.
     #[arg(long)]
     pub dry_run: bool,
+    /// Stop once wave N succeeded, its gates included; the deployment is then
+    /// partial-by-request until `--resume` goes on with it.
+    #[arg(long, value_name = "N")]
+    pub until_wave: Option<u32>,
+    /// Go on with deployment ID, paused by `--until-wave`, from its next wave (the same
+    /// deployment id; its clusters, not `--clusters`).
+    #[arg(long, value_name = "DEPLOYMENT_ID", conflicts_with_all = ["all", "clusters"])]
+    pub resume: Option<String>,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
@@ -615,6 +623,8 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 history_max: args.history_max,
                 lock_timeout: args.lock_timeout,
                 dry_run: args.dry_run,
+                until_wave: args.until_wave,
+                resume: args.resume,
                 output: args.output,
             };
             action::deploy::run(root, &opts).await

@@ -15,6 +15,7 @@ mod helm;
 pub mod labels;
 mod lock;
 mod objects;
+mod soak;
 mod wait;
 
 pub use api_error::{describe as describe_kube_error, status_text};
@@ -37,6 +38,7 @@ pub fn lock_user() -> String {
         .to_owned()
 }
 pub use objects::{sort_for_apply, ObjectRef};
+pub use soak::{DeploymentSample, PodSample, SoakSample};
 pub use tokio_util::sync::CancellationToken;
 pub use wait::{Health, WaitOptions, DEFAULT_TRANSIENT_GRACE};
 

@@ -83,11 +83,11 @@ fn named(name: &str) -> watcher::Config {
 /// A container stuck waiting for a reason that fails the wait (at once, or after the
 /// grace when `transient`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stuck {
-    container: String,
-    reason: String,
-    message: String,
-    transient: bool,
+pub(super) struct Stuck {
+    pub(super) container: String,
+    pub(super) reason: String,
+    pub(super) message: String,
+    pub(super) transient: bool,
 }
 
 /// The revision a workload's pods must run to count as new: what tells a pod of the
@@ -564,7 +564,7 @@ fn daemonset_generation(d: &DaemonSet) -> Option<i64> {
 
 /// The first container (init containers included) waiting for a reason that fails
 /// the wait, at once or (`transient`) after the grace.
-fn fatal_container(pod: &Pod) -> Option<Stuck> {
+pub(super) fn fatal_container(pod: &Pod) -> Option<Stuck> {
     let status = pod.status.as_ref()?;
     let containers = status
         .init_container_statuses

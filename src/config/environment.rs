@@ -175,6 +175,69 @@ pub struct Rollout {
     pub concurrency: usize,
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Settings of single waves (`rollout.waves[].wave` names which): concurrency,
+    /// soak and verify commands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveSettings>,
+}
+
+/// What one wave does besides deploying its clusters: how many of them at once, how
+/// long it is watched once healthy (`soak`), and the commands that must pass on each of
+/// its clusters (`verify`) before the next wave starts.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaveSettings {
+    /// The wave these settings are for (`clusters[].wave`).
+    pub wave: u32,
+    /// Clusters of this wave in flight (so unavailable) at once; `rollout.concurrency`
+    /// when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<usize>,
+    /// Once every cluster of the wave is healthy, keep watching it this long: a pod of
+    /// the release crashlooping, a Deployment losing availability or restarts past
+    /// `max_restarts` fail the run.
+    #[serde(
+        default,
+        with = "humantime_serde_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = super::schema::DURATION))]
+    pub soak: Option<std::time::Duration>,
+    /// Container restarts a cluster's release pods may add up to during the soak.
+    #[serde(default)]
+    pub max_restarts: u32,
+    /// Commands run on each cluster of the wave once it is healthy (and soaked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<VerifyCommand>,
+}
+
+/// One verify command: a shell command line (`sh -c`), run from the repo root.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCommand {
+    #[schemars(length(min = 1))]
+    pub run: String,
+    /// How long it may run before it is killed and fails the gate.
+    #[serde(
+        default = "VerifyCommand::default_timeout",
+        with = "humantime_serde_compat"
+    )]
+    #[schemars(with = "String", regex(pattern = super::schema::DURATION))]
+    pub timeout: std::time::Duration,
+}
+
+impl VerifyCommand {
+    fn default_timeout() -> std::time::Duration {
+        std::time::Duration::from_secs(120)
+    }
+}
+
+impl Rollout {
+    /// The settings of wave `wave`, when the file gives any.
+    pub fn wave(&self, wave: u32) -> Option<&WaveSettings> {
+        self.waves.iter().find(|w| w.wave == wave)
+    }
 }
 
 impl Rollout {
@@ -193,6 +256,7 @@ impl Default for Rollout {
             rollback_timeout: None,
             concurrency: Rollout::default_concurrency(),
             on_failure: OnFailure::default(),
+            waves: Vec::new(),
         }
     }
 }

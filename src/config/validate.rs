@@ -105,6 +105,62 @@ fn quoted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     }
 }
 
+/// `rollout.waves`: each entry names a wave some cluster is in, once, with settings
+/// that can run.
+fn check_waves(problems: &mut Problems, at: &FieldPath, env: &Environment) {
+    let known: BTreeSet<u32> = env.clusters.iter().map(|c| c.wave).collect();
+    let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, settings) in env.rollout.waves.iter().enumerate() {
+        let at = at.index(i);
+        if let Some(first) = seen.insert(settings.wave, i) {
+            problems.add(
+                &at.key("wave"),
+                format!(
+                    "wave {} already has its settings in rollout.waves[{first}]; give each wave one entry",
+                    settings.wave
+                ),
+            );
+        } else if !known.contains(&settings.wave) {
+            let waves: Vec<String> = known.iter().map(u32::to_string).collect();
+            problems.add(
+                &at.key("wave"),
+                format!(
+                    "{} is not the wave of any cluster (the clusters' waves: {})",
+                    settings.wave,
+                    waves.join(", ")
+                ),
+            );
+        }
+        if settings.concurrency == Some(0) {
+            problems.add(
+                &at.key("concurrency"),
+                "0 would deploy to no cluster of the wave; give the number of its clusters in flight at once (1 or more)",
+            );
+        }
+        if settings.soak.is_some_and(|d| d.is_zero()) {
+            problems.add(
+                &at.key("soak"),
+                "0s watches nothing; give a duration such as 10m, or leave soak out",
+            );
+        }
+        for (j, command) in settings.verify.iter().enumerate() {
+            let at = at.key("verify").index(j);
+            if command.run.trim().is_empty() {
+                problems.add(
+                    &at.key("run"),
+                    "\"\" is an empty command: it verifies nothing; give a shell command line such as ./scripts/smoke.sh",
+                );
+            }
+            if command.timeout.is_zero() {
+                problems.add(
+                    &at.key("timeout"),
+                    "0s leaves no time for the command; give a duration such as 2m",
+                );
+            }
+        }
+    }
+}
+
 /// The checks of one environment file on its own.
 pub(crate) fn check_environment(
     file: &Path,
@@ -183,6 +239,7 @@ pub(crate) fn check_environment(
     }
 
     check_notify(&mut problems, &root.key("notify"), &env.notify);
+    check_waves(&mut problems, &rollout.key("waves"), env);
 
     let clusters = root.key("clusters");
     if env.clusters.is_empty() {

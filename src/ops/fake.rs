@@ -7,7 +7,7 @@ use super::{HeldLock, KubeClient};
 use crate::cluster::labels::{self, LiveMeta, Removal};
 use crate::cluster::{
     ApplyOptions, CancellationToken, ClusterError, Event, Kept, LockOptions, ObjectRef, Progress,
-    Removed, WaitOptions,
+    Removed, SoakSample, WaitOptions,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -33,6 +33,9 @@ pub struct FakeKube {
     /// The lease every lock hands out; cancel it to make the run lose its lease.
     pub lease: CancellationToken,
     pub log: Mutex<Vec<String>>,
+    /// What a soak sees, one sample per look; the last one repeats.
+    pub samples: Mutex<std::collections::VecDeque<SoakSample>>,
+    pub samples_taken: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeKube {
@@ -44,7 +47,17 @@ impl FakeKube {
             lost_at: None,
             lease: CancellationToken::new(),
             log: Mutex::new(Vec::new()),
+            samples: Mutex::new(Default::default()),
+            samples_taken: Default::default(),
         }
+    }
+
+    pub fn script_samples(&self, samples: Vec<SoakSample>) {
+        *self.samples.lock().unwrap() = samples.into();
+    }
+
+    pub fn samples_taken(&self) -> usize {
+        self.samples_taken.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn live_names(&self) -> Vec<String> {
@@ -234,5 +247,17 @@ impl KubeClient for FakeKube {
                 reason: "pod web-1 container web: CrashLoopBackOff".into(),
             }),
         }
+    }
+
+    async fn soak_sample(&self, _: &str, _: &str) -> Result<SoakSample, ClusterError> {
+        self.samples_taken
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut samples = self.samples.lock().unwrap();
+        let sample = if samples.len() > 1 {
+            samples.pop_front()
+        } else {
+            samples.front().cloned()
+        };
+        Ok(sample.unwrap_or_default())
     }
 }

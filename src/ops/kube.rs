@@ -5,7 +5,7 @@
 use crate::cluster::labels::LiveMeta;
 use crate::cluster::{
     ApplyOptions, CancellationToken, ClusterError, ClusterHandle, Lock, LockOptions, ObjectRef,
-    Progress, Removal, Removed, WaitOptions,
+    Progress, Removal, Removed, SoakSample, WaitOptions,
 };
 use serde_json::Value;
 
@@ -82,6 +82,9 @@ pub trait KubeClient {
         cancel: &CancellationToken,
         progress: &Progress,
     ) -> Result<(), ClusterError>;
+    /// The release's pods and Deployments as they are now (what a soak judges).
+    async fn soak_sample(&self, namespace: &str, release: &str)
+        -> Result<SoakSample, ClusterError>;
 }
 
 impl HeldLock for Lock {
@@ -172,6 +175,14 @@ impl KubeClient for ClusterHandle {
         progress: &Progress,
     ) -> Result<(), ClusterError> {
         ClusterHandle::wait_healthy(self, objects, opts, cancel, progress).await
+    }
+
+    async fn soak_sample(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Result<SoakSample, ClusterError> {
+        ClusterHandle::soak_sample(self, namespace, release).await
     }
 }
 
@@ -267,5 +278,13 @@ impl<'a> KubeClient for Leased<'a> {
         self.handle
             .wait_healthy(objects, opts, cancel, progress)
             .await
+    }
+
+    async fn soak_sample(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Result<SoakSample, ClusterError> {
+        self.handle.soak_sample(namespace, release).await
     }
 }

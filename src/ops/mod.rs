@@ -18,6 +18,7 @@ pub mod adopt;
 pub mod inspect;
 mod kube;
 pub mod restore;
+pub mod soak;
 pub mod uninstall;
 pub mod upgrade;
 
@@ -27,6 +28,7 @@ mod fake;
 pub use inspect::{diff, history, status, ObjectHealth, ObjectStatus, StatusReport};
 pub use kube::{HeldLock, KubeClient, Leased, Lent};
 pub use restore::restore;
+pub use soak::{soak, SoakOptions};
 pub use uninstall::uninstall;
 pub use upgrade::{check_ownership, deploy, Adopted};
 
@@ -61,6 +63,8 @@ pub struct RunOptions {
     pub targets: Vec<String>,
     /// From where the run was made, recorded with each revision.
     pub audit: Option<crate::release::Audit>,
+    /// Recorded by each deploy of a run asked to stop after a wave (`--until-wave`).
+    pub until_wave: Option<crate::release::UntilWave>,
 }
 
 impl RunOptions {
@@ -78,6 +82,7 @@ impl RunOptions {
             cancel: CancellationToken::new(),
             targets: Vec::new(),
             audit: None,
+            until_wave: None,
         }
     }
 }

@@ -394,6 +394,10 @@ fn pending_record(
         deployment_id: scope.deployment_id.to_owned(),
         restores: desired.restores.clone(),
         targets: opts.targets.clone(),
+        until_wave: opts
+            .until_wave
+            .clone()
+            .filter(|_| desired.rollback_of.is_none()),
         digest: release::content_digest(
             &desired.record_manifest,
             &desired.app_version,

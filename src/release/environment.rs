@@ -17,6 +17,10 @@ pub enum DeploymentState {
     Failed,
     /// Killed or halted part-way: a targeted cluster never recorded it healthy.
     Partial,
+    /// Stopped as asked after a wave (`deploy --until-wave`), every cluster of that wave
+    /// and those before it healthy: `deploy --resume` goes on with the next wave. Not
+    /// complete, so never what a plain `rollback` goes to.
+    PartialByRequest,
     /// Undone, by the automatic restore of its run or by a later `rollback`.
     RolledBack,
 }
@@ -27,9 +31,23 @@ impl std::fmt::Display for DeploymentState {
             DeploymentState::Complete => "complete",
             DeploymentState::Failed => "failed",
             DeploymentState::Partial => "partial",
+            DeploymentState::PartialByRequest => "partial-by-request",
             DeploymentState::RolledBack => "rolled back",
         })
     }
+}
+
+/// Where a paused deployment goes on (`deploy --resume`).
+#[derive(Debug)]
+pub struct ResumePoint<'a> {
+    /// The last wave it deployed.
+    pub after_wave: u32,
+    /// The clusters its run targeted.
+    pub targets: Vec<String>,
+    pub app_version: String,
+    pub chart: super::ChartRef,
+    /// Each cluster it deployed: what ran there before it, and its own revision.
+    pub earlier: Vec<(&'a str, Option<&'a ReleaseRecord>, &'a ReleaseRecord)>,
 }
 
 /// The histories of one release in the clusters of an environment (those a command
@@ -109,6 +127,18 @@ impl<'a> EnvironmentHistory<'a> {
             Some(DeploymentState::Complete)
         } else if deploys.iter().any(|(_, r)| r.status == Status::Failed) {
             Some(DeploymentState::Failed)
+        } else if deploys
+            .iter()
+            .filter_map(|(_, r)| r.until_wave.as_ref())
+            .max_by_key(|u| u.wave)
+            .is_some_and(|u| {
+                u.clusters
+                    .iter()
+                    .filter(|c| known(c))
+                    .all(|c| healthy_in(c))
+            })
+        {
+            Some(DeploymentState::PartialByRequest)
         } else {
             Some(DeploymentState::Partial)
         }
@@ -140,6 +170,64 @@ impl<'a> EnvironmentHistory<'a> {
             self.state(id) == Some(DeploymentState::Complete)
                 && !self.everyone_runs(id)
                 && !self.same_content_as_now(id)
+        })
+    }
+
+    /// Where `deploy --resume id` goes on: `id` must be partial-by-request and nothing
+    /// may have been recorded since it began in any cluster. Otherwise why not.
+    pub fn resume_point(&self, id: &str) -> Result<ResumePoint<'a>, String> {
+        match self.state(id) {
+            Some(DeploymentState::PartialByRequest) => {}
+            None => {
+                return Err(format!(
+                    "no cluster recorded deployment {id} of this release in this environment (its deployments: {})",
+                    self.summary()
+                ))
+            }
+            Some(state) => {
+                return Err(format!(
+                    "deployment {id} is {state}, not partial-by-request: only a deploy stopped by --until-wave goes on"
+                ))
+            }
+        }
+        let deploys: Vec<(&'a str, &'a ReleaseRecord)> = self.deploys_of(id).collect();
+        let until = deploys
+            .iter()
+            .filter_map(|(_, r)| r.until_wave.as_ref())
+            .max_by_key(|u| u.wave);
+        let (Some(until), Some((_, first))) =
+            (until, deploys.iter().min_by_key(|(_, r)| r.created))
+        else {
+            return Err(format!("deployment {id} has no record of where it stopped"));
+        };
+        for (context, history) in &self.clusters {
+            if let Some(latest) = history.latest() {
+                if latest.deployment_id != id && latest.created > first.created {
+                    return Err(format!(
+                        "cluster `{context}` recorded revision {} (deployment {}, {}) after deployment {id} began: something else was deployed since; deploy anew instead",
+                        latest.revision, latest.deployment_id, latest.status
+                    ));
+                }
+            }
+        }
+        let earlier = deploys
+            .iter()
+            .filter(|(c, r)| until.clusters.iter().any(|u| u == c) && r.status.was_healthy())
+            .filter_map(|(context, record)| {
+                let history = self.clusters.iter().find(|(c, _)| c == context)?.1;
+                let before = history
+                    .iter()
+                    .rev()
+                    .find(|r| r.revision < record.revision && r.status.was_healthy());
+                Some((*context, before, *record))
+            })
+            .collect();
+        Ok(ResumePoint {
+            after_wave: until.wave,
+            targets: first.targets.clone(),
+            app_version: first.app_version.clone(),
+            chart: first.chart.clone(),
+            earlier,
         })
     }
 
@@ -219,6 +307,19 @@ mod tests {
             for &c in clusters {
                 self.replace(c, Superseded);
                 self.push(c, id, Deployed, &format!("content-{id}"));
+            }
+        }
+
+        /// A deploy of `id` stopped after wave 0 (`--until-wave 0`), whose clusters are
+        /// `upto`, healthy in `clusters`.
+        fn deploy_paused(&mut self, id: &str, clusters: &[usize], upto: &[&str]) {
+            for &c in clusters {
+                self.replace(c, Superseded);
+                let r = self.push(c, id, Deployed, &format!("content-{id}"));
+                r.until_wave = Some(crate::release::UntilWave {
+                    wave: 0,
+                    clusters: upto.iter().map(|c| c.to_string()).collect(),
+                });
             }
         }
 
@@ -310,6 +411,75 @@ mod tests {
             target(&f).as_deref(),
             Some("A"),
             "every cluster runs B: not D, which just failed, and not B again"
+        );
+    }
+
+    #[test]
+    fn a_deploy_paused_after_a_wave_is_partial_by_request_until_resumed() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        // `--until-wave 0`: eu and us are wave 0.
+        f.deploy_paused("C", &[0, 1], &["eu", "us"]);
+        assert_eq!(state(&f, "C"), Some(DeploymentState::PartialByRequest));
+        assert_eq!(
+            target(&f).as_deref(),
+            Some("B"),
+            "like any other unfinished deploy: back to what ran before it"
+        );
+        // Killed before the whole of wave 0 was healthy: partial, not by request.
+        let mut killed = Fleet::new();
+        killed.deploy("B", &all());
+        killed.deploy_paused("C", &[0], &["eu", "us"]);
+        killed.push(1, "C", Pending, "content-C");
+        assert_eq!(state(&killed, "C"), Some(DeploymentState::Partial));
+        // `--resume C`: the other waves record it too, and it is complete.
+        f.deploy("C", &[2, 3]);
+        assert_eq!(state(&f, "C"), Some(DeploymentState::Complete));
+        assert_eq!(target(&f).as_deref(), Some("B"));
+    }
+
+    /// A cluster a resume finds changed already: context, revision before, revision.
+    type Earlier = (String, Option<u32>, u32);
+
+    #[test]
+    fn resume_goes_on_only_with_a_paused_deployment_nothing_came_after() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        f.deploy_paused("C", &[0, 1], &["eu", "us"]);
+        let resume = |f: &Fleet, id: &str| -> Result<(u32, Vec<Earlier>), String> {
+            let histories = f.histories();
+            let env = EnvironmentHistory::new(CLUSTERS.iter().copied().zip(histories.iter()));
+            env.resume_point(id).map(|p| {
+                let earlier = p
+                    .earlier
+                    .iter()
+                    .map(|(c, before, r)| ((*c).to_owned(), before.map(|b| b.revision), r.revision))
+                    .collect();
+                (p.after_wave, earlier)
+            })
+        };
+        assert_eq!(
+            resume(&f, "C"),
+            Ok((
+                0,
+                vec![("eu".into(), Some(2), 3), ("us".into(), Some(2), 3)]
+            ))
+        );
+        let err = resume(&f, "B").unwrap_err();
+        assert!(
+            err.contains("deployment B is complete, not partial-by-request"),
+            "{err}"
+        );
+        let err = resume(&f, "Z").unwrap_err();
+        assert!(err.contains("no cluster recorded deployment Z"), "{err}");
+        // Another deploy since, even in a cluster C never reached.
+        f.push(3, "D", Failed, "content-D");
+        let err = resume(&f, "C").unwrap_err();
+        assert!(
+            err.contains("cluster `asia` recorded revision 3 (deployment D, failed) after deployment C began"),
+            "{err}"
         );
     }
 

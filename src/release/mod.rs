@@ -17,7 +17,7 @@ pub use history::History;
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
     content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, ReleaseRecord,
-    RevisionSource, SecretSource, Status,
+    RevisionSource, SecretSource, Status, UntilWave,
 };
 
 /// Record fixtures for the unit tests of every layer that reads records.
@@ -38,6 +38,7 @@ pub(crate) mod tests_support {
             deployment_id: id.into(),
             restores: None,
             targets: Vec::new(),
+            until_wave: None,
             digest: format!("digest-of-{id}"),
             source: None,
             chart: ChartRef {

@@ -190,6 +190,16 @@ pub struct ChartRef {
     pub version: String,
 }
 
+/// Where a run asked to stop (`deploy --until-wave N`): a deployment whose clusters of
+/// waves up to `wave` all recorded it healthy is partial by request, and `deploy
+/// --resume` goes on with the next wave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UntilWave {
+    pub wave: u32,
+    /// The kube contexts of the waves up to `wave`.
+    pub clusters: Vec<String>,
+}
+
 /// One revision of one release in one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -210,6 +220,10 @@ pub struct ReleaseRecord {
     /// them recorded it healthy. Empty in records written before this field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
+    /// The run was asked to stop after a wave (`deploy --until-wave`): that wave and
+    /// the clusters of it and of every wave before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_wave: Option<UntilWave>,
     /// What the revision puts in the cluster, as a digest of its manifest (secret data
     /// redacted), application and chart version: equal digests, equal content. Empty in
     /// records written before this field.

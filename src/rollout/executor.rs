@@ -12,11 +12,12 @@
 //! with a finish command for every cluster left unfinished. Secrets and rendering are done by the caller before `execute`: nothing here
 //! can fail for a reason that was knowable before the first cluster was touched.
 
+use super::gates::GateResult;
 use super::plan::Plan;
 use super::progress::{Phase, Reporter};
-use super::report::{ClusterResult, Overall, Report, RevisionRef, RunResult};
+use super::report::{ClusterResult, FailedGate, Overall, Report, RevisionRef, RunResult};
 use crate::cluster::CancellationToken;
-use crate::config::OnFailure;
+use crate::config::{Cluster, OnFailure, VerifyCommand, WaveSettings};
 use futures::StreamExt;
 use std::future::Future;
 use std::sync::atomic::{AtomicI32, Ordering as AtomicOrdering};
@@ -152,6 +153,51 @@ pub trait ClusterSteps {
     fn release(&self) -> impl Future<Output = ()> {
         async {}
     }
+
+    /// Watches `context` for `soak` once its wave is healthy; fails when the release
+    /// stops being healthy there. Stops, cancelled, once `stop` is. (A rollback's plan
+    /// has no gates: it is never called there.)
+    fn soak(
+        &self,
+        _context: &str,
+        _soak: &Soak,
+        _stop: &CancellationToken,
+        _reporter: &Reporter,
+    ) -> impl Future<Output = Result<(), StepError>> {
+        async { Ok(()) }
+    }
+
+    /// Runs one verify command for `context`.
+    fn verify(
+        &self,
+        context: &str,
+        command: &VerifyCommand,
+        _stop: &CancellationToken,
+    ) -> impl Future<Output = GateResult> {
+        let failed = GateResult {
+            gate: "verify".into(),
+            command: Some(command.run.clone()),
+            passed: false,
+            detail: format!("cluster `{context}`: verify commands do not run here"),
+            output: Vec::new(),
+            stopped: false,
+        };
+        async move { failed }
+    }
+
+    /// For a resumed deployment (`deploy --resume`): what an earlier part of it
+    /// recorded in `context` (what ran before it, the revision it recorded), so that
+    /// a failure now puts that cluster back too.
+    fn resumed(&self, _context: &str) -> Option<(Option<RevisionRef>, u32)> {
+        None
+    }
+}
+
+/// The soak of a wave, for each of its clusters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Soak {
+    pub duration: Duration,
+    pub max_restarts: u32,
 }
 
 /// What a run is called in its report and in the commands that finish it.
@@ -229,10 +275,21 @@ pub async fn execute<S: ClusterSteps>(
             cause,
             duration: started.elapsed(),
             clusters,
+            failed_gate: None,
+            paused_after_wave: None,
         };
     }
 
+    let mut failed_gate: Option<FailedGate> = None;
+    let mut paused_after_wave = None;
     for wave in &plan.waves {
+        let Some(number) = wave.first().map(|c| c.wave) else {
+            continue;
+        };
+        if plan.resume_after.is_some_and(|done| number <= done) {
+            results.extend(wave.iter().map(|c| earlier_row(c, steps, reporter)));
+            continue;
+        }
         for cluster in wave {
             reporter.phase(&cluster.context, Phase::Queued);
         }
@@ -306,7 +363,7 @@ pub async fn execute<S: ClusterSteps>(
                 (i, row, own_fault)
             }
         })
-        .buffer_unordered(plan.concurrency.max(1))
+        .buffer_unordered(plan.concurrency_of(number))
         .collect()
         .await;
         done.sort_by_key(|(i, ..)| *i);
@@ -317,21 +374,51 @@ pub async fn execute<S: ClusterSteps>(
                 .find(|(_, _, own)| *own)
                 .and_then(|(_, r, _)| r.error.clone());
         }
-        results.extend(done.into_iter().map(|(_, r, _)| r));
+        let mut rows: Vec<ClusterResult> = done.into_iter().map(|(_, r, _)| r).collect();
+        if !stop.is_cancelled() && !abandon.is_cancelled() {
+            if let Some(settings) = plan.settings(number) {
+                let concurrency = plan.concurrency_of(number);
+                if let Some(gate) =
+                    run_gates(settings, concurrency, &mut rows, steps, &stop, reporter).await
+                {
+                    cause.get_or_insert_with(|| {
+                        format!(
+                            "gate {} failed on {}: {}",
+                            gate.gate, gate.cluster, gate.detail
+                        )
+                    });
+                    failed_gate = Some(gate);
+                }
+            }
+        }
+        results.extend(rows);
         if stop.is_cancelled() || abandon.is_cancelled() {
+            break;
+        }
+        if plan.until_wave == Some(number) {
+            // Stopping after the last wave is no pause: the deployment is complete.
+            if results.len() < plan.clusters().count() {
+                paused_after_wave = Some(number);
+            }
             break;
         }
     }
     // Later waves never started.
     for cluster in plan.clusters().skip(results.len()) {
-        reporter.phase(&cluster.context, Phase::Skipped);
+        if paused_after_wave.is_none() {
+            reporter.phase(&cluster.context, Phase::Skipped);
+        }
         results.push(ClusterResult::not_started(cluster));
     }
 
     let interrupted = interrupt.first().is_cancelled();
     let failed = interrupted || stop.is_cancelled();
     let overall = if !failed {
-        Overall::Succeeded
+        if paused_after_wave.is_some() {
+            Overall::Paused
+        } else {
+            Overall::Succeeded
+        }
     } else {
         match plan.on_failure {
             OnFailure::Halt => {
@@ -378,7 +465,126 @@ pub async fn execute<S: ClusterSteps>(
         },
         duration: started.elapsed(),
         clusters: results,
+        failed_gate,
+        paused_after_wave: paused_after_wave.filter(|_| !failed),
     }
+}
+
+/// The row of a cluster an earlier part of this deployment deployed (`--resume`):
+/// changed by this deployment, so put back like the others if this part fails.
+fn earlier_row<S: ClusterSteps>(
+    cluster: &Cluster,
+    steps: &S,
+    reporter: &Reporter,
+) -> ClusterResult {
+    let mut row = ClusterResult::not_started(cluster);
+    row.earlier = true;
+    if let Some((before, revision)) = steps.resumed(&cluster.context) {
+        row.before = before;
+        row.deployed = Some(revision);
+        row.result = RunResult::Deployed;
+        reporter.phase(&cluster.context, Phase::Deployed);
+    }
+    row
+}
+
+/// The gates of a healthy wave on each of its clusters (at most `concurrency` at once):
+/// the soak, then each verify command in order. The first gate that fails stops the
+/// run (`stop`), which ends the others' soaks and commands; it is returned, and its
+/// cluster's row says why.
+async fn run_gates<S: ClusterSteps>(
+    settings: &WaveSettings,
+    concurrency: usize,
+    rows: &mut [ClusterResult],
+    steps: &S,
+    stop: &CancellationToken,
+    reporter: &Reporter,
+) -> Option<FailedGate> {
+    if settings.soak.is_none() && settings.verify.is_empty() {
+        return None;
+    }
+    let soak = settings.soak.map(|duration| Soak {
+        duration,
+        max_restarts: settings.max_restarts,
+    });
+    let gated: Vec<(usize, Vec<GateResult>)> = futures::stream::iter(
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| r.result == RunResult::Deployed),
+    )
+    .map(|(i, row)| {
+        let soak = soak.as_ref();
+        async move {
+            let context = row.context.as_str();
+            let mut gates = Vec::new();
+            if let Some(soak) = soak {
+                let soaked = steps.soak(context, soak, stop, reporter).await;
+                let passed = soaked.is_ok();
+                let gate = match soaked {
+                    Ok(()) => GateResult::soak(
+                        true,
+                        format!("healthy for {}", humantime::format_duration(soak.duration)),
+                    ),
+                    Err(err) => GateResult {
+                        stopped: err.cancelled,
+                        ..GateResult::soak(false, err.message)
+                    },
+                };
+                gates.push(gate);
+                if !passed {
+                    stop.cancel();
+                    return (i, gates);
+                }
+            }
+            for command in &settings.verify {
+                if stop.is_cancelled() {
+                    break;
+                }
+                reporter.phase(context, Phase::Verifying(command.run.clone()));
+                let gate = steps.verify(context, command, stop).await;
+                let passed = gate.passed;
+                gates.push(gate);
+                if !passed {
+                    stop.cancel();
+                    return (i, gates);
+                }
+            }
+            if !stop.is_cancelled() {
+                reporter.phase(context, Phase::GatesPassed);
+            }
+            (i, gates)
+        }
+    })
+    .buffer_unordered(concurrency.max(1))
+    .collect()
+    .await;
+    let mut failed: Vec<(usize, FailedGate)> = Vec::new();
+    for (i, gates) in gated {
+        let Some(row) = rows.get_mut(i) else { continue };
+        if let Some(gate) = gates.iter().find(|g| !g.passed) {
+            let message = if gate.stopped {
+                format!("gate {} stopped because the run was stopping", gate.name())
+            } else {
+                format!("gate {} failed: {}", gate.name(), gate.detail)
+            };
+            reporter.phase(&row.context, Phase::Failed(message.clone()));
+            row.error = Some(message);
+            if !gate.stopped {
+                failed.push((
+                    i,
+                    FailedGate {
+                        cluster: row.context.clone(),
+                        gate: gate.name(),
+                        detail: gate.detail.clone(),
+                        output: gate.output.clone(),
+                    },
+                ));
+            }
+        }
+        row.gates = gates;
+    }
+    failed.sort_by_key(|(i, _)| *i);
+    failed.into_iter().next().map(|(_, g)| g)
 }
 
 /// Takes every cluster's lease in name order; the row of the first cluster that
@@ -524,6 +730,12 @@ mod tests {
         log: Mutex<Vec<String>>,
         in_flight: AtomicUsize,
         max_in_flight: AtomicUsize,
+        /// Contexts whose soak finds a crashloop.
+        soak_fails: Vec<String>,
+        /// Contexts whose verify commands fail.
+        verify_fails: Vec<String>,
+        /// Contexts an earlier part of the deployment changed (`--resume`).
+        earlier: Vec<String>,
     }
 
     impl Scripted {
@@ -643,6 +855,49 @@ mod tests {
 
         async fn release(&self) {
             self.log("release".into());
+        }
+
+        async fn soak(
+            &self,
+            context: &str,
+            soak: &Soak,
+            stop: &CancellationToken,
+            _: &Reporter,
+        ) -> Result<(), StepError> {
+            self.log(format!("soak {context} {}s", soak.duration.as_secs()));
+            if self.soak_fails.iter().any(|c| c == context) {
+                return Err(StepError::new(format!(
+                    "cluster `{context}`: pod web-1 container web: CrashLoopBackOff"
+                )));
+            }
+            // A soak lasts until its time is up: here, until the run stops.
+            stop.cancelled().await;
+            Err(StepError::cancelled(context))
+        }
+
+        async fn verify(
+            &self,
+            context: &str,
+            command: &VerifyCommand,
+            _: &CancellationToken,
+        ) -> GateResult {
+            self.log(format!("verify {context} {}", command.run));
+            let passed = !self.verify_fails.iter().any(|c| c == context);
+            GateResult {
+                gate: "verify".into(),
+                command: Some(command.run.clone()),
+                passed,
+                detail: if passed { "exit code 0" } else { "exit code 1" }.into(),
+                output: vec!["checking".into(), "503 from /healthz".into()],
+                stopped: false,
+            }
+        }
+
+        fn resumed(&self, context: &str) -> Option<(Option<RevisionRef>, u32)> {
+            self.earlier
+                .iter()
+                .any(|c| c == context)
+                .then(|| (Scripted::before(self, context), 4))
         }
     }
 
@@ -958,5 +1213,155 @@ mod tests {
             "{}",
             report.text()
         );
+    }
+
+    fn gated(plan: &mut Plan, wave: u32, soak: Option<u64>, verify: &[&str]) {
+        plan.wave_settings.push(WaveSettings {
+            wave,
+            concurrency: None,
+            soak: soak.map(Duration::from_secs),
+            max_restarts: 0,
+            verify: verify
+                .iter()
+                .map(|run| VerifyCommand {
+                    run: (*run).into(),
+                    timeout: Duration::from_secs(60),
+                })
+                .collect(),
+        });
+    }
+
+    #[tokio::test]
+    async fn a_verify_failing_in_wave_one_rolls_back_both_waves_and_names_gate_cluster_and_output_scripted_clusters(
+    ) {
+        let mut plan = four_in_two_waves();
+        gated(&mut plan, 0, None, &["./smoke.sh"]);
+        gated(&mut plan, 1, None, &["./smoke.sh"]);
+        let mut steps = Scripted::new(&[]);
+        steps.verify_fails = vec!["d".into()];
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::RolledBack);
+        for c in ["a", "b", "c", "d"] {
+            assert_eq!(result_of(&report, c), RunResult::RolledBack, "{c}");
+        }
+        let log = steps.logged();
+        let pos = |s: &str| log.iter().position(|l| l == s).unwrap();
+        assert!(pos("verify a ./smoke.sh") < pos("deploy c"), "{log:?}");
+        let gate = report.failed_gate.clone().unwrap();
+        assert_eq!(
+            (gate.cluster.as_str(), gate.gate.as_str()),
+            ("d", "verify `./smoke.sh`")
+        );
+        let text = report.text();
+        assert!(
+            text.contains("gate verify `./smoke.sh` failed on d: exit code 1"),
+            "{text}"
+        );
+        assert!(text.contains("  | 503 from /healthz"), "{text}");
+        assert!(
+            report.json().contains("\"failed_gate\""),
+            "{}",
+            report.json()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_soak_that_finds_a_crashloop_stops_the_run_before_the_next_wave_scripted_clusters() {
+        let mut plan = four_in_two_waves();
+        gated(&mut plan, 0, Some(600), &["./smoke.sh"]);
+        let mut steps = Scripted::new(&[]);
+        steps.soak_fails = vec!["b".into()];
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::RolledBack);
+        let log = steps.logged();
+        assert!(log.contains(&"soak a 600s".to_owned()), "{log:?}");
+        assert!(
+            !log.iter()
+                .any(|l| l.starts_with("deploy c") || l.starts_with("verify")),
+            "{log:?}"
+        );
+        assert_eq!(result_of(&report, "a"), RunResult::RolledBack);
+        assert_eq!(result_of(&report, "c"), RunResult::NotStarted);
+        assert_eq!(
+            report.failed_gate.as_ref().map(|g| g.cluster.as_str()),
+            Some("b")
+        );
+        assert!(
+            report
+                .cause
+                .as_deref()
+                .is_some_and(|c| c.contains("gate soak failed on b")),
+            "{:?}",
+            report.cause
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plan_without_gates_runs_no_soak_and_no_verify_scripted_clusters() {
+        let mut plan = four_in_two_waves();
+        gated(&mut plan, 0, Some(3600), &["false"]);
+        let steps = Scripted::new(&[]);
+        let report = run(&plan.without_gates(), &steps).await;
+        assert_eq!(report.overall, Overall::Succeeded);
+        assert!(!steps
+            .logged()
+            .iter()
+            .any(|l| l.starts_with("soak") || l.starts_with("verify")));
+    }
+
+    #[tokio::test]
+    async fn until_wave_pauses_after_it_and_resume_starts_after_it_and_restores_it_too_scripted_clusters(
+    ) {
+        let mut plan = four_in_two_waves();
+        plan.until(0).unwrap();
+        let steps = Scripted::new(&[]);
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::Paused);
+        assert!(report.succeeded());
+        assert_eq!(result_of(&report, "c"), RunResult::NotStarted);
+        assert!(
+            report.text().contains("--resume 20261123T172800Z-3f9a"),
+            "{}",
+            report.text()
+        );
+        assert!(plan.clone().until(7).is_err());
+        let mut last = four_in_two_waves();
+        last.until(1).unwrap();
+        let report = run(&last, &Scripted::new(&[])).await;
+        assert_eq!(
+            report.overall,
+            Overall::Succeeded,
+            "nothing is left to resume"
+        );
+        assert_eq!(report.paused_after_wave, None);
+
+        let mut plan = four_in_two_waves();
+        plan.resume_after = Some(0);
+        let mut steps = Scripted::new(&[("d", Script::Crash)]);
+        steps.earlier = vec!["a".into(), "b".into()];
+        let report = run(&plan, &steps).await;
+        let log = steps.logged();
+        assert!(!log.contains(&"deploy a".to_owned()), "{log:?}");
+        assert!(log.contains(&"deploy c".to_owned()), "{log:?}");
+        // The earlier part is this deployment too: it goes back with the rest.
+        assert!(log.contains(&"restore a to 3".to_owned()), "{log:?}");
+        assert_eq!(result_of(&report, "a"), RunResult::RolledBack);
+    }
+
+    #[tokio::test]
+    async fn a_wave_of_its_own_concurrency_keeps_to_it_scripted_clusters() {
+        let names: Vec<(String, u32)> = (0..6).map(|i| (format!("c{i}"), 0)).collect();
+        let refs: Vec<(&str, u32)> = names.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+        let mut plan = Plan::new(&env(&refs, 10), None).unwrap();
+        plan.wave_settings.push(WaveSettings {
+            wave: 0,
+            concurrency: Some(2),
+            soak: None,
+            max_restarts: 0,
+            verify: Vec::new(),
+        });
+        let steps = Scripted::new(&[]);
+        run(&plan, &steps).await;
+        assert_eq!(steps.max_in_flight.load(Ordering::SeqCst), 2);
     }
 }

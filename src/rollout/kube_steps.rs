@@ -7,7 +7,8 @@
 //! restore first checks that the newest record in the cluster is the one this run
 //! wrote, and that the lease is still this run's; otherwise it refuses, saying why.
 
-use super::executor::{ClusterSteps, StepError, StepOutcome};
+use super::executor::{ClusterSteps, Soak, StepError, StepOutcome};
+use super::gates::{run_verify, GateResult, GateVars};
 use super::progress::{Phase, Reporter};
 use super::report::RevisionRef;
 use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event, Lock, LockOptions};
@@ -282,6 +283,31 @@ pub struct KubeSteps {
     /// Timeout, lock, history limit; `cancel` and `progress` are set per step.
     pub options: RunOptions,
     pub leases: Leases,
+    /// What verify commands see and where they run; `None`: no wave has any.
+    pub gates: Option<GateSetup>,
+    /// Clusters an earlier part of this deployment changed (`deploy --resume`): what
+    /// they ran before it and the revision it recorded.
+    pub resumed: HashMap<String, (Option<RevisionRef>, u32)>,
+}
+
+/// Where verify commands run and what they are told of the run.
+#[derive(Debug, Clone)]
+pub struct GateSetup {
+    pub vars: GateVars,
+    /// The repo root: commands name scripts relative to it.
+    pub root: std::path::PathBuf,
+}
+
+impl KubeSteps {
+    /// Continues deployment `resumed` of an earlier run: each of `earlier` (context,
+    /// what ran before, the revision it recorded) is this run's to restore if it fails.
+    pub fn resume(&mut self, earlier: Vec<(String, Option<RevisionRef>, u32)>) {
+        for (context, before, revision) in earlier {
+            self.leases
+                .note_recorded(&context, revision, &self.deployment_id);
+            self.resumed.insert(context, (before, revision));
+        }
+    }
 }
 
 fn step_error(err: &ClusterError) -> StepError {
@@ -468,6 +494,57 @@ impl ClusterSteps for KubeSteps {
         self.clusters
             .get(context)
             .and_then(|p| deployed(&self.leases.history(context, &p.history)))
+    }
+
+    async fn soak(
+        &self,
+        context: &str,
+        soak: &Soak,
+        stop: &CancellationToken,
+        reporter: &Reporter,
+    ) -> Result<(), StepError> {
+        let p = self
+            .clusters
+            .get(context)
+            .ok_or_else(|| not_prepared(context))?;
+        let opts = ops::SoakOptions {
+            namespace: p.rendered.namespace.clone(),
+            release: p.rendered.release.clone(),
+            duration: soak.duration,
+            max_restarts: soak.max_restarts,
+        };
+        reporter.phase(context, Phase::Soaking(soak.duration));
+        let left = |left: Duration| reporter.phase(context, Phase::Soaking(left));
+        ops::soak(&p.handle, &opts, stop, &left)
+            .await
+            .map_err(|e| step_error(&e))
+    }
+
+    async fn verify(
+        &self,
+        context: &str,
+        command: &crate::config::VerifyCommand,
+        stop: &CancellationToken,
+    ) -> GateResult {
+        let (Some(setup), Some(p)) = (&self.gates, self.clusters.get(context)) else {
+            return GateResult {
+                gate: "verify".into(),
+                command: Some(command.run.clone()),
+                passed: false,
+                detail: not_prepared(context).message,
+                output: Vec::new(),
+                stopped: false,
+            };
+        };
+        let vars = GateVars {
+            version: p.rendered.app_version.clone(),
+            ..setup.vars.clone()
+        };
+        run_verify(command, &vars, context, &setup.root, stop).await
+    }
+
+    fn resumed(&self, context: &str) -> Option<(Option<RevisionRef>, u32)> {
+        self.resumed.get(context).cloned()
     }
 
     async fn acquire(&self, context: &str, reporter: &Reporter) -> Result<(), StepError> {

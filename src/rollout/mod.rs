@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod executor;
+pub mod gates;
 pub mod id;
 pub mod kube_steps;
 pub mod plan;

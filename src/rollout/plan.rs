@@ -1,7 +1,7 @@
 //! The plan of a run: the environment, the clusters it touches (all, or those named by
 //! `--clusters`), grouped into waves in order, and the rollout settings.
 
-use crate::config::{Cluster, LoadedEnvironment, OnFailure, Repo};
+use crate::config::{Cluster, LoadedEnvironment, OnFailure, Repo, WaveSettings};
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
@@ -21,6 +21,12 @@ pub enum PlanError {
     ZeroConcurrency { file: PathBuf },
     #[error("give --env ENV or --branch BRANCH")]
     NoEnvironment,
+    #[error("{file}: --until-wave {wave}: no cluster of this run is in wave {wave} (its waves: {known})")]
+    UnknownWave {
+        file: PathBuf,
+        wave: u32,
+        known: String,
+    },
 }
 
 impl From<PlanError> for crate::Error {
@@ -43,6 +49,13 @@ pub struct Plan {
     /// set, the run's timeout).
     pub rollback_timeout: Option<Duration>,
     pub on_failure: OnFailure,
+    /// `rollout.waves`: concurrency, soak and verify commands of single waves.
+    pub wave_settings: Vec<WaveSettings>,
+    /// Stop once this wave succeeded, its gates included (`deploy --until-wave`).
+    pub until_wave: Option<u32>,
+    /// The waves up to this one ran in an earlier part of the same deployment
+    /// (`deploy --resume`): this run starts with the next.
+    pub resume_after: Option<u32>,
 }
 
 /// `--env`, or the one environment whose `branch` is `--branch`.
@@ -123,7 +136,59 @@ impl Plan {
             timeout: e.rollout.timeout,
             rollback_timeout: e.rollout.rollback_timeout,
             on_failure: e.rollout.on_failure,
+            wave_settings: e.rollout.waves.clone(),
+            until_wave: None,
+            resume_after: None,
         })
+    }
+
+    /// The settings of wave `wave`, if the environment gives any.
+    pub fn settings(&self, wave: u32) -> Option<&WaveSettings> {
+        self.wave_settings.iter().find(|w| w.wave == wave)
+    }
+
+    /// Clusters of wave `wave` in flight at once.
+    pub fn concurrency_of(&self, wave: u32) -> usize {
+        self.settings(wave)
+            .and_then(|w| w.concurrency)
+            .unwrap_or(self.concurrency)
+            .max(1)
+    }
+
+    /// The same plan without soaks or verify commands: a rollback never waits on a
+    /// gate (incidents do not wait), it only waits for health.
+    pub fn without_gates(mut self) -> Plan {
+        for wave in &mut self.wave_settings {
+            wave.soak = None;
+            wave.verify.clear();
+        }
+        self
+    }
+
+    /// The wave numbers of the plan, in order.
+    pub fn wave_numbers(&self) -> Vec<u32> {
+        self.waves
+            .iter()
+            .filter_map(|w| w.first().map(|c| c.wave))
+            .collect()
+    }
+
+    /// Stops the run after wave `wave` (which must be one of the plan's).
+    pub fn until(&mut self, wave: u32) -> Result<(), PlanError> {
+        let known = self.wave_numbers();
+        if !known.contains(&wave) {
+            return Err(PlanError::UnknownWave {
+                file: self.env_file.clone(),
+                wave,
+                known: known
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        self.until_wave = Some(wave);
+        Ok(())
     }
 
     pub fn clusters(&self) -> impl Iterator<Item = &Cluster> {

@@ -427,5 +427,7 @@ pub async fn prepare_deploy(
         deployment_id: deployment_id.to_owned(),
         options,
         leases,
+        gates: None,
+        resumed: HashMap::new(),
     })
 }

@@ -30,6 +30,12 @@ pub enum Phase {
     Left,
     /// An object the new revision dropped and the prune left in place, and why.
     Kept(String),
+    /// The wave is healthy and watched for this much longer.
+    Soaking(Duration),
+    /// A verify command runs.
+    Verifying(String),
+    /// Every gate of the wave passed on this cluster.
+    GatesPassed,
 }
 
 impl std::fmt::Display for Phase {
@@ -47,6 +53,9 @@ impl std::fmt::Display for Phase {
             Phase::RollbackFailed(why) => write!(f, "ROLLBACK FAILED: {why}"),
             Phase::Left => f.write_str("left as it is (on_failure: halt)"),
             Phase::Kept(what) => write!(f, "not pruned: {what}"),
+            Phase::Soaking(left) => write!(f, "soaking: {}s left", left.as_secs()),
+            Phase::Verifying(command) => write!(f, "verify: {command}"),
+            Phase::GatesPassed => f.write_str("deployed, gates passed"),
         }
     }
 }
@@ -59,6 +68,9 @@ enum Inner {
     Silent,
     Plain {
         started: Mutex<HashMap<String, Instant>>,
+        /// When each cluster's last soak line was printed: one every
+        /// [`SOAK_LINE_EVERY`], not one per sample.
+        soak_lines: Mutex<HashMap<String, Instant>>,
     },
     Bars {
         multi: MultiProgress,
@@ -86,6 +98,7 @@ impl Reporter {
         Reporter(
             Arc::new(Inner::Plain {
                 started: Mutex::default(),
+                soak_lines: Mutex::default(),
             }),
             None,
         )
@@ -111,7 +124,13 @@ impl Reporter {
         };
         match &*self.0 {
             Inner::Silent => {}
-            Inner::Plain { started } => {
+            Inner::Plain {
+                started,
+                soak_lines,
+            } => {
+                if matches!(phase, Phase::Soaking(_)) && !soak_line_due(soak_lines, context) {
+                    return;
+                }
                 let elapsed = started
                     .lock()
                     .map(|mut s| {
@@ -170,6 +189,42 @@ impl Reporter {
     }
 }
 
+/// Without a terminal, a soak prints one line per cluster this often.
+const SOAK_LINE_EVERY: Duration = Duration::from_secs(30);
+
+fn soak_line_due(last: &Mutex<HashMap<String, Instant>>, context: &str) -> bool {
+    let Ok(mut last) = last.lock() else {
+        return true;
+    };
+    match last.get(context) {
+        Some(at) if at.elapsed() < SOAK_LINE_EVERY => false,
+        _ => {
+            last.insert(context.to_owned(), Instant::now());
+            true
+        }
+    }
+}
+
 pub(crate) fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_soak_prints_one_plain_line_per_cluster_per_period_not_one_per_sample() {
+        let last = Mutex::default();
+        assert!(soak_line_due(&last, "eu"));
+        assert!(
+            !soak_line_due(&last, "eu"),
+            "the next sample, seconds later"
+        );
+        assert!(soak_line_due(&last, "us"), "each cluster has its own");
+        last.lock()
+            .unwrap()
+            .insert("eu".to_owned(), Instant::now() - SOAK_LINE_EVERY);
+        assert!(soak_line_due(&last, "eu"));
+    }
 }

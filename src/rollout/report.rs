@@ -2,6 +2,7 @@
 //! the exact commands that finish a job a run could not (a cluster unreachable while
 //! rolling back).
 
+use super::gates::GateResult;
 use super::progress::seconds;
 use crate::cluster::diagnosis_lines;
 use serde::Serialize;
@@ -83,6 +84,23 @@ pub struct ClusterResult {
     /// before any restore, so it describes the failing revision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<Box<crate::cluster::Diagnosis>>,
+    /// The gates of its wave on this cluster (soak, verify commands), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateResult>,
+    /// Deployed by an earlier part of the same deployment (`deploy --resume`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub earlier: bool,
+}
+
+/// The gate that failed the run, and where.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedGate {
+    pub cluster: String,
+    /// `soak`, or `verify \`COMMAND\``.
+    pub gate: String,
+    pub detail: String,
+    /// The command's last lines of output, scrubbed.
+    pub output: Vec<String>,
 }
 
 /// An object a rollback left as it is live.
@@ -109,6 +127,8 @@ impl ClusterResult {
             refused: false,
             kept_live: Vec::new(),
             diagnosis: None,
+            gates: Vec::new(),
+            earlier: false,
         }
     }
 }
@@ -130,6 +150,9 @@ pub enum Overall {
     /// A cluster refused the run before anything was changed anywhere (its lease held
     /// by another run, unreachable, permission denied): nothing was changed.
     Refused,
+    /// Stopped as asked after a wave (`--until-wave`), every wave so far healthy and
+    /// past its gates: `deploy --resume ID` goes on with the next.
+    Paused,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +176,12 @@ pub struct Report {
     #[serde(serialize_with = "as_seconds")]
     pub duration: Duration,
     pub clusters: Vec<ClusterResult>,
+    /// The gate that failed the run, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_gate: Option<FailedGate>,
+    /// For a run paused by `--until-wave`: the last wave it deployed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_after_wave: Option<u32>,
 }
 
 #[derive(Tabled)]
@@ -188,7 +217,7 @@ pub fn revision_text(c: &ClusterResult) -> String {
 
 impl Report {
     pub fn succeeded(&self) -> bool {
-        self.overall == Overall::Succeeded
+        matches!(self.overall, Overall::Succeeded | Overall::Paused)
     }
 
     /// Failed with nothing changed anywhere, every cluster that was tried refused for a
@@ -234,6 +263,7 @@ impl Report {
                 Overall::RollbackIncomplete => "FAILED, rollback INCOMPLETE",
                 Overall::Halted => "FAILED, clusters left as they are (on_failure: halt)",
                 Overall::Refused => "REFUSED before any change, nothing was changed",
+                Overall::Paused => "paused as asked (--until-wave)",
             },
             self.table()
         );
@@ -261,6 +291,24 @@ impl Report {
                     c.context, kept.object, kept.why
                 ));
             }
+        }
+        if let Some(gate) = &self.failed_gate {
+            out.push_str(&format!(
+                "gate {} failed on {}: {}\n",
+                gate.gate, gate.cluster, gate.detail
+            ));
+            if !gate.output.is_empty() {
+                out.push_str("last output:\n");
+                for line in &gate.output {
+                    out.push_str(&format!("  | {line}\n"));
+                }
+            }
+        }
+        if let Some(wave) = self.paused_after_wave {
+            out.push_str(&format!(
+                "stopped after wave {wave} as asked; to go on with the next wave, run:\n  flotilla deploy {} --env {} --resume {}\n",
+                self.release, self.environment, self.deployment_id
+            ));
         }
         let todo: Vec<&str> = self
             .clusters
@@ -340,7 +388,11 @@ mod tests {
                 finish_with: None,
                 refused: false,
                 kept_live: Vec::new(),
+                gates: Vec::new(),
+                earlier: false,
             }],
+            failed_gate: None,
+            paused_after_wave: None,
         }
     }
 

@@ -1,0 +1,321 @@
+//! The gates of a wave: its soak (watched by [`crate::ops::soak`] through the steps) and
+//! its verify commands, run here: `sh -c` from the repo root with the run's variables,
+//! killed with everything they started (their process group) at their timeout or when
+//! the run stops. What a gate printed is kept, scrubbed, last lines only, for the
+//! report.
+
+use crate::cluster::CancellationToken;
+use crate::config::VerifyCommand;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// Lines of a command's output kept for the report (the last ones).
+pub const OUTPUT_LINES: usize = 20;
+
+/// After a command ended, how long its output may take to be read to its end.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// How one gate went on one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateResult {
+    /// `soak` or `verify`.
+    pub gate: String,
+    /// The verify command line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    pub passed: bool,
+    /// What ended it: `exit code 1`, `timed out after 2m`, the soak's finding.
+    pub detail: String,
+    /// The command's last lines of output (stdout and stderr), scrubbed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<String>,
+    /// It did not fail by itself: the run was stopping (another gate or cluster failed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+impl GateResult {
+    pub fn soak(passed: bool, detail: impl Into<String>) -> GateResult {
+        GateResult {
+            gate: "soak".into(),
+            command: None,
+            passed,
+            detail: detail.into(),
+            output: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    /// How the report names it: `soak`, `verify \`./smoke.sh\``.
+    pub fn name(&self) -> String {
+        match &self.command {
+            Some(command) => format!("verify `{command}`"),
+            None => self.gate.clone(),
+        }
+    }
+}
+
+/// What a verify command sees of the run.
+#[derive(Debug, Clone)]
+pub struct GateVars {
+    pub release: String,
+    pub environment: String,
+    pub deployment_id: String,
+    pub version: String,
+    /// `KUBECONFIG` as the run read it (the files, or `~/.kube/config`).
+    pub kubeconfig: OsString,
+    /// Variables of flotilla's own environment a command must not see: the Vault
+    /// credentials (`VAULT_TOKEN`, the AppRole ids' variables).
+    pub hidden: Vec<String>,
+}
+
+impl GateVars {
+    fn for_cluster(&self, context: &str) -> Vec<(&'static str, OsString)> {
+        vec![
+            ("FLOTILLA_RELEASE", self.release.clone().into()),
+            ("FLOTILLA_ENV", self.environment.clone().into()),
+            ("FLOTILLA_CONTEXT", context.into()),
+            ("FLOTILLA_DEPLOYMENT_ID", self.deployment_id.clone().into()),
+            ("FLOTILLA_VERSION", self.version.clone().into()),
+            ("KUBECONFIG", self.kubeconfig.clone()),
+        ]
+    }
+}
+
+/// The last [`OUTPUT_LINES`] lines, scrubbed as they arrive.
+#[derive(Clone, Default)]
+struct Tail(Arc<Mutex<VecDeque<String>>>);
+
+impl Tail {
+    fn push(&self, line: &str) {
+        let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.len() == OUTPUT_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(crate::redact::scrub(line));
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    async fn read(self, from: impl AsyncRead + Unpin) {
+        let mut lines = BufReader::new(from).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            self.push(&line);
+        }
+    }
+}
+
+/// Runs `command` for `context`; ends early, failed, when `stop` is cancelled.
+pub async fn run_verify(
+    command: &VerifyCommand,
+    vars: &GateVars,
+    context: &str,
+    cwd: &Path,
+    stop: &CancellationToken,
+) -> GateResult {
+    let result = |passed: bool, detail: String, output: Vec<String>| GateResult {
+        gate: "verify".into(),
+        command: Some(command.run.clone()),
+        passed,
+        detail,
+        output,
+        stopped: false,
+    };
+    let mut command_line = tokio::process::Command::new("sh");
+    command_line
+        .arg("-c")
+        .arg(&command.run)
+        .current_dir(cwd)
+        .envs(vars.for_cluster(context));
+    for name in &vars.hidden {
+        command_line.env_remove(name);
+    }
+    let mut child = match command_line
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(err) => return result(false, format!("cannot start `sh`: {err}"), Vec::new()),
+    };
+    let tail = Tail::default();
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let readers = {
+        let tail = tail.clone();
+        async move {
+            let (a, b) = (tail.clone(), tail);
+            futures::future::join(
+                async move {
+                    if let Some(out) = out {
+                        a.read(out).await
+                    }
+                },
+                async move {
+                    if let Some(err) = err {
+                        b.read(err).await
+                    }
+                },
+            )
+            .await
+        }
+    };
+    let reading = tokio::spawn(readers);
+    let group = child.id();
+    let ended = tokio::select! {
+        status = child.wait() => Some(status),
+        _ = tokio::time::sleep(command.timeout) => None,
+        _ = stop.cancelled() => None,
+    };
+    // Whatever it left running in the background goes with it: nothing of a gate
+    // outlives the gate.
+    if let Some(pid) = group.and_then(|g| rustix::process::Pid::from_raw(g as i32)) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let ended = match ended {
+        Some(status) => Some(status),
+        None => {
+            let _ = child.wait().await;
+            None
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN, reading).await;
+    let output = tail.lines();
+    match ended {
+        Some(Ok(status)) if status.success() => result(true, "exit code 0".into(), output),
+        Some(Ok(status)) => {
+            let detail = match status.code() {
+                Some(code) => format!("exit code {code}"),
+                None => "killed by a signal".into(),
+            };
+            result(false, detail, output)
+        }
+        Some(Err(err)) => result(false, format!("cannot wait for it: {err}"), output),
+        None if stop.is_cancelled() => GateResult {
+            stopped: true,
+            ..result(false, "stopped because the run was stopping".into(), output)
+        },
+        None => result(
+            false,
+            format!(
+                "timed out after {}",
+                humantime::format_duration(command.timeout)
+            ),
+            output,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Real `sh` commands; no cluster.
+    use super::*;
+
+    fn vars() -> GateVars {
+        GateVars {
+            release: "hello".into(),
+            environment: "prod".into(),
+            deployment_id: "20261201T120000Z-abcd".into(),
+            version: "1.4.2".into(),
+            kubeconfig: "/tmp/kubeconfig".into(),
+            // Set wherever tests run: stands for a credential of the run.
+            hidden: vec!["HOME".into()],
+        }
+    }
+
+    async fn verify(run: &str, timeout: Duration) -> GateResult {
+        let command = VerifyCommand {
+            run: run.into(),
+            timeout,
+        };
+        let cwd = std::env::temp_dir();
+        run_verify(
+            &command,
+            &vars(),
+            "prod-eu",
+            &cwd,
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_command_sees_the_run_and_its_cluster_and_passes_on_exit_zero() {
+        let got = verify(
+            "echo $FLOTILLA_RELEASE $FLOTILLA_ENV $FLOTILLA_CONTEXT $FLOTILLA_DEPLOYMENT_ID $FLOTILLA_VERSION $KUBECONFIG",
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(got.passed, "{got:?}");
+        assert_eq!(
+            got.output,
+            ["hello prod prod-eu 20261201T120000Z-abcd 1.4.2 /tmp/kubeconfig"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_never_sees_the_vault_credentials_of_the_run() {
+        assert!(std::env::var_os("HOME").is_some());
+        let got = verify("echo \"token=${HOME:-none}\"", Duration::from_secs(30)).await;
+        assert_eq!(got.output, ["token=none"]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_keeps_its_last_lines_of_both_streams() {
+        let got = verify(
+            "for i in $(seq 1 30); do echo line $i; done; echo boom >&2; exit 3",
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(!got.passed);
+        assert_eq!(got.detail, "exit code 3");
+        assert_eq!(got.output.len(), OUTPUT_LINES);
+        assert_eq!(got.output.last().map(String::as_str), Some("boom"));
+        assert_eq!(got.output.first().map(String::as_str), Some("line 12"));
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_killed_with_what_it_started() {
+        // The background `sleep` holds the output pipe open: only killing the whole
+        // group lets the gate end.
+        let got = verify(
+            "echo started; sleep 600 & sleep 600",
+            Duration::from_millis(300),
+        )
+        .await;
+        assert!(!got.passed);
+        assert_eq!(got.detail, "timed out after 300ms");
+        assert_eq!(got.output, ["started"]);
+    }
+
+    #[tokio::test]
+    async fn a_secret_value_in_the_output_is_scrubbed() {
+        crate::redact::register("verify-canary-s3cr3t-value");
+        let got = verify(
+            "echo token=verify-canary-s3cr3t-value",
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(got.passed);
+        assert!(
+            !got.output.concat().contains("verify-canary-s3cr3t-value"),
+            "{:?}",
+            got.output
+        );
+    }
+}
