@@ -72,7 +72,7 @@ fn cluster<'a>(report: &'a serde_json::Value, context: &str) -> &'a serde_json::
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["context"] == context)
+        .find(|c| c["cluster"] == context)
         .unwrap()
 }
 
