@@ -35,6 +35,12 @@ pub struct FakeKube {
     pub log: Mutex<Vec<String>>,
 }
 
+impl Default for FakeKube {
+    fn default() -> FakeKube {
+        FakeKube::new()
+    }
+}
+
 impl FakeKube {
     pub fn new() -> FakeKube {
         FakeKube {
