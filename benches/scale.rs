@@ -147,7 +147,9 @@ impl ClusterSteps for ScriptedSteps {
     }
 }
 
-/// User and system CPU of the process so far, and its peak RSS in KiB.
+/// User and system CPU of the process so far, and its peak RSS in KiB: `VmHWM` of
+/// /proc/self/status (getrusage's `ru_maxrss` would carry cargo's own peak, the
+/// process this one was forked from before its exec).
 fn usage() -> (Duration, u64) {
     // SAFETY: getrusage only writes the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -155,10 +157,16 @@ fn usage() -> (Duration, u64) {
     let time = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
-    (
-        time(usage.ru_utime) + time(usage.ru_stime),
-        usage.ru_maxrss as u64,
-    )
+    let peak_kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0);
+    (time(usage.ru_utime) + time(usage.ru_stime), peak_kb)
 }
 
 /// Wall time and CPU of `work`.

@@ -114,13 +114,16 @@ restoring = [t(ts) for ts, ctx, rest in progress if rest.startswith("rolling bac
 if not failed:
     print("n/a n/a"); sys.exit()
 decided, cluster = min(failed)
+began = min(t(ts) for ts, _, _ in progress)
+# This run's pods only: flotilla's namespace, reported after the run began (Helm's
+# crashloop runs in its own namespace of the same cluster).
 reported = []
 for line in open(f"{sys.argv[2]}/kubelet-{cluster}.log"):
     line = re.sub(r"\x1b\[[0-9;]*m", "", line)
-    m = re.search(r"reported CrashLoopBackOff.*\bat=(\S+)", line)
+    m = re.search(r"reported CrashLoopBackOff.*\bpod=hello/\S+.*\bat=(\S+)", line)
     if m:
         reported.append(t(m.group(1)))
-first = min((r for r in reported if r <= decided), default=None)
+first = min((r for r in reported if began <= r <= decided), default=None)
 detect = f"{(decided - first).total_seconds():.3f}" if first else "n/a"
 start = f"{(max(restoring) - decided).total_seconds():.3f}" if restoring else "n/a"
 print(detect, start)
