@@ -22,9 +22,9 @@ use flotilla::config::{Cluster, OnFailure, Repo};
 use flotilla::engine::{placeholder_secrets, Chart, Renderer};
 use flotilla::ops::fake::{FakeKube, Wait};
 use flotilla::ops::{restore::RestoreTo, upgrade::deploy_with, Rendered, RunOptions};
-use flotilla::release::ChartRef;
 use flotilla::rollout::executor::{Interrupt, RunInfo};
-use flotilla::rollout::report::{Overall, RevisionRef, RunResult};
+use flotilla::rollout::prepare::rendered;
+use flotilla::rollout::report::{Overall, Report, RevisionRef, RunResult};
 use flotilla::rollout::{execute, ClusterSteps, Plan, Reporter, StepError, StepOutcome};
 use flotilla::storage::MemoryStore;
 use std::collections::HashMap;
@@ -207,24 +207,8 @@ fn render_all(root: &Path, clusters: &[Cluster], version: &str) -> HashMap<Strin
             let renders = renderer
                 .render_for_apply(cluster, &secrets, 1)
                 .expect("the example renders");
-            let rendered = Rendered {
-                release: release.descriptor.metadata.name.clone(),
-                namespace: release.descriptor.metadata.namespace.clone(),
-                chart: ChartRef {
-                    name: chart.metadata.name.clone(),
-                    version: chart.metadata.version.clone(),
-                },
-                app_version: version.to_owned(),
-                objects: renders
-                    .applied
-                    .objects
-                    .into_iter()
-                    .map(|o| o.object)
-                    .collect(),
-                stored: renders.stored,
-                values: renderer.values(cluster, &secrets),
-                source: None,
-            };
+            let values = renderer.values(cluster, &secrets);
+            let rendered = rendered(&release, &chart, renders, values, None);
             (cluster.context.clone(), rendered)
         })
         .collect()
@@ -242,13 +226,22 @@ fn plan(clusters: &[Cluster]) -> Plan {
     }
 }
 
-fn info(id: &str) -> RunInfo {
-    RunInfo {
+/// A deploy of every cluster of `plan` with the steps' deployment id, measured.
+async fn run(plan: &Plan, steps: &ScriptedSteps) -> (Report, Duration, Duration) {
+    let info = RunInfo {
         operation: "deploy".into(),
         release: "hello".into(),
-        deployment_id: id.into(),
+        deployment_id: steps.deployment_id.clone(),
         target: None,
-    }
+    };
+    measured(execute(
+        plan,
+        steps,
+        &info,
+        &Interrupt::new(),
+        &Reporter::silent(),
+    ))
+    .await
 }
 
 fn ms(d: Duration) -> f64 {
@@ -310,14 +303,7 @@ async fn main() {
             restores: AtomicUsize::new(0),
         };
         let plan = plan(&clusters);
-        let (report, wall, cpu) = measured(execute(
-            &plan,
-            &steps,
-            &info("scale-1"),
-            &Interrupt::new(),
-            &Reporter::silent(),
-        ))
-        .await;
+        let (report, wall, cpu) = run(&plan, &steps).await;
         assert_eq!(report.overall, Overall::Succeeded, "{report:?}");
         let most = steps.most_in_flight.swap(0, Ordering::SeqCst);
         assert!(
@@ -338,14 +324,7 @@ async fn main() {
             c.kube.get_mut().wait = Wait::Crash;
         }
         steps.deployment_id = "scale-2".into();
-        let (report, wall, cpu) = measured(execute(
-            &plan,
-            &steps,
-            &info("scale-2"),
-            &Interrupt::new(),
-            &Reporter::silent(),
-        ))
-        .await;
+        let (report, wall, cpu) = run(&plan, &steps).await;
         assert_eq!(report.overall, Overall::RolledBack, "{report:?}");
         let changed = report
             .clusters
