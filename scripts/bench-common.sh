@@ -99,6 +99,18 @@ YAML
   } >"$1/environments/bench.yaml"
 }
 
+# CPU seconds (user + system) used so far by every process of the fleet (API servers,
+# controller-managers, kubelets, etcd, Vault): how much of a run's wall time the
+# fleet's own work took on the machine's cores.
+fleet_cpu() {
+  local f pid ticks=0
+  for f in "$FLEET_DIR"/pids/*.pid; do
+    pid=$(cut -d' ' -f1 "$f")
+    ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -150,6 +150,7 @@ kubectl_floor v0 >>"$BENCH_LOG"
 
 latencies="$WORK/latency.txt"
 : >"$latencies"
+: >"$WORK/fleet-cpu.tsv"
 for rep in $(seq 1 "$runs"); do
   say "repetition $rep of $runs"
   tag="r$rep"
@@ -158,7 +159,13 @@ for rep in $(seq 1 "$runs"); do
   one_floor() { sample "1 cluster" "kubectl set image + rollout status" -- kubectl_floor "$tag-1"; }
   rotated "$rep" one_fl one_helm one_floor
   for n in "${sizes[@]}"; do
-    many_fl() { fl_on "$n" deploy; sample --rss "$n clusters" "flotilla deploy" -- "${FL[@]}" --version "$tag-$n"; }
+    many_fl() {
+      fl_on "$n" deploy
+      local cpu
+      cpu=$(fleet_cpu)
+      sample --rss "$n clusters" "flotilla deploy" -- "${FL[@]}" --version "$tag-$n"
+      printf '%s\t%s\n' "$n" "$(awk -v a="$cpu" -v b="$(fleet_cpu)" 'BEGIN { print b - a }')" >>"$WORK/fleet-cpu.tsv"
+    }
     many_loop() { sample "$n clusters" "helm loop over contexts" -- helm_loop "$n" "$tag-$n-loop"; }
     many_par() { sample "$n clusters" "helm on every context at once" -- helm_parallel "$n" "$tag-$n-par"; }
     rotated "$rep" many_fl many_loop many_par
@@ -206,6 +213,19 @@ for n in "${sizes[@]}"; do
   printf '  %-58s %8s  %s\n' "$n clusters: helm at once / flotilla" \
     "$(ratio "$(m "$n clusters" "helm on every context at once")" "$(m "$n clusters" "flotilla deploy")")" "target >= 1"
 done
+python3 - "$WORK/fleet-cpu.tsv" "$SAMPLES" <<'PY'
+import collections, statistics, sys
+cpu = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    n, seconds = line.split()
+    cpu[n].append(float(seconds))
+for n, values in cpu.items():
+    wall = statistics.median(float(l.split("\t")[2]) for l in open(sys.argv[2])
+                             if l.split("\t")[:2] == [f"{n} clusters", "flotilla deploy"])
+    busy = statistics.median(values)
+    print(f"  {n + ' clusters: the fleet CPU during flotilla deploy, s':<58} {busy:>8.2f}  "
+          f"over {wall:.2f} s wall: {busy / wall:.1f} cores busy with the fleet's work")
+PY
 printf '  %-58s %8s  %s\n' "crashloop on 4: flotilla until all back and healthy, s" \
   "$(m "crashloop on 4, until all healthy" "flotilla deploy (rollback)")" "target <= 3"
 python3 - "$latencies" <<'PY'
