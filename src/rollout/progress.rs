@@ -193,9 +193,10 @@ struct Shown {
 
 /// Whether `phase` gets a plain line, given the phase and time of the cluster's last
 /// line: a new phase always does; an update within the same phase (apply progress, what
-/// the wait still waits for) only once [`PLAIN_UPDATE_INTERVAL`] has passed, except the
-/// apply's first object (the first change in the cluster) and its last (which closes
-/// the phase).
+/// the wait still waits for, any status a phase repeats) only once
+/// [`PLAIN_UPDATE_INTERVAL`] has passed, except the apply's first object (the first
+/// change in the cluster) and its last (which closes the phase), and objects a prune
+/// kept (each one a fact of its own).
 pub fn worth_a_line(
     last: Option<(Discriminant<Phase>, Instant)>,
     phase: &Phase,
@@ -207,8 +208,9 @@ pub fn worth_a_line(
     }
     match phase {
         Phase::Apply { done, total } if *done <= 1 || done == total => true,
-        Phase::Apply { .. } | Phase::Waiting(_) => now.duration_since(at) >= PLAIN_UPDATE_INTERVAL,
-        _ => true,
+        // Each names another object: a fact of its own, not an update of the last one.
+        Phase::Kept(_) => true,
+        _ => now.duration_since(at) >= PLAIN_UPDATE_INTERVAL,
     }
 }
 
