@@ -108,11 +108,15 @@ async fn owners<K: KubeClient>(
     objects: &[&Value],
     adopt: bool,
 ) -> Result<Vec<Adopted>, ClusterError> {
-    // The reads at once (bounded), the verdicts in the objects' order: the first
-    // object owned elsewhere is the one named, as when read one after the other.
-    let live: Vec<(ObjectRef, Option<labels::LiveMeta>)> = futures::stream::iter(objects)
-        .map(|object| async move {
-            let id = cluster.identity(object, namespace).await?;
+    // Identities one after the other (each group version discovered once, then
+    // cached), the reads at once (bounded), the verdicts in the objects' order: the
+    // first object owned elsewhere is the one named, as when read one by one.
+    let mut ids = Vec::with_capacity(objects.len());
+    for object in objects {
+        ids.push(cluster.identity(object, namespace).await?);
+    }
+    let live: Vec<(ObjectRef, Option<labels::LiveMeta>)> = futures::stream::iter(ids)
+        .map(|id| async move {
             let live = cluster.live_meta(&id, namespace).await?;
             Ok::<_, ClusterError>((id, live))
         })
