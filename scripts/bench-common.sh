@@ -27,12 +27,13 @@ bench_cleanup() {
   [ "${#BENCH_TEMP[@]}" -eq 0 ] || rm -rf "${BENCH_TEMP[@]}"
 }
 
-# A fresh temporary directory, removed by bench_cleanup.
-bench_tempdir() { # $1 = name
-  local dir
-  dir="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-$1.XXXXXX")"
-  BENCH_TEMP+=("$dir")
-  echo "$dir"
+# A fresh temporary directory in variable $1, removed by bench_cleanup (a variable, not
+# an echo: in a $(...) subshell the list of what to remove would be lost).
+bench_tempdir() { # $1 = variable, $2 = name
+  local made
+  made="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-$2.XXXXXX")"
+  BENCH_TEMP+=("$made")
+  printf -v "$1" '%s' "$made"
 }
 
 # `bench-N` for N in 1..$1, comma-separated.

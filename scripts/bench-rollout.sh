@@ -73,7 +73,7 @@ print("%.1f" % (max(back) - min(failed)).total_seconds() if failed and back else
 
 printf '%-9s %-10s %-11s %-12s\n' clusters deploy_s rollback_s failed_run_s
 for n in "${sizes[@]}"; do
-  REPO="$(bench_tempdir bench-repo)"
+  bench_tempdir REPO bench-repo
   names=$(cluster_names "$n")
   fleet_up "$names"
   make_repo "$REPO" ${names//,/ }

@@ -26,7 +26,7 @@ if [ -z "${FLOTILLA_BIN:-}" ]; then
 fi
 bench_build
 trap bench_cleanup EXIT
-WORK="$(bench_tempdir bench-scale)"
+bench_tempdir WORK bench-scale
 BENCH_LOG="$WORK/run.log"
 echo
 echo "real fleet: $(load_line)"

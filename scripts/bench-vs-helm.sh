@@ -14,8 +14,9 @@
 # and the failure-detection latency of the crashloop runs. Asserts nothing.
 #
 # Full mode (default): 5 repetitions (BENCH_RUNS), 4 and 10 clusters, Helm's timeout 60s,
-# the release build of flotilla. About 15 minutes on 2 idle cores (the Helm crashloop
-# runs alone wait 5 x 60 s). `--short` (CI): 1 repetition, 4 clusters, Helm's timeout
+# the release build of flotilla. About 20 minutes (3 repetitions took 12.6 min at load
+# 4-7; the Helm crashloop runs alone wait 5 x 60 s, Helm's loops over 10 contexts most of
+# the rest). `--short` (CI): 1 repetition, 4 clusters, Helm's timeout
 # 10s, the dev build; about a minute and a half.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ HELM_CHART="$PWD/benches/helm-hello"
 largest=${sizes[-1]}
 trap bench_cleanup EXIT
 
-WORK="$(bench_tempdir bench-vs-helm)"
+bench_tempdir WORK bench-vs-helm
 REPO="$WORK/repo"
 SAMPLES="$WORK/samples.tsv"
 BENCH_LOG="$WORK/run.log"
