@@ -9,29 +9,21 @@ cd "$(dirname "$0")/.."
 sizes=(3 10)
 [ "${1:-}" = "--short" ] && sizes=(3)
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}"
-FLEET_BIN="${FLOTILLA_FLEET_BIN:-$CARGO_TARGET_DIR/debug/flotilla-fleet}"
-[ -x "$FLEET_BIN" ] || cargo build -q -p flotilla-fleet --bin flotilla-fleet
+. scripts/bench-common.sh
+bench_build
 
-DIR=""
-cleanup() { [ -z "$DIR" ] || { "$FLEET_BIN" --state "$DIR" down >/dev/null 2>&1 || true; rm -rf "$DIR"; }; }
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
-elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), cores: $(nproc)"
+load_line
 printf '%-9s %-10s %-10s %-12s %-14s %-10s %-10s\n' clusters up_s down_s rss_total_MB apiserver_MB_avg kcm_MB_avg kubelet_MB_avg
 for n in "${sizes[@]}"; do
-  DIR="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-fleet.XXXXXX")"
-  names=$(seq -s, -f "bench-%g" 1 "$n")
-  start=$(date +%s.%N)
-  if ! env -u FLOTILLA_FLEET_DIR "$FLEET_BIN" --state "$DIR" up --clusters "$names" >"$DIR/bench-up.log" 2>&1; then
-    cat "$DIR/bench-up.log" >&2; exit 1
-  fi
+  start=$(now)
+  fleet_up "$(cluster_names "$n")"
   up_s=$(elapsed "$start")
   total=0; api=0; kcm=0; kubelet=0
-  for f in "$DIR"/pids/*.pid; do
+  for f in "$FLEET_DIR"/pids/*.pid; do
     pid=$(cut -d' ' -f1 "$f"); kb=$(rss_kb "$pid"); total=$((total + kb))
     case "$(basename "$f")" in
       apiserver-*) api=$((api + kb)) ;;
@@ -39,10 +31,9 @@ for n in "${sizes[@]}"; do
       kubelet-*) kubelet=$((kubelet + kb)) ;;
     esac
   done
-  start=$(date +%s.%N)
-  "$FLEET_BIN" --state "$DIR" down >/dev/null
+  start=$(now)
+  fleet_down
   down_s=$(elapsed "$start")
-  rm -rf "$DIR"; DIR=""
   printf '%-9s %-10s %-10s %-12d %-14d %-10d %-10d\n' "$n" "$up_s" "$down_s" $((total / 1024)) \
     $((api / 1024 / n)) $((kcm / 1024 / n)) $((kubelet / 1024 / n))
 done

@@ -11,20 +11,9 @@ cd "$(dirname "$0")/.."
 sizes=(1 3 10)
 [ "${1:-}" = "--short" ] && sizes=(1 3)
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}"
-FLEET_BIN="${FLOTILLA_FLEET_BIN:-$CARGO_TARGET_DIR/debug/flotilla-fleet}"
-FLOTILLA="${FLOTILLA_BIN:-$CARGO_TARGET_DIR/debug/flotilla}"
-[ -x "$FLEET_BIN" ] || cargo build -q -p flotilla-fleet --bin flotilla-fleet
-[ -x "$FLOTILLA" ] || cargo build -q --bin flotilla
-
-DIR=""; REPO=""
-cleanup() {
-  [ -z "$DIR" ] || { "$FLEET_BIN" --state "$DIR" down >/dev/null 2>&1 || true; rm -rf "$DIR"; }
-  [ -z "$REPO" ] || rm -rf "$REPO" "$REPO.fleet-up.log"
-}
-trap cleanup EXIT
-
-elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+. scripts/bench-common.sh
+bench_build
+trap bench_cleanup EXIT
 
 # A deployment repo with one release whose image tag turns to `crashloop` in one cluster
 # when `--set breakIn=CLUSTER` is given, and one secret from the fleet's Vault.
@@ -84,12 +73,9 @@ print("%.1f" % (max(back) - min(failed)).total_seconds() if failed and back else
 
 printf '%-9s %-10s %-11s %-12s\n' clusters deploy_s rollback_s failed_run_s
 for n in "${sizes[@]}"; do
-  DIR="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-rollout.XXXXXX")"
-  REPO="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-repo.XXXXXX")"
-  names=$(seq -s, -f "bench-%g" 1 "$n")
-  env -u FLOTILLA_FLEET_DIR "$FLEET_BIN" --state "$DIR" up --clusters "$names" >/dev/null 2>"$REPO.fleet-up.log"
-  # shellcheck disable=SC1091
-  set -a; . "$DIR/env"; set +a
+  bench_tempdir REPO bench-repo
+  names=$(cluster_names "$n")
+  fleet_up "$names"
   make_repo "$REPO" ${names//,/ }
   fl() { "$FLOTILLA" --root "$REPO" "$@"; }
   fl deploy hello --env prod --create-namespace >/dev/null 2>&1                 # install: not measured
@@ -102,6 +88,5 @@ for n in "${sizes[@]}"; do
   fi
   failed_s=$(elapsed "$start")
   printf '%-9s %-10s %-11s %-12s\n' "$n" "$deploy_s" "$(rollback_span "$REPO/fail.log")" "$failed_s"
-  "$FLEET_BIN" --state "$DIR" down >/dev/null
-  rm -rf "$DIR" "$REPO" "$REPO.fleet-up.log"; DIR=""; REPO=""
+  fleet_down
 done

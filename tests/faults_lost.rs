@@ -131,7 +131,7 @@ fn an_api_server_stopped_during_apply_is_a_changed_cluster_with_its_finish_comma
         .unwrap();
     }
     let good = deploy_good(&repo, "v1");
-    let broken = spawn_broken_deploy(fleet(), &repo, "l-a", "[l-a] apply 5/");
+    let broken = spawn_broken_deploy(fleet(), &repo, "l-a", "[l-a] apply 1/");
     fleet().stop_cluster("l-a");
     let (out, log) = broken.finish();
     assert_eq!(out.status.code(), Some(1), "{log}");

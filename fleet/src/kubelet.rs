@@ -483,6 +483,15 @@ impl Kubelet {
             if self.timers.get(&uid).is_some_and(|t| t.is_finished()) {
                 self.timers.remove(&uid);
             }
+            if !self.timers.contains_key(&uid) {
+                // The wall-clock moment of the first report: the start of the failure
+                // detection latency that scripts/bench-vs-helm.sh measures.
+                tracing::info!(
+                    pod = %format!("{namespace}/{name}"),
+                    at = %Timestamp::now(),
+                    "reported CrashLoopBackOff"
+                );
+            }
             self.timers.entry(uid).or_insert_with(|| {
                 let tx = self.tx.clone();
                 let (namespace, name) = (namespace.to_string(), name.to_string());

@@ -4,7 +4,7 @@ use super::{ClusterError, ObjectRef};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::GroupVersionKind;
+use kube::core::GroupVersion;
 use kube::discovery::{self, ApiResource, Scope};
 use kube::{Client, Config};
 use std::collections::HashMap;
@@ -113,6 +113,9 @@ pub fn request_timeout() -> Duration {
 
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The log target of one line per API request (`FLOTILLA_LOG=flotilla::requests=debug`).
+pub const REQUEST_LOG: &str = "flotilla::requests";
+
 /// The tower layer of [`request_timeout`]: every request but a watch (`watch=true` or
 /// `watch=1`, which stream for long by design; kube's watcher has its own idle timeout)
 /// gets an answer within the deadline, or fails as a transport error.
@@ -189,8 +192,8 @@ fn warn_insecure_once(context: &str) {
     });
 }
 
-/// `(apiVersion, kind)` → the resource and whether it is namespaced.
-type DiscoveryCache = HashMap<(String, String), (ApiResource, bool)>;
+/// `apiVersion` → the resources it serves, each with whether it is namespaced.
+type DiscoveryCache = HashMap<String, Vec<(ApiResource, bool)>>;
 
 /// A connection to one cluster (one kubeconfig context). Cheap to clone; clones share
 /// the discovery cache and the request counter.
@@ -243,11 +246,16 @@ impl ClusterHandle {
         let server = config.cluster_url.to_string();
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
-        let count =
-            tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        let cluster = context.to_owned();
+        let count = tower::util::MapRequestLayer::new(
+            move |req: http::Request<kube::client::Body>| {
                 counter.fetch_add(1, Ordering::Relaxed);
+                // Every request, for profiling a run (`FLOTILLA_LOG=flotilla::requests=debug`):
+                // method and URI only, never a body.
+                tracing::debug!(target: REQUEST_LOG, cluster = %cluster, "{} {}", req.method(), req.uri());
                 req
-            });
+            },
+        );
         let client = kube::client::ClientBuilder::try_from(config)
             .map_err(|e| match e {
                 // An exec plugin or token file that gives no credential: the
@@ -331,53 +339,68 @@ impl ClusterHandle {
         Ok((version.git_version, served.into_iter().collect()))
     }
 
-    /// The resource and scope (namespaced or not) of an object's kind, from discovery.
-    /// `wait_for` lets a kind defined by a CRD of the same apply appear (the CRD takes
-    /// a moment to be served); otherwise an unknown kind fails at once.
+    /// The resource and scope (namespaced or not) of an object's kind, from discovery:
+    /// one request per group version and run (`/api/v1` once for ConfigMaps, Secrets
+    /// and Services alike). `wait_for` lets a kind defined by a CRD of the same apply
+    /// appear (the CRD takes a moment to be served; its group version is asked again);
+    /// otherwise an unknown kind fails at once.
     pub async fn resource(
         &self,
         object: &ObjectRef,
         wait_for: Option<Duration>,
     ) -> Result<(ApiResource, bool), ClusterError> {
-        let key = (object.api_version.clone(), object.kind.clone());
-        if let Some(found) = self.cached(&key) {
+        if let Some(found) = self.cached(object) {
             return Ok(found);
         }
         let (group, version) = object.group_version();
-        let gvk = GroupVersionKind::gvk(group, version, &object.kind);
+        let gv = GroupVersion::gv(group, version);
         let deadline = tokio::time::Instant::now() + wait_for.unwrap_or_default();
         let mut pause = Duration::from_millis(100);
         loop {
-            match discovery::pinned_kind(&self.client, &gvk).await {
-                Ok((resource, caps)) => {
-                    let found = (resource, caps.scope == Scope::Namespaced);
+            let found = match discovery::pinned_group(&self.client, &gv).await {
+                Ok(served) => {
+                    let resources: Vec<(ApiResource, bool)> = served
+                        .versioned_resources(version)
+                        .into_iter()
+                        .map(|(resource, caps)| (resource, caps.scope == Scope::Namespaced))
+                        .collect();
+                    let found = resources
+                        .iter()
+                        .find(|(resource, _)| resource.kind == object.kind)
+                        .cloned();
                     if let Ok(mut cache) = self.resources.lock() {
-                        cache.insert(key, found.clone());
+                        cache.insert(object.api_version.clone(), resources);
                     }
-                    return Ok(found);
+                    found
                 }
-                Err(kube::Error::Api(_) | kube::Error::Discovery(_))
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    // A CRD just applied is served once it is Established: back off, bounded.
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
-                Err(kube::Error::Api(_) | kube::Error::Discovery(_)) => {
-                    return Err(ClusterError::UnknownKind {
-                        context: self.context.clone(),
-                        api_version: object.api_version.clone(),
-                        kind: object.kind.clone(),
-                        object: object.to_string(),
-                    })
-                }
+                Err(kube::Error::Api(_) | kube::Error::Discovery(_)) => None,
                 Err(err) => return Err(self.error("discover", object, err)),
+            };
+            if let Some(found) = found {
+                return Ok(found);
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::UnknownKind {
+                    context: self.context.clone(),
+                    api_version: object.api_version.clone(),
+                    kind: object.kind.clone(),
+                    object: object.to_string(),
+                });
+            }
+            // A CRD just applied is served once it is Established: back off, bounded.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 
-    fn cached(&self, key: &(String, String)) -> Option<(ApiResource, bool)> {
-        self.resources.lock().ok()?.get(key).cloned()
+    fn cached(&self, object: &ObjectRef) -> Option<(ApiResource, bool)> {
+        self.resources
+            .lock()
+            .ok()?
+            .get(&object.api_version)?
+            .iter()
+            .find(|(resource, _)| resource.kind == object.kind)
+            .cloned()
     }
 
     /// The dynamic API of an object's kind; namespaced kinds use `object.namespace`

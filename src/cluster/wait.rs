@@ -11,7 +11,7 @@ use kube::api::ListParams;
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource, ResourceExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -74,10 +74,6 @@ where
         .default_backoff()
         .applied_objects()
         .boxed()
-}
-
-fn named(name: &str) -> watcher::Config {
-    watcher::Config::default().fields(&format!("metadata.name={name}"))
 }
 
 /// A container stuck waiting for a reason that fails the wait (at once, or after the
@@ -172,39 +168,50 @@ impl ClusterHandle {
         let mut pending: BTreeMap<Key, String> = BTreeMap::new();
         let mut streams: Vec<BoxStream<'static, Result<Update, watcher::Error>>> = Vec::new();
         let mut pod_namespaces = Vec::new();
+        // One watch per kind and namespace, of the release's objects (every object it
+        // applies carries its labels): two Deployments cost one list and one watch, not
+        // two of each. Updates of objects not waited for are dropped below.
+        let release_objects = watcher::Config::default().labels(&labels::selector(&opts.release));
+        let mut watched: BTreeSet<(&'static str, String)> = BTreeSet::new();
         for id in objects {
             let ns = ns_of(id);
-            let client = self.client();
-            let stream = match (id.group(), id.kind.as_str()) {
-                ("apps", "Deployment") => {
-                    watch(Api::<Deployment>::namespaced(client, &ns), named(&id.name))
-                        .map(|r| r.map(|o| Update::Deployment(Box::new(o))))
-                        .boxed()
-                }
-                ("apps", "StatefulSet") => {
-                    watch(Api::<StatefulSet>::namespaced(client, &ns), named(&id.name))
-                        .map(|r| r.map(|o| Update::StatefulSet(Box::new(o))))
-                        .boxed()
-                }
-                ("apps", "DaemonSet") => {
-                    watch(Api::<DaemonSet>::namespaced(client, &ns), named(&id.name))
-                        .map(|r| r.map(|o| Update::DaemonSet(Box::new(o))))
-                        .boxed()
-                }
-                ("batch", "Job") => watch(Api::<Job>::namespaced(client, &ns), named(&id.name))
-                    .map(|r| r.map(|o| Update::Job(Box::new(o))))
-                    .boxed(),
+            let kind = match (id.group(), id.kind.as_str()) {
+                ("apps", "Deployment") => "Deployment",
+                ("apps", "StatefulSet") => "StatefulSet",
+                ("apps", "DaemonSet") => "DaemonSet",
+                ("batch", "Job") => "Job",
                 _ => continue,
             };
-            streams.push(stream);
             pending.insert(
                 (id.kind.clone(), ns.clone(), id.name.clone()),
                 "not seen yet".into(),
             );
             if !pod_namespaces.contains(&ns) {
-                pod_namespaces.push(ns);
+                pod_namespaces.push(ns.clone());
             }
+            if !watched.insert((kind, ns.clone())) {
+                continue;
+            }
+            let client = self.client();
+            let config = release_objects.clone();
+            streams.push(match kind {
+                "Deployment" => watch(Api::<Deployment>::namespaced(client, &ns), config)
+                    .map(|r| r.map(|o| Update::Deployment(Box::new(o))))
+                    .boxed(),
+                "StatefulSet" => watch(Api::<StatefulSet>::namespaced(client, &ns), config)
+                    .map(|r| r.map(|o| Update::StatefulSet(Box::new(o))))
+                    .boxed(),
+                "DaemonSet" => watch(Api::<DaemonSet>::namespaced(client, &ns), config)
+                    .map(|r| r.map(|o| Update::DaemonSet(Box::new(o))))
+                    .boxed(),
+                _ => watch(Api::<Job>::namespaced(client, &ns), config)
+                    .map(|r| r.map(|o| Update::Job(Box::new(o))))
+                    .boxed(),
+            });
         }
+        // Every workload waited for, ready or not: a ready one that fails later still
+        // fails the wait.
+        let waited_for: BTreeSet<Key> = pending.keys().cloned().collect();
         if pending.is_empty() {
             return Ok(());
         }
@@ -334,6 +341,9 @@ impl ClusterHandle {
             };
             let ns = ns.unwrap_or_default();
             let key = (kind.to_owned(), ns.clone(), name.clone());
+            if !waited_for.contains(&key) {
+                continue;
+            }
             match revision {
                 Some(revision) => current.insert(key.clone(), revision),
                 None => current.remove(&key),

@@ -38,6 +38,12 @@ pub struct FakeKube {
     pub samples_taken: std::sync::atomic::AtomicUsize,
 }
 
+impl Default for FakeKube {
+    fn default() -> FakeKube {
+        FakeKube::new()
+    }
+}
+
 impl FakeKube {
     pub fn new() -> FakeKube {
         FakeKube {

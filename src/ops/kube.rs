@@ -217,8 +217,10 @@ impl<'a> KubeClient for Leased<'a> {
         self.handle.context()
     }
 
-    async fn ensure_namespace(&self, namespace: &str, create: bool) -> Result<(), ClusterError> {
-        self.handle.ensure_namespace(namespace, create).await
+    async fn ensure_namespace(&self, _: &str, _: bool) -> Result<(), ClusterError> {
+        // The lease the caller holds lives in the release namespace: it exists (and was
+        // created, with --create-namespace, before the lease was taken).
+        Ok(())
     }
 
     async fn lock(&self, _: &str, _: &str, _: &LockOptions) -> Result<Lent<'a>, ClusterError> {

@@ -22,8 +22,9 @@ pub mod soak;
 pub mod uninstall;
 pub mod upgrade;
 
-#[cfg(test)]
-mod fake;
+/// The in-memory cluster of the unit tests; public for the scale benchmark only.
+#[cfg(any(test, feature = "scripted-clusters"))]
+pub mod fake;
 
 pub use inspect::{diff, history, status, ObjectHealth, ObjectStatus, StatusReport};
 pub use kube::{HeldLock, KubeClient, Leased, Lent};

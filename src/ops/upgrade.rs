@@ -10,6 +10,7 @@ use crate::cluster::{
 use crate::release::{self, ChartRef, History, Operation, ReleaseRecord, RevisionSource, Status};
 use crate::storage::{RecordStore, SecretStore};
 use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -97,6 +98,9 @@ pub async fn check_ownership<K: KubeClient>(
     .await
 }
 
+/// Objects whose ownership is read at once, before a run's first change.
+const OWNERSHIP_READS: usize = 8;
+
 async fn owners<K: KubeClient>(
     cluster: &K,
     release: &str,
@@ -104,10 +108,24 @@ async fn owners<K: KubeClient>(
     objects: &[&Value],
     adopt: bool,
 ) -> Result<Vec<Adopted>, ClusterError> {
-    let mut adopted = Vec::new();
+    // Identities one after the other (each group version discovered once, then
+    // cached), the reads at once (bounded), the verdicts in the objects' order: the
+    // first object owned elsewhere is the one named, as when read one by one.
+    let mut ids = Vec::with_capacity(objects.len());
     for object in objects {
-        let id = cluster.identity(object, namespace).await?;
-        let Some(live) = cluster.live_meta(&id, namespace).await? else {
+        ids.push(cluster.identity(object, namespace).await?);
+    }
+    let live: Vec<(ObjectRef, Option<labels::LiveMeta>)> = futures::stream::iter(ids)
+        .map(|id| async move {
+            let live = cluster.live_meta(&id, namespace).await?;
+            Ok::<_, ClusterError>((id, live))
+        })
+        .buffered(OWNERSHIP_READS)
+        .try_collect()
+        .await?;
+    let mut adopted = Vec::new();
+    for (id, live) in live {
+        let Some(live) = live else {
             continue;
         };
         let Some(owner) = labels::foreign_owner(&id.kind, &live, release) else {

@@ -7,7 +7,7 @@ use super::plan::Plan;
 use super::progress::{Phase, Reporter};
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
-use crate::engine::{Capabilities, Chart, CommandLineValues, Renderer, ValueSource};
+use crate::engine::{Capabilities, Chart, CommandLineValues, Renderer, Renders, ValueSource};
 use crate::ops::{self, Rendered, RunOptions};
 use crate::release::{
     Artifact, ChartRef, HelmSource, History, Promotion, RevisionSource, SecretSource,
@@ -292,24 +292,13 @@ impl ReleaseRender {
         let secrets = self.resolved.exposed(&cluster.context);
         let renders =
             renderer.render_for_apply(cluster, &secrets, history.next_revision().into())?;
-        Ok(Rendered {
-            release: self.name().to_owned(),
-            namespace: self.namespace().to_owned(),
-            chart: ChartRef {
-                name: self.chart.metadata.name.clone(),
-                version: self.chart.metadata.version.clone(),
-            },
-            app_version: self.release.descriptor.spec.version.clone(),
-            objects: renders
-                .applied
-                .objects
-                .into_iter()
-                .map(|o| o.object)
-                .collect(),
-            stored: renders.stored,
-            values: renderer.values(cluster, &secrets),
-            source: Some(self.source(&cluster.context, capabilities)),
-        })
+        Ok(rendered(
+            &self.release,
+            &self.chart,
+            renders,
+            renderer.values(cluster, &secrets),
+            Some(self.source(&cluster.context, capabilities)),
+        ))
     }
 
     /// What a record keeps to render this cluster's revision again: the chart's files
@@ -430,4 +419,33 @@ pub async fn prepare_deploy(
         gates: None,
         resumed: HashMap::new(),
     })
+}
+
+/// One cluster's render of `release` as the per-cluster operations take it: the objects
+/// with values to apply, the placeholder render to record, the merged values.
+pub fn rendered(
+    release: &LoadedRelease,
+    chart: &Chart,
+    renders: Renders,
+    values: serde_json::Value,
+    source: Option<RevisionSource>,
+) -> Rendered {
+    Rendered {
+        release: release.descriptor.metadata.name.clone(),
+        namespace: release.descriptor.metadata.namespace.clone(),
+        chart: ChartRef {
+            name: chart.metadata.name.clone(),
+            version: chart.metadata.version.clone(),
+        },
+        app_version: release.descriptor.spec.version.clone(),
+        objects: renders
+            .applied
+            .objects
+            .into_iter()
+            .map(|o| o.object)
+            .collect(),
+        stored: renders.stored,
+        values,
+        source,
+    }
 }

@@ -1,12 +1,22 @@
 //! Live progress of a run: on a terminal one indicatif line per cluster (phase and
 //! elapsed time); without one (CI) plain timestamped lines on stderr; nothing in tests.
 //! Only phases and object names are shown, never values.
+//!
+//! Plain lines are bounded per cluster and phase ([`worth_a_line`]): every change of
+//! phase is a line, but the updates within one (`apply k/n`, what the wait still waits
+//! for, which change with every watch event) are at most one per
+//! [`PLAIN_UPDATE_INTERVAL`], plus the first and the last object applied.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::mem::Discriminant;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Without a terminal, the shortest time between two lines of one cluster in the same
+/// phase.
+pub const PLAIN_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where one cluster is in a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,10 +77,7 @@ pub struct Reporter(Arc<Inner>, Option<Arc<str>>);
 enum Inner {
     Silent,
     Plain {
-        started: Mutex<HashMap<String, Instant>>,
-        /// When each cluster's last soak line was printed: one every
-        /// [`SOAK_LINE_EVERY`], not one per sample.
-        soak_lines: Mutex<HashMap<String, Instant>>,
+        shown: Mutex<HashMap<String, Shown>>,
     },
     Bars {
         multi: MultiProgress,
@@ -97,8 +104,7 @@ impl Reporter {
     pub fn plain() -> Reporter {
         Reporter(
             Arc::new(Inner::Plain {
-                started: Mutex::default(),
-                soak_lines: Mutex::default(),
+                shown: Mutex::default(),
             }),
             None,
         )
@@ -124,21 +130,19 @@ impl Reporter {
         };
         match &*self.0 {
             Inner::Silent => {}
-            Inner::Plain {
-                started,
-                soak_lines,
-            } => {
-                if matches!(phase, Phase::Soaking(_)) && !soak_line_due(soak_lines, context) {
+            Inner::Plain { shown } => {
+                let now = Instant::now();
+                let Ok(mut shown) = shown.lock() else { return };
+                let cluster = shown.entry(context.to_owned()).or_insert(Shown {
+                    started: now,
+                    last: None,
+                });
+                if !worth_a_line(cluster.last, &phase, now) {
                     return;
                 }
-                let elapsed = started
-                    .lock()
-                    .map(|mut s| {
-                        s.entry(context.to_owned())
-                            .or_insert_with(Instant::now)
-                            .elapsed()
-                    })
-                    .unwrap_or_default();
+                cluster.last = Some((std::mem::discriminant(&phase), now));
+                let elapsed = now - cluster.started;
+                drop(shown);
                 crate::output::eprint_line(&format!(
                     "{} [{context}] {phase} ({})",
                     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
@@ -189,19 +193,33 @@ impl Reporter {
     }
 }
 
-/// Without a terminal, a soak prints one line per cluster this often.
-const SOAK_LINE_EVERY: Duration = Duration::from_secs(30);
+/// What the plain lines remember of one cluster: when it was first reported, and the
+/// phase and time of its last line.
+struct Shown {
+    started: Instant,
+    last: Option<(Discriminant<Phase>, Instant)>,
+}
 
-fn soak_line_due(last: &Mutex<HashMap<String, Instant>>, context: &str) -> bool {
-    let Ok(mut last) = last.lock() else {
+/// Whether `phase` gets a plain line, given the phase and time of the cluster's last
+/// line: a new phase always does; an update within the same phase (apply progress, what
+/// the wait still waits for, any status a phase repeats) only once
+/// [`PLAIN_UPDATE_INTERVAL`] has passed, except the apply's first object (the first
+/// change in the cluster) and its last (which closes the phase), and objects a prune
+/// kept (each one a fact of its own).
+pub fn worth_a_line(
+    last: Option<(Discriminant<Phase>, Instant)>,
+    phase: &Phase,
+    now: Instant,
+) -> bool {
+    let Some((kind, at)) = last else { return true };
+    if kind != std::mem::discriminant(phase) {
         return true;
-    };
-    match last.get(context) {
-        Some(at) if at.elapsed() < SOAK_LINE_EVERY => false,
-        _ => {
-            last.insert(context.to_owned(), Instant::now());
-            true
-        }
+    }
+    match phase {
+        Phase::Apply { done, total } if *done <= 1 || done == total => true,
+        // Each names another object: a fact of its own, not an update of the last one.
+        Phase::Kept(_) => true,
+        _ => now.duration_since(at) >= PLAIN_UPDATE_INTERVAL,
     }
 }
 
@@ -212,19 +230,60 @@ pub(crate) fn seconds(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::mem::discriminant;
+
+    fn apply(done: usize) -> Phase {
+        Phase::Apply { done, total: 5 }
+    }
 
     #[test]
-    fn a_soak_prints_one_plain_line_per_cluster_per_period_not_one_per_sample() {
-        let last = Mutex::default();
-        assert!(soak_line_due(&last, "eu"));
-        assert!(
-            !soak_line_due(&last, "eu"),
-            "the next sample, seconds later"
-        );
-        assert!(soak_line_due(&last, "us"), "each cluster has its own");
-        last.lock()
-            .unwrap()
-            .insert("eu".to_owned(), Instant::now() - SOAK_LINE_EVERY);
-        assert!(soak_line_due(&last, "eu"));
+    fn a_new_phase_always_gets_a_line() {
+        let t = Instant::now();
+        assert!(worth_a_line(None, &apply(1), t));
+        let applying = Some((discriminant(&apply(1)), t));
+        assert!(worth_a_line(
+            applying,
+            &Phase::Waiting("Deployment web".into()),
+            t
+        ));
+        assert!(worth_a_line(applying, &Phase::Deployed, t));
+    }
+
+    #[test]
+    fn updates_within_a_phase_are_one_per_interval_plus_the_last_object_applied() {
+        let t = Instant::now();
+        let applying = Some((discriminant(&apply(0)), t));
+        assert!(worth_a_line(applying, &apply(1), t));
+        assert!(!worth_a_line(
+            applying,
+            &apply(2),
+            t + Duration::from_secs(1)
+        ));
+        assert!(worth_a_line(
+            applying,
+            &apply(5),
+            t + Duration::from_secs(1)
+        ));
+        assert!(worth_a_line(applying, &apply(3), t + PLAIN_UPDATE_INTERVAL));
+        let waiting =
+            Phase::Waiting("Deployment ns/web (1 of 2 updated replicas available)".into());
+        let last = Some((discriminant(&waiting), t));
+        assert!(!worth_a_line(
+            last,
+            &Phase::Waiting("Deployment ns/web (not seen yet)".into()),
+            t + Duration::from_secs(9)
+        ));
+        assert!(worth_a_line(last, &waiting, t + PLAIN_UPDATE_INTERVAL));
+    }
+
+    #[test]
+    fn phases_that_repeat_with_new_facts_are_never_dropped() {
+        let t = Instant::now();
+        let kept = Phase::Kept("ConfigMap ns/a (annotated keep)".into());
+        assert!(worth_a_line(
+            Some((discriminant(&kept), t)),
+            &Phase::Kept("ConfigMap ns/b (annotated keep)".into()),
+            t
+        ));
     }
 }

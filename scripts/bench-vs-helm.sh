@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# flotilla side by side with Helm 4 and the kubectl floor, on one local fleet, in one run.
+# The example release in both forms: releases/hello (Handlebars, secrets from the fleet's
+# Vault) and benches/helm-hello (the same five objects as a Helm chart, secrets as values).
+# Each repetition runs every tool once, in a rotating order (interleaved), each upgrade
+# to a new image tag so that every Deployment rolls out:
+#   1 cluster       flotilla deploy | helm upgrade --install --wait | kubectl set image + rollout status
+#   N clusters      flotilla deploy | helm over the contexts one after the other | helm on every context at once
+#   crashloop on 4  flotilla deploy until every cluster is back and healthy | helm upgrade --rollback-on-failure on one
+#   rollback of N   flotilla rollback | helm rollback --wait over the contexts
+#   template        flotilla template for 100 clusters | helm template for each
+# Prints one table (median (min-max) of the wall seconds, flotilla's peak RSS, each
+# tool over the scenario's first), the targets of the issue with the measured ratios,
+# and the failure-detection latency of the crashloop runs. Asserts nothing.
+#
+# Full mode (default): 5 repetitions (BENCH_RUNS), 4 and 10 clusters, Helm's timeout 60s,
+# the release build of flotilla. About 20 minutes (3 repetitions took 12.6 min at load
+# 4-7; the Helm crashloop runs alone wait 5 x 60 s, Helm's loops over 10 contexts most of
+# the rest). `--short` (CI): 1 repetition, 4 clusters, Helm's timeout
+# 10s, the dev build; about a minute and a half.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
+
+short=0
+[ "${1:-}" = "--short" ] && short=1
+if [ "$short" = 1 ]; then
+  runs=1 sizes=(4) helm_timeout=10s helm_templates=0
+else
+  runs=${BENCH_RUNS:-5} sizes=(4 10) helm_timeout=${BENCH_HELM_TIMEOUT:-60s} helm_templates=1
+  # The figures to quote are the optimised build's (its RSS and CPU differ from dev's).
+  if [ -z "${FLOTILLA_BIN:-}" ]; then
+    cargo build -q --release --bin flotilla
+    FLOTILLA="$CARGO_TARGET_DIR/release/flotilla"
+  fi
+fi
+bench_build
+. "${FLOTILLA_BINARIES_ENV:-$HOME/.cache/flotilla/binaries.env}"
+HELM="${FLOTILLA_HELM:?FLOTILLA_HELM is not set: run scripts/install-deps.sh}"
+HELM_CHART="$PWD/benches/helm-hello"
+largest=${sizes[-1]}
+trap bench_cleanup EXIT
+
+bench_tempdir WORK bench-vs-helm
+REPO="$WORK/repo"
+SAMPLES="$WORK/samples.tsv"
+BENCH_LOG="$WORK/run.log"
+: >"$SAMPLES"
+
+fl() { "$FLOTILLA" --root "$REPO" "$@"; }
+# `flotilla --root REPO COMMAND hello --env bench --clusters bench-1,...,bench-N`, as a
+# command line (for /usr/bin/time, which runs programs, not shell functions).
+fl_on() { # $1 = clusters, $2 = command; sets the array FL
+  FL=("$FLOTILLA" --root "$REPO" "$2" hello --env bench --clusters "$(cluster_names "$1")")
+}
+contexts() { seq -f "bench-%g" 1 "$1"; }
+
+helm_upgrade() { # $1 = context, $2 = image tag, then helm's own flags
+  local context=$1 tag=$2; shift 2
+  "$HELM" upgrade --install hello "$HELM_CHART" --kube-context "$context" --namespace hello-helm \
+    --set "image.tag=$tag" --set "global.clusterName=$context" "$@"
+}
+helm_loop() { # $1 = clusters, $2 = tag
+  local c
+  for c in $(contexts "$1"); do helm_upgrade "$c" "$2" --wait=watcher --timeout 120s; done
+}
+helm_parallel() { # $1 = clusters, $2 = tag
+  local c pids=() status=0
+  for c in $(contexts "$1"); do
+    helm_upgrade "$c" "$2" --wait=watcher --timeout 120s &
+    pids+=("$!")
+  done
+  for c in "${pids[@]}"; do wait "$c" || status=1; done
+  return "$status"
+}
+helm_rollback_loop() { # $1 = clusters
+  local c
+  for c in $(contexts "$1"); do
+    "$HELM" rollback hello --kube-context "$c" --namespace hello-helm --wait=watcher --timeout 120s
+  done
+}
+# The least any tool must do on one cluster: a new image on every Deployment, then wait
+# for each rollout.
+kubectl_floor() { # $1 = tag
+  kubectl --context bench-1 -n hello-floor set image deployment --all "*=registry.example.com/hello:$1" &&
+    kubectl --context bench-1 -n hello-floor rollout status deployment/hello-web --timeout 120s &&
+    kubectl --context bench-1 -n hello-floor rollout status deployment/hello-worker --timeout 120s
+}
+helm_templates() { # $1 = clusters
+  local c
+  for c in $(seq 1 "$1"); do
+    "$HELM" template hello "$HELM_CHART" --set "global.clusterName=bench-$c" >/dev/null
+  done
+}
+
+# Runs the given scenario lines (each a function name) in the order that starts at
+# repetition $1 of them: interleaving, so no tool always goes first.
+rotated() { # $1 = repetition, then the functions
+  local _rep=$1; shift
+  local _fns=("$@") _i
+  for _i in $(seq 0 $(($# - 1))); do "${_fns[$(((_i + _rep) % $#))]}"; done
+}
+
+# Seconds from a pod reported CrashLoopBackOff (the simulated kubelet's log) to the
+# cluster's FAILED line, and from that decision to the last "rolling back" line.
+detection_latency() { # $1 = flotilla's stderr of the crashloop run
+  python3 - "$1" "$FLEET_DIR/logs" <<'PY'
+import datetime, glob, re, sys
+def t(text):
+    text = re.sub(r"(\.\d{6})\d*", r"\1", text.replace("Z", "+00:00"))
+    return datetime.datetime.fromisoformat(text)
+progress = [l.split(" ", 2) for l in open(sys.argv[1]) if l[:2] == "20"]
+failed = [(t(ts), ctx.strip("[]")) for ts, ctx, rest in progress if rest.startswith("FAILED")]
+restoring = [t(ts) for ts, ctx, rest in progress if rest.startswith("rolling back")]
+if not failed:
+    print("n/a n/a"); sys.exit()
+decided, cluster = min(failed)
+began = min(t(ts) for ts, _, _ in progress)
+# This run's pods only: flotilla's namespace, reported after the run began (Helm's
+# crashloop runs in its own namespace of the same cluster).
+reported = []
+for line in open(f"{sys.argv[2]}/kubelet-{cluster}.log"):
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    m = re.search(r"reported CrashLoopBackOff.*\bpod=hello/\S+.*\bat=(\S+)", line)
+    if m:
+        reported.append(t(m.group(1)))
+first = min((r for r in reported if began <= r <= decided), default=None)
+detect = f"{(decided - first).total_seconds():.3f}" if first else "n/a"
+start = f"{(max(restoring) - decided).total_seconds():.3f}" if restoring else "n/a"
+print(detect, start)
+PY
+}
+
+echo "flotilla vs Helm $("$HELM" version --short 2>/dev/null) on $largest clusters of Kubernetes $("$FLEET_BIN" --version 2>/dev/null | head -1 || true)"
+echo "$(load_line); $runs repetitions; flotilla: $FLOTILLA"
+say "starting a fleet of $largest clusters"
+fleet_up "$(cluster_names "$largest")"
+bench_repo "$REPO" "$largest"
+bench_repo "$WORK/template-repo" 100
+
+say "installing flotilla's release, Helm's and the floor's objects (not measured)"
+# Installs, not measured: flotilla's release, Helm's, and the floor's objects.
+fl_on "$largest" deploy; "${FL[@]}" --create-namespace --version v0 >>"$BENCH_LOG" 2>&1
+for c in $(contexts "$largest"); do
+  helm_upgrade "$c" v0 --create-namespace --wait=watcher --timeout 120s >>"$BENCH_LOG" 2>&1
+done
+kubectl --context bench-1 create namespace hello-floor >>"$BENCH_LOG"
+"$HELM" template hello "$HELM_CHART" --namespace hello-floor --set image.tag=v0 |
+  kubectl --context bench-1 -n hello-floor apply -f - >>"$BENCH_LOG"
+kubectl_floor v0 >>"$BENCH_LOG"
+
+latencies="$WORK/latency.txt"
+: >"$latencies"
+: >"$WORK/fleet-cpu.tsv"
+for rep in $(seq 1 "$runs"); do
+  say "repetition $rep of $runs"
+  tag="r$rep"
+  one_fl() { fl_on 1 deploy; sample --rss "1 cluster" "flotilla deploy" -- "${FL[@]}" --version "$tag-1"; }
+  one_helm() { sample "1 cluster" "helm upgrade --install --wait" -- helm_upgrade bench-1 "$tag-1" --wait=watcher --timeout 120s; }
+  one_floor() { sample "1 cluster" "kubectl set image + rollout status" -- kubectl_floor "$tag-1"; }
+  rotated "$rep" one_fl one_helm one_floor
+  for n in "${sizes[@]}"; do
+    many_fl() {
+      fl_on "$n" deploy
+      local cpu
+      cpu=$(fleet_cpu)
+      sample --rss "$n clusters" "flotilla deploy" -- "${FL[@]}" --version "$tag-$n"
+      printf '%s\t%s\n' "$n" "$(awk -v a="$cpu" -v b="$(fleet_cpu)" 'BEGIN { print b - a }')" >>"$WORK/fleet-cpu.tsv"
+    }
+    many_loop() { sample "$n clusters" "helm loop over contexts" -- helm_loop "$n" "$tag-$n-loop"; }
+    many_par() { sample "$n clusters" "helm on every context at once" -- helm_parallel "$n" "$tag-$n-par"; }
+    rotated "$rep" many_fl many_loop many_par
+    # One more flotilla deployment on these clusters (not measured), so that the
+    # rollback goes back to the one above, on every cluster of the run. Helm's goes back
+    # from its second upgrade above to its first.
+    fl_on "$n" deploy
+    "${FL[@]}" --version "$tag-$n-again" >>"$BENCH_LOG" 2>&1
+    back_fl() { fl_on "$n" rollback; sample --rss "rollback of $n" "flotilla rollback" -- "${FL[@]}"; }
+    back_helm() { sample "rollback of $n" "helm rollback per context" -- helm_rollback_loop "$n"; }
+    rotated "$rep" back_fl back_helm
+  done
+  crash_fl() {
+    fl_on 4 deploy
+    sample --rss --fail "crashloop on 4, until all healthy" "flotilla deploy (rollback)" -- \
+      "${FL[@]}" --version "$tag-c" --set breakIn=bench-1
+    detection_latency "$BENCH_LOG.last" >>"$latencies"
+  }
+  crash_helm() {
+    sample --fail "crashloop on 4, until all healthy" "helm --rollback-on-failure (1 cluster)" -- \
+      helm_upgrade bench-1 crashloop --rollback-on-failure --timeout "$helm_timeout"
+  }
+  rotated "$rep" crash_fl crash_helm
+  sample --rss "template, 100 clusters" "flotilla template" -- "$FLOTILLA" --root "$WORK/template-repo" template hello --env bench
+  [ "$helm_templates" = 0 ] || sample "template, 100 clusters" "helm template per cluster" -- helm_templates 100
+done
+
+say "stopping the fleet"
+fleet_down
+echo
+print_table "$SAMPLES"
+echo
+m() { median_of "$SAMPLES" "$1" "$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+echo "targets (issue 17), from the medians above:"
+printf '  %-58s %8s  %s\n' "1 cluster: flotilla / kubectl floor" \
+  "$(ratio "$(m "1 cluster" "flotilla deploy")" "$(m "1 cluster" "kubectl set image + rollout status")")" "target <= 1.2"
+printf '  %-58s %8s  %s\n' "1 cluster: helm / flotilla" \
+  "$(ratio "$(m "1 cluster" "helm upgrade --install --wait")" "$(m "1 cluster" "flotilla deploy")")" "target >= 3"
+for n in "${sizes[@]}"; do
+  printf '  %-58s %8s  %s\n' "$n clusters: flotilla / flotilla on 1 cluster" \
+    "$(ratio "$(m "$n clusters" "flotilla deploy")" "$(m "1 cluster" "flotilla deploy")")" "target <= 1.3 at 4"
+  printf '  %-58s %8s  %s\n' "$n clusters: helm loop / flotilla" \
+    "$(ratio "$(m "$n clusters" "helm loop over contexts")" "$(m "$n clusters" "flotilla deploy")")" "target >= 3 at 4, >= 8 at 10"
+  printf '  %-58s %8s  %s\n' "$n clusters: helm at once / flotilla" \
+    "$(ratio "$(m "$n clusters" "helm on every context at once")" "$(m "$n clusters" "flotilla deploy")")" "target >= 1"
+done
+python3 - "$WORK/fleet-cpu.tsv" "$SAMPLES" <<'PY'
+import collections, statistics, sys
+cpu = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    n, seconds = line.split()
+    cpu[n].append(float(seconds))
+for n, values in cpu.items():
+    wall = statistics.median(float(l.split("\t")[2]) for l in open(sys.argv[2])
+                             if l.split("\t")[:2] == [f"{n} clusters", "flotilla deploy"])
+    busy = statistics.median(values)
+    print(f"  {n + ' clusters: the fleet CPU during flotilla deploy, s':<58} {busy:>8.2f}  "
+          f"over {wall:.2f} s wall: {busy / wall:.1f} cores busy with the fleet's work")
+PY
+printf '  %-58s %8s  %s\n' "crashloop on 4: flotilla until all back and healthy, s" \
+  "$(m "crashloop on 4, until all healthy" "flotilla deploy (rollback)")" "target <= 3"
+python3 - "$latencies" <<'PY'
+import statistics, sys
+pairs = [l.split() for l in open(sys.argv[1]) if l.strip()]
+for i, (name, target) in enumerate([("detection: CrashLoopBackOff reported -> cluster failed, s", "<= 0.5"),
+                                    ("restores: cluster failed -> last restore started, s", "<= 0.2")]):
+    vals = [float(p[i]) for p in pairs if p[i] != "n/a"]
+    shown = f"{statistics.median(vals):.3f}" if vals else "n/a"
+    print(f"  {name:<58} {shown:>8}  target {target} ({len(vals)} runs)")
+PY
+echo "$(load_line) (at the end)"
