@@ -199,7 +199,7 @@ fn render_all(root: &Path, clusters: &[Cluster], version: &str) -> HashMap<Strin
     release.descriptor.spec.version = version.to_owned();
     let chart = Chart::load(&release.chart_dir).expect("the example chart loads");
     let renderer =
-        Renderer::for_release(&chart, &release, "prod", &[], 1).expect("the renderer builds");
+        Renderer::for_release(&chart, &release, "prod", &Default::default(), 1).expect("the renderer builds");
     clusters
         .iter()
         .map(|cluster| {
@@ -223,6 +223,9 @@ fn plan(clusters: &[Cluster]) -> Plan {
         timeout: Duration::from_secs(60),
         rollback_timeout: None,
         on_failure: OnFailure::Rollback,
+        wave_settings: Vec::new(),
+        until_wave: None,
+        resume_after: None,
     }
 }
 
