@@ -198,8 +198,8 @@ fn render_all(root: &Path, clusters: &[Cluster], version: &str) -> HashMap<Strin
     let mut release = repo.release("hello").expect("release hello loads");
     release.descriptor.spec.version = version.to_owned();
     let chart = Chart::load(&release.chart_dir).expect("the example chart loads");
-    let renderer =
-        Renderer::for_release(&chart, &release, "prod", &Default::default(), 1).expect("the renderer builds");
+    let renderer = Renderer::for_release(&chart, &release, "prod", &Default::default(), 1)
+        .expect("the renderer builds");
     clusters
         .iter()
         .map(|cluster| {
