@@ -387,11 +387,23 @@ pub fn summarise(pods: &[Pod]) -> String {
         .join("; ")
 }
 
+/// The checkout the tests run from: found from the package cargo is testing
+/// (`CARGO_MANIFEST_DIR` at run time), else from where this crate was compiled. A
+/// target directory shared by checkouts at other paths (a CI clone, a worktree) may
+/// hold this crate built from one of those, since gone.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+    let tested = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let found = tested
+        .iter()
+        .flat_map(|dir| dir.ancestors())
+        .find(|dir| dir.join("fleet").join("Cargo.toml").is_file())
+        .map(Path::to_path_buf);
+    found.unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    })
 }
 
 /// `FLOTILLA_FLEET_BIN`, else `target/<profile>/flotilla-fleet` next to this test
