@@ -117,13 +117,14 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 load_line() { echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), cores: $(nproc), $(date -u +%Y-%m-%dT%H:%M:%SZ)"; }
 
-# Runs a command, appending `scenario<TAB>tool<TAB>seconds<TAB>peak RSS KiB` to the
-# samples file $SAMPLES. `--rss` measures the command's peak RSS (/usr/bin/time -v's
-# "Maximum resident set size": the command's own process, not its children's sum); `--fail`
+# Runs a command, appending `scenario<TAB>tool<TAB>seconds<TAB>peak RSS KiB<TAB>CPU s` to
+# the samples file $SAMPLES. `--rss` measures the command's peak RSS (/usr/bin/time's
+# "Maximum resident set size": the command's own process, not its children's sum) and
+# its CPU seconds (user + system; "-" without `--rss`); `--fail`
 # expects a non-zero exit (a failing deploy), anything else a zero one. The command's
 # output is in $BENCH_LOG.last until the next sample, and appended to $BENCH_LOG.
 sample() { # [--rss] [--fail] scenario tool -- command...
-  local rss=0 fail=0 scenario tool start status=0 took kb=-
+  local rss=0 fail=0 scenario tool start status=0 took kb=- cpu=-
   while :; do
     case "$1" in
       --rss) rss=1; shift ;;
@@ -135,7 +136,7 @@ sample() { # [--rss] [--fail] scenario tool -- command...
   local timefile="$BENCH_LOG.time"
   start=$(now)
   if [ "$rss" = 1 ]; then
-    /usr/bin/time -f %M -o "$timefile" "$@" >"$BENCH_LOG.last" 2>&1 || status=$?
+    /usr/bin/time -f '%M %U %S' -o "$timefile" "$@" >"$BENCH_LOG.last" 2>&1 || status=$?
   else
     "$@" >"$BENCH_LOG.last" 2>&1 || status=$?
   fi
@@ -147,8 +148,10 @@ sample() { # [--rss] [--fail] scenario tool -- command...
     return 1
   fi
   # /usr/bin/time writes "Command exited with non-zero status N" first on a failure.
-  [ "$rss" = 1 ] && kb=$(tail -n 1 "$timefile")
-  printf '%s\t%s\t%s\t%s\n' "$scenario" "$tool" "$took" "$kb" >>"$SAMPLES"
+  if [ "$rss" = 1 ]; then
+    read -r kb cpu < <(tail -n 1 "$timefile" | awk '{ print $1, $2 + $3 }')
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$tool" "$took" "$kb" "$cpu" >>"$SAMPLES"
 }
 
 # The table of the samples: per scenario and tool (flotilla's first), the median
@@ -159,7 +162,7 @@ print_table() { # $1 = samples file
 import collections, statistics, sys
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
-    scenario, tool, seconds, kb = line.rstrip("\n").split("\t")
+    scenario, tool, seconds, kb = line.rstrip("\n").split("\t")[:4]
     rows.setdefault(scenario, collections.OrderedDict()).setdefault(tool, []).append(
         (float(seconds), None if kb == "-" else int(kb)))
 print(f"{'scenario':<34} {'tool':<40} {'median s (min-max)':<22} {'runs':>4} {'peak RSS MB':>11} {'x flotilla':>10}")
@@ -176,12 +179,14 @@ for scenario, tools in rows.items():
 PY
 }
 
-# The median seconds of one scenario's tool in the samples file ("" when absent).
-median_of() { # $1 = samples, $2 = scenario, $3 = tool
+# The median seconds of one scenario's tool in the samples file ("" when absent); with
+# a fourth argument `cpu`, the median of its CPU seconds instead (`sample --rss`).
+median_of() { # $1 = samples, $2 = scenario, $3 = tool, [$4 = cpu]
   python3 - "$@" <<'PY'
 import statistics, sys
-secs = [float(l.split("\t")[2]) for l in open(sys.argv[1])
-        if l.split("\t")[:2] == [sys.argv[2], sys.argv[3]]]
+column = 4 if sys.argv[4:] == ["cpu"] else 2
+secs = [float(f[column]) for f in (l.rstrip("\n").split("\t") for l in open(sys.argv[1]))
+        if f[:2] == [sys.argv[2], sys.argv[3]] and f[column] != "-"]
 print(f"{statistics.median(secs):.3f}" if secs else "")
 PY
 }

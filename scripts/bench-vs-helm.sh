@@ -6,6 +6,7 @@
 # to a new image tag so that every Deployment rolls out:
 #   1 cluster       flotilla deploy | helm upgrade --install --wait | kubectl set image + rollout status
 #   N clusters      flotilla deploy | helm over the contexts one after the other | helm on every context at once
+#                   | the kubectl floor on every context at once (what the shared cores allow)
 #   crashloop on 4  flotilla deploy until every cluster is back and healthy | helm upgrade --rollback-on-failure on one
 #   rollback of N   flotilla rollback | helm rollback --wait over the contexts
 #   template        flotilla template for 100 clusters | helm template for each
@@ -81,10 +82,22 @@ helm_rollback_loop() { # $1 = clusters
 }
 # The least any tool must do on one cluster: a new image on every Deployment, then wait
 # for each rollout.
-kubectl_floor() { # $1 = tag
-  kubectl --context bench-1 -n hello-floor set image deployment --all "*=registry.example.com/hello:$1" &&
-    kubectl --context bench-1 -n hello-floor rollout status deployment/hello-web --timeout 120s &&
-    kubectl --context bench-1 -n hello-floor rollout status deployment/hello-worker --timeout 120s
+kubectl_floor() { # $1 = tag, [$2 = context]
+  local context=${2:-bench-1}
+  kubectl --context "$context" -n hello-floor set image deployment --all "*=registry.example.com/hello:$1" &&
+    kubectl --context "$context" -n hello-floor rollout status deployment/hello-web --timeout 120s &&
+    kubectl --context "$context" -n hello-floor rollout status deployment/hello-worker --timeout 120s
+}
+# The floor on every context at once: how long the least work takes when N clusters'
+# API servers share the machine's cores, as flotilla's N clusters do.
+floor_parallel() { # $1 = clusters, $2 = tag
+  local c pids=() status=0
+  for c in $(contexts "$1"); do
+    kubectl_floor "$2" "$c" &
+    pids+=("$!")
+  done
+  for c in "${pids[@]}"; do wait "$c" || status=1; done
+  return "$status"
 }
 helm_templates() { # $1 = clusters
   local c
@@ -144,10 +157,12 @@ fl_on "$largest" deploy; "${FL[@]}" --create-namespace --version v0 >>"$BENCH_LO
 for c in $(contexts "$largest"); do
   helm_upgrade "$c" v0 --create-namespace --wait=watcher --timeout 120s >>"$BENCH_LOG" 2>&1
 done
-kubectl --context bench-1 create namespace hello-floor >>"$BENCH_LOG"
-"$HELM" template hello "$HELM_CHART" --namespace hello-floor --set image.tag=v0 |
-  kubectl --context bench-1 -n hello-floor apply -f - >>"$BENCH_LOG"
-kubectl_floor v0 >>"$BENCH_LOG"
+for c in $(contexts "$largest"); do
+  kubectl --context "$c" create namespace hello-floor >>"$BENCH_LOG"
+  "$HELM" template hello "$HELM_CHART" --namespace hello-floor --set image.tag=v0 |
+    kubectl --context "$c" -n hello-floor apply -f - >>"$BENCH_LOG"
+done
+floor_parallel "$largest" v0 >>"$BENCH_LOG"
 
 latencies="$WORK/latency.txt"
 : >"$latencies"
@@ -169,7 +184,8 @@ for rep in $(seq 1 "$runs"); do
     }
     many_loop() { sample "$n clusters" "helm loop over contexts" -- helm_loop "$n" "$tag-$n-loop"; }
     many_par() { sample "$n clusters" "helm on every context at once" -- helm_parallel "$n" "$tag-$n-par"; }
-    rotated "$rep" many_fl many_loop many_par
+    many_floor() { sample "$n clusters" "kubectl floor on every context at once" -- floor_parallel "$n" "$tag-$n"; }
+    rotated "$rep" many_fl many_loop many_par many_floor
     # One more flotilla deployment on these clusters (not measured), so that the
     # rollback goes back to the one above, on every cluster of the run. Helm's goes back
     # from its second upgrade above to its first.
@@ -199,13 +215,15 @@ fleet_down
 echo
 print_table "$SAMPLES"
 echo
-m() { median_of "$SAMPLES" "$1" "$2"; }
+m() { median_of "$SAMPLES" "$@"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo "targets (issue 17), from the medians above:"
 printf '  %-58s %8s  %s\n' "1 cluster: flotilla / kubectl floor" \
   "$(ratio "$(m "1 cluster" "flotilla deploy")" "$(m "1 cluster" "kubectl set image + rollout status")")" "target <= 1.2"
 printf '  %-58s %8s  %s\n' "1 cluster: helm / flotilla" \
   "$(ratio "$(m "1 cluster" "helm upgrade --install --wait")" "$(m "1 cluster" "flotilla deploy")")" "target >= 3"
+printf '  %-58s %8s  %s\n' "1 cluster: flotilla's own CPU, s (user + system)" \
+  "$(m "1 cluster" "flotilla deploy" cpu)" "of $(m "1 cluster" "flotilla deploy") s wall"
 for n in "${sizes[@]}"; do
   printf '  %-58s %8s  %s\n' "$n clusters: flotilla / flotilla on 1 cluster" \
     "$(ratio "$(m "$n clusters" "flotilla deploy")" "$(m "1 cluster" "flotilla deploy")")" "target <= 1.3 at 4"
@@ -213,6 +231,12 @@ for n in "${sizes[@]}"; do
     "$(ratio "$(m "$n clusters" "helm loop over contexts")" "$(m "$n clusters" "flotilla deploy")")" "target >= 3 at 4, >= 8 at 10"
   printf '  %-58s %8s  %s\n' "$n clusters: helm at once / flotilla" \
     "$(ratio "$(m "$n clusters" "helm on every context at once")" "$(m "$n clusters" "flotilla deploy")")" "target >= 1"
+  printf '  %-58s %8s  %s\n' "$n clusters: kubectl floor at once / floor on 1 cluster" \
+    "$(ratio "$(m "$n clusters" "kubectl floor on every context at once")" "$(m "1 cluster" "kubectl set image + rollout status")")" "the shared cores' part: the least work slows down as much"
+  printf '  %-58s %8s  %s\n' "$n clusters: flotilla / kubectl floor at once" \
+    "$(ratio "$(m "$n clusters" "flotilla deploy")" "$(m "$n clusters" "kubectl floor on every context at once")")" "flotilla's own part at this size"
+  printf '  %-58s %8s  %s\n' "$n clusters: flotilla's own CPU, s (user + system)" \
+    "$(m "$n clusters" "flotilla deploy" cpu)" "of $(m "$n clusters" "flotilla deploy") s wall"
 done
 python3 - "$WORK/fleet-cpu.tsv" "$SAMPLES" <<'PY'
 import collections, statistics, sys
