@@ -21,7 +21,7 @@
 use flotilla::config::{Cluster, OnFailure, Repo};
 use flotilla::engine::{placeholder_secrets, Chart, Renderer};
 use flotilla::ops::fake::{FakeKube, Wait};
-use flotilla::ops::{restore::RestoreTo, upgrade::deploy_with, Rendered, RunOptions};
+use flotilla::ops::{restore::RestoreTo, upgrade::deploy_with, PackedRender, RunOptions};
 use flotilla::rollout::executor::{Interrupt, RunInfo};
 use flotilla::rollout::prepare::rendered;
 use flotilla::rollout::report::{Overall, Report, RevisionRef, RunResult};
@@ -44,7 +44,8 @@ const CLUSTER_TIME: Duration = Duration::from_millis(20);
 struct Scripted {
     kube: tokio::sync::Mutex<FakeKube>,
     store: MemoryStore,
-    rendered: Rendered,
+    /// Packed as `flotilla deploy` keeps it until the cluster's step (`rollout::Prepared`).
+    rendered: PackedRender,
 }
 
 struct ScriptedSteps {
@@ -80,12 +81,16 @@ impl ClusterSteps for ScriptedSteps {
         let mut opts = self.options.clone();
         opts.cancel = stop.clone();
         let before = self.before(context);
+        let rendered = match c.rendered.unpack(context) {
+            Ok(rendered) => rendered,
+            Err(err) => return StepOutcome::Untouched(step_error(&err)),
+        };
         let kube = c.kube.lock().await;
         let result = self
             .in_flight(deploy_with(
                 &*kube,
                 &c.store,
-                &c.rendered,
+                &rendered,
                 &self.deployment_id,
                 &opts,
             ))
@@ -192,8 +197,9 @@ fn clusters(root: &Path, n: usize) -> Vec<Cluster> {
         .collect()
 }
 
-/// The example release rendered for every cluster, with placeholder secrets.
-fn render_all(root: &Path, clusters: &[Cluster], version: &str) -> HashMap<String, Rendered> {
+/// The example release rendered for every cluster, with placeholder secrets, packed as
+/// `rollout::prepare` packs each cluster's.
+fn render_all(root: &Path, clusters: &[Cluster], version: &str) -> HashMap<String, PackedRender> {
     let repo = Repo::open(root).expect("the example repo loads");
     let mut release = repo.release("hello").expect("release hello loads");
     release.descriptor.spec.version = version.to_owned();
@@ -209,7 +215,7 @@ fn render_all(root: &Path, clusters: &[Cluster], version: &str) -> HashMap<Strin
                 .expect("the example renders");
             let values = renderer.values(cluster, &secrets);
             let rendered = rendered(&release, &chart, renders, values, None);
-            (cluster.context.clone(), rendered)
+            (cluster.context.clone(), PackedRender::pack(rendered))
         })
         .collect()
 }

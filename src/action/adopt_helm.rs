@@ -91,7 +91,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
                     context,
                     Prepared {
                         handle,
-                        rendered,
+                        rendered: ops::PackedRender::pack(rendered),
                         history,
                     },
                 );
@@ -108,7 +108,10 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
         let mut answers = Vec::new();
         for cluster in selected.plan.clusters() {
             if let Some(p) = clusters.get(&cluster.context) {
-                let diffs = ops::diff(&p.handle, &p.history, &p.rendered).await;
+                let diffs = match p.rendered.unpack(&cluster.context) {
+                    Ok(rendered) => ops::diff(&p.handle, &p.history, &rendered).await,
+                    Err(err) => Err(err),
+                };
                 answers.push((cluster.clone(), diffs.map_err(crate::Error::from)));
             }
         }
@@ -142,14 +145,19 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
     let report = execute(&selected.plan, &steps, &info, &interrupt, &reporter).await;
     if report.succeeded() {
         for (context, prepared) in &steps.clusters {
-            match ops::adopt::release_from_helm(
-                &prepared.handle,
-                &prepared.rendered,
-                &helm_name,
-                args.remove_helm_secrets,
-            )
-            .await
-            {
+            let released = match prepared.rendered.unpack(context) {
+                Ok(rendered) => {
+                    ops::adopt::release_from_helm(
+                        &prepared.handle,
+                        &rendered,
+                        &helm_name,
+                        args.remove_helm_secrets,
+                    )
+                    .await
+                }
+                Err(err) => Err(err),
+            };
+            match released {
                 Ok(deleted) if !deleted.is_empty() => crate::output::eprint_line(&format!(
                     "[{context}] Helm's revision Secrets deleted: {}",
                     deleted.join(", ")

@@ -318,8 +318,9 @@ fn resume(steps: &mut KubeSteps, plan: &mut Plan, id: &str, until: Option<u32>) 
         let Some(p) = steps.clusters.get(*context) else {
             continue;
         };
+        let stored = p.rendered.unpack(context)?.stored;
         let now = content_digest(
-            &redact_manifest(&p.rendered.stored),
+            &redact_manifest(&stored),
             &p.rendered.app_version,
             &p.rendered.chart,
         );

@@ -147,7 +147,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                 continue;
             }
         };
-        for r in records.into_records() {
+        for r in records.iter() {
             let row = rows.entry(r.deployment_id.clone()).or_insert_with(|| Row {
                 deployment_id: r.deployment_id.clone(),
                 first: r.created,

@@ -118,6 +118,101 @@ impl Rendered {
     }
 }
 
+/// A cluster's [`Rendered`] while its run waits for the cluster's turn: the same
+/// revision kept as its JSON, unpacked when the cluster's step starts. Parsed, a
+/// render's objects take about ten times their text, and a run keeps every cluster's
+/// for its whole length (a thousand clusters: a hundred megabytes, against ten).
+///
+/// It holds the secret values of the apply payload, as `Rendered` does: no `Debug` of
+/// its bytes, and they are never written anywhere.
+pub struct PackedRender {
+    pub release: String,
+    pub namespace: String,
+    pub chart: ChartRef,
+    pub app_version: String,
+    /// How many objects the render has.
+    pub objects: usize,
+    body: Box<[u8]>,
+}
+
+/// What a [`PackedRender`] keeps as JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PackedBody {
+    objects: Vec<Value>,
+    stored: Vec<Value>,
+    values: Value,
+    source: Option<RevisionSource>,
+}
+
+impl PackedRender {
+    pub fn pack(rendered: Rendered) -> PackedRender {
+        let Rendered {
+            release,
+            namespace,
+            chart,
+            app_version,
+            objects,
+            stored,
+            values,
+            source,
+        } = rendered;
+        let count = objects.len();
+        let body = PackedBody {
+            objects,
+            stored,
+            values,
+            source,
+        };
+        // JSON values and string-keyed maps: serialising them cannot fail.
+        let body = serde_json::to_vec(&body)
+            .unwrap_or_default()
+            .into_boxed_slice();
+        PackedRender {
+            release,
+            namespace,
+            chart,
+            app_version,
+            objects: count,
+            body,
+        }
+    }
+
+    /// The render as it was packed; `context` names the cluster in the error of a
+    /// packing that failed (never expected: the JSON is this process's own).
+    pub fn unpack(&self, context: &str) -> Result<Rendered, ClusterError> {
+        let body: PackedBody = serde_json::from_slice(&self.body).map_err(|e| {
+            release_error(
+                context,
+                format!(
+                    "the render of `{}` could not be read back ({e}): nothing was changed",
+                    self.release
+                ),
+            )
+        })?;
+        Ok(Rendered {
+            release: self.release.clone(),
+            namespace: self.namespace.clone(),
+            chart: self.chart.clone(),
+            app_version: self.app_version.clone(),
+            objects: body.objects,
+            stored: body.stored,
+            values: body.values,
+            source: body.source,
+        })
+    }
+}
+
+impl std::fmt::Debug for PackedRender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedRender")
+            .field("release", &self.release)
+            .field("namespace", &self.namespace)
+            .field("objects", &self.objects)
+            .field("bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// How a deploy or restore on one cluster ended, once something may have changed.
 #[derive(Debug)]
 pub struct Outcome {
@@ -142,15 +237,20 @@ pub struct Outcome {
     pub error: Option<ClusterError>,
 }
 
-/// [`deploy`] on a cluster whose lease the caller holds (for a whole multi-cluster run).
+/// [`deploy`] on a cluster whose lease the caller holds (for a whole multi-cluster run),
+/// `read` its records as read once the lease was taken (they are not read again).
 pub async fn deploy_leased(
     cluster: &crate::cluster::ClusterHandle,
     lock: &crate::cluster::Lock,
     rendered: &Rendered,
     deployment_id: &str,
     opts: &RunOptions,
+    read: &crate::release::History,
 ) -> Result<Outcome, ClusterError> {
-    let store = crate::storage::SecretStore::new(cluster, &rendered.namespace, &rendered.release);
+    let store = crate::storage::UnderLease::new(
+        crate::storage::SecretStore::new(cluster, &rendered.namespace, &rendered.release),
+        read,
+    );
     let leased = Leased {
         handle: cluster,
         lock,
@@ -158,7 +258,8 @@ pub async fn deploy_leased(
     upgrade::deploy_with(&leased, &store, rendered, deployment_id, opts).await
 }
 
-/// [`restore`] on a cluster whose lease the caller holds.
+/// [`restore`] on a cluster whose lease the caller holds, `read` its records as read
+/// under that lease.
 pub async fn restore_leased(
     cluster: &crate::cluster::ClusterHandle,
     lock: &crate::cluster::Lock,
@@ -166,8 +267,12 @@ pub async fn restore_leased(
     release: &str,
     to: &restore::RestoreTo<'_>,
     opts: &RunOptions,
+    read: &crate::release::History,
 ) -> Result<Outcome, ClusterError> {
-    let store = crate::storage::SecretStore::new(cluster, namespace, release);
+    let store = crate::storage::UnderLease::new(
+        crate::storage::SecretStore::new(cluster, namespace, release),
+        read,
+    );
     let leased = Leased {
         handle: cluster,
         lock,
@@ -212,5 +317,47 @@ fn release_error(context: &str, message: String) -> ClusterError {
     ClusterError::Release {
         context: context.to_owned(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_packed_render_unpacks_to_the_same_render_and_never_shows_its_secrets() {
+        let secret = "hunter2-packed";
+        let mut rendered = Rendered {
+            release: "hello".into(),
+            namespace: "ns".into(),
+            chart: ChartRef {
+                name: "hello".into(),
+                version: "0.1.0".into(),
+            },
+            app_version: "1.2.3".into(),
+            objects: vec![
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                    "stringData": {"password": secret}}),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+            ],
+            stored: Vec::new(),
+            values: json!({"replicas": 2}),
+            source: Some(RevisionSource::default()),
+        };
+        rendered.store_as_rendered();
+        let packed = PackedRender::pack(rendered.clone());
+        assert_eq!(packed.objects, 2);
+        assert_eq!(packed.app_version, "1.2.3");
+        let back = packed.unpack("c1").unwrap();
+        assert_eq!(back.objects, rendered.objects);
+        assert_eq!(back.stored, rendered.stored);
+        assert_eq!(back.values, rendered.values);
+        assert_eq!(back.source, rendered.source);
+        assert_eq!(
+            (back.release, back.chart),
+            (rendered.release, rendered.chart)
+        );
+        assert!(!format!("{packed:?}").contains(secret));
     }
 }

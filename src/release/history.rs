@@ -9,10 +9,19 @@ use std::collections::BTreeSet;
 
 /// The records of one release in one cluster, oldest revision first. Reads as the
 /// slice of its records; serialises as their list.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-#[serde(transparent)]
+///
+/// The records are shared, never copied, by a clone: a run keeps each cluster's
+/// history for its whole length and hands it to every step, and a record (its
+/// manifest, values and chart) is tens of kilobytes once read.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
-    records: Vec<ReleaseRecord>,
+    records: std::sync::Arc<[ReleaseRecord]>,
+}
+
+impl serde::Serialize for History {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.records.as_ref().serialize(serializer)
+    }
 }
 
 impl std::ops::Deref for History {
@@ -26,16 +35,14 @@ impl std::ops::Deref for History {
 impl History {
     pub fn new(mut records: Vec<ReleaseRecord>) -> History {
         records.sort_by_key(|r| r.revision);
-        History { records }
+        History {
+            records: records.into(),
+        }
     }
 
     /// Oldest revision first.
     pub fn records(&self) -> &[ReleaseRecord] {
         &self.records
-    }
-
-    pub fn into_records(self) -> Vec<ReleaseRecord> {
-        self.records
     }
 
     pub fn is_empty(&self) -> bool {

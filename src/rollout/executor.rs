@@ -140,16 +140,18 @@ pub trait ClusterSteps {
     fn before(&self, context: &str) -> Option<RevisionRef>;
 
     /// Takes what the run holds in `context` for its whole length (its lease), waiting
-    /// for another run when needed. Called for every cluster before any is changed.
+    /// for another run as `wait` says. Called for every cluster before any is changed.
     fn acquire(
         &self,
         _context: &str,
+        _wait: LeaseWait,
         _reporter: &Reporter,
     ) -> impl Future<Output = Result<(), StepError>> {
         async { Ok(()) }
     }
 
-    /// The run is over: give back what it holds for the whole run (the leases).
+    /// The run is over, or its first attempt at the leases failed: give back what it
+    /// holds for the whole run (the leases), and forget what it read under them.
     fn release(&self) -> impl Future<Output = ()> {
         async {}
     }
@@ -587,8 +589,22 @@ async fn run_gates<S: ClusterSteps>(
     failed.into_iter().next().map(|(_, g)| g)
 }
 
-/// Takes every cluster's lease in name order; the row of the first cluster that
-/// refuses (or of the one a signal stopped), if any.
+/// Whether [`ClusterSteps::acquire`] may wait for a lease another run holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseWait {
+    /// Taken now or refused: the first attempt, every cluster at once.
+    No,
+    /// As long as the run's lock wait allows: the second attempt, one cluster after
+    /// the other in name order.
+    AsConfigured,
+}
+
+/// Takes every cluster's lease: first every one at once without waiting (one round of
+/// requests, not one per cluster); if any is refused, every lease taken is given back
+/// and they are taken again one after the other in name order, waiting for another
+/// run as configured. Two runs then never each hold a part of what the other needs
+/// while they wait. The row of the first cluster that refuses (or of the one a signal
+/// stopped), if any.
 async fn acquire_all<S: ClusterSteps>(
     plan: &Plan,
     steps: &S,
@@ -597,10 +613,23 @@ async fn acquire_all<S: ClusterSteps>(
 ) -> Option<ClusterResult> {
     let mut order: Vec<&crate::config::Cluster> = plan.clusters().collect();
     order.sort_by(|a, b| a.context.cmp(&b.context));
+    let at_once = futures::future::join_all(
+        order
+            .iter()
+            .map(|c| steps.acquire(&c.context, LeaseWait::No, reporter)),
+    );
+    let taken = tokio::select! {
+        taken = at_once => taken.iter().all(Result::is_ok),
+        _ = interrupt.first().cancelled() => false,
+    };
+    if taken {
+        return None;
+    }
+    steps.release().await;
     for cluster in order {
         let t = Instant::now();
         let taken = tokio::select! {
-            taken = steps.acquire(&cluster.context, reporter) => taken,
+            taken = steps.acquire(&cluster.context, LeaseWait::AsConfigured, reporter) => taken,
             _ = interrupt.first().cancelled() => Err(StepError::new(format!(
                 "cluster `{}`: stopped by a signal before any change",
                 cluster.context
@@ -725,6 +754,11 @@ mod tests {
         restoring: CancellationToken,
         /// Contexts whose lease another run holds.
         held_by_another: Vec<String>,
+        /// Contexts whose lease another run holds at the first attempt only (it gives
+        /// it back while this run waits).
+        taken_by_another_then_given_back: Vec<String>,
+        acquiring: AtomicUsize,
+        most_acquiring: AtomicUsize,
         /// Cancelled when a Hang cluster starts waiting (lets a test send the signal then).
         hanging: CancellationToken,
         log: Mutex<Vec<String>>,
@@ -842,8 +876,28 @@ mod tests {
             Scripted::before(self, context)
         }
 
-        async fn acquire(&self, context: &str, _: &Reporter) -> Result<(), StepError> {
+        async fn acquire(
+            &self,
+            context: &str,
+            wait: LeaseWait,
+            _: &Reporter,
+        ) -> Result<(), StepError> {
             self.log(format!("acquire {context}"));
+            let now = self.acquiring.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_acquiring.fetch_max(now, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            self.acquiring.fetch_sub(1, Ordering::SeqCst);
+            if wait == LeaseWait::No
+                && self
+                    .taken_by_another_then_given_back
+                    .iter()
+                    .any(|c| c == context)
+            {
+                return Err(StepError {
+                    environment: true,
+                    ..StepError::new(format!("cluster `{context}`: locked by bob@ci-2"))
+                });
+            }
             if self.held_by_another.iter().any(|c| c == context) {
                 return Err(StepError {
                     environment: true,
@@ -1188,6 +1242,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lease_another_run_gives_back_is_waited_for_one_cluster_after_the_other_scripted_clusters(
+    ) {
+        let plan = Plan::new(&env(&[("b", 0), ("c", 1), ("a", 1)], 10), None).unwrap();
+        let mut steps = Scripted::new(&[]);
+        steps.taken_by_another_then_given_back = vec!["b".into()];
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::Succeeded);
+        let log = steps.logged();
+        assert_eq!(
+            log[..7],
+            [
+                "acquire a",
+                "acquire b",
+                "acquire c",
+                "release",
+                "acquire a",
+                "acquire b",
+                "acquire c"
+            ],
+            "{log:?}"
+        );
+        assert!(log.iter().any(|l| l.starts_with("deploy b")), "{log:?}");
+    }
+
+    #[tokio::test]
     async fn every_lease_is_taken_in_name_order_before_any_change_and_one_refusal_changes_nothing_scripted_clusters(
     ) {
         let plan = Plan::new(&env(&[("b", 0), ("c", 1), ("a", 1)], 10), None).unwrap();
@@ -1197,6 +1276,11 @@ mod tests {
         let log = steps.logged();
         assert_eq!(log[..3], ["acquire a", "acquire b", "acquire c"], "{log:?}");
         assert_eq!(log.last().map(String::as_str), Some("release"), "{log:?}");
+        assert_eq!(
+            steps.most_acquiring.load(Ordering::SeqCst),
+            3,
+            "the first attempt takes every lease at once"
+        );
 
         let mut steps = Scripted::new(&[]);
         steps.held_by_another = vec!["b".into()];
@@ -1205,7 +1289,20 @@ mod tests {
         assert!(report.refused_before_any_change());
         let log = steps.logged();
         assert!(!log.iter().any(|l| l.starts_with("deploy")), "{log:?}");
-        assert_eq!(log, ["acquire a", "acquire b", "release"]);
+        // At once, refused in b: all given back, then again in name order, waiting,
+        // up to the cluster that still refuses.
+        assert_eq!(
+            log,
+            [
+                "acquire a",
+                "acquire b",
+                "acquire c",
+                "release",
+                "acquire a",
+                "acquire b",
+                "release"
+            ]
+        );
         assert_eq!(result_of(&report, "b"), RunResult::FailedUnchanged);
         assert_eq!(result_of(&report, "a"), RunResult::NotStarted);
         assert!(

@@ -7,12 +7,12 @@
 //! restore first checks that the newest record in the cluster is the one this run
 //! wrote, and that the lease is still this run's; otherwise it refuses, saying why.
 
-use super::executor::{ClusterSteps, Soak, StepError, StepOutcome};
+use super::executor::{ClusterSteps, LeaseWait, Soak, StepError, StepOutcome};
 use super::gates::{run_verify, GateResult, GateVars};
 use super::progress::{Phase, Reporter};
 use super::report::RevisionRef;
 use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event, Lock, LockOptions};
-use crate::ops::{self, restore::RestoreTo, Outcome, Rendered, RunOptions};
+use crate::ops::{self, restore::RestoreTo, Outcome, PackedRender, RunOptions};
 use crate::release::{History, ReleaseRecord};
 use std::collections::HashMap;
 use std::future::Future;
@@ -87,6 +87,7 @@ impl Leases {
         release: &str,
         opts: &LockOptions,
         reporter: &Reporter,
+        prepared: Option<&History>,
     ) -> Result<Arc<Lock>, ClusterError> {
         let context = handle.context();
         if let Some(lock) = self.get(context).filter(|l| !l.lost().is_cancelled()) {
@@ -108,24 +109,34 @@ impl Leases {
         // Read again under the lease: a run that waited for another one must go back
         // to what that one deployed, not to what ran when this run was prepared.
         // (Once: a lease taken again for a restore must not make this run's own
-        // revision "what ran before".)
-        let history = ops::history(handle, namespace, release).await?;
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(context.to_owned())
-            .or_insert(history);
+        // revision "what ran before".) Unchanged, it is the prepared one, shared.
+        if self.seen_history(context).is_none() {
+            let read = ops::history(handle, namespace, release).await?;
+            let read = match prepared {
+                Some(prepared) if *prepared == read => prepared.clone(),
+                _ => read,
+            };
+            self.seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(context.to_owned())
+                .or_insert(read);
+        }
         Ok(lock)
     }
 
     /// The history of `context` as read under this run's lease, else `prepared`.
     fn history(&self, context: &str, prepared: &History) -> History {
+        self.seen_history(context)
+            .unwrap_or_else(|| prepared.clone())
+    }
+
+    fn seen_history(&self, context: &str) -> Option<History> {
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(context)
             .cloned()
-            .unwrap_or_else(|| prepared.clone())
     }
 
     fn note_recorded(&self, context: &str, revision: u32, deployment_id: &str) {
@@ -147,7 +158,7 @@ impl Leases {
         release: &str,
         opts: &LockOptions,
         reporter: &Reporter,
-    ) -> Result<Arc<Lock>, StepError> {
+    ) -> Result<(Arc<Lock>, History), StepError> {
         let context = handle.context();
         let lost = self
             .get(context)
@@ -158,7 +169,7 @@ impl Leases {
             ..opts.clone()
         };
         let lock = self
-            .take(handle, namespace, release, &retake, reporter)
+            .take(handle, namespace, release, &retake, reporter, None)
             .await
             .map_err(|err| match (&err, &lost) {
                 (ClusterError::Locked { .. }, Some(why)) => StepError::new(format!(
@@ -172,22 +183,23 @@ impl Leases {
             .unwrap_or_else(|p| p.into_inner())
             .get(context)
             .cloned();
-        let Some((revision, deployment_id)) = recorded else {
-            return Ok(lock);
-        };
         let history = ops::history(handle, namespace, release)
             .await
             .map_err(|e| step_error(&e))?;
-        newest_is_ours(&history, revision, &deployment_id).map_err(|why| {
-            StepError::new(format!(
-                "cluster `{context}`: not restored: {why}; another run changed `{release}` since (see `flotilla history`)"
-            ))
-        })?;
-        Ok(lock)
+        if let Some((revision, deployment_id)) = recorded {
+            newest_is_ours(&history, revision, &deployment_id).map_err(|why| {
+                StepError::new(format!(
+                    "cluster `{context}`: not restored: {why}; another run changed `{release}` since (see `flotilla history`)"
+                ))
+            })?;
+        }
+        Ok((lock, history))
     }
 
-    /// Gives every lease back (compare-and-swap: never one another run took).
+    /// Gives every lease back (compare-and-swap: never one another run took), and
+    /// forgets what was read under them: taken again, they are read again.
     pub async fn release_all(&self) {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let held: Vec<Arc<Lock>> = self
             .held
             .lock()
@@ -201,6 +213,17 @@ impl Leases {
                 .map(Lock::release),
         )
         .await;
+    }
+}
+
+/// The lock options of an attempt at a lease: `LeaseWait::No` waits for nobody.
+fn lease_options(configured: &LockOptions, wait: LeaseWait) -> LockOptions {
+    match wait {
+        LeaseWait::No => LockOptions {
+            wait: Duration::ZERO,
+            ..configured.clone()
+        },
+        LeaseWait::AsConfigured => configured.clone(),
     }
 }
 
@@ -257,7 +280,8 @@ async fn deploy_within_budget(
 /// One cluster, ready to be deployed.
 pub struct Prepared {
     pub handle: ClusterHandle,
-    pub rendered: Rendered,
+    /// Unpacked when the cluster's step starts.
+    pub rendered: PackedRender,
     /// Its history before this run.
     pub history: History,
 }
@@ -406,11 +430,22 @@ impl ClusterSteps for KubeSteps {
         let Some(p) = self.clusters.get(context) else {
             return StepOutcome::Untouched(not_prepared(context));
         };
-        let total = p.rendered.objects.len();
-        let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
+        let total = p.rendered.objects;
+        let rendered = match p.rendered.unpack(context) {
+            Ok(rendered) => rendered,
+            Err(err) => return StepOutcome::Untouched(step_error(&err)),
+        };
+        let (namespace, release) = (&rendered.namespace, &rendered.release);
         let lock = match self
             .leases
-            .take(&p.handle, namespace, release, &self.options.lock, reporter)
+            .take(
+                &p.handle,
+                namespace,
+                release,
+                &self.options.lock,
+                reporter,
+                Some(&p.history),
+            )
             .await
         {
             Ok(lock) => lock,
@@ -423,8 +458,15 @@ impl ClusterSteps for KubeSteps {
         self.leases
             .note_recorded(context, next, &self.deployment_id);
         let step = async {
-            let result =
-                ops::deploy_leased(&p.handle, &lock, &p.rendered, &self.deployment_id, &opts).await;
+            let result = ops::deploy_leased(
+                &p.handle,
+                &lock,
+                &rendered,
+                &self.deployment_id,
+                &opts,
+                &history,
+            )
+            .await;
             step_outcome(
                 result,
                 deployed(&history),
@@ -454,11 +496,11 @@ impl ClusterSteps for KubeSteps {
                 &self.options,
                 &CancellationToken::new(),
                 reporter,
-                p.rendered.objects.len(),
+                p.rendered.objects,
             );
             opts.timeout = self.options.restore_timeout;
             let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
-            let lock = self
+            let (lock, history) = self
                 .leases
                 .for_restore(&p.handle, namespace, release, &self.options.lock, reporter)
                 .await?;
@@ -472,10 +514,11 @@ impl ClusterSteps for KubeSteps {
             // Secrets come from this run's fresh read of Vault, never from a record.
             let fresh: Vec<serde_json::Value> = p
                 .rendered
+                .unpack(context)
+                .map_err(|e| step_error(&e))?
                 .objects
-                .iter()
-                .filter(|o| crate::release::is_secret(o))
-                .cloned()
+                .into_iter()
+                .filter(crate::release::is_secret)
                 .collect();
             // Recorded under this run's id, restoring `before`'s content: the run's own
             // deploys are then marked rolled back, so no later rollback goes to them.
@@ -485,7 +528,10 @@ impl ClusterSteps for KubeSteps {
                 fresh: &fresh,
                 unreadable: &[],
             };
-            restored(ops::restore_leased(&p.handle, &lock, namespace, release, &to, &opts).await)
+            restored(
+                ops::restore_leased(&p.handle, &lock, namespace, release, &to, &opts, &history)
+                    .await,
+            )
         })
         .await
     }
@@ -547,14 +593,26 @@ impl ClusterSteps for KubeSteps {
         self.resumed.get(context).cloned()
     }
 
-    async fn acquire(&self, context: &str, reporter: &Reporter) -> Result<(), StepError> {
+    async fn acquire(
+        &self,
+        context: &str,
+        wait: LeaseWait,
+        reporter: &Reporter,
+    ) -> Result<(), StepError> {
         let p = self
             .clusters
             .get(context)
             .ok_or_else(|| not_prepared(context))?;
         let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
         self.leases
-            .take(&p.handle, namespace, release, &self.options.lock, reporter)
+            .take(
+                &p.handle,
+                namespace,
+                release,
+                &lease_options(&self.options.lock, wait),
+                reporter,
+                Some(&p.history),
+            )
             .await
             .map(|_| ())
             .map_err(|e| step_error(&e))
@@ -598,6 +656,7 @@ impl RollbackCluster {
         to: &RevisionRef,
         run_id: &str,
         opts: &RunOptions,
+        read: &History,
     ) -> Result<Outcome, ClusterError> {
         let to = RestoreTo {
             revision: to.revision,
@@ -612,6 +671,7 @@ impl RollbackCluster {
             &self.release,
             &to,
             opts,
+            read,
         )
         .await
     }
@@ -636,6 +696,7 @@ impl ClusterSteps for RollbackSteps {
                 &t.release,
                 &self.options.lock,
                 reporter,
+                Some(&t.history),
             )
             .await
         {
@@ -648,7 +709,7 @@ impl ClusterSteps for RollbackSteps {
         self.leases.note_recorded(context, next, &self.run_id);
         let step = async {
             step_outcome(
-                t.go_to(&lock, &t.to, &self.run_id, &opts).await,
+                t.go_to(&lock, &t.to, &self.run_id, &opts, &history).await,
                 deployed(&history),
                 &self.leases,
                 &self.run_id,
@@ -677,7 +738,7 @@ impl ClusterSteps for RollbackSteps {
             };
             let mut opts = step_options(&self.options, &CancellationToken::new(), reporter, 0);
             opts.timeout = self.options.restore_timeout;
-            let lock = self
+            let (lock, history) = self
                 .leases
                 .for_restore(
                     &t.handle,
@@ -687,7 +748,7 @@ impl ClusterSteps for RollbackSteps {
                     reporter,
                 )
                 .await?;
-            restored(t.go_to(&lock, before, &self.run_id, &opts).await)
+            restored(t.go_to(&lock, before, &self.run_id, &opts, &history).await)
         })
         .await
     }
@@ -698,7 +759,12 @@ impl ClusterSteps for RollbackSteps {
             .and_then(|t| deployed(&self.leases.history(context, &t.history)))
     }
 
-    async fn acquire(&self, context: &str, reporter: &Reporter) -> Result<(), StepError> {
+    async fn acquire(
+        &self,
+        context: &str,
+        wait: LeaseWait,
+        reporter: &Reporter,
+    ) -> Result<(), StepError> {
         let t = self
             .clusters
             .get(context)
@@ -708,8 +774,9 @@ impl ClusterSteps for RollbackSteps {
                 &t.handle,
                 &t.namespace,
                 &t.release,
-                &self.options.lock,
+                &lease_options(&self.options.lock, wait),
                 reporter,
+                Some(&t.history),
             )
             .await
             .map(|_| ())

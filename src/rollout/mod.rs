@@ -23,7 +23,7 @@ pub mod prepare;
 pub mod progress;
 pub mod report;
 
-pub use executor::{execute, ClusterSteps, StepError, StepOutcome};
+pub use executor::{execute, ClusterSteps, LeaseWait, StepError, StepOutcome};
 pub use id::new_deployment_id;
 pub use plan::{Plan, PlanError};
 pub use progress::{Phase, Reporter};

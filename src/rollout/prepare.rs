@@ -13,7 +13,7 @@ use crate::release::{
     Artifact, ChartRef, HelmSource, History, Promotion, RevisionSource, SecretSource,
 };
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::config::Kubeconfig;
 use std::collections::HashMap;
 
@@ -368,48 +368,60 @@ pub async fn prepare_deploy(
     }
     let render = ReleaseRender::prepare(env, release, plan, overrides).await?;
     let connected = connect_all(plan, kubeconfig, render.namespace(), render.name()).await?;
-    let mut clusters = HashMap::new();
-    for Connected {
-        cluster,
-        handle,
-        history,
-    } in connected
-    {
-        let key = crate::storage::checksum_key(
-            &handle,
-            render.namespace(),
-            render.name(),
-            true,
-            options.create_namespace,
-        )
-        .await?;
-        let rendered = render
-            .render(
-                &cluster,
-                &history,
+    // Each cluster's checksum key (and, for a Helm chart, its API versions) is a
+    // request: made for every cluster at once, as the connections were.
+    let render = &render;
+    let create_namespace = options.create_namespace;
+    let rendered_for: Vec<_> = futures::stream::iter(connected)
+        .map(|connected| async move {
+            let Connected {
+                cluster,
+                handle,
+                history,
+            } = connected;
+            let key = crate::storage::checksum_key(
                 &handle,
-                key.as_deref().map(|k| k.as_slice()),
+                render.namespace(),
+                render.name(),
+                true,
+                create_namespace,
             )
             .await?;
-        clusters.insert(
-            cluster.context.clone(),
-            Prepared {
-                handle,
-                rendered,
-                history,
-            },
-        );
-    }
+            let rendered = render
+                .render(
+                    &cluster,
+                    &history,
+                    &handle,
+                    key.as_deref().map(|k| k.as_slice()),
+                )
+                .await?;
+            Ok::<_, crate::Error>((cluster.context, handle, rendered, history))
+        })
+        .buffered(plan.concurrency.max(1))
+        .try_collect()
+        .await?;
     // Ownership in every cluster before any is changed: an object that exists and is
     // not this release's stops the run for the whole environment (each cluster's run
     // checks again under its lock).
-    futures::stream::iter(clusters.values())
-        .map(|p| ops::check_ownership(&p.handle, &p.rendered, options.adopt))
+    futures::stream::iter(&rendered_for)
+        .map(|(_, handle, rendered, _)| ops::check_ownership(handle, rendered, options.adopt))
         .buffer_unordered(plan.concurrency.max(1))
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<Vec<_>, ClusterError>>()?;
+    let clusters = rendered_for
+        .into_iter()
+        .map(|(context, handle, rendered, history)| {
+            let rendered = ops::PackedRender::pack(rendered);
+            let prepared = Prepared {
+                handle,
+                rendered,
+                history,
+            };
+            (context, prepared)
+        })
+        .collect();
     let leases = super::kube_steps::Leases::new(options.create_namespace);
     Ok(KubeSteps {
         clusters,

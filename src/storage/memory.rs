@@ -1,7 +1,10 @@
 //! Records kept in memory: the store of the per-cluster operations' unit tests, as
-//! Helm's memory driver is for its actions.
+//! Helm's memory driver is for its actions. Each record is kept encoded as the cluster
+//! keeps it ([`super::codec`]): what a test writes must read back through the same
+//! encoding, and a store of many clusters (the scale benchmark) holds what their API
+//! servers would, not the decoded records.
 
-use super::RecordStore;
+use super::{codec, RecordStore};
 use crate::cluster::ClusterError;
 use crate::release::ReleaseRecord;
 use std::collections::BTreeMap;
@@ -10,7 +13,7 @@ use std::sync::{Arc, Mutex};
 /// Cheap to clone; clones share the records.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    records: Arc<Mutex<BTreeMap<u32, ReleaseRecord>>>,
+    records: Arc<Mutex<BTreeMap<u32, Vec<u8>>>>,
     /// After this many more successful writes, every write fails as an unreachable
     /// cluster would (a cluster lost mid-run).
     writes_left: Arc<Mutex<Option<usize>>>,
@@ -24,9 +27,11 @@ impl MemoryStore {
     /// A store holding `records`.
     pub fn with(records: impl IntoIterator<Item = ReleaseRecord>) -> MemoryStore {
         let store = MemoryStore::new();
-        store
-            .lock()
-            .extend(records.into_iter().map(|r| (r.revision, r)));
+        store.lock().extend(
+            records
+                .into_iter()
+                .map(|r| (r.revision, encoded(&r).expect("a record of a test encodes"))),
+        );
         store
     }
 
@@ -40,10 +45,17 @@ impl MemoryStore {
 
     /// A copy of the records, oldest first.
     pub fn records(&self) -> Vec<ReleaseRecord> {
-        self.lock().values().cloned().collect()
+        self.decoded().expect("what this store encoded decodes")
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, ReleaseRecord>> {
+    fn decoded(&self) -> Result<Vec<ReleaseRecord>, ClusterError> {
+        self.lock()
+            .values()
+            .map(|bytes| codec::decompress(bytes).map_err(|e| store_error(e.to_string())))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Vec<u8>>> {
         // A test that panicked while holding the lock left consistent data: each
         // operation is one insert or remove.
         self.records
@@ -72,7 +84,7 @@ impl MemoryStore {
 
 impl RecordStore for MemoryStore {
     async fn list(&self) -> Result<Vec<ReleaseRecord>, ClusterError> {
-        Ok(self.records())
+        self.decoded()
     }
 
     async fn create(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
@@ -86,13 +98,14 @@ impl RecordStore for MemoryStore {
                 message: format!("revision {} exists already", record.revision),
             });
         }
-        records.insert(record.revision, record.clone());
+        records.insert(record.revision, encoded(record)?);
         Ok(())
     }
 
     async fn update(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
         self.write()?;
-        self.lock().insert(record.revision, record.clone());
+        let bytes = encoded(record)?;
+        self.lock().insert(record.revision, bytes);
         Ok(())
     }
 
@@ -100,5 +113,18 @@ impl RecordStore for MemoryStore {
         self.write()?;
         self.lock().remove(&revision);
         Ok(())
+    }
+}
+
+fn encoded(record: &ReleaseRecord) -> Result<Vec<u8>, ClusterError> {
+    codec::compress(record).map_err(|e| store_error(format!("revision {}: {e}", record.revision)))
+}
+
+fn store_error(message: String) -> ClusterError {
+    ClusterError::Records {
+        context: "memory".into(),
+        namespace: String::new(),
+        release: String::new(),
+        message,
     }
 }

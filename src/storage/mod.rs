@@ -2,19 +2,23 @@
 //!
 //! As Helm's `pkg/storage` over its drivers: [`RecordStore`] is what the per-cluster
 //! operations need of a store; [`SecretStore`] keeps records as Secrets in the cluster
-//! (production), [`MemoryStore`] in memory (unit tests of the operations, no cluster).
+//! (production), [`MemoryStore`] in memory (unit tests of the operations, no cluster);
+//! [`UnderLease`] answers lists from what was read under the caller's lease.
 //! The rules that apply whatever the store (the history limit) are provided methods of
 //! the trait, so both behave alike.
 //!
 //! Must not: apply workload objects or decide what to deploy.
 
+mod codec;
 mod key;
 mod memory;
 mod secrets;
+mod under_lease;
 
 pub use key::{checksum_key, checksum_key_name};
 pub use memory::MemoryStore;
 pub use secrets::{record_name, SecretStore, RECORD_PREFIX, RECORD_TYPE};
+pub use under_lease::UnderLease;
 
 use crate::cluster::ClusterError;
 use crate::release::{History, ReleaseRecord, Status};
@@ -40,21 +44,31 @@ pub trait RecordStore {
         Ok(History::new(self.list().await?))
     }
 
+    /// Every revision and its status, oldest first: what the history limit needs.
+    async fn statuses(&self) -> Result<Vec<(u32, Status)>, ClusterError> {
+        Ok(self
+            .list()
+            .await?
+            .iter()
+            .map(|r| (r.revision, r.status))
+            .collect())
+    }
+
     /// Deletes the oldest records beyond `limit`, never the deployed or a pending one:
     /// those are what `status` and the repair of a killed run read.
     async fn prune_history(&self, limit: usize) -> Result<Vec<u32>, ClusterError> {
-        let records = self.list().await?;
+        let records = self.statuses().await?;
         let excess = records.len().saturating_sub(limit.max(1));
         let mut deleted = Vec::new();
-        for record in records.iter() {
+        for (revision, status) in records {
             if deleted.len() == excess {
                 break;
             }
-            if matches!(record.status, Status::Deployed | Status::Pending) {
+            if matches!(status, Status::Deployed | Status::Pending) {
                 continue;
             }
-            self.delete(record.revision).await?;
-            deleted.push(record.revision);
+            self.delete(revision).await?;
+            deleted.push(revision);
         }
         Ok(deleted)
     }

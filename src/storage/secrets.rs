@@ -9,15 +9,13 @@
 //! - data key `release`: the record as JSON, gzip-compressed (the API's own base64 on
 //!   top, as for every Secret).
 
-use super::RecordStore;
+use super::{codec, RecordStore};
 use crate::cluster::{labels, ClusterError, ClusterHandle};
 use crate::release::ReleaseRecord;
-use flate2::{read::GzDecoder, write::GzEncoder, Compression};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 
 pub const RECORD_TYPE: &str = "flotilla.dev/release.v1";
 pub const RECORD_PREFIX: &str = "flotilla";
@@ -71,38 +69,35 @@ impl SecretStore {
         self.cluster.error(verb, &object, err)
     }
 
-    fn error(&self, action: &str, source: impl std::fmt::Display) -> ClusterError {
+    fn error(&self, message: String) -> ClusterError {
         ClusterError::Records {
             context: self.context.clone(),
             namespace: self.namespace.clone(),
             release: self.release.clone(),
-            message: format!("{action}: {source}"),
+            message,
         }
     }
 
     fn encode(&self, record: &ReleaseRecord) -> Result<Secret, ClusterError> {
-        let json = serde_json::to_vec(record).map_err(|e| self.error("cannot encode", e))?;
-        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-        gz.write_all(&json)
-            .and_then(|_| gz.finish())
-            .map_err(|e| self.error("cannot compress", e))
-            .map(|bytes| Secret {
-                metadata: ObjectMeta {
-                    name: Some(record_name(&record.name, record.revision)),
-                    namespace: Some(record.namespace.clone()),
-                    labels: Some(BTreeMap::from([
-                        (OWNER_LABEL.to_owned(), labels::MANAGER.to_owned()),
-                        (labels::RELEASE.to_owned(), record.name.clone()),
-                        (REVISION_LABEL.to_owned(), record.revision.to_string()),
-                        (STATUS_LABEL.to_owned(), record.status.as_str().to_owned()),
-                        (DEPLOYMENT_LABEL.to_owned(), record.deployment_id.clone()),
-                    ])),
-                    ..Default::default()
-                },
-                type_: Some(RECORD_TYPE.to_owned()),
-                data: Some(BTreeMap::from([(DATA_KEY.to_owned(), ByteString(bytes))])),
+        let bytes = codec::compress(record)
+            .map_err(|e| self.error(format!("revision {}: {e}", record.revision)))?;
+        Ok(Secret {
+            metadata: ObjectMeta {
+                name: Some(record_name(&record.name, record.revision)),
+                namespace: Some(record.namespace.clone()),
+                labels: Some(BTreeMap::from([
+                    (OWNER_LABEL.to_owned(), labels::MANAGER.to_owned()),
+                    (labels::RELEASE.to_owned(), record.name.clone()),
+                    (REVISION_LABEL.to_owned(), record.revision.to_string()),
+                    (STATUS_LABEL.to_owned(), record.status.as_str().to_owned()),
+                    (DEPLOYMENT_LABEL.to_owned(), record.deployment_id.clone()),
+                ])),
                 ..Default::default()
-            })
+            },
+            type_: Some(RECORD_TYPE.to_owned()),
+            data: Some(BTreeMap::from([(DATA_KEY.to_owned(), ByteString(bytes))])),
+            ..Default::default()
+        })
     }
 
     fn decode(&self, secret: &Secret) -> Result<ReleaseRecord, ClusterError> {
@@ -111,13 +106,8 @@ impl SecretStore {
             .data
             .as_ref()
             .and_then(|d| d.get(DATA_KEY))
-            .ok_or_else(|| self.error(&format!("record {name}"), "has no `release` data"))?;
-        let mut json = Vec::new();
-        GzDecoder::new(bytes.0.as_slice())
-            .read_to_end(&mut json)
-            .map_err(|e| self.error(&format!("record {name} is not gzip"), e))?;
-        serde_json::from_slice(&json)
-            .map_err(|e| self.error(&format!("record {name} is not a release record"), e))
+            .ok_or_else(|| self.error(format!("record {name} has no `release` data")))?;
+        codec::decompress(&bytes.0).map_err(|e| self.error(format!("record {name} {e}")))
     }
 }
 
