@@ -137,10 +137,95 @@ impl History {
     }
 }
 
+/// What the history limit reads of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHead {
+    pub revision: u32,
+    pub status: Status,
+    /// [`ReleaseRecord::content_id`]: the deployment whose content it runs.
+    pub content_id: String,
+}
+
+impl From<&ReleaseRecord> for RecordHead {
+    fn from(record: &ReleaseRecord) -> RecordHead {
+        RecordHead {
+            revision: record.revision,
+            status: record.status,
+            content_id: record.content_id().to_owned(),
+        }
+    }
+}
+
+/// The revisions to delete so that at most `limit` (at least 1) are kept, oldest first:
+/// never the deployed one or a pending one (what `status` and the repair of a killed
+/// run read), and never the newest superseded one whose content is not the deployed
+/// one's: what a rollback goes back to. A run of failed deploys on top of a deployed
+/// revision must not push the last good one before it out of the history. `heads`:
+/// oldest first.
+pub fn beyond_limit(heads: &[RecordHead], limit: usize) -> Vec<u32> {
+    let deployed = heads.iter().rev().find(|h| h.status == Status::Deployed);
+    let rollback_target = heads
+        .iter()
+        .rev()
+        .filter(|h| deployed.is_none_or(|d| h.revision < d.revision))
+        .find(|h| {
+            h.status == Status::Superseded && deployed.is_none_or(|d| h.content_id != d.content_id)
+        })
+        .map(|h| h.revision);
+    let excess = heads.len().saturating_sub(limit.max(1));
+    heads
+        .iter()
+        .filter(|h| !matches!(h.status, Status::Deployed | Status::Pending))
+        .filter(|h| Some(h.revision) != rollback_target)
+        .take(excess)
+        .map(|h| h.revision)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::release::tests_support::record;
+
+    fn heads(records: &[(u32, &str, Status)]) -> Vec<RecordHead> {
+        records
+            .iter()
+            .map(|(n, id, status)| RecordHead::from(&record(*n, id, *status)))
+            .collect()
+    }
+
+    #[test]
+    fn the_history_limit_keeps_the_deployed_the_pending_and_the_rollback_target() {
+        use Status::*;
+        // Ten failed runs on top of B, deployed over A: A is what a rollback goes to.
+        let mut records = vec![
+            (1, "Z", Superseded),
+            (2, "A", Superseded),
+            (3, "B", Deployed),
+        ];
+        let failed: Vec<String> = (4..=13).map(|n| format!("F{n}")).collect();
+        for (n, id) in (4..=13).zip(&failed) {
+            records.push((n, id.as_str(), Failed));
+        }
+        assert_eq!(beyond_limit(&heads(&records), 10), [1, 4, 5]);
+        // Within the limit: nothing.
+        assert_eq!(beyond_limit(&heads(&records[..3]), 10), Vec::<u32>::new());
+        // A superseded revision of the deployed content is no rollback target: the one
+        // before it is.
+        let same = heads(&[
+            (1, "A", Superseded),
+            (2, "B", Superseded),
+            (3, "B", Deployed),
+        ]);
+        assert_eq!(beyond_limit(&same, 2), [2]);
+        // A pending one is never deleted; the limit is at least 1.
+        let pending = heads(&[(1, "A", Failed), (2, "B", Pending)]);
+        assert_eq!(beyond_limit(&pending, 0), [1]);
+        // Nothing deployed (a first install failed, then another): the newest superseded
+        // is still kept.
+        let none = heads(&[(1, "A", Superseded), (2, "B", RolledBack), (3, "C", Failed)]);
+        assert_eq!(beyond_limit(&none, 1), [2, 3]);
+    }
 
     fn config_map(name: &str) -> ObjectRef {
         ObjectRef {

@@ -21,7 +21,7 @@ pub use secrets::{record_name, SecretStore, RECORD_PREFIX, RECORD_TYPE};
 pub use under_lease::UnderLease;
 
 use crate::cluster::ClusterError;
-use crate::release::{History, ReleaseRecord, Status};
+use crate::release::{beyond_limit, History, RecordHead, ReleaseRecord};
 
 /// Revisions kept per release and cluster unless `--history-max` says otherwise.
 pub const DEFAULT_HISTORY_LIMIT: usize = 10;
@@ -44,32 +44,18 @@ pub trait RecordStore {
         Ok(History::new(self.list().await?))
     }
 
-    /// Every revision and its status, oldest first: what the history limit needs.
-    async fn statuses(&self) -> Result<Vec<(u32, Status)>, ClusterError> {
-        Ok(self
-            .list()
-            .await?
-            .iter()
-            .map(|r| (r.revision, r.status))
-            .collect())
+    /// What the history limit reads of every record, oldest first.
+    async fn heads(&self) -> Result<Vec<RecordHead>, ClusterError> {
+        Ok(self.list().await?.iter().map(RecordHead::from).collect())
     }
 
-    /// Deletes the oldest records beyond `limit`, never the deployed or a pending one:
-    /// those are what `status` and the repair of a killed run read.
+    /// Deletes the oldest records beyond `limit`, as [`beyond_limit`] says (never the
+    /// deployed one, a pending one, or what a rollback goes back to).
     async fn prune_history(&self, limit: usize) -> Result<Vec<u32>, ClusterError> {
-        let records = self.statuses().await?;
-        let excess = records.len().saturating_sub(limit.max(1));
-        let mut deleted = Vec::new();
-        for (revision, status) in records {
-            if deleted.len() == excess {
-                break;
-            }
-            if matches!(status, Status::Deployed | Status::Pending) {
-                continue;
-            }
-            self.delete(revision).await?;
-            deleted.push(revision);
+        let doomed = beyond_limit(&self.heads().await?, limit);
+        for revision in &doomed {
+            self.delete(*revision).await?;
         }
-        Ok(deleted)
+        Ok(doomed)
     }
 }

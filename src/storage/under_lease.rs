@@ -8,7 +8,7 @@
 
 use super::RecordStore;
 use crate::cluster::ClusterError;
-use crate::release::{History, ReleaseRecord, Status};
+use crate::release::{History, RecordHead, ReleaseRecord};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -72,8 +72,8 @@ impl<S: RecordStore> RecordStore for UnderLease<S> {
         Ok(History::new(self.list().await?))
     }
 
-    async fn statuses(&self) -> Result<Vec<(u32, Status)>, ClusterError> {
-        Ok(self.each(|r| (r.revision, r.status)))
+    async fn heads(&self) -> Result<Vec<RecordHead>, ClusterError> {
+        Ok(self.each(|r| RecordHead::from(r)))
     }
 
     async fn create(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
