@@ -4,6 +4,7 @@
 
 use super::EnvSelection;
 use crate::cluster::load_kubeconfig;
+use crate::cluster::LoadedKubeconfig;
 use crate::config::NotifyEvent;
 use crate::config::{LoadedEnvironment, Repo};
 use crate::notify::{ClusterNotice, Notice};
@@ -13,7 +14,6 @@ use crate::rollout::plan::{parse_limit, select_environment};
 use crate::rollout::report::{revision_text, Overall};
 use crate::rollout::{Plan, Report};
 use crate::Result;
-use kube::config::Kubeconfig;
 use std::path::{Path, PathBuf};
 
 /// The environment and the plan, chosen from the repo alone.
@@ -29,7 +29,7 @@ pub struct Selected {
     pub repo: Repo,
     pub env: LoadedEnvironment,
     pub plan: Plan,
-    pub kubeconfig: Kubeconfig,
+    pub kubeconfig: LoadedKubeconfig,
     /// `--kubeconfig`, when given.
     pub kubeconfig_path: Option<PathBuf>,
 }

@@ -9,6 +9,7 @@
 
 use super::deploy::{deploy_releases, DeploySettings};
 use super::{diff, every_cluster, multi, EnvSelection};
+use crate::cluster::LoadedKubeconfig;
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{LoadedEnvironment, LoadedRelease, Repo};
 use crate::ops;
@@ -19,7 +20,6 @@ use crate::rollout::prepare::{artifact_of, connect_each, Overrides, Promoted, Re
 use crate::rollout::Plan;
 use crate::Result;
 use futures::StreamExt;
-use kube::config::Kubeconfig;
 use std::path::Path;
 use std::time::Duration;
 
@@ -161,7 +161,7 @@ fn onto_itself(release: &str, from: &str) -> crate::Error {
 async fn source_revision(
     source: &LoadedEnvironment,
     release: &LoadedRelease,
-    kubeconfig: &Kubeconfig,
+    kubeconfig: &LoadedKubeconfig,
 ) -> Result<ReleaseRecord> {
     let plan = Plan::new(source, None)?;
     let name = &release.descriptor.metadata.name;

@@ -13,10 +13,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The kubeconfig of a command, and where it was read: a context it lacks is named
+/// with the files that were looked in.
+#[derive(Debug, Clone)]
+pub struct LoadedKubeconfig {
+    pub config: Kubeconfig,
+    /// `/home/u/.kube/config (the default path, as KUBECONFIG is not set)`.
+    pub read_from: String,
+}
+
+impl LoadedKubeconfig {
+    /// A kubeconfig made in memory (tests, tools), named `read_from` in messages.
+    pub fn new(config: Kubeconfig, read_from: impl Into<String>) -> LoadedKubeconfig {
+        LoadedKubeconfig {
+            config,
+            read_from: read_from.into(),
+        }
+    }
+}
+
 /// Reads the kubeconfig as kubectl does: the given file (`--kubeconfig`), else every
 /// file `KUBECONFIG` lists (merged, the first to set a value wins), else
 /// `~/.kube/config`. A file that cannot be read is named with why it was chosen.
-pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> {
+pub fn load_kubeconfig(path: Option<&Path>) -> Result<LoadedKubeconfig, ClusterError> {
     let (files, chosen) =
         kubeconfig_files(path, std::env::var_os("KUBECONFIG"), std::env::home_dir())?;
     let mut merged = Kubeconfig::default();
@@ -28,7 +47,11 @@ pub fn load_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, ClusterError> 
             problem: kubeconfig_problem(&err),
         })?;
     }
-    Ok(merged)
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    Ok(LoadedKubeconfig::new(
+        merged,
+        format!("{} ({chosen})", names.join(", ")),
+    ))
 }
 
 /// The kubeconfig files to read and why they are the ones (for messages).
@@ -211,9 +234,10 @@ impl ClusterHandle {
     /// A client for `context` of `kubeconfig`. Makes no request: an unreachable cluster
     /// shows on the first call.
     pub async fn connect(
-        kubeconfig: &Kubeconfig,
+        kubeconfig: &LoadedKubeconfig,
         context: &str,
     ) -> Result<ClusterHandle, ClusterError> {
+        let (read_from, kubeconfig) = (&kubeconfig.read_from, &kubeconfig.config);
         if !kubeconfig.contexts.iter().any(|c| c.name == context) {
             let known: Vec<&str> = kubeconfig
                 .contexts
@@ -221,9 +245,12 @@ impl ClusterHandle {
                 .map(|c| c.name.as_str())
                 .collect();
             let message = if known.is_empty() {
-                "not in the kubeconfig, which has no contexts".to_owned()
+                format!("not in the kubeconfig {read_from}, which has no contexts")
             } else {
-                format!("not in the kubeconfig (it has: {})", known.join(", "))
+                format!(
+                    "not in the kubeconfig {read_from} (it has: {})",
+                    known.join(", ")
+                )
             };
             return Err(ClusterError::Context {
                 context: context.to_owned(),
@@ -470,6 +497,40 @@ impl ClusterHandle {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[tokio::test]
+    async fn a_context_the_kubeconfig_lacks_is_named_with_the_files_looked_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config");
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: prod-eu\n  context: {cluster: c, user: u}\n",
+        )
+        .unwrap();
+        let loaded = load_kubeconfig(Some(&file)).unwrap();
+        let err = ClusterHandle::connect(&loaded, "prod-us")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let expected = format!(
+            "not in the kubeconfig {} (given by --kubeconfig) (it has: prod-eu)",
+            file.display()
+        );
+        assert!(err.contains(&expected), "{err}");
+        assert!(err.contains("prod-us"), "{err}");
+        let empty = LoadedKubeconfig::new(Kubeconfig::default(), "/nowhere (test)");
+        let err = ClusterHandle::connect(&empty, "x")
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .unwrap_or_default()
+                .contains("/nowhere (test), which has no contexts"),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn the_kubeconfig_is_chosen_as_kubectl_does_and_says_why() {

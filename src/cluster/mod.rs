@@ -20,7 +20,7 @@ mod wait;
 
 pub use api_error::{describe as describe_kube_error, status_text};
 pub use apply::{ApplyOptions, Conflict, DiffAction, FieldChange, ObjectDiff, Removed};
-pub use client::{load_kubeconfig, ClusterHandle};
+pub use client::{load_kubeconfig, ClusterHandle, LoadedKubeconfig};
 pub use diagnose::{text_lines as diagnosis_lines, Diagnosis, EventNote, FailingPod};
 pub use helm::{HelmRelease, HELM_MANAGER};
 pub use labels::Removal;
