@@ -37,17 +37,9 @@ pub async fn show_changes(
 ) -> Result<Changes> {
     let answers = every_cluster::query_each(opened, |cluster, handle| async move {
         let history = ops::history(&handle, render.namespace(), render.name()).await?;
-        // Read, never made: a diff changes nothing.
-        let key =
-            crate::storage::checksum_key(&handle, render.namespace(), render.name(), false, false)
-                .await?;
+        // The key read, never made: a diff changes nothing.
         let rendered = render
-            .render(
-                &cluster,
-                &history,
-                &handle,
-                key.as_deref().map(|k| k.as_slice()),
-            )
+            .render_keyed(&cluster, &history, &handle, false, false)
             .await?;
         Ok(ops::diff(&handle, &history, &rendered).await?)
     })

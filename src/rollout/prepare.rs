@@ -5,6 +5,7 @@
 use super::kube_steps::{KubeSteps, Prepared};
 use super::plan::Plan;
 use super::progress::{Phase, Reporter};
+use crate::cluster::LoadedKubeconfig;
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
 use crate::engine::{Capabilities, Chart, CommandLineValues, Renderer, Renders, ValueSource};
@@ -14,7 +15,6 @@ use crate::release::{
 };
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
 use futures::{StreamExt, TryStreamExt};
-use kube::config::Kubeconfig;
 use std::collections::HashMap;
 
 /// What a deploy may override on the command line.
@@ -61,7 +61,7 @@ pub struct DeployInputs<'a> {
     pub env: &'a LoadedEnvironment,
     pub release: &'a LoadedRelease,
     pub plan: &'a Plan,
-    pub kubeconfig: &'a Kubeconfig,
+    pub kubeconfig: &'a LoadedKubeconfig,
 }
 
 /// A cluster reached, with the release's history there.
@@ -76,7 +76,7 @@ pub struct Connected {
 /// 3).
 pub async fn connect_all(
     plan: &Plan,
-    kubeconfig: &Kubeconfig,
+    kubeconfig: &LoadedKubeconfig,
     namespace: &str,
     release: &str,
 ) -> crate::Result<Vec<Connected>> {
@@ -91,7 +91,7 @@ pub async fn connect_all(
 /// clusters it can reach and reports the others.
 pub async fn connect_each(
     plan: &Plan,
-    kubeconfig: &Kubeconfig,
+    kubeconfig: &LoadedKubeconfig,
     namespace: &str,
     release: &str,
 ) -> Vec<(Cluster, Result<Connected, ClusterError>)> {
@@ -272,7 +272,35 @@ impl ReleaseRender {
     /// The release rendered for `cluster` (reached through `handle`) as the revision
     /// after the last of `history`, `secretsum` keyed by the release's key in that
     /// cluster (`None`: none yet), a Helm chart with the cluster's `.Capabilities`.
-    pub async fn render(
+    /// [`render`](Self::render) with the release's checksum key in this cluster: read,
+    /// or made when missing with `create` (a deploy; a diff only reads, as
+    /// [`storage::checksum_key`](crate::storage::checksum_key) says).
+    pub async fn render_keyed(
+        &self,
+        cluster: &Cluster,
+        history: &History,
+        handle: &ClusterHandle,
+        create: bool,
+        create_namespace: bool,
+    ) -> crate::Result<Rendered> {
+        let key = crate::storage::checksum_key(
+            handle,
+            self.namespace(),
+            self.name(),
+            create,
+            create_namespace,
+        )
+        .await?;
+        self.render(
+            cluster,
+            history,
+            handle,
+            key.as_deref().map(|k| k.as_slice()),
+        )
+        .await
+    }
+
+    async fn render(
         &self,
         cluster: &Cluster,
         history: &History,
@@ -379,21 +407,8 @@ pub async fn prepare_deploy(
                 handle,
                 history,
             } = connected;
-            let key = crate::storage::checksum_key(
-                &handle,
-                render.namespace(),
-                render.name(),
-                true,
-                create_namespace,
-            )
-            .await?;
             let rendered = render
-                .render(
-                    &cluster,
-                    &history,
-                    &handle,
-                    key.as_deref().map(|k| k.as_slice()),
-                )
+                .render_keyed(&cluster, &history, &handle, true, create_namespace)
                 .await?;
             Ok::<_, crate::Error>((cluster.context, handle, rendered, history))
         })
