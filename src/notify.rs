@@ -23,10 +23,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Notice {
     pub event: NotifyEvent,
-    /// `deploy`, `rollback`, `promote`.
+    /// `deploy`, `rollback`, `promote`, `uninstall`.
     pub operation: String,
     pub release: String,
     pub environment: String,
+    /// The run's deployment id (an uninstall's: the id of its run).
     pub deployment_id: String,
     /// The application version deployed (for a rollback: the target deployment).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,8 +69,13 @@ impl Notice {
             .as_deref()
             .map(|v| format!(" {v}"))
             .unwrap_or_default();
+        // An uninstall takes the release away, under the id of its own run.
+        let (to, id) = match self.operation.as_str() {
+            "uninstall" => ("from", "run"),
+            _ => ("to", "deployment"),
+        };
         let mut text = format!(
-            "flotilla {} *{}*{version} to *{}*: {what} (deployment {})",
+            "flotilla {} *{}*{version} {to} *{}*: {what} ({id} {})",
             self.operation, self.release, self.environment, self.deployment_id
         );
         if let Some(cause) = &self.cause {
@@ -354,6 +360,20 @@ mod tests {
             assert!(!w.contains("T0KEN-in-the-url"), "{w}");
             assert!(!w.contains("127.0.0.1"), "{w}");
         }
+    }
+
+    #[test]
+    fn an_uninstall_reads_from_its_environment_under_its_run_id() {
+        let mut n = notice(NotifyEvent::Succeeded);
+        n.operation = "uninstall".into();
+        n.version = None;
+        n.cause = None;
+        n.clusters[0].result = "uninstalled".into();
+        n.clusters[0].revision = None;
+        assert_eq!(
+            n.slack_text(),
+            "flotilla uninstall *hello* from *prod*: succeeded (run 20261201T120000Z-abcd)\n• eu: uninstalled"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Notifications on the shared fleet: an environment's webhooks (a Slack-compatible
 //! one, a generic JSON one, one that answers 500, one where nothing listens) hear of a
-//! good deploy and of a failing one that rolls back, from local HTTP receivers the
+//! good deploy, of a failing one that rolls back and of an uninstall, from local HTTP receivers the
 //! test starts; the failing webhooks warn once each and never fail the deploy, and no
 //! secret value or webhook URL is shown.
 
@@ -125,4 +125,34 @@ fn webhooks_hear_of_started_succeeded_and_rolled_back_and_a_failing_one_only_war
             "{body}"
         );
     }
+
+    // An uninstall is heard of too: started once every lease is taken, then how it
+    // ended, under the id of its own run.
+    let gone = command(fleet, &repo, &["uninstall", "hello", "--env", "prod"])
+        .env("TEST_HOOK_URL", &hook.url)
+        .env("TEST_SLACK_URL", &slack.url)
+        .env("TEST_BROKEN_HOOK_URL", &broken.url)
+        .env("TEST_REFUSED_HOOK_URL", &refused)
+        .output()
+        .unwrap();
+    assert!(gone.status.success(), "{}", describe(&gone));
+    let heard = parse(hook.received());
+    assert_eq!(heard.len(), 2, "{heard:#?}");
+    assert_eq!(heard[0]["event"], "started");
+    assert_eq!(heard[1]["event"], "succeeded");
+    for notice in &heard {
+        assert_eq!(notice["operation"], "uninstall");
+        assert_eq!(notice["release"], "hello");
+        assert_eq!(notice["deployment_id"], heard[0]["deployment_id"]);
+        assert_ne!(notice["deployment_id"], failed_id.as_str());
+    }
+    assert!(heard[1]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["result"] == "uninstalled"));
+    assert!(
+        slack.received().is_empty(),
+        "the Slack hook hears only of failures"
+    );
 }

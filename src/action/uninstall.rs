@@ -8,11 +8,14 @@
 //! `flotilla.dev/resource-policy: keep` or `helm.sh/resource-policy: keep`, and
 //! Namespaces, CRDs, PVCs and PVs without opt-in, are kept and reported), then the
 //! records, then the lease. A cluster that fails stops the next waves; the report says
-//! what each cluster did (exit 1).
+//! what each cluster did (exit 1). The environment's `notify` webhooks hear of the start
+//! (every lease taken) and of the end, under the id of this run.
 
 use super::multi;
 use super::EnvSelection;
 use crate::cluster::{ClusterHandle, Event, Kept, Lock, ObjectRef};
+use crate::config::NotifyEvent;
+use crate::notify::{ClusterNotice, Notice, Notifier};
 use crate::ops::{self, RunOptions};
 use crate::output::OutputFormat;
 use crate::rollout::prepare::{connect_all, Connected};
@@ -73,6 +76,39 @@ struct Row {
 }
 
 impl UninstallReport {
+    /// What the environment's webhooks hear once it is over: `succeeded`, or `failed`
+    /// with the first cluster's error (scrubbed).
+    fn notice(&self, run_id: &str) -> Notice {
+        let (event, overall) = if self.succeeded {
+            (NotifyEvent::Succeeded, "succeeded")
+        } else {
+            (NotifyEvent::Failed, "failed")
+        };
+        Notice {
+            event,
+            operation: "uninstall".into(),
+            release: self.release.clone(),
+            environment: self.environment.clone(),
+            deployment_id: run_id.to_owned(),
+            version: None,
+            overall: Some(overall.into()),
+            cause: self
+                .clusters
+                .iter()
+                .find_map(|c| c.error.as_deref())
+                .map(crate::redact::scrub),
+            clusters: self
+                .clusters
+                .iter()
+                .map(|c| ClusterNotice {
+                    context: c.context.clone(),
+                    result: c.result.to_owned(),
+                    revision: None,
+                })
+                .collect(),
+        }
+    }
+
     pub fn text(&self) -> String {
         let rows = self.clusters.iter().map(|c| Row {
             cluster: c.context.clone(),
@@ -145,6 +181,17 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
     });
 
     let locks = take_all(&installed, &namespace, &name, &opts).await?;
+    let run_id = crate::rollout::new_deployment_id();
+    let notifier = Notifier::new(&selected.env.environment.notify);
+    notifier
+        .send(&multi::started_notice(
+            &selected.plan,
+            "uninstall",
+            &name,
+            &run_id,
+            None,
+        ))
+        .await;
     let mut results = Vec::new();
     let mut failed = false;
     for wave in &selected.plan.waves {
@@ -191,9 +238,11 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
         results.extend(done);
     }
     futures::future::join_all(locks.into_values().map(Lock::release)).await;
-    let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
-    for row in &mut results {
-        row.kept = kept.remove(&row.context).unwrap_or_default();
+    {
+        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+        for row in &mut results {
+            row.kept = kept.remove(&row.context).unwrap_or_default();
+        }
     }
     let report = UninstallReport {
         release: name,
@@ -202,6 +251,7 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
         succeeded: !failed,
         clusters: results,
     };
+    notifier.send(&report.notice(&run_id)).await;
     match args.output {
         OutputFormat::Json => crate::output::print_json(&report)?,
         OutputFormat::Table => crate::output::print(&report.text())?,
