@@ -38,7 +38,7 @@ pub fn lock_user() -> String {
         .to_owned()
 }
 pub use objects::{sort_for_apply, ObjectRef};
-pub use soak::{DeploymentSample, PodSample, SoakSample};
+pub use soak::{PodSample, SoakSample, WorkloadSample};
 pub use tokio_util::sync::CancellationToken;
 pub use wait::{Health, WaitOptions, DEFAULT_TRANSIENT_GRACE};
 

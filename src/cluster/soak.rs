@@ -1,11 +1,11 @@
 //! What a soak looks at in one cluster: the release's pods (restarts, a container stuck
-//! for a reason that fails a rollout) and its Deployments (availability), in one list of
-//! each by the release's labels. Judging two samples is the operations' part
-//! (`ops::soak`).
+//! for a reason that fails a rollout) and its workloads (availability of its
+//! Deployments, StatefulSets and DaemonSets), in one list of each by the release's
+//! labels, made at once. Judging two samples is the operations' part (`ops::soak`).
 
 use super::wait::fatal_container;
 use super::{labels, ClusterError, ClusterHandle};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SoakSample {
     pub pods: Vec<PodSample>,
-    pub deployments: Vec<DeploymentSample>,
+    pub workloads: Vec<WorkloadSample>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,9 +27,13 @@ pub struct PodSample {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct DeploymentSample {
+pub struct WorkloadSample {
+    /// `Deployment`, `StatefulSet`, `DaemonSet`.
+    pub kind: &'static str,
     pub name: String,
-    /// Why it is not available (its `Available` condition is `False`), if so.
+    /// Why it is not available, if so: a Deployment's `Available` condition is
+    /// `False`; fewer of a StatefulSet's replicas or of a DaemonSet's scheduled pods are
+    /// available than it wants (neither has a condition that says so).
     pub unavailable: Option<String>,
 }
 
@@ -61,8 +65,8 @@ impl PodSample {
     }
 }
 
-impl DeploymentSample {
-    pub fn of(d: &Deployment) -> DeploymentSample {
+impl WorkloadSample {
+    pub fn of_deployment(d: &Deployment) -> WorkloadSample {
         let unavailable = d
             .status
             .iter()
@@ -77,32 +81,93 @@ impl DeploymentSample {
                     _ => why,
                 }
             });
-        DeploymentSample {
+        WorkloadSample {
+            kind: "Deployment",
             name: d.name_any(),
             unavailable,
+        }
+    }
+
+    pub fn of_stateful_set(s: &StatefulSet) -> WorkloadSample {
+        let wanted = s.spec.replicas.unwrap_or(1);
+        let available = s.status.as_ref().map_or(0, |st| {
+            st.available_replicas
+                .unwrap_or(st.ready_replicas.unwrap_or(0))
+        });
+        WorkloadSample {
+            kind: "StatefulSet",
+            name: s.name_any(),
+            unavailable: (available < wanted)
+                .then(|| format!("{available} of {wanted} replicas available")),
+        }
+    }
+
+    pub fn of_daemon_set(d: &DaemonSet) -> WorkloadSample {
+        let (wanted, available) = d.status.as_ref().map_or((0, 0), |st| {
+            (
+                st.desired_number_scheduled,
+                st.number_available.unwrap_or(0),
+            )
+        });
+        WorkloadSample {
+            kind: "DaemonSet",
+            name: d.name_any(),
+            unavailable: (available < wanted)
+                .then(|| format!("{available} of {wanted} scheduled pods available")),
         }
     }
 }
 
 impl ClusterHandle {
-    /// The release's pods and Deployments in `namespace`, as they are now.
+    /// The release's pods and workloads in `namespace`, as they are now.
     pub async fn soak_sample(
         &self,
         namespace: &str,
         release: &str,
     ) -> Result<SoakSample, ClusterError> {
         let client = self.client();
-        let pods = Api::<Pod>::namespaced(client.clone(), namespace)
-            .list(&ListParams::default().labels(&labels::pod_selector(release)))
-            .await
-            .map_err(|e| self.error("list", &format!("pods of `{release}`"), e))?;
-        let deployments = Api::<Deployment>::namespaced(client, namespace)
-            .list(&ListParams::default().labels(&labels::selector(release)))
-            .await
-            .map_err(|e| self.error("list", &format!("Deployments of `{release}`"), e))?;
+        let pods = async {
+            Api::<Pod>::namespaced(client.clone(), namespace)
+                .list(&ListParams::default().labels(&labels::pod_selector(release)))
+                .await
+                .map_err(|e| self.error("list", &format!("pods of `{release}`"), e))
+        };
+        let owned = ListParams::default().labels(&labels::selector(release));
+        let deployments = async {
+            Api::<Deployment>::namespaced(client.clone(), namespace)
+                .list(&owned)
+                .await
+                .map_err(|e| self.error("list", &format!("Deployments of `{release}`"), e))
+        };
+        let stateful_sets = async {
+            Api::<StatefulSet>::namespaced(client.clone(), namespace)
+                .list(&owned)
+                .await
+                .map_err(|e| self.error("list", &format!("StatefulSets of `{release}`"), e))
+        };
+        let daemon_sets = async {
+            Api::<DaemonSet>::namespaced(client.clone(), namespace)
+                .list(&owned)
+                .await
+                .map_err(|e| self.error("list", &format!("DaemonSets of `{release}`"), e))
+        };
+        let (pods, deployments, stateful_sets, daemon_sets) =
+            futures::try_join!(pods, deployments, stateful_sets, daemon_sets)?;
+        let workloads = deployments
+            .items
+            .iter()
+            .map(WorkloadSample::of_deployment)
+            .chain(
+                stateful_sets
+                    .items
+                    .iter()
+                    .map(WorkloadSample::of_stateful_set),
+            )
+            .chain(daemon_sets.items.iter().map(WorkloadSample::of_daemon_set))
+            .collect();
         Ok(SoakSample {
             pods: pods.items.iter().map(PodSample::of).collect(),
-            deployments: deployments.items.iter().map(DeploymentSample::of).collect(),
+            workloads,
         })
     }
 }
@@ -153,9 +218,72 @@ mod tests {
             .unwrap()
         };
         assert_eq!(
-            DeploymentSample::of(&with("False")).unavailable.as_deref(),
+            WorkloadSample::of_deployment(&with("False"))
+                .unavailable
+                .as_deref(),
             Some("MinimumReplicasUnavailable: Deployment does not have minimum availability.")
         );
-        assert_eq!(DeploymentSample::of(&with("True")).unavailable, None);
+        assert_eq!(
+            WorkloadSample::of_deployment(&with("True")).unavailable,
+            None
+        );
+    }
+
+    #[test]
+    fn a_stateful_set_or_daemon_set_is_unavailable_when_fewer_pods_are_available_than_wanted() {
+        let stateful = |replicas: Option<i32>, status: serde_json::Value| -> StatefulSet {
+            serde_json::from_value(json!({
+                "metadata": {"name": "db"},
+                "spec": {"replicas": replicas, "selector": {}, "serviceName": "db",
+                    "template": {}},
+                "status": status
+            }))
+            .unwrap()
+        };
+        let sample = |s: &StatefulSet| WorkloadSample::of_stateful_set(s).unavailable;
+        assert_eq!(
+            sample(&stateful(
+                Some(3),
+                json!({"replicas": 3, "readyReplicas": 3, "availableReplicas": 2})
+            ))
+            .as_deref(),
+            Some("2 of 3 replicas available")
+        );
+        assert_eq!(
+            sample(&stateful(
+                Some(3),
+                json!({"replicas": 3, "availableReplicas": 3})
+            )),
+            None
+        );
+        // No `availableReplicas` (older servers): the ready ones; no `replicas`: one.
+        assert_eq!(
+            sample(&stateful(None, json!({"replicas": 1, "readyReplicas": 1}))),
+            None
+        );
+        assert_eq!(
+            sample(&stateful(None, json!({"replicas": 1}))).as_deref(),
+            Some("0 of 1 replicas available")
+        );
+        assert_eq!(sample(&stateful(Some(0), json!({"replicas": 0}))), None);
+
+        let daemon = |status: serde_json::Value| -> DaemonSet {
+            serde_json::from_value(json!({
+                "metadata": {"name": "agent"},
+                "spec": {"selector": {}, "template": {}},
+                "status": status
+            }))
+            .unwrap()
+        };
+        let d = |status| WorkloadSample::of_daemon_set(&daemon(status)).unavailable;
+        let base = |available: i32| {
+            json!({"desiredNumberScheduled": 2, "numberAvailable": available,
+            "currentNumberScheduled": 2, "numberMisscheduled": 0, "numberReady": available})
+        };
+        assert_eq!(
+            d(base(1)).as_deref(),
+            Some("1 of 2 scheduled pods available")
+        );
+        assert_eq!(d(base(2)), None);
     }
 }

@@ -1,9 +1,11 @@
 //! A soak: once a wave is healthy, each of its clusters is watched for a while before
 //! the next wave starts. A pod of the release stuck in a state that fails a rollout
-//! (`CrashLoopBackOff`, ...), a Deployment whose `Available` condition turns `False` (or
-//! that disappears), or container restarts adding up past `max_restarts` since the soak
-//! began fail it. It samples the release (one list of pods, one of Deployments) every
-//! [`SOAK_SAMPLE_EVERY`]: a soak lasts minutes, and a sample costs two requests.
+//! (`CrashLoopBackOff`, ...), a workload that loses its availability (a Deployment whose
+//! `Available` condition turns `False`, a StatefulSet or DaemonSet with fewer pods
+//! available than it wants) or disappears, or container restarts adding up past
+//! `max_restarts` since the soak began fail it. It samples the release (one list of
+//! pods and one of each workload kind, at once) every [`SOAK_SAMPLE_EVERY`]: a soak lasts
+//! minutes, and a sample costs four requests.
 
 use super::KubeClient;
 use crate::cluster::{CancellationToken, ClusterError, SoakSample};
@@ -32,17 +34,21 @@ pub fn judge(baseline: &SoakSample, now: &SoakSample, max_restarts: u32) -> Opti
             pod.stuck.as_deref().unwrap_or_default()
         ));
     }
-    for d in &now.deployments {
-        if let Some(why) = &d.unavailable {
+    for w in &now.workloads {
+        if let Some(why) = &w.unavailable {
             return Some(format!(
-                "Deployment {} lost its availability: {why}",
-                d.name
+                "{} {} lost its availability: {why}",
+                w.kind, w.name
             ));
         }
     }
-    for d in &baseline.deployments {
-        if !now.deployments.iter().any(|n| n.name == d.name) {
-            return Some(format!("Deployment {} is gone", d.name));
+    for w in &baseline.workloads {
+        if !now
+            .workloads
+            .iter()
+            .any(|n| n.kind == w.kind && n.name == w.name)
+        {
+            return Some(format!("{} {} is gone", w.kind, w.name));
         }
     }
     let before: BTreeMap<&str, u32> = baseline
@@ -107,7 +113,7 @@ mod tests {
     //! The soak's decisions against the in-memory cluster, on a paused clock: samples
     //! are scripted one per [`SOAK_SAMPLE_EVERY`].
     use super::*;
-    use crate::cluster::{DeploymentSample, PodSample};
+    use crate::cluster::{PodSample, WorkloadSample};
     use crate::ops::fake::FakeKube;
     use std::sync::Mutex;
 
@@ -121,7 +127,8 @@ mod tests {
                     stuck: stuck.map(str::to_owned),
                 })
                 .collect(),
-            deployments: vec![DeploymentSample {
+            workloads: vec![WorkloadSample {
+                kind: "Deployment",
                 name: "web".into(),
                 unavailable: unavailable.map(str::to_owned),
             }],
@@ -214,6 +221,36 @@ mod tests {
         assert_eq!(
             judge(&sample(&[], None), &gone, 0).as_deref(),
             Some("Deployment web is gone")
+        );
+    }
+
+    #[test]
+    fn a_stateful_set_losing_a_replica_fails_the_soak_and_kinds_are_told_apart() {
+        let with = |kind: &'static str, unavailable: Option<&str>| SoakSample {
+            pods: Vec::new(),
+            workloads: vec![WorkloadSample {
+                kind,
+                name: "db".into(),
+                unavailable: unavailable.map(str::to_owned),
+            }],
+        };
+        assert_eq!(
+            judge(
+                &with("StatefulSet", None),
+                &with("StatefulSet", Some("2 of 3 replicas available")),
+                0
+            )
+            .as_deref(),
+            Some("StatefulSet db lost its availability: 2 of 3 replicas available")
+        );
+        // A Deployment of the same name does not stand in for a StatefulSet that went.
+        assert_eq!(
+            judge(&with("StatefulSet", None), &with("Deployment", None), 0).as_deref(),
+            Some("StatefulSet db is gone")
+        );
+        assert_eq!(
+            judge(&with("DaemonSet", None), &with("DaemonSet", None), 0),
+            None
         );
     }
 
