@@ -4,24 +4,14 @@
 mod support;
 
 use flotilla::cluster::{ClusterError, ClusterHandle};
-use flotilla::ops::{self, restore::RestoreTo, ObjectHealth, Outcome};
+use flotilla::ops::{self, restore::RestoreTo, ObjectHealth};
 use flotilla::release::{Operation, Status};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use std::time::Duration;
-use support::{cluster, rendered, run_options};
-
-fn deployed(outcome: Outcome) -> Outcome {
-    assert!(
-        outcome.error.is_none(),
-        "deploy failed: {:?}",
-        outcome.error
-    );
-    assert_eq!(outcome.status, Status::Deployed);
-    outcome
-}
+use support::{cluster, deployed, rendered, run_options};
 
 async fn web(handle: &ClusterHandle, ns: &str) -> Deployment {
     Api::<Deployment>::namespaced(handle.client(), ns)

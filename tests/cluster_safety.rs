@@ -10,7 +10,7 @@ mod support;
 
 use flotilla::cluster::{ClusterError, DiffAction, Event, ObjectRef};
 use flotilla::exit::{Classify, ExitKind};
-use flotilla::ops::{self, Outcome, Rendered};
+use flotilla::ops::{self, Rendered};
 use flotilla::release::Status;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
@@ -18,30 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Po
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use support::{cluster, rendered, run_options};
-
-fn image(tag: &str) -> String {
-    format!("registry.local/app1:{tag}")
-}
-
-/// A release of the given objects only.
-fn release(namespace: &str, tag: &str, objects: Vec<Value>) -> Rendered {
-    Rendered {
-        stored: flotilla::redact::redact_manifest(&objects),
-        objects,
-        ..rendered(namespace, tag, 1, false)
-    }
-}
-
-fn deployed(outcome: Outcome) -> Outcome {
-    assert!(
-        outcome.error.is_none(),
-        "deploy failed: {:?}",
-        outcome.error
-    );
-    assert_eq!(outcome.status, Status::Deployed);
-    outcome
-}
+use support::{cluster, deployed, image, release, rendered, run_options};
 
 fn names(ids: &[ObjectRef]) -> Vec<String> {
     ids.iter()

@@ -7,7 +7,7 @@
 mod support;
 
 use flotilla::cluster::ClusterError;
-use flotilla::ops::{self, Outcome, Rendered};
+use flotilla::ops::{self, Outcome};
 use flotilla::release::Status;
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -15,11 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{cluster, rendered, run_options};
-
-fn image(tag: &str) -> String {
-    format!("registry.local/app1:{tag}")
-}
+use support::{cluster, deployed, image, release, run_options};
 
 fn statefulset(tag: &str, replicas: u32) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "app1-db"},
@@ -41,25 +37,6 @@ fn job(tag: &str) -> Value {
            "spec": {"backoffLimit": 0,
                     "template": {"spec": {"restartPolicy": "Never",
                                           "containers": [{"name": "migrate", "image": image(tag)}]}}}})
-}
-
-/// A release of the given objects only.
-fn release(namespace: &str, tag: &str, objects: Vec<Value>) -> Rendered {
-    Rendered {
-        stored: flotilla::redact::redact_manifest(&objects),
-        objects,
-        ..rendered(namespace, tag, 1, false)
-    }
-}
-
-fn deployed(outcome: Outcome) -> Outcome {
-    assert!(
-        outcome.error.is_none(),
-        "deploy failed: {:?}",
-        outcome.error
-    );
-    assert_eq!(outcome.status, Status::Deployed);
-    outcome
 }
 
 fn unhealthy(outcome: &Outcome) -> (&str, &str) {

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use flotilla::cluster::{load_kubeconfig, ClusterHandle, LockOptions};
-use flotilla::ops::{Rendered, RunOptions};
-use flotilla::release::ChartRef;
+use flotilla::ops::{Outcome, Rendered, RunOptions};
+use flotilla::release::{ChartRef, Status};
 use flotilla_fleet::testing::Fleet;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -87,10 +87,36 @@ pub fn rendered(namespace: &str, tag: &str, replicas: u32, extra: bool) -> Rende
     }
 }
 
+/// The image of the example's containers at `tag` (the simulated kubelet runs a pod by
+/// its tag: `crashloop`, `jobfail`, ...).
+pub fn image(tag: &str) -> String {
+    format!("registry.local/app1:{tag}")
+}
+
+/// A release of the given objects only.
+pub fn release(namespace: &str, tag: &str, objects: Vec<Value>) -> Rendered {
+    Rendered {
+        stored: flotilla::redact::redact_manifest(&objects),
+        objects,
+        ..rendered(namespace, tag, 1, false)
+    }
+}
+
+/// `outcome`, which must be a deploy that ended `deployed` without an error.
+pub fn deployed(outcome: Outcome) -> Outcome {
+    assert!(
+        outcome.error.is_none(),
+        "deploy failed: {:?}",
+        outcome.error
+    );
+    assert_eq!(outcome.status, Status::Deployed);
+    outcome
+}
+
 pub fn deployment(name: &str, tag: &str, replicas: u32) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
            "spec": {"replicas": replicas,
                     "selector": {"matchLabels": {"app": name}},
                     "template": {"metadata": {"labels": {"app": name}},
-                                 "spec": {"containers": [{"name": "web", "image": format!("registry.local/app1:{tag}")}]}}}})
+                                 "spec": {"containers": [{"name": "web", "image": image(tag)}]}}}})
 }
