@@ -10,7 +10,7 @@ use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use rollout_support::copy_of_this_repo as repo;
+use rollout_support::{at_root, copy_of_this_repo as repo, ok, output_never_showing};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
@@ -20,32 +20,7 @@ const DB_PASSWORD: &str = "fake-dev-hello-db-password-1111";
 const API_TOKEN: &str = "fake-dev-hello-api-token-3333";
 
 fn flotilla(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .envs(fleet.env())
-        .env_remove("VAULT_TOKEN") // log in with AppRole, as the environment file says
-        .output()
-        .unwrap();
-    for stream in [&output.stdout, &output.stderr] {
-        let text = String::from_utf8_lossy(stream);
-        assert!(
-            !text.contains(DB_PASSWORD) && !text.contains(API_TOKEN),
-            "a secret value was printed by {args:?}:\n{text}"
-        );
-    }
-    output
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    output_never_showing(at_root(fleet, root, args), args, &[DB_PASSWORD, API_TOKEN])
 }
 
 fn json(output: Output) -> Value {

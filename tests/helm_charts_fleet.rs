@@ -5,6 +5,8 @@
 //! `file://` dependency, a CRD and `helm.sh/resource-policy: keep`; a chart with hooks,
 //! refused before anything changed.
 
+mod rollout_support;
+
 use flate2::read::GzDecoder;
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -12,6 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use rollout_support::{at_root, ok, output_never_showing};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -56,33 +59,9 @@ fn helm_create(root: &Path, release: &str, name: &str) -> PathBuf {
 }
 
 fn flotilla(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .envs(fleet.env())
-        .env("FLOTILLA_HELM", helm())
-        .env_remove("VAULT_TOKEN")
-        .output()
-        .unwrap();
-    for stream in [&output.stdout, &output.stderr] {
-        let text = String::from_utf8_lossy(stream);
-        assert!(
-            !text.contains(DB_PASSWORD),
-            "a secret value was printed by {args:?}:\n{text}"
-        );
-    }
-    output
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let mut cmd = at_root(fleet, root, args);
+    cmd.env("FLOTILLA_HELM", helm());
+    output_never_showing(cmd, args, &[DB_PASSWORD])
 }
 
 fn images(deployment: &Deployment) -> Vec<String> {

@@ -138,6 +138,43 @@ pub fn command(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Command {
     cmd
 }
 
+/// `flotilla --root ROOT ARGS...` with the fleet's variables but no `VAULT_TOKEN`: it
+/// logs in to Vault as the repo's environment file says (AppRole).
+pub fn at_root(fleet: &Fleet, root: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(flotilla_bin());
+    cmd.arg("--root")
+        .arg(root)
+        .args(args)
+        .envs(fleet.env())
+        .env_remove("VAULT_TOKEN");
+    cmd
+}
+
+/// Runs `cmd` (the command line `args`), failing the test if its stdout or stderr
+/// holds any of `secrets`.
+pub fn output_never_showing(mut cmd: Command, args: &[&str], secrets: &[&str]) -> Output {
+    let output = cmd.output().unwrap();
+    for stream in [&output.stdout, &output.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(
+            !secrets.iter().any(|s| text.contains(s)),
+            "a secret value was printed by {args:?}:\n{text}"
+        );
+    }
+    output
+}
+
+/// The stdout of a command that must have succeeded.
+pub fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 pub fn run(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Output {
     command(fleet, repo, args).output().unwrap()
 }
