@@ -7,7 +7,7 @@ mod rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use flotilla_fleet::vault::{Api, Method};
-use rollout_support::copy_of_this_repo as repo;
+use rollout_support::{at_root, copy_of_this_repo as repo, ok};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Output;
@@ -15,27 +15,12 @@ use std::process::Output;
 /// flotilla with the fleet's KUBECONFIG and VAULT_ADDR, and only the Vault credentials
 /// given (none of the fleet's root token or AppRole).
 fn flotilla(fleet: &Fleet, root: &Path, args: &[&str], vault: &[(&str, &str)]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .envs(fleet.env())
-        .env_remove("VAULT_TOKEN")
+    at_root(fleet, root, args)
         .env_remove("VAULT_ROLE_ID")
         .env_remove("VAULT_SECRET_ID")
         .envs(vault.iter().copied())
         .output()
         .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
