@@ -72,4 +72,7 @@ for bench in scripts/bench-*.sh; do
   "$bench" --short
 done
 
+say "the rollback model, short mode (scripts/model-check.sh --short)"
+./scripts/model-check.sh --short
+
 say "all green"

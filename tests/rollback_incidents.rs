@@ -122,6 +122,27 @@ fn automatic_rollback_then_rollback_goes_to_the_release_before() {
     assert_everywhere(&repo, &a, "v1");
 }
 
+/// The on-call's most common sequence: A, a bad deploy undone at once in the canary
+/// wave, a fix B, then B is bad too. The automatic restore brought A back, so A is the
+/// target (it used to be marked rolled back, and the rollback found nothing).
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn rollback_after_a_crash_undone_in_the_canary_wave_then_a_fix() {
+    let repo = repo("canary-undone", &[("prod", PROD)], "60s");
+    let a = deployed_ok(&repo, "v1");
+    let (out, _) = deploy(&repo, "v2", &["--set", "breakIn=i-eu"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(json(&out)["overall"], "rolled-back");
+    assert_everywhere(&repo, &a, "v1");
+    let b = deployed_ok(&repo, "v3");
+    assert_everywhere(&repo, &b, "v3");
+
+    let out = rollback(&repo);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(json(&out)["target"], a.as_str(), "{}", describe(&out));
+    assert_everywhere(&repo, &a, "v1");
+}
+
 #[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn rollback_twice_steps_back_twice_and_a_third_has_nothing_to_go_to() {

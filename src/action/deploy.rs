@@ -8,7 +8,7 @@ use crate::config::LoadedRelease;
 use crate::notify::Notifier;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
-use crate::release::{content_digest, redact_manifest, EnvironmentHistory, UntilWave};
+use crate::release::{EnvironmentHistory, NextRun, UntilWave};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::gates::GateVars;
 use crate::rollout::kube_steps::{revision_ref, GateSetup, KubeSteps};
@@ -197,6 +197,20 @@ pub async fn deploy_releases_in_waves(
         if let Some(id) = &waves.resume {
             resume(steps, &mut plan, id, waves.until_wave)?;
         }
+        steps.options.history_keep = EnvironmentHistory::new(
+            steps
+                .clusters
+                .iter()
+                .map(|(context, p)| (context.as_str(), &p.history)),
+        )
+        .kept_by_history_limit(&NextRun::Deploy {
+            digests: steps
+                .clusters
+                .iter()
+                .map(|(context, p)| (context.clone(), p.rendered.digest.clone()))
+                .collect(),
+            resuming: waves.resume.clone(),
+        });
         steps.gates = Some(GateSetup {
             vars: GateVars {
                 release: release.descriptor.metadata.name.clone(),
@@ -318,13 +332,7 @@ fn resume(steps: &mut KubeSteps, plan: &mut Plan, id: &str, until: Option<u32>) 
         let Some(p) = steps.clusters.get(*context) else {
             continue;
         };
-        let stored = p.rendered.unpack(context)?.stored;
-        let now = content_digest(
-            &redact_manifest(&stored),
-            &p.rendered.app_version,
-            &p.rendered.chart,
-        );
-        if !record.digest.is_empty() && record.digest != now {
+        if !record.digest.is_empty() && record.digest != p.rendered.digest {
             return Err(refuse(format!(
                 "cluster `{context}`: this checkout renders other content than the deployment recorded there (values, --set or chart changed since): run it with what the first part had, or deploy anew"
             )));

@@ -17,7 +17,7 @@ use crate::engine::{render_recorded, Capabilities, Chart, ClusterFacts, ReleaseI
 use crate::ops::restore::objects_to_apply;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
-use crate::release::EnvironmentHistory;
+use crate::release::{EnvironmentHistory, NextRun, NoRollback};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::kube_steps::{revision_ref, RollbackCluster, RollbackSteps};
 use crate::rollout::prepare::{connect_each, Connected};
@@ -78,45 +78,50 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     }
 
     // One target for the whole environment, then each cluster's own revision of it.
-    let target = match &args.to {
-        Some(id) => id.clone(),
-        None => {
-            let env = EnvironmentHistory::new(
-                connected
-                    .iter()
-                    .map(|c| (c.cluster.context.as_str(), &c.history)),
-            );
-            match env.rollback_target() {
-                Some(id) => id.to_owned(),
-                None => {
-                    return Err(crate::Error::Reported(format!(
-                        "rollback {name} in {}: nothing changed: there is no earlier complete deployment to go back to (deployments, newest first: {})",
-                        selected.plan.environment,
-                        env.summary()
-                    )))
-                }
-            }
+    let decided = EnvironmentHistory::new(
+        connected
+            .iter()
+            .map(|c| (c.cluster.context.as_str(), &c.history)),
+    )
+    .rollback_revisions(args.to.as_deref())
+    .map(|r| {
+        let revisions: HashMap<String, RevisionRef> = r
+            .revisions
+            .iter()
+            .map(|(context, record)| ((*context).to_owned(), revision_ref(record)))
+            .collect();
+        (r.target.to_owned(), revisions)
+    });
+    let (target, mut revisions) = match decided {
+        Ok(decided) => decided,
+        Err(NoRollback::NoTarget { deployments }) => {
+            return Err(crate::Error::Reported(format!(
+                "rollback {name} in {}: nothing changed: there is no earlier complete deployment to go back to (deployments, newest first: {deployments})",
+                selected.plan.environment
+            )))
+        }
+        Err(NoRollback::NeverRan { target, missing }) => {
+            return Err(crate::Error::Reported(format!(
+                "rollback {name} in {} to deployment {target}: nothing changed, because\n  {}\n(limit the run with --clusters to roll back the others)",
+                selected.plan.environment,
+                missing.join("\n  ")
+            )))
         }
     };
-    let mut missing = Vec::new();
-    let mut targets = Vec::new();
-    for found in connected {
-        match found.history.revision_of(&target).map(revision_ref) {
-            Some(to) => targets.push((found, to)),
-            None => missing.push(format!(
-                "{}: never ran deployment {target} healthy (it has: {})",
-                found.cluster.context,
-                found.history.summary()
-            )),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(crate::Error::Reported(format!(
-            "rollback {name} in {} to deployment {target}: nothing changed, because\n  {}\n(limit the run with --clusters to roll back the others)",
-            selected.plan.environment,
-            missing.join("\n  ")
-        )));
-    }
+    // What the history limit must keep: computed before the clusters are handed on.
+    let keep = EnvironmentHistory::new(
+        connected
+            .iter()
+            .map(|c| (c.cluster.context.as_str(), &c.history)),
+    )
+    .kept_by_history_limit(&NextRun::Rollback(target.clone()));
+    let targets: Vec<(Connected, RevisionRef)> = connected
+        .into_iter()
+        .filter_map(|found| {
+            let to = revisions.remove(&found.cluster.context)?;
+            Some((found, to))
+        })
+        .collect();
     if args.dry_run {
         return print_plan(&target, &targets, args.output);
     }
@@ -161,6 +166,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         options.lock.wait = wait;
     }
     options.targets = selected.plan.contexts();
+    options.history_keep = keep;
     options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
     let run_id = crate::rollout::new_deployment_id();
     let steps = RollbackSteps {

@@ -56,6 +56,10 @@ pub struct RunOptions {
     /// budget, never what is left of `timeout`.
     pub restore_timeout: Duration,
     pub history_limit: usize,
+    /// Deployments whose records the history limit keeps, whatever the limit: what
+    /// the environment may roll back to after this run
+    /// (`release::EnvironmentHistory::kept_by_history_limit`).
+    pub history_keep: Vec<String>,
     pub lock: LockOptions,
     pub progress: Progress,
     pub cancel: CancellationToken,
@@ -78,6 +82,7 @@ impl RunOptions {
             timeout,
             restore_timeout: timeout,
             history_limit: crate::storage::DEFAULT_HISTORY_LIMIT,
+            history_keep: Vec::new(),
             lock: LockOptions::for_this_process(),
             progress: crate::cluster::no_progress(),
             cancel: CancellationToken::new(),
@@ -116,6 +121,17 @@ impl Rendered {
     pub fn store_as_rendered(&mut self) {
         self.stored = crate::redact::redact_manifest(&self.objects);
     }
+
+    /// The manifest its record keeps: the placeholder render, no value of any secret,
+    /// wherever the chart put it.
+    pub fn record_manifest(&self) -> Vec<Value> {
+        crate::release::redact_manifest(&self.stored)
+    }
+
+    /// The content digest its record will carry.
+    pub fn content_digest(&self) -> String {
+        crate::release::content_digest(&self.record_manifest(), &self.app_version, &self.chart)
+    }
 }
 
 /// A cluster's [`Rendered`] while its run waits for the cluster's turn: the same
@@ -132,6 +148,8 @@ pub struct PackedRender {
     pub app_version: String,
     /// How many objects the render has.
     pub objects: usize,
+    /// [`Rendered::content_digest`]: what the run's record will carry.
+    pub digest: String,
     body: Box<[u8]>,
 }
 
@@ -146,6 +164,7 @@ struct PackedBody {
 
 impl PackedRender {
     pub fn pack(rendered: Rendered) -> PackedRender {
+        let digest = rendered.content_digest();
         let Rendered {
             release,
             namespace,
@@ -173,6 +192,7 @@ impl PackedRender {
             chart,
             app_version,
             objects: count,
+            digest,
             body,
         }
     }

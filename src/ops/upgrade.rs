@@ -47,8 +47,7 @@ pub async fn deploy_with<K: KubeClient, S: RecordStore>(
     }
     let desired = Desired {
         objects: rendered.objects.iter().cloned().map(Some).collect(),
-        // The placeholder render: no value of any secret, wherever the chart put it.
-        record_manifest: release::redact_manifest(&rendered.stored),
+        record_manifest: rendered.record_manifest(),
         values: release::values_without_secrets(&rendered.values),
         chart: rendered.chart.clone(),
         app_version: rendered.app_version.clone(),
@@ -351,9 +350,12 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
         // The run is recorded `deployed` and healthy: what is left is bookkeeping that
         // the next run redoes (every `deployed` record older than the newest is
         // superseded then), so a failure here does not fail the cluster.
-        if let Err(err) = supersede(store, &history, scope, desired.rollback_of.is_some()).await {
+        if let Err(err) = supersede(store, &history, scope, desired.restores.as_deref()).await {
             tracing::warn!("{err} (the next run marks the older revisions)");
-        } else if let Err(err) = store.prune_history(opts.history_limit).await {
+        } else if let Err(err) = store
+            .prune_history(opts.history_limit, &opts.history_keep)
+            .await
+        {
             tracing::warn!("{err} (the next run prunes the history)");
         }
     }
@@ -564,30 +566,76 @@ fn both(context: &str, first: ClusterError, then: &ClusterError) -> ClusterError
     }
 }
 
-/// Marks what was deployed before a successful run as replaced by it: `rolled-back`
-/// when the run restores an earlier revision (what it replaces is undone, and no later
-/// rollback may go forward to it), `superseded` otherwise. A restore that undoes this
-/// same run's own earlier restore (a rollback that failed elsewhere putting a cluster
-/// back) undoes nothing of the deployment that restore brought: that one stays
-/// `superseded`, so a failed rollback attempt cannot poison its own target.
+/// Marks what was deployed before a successful run as replaced by it: `superseded`,
+/// unless the run is a restore and the old revision ran other content than the one it
+/// brings back: that content is undone (`rolled-back`), and no later rollback may go
+/// forward to it.
+///
+/// Two revisions are never undone by a restore, because neither ran content that the
+/// restore undid:
+/// - one that runs the very content the restore brings back (the automatic restore of a
+///   failed deploy on top of a cluster that already ran the target, or a restore of
+///   it written earlier): marking it would poison the rollback target itself, and the
+///   next `rollback` would find nothing to go back to;
+/// - this same run's own earlier restore (a rollback that failed elsewhere putting a
+///   cluster back): a failed rollback attempt cannot poison its own target.
 async fn supersede<S: RecordStore>(
     store: &S,
     history: &History,
     scope: &Scope<'_>,
-    restoring: bool,
+    restores: Option<&str>,
 ) -> Result<(), ClusterError> {
     for old in history.every_deployed() {
-        let own_restore = !old.is_deploy() && old.deployment_id == scope.deployment_id;
-        let mut old = old.clone();
-        old.status = if restoring && !own_restore {
+        let undone = undone_by(old, scope.deployment_id, restores);
+        let mut record = old.clone();
+        record.status = if undone {
             Status::RolledBack
         } else {
             Status::Superseded
         };
-        old.updated = Utc::now();
-        store.update(&old).await?;
+        record.updated = Utc::now();
+        store.update(&record).await?;
+    }
+    if let Some(wrongly_undone) = restored_by_own_run(history, scope.deployment_id, restores) {
+        let mut record = wrongly_undone.clone();
+        record.status = Status::Superseded;
+        record.updated = Utc::now();
+        store.update(&record).await?;
     }
     Ok(())
+}
+
+/// The revision this run marked rolled back when it first changed the cluster, when
+/// the run now puts that very content back (a rollback that failed in another cluster
+/// undoing its own change here): nothing of it was undone in the end, and left marked
+/// it would never be a rollback target again although it runs everywhere.
+fn restored_by_own_run<'h>(
+    history: &'h History,
+    deployment_id: &str,
+    restores: Option<&str>,
+) -> Option<&'h ReleaseRecord> {
+    let brought_back = restores?;
+    let first_own = history
+        .iter()
+        .filter(|r| r.deployment_id == deployment_id)
+        .map(|r| r.revision)
+        .min()?;
+    history
+        .iter()
+        .rev()
+        .filter(|r| r.revision < first_own)
+        .find(|r| r.status.was_healthy())
+        .filter(|r| r.status == Status::RolledBack && r.content_id() == brought_back)
+}
+
+/// Whether a run `deployment_id` that brings back the content of deployment `restores`
+/// (`None`: a deploy) undoes `old`, a revision that was deployed before it.
+fn undone_by(old: &ReleaseRecord, deployment_id: &str, restores: Option<&str>) -> bool {
+    let Some(brought_back) = restores else {
+        return false;
+    };
+    let own_restore = !old.is_deploy() && old.deployment_id == deployment_id;
+    !own_restore && old.content_id() != brought_back
 }
 
 #[cfg(test)]
@@ -1174,8 +1222,8 @@ mod tests {
         let of = |n: usize| (records[n].content_id().to_owned(), records[n].status);
         assert_eq!(
             of(1),
-            ("C".into(), Status::RolledBack),
-            "C's deploy was undone once"
+            ("C".into(), Status::Superseded),
+            "C runs again: the run that undid it undid that too, so C is still a rollback target"
         );
         assert_eq!(
             of(2),
@@ -1220,6 +1268,52 @@ mod tests {
         ids.iter()
             .map(|id| format!("{}/{}", id.kind, id.name))
             .collect()
+    }
+
+    /// The incident of a bad deploy undone at once: the automatic restore brings back
+    /// the revision that ran before, so that one is superseded, never rolled back
+    /// (a rolled-back content is never a rollback target again: marking it made the
+    /// next `rollback` of the environment refuse).
+    #[tokio::test]
+    async fn an_automatic_restore_never_marks_the_content_it_brings_back_rolled_back() {
+        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", true), "a", &opts())
+            .await
+            .unwrap();
+        kube.wait = Wait::Crash;
+        let failed = deploy_with(&kube, &store, &rendered("2", true), "crash", &opts())
+            .await
+            .unwrap();
+        assert_eq!(failed.status, Status::Failed);
+        kube.wait = Wait::Healthy;
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "crash",
+            fresh: &[],
+            unreadable: &[],
+        };
+        restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap();
+        assert_eq!(
+            statuses(&store),
+            [
+                (1, Status::Superseded),
+                (2, Status::Failed),
+                (3, Status::Deployed)
+            ]
+        );
+        // A rollback that restores the same content again (a cluster already back on
+        // it) undoes nothing either.
+        let again = RestoreTo {
+            revision: 3,
+            deployment_id: "rollback",
+            ..to
+        };
+        restore_with(&kube, &store, "ns", "hello", &again, &opts())
+            .await
+            .unwrap();
+        assert_eq!(store.records()[2].status, Status::Superseded);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 
 use super::{History, ReleaseRecord, Status};
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a deployment id became in the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,6 +51,42 @@ pub struct ResumePoint<'a> {
     pub earlier: Vec<(&'a str, Option<&'a ReleaseRecord>, &'a ReleaseRecord)>,
 }
 
+/// The run the history limit prunes for ([`EnvironmentHistory::kept_by_history_limit`]).
+#[derive(Debug, Clone)]
+pub enum NextRun {
+    /// A deploy (or a promotion) with this content digest per kube context; `resuming`
+    /// the paused deployment it goes on with (`deploy --resume`).
+    Deploy {
+        digests: BTreeMap<String, String>,
+        resuming: Option<String>,
+    },
+    /// A rollback to this deployment.
+    Rollback(String),
+}
+
+/// What a `rollback` goes to: the deployment, and each cluster's revision of it.
+#[derive(Debug)]
+pub struct RollbackRevisions<'a> {
+    pub target: &'a str,
+    /// By kube context, in the order the clusters were given.
+    pub revisions: Vec<(&'a str, &'a ReleaseRecord)>,
+}
+
+/// Why a `rollback` changes nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoRollback {
+    /// No `--to`, and no earlier complete deployment to go back to.
+    NoTarget {
+        /// Every deployment with its state, newest first.
+        deployments: String,
+    },
+    /// Clusters that never ran the target healthy, each as `context: why`.
+    NeverRan {
+        target: String,
+        missing: Vec<String>,
+    },
+}
+
 /// The histories of one release in the clusters of an environment (those a command
 /// could read), by kube context.
 pub struct EnvironmentHistory<'a> {
@@ -76,20 +113,70 @@ impl<'a> EnvironmentHistory<'a> {
         })
     }
 
-    /// Every deployment id a deploy recorded here, newest first (by when its first
-    /// record was written; ids are time-sortable too).
+    /// Every deployment id a deploy recorded here, newest first. The order is each
+    /// cluster's revision order, merged: a cluster's revisions are numbered by the
+    /// writers holding its lease, one after another, while the `created` times come
+    /// from the writers' clocks, and one runner with a skewed clock would make a
+    /// rollback go two steps back. The clocks only break ties between deployments no
+    /// cluster ran both of (oldest first by the first record written, then by id).
     pub fn deployments(&self) -> Vec<&'a str> {
-        let mut first: Vec<(&'a str, chrono::DateTime<chrono::Utc>)> = Vec::new();
+        struct Node<'a> {
+            id: &'a str,
+            first: chrono::DateTime<chrono::Utc>,
+            /// Deployments some cluster recorded before this one.
+            after: BTreeSet<&'a str>,
+        }
+        let mut nodes: Vec<Node<'a>> = Vec::new();
         for (_, history) in &self.clusters {
+            let mut earlier: Vec<&'a str> = Vec::new();
             for record in history.iter().filter(|r| r.is_deploy()) {
-                match first.iter_mut().find(|(id, _)| *id == record.deployment_id) {
-                    Some((_, at)) => *at = (*at).min(record.created),
-                    None => first.push((&record.deployment_id, record.created)),
+                let id = record.deployment_id.as_str();
+                let index = match nodes.iter().position(|n| n.id == id) {
+                    Some(index) => index,
+                    None => {
+                        nodes.push(Node {
+                            id,
+                            first: record.created,
+                            after: BTreeSet::new(),
+                        });
+                        nodes.len() - 1
+                    }
+                };
+                let node = &mut nodes[index];
+                node.first = node.first.min(record.created);
+                node.after
+                    .extend(earlier.iter().copied().filter(|e| *e != id));
+                if !earlier.contains(&id) {
+                    earlier.push(id);
                 }
             }
         }
-        first.sort_by(|a, b| (b.1, b.0).cmp(&(a.1, a.0)));
-        first.into_iter().map(|(id, _)| id).collect()
+        // Oldest first: among those whose predecessors are all placed, the one written
+        // first. Per-cluster orders cannot disagree (every writer holds the lease of
+        // every cluster of its run before its first record); if records ever did, what
+        // is left is placed by time alone.
+        let mut oldest_first: Vec<&'a str> = Vec::with_capacity(nodes.len());
+        while oldest_first.len() < nodes.len() {
+            let placed = |id: &&str| oldest_first.contains(id);
+            let ready = nodes
+                .iter()
+                .filter(|n| !placed(&n.id))
+                .filter(|n| n.after.iter().all(placed));
+            let next = ready
+                .min_by(|a, b| (a.first, a.id).cmp(&(b.first, b.id)))
+                .or_else(|| {
+                    nodes
+                        .iter()
+                        .filter(|n| !placed(&n.id))
+                        .min_by(|a, b| (a.first, a.id).cmp(&(b.first, b.id)))
+                });
+            match next {
+                Some(node) => oldest_first.push(node.id),
+                None => break,
+            }
+        }
+        oldest_first.reverse();
+        oldest_first
     }
 
     /// The state of deployment `id`, or `None` when no deploy recorded it here.
@@ -144,33 +231,143 @@ impl<'a> EnvironmentHistory<'a> {
         }
     }
 
-    /// Whether every cluster runs deployment `id` healthy now.
-    fn everyone_runs(&self, id: &str) -> bool {
-        self.clusters
-            .iter()
-            .all(|(_, h)| h.runs_now().is_some_and(|r| r.content_id() == id))
-    }
-
-    /// Whether deployment `id` has, in every cluster, the content that runs there now
-    /// (a CI re-run of the same commit).
-    fn same_content_as_now(&self, id: &str) -> bool {
-        self.clusters
-            .iter()
-            .all(|(_, h)| match (h.runs_now(), h.revision_of(id)) {
-                (Some(now), Some(then)) => !then.digest.is_empty() && then.digest == now.digest,
-                _ => false,
-            })
+    /// The target a plain `rollback` would pick if each cluster ran what `runs` says
+    /// (by kube context: the deployment whose content it runs, and that content's
+    /// digest) and the deployments `undone` were rolled back: the newest complete
+    /// deployment that is not what every cluster runs, and whose content is not what
+    /// every cluster runs (a CI re-run of the same commit).
+    fn target_if<'r>(
+        &self,
+        runs: impl Fn(&str, &'a History) -> Option<(&'r str, &'r str)>,
+        undone: &[&str],
+    ) -> Option<&'a str> {
+        self.deployments().into_iter().find(|id| {
+            let everyone_runs = self
+                .clusters
+                .iter()
+                .all(|(c, h)| runs(c, h).is_some_and(|(content, _)| content == *id));
+            let same_content =
+                self.clusters
+                    .iter()
+                    .all(|(c, h)| match (runs(c, h), h.revision_of(id)) {
+                        (Some((_, now)), Some(then)) => {
+                            !then.digest.is_empty() && then.digest == now
+                        }
+                        _ => false,
+                    });
+            !undone.contains(id)
+                && self.state(id) == Some(DeploymentState::Complete)
+                && !everyone_runs
+                && !same_content
+        })
     }
 
     /// The deployment a plain `rollback` goes to: the newest complete one that is not
     /// already what every cluster runs healthy, skipping rolled-back ones and ones whose
     /// content equals what runs now. `None`: there is nothing to go back to.
     pub fn rollback_target(&self) -> Option<&'a str> {
-        self.deployments().into_iter().find(|id| {
-            self.state(id) == Some(DeploymentState::Complete)
-                && !self.everyone_runs(id)
-                && !self.same_content_as_now(id)
-        })
+        self.target_if(
+            |_, h| h.runs_now().map(|r| (r.content_id(), r.digest.as_str())),
+            &[],
+        )
+    }
+
+    /// The deployments whose records the history limit keeps in every cluster during
+    /// the `next` run: whatever its outcome, what a `rollback` may go to afterwards.
+    /// That is today's target, what runs now anywhere, and the target once the run is
+    /// over: when it failed, every cluster back on its deployed revision; when it
+    /// succeeded, every cluster on the deploy's content, or on the rollback's target
+    /// with what ran before undone. One cluster's records cannot tell these (a
+    /// deployment paused or failed elsewhere is no target), and pruning by one
+    /// cluster's view deleted the environment's target.
+    pub fn kept_by_history_limit(&self, next: &NextRun) -> Vec<String> {
+        // What a failed run puts each cluster back on: its deployed revision, or for a
+        // resumed deployment, what ran before the deployment's first part.
+        let resuming = match next {
+            NextRun::Deploy { resuming, .. } => resuming.as_deref(),
+            NextRun::Rollback(_) => None,
+        };
+        let put_back = |h: &'a History| -> Option<&'a ReleaseRecord> {
+            let deployed = h.deployed()?;
+            if Some(deployed.content_id()) != resuming {
+                return Some(deployed);
+            }
+            h.iter().rev().find(|r| {
+                r.revision < deployed.revision
+                    && r.status.was_healthy()
+                    && Some(r.content_id()) != resuming
+            })
+        };
+        let running: Vec<&str> = self
+            .clusters
+            .iter()
+            .flat_map(|(_, h)| {
+                h.runs_now()
+                    .into_iter()
+                    .chain(h.deployed())
+                    .chain(put_back(h))
+            })
+            .map(ReleaseRecord::content_id)
+            .collect();
+        let mut keep: Vec<&str> = running.clone();
+        keep.extend(self.rollback_target());
+        keep.extend(self.target_if(
+            |_, h| put_back(h).map(|r| (r.content_id(), r.digest.as_str())),
+            &[],
+        ));
+        match next {
+            NextRun::Deploy { digests, .. } => {
+                keep.extend(self.target_if(|c, _| digests.get(c).map(|d| ("", d.as_str())), &[]))
+            }
+            NextRun::Rollback(to) => {
+                keep.push(to);
+                let undone: Vec<&str> = running.iter().copied().filter(|r| r != to).collect();
+                keep.extend(self.target_if(
+                    |_, h| h.revision_of(to).map(|r| (to.as_str(), r.digest.as_str())),
+                    &undone,
+                ));
+            }
+        }
+        let mut keep: Vec<String> = keep.into_iter().map(str::to_owned).collect();
+        keep.sort();
+        keep.dedup();
+        keep
+    }
+
+    /// What `rollback` does here: the one target for the environment (`to`, from
+    /// `--to ID`, else [`Self::rollback_target`]), then each cluster's own revision of
+    /// it. Refused as a whole, with nothing to change, when there is no target or when
+    /// a cluster never ran it healthy: one command must never leave the environment on
+    /// two releases.
+    pub fn rollback_revisions(
+        &self,
+        to: Option<&'a str>,
+    ) -> Result<RollbackRevisions<'a>, NoRollback> {
+        let target = match to {
+            Some(id) => id,
+            None => self.rollback_target().ok_or_else(|| NoRollback::NoTarget {
+                deployments: self.summary(),
+            })?,
+        };
+        let mut revisions = Vec::new();
+        let mut missing = Vec::new();
+        for (context, history) in &self.clusters {
+            match history.revision_of(target) {
+                Some(record) => revisions.push((*context, record)),
+                None => missing.push(format!(
+                    "{context}: never ran deployment {target} healthy (it has: {})",
+                    history.summary()
+                )),
+            }
+        }
+        if missing.is_empty() {
+            Ok(RollbackRevisions { target, revisions })
+        } else {
+            Err(NoRollback::NeverRan {
+                target: target.to_owned(),
+                missing,
+            })
+        }
     }
 
     /// Where `deploy --resume id` goes on: `id` must be partial-by-request and nothing
@@ -331,10 +528,20 @@ mod tests {
             }
         }
 
-        /// A restore to `content` made by run `run` in every cluster.
+        /// A restore to `content` made by run `run` in every cluster: what it replaces
+        /// is rolled back, unless it runs that same content.
         fn restore(&mut self, run: &str, content: &str) {
             for c in 0..CLUSTERS.len() {
-                self.replace(c, RolledBack);
+                for r in self.histories[c]
+                    .iter_mut()
+                    .filter(|r| r.status == Deployed)
+                {
+                    r.status = if r.content_id() == content {
+                        Superseded
+                    } else {
+                        RolledBack
+                    };
+                }
                 let r = self.push(c, run, Deployed, &format!("content-{content}"));
                 r.operation = Operation::Rollback;
                 r.restores = Some(content.into());
@@ -379,6 +586,38 @@ mod tests {
         );
         f.restore("R2", "A");
         assert_eq!(target(&f), None, "nothing before A");
+    }
+
+    /// A runner whose clock is an hour behind deploys C after B: its records say C is
+    /// older than B. The order is the clusters' revision order, so the rollback goes
+    /// to B, not two steps back to A.
+    #[test]
+    fn a_skewed_clock_does_not_reorder_deployments() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy("B", &all());
+        f.deploy("C", &all());
+        for history in &mut f.histories {
+            if let Some(c) = history.iter_mut().find(|r| r.deployment_id == "C") {
+                c.created -= chrono::Duration::hours(1);
+            }
+        }
+        let histories = f.histories();
+        let env = EnvironmentHistory::new(CLUSTERS.iter().copied().zip(histories.iter()));
+        assert_eq!(env.deployments(), ["C", "B", "A"]);
+        assert_eq!(target(&f).as_deref(), Some("B"));
+    }
+
+    /// Deployments no cluster ran both of (`--clusters` runs) are ordered by time.
+    #[test]
+    fn deployments_of_disjoint_clusters_are_ordered_by_time() {
+        let mut f = Fleet::new();
+        f.deploy("A", &[0]);
+        f.deploy("B", &[1]);
+        f.deploy("C", &[0]);
+        let histories = f.histories();
+        let env = EnvironmentHistory::new(CLUSTERS.iter().copied().zip(histories.iter()));
+        assert_eq!(env.deployments(), ["C", "B", "A"]);
     }
 
     #[test]

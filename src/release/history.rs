@@ -144,6 +144,8 @@ pub struct RecordHead {
     pub status: Status,
     /// [`ReleaseRecord::content_id`]: the deployment whose content it runs.
     pub content_id: String,
+    /// [`ReleaseRecord::is_deploy`]: written by the deploy of its deployment id.
+    pub deploy: bool,
 }
 
 impl From<&ReleaseRecord> for RecordHead {
@@ -152,6 +154,7 @@ impl From<&ReleaseRecord> for RecordHead {
             revision: record.revision,
             status: record.status,
             content_id: record.content_id().to_owned(),
+            deploy: record.is_deploy(),
         }
     }
 }
@@ -160,9 +163,16 @@ impl From<&ReleaseRecord> for RecordHead {
 /// never the deployed one or a pending one (what `status` and the repair of a killed
 /// run read), and never the newest superseded one whose content is not the deployed
 /// one's: what a rollback goes back to. A run of failed deploys on top of a deployed
-/// revision must not push the last good one before it out of the history. `heads`:
-/// oldest first.
-pub fn beyond_limit(heads: &[RecordHead], limit: usize) -> Vec<u32> {
+/// revision must not push the last good one before it out of the history. Nor the
+/// deploy records of those two contents: the state of a deployment in the environment
+/// (complete or not, so a rollback target or not) is judged on its deploy records, and a
+/// restore of it is no such record. Nor the deploy record and the newest healthy record
+/// of each deployment in `keep`: what the environment may roll back to after the run
+/// that prunes ([`super::EnvironmentHistory::kept_by_history_limit`]), which one
+/// cluster's records alone cannot tell. Nor the newest restore marked rolled back of a
+/// content whose deploy record is not: that mark is all that says it was undone.
+/// `heads`: oldest first.
+pub fn beyond_limit(heads: &[RecordHead], limit: usize, keep: &[String]) -> Vec<u32> {
     let deployed = heads.iter().rev().find(|h| h.status == Status::Deployed);
     let rollback_target = heads
         .iter()
@@ -172,11 +182,58 @@ pub fn beyond_limit(heads: &[RecordHead], limit: usize) -> Vec<u32> {
             h.status == Status::Superseded && deployed.is_none_or(|d| h.content_id != d.content_id)
         })
         .map(|h| h.revision);
+    let deploy_of = |content: &str| {
+        heads
+            .iter()
+            .rev()
+            .find(|h| h.deploy && h.content_id == content)
+            .map(|h| h.revision)
+    };
+    let newest_healthy_of = |content: &str| {
+        heads
+            .iter()
+            .rev()
+            .find(|h| h.status.was_healthy() && h.content_id == content)
+            .map(|h| h.revision)
+    };
+    let mut kept: Vec<u32> = [
+        rollback_target,
+        deployed.and_then(|d| deploy_of(&d.content_id)),
+        rollback_target
+            .and_then(|t| heads.iter().find(|h| h.revision == t))
+            .and_then(|t| deploy_of(&t.content_id)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for content in keep {
+        kept.extend(deploy_of(content));
+        kept.extend(newest_healthy_of(content));
+    }
+    // A restore marked rolled back is the only mark that its content was undone while
+    // that content's deploy record is not marked: pruned, the undone content would
+    // look complete again, and a rollback could go forward to it.
+    for head in heads.iter().rev() {
+        let only_mark = !head.deploy
+            && head.status == Status::RolledBack
+            && heads.iter().any(|d| {
+                d.deploy && d.content_id == head.content_id && d.status != Status::RolledBack
+            })
+            && !heads.iter().any(|other| {
+                other.revision > head.revision
+                    && !other.deploy
+                    && other.status == Status::RolledBack
+                    && other.content_id == head.content_id
+            });
+        if only_mark {
+            kept.push(head.revision);
+        }
+    }
     let excess = heads.len().saturating_sub(limit.max(1));
     heads
         .iter()
         .filter(|h| !matches!(h.status, Status::Deployed | Status::Pending))
-        .filter(|h| Some(h.revision) != rollback_target)
+        .filter(|h| !kept.contains(&h.revision))
         .take(excess)
         .map(|h| h.revision)
         .collect()
@@ -207,9 +264,12 @@ mod tests {
         for (n, id) in (4..=13).zip(&failed) {
             records.push((n, id.as_str(), Failed));
         }
-        assert_eq!(beyond_limit(&heads(&records), 10), [1, 4, 5]);
+        assert_eq!(beyond_limit(&heads(&records), 10, &[]), [1, 4, 5]);
         // Within the limit: nothing.
-        assert_eq!(beyond_limit(&heads(&records[..3]), 10), Vec::<u32>::new());
+        assert_eq!(
+            beyond_limit(&heads(&records[..3]), 10, &[]),
+            Vec::<u32>::new()
+        );
         // A superseded revision of the deployed content is no rollback target: the one
         // before it is.
         let same = heads(&[
@@ -217,14 +277,27 @@ mod tests {
             (2, "B", Superseded),
             (3, "B", Deployed),
         ]);
-        assert_eq!(beyond_limit(&same, 2), [2]);
+        assert_eq!(beyond_limit(&same, 2, &[]), [2]);
         // A pending one is never deleted; the limit is at least 1.
         let pending = heads(&[(1, "A", Failed), (2, "B", Pending)]);
-        assert_eq!(beyond_limit(&pending, 0), [1]);
+        assert_eq!(beyond_limit(&pending, 0, &[]), [1]);
+        // The deploy record of the content a restore brought back, and of the rollback
+        // target's content, are kept: the environment judges a deployment on them.
+        let mut restored = heads(&[
+            (1, "A", Superseded),
+            (2, "X", Failed),
+            (3, "X", Superseded),
+            (4, "B", Deployed),
+        ]);
+        restored[2].content_id = "A".into();
+        restored[2].deploy = false;
+        assert_eq!(beyond_limit(&restored, 3, &[]), [2]);
+        // What the environment says it may go back to is kept too.
+        assert_eq!(beyond_limit(&restored, 3, &["X".into()]), Vec::<u32>::new());
         // Nothing deployed (a first install failed, then another): the newest superseded
         // is still kept.
         let none = heads(&[(1, "A", Superseded), (2, "B", RolledBack), (3, "C", Failed)]);
-        assert_eq!(beyond_limit(&none, 1), [2, 3]);
+        assert_eq!(beyond_limit(&none, 1, &[]), [2, 3]);
     }
 
     fn config_map(name: &str) -> ObjectRef {

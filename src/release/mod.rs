@@ -12,7 +12,9 @@ mod record;
 
 pub use crate::redact::{is_secret, redact_manifest};
 pub use artifact::{Artifact, Promotion};
-pub use environment::{DeploymentState, EnvironmentHistory};
+pub use environment::{
+    DeploymentState, EnvironmentHistory, NextRun, NoRollback, RollbackRevisions,
+};
 pub use history::{beyond_limit, History, RecordHead};
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{

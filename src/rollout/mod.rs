@@ -18,6 +18,8 @@ pub mod executor;
 pub mod gates;
 pub mod id;
 pub mod kube_steps;
+#[cfg(test)]
+mod model_tests;
 pub mod plan;
 pub mod prepare;
 pub mod progress;

@@ -50,9 +50,10 @@ pub trait RecordStore {
     }
 
     /// Deletes the oldest records beyond `limit`, as [`beyond_limit`] says (never the
-    /// deployed one, a pending one, or what a rollback goes back to).
-    async fn prune_history(&self, limit: usize) -> Result<Vec<u32>, ClusterError> {
-        let doomed = beyond_limit(&self.heads().await?, limit);
+    /// deployed one, a pending one, what a rollback goes back to, or the records of the
+    /// deployments in `keep`).
+    async fn prune_history(&self, limit: usize, keep: &[String]) -> Result<Vec<u32>, ClusterError> {
+        let doomed = beyond_limit(&self.heads().await?, limit, keep);
         for revision in &doomed {
             self.delete(*revision).await?;
         }

@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(listed, inner.records(), "the copy is what the store holds");
         assert_eq!(store.history().await.unwrap().records(), listed);
         // The history limit reads the copy too.
-        assert_eq!(store.prune_history(1).await.unwrap(), [3]);
+        assert_eq!(store.prune_history(1, &[]).await.unwrap(), [3]);
         assert_eq!(revisions(&inner.records()), [(2, Status::Deployed)]);
     }
 
