@@ -98,11 +98,25 @@ fn a_verify_failing_in_wave_one_after_wave_zero_succeeded_puts_both_waves_back()
         &repo,
         &format!("    - wave: 0\n{verify}    - wave: 1\n{verify}"),
     );
-    let out = run_with_kubectl(fleet, &repo, &["--version", "v2"]);
+    let summary = repo.root().join("summary.md");
+    let junit = repo.root().join("junit.xml");
+    let out = run_with_kubectl(
+        fleet,
+        &repo,
+        &[
+            "--version",
+            "v2",
+            "--summary",
+            summary.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let report = json(&out);
     let id = report["deployment_id"].as_str().unwrap().to_owned();
     assert_eq!(report["overall"], "rolled-back", "{report:#}");
+    assert_ci_summaries(&summary, &junit, &first, &second);
     // Wave 0 passed its gate before wave 1 started, then went back with it.
     let w0 = cluster(&report, &first);
     assert_eq!(w0["gates"][0]["passed"], true, "{report:#}");
@@ -139,6 +153,50 @@ fn a_verify_failing_in_wave_one_after_wave_zero_succeeded_puts_both_waves_back()
     assert!(
         text.contains("  | smoke test failed: 503 from /healthz"),
         "{text}"
+    );
+}
+
+/// What CI shows of the failed two-wave deploy: a Markdown row per cluster with the
+/// failed gate, and a JUnit test case per cluster and gate with the failing one.
+fn assert_ci_summaries(summary: &Path, junit: &Path, first: &str, second: &str) {
+    let text = std::fs::read_to_string(summary).unwrap();
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| `")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0].starts_with(&format!("| `{first}` | 0 | 1 → 2 → 3 (= 1)")),
+        "{text}"
+    );
+    assert!(
+        rows[1].starts_with(&format!("| `{second}` | 1 | 1 → 2 → 3 (= 1)")),
+        "{text}"
+    );
+    assert!(rows.iter().all(|r| r.contains("| rolled back |")), "{text}");
+    assert!(text.contains("version `v2`"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "**Failed gate:** verify `./smoke.sh` on `{second}`: exit code 4"
+        )),
+        "{text}"
+    );
+    let xml = std::fs::read_to_string(junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}: {xml}"));
+    let cases: Vec<(String, bool)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|n| {
+            let failed = n.children().any(|c| c.has_tag_name("failure"));
+            (n.attribute("name").unwrap_or_default().to_owned(), failed)
+        })
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            (first.to_owned(), true),
+            (format!("{first}: verify `./smoke.sh`"), false),
+            (second.to_owned(), true),
+            (format!("{second}: verify `./smoke.sh`"), true),
+        ],
+        "{xml}"
     );
 }
 

@@ -169,5 +169,5 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
             }
         }
     }
-    multi::finish(&[report], args.output)
+    multi::finish(&[report], args.output, &Default::default())
 }

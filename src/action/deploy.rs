@@ -13,6 +13,7 @@ use crate::rollout::executor::RunInfo;
 use crate::rollout::gates::GateVars;
 use crate::rollout::kube_steps::{revision_ref, GateSetup, KubeSteps};
 use crate::rollout::prepare::{prepare_deploy, DeployInputs, Overrides};
+use crate::rollout::summary::ReportFiles;
 use crate::rollout::{execute, Plan, Report, Reporter};
 use crate::Result;
 use std::path::Path;
@@ -48,6 +49,8 @@ pub struct DeployOptions {
     pub until_wave: Option<u32>,
     /// Go on with this deployment, paused by `--until-wave` (`--resume`).
     pub resume: Option<String>,
+    /// Where the run's summary goes for CI (`--summary`, `--junit`).
+    pub report_files: ReportFiles,
     pub output: OutputFormat,
 }
 
@@ -88,7 +91,7 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
         &waves,
     )
     .await?;
-    multi::finish(&reports, args.output)
+    multi::finish(&reports, args.output, &args.report_files)
 }
 
 /// Which waves a deploy runs: all (the default), up to one (`--until-wave`), or the
@@ -252,7 +255,8 @@ pub async fn deploy_releases_in_waves(
                         version.clone(),
                     ))
                     .await;
-                let report = execute(plan, steps, &info, interrupt, &reporter).await;
+                let mut report = execute(plan, steps, &info, interrupt, &reporter).await;
+                report.version = version.clone();
                 notifier
                     .send(&multi::finished_notice(&report, version))
                     .await;

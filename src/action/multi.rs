@@ -12,6 +12,7 @@ use crate::output::OutputFormat;
 use crate::rollout::executor::Interrupt;
 use crate::rollout::plan::{parse_limit, select_environment};
 use crate::rollout::report::{revision_text, Overall};
+use crate::rollout::summary::ReportFiles;
 use crate::rollout::{Plan, Report};
 use crate::Result;
 use std::path::{Path, PathBuf};
@@ -98,7 +99,8 @@ pub fn interrupt_token() -> Interrupt {
 
 /// Prints the reports (table and notes, or one JSON document) on stdout; any run that
 /// did not succeed is exit code 1.
-pub fn finish(reports: &[Report], output: OutputFormat) -> Result<()> {
+pub fn finish(reports: &[Report], output: OutputFormat, files: &ReportFiles) -> Result<()> {
+    files.write(reports);
     match output {
         OutputFormat::Json => match reports {
             [one] => crate::output::print_json(one)?,
@@ -239,6 +241,7 @@ mod tests {
                 earlier: false,
             }],
             failed_gate: None,
+            version: None,
             paused_after_wave: None,
         }
     }

@@ -50,6 +50,8 @@ pub struct PromoteOptions {
     pub create_namespace: bool,
     /// Per-cluster wait for health (default: the target environment's rollout.timeout).
     pub timeout: Option<Duration>,
+    /// Where the run's summary goes for CI (`--summary`, `--junit`).
+    pub report_files: crate::rollout::summary::ReportFiles,
     pub output: OutputFormat,
 }
 
@@ -144,7 +146,7 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
                 },
             )
             .await?;
-            multi::finish(&reports, args.output)
+            multi::finish(&reports, args.output, &args.report_files)
         }
     }
 }

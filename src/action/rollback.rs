@@ -50,6 +50,8 @@ pub struct RollbackOptions {
     pub dry_run: bool,
     /// The release namespace, when the descriptor cannot be loaded (or to override it).
     pub namespace: Option<String>,
+    /// Where the run's summary goes for CI (`--summary`, `--junit`).
+    pub report_files: crate::rollout::summary::ReportFiles,
     pub output: OutputFormat,
 }
 
@@ -240,9 +242,10 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         });
     }
     notifier
-        .send(&multi::finished_notice(&report, version))
+        .send(&multi::finished_notice(&report, version.clone()))
         .await;
-    multi::finish(&[report], args.output)
+    report.version = version;
+    multi::finish(&[report], args.output, &args.report_files)
 }
 
 /// The release's name and namespace, and its descriptor when it loads. A rollback

@@ -128,6 +128,26 @@ pub struct AdoptHelmArgs {
     pub output: OutputFormat,
 }
 
+/// Where a run's result goes for CI, besides stdout (and `$GITHUB_STEP_SUMMARY`,
+/// appended to whenever it is set).
+#[derive(Debug, Clone, Args)]
+pub struct ReportFilesArgs {
+    /// Write a Markdown summary of the run to FILE (per cluster: revision from → to,
+    /// result, duration; the cause, the failed gate or pods, the next commands).
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Write a JUnit XML report of the run to FILE: a test case per cluster and per
+    /// gate, as GitLab and Jenkins display them.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+impl From<ReportFilesArgs> for crate::rollout::summary::ReportFiles {
+    fn from(args: ReportFilesArgs) -> Self {
+        crate::rollout::summary::ReportFiles::new(args.summary, args.junit)
+    }
+}
+
 /// Which environment a command works on: by name or by git branch.
 #[derive(Debug, Clone, Args)]
 pub struct EnvNameArgs {
@@ -251,6 +271,8 @@ pub struct DeployArgs {
     /// deployment id; its clusters, not `--clusters`).
     #[arg(long, value_name = "DEPLOYMENT_ID", conflicts_with_all = ["all", "clusters"])]
     pub resume: Option<String>,
+    #[command(flatten)]
+    pub report_files: ReportFilesArgs,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
@@ -283,6 +305,8 @@ pub struct RollbackArgs {
     /// not renewed for its duration is taken over before (default: 21s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub lock_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub report_files: ReportFilesArgs,
     /// Output format of the summary.
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
@@ -357,6 +381,8 @@ pub struct PromoteArgs {
     /// Per-cluster wait for health (default: the target environment's rollout.timeout).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub report_files: ReportFilesArgs,
     /// Output format of the summary.
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
@@ -625,6 +651,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 dry_run: args.dry_run,
                 until_wave: args.until_wave,
                 resume: args.resume,
+                report_files: args.report_files.into(),
                 output: args.output,
             };
             action::deploy::run(root, &opts).await
@@ -639,6 +666,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 lock_timeout: args.lock_timeout,
                 dry_run: args.dry_run,
                 namespace: args.namespace,
+                report_files: args.report_files.into(),
                 output: args.output,
             };
             action::rollback::run(root, &opts).await
@@ -669,6 +697,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 },
                 create_namespace: args.create_namespace,
                 timeout: args.timeout,
+                report_files: args.report_files.into(),
                 output: args.output,
             };
             action::promote::run(root, &opts).await

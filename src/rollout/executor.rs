@@ -278,6 +278,7 @@ pub async fn execute<S: ClusterSteps>(
             duration: started.elapsed(),
             clusters,
             failed_gate: None,
+            version: None,
             paused_after_wave: None,
         };
     }
@@ -468,6 +469,7 @@ pub async fn execute<S: ClusterSteps>(
         duration: started.elapsed(),
         clusters: results,
         failed_gate,
+        version: None,
         paused_after_wave: paused_after_wave.filter(|_| !failed),
     }
 }

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod prepare;
 pub mod progress;
 pub mod report;
+pub mod summary;
 
 pub use executor::{execute, ClusterSteps, LeaseWait, StepError, StepOutcome};
 pub use id::new_deployment_id;

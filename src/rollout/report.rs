@@ -166,6 +166,10 @@ pub struct Report {
     /// For a rollback: the deployment every cluster goes back to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The application version the run deployed (or a rollback went back to), when
+    /// the command knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub overall: Overall,
     /// Stopped by SIGINT/SIGTERM.
     pub interrupted: bool,
@@ -392,6 +396,7 @@ mod tests {
                 earlier: false,
             }],
             failed_gate: None,
+            version: None,
             paused_after_wave: None,
         }
     }
