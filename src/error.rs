@@ -26,6 +26,10 @@ pub enum Error {
     /// permission denied); the report has been printed.
     #[error("{0}")]
     Refused(String),
+    /// `status` found a cluster failing (a container stuck, a workload failed, an
+    /// object missing, a failed revision); the report has been printed.
+    #[error("{0}")]
+    Unhealthy(String),
     /// A comparison that found a difference (`promote --check`); what differs has been
     /// printed.
     #[error("{0}")]

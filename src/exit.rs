@@ -4,7 +4,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | a deploy or rollback that ran and failed (after its own rollback); for `promote --check`, the checkout differs from what the source environment runs (as diff(1)) |
+//! | 1 | a deploy or rollback that ran and failed (after its own rollback); for `promote --check`, the checkout differs from what the source environment runs (as diff(1)); for `status`, a cluster is failing (a container stuck, a workload failed, an object missing, a failed revision) |
 //! | 2 | bad input or configuration; nothing was changed |
 //! | 3 | an environment problem (a cluster or Vault unreachable, permission denied, a lock held) found before anything was changed; also a run refused in every cluster before any change |
 //! | 130, 143 | a run abandoned by a second SIGINT or SIGTERM (128 + the signal): its partial report is printed |
@@ -97,7 +97,7 @@ impl Classify for Error {
             Error::Config(_) | Error::Render(_) | Error::Reported(_) => ExitKind::UserError,
             Error::Vault(err) => err.exit_kind(),
             Error::Cluster(err) => err.exit_kind(),
-            Error::Failed(_) => ExitKind::Failed,
+            Error::Failed(_) | Error::Unhealthy(_) => ExitKind::Failed,
             Error::Differs(_) => ExitKind::Differs,
             Error::Refused(_) => ExitKind::Environment,
             Error::Abandoned { signal, .. } => ExitKind::Signal(u8::try_from(*signal).unwrap_or(0)),

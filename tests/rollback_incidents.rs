@@ -99,6 +99,30 @@ fn halt_then_rollback_puts_every_cluster_on_what_ran_before() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert_eq!(json(&out)["overall"], "halted");
 
+    // What on-call reads first: the crashlooping cluster is failing, with its reason,
+    // and status exits 1; the others are healthy.
+    let status = run(
+        fleet(),
+        &repo,
+        &["status", "hello", "--env", "prod", "-o", "json"],
+    );
+    assert_eq!(status.status.code(), Some(1), "{}", describe(&status));
+    let report = json(&status);
+    assert_eq!(report["i-paris"]["health"], "failing", "{report:#}");
+    let reason = report["i-paris"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("CrashLoopBackOff"), "{report:#}");
+    for healthy in ["i-eu", "i-us"] {
+        assert_eq!(report[healthy]["health"], "healthy", "{report:#}");
+    }
+    let table = run(fleet(), &repo, &["status", "hello", "--env", "prod"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("failing: pod "), "{text}");
+    assert!(
+        String::from_utf8_lossy(&table.stderr).contains("hello is failing in i-paris"),
+        "{}",
+        describe(&table)
+    );
+
     let out = rollback(&repo);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(json(&out)["target"], b.as_str(), "{}", describe(&out));

@@ -3,7 +3,7 @@
 //! objects, and drift between live and recorded.
 
 use super::{every_cluster, ReleaseSelection};
-use crate::ops::{self, StatusReport};
+use crate::ops::{self, ClusterHealth, StatusReport};
 use crate::output::OutputFormat;
 use crate::Result;
 use std::path::Path;
@@ -72,7 +72,10 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
             });
             let mut text = crate::output::table_text(Table::new(rows));
             for report in answers.iter().filter_map(|(_, a)| a.as_ref().ok()) {
-                if report.drifted() || report.unhealthy().next().is_some() {
+                if report.drifted()
+                    || report.unhealthy().next().is_some()
+                    || !report.failing_pods.is_empty()
+                {
                     text.push('\n');
                     text.push_str(&details(report));
                 }
@@ -80,21 +83,40 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
             crate::output::print(&text)?;
         }
     }
-    every_cluster::finish(answers)
+    let failing: Vec<String> = answers
+        .iter()
+        .filter_map(|(_, a)| a.as_ref().ok())
+        .filter(|r| r.health == ClusterHealth::Failing)
+        .map(|r| {
+            format!(
+                "{}: {}",
+                r.context,
+                r.reason.as_deref().unwrap_or("failing")
+            )
+        })
+        .collect();
+    // An unreachable cluster (exit 3) is reported before a failing one.
+    every_cluster::finish(answers)?;
+    if failing.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Error::Unhealthy(format!(
+            "{name} is failing in {}",
+            failing.join("; ")
+        )))
+    }
 }
 
 fn summary(report: &StatusReport) -> SummaryRow {
     let drifted = report.objects.iter().filter(|o| o.drifted()).count();
-    let unhealthy = report.unhealthy().count();
     SummaryRow {
         cluster: report.context.clone(),
         revision: format!("{} {}", report.revision, report.status),
         deployment_id: report.deployment_id.clone(),
         version: report.app_version.clone(),
-        health: if unhealthy == 0 {
-            "healthy".into()
-        } else {
-            format!("{unhealthy} unhealthy")
+        health: match &report.reason {
+            Some(reason) => format!("{}: {reason}", report.health),
+            None => report.health.to_string(),
         },
         drifted: drifted.to_string(),
     }
@@ -112,8 +134,13 @@ fn details(report: &StatusReport) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
     });
+    let pods: String = report
+        .failing_pods
+        .iter()
+        .map(|p| format!("{p}\n"))
+        .collect();
     format!(
-        "== {} ({}, revision {}{})\n{}",
+        "== {} ({}, revision {}{})\n{}{pods}",
         report.context,
         report.release,
         report.revision,

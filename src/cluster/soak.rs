@@ -119,6 +119,20 @@ impl WorkloadSample {
 }
 
 impl ClusterHandle {
+    /// The release's pods in `namespace`, as they are now: restarts, and a container
+    /// stuck for a reason that fails a rollout.
+    pub async fn release_pods(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Result<Vec<PodSample>, ClusterError> {
+        let pods = Api::<Pod>::namespaced(self.client(), namespace)
+            .list(&ListParams::default().labels(&labels::pod_selector(release)))
+            .await
+            .map_err(|e| self.error("list", &format!("pods of `{release}`"), e))?;
+        Ok(pods.items.iter().map(PodSample::of).collect())
+    }
+
     /// The release's pods and workloads in `namespace`, as they are now.
     pub async fn soak_sample(
         &self,
@@ -126,12 +140,7 @@ impl ClusterHandle {
         release: &str,
     ) -> Result<SoakSample, ClusterError> {
         let client = self.client();
-        let pods = async {
-            Api::<Pod>::namespaced(client.clone(), namespace)
-                .list(&ListParams::default().labels(&labels::pod_selector(release)))
-                .await
-                .map_err(|e| self.error("list", &format!("pods of `{release}`"), e))
-        };
+        let pods = self.release_pods(namespace, release);
         let owned = ListParams::default().labels(&labels::selector(release));
         let deployments = async {
             Api::<Deployment>::namespaced(client.clone(), namespace)
@@ -165,10 +174,7 @@ impl ClusterHandle {
             )
             .chain(daemon_sets.items.iter().map(WorkloadSample::of_daemon_set))
             .collect();
-        Ok(SoakSample {
-            pods: pods.items.iter().map(PodSample::of).collect(),
-            workloads,
-        })
+        Ok(SoakSample { pods, workloads })
     }
 }
 

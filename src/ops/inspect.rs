@@ -86,6 +86,30 @@ impl ObjectStatus {
     }
 }
 
+/// How one cluster runs the release, in one word: what on-call reads first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterHealth {
+    /// Every workload ready, every recorded object live, the revision deployed.
+    Healthy,
+    /// A workload on its way (a rollout in progress); nothing is stuck.
+    Progressing,
+    /// Something will not get better by itself: a container stuck (CrashLoopBackOff,
+    /// ImagePullBackOff, ...), a workload failed, a recorded object missing, or the
+    /// latest revision failed or left pending.
+    Failing,
+}
+
+impl std::fmt::Display for ClusterHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClusterHealth::Healthy => "healthy",
+            ClusterHealth::Progressing => "progressing",
+            ClusterHealth::Failing => "failing",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     /// The cluster: its kube context (docs/json.md).
@@ -96,7 +120,52 @@ pub struct StatusReport {
     pub status: Status,
     pub deployment_id: String,
     pub app_version: String,
+    pub health: ClusterHealth,
+    /// Why it is not healthy, the first cause (`pod web-1 container web:
+    /// CrashLoopBackOff`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Every pod of the release with a stuck container, as `pod NAME container C:
+    /// REASON`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failing_pods: Vec<String>,
     pub objects: Vec<ObjectStatus>,
+}
+
+/// A cluster's health from its revision's status, its objects' health and its stuck
+/// pods: the first thing that will not get better by itself, else what is still on
+/// its way.
+pub fn judge(
+    status: Status,
+    revision: u32,
+    objects: &[ObjectStatus],
+    failing_pods: &[String],
+) -> (ClusterHealth, Option<String>) {
+    if let Some(pod) = failing_pods.first() {
+        return (ClusterHealth::Failing, Some(pod.clone()));
+    }
+    if let Some(o) = objects
+        .iter()
+        .find(|o| matches!(o.health, ObjectHealth::Failed(_) | ObjectHealth::Missing))
+    {
+        return (
+            ClusterHealth::Failing,
+            Some(format!("{}: {}", o.object, o.health)),
+        );
+    }
+    if matches!(status, Status::Failed | Status::Pending) {
+        return (
+            ClusterHealth::Failing,
+            Some(format!("revision {revision} is {status}")),
+        );
+    }
+    match objects.iter().find(|o| o.health.is_unhealthy()) {
+        Some(o) => (
+            ClusterHealth::Progressing,
+            Some(format!("{}: {}", o.object, o.health)),
+        ),
+        None => (ClusterHealth::Healthy, None),
+    }
 }
 
 impl StatusReport {
@@ -138,6 +207,14 @@ pub async fn status(
             drift: drift.unwrap_or_default(),
         });
     }
+    // A crashlooping pod leaves its Deployment merely "progressing": the pods say why.
+    let failing_pods: Vec<String> = cluster
+        .release_pods(namespace, release)
+        .await?
+        .into_iter()
+        .filter_map(|p| Some(format!("pod {}: {}", p.name, p.stuck?)))
+        .collect();
+    let (health, reason) = judge(record.status, record.revision, &objects, &failing_pods);
     Ok(StatusReport {
         context: cluster.context().to_owned(),
         release: release.to_owned(),
@@ -145,6 +222,9 @@ pub async fn status(
         status: record.status,
         deployment_id: record.deployment_id.clone(),
         app_version: record.app_version.clone(),
+        health,
+        reason,
+        failing_pods,
         objects,
     })
 }
@@ -170,6 +250,56 @@ pub async fn diff(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn object(health: ObjectHealth) -> ObjectStatus {
+        ObjectStatus {
+            object: ObjectRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: Some("ns".into()),
+                name: "web".into(),
+            },
+            health,
+            drift: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_crashlooping_pod_makes_the_cluster_failing_not_progressing() {
+        let progressing = [object(ObjectHealth::Progressing(
+            "0 of 1 updated replicas available".into(),
+        ))];
+        let stuck = ["pod web-1: container web: CrashLoopBackOff (back-off 40s)".to_owned()];
+        assert_eq!(
+            judge(Status::Deployed, 4, &progressing, &stuck),
+            (ClusterHealth::Failing, Some(stuck[0].clone()))
+        );
+        let (health, reason) = judge(Status::Deployed, 4, &progressing, &[]);
+        assert_eq!(health, ClusterHealth::Progressing);
+        assert!(reason.unwrap_or_default().contains("0 of 1 updated"));
+        let (health, reason) = judge(Status::Deployed, 4, &[object(ObjectHealth::Missing)], &[]);
+        assert_eq!(
+            (health, reason.as_deref()),
+            (ClusterHealth::Failing, Some("Deployment ns/web: missing"))
+        );
+        let (health, reason) = judge(Status::Failed, 4, &[object(ObjectHealth::Ready)], &[]);
+        assert_eq!(
+            (health, reason.as_deref()),
+            (ClusterHealth::Failing, Some("revision 4 is failed"))
+        );
+        assert_eq!(
+            judge(
+                Status::Deployed,
+                4,
+                &[
+                    object(ObjectHealth::Ready),
+                    object(ObjectHealth::NotApplicable)
+                ],
+                &[]
+            ),
+            (ClusterHealth::Healthy, None)
+        );
+    }
 
     #[test]
     fn health_reads_as_before_in_tables_and_json() {

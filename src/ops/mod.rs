@@ -26,7 +26,7 @@ pub mod upgrade;
 #[cfg(any(test, feature = "scripted-clusters"))]
 pub mod fake;
 
-pub use inspect::{diff, history, status, ObjectHealth, ObjectStatus, StatusReport};
+pub use inspect::{diff, history, status, ClusterHealth, ObjectHealth, ObjectStatus, StatusReport};
 pub use kube::{HeldLock, KubeClient, Leased, Lent};
 pub use restore::restore;
 pub use soak::{soak, SoakOptions};
