@@ -179,3 +179,71 @@ async fn uninstall_takes_every_lease_first_refuses_with_nothing_removed_then_emp
         describe(&out)
     );
 }
+
+/// The safe ways to uninstall: `--dry-run` lists what would go and changes nothing;
+/// `--keep-history` removes the objects but keeps the records, and `rollback` then
+/// brings the release back in every cluster.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn uninstall_dry_run_changes_nothing_and_keep_history_lets_rollback_bring_it_back() {
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let waves = fleet_waves(fleet, true);
+    let repo = repo("keep-history", &[("prod", &as_env(&waves))], "60s");
+    let id = deploy_ok(fleet, &repo, "prod", "v1");
+    let before = left(fleet, &repo.namespace).await;
+
+    let out = run(
+        fleet,
+        &repo,
+        &[
+            "uninstall",
+            "hello",
+            "--env",
+            "prod",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let plan = json(&out);
+    assert_eq!(plan["dry_run"], true, "{plan:#}");
+    assert_eq!(
+        plan["clusters"].as_array().map(Vec::len),
+        Some(clusters.len())
+    );
+    assert_eq!(left(fleet, &repo.namespace).await, before);
+
+    let out = run(
+        fleet,
+        &repo,
+        &["uninstall", "hello", "--env", "prod", "--keep-history"],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    for (cluster, deployments, records, _) in left(fleet, &repo.namespace).await {
+        assert_eq!((deployments, records), (0, 1), "{cluster}");
+    }
+    let status = run(fleet, &repo, &["status", "hello", "--env", "prod"]);
+    assert!(
+        String::from_utf8_lossy(&status.stderr).contains("uninstalled with its history kept"),
+        "{}",
+        describe(&status)
+    );
+
+    let out = run(
+        fleet,
+        &repo,
+        &["rollback", "hello", "--env", "prod", "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(json(&out)["target"], id.as_str(), "{}", describe(&out));
+    for (cluster, deployments, _, _) in left(fleet, &repo.namespace).await {
+        assert_eq!(deployments, 1, "{cluster}");
+    }
+    for cluster in &clusters {
+        let (_, content, version) = deployed(fleet, &repo, "prod", cluster)
+            .unwrap_or_else(|| panic!("{cluster}: nothing deployed"));
+        assert_eq!((content.as_str(), version.as_str()), (id.as_str(), "v1"));
+    }
+}

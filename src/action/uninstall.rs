@@ -34,6 +34,12 @@ pub struct UninstallOptions {
     /// How long to wait for a lease another run holds (default: the lease duration
     /// plus a margin).
     pub lock_timeout: Option<Duration>,
+    /// Print what would be removed; change nothing.
+    pub dry_run: bool,
+    /// `--yes`: no question asked on a terminal.
+    pub confirmed: bool,
+    /// Keep the records, the deployed revision marked `uninstalled` (`--keep-history`).
+    pub keep_history: bool,
     pub output: OutputFormat,
 }
 
@@ -161,7 +167,21 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
             selected.plan.contexts().join(", ")
         )));
     }
+    let plan = removal_plan(&installed, args.keep_history);
+    if args.dry_run {
+        return print_plan(
+            &name,
+            &namespace,
+            &selected.plan.environment,
+            &plan,
+            args.output,
+        );
+    }
+    if !args.confirmed && confirmation_possible() {
+        confirm(&name, &selected.plan.environment, &plan, args.keep_history)?;
+    }
     let mut opts = RunOptions::new(selected.plan.timeout);
+    opts.keep_history = args.keep_history;
     if let Some(wait) = args.lock_timeout {
         opts.lock.wait = wait;
     }
@@ -269,6 +289,100 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What an uninstall would do in one cluster.
+#[derive(Debug, Clone, Serialize, tabled::Tabled)]
+struct PlannedRemoval {
+    #[tabled(rename = "CLUSTER")]
+    cluster: String,
+    /// What runs there now.
+    #[tabled(rename = "RUNS NOW")]
+    runs_now: String,
+    /// Objects any record lists: deleted, unless annotated keep or a Namespace, CRD,
+    /// PVC or PV without opt-in.
+    #[tabled(rename = "OBJECTS")]
+    objects: usize,
+    /// `deleted (N revisions)` or `kept, marked uninstalled`.
+    #[tabled(rename = "HISTORY")]
+    history: String,
+}
+
+fn removal_plan(installed: &[&Connected], keep_history: bool) -> Vec<PlannedRemoval> {
+    installed
+        .iter()
+        .map(|c| PlannedRemoval {
+            cluster: c.cluster.context.clone(),
+            runs_now: super::dry_run::runs_now(&c.history),
+            objects: c.history.every_object().len(),
+            history: if keep_history {
+                format!("kept ({} revisions), marked uninstalled", c.history.len())
+            } else {
+                format!(
+                    "deleted ({} revisions): no rollback afterwards",
+                    c.history.len()
+                )
+            },
+        })
+        .collect()
+}
+
+fn print_plan(
+    release: &str,
+    namespace: &str,
+    environment: &str,
+    plan: &[PlannedRemoval],
+    output: OutputFormat,
+) -> Result<()> {
+    Ok(match output {
+        OutputFormat::Json => crate::output::print_json(&serde_json::json!({
+            "release": release,
+            "namespace": namespace,
+            "environment": environment,
+            "dry_run": true,
+            "clusters": plan,
+        })),
+        OutputFormat::Table => crate::output::print(&format!(
+            "uninstall {release} (namespace {namespace}) from {environment}, dry run: nothing changed\n{}objects annotated keep (flotilla.dev/resource-policy or helm.sh/resource-policy), and Namespaces, CRDs, PVCs and PVs without opt-in, are kept\n",
+            crate::output::table_text(tabled::Table::new(plan))
+        )),
+    }?)
+}
+
+/// Only a person at a terminal is asked: a script's stdin is not one.
+fn confirmation_possible() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Asks on the terminal; anything but `y` or `yes` changes nothing.
+fn confirm(
+    release: &str,
+    environment: &str,
+    plan: &[PlannedRemoval],
+    keep_history: bool,
+) -> Result<()> {
+    let clusters: Vec<&str> = plan.iter().map(|p| p.cluster.as_str()).collect();
+    let objects: usize = plan.iter().map(|p| p.objects).sum();
+    let history = if keep_history {
+        "its history is kept (marked uninstalled): `flotilla rollback` brings it back"
+    } else {
+        "its history is deleted too: nothing can be rolled back afterwards (--keep-history keeps it)"
+    };
+    crate::output::eprint_line(&format!(
+        "uninstall {release} from {environment}: {} cluster(s) ({}), up to {objects} object(s); {history}.",
+        clusters.len(),
+        clusters.join(", ")
+    ));
+    eprint!("Go on? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(crate::Error::Reported(format!(
+            "uninstall {release}: not confirmed; nothing changed (--yes skips the question)"
+        ))),
+    }
 }
 
 /// The lease of every cluster, one after the other in name order (two runs never each

@@ -422,6 +422,16 @@ pub struct UninstallArgs {
     /// removed anywhere).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub lock_timeout: Option<Duration>,
+    /// Print, per cluster, what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation on a terminal (scripts never are asked).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Keep the release's records, the deployed revision marked `uninstalled`, as Helm's
+    /// `--keep-history` does: `flotilla rollback` brings the release back.
+    #[arg(long)]
+    pub keep_history: bool,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
@@ -710,6 +720,9 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 release: args.release,
                 env: args.env.into(),
                 lock_timeout: args.lock_timeout,
+                dry_run: args.dry_run,
+                confirmed: args.yes,
+                keep_history: args.keep_history,
                 output: args.output,
             };
             action::uninstall::run(root, &opts).await

@@ -193,6 +193,15 @@ pub async fn status(
             format!("release `{release}` is not installed in namespace `{namespace}`"),
         )
     })?;
+    if record.status == Status::Uninstalled {
+        return Err(release_error(
+            cluster.context(),
+            format!(
+                "release `{release}` is not installed in namespace `{namespace}`: it was uninstalled with its history kept (revision {}, deployment {}); `flotilla rollback` brings it back",
+                record.revision, record.deployment_id
+            ),
+        ));
+    }
     let opts = ApplyOptions::new(namespace, release);
     let mut objects = Vec::new();
     for recorded in &record.manifest {

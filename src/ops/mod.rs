@@ -60,6 +60,9 @@ pub struct RunOptions {
     /// the environment may roll back to after this run
     /// (`release::EnvironmentHistory::kept_by_history_limit`).
     pub history_keep: Vec<String>,
+    /// `uninstall --keep-history`: the records stay, the deployed one marked
+    /// `uninstalled`, so that a rollback can bring the release back.
+    pub keep_history: bool,
     pub lock: LockOptions,
     pub progress: Progress,
     pub cancel: CancellationToken,
@@ -83,6 +86,7 @@ impl RunOptions {
             restore_timeout: timeout,
             history_limit: crate::storage::DEFAULT_HISTORY_LIMIT,
             history_keep: Vec::new(),
+            keep_history: false,
             lock: LockOptions::for_this_process(),
             progress: crate::cluster::no_progress(),
             cancel: CancellationToken::new(),

@@ -2,6 +2,7 @@
 
 use super::{release_error, HeldLock, KubeClient, RunOptions};
 use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, ObjectRef, Removal};
+use crate::release::Status;
 use crate::storage::{RecordStore, SecretStore};
 
 /// Deletes every object any of the release's records lists that still carries our
@@ -90,8 +91,24 @@ async fn remove<K: KubeClient, S: RecordStore>(
         let removed = cluster
             .delete_owned(&ids, &apply_opts, removal, &opts.progress)
             .await?;
-        for record in history.records() {
-            store.delete(record.revision).await?;
+        if opts.keep_history && removal == Removal::Uninstall {
+            // Kept as history: what ran is `uninstalled` (a rollback target), a run
+            // killed half-way is failed, as the next deploy would have repaired it.
+            for record in history.records() {
+                let status = match record.status {
+                    Status::Deployed => Status::Uninstalled,
+                    Status::Pending => Status::Failed,
+                    _ => continue,
+                };
+                let mut record = record.clone();
+                record.status = status;
+                record.updated = chrono::Utc::now();
+                store.update(&record).await?;
+            }
+        } else {
+            for record in history.records() {
+                store.delete(record.revision).await?;
+            }
         }
         Ok(removed.deleted)
     }

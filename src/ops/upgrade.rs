@@ -1316,6 +1316,49 @@ mod tests {
         assert_eq!(store.records()[2].status, Status::Superseded);
     }
 
+    /// `uninstall --keep-history`: the objects go, the records stay with the deployed
+    /// one marked uninstalled, which a rollback brings back.
+    #[tokio::test]
+    async fn an_uninstall_that_keeps_history_leaves_a_rollback_target() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "a", &opts())
+            .await
+            .unwrap();
+        deploy_with(&kube, &store, &rendered("2", false), "b", &opts())
+            .await
+            .unwrap();
+        let mut keep = opts();
+        keep.keep_history = true;
+        crate::ops::uninstall::uninstall_with(&kube, &store, "ns", "hello", &keep)
+            .await
+            .unwrap();
+        assert!(kube.live_names().is_empty(), "{:?}", kube.live_names());
+        assert_eq!(
+            statuses(&store),
+            [(1, Status::Superseded), (2, Status::Uninstalled)]
+        );
+        let history = store.history().await.unwrap();
+        let env = release::EnvironmentHistory::new([("c", &history)]);
+        assert_eq!(env.rollback_target(), Some("b"));
+        // Nothing is live: the Secret comes from Vault again, as a rollback reads it.
+        let fresh: Vec<Value> = rendered("2", false)
+            .objects
+            .into_iter()
+            .filter(release::is_secret)
+            .collect();
+        let to = RestoreTo {
+            revision: 2,
+            deployment_id: "r",
+            fresh: &fresh,
+            unreadable: &[],
+        };
+        let back = restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap();
+        assert_eq!((back.revision, back.status), (3, Status::Deployed));
+        assert!(kube.live_names().contains(&"Deployment/web".to_owned()));
+    }
+
     #[tokio::test]
     async fn a_failed_deploy_deletes_nothing_it_dropped() {
         let (mut kube, store) = (FakeKube::new(), MemoryStore::new());

@@ -205,7 +205,11 @@ impl<'a> EnvironmentHistory<'a> {
         }
         let healthy_in = |context: &str| {
             deploys.iter().any(|(c, r)| {
-                *c == context && matches!(r.status, Status::Deployed | Status::Superseded)
+                *c == context
+                    && matches!(
+                        r.status,
+                        Status::Deployed | Status::Superseded | Status::Uninstalled
+                    )
             })
         };
         // A target this command could not read is not held against it.

@@ -28,6 +28,9 @@ pub enum Status {
     Superseded,
     /// Was deployed, replaced by a rollback to an earlier revision.
     RolledBack,
+    /// Was deployed; the release was removed by `uninstall --keep-history`, which kept
+    /// its records so that a rollback can bring it back.
+    Uninstalled,
 }
 
 impl Status {
@@ -38,6 +41,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Superseded => "superseded",
             Status::RolledBack => "rolled-back",
+            Status::Uninstalled => "uninstalled",
         }
     }
 
@@ -48,6 +52,7 @@ impl Status {
             Status::Failed,
             Status::Superseded,
             Status::RolledBack,
+            Status::Uninstalled,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -163,7 +168,7 @@ impl Status {
     pub fn was_healthy(self) -> bool {
         matches!(
             self,
-            Status::Deployed | Status::Superseded | Status::RolledBack
+            Status::Deployed | Status::Superseded | Status::RolledBack | Status::Uninstalled
         )
     }
 }
