@@ -287,7 +287,7 @@ fn kept_live_of(
     unreadable: &[ObjectRef],
     namespace: &str,
 ) -> Vec<KeptLive> {
-    let Ok(objects) = objects_to_apply(manifest, fresh, unreadable) else {
+    let Ok(objects) = objects_to_apply(manifest, fresh, unreadable, namespace) else {
         return Vec::new();
     };
     manifest
@@ -301,10 +301,11 @@ fn kept_live_of(
             id
         })
         .map(|id| KeptLive {
-            why: if unreadable
-                .iter()
-                .any(|u| u.kind == id.kind && u.name == id.name)
-            {
+            why: if unreadable.iter().any(|u| {
+                let mut u = u.clone();
+                u.namespace.get_or_insert_with(|| namespace.to_owned());
+                u == id
+            }) {
                 "its secrets could not be read from Vault now".into()
             } else {
                 "its values are never recorded and it could not be rendered again".into()
