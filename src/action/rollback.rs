@@ -101,6 +101,10 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     let mut missing = Vec::new();
     let mut targets = Vec::new();
     for found in connected {
+        if let Err(why) = found.history.check_skipped() {
+            missing.push(format!("{}: {why}", found.cluster.context));
+            continue;
+        }
         match found.history.revision_of(&target).map(revision_ref) {
             Some(to) => targets.push((found, to)),
             None => missing.push(format!(

@@ -13,7 +13,7 @@ mod record;
 pub use crate::redact::{is_secret, redact_manifest};
 pub use artifact::{Artifact, Promotion};
 pub use environment::{DeploymentState, EnvironmentHistory};
-pub use history::{beyond_limit, History, RecordHead};
+pub use history::{beyond_limit, History, RecordHead, SkippedRecord};
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
     content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, ReleaseRecord,
