@@ -17,7 +17,7 @@ mod under_lease;
 
 pub use key::{checksum_key, checksum_key_name};
 pub use memory::MemoryStore;
-pub use secrets::{record_name, SecretStore, RECORD_PREFIX, RECORD_TYPE};
+pub use secrets::{namespaces_with_records, record_name, SecretStore, RECORD_PREFIX, RECORD_TYPE};
 pub use under_lease::UnderLease;
 
 use crate::cluster::ClusterError;

@@ -160,6 +160,36 @@ impl SecretStore {
     }
 }
 
+/// The namespaces of `cluster` that hold records of `release`, found by the records'
+/// labels and type in every namespace: where a rollback goes when the descriptor that
+/// names the namespace no longer loads. Names only (a metadata list): the records are
+/// read again, in their namespace, by the rollback.
+pub async fn namespaces_with_records(
+    cluster: &ClusterHandle,
+    release: &str,
+) -> Result<std::collections::BTreeSet<String>, ClusterError> {
+    let api: Api<Secret> = Api::all(cluster.client());
+    let params = ListParams::default()
+        .labels(&format!(
+            "{OWNER_LABEL}={},{}={release}",
+            labels::MANAGER,
+            labels::RELEASE
+        ))
+        .fields(&format!("type={RECORD_TYPE}"));
+    let list = api.list_metadata(&params).await.map_err(|err| {
+        cluster.error(
+            "list",
+            &format!("the release records of `{release}` in every namespace"),
+            err,
+        )
+    })?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|secret| secret.metadata.namespace)
+        .collect())
+}
+
 /// The revision a record's Secret name gives (`flotilla.hello.v4` → 4).
 pub(super) fn revision_of(release: &str, secret: &str) -> Option<u32> {
     secret
