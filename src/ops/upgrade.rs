@@ -755,6 +755,20 @@ mod tests {
             .why
             .contains("unknown variant `pending-upgrade`"));
         assert_eq!(history.next_revision(), 6);
+        // An uninstall refuses alike; once the newer ones are gone it removes the old
+        // unreadable record with the others, so that a new install starts clean.
+        let run = opts();
+        let uninstall =
+            || crate::ops::uninstall::uninstall_with(&kube, &store, "ns", "hello", &run);
+        assert!(uninstall().await.is_err());
+        store.delete(4).await.unwrap();
+        store.delete(5).await.unwrap();
+        uninstall().await.unwrap();
+        let history = store.history().await.unwrap();
+        assert!(
+            history.is_empty() && history.skipped().is_empty(),
+            "{history:?}"
+        );
     }
 
     #[tokio::test]
