@@ -288,9 +288,10 @@ fn identify(selected: &multi::Configured, args: &RollbackOptions) -> Identified 
 /// Where the records of `name` are, when the descriptor that says it does not load:
 /// every cluster of the plan asked at once for the namespaces holding them (by their
 /// labels, in every namespace). One namespace is the answer, with a warning; none, or
-/// several, is an error that asks for `--namespace`. A cluster that cannot answer
-/// (unreachable, or not allowed to list Secrets in every namespace) is left out of the
-/// search; the rollback reports it as unreachable, as it would anyway.
+/// several, is an error that asks for `--namespace`. A cluster whose credentials may not
+/// list Secrets in every namespace is asked about the namespace its kube context names;
+/// a cluster that cannot answer is left out of the search (the rollback reports it as
+/// unreachable, as it would anyway).
 async fn namespace_from_records(
     selected: &multi::Selected,
     name: &str,
@@ -301,7 +302,20 @@ async fn namespace_from_records(
             let handle =
                 crate::cluster::ClusterHandle::connect(&selected.kubeconfig, &cluster.context)
                     .await?;
-            crate::storage::namespaces_with_records(&handle, name).await
+            match crate::storage::namespaces_with_records(&handle, name).await {
+                // A deployer limited to its namespaces: the records may be in the one
+                // its kube context names.
+                Err(denied @ ClusterError::Denied { .. }) => {
+                    let Some(namespace) = context_namespace(selected, &cluster.context) else {
+                        return Err(denied);
+                    };
+                    let store = crate::storage::SecretStore::new(&handle, &namespace, name);
+                    let history = crate::storage::RecordStore::history(&store).await?;
+                    let held = !history.is_empty() || !history.skipped().is_empty();
+                    Ok(held.then_some(namespace).into_iter().collect())
+                }
+                other => other,
+            }
         }
         .await;
         (cluster.context.clone(), found)
@@ -346,6 +360,18 @@ async fn namespace_from_records(
                 .join(", ")
         ))),
     }
+}
+
+/// The namespace `context` of the kubeconfig names, if any.
+fn context_namespace(selected: &multi::Selected, context: &str) -> Option<String> {
+    selected
+        .kubeconfig
+        .config
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.namespace.clone())
 }
 
 /// `hello`, `releases/hello` or `releases/hello/release.yaml` → `hello`.
