@@ -58,7 +58,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     let identified = identify(&configured, args);
     let selected = configured.with_kubeconfig()?;
     let (name, namespace, release) = match identified {
-        Identified::Known(name, namespace, release) => (name, namespace, release),
+        Identified::Known(name, namespace, release) => (name, namespace, release.map(|r| *r)),
         Identified::Unloadable { name, error } => {
             let namespace = namespace_from_records(&selected, &name, &error).await?;
             (name, namespace, None)
@@ -253,7 +253,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
 /// Who the release is, as far as the checkout says.
 enum Identified {
     /// Its name and namespace, and its descriptor when it loads.
-    Known(String, String, Option<LoadedRelease>),
+    Known(String, String, Option<Box<LoadedRelease>>),
     /// The descriptor does not load and no `--namespace` was given: its namespace is
     /// where its records are.
     Unloadable { name: String, error: String },
@@ -269,7 +269,7 @@ fn identify(selected: &multi::Configured, args: &RollbackOptions) -> Identified 
             let namespace = namespace
                 .clone()
                 .unwrap_or_else(|| release.descriptor.metadata.namespace.clone());
-            Identified::Known(name, namespace, Some(release))
+            Identified::Known(name, namespace, Some(Box::new(release)))
         }
         (Err(err), Some(namespace)) => {
             let name = release_name(&args.release);

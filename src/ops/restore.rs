@@ -183,7 +183,8 @@ mod tests {
         // A cluster-scoped object names no namespace on either side.
         let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "reader"}, "rules": []});
-        let applied = objects_to_apply(&[role.clone()], &[role.clone()], &[], "ns").unwrap();
+        let one = std::slice::from_ref(&role);
+        let applied = objects_to_apply(one, one, &[], "ns").unwrap();
         assert_eq!(applied, [Some(role)]);
     }
 }
