@@ -148,43 +148,93 @@ fn a_record_that_cannot_be_read_is_skipped_and_named_and_the_commands_go_on() {
     }
 }
 
+/// `deploy NAME --env prod --version VERSION -o json`, which must succeed: its
+/// deployment id.
+fn deploy_release(repo: &TestRepo, name: &str, version: &str) -> String {
+    let out = run(
+        Fleet::shared(),
+        repo,
+        &[
+            "deploy",
+            name,
+            "--env",
+            "prod",
+            "--version",
+            version,
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    json(&out)["deployment_id"].as_str().unwrap().to_owned()
+}
+
 #[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn rollback_with_a_broken_descriptor_finds_the_records_by_their_labels() {
     let fleet = Fleet::shared();
     let (repo, first, second) = test_repo("broken-descriptor");
-    let v1 = deploy_ok(fleet, &repo, "prod", "v1");
-    deploy_ok(fleet, &repo, "prod", "v2");
+    // A release name no other test deploys: the records' labels find one namespace.
+    // (`hello` is in every test's namespace of the shared fleet: there, the rollback
+    // would ask for --namespace rather than guess, as below.)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let name = format!("brk{}", now.as_nanos() % 1_000_000_000_000);
+    add_release(&repo, &name);
+    let hello = repo.root().join("releases/hello/release.yaml");
+    let good_hello = std::fs::read_to_string(&hello).unwrap();
+    let v1 = deploy_release(&repo, &name, "v1");
+    deploy_release(&repo, &name, "v2");
     // The bad commit also broke the descriptor, namespace and all.
-    let descriptor = repo.root().join("releases/hello/release.yaml");
-    let good = std::fs::read_to_string(&descriptor).unwrap();
-    std::fs::write(
-        &descriptor,
-        "apiVersion: flotilla/v1\nkind: Release\nmetadata: [broken\n",
-    )
-    .unwrap();
+    for release in [name.as_str(), "hello"] {
+        std::fs::write(
+            repo.root()
+                .join("releases")
+                .join(release)
+                .join("release.yaml"),
+            "apiVersion: flotilla/v1\nkind: Release\nmetadata: [broken\n",
+        )
+        .unwrap();
+    }
 
     let out = run(
         fleet,
         &repo,
-        &["rollback", "hello", "--env", "prod", "-o", "json"],
+        &["rollback", &name, "--env", "prod", "-o", "json"],
     );
     assert!(out.status.success(), "{}", describe(&out));
     let text = stderr(&out);
     assert!(
-        text.contains("warning: the descriptor of hello does not load (")
-            && text.contains(&format!(
-                "rolling back from the records, found in namespace {} (in {first}, {second})",
-                repo.namespace
-            )),
+        text.contains(&format!(
+            "warning: the descriptor of {name} does not load ("
+        )) && text.contains(&format!(
+            "rolling back from the records, found in namespace {} (in {first}, {second})",
+            repo.namespace
+        )),
         "{}",
         describe(&out)
     );
-    assert_eq!(json(&out)["target"], v1.as_str(), "{}", describe(&out));
-    // (`history`, which the checks below use, reads the descriptor.)
-    std::fs::write(&descriptor, good).unwrap();
+    let report = json(&out);
+    assert_eq!(report["overall"], "succeeded", "{report:#}");
+    assert_eq!(report["target"], v1.as_str(), "{report:#}");
     for context in [&first, &second] {
-        let (_, id, version) = deployed(fleet, &repo, "prod", context).unwrap();
-        assert_eq!((id.as_str(), version.as_str()), (v1.as_str(), "v1"));
+        assert_eq!(result_of(&report, context), "deployed", "{report:#}");
     }
+
+    // A release whose records are in several namespaces (`hello`, deployed from this
+    // repo and another): which one is not guessed.
+    let (other, _, _) = test_repo("broken-descriptor-other");
+    deploy_ok(fleet, &other, "prod", "v1");
+    std::fs::write(&hello, &good_hello).unwrap();
+    deploy_ok(fleet, &repo, "prod", "v1");
+    std::fs::write(&hello, "metadata: [broken\n").unwrap();
+    let out = run(fleet, &repo, &["rollback", "hello", "--env", "prod"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("records of release `hello` are in more than one namespace: ")
+            && stderr(&out).contains("give --namespace NS"),
+        "{}",
+        describe(&out)
+    );
 }
