@@ -57,8 +57,15 @@ pub struct RollbackOptions {
 
 pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     let configured = multi::configure(root, &args.env)?;
-    let (name, namespace, release) = identify(&configured, args)?;
+    let identified = identify(&configured, args);
     let selected = configured.with_kubeconfig()?;
+    let (name, namespace, release) = match identified {
+        Identified::Known(name, namespace, release) => (name, namespace, release.map(|r| *r)),
+        Identified::Unloadable { name, error } => {
+            let namespace = namespace_from_records(&selected, &name, &error).await?;
+            (name, namespace, None)
+        }
+    };
     // An incident does not wait for every region: clusters that cannot be reached now
     // are reported with the command that finishes them later; the others go back.
     let mut unreachable = Vec::new();
@@ -79,6 +86,22 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         }
     }
 
+    // A record that cannot be read and may be what runs (or what a killed run left)
+    // stops the rollback before anything is decided: nothing changed.
+    let unreadable: Vec<String> = connected
+        .iter()
+        .filter_map(|c| {
+            let why = c.history.check_skipped().err()?;
+            Some(format!("{}: {why}", c.cluster.context))
+        })
+        .collect();
+    if !unreadable.is_empty() {
+        return Err(crate::Error::Reported(format!(
+            "rollback {name} in {}: nothing changed, because\n  {}\n(limit the run with --clusters to roll back the others)",
+            selected.plan.environment,
+            unreadable.join("\n  ")
+        )));
+    }
     // One target for the whole environment, then each cluster's own revision of it.
     let decided = EnvironmentHistory::new(
         connected
@@ -248,32 +271,128 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     multi::finish(&[report], args.output, &args.report_files)
 }
 
+/// Who the release is, as far as the checkout says.
+enum Identified {
+    /// Its name and namespace, and its descriptor when it loads.
+    Known(String, String, Option<Box<LoadedRelease>>),
+    /// The descriptor does not load and no `--namespace` was given: its namespace is
+    /// where its records are.
+    Unloadable { name: String, error: String },
+}
+
 /// The release's name and namespace, and its descriptor when it loads. A rollback
 /// works from the records: an invalid `release.yaml` in the checkout (the bad commit
-/// of the incident) must not stop it when `--namespace` is given.
-fn identify(
-    selected: &multi::Configured,
-    args: &RollbackOptions,
-) -> Result<(String, String, Option<LoadedRelease>)> {
+/// of the incident) must not stop it.
+fn identify(selected: &multi::Configured, args: &RollbackOptions) -> Identified {
     match (selected.repo.release(&args.release), &args.namespace) {
         (Ok(release), namespace) => {
             let name = release.descriptor.metadata.name.clone();
             let namespace = namespace
                 .clone()
                 .unwrap_or_else(|| release.descriptor.metadata.namespace.clone());
-            Ok((name, namespace, Some(release)))
+            Identified::Known(name, namespace, Some(Box::new(release)))
         }
         (Err(err), Some(namespace)) => {
             let name = release_name(&args.release);
             crate::output::eprint_line(&format!(
                 "the descriptor of {name} does not load ({err}); rolling back from the records in namespace {namespace}"
             ));
-            Ok((name, namespace.clone(), None))
+            Identified::Known(name, namespace.clone(), None)
         }
-        (Err(err), None) => Err(crate::Error::Reported(format!(
-            "{err}\n(a rollback needs only the release name and namespace: give --namespace NS to roll back from the records without the descriptor)"
+        (Err(err), None) => Identified::Unloadable {
+            name: release_name(&args.release),
+            error: err.to_string(),
+        },
+    }
+}
+
+/// Where the records of `name` are, when the descriptor that says it does not load:
+/// every cluster of the plan asked at once for the namespaces holding them (by their
+/// labels, in every namespace). One namespace is the answer, with a warning; none, or
+/// several, is an error that asks for `--namespace`. A cluster whose credentials may not
+/// list Secrets in every namespace is asked about the namespace its kube context names;
+/// a cluster that cannot answer is left out of the search (the rollback reports it as
+/// unreachable, as it would anyway).
+async fn namespace_from_records(
+    selected: &multi::Selected,
+    name: &str,
+    error: &str,
+) -> Result<String> {
+    let asked = selected.plan.clusters().map(|cluster| async move {
+        let found = async {
+            let handle =
+                crate::cluster::ClusterHandle::connect(&selected.kubeconfig, &cluster.context)
+                    .await?;
+            match crate::storage::namespaces_with_records(&handle, name).await {
+                // A deployer limited to its namespaces: the records may be in the one
+                // its kube context names.
+                Err(denied @ ClusterError::Denied { .. }) => {
+                    let Some(namespace) = context_namespace(selected, &cluster.context) else {
+                        return Err(denied);
+                    };
+                    let store = crate::storage::SecretStore::new(&handle, &namespace, name);
+                    let history = crate::storage::RecordStore::history(&store).await?;
+                    let held = !history.is_empty() || !history.skipped().is_empty();
+                    Ok(held.then_some(namespace).into_iter().collect())
+                }
+                other => other,
+            }
+        }
+        .await;
+        (cluster.context.clone(), found)
+    });
+    let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut unanswered = Vec::new();
+    for (context, answer) in futures::future::join_all(asked).await {
+        match answer {
+            Ok(namespaces) => {
+                for namespace in namespaces {
+                    found.entry(namespace).or_default().push(context.clone());
+                }
+            }
+            Err(err) => unanswered.push(err.to_string()),
+        }
+    }
+    let give = "give --namespace NS to roll back from the records in that namespace";
+    let unanswered = if unanswered.is_empty() {
+        String::new()
+    } else {
+        format!("; not searched: {}", unanswered.join("; "))
+    };
+    match found.len() {
+        1 => {
+            let (namespace, clusters) = found.into_iter().next().unwrap_or_default();
+            crate::output::eprint_line(&format!(
+                "warning: the descriptor of {name} does not load ({error}); rolling back from the records, found in namespace {namespace} (in {}){unanswered}",
+                clusters.join(", ")
+            ));
+            Ok(namespace)
+        }
+        0 => Err(crate::Error::Reported(format!(
+            "{error}\n(the descriptor does not load, and no records of release `{name}` were found in any namespace of environment {}{unanswered}: {give})",
+            selected.plan.environment
+        ))),
+        _ => Err(crate::Error::Reported(format!(
+            "{error}\n(the descriptor does not load, and records of release `{name}` are in more than one namespace: {}: {give})",
+            found
+                .iter()
+                .map(|(namespace, clusters)| format!("{namespace} (in {})", clusters.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
+}
+
+/// The namespace `context` of the kubeconfig names, if any.
+fn context_namespace(selected: &multi::Selected, context: &str) -> Option<String> {
+    selected
+        .kubeconfig
+        .config
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.namespace.clone())
 }
 
 /// `hello`, `releases/hello` or `releases/hello/release.yaml` → `hello`.
@@ -296,7 +415,7 @@ fn kept_live_of(
     unreadable: &[ObjectRef],
     namespace: &str,
 ) -> Vec<KeptLive> {
-    let Ok(objects) = objects_to_apply(manifest, fresh, unreadable) else {
+    let Ok(objects) = objects_to_apply(manifest, fresh, unreadable, namespace) else {
         return Vec::new();
     };
     manifest
@@ -310,10 +429,11 @@ fn kept_live_of(
             id
         })
         .map(|id| KeptLive {
-            why: if unreadable
-                .iter()
-                .any(|u| u.kind == id.kind && u.name == id.name)
-            {
+            why: if unreadable.iter().any(|u| {
+                let mut u = u.clone();
+                u.namespace.get_or_insert_with(|| namespace.to_owned());
+                u == id
+            }) {
                 "its secrets could not be read from Vault now".into()
             } else {
                 "its values are never recorded and it could not be rendered again".into()

@@ -13,8 +13,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// What `.Capabilities` says in one cluster: the version of its API server and every
 /// API version it serves, as `helm install` would find them.
@@ -31,6 +32,16 @@ pub const MINIMUM_HELM: (u64, u64) = (3, 10);
 
 /// The variable naming the `helm` program; otherwise `helm` is looked up on `PATH`.
 pub const HELM_VARIABLE: &str = "FLOTILLA_HELM";
+
+/// The variable that bounds how long one run of the `helm` program may take (`90s`,
+/// `5m`); past it the program is killed with everything it started, and the render is
+/// an error naming the chart and the cluster.
+pub const HELM_TIMEOUT_VARIABLE: &str = "FLOTILLA_HELM_TIMEOUT";
+
+/// How long one run of `helm` may take unless [`HELM_TIMEOUT_VARIABLE`] says otherwise:
+/// `helm template` of a large chart takes seconds; one that has not finished in two
+/// minutes is stuck (a plugin waiting on a network, a chart that loops).
+pub const DEFAULT_HELM_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The hook values of `helm.sh/hook` that belong to `helm test`, not to a deploy.
 const TEST_HOOKS: &[&str] = &["test", "test-success", "test-failure"];
@@ -242,16 +253,24 @@ fn find_helm() -> Result<PathBuf, String> {
     } else {
         "`helm` on PATH".to_string()
     };
-    let output = Command::new(&program)
-        .args(["version", "--template", "{{.Version}}"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| {
-            format!(
+    let timeout = helm_timeout().map_err(|err| err.to_string())?;
+    let mut command = Command::new(&program);
+    command.args(["version", "--template", "{{.Version}}"]);
+    let output = match run_bounded(&mut command, Vec::new(), timeout) {
+        Ok(output) => output,
+        Err(Ran::Failed(err)) => {
+            return Err(format!(
                 "this release has a Helm chart, rendered by the helm program, and {named} cannot be run ({err}); install Helm {}.{} or later, or set {HELM_VARIABLE} to its path",
                 MINIMUM_HELM.0, MINIMUM_HELM.1
-            )
-        })?;
+            ))
+        }
+        Err(Ran::TimedOut) => {
+            return Err(format!(
+                "{named}: `helm version` did not finish within {} and was stopped ({HELM_TIMEOUT_VARIABLE} sets the limit)",
+                humantime::format_duration(timeout)
+            ))
+        }
+    };
     let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
     match parse_version(&version) {
         Some(found) if found >= MINIMUM_HELM => Ok(program),
@@ -294,6 +313,8 @@ pub(crate) struct Invocation<'a> {
     pub values: &'a Value,
     /// `None` outside a cluster (`template`, `lint`): Helm's own defaults.
     pub capabilities: Option<&'a Capabilities>,
+    /// The kube context of the cluster it renders for, named when helm hangs.
+    pub context: &'a str,
 }
 
 /// Renders the chart with `helm template` and returns its objects, each with the chart
@@ -311,6 +332,7 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
     let chart_dir = workspace.path().join("chart");
     write_chart(&chart_dir, call)?;
 
+    let timeout = helm_timeout()?;
     let mut command = Command::new(program);
     command
         .arg("template")
@@ -323,36 +345,35 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
         .env("HELM_CONFIG_HOME", workspace.path().join("config"))
         .env("HELM_CACHE_HOME", workspace.path().join("cache"))
         .env("HELM_DATA_HOME", workspace.path().join("data"))
-        .env_remove("HELM_KUBECONTEXT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("HELM_KUBECONTEXT");
     if let Some(capabilities) = call.capabilities {
         command.args(["--kube-version", &capabilities.kube_version]);
         for version in &capabilities.api_versions {
             command.args(["--api-versions", version]);
         }
     }
-    let mut child = command.spawn().map_err(|err| RenderError::Helm {
-        message: format!("cannot run {}: {err}", program.display()),
-    })?;
     // The values are JSON, which is YAML.
     let values = serde_json::to_vec(&without_empty_maps(call.values)).unwrap_or_default();
-    let stdin = child.stdin.take();
-    // Written from its own thread while stdout and stderr are read: a pipe that fills
-    // up on either side must not stop the other. A helm that exits before reading says
-    // why on stderr.
-    let output = std::thread::scope(|scope| {
-        if let Some(mut stdin) = stdin {
-            scope.spawn(move || {
-                let _ = stdin.write_all(&values);
-            });
+    let output = match run_bounded(&mut command, values, timeout) {
+        Ok(output) => output,
+        Err(Ran::Failed(err)) => {
+            return Err(RenderError::Helm {
+                message: format!("cannot run {}: {err}", program.display()),
+            })
         }
-        child.wait_with_output()
-    })
-    .map_err(|err| RenderError::Helm {
-        message: format!("{} did not finish: {err}", program.display()),
-    })?;
+        Err(Ran::TimedOut) => {
+            let stuck = RenderError::HelmTemplate {
+                chart: call.dir.to_path_buf(),
+                message: format!(
+                    "{} did not finish within {} and was stopped, with what it started ({HELM_TIMEOUT_VARIABLE} sets the limit; nothing was changed)",
+                    program.display(),
+                    humantime::format_duration(timeout)
+                ),
+            };
+            // Which cluster's render hung, whichever command rendered it.
+            return Err(stuck.in_cluster(call.context));
+        }
+    };
     let in_workspace = chart_dir.display().to_string();
     let user_dir = call.dir.display().to_string();
     if !output.status.success() {
@@ -373,6 +394,94 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
     let stdout = String::from_utf8_lossy(&output.stdout);
     let objects = split_output(call.dir, &stdout)?;
     without_hooks(objects)
+}
+
+/// The limit of one `helm` run: [`HELM_TIMEOUT_VARIABLE`], else
+/// [`DEFAULT_HELM_TIMEOUT`].
+fn helm_timeout() -> Result<Duration, RenderError> {
+    let Some(text) = std::env::var_os(HELM_TIMEOUT_VARIABLE).filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_HELM_TIMEOUT);
+    };
+    let text = text.to_string_lossy();
+    humantime::parse_duration(text.trim())
+        .ok()
+        .filter(|limit| !limit.is_zero())
+        .ok_or_else(|| RenderError::Helm {
+            message: format!("{HELM_TIMEOUT_VARIABLE}={text:?} is not a duration (`90s`, `5m`)"),
+        })
+}
+
+/// What a run of the `helm` program gave.
+struct Output {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Why a run of the `helm` program gave nothing.
+enum Ran {
+    /// It could not be started or waited for.
+    Failed(std::io::Error),
+    /// It was still running at its limit and was killed.
+    TimedOut,
+}
+
+/// Runs `command` with `input` on its stdin, in a process group of its own, and kills
+/// the group if it has not finished within `timeout` (a plugin or a subprocess that
+/// holds its output open goes with it). The wait blocks its thread: on a multi-thread
+/// runtime the worker first hands its other tasks over (`block_in_place`), so that a
+/// render never stalls the runs, leases and watches sharing that worker.
+fn run_bounded(command: &mut Command, input: Vec<u8>, timeout: Duration) -> Result<Output, Ran> {
+    use std::os::unix::process::CommandExt;
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let run = move || {
+        let mut child = command.spawn().map_err(Ran::Failed)?;
+        let group = rustix::process::Pid::from_raw(child.id() as i32);
+        let stdin = child.stdin.take();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            // Written from its own thread while stdout and stderr are read: a pipe that
+            // fills up on either side must not stop the other. A helm that exits before
+            // reading says why on stderr.
+            if let Some(mut stdin) = stdin {
+                scope.spawn(move || {
+                    let _ = stdin.write_all(&input);
+                });
+            }
+            scope.spawn(move || {
+                let _ = done.send(child.wait_with_output());
+            });
+            match finished.recv_timeout(timeout) {
+                Ok(Ok(output)) => Ok(Output {
+                    status: output.status,
+                    stdout: output.stdout,
+                    stderr: output.stderr,
+                }),
+                Ok(Err(err)) => Err(Ran::Failed(err)),
+                Err(_) => {
+                    // The waiting thread ends once the group is gone and its pipes
+                    // closed; the scope joins it.
+                    if let Some(group) = group {
+                        let _ = rustix::process::kill_process_group(
+                            group,
+                            rustix::process::Signal::KILL,
+                        );
+                    }
+                    Err(Ran::TimedOut)
+                }
+            }
+        })
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(run)
+        }
+        _ => run(),
+    }
 }
 
 /// The values without `secrets` and `scaling` when they are empty: a chart whose
@@ -571,6 +680,7 @@ mod tests {
             app_version: "1",
             values: &Value::Null,
             capabilities: None,
+            context: "dev-1",
         };
         let err = write_chart(&dir.path().join("chart"), &call).unwrap_err();
         assert!(

@@ -308,6 +308,7 @@ impl<'a> Renderer<'a> {
                 app_version: &self.release.version,
                 values: &values,
                 capabilities: self.capabilities.as_ref(),
+                context: &cluster.context,
             })?;
             let mut manifest = Manifest { objects };
             self.apply_scaling(&cluster.context, &mut manifest)?;

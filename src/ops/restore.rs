@@ -15,11 +15,11 @@ pub struct RestoreTo<'a> {
     /// records the deployment whose content it brings back).
     pub deployment_id: &'a str,
     /// Objects of the revision rendered again with secret values read now: each
-    /// replaces the recorded object of the same kind and name. A recorded Secret with
+    /// replaces the recorded object of the same identity ([`objects_to_apply`]). A recorded Secret with
     /// no fresh object is kept as it is live (its values are never recorded) and
     /// reported in [`Outcome::kept_live`].
     pub fresh: &'a [Value],
-    /// Objects (by kind and name) whose secret inputs could not be read now: kept as
+    /// Objects (by identity) whose secret inputs could not be read now: kept as
     /// they are live, whatever their kind, rather than applied from the record. Any
     /// other recorded object with a secret field (a digest in the record) and no fresh
     /// render takes its secret fields from the live object.
@@ -27,28 +27,48 @@ pub struct RestoreTo<'a> {
 }
 
 /// What a restore applies for each object of the recorded `manifest`: the fresh object
-/// of the same kind and name; else, for a Secret (whose values are never recorded) or
-/// an object whose secrets could not be read, `None`: kept as it is live; else the
-/// recorded object.
+/// of the same identity (group, kind, namespace, name); else, for a Secret (whose
+/// values are never recorded) or an object whose secrets could not be read, `None`:
+/// kept as it is live; else the recorded object. An object that names no namespace is
+/// in `namespace`, the release's, on every side (a cluster-scoped one, which names none
+/// either, compares with itself): two objects of one kind and name in two namespaces are
+/// never taken for each other.
 pub fn objects_to_apply(
     manifest: &[Value],
     fresh: &[Value],
     unreadable: &[ObjectRef],
+    namespace: &str,
 ) -> Result<Vec<Option<Value>>, String> {
+    let fresh: Vec<(ObjectRef, &Value)> = fresh
+        .iter()
+        .filter_map(|f| Some((identity(f, namespace).ok()?, f)))
+        .collect();
+    let unreadable: Vec<ObjectRef> = unreadable
+        .iter()
+        .cloned()
+        .map(|mut id| {
+            id.namespace.get_or_insert_with(|| namespace.to_owned());
+            id
+        })
+        .collect();
     let mut objects = Vec::with_capacity(manifest.len());
     for object in manifest {
-        let id = ObjectRef::of(object)?;
-        let same = |other: &ObjectRef| other.kind == id.kind && other.name == id.name;
-        let found = fresh
-            .iter()
-            .find(|f| ObjectRef::of(f).ok().is_some_and(|f| same(&f)));
+        let id = identity(object, namespace)?;
+        let found = fresh.iter().find(|(f, _)| *f == id).map(|(_, f)| *f);
         objects.push(match found {
             Some(found) => Some(found.clone()),
-            None if release::is_secret(object) || unreadable.iter().any(same) => None,
+            None if release::is_secret(object) || unreadable.contains(&id) => None,
             None => Some(object.clone()),
         });
     }
     Ok(objects)
+}
+
+/// `object`'s identity, in `namespace` when it names none.
+fn identity(object: &Value, namespace: &str) -> Result<ObjectRef, String> {
+    let mut id = ObjectRef::of(object)?;
+    id.namespace.get_or_insert_with(|| namespace.to_owned());
+    Ok(id)
 }
 
 /// Rolls `release` on one cluster back to `to.revision`.
@@ -83,7 +103,7 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
             ),
         )
     })?;
-    let mut objects = objects_to_apply(&target.manifest, to.fresh, to.unreadable)
+    let mut objects = objects_to_apply(&target.manifest, to.fresh, to.unreadable, namespace)
         .map_err(|m| release_error(cluster.context(), m))?;
     // A recorded object that held a secret (an env var, an annotation, a checksum:
     // recorded as digests) and has no fresh render: its digests filled from what is
@@ -118,4 +138,53 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
         deployment_id: to.deployment_id,
     };
     run(cluster, store, &scope, desired, opts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config_map(namespace: Option<&str>, value: &str) -> Value {
+        let mut object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings"}, "data": {"v": value}});
+        if let Some(namespace) = namespace {
+            object["metadata"]["namespace"] = json!(namespace);
+        }
+        object
+    }
+
+    #[test]
+    fn objects_of_one_kind_and_name_in_two_namespaces_are_never_mixed_up() {
+        // The release's own (no namespace: the release's) and one in `other`.
+        let manifest = [
+            config_map(None, "old-own"),
+            config_map(Some("other"), "old-other"),
+        ];
+        let fresh = [
+            config_map(Some("other"), "new-other"),
+            config_map(None, "new-own"),
+        ];
+        let applied = objects_to_apply(&manifest, &fresh, &[], "ns").unwrap();
+        assert_eq!(
+            applied,
+            [Some(fresh[1].clone()), Some(fresh[0].clone())],
+            "each recorded object takes the fresh one of its own namespace"
+        );
+        // Named with the release namespace or without one: the same object.
+        let named = [config_map(Some("ns"), "new-own")];
+        let applied = objects_to_apply(&manifest, &named, &[], "ns").unwrap();
+        assert_eq!(applied, [Some(named[0].clone()), Some(manifest[1].clone())]);
+        // What could not be read in one namespace keeps only that one live.
+        let mut unreadable = ObjectRef::of(&manifest[1]).unwrap();
+        unreadable.namespace = Some("other".into());
+        let applied = objects_to_apply(&manifest, &[], &[unreadable], "ns").unwrap();
+        assert_eq!(applied, [Some(manifest[0].clone()), None]);
+        // A cluster-scoped object names no namespace on either side.
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "reader"}, "rules": []});
+        let one = std::slice::from_ref(&role);
+        let applied = objects_to_apply(one, one, &[], "ns").unwrap();
+        assert_eq!(applied, [Some(role)]);
+    }
 }

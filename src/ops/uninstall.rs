@@ -73,6 +73,11 @@ async fn remove<K: KubeClient, S: RecordStore>(
     let lock = cluster.lock(namespace, release, &opts.lock).await?;
     let result = async {
         let history = store.history().await?;
+        // A record that could not be read and may be what runs names objects this
+        // removal would leave behind unseen.
+        history
+            .check_skipped()
+            .map_err(|message| release_error(cluster.context(), message))?;
         if history.is_empty() {
             return Err(release_error(
                 cluster.context(),
@@ -106,8 +111,12 @@ async fn remove<K: KubeClient, S: RecordStore>(
                 store.update(&record).await?;
             }
         } else {
-            for record in history.records() {
-                store.delete(record.revision).await?;
+            // The records that could not be read go too: older than the deployed
+            // revision (else the check above refused), they are history of what is now
+            // removed, and left behind they would stop the next install.
+            let skipped = history.skipped().iter().filter_map(|s| s.revision);
+            for revision in history.records().iter().map(|r| r.revision).chain(skipped) {
+                store.delete(revision).await?;
             }
         }
         Ok(removed.deleted)

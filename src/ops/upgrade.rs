@@ -194,6 +194,11 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
     lock: &K::Lock,
 ) -> Result<Outcome, ClusterError> {
     let history = store.history().await?;
+    // A record that could not be read and may be what runs, or what a killed run left:
+    // repair, prune and the rollback target would be decided without it.
+    history
+        .check_skipped()
+        .map_err(|message| release_error(cluster.context(), message))?;
     // Ownership before any change (a restore puts back this release's own objects).
     let adopted = if desired.rollback_of.is_none() {
         let objects: Vec<&Value> = desired.objects.iter().flatten().collect();
@@ -731,6 +736,87 @@ mod tests {
         let at = |line: &str| log.iter().rposition(|l| l == line).unwrap();
         assert!(at("apply Deployment/web") < at("wait"));
         assert!(at("wait") < at("delete ConfigMap/extra"));
+    }
+
+    #[tokio::test]
+    async fn a_record_that_cannot_be_read_is_skipped_unless_it_could_be_what_runs() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
+            .await
+            .unwrap();
+        deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        // Revision 1 damaged: history only. The others read, and the next run goes on.
+        store.put_bytes(1, b"not gzip".to_vec());
+        let history = store.history().await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            history.skipped()[0].to_string(),
+            "record Secret memory/flotilla.v1 skipped: its `release` data is not gzip: unexpected end of file"
+        );
+        assert_eq!(history.check_skipped(), Ok(()));
+        let third = deploy_with(&kube, &store, &rendered("3", false), "d3", &opts())
+            .await
+            .unwrap();
+        assert_eq!((third.revision, third.status), (3, Status::Deployed));
+
+        // A damaged record above the deployed one may be what runs: nothing changes.
+        store.put_bytes(4, crate::storage::tests_support::gzip_bomb());
+        let before = (statuses(&store), kube.live_text());
+        let err = deploy_with(&kube, &store, &rendered("5", false), "d5", &opts())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("record Secret memory/flotilla.v4 skipped: its `release` data decodes to more than 64 MiB")
+                && err.contains("newer than the deployed revision 3")
+                && err.contains("nothing was changed"),
+            "{err}"
+        );
+        let to = RestoreTo {
+            revision: 2,
+            deployment_id: "r1",
+            fresh: &[],
+            unreadable: &[],
+        };
+        assert!(restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .is_err());
+        assert_eq!(
+            (statuses(&store), kube.live_text()),
+            before,
+            "nothing changed"
+        );
+        // A record of a status this version does not know is skipped alike; the next
+        // revision comes after every record's name, read or not.
+        let mut unknown = serde_json::to_value(record(5, "d5", Status::Deployed)).unwrap();
+        unknown["status"] = json!("pending-upgrade");
+        store.put_bytes(
+            5,
+            crate::storage::tests_support::gzip(unknown.to_string().as_bytes()),
+        );
+        let history = store.history().await.unwrap();
+        let skipped: Vec<Option<u32>> = history.skipped().iter().map(|s| s.revision).collect();
+        assert_eq!(skipped, [Some(1), Some(4), Some(5)]);
+        assert!(history.skipped()[2]
+            .why
+            .contains("unknown variant `pending-upgrade`"));
+        assert_eq!(history.next_revision(), 6);
+        // An uninstall refuses alike; once the newer ones are gone it removes the old
+        // unreadable record with the others, so that a new install starts clean.
+        let run = opts();
+        let uninstall =
+            || crate::ops::uninstall::uninstall_with(&kube, &store, "ns", "hello", &run);
+        assert!(uninstall().await.is_err());
+        store.delete(4).await.unwrap();
+        store.delete(5).await.unwrap();
+        uninstall().await.unwrap();
+        let history = store.history().await.unwrap();
+        assert!(
+            history.is_empty() && history.skipped().is_empty(),
+            "{history:?}"
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,33 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     records: std::sync::Arc<[ReleaseRecord]>,
+    /// Records of the release that could not be read (docs/cluster.md, "Records that
+    /// cannot be read").
+    skipped: std::sync::Arc<[SkippedRecord]>,
+}
+
+/// A record of the release that could not be read (not gzip, larger than a record may
+/// decode to, not a record of this format, a status this version does not know): left
+/// out of the history, named in a warning, and in the way of a change where it could
+/// be what runs ([`History::check_skipped`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRecord {
+    pub namespace: String,
+    /// The Secret that holds it (`flotilla.hello.v4`).
+    pub secret: String,
+    /// Its revision, from its name; `None` for a name flotilla never gives a record.
+    pub revision: Option<u32>,
+    pub why: String,
+}
+
+impl std::fmt::Display for SkippedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "record Secret {}/{} skipped: {}",
+            self.namespace, self.secret, self.why
+        )
+    }
 }
 
 impl serde::Serialize for History {
@@ -37,7 +64,47 @@ impl History {
         records.sort_by_key(|r| r.revision);
         History {
             records: records.into(),
+            skipped: std::sync::Arc::new([]),
         }
+    }
+
+    /// `records`, and `skipped`: the records that could not be read.
+    pub fn with_skipped(records: Vec<ReleaseRecord>, skipped: Vec<SkippedRecord>) -> History {
+        History {
+            skipped: skipped.into(),
+            ..History::new(records)
+        }
+    }
+
+    /// The records that could not be read.
+    pub fn skipped(&self) -> &[SkippedRecord] {
+        &self.skipped
+    }
+
+    /// Refuses a change when a record that could not be read may be the revision that
+    /// runs, or one a killed or failed run left (whose objects may be live): one newer
+    /// than the newest deployed revision that reads (or any, when none does). A deploy
+    /// would then prune and repair without knowing it, and a rollback decide what runs
+    /// now without it. An older one is history only: what runs and what may be live are
+    /// in the records that read.
+    pub fn check_skipped(&self) -> Result<(), String> {
+        let deployed = self.deployed().map(|r| r.revision);
+        let Some(skipped) = self
+            .skipped
+            .iter()
+            .find(|s| s.revision.is_some_and(|r| deployed.is_none_or(|d| r > d)))
+        else {
+            return Ok(());
+        };
+        let newest = match deployed {
+            Some(d) => format!("newer than the deployed revision {d}"),
+            None => "and no revision that reads is deployed".into(),
+        };
+        Err(format!(
+            "{skipped}; it is {newest}, so it may be what runs now or what a killed or failed run left, and nothing was changed here: look at it (`kubectl -n {ns} get secret {name} -o yaml`), and once you know it is neither, delete it (`kubectl -n {ns} delete secret {name}`) and run again",
+            ns = skipped.namespace,
+            name = skipped.secret,
+        ))
     }
 
     /// Oldest revision first.
@@ -57,9 +124,12 @@ impl History {
         self.records.iter().find(|r| r.revision == revision)
     }
 
-    /// The revision the next run records.
+    /// The revision the next run records: after every record, those that could not be
+    /// read included (their Secrets hold those names).
     pub fn next_revision(&self) -> u32 {
-        self.latest().map_or(1, |r| r.revision + 1)
+        let latest = self.latest().map_or(0, |r| r.revision);
+        let skipped = self.skipped.iter().filter_map(|s| s.revision).max();
+        latest.max(skipped.unwrap_or(0)) + 1
     }
 
     /// The live revision: the newest one recorded `deployed`.

@@ -15,7 +15,7 @@ pub use artifact::{Artifact, Promotion};
 pub use environment::{
     DeploymentState, EnvironmentHistory, NextRun, NoRollback, RollbackRevisions,
 };
-pub use history::{beyond_limit, History, RecordHead};
+pub use history::{beyond_limit, History, RecordHead, SkippedRecord};
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
     content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, ReleaseRecord,

@@ -1,8 +1,9 @@
 //! The gates of a wave: its soak (watched by [`crate::ops::soak`] through the steps) and
 //! its verify commands, run here: `sh -c` from the repo root with the run's variables,
 //! killed with everything they started (their process group) at their timeout or when
-//! the run stops. What a gate printed is kept, scrubbed, last lines only, for the
-//! report.
+//! the run stops. What a gate printed is read to its end as bytes (not UTF-8 is no
+//! error) and kept, scrubbed, for the report: the last [`OUTPUT_LINES`] lines, each cut
+//! to [`LINE_CHARS`].
 
 use crate::cluster::CancellationToken;
 use crate::config::VerifyCommand;
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Lines of a command's output kept for the report (the last ones).
 pub const OUTPUT_LINES: usize = 20;
@@ -93,12 +94,12 @@ impl GateVars {
 struct Tail(Arc<Mutex<VecDeque<String>>>);
 
 impl Tail {
-    fn push(&self, line: &str) {
+    fn push(&self, line: String) {
         let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if lines.len() == OUTPUT_LINES {
             lines.pop_front();
         }
-        lines.push_back(crate::redact::scrub(line));
+        lines.push_back(line);
     }
 
     fn lines(&self) -> Vec<String> {
@@ -110,11 +111,75 @@ impl Tail {
             .collect()
     }
 
-    async fn read(self, from: impl AsyncRead + Unpin) {
-        let mut lines = BufReader::new(from).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            self.push(&line);
+    /// Reads `from` to its end, whatever it holds: a reader that stopped early (on
+    /// bytes that are not UTF-8, on a line too long) would close the pipe, and the
+    /// command would die of SIGPIPE at its next write, failing a gate that passed.
+    async fn read(self, mut from: impl AsyncRead + Unpin) {
+        let mut line = Line::default();
+        let mut chunk = vec![0u8; 8192];
+        loop {
+            let read = match from.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let mut rest = &chunk[..read];
+            while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+                line.take(&rest[..end]);
+                self.push(line.finish());
+                rest = &rest[end + 1..];
+            }
+            line.take(rest);
         }
+        if !line.is_empty() {
+            self.push(line.finish());
+        }
+    }
+}
+
+/// Characters of one output line kept for the report; the rest is cut, and the line
+/// says how much.
+pub const LINE_CHARS: usize = 1000;
+
+/// Bytes of one line read before scrubbing: more than is kept, so that a secret value
+/// that begins before the cut is still whole when the line is scrubbed (and cannot
+/// leave its first characters in what is kept). The rest of the line is only counted.
+const LINE_BYTES: usize = 64 * 1024;
+
+/// One line as it arrives, bounded.
+#[derive(Default)]
+struct Line {
+    bytes: Vec<u8>,
+    /// Bytes of the line past [`LINE_BYTES`], read and dropped.
+    dropped: usize,
+}
+
+impl Line {
+    fn take(&mut self, bytes: &[u8]) {
+        let room = LINE_BYTES.saturating_sub(self.bytes.len()).min(bytes.len());
+        self.bytes.extend_from_slice(&bytes[..room]);
+        self.dropped += bytes.len() - room;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.dropped == 0
+    }
+
+    /// The line scrubbed, cut to [`LINE_CHARS`]; bytes that are not UTF-8 read as
+    /// U+FFFD.
+    fn finish(&mut self) -> String {
+        let bytes = std::mem::take(&mut self.bytes);
+        let dropped = std::mem::take(&mut self.dropped);
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.strip_suffix('\r').unwrap_or(&text);
+        let scrubbed = crate::redact::scrub(text);
+        let mut kept: String = scrubbed.chars().take(LINE_CHARS).collect();
+        let cut = scrubbed.len() - kept.len() + dropped;
+        if cut > 0 {
+            kept.push_str(&format!(" [line cut: {cut} more bytes]"));
+        }
+        kept
     }
 }
 
@@ -316,6 +381,68 @@ mod tests {
             !got.output.concat().contains("verify-canary-s3cr3t-value"),
             "{:?}",
             got.output
+        );
+    }
+
+    #[tokio::test]
+    async fn output_that_is_not_utf8_is_read_to_its_end_and_the_gate_passes() {
+        // More output after the invalid byte than a pipe holds: a reader that stopped
+        // there would leave the command to die of SIGPIPE.
+        let got = verify(
+            "printf '\\377\\n'; seq 1 100000; echo ok",
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(got.passed, "{got:?}");
+        assert_eq!(got.detail, "exit code 0");
+        assert_eq!(got.output.last().map(String::as_str), Some("ok"));
+        assert_eq!(
+            got.output.first().map(String::as_str),
+            Some("99982"),
+            "the last lines"
+        );
+        let invalid = verify("printf 'a\\377b\\n'; echo ok", Duration::from_secs(30)).await;
+        assert!(invalid.passed, "{invalid:?}");
+        assert_eq!(invalid.output, ["a\u{FFFD}b", "ok"]);
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_cut_said_to_be_cut_and_scrubbed() {
+        crate::redact::register("verify-long-line-s3cr3t");
+        let got = verify(
+            "printf 'token=verify-long-line-s3cr3t '; head -c 3000000 /dev/zero | tr '\\0' a; echo; echo done",
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(got.passed, "{got:?}");
+        assert_eq!(
+            got.output.len(),
+            2,
+            "{:?}",
+            got.output.iter().map(String::len).collect::<Vec<_>>()
+        );
+        let line = &got.output[0];
+        assert!(!line.contains("verify-long-line-s3cr3t"), "{line}");
+        assert!(line.starts_with("token="), "{line}");
+        assert!(
+            line.ends_with(" more bytes]"),
+            "{}",
+            &line[line.len() - 60..]
+        );
+        assert!(line.chars().count() < LINE_CHARS + 40, "{}", line.len());
+        assert_eq!(got.output[1], "done");
+        // A last line without its newline is kept too, cut as well.
+        let unended = verify(
+            "head -c 5000 /dev/zero | tr '\\0' b",
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(
+            unended.output,
+            [format!(
+                "{} [line cut: 4000 more bytes]",
+                "b".repeat(LINE_CHARS)
+            )]
         );
     }
 }

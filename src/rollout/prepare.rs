@@ -396,6 +396,18 @@ pub async fn prepare_deploy(
     }
     let render = ReleaseRender::prepare(env, release, plan, overrides).await?;
     let connected = connect_all(plan, kubeconfig, render.namespace(), render.name()).await?;
+    // A record that could not be read and may be what runs stops the run for the
+    // environment before any cluster is changed (each cluster checks again under its
+    // lease).
+    for found in &connected {
+        found
+            .history
+            .check_skipped()
+            .map_err(|message| ClusterError::Release {
+                context: found.cluster.context.clone(),
+                message,
+            })?;
+    }
     // Each cluster's checksum key (and, for a Helm chart, its API versions) is a
     // request: made for every cluster at once, as the connections were.
     let render = &render;

@@ -6,7 +6,7 @@
 
 use super::{codec, RecordStore};
 use crate::cluster::ClusterError;
-use crate::release::ReleaseRecord;
+use crate::release::{History, ReleaseRecord, SkippedRecord};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -43,16 +43,34 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(writes);
     }
 
-    /// A copy of the records, oldest first.
-    pub fn records(&self) -> Vec<ReleaseRecord> {
-        self.decoded().expect("what this store encoded decodes")
+    /// Puts `bytes` where revision `revision`'s record is kept, as a cluster may hold
+    /// one: damaged, written by another version or tool.
+    pub fn put_bytes(&self, revision: u32, bytes: Vec<u8>) {
+        self.lock().insert(revision, bytes);
     }
 
-    fn decoded(&self) -> Result<Vec<ReleaseRecord>, ClusterError> {
-        self.lock()
-            .values()
-            .map(|bytes| codec::decompress(bytes).map_err(|e| store_error(e.to_string())))
-            .collect()
+    /// A copy of the records that read, oldest first.
+    pub fn records(&self) -> Vec<ReleaseRecord> {
+        self.decoded().0
+    }
+
+    /// The records that read, and those that do not, named as the cluster's store
+    /// names them.
+    fn decoded(&self) -> (Vec<ReleaseRecord>, Vec<SkippedRecord>) {
+        let mut records = Vec::new();
+        let mut skipped = Vec::new();
+        for (revision, bytes) in self.lock().iter() {
+            match codec::decompress(bytes) {
+                Ok(record) => records.push(record),
+                Err(e) => skipped.push(SkippedRecord {
+                    namespace: "memory".into(),
+                    secret: format!("{}.v{revision}", super::RECORD_PREFIX),
+                    revision: Some(*revision),
+                    why: format!("its `release` data {e}"),
+                }),
+            }
+        }
+        (records, skipped)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Vec<u8>>> {
@@ -84,7 +102,12 @@ impl MemoryStore {
 
 impl RecordStore for MemoryStore {
     async fn list(&self) -> Result<Vec<ReleaseRecord>, ClusterError> {
-        self.decoded()
+        Ok(self.decoded().0)
+    }
+
+    async fn history(&self) -> Result<History, ClusterError> {
+        let (records, skipped) = self.decoded();
+        Ok(History::with_skipped(records, skipped))
     }
 
     async fn create(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {

@@ -17,7 +17,7 @@ mod under_lease;
 
 pub use key::{checksum_key, checksum_key_name};
 pub use memory::MemoryStore;
-pub use secrets::{record_name, SecretStore, RECORD_PREFIX, RECORD_TYPE};
+pub use secrets::{namespaces_with_records, record_name, SecretStore, RECORD_PREFIX, RECORD_TYPE};
 pub use under_lease::UnderLease;
 
 use crate::cluster::ClusterError;
@@ -58,5 +58,31 @@ pub trait RecordStore {
             self.delete(*revision).await?;
         }
         Ok(doomed)
+    }
+}
+
+/// Record bytes as a cluster may hold them, for the unit tests of every layer that
+/// reads records.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write;
+
+    /// `bytes`, gzip-compressed.
+    pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// A gzip stream of a few hundred kilobytes that inflates past what a record may
+    /// decode to ([`super::codec::MAX_DECODED`]).
+    pub(crate) fn gzip_bomb() -> Vec<u8> {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        let zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..super::codec::MAX_DECODED / zeros.len() + 1 {
+            gz.write_all(&zeros).unwrap();
+        }
+        gz.finish().unwrap()
     }
 }

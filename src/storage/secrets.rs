@@ -8,10 +8,16 @@
 //!   `flotilla.dev/status`, `flotilla.dev/deployment-id`;
 //! - data key `release`: the record as JSON, gzip-compressed (the API's own base64 on
 //!   top, as for every Secret).
+//!
+//! A Secret with these labels and type that does not decode (damaged, written by a
+//! newer version, a gzip bomb) is skipped, not an error: one bad record must not stop
+//! every command. It is named in a warning once per process, and kept in the
+//! [`History`] so that a change it could hide is refused
+//! ([`History::check_skipped`]).
 
 use super::{codec, RecordStore};
 use crate::cluster::{labels, ClusterError, ClusterHandle};
-use crate::release::ReleaseRecord;
+use crate::release::{History, ReleaseRecord, SkippedRecord};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
@@ -100,20 +106,17 @@ impl SecretStore {
         })
     }
 
-    fn decode(&self, secret: &Secret) -> Result<ReleaseRecord, ClusterError> {
-        let name = secret.metadata.name.clone().unwrap_or_default();
+    fn decode(&self, secret: &Secret) -> Result<ReleaseRecord, String> {
         let bytes = secret
             .data
             .as_ref()
             .and_then(|d| d.get(DATA_KEY))
-            .ok_or_else(|| self.error(format!("record {name} has no `release` data")))?;
-        codec::decompress(&bytes.0).map_err(|e| self.error(format!("record {name} {e}")))
+            .ok_or_else(|| format!("it has no `{DATA_KEY}` data"))?;
+        codec::decompress(&bytes.0).map_err(|e| format!("its `{DATA_KEY}` data {e}"))
     }
-}
 
-impl RecordStore for SecretStore {
-    /// Every record of the release, oldest revision first.
-    async fn list(&self) -> Result<Vec<ReleaseRecord>, ClusterError> {
+    /// Every record that reads, oldest revision first, and those that do not.
+    async fn read(&self) -> Result<(Vec<ReleaseRecord>, Vec<SkippedRecord>), ClusterError> {
         let selector = format!(
             "{OWNER_LABEL}={},{}={}",
             labels::MANAGER,
@@ -131,13 +134,95 @@ impl RecordStore for SecretStore {
             // cluster being unreachable (exit code 3), not a problem with the records.
             Err(err) => return Err(self.request_error("list", None, err)),
         };
-        let mut records = secrets
+        let mut records = Vec::new();
+        let mut skipped = Vec::new();
+        for secret in secrets
             .iter()
             .filter(|s| s.type_.as_deref() == Some(RECORD_TYPE))
-            .map(|s| self.decode(s))
-            .collect::<Result<Vec<_>, _>>()?;
+        {
+            match self.decode(secret) {
+                Ok(record) => records.push(record),
+                Err(why) => {
+                    let name = secret.metadata.name.clone().unwrap_or_default();
+                    let record = SkippedRecord {
+                        namespace: self.namespace.clone(),
+                        revision: revision_of(&self.release, &name),
+                        secret: name,
+                        why,
+                    };
+                    warn_once(&self.context, &self.release, &record);
+                    skipped.push(record);
+                }
+            }
+        }
         records.sort_by_key(|r| r.revision);
-        Ok(records)
+        Ok((records, skipped))
+    }
+}
+
+/// The namespaces of `cluster` that hold records of `release`, found by the records'
+/// labels and type in every namespace: where a rollback goes when the descriptor that
+/// names the namespace no longer loads. Names only (a metadata list): the records are
+/// read again, in their namespace, by the rollback.
+pub async fn namespaces_with_records(
+    cluster: &ClusterHandle,
+    release: &str,
+) -> Result<std::collections::BTreeSet<String>, ClusterError> {
+    let api: Api<Secret> = Api::all(cluster.client());
+    let params = ListParams::default()
+        .labels(&format!(
+            "{OWNER_LABEL}={},{}={release}",
+            labels::MANAGER,
+            labels::RELEASE
+        ))
+        .fields(&format!("type={RECORD_TYPE}"));
+    let list = api.list_metadata(&params).await.map_err(|err| {
+        cluster.error(
+            "list",
+            &format!("the release records of `{release}` in every namespace"),
+            err,
+        )
+    })?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|secret| secret.metadata.namespace)
+        .collect())
+}
+
+/// The revision a record's Secret name gives (`flotilla.hello.v4` → 4).
+pub(super) fn revision_of(release: &str, secret: &str) -> Option<u32> {
+    secret
+        .strip_prefix(&format!("{RECORD_PREFIX}.{release}.v"))?
+        .parse()
+        .ok()
+}
+
+/// Names a skipped record, once per process: a deploy reads the records twice.
+fn warn_once(context: &str, release: &str, record: &SkippedRecord) {
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<(String, String, String)>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let key = (
+        context.to_owned(),
+        record.namespace.clone(),
+        record.secret.clone(),
+    );
+    if WARNED.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+        tracing::warn!(
+            "cluster `{context}`: release `{release}`: {record}; the release's other records are read without it"
+        );
+    }
+}
+
+impl RecordStore for SecretStore {
+    /// Every record of the release that reads, oldest revision first.
+    async fn list(&self) -> Result<Vec<ReleaseRecord>, ClusterError> {
+        Ok(self.read().await?.0)
+    }
+
+    async fn history(&self) -> Result<History, ClusterError> {
+        let (records, skipped) = self.read().await?;
+        Ok(History::with_skipped(records, skipped))
     }
 
     async fn create(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {

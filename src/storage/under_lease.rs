@@ -69,7 +69,10 @@ impl<S: RecordStore> RecordStore for UnderLease<S> {
         if self.written().is_empty() {
             return Ok(self.read.clone());
         }
-        Ok(History::new(self.list().await?))
+        Ok(History::with_skipped(
+            self.list().await?,
+            self.read.skipped().to_vec(),
+        ))
     }
 
     async fn heads(&self) -> Result<Vec<RecordHead>, ClusterError> {
