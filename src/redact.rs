@@ -626,11 +626,14 @@ pub fn mask_like(stored: &Value, target: &mut Value) {
 
 fn mask_paired(field: &str, stored: &Value, target: &mut Value) {
     match (stored, target) {
-        (Value::String(text), target) if is_redacted(text) => {
-            if !target.is_null() && !target.as_str().is_some_and(is_redacted) {
-                *target = Value::String(redacted(&leaf_text(target)));
-            }
+        (Value::String(text), target)
+            if is_redacted(text)
+                && !target.is_null()
+                && !target.as_str().is_some_and(is_redacted) =>
+        {
+            *target = Value::String(redacted(&leaf_text(target)));
         }
+        (Value::String(text), _) if is_redacted(text) => {}
         (Value::Object(s), Value::Object(t)) => {
             for (key, sv) in s {
                 if let Some(tv) = t.get_mut(key) {

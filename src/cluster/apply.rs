@@ -1443,7 +1443,7 @@ mod tests_support {
                 items.remove(at);
             }
             (2, Value::Array(items)) => {
-                if op.entry % 2 == 0 {
+                if op.entry.is_multiple_of(2) {
                     items.reverse();
                 } else if !items.is_empty() {
                     let by = op.entry % items.len();
