@@ -1,7 +1,9 @@
 //! The automatic restore of a failed deploy puts each secret back into its own field,
 //! on the shared fleet with its real Vault: the failed revision inserted an env var
 //! before `DB_PASSWORD`, and the worker the restore brings back has exactly the env of
-//! the revision before, the password as Vault holds it.
+//! the revision before, the password as Vault holds it. A failed revision that renamed
+//! the secret env var leaves nothing to fill it from: the worker is kept as it is live,
+//! and the run says so, rather than given another entry's value.
 
 mod rollout_support;
 
@@ -10,7 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use rollout_support::*;
 
 /// A worker whose env has `DB_PASSWORD` from Vault; with `insertEnv`, another env var
-/// comes before it.
+/// comes before it; with `renameEnv`, it is named `DB_PASS`.
 const WORKER: &str = r#"apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -31,7 +33,7 @@ spec:
             - name: INSERTED
               value: "inserted-by-the-failed-revision"
 {{/if}}
-            - name: DB_PASSWORD
+            - name: {{#if Values.renameEnv}}DB_PASS{{else}}DB_PASSWORD{{/if}}
               value: {{quote Values.secrets.[db-password]}}
             - name: QUEUE
               value: jobs
@@ -144,4 +146,56 @@ fn an_automatic_restore_fills_each_secret_from_its_own_env_var() {
         let untouched = runtime.block_on(worker(fleet, context, &repo.namespace));
         assert_eq!(untouched, before, "{context}: never touched");
     }
+}
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn a_secret_env_var_the_failed_revision_renamed_is_kept_live_and_said_so() {
+    let fleet = Fleet::shared();
+    let waves = fleet_waves(fleet, true);
+    let canary = waves[0].0.clone();
+    let repo = repo("env-renamed", &[("prod", &as_env(&waves))], "60s");
+    std::fs::write(
+        repo.root()
+            .join("releases/hello/chart/templates/worker.yaml"),
+        WORKER,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    deploy_ok(fleet, &repo, "prod", "v1");
+
+    // The failed revision renamed the env var: nothing live holds DB_PASSWORD's value
+    // under its name, so the worker cannot be put back from the record; it is not
+    // given another entry's value either.
+    let out = run(
+        fleet,
+        &repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            "prod",
+            "--version",
+            "crashloop",
+            "--set",
+            "renameEnv=true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("hello-worker: kept as it is live")
+            && stderr.contains("env[name=\"DB_PASSWORD\"]"),
+        "the restore says what it kept and why: {}",
+        describe(&out)
+    );
+    let (image, env) = runtime.block_on(worker(fleet, &canary, &repo.namespace));
+    assert_eq!(
+        image, "registry.local/hello:crashloop",
+        "{canary}: kept live"
+    );
+    assert!(
+        env.iter().all(|(name, _)| name != "DB_PASSWORD"),
+        "{canary}: {env:?}"
+    );
 }
