@@ -392,15 +392,17 @@ fn mask_differences(placeholders: &Value, applied: &Value) -> Value {
     match (placeholders, applied) {
         (Value::Object(p), Value::Object(a)) => Value::Object(
             a.iter()
-                .map(|(key, av)| {
-                    let masked = match p.get(key) {
-                        Some(pv) => mask_differences(pv, av),
-                        None => Value::String(redacted(&leaf_text(av))),
-                    };
-                    (key.clone(), masked)
+                .map(|(key, av)| match p.get(key) {
+                    Some(pv) => (key.clone(), mask_differences(pv, av)),
+                    // A key only the applied render has is made of a secret (a ConfigMap
+                    // or an annotation keyed by a value): the key is digested too, and
+                    // what it holds with it.
+                    None => (redacted(key), Value::String(redacted(&leaf_text(av)))),
                 })
                 .collect(),
         ),
+        // Both renders come from one template: their lists differ only where a secret
+        // does, entry by entry.
         (Value::Array(p), Value::Array(a)) if p.len() == a.len() => Value::Array(
             p.iter()
                 .zip(a)
@@ -412,21 +414,217 @@ fn mask_differences(placeholders: &Value, applied: &Value) -> Value {
     }
 }
 
-/// Whether a stored object has a digest in place of a field (a secret-bearing object:
-/// a restore must take its secret fields from a fresh render).
+/// Whether a stored object has a digest in place of a field or of a map key (a
+/// secret-bearing object: a restore must take its secret fields from a fresh render).
 pub fn contains_redacted(value: &Value) -> bool {
     match value {
         Value::String(text) => is_redacted(text),
-        Value::Object(map) => map.values().any(contains_redacted),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| is_redacted(key) || contains_redacted(value)),
         Value::Array(items) => items.iter().any(contains_redacted),
         _ => false,
     }
 }
 
+/// One entry of a list and its counterpart in another version of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// Its index in the first list (recorded, before), if it is there.
+    pub left: Option<usize>,
+    /// Its index in the second list (live, after), if it is there.
+    pub right: Option<usize>,
+    /// How a field path names it, between brackets: `name="web"`,
+    /// `containerPort=8080,protocol="TCP"`, or its position.
+    pub label: String,
+}
+
+/// How two versions of one list are matched entry by entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pairing {
+    /// By key: every entry of both lists has one ([`list_key`]). Otherwise by position,
+    /// which says nothing about entries once the lists differ in length or order.
+    pub keyed: bool,
+    /// The entries of the first list in its order, each with its counterpart, then the
+    /// entries only the second list has, in its order.
+    pub pairs: Vec<Pair>,
+}
+
+/// The key of one entry of the list `field` (the name of the field that holds the
+/// list), as Kubernetes keys its list-maps: `ports` by port and protocol (`TCP` when
+/// not given), `volumeMounts` by `mountPath`, `volumeDevices` by `devicePath`, and any
+/// list (env, containers, initContainers, volumes, imagePullSecrets, ...) by `name`.
+/// `None` for an entry without its key: its list is then matched by position.
+///
+/// Returns (what compares, the label of a field path).
+pub fn list_key(field: &str, entry: &Value) -> Option<(String, String)> {
+    let map = entry.as_object()?;
+    let scalar = |key: &str| {
+        map.get(key)
+            .filter(|v| v.is_string() || v.is_number())
+            .map(leaf_text)
+    };
+    let quoted = |text: &str| serde_json::to_string(text).unwrap_or_else(|_| text.to_owned());
+    let by_port = |port: &str| {
+        let number = scalar(port)?;
+        let protocol = scalar("protocol").unwrap_or_else(|| "TCP".to_owned());
+        Some((
+            format!("{port}={number}/{protocol}"),
+            format!("{port}={number},protocol={}", quoted(&protocol)),
+        ))
+    };
+    let by = |key: &str| {
+        let text = scalar(key)?;
+        Some((format!("{key}={text}"), format!("{key}={}", quoted(&text))))
+    };
+    let special = match field {
+        "ports" => by_port("containerPort").or_else(|| by_port("port")),
+        "volumeMounts" => by("mountPath"),
+        "volumeDevices" => by("devicePath"),
+        _ => None,
+    };
+    special.or_else(|| by("name"))
+}
+
+/// Matches the entries of two versions of the list `field` by their key
+/// ([`list_key`]) when every entry has one, else by position. The one rule by which
+/// masking, drift, diff and a restore's fill-in pair list entries: an env var added
+/// before another, a removed one, a reordered list, all leave every other entry with
+/// its own counterpart. An entry whose key occurs several times is paired with the
+/// occurrence of the same rank.
+pub fn pair_entries(field: &str, left: &[Value], right: &[Value]) -> Pairing {
+    let keys = |items: &[Value]| -> Option<Vec<(String, String)>> {
+        items.iter().map(|item| list_key(field, item)).collect()
+    };
+    if let (Some(left_keys), Some(right_keys)) = (keys(left), keys(right)) {
+        if !left.is_empty() || !right.is_empty() {
+            let mut taken = vec![false; right.len()];
+            let mut pairs = Vec::with_capacity(left.len().max(right.len()));
+            for (l, (key, label)) in left_keys.iter().enumerate() {
+                let r = right_keys
+                    .iter()
+                    .enumerate()
+                    .position(|(r, (other, _))| !taken[r] && other == key);
+                if let Some(r) = r {
+                    taken[r] = true;
+                }
+                pairs.push(Pair {
+                    left: Some(l),
+                    right: r,
+                    label: label.clone(),
+                });
+            }
+            for (r, (_, label)) in right_keys.iter().enumerate() {
+                if !taken[r] {
+                    pairs.push(Pair {
+                        left: None,
+                        right: Some(r),
+                        label: label.clone(),
+                    });
+                }
+            }
+            return Pairing { keyed: true, pairs };
+        }
+    }
+    Pairing {
+        keyed: false,
+        pairs: (0..left.len().max(right.len()))
+            .map(|i| Pair {
+                left: (i < left.len()).then_some(i),
+                right: (i < right.len()).then_some(i),
+                label: i.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// The digests that `stored` holds in place of a value or a key, without those of
+/// values it also holds in the clear: the values it holds only as digests.
+fn secret_digests(stored: &Value) -> std::collections::HashSet<String> {
+    fn walk(value: &Value, digests: &mut Vec<String>, clear: &mut Vec<String>) {
+        match value {
+            Value::String(text) if is_redacted(text) => digests.push(text.clone()),
+            Value::Object(map) => {
+                for (key, value) in map {
+                    if is_redacted(key) {
+                        digests.push(key.clone());
+                    } else {
+                        clear.push(key.clone());
+                    }
+                    walk(value, digests, clear);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, digests, clear)),
+            Value::Null => {}
+            leaf => clear.push(leaf_text(leaf)),
+        }
+    }
+    let (mut digests, mut clear) = (Vec::new(), Vec::new());
+    walk(stored, &mut digests, &mut clear);
+    let mut secret: std::collections::HashSet<String> = digests.into_iter().collect();
+    if !secret.is_empty() {
+        for text in clear {
+            secret.remove(&redacted(&text));
+        }
+    }
+    secret
+}
+
+/// Replaces, anywhere in `target`, every value and map key whose digest is in `secret`
+/// by that digest.
+fn mask_known(target: &mut Value, secret: &std::collections::HashSet<String>) {
+    match target {
+        Value::Object(map) => {
+            let hides_key = map
+                .keys()
+                .any(|key| !is_redacted(key) && secret.contains(&redacted(key)));
+            if hides_key {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(key, value)| {
+                        let digest = redacted(&key);
+                        if !is_redacted(&key) && secret.contains(&digest) {
+                            (digest, value)
+                        } else {
+                            (key, value)
+                        }
+                    })
+                    .collect();
+            }
+            map.values_mut().for_each(|value| mask_known(value, secret));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| mask_known(item, secret)),
+        Value::Null => {}
+        Value::String(text) if is_redacted(text) => {}
+        leaf => {
+            let digest = redacted(&leaf_text(leaf));
+            if secret.contains(&digest) {
+                *leaf = Value::String(digest);
+            }
+        }
+    }
+}
+
 /// Replaces, in `target` (a live object, a dry-run answer), every field that `stored`
 /// holds as a digest by the digest of `target`'s own field: diff and drift then compare
-/// digests and print no value, whatever value is live (a rotated one included).
+/// digests and print no value, whatever value is live (a rotated one included). List
+/// entries are matched by key ([`pair_entries`]), so an entry added, removed or moved
+/// live leaves each secret field facing its own counterpart. Wherever the lists cannot
+/// tell (an entry renamed, a list matched by position whose length changed), any value
+/// or key of `target` that `stored` holds only as a digest is digested too: nothing
+/// that a record keeps as a digest is shown because it moved.
 pub fn mask_like(stored: &Value, target: &mut Value) {
+    if !contains_redacted(stored) {
+        return;
+    }
+    let secret = secret_digests(stored);
+    if !secret.is_empty() {
+        mask_known(target, &secret);
+    }
+    mask_paired("", stored, target);
+}
+
+fn mask_paired(field: &str, stored: &Value, target: &mut Value) {
     match (stored, target) {
         (Value::String(text), target)
             if is_redacted(text)
@@ -439,51 +637,103 @@ pub fn mask_like(stored: &Value, target: &mut Value) {
         (Value::Object(s), Value::Object(t)) => {
             for (key, sv) in s {
                 if let Some(tv) = t.get_mut(key) {
-                    mask_like(sv, tv);
+                    mask_paired(key, sv, tv);
                 }
             }
         }
-        (Value::Array(s), Value::Array(t)) if s.len() == t.len() => {
-            for (sv, tv) in s.iter().zip(t.iter_mut()) {
-                mask_like(sv, tv);
+        (Value::Array(s), Value::Array(t)) => {
+            for pair in pair_entries(field, s, t).pairs {
+                if let (Some(l), Some(r)) = (pair.left, pair.right) {
+                    mask_paired(field, &s[l], &mut t[r]);
+                }
             }
         }
         _ => {}
     }
 }
 
-/// A recorded object with each digest replaced by the field at the same place in a
-/// fresh render (values read from Vault now): what a restore applies. `None` when the
-/// fresh render has no such field (the chart changed shape since): the live object is
-/// then kept.
-pub fn fill_redacted(recorded: &Value, fresh: &Value) -> Option<Value> {
+/// `path.key`, or `key` at the top.
+pub fn join_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// A recorded object with each digest replaced by the field at the same place in
+/// `fresh` (a fresh render with values read from Vault now, or the live object): what a
+/// restore applies. List entries are matched by key, as [`pair_entries`] does (an env
+/// var inserted before the secret one by another revision does not lend it its value);
+/// a list without keys only when it has the same length. `Err` names the first field
+/// (path, never a value) that `fresh` cannot fill: the object is then kept as it is
+/// live, and the restore says so.
+pub fn fill_redacted(recorded: &Value, fresh: &Value) -> Result<Value, String> {
+    fill_at("", "", recorded, fresh)
+}
+
+fn fill_at(path: &str, field: &str, recorded: &Value, fresh: &Value) -> Result<Value, String> {
+    let missing = || {
+        if path.is_empty() {
+            "the object".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
     match recorded {
-        Value::String(text) if is_redacted(text) => (!fresh.is_null()).then(|| fresh.clone()),
+        Value::String(text) if is_redacted(text) => {
+            if fresh.is_null() {
+                Err(missing())
+            } else {
+                Ok(fresh.clone())
+            }
+        }
         Value::Object(map) => {
             let mut out = serde_json::Map::new();
             for (key, rv) in map {
-                let filled = if contains_redacted(rv) {
-                    fill_redacted(rv, fresh.get(key)?)?
+                if is_redacted(key) {
+                    // A key made of a secret: the fresh key of the same digest.
+                    let here = join_path(path, SCRUBBED);
+                    let (fresh_key, fv) = fresh
+                        .as_object()
+                        .and_then(|f| f.iter().find(|(fk, _)| redacted(fk) == *key))
+                        .ok_or_else(|| here.clone())?;
+                    let filled = if contains_redacted(rv) {
+                        fill_at(&here, fresh_key, rv, fv)?
+                    } else {
+                        rv.clone()
+                    };
+                    out.insert(fresh_key.clone(), filled);
+                } else if contains_redacted(rv) {
+                    let here = join_path(path, key);
+                    let fv = fresh.get(key).ok_or_else(|| here.clone())?;
+                    out.insert(key.clone(), fill_at(&here, key, rv, fv)?);
                 } else {
-                    rv.clone()
-                };
-                out.insert(key.clone(), filled);
-            }
-            Some(Value::Object(out))
-        }
-        Value::Array(items) => {
-            let fresh_items = fresh.as_array();
-            let mut out = Vec::with_capacity(items.len());
-            for (i, rv) in items.iter().enumerate() {
-                if contains_redacted(rv) {
-                    out.push(fill_redacted(rv, fresh_items?.get(i)?)?);
-                } else {
-                    out.push(rv.clone());
+                    out.insert(key.clone(), rv.clone());
                 }
             }
-            Some(Value::Array(out))
+            Ok(Value::Object(out))
         }
-        other => Some(other.clone()),
+        Value::Array(items) if contains_redacted(recorded) => {
+            let fresh_items = fresh.as_array().ok_or_else(missing)?;
+            let pairing = pair_entries(field, items, fresh_items);
+            if !pairing.keyed && items.len() != fresh_items.len() {
+                return Err(format!("{} (a list of another length)", missing()));
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for pair in pairing.pairs {
+                let Some(l) = pair.left else { continue };
+                let here = format!("{path}[{}]", pair.label);
+                if !contains_redacted(&items[l]) {
+                    out.push(items[l].clone());
+                    continue;
+                }
+                let r = pair.right.ok_or_else(|| here.clone())?;
+                out.push(fill_at(&here, field, &items[l], &fresh_items[r])?);
+            }
+            Ok(Value::Array(out))
+        }
+        other => Ok(other.clone()),
     }
 }
 
@@ -690,7 +940,10 @@ mod scrubber_tests {
         // A restore fills the digests from a fresh render.
         let filled = fill_redacted(&stored, &applied).unwrap();
         assert_eq!(filled, applied);
-        assert_eq!(fill_redacted(&stored, &json!({"spec": {}})), None);
+        assert_eq!(
+            fill_redacted(&stored, &json!({"spec": {}})),
+            Err("metadata".to_owned())
+        );
     }
 
     #[test]
@@ -703,5 +956,290 @@ mod scrubber_tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(PLAIN);
         assert_eq!(stored["data"]["P"], json!(redacted(&b64)));
         assert!(stored.get("stringData").is_none());
+    }
+}
+
+/// List entries paired by key: masking, and a restore's fill-in.
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+    use serde_json::json;
+
+    const PW: &str = "db-password-canary-41";
+    const TOKEN: &str = "api-token-canary-77";
+
+    /// A worker Deployment whose env holds `DB_PASSWORD` and whose second container
+    /// holds `API_TOKEN`, as applied and as stored (placeholders where the values are).
+    fn worker(password: &str, token: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "worker"},
+            "spec": {"template": {"metadata": {"annotations": {"canary/pw": password}},
+                "spec": {
+                "containers": [
+                    {"name": "worker", "image": "w:1", "args": ["work", "--password", password],
+                     "env": [{"name": "QUEUE", "value": "jobs"}, {"name": "DB_PASSWORD", "value": password}],
+                     "ports": [{"containerPort": 8080, "name": "http"}],
+                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                    {"name": "sidecar", "image": "s:1",
+                     "env": [{"name": "API_TOKEN", "value": token}]}],
+                "volumes": [{"name": "data", "emptyDir": {}}]}}}})
+    }
+
+    fn stored() -> (Value, Value) {
+        let applied = worker(PW, TOKEN);
+        (
+            stored_form(&worker("<secret:db>", "<secret:api>"), &applied),
+            applied,
+        )
+    }
+
+    fn env(object: &mut Value, container: usize) -> &mut Vec<Value> {
+        object["spec"]["template"]["spec"]["containers"][container]["env"]
+            .as_array_mut()
+            .unwrap()
+    }
+
+    fn assert_no_value(value: &Value) {
+        let text = value.to_string();
+        let mut forms = Scrubber::new();
+        forms.add(PW);
+        forms.add(TOKEN);
+        assert!(!forms.finds(&text), "a secret value in {text}");
+    }
+
+    #[test]
+    fn env_containers_ports_and_mounts_pair_by_key() {
+        let left = [json!({"name": "A"}), json!({"name": "B"})];
+        let right = [
+            json!({"name": "X"}),
+            json!({"name": "B"}),
+            json!({"name": "A"}),
+        ];
+        let pairing = pair_entries("env", &left, &right);
+        assert!(pairing.keyed);
+        let pairs: Vec<_> = pairing
+            .pairs
+            .iter()
+            .map(|p| (p.left, p.right, p.label.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (Some(0), Some(2), "name=\"A\""),
+                (Some(1), Some(1), "name=\"B\""),
+                (None, Some(0), "name=\"X\"")
+            ]
+        );
+        // Ports by number and protocol, TCP when not given; mounts by path.
+        let ports = pair_entries(
+            "ports",
+            &[
+                json!({"containerPort": 80}),
+                json!({"containerPort": 53, "protocol": "UDP"}),
+            ],
+            &[
+                json!({"containerPort": 53, "protocol": "UDP"}),
+                json!({"containerPort": 80, "protocol": "TCP"}),
+            ],
+        );
+        assert_eq!(
+            (ports.pairs[0].right, ports.pairs[1].right),
+            (Some(1), Some(0))
+        );
+        assert_eq!(ports.pairs[0].label, "containerPort=80,protocol=\"TCP\"");
+        let mounts = pair_entries(
+            "volumeMounts",
+            &[json!({"name": "v", "mountPath": "/a"})],
+            &[
+                json!({"name": "v", "mountPath": "/b"}),
+                json!({"name": "v", "mountPath": "/a"}),
+            ],
+        );
+        assert_eq!(mounts.pairs[0].right, Some(1));
+        // Service ports by port.
+        let service = pair_entries(
+            "ports",
+            &[json!({"port": 443})],
+            &[json!({"port": 443, "protocol": "TCP"})],
+        );
+        assert_eq!(service.pairs[0].right, Some(0));
+    }
+
+    #[test]
+    fn lists_without_keys_pair_by_position_and_duplicates_by_rank() {
+        let args = pair_entries("args", &[json!("a"), json!("b")], &[json!("x")]);
+        assert!(!args.keyed);
+        assert_eq!(args.pairs.len(), 2);
+        assert_eq!((args.pairs[1].left, args.pairs[1].right), (Some(1), None));
+        // One entry without a name: the whole list by position.
+        let mixed = pair_entries("env", &[json!({"name": "A"})], &[json!({"value": "1"})]);
+        assert!(!mixed.keyed);
+        let twice = pair_entries(
+            "env",
+            &[
+                json!({"name": "A", "value": 1}),
+                json!({"name": "A", "value": 2}),
+            ],
+            &[
+                json!({"name": "B"}),
+                json!({"name": "A"}),
+                json!({"name": "A"}),
+            ],
+        );
+        let rights: Vec<_> = twice.pairs.iter().map(|p| p.right).collect();
+        assert_eq!(rights, [Some(1), Some(2), Some(0)]);
+    }
+
+    #[test]
+    fn a_longer_live_env_list_keeps_the_secret_masked() {
+        let (stored, applied) = stored();
+        let mut live = applied.clone();
+        env(&mut live, 0).push(json!({"name": "DEBUG", "value": "1"}));
+        mask_like(&stored, &mut live);
+        assert_no_value(&live);
+        assert_eq!(env(&mut live, 0)[2], json!({"name": "DEBUG", "value": "1"}));
+        assert_eq!(
+            env(&mut live, 0)[1]["value"],
+            stored["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"]
+        );
+    }
+
+    #[test]
+    fn a_shorter_reordered_or_inserted_before_env_list_keeps_the_secret_masked() {
+        let (stored, applied) = stored();
+        let shorter = |live: &mut Value| {
+            env(live, 0).remove(0);
+        };
+        let reordered = |live: &mut Value| env(live, 0).reverse();
+        let inserted = |live: &mut Value| {
+            env(live, 0).insert(0, json!({"name": "FIRST", "value": "x"}));
+        };
+        for change in [&shorter as &dyn Fn(&mut Value), &reordered, &inserted] {
+            let mut live = applied.clone();
+            change(&mut live);
+            mask_like(&stored, &mut live);
+            assert_no_value(&live);
+            let password = env(&mut live, 0)
+                .iter()
+                .find(|e| e["name"] == "DB_PASSWORD")
+                .cloned()
+                .unwrap();
+            assert_eq!(password["value"], json!(redacted(PW)));
+        }
+    }
+
+    #[test]
+    fn reordered_containers_keep_their_secrets_masked() {
+        let (stored, applied) = stored();
+        let mut live = applied.clone();
+        let containers = live["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap();
+        containers.reverse();
+        containers.insert(0, json!({"name": "debugger", "image": "busybox"}));
+        mask_like(&stored, &mut live);
+        assert_no_value(&live);
+        assert_eq!(env(&mut live, 1)[0]["value"], json!(redacted(TOKEN)));
+    }
+
+    #[test]
+    fn a_secret_moved_where_no_key_tells_is_masked_anywhere() {
+        let (stored, applied) = stored();
+        // Renamed, copied under another name, in a longer list without keys, and as
+        // an annotation of another key.
+        let mut live = applied.clone();
+        env(&mut live, 0)[1]["name"] = json!("DB_PASS");
+        env(&mut live, 1).push(json!({"name": "COPY", "value": PW}));
+        let args = live["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array_mut()
+            .unwrap();
+        args.insert(1, json!("--debug"));
+        let annotations = live["spec"]["template"]["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap();
+        annotations.insert("canary/renamed".into(), json!(PW));
+        mask_like(&stored, &mut live);
+        assert_no_value(&live);
+        // What the record holds in the clear is still shown.
+        assert_eq!(
+            live["spec"]["template"]["spec"]["containers"][0]["args"][1],
+            json!("--debug")
+        );
+        assert_eq!(env(&mut live, 0)[0]["value"], json!("jobs"));
+    }
+
+    #[test]
+    fn a_map_key_made_of_a_secret_is_stored_and_masked_as_a_digest() {
+        let placeholders = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+            "data": {"<secret:db>": "user", "level": "info"}});
+        let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+            "data": {PW: "user", "level": "info"}});
+        let stored = stored_form(&placeholders, &applied);
+        assert_no_value(&stored);
+        assert!(contains_redacted(&stored));
+        assert_eq!(stored["data"][redacted(PW)], json!(redacted("user")));
+        assert_eq!(stored["data"]["level"], json!("info"));
+        // Live, the key is masked the same way: no drift, no value.
+        let mut live = applied.clone();
+        mask_like(&stored, &mut live);
+        assert_eq!(live, stored);
+        // A restore takes the key back from live.
+        assert_eq!(fill_redacted(&stored, &applied), Ok(applied.clone()));
+        let rotated = json!({"data": {"other-key-value": "user", "level": "info"}});
+        assert_eq!(
+            fill_redacted(&stored, &rotated),
+            Err("data.<redacted>".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_restore_fills_each_secret_from_its_own_entry() {
+        let (stored, applied) = stored();
+        // The failed revision inserted an env var before DB_PASSWORD, and reordered
+        // the containers.
+        let mut failed = applied.clone();
+        env(&mut failed, 0).insert(0, json!({"name": "INSERTED", "value": "not-the-password"}));
+        failed["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .reverse();
+        failed["spec"]["template"]["spec"]["containers"][1]["image"] = json!("w:crashloop");
+        let filled = fill_redacted(&stored, &failed).unwrap();
+        assert_eq!(
+            filled, applied,
+            "exactly the recorded revision, values from live"
+        );
+    }
+
+    #[test]
+    fn a_restore_that_cannot_fill_an_entry_names_it() {
+        let (stored, applied) = stored();
+        let mut renamed = applied.clone();
+        env(&mut renamed, 0)[1]["name"] = json!("DB_PASS");
+        assert_eq!(
+            fill_redacted(&stored, &renamed),
+            Err(
+                "spec.template.spec.containers[name=\"worker\"].env[name=\"DB_PASSWORD\"]"
+                    .to_owned()
+            )
+        );
+        let mut from_secret = applied.clone();
+        env(&mut from_secret, 0)[1] = json!({"name": "DB_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}});
+        assert_eq!(
+            fill_redacted(&stored, &from_secret),
+            Err(
+                "spec.template.spec.containers[name=\"worker\"].env[name=\"DB_PASSWORD\"].value"
+                    .to_owned()
+            )
+        );
+        // A list without keys of another length: nothing says which entry is which.
+        let mut longer_args = applied.clone();
+        longer_args["spec"]["template"]["spec"]["containers"][1]["args"] = json!(["x"]);
+        longer_args["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, json!("--debug"));
+        let err = fill_redacted(&stored, &longer_args).unwrap_err();
+        assert!(err.ends_with("args (a list of another length)"), "{err}");
     }
 }

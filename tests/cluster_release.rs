@@ -367,7 +367,10 @@ async fn drift_is_reported_after_a_hand_edit() {
         .find(|o| o.object.kind == "Deployment")
         .unwrap();
     assert_eq!(web.drift.len(), 1, "{:?}", web.drift);
-    assert_eq!(web.drift[0].path, "spec.template.spec.containers[0].image");
+    assert_eq!(
+        web.drift[0].path,
+        "spec.template.spec.containers[name=\"web\"].image"
+    );
     assert_eq!(web.drift[0].to, Some(json!("registry.local/app1:hotfix")));
 }
 

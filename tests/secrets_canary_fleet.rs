@@ -2,7 +2,9 @@
 //! value with quotes, backslashes and a newline, used in a Secret, an env var, a
 //! ConfigMap, an annotation, a checksum and a URL, on the local fleet. `deploy`, `diff`,
 //! `status`, `history`, `rollback`, a failing deploy (crashloop, rolled back), a rejected
-//! apply (the API server's message echoes the value), and a chart the value breaks, all
+//! apply (the API server's message echoes the value), a chart the value breaks, and
+//! `status` and `diff` after an env var added and one removed by hand (`kubectl set
+//! env`, a live value no process of theirs has read), all
 //! at `-vvv` with every log target asked for: no form of any value is in any stdout,
 //! stderr, log or decoded record. The rejected apply's message can only be clean through
 //! the scrubber, so the test fails if the scrubber is removed.
@@ -486,4 +488,88 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
     assert_eq!(broken.code, Some(2), "broken chart: {}", broken.both());
     assert!(broken.stderr.contains("broken.yaml"), "{}", broken.stderr);
     canary.assert_run("broken chart", &broken);
+    std::fs::remove_file(root.join("releases/canary/chart/templates/broken.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Drift by a changed list, the most common hand edit there is: an env var added
+    // in one cluster, one removed in another. `status` reads nothing from Vault and
+    // `diff` reads what Vault holds now (the old value again): neither process knows
+    // the value live, so only the masking keeps it out.
+    write_secrets(PLAIN).await;
+    let (added, removed) = (&clusters[0], clusters.last().unwrap_or(&clusters[0]));
+    kubectl(
+        fleet,
+        added,
+        &namespace,
+        &["set", "env", "deploy/canary-web", "DEBUG=1"],
+    );
+    kubectl(
+        fleet,
+        removed,
+        &namespace,
+        &["set", "env", "deploy/canary-web", "QUOTED-"],
+    );
+    let live = serde_json::to_string(
+        &kube::Api::<Deployment>::namespaced(fleet.client(added).await, &namespace)
+            .get("canary-web")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_default();
+    assert!(
+        live.contains(ROTATED) && live.contains("DEBUG"),
+        "{added}: the value that must not be shown is live, with the hand edit"
+    );
+    for args in [
+        &["-vvv", "status", "canary", "--env", "dev"][..],
+        &["status", "canary", "--env", "dev", "-o", "json"],
+        &["-vvv", "diff", "canary", "--env", "dev"],
+        &["diff", "canary", "--env", "dev", "-o", "json"],
+    ] {
+        let out = flotilla(root, args, &loud).await;
+        let what = format!("{} after a changed env list", args.join(" "));
+        assert!(matches!(out.code, Some(0 | 1)), "{what}: {}", out.both());
+        canary.assert_run(&what, &out);
+        // The edits show, entry by entry, named by key: both as drift; in the diff,
+        // the removed one that a deploy puts back (the added one is another field
+        // manager's, which a deploy leaves).
+        let entries: &[&str] = if args.contains(&"status") {
+            &["DEBUG", "QUOTED"]
+        } else {
+            &["QUOTED"]
+        };
+        for entry in entries {
+            let shown = [
+                format!("env[name=\"{entry}\"]"),
+                format!("env[name=\\\"{entry}\\\"]"),
+            ];
+            assert!(
+                shown.iter().any(|s| out.stdout.contains(s.as_str())),
+                "{what}: no entry {entry}: {}",
+                out.stdout
+            );
+        }
+    }
+}
+
+/// `kubectl --context CONTEXT -n NAMESPACE ARGS` with the fleet's kubeconfig, as an
+/// on-call engineer would run it; it must succeed.
+fn kubectl(fleet: &Fleet, context: &str, namespace: &str, args: &[&str]) {
+    let kubectl = flotilla_fleet::binaries::Binaries::find()
+        .ok()
+        .and_then(|b| b.kubectl)
+        .unwrap_or_else(|| panic!("the fleet's kubectl (scripts/install-deps.sh builds it)"));
+    let out = std::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(fleet.kubeconfig())
+        .args(["--context", context, "-n", namespace])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl: {e}"));
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

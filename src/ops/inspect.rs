@@ -246,13 +246,26 @@ pub async fn diff(
     history: &History,
     rendered: &Rendered,
 ) -> Result<Vec<ObjectDiff>, ClusterError> {
-    let previous: Vec<ObjectRef> = history
-        .deployed()
-        .map(|r| r.objects.clone())
-        .unwrap_or_default();
+    let deployed = history.deployed();
+    let previous: Vec<ObjectRef> = deployed.map(|r| r.objects.clone()).unwrap_or_default();
+    // What may be live: the deployed revision, and a later one that failed or halted.
+    let mut recorded: Vec<serde_json::Value> =
+        deployed.map(|r| r.manifest.clone()).unwrap_or_default();
+    if let Some(latest) = history
+        .latest()
+        .filter(|l| deployed.map(|d| d.revision) != Some(l.revision))
+    {
+        recorded.extend(latest.manifest.iter().cloned());
+    }
     let opts = ApplyOptions::new(&rendered.namespace, &rendered.release);
     cluster
-        .diff(&rendered.objects, &rendered.stored, &previous, &opts)
+        .diff(
+            &rendered.objects,
+            &rendered.stored,
+            &recorded,
+            &previous,
+            &opts,
+        )
         .await
 }
 

@@ -107,8 +107,11 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
         .map_err(|m| release_error(cluster.context(), m))?;
     // A recorded object that held a secret (an env var, an annotation, a checksum:
     // recorded as digests) and has no fresh render: its digests filled from what is
-    // live, the secret values in use now; one the live object cannot fill is kept live
-    // whole. (A fresh object has values, never digests.)
+    // live, the secret values in use now, list entries matched by key (the live object
+    // may be a failed revision's, with entries added, removed or moved). One the live
+    // object cannot fill is kept live whole: said in a warning, in the outcome's
+    // `kept_live` and in the record, never applied with a value from another field.
+    // (A fresh object has values, never digests.)
     for slot in objects.iter_mut() {
         let Some(object) = slot
             .as_ref()
@@ -118,7 +121,19 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
         };
         let live_id = cluster.identity(object, namespace).await?;
         *slot = match cluster.live_object(&live_id, namespace).await? {
-            Some(live) => crate::redact::fill_redacted(object, &live),
+            Some(live) => match crate::redact::fill_redacted(object, &live) {
+                Ok(filled) => Some(filled),
+                Err(field) => {
+                    tracing::warn!(
+                        cluster = cluster.context(),
+                        "{live_id}: kept as it is live, not restored to revision {}: its \
+                         field {field} held a secret, and the live object has no such \
+                         field to take the value from",
+                        target.revision
+                    );
+                    None
+                }
+            },
             None => None,
         };
     }
@@ -142,8 +157,102 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
 
 #[cfg(test)]
 mod tests {
+    //! A restore's fill-in on the cluster in memory: each secret field from its own
+    //! entry of the live object, or the object kept live and said so.
     use super::*;
+    use crate::ops::fake::FakeKube;
+    use crate::ops::upgrade::deploy_with;
+    use crate::ops::Rendered;
+    use crate::release::{ChartRef, Status};
+    use crate::storage::MemoryStore;
     use serde_json::json;
+    use std::time::Duration;
+
+    const PASSWORD: &str = "worker-db-password-57";
+
+    /// A worker whose env is `names` in order, `DB_PASSWORD` holding the password.
+    fn worker(version: &str, names: &[&str]) -> Rendered {
+        let at = |password: &str| {
+            let env: Vec<Value> = names
+                .iter()
+                .map(|n| match *n {
+                    "DB_PASSWORD" => json!({"name": n, "value": password}),
+                    other => json!({"name": other, "value": format!("{other}-value")}),
+                })
+                .collect();
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "worker"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "worker", "image": format!("w:{version}"), "env": env}]}}}})
+        };
+        let objects = vec![at(PASSWORD)];
+        Rendered {
+            release: "hello".into(),
+            namespace: "ns".into(),
+            chart: ChartRef {
+                name: "hello".into(),
+                version: "0.1.0".into(),
+            },
+            app_version: version.into(),
+            stored: vec![crate::redact::stored_form(&at("<secret:db>"), &objects[0])],
+            objects,
+            values: json!({}),
+            source: None,
+        }
+    }
+
+    fn live_env(kube: &FakeKube) -> Value {
+        let live = kube.live.lock().unwrap();
+        let worker = live.iter().find(|(id, _)| id.name == "worker").unwrap().1;
+        worker["spec"]["template"]["spec"]["containers"][0]["env"].clone()
+    }
+
+    async fn failed_then_restored(failed: &[&str]) -> (FakeKube, Outcome) {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        let opts = RunOptions::new(Duration::from_secs(5));
+        let a = worker("1", &["DB_PASSWORD", "QUEUE"]);
+        deploy_with(&kube, &store, &a, "d1", &opts).await.unwrap();
+        deploy_with(&kube, &store, &worker("crashloop", failed), "d2", &opts)
+            .await
+            .unwrap();
+        // The automatic restore: no fresh render of the worker, its secret fields
+        // taken from the live (failed) object.
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "d2",
+            fresh: &[],
+            unreadable: &[],
+        };
+        let back = restore_with(&kube, &store, "ns", "hello", &to, &opts)
+            .await
+            .unwrap();
+        (kube, back)
+    }
+
+    #[tokio::test]
+    async fn an_env_var_inserted_before_the_secret_lends_it_nothing() {
+        let (kube, back) = failed_then_restored(&["INSERTED", "DB_PASSWORD", "QUEUE"]).await;
+        assert_eq!(back.status, Status::Deployed);
+        assert!(back.kept_live.is_empty(), "{:?}", back.kept_live);
+        assert_eq!(
+            live_env(&kube),
+            json!([{"name": "DB_PASSWORD", "value": PASSWORD},
+                   {"name": "QUEUE", "value": "QUEUE-value"}])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_entry_the_live_object_lacks_keeps_the_object_live_and_says_so() {
+        let (kube, back) = failed_then_restored(&["QUEUE", "DB_PASS"]).await;
+        assert_eq!(back.status, Status::Deployed);
+        assert_eq!(back.kept_live.len(), 1, "{:?}", back.kept_live);
+        assert_eq!(back.kept_live[0].name, "worker");
+        // Not applied with another field's value: as it is live.
+        assert_eq!(
+            live_env(&kube),
+            json!([{"name": "QUEUE", "value": "QUEUE-value"},
+                   {"name": "DB_PASS", "value": "DB_PASS-value"}])
+        );
+    }
 
     fn config_map(namespace: Option<&str>, value: &str) -> Value {
         let mut object = json!({"apiVersion": "v1", "kind": "ConfigMap",
