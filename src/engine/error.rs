@@ -89,7 +89,7 @@ pub enum RenderError {
     #[error("the chart has Helm hooks, which flotilla does not run: {}; remove their `helm.sh/hook` annotation to deploy them as ordinary objects of the release (applied and waited for with the others), or run that step outside the chart", hooks.join(", "))]
     HelmHooks { hooks: Vec<String> },
     /// A symbolic link in a chart folder that leads outside it, or nowhere.
-    #[error("{link}: a symbolic link to {}, {reason}: a chart's files are recorded with every revision, so only files inside its folder are read (copy the file in, list the link in .helmignore, or make a chart kept elsewhere a `file://` dependency)", target.display())]
+    #[error("{link}: a symbolic link to {}, {reason}: a chart's files are recorded with every revision, so only files inside its folder are read (copy the file in or remove the link; a Helm chart can list it in .helmignore, or name a chart kept elsewhere as a `file://` dependency)", target.display())]
     ChartLink {
         link: PathBuf,
         target: PathBuf,
