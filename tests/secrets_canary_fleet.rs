@@ -662,11 +662,11 @@ async fn adopt_helm_records_no_value_given_to_helm_with_set() {
         // Not vacuous: Helm's value runs there, and the record has the values' keys.
         assert_eq!(db_password_env(fleet, cluster, &namespace).await, GIVEN);
         let records = records(fleet, cluster, &namespace).await;
+        canary.assert_clean(&format!("{cluster} records after adopt-helm"), &records);
         assert!(
             records.contains("given to Helm: not recorded"),
             "{cluster}: {records}"
         );
-        canary.assert_clean(&format!("{cluster} records after adopt-helm"), &records);
     }
 
     for args in [
