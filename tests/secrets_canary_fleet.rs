@@ -590,8 +590,7 @@ const HELM_WEB: &[(&str, &str)] = &[
 
 /// The env var DB_PASSWORD of Deployment `web` in `namespace` of `cluster`.
 async fn db_password_env(fleet: &Fleet, cluster: &str, namespace: &str) -> String {
-    let web: kube::Api<Deployment> =
-        kube::Api::namespaced(fleet.client(cluster).await, namespace);
+    let web: kube::Api<Deployment> = kube::Api::namespaced(fleet.client(cluster).await, namespace);
     let web = web
         .get("web")
         .await
@@ -625,7 +624,12 @@ async fn adopt_helm_records_no_value_given_to_helm_with_set() {
     for (name, text) in HELM_WEB {
         write_file(&chart.join(name), text);
     }
-    vault_write(fleet, &format!("dev/{namespace}/web"), &[("password", FROM_VAULT)]).await;
+    vault_write(
+        fleet,
+        &format!("dev/{namespace}/web"),
+        &[("password", FROM_VAULT)],
+    )
+    .await;
     for cluster in &clusters {
         let output = std::process::Command::new(helm_cli())
             .args(["install", "web"])
@@ -636,23 +640,47 @@ async fn adopt_helm_records_no_value_given_to_helm_with_set() {
             .arg(fleet.kubeconfig())
             .output()
             .unwrap_or_else(|e| panic!("helm: {e}"));
-        assert!(output.status.success(), "{cluster}: helm install: {output:?}");
+        assert!(
+            output.status.success(),
+            "{cluster}: helm install: {output:?}"
+        );
     }
     let vars = loud_vars(fleet);
     let canary = Canary::new(&[GIVEN, FROM_VAULT, fleet.vault_token()]);
 
     let planned = run_loud(
         root,
-        &["-vvv", "adopt-helm", "web", "--env", "dev", "--dry-run", "-o", "json"],
+        &[
+            "-vvv",
+            "adopt-helm",
+            "web",
+            "--env",
+            "dev",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
         &vars,
     )
     .await;
-    assert_eq!(planned.code, Some(0), "adopt-helm --dry-run: {}", planned.both());
+    assert_eq!(
+        planned.code,
+        Some(0),
+        "adopt-helm --dry-run: {}",
+        planned.both()
+    );
     canary.assert_run("adopt-helm --dry-run", &planned);
 
     let adopted = run_loud(
         root,
-        &["-vvv", "adopt-helm", "web", "--env", "dev", "--remove-helm-secrets"],
+        &[
+            "-vvv",
+            "adopt-helm",
+            "web",
+            "--env",
+            "dev",
+            "--remove-helm-secrets",
+        ],
         &vars,
     )
     .await;
@@ -696,7 +724,10 @@ async fn adopt_helm_records_no_value_given_to_helm_with_set() {
     assert_eq!(back.code, Some(0), "rollback: {}", back.both());
     canary.assert_run("rollback to the imported revision", &back);
     for cluster in &clusters {
-        assert_eq!(db_password_env(fleet, cluster, &namespace).await, FROM_VAULT);
+        assert_eq!(
+            db_password_env(fleet, cluster, &namespace).await,
+            FROM_VAULT
+        );
         canary.assert_clean(
             &format!("{cluster} records after rollback"),
             &records(fleet, cluster, &namespace).await,
@@ -756,8 +787,14 @@ async fn a_helmignored_secrets_file_and_a_link_out_of_the_chart_never_reach_a_re
     canary.assert_run("deploy", &deployed);
     for cluster in dev {
         let records = records(fleet, cluster, &namespace).await;
-        assert!(records.contains("templates/_helpers.tpl"), "{cluster}: no chart recorded");
-        assert!(!records.contains("secrets.yaml.dec"), "{cluster}: {records}");
+        assert!(
+            records.contains("templates/_helpers.tpl"),
+            "{cluster}: no chart recorded"
+        );
+        assert!(
+            !records.contains("secrets.yaml.dec"),
+            "{cluster}: {records}"
+        );
         canary.assert_clean(&format!("{cluster} records"), &records);
     }
 
@@ -771,8 +808,14 @@ async fn a_helmignored_secrets_file_and_a_link_out_of_the_chart_never_reach_a_re
     canary.assert_run("promote", &promoted);
     for cluster in staging {
         let records = records(fleet, cluster, &namespace).await;
-        assert!(records.contains("templates/_helpers.tpl"), "{cluster}: no chart recorded");
-        assert!(!records.contains("secrets.yaml.dec"), "{cluster}: {records}");
+        assert!(
+            records.contains("templates/_helpers.tpl"),
+            "{cluster}: no chart recorded"
+        );
+        assert!(
+            !records.contains("secrets.yaml.dec"),
+            "{cluster}: {records}"
+        );
         canary.assert_clean(&format!("{cluster} records after promote"), &records);
     }
 
@@ -785,7 +828,12 @@ async fn a_helmignored_secrets_file_and_a_link_out_of_the_chart_never_reach_a_re
     std::os::unix::fs::symlink(&token, &link).unwrap_or_else(|e| panic!("{e}"));
     let before = records(fleet, &dev[0], &namespace).await;
     let refused = run_loud(root, &["-vvv", "deploy", "web", "--env", "dev"], &vars).await;
-    assert_eq!(refused.code, Some(2), "deploy with the link: {}", refused.both());
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "deploy with the link: {}",
+        refused.both()
+    );
     assert!(
         refused.stderr.contains(&format!(
             "{}: a symbolic link to {}, outside the chart folder",
@@ -843,7 +891,12 @@ async fn a_verify_command_printing_a_secret_is_scrubbed_and_never_sees_a_webhook
     let canary = Canary::new(&[PASSWORD, TOKEN, hook.as_str(), fleet.vault_token()]);
 
     let failed = run_loud(root, &["-vvv", "deploy", "hello", "--env", "dev"], &vars).await;
-    assert_eq!(failed.code, Some(1), "the verify command fails: {}", failed.both());
+    assert_eq!(
+        failed.code,
+        Some(1),
+        "the verify command fails: {}",
+        failed.both()
+    );
     canary.assert_run("deploy with a verify command", &failed);
     // Not vacuous: the command did read and print the value (scrubbed in the report).
     assert!(
