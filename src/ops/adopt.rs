@@ -33,8 +33,9 @@ pub const NOT_RECORDED: &str = "<given to Helm: not recorded>";
 /// filled from the live object. So what is stored of the objects is their Secrets'
 /// data as digests (as for every revision) and, in every other object, each field
 /// holding a value given under a secret-looking key ([`secret_looking_values`]) as a
-/// digest too. Those values, and Helm's Secrets' values, are registered with the
-/// scrubber: they are applied by this run, and an API server's message may echo them.
+/// digest too. Those values, and Helm's Secrets' values (of 8 characters or more), are
+/// registered with the scrubber: they are applied by this run, and an API server's
+/// message may echo them.
 pub fn imported_revision(helm: &HelmRelease, release: &str, values: &Value) -> Rendered {
     let origin = format!("helm/{}/{}", helm.name, helm.revision);
     let objects: Vec<Value> = helm
@@ -52,9 +53,13 @@ pub fn imported_revision(helm: &HelmRelease, release: &str, values: &Value) -> R
         crate::redact::register(value);
         secrets.add(value);
     }
+    // Not the short ones: a Secret of any chart may hold `true` or a port, and
+    // scrubbing those from every line would garble the output (JSON included).
     for object in objects.iter().filter(|o| crate::redact::is_secret(o)) {
         for value in secret_data(object) {
-            crate::redact::register(&value);
+            if value.chars().count() >= crate::redact::MIN_LINE_LEN {
+                crate::redact::register(&value);
+            }
         }
     }
     let stored = crate::redact::redact_manifest(&objects)
@@ -281,6 +286,21 @@ mod tests {
         // What is applied is Helm's own objects, values included.
         assert_eq!(rendered.objects[0]["stringData"]["password"], GIVEN);
         assert!(!crate::redact::scrub(&format!("echo {GIVEN}")).contains(GIVEN));
+    }
+
+    #[test]
+    fn helms_secret_values_are_scrubbed_but_not_short_ones() {
+        let mut helm = helm_release(GIVEN);
+        helm.objects
+            .push(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "other"},
+            "data": {"flag": "ZW5hYmxlZA==", "key": "YWRvcHQtc2VjcmV0LWRhdGEtY2FuYXJ5"}}));
+        imported_revision(&helm, "web", &Value::Null);
+        assert!(!crate::redact::scrub("adopt-secret-data-canary").contains("canary"));
+        assert_eq!(
+            crate::redact::scrub("{\"ssl\": enabled}"),
+            "{\"ssl\": enabled}"
+        );
     }
 
     #[test]
