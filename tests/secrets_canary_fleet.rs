@@ -573,3 +573,427 @@ fn kubectl(fleet: &Fleet, context: &str, namespace: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Helm's values, `.helmignore`'d files and verify commands: no value leaves either.
+
+/// The Helm CLI the fleet builds.
+fn helm_cli() -> std::path::PathBuf {
+    flotilla_fleet::binaries::Binaries::find()
+        .ok()
+        .and_then(|b| b.helm)
+        .expect("the Helm CLI of the fleet (scripts/install-deps.sh builds it)")
+}
+
+/// `PATH` with the fleet's kubectl first (verify commands call it).
+fn path_with_kubectl() -> String {
+    let kubectl = flotilla_fleet::binaries::Binaries::find()
+        .ok()
+        .and_then(|b| b.kubectl)
+        .expect("the fleet's kubectl (scripts/install-deps.sh builds it)");
+    let dir = kubectl.parent().map(|d| d.display().to_string());
+    format!(
+        "{}:{}",
+        dir.unwrap_or_default(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn write_file(path: &std::path::Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+    }
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// An environment file `name` of `clusters` of the fleet (token auth: the fleet's
+/// VAULT_TOKEN), with `extra` top-level settings.
+fn environment_of(name: &str, clusters: &[String], extra: &str) -> String {
+    let mut text = format!(
+        "name: {name}\nvault:\n  address: http://127.0.0.1:9\n  auth: {{ method: token }}\n  kv: {{ mount: kv, version: 1 }}\n{extra}clusters:\n"
+    );
+    for (i, cluster) in clusters.iter().enumerate() {
+        text.push_str(&format!(
+            "  - context: {cluster}\n    global: {{ cloud: true, env: {name}, region: r{i}, clusterName: {cluster} }}\n"
+        ));
+    }
+    text
+}
+
+/// Writes `pairs` at `path` of the fleet Vault's KV v1 mount `kv`.
+async fn vault_write(fleet: &Fleet, path: &str, pairs: &[(&str, &str)]) {
+    let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+        .address(fleet.vault_addr())
+        .token(fleet.vault_token())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = vaultrs::client::VaultClient::new(settings).unwrap_or_else(|e| panic!("{e}"));
+    let data: HashMap<&str, &str> = pairs.iter().copied().collect();
+    vaultrs::kv1::set(&admin, "kv", path, &data)
+        .await
+        .unwrap_or_else(|e| panic!("writing {path}: {e}"));
+}
+
+/// The fleet's variables, flotilla's every log target at trace, the Helm CLI and
+/// kubectl: what the runs below are given.
+fn loud_vars(fleet: &Fleet) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = fleet.env().into_iter().collect();
+    vars.push((
+        "FLOTILLA_LOG".into(),
+        "trace,handlebars=trace,vaultrs=trace,rustify=trace".into(),
+    ));
+    vars.push(("FLOTILLA_HELM".into(), helm_cli().display().to_string()));
+    vars.push(("PATH".into(), path_with_kubectl()));
+    vars
+}
+
+async fn run_loud(root: &std::path::Path, args: &[&str], vars: &[(String, String)]) -> Run {
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    flotilla(root, args, &vars).await
+}
+
+/// A Helm chart whose password (given to Helm with `--set password=`, or to flotilla
+/// from Vault as `db-password`) goes into a Secret and, as charts often do, an env var.
+const HELM_WEB: &[(&str, &str)] = &[
+    (
+        "Chart.yaml",
+        "apiVersion: v2\nname: web\nversion: 0.1.0\nappVersion: \"1.0\"\n",
+    ),
+    ("values.yaml", "password: \"\"\n"),
+    (
+        "templates/_helpers.tpl",
+        "{{- define \"web.password\" -}}\n{{ .Values.password | default (index (.Values.secrets | default dict) \"db-password\") }}\n{{- end -}}\n",
+    ),
+    (
+        "templates/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}-db\nstringData:\n  password: {{ include \"web.password\" . | quote }}\n",
+    ),
+    (
+        "templates/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: { app: {{ .Release.Name }} }\n  template:\n    metadata:\n      labels: { app: {{ .Release.Name }} }\n    spec:\n      containers:\n        - name: web\n          image: \"example.com/canary-web:{{ .Chart.AppVersion }}\"\n          env:\n            - name: DB_PASSWORD\n              value: {{ include \"web.password\" . | quote }}\n",
+    ),
+];
+
+/// The env var DB_PASSWORD of Deployment `web` in `namespace` of `cluster`.
+async fn db_password_env(fleet: &Fleet, cluster: &str, namespace: &str) -> String {
+    let web: kube::Api<Deployment> = kube::Api::namespaced(fleet.client(cluster).await, namespace);
+    let web = web
+        .get("web")
+        .await
+        .unwrap_or_else(|e| panic!("{cluster}: {e}"));
+    let web = serde_json::to_value(web).unwrap_or_default();
+    web.pointer("/spec/template/spec/containers/0/env/0/value")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn adopt_helm_records_no_value_given_to_helm_with_set() {
+    const GIVEN: &str = "HelmSet_canary-pw-5c1e9d";
+    const FROM_VAULT: &str = "Vault_canary-pw-0b7f21";
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let namespace = fleet.namespace("canary-adopt").await;
+    let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = repo.path();
+    write_file(
+        &root.join("environments/dev.yaml"),
+        &environment_of("dev", &clusters, ""),
+    );
+    write_file(
+        &root.join("releases/web/release.yaml"),
+        &format!("apiVersion: flotilla/v1\nkind: Release\nmetadata: {{ name: web, namespace: {namespace} }}\nspec:\n  chart: ./web\n  version: \"1.0\"\n  secrets:\n    - secret_id: db-password\n      contexts: [ {{ name: default, vaultPath: \"kv/dev/{namespace}/web\", vaultKey: password }} ]\n"),
+    );
+    let chart = root.join("releases/web/web");
+    for (name, text) in HELM_WEB {
+        write_file(&chart.join(name), text);
+    }
+    vault_write(
+        fleet,
+        &format!("dev/{namespace}/web"),
+        &[("password", FROM_VAULT)],
+    )
+    .await;
+    for cluster in &clusters {
+        let output = std::process::Command::new(helm_cli())
+            .args(["install", "web"])
+            .arg(&chart)
+            .args(["--namespace", &namespace, "--kube-context", cluster])
+            .args(["--set", &format!("password={GIVEN}")])
+            .arg("--kubeconfig")
+            .arg(fleet.kubeconfig())
+            .output()
+            .unwrap_or_else(|e| panic!("helm: {e}"));
+        assert!(
+            output.status.success(),
+            "{cluster}: helm install: {output:?}"
+        );
+    }
+    let vars = loud_vars(fleet);
+    let canary = Canary::new(&[GIVEN, FROM_VAULT, fleet.vault_token()]);
+
+    let planned = run_loud(
+        root,
+        &[
+            "-vvv",
+            "adopt-helm",
+            "web",
+            "--env",
+            "dev",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+        &vars,
+    )
+    .await;
+    assert_eq!(
+        planned.code,
+        Some(0),
+        "adopt-helm --dry-run: {}",
+        planned.both()
+    );
+    canary.assert_run("adopt-helm --dry-run", &planned);
+
+    let adopted = run_loud(
+        root,
+        &[
+            "-vvv",
+            "adopt-helm",
+            "web",
+            "--env",
+            "dev",
+            "--remove-helm-secrets",
+        ],
+        &vars,
+    )
+    .await;
+    assert_eq!(adopted.code, Some(0), "adopt-helm: {}", adopted.both());
+    canary.assert_run("adopt-helm", &adopted);
+    for cluster in &clusters {
+        // Not vacuous: Helm's value runs there, and the record has the values' keys.
+        assert_eq!(db_password_env(fleet, cluster, &namespace).await, GIVEN);
+        let records = records(fleet, cluster, &namespace).await;
+        canary.assert_clean(&format!("{cluster} records after adopt-helm"), &records);
+        assert!(
+            records.contains("given to Helm: not recorded"),
+            "{cluster}: {records}"
+        );
+    }
+
+    for args in [
+        &["-vvv", "history", "web", "--env", "dev"][..],
+        &["history", "web", "--env", "dev", "-o", "json"],
+        &["-vvv", "status", "web", "--env", "dev"],
+        &["status", "web", "--env", "dev", "-o", "json"],
+        &["-vvv", "diff", "web", "--env", "dev"],
+        &["diff", "web", "--env", "dev", "-o", "json"],
+    ] {
+        let out = run_loud(root, args, &vars).await;
+        assert!(
+            matches!(out.code, Some(0 | 1)),
+            "{}: {}",
+            args.join(" "),
+            out.both()
+        );
+        canary.assert_run(&args.join(" "), &out);
+    }
+
+    // A deploy (the password from Vault now), then back to the imported revision: the
+    // live password stays, nothing shows or is recorded.
+    let deployed = run_loud(root, &["-vvv", "deploy", "web", "--env", "dev"], &vars).await;
+    assert_eq!(deployed.code, Some(0), "deploy: {}", deployed.both());
+    canary.assert_run("deploy after adopt-helm", &deployed);
+    let back = run_loud(root, &["-vvv", "rollback", "web", "--env", "dev"], &vars).await;
+    assert_eq!(back.code, Some(0), "rollback: {}", back.both());
+    canary.assert_run("rollback to the imported revision", &back);
+    for cluster in &clusters {
+        assert_eq!(
+            db_password_env(fleet, cluster, &namespace).await,
+            FROM_VAULT
+        );
+        canary.assert_clean(
+            &format!("{cluster} records after rollback"),
+            &records(fleet, cluster, &namespace).await,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_helmignored_secrets_file_and_a_link_out_of_the_chart_never_reach_a_record() {
+    const IGNORED: &str = "Helmignored_canary-dec-8e41aa";
+    const LINKED: &str = "hvs.Linked-canary-token-3f09";
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    assert!(clusters.len() >= 2, "dev and staging need a cluster each");
+    let (dev, staging) = clusters.split_at(1);
+    let namespace = fleet.namespace("canary-ignore").await;
+    let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = repo.path();
+    write_file(
+        &root.join("environments/dev.yaml"),
+        &environment_of("dev", dev, ""),
+    );
+    write_file(
+        &root.join("environments/staging.yaml"),
+        &environment_of("staging", staging, "promotion: { from: dev }\n"),
+    );
+    write_file(
+        &root.join("releases/web/release.yaml"),
+        &format!("apiVersion: flotilla/v1\nkind: Release\nmetadata: {{ name: web, namespace: {namespace} }}\nspec:\n  chart: ./web\n  version: \"1.16.0\"\n"),
+    );
+    let folder = root.join("releases/web");
+    let created = std::process::Command::new(helm_cli())
+        .args(["create", "web"])
+        .current_dir(&folder)
+        .output()
+        .unwrap_or_else(|e| panic!("helm create: {e}"));
+    assert!(created.status.success(), "{created:?}");
+    // What helm-secrets leaves next to the chart, listed in the chart's .helmignore.
+    let chart = folder.join("web");
+    let ignore = chart.join(".helmignore");
+    let mut rules = std::fs::read_to_string(&ignore).unwrap_or_else(|e| panic!("{e}"));
+    if !rules.ends_with('\n') {
+        rules.push('\n');
+    }
+    rules.push_str("secrets.yaml.dec\n");
+    write_file(&ignore, &rules);
+    write_file(
+        &chart.join("secrets.yaml.dec"),
+        &format!("password: {IGNORED}\n"),
+    );
+    let vars = loud_vars(fleet);
+    let canary = Canary::new(&[IGNORED, LINKED, fleet.vault_token()]);
+
+    let deployed = run_loud(root, &["-vvv", "deploy", "web", "--env", "dev"], &vars).await;
+    assert_eq!(deployed.code, Some(0), "deploy: {}", deployed.both());
+    canary.assert_run("deploy", &deployed);
+    for cluster in dev {
+        let records = records(fleet, cluster, &namespace).await;
+        assert!(
+            records.contains("templates/_helpers.tpl"),
+            "{cluster}: no chart recorded"
+        );
+        assert!(
+            !records.contains("secrets.yaml.dec"),
+            "{cluster}: {records}"
+        );
+        canary.assert_clean(&format!("{cluster} records"), &records);
+    }
+
+    let promoted = run_loud(
+        root,
+        &["-vvv", "promote", "web", "--from", "dev", "--to", "staging"],
+        &vars,
+    )
+    .await;
+    assert_eq!(promoted.code, Some(0), "promote: {}", promoted.both());
+    canary.assert_run("promote", &promoted);
+    for cluster in staging {
+        let records = records(fleet, cluster, &namespace).await;
+        assert!(
+            records.contains("templates/_helpers.tpl"),
+            "{cluster}: no chart recorded"
+        );
+        assert!(
+            !records.contains("secrets.yaml.dec"),
+            "{cluster}: {records}"
+        );
+        canary.assert_clean(&format!("{cluster} records after promote"), &records);
+    }
+
+    // A link to a token outside the chart: refused, naming it, before any change.
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let token = outside.path().join("vault-token");
+    write_file(&token, LINKED);
+    let link = chart.join("files/t");
+    std::fs::create_dir_all(chart.join("files")).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&token, &link).unwrap_or_else(|e| panic!("{e}"));
+    let before = records(fleet, &dev[0], &namespace).await;
+    let refused = run_loud(root, &["-vvv", "deploy", "web", "--env", "dev"], &vars).await;
+    assert_eq!(
+        refused.code,
+        Some(2),
+        "deploy with the link: {}",
+        refused.both()
+    );
+    assert!(
+        refused.stderr.contains(&format!(
+            "{}: a symbolic link to {}, outside the chart folder",
+            link.display(),
+            token.display()
+        )),
+        "{}",
+        refused.stderr
+    );
+    canary.assert_run("deploy with a link out of the chart", &refused);
+    assert_eq!(
+        records(fleet, &dev[0], &namespace).await,
+        before,
+        "nothing changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_verify_command_printing_a_secret_is_scrubbed_and_never_sees_a_webhook_url() {
+    const PASSWORD: &str = "Verify_canary-pw-1d4e6b";
+    const TOKEN: &str = "Verify_canary-token-9a02c7";
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let cluster = &clusters[..1];
+    let namespace = fleet.namespace("canary-verify").await;
+    let environment = environment_of(
+        "dev",
+        cluster,
+        "rollout:\n  timeout: 60s\n  waves:\n    - wave: 0\n      verify:\n        - run: ./verify.sh\n          timeout: 1m\nnotify:\n  - kind: webhook\n    url_env: CANARY_HOOK_URL\n",
+    );
+    let release = format!("apiVersion: flotilla/v1\nkind: Release\nmetadata: {{ name: hello, namespace: {namespace} }}\nspec:\n  chart: ./chart\n  version: 1.0.0\n  secrets:\n    - secret_id: db-password\n      contexts: [ {{ name: default, vaultPath: \"kv/dev/{namespace}/verify\", vaultKey: password }} ]\n    - secret_id: api-token\n      contexts: [ {{ name: default, vaultPath: \"kv/dev/{namespace}/verify\", vaultKey: token }} ]\n");
+    let repo = TestRepo::new(1, &environment, &release);
+    let root = repo.root();
+    // A smoke test that prints what it reads, as smoke tests do when they fail.
+    let script = root.join("verify.sh");
+    write_file(
+        &script,
+        &format!("#!/bin/sh\npassword=$(kubectl --context \"$FLOTILLA_CONTEXT\" -n {namespace} get secret hello-credentials -o jsonpath='{{.data.password}}' | base64 -d)\necho \"password=$password\"\necho \"encoded=$(printf %s \"$password\" | base64)\"\necho \"hook=${{CANARY_HOOK_URL:-unset}}\"\nexit 3\n"),
+    );
+    let mut permissions = std::fs::metadata(&script)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&script, permissions).unwrap_or_else(|e| panic!("{e}"));
+    vault_write(
+        fleet,
+        &format!("dev/{namespace}/verify"),
+        &[("password", PASSWORD), ("token", TOKEN)],
+    )
+    .await;
+    let hook = flotilla_fleet::testing::HookReceiver::refusing_url();
+    let mut vars = loud_vars(fleet);
+    vars.push(("CANARY_HOOK_URL".into(), hook.clone()));
+    let canary = Canary::new(&[PASSWORD, TOKEN, hook.as_str(), fleet.vault_token()]);
+
+    let failed = run_loud(root, &["-vvv", "deploy", "hello", "--env", "dev"], &vars).await;
+    assert_eq!(
+        failed.code,
+        Some(1),
+        "the verify command fails: {}",
+        failed.both()
+    );
+    canary.assert_run("deploy with a verify command", &failed);
+    // Not vacuous: the command did read and print the value (scrubbed in the report).
+    assert!(
+        failed.stdout.contains("| password=<redacted>")
+            && failed.stdout.contains("| encoded=<redacted>"),
+        "{}",
+        failed.stdout
+    );
+    assert!(
+        failed.stdout.contains("| hook=unset"),
+        "the verify command saw the webhook URL's variable: {}",
+        failed.stdout
+    );
+}

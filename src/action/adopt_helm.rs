@@ -70,8 +70,10 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
                 "cluster `{context}`: no deployed revision of Helm release `{helm_name}` in namespace `{namespace}` (`helm list -n {namespace}` shows what is there; --helm-release names another)"
             )),
             Some(helm) => {
+                // The keys of what Helm was given, never its values: a `--set
+                // password=...` must not reach a record (docs/helm.md).
                 let mut values = helm.chart_values.clone();
-                crate::engine::deep_merge(&mut values, helm.config.clone());
+                crate::engine::deep_merge(&mut values, ops::adopt::values_given(&helm.config));
                 let rendered = ops::adopt::imported_revision(&helm, &name, &values);
                 if !helm.hooks.is_empty() {
                     crate::output::eprint_line(&format!(

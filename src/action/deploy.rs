@@ -221,7 +221,7 @@ pub async fn deploy_releases_in_waves(
                 deployment_id: deployment_id.clone(),
                 version: String::new(),
                 kubeconfig: kubeconfig_for_gates(selected.kubeconfig_path.as_deref()),
-                hidden: vault_credential_vars(&selected.env.environment),
+                hidden: crate::rollout::gates::hidden_variables(&selected.env.environment),
             },
             root: selected.repo.root().to_path_buf(),
         });
@@ -265,21 +265,6 @@ pub async fn deploy_releases_in_waves(
         }))
         .await;
     Ok(reports)
-}
-
-/// The variables holding the Vault credentials this run may use: a verify command
-/// never sees them.
-fn vault_credential_vars(env: &crate::config::Environment) -> Vec<String> {
-    let mut names = vec!["VAULT_TOKEN".to_owned()];
-    if let Some(crate::config::VaultAuth::AppRole {
-        role_id_env,
-        secret_id_env,
-        ..
-    }) = env.vault.as_ref().map(|v| &v.auth)
-    {
-        names.extend(role_id_env.iter().chain(secret_id_env).cloned());
-    }
-    names
 }
 
 /// `KUBECONFIG` for verify commands: the files this run read its contexts from.

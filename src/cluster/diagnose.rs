@@ -368,9 +368,23 @@ impl ClusterHandle {
             .logs(pod, &params)
             .await
         {
-            Ok(text) => (log_lines(&text), None),
+            Ok(text) => (log_lines(whole_lines(&text)), None),
             Err(e) => (Vec::new(), Some(logs_unavailable(&e))),
         }
+    }
+}
+
+/// A log read up to `limitBytes` without its last line when the limit cut it: that
+/// line may end in the first characters of a secret value, which the scrubber (it knows
+/// whole values) would not recognise.
+fn whole_lines(text: &str) -> &str {
+    let limit = usize::try_from(MAX_LOG_BYTES).unwrap_or(usize::MAX);
+    if text.len() < limit || text.ends_with('\n') {
+        return text;
+    }
+    match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
     }
 }
 
@@ -530,6 +544,29 @@ mod tests {
         assert_eq!(lines[0], "line 30");
         let long = "x".repeat(1000);
         assert_eq!(clean(&long).chars().count(), MAX_LINE + 1);
+    }
+
+    #[test]
+    fn a_line_the_byte_limit_cut_is_dropped_with_the_prefix_of_a_value_it_may_end_in() {
+        crate::redact::register("diagnose-cut-canary-0a9f7c");
+        let limit = usize::try_from(MAX_LOG_BYTES).unwrap();
+        let last = "connecting with password=diagnose-cut-canary-0a9f7c\n";
+        let before = "a line before\n";
+        let pad = limit - before.len() - "connecting with password=diagnose-cut".len() - 1;
+        let text = format!("{before}{}\n{last}", "z".repeat(pad));
+        // What the API server sends: the first MAX_LOG_BYTES bytes.
+        let cut = &text[..limit];
+        assert!(cut.ends_with("password=diagnose-cut"));
+        let lines = log_lines(whole_lines(cut));
+        assert!(
+            lines.iter().all(|l| !l.contains("diagnose-cut")),
+            "{lines:?}"
+        );
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], "a line before");
+        // A log under the limit keeps its last line, ended or not.
+        assert_eq!(whole_lines("one\ntwo"), "one\ntwo");
+        assert_eq!(whole_lines(&cut[..100]), &cut[..100]);
     }
 
     #[test]

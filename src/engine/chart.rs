@@ -49,11 +49,31 @@ enum Source<'a> {
 }
 
 impl Source<'_> {
-    /// The text of `rel` (`templates/web.yaml`), `None` when there is no such file.
-    fn read(&self, rel: &str, file: &Path) -> Result<Option<String>, RenderError> {
+    /// The text of `rel` (`templates/web.yaml`) of the chart in `dir`, `None` when
+    /// there is no such file. Read as a Helm chart's files are (`helm::ChartRoot`): it
+    /// is recorded with every revision, so a link out of the chart folder, a file that
+    /// is not a regular one or one too large is an error naming it.
+    fn read(&self, dir: &Path, rel: &str) -> Result<Option<String>, RenderError> {
         match self {
-            Source::Dir if !file.exists() => Ok(None),
-            Source::Dir => read(file).map(Some),
+            Source::Dir => {
+                let file = dir.join(rel);
+                if matches!(std::fs::symlink_metadata(&file), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                {
+                    return Ok(None);
+                }
+                let Some(bytes) = super::helm::ChartRoot::new(dir)?.read(&file)? else {
+                    return Ok(None);
+                };
+                String::from_utf8(bytes)
+                    .map(Some)
+                    .map_err(|_| RenderError::Read {
+                        file,
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "stream did not contain valid UTF-8",
+                        ),
+                    })
+            }
             Source::Files(files) => Ok(files.get(rel).cloned()),
         }
     }
@@ -167,7 +187,7 @@ impl Chart {
         }
         let mut files = BTreeMap::new();
         let mut read_file = |rel: &str| -> Result<Option<String>, RenderError> {
-            let text = source.read(rel, &dir.join(rel))?;
+            let text = source.read(dir, rel)?;
             if let Some(text) = &text {
                 files.insert(rel.to_owned(), text.clone());
             }
@@ -218,6 +238,16 @@ impl Chart {
             }
         }
 
+        let bytes: usize = files.values().map(String::len).sum();
+        if bytes as u64 > super::helm::MAX_CHART_BYTES {
+            return Err(RenderError::ChartSize {
+                file: dir.to_path_buf(),
+                message: format!(
+                    "the chart's files add up to {bytes} bytes, more than the {} bytes (8 MiB) a chart may have: every file of a chart is recorded with each revision",
+                    super::helm::MAX_CHART_BYTES
+                ),
+            });
+        }
         Ok(Chart {
             dir: dir.to_path_buf(),
             metadata,
@@ -233,7 +263,7 @@ impl Chart {
 
     /// Which type of chart `dir` holds, from `Chart.yaml` and the templates.
     fn detect(dir: &Path, source: &Source<'_>) -> Result<ChartType, RenderError> {
-        let Some(chart_yaml) = source.read("Chart.yaml", &dir.join("Chart.yaml"))? else {
+        let Some(chart_yaml) = source.read(dir, "Chart.yaml")? else {
             return Ok(ChartType::Flotilla);
         };
         let files: BTreeMap<String, String> = match source {
@@ -246,9 +276,10 @@ impl Chart {
                 let templates = dir.join("templates");
                 if templates.is_dir() {
                     for name in source.template_names(&templates)? {
-                        let text =
-                            std::fs::read_to_string(templates.join(&name)).unwrap_or_default();
-                        found.insert(format!("templates/{name}"), text);
+                        // Only a hint: a file the loader refuses is named by the load.
+                        let rel = format!("templates/{name}");
+                        let text = source.read(dir, &rel).ok().flatten().unwrap_or_default();
+                        found.insert(rel, text);
                     }
                 }
                 found
@@ -416,5 +447,51 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a map",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handlebars_chart_reads_no_link_out_of_its_folder_and_no_oversized_file() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("token.yaml"), "hvs.chart-link-canary").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("Chart.yaml"), "name: a\nversion: 0.1.0\n").unwrap();
+        std::fs::write(
+            dir.path().join("templates/web.yaml"),
+            "kind: ConfigMap\nmetadata: { name: a }\n",
+        )
+        .unwrap();
+        assert!(Chart::load(dir.path()).is_ok());
+
+        let link = dir.path().join("templates/token.yaml");
+        std::os::unix::fs::symlink(outside.path().join("token.yaml"), &link).unwrap();
+        let err = Chart::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: a symbolic link to ", link.display()))
+                && err.contains("outside the chart folder"),
+            "{err}"
+        );
+        std::fs::remove_file(&link).unwrap();
+
+        // values.yaml is recorded too.
+        std::fs::write(
+            dir.path().join("values.yaml"),
+            format!(
+                "a: \"{}\"\n",
+                "x".repeat(super::super::helm::MAX_FILE_BYTES as usize)
+            ),
+        )
+        .unwrap();
+        let err = Chart::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: ", dir.path().join("values.yaml").display()))
+                && err.contains("a chart file may have"),
+            "{err}"
+        );
     }
 }

@@ -88,6 +88,16 @@ pub enum RenderError {
     /// A Helm chart with hooks other than test hooks.
     #[error("the chart has Helm hooks, which flotilla does not run: {}; remove their `helm.sh/hook` annotation to deploy them as ordinary objects of the release (applied and waited for with the others), or run that step outside the chart", hooks.join(", "))]
     HelmHooks { hooks: Vec<String> },
+    /// A symbolic link in a chart folder that leads outside it, or nowhere.
+    #[error("{link}: a symbolic link to {}, {reason}: a chart's files are recorded with every revision, so only files inside its folder are read (copy the file in or remove the link; a Helm chart can list it in .helmignore, or name a chart kept elsewhere as a `file://` dependency)", target.display())]
+    ChartLink {
+        link: PathBuf,
+        target: PathBuf,
+        reason: String,
+    },
+    /// A chart file, or a whole chart, larger than flotilla reads.
+    #[error("{file}: {message}")]
+    ChartSize { file: PathBuf, message: String },
     /// A values layer that is not a map of values (`spec.values`, an override).
     #[error("{file}: {field}: {message}")]
     Values {
@@ -153,7 +163,10 @@ impl RenderError {
                 scrub(message);
             }
             RenderError::InCluster { inner, .. } => inner.redact(secrets),
-            RenderError::Read { .. } | RenderError::NotATemplate { .. } => {}
+            RenderError::Read { .. }
+            | RenderError::NotATemplate { .. }
+            | RenderError::ChartLink { .. }
+            | RenderError::ChartSize { .. } => {}
         }
     }
 

@@ -101,32 +101,140 @@ fn has_go_actions(text: &str) -> bool {
 /// A chart's text files and its other files, by path inside the chart folder.
 pub(crate) type ChartFiles = (BTreeMap<String, String>, BTreeMap<String, Vec<u8>>);
 
+/// The largest chart file read: every file of a chart is recorded with each revision,
+/// and a record is one Kubernetes Secret of at most 1 MiB.
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The largest chart read, its files (subcharts included) together.
+pub(crate) const MAX_CHART_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The files of a chart folder, by path inside it: text files, and the others (packed
-/// subcharts, `.tgz`) as bytes. Hidden files and folders are left out (`.helmignore`,
-/// editor and VCS leftovers). A `file://` dependency of `Chart.yaml` that `charts/` does
-/// not hold is read from its folder as `charts/<name>/`, as `helm dependency build`
+/// subcharts, `.tgz`) as bytes. Left out, as Helm leaves them out: what `.helmignore`
+/// lists (an unpacked subchart's own `.helmignore` applies under its folder too), and
+/// hidden files and folders (`.helmignore` itself, editor and VCS leftovers). A
+/// symbolic link that leads outside the chart folder, a file that is not a regular
+/// file, a file over [`MAX_FILE_BYTES`] or a chart over [`MAX_CHART_BYTES`] is an
+/// error naming it: whatever is read goes into every record of the release. A
+/// `file://` dependency of `Chart.yaml` that `charts/` does not hold is read from its
+/// folder (with its own `.helmignore`) as `charts/<name>/`, as `helm dependency build`
 /// would put it there.
 pub(crate) fn read_chart_dir(dir: &Path) -> Result<ChartFiles, RenderError> {
-    let mut text = BTreeMap::new();
-    let mut binary = BTreeMap::new();
-    read_tree(dir, dir, "", &mut text, &mut binary, 0)?;
-    Ok((text, binary))
+    let mut found = Found {
+        top: dir.to_path_buf(),
+        ..Found::default()
+    };
+    read_tree(dir, "", &mut found, 0)?;
+    Ok((found.text, found.binary))
+}
+
+/// What a chart's folders hold, as they are read.
+#[derive(Default)]
+struct Found {
+    /// The top chart folder, named by the size error.
+    top: PathBuf,
+    text: BTreeMap<String, String>,
+    binary: BTreeMap<String, Vec<u8>>,
+    bytes: u64,
+}
+
+/// A chart folder whose files are read: symbolic links must stay inside it.
+pub(crate) struct ChartRoot {
+    dir: PathBuf,
+    real: PathBuf,
+}
+
+impl ChartRoot {
+    pub(crate) fn new(dir: &Path) -> Result<ChartRoot, RenderError> {
+        let real = std::fs::canonicalize(dir).map_err(|source| RenderError::Read {
+            file: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(ChartRoot {
+            dir: dir.to_path_buf(),
+            real,
+        })
+    }
+
+    /// What `path` (in the chart folder) is once links are followed: an error for a
+    /// link that leaves the folder or leads nowhere.
+    fn resolve(&self, path: &Path) -> Result<std::fs::Metadata, RenderError> {
+        let link = std::fs::symlink_metadata(path).map_err(|source| RenderError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        if !link.file_type().is_symlink() {
+            return Ok(link);
+        }
+        let written = std::fs::read_link(path).unwrap_or_default();
+        let refused = |reason: String| RenderError::ChartLink {
+            link: path.to_path_buf(),
+            target: written.clone(),
+            reason,
+        };
+        let target = std::fs::canonicalize(path)
+            .map_err(|err| refused(format!("which cannot be followed ({err})")))?;
+        if !target.starts_with(&self.real) {
+            return Err(refused(format!(
+                "outside the chart folder {}",
+                self.dir.display()
+            )));
+        }
+        std::fs::metadata(path).map_err(|source| RenderError::Read {
+            file: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The bytes of the chart file `path`, `None` when there is none: a link must
+    /// stay in the chart folder, and the file be a regular one of at most
+    /// [`MAX_FILE_BYTES`].
+    pub(crate) fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, RenderError> {
+        match std::fs::symlink_metadata(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            _ => {}
+        }
+        let metadata = self.resolve(path)?;
+        read_regular(path, &metadata).map(Some)
+    }
+}
+
+/// A regular file of at most [`MAX_FILE_BYTES`]: a FIFO would block the read, a device
+/// or a dump would fill every record.
+fn read_regular(path: &Path, metadata: &std::fs::Metadata) -> Result<Vec<u8>, RenderError> {
+    if !metadata.is_file() {
+        return Err(RenderError::Read {
+            file: path.to_path_buf(),
+            source: std::io::Error::other(
+                "not a regular file (a device, socket or pipe): a chart holds files and folders only",
+            ),
+        });
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(RenderError::ChartSize {
+            file: path.to_path_buf(),
+            message: format!(
+                "{} bytes, more than the {MAX_FILE_BYTES} bytes (1 MiB) a chart file may have: every file of a chart is recorded with each revision; list it in .helmignore if the chart does not use it",
+                metadata.len()
+            ),
+        });
+    }
+    std::fs::read(path).map_err(|source| RenderError::Read {
+        file: path.to_path_buf(),
+        source,
+    })
 }
 
 /// How deep `file://` dependencies may nest: a cycle must end in an error, not a hang.
 const MAX_DEPENDENCY_DEPTH: usize = 8;
 
-fn read_tree(
-    chart_dir: &Path,
-    dir: &Path,
-    prefix: &str,
-    text: &mut BTreeMap<String, String>,
-    binary: &mut BTreeMap<String, Vec<u8>>,
-    depth: usize,
-) -> Result<(), RenderError> {
-    walk(dir, prefix, text, binary)?;
-    let chart_yaml = chart_dir.join("Chart.yaml");
-    let Some(metadata) = text.get(&format!("{prefix}Chart.yaml")) else {
+/// The chart in `dir` (its own `.helmignore`, links kept inside it) under `prefix`,
+/// then its `file://` dependencies that `charts/` does not hold.
+fn read_tree(dir: &Path, prefix: &str, found: &mut Found, depth: usize) -> Result<(), RenderError> {
+    let root = ChartRoot::new(dir)?;
+    let ignores = vec![(super::helmignore::Rules::of_chart(dir)?, String::new())];
+    walk(&root, dir, "", prefix, &ignores, found)?;
+    let chart_yaml = dir.join("Chart.yaml");
+    let Some(metadata) = found.text.get(&format!("{prefix}Chart.yaml")) else {
         return Ok(());
     };
     let metadata: serde_yaml::Value =
@@ -154,10 +262,10 @@ fn read_tree(
             continue;
         };
         let charts = format!("{prefix}charts/{name}");
-        let present = text
-            .keys()
-            .chain(binary.keys())
-            .any(|k| k.starts_with(&format!("{charts}/")) || k.starts_with(&format!("{charts}-")));
+        let present =
+            found.text.keys().chain(found.binary.keys()).any(|k| {
+                k.starts_with(&format!("{charts}/")) || k.starts_with(&format!("{charts}-"))
+            });
         if present {
             continue;
         }
@@ -179,7 +287,7 @@ fn read_tree(
                 from.display()
             )));
         }
-        read_tree(&from, &from, &format!("{charts}/"), text, binary, depth + 1)?;
+        read_tree(&from, &format!("{charts}/"), found, depth + 1)?;
     }
     Ok(())
 }
@@ -188,17 +296,22 @@ fn read_tree(
 /// error, not a hang.
 const MAX_FOLDER_DEPTH: usize = 32;
 
+/// The files of `dir`, `rel` inside the chart folder of `root`, recorded under
+/// `prefix` + `rel`. `ignores`: the `.helmignore` rules in force, each with the folder
+/// (inside the chart folder) its paths are relative to.
 fn walk(
+    root: &ChartRoot,
     dir: &Path,
+    rel: &str,
     prefix: &str,
-    text: &mut BTreeMap<String, String>,
-    binary: &mut BTreeMap<String, Vec<u8>>,
+    ignores: &[(super::helmignore::Rules, String)],
+    found: &mut Found,
 ) -> Result<(), RenderError> {
     let read_error = |file: &Path| {
         let file = file.to_path_buf();
         move |source| RenderError::Read { file, source }
     };
-    if prefix.matches('/').count() > MAX_FOLDER_DEPTH {
+    if rel.matches('/').count() > MAX_FOLDER_DEPTH {
         return Err(read_error(dir)(std::io::Error::other(format!(
             "folders nest more than {MAX_FOLDER_DEPTH} deep (a symbolic link to a parent folder?)"
         ))));
@@ -214,18 +327,49 @@ fn walk(
             continue;
         }
         let path = entry.path();
-        let rel = format!("{prefix}{name}");
-        if path.is_dir() {
-            walk(&path, &format!("{rel}/"), text, binary)?;
+        let inside = format!("{rel}{name}");
+        // Helm judges a link by what it leads to; one that leads nowhere is judged as
+        // a file (and refused below unless ignored).
+        let is_folder = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        let ignored = ignores.iter().any(|(rules, base)| {
+            inside
+                .strip_prefix(base.as_str())
+                .is_some_and(|path| rules.ignores(path, is_folder))
+        });
+        if ignored {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(read_error(&path))?;
+        let metadata = root.resolve(&path)?;
+        if metadata.is_dir() {
+            let folder = format!("{inside}/");
+            // An unpacked subchart's own `.helmignore` (what `helm package` of it
+            // would leave out) applies under its folder, besides the parent's.
+            let mut nested = ignores.to_vec();
+            if (rel == "charts/" || rel.ends_with("/charts/")) && path.join("Chart.yaml").is_file()
+            {
+                nested.push((super::helmignore::Rules::of_chart(&path)?, folder.clone()));
+            }
+            walk(root, &path, &folder, prefix, &nested, found)?;
+            continue;
+        }
+        let bytes = read_regular(&path, &metadata)?;
+        found.bytes += bytes.len() as u64;
+        if found.bytes > MAX_CHART_BYTES {
+            return Err(RenderError::ChartSize {
+                file: found.top.clone(),
+                message: format!(
+                    "the chart's files add up to more than {MAX_CHART_BYTES} bytes (8 MiB) with {}: every file of a chart is recorded with each revision; list what the chart does not use in .helmignore",
+                    path.display()
+                ),
+            });
+        }
+        let key = format!("{prefix}{inside}");
         match String::from_utf8(bytes) {
             Ok(content) => {
-                text.insert(rel, content);
+                found.text.insert(key, content);
             }
             Err(err) => {
-                binary.insert(rel, err.into_bytes());
+                found.binary.insert(key, err.into_bytes());
             }
         }
     }
@@ -702,6 +846,168 @@ mod tests {
         std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
         let err = read_chart_dir(dir.path()).unwrap_err();
         assert!(err.to_string().contains("nest more than"), "{err}");
+    }
+
+    /// A chart folder as `helm create` leaves it, with `extra` files written in.
+    fn chart_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            ("Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"),
+            ("values.yaml", "replicaCount: 1\n"),
+            ("templates/web.yaml", "kind: ConfigMap\nname: {{ .Release.Name }}\n"),
+            (".helmignore", "# Patterns to ignore when building packages.\n.DS_Store\n.git/\n*.swp\n*.bak\n*~\n.idea/\n"),
+        ];
+        for (rel, text) in files.iter().chain(extra) {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn what_helmignore_lists_is_never_read() {
+        let dir = chart_with(&[
+            ("secrets.yaml.dec", "password: helmignore-canary-1"),
+            ("values.yaml.bak", "old"),
+            ("files/app.conf", "level=info"),
+            ("files/private/key.pem", "helmignore-canary-2"),
+        ]);
+        let mut ignore = std::fs::read_to_string(dir.path().join(".helmignore")).unwrap();
+        ignore.push_str("secrets.yaml.dec\n/files/private/\n");
+        std::fs::write(dir.path().join(".helmignore"), ignore).unwrap();
+        let (text, binary) = read_chart_dir(dir.path()).unwrap();
+        let names: Vec<&str> = text.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "Chart.yaml",
+                "files/app.conf",
+                "templates/web.yaml",
+                "values.yaml"
+            ]
+        );
+        assert!(binary.is_empty());
+    }
+
+    #[test]
+    fn an_unpacked_subchart_and_a_local_dependency_keep_their_own_helmignore() {
+        let dir = chart_with(&[
+            (
+                "charts/sub/Chart.yaml",
+                "apiVersion: v2\nname: sub\nversion: 0.1.0\n",
+            ),
+            ("charts/sub/.helmignore", "*.dec\n"),
+            ("charts/sub/token.dec", "helmignore-canary-3"),
+            ("charts/sub/values.yaml", "a: 1\n"),
+        ]);
+        let dependency = tempfile::tempdir().unwrap();
+        for (rel, text) in [
+            ("Chart.yaml", "apiVersion: v2\nname: lib\nversion: 0.1.0\n"),
+            (".helmignore", "local-*\n"),
+            ("local-notes.txt", "helmignore-canary-4"),
+            ("values.yaml", "b: 2\n"),
+        ] {
+            std::fs::write(dependency.path().join(rel), text).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("Chart.yaml"),
+            format!(
+                "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n  - name: lib\n    version: 0.1.0\n    repository: file://{}\n",
+                dependency.path().display()
+            ),
+        )
+        .unwrap();
+        let (text, _) = read_chart_dir(dir.path()).unwrap();
+        let all = format!("{text:?}");
+        assert!(!all.contains("helmignore-canary"), "{all}");
+        assert!(text.contains_key("charts/sub/values.yaml"), "{all}");
+        assert!(text.contains_key("charts/lib/values.yaml"), "{all}");
+    }
+
+    #[test]
+    fn a_symbolic_link_out_of_the_chart_is_refused_naming_link_and_target() {
+        let outside = tempfile::tempdir().unwrap();
+        let token = outside.path().join("vault-token");
+        std::fs::write(&token, "hvs.link-canary").unwrap();
+        let dir = chart_with(&[("files/app.conf", "level=info")]);
+        std::os::unix::fs::symlink(&token, dir.path().join("files/t")).unwrap();
+        let err = read_chart_dir(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "{}: a symbolic link to {}, outside the chart folder {}",
+                dir.path().join("files/t").display(),
+                token.display(),
+                dir.path().display()
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("link-canary"));
+
+        // A link to a folder outside, too; a link inside is read; a listed one is not.
+        std::fs::remove_file(dir.path().join("files/t")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("files/home")).unwrap();
+        assert!(matches!(
+            read_chart_dir(dir.path()),
+            Err(RenderError::ChartLink { .. })
+        ));
+        std::fs::write(dir.path().join(".helmignore"), "files/home\n").unwrap();
+        std::os::unix::fs::symlink("app.conf", dir.path().join("files/same.conf")).unwrap();
+        let (text, _) = read_chart_dir(dir.path()).unwrap();
+        assert_eq!(text["files/same.conf"], "level=info");
+        assert!(!text.keys().any(|k| k.starts_with("files/home")));
+
+        // A link that leads nowhere.
+        std::os::unix::fs::symlink("/nonexistent/flotilla", dir.path().join("gone")).unwrap();
+        let err = read_chart_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("a symbolic link to /nonexistent/flotilla, which cannot be followed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_and_chart_sizes_are_bounded_naming_the_file() {
+        let big = "x".repeat(MAX_FILE_BYTES as usize + 1);
+        let dir = chart_with(&[("files/dump.sql", &big)]);
+        let err = read_chart_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: {} bytes, more than the {MAX_FILE_BYTES} bytes (1 MiB) a chart file may have",
+                dir.path().join("files/dump.sql").display(),
+                MAX_FILE_BYTES + 1
+            )),
+            "{err}"
+        );
+        let part = "y".repeat(MAX_FILE_BYTES as usize);
+        let parts: Vec<(String, &str)> = (0..9)
+            .map(|i| (format!("files/part{i}"), part.as_str()))
+            .collect();
+        let parts: Vec<(&str, &str)> = parts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let dir = chart_with(&parts);
+        let err = read_chart_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: the chart's files add up to more than {MAX_CHART_BYTES} bytes (8 MiB) with {}",
+                dir.path().display(),
+                dir.path().join("files/part7").display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pipe_in_the_chart_is_refused_without_waiting_on_it() {
+        let dir = chart_with(&[]);
+        let fifo = dir.path().join("files-pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = read_chart_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

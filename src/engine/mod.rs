@@ -30,6 +30,7 @@ mod chart;
 pub mod check;
 mod error;
 mod helm;
+mod helmignore;
 pub mod helpers;
 mod recorded;
 mod render;

@@ -71,6 +71,59 @@ fn identity(object: &Value, namespace: &str) -> Result<ObjectRef, String> {
     Ok(id)
 }
 
+/// Registers with the scrubber the live values standing where `recorded` holds
+/// digests: the secret values a restore without fresh ones re-applies (or keeps, in a
+/// Secret), which an API server's message or a pod's log may echo as it would a value
+/// read from Vault. A Secret's `data` is registered decoded too.
+fn register_live_values(recorded: &Value, live: &Value) {
+    /// `field`: the name of the field holding `recorded`, which says how a list's
+    /// entries pair (the drift and fill-in rule: [`crate::redact::pair_entries`]).
+    fn walk(recorded: &Value, live: &Value, field: &str, in_data: bool) {
+        match (recorded, live) {
+            (Value::String(digest), live) if crate::redact::is_redacted(digest) => {
+                let text = match live {
+                    Value::String(text) => text.clone(),
+                    Value::Null => return,
+                    other => other.to_string(),
+                };
+                crate::redact::register(&text);
+                if in_data {
+                    use base64::Engine;
+                    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&text) {
+                        crate::redact::register(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+            }
+            (Value::Object(recorded), Value::Object(live)) => {
+                for (key, value) in recorded {
+                    if let Some(other) = live.get(key) {
+                        walk(value, other, key, in_data);
+                    }
+                }
+            }
+            (Value::Array(recorded), Value::Array(live)) => {
+                for pair in crate::redact::pair_entries(field, recorded, live).pairs {
+                    if let (Some(l), Some(r)) = (pair.left, pair.right) {
+                        walk(&recorded[l], &live[r], field, in_data);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let secret = release::is_secret(recorded);
+    match (recorded, live) {
+        (Value::Object(fields), Value::Object(live_fields)) if secret => {
+            for (key, value) in fields {
+                if let Some(other) = live_fields.get(key) {
+                    walk(value, other, key, key == "data");
+                }
+            }
+        }
+        _ => walk(recorded, live, "", false),
+    }
+}
+
 /// Rolls `release` on one cluster back to `to.revision`.
 pub async fn restore(
     cluster: &ClusterHandle,
@@ -121,21 +174,34 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
         };
         let live_id = cluster.identity(object, namespace).await?;
         *slot = match cluster.live_object(&live_id, namespace).await? {
-            Some(live) => match crate::redact::fill_redacted(object, &live) {
-                Ok(filled) => Some(filled),
-                Err(field) => {
-                    tracing::warn!(
-                        cluster = cluster.context(),
-                        "{live_id}: kept as it is live, not restored to revision {}: its \
-                         field {field} held a secret, and the live object has no such \
-                         field to take the value from",
-                        target.revision
-                    );
-                    None
+            Some(live) => {
+                register_live_values(object, &live);
+                match crate::redact::fill_redacted(object, &live) {
+                    Ok(filled) => Some(filled),
+                    Err(field) => {
+                        tracing::warn!(
+                            cluster = cluster.context(),
+                            "{live_id}: kept as it is live, not restored to revision {}: its \
+                             field {field} held a secret, and the live object has no such \
+                             field to take the value from",
+                            target.revision
+                        );
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
+    }
+    // A Secret kept as it is live (no fresh value: Vault is down, or the revision was
+    // imported) holds the values the restored pods use now.
+    for (slot, recorded) in objects.iter().zip(&target.manifest) {
+        if slot.is_none() && release::is_secret(recorded) {
+            let id = cluster.identity(recorded, namespace).await?;
+            if let Some(live) = cluster.live_object(&id, namespace).await? {
+                register_live_values(recorded, &live);
+            }
+        }
     }
     let desired = Desired {
         objects,
@@ -295,5 +361,33 @@ mod tests {
         let one = std::slice::from_ref(&role);
         let applied = objects_to_apply(one, one, &[], "ns").unwrap();
         assert_eq!(applied, [Some(role)]);
+    }
+
+    #[test]
+    fn live_values_a_restore_reapplies_or_keeps_are_scrubbed() {
+        let env = |value: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "web", "env": [
+                       {"name": "LEVEL", "value": "info"},
+                       {"name": "DB_PASSWORD", "value": value}]}]}}}})
+        };
+        let recorded = env(&crate::redact::redacted("old-value"));
+        let mut live = env("restore-live-canary-1");
+        // The live list in another order: matched by name.
+        if let Some(list) = live.pointer_mut("/spec/template/spec/containers/0/env") {
+            list.as_array_mut().unwrap().reverse();
+        }
+        register_live_values(&recorded, &live);
+        assert!(!crate::redact::scrub("x restore-live-canary-1 x").contains("canary"));
+        assert_eq!(crate::redact::scrub("info"), "info");
+
+        use base64::Engine;
+        let secret = |value: &str| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                   "data": {"password": value}})
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode("restore-live-canary-2");
+        register_live_values(&secret(&crate::redact::redacted("old")), &secret(&encoded));
+        assert!(!crate::redact::scrub("restore-live-canary-2").contains("canary"));
     }
 }

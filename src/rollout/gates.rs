@@ -71,9 +71,26 @@ pub struct GateVars {
     pub version: String,
     /// `KUBECONFIG` as the run read it (the files, or `~/.kube/config`).
     pub kubeconfig: OsString,
-    /// Variables of flotilla's own environment a command must not see: the Vault
-    /// credentials (`VAULT_TOKEN`, the AppRole ids' variables).
+    /// Variables of flotilla's own environment a command must not see
+    /// ([`hidden_variables`]).
     pub hidden: Vec<String>,
+}
+
+/// The variables of `env`'s credentials, which a verify command must not see: the Vault
+/// token and the AppRole ids' variables, and the webhook URLs of `notify` (a URL that
+/// posts to a team's channel is a credential too).
+pub fn hidden_variables(env: &crate::config::Environment) -> Vec<String> {
+    let mut names = vec!["VAULT_TOKEN".to_owned()];
+    if let Some(crate::config::VaultAuth::AppRole {
+        role_id_env,
+        secret_id_env,
+        ..
+    }) = env.vault.as_ref().map(|v| &v.auth)
+    {
+        names.extend(role_id_env.iter().chain(secret_id_env).cloned());
+    }
+    names.extend(env.notify.iter().map(|target| target.url_env.clone()));
+    names
 }
 
 impl GateVars {
@@ -338,6 +355,24 @@ mod tests {
         assert!(std::env::var_os("HOME").is_some());
         let got = verify("echo \"token=${HOME:-none}\"", Duration::from_secs(30)).await;
         assert_eq!(got.output, ["token=none"]);
+    }
+
+    #[test]
+    fn webhook_urls_and_vault_credentials_are_hidden_from_commands() {
+        let env: crate::config::Environment = serde_yaml::from_str(
+            "name: prod\nvault:\n  address: http://127.0.0.1:8200\n  auth: { method: approle, role_id_env: ROLE, secret_id_env: SECRET }\n  kv: { mount: kv, version: 1 }\nclusters:\n  - context: a\n    global: { cloud: true, env: prod, region: r, clusterName: a }\nnotify:\n  - { kind: slack, url_env: TEAM_SLACK_URL }\n  - { kind: webhook, url_env: AUDIT_HOOK_URL }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            hidden_variables(&env),
+            [
+                "VAULT_TOKEN",
+                "ROLE",
+                "SECRET",
+                "TEAM_SLACK_URL",
+                "AUDIT_HOOK_URL"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -159,6 +159,25 @@ pub fn parse_skip_verify(value: &str) -> Result<bool, VaultError> {
     }
 }
 
+/// Whether `VAULT_SKIP_VERIFY` turns certificate checks off; when it does, a warning
+/// says so once per run, as for a kubeconfig context with `insecure-skip-tls-verify`:
+/// a variable left set in a CI job's settings must not go unnoticed.
+fn skip_verify(env: &VaultEnv, address: &str) -> Result<bool, VaultError> {
+    let skip = match env.get("VAULT_SKIP_VERIFY") {
+        Some(value) => parse_skip_verify(value)?,
+        None => false,
+    };
+    if skip {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "Vault {address}: VAULT_SKIP_VERIFY is set, so the server's certificate is not checked (said once per run)"
+            );
+        });
+    }
+    Ok(skip)
+}
+
 /// The HTTP status of an error Vault answered with, if it answered.
 fn http_status(err: &ClientError) -> Option<u16> {
     match err {
@@ -196,10 +215,7 @@ impl VaultSession {
             .token("")
             .timeout(Some(REQUEST_TIMEOUT))
             .ca_certs(ca_certs(env)?)
-            .verify(!match env.get("VAULT_SKIP_VERIFY") {
-                Some(value) => parse_skip_verify(value)?,
-                None => false,
-            });
+            .verify(!skip_verify(env, &address)?);
         // The variable wins over the file, as VAULT_ADDR does.
         if let Some(namespace) = env.get("VAULT_NAMESPACE").or(config.namespace.as_deref()) {
             settings.set_namespace(namespace.to_string());
@@ -753,10 +769,14 @@ fn credential(
 ) -> Result<Option<(Zeroizing<String>, String)>, VaultError> {
     if let Some(name) = var {
         return match env.get(name) {
-            Some(value) => Ok(Some((
-                Zeroizing::new(value.trim().to_string()),
-                name.to_string(),
-            ))),
+            Some(value) => {
+                // A login credential: no message or log line may show it.
+                crate::redact::register(value.trim());
+                Ok(Some((
+                    Zeroizing::new(value.trim().to_string()),
+                    name.to_string(),
+                )))
+            }
             None => Err(VaultError::Setting {
                 origin: format!("{}: {field}_env", env_file.display()),
                 message: format!("the variable {name} is not set"),
@@ -796,6 +816,8 @@ fn read_secret_file(
             message: format!("{file} is empty"),
         });
     }
+    // An AppRole id or a service-account JWT: no message or log line may show it.
+    crate::redact::register(trimmed);
     Ok(Zeroizing::new(trimmed.to_string()))
 }
 
@@ -1046,6 +1068,69 @@ mod tests {
         assert!(
             missing.starts_with("environments/dev.yaml: vault.auth.role_id_file: cannot read /nonexistent/role-id: "),
             "{missing}"
+        );
+    }
+
+    #[test]
+    fn login_credentials_are_registered_with_the_scrubber() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let jwt = dir.path().join("token");
+        std::fs::write(&jwt, "eyJhbGciOi.jwt-canary-payload.sig\n")
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        let env_file = Path::new("environments/dev.yaml");
+        let env = VaultEnv::from_vars([
+            ("CANARY_ROLE", "role-id-canary-5e1f"),
+            ("CANARY_SECRET", " secret-id-canary-77a2\n"),
+        ]);
+        for var in ["CANARY_ROLE", "CANARY_SECRET"] {
+            credential(env_file, &env, "vault.auth.role_id", Some(var), None)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        read_secret_file(env_file, "vault.auth.jwt_file", &jwt.to_string_lossy())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let said = crate::redact::scrub(
+            "login with role-id-canary-5e1f and secret-id-canary-77a2 and eyJhbGciOi.jwt-canary-payload.sig",
+        );
+        assert!(!said.contains("canary"), "{said}");
+    }
+
+    #[test]
+    fn vault_skip_verify_is_warned_of_once() {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let off = VaultEnv::from_vars([("VAULT_SKIP_VERIFY", "false")]);
+            assert_eq!(skip_verify(&off, "https://vault:8200").ok(), Some(false));
+            let on = VaultEnv::from_vars([("VAULT_SKIP_VERIFY", "true")]);
+            for _ in 0..3 {
+                assert_eq!(skip_verify(&on, "https://vault:8200").ok(), Some(true));
+            }
+        });
+        let text = String::from_utf8_lossy(&lines.0.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_owned();
+        assert_eq!(
+            text.matches("Vault https://vault:8200: VAULT_SKIP_VERIFY is set, so the server's certificate is not checked")
+                .count(),
+            1,
+            "{text}"
         );
     }
 

@@ -1,0 +1,1 @@
+{{- define "app1.name" -}}app1{{- end -}}
