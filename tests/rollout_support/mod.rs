@@ -469,15 +469,17 @@ pub fn sign_records(fleet: &Fleet, repo: &TestRepo, env: &str) -> String {
     key
 }
 
-/// Rewrites the newest record of `hello` in `context` as whoever may write Secrets in
-/// the release's namespace could (`kubectl get secret`, decode, edit, `kubectl
-/// replace`): its JSON, changed by `edit`. Returns its revision.
-pub fn tamper_newest_record(
+/// Rewrites a record of `hello` in `context` (revision `revision`, else the newest)
+/// as whoever may write Secrets in the release's namespace could (`kubectl get
+/// secret`, decode, edit, `kubectl replace`): its JSON, changed by `edit`. Returns the
+/// revision and the record as it was, to put back with `|r| *r = before.clone()`.
+pub fn tamper_record(
     fleet: &Fleet,
     repo: &TestRepo,
     context: &str,
+    revision: Option<u32>,
     edit: impl FnOnce(&mut Value),
-) -> u32 {
+) -> (u32, Value) {
     use flate2::{read::GzDecoder, write::GzEncoder, Compression};
     use k8s_openapi::api::core::v1::Secret;
     use std::io::Write;
@@ -493,18 +495,20 @@ pub fn tamper_newest_record(
                 .parse()
                 .unwrap()
         };
-        let mut newest = records
+        let mut found = records
             .items
             .into_iter()
+            .filter(|s| revision.is_none_or(|r| revision_of(s) == r))
             .max_by_key(revision_of)
-            .unwrap_or_else(|| panic!("{context}: no record of hello"));
-        let revision = revision_of(&newest);
-        let data = newest.data.as_mut().unwrap();
+            .unwrap_or_else(|| panic!("{context}: no record {revision:?} of hello"));
+        let revision = revision_of(&found);
+        let data = found.data.as_mut().unwrap();
         let mut json = Vec::new();
         GzDecoder::new(data["release"].0.as_slice())
             .read_to_end(&mut json)
             .unwrap();
-        let mut record: Value = serde_json::from_slice(&json).unwrap();
+        let before: Value = serde_json::from_slice(&json).unwrap();
+        let mut record = before.clone();
         edit(&mut record);
         let mut gz = GzEncoder::new(Vec::new(), Compression::default());
         gz.write_all(&serde_json::to_vec(&record).unwrap()).unwrap();
@@ -512,11 +516,11 @@ pub fn tamper_newest_record(
             "release".into(),
             k8s_openapi::ByteString(gz.finish().unwrap()),
         );
-        let name = newest.metadata.name.clone().unwrap();
-        api.replace(&name, &Default::default(), &newest)
+        let name = found.metadata.name.clone().unwrap();
+        api.replace(&name, &Default::default(), &found)
             .await
             .unwrap();
-        revision
+        (revision, before)
     })
 }
 
