@@ -17,7 +17,9 @@ use crate::engine::{render_recorded, Capabilities, Chart, ClusterFacts, ReleaseI
 use crate::ops::restore::objects_to_apply;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
-use crate::release::{check_record, describe_record, EnvironmentHistory, RecordKey};
+use crate::release::{
+    check_record, content_digest_problem, describe_record, EnvironmentHistory, RecordKey,
+};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::kube_steps::{revision_ref, RollbackCluster, RollbackSteps};
 use crate::rollout::prepare::{connect_each, Connected};
@@ -84,6 +86,25 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     let target = match &args.to {
         Some(id) => id.clone(),
         None => {
+            // The target is chosen by comparing the records' content digests: each must
+            // be the digest of its record's content.
+            let forged: Vec<String> = connected
+                .iter()
+                .flat_map(|c| {
+                    let context = &c.cluster.context;
+                    c.history.records().iter().filter_map(move |r| {
+                        let problem = content_digest_problem(r)?;
+                        Some(format!("{}: {problem}", describe_record(r, context)))
+                    })
+                })
+                .collect();
+            if !forged.is_empty() {
+                return Err(crate::Error::Untrusted(format!(
+                    "rollback {name} in {}: refused, nothing changed: the target is chosen by comparing the records' content digests, and a record does not verify:\n  {}\n(name the target with --to DEPLOYMENT_ID; its records are checked then)",
+                    selected.plan.environment,
+                    forged.join("\n  ")
+                )));
+            }
             let env = EnvironmentHistory::new(
                 connected
                     .iter()

@@ -20,7 +20,7 @@ pub use record::{
     content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, ReleaseRecord,
     RevisionSource, SecretSource, Status, UntilWave,
 };
-pub use trust::{check_record, describe_record, RecordKey, RecordTrust};
+pub use trust::{check_record, content_digest_problem, describe_record, RecordKey, RecordTrust};
 
 /// Record fixtures for the unit tests of every layer that reads records.
 #[cfg(test)]

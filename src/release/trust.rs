@@ -147,19 +147,26 @@ pub fn describe_record(record: &ReleaseRecord, context: &str) -> String {
     )
 }
 
+/// Why `record`'s content digest (what tells one revision's content from another's) is
+/// not the digest of its manifest, version and chart, if it is not.
+pub fn content_digest_problem(record: &ReleaseRecord) -> Option<String> {
+    if record.digest.is_empty() {
+        return None;
+    }
+    let computed = content_digest(&record.manifest, &record.app_version, &record.chart);
+    (computed != record.digest).then(|| {
+        format!(
+            "its content digest says {} but its manifest, version and chart hash to {computed}: the record was changed after it was written",
+            record.digest
+        )
+    })
+}
+
 /// Checks `record`, read in the cluster `context`: its digests recomputed from its
 /// content, and its MAC when the environment has a `key`.
 pub fn check_record(record: &ReleaseRecord, context: &str, key: Option<&RecordKey>) -> RecordTrust {
     let mut trust = RecordTrust::default();
-    if !record.digest.is_empty() {
-        let computed = content_digest(&record.manifest, &record.app_version, &record.chart);
-        if computed != record.digest {
-            trust.content.push(format!(
-                "its content digest says {} but its manifest, version and chart hash to {computed}: the record was changed after it was written",
-                record.digest
-            ));
-        }
-    }
+    trust.content.extend(content_digest_problem(record));
     let recorded = record.artifact_digest();
     if !recorded.is_empty() {
         if let Some(artifact) = record.artifact() {
