@@ -198,6 +198,8 @@ mod tests {
         MemoryStore::with(records)
     }
 
+    type Edit = dyn Fn(&mut ReleaseRecord);
+
     fn back_to_1() -> RestoreTo<'static> {
         RestoreTo {
             revision: 1,
@@ -216,13 +218,15 @@ mod tests {
     #[tokio::test]
     async fn a_record_changed_after_it_was_written_is_refused_with_nothing_changed() {
         let kube = FakeKube::new();
-        let evil = |r: &mut ReleaseRecord| r.manifest[0]["data"]["version"] = json!("evil");
+        fn evil(r: &mut ReleaseRecord) {
+            r.manifest[0]["data"]["version"] = json!("evil");
+        }
         // Its digest no longer matches; with it recomputed, its MAC does not verify.
         let with_digest = |r: &mut ReleaseRecord| {
             evil(r);
             r.digest = release::content_digest(&r.manifest, &r.app_version, &r.chart);
         };
-        let edits: [(&str, &dyn Fn(&mut ReleaseRecord)); 2] = [
+        let edits: [(&str, &Edit); 2] = [
             ("its content digest says", &evil),
             ("its keyed digest (mac) does not verify", &with_digest),
         ];

@@ -206,6 +206,8 @@ mod tests {
 
     const CONTEXT: &str = "dev-1";
 
+    type Edit = fn(&mut ReleaseRecord);
+
     fn key() -> RecordKey {
         RecordKey::new(
             "dev",
@@ -311,7 +313,7 @@ mod tests {
 
     #[test]
     fn every_rendered_or_read_field_is_covered_by_the_mac() {
-        let edits: Vec<(&str, fn(&mut ReleaseRecord))> = vec![
+        let edits: Vec<(&str, Edit)> = vec![
             ("vault path", |r| {
                 r.source.as_mut().unwrap().secrets[0].path = "kv/other-team/db".into()
             }),
