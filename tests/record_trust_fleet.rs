@@ -117,15 +117,18 @@ fn a_tampered_target_record_is_refused_by_rollback_with_nothing_changed() {
     for (what, edit, expected) in cases {
         let (revision, before) = tamper_record(fleet(), &repo, &first, Some(1), edit);
         assert_eq!(revision, 1);
-        let out = rollback(&repo, &[]);
-        assert_eq!(out.status.code(), Some(3), "{what}: {}", describe(&out));
-        let text = stderr(&out);
-        assert!(
-            text.contains("refused, nothing changed") && text.contains(&named),
-            "{what}: {text}"
-        );
-        for part in expected {
-            assert!(text.contains(part), "{what}: {part}: {text}");
+        // Chosen by the rollback, or named with --to.
+        for extra in [&[][..], &["--to", a.as_str()]] {
+            let out = rollback(&repo, extra);
+            assert_eq!(out.status.code(), Some(3), "{what}: {}", describe(&out));
+            let text = stderr(&out);
+            assert!(
+                text.contains("refused, nothing changed") && text.contains(&named),
+                "{what} {extra:?}: {text}"
+            );
+            for part in expected {
+                assert!(text.contains(part), "{what} {extra:?}: {part}: {text}");
+            }
         }
         still_on(&repo, &b);
         tamper_record(fleet(), &repo, &first, Some(1), |r| *r = before.clone());

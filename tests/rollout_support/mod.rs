@@ -487,7 +487,10 @@ pub fn tamper_record(
         let api: kube::Api<Secret> =
             kube::Api::namespaced(fleet.client(context).await, &repo.namespace);
         let records = api
-            .list(&kube::api::ListParams::default().labels("flotilla.dev/release=hello"))
+            .list(
+                &kube::api::ListParams::default()
+                    .labels("flotilla.dev/release=hello,flotilla.dev/revision"),
+            )
             .await
             .unwrap();
         let revision_of = |s: &Secret| -> u32 {
