@@ -30,6 +30,11 @@ pub enum Error {
     /// object missing, a failed revision); the report has been printed.
     #[error("{0}")]
     Unhealthy(String),
+    /// A record a `promote` or `rollback` would act on that was changed after it was
+    /// written (digests or MAC that do not verify, a Vault path it may not read), or
+    /// whose MAC cannot be checked; nothing was changed.
+    #[error("{0}")]
+    Untrusted(String),
     /// A comparison that found a difference (`promote --check`); what differs has been
     /// printed.
     #[error("{0}")]

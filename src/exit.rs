@@ -6,7 +6,7 @@
 //! | 0 | success |
 //! | 1 | a deploy or rollback that ran and failed (after its own rollback); for `promote --check`, the checkout differs from what the source environment runs (as diff(1)); for `status`, a cluster is failing (a container stuck, a workload failed, an object missing, a failed revision) |
 //! | 2 | bad input or configuration; nothing was changed |
-//! | 3 | an environment problem (a cluster or Vault unreachable, permission denied, a lock held) found before anything was changed; also a run refused in every cluster before any change |
+//! | 3 | an environment problem (a cluster or Vault unreachable, permission denied, a lock held) found before anything was changed; also a run refused in every cluster before any change, and a `promote` or `rollback` refused because a record it would act on was changed after it was written (its digests or MAC do not verify) or its MAC cannot be checked |
 //! | 130, 143 | a run abandoned by a second SIGINT or SIGTERM (128 + the signal): its partial report is printed |
 //!
 //! `diff --exit-code` has its own scheme, helmfile's detailed exit code: 0 no change, 2
@@ -99,7 +99,7 @@ impl Classify for Error {
             Error::Cluster(err) => err.exit_kind(),
             Error::Failed(_) | Error::Unhealthy(_) => ExitKind::Failed,
             Error::Differs(_) => ExitKind::Differs,
-            Error::Refused(_) => ExitKind::Environment,
+            Error::Refused(_) | Error::Untrusted(_) => ExitKind::Environment,
             Error::Abandoned { signal, .. } => ExitKind::Signal(u8::try_from(*signal).unwrap_or(0)),
             Error::Output(_) => ExitKind::Environment,
         }
@@ -141,6 +141,7 @@ impl Classify for VaultError {
             | VaultError::Mapping { .. } => ExitKind::UserError,
             VaultError::Login { .. }
             | VaultError::Server { .. }
+            | VaultError::RecordKey { .. }
             | VaultError::Unresolved(_)
             | VaultError::CheckFailed { .. } => ExitKind::Environment,
             VaultError::Many(errors) => {
@@ -180,6 +181,8 @@ mod tests {
         assert_eq!(code(&Ok(Finished::Changes), standard), 0);
         assert_eq!(code(&Err(Error::Reported("x".into())), standard), 2);
         assert_eq!(code(&Err(Error::Refused("x".into())), standard), 3);
+        // A record that does not verify is the cluster's state, not the command line.
+        assert_eq!(code(&Err(Error::Untrusted("x".into())), standard), 3);
         assert_eq!(usage_code(true, standard), 2);
     }
 }

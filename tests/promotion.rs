@@ -411,3 +411,149 @@ fn a_chain_refuses_an_artifact_dev_never_ran_or_ran_too_briefly() {
     let (revision, _, _) = deployed(fleet(), &repo, "prod", "p-prod1").unwrap();
     assert_eq!(revision, 1);
 }
+
+/// `edit` on the newest record of every dev cluster, as a dev-namespace writer could.
+fn tamper_dev(repo: &TestRepo, edit: impl Fn(&mut serde_json::Value)) -> u32 {
+    let mut revision = 0;
+    for (context, _) in DEV {
+        revision = tamper_record(fleet(), repo, context, None, &edit).0;
+    }
+    revision
+}
+
+/// Prod has nothing of the release and no intruder.
+fn prod_untouched(repo: &TestRepo) {
+    for (context, _) in PROD {
+        assert!(!intruder_bound(fleet(), repo, context), "{context}");
+        assert_eq!(deployed(fleet(), repo, "prod", context), None, "{context}");
+    }
+}
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn a_cluster_admin_binding_forged_into_dev_records_never_reaches_prod() {
+    let repo = promotion_repo("promote-forged");
+    let keys = [
+        sign_records(fleet(), &repo, "dev"),
+        sign_records(fleet(), &repo, "prod"),
+    ];
+    let dev_id = deployment_id(&ok(deploy_dev(&repo, &["-o", "json"])));
+    let binding = intruder_binding(&repo);
+    // As it was found: a ClusterRoleBinding added to the recorded chart, nothing else.
+    let revision = tamper_dev(&repo, |r| {
+        r["source"]["chart"]["templates/zz-admin.yaml"] = binding.clone().into();
+    });
+    let mut shown = Vec::new();
+    for extra in [&[][..], &["--dry-run"], &["--check"]] {
+        let out = promote(&repo, extra);
+        assert_eq!(out.status.code(), Some(3), "{extra:?}: {}", describe(&out));
+        let text = stderr(&out);
+        for (context, _) in DEV {
+            assert!(
+                text.contains(&format!(
+                    "revision {revision} of hello (deployment {dev_id}) in cluster {context}: its artifact digest says sha256:"
+                )) && text.contains("nothing changed"),
+                "{extra:?}: {text}"
+            );
+        }
+        shown.push(out);
+    }
+    prod_untouched(&repo);
+
+    // A careful forger recomputes the digests too: the MAC, made with a key the
+    // namespace writer cannot read, still refuses it.
+    tamper_dev(&repo, recompute_digests);
+    let out = promote(&repo, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!(
+            "revision {revision} of hello (deployment {dev_id}) in cluster p-dev1: its keyed digest (mac) does not verify"
+        )) && !text.contains("its artifact digest says"),
+        "{text}"
+    );
+    prod_untouched(&repo);
+    shown.push(out);
+    for out in &shown {
+        let text = describe(out);
+        assert!(!keys.iter().any(|k| text.contains(k.as_str())), "{text}");
+    }
+}
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn without_a_record_key_a_forged_chart_is_refused_by_its_digest() {
+    let repo = promotion_repo("promote-unsigned");
+    let dev_id = deployment_id(&ok(deploy_dev(&repo, &["-o", "json"])));
+    let binding = intruder_binding(&repo);
+    let revision = tamper_dev(&repo, |r| {
+        r["source"]["chart"]["templates/zz-admin.yaml"] = binding.clone().into();
+    });
+    let out = promote(&repo, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!(
+            "revision {revision} of hello (deployment {dev_id}) in cluster p-dev2: its artifact digest says"
+        )) && text.contains("names no vault.record_key"),
+        "{text}"
+    );
+    prod_untouched(&repo);
+}
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn a_dev_record_with_another_vault_path_or_digest_is_refused_and_put_back_it_promotes() {
+    let repo = promotion_repo("promote-tampered");
+    sign_records(fleet(), &repo, "dev");
+    sign_records(fleet(), &repo, "prod");
+    let dev_id = deployment_id(&ok(deploy_dev(&repo, &["-o", "json"])));
+    // Signed records that nobody changed verify.
+    ok(promote(&repo, &["--check"]));
+
+    // One dev cluster's record now reads another team's secret.
+    let (revision, before) = tamper_record(fleet(), &repo, "p-dev2", None, |r| {
+        r["source"]["secrets"][0]["path"] = "kv/other-team/db".into();
+        r["source"]["secrets"][0]["relative"] = "other-team/db".into();
+    });
+    let out = promote(&repo, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "revision {revision} of hello (deployment {dev_id}) in cluster p-dev2: its keyed digest (mac) does not verify"
+        )),
+        "{}",
+        describe(&out)
+    );
+    tamper_record(fleet(), &repo, "p-dev2", None, |r| *r = before.clone());
+
+    // Another's content digest.
+    let (revision, before) = tamper_record(fleet(), &repo, "p-dev1", None, |r| {
+        r["digest"] = format!("sha256:{}", "0".repeat(64)).into();
+    });
+    let out = promote(&repo, &["--check"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "revision {revision} of hello (deployment {dev_id}) in cluster p-dev1: its content digest says sha256:000"
+        )),
+        "{}",
+        describe(&out)
+    );
+    prod_untouched(&repo);
+    tamper_record(fleet(), &repo, "p-dev1", None, |r| *r = before.clone());
+
+    // Put back as they were, the records verify and the promotion goes as before,
+    // writing signed records in prod.
+    let prod_id = deployment_id(&ok(promote(&repo, &["-o", "json"])));
+    for (context, _) in PROD {
+        let (_, content, _) = deployed(fleet(), &repo, "prod", context).unwrap();
+        assert_eq!(content, prod_id, "{context}");
+        let (_, record) = tamper_record(fleet(), &repo, context, None, |_| {});
+        assert!(
+            record["mac"].as_str().unwrap().starts_with("hmac-sha256:"),
+            "{record:#}"
+        );
+        assert!(!intruder_bound(fleet(), &repo, context));
+    }
+}

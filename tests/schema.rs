@@ -24,6 +24,8 @@ const REFUSED_BY_SCHEMA: &[&str] = &[
     "env-name-not-dns",
     "env-notify-kind-unknown",
     "env-notify-url-in-file",
+    "env-record-key-outside-mount",
+    "env-record-key-template",
     "env-on-failure-unknown",
     "env-promotion-min-soak-not-a-duration",
     "env-timeout-not-a-duration",

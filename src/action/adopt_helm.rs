@@ -128,6 +128,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
     options.adopt = true;
     options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
     options.targets = selected.plan.contexts();
+    options.record_key = super::promote::record_key(&selected.env).await?;
     let steps = KubeSteps {
         clusters,
         deployment_id: deployment_id.clone(),

@@ -162,6 +162,9 @@ pub async fn deploy_releases_in_waves(
     }
     options.targets = plan.contexts();
     options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
+    // Before any cluster is touched: an environment that signs its records never gets
+    // one unsigned from a deploy.
+    options.record_key = super::promote::record_key(&selected.env).await?;
     options.until_wave = plan.until_wave.map(|wave| UntilWave {
         wave,
         clusters: plan

@@ -14,13 +14,18 @@ use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{LoadedEnvironment, LoadedRelease, Repo};
 use crate::ops;
 use crate::output::OutputFormat;
-use crate::release::{agreed, soak_problems, Artifact, Promotion, ReleaseRecord, SourceCluster};
+use crate::release::{
+    agreed, check_record, describe_record, soak_problems, Artifact, Promotion, RecordKey,
+    ReleaseRecord, SourceCluster,
+};
 use crate::rollout::plan::select_environment;
 use crate::rollout::prepare::{artifact_of, connect_each, Overrides, Promoted, ReleaseRender};
 use crate::rollout::Plan;
+use crate::vault::VaultEnv;
 use crate::Result;
 use futures::StreamExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What `promote` does with the artifact it found.
@@ -86,7 +91,18 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
     let source_env = select_environment(&configured.repo, Some(&from), None)?;
     let selected = configured.with_kubeconfig()?;
     let target = &selected.env.environment;
-    let record = source_revision(&source_env, &release, &selected.kubeconfig).await?;
+    // The source's records are checked with its key, before any of them is used.
+    let source_key = record_key(&source_env).await?;
+    if source_key.is_none() {
+        warn_unsigned(&source_env, &release.descriptor.metadata.namespace);
+    }
+    let record = source_revision(
+        &source_env,
+        &release,
+        &selected.kubeconfig,
+        source_key.as_deref(),
+    )
+    .await?;
     let Some(artifact) = record.artifact() else {
         // `agreed` refuses records without an artifact; kept as an error, not a panic.
         return Err(crate::Error::Refused(format!(
@@ -157,13 +173,46 @@ fn onto_itself(release: &str, from: &str) -> crate::Error {
     ))
 }
 
+/// The key of `env`'s record MACs (`vault.record_key`), read from Vault; `None` when
+/// the environment names none. A key named but not readable is an error (exit 3): a run
+/// that writes or trusts records must not go on without it.
+pub(super) async fn record_key(env: &LoadedEnvironment) -> Result<Option<Arc<RecordKey>>> {
+    let Some(value) = crate::vault::read_record_key(env, &VaultEnv::from_process()).await? else {
+        return Ok(None);
+    };
+    let origin = env
+        .environment
+        .vault
+        .as_ref()
+        .and_then(|v| v.record_key.as_ref())
+        .map(|k| k.origin())
+        .unwrap_or_default();
+    Ok(Some(Arc::new(RecordKey::new(
+        &env.environment.name,
+        &origin,
+        value.expose().as_bytes(),
+    ))))
+}
+
+/// Says once that `env`'s records carry no MAC: their digests are checked, but a
+/// namespace writer who recomputes them is not detected.
+pub(super) fn warn_unsigned(env: &LoadedEnvironment, namespace: &str) {
+    crate::output::eprint_line(&format!(
+        "warning: environment {} names no vault.record_key in {}: its records are not signed; their digests are checked, but whoever may write Secrets in namespace {namespace} can forge one that passes (docs/design.md, \"Records are evidence, not code\")",
+        env.environment.name,
+        env.file.display()
+    ));
+}
+
 /// The revision every cluster of `source` runs healthy, asked of all of them at once;
 /// refused (exit 3) with the per-cluster table when they disagree, one is not healthy
-/// or cannot be read.
+/// or cannot be read, or a latest record does not verify (its digests, and its MAC with
+/// `key`).
 async fn source_revision(
     source: &LoadedEnvironment,
     release: &LoadedRelease,
     kubeconfig: &LoadedKubeconfig,
+    key: Option<&RecordKey>,
 ) -> Result<ReleaseRecord> {
     let plan = Plan::new(source, None)?;
     let name = &release.descriptor.metadata.name;
@@ -186,6 +235,10 @@ async fn source_revision(
             .await;
             match found {
                 Ok((latest, unhealthy)) => SourceCluster {
+                    untrusted: latest.as_ref().map_or_else(Vec::new, |r| {
+                        check_record(r, &cluster.context, key)
+                            .problems(&describe_record(r, &cluster.context))
+                    }),
                     context: cluster.context,
                     latest: Ok(latest),
                     unhealthy,
@@ -194,12 +247,14 @@ async fn source_revision(
                     context: cluster.context,
                     latest: Err(every_cluster::failure_text(&err.into())),
                     unhealthy: Vec::new(),
+                    untrusted: Vec::new(),
                 },
             }
         })
         .buffered(plan.concurrency.max(1))
         .collect()
         .await;
+    let untrusted = clusters.iter().any(|c| !c.untrusted.is_empty());
     match agreed(&clusters) {
         Ok(record) => Ok(record.clone()),
         Err(problems) => {
@@ -208,12 +263,20 @@ async fn source_revision(
             for cluster in &clusters {
                 table.push_record(cluster.row());
             }
-            Err(crate::Error::Refused(format!(
+            let message = format!(
                 "promote {name} from {}: refused, nothing changed:\n{}\n  {}",
                 source.environment.name,
                 crate::output::table_text(table.build()),
                 problems.join("\n  ")
-            )))
+            );
+            Err(if untrusted {
+                crate::Error::Untrusted(format!(
+                    "{message}\n(a record that does not verify was changed after flotilla wrote it, or, unsigned, was written before vault.record_key was set: deploy the release to {} again to write a record that verifies)",
+                    source.environment.name
+                ))
+            } else {
+                crate::Error::Refused(message)
+            })
         }
     }
 }

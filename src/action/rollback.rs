@@ -17,7 +17,10 @@ use crate::engine::{render_recorded, Capabilities, Chart, ClusterFacts, ReleaseI
 use crate::ops::restore::objects_to_apply;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
-use crate::release::{EnvironmentHistory, NextRun, NoRollback};
+use crate::release::{
+    check_record, content_digest_problem, describe_record, EnvironmentHistory, NextRun, NoRollback,
+    RecordKey,
+};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::kube_steps::{revision_ref, RollbackCluster, RollbackSteps};
 use crate::rollout::prepare::{connect_each, Connected};
@@ -52,6 +55,9 @@ pub struct RollbackOptions {
     pub namespace: Option<String>,
     /// Where the run's summary goes for CI (`--summary`, `--junit`).
     pub report_files: crate::rollout::summary::ReportFiles,
+    /// Use records whose MAC cannot be checked (Vault down) or does not verify, with a
+    /// warning naming them; their digests and Vault paths are still checked.
+    pub trust_records: bool,
     pub output: OutputFormat,
 }
 
@@ -102,6 +108,27 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             unreadable.join("\n  ")
         )));
     }
+    // Without --to, the target is chosen by comparing the records' content digests:
+    // each must be the digest of its record's content.
+    if args.to.is_none() {
+        let forged: Vec<String> = connected
+            .iter()
+            .flat_map(|c| {
+                let context = &c.cluster.context;
+                c.history.records().iter().filter_map(move |r| {
+                    let problem = content_digest_problem(r)?;
+                    Some(format!("{}: {problem}", describe_record(r, context)))
+                })
+            })
+            .collect();
+        if !forged.is_empty() {
+            return Err(crate::Error::Untrusted(format!(
+                "rollback {name} in {}: refused, nothing changed: the target is chosen by comparing the records' content digests, and a record does not verify:\n  {}\n(name the target with --to DEPLOYMENT_ID; its records are checked then)",
+                selected.plan.environment,
+                forged.join("\n  ")
+            )));
+        }
+    }
     // One target for the whole environment, then each cluster's own revision of it.
     let decided = EnvironmentHistory::new(
         connected
@@ -147,6 +174,29 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             Some((found, to))
         })
         .collect();
+    // Before a record's content or Vault plan is used: its digests, its Vault paths and
+    // (not for --dry-run, which reads no Vault) its MAC. The key also signs the
+    // restores this run records.
+    let key = if args.dry_run {
+        None
+    } else {
+        key_for_rollback(&selected.env, &namespace, args.trust_records).await?
+    };
+    check_targets(
+        &selected.env,
+        release.as_ref(),
+        &targets,
+        key.as_deref(),
+        args.trust_records || args.dry_run,
+    )
+    .map_err(|problems| {
+        crate::Error::Untrusted(format!(
+            "rollback {name} in {} to deployment {target}: refused, nothing changed: a record it would use does not verify:\n  {}\n{}",
+            selected.plan.environment,
+            problems.join("\n  "),
+            TRUST_HINT
+        ))
+    })?;
     if args.dry_run {
         return print_plan(&target, &targets, args.output);
     }
@@ -193,6 +243,8 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     options.targets = selected.plan.contexts();
     options.history_keep = keep;
     options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
+    options.record_key = key;
+    options.trust_records = args.trust_records;
     let run_id = crate::rollout::new_deployment_id();
     let steps = RollbackSteps {
         clusters,
@@ -278,6 +330,123 @@ enum Identified {
     /// The descriptor does not load and no `--namespace` was given: its namespace is
     /// where its records are.
     Unloadable { name: String, error: String },
+}
+
+/// What a refusal says an operator may do about it.
+const TRUST_HINT: &str = "(a digest or a Vault path that does not verify means the record was changed after flotilla wrote it: find out who may write Secrets in the namespace. A MAC that is missing or does not verify, and only that, is accepted with --trust-records, with a warning: records written before vault.record_key was set, or with a key rotated since)";
+
+/// The environment's record key for a rollback: `None` when it names none (said once),
+/// or when it cannot be read and the operator said `--trust-records` (said too: the
+/// records are then used unchecked and this rollback's own are written unsigned).
+/// Otherwise a key that cannot be read refuses the rollback, nothing changed (exit 3).
+async fn key_for_rollback(
+    env: &LoadedEnvironment,
+    namespace: &str,
+    trust_records: bool,
+) -> Result<Option<std::sync::Arc<RecordKey>>> {
+    let named = env
+        .environment
+        .vault
+        .as_ref()
+        .is_some_and(|v| v.record_key.is_some());
+    if !named {
+        super::promote::warn_unsigned(env, namespace);
+        return Ok(None);
+    }
+    match super::promote::record_key(env).await {
+        Ok(key) => Ok(key),
+        Err(err) if trust_records => {
+            crate::output::eprint_line(&format!(
+                "warning: {err}; --trust-records: the records' MACs are not checked (their digests and Vault paths are), and this rollback's own records are written unsigned"
+            ));
+            Ok(None)
+        }
+        Err(err) => Err(crate::Error::Untrusted(format!(
+            "rollback in {}: refused, nothing changed: the records cannot be checked: {err}\n(with Vault down, --trust-records rolls back from the records as they are: their digests and Vault paths are still checked, their MACs are not, and this rollback's own records are written unsigned)",
+            env.environment.name
+        ))),
+    }
+}
+
+/// Every target record checked before it is used, one line per problem naming the
+/// record and its cluster: its digests recomputed from its content; its MAC with `key`
+/// (a warning instead with `trust_records`, which `--dry-run` implies: it reads no
+/// Vault); each Vault path it reads, as the
+/// descriptor's paths are checked (inside the KV mount, no `.` or `..`), and, when the
+/// descriptor loads, one its mappings give that cluster (a signed record may read a
+/// path the mappings no longer give: said, not refused).
+fn check_targets(
+    env: &LoadedEnvironment,
+    release: Option<&LoadedRelease>,
+    targets: &[(Connected, RevisionRef)],
+    key: Option<&RecordKey>,
+    trust_records: bool,
+) -> std::result::Result<(), Vec<String>> {
+    let mappings = release.and_then(|release| {
+        SecretPlan::build(release, env)
+            .map_err(|err| {
+                tracing::warn!("the release's mappings do not load, recorded Vault paths are checked against the mount only: {err}")
+            })
+            .ok()
+    });
+    let kv = env.environment.vault.as_ref().map(|v| &v.kv);
+    let mut problems = Vec::new();
+    for (connected, to) in targets {
+        let Some(record) = connected.history.get(to.revision) else {
+            continue;
+        };
+        let context = &connected.cluster.context;
+        let what = describe_record(record, context);
+        let trust = check_record(record, context, key);
+        problems.extend(trust.content.iter().map(|p| format!("{what}: {p}")));
+        match &trust.signature {
+            Some(problem) if trust_records => crate::output::eprint_line(&format!(
+                "warning: {what}: {problem}; used as it is (--trust-records)"
+            )),
+            Some(problem) => problems.push(format!("{what}: {problem}")),
+            None => {}
+        }
+        // Signed, or (--trust-records, --dry-run) taken as such.
+        let signed = trust.signature.is_none() && (key.is_some() || trust_records);
+        for secret in record.source.iter().flat_map(|s| &s.secrets) {
+            let named = format!("{what}: secret {}", secret.secret_id);
+            if let Some(kv) = kv {
+                if let Err(problem) = crate::vault::check_recorded_path(
+                    &secret.path,
+                    &secret.relative,
+                    kv,
+                    &env.environment.name,
+                ) {
+                    problems.push(format!("{named}: {problem}"));
+                    continue;
+                }
+            }
+            let Some(plan) = &mappings else { continue };
+            let mut given: Vec<&str> = plan.for_context(context).map(|e| e.path.as_str()).collect();
+            if given.contains(&secret.path.as_str()) {
+                continue;
+            }
+            given.sort_unstable();
+            given.dedup();
+            let problem = format!(
+                "{named} is read from {:?}, which the release's mappings never give cluster {context} (they give {})",
+                secret.path,
+                if given.is_empty() { "no path".to_owned() } else { given.join(", ") }
+            );
+            if signed {
+                crate::output::eprint_line(&format!(
+                    "warning: {problem}; read as recorded, since the record is signed"
+                ));
+            } else {
+                problems.push(problem);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// The release's name and namespace, and its descriptor when it loads. A rollback
@@ -471,6 +640,7 @@ async fn refresh(
         release: name.to_owned(),
         environment: env.environment.name.clone(),
         kv: env.environment.vault.as_ref().map(|v| v.kv.clone()),
+        record_key: None,
         entries: recorded
             .iter()
             .filter_map(|(c, r)| Some((c, r.source.as_ref()?)))

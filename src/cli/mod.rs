@@ -295,6 +295,11 @@ pub struct RollbackArgs {
     /// release's descriptor does not load (the bad commit of an incident).
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Go on when the records' MACs cannot be checked (Vault down: the record key
+    /// cannot be read) or a MAC is missing or does not verify, with a warning naming
+    /// each record; their digests and Vault paths are still checked.
+    #[arg(long)]
+    pub trust_records: bool,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
@@ -677,6 +682,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 dry_run: args.dry_run,
                 namespace: args.namespace,
                 report_files: args.report_files.into(),
+                trust_records: args.trust_records,
                 output: args.output,
             };
             action::rollback::run(root, &opts).await

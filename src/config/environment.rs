@@ -111,6 +111,32 @@ pub struct VaultConfig {
     #[serde(default)]
     pub auth: VaultAuth,
     pub kv: KvConfig,
+    /// Where the key of this environment's record MACs is kept: a secret under `kv`'s
+    /// mount that the deployers (CI, on-call) may read and whoever may write Secrets
+    /// in a release's namespace may not. Every record written here is signed with it,
+    /// and `promote` and `rollback` refuse a record whose MAC does not verify. Without
+    /// it records are not signed (their digests are still checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_key: Option<RecordKeyRef>,
+}
+
+/// `vault.record_key`: one key of one secret in the environment's KV mount.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordKeyRef {
+    /// The secret's path, mount included, no template: `kv/flotilla/prod/record-key`.
+    #[schemars(regex(pattern = super::schema::RECORD_KEY_PATH))]
+    pub path: String,
+    /// The key in that secret whose value (a long random string) is the HMAC key.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+impl RecordKeyRef {
+    /// `kv/flotilla/prod/record-key#hmac`, for messages.
+    pub fn origin(&self) -> String {
+        format!("{}#{}", self.path, self.key)
+    }
 }
 
 /// How flotilla logs in to Vault.

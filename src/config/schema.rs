@@ -17,6 +17,9 @@ pub(crate) const IMAGE_TAG: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
 pub(crate) const SECRET_ID: &str = "^[A-Za-z0-9_-]+$";
 /// Starts with the KV mount, not with `/`.
 pub(crate) const VAULT_PATH: &str = "^[^/]";
+/// `vault.record_key.path`: one plain path (no template, no whitespace), starting with
+/// the KV mount.
+pub(crate) const RECORD_KEY_PATH: &str = r"^[^/{}\s][^{}\s]*$";
 /// `90s`, `5m`, `1h30m`: humantime's units after numbers.
 pub(crate) const DURATION: &str = r"^\s*[0-9]+\s*[a-zA-Zµ]+(\s*[0-9]+\s*[a-zA-Zµ]+)*\s*$";
 /// A URL with a scheme: `https://vault.example:8200`.

@@ -7,7 +7,7 @@
 use super::yaml::{line_of, FieldPath};
 use super::{
     ConfigError, Environment, KvConfig, LoadedEnvironment, LoadedRelease, NotifyTarget,
-    ReleaseDescriptor, VaultAuth, DEFAULT_CONTEXT,
+    RecordKeyRef, ReleaseDescriptor, VaultAuth, VaultConfig, DEFAULT_CONTEXT,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -216,6 +216,9 @@ pub(crate) fn check_environment(
         }
         check_kv(&mut problems, &at.key("kv"), &vault.kv);
         check_auth(&mut problems, &at.key("auth"), &vault.auth);
+        if let Some(record_key) = &vault.record_key {
+            check_record_key(&mut problems, &at.key("record_key"), record_key, vault, env);
+        }
     }
 
     let rollout = root.key("rollout");
@@ -287,6 +290,42 @@ pub(crate) fn check_environment(
         }
     }
     problems.finish()
+}
+
+/// `vault.record_key`: a plain path (no template: one key for the environment) inside
+/// the KV mount, and a key.
+fn check_record_key(
+    problems: &mut Problems,
+    at: &FieldPath,
+    record_key: &RecordKeyRef,
+    vault: &VaultConfig,
+    env: &Environment,
+) {
+    let path = &record_key.path;
+    if path.trim().is_empty() {
+        problems.add(&at.key("path"), "must not be empty");
+    } else if path.contains("{{") || path.contains("}}") {
+        problems.add(
+            &at.key("path"),
+            format!("{path:?} is a template; write the one path of the environment's key, as in \"{}/flotilla/{}/record-key\"", vault.kv.mount, env.name),
+        );
+    } else if let Some(message) = kv_path_problem(path, &vault.kv, &env.name) {
+        problems.add(&at.key("path"), message);
+    } else if let Some(c) = path
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "*+?#%\"\\".contains(*c))
+    {
+        problems.add(
+            &at.key("path"),
+            format!("{path:?}: a Vault path or policy would misread its {c:?}"),
+        );
+    }
+    if record_key.key.trim().is_empty() {
+        problems.add(
+            &at.key("key"),
+            "must not be empty; name the key of the secret that holds the HMAC key, as in `hmac`",
+        );
+    }
 }
 
 fn check_kv(problems: &mut Problems, at: &FieldPath, kv: &KvConfig) {
@@ -770,33 +809,8 @@ pub fn check_release_for_environment<'a>(
             match source.vault_path_for(cluster) {
                 Err(message) => note(src.key("vaultPath"), message, context),
                 Ok(path) => {
-                    let inside = path
-                        .strip_prefix(kv.mount.as_str())
-                        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
-                    if !inside {
-                        note(
-                            src.key("vaultPath"),
-                            format!(
-                                "the path is {path:?}, which is not under the KV mount {:?} of environment {:?}; start it with \"{}/\"",
-                                kv.mount, environment.name, kv.mount
-                            ),
-                            context,
-                        );
-                    } else if kv.version == 2 && kv_v2_api_path(&path, &kv.mount) {
-                        note(
-                            src.key("vaultPath"),
-                            format!(
-                                "the path is {path:?}: with KV v2 write the secret's path without data/ or metadata/ (flotilla adds it), as in \"{}/app/db\"",
-                                kv.mount
-                            ),
-                            context,
-                        );
-                    } else if path.contains("//") || path.ends_with('/') {
-                        note(
-                            src.key("vaultPath"),
-                            format!("the path is {path:?}, which has an empty segment (an empty global?)"),
-                            context,
-                        );
+                    if let Some(message) = kv_path_problem(&path, kv, &environment.name) {
+                        note(src.key("vaultPath"), message, context);
                     }
                 }
             }
@@ -810,6 +824,41 @@ pub fn check_release_for_environment<'a>(
         problems.add(&path, format!("{whom}: {message}"));
     }
     problems.finish()
+}
+
+/// What is wrong with `path` (rendered, mount included) as the path of a secret in the
+/// KV mount `kv` of `environment`: outside the mount, a `.` or `..` segment, the HTTP
+/// API path of a KV v2 secret, an empty segment. The one check of every Vault path
+/// flotilla reads: the descriptor's mappings, the paths a record says it read, and
+/// `vault.record_key`.
+pub fn kv_path_problem(path: &str, kv: &KvConfig, environment: &str) -> Option<String> {
+    let inside = path
+        .strip_prefix(kv.mount.as_str())
+        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
+    if !inside {
+        Some(format!(
+            "the path is {path:?}, which is not under the KV mount {:?} of environment {environment:?}; start it with \"{}/\"",
+            kv.mount, kv.mount
+        ))
+    } else if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        Some(format!(
+            "the path is {path:?}, which has a `.` or `..` segment: a path names one secret under the mount, never a way out of it"
+        ))
+    } else if kv.version == 2 && kv_v2_api_path(path, &kv.mount) {
+        Some(format!(
+            "the path is {path:?}: with KV v2 write the secret's path without data/ or metadata/ (flotilla adds it), as in \"{}/app/db\"",
+            kv.mount
+        ))
+    } else if path.contains("//") || path.ends_with('/') {
+        Some(format!(
+            "the path is {path:?}, which has an empty segment (an empty global?)"
+        ))
+    } else {
+        None
+    }
 }
 
 /// `kv/data/...` or `kv/metadata/...`: the HTTP API path of a KV v2 secret rather than

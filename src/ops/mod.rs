@@ -73,6 +73,13 @@ pub struct RunOptions {
     pub audit: Option<crate::release::Audit>,
     /// Recorded by each deploy of a run asked to stop after a wave (`--until-wave`).
     pub until_wave: Option<crate::release::UntilWave>,
+    /// The environment's record key (`vault.record_key`): every record the run writes
+    /// is signed with it. `None`: the environment names none (or a rollback could not
+    /// read it and was told to go on with `--trust-records`).
+    pub record_key: Option<std::sync::Arc<crate::release::RecordKey>>,
+    /// `rollback --trust-records`: a restore does not check the MAC of the record it
+    /// goes back to (its digests still).
+    pub trust_records: bool,
 }
 
 impl RunOptions {
@@ -93,6 +100,8 @@ impl RunOptions {
             targets: Vec::new(),
             audit: None,
             until_wave: None,
+            record_key: None,
+            trust_records: false,
         }
     }
 }

@@ -222,6 +222,11 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
     apply_opts.deployment_id = scope.deployment_id.to_owned();
 
     let mut record = pending_record(scope, &desired, &history, opts);
+    // Signed once, as written: what later writes change of it (status, timestamps,
+    // notes, object identities) is not covered by the MAC.
+    if let Some(key) = &opts.record_key {
+        record.mac = key.sign(&record, cluster.context());
+    }
     // The identities first, so that a run killed during apply leaves a pending record
     // that knows what it may have created.
     let mut kept_live = Vec::new();
@@ -442,6 +447,7 @@ fn pending_record(
         host: crate::cluster::lock_host(),
         description: String::new(),
         audit: opts.audit.clone(),
+        mac: String::new(),
     }
 }
 

@@ -104,7 +104,7 @@ fn shown(values: &Value) -> String {
 
 /// `value` with every map's keys in sorted order (serde_json keeps insertion order
 /// here), so that equal content serialises to equal bytes.
-fn canonical(value: &Value) -> Value {
+pub(super) fn canonical(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
             let sorted: BTreeMap<&String, Value> =

@@ -9,6 +9,7 @@ mod environment;
 mod history;
 mod promotion;
 mod record;
+mod trust;
 
 pub use crate::redact::{is_secret, redact_manifest};
 pub use artifact::{Artifact, Promotion};
@@ -21,6 +22,7 @@ pub use record::{
     content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, ReleaseRecord,
     RevisionSource, SecretSource, Status, UntilWave,
 };
+pub use trust::{check_record, content_digest_problem, describe_record, RecordKey, RecordTrust};
 
 /// Record fixtures for the unit tests of every layer that reads records.
 #[cfg(test)]
@@ -59,6 +61,7 @@ pub(crate) mod tests_support {
             host: "h".into(),
             description: String::new(),
             audit: None,
+            mac: String::new(),
         }
     }
 }

@@ -16,6 +16,10 @@ pub struct SourceCluster {
     pub latest: Result<Option<ReleaseRecord>, String>,
     /// The release's objects that are not healthy now (`Deployment/web progressing`).
     pub unhealthy: Vec<String>,
+    /// Why its latest record may not be used ([`check_record`](super::check_record)):
+    /// digests that do not match its content, a MAC that does not verify. Each line
+    /// names the record and the cluster.
+    pub untrusted: Vec<String>,
 }
 
 impl SourceCluster {
@@ -49,6 +53,9 @@ impl SourceCluster {
     /// Why this cluster cannot be promoted from, if it cannot.
     fn problem(&self) -> Option<String> {
         let context = &self.context;
+        if !self.untrusted.is_empty() {
+            return Some(self.untrusted.join("\n  "));
+        }
         match &self.latest {
             Err(why) => Some(format!("{context}: {why}")),
             Ok(None) => Some(format!("{context}: not installed")),
@@ -104,11 +111,16 @@ impl History {
     /// The longest time this cluster ran the artifact `digest` healthy in one stretch,
     /// as of `now`: from when a revision of it was recorded healthy to now (still
     /// deployed) or to when a later deploy superseded it. A revision rolled back (undone
-    /// on purpose) or never healthy does not count.
+    /// on purpose) or never healthy does not count. A revision runs the artifact whose
+    /// digest its recorded chart and values hash to, whatever digest it claims.
     pub fn soaked(&self, digest: &str, now: DateTime<Utc>) -> Option<Duration> {
         self.records()
             .iter()
-            .filter(|r| !digest.is_empty() && r.artifact_digest() == digest)
+            .filter(|r| {
+                !digest.is_empty()
+                    && r.artifact_digest() == digest
+                    && r.artifact().is_some_and(|a| a.digest() == digest)
+            })
             .filter_map(|r| {
                 let since = r.healthy_at?;
                 let until = match r.status {
@@ -168,7 +180,20 @@ mod tests {
             context: context.into(),
             latest: Ok(Some(r)),
             unhealthy: Vec::new(),
+            untrusted: Vec::new(),
         }
+    }
+
+    /// `r` running a real artifact made of `text`, its digest recorded as computed.
+    fn running(mut r: ReleaseRecord, text: &str) -> ReleaseRecord {
+        r.source = Some(RevisionSource {
+            chart: [("templates/a.yaml".to_owned(), text.to_owned())].into(),
+            values: Some(serde_json::json!({})),
+            ..RevisionSource::default()
+        });
+        let digest = r.artifact().unwrap().digest();
+        r.source.as_mut().unwrap().artifact = digest;
+        r
     }
 
     #[test]
@@ -229,6 +254,13 @@ mod tests {
                 source("b", record(1, "d1", Status::Deployed)),
                 "b: revision 1 was recorded before flotilla kept its artifact",
             ),
+            (
+                SourceCluster {
+                    untrusted: vec!["b: revision 1 of hello (deployment d1) in cluster b: its artifact digest says x".into()],
+                    ..source("b", good())
+                },
+                "b: revision 1 of hello (deployment d1) in cluster b: its artifact digest",
+            ),
         ];
         for (other, expected) in cases {
             let clusters = [source("a", good()), other];
@@ -246,17 +278,24 @@ mod tests {
     fn soak_counts_healthy_stretches_of_the_artifact_only() {
         let now = Utc::now();
         let minutes = |m: i64| now - chrono::Duration::minutes(m);
-        let mut old = with_artifact(record(1, "d1", Status::Superseded), "x");
+        let mut old = running(record(1, "d1", Status::Superseded), "x");
         old.healthy_at = Some(minutes(60));
         old.updated = minutes(45);
-        let mut rolled = with_artifact(record(2, "d2", Status::RolledBack), "x");
+        let mut rolled = running(record(2, "d2", Status::RolledBack), "x");
         rolled.healthy_at = Some(minutes(44));
         rolled.updated = minutes(1);
-        let mut now_on = with_artifact(record(3, "d3", Status::Deployed), "y");
+        let mut now_on = running(record(3, "d3", Status::Deployed), "y");
         now_on.healthy_at = Some(minutes(5));
-        let history = History::new(vec![old, rolled, now_on]);
-        assert_eq!(history.soaked("x", now), Some(Duration::from_secs(15 * 60)));
-        assert_eq!(history.soaked("y", now), Some(Duration::from_secs(5 * 60)));
+        let x = old.artifact_digest().to_owned();
+        let y = now_on.artifact_digest().to_owned();
+        // A record that claims artifact x while its chart is another: it never ran x.
+        let mut forged = running(record(4, "d4", Status::Superseded), "forged");
+        forged.source.as_mut().unwrap().artifact = x.clone();
+        forged.healthy_at = Some(minutes(600));
+        forged.updated = minutes(2);
+        let history = History::new(vec![forged, old, rolled, now_on]);
+        assert_eq!(history.soaked(&x, now), Some(Duration::from_secs(15 * 60)));
+        assert_eq!(history.soaked(&y, now), Some(Duration::from_secs(5 * 60)));
         assert_eq!(history.soaked("z", now), None);
         assert_eq!(history.soaked("", now), None);
     }

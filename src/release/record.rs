@@ -269,6 +269,13 @@ pub struct ReleaseRecord {
     /// this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<Audit>,
+    /// `hmac-sha256:<hex>`: the keyed digest of what the record renders, reads and
+    /// applies, made with the environment's `vault.record_key`
+    /// ([`RecordKey`](super::RecordKey)), so that whoever may write Secrets in the
+    /// namespace but not read that key cannot forge a record. Empty when the
+    /// environment names no key, and in records written before this field.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
 }
 
 /// From where a run was made, besides `user` and `host`: the deployment repo's git

@@ -1144,6 +1144,7 @@ mod tests {
                 mount: "kv".to_string(),
                 version: 1,
             },
+            record_key: None,
         };
         let err = vault_address(
             &config,

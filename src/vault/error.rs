@@ -51,6 +51,14 @@ pub enum VaultError {
     #[error("{failed} of {total} secret mappings do not resolve (see the table above)")]
     CheckFailed { failed: usize, total: usize },
 
+    /// The key of the environment's record MACs (`vault.record_key`) could not be read.
+    #[error("the record key {origin} (vault.record_key in {}) could not be read: {problem}", file.display())]
+    RecordKey {
+        file: PathBuf,
+        origin: String,
+        problem: ReadProblem,
+    },
+
     /// Several independent problems (all bad mappings of a descriptor, say).
     #[error("{}", display_many(.0))]
     Many(Vec<VaultError>),

@@ -27,7 +27,7 @@ mod secret;
 
 pub use client::{api_path, SecretData, VaultEnv, VaultSession, DEFAULT_JWT_FILE};
 pub use error::{ReadProblem, SecretFailure, VaultError};
-pub use plan::{PlannedSecret, ReadKey, SecretPlan};
+pub use plan::{check_recorded_path, PlannedSecret, ReadKey, SecretPlan};
 pub use resolve::{check_failures, CheckRow, ResolvedSecrets, SecretReader, READ_CONCURRENCY};
 pub use secret::{SecretValue, REDACTED};
 
@@ -114,4 +114,56 @@ async fn read_plan(
     let reads = session.read_count();
     session.close().await;
     Ok((secrets?, reads))
+}
+
+/// The shortest record key accepted: a key shorter than this could be guessed.
+const RECORD_KEY_MIN: usize = 16;
+
+/// The key of `env`'s record MACs (`vault.record_key`), read from Vault in a session of
+/// its own; `None` when the environment names no key. The value is registered with the
+/// scrubber as every value read is.
+pub async fn read_record_key(
+    env: &LoadedEnvironment,
+    vars: &VaultEnv,
+) -> Result<Option<SecretValue>, VaultError> {
+    let Some(config) = env.environment.vault.as_ref() else {
+        return Ok(None);
+    };
+    let Some(record_key) = &config.record_key else {
+        return Ok(None);
+    };
+    let failed = |problem: ReadProblem| VaultError::RecordKey {
+        file: env.file.clone(),
+        origin: record_key.origin(),
+        problem,
+    };
+    // Validated with the environment: inside the mount.
+    let relative = record_key
+        .path
+        .strip_prefix(config.kv.mount.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(&record_key.path);
+    let session = VaultSession::connect(config, &env.file, vars)
+        .await
+        .map_err(|err| match err {
+            VaultError::Server { problem } => failed(problem),
+            other => other,
+        })?;
+    let answer = session
+        .read(relative, None)
+        .await
+        .and_then(|data| data.string(&record_key.key));
+    session.close().await;
+    let value = answer.map_err(failed)?;
+    if value.expose().len() < RECORD_KEY_MIN {
+        return Err(VaultError::Setting {
+            origin: format!("vault.record_key in {}", env.file.display()),
+            message: format!(
+                "the value at {} is {} characters; a record key needs {RECORD_KEY_MIN} or more (32 random bytes, base64, is usual)",
+                record_key.origin(),
+                value.expose().len()
+            ),
+        });
+    }
+    Ok(Some(value))
 }

@@ -48,6 +48,9 @@ pub struct SecretPlan {
     pub kv: Option<KvConfig>,
     /// In the environment's cluster order, then the descriptor's secret order.
     pub entries: Vec<PlannedSecret>,
+    /// The environment's `vault.record_key` path (mount included): read by every run
+    /// that writes or checks records, so part of the policy.
+    pub record_key: Option<String>,
 }
 
 impl SecretPlan {
@@ -69,6 +72,11 @@ impl SecretPlan {
             environment: environment.name.clone(),
             kv: environment.vault.as_ref().map(|v| v.kv.clone()),
             entries: Vec::new(),
+            record_key: environment
+                .vault
+                .as_ref()
+                .and_then(|v| v.record_key.as_ref())
+                .map(|k| k.path.clone()),
         };
         let Some(kv) = plan.kv.clone() else {
             // The config check allows no vault section only when nothing is mapped.
@@ -174,9 +182,20 @@ impl SecretPlan {
                 kv.mount.trim_matches('/')
             ));
         }
-        if self.entries.is_empty() {
+        if self.entries.is_empty() && self.record_key.is_none() {
             text.push_str("# The release maps no secrets: it needs no access to Vault.\n");
             return text;
+        }
+        if let Some(path) = &self.record_key {
+            let relative = path
+                .strip_prefix(kv.mount.as_str())
+                .map_or(path.as_str(), |rest| rest.trim_start_matches('/'));
+            text.push_str(&format!(
+                "\n# vault.record_key: every deploy and rollback signs its records with it, and\n\
+                 # promote and rollback check them. Whoever may write Secrets in the release's\n\
+                 # namespace must not be able to read it.\npath \"{}\" {{\n  capabilities = [\"read\"]\n}}\n",
+                api_path(kv, relative).replace('\\', "\\\\").replace('"', "\\\"")
+            ));
         }
         let mut paths: BTreeMap<String, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
         for entry in &self.entries {
@@ -200,6 +219,32 @@ impl SecretPlan {
         }
         text
     }
+}
+
+/// What is wrong with a path a record says a secret of it was read from, checked as the
+/// descriptor's paths are ([`kv_path_problem`](crate::config::kv_path_problem) and the
+/// characters of [`check_path`]): inside the environment's KV mount, `relative` that
+/// same path under it, no `.`, `..` or empty segment, nothing a read would misread.
+pub fn check_recorded_path(
+    path: &str,
+    relative: &str,
+    kv: &KvConfig,
+    environment: &str,
+) -> Result<(), String> {
+    if let Some(message) = crate::config::kv_path_problem(path, kv, environment) {
+        return Err(message);
+    }
+    check_path(path).map_err(|message| format!("the path {path:?} {message}"))?;
+    let under = path
+        .strip_prefix(kv.mount.as_str())
+        .and_then(|rest| rest.strip_prefix('/'));
+    if under != Some(relative) {
+        return Err(format!(
+            "the path {path:?} is read as {relative:?} under the mount {:?}, which is not that path",
+            kv.mount
+        ));
+    }
+    Ok(())
 }
 
 /// Characters that would change what a read or a policy means: `*` and `+` are policy
@@ -261,6 +306,7 @@ mod tests {
                         mount: "kv".to_string(),
                         version: kv_version,
                     },
+                    record_key: None,
                 }),
                 rollout: Default::default(),
                 promotion: None,
@@ -468,6 +514,65 @@ path \"kv/prod/app1/db-onprem\" {
 }
 ";
         pretty_assertions::assert_eq!(plan.policy(), expected);
+    }
+
+    #[test]
+    fn the_record_key_is_in_the_policy_even_of_a_release_without_secrets() {
+        let mut env = environment(2);
+        if let Some(vault) = env.environment.vault.as_mut() {
+            vault.record_key = Some(crate::config::RecordKeyRef {
+                path: "kv/flotilla/prod/record-key".into(),
+                key: "hmac".into(),
+            });
+        }
+        let plan = SecretPlan::build(&release(Vec::new()), &env).unwrap_or_else(|e| panic!("{e}"));
+        let policy = plan.policy();
+        assert!(
+            policy.contains(
+                "path \"kv/data/flotilla/prod/record-key\" {\n  capabilities = [\"read\"]\n}"
+            ) && !policy.contains("needs no access to Vault"),
+            "{policy}"
+        );
+    }
+
+    #[test]
+    fn recorded_paths_are_checked_as_descriptor_paths_are() {
+        let kv = KvConfig {
+            mount: "kv".into(),
+            version: 1,
+        };
+        assert_eq!(
+            check_recorded_path("kv/prod/app1/db", "prod/app1/db", &kv, "prod"),
+            Ok(())
+        );
+        for (path, relative, why) in [
+            ("secret/prod/db", "prod/db", "not under the KV mount \"kv\""),
+            (
+                "kv/../sys/raw/core/keyring",
+                "../sys/raw/core/keyring",
+                "`..` segment",
+            ),
+            ("kv/prod/./db", "prod/./db", "`..` segment"),
+            ("kv/prod//db", "prod//db", "empty segment"),
+            ("kv/prod/*", "prod/*", "would misread"),
+            (
+                "kv/prod/app1/db",
+                "other-team/db",
+                "is read as \"other-team/db\"",
+            ),
+        ] {
+            let err = check_recorded_path(path, relative, &kv, "prod").unwrap_err();
+            assert!(err.contains(why), "{path}: {err}");
+        }
+        let kv2 = KvConfig {
+            mount: "kv".into(),
+            version: 2,
+        };
+        assert!(
+            check_recorded_path("kv/data/prod/db", "data/prod/db", &kv2, "prod")
+                .unwrap_err()
+                .contains("without data/")
+        );
     }
 
     #[test]

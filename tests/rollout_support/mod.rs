@@ -438,3 +438,124 @@ pub fn copy_of_this_repo(namespace: &str) -> tempfile::TempDir {
     .unwrap();
     dir
 }
+
+/// Signs the records of environment `env` of `repo`: a key of its own written to the
+/// fleet's Vault (under the repo's namespace, so tests never share one), named as
+/// `vault.record_key` in the environment file. Returns the key's value.
+pub fn sign_records(fleet: &Fleet, repo: &TestRepo, env: &str) -> String {
+    let path = format!("kv/flotilla/{}/{env}/record-key", repo.namespace);
+    let key = format!("record-key-{}-{env}-5b0e1d7c9a3f", repo.namespace);
+    let address = fleet.vault_addr();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        flotilla_fleet::vault::Api::new(&address, Some(fleet.vault_token()))
+            .call(
+                flotilla_fleet::vault::Method::PUT,
+                &path,
+                Some(serde_json::json!({ "hmac": key })),
+            )
+            .await
+            .unwrap();
+    });
+    let file = repo.root().join(format!("environments/{env}.yaml"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let kv = "  kv: { mount: kv, version: 1 }\n";
+    assert!(text.contains(kv), "{text}");
+    let text = text.replacen(
+        kv,
+        &format!("{kv}  record_key: {{ path: {path}, key: hmac }}\n"),
+        1,
+    );
+    std::fs::write(file, text).unwrap();
+    key
+}
+
+/// Rewrites a record of `hello` in `context` (revision `revision`, else the newest)
+/// as whoever may write Secrets in the release's namespace could (`kubectl get
+/// secret`, decode, edit, `kubectl replace`): its JSON, changed by `edit`. Returns the
+/// revision and the record as it was, to put back with `|r| *r = before.clone()`.
+pub fn tamper_record(
+    fleet: &Fleet,
+    repo: &TestRepo,
+    context: &str,
+    revision: Option<u32>,
+    edit: impl FnOnce(&mut Value),
+) -> (u32, Value) {
+    use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+    use k8s_openapi::api::core::v1::Secret;
+    use std::io::Write;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let api: kube::Api<Secret> =
+            kube::Api::namespaced(fleet.client(context).await, &repo.namespace);
+        let records = api
+            .list(
+                &kube::api::ListParams::default()
+                    .labels("flotilla.dev/release=hello,flotilla.dev/revision"),
+            )
+            .await
+            .unwrap();
+        let revision_of = |s: &Secret| -> u32 {
+            s.metadata.labels.as_ref().unwrap()["flotilla.dev/revision"]
+                .parse()
+                .unwrap()
+        };
+        let mut found = records
+            .items
+            .into_iter()
+            .filter(|s| revision.is_none_or(|r| revision_of(s) == r))
+            .max_by_key(revision_of)
+            .unwrap_or_else(|| panic!("{context}: no record {revision:?} of hello"));
+        let revision = revision_of(&found);
+        let data = found.data.as_mut().unwrap();
+        let mut json = Vec::new();
+        GzDecoder::new(data["release"].0.as_slice())
+            .read_to_end(&mut json)
+            .unwrap();
+        let before: Value = serde_json::from_slice(&json).unwrap();
+        let mut record = before.clone();
+        edit(&mut record);
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(&serde_json::to_vec(&record).unwrap()).unwrap();
+        data.insert(
+            "release".into(),
+            k8s_openapi::ByteString(gz.finish().unwrap()),
+        );
+        let name = found.metadata.name.clone().unwrap();
+        api.replace(&name, &Default::default(), &found)
+            .await
+            .unwrap();
+        (revision, before)
+    })
+}
+
+/// What a careful forger does after editing a record: its plain digests (content and
+/// artifact) computed again from what it now holds, so that they match.
+pub fn recompute_digests(record: &mut Value) {
+    let typed: flotilla::release::ReleaseRecord = serde_json::from_value(record.clone()).unwrap();
+    record["digest"] =
+        flotilla::release::content_digest(&typed.manifest, &typed.app_version, &typed.chart).into();
+    if let Some(artifact) = typed.artifact() {
+        record["source"]["artifact"] = artifact.digest().into();
+    }
+}
+
+/// A ClusterRoleBinding making user `intruder` cluster-admin, as a chart template: what
+/// a namespace writer adds to a record's chart to take the cluster. Named after the
+/// repo's namespace, so tests never see each other's.
+pub fn intruder_binding(repo: &TestRepo) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: intruder-{}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\nsubjects:\n  - apiGroup: rbac.authorization.k8s.io\n    kind: User\n    name: intruder\n",
+        repo.namespace
+    )
+}
+
+/// Whether the ClusterRoleBinding of [`intruder_binding`] exists in `context`.
+pub fn intruder_bound(fleet: &Fleet, repo: &TestRepo, context: &str) -> bool {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let api: kube::Api<ClusterRoleBinding> = kube::Api::all(fleet.client(context).await);
+        api.get_opt(&format!("intruder-{}", repo.namespace))
+            .await
+            .unwrap()
+            .is_some()
+    })
+}
