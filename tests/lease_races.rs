@@ -199,6 +199,12 @@ async fn a_renewal_slowed_past_its_deadline_stops_the_run_before_another_takes_o
 
     // A stopped on its own, saying it lost the lease, before B could take it.
     let a = a.unwrap();
+    assert!(
+        a_stopped < b_took_over,
+        "A stopped {:?} after B took its lease over: {:?}",
+        a_stopped - b_took_over,
+        a.error
+    );
     assert_eq!(
         a.status,
         Status::Pending,
@@ -208,11 +214,6 @@ async fn a_renewal_slowed_past_its_deadline_stops_the_run_before_another_takes_o
         panic!("A: {:?}", a.error);
     };
     assert!(message.contains("not renewed within"), "{message}");
-    assert!(
-        a_stopped < b_took_over,
-        "A stopped {:?} after B took its lease over",
-        a_stopped - b_took_over
-    );
     // B repaired A's pending record and deployed; nothing of A's was written after.
     let b = support::deployed(b.unwrap());
     assert_eq!((b.revision, b.repaired.clone()), (3, vec![2]));
