@@ -1,8 +1,9 @@
 //! Leases under races, on the shared fleet (each test in a namespace of its own): a
 //! holder whose renewals are slowed past the renew deadline (a delaying TCP proxy
 //! between it and the API server) stops before another run may take its lease over; a
-//! live holder in another PID namespace of this host is never taken over; a run refused
-//! by a lease leaves nothing created (no namespace, no checksum key).
+//! live holder in another PID namespace of this host is never taken over; a lease
+//! deleted under a run is lost at once; a run refused by a lease leaves nothing created
+//! (no namespace, no checksum key).
 
 mod rollout_support;
 mod support;
@@ -15,7 +16,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ObjectMeta, PostParams};
-use rollout_support::{command, describe, json, repo, run, spawn_command, TestRepo};
+use rollout_support::{
+    cluster_in, command, describe, json, repo, result_of, run, spawn_broken_deploy, spawn_command,
+    TestRepo,
+};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -403,4 +407,33 @@ async fn a_run_refused_by_a_lease_creates_no_namespace_and_no_checksum_key() {
         key.is_none(),
         "a refused run created the checksum key in {held}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_lease_deleted_under_a_run_is_lost_at_once_not_retried() {
+    let fleet = Fleet::shared();
+    let context = fleet.clusters()[0].clone();
+    let repo = repo(
+        "lease-deleted",
+        &[("prod", &[(context.as_str(), 0)])],
+        "60s",
+    );
+    rollout_support::deploy_ok(fleet, &repo, "prod", "v1");
+    let broken = spawn_broken_deploy(fleet, &repo, &context, &format!("[{context}] waiting"));
+    Api::<Lease>::namespaced(fleet.client(&context).await, &repo.namespace)
+        .delete("flotilla.hello", &Default::default())
+        .await
+        .unwrap();
+    let (out, log) = broken.finish();
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let report = json(&out);
+    // Not a transient error retried until the lease's duration ran out: lost at the
+    // next renewal, and the cluster put back (the lease taken again at once).
+    let error = cluster_in(&report, &context)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("was deleted"), "{error}");
+    assert_eq!(result_of(&report, &context), "rolled-back", "{report:#}");
 }
