@@ -3,7 +3,8 @@
 //! between it and the API server) stops before another run may take its lease over; a
 //! live holder in another PID namespace of this host is never taken over; a lease
 //! deleted under a run is lost at once; a run refused by a lease leaves nothing created
-//! (no namespace, no checksum key).
+//! (no namespace, no checksum key); a record write over another writer's change is
+//! refused by the API server (resourceVersion preconditions), never applied.
 
 mod rollout_support;
 mod support;
@@ -11,6 +12,7 @@ mod support;
 use flotilla::cluster::{load_kubeconfig, ClusterError, ClusterHandle, LockOptions};
 use flotilla::ops;
 use flotilla::release::Status;
+use flotilla::storage::{RecordStore, SecretStore};
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -436,4 +438,43 @@ async fn a_lease_deleted_under_a_run_is_lost_at_once_not_retried() {
         .to_owned();
     assert!(error.contains("was deleted"), "{error}");
     assert_eq!(result_of(&report, &context), "rolled-back", "{report:#}");
+}
+
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_record_write_over_another_writers_change_is_refused_never_applied() {
+    let t = support::cluster("record-race").await;
+    support::deployed(
+        ops::deploy(
+            &t.handle,
+            &support::rendered(&t.namespace, "1", 1, false),
+            "d1",
+            &support::run_options(),
+        )
+        .await
+        .unwrap(),
+    );
+    // Two writers read revision 1; the other one rewrites it first.
+    let ours = SecretStore::new(&t.handle, &t.namespace, "app1");
+    let theirs = SecretStore::new(&t.handle, &t.namespace, "app1");
+    let mut our_copy = ours.list().await.unwrap().remove(0);
+    let mut their_copy = theirs.list().await.unwrap().remove(0);
+    their_copy.description = "theirs".into();
+    theirs.update(&their_copy).await.unwrap();
+
+    our_copy.description = "ours".into();
+    for (what, refused) in [
+        ("update", ours.update(&our_copy).await),
+        ("delete", ours.delete(1).await),
+        ("create", ours.create(&our_copy).await),
+    ] {
+        let err = refused.expect_err(what);
+        assert!(
+            matches!(err, ClusterError::LockLost { .. }) && err.to_string().contains("revision 1"),
+            "{what}: {err}"
+        );
+    }
+    let now = theirs.list().await.unwrap();
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].description, "theirs", "never overwritten");
 }
