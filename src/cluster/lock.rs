@@ -1,13 +1,24 @@
 //! The per-release, per-cluster lock: a `coordination.k8s.io/v1` Lease named
 //! `flotilla.<release>` in the release namespace, renewed while held.
 //!
-//! A dead run never blocks the next one:
-//! - the holder identity is unique per run: `user@host pid N run R` (R random);
-//! - a holder on this host whose process is gone is taken over at once;
+//! A dead run never blocks the next one, and a live one is never taken over:
+//! - the holder identity is unique per run: `user@host pid N run R`, then what proves
+//!   the process dead to another of its host: `boot B pidns P start S`;
+//! - a holder is taken over at once only with that proof: same host, same boot id, same
+//!   PID namespace, and its pid absent (in a `/proc` that hides no pid), a zombie, or
+//!   another process (its start time differs). A `/proc` that cannot be read
+//!   (`hidepid`, another PID namespace on the same hostname: CI runners, `hostNetwork`
+//!   pods) proves nothing, and a holder written by older flotilla (no proof fields) is
+//!   judged by expiry only;
 //! - otherwise the lease is stale once its `resourceVersion` (so its `renewTime`) has
-//!   not changed for its `leaseDurationSeconds`, **as observed on this process's
-//!   monotonic clock** (client-go's leader election: another host's wall clock is never
-//!   compared with ours);
+//!   not changed for its `leaseDurationSeconds` (ours when it has none, so never at
+//!   first sight), **as observed on this process's monotonic clock** (client-go's
+//!   leader election: another host's wall clock is never compared with ours);
+//! - the holder stops before a peer may take over: it renews every third of the
+//!   duration, each attempt bounded by what is left of the renew deadline (two thirds of
+//!   the duration, counted from the sending of the last renewal that succeeded), and
+//!   declares the lease lost once that deadline passes, or at once when the lease was
+//!   taken or deleted ([`Lock::lost`]);
 //! - a run that finds the lease held waits, saying who holds it and for how long it
 //!   will wait, up to [`LockOptions::wait`], then takes over or refuses naming the
 //!   holder.
@@ -58,14 +69,25 @@ impl LockOptions {
     }
 }
 
-/// `user@host pid N run R`: unique per run (R is random per process).
+/// `user@host pid N run R`, then what proves this process dead to another of this
+/// host when it is: `boot B pidns P start S` (the kernel's boot id, the PID namespace,
+/// the process's start time in clock ticks since boot). Unique per run (R is random per
+/// process). A reader that knows only `user@host pid N` (older flotilla) still finds
+/// them first; each proof field is left out when this process cannot read it.
 pub fn holder_identity() -> String {
-    format!(
+    let mut identity = format!(
         "{} pid {} run {}",
         user_at_host(),
         std::process::id(),
         run_id()
-    )
+    );
+    if let Some(proof) = ProcessProof::of_this_process() {
+        identity.push_str(&format!(
+            " boot {} pidns {} start {}",
+            proof.boot, proof.pidns, proof.start
+        ));
+    }
+    identity
 }
 
 /// Random per process: tells apart two runs whose pid is the same (pid reuse, containers).
@@ -101,43 +123,193 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-/// The host and pid of a holder identity `user@host pid N ...`, when it has them.
-fn holder_host_pid(holder: &str) -> Option<(&str, u32)> {
+/// A holder identity as written by [`holder_identity`] (or by older flotilla, without
+/// the proof fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Holder<'a> {
+    host: &'a str,
+    pid: u32,
+    /// `None` in identities written before the proof fields.
+    proof: Option<ProcessProof>,
+}
+
+/// What tells a process of this host apart from every other, then and later: the boot
+/// (a reboot reuses pids), the PID namespace (another one on the same hostname has pids
+/// of its own: CI runners, `hostNetwork` pods) and the start time (a pid is reused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProcessProof {
+    boot: String,
+    pidns: String,
+    start: u64,
+}
+
+impl ProcessProof {
+    /// This process's, when `/proc` is this process's own (its PID namespace mounted
+    /// there, as `/proc/self/stat` naming our pid shows) and readable.
+    fn of_this_process() -> Option<ProcessProof> {
+        static PROOF: OnceLock<Option<ProcessProof>> = OnceLock::new();
+        PROOF
+            .get_or_init(|| {
+                let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+                let pidns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+                let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+                let (pid, _, start) = parse_stat(&stat)?;
+                let pidns = pid_namespace(&pidns.to_string_lossy())?;
+                (pid == std::process::id()).then(|| ProcessProof {
+                    boot: boot.trim().to_owned(),
+                    pidns,
+                    start,
+                })
+            })
+            .clone()
+    }
+}
+
+/// `pid:[4026531836]` → `4026531836`.
+fn pid_namespace(link: &str) -> Option<String> {
+    let inode = link.strip_prefix("pid:[")?.strip_suffix(']')?;
+    (!inode.is_empty() && inode.bytes().all(|b| b.is_ascii_digit())).then(|| inode.to_owned())
+}
+
+/// `/proc/PID/stat`: its pid, state and start time (field 22). The command name may
+/// hold spaces and parentheses: the fields after it start at the last `)`.
+fn parse_stat(stat: &str) -> Option<(u32, char, u64)> {
+    let pid = stat.split_whitespace().next()?.parse().ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (the state).
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(22 - 3)?.parse().ok()?;
+    Some((pid, state, start))
+}
+
+/// Reads a holder identity: `user@host pid N`, then `key value` pairs in any order
+/// (`run`, and `boot`, `pidns`, `start` together or not at all).
+fn parse_holder(holder: &str) -> Option<Holder<'_>> {
     let mut words = holder.split_whitespace();
     let host = words.next()?.rsplit_once('@')?.1;
     if words.next()? != "pid" {
         return None;
     }
     let pid = words.next()?.parse().ok()?;
-    Some((host, pid))
+    let (mut boot, mut pidns, mut start) = (None, None, None);
+    while let (Some(key), Some(value)) = (words.next(), words.next()) {
+        match key {
+            "boot" => boot = Some(value.to_owned()),
+            "pidns" => pidns = Some(value.to_owned()),
+            "start" => start = value.parse().ok(),
+            _ => {}
+        }
+    }
+    let proof = match (boot, pidns, start) {
+        (Some(boot), Some(pidns), Some(start)) => Some(ProcessProof { boot, pidns, start }),
+        _ => None,
+    };
+    Some(Holder { host, pid, proof })
 }
 
-/// Whether `holder` names a process of this host that no longer runs. Only answered
-/// where `/proc` shows processes (Linux); elsewhere a holder is never presumed dead and
-/// staleness decides.
-fn holder_is_dead_here(holder: &str) -> bool {
-    let Some((host, pid)) = holder_host_pid(holder) else {
+/// What `/proc/PID/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// It runs (or sleeps), started at this many ticks after boot.
+    Running { start: u64 },
+    /// It exited and waits for its parent to reap it (zombie), or is being reaped.
+    Exited,
+    /// No such process in this `/proc` (`ENOENT`).
+    Absent,
+    /// Anything else: denied, hidden, unparsable. Proves nothing.
+    Unreadable,
+}
+
+fn probe(pid: u32) -> Probe {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => match parse_stat(&stat) {
+            Some((_, 'Z' | 'X', _)) => Probe::Exited,
+            Some((_, _, start)) => Probe::Running { start },
+            None => Probe::Unreadable,
+        },
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Probe::Absent,
+        Err(_) => Probe::Unreadable,
+    }
+}
+
+/// Whether `/proc` hides other users' processes (`hidepid`): a missing `/proc/PID` then
+/// proves nothing.
+fn proc_hides_pids() -> bool {
+    static HIDES: OnceLock<bool> = OnceLock::new();
+    *HIDES.get_or_init(|| match std::fs::read_to_string("/proc/self/mountinfo") {
+        Ok(mounts) => mounts_hide_pids(&mounts),
+        // Cannot tell: presume hidden, so that nothing is judged dead from a missing entry.
+        Err(_) => true,
+    })
+}
+
+/// Whether the `proc` mount at `/proc` in a `mountinfo` has `hidepid` set.
+fn mounts_hide_pids(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        let Some((before, after)) = line.split_once(" - ") else {
+            return false;
+        };
+        let mount_point = before.split_whitespace().nth(4);
+        let mut after = after.split_whitespace();
+        let fs_type = after.next();
+        let options = after.nth(1).unwrap_or_default();
+        mount_point == Some("/proc")
+            && fs_type == Some("proc")
+            && options.split(',').any(|o| {
+                o.strip_prefix("hidepid=")
+                    .is_some_and(|v| v != "0" && v != "off")
+            })
+    })
+}
+
+/// This process, as it judges another of its host.
+struct Here<'a> {
+    host: &'a str,
+    pid: u32,
+    proof: Option<&'a ProcessProof>,
+    hides_pids: bool,
+}
+
+/// Whether `holder` is proved dead: a process of this host, of this boot and PID
+/// namespace (so its pid means the same here), that no longer runs (absent, a zombie,
+/// or its pid now another process's, by its start time). Anything short of that proof
+/// (an identity without the proof fields, another boot or namespace, a `/proc` that
+/// cannot be read or hides pids) is no proof: the lease's expiry decides.
+fn dead_by_proof(holder: &Holder<'_>, here: &Here<'_>, probe: impl Fn(u32) -> Probe) -> bool {
+    let (Some(theirs), Some(ours)) = (&holder.proof, here.proof) else {
         return false;
     };
-    if host != host_name() || pid == std::process::id() {
+    if holder.host != here.host || theirs.boot != ours.boot || theirs.pidns != ours.pidns {
         return false;
     }
-    process_is_gone(pid)
+    if holder.pid == here.pid {
+        // This very process is alive; a run of an earlier process with our pid is
+        // told apart by its start time.
+        return theirs.start != ours.start;
+    }
+    match probe(holder.pid) {
+        Probe::Exited => true,
+        Probe::Absent => !here.hides_pids,
+        Probe::Running { start } => start != theirs.start,
+        Probe::Unreadable => false,
+    }
 }
 
-fn process_is_gone(pid: u32) -> bool {
-    let proc = std::path::Path::new("/proc");
-    if !proc.join("self").exists() {
+/// Whether `holder` is a process of this host proved dead ([`dead_by_proof`]).
+fn holder_is_dead_here(holder: &str) -> bool {
+    let Some(holder) = parse_holder(holder) else {
         return false;
-    }
-    match std::fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
-        // `pid (comm) S ...`: a zombie has exited, it only waits for its parent.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-        Err(_) => true,
-    }
+    };
+    let host = host_name();
+    let proof = ProcessProof::of_this_process();
+    let here = Here {
+        host: &host,
+        pid: std::process::id(),
+        proof: proof.as_ref(),
+        hides_pids: proc_hides_pids(),
+    };
+    dead_by_proof(&holder, &here, probe)
 }
 
 /// When this process first saw each lease at its current resourceVersion: staleness
@@ -165,9 +337,9 @@ fn unchanged_for(context: &str, lease: &str, version: &str) -> Duration {
 }
 
 /// A held lock. Renewed in the background until [`Lock::release`]; if a renewal finds
-/// the lease taken by someone else, or no renewal succeeded for a whole lease duration
-/// (another run may have taken it since), [`Lock::lost`] is cancelled so the holder
-/// stops before its next apply, prune or record write.
+/// the lease taken by someone else or deleted, or no renewal succeeded within the renew
+/// deadline (before another run may take it), [`Lock::lost`] is cancelled so the holder
+/// stops its apply, prune or record write.
 pub struct Lock {
     api: Api<Lease>,
     name: String,
@@ -232,6 +404,9 @@ impl ClusterHandle {
         let started = Instant::now();
         let deadline = started + opts.wait;
         let mut announced = false;
+        // When the request that took the lease was sent: the server wrote its
+        // renewTime later, so a peer's count of its duration starts later still.
+        let mut sent;
         let took_over_from = loop {
             let current = api
                 .get_opt(&name)
@@ -255,6 +430,7 @@ impl ClusterHandle {
                     },
                     spec: Some(spec()),
                 };
+                sent = Instant::now();
                 match api.create(&PostParams::default(), &lease).await {
                     Ok(_) => break None,
                     // Someone created it between our read and our create: look again.
@@ -270,11 +446,7 @@ impl ClusterHandle {
                 .resource_version
                 .clone()
                 .unwrap_or_default();
-            let duration = Duration::from_secs(
-                held.lease_duration_seconds
-                    .and_then(|s| u64::try_from(s).ok())
-                    .unwrap_or(0),
-            );
+            let duration = held_for(held.lease_duration_seconds, opts.duration);
             let reason = if free {
                 None
             } else if holder_is_dead_here(&holder) {
@@ -314,6 +486,7 @@ impl ClusterHandle {
             current.spec = Some(spec());
             // The resourceVersion in `current` makes this a compare-and-swap: of two
             // runs taking over the same stale lease, one gets a 409 and looks again.
+            sent = Instant::now();
             match api.replace(&name, &PostParams::default(), &current).await {
                 Ok(_) => break reason,
                 Err(kube::Error::Api(status)) if status.code == 409 => continue,
@@ -326,7 +499,8 @@ impl ClusterHandle {
             api.clone(),
             name.clone(),
             opts.holder.clone(),
-            opts.duration,
+            Timing::of(opts.duration),
+            sent,
             lost.clone(),
             lost_why.clone(),
         ));
@@ -360,57 +534,139 @@ impl ClusterHandle {
     }
 }
 
+/// The lease's duration as its holder wrote it; one without a positive duration (an
+/// older or foreign writer) is judged on `ours`, never stale at first sight.
+fn held_for(seconds: Option<i32>, ours: Duration) -> Duration {
+    match seconds.and_then(|s| u64::try_from(s).ok()) {
+        Some(s) if s > 0 => Duration::from_secs(s),
+        _ => ours,
+    }
+}
+
+/// When a holder renews and when it gives up, as client-go's leader election
+/// (leaseDuration > renewDeadline > retryPeriod): a peer may take the lease over once it
+/// has seen it unchanged for `duration`, so the holder stops writing once no renewal
+/// has succeeded for `deadline`, well before that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Timing {
+    duration: Duration,
+    /// Since the sending of the last renewal that succeeded: past it, the lease is lost.
+    deadline: Duration,
+    /// Between a renewal that succeeded and the next one.
+    every: Duration,
+    /// Between a renewal that failed and the next attempt.
+    retry: Duration,
+}
+
+impl Timing {
+    fn of(duration: Duration) -> Timing {
+        let duration = duration.max(Duration::from_secs(1));
+        Timing {
+            duration,
+            // A third of the duration is left for what was in flight to land or be
+            // dropped, and for the two clocks' rates to differ.
+            deadline: duration * 2 / 3,
+            every: duration / 3,
+            retry: (duration / 15).max(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// What one renewal found.
+enum Renewal {
+    Renewed,
+    /// Another holder's name is in the lease.
+    TakenBy(String),
+    /// The lease is gone (deleted by hand, or by a peer's uninstall).
+    Deleted,
+    /// No answer in time, or an error worth another attempt.
+    Failed(String),
+}
+
+async fn renew_once(api: &Api<Lease>, name: &str, holder: &str, within: Duration) -> Renewal {
+    let attempt = async {
+        let mut lease = match api.get_opt(name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return Renewal::Deleted,
+            Err(err) => return Renewal::Failed(super::describe_kube_error(&err)),
+        };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        if spec.holder_identity.as_deref() != Some(holder) {
+            return Renewal::TakenBy(spec.holder_identity.clone().unwrap_or_default());
+        }
+        spec.renew_time = Some(now());
+        // Compare-and-swap: the resourceVersion read above.
+        match api.replace(name, &PostParams::default(), &lease).await {
+            Ok(_) => Renewal::Renewed,
+            Err(kube::Error::Api(status)) if status.code == 404 => Renewal::Deleted,
+            // Changed since the read (by a peer, or by a renewal of ours that landed
+            // late): the next attempt reads it again.
+            Err(err) => Renewal::Failed(super::describe_kube_error(&err)),
+        }
+    };
+    tokio::time::timeout(within, attempt)
+        .await
+        .unwrap_or_else(|_| Renewal::Failed(format!("no answer within {}ms", within.as_millis())))
+}
+
+/// Renews the lease until aborted; cancels `lost` (saying why) once it is taken, deleted,
+/// or not renewed within the deadline counted from `sent`, when the request that took
+/// it was sent.
 async fn renew(
     api: Api<Lease>,
     name: String,
     holder: String,
-    duration: Duration,
+    timing: Timing,
+    sent: Instant,
     lost: CancellationToken,
     lost_why: Arc<Mutex<Option<String>>>,
 ) {
-    let every = (duration / 3).max(Duration::from_millis(200));
-    let mut ticker = tokio::time::interval(every);
-    ticker.tick().await;
-    let mut renewed = Instant::now();
     let give_up = |why: String| {
         *lost_why.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
         lost.cancel();
     };
+    // The sending of the last request that renewed (or took) the lease.
+    let mut renewed = sent;
+    let mut next = sent + timing.every;
+    let mut last_error = String::new();
     loop {
-        ticker.tick().await;
-        let result = async {
-            let mut lease = api.get(&name).await?;
-            let spec = lease.spec.get_or_insert_with(Default::default);
-            if spec.holder_identity.as_deref() != Some(holder.as_str()) {
-                return Ok(Some(spec.holder_identity.clone().unwrap_or_default()));
-            }
-            spec.renew_time = Some(now());
-            // Compare-and-swap: the resourceVersion read above.
-            api.replace(&name, &PostParams::default(), &lease)
-                .await
-                .map(|_| None)
+        let deadline = renewed + timing.deadline;
+        tokio::time::sleep_until(next.min(deadline).into()).await;
+        let now = Instant::now();
+        if now >= deadline {
+            give_up(format!(
+                "lease {name} was not renewed within {}ms, before a peer may take it over ({}s){}",
+                timing.deadline.as_millis(),
+                timing.duration.as_secs(),
+                if last_error.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {last_error}")
+                }
+            ));
+            return;
         }
-        .await;
-        match result {
-            Ok(None) => renewed = Instant::now(),
-            Ok(Some(other)) => {
+        // Never waited for past the deadline: a request still in flight then is one the
+        // run no longer counts on.
+        match renew_once(&api, &name, &holder, deadline - now).await {
+            Renewal::Renewed => {
+                renewed = now;
+                next = now + timing.every;
+                last_error.clear();
+            }
+            Renewal::TakenBy(other) => {
                 give_up(format!("lease {name} was taken by {other}"));
                 return;
             }
-            Err(err) if renewed.elapsed() >= duration => {
-                // Another run may have seen it stale and taken it: stop as if it had.
-                give_up(format!(
-                    "lease {name} could not be renewed for {}s: {}",
-                    renewed.elapsed().as_secs(),
-                    super::describe_kube_error(&err)
-                ));
+            Renewal::Deleted => {
+                give_up(format!("lease {name} was deleted"));
                 return;
             }
-            // A missed renewal is not a lost lock yet: the next tick tries again.
-            Err(err) => tracing::warn!(
-                "cannot renew lease {name}: {}",
-                super::describe_kube_error(&err)
-            ),
+            Renewal::Failed(why) => {
+                tracing::warn!("cannot renew lease {name}: {why}");
+                last_error = why;
+                next = Instant::now() + timing.retry;
+            }
         }
     }
 }
@@ -420,8 +676,8 @@ async fn renew(
 const RELEASE_BUDGET: Duration = Duration::from_secs(5);
 
 impl Lock {
-    /// Cancelled when the lease was found taken by another holder, or could not be
-    /// renewed for its duration.
+    /// Cancelled when the lease was found taken by another holder or deleted, or could
+    /// not be renewed within the renew deadline.
     pub fn lost(&self) -> CancellationToken {
         self.lost.clone()
     }
@@ -440,9 +696,15 @@ impl Lock {
 
     /// Stops renewing and deletes the lease if it is still ours: a delete with the
     /// resourceVersion we read as precondition (compare-and-swap), so a lease another
-    /// run took meanwhile is never deleted. Bounded by a few seconds.
+    /// run took meanwhile is never deleted. Bounded by a few seconds; nothing at all once
+    /// the lease is lost.
     pub async fn release(self) {
         self.renewer.abort();
+        if self.lost.is_cancelled() {
+            // Not ours any more, or soon another run's: nothing to give back, and no
+            // request to wait for on a cluster that may not answer.
+            return;
+        }
         let delete = async {
             let Ok(Some(lease)) = self.api.get_opt(&self.name).await else {
                 return;
@@ -489,32 +751,204 @@ impl Drop for Lock {
 mod tests {
     use super::*;
 
-    #[test]
-    fn holder_identities_are_unique_per_run_and_name_host_and_pid() {
-        let me = holder_identity();
-        let (host, pid) = holder_host_pid(&me).unwrap();
-        assert_eq!((host, pid), (host_name().as_str(), std::process::id()));
-        assert!(me.contains(&format!("run {}", run_id())), "{me}");
-        assert_eq!(holder_host_pid("alice@ci-1 pid 11"), Some(("ci-1", 11)));
-        assert_eq!(holder_host_pid("someone else"), None);
+    fn proof(boot: &str, pidns: &str, start: u64) -> ProcessProof {
+        ProcessProof {
+            boot: boot.into(),
+            pidns: pidns.into(),
+            start,
+        }
     }
 
     #[test]
-    fn a_holder_of_this_host_whose_process_is_gone_is_dead_and_no_other() {
+    fn holder_identities_are_unique_per_run_and_name_host_pid_and_proof() {
+        let me = holder_identity();
+        let parsed = parse_holder(&me).unwrap();
+        assert_eq!(
+            (parsed.host, parsed.pid),
+            (host_name().as_str(), std::process::id())
+        );
+        assert!(me.contains(&format!("pid {} run {}", std::process::id(), run_id())));
+        // Linux, with its own /proc: the proof is written.
+        assert_eq!(parsed.proof, ProcessProof::of_this_process());
+        assert!(parsed.proof.is_some(), "{me}");
+
+        let new =
+            parse_holder("alice@ci-1 pid 11 run 0abc boot b-1 pidns 4026531836 start 77").unwrap();
+        assert_eq!(
+            new,
+            Holder {
+                host: "ci-1",
+                pid: 11,
+                proof: Some(proof("b-1", "4026531836", 77)),
+            }
+        );
+        // Written by older flotilla: no proof.
+        let old = parse_holder("alice@ci-1 pid 11 run 0abc").unwrap();
+        assert_eq!((old.host, old.pid, old.proof), ("ci-1", 11, None));
+        assert_eq!(parse_holder("test@host pid 12").unwrap().proof, None);
+        // A proof with a field missing is none.
+        assert_eq!(
+            parse_holder("a@h pid 1 run 0 boot b pidns 4")
+                .unwrap()
+                .proof,
+            None
+        );
+        assert_eq!(parse_holder("someone else"), None);
+    }
+
+    #[test]
+    fn proc_stat_and_namespace_links_are_read_whatever_the_command_name() {
+        let stat = "4242 (we (ird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_stat(stat), Some((4242, 'S', 987654)));
+        assert_eq!(parse_stat("12 (x) Z 1 2"), None, "too short: no field 22");
+        assert_eq!(pid_namespace("pid:[4026531836]"), Some("4026531836".into()));
+        assert_eq!(pid_namespace("net:[4026531836]"), None);
+    }
+
+    #[test]
+    fn a_proc_mounted_with_hidepid_is_seen() {
+        let plain = "22 28 0:20 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n";
+        let hidden = "22 28 0:20 / /proc rw,relatime - proc proc rw,hidepid=2\n";
+        let invisible =
+            "22 28 0:20 / /proc rw,relatime - proc proc rw,hidepid=invisible,subset=pid\n";
+        let off = "22 28 0:20 / /proc rw,relatime - proc proc rw,hidepid=0\n";
+        let elsewhere = "40 28 0:50 / /mnt/proc rw - proc proc rw,hidepid=2\n";
+        assert!(!mounts_hide_pids(plain));
+        assert!(mounts_hide_pids(hidden));
+        assert!(mounts_hide_pids(invisible));
+        assert!(!mounts_hide_pids(off));
+        assert!(!mounts_hide_pids(elsewhere));
+    }
+
+    #[test]
+    fn a_holder_is_dead_at_once_only_with_proof() {
+        let ours = proof("boot-1", "4026531836", 1000);
+        let here = Here {
+            host: "ci-1",
+            pid: 10,
+            proof: Some(&ours),
+            hides_pids: false,
+        };
+        let holder = |host, pid, p: Option<ProcessProof>| Holder {
+            host,
+            pid,
+            proof: p,
+        };
+        let same = |start| Some(proof("boot-1", "4026531836", start));
+        let gone = |_: u32| Probe::Absent;
+        // Same host, boot and namespace; the process is gone, a zombie, or its pid is
+        // another process's now.
+        assert!(dead_by_proof(&holder("ci-1", 20, same(500)), &here, gone));
+        assert!(dead_by_proof(&holder("ci-1", 20, same(500)), &here, |_| {
+            Probe::Exited
+        }));
+        assert!(dead_by_proof(&holder("ci-1", 20, same(500)), &here, |_| {
+            Probe::Running { start: 900 }
+        }));
+        // Alive: the same process, started when the identity says.
+        assert!(!dead_by_proof(
+            &holder("ci-1", 20, same(500)),
+            &here,
+            |_| Probe::Running { start: 500 }
+        ));
+        // A /proc read error proves nothing (hidepid=1, permissions).
+        assert!(!dead_by_proof(
+            &holder("ci-1", 20, same(500)),
+            &here,
+            |_| Probe::Unreadable
+        ));
+        // A missing entry in a /proc that hides pids (hidepid=2) proves nothing.
+        let hiding = Here {
+            hides_pids: true,
+            ..here
+        };
+        assert!(!dead_by_proof(
+            &holder("ci-1", 20, same(500)),
+            &hiding,
+            gone
+        ));
+        let here = Here {
+            hides_pids: false,
+            ..hiding
+        };
+        // Another PID namespace on the same hostname (a CI runner, a hostNetwork pod):
+        // its pid 20 is not ours.
+        let other_ns = Some(proof("boot-1", "4026532999", 500));
+        assert!(!dead_by_proof(&holder("ci-1", 20, other_ns), &here, gone));
+        // Another boot (the host rebooted: pids start over): expiry decides.
+        let other_boot = Some(proof("boot-0", "4026531836", 500));
+        assert!(!dead_by_proof(&holder("ci-1", 20, other_boot), &here, gone));
+        // Another host.
+        assert!(!dead_by_proof(&holder("ci-2", 20, same(500)), &here, gone));
+        // Written by older flotilla: expiry only.
+        assert!(!dead_by_proof(&holder("ci-1", 20, None), &here, gone));
+        // This process cannot prove anything (its /proc is not its own).
+        let blind = Here {
+            proof: None,
+            ..here
+        };
+        assert!(!dead_by_proof(&holder("ci-1", 20, same(500)), &blind, gone));
+        // Our own pid: alive if it is us, dead if it was an earlier process.
+        assert!(!dead_by_proof(&holder("ci-1", 10, same(1000)), &here, gone));
+        assert!(dead_by_proof(&holder("ci-1", 10, same(999)), &here, gone));
+    }
+
+    #[test]
+    fn on_this_host_a_reaped_child_is_dead_and_a_live_process_is_not() {
         // This process is alive; a holder elsewhere is never presumed dead.
         assert!(!holder_is_dead_here(&holder_identity()));
         assert!(!holder_is_dead_here("alice@another-host pid 1 run 0"));
-        // A child that has exited and was reaped: its pid is gone.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let ours = ProcessProof::of_this_process().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let pid = child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let (_, _, start) = parse_stat(&stat).unwrap();
+        let identity = format!(
+            "x@{} pid {pid} run 0 boot {} pidns {} start {start}",
+            host_name(),
+            ours.boot,
+            ours.pidns
+        );
+        assert!(!holder_is_dead_here(&identity), "alive: {identity}");
+        // Same pid, another start time: the pid was reused.
+        let reused = identity.replace(&format!("start {start}"), &format!("start {}", start + 1));
+        assert!(holder_is_dead_here(&reused), "{reused}");
+        child.kill().unwrap();
         child.wait().unwrap();
-        let dead = format!("x@{} pid {pid} run 0", host_name());
-        assert!(holder_is_dead_here(&dead), "{dead}");
-        // pid 1 runs on every Linux host.
+        assert!(holder_is_dead_here(&identity), "reaped: {identity}");
+        // The same, written by older flotilla: no proof, expiry decides.
         assert!(!holder_is_dead_here(&format!(
-            "x@{} pid 1 run 0",
+            "x@{} pid {pid} run 0",
             host_name()
         )));
+    }
+
+    #[test]
+    fn a_lease_without_a_positive_duration_is_judged_on_ours() {
+        let ours = Duration::from_secs(15);
+        assert_eq!(held_for(Some(30), ours), Duration::from_secs(30));
+        assert_eq!(held_for(Some(0), ours), ours);
+        assert_eq!(held_for(Some(-5), ours), ours);
+        assert_eq!(held_for(None, ours), ours);
+    }
+
+    #[test]
+    fn the_holder_gives_up_before_a_peer_may_take_over() {
+        for seconds in [1, 3, 15, 60] {
+            let t = Timing::of(Duration::from_secs(seconds));
+            assert!(t.retry < t.every, "{t:?}");
+            assert!(t.every < t.deadline, "{t:?}");
+            assert!(t.deadline < t.duration, "{t:?}");
+            // Room for what is in flight when the deadline passes.
+            assert!(t.duration - t.deadline >= t.duration / 4, "{t:?}");
+        }
+        assert_eq!(
+            Timing::of(Duration::ZERO),
+            Timing::of(Duration::from_secs(1))
+        );
     }
 
     #[test]

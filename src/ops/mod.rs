@@ -270,6 +270,36 @@ pub struct Outcome {
     pub error: Option<ClusterError>,
 }
 
+/// A release's records in one cluster as read once the caller's lease was taken, and
+/// the store that read them: it keeps each record's resourceVersion, the precondition
+/// of every write of the run to it (another writer's change since is a conflict, never
+/// overwritten).
+#[derive(Clone)]
+pub struct LeasedRead {
+    pub history: crate::release::History,
+    store: crate::storage::SecretStore,
+}
+
+impl LeasedRead {
+    /// The same read, its history replaced by an equal one (shared with the caller).
+    pub fn with_history(self, history: crate::release::History) -> LeasedRead {
+        LeasedRead { history, ..self }
+    }
+}
+
+/// Reads the records of `release` (under a lease the caller holds), keeping their
+/// resourceVersions for the run's writes.
+pub async fn read_leased(
+    cluster: &crate::cluster::ClusterHandle,
+    namespace: &str,
+    release: &str,
+) -> Result<LeasedRead, ClusterError> {
+    use crate::storage::RecordStore;
+    let store = crate::storage::SecretStore::new(cluster, namespace, release);
+    let history = store.history().await?;
+    Ok(LeasedRead { history, store })
+}
+
 /// [`deploy`] on a cluster whose lease the caller holds (for a whole multi-cluster run),
 /// `read` its records as read once the lease was taken (they are not read again).
 pub async fn deploy_leased(
@@ -278,12 +308,9 @@ pub async fn deploy_leased(
     rendered: &Rendered,
     deployment_id: &str,
     opts: &RunOptions,
-    read: &crate::release::History,
+    read: &LeasedRead,
 ) -> Result<Outcome, ClusterError> {
-    let store = crate::storage::UnderLease::new(
-        crate::storage::SecretStore::new(cluster, &rendered.namespace, &rendered.release),
-        read,
-    );
+    let store = crate::storage::UnderLease::new(read.store.clone(), &read.history);
     let leased = Leased {
         handle: cluster,
         lock,
@@ -300,12 +327,9 @@ pub async fn restore_leased(
     release: &str,
     to: &restore::RestoreTo<'_>,
     opts: &RunOptions,
-    read: &crate::release::History,
+    read: &LeasedRead,
 ) -> Result<Outcome, ClusterError> {
-    let store = crate::storage::UnderLease::new(
-        crate::storage::SecretStore::new(cluster, namespace, release),
-        read,
-    );
+    let store = crate::storage::UnderLease::new(read.store.clone(), &read.history);
     let leased = Leased {
         handle: cluster,
         lock,
@@ -392,5 +416,69 @@ mod tests {
             (rendered.release, rendered.chart)
         );
         assert!(!format!("{packed:?}").contains(secret));
+    }
+
+    /// A run whose read under the lease went stale (another writer changed a record
+    /// since: a run that took the lease over) refuses at its first record write:
+    /// nothing overwritten, nothing applied.
+    #[tokio::test]
+    async fn a_record_changed_by_another_writer_since_the_read_is_never_overwritten() {
+        use crate::release::tests_support::record;
+        use crate::storage::{MemoryStore, RecordStore, UnderLease};
+        let kube = fake::FakeKube::new();
+        let store = MemoryStore::with([
+            record(1, "d1", Status::Deployed),
+            record(2, "d2", Status::Pending),
+        ]);
+        let read = store.history().await.unwrap();
+        // Another run repairs the killed run's record after our read.
+        let theirs = store.another_writer();
+        theirs.list().await.unwrap();
+        let mut repaired = record(2, "d2", Status::Failed);
+        repaired.description = "repaired by the other run".into();
+        theirs.update(&repaired).await.unwrap();
+
+        let mut rendered = Rendered {
+            release: "hello".into(),
+            namespace: "ns".into(),
+            chart: ChartRef {
+                name: "hello".into(),
+                version: "0.1.0".into(),
+            },
+            app_version: "3".into(),
+            objects: vec![
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+            ],
+            stored: Vec::new(),
+            values: json!({}),
+            source: None,
+        };
+        rendered.store_as_rendered();
+        let err = upgrade::deploy_with(
+            &kube,
+            &UnderLease::new(store.clone(), &read),
+            &rendered,
+            "d3",
+            &RunOptions::new(std::time::Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+        let crate::cluster::ClusterError::LockLost { message, .. } = &err else {
+            panic!("not a concurrent writer: {err}");
+        };
+        assert!(message.contains("revision 2"), "{message}");
+        let now: Vec<_> = store
+            .records()
+            .into_iter()
+            .map(|r| (r.revision, r.status, r.description))
+            .collect();
+        assert_eq!(
+            now,
+            [
+                (1, Status::Deployed, String::new()),
+                (2, Status::Failed, "repaired by the other run".into()),
+            ]
+        );
+        assert!(kube.live_names().is_empty(), "nothing applied");
     }
 }

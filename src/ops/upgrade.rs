@@ -275,9 +275,12 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
     if let Some(err) = lease_lost(cluster.context(), lock) {
         return Ok(ending.lost(record, err));
     }
-    let applied = match cluster
-        .apply_all(&to_apply, &apply_opts, &opts.progress)
-        .await
+    let applied = match while_held(
+        cluster.context(),
+        lock,
+        cluster.apply_all(&to_apply, &apply_opts, &opts.progress),
+    )
+    .await
     {
         Ok(applied) => applied,
         Err(err) => {
@@ -341,9 +344,12 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
     if let Some(err) = lease_lost(cluster.context(), lock) {
         return Ok(ending.lost(record, err));
     }
-    let pruned = match cluster
-        .delete_owned(&stale, &apply_opts, removal, &opts.progress)
-        .await
+    let pruned = match while_held(
+        cluster.context(),
+        lock,
+        cluster.delete_owned(&stale, &apply_opts, removal, &opts.progress),
+    )
+    .await
     {
         Ok(removed) => {
             ending.kept = removed.kept;
@@ -356,7 +362,9 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
         }
     };
     let outcome = ending.record(store, lock, record, None, pruned).await;
-    if outcome.error.is_none() {
+    // Bookkeeping writes only while the lease is held: after it, another run owns the
+    // records.
+    if outcome.error.is_none() && lease_lost(cluster.context(), lock).is_none() {
         // The run is recorded `deployed` and healthy: what is left is bookkeeping that
         // the next run redoes (every `deployed` record older than the newest is
         // superseded then), so a failure here does not fail the cluster.
@@ -380,6 +388,28 @@ fn lease_lost<L: HeldLock>(context: &str, lock: &L) -> Option<ClusterError> {
             .lost_why()
             .unwrap_or_else(|| "another run took it".into()),
     })
+}
+
+/// `write` (an apply, a prune) unless the lease is lost first: then it is dropped, so
+/// none of its requests not yet sent is sent, and the answer says the lease was lost.
+/// The renewal declares it lost before a peer may take it over, so this run's writes
+/// stop before another run's start.
+async fn while_held<T, L: HeldLock>(
+    context: &str,
+    lock: &L,
+    write: impl std::future::Future<Output = Result<T, ClusterError>>,
+) -> Result<T, ClusterError> {
+    let lost = lock.lost();
+    tokio::select! {
+        biased;
+        _ = lost.cancelled() => Err(lease_lost(context, lock).unwrap_or_else(|| {
+            ClusterError::LockLost {
+                context: context.to_owned(),
+                message: "another run took it".into(),
+            }
+        })),
+        done = write => done,
+    }
 }
 
 /// A pending record is a run that was killed (we hold the lock, so nobody else is
@@ -485,8 +515,8 @@ impl Ending<'_> {
     ) -> Outcome {
         if let Some(lost) = lease_lost(self.context, lock) {
             let error = match error {
-                // The wait was stopped because the lease was lost.
-                None | Some(ClusterError::Cancelled { .. }) => lost,
+                // The wait, apply or prune was stopped because the lease was lost.
+                None | Some(ClusterError::Cancelled { .. } | ClusterError::LockLost { .. }) => lost,
                 Some(first) => both(self.context, first, &lost),
             };
             return Outcome {

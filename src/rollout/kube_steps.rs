@@ -19,6 +19,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// Beyond a restore's own health-wait budget (`rollout.rollback_timeout`): time for its
 /// requests, each bounded by the request timeout. A restore still running after both
@@ -53,12 +54,16 @@ pub struct Leases {
     /// The revision (and its deployment id) this run recorded in each cluster: what a
     /// restore must find as the newest record there.
     recorded: Mutex<HashMap<String, (u32, String)>>,
-    /// Each cluster's history as read once its lease was taken: what ran before this
-    /// run, which another run may have changed since the run was prepared.
-    seen: Mutex<HashMap<String, History>>,
+    /// Each cluster's records as read once its lease was taken: what ran before this
+    /// run, which another run may have changed since the run was prepared, and their
+    /// resourceVersions (the preconditions of the run's writes).
+    seen: Mutex<HashMap<String, ops::LeasedRead>>,
     /// Create the release namespace where missing before taking the lease in it
     /// (`--create-namespace`).
     create_namespace: bool,
+    /// The checksum key drawn for each cluster that had none, which its deploy step
+    /// writes once every lease is held (a refused run writes none).
+    keys: Mutex<HashMap<String, Zeroizing<Vec<u8>>>>,
 }
 
 impl Leases {
@@ -68,6 +73,65 @@ impl Leases {
             create_namespace,
             ..Default::default()
         }
+    }
+
+    /// `key` is the release's new checksum key in `context`, to write once the run
+    /// holds its leases ([`Leases::write_key`]).
+    pub fn write_key_once_held(&self, context: &str, key: Zeroizing<Vec<u8>>) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(context.to_owned(), key);
+    }
+
+    /// Writes the checksum key drawn for `context` in `prepare`, if any (once).
+    async fn write_key(
+        &self,
+        handle: &ClusterHandle,
+        namespace: &str,
+        release: &str,
+    ) -> Result<(), ClusterError> {
+        let key = self
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(handle.context());
+        match key {
+            Some(key) => {
+                crate::storage::create_checksum_key(handle, namespace, release, &key).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// For [`ClusterSteps::acquire`]: the lease taken now, or none to take yet where
+    /// the release namespace does not exist and the run may create it: nobody can hold
+    /// a lease there, and creating the namespace is a change, made by the cluster's own
+    /// step once every other lease is held (so a run refused elsewhere creates nothing).
+    async fn take_or_defer(
+        &self,
+        handle: &ClusterHandle,
+        namespace: &str,
+        release: &str,
+        opts: &LockOptions,
+        reporter: &Reporter,
+        prepared: Option<&History>,
+    ) -> Result<(), ClusterError> {
+        if self
+            .get(handle.context())
+            .is_some_and(|l| !l.lost().is_cancelled())
+        {
+            return Ok(());
+        }
+        // The namespace read that taking the lease makes anyway, without creating it.
+        match handle.ensure_namespace(namespace, false).await {
+            Ok(()) => {}
+            Err(ClusterError::Release { .. }) if self.create_namespace => return Ok(()),
+            Err(err) => return Err(err),
+        }
+        self.lock_and_read(handle, namespace, release, opts, reporter, prepared)
+            .await
+            .map(|_| ())
     }
 
     fn get(&self, context: &str) -> Option<Arc<Lock>> {
@@ -89,13 +153,30 @@ impl Leases {
         reporter: &Reporter,
         prepared: Option<&History>,
     ) -> Result<Arc<Lock>, ClusterError> {
-        let context = handle.context();
-        if let Some(lock) = self.get(context).filter(|l| !l.lost().is_cancelled()) {
+        if let Some(lock) = self
+            .get(handle.context())
+            .filter(|l| !l.lost().is_cancelled())
+        {
             return Ok(lock);
         }
         handle
             .ensure_namespace(namespace, self.create_namespace)
             .await?;
+        self.lock_and_read(handle, namespace, release, opts, reporter, prepared)
+            .await
+    }
+
+    /// Takes the lease in a namespace that exists, and reads the records under it.
+    async fn lock_and_read(
+        &self,
+        handle: &ClusterHandle,
+        namespace: &str,
+        release: &str,
+        opts: &LockOptions,
+        reporter: &Reporter,
+        prepared: Option<&History>,
+    ) -> Result<Arc<Lock>, ClusterError> {
+        let context = handle.context();
         let lock = handle
             .lock_waiting(namespace, release, opts, &|message: &str| {
                 reporter.phase(context, Phase::Waiting(message.to_owned()))
@@ -111,9 +192,9 @@ impl Leases {
         // (Once: a lease taken again for a restore must not make this run's own
         // revision "what ran before".) Unchanged, it is the prepared one, shared.
         if self.seen_history(context).is_none() {
-            let read = ops::history(handle, namespace, release).await?;
+            let read = ops::read_leased(handle, namespace, release).await?;
             let read = match prepared {
-                Some(prepared) if *prepared == read => prepared.clone(),
+                Some(prepared) if *prepared == read.history => read.with_history(prepared.clone()),
                 _ => read,
             };
             self.seen
@@ -132,11 +213,25 @@ impl Leases {
     }
 
     fn seen_history(&self, context: &str) -> Option<History> {
+        self.seen_read(context).map(|read| read.history)
+    }
+
+    /// The records of `context` as read under this run's lease.
+    fn seen_read(&self, context: &str) -> Option<ops::LeasedRead> {
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(context)
             .cloned()
+    }
+
+    /// [`Leases::seen_read`], or an error when the lease was never taken.
+    fn read_under_lease(&self, context: &str) -> Result<ops::LeasedRead, ClusterError> {
+        self.seen_read(context)
+            .ok_or_else(|| ClusterError::Release {
+                context: context.to_owned(),
+                message: "the records were not read under this run's lease".into(),
+            })
     }
 
     fn note_recorded(&self, context: &str, revision: u32, deployment_id: &str) {
@@ -158,7 +253,7 @@ impl Leases {
         release: &str,
         opts: &LockOptions,
         reporter: &Reporter,
-    ) -> Result<(Arc<Lock>, History), StepError> {
+    ) -> Result<(Arc<Lock>, ops::LeasedRead), StepError> {
         let context = handle.context();
         let lost = self
             .get(context)
@@ -183,17 +278,17 @@ impl Leases {
             .unwrap_or_else(|p| p.into_inner())
             .get(context)
             .cloned();
-        let history = ops::history(handle, namespace, release)
+        let read = ops::read_leased(handle, namespace, release)
             .await
             .map_err(|e| step_error(&e))?;
         if let Some((revision, deployment_id)) = recorded {
-            newest_is_ours(&history, revision, &deployment_id).map_err(|why| {
+            newest_is_ours(&read.history, revision, &deployment_id).map_err(|why| {
                 StepError::new(format!(
                     "cluster `{context}`: not restored: {why}; another run changed `{release}` since (see `flotilla history`)"
                 ))
             })?;
         }
-        Ok((lock, history))
+        Ok((lock, read))
     }
 
     /// Gives every lease back (compare-and-swap: never one another run took), and
@@ -451,9 +546,18 @@ impl ClusterSteps for KubeSteps {
             Ok(lock) => lock,
             Err(err) => return StepOutcome::Untouched(step_error(&err)),
         };
+        // The first write of the cluster's step, every lease held: the key `prepare`
+        // drew where there was none, which this render is keyed by.
+        if let Err(err) = self.leases.write_key(&p.handle, namespace, release).await {
+            return StepOutcome::Untouched(step_error(&err));
+        }
         reporter.phase(context, Phase::Apply { done: 0, total });
         let opts = step_options(&self.options, stop, reporter, total);
-        let history = self.leases.history(context, &p.history);
+        let read = match self.leases.read_under_lease(context) {
+            Ok(read) => read,
+            Err(err) => return StepOutcome::Untouched(step_error(&err)),
+        };
+        let history = read.history.clone();
         let next = history.next_revision();
         self.leases
             .note_recorded(context, next, &self.deployment_id);
@@ -464,7 +568,7 @@ impl ClusterSteps for KubeSteps {
                 &rendered,
                 &self.deployment_id,
                 &opts,
-                &history,
+                &read,
             )
             .await;
             step_outcome(
@@ -500,7 +604,7 @@ impl ClusterSteps for KubeSteps {
             );
             opts.timeout = self.options.restore_timeout;
             let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
-            let (lock, history) = self
+            let (lock, read) = self
                 .leases
                 .for_restore(&p.handle, namespace, release, &self.options.lock, reporter)
                 .await?;
@@ -529,8 +633,7 @@ impl ClusterSteps for KubeSteps {
                 unreadable: &[],
             };
             restored(
-                ops::restore_leased(&p.handle, &lock, namespace, release, &to, &opts, &history)
-                    .await,
+                ops::restore_leased(&p.handle, &lock, namespace, release, &to, &opts, &read).await,
             )
         })
         .await
@@ -605,7 +708,7 @@ impl ClusterSteps for KubeSteps {
             .ok_or_else(|| not_prepared(context))?;
         let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
         self.leases
-            .take(
+            .take_or_defer(
                 &p.handle,
                 namespace,
                 release,
@@ -614,7 +717,6 @@ impl ClusterSteps for KubeSteps {
                 Some(&p.history),
             )
             .await
-            .map(|_| ())
             .map_err(|e| step_error(&e))
     }
 
@@ -656,7 +758,7 @@ impl RollbackCluster {
         to: &RevisionRef,
         run_id: &str,
         opts: &RunOptions,
-        read: &History,
+        read: &ops::LeasedRead,
     ) -> Result<Outcome, ClusterError> {
         let to = RestoreTo {
             revision: to.revision,
@@ -704,12 +806,16 @@ impl ClusterSteps for RollbackSteps {
             Err(err) => return StepOutcome::Untouched(step_error(&err)),
         };
         let opts = step_options(&self.options, stop, reporter, total);
-        let history = self.leases.history(context, &t.history);
+        let read = match self.leases.read_under_lease(context) {
+            Ok(read) => read,
+            Err(err) => return StepOutcome::Untouched(step_error(&err)),
+        };
+        let history = read.history.clone();
         let next = history.next_revision();
         self.leases.note_recorded(context, next, &self.run_id);
         let step = async {
             step_outcome(
-                t.go_to(&lock, &t.to, &self.run_id, &opts, &history).await,
+                t.go_to(&lock, &t.to, &self.run_id, &opts, &read).await,
                 deployed(&history),
                 &self.leases,
                 &self.run_id,
@@ -738,7 +844,7 @@ impl ClusterSteps for RollbackSteps {
             };
             let mut opts = step_options(&self.options, &CancellationToken::new(), reporter, 0);
             opts.timeout = self.options.restore_timeout;
-            let (lock, history) = self
+            let (lock, read) = self
                 .leases
                 .for_restore(
                     &t.handle,
@@ -748,7 +854,7 @@ impl ClusterSteps for RollbackSteps {
                     reporter,
                 )
                 .await?;
-            restored(t.go_to(&lock, before, &self.run_id, &opts, &history).await)
+            restored(t.go_to(&lock, before, &self.run_id, &opts, &read).await)
         })
         .await
     }
@@ -770,7 +876,7 @@ impl ClusterSteps for RollbackSteps {
             .get(context)
             .ok_or_else(|| not_prepared(context))?;
         self.leases
-            .take(
+            .take_or_defer(
                 &t.handle,
                 &t.namespace,
                 &t.release,
@@ -779,7 +885,6 @@ impl ClusterSteps for RollbackSteps {
                 Some(&t.history),
             )
             .await
-            .map(|_| ())
             .map_err(|e| step_error(&e))
     }
 

@@ -16,6 +16,7 @@ use crate::release::{
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
+use zeroize::Zeroizing;
 
 /// What a deploy may override on the command line.
 #[derive(Debug, Clone, Default)]
@@ -300,6 +301,30 @@ impl ReleaseRender {
         .await
     }
 
+    /// The release rendered for a deploy to `cluster`, keyed by the release's key
+    /// there; where there is none yet, by a key drawn now and returned, for the cluster's
+    /// step to write once it holds the lease. Changes nothing in the cluster: a run
+    /// refused by a lease leaves it as it was.
+    pub async fn render_for_deploy(
+        &self,
+        cluster: &Cluster,
+        history: &History,
+        handle: &ClusterHandle,
+    ) -> crate::Result<(Rendered, Option<Zeroizing<Vec<u8>>>)> {
+        let (key, new) =
+            match crate::storage::read_checksum_key(handle, self.namespace(), self.name()).await? {
+                Some(key) => (key, false),
+                None => (
+                    crate::storage::new_checksum_key(handle, self.namespace(), self.name())?,
+                    true,
+                ),
+            };
+        let rendered = self
+            .render(cluster, history, handle, Some(key.as_slice()))
+            .await?;
+        Ok((rendered, new.then_some(key)))
+    }
+
     async fn render(
         &self,
         cluster: &Cluster,
@@ -411,7 +436,8 @@ pub async fn prepare_deploy(
     // Each cluster's checksum key (and, for a Helm chart, its API versions) is a
     // request: made for every cluster at once, as the connections were.
     let render = &render;
-    let create_namespace = options.create_namespace;
+    let leases = super::kube_steps::Leases::new(options.create_namespace);
+    let keys_to_write = &leases;
     let rendered_for: Vec<_> = futures::stream::iter(connected)
         .map(|connected| async move {
             let Connected {
@@ -419,9 +445,12 @@ pub async fn prepare_deploy(
                 handle,
                 history,
             } = connected;
-            let rendered = render
-                .render_keyed(&cluster, &history, &handle, true, create_namespace)
+            let (rendered, new_key) = render
+                .render_for_deploy(&cluster, &history, &handle)
                 .await?;
+            if let Some(key) = new_key {
+                keys_to_write.write_key_once_held(&cluster.context, key);
+            }
             Ok::<_, crate::Error>((cluster.context, handle, rendered, history))
         })
         .buffered(plan.concurrency.max(1))
@@ -449,7 +478,6 @@ pub async fn prepare_deploy(
             (context, prepared)
         })
         .collect();
-    let leases = super::kube_steps::Leases::new(options.create_namespace);
     Ok(KubeSteps {
         clusters,
         deployment_id: deployment_id.to_owned(),

@@ -15,7 +15,9 @@ mod memory;
 mod secrets;
 mod under_lease;
 
-pub use key::{checksum_key, checksum_key_name};
+pub use key::{
+    checksum_key, checksum_key_name, create_checksum_key, new_checksum_key, read_checksum_key,
+};
 pub use memory::MemoryStore;
 pub use secrets::{namespaces_with_records, record_name, SecretStore, RECORD_PREFIX, RECORD_TYPE};
 pub use under_lease::UnderLease;

@@ -14,14 +14,20 @@
 //! every command. It is named in a warning once per process, and kept in the
 //! [`History`] so that a change it could hide is refused
 //! ([`History::check_skipped`]).
+//!
+//! Every write has a precondition: a create fails when the revision exists, an update
+//! or a delete when the record is no longer at the resourceVersion this store last read
+//! or wrote. Such a failure is another writer racing this run (it lost its lease): it
+//! is reported as [`ClusterError::LockLost`], and nothing is overwritten.
 
 use super::{codec, RecordStore};
 use crate::cluster::{labels, ClusterError, ClusterHandle};
 use crate::release::{History, ReleaseRecord, SkippedRecord};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 pub const RECORD_TYPE: &str = "flotilla.dev/release.v1";
 pub const RECORD_PREFIX: &str = "flotilla";
@@ -31,7 +37,8 @@ const REVISION_LABEL: &str = "flotilla.dev/revision";
 const STATUS_LABEL: &str = "flotilla.dev/status";
 const DEPLOYMENT_LABEL: &str = "flotilla.dev/deployment-id";
 
-/// The records of one release in one cluster, kept as Secrets there.
+/// The records of one release in one cluster, kept as Secrets there. Clones share what
+/// they read: the resourceVersion of each record, the precondition of its next write.
 #[derive(Clone)]
 pub struct SecretStore {
     api: Api<Secret>,
@@ -39,6 +46,7 @@ pub struct SecretStore {
     context: String,
     namespace: String,
     release: String,
+    versions: Arc<Mutex<BTreeMap<u32, String>>>,
 }
 
 pub fn record_name(release: &str, revision: u32) -> String {
@@ -53,6 +61,40 @@ impl SecretStore {
             context: cluster.context().to_owned(),
             namespace: namespace.to_owned(),
             release: release.to_owned(),
+            versions: Arc::default(),
+        }
+    }
+
+    fn versions(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, String>> {
+        // Each change is one insert or remove: a panic elsewhere leaves it consistent.
+        self.versions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The resourceVersion of `revision` as this store last read or wrote it.
+    fn version_of(&self, revision: u32, verb: &str) -> Result<String, ClusterError> {
+        self.versions().get(&revision).cloned().ok_or_else(|| {
+            self.error(format!(
+                "cannot {verb} revision {revision}: this run never read it (records are written only after they are listed)"
+            ))
+        })
+    }
+
+    fn note_version(&self, revision: u32, secret: &Secret) {
+        if let Some(version) = &secret.metadata.resource_version {
+            self.versions().insert(revision, version.clone());
+        }
+    }
+
+    /// A write whose precondition failed: another writer changed the records.
+    fn raced(&self, verb: &str, revision: u32, what: &str) -> ClusterError {
+        ClusterError::LockLost {
+            context: self.context.clone(),
+            message: format!(
+                "cannot {verb} the record of revision {revision} of `{}` (Secret {}/{}): {what} since this run read it; another writer holds the records now, nothing was overwritten",
+                self.release,
+                self.namespace,
+                record_name(&self.release, revision)
+            ),
         }
     }
 
@@ -136,14 +178,19 @@ impl SecretStore {
         };
         let mut records = Vec::new();
         let mut skipped = Vec::new();
+        let mut versions = BTreeMap::new();
         for secret in secrets
             .iter()
             .filter(|s| s.type_.as_deref() == Some(RECORD_TYPE))
         {
-            match self.decode(secret) {
-                Ok(record) => records.push(record),
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let revision = match self.decode(secret) {
+                Ok(record) => {
+                    let revision = record.revision;
+                    records.push(record);
+                    Some(revision)
+                }
                 Err(why) => {
-                    let name = secret.metadata.name.clone().unwrap_or_default();
                     let record = SkippedRecord {
                         namespace: self.namespace.clone(),
                         revision: revision_of(&self.release, &name),
@@ -151,10 +198,18 @@ impl SecretStore {
                         why,
                     };
                     warn_once(&self.context, &self.release, &record);
+                    let revision = record.revision;
                     skipped.push(record);
+                    revision
                 }
+            };
+            // What this store read, skipped records included (an uninstall deletes
+            // them), is what its next writes are conditioned on.
+            if let (Some(revision), Some(version)) = (revision, &secret.metadata.resource_version) {
+                versions.insert(revision, version.clone());
             }
         }
+        *self.versions() = versions;
         records.sort_by_key(|r| r.revision);
         Ok((records, skipped))
     }
@@ -225,42 +280,70 @@ impl RecordStore for SecretStore {
         Ok(History::with_skipped(records, skipped))
     }
 
+    /// Fails when the revision exists: another run recorded it first.
     async fn create(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
         let secret = self.encode(record)?;
-        self.api
-            .create(&PostParams::default(), &secret)
-            .await
-            .map_err(|err| self.request_error("create", Some(record.revision), err))?;
-        Ok(())
+        match self.api.create(&PostParams::default(), &secret).await {
+            Ok(created) => {
+                self.note_version(record.revision, &created);
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Err(self.raced("create", record.revision, "another run recorded it"))
+            }
+            Err(err) => Err(self.request_error("create", Some(record.revision), err)),
+        }
     }
 
-    /// Rewrites a record (its status, description, timestamps).
+    /// Rewrites a record (its status, description, timestamps) if it is still as this
+    /// store last read or wrote it (a replace at its resourceVersion).
     async fn update(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
-        let secret = self.encode(record)?;
-        let params = kube::api::PatchParams::apply(crate::cluster::FIELD_MANAGER).force();
-        self.api
-            .patch(
-                &record_name(&self.release, record.revision),
-                &params,
-                &kube::api::Patch::Apply(&secret),
-            )
-            .await
-            .map_err(|err| self.request_error("update", Some(record.revision), err))?;
-        Ok(())
-    }
-
-    async fn delete(&self, revision: u32) -> Result<(), ClusterError> {
+        let mut secret = self.encode(record)?;
+        secret.metadata.resource_version = Some(self.version_of(record.revision, "update")?);
+        let name = record_name(&self.release, record.revision);
         match self
             .api
-            .delete(
-                &record_name(&self.release, revision),
-                &DeleteParams::default(),
-            )
+            .replace(&name, &PostParams::default(), &secret)
             .await
         {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(err) => Err(self.request_error("delete", Some(revision), err)),
+            Ok(replaced) => {
+                self.note_version(record.revision, &replaced);
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Err(self.raced("update", record.revision, "it was changed"))
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                Err(self.raced("update", record.revision, "it was deleted"))
+            }
+            Err(err) => Err(self.request_error("update", Some(record.revision), err)),
         }
+    }
+
+    /// Deletes a record if it is still as this store last read or wrote it; one already
+    /// gone is no error (what was asked is done).
+    async fn delete(&self, revision: u32) -> Result<(), ClusterError> {
+        let version = self.version_of(revision, "delete")?;
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: Some(version),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let result = self
+            .api
+            .delete(&record_name(&self.release, revision), &params)
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                return Err(self.raced("delete", revision, "it was changed"))
+            }
+            Err(err) => return Err(self.request_error("delete", Some(revision), err)),
+        }
+        self.versions().remove(&revision);
+        Ok(())
     }
 }

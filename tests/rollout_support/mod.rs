@@ -230,6 +230,12 @@ pub fn spawn_run(
     for (k, v) in env {
         cmd.env(k, v);
     }
+    spawn_command(cmd, marker)
+}
+
+/// `cmd` in the background, its stderr read up to the first line that contains
+/// `marker`.
+pub fn spawn_command(mut cmd: Command, marker: &str) -> BrokenDeploy {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
