@@ -410,3 +410,67 @@ fn rollback_with_vault_down_keeps_only_what_needs_its_secrets_live() {
         assert!(data.contains_key("pw"), "{context}: {data:?}");
     }
 }
+
+/// Right after an automatic restore nothing of the failed revision is left: the
+/// Secrets come from the restored revision's own record (values read again from
+/// Vault), so `status` shows no drift and `diff --exit-code` finds nothing to change.
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn after_an_automatic_restore_nothing_drifts_and_diff_finds_nothing() {
+    let repo = repo("restore-clean", &[("prod", PROD)], "60s");
+    let a = deployed_ok(&repo, "v1");
+    // The failed version's Secret differs from A's in more than its values.
+    edit(
+        &repo,
+        "releases/hello/chart/templates/secret.yaml",
+        "  name: {{Release.Name}}-db\n",
+        "  name: {{Release.Name}}-db\n  annotations:\n    shape: \"{{Release.Version}}\"\n",
+    );
+    let (out, _) = deploy(&repo, "v2", &["--set", "breakIn=i-asia"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_everywhere(&repo, &a, "v1");
+
+    let status = run(
+        fleet(),
+        &repo,
+        &["status", "hello", "--env", "prod", "-o", "json"],
+    );
+    assert!(status.status.success(), "{}", describe(&status));
+    let report = json(&status);
+    for (context, _) in PROD {
+        let objects = report[*context]["objects"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!objects.is_empty(), "{context}: {}", describe(&status));
+        for object in objects {
+            let drift = object["drift"].as_array().cloned().unwrap_or_default();
+            assert!(
+                drift.is_empty(),
+                "{context}: {object} drifted: {}",
+                describe(&status)
+            );
+        }
+    }
+    // The checkout is back on what runs (the incident's fix: revert the bad commit).
+    edit(
+        &repo,
+        "releases/hello/chart/templates/secret.yaml",
+        "  name: {{Release.Name}}-db\n  annotations:\n    shape: \"{{Release.Version}}\"\n",
+        "  name: {{Release.Name}}-db\n",
+    );
+    let diff = run(
+        fleet(),
+        &repo,
+        &[
+            "diff",
+            "hello",
+            "--env",
+            "prod",
+            "--version",
+            "v1",
+            "--exit-code",
+        ],
+    );
+    assert_eq!(diff.status.code(), Some(0), "{}", describe(&diff));
+}

@@ -136,6 +136,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
         leases: Leases::new(false),
         gates: None,
         resumed: Default::default(),
+        restore_renders: None,
     };
     let info = RunInfo {
         operation: "adopt-helm".into(),

@@ -11,9 +11,8 @@ use super::multi;
 use super::EnvSelection;
 use crate::cluster::ClusterError;
 use crate::cluster::ObjectRef;
-use crate::config::ChartType;
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
-use crate::engine::{render_recorded, Capabilities, Chart, ClusterFacts, ReleaseInfo, Renderer};
+use crate::engine::{Chart, Renderer};
 use crate::ops::restore::objects_to_apply;
 use crate::ops::RunOptions;
 use crate::output::OutputFormat;
@@ -24,16 +23,14 @@ use crate::release::{
 use crate::rollout::executor::RunInfo;
 use crate::rollout::kube_steps::{revision_ref, RollbackCluster, RollbackSteps};
 use crate::rollout::prepare::{connect_each, Connected};
+use crate::rollout::recorded::{read_secrets, rerender, Refreshed};
 use crate::rollout::report::RevisionRef;
 use crate::rollout::report::{ClusterResult, KeptLive, Overall, RunResult};
 use crate::rollout::{execute, Reporter};
-use crate::vault::{
-    resolve_available, resolve_for_environment, PlannedSecret, ResolvedSecrets, SecretPlan,
-    VaultEnv,
-};
+use crate::vault::{resolve_for_environment, ResolvedSecrets, SecretPlan, VaultEnv};
 use crate::Result;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default)]
@@ -612,15 +609,6 @@ fn kept_live_of(
         .collect()
 }
 
-/// One cluster's target revision rendered again.
-#[derive(Default)]
-struct Refreshed {
-    /// Objects rendered with secrets read now.
-    fresh: Vec<serde_json::Value>,
-    /// Objects whose secrets could not be read: they keep their live values.
-    unreadable: Vec<ObjectRef>,
-}
-
 /// Every cluster's target revision rendered again from its record, with its secrets
 /// read at their recorded sources now (each path once for all clusters). Records
 /// written before they kept their chart fall back to the checkout's chart for their
@@ -636,40 +624,14 @@ async fn refresh(
         .iter()
         .filter_map(|(c, to)| Some((c, c.history.get(to.revision)?)))
         .collect();
-    let plan = SecretPlan {
-        release: name.to_owned(),
-        environment: env.environment.name.clone(),
-        kv: env.environment.vault.as_ref().map(|v| v.kv.clone()),
-        record_key: None,
-        entries: recorded
+    let resolved = read_secrets(
+        env,
+        name,
+        recorded
             .iter()
-            .filter_map(|(c, r)| Some((c, r.source.as_ref()?)))
-            .flat_map(|(c, source)| {
-                source.secrets.iter().map(|s| PlannedSecret {
-                    context: c.cluster.context.clone(),
-                    secret_id: s.secret_id.clone(),
-                    path: s.path.clone(),
-                    relative: s.relative.clone(),
-                    key: s.key.clone(),
-                    version: s.version,
-                })
-            })
-            .collect(),
-    };
-    let resolved = match resolve_available(&plan, env, &VaultEnv::from_process()).await {
-        Ok((resolved, failures)) => {
-            for failure in failures {
-                crate::output::eprint_line(&format!(
-                    "not read, its objects keep their live values: {failure}"
-                ));
-            }
-            resolved
-        }
-        Err(err) => {
-            crate::output::eprint_line(&format!("Vault could not be read ({err}); objects that need its secrets keep their live values"));
-            ResolvedSecrets::default()
-        }
-    };
+            .filter_map(|(c, r)| Some((c.cluster.context.as_str(), r.source.as_ref()?))),
+    )
+    .await;
     let mut legacy = None;
     let mut out = HashMap::new();
     for (connected, record) in recorded {
@@ -739,109 +701,6 @@ async fn refresh(
         }
     }
     out
-}
-
-/// The recorded revision rendered again for `cluster`: with the secrets read now, and
-/// the objects that depend on one that could not be read set apart (rendered twice with
-/// two different stand-ins, an object that differs depends on it, whatever the chart
-/// does with the value: base64, a checksum, part of a URL).
-fn rerender(
-    record: &crate::release::ReleaseRecord,
-    source: &crate::release::RevisionSource,
-    cluster: &Cluster,
-    resolved: &ResolvedSecrets,
-    name: &str,
-    namespace: &str,
-    checksum_key: Option<&[u8]>,
-) -> Result<Refreshed> {
-    let label = PathBuf::from(format!(
-        "<record of {name} revision {} in {}>",
-        record.revision, cluster.context
-    ));
-    let chart = recorded_chart(&label, source)?;
-    let capabilities = source.helm.as_ref().map(|helm| Capabilities {
-        kube_version: helm.kube_version.clone(),
-        api_versions: helm.api_versions.clone(),
-    });
-    let info = ReleaseInfo {
-        name: name.to_owned(),
-        namespace: namespace.to_owned(),
-        version: record.app_version.clone(),
-        revision: u64::from(record.revision),
-    };
-    let read = resolved.exposed(&cluster.context);
-    let with = |stand_in: &str| -> Result<Vec<serde_json::Value>> {
-        let mut secrets = read.clone();
-        for s in &source.secrets {
-            secrets
-                .entry(s.secret_id.clone())
-                .or_insert_with(|| format!("{stand_in}-{}", s.secret_id));
-        }
-        let manifest = render_recorded(
-            &chart,
-            info.clone(),
-            &record.values,
-            cluster,
-            &secrets,
-            &label,
-            ClusterFacts {
-                checksum_key,
-                capabilities: capabilities.clone(),
-            },
-        )?;
-        Ok(manifest.objects.into_iter().map(|o| o.object).collect())
-    };
-    let first = with("flotilla-unreadable-a")?;
-    if source
-        .secrets
-        .iter()
-        .all(|s| read.contains_key(&s.secret_id))
-    {
-        return Ok(Refreshed {
-            fresh: first,
-            unreadable: Vec::new(),
-        });
-    }
-    let second = with("flotilla-unreadable-b")?;
-    let mut refreshed = Refreshed::default();
-    for (a, b) in first.into_iter().zip(second) {
-        if a == b {
-            refreshed.fresh.push(a);
-        } else if let Ok(id) = ObjectRef::of(&a) {
-            refreshed.unreadable.push(id);
-        }
-    }
-    Ok(refreshed)
-}
-
-/// The chart a record kept: a Helm chart when the record says so (with its packed
-/// subcharts), otherwise a flotilla chart.
-fn recorded_chart(label: &Path, source: &crate::release::RevisionSource) -> Result<Chart> {
-    use base64::Engine as _;
-    let Some(helm) = &source.helm else {
-        return Ok(Chart::from_files(
-            label,
-            &source.chart,
-            &Default::default(),
-            Some(ChartType::Flotilla),
-        )?);
-    };
-    let binary = helm
-        .binary_files
-        .iter()
-        .filter_map(|(rel, text)| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .ok()?;
-            Some((rel.clone(), bytes))
-        })
-        .collect();
-    Ok(Chart::from_files(
-        label,
-        &source.chart,
-        &binary,
-        Some(ChartType::Helm),
-    )?)
 }
 
 /// For records written before they kept their chart: the checkout's chart and every

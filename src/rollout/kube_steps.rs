@@ -10,10 +10,13 @@
 use super::executor::{ClusterSteps, LeaseWait, Soak, StepError, StepOutcome};
 use super::gates::{run_verify, GateResult, GateVars};
 use super::progress::{Phase, Reporter};
+use super::recorded::{read_secrets, rerender, Refreshed};
 use super::report::RevisionRef;
 use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event, Lock, LockOptions};
+use crate::config::{Cluster, LoadedEnvironment};
 use crate::ops::{self, restore::RestoreTo, Outcome, PackedRender, RunOptions};
 use crate::release::{History, ReleaseRecord};
+use crate::vault::ResolvedSecrets;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -407,6 +410,9 @@ pub struct KubeSteps {
     /// Clusters an earlier part of this deployment changed (`deploy --resume`): what
     /// they ran before it and the revision it recorded.
     pub resumed: HashMap<String, (Option<RevisionRef>, u32)>,
+    /// How a restore renders the revision it goes back to; `None`: with this run's
+    /// Secrets (a takeover from Helm, whose revision is recorded as Helm applied it).
+    pub restore_renders: Option<RestoreRenders>,
 }
 
 /// Where verify commands run and what they are told of the run.
@@ -515,6 +521,103 @@ fn not_prepared(context: &str) -> StepError {
     StepError::new(format!("cluster `{context}` was not prepared"))
 }
 
+/// What the automatic restore renders a cluster's earlier revision with: the
+/// environment (its Vault), each cluster's globals, and the secrets of every cluster's
+/// revision from before the run, read from Vault once, at the first restore (a run
+/// that succeeds never reads them).
+pub struct RestoreRenders {
+    env: LoadedEnvironment,
+    clusters: HashMap<String, Cluster>,
+    read: tokio::sync::OnceCell<ResolvedSecrets>,
+}
+
+impl RestoreRenders {
+    pub fn new(env: &LoadedEnvironment, clusters: impl Iterator<Item = Cluster>) -> Self {
+        RestoreRenders {
+            env: env.clone(),
+            clusters: clusters.map(|c| (c.context.clone(), c)).collect(),
+            read: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+impl KubeSteps {
+    /// The objects a restore of `context` to `before` applies besides the record's:
+    /// the revision rendered again from its record, with its secrets read again at its
+    /// own sources, so that nothing of the failed run's render (its Secrets, their
+    /// labels) is left. Where the record cannot be rendered again (a record without
+    /// its chart, an imported Helm revision), the Secrets of this run's render, read
+    /// from Vault at its start, as before.
+    async fn restore_objects(
+        &self,
+        context: &str,
+        p: &Prepared,
+        before: &RevisionRef,
+        history: &History,
+    ) -> Result<Refreshed, StepError> {
+        let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
+        let record = history.get(before.revision);
+        let renderable = record.and_then(|r| {
+            let source = r.source.as_ref().filter(|s| s.imported.is_none())?;
+            Some((r, source))
+        });
+        if let (Some(renders), Some((record, source)), Some(cluster)) = (
+            &self.restore_renders,
+            renderable,
+            self.restore_renders
+                .as_ref()
+                .and_then(|r| r.clusters.get(context)),
+        ) {
+            let resolved = renders
+                .read
+                .get_or_init(|| {
+                    read_secrets(
+                        &renders.env,
+                        release,
+                        self.clusters.iter().filter_map(|(c, p)| {
+                            let source = p.history.deployed()?.source.as_ref()?;
+                            Some((c.as_str(), source))
+                        }),
+                    )
+                })
+                .await;
+            // The key `secretsum` was rendered with: without it the checksums differ.
+            let key = crate::storage::checksum_key(&p.handle, namespace, release, false, false)
+                .await
+                .map_err(|e| tracing::warn!("{e}"))
+                .ok()
+                .flatten();
+            match rerender(
+                record,
+                source,
+                cluster,
+                resolved,
+                release,
+                namespace,
+                key.as_deref().map(|k| k.as_slice()),
+            ) {
+                Ok(refreshed) => return Ok(refreshed),
+                Err(err) => crate::output::eprint_line(&format!(
+                    "[{context}] revision {} not rendered again ({err}); its Secrets come from this run's render",
+                    record.revision
+                )),
+            }
+        }
+        let fresh = p
+            .rendered
+            .unpack(context)
+            .map_err(|e| step_error(&e))?
+            .objects
+            .into_iter()
+            .filter(crate::release::is_secret)
+            .collect();
+        Ok(Refreshed {
+            fresh,
+            unreadable: Vec::new(),
+        })
+    }
+}
+
 impl ClusterSteps for KubeSteps {
     async fn deploy(
         &self,
@@ -615,22 +718,16 @@ impl ClusterSteps for KubeSteps {
                     .map_err(|e| step_error(&e))?;
                 return Ok(None);
             };
-            // Secrets come from this run's fresh read of Vault, never from a record.
-            let fresh: Vec<serde_json::Value> = p
-                .rendered
-                .unpack(context)
-                .map_err(|e| step_error(&e))?
-                .objects
-                .into_iter()
-                .filter(crate::release::is_secret)
-                .collect();
+            let refreshed = self
+                .restore_objects(context, p, before, &read.history)
+                .await?;
             // Recorded under this run's id, restoring `before`'s content: the run's own
             // deploys are then marked rolled back, so no later rollback goes to them.
             let to = RestoreTo {
                 revision: before.revision,
                 deployment_id: &self.deployment_id,
-                fresh: &fresh,
-                unreadable: &[],
+                fresh: &refreshed.fresh,
+                unreadable: &refreshed.unreadable,
             };
             restored(
                 ops::restore_leased(&p.handle, &lock, namespace, release, &to, &opts, &read).await,

@@ -23,6 +23,7 @@ mod model_tests;
 pub mod plan;
 pub mod prepare;
 pub mod progress;
+pub mod recorded;
 pub mod report;
 pub mod summary;
 

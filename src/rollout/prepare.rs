@@ -485,6 +485,10 @@ pub async fn prepare_deploy(
         leases,
         gates: None,
         resumed: HashMap::new(),
+        restore_renders: Some(super::kube_steps::RestoreRenders::new(
+            env,
+            plan.clusters().cloned(),
+        )),
     })
 }
 
