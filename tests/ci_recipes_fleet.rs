@@ -61,7 +61,6 @@ fn every_recipe_has_the_promotion_steps() {
         for expected in [
             "lint",
             "deploy hello --branch dev --dry-run",
-            "deploy hello --branch dev --create-namespace -o json",
             "status hello --branch dev",
             "rollback hello --branch dev",
         ] {
@@ -69,6 +68,16 @@ fn every_recipe_has_the_promotion_steps() {
                 found.iter().any(|c| c == expected),
                 "{recipe}: no `flotilla {expected}` in {found:#?}"
             );
+        }
+        // The deploy keeps its JSON report; GitLab and Jenkins also publish a JUnit one
+        // (GitHub shows the summary flotilla appends to $GITHUB_STEP_SUMMARY).
+        let deploy = found
+            .iter()
+            .find(|c| c.starts_with("deploy hello --branch dev --create-namespace"))
+            .unwrap_or_else(|| panic!("{recipe}: no deploy step in {found:#?}"));
+        assert!(deploy.ends_with("-o json"), "{recipe}: {deploy}");
+        if *recipe != "github-actions.yml" {
+            assert!(deploy.contains("--junit junit.xml"), "{recipe}: {deploy}");
         }
     }
 }
