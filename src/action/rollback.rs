@@ -11,7 +11,7 @@ use super::multi;
 use super::EnvSelection;
 use crate::cluster::ClusterError;
 use crate::cluster::ObjectRef;
-use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
+use crate::config::{Cluster, ConfigError, LoadedEnvironment, LoadedRelease};
 use crate::engine::{Chart, Renderer};
 use crate::ops::restore::objects_to_apply;
 use crate::ops::RunOptions;
@@ -60,7 +60,7 @@ pub struct RollbackOptions {
 
 pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     let configured = multi::configure(root, &args.env)?;
-    let identified = identify(&configured, args);
+    let identified = identify(&configured, args)?;
     let selected = configured.with_kubeconfig()?;
     let (name, namespace, release) = match identified {
         Identified::Known(name, namespace, release) => (name, namespace, release.map(|r| *r)),
@@ -449,27 +449,33 @@ fn check_targets(
 /// The release's name and namespace, and its descriptor when it loads. A rollback
 /// works from the records: an invalid `release.yaml` in the checkout (the bad commit
 /// of the incident) must not stop it.
-fn identify(selected: &multi::Configured, args: &RollbackOptions) -> Identified {
-    match (selected.repo.release(&args.release), &args.namespace) {
-        (Ok(release), namespace) => {
-            let name = release.descriptor.metadata.name.clone();
-            let namespace = namespace
-                .clone()
-                .unwrap_or_else(|| release.descriptor.metadata.namespace.clone());
-            Identified::Known(name, namespace, Some(Box::new(release)))
-        }
-        (Err(err), Some(namespace)) => {
-            let name = release_name(&args.release);
-            crate::output::eprint_line(&format!(
+fn identify(selected: &multi::Configured, args: &RollbackOptions) -> Result<Identified> {
+    Ok(
+        match (selected.repo.release(&args.release), &args.namespace) {
+            (Ok(release), namespace) => {
+                let name = release.descriptor.metadata.name.clone();
+                let namespace = namespace
+                    .clone()
+                    .unwrap_or_else(|| release.descriptor.metadata.namespace.clone());
+                Identified::Known(name, namespace, Some(Box::new(release)))
+            }
+            (Err(err), Some(namespace)) => {
+                let name = release_name(&args.release);
+                crate::output::eprint_line(&format!(
                 "the descriptor of {name} does not load ({err}); rolling back from the records in namespace {namespace}"
             ));
-            Identified::Known(name, namespace.clone(), None)
-        }
-        (Err(err), None) => Identified::Unloadable {
-            name: release_name(&args.release),
-            error: err.to_string(),
+                Identified::Known(name, namespace.clone(), None)
+            }
+            // No such release at all (no folder, no release.yaml): a typo, said before
+            // any cluster is asked. A descriptor that exists and does not load is the
+            // incident's broken checkout: its records are looked for.
+            (Err(err @ ConfigError::UnknownRelease { .. }), None) => return Err(err.into()),
+            (Err(err), None) => Identified::Unloadable {
+                name: release_name(&args.release),
+                error: err.to_string(),
+            },
         },
-    }
+    )
 }
 
 /// Where the records of `name` are, when the descriptor that says it does not load:

@@ -347,6 +347,8 @@ pub struct Lock {
     renewer: tokio::task::JoinHandle<()>,
     lost: CancellationToken,
     lost_why: Arc<Mutex<Option<String>>>,
+    /// Lost because the cluster stopped answering the renewals, not to a peer.
+    silent: Arc<std::sync::atomic::AtomicBool>,
     /// Whether it was taken over from another holder, and why.
     pub took_over_from: Option<String>,
 }
@@ -495,14 +497,18 @@ impl ClusterHandle {
         };
         let lost = CancellationToken::new();
         let lost_why = Arc::new(Mutex::new(None));
+        let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let renewer = tokio::spawn(renew(
             api.clone(),
             name.clone(),
             opts.holder.clone(),
             Timing::of(opts.duration),
             sent,
-            lost.clone(),
-            lost_why.clone(),
+            Loss {
+                lost: lost.clone(),
+                lost_why: lost_why.clone(),
+                silent: silent.clone(),
+            },
         ));
         Ok(Lock {
             api,
@@ -511,6 +517,7 @@ impl ClusterHandle {
             renewer,
             lost,
             lost_why,
+            silent,
             took_over_from,
         })
     }
@@ -572,6 +579,14 @@ impl Timing {
     }
 }
 
+/// How the renewal says the lease is lost: the token cancelled, why, and whether the
+/// cluster had stopped answering.
+struct Loss {
+    lost: CancellationToken,
+    lost_why: Arc<Mutex<Option<String>>>,
+    silent: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// What one renewal found.
 enum Renewal {
     Renewed,
@@ -579,8 +594,21 @@ enum Renewal {
     TakenBy(String),
     /// The lease is gone (deleted by hand, or by a peer's uninstall).
     Deleted,
-    /// No answer in time, or an error worth another attempt.
-    Failed(String),
+    /// No answer in time, or an error worth another attempt; `answered`: the API
+    /// server answered it (a conflict, a refusal), rather than nothing coming back.
+    Failed {
+        why: String,
+        answered: bool,
+    },
+}
+
+impl Renewal {
+    fn failed(err: &kube::Error) -> Renewal {
+        Renewal::Failed {
+            why: super::describe_kube_error(err),
+            answered: matches!(err, kube::Error::Api(_)),
+        }
+    }
 }
 
 async fn renew_once(api: &Api<Lease>, name: &str, holder: &str, within: Duration) -> Renewal {
@@ -588,7 +616,7 @@ async fn renew_once(api: &Api<Lease>, name: &str, holder: &str, within: Duration
         let mut lease = match api.get_opt(name).await {
             Ok(Some(lease)) => lease,
             Ok(None) => return Renewal::Deleted,
-            Err(err) => return Renewal::Failed(super::describe_kube_error(&err)),
+            Err(err) => return Renewal::failed(&err),
         };
         let spec = lease.spec.get_or_insert_with(Default::default);
         if spec.holder_identity.as_deref() != Some(holder) {
@@ -601,12 +629,15 @@ async fn renew_once(api: &Api<Lease>, name: &str, holder: &str, within: Duration
             Err(kube::Error::Api(status)) if status.code == 404 => Renewal::Deleted,
             // Changed since the read (by a peer, or by a renewal of ours that landed
             // late): the next attempt reads it again.
-            Err(err) => Renewal::Failed(super::describe_kube_error(&err)),
+            Err(err) => Renewal::failed(&err),
         }
     };
     tokio::time::timeout(within, attempt)
         .await
-        .unwrap_or_else(|_| Renewal::Failed(format!("no answer within {}ms", within.as_millis())))
+        .unwrap_or_else(|_| Renewal::Failed {
+            why: format!("no answer within {}ms", within.as_millis()),
+            answered: false,
+        })
 }
 
 /// Renews the lease until aborted; cancels `lost` (saying why) once it is taken, deleted,
@@ -618,9 +649,13 @@ async fn renew(
     holder: String,
     timing: Timing,
     sent: Instant,
-    lost: CancellationToken,
-    lost_why: Arc<Mutex<Option<String>>>,
+    loss: Loss,
 ) {
+    let Loss {
+        lost,
+        lost_why,
+        silent,
+    } = loss;
     let give_up = |why: String| {
         *lost_why.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
         lost.cancel();
@@ -629,11 +664,18 @@ async fn renew(
     let mut renewed = sent;
     let mut next = sent + timing.every;
     let mut last_error = String::new();
+    let mut last_answered = true;
     loop {
         let deadline = renewed + timing.deadline;
         tokio::time::sleep_until(next.min(deadline).into()).await;
         let now = Instant::now();
         if now >= deadline {
+            // Not a peer: the cluster stopped answering (the run's other requests fail
+            // the same way), which is how the run reports it.
+            silent.store(
+                !last_error.is_empty() && !last_answered,
+                std::sync::atomic::Ordering::SeqCst,
+            );
             give_up(format!(
                 "lease {name} was not renewed within {}ms, before a peer may take it over ({}s){}",
                 timing.deadline.as_millis(),
@@ -662,9 +704,10 @@ async fn renew(
                 give_up(format!("lease {name} was deleted"));
                 return;
             }
-            Renewal::Failed(why) => {
+            Renewal::Failed { why, answered } => {
                 tracing::warn!("cannot renew lease {name}: {why}");
                 last_error = why;
+                last_answered = answered;
                 next = Instant::now() + timing.retry;
             }
         }
@@ -683,6 +726,12 @@ impl Lock {
     }
 
     /// Why [`Lock::lost`] was cancelled.
+    /// Whether it was lost because the cluster stopped answering (not to a peer, not
+    /// deleted): the run reports the cluster as lost, not as taken over.
+    pub fn lost_to_silence(&self) -> bool {
+        self.silent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn lost_why(&self) -> Option<String> {
         self.lost_why
             .lock()

@@ -18,6 +18,10 @@ pub trait HeldLock {
     fn lost_why(&self) -> Option<String> {
         None
     }
+    /// Lost because the cluster stopped answering, not to a peer.
+    fn lost_to_silence(&self) -> bool {
+        false
+    }
     /// Stops renewing and gives the lease up if it is still ours.
     fn release(self) -> impl std::future::Future<Output = ()>;
 }
@@ -94,6 +98,10 @@ impl HeldLock for Lock {
 
     fn lost_why(&self) -> Option<String> {
         Lock::lost_why(self)
+    }
+
+    fn lost_to_silence(&self) -> bool {
+        Lock::lost_to_silence(self)
     }
 
     async fn release(self) {
@@ -204,6 +212,10 @@ impl HeldLock for Lent<'_> {
 
     fn lost_why(&self) -> Option<String> {
         self.0.lost_why()
+    }
+
+    fn lost_to_silence(&self) -> bool {
+        self.0.lost_to_silence()
     }
 
     /// The run that lent it releases it.

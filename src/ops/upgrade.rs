@@ -382,11 +382,19 @@ async fn run_locked<K: KubeClient, S: RecordStore>(
 
 /// The error of a run that no longer holds its lease, if it lost it.
 fn lease_lost<L: HeldLock>(context: &str, lock: &L) -> Option<ClusterError> {
-    lock.lost().is_cancelled().then(|| ClusterError::LockLost {
-        context: context.to_owned(),
-        message: lock
-            .lost_why()
-            .unwrap_or_else(|| "another run took it".into()),
+    if !lock.lost().is_cancelled() {
+        return None;
+    }
+    let context = context.to_owned();
+    let message = lock
+        .lost_why()
+        .unwrap_or_else(|| "another run took it".into());
+    // A cluster that stopped answering is lost, not taken over: reported as such,
+    // with the command that finishes the job once it is back.
+    Some(if lock.lost_to_silence() {
+        ClusterError::Unreachable { context, message }
+    } else {
+        ClusterError::LockLost { context, message }
     })
 }
 
