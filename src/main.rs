@@ -28,9 +28,14 @@ fn main() -> ExitCode {
             return ExitCode::from(ExitKind::Environment.code());
         }
     };
+    let json = flotilla::cli::json_requested(&cli);
     let result = runtime.block_on(flotilla::cli::run(cli));
+    let code = flotilla::exit::code(&result, scheme);
     if let Err(err) = &result {
         flotilla::output::eprint_line(&format!("error: {err}"));
+        if json {
+            flotilla::output::print_error_json(&err.to_string(), code);
+        }
     }
-    ExitCode::from(flotilla::exit::code(&result, scheme))
+    ExitCode::from(code)
 }

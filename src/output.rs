@@ -20,6 +20,10 @@ pub fn print(text: &str) -> std::io::Result<()> {
     print_unscrubbed(&crate::redact::scrub(text))
 }
 
+/// Whether anything was written to stdout yet: a command asked for JSON that fails
+/// before its own document still prints one ([`print_error_json`]).
+static WROTE_STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// [`print`] without the scrubber: only for `template --show-secrets`, the one command
 /// whose output is the values.
 pub fn print_unscrubbed(text: &str) -> std::io::Result<()> {
@@ -27,6 +31,7 @@ pub fn print_unscrubbed(text: &str) -> std::io::Result<()> {
     if text.is_empty() {
         return Ok(());
     }
+    WROTE_STDOUT.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut stdout = std::io::stdout().lock();
     let result = stdout
         .write_all(text.as_bytes())
@@ -48,6 +53,17 @@ pub fn print_unscrubbed(text: &str) -> std::io::Result<()> {
 pub fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     print(&text)
+}
+
+/// For a command asked for `-o json` that ended in an error before it printed its own
+/// document (a run refused before any change, bad input): one JSON document on stdout
+/// all the same, `{"error": MESSAGE, "exit_code": CODE}`, so that a pipeline's
+/// `report.json` always parses. Nothing when the command printed already.
+pub fn print_error_json(message: &str, exit_code: u8) {
+    if WROTE_STDOUT.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let _ = print_json(&serde_json::json!({ "error": message, "exit_code": exit_code }));
 }
 
 /// Every table flotilla prints, in one style: kubectl's (columns, no borders), so a

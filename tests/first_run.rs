@@ -175,3 +175,30 @@ fn a_cluster_that_refuses_connections_is_named_with_verb_object_and_server() {
         format!("dev-paris-dc1: history not read: {expected}\nerror: {expected}\n")
     );
 }
+
+/// A command asked for `-o json` that fails before its report (no kubeconfig, a typo:
+/// exit 2) still prints one JSON document, so that CI's `report.json` parses.
+#[test]
+fn a_json_command_that_fails_before_its_report_prints_the_error_as_json() {
+    let home = tempfile::tempdir().expect("tempdir");
+    for (args, code) in [
+        (&["deploy", "hello", "--env", "dev", "-o", "json"][..], 2),
+        (&["rollback", "NOPE", "--env", "dev", "-o", "json"][..], 2),
+        (&["status", "hello", "--env", "dev", "-o", "json"][..], 2),
+    ] {
+        let out = flotilla(home.path(), None, args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stdout is no JSON document ({e}): {:?}",
+                out.stdout
+            )
+        });
+        assert_eq!(doc["exit_code"], code, "{args:?}: {doc}");
+        let error = doc["error"].as_str().unwrap_or_default();
+        assert!(
+            !error.is_empty() && stderr(&out).contains(error),
+            "{args:?}: {doc}"
+        );
+    }
+}

@@ -631,6 +631,22 @@ pub fn exit_scheme(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitSc
     }
 }
 
+/// Whether the command asked for `-o json` (what its errors print then, too).
+pub fn json_requested(cli: &Cli) -> bool {
+    let output = match &cli.command {
+        Command::Deploy(a) => a.output,
+        Command::Rollback(a) => a.output,
+        Command::History(a) => a.output,
+        Command::Promote(a) => a.output,
+        Command::Status(a) => a.output,
+        Command::Diff(a) => a.output,
+        Command::Uninstall(a) => a.output,
+        Command::AdoptHelm(a) => a.output,
+        _ => OutputFormat::Table,
+    };
+    output == OutputFormat::Json
+}
+
 pub async fn run(cli: Cli) -> crate::Result<Finished> {
     let root = &cli.root;
     match cli.command {
