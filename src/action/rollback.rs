@@ -127,21 +127,22 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         }
     }
     // One target for the whole environment, then each cluster's own revision of it.
-    let decided = EnvironmentHistory::new(
+    let env = EnvironmentHistory::new(
         connected
             .iter()
             .map(|c| (c.cluster.context.as_str(), &c.history)),
-    )
-    .rollback_revisions(args.to.as_deref())
-    .map(|r| {
+    );
+    let decided = env.rollback_revisions(args.to.as_deref()).map(|r| {
         let revisions: HashMap<String, RevisionRef> = r
             .revisions
             .iter()
             .map(|(context, record)| ((*context).to_owned(), revision_ref(record)))
             .collect();
-        (r.target.to_owned(), revisions)
+        // What the history limit must keep, asked of the same histories.
+        let keep = env.kept_by_history_limit(&NextRun::Rollback(r.target.to_owned()));
+        (r.target.to_owned(), revisions, keep)
     });
-    let (target, mut revisions) = match decided {
+    let (target, mut revisions, keep) = match decided {
         Ok(decided) => decided,
         Err(NoRollback::NoTarget { deployments }) => {
             return Err(crate::Error::Reported(format!(
@@ -157,13 +158,6 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             )))
         }
     };
-    // What the history limit must keep: computed before the clusters are handed on.
-    let keep = EnvironmentHistory::new(
-        connected
-            .iter()
-            .map(|c| (c.cluster.context.as_str(), &c.history)),
-    )
-    .kept_by_history_limit(&NextRun::Rollback(target.clone()));
     let targets: Vec<(Connected, RevisionRef)> = connected
         .into_iter()
         .filter_map(|found| {
