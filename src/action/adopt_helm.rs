@@ -14,9 +14,9 @@ use super::multi;
 use super::EnvSelection;
 use crate::ops::{self, RunOptions};
 use crate::output::OutputFormat;
+use crate::rollout::connect::{connect_all, Connected};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::kube_steps::{KubeSteps, Leases, Prepared};
-use crate::rollout::prepare::{connect_all, Connected};
 use crate::rollout::{execute, Reporter};
 use crate::Result;
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ pub struct AdoptHelmOptions {
 }
 
 pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
-    let configured = multi::configure(root, &args.env)?;
+    let configured = crate::rollout::configure(root, &args.env)?;
     let release = configured.repo.release(&args.release)?;
     configured.repo.check_release(&release, &configured.env)?;
     let selected = configured.with_kubeconfig()?;
@@ -128,7 +128,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
     options.adopt = true;
     options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
     options.targets = selected.plan.contexts();
-    options.record_key = super::promote::record_key(&selected.env).await?;
+    options.record_key = crate::rollout::signing::record_key(&selected.env).await?;
     let steps = KubeSteps {
         clusters,
         deployment_id: deployment_id.clone(),
@@ -144,7 +144,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
         deployment_id,
         target: None,
     };
-    let interrupt = multi::interrupt_token();
+    let interrupt = crate::rollout::Interrupt::on_signals();
     let reporter = Reporter::for_stderr();
     let report = execute(&selected.plan, &steps, &info, &interrupt, &reporter).await;
     if report.succeeded() {

@@ -13,8 +13,9 @@ use crate::rollout::executor::RunInfo;
 use crate::rollout::gates::GateVars;
 use crate::rollout::kube_steps::{revision_ref, GateSetup, KubeSteps};
 use crate::rollout::prepare::{prepare_deploy, DeployInputs, Overrides};
+use crate::rollout::selection::Selected;
 use crate::rollout::summary::ReportFiles;
-use crate::rollout::{execute, Plan, Report, Reporter};
+use crate::rollout::{Interrupt, Plan, Report, Reporter, Run};
 use crate::Result;
 use std::path::Path;
 use std::time::Duration;
@@ -55,7 +56,7 @@ pub struct DeployOptions {
 }
 
 pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
-    let configured = multi::configure(root, &args.env)?;
+    let configured = crate::rollout::configure(root, &args.env)?;
     let releases: Vec<LoadedRelease> = match &args.release {
         Some(name) if !args.all => vec![configured.repo.release(name)?],
         _ => configured.repo.releases()?,
@@ -69,7 +70,7 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
     if args.dry_run {
         return super::dry_run::deploy(&selected, &releases, &args.overrides, args.output).await;
     }
-    super::promote::require_soak_for_deploy(&selected, &releases, &args.overrides).await?;
+    crate::rollout::chain::require_soak_of_checkout(&selected, &releases, &args.overrides).await?;
     let waves = WaveRequest {
         until_wave: args.until_wave,
         resume: args.resume.clone(),
@@ -118,7 +119,7 @@ pub struct DeploySettings {
 /// Prepares every release for every cluster (secrets, connections, rendering: any
 /// failure here changes nothing), then runs them all in parallel, one deployment id.
 pub async fn deploy_releases(
-    selected: &multi::Selected,
+    selected: &Selected,
     releases: &[LoadedRelease],
     overrides: &Overrides,
     settings: &DeploySettings,
@@ -135,7 +136,7 @@ pub async fn deploy_releases(
 
 /// [`deploy_releases`], for the waves `waves` asks for.
 pub async fn deploy_releases_in_waves(
-    selected: &multi::Selected,
+    selected: &Selected,
     releases: &[LoadedRelease],
     overrides: &Overrides,
     settings: &DeploySettings,
@@ -164,7 +165,7 @@ pub async fn deploy_releases_in_waves(
     options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
     // Before any cluster is touched: an environment that signs its records never gets
     // one unsigned from a deploy.
-    options.record_key = super::promote::record_key(&selected.env).await?;
+    options.record_key = crate::rollout::signing::record_key(&selected.env).await?;
     options.until_wave = plan.until_wave.map(|wave| UntilWave {
         wave,
         clusters: plan
@@ -223,66 +224,38 @@ pub async fn deploy_releases_in_waves(
                 environment: plan.environment.clone(),
                 deployment_id: deployment_id.clone(),
                 version: String::new(),
-                kubeconfig: kubeconfig_for_gates(selected.kubeconfig_path.as_deref()),
+                kubeconfig: selected.kubeconfig.for_child_process(),
                 hidden: crate::rollout::gates::hidden_variables(&selected.env.environment),
             },
             root: selected.repo.root().to_path_buf(),
         });
     }
     let plan = &plan;
-    let interrupt = multi::interrupt_token();
+    let interrupt = Interrupt::on_signals();
     let notifier = Notifier::new(&selected.env.environment.notify);
     let reports =
         futures::future::join_all(releases.iter().zip(&prepared).map(|(release, steps)| {
-            let info = RunInfo {
-                operation: settings.operation.into(),
-                release: release.descriptor.metadata.name.clone(),
-                deployment_id: deployment_id.clone(),
-                target: None,
+            let run = Run {
+                plan,
+                info: RunInfo {
+                    operation: settings.operation.into(),
+                    release: release.descriptor.metadata.name.clone(),
+                    deployment_id: deployment_id.clone(),
+                    target: None,
+                },
+                interrupt: &interrupt,
+                reporter: reporter_for(release),
+                notifier: &notifier,
+                version: steps
+                    .clusters
+                    .values()
+                    .next()
+                    .map(|p| p.rendered.app_version.clone()),
             };
-            let reporter = reporter_for(release);
-            let interrupt = &interrupt;
-            let notifier = &notifier;
-            let version = steps
-                .clusters
-                .values()
-                .next()
-                .map(|p| p.rendered.app_version.clone());
-            async move {
-                notifier
-                    .send(&multi::started_notice(
-                        plan,
-                        &info.operation,
-                        &info.release,
-                        &info.deployment_id,
-                        version.clone(),
-                    ))
-                    .await;
-                let mut report = execute(plan, steps, &info, interrupt, &reporter).await;
-                report.version = version.clone();
-                notifier
-                    .send(&multi::finished_notice(&report, version))
-                    .await;
-                report
-            }
+            async move { run.execute(steps, |_| {}).await }
         }))
         .await;
     Ok(reports)
-}
-
-/// `KUBECONFIG` for verify commands: the files this run read its contexts from.
-fn kubeconfig_for_gates(given: Option<&Path>) -> std::ffi::OsString {
-    if let Some(path) = given {
-        return path.as_os_str().to_owned();
-    }
-    if let Some(files) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        return files;
-    }
-    let home = std::env::var_os("HOME").unwrap_or_default();
-    Path::new(&home)
-        .join(".kube")
-        .join("config")
-        .into_os_string()
 }
 
 /// Sets `steps` and `plan` up to go on with deployment `id` from the wave after the

@@ -3,11 +3,12 @@
 //! only read: their release records; Vault is not contacted by a deploy's plan, which
 //! lists the paths it would read, never a value).
 
-use super::multi::Selected;
 use crate::config::LoadedRelease;
 use crate::output::OutputFormat;
 use crate::release::History;
-use crate::rollout::prepare::{connect_all, Overrides};
+use crate::rollout::connect::connect_all;
+use crate::rollout::prepare::Overrides;
+use crate::rollout::Selected;
 use crate::vault::SecretPlan;
 use crate::Result;
 use serde::Serialize;

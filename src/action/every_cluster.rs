@@ -6,13 +6,12 @@
 //! This module never changes a cluster; a query that fails on one cluster is that
 //! cluster's answer, not the end of the command.
 
-use super::multi::{self, Selected};
 use super::ReleaseSelection;
-use crate::cluster::{ClusterError, ClusterHandle};
+use crate::cluster::ClusterHandle;
 use crate::config::{Cluster, LoadedRelease};
 use crate::exit::{Classify, ExitKind};
+use crate::rollout::Selected;
 use crate::Result;
-use futures::StreamExt;
 use std::future::Future;
 use std::path::Path;
 
@@ -32,7 +31,7 @@ impl Opened {
 
 /// Loads and checks the configuration; nothing is contacted.
 pub fn open(root: &Path, args: &ReleaseSelection) -> Result<Opened> {
-    let configured = multi::configure(root, &args.env)?;
+    let configured = crate::rollout::configure(root, &args.env)?;
     let release = configured.repo.release(&args.release)?;
     configured.repo.check_release(&release, &configured.env)?;
     let selected = configured.with_kubeconfig()?;
@@ -49,30 +48,10 @@ where
     let Selected {
         plan, kubeconfig, ..
     } = &opened.selected;
-    let query = &query;
-    futures::stream::iter(plan.clusters().cloned())
-        .map(|cluster| async move {
-            let answer = match ClusterHandle::connect(kubeconfig, &cluster.context).await {
-                Ok(handle) => query(cluster.clone(), handle).await,
-                Err(err) => Err(err.into()),
-            };
-            (cluster, answer)
-        })
-        .buffered(plan.concurrency.max(1))
-        .collect()
-        .await
+    crate::rollout::connect::on_each(plan, kubeconfig, query).await
 }
 
-/// A cluster's failure as printed in its row or section (never contains secret values:
-/// errors do not carry them).
-pub fn failure_text(err: &crate::Error) -> String {
-    match err {
-        crate::Error::Cluster(ClusterError::Unreachable { message, .. }) => {
-            format!("unreachable: {message}")
-        }
-        other => other.to_string(),
-    }
-}
+pub use crate::rollout::connect::failure_text;
 
 /// After the output is printed: the command's error, if any cluster failed. An
 /// unreachable cluster (exit code 3) outweighs any other failure.

@@ -1,8 +1,7 @@
 //! `flotilla history RELEASE --env E [--clusters a,b] [-o json]`: deployment ids as rows,
 //! clusters as columns, each cell the revisions that cluster recorded for that id.
 
-use super::{multi, ReleaseSelection};
-use crate::cluster::ClusterHandle;
+use super::ReleaseSelection;
 use crate::ops;
 use crate::output::OutputFormat;
 use crate::release::{Audit, History};
@@ -123,7 +122,7 @@ struct Row {
 }
 
 pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> Result<()> {
-    let configured = multi::configure(root, &args.env)?;
+    let configured = crate::rollout::configure(root, &args.env)?;
     let release = configured.repo.release(&args.release)?;
     let selected = configured.with_kubeconfig()?;
     let name = &release.descriptor.metadata.name;
@@ -132,12 +131,17 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let mut unanswered = Vec::new();
     let mut failures = Vec::new();
-    for context in &contexts {
-        let records: Result<History> = async {
-            let handle = ClusterHandle::connect(&selected.kubeconfig, context).await?;
-            Ok(ops::history(&handle, namespace, name).await?)
-        }
-        .await;
+    // Every cluster asked at once; the answers in the plan's order.
+    let answers = crate::rollout::connect::on_each(
+        &selected.plan,
+        &selected.kubeconfig,
+        |_, handle| async move {
+            Ok::<History, crate::Error>(ops::history(&handle, namespace, name).await?)
+        },
+    )
+    .await;
+    for (cluster, records) in answers {
+        let context = &cluster.context;
         let records = match records {
             Ok(r) => r,
             Err(err) => {

@@ -3,20 +3,7 @@
 //! cluster at once and [`crate::ops`] for what reads or changes one cluster, and prints
 //! through [`crate::output`].
 
-use std::path::PathBuf;
-
-/// Which environment and clusters a multi-cluster command works on.
-#[derive(Debug, Clone, Default)]
-pub struct EnvSelection {
-    /// The environment by name (environments/<ENV>.yaml).
-    pub env: Option<String>,
-    /// Or the environment whose `branch` is this git branch.
-    pub branch: Option<String>,
-    /// Only these clusters (kube contexts), comma-separated.
-    pub clusters: Option<String>,
-    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
-    pub kubeconfig: Option<PathBuf>,
-}
+pub use crate::rollout::selection::EnvSelection;
 
 /// A release (its folder name or the path of its release.yaml) in an environment.
 #[derive(Debug, Clone, Default)]

@@ -9,23 +9,22 @@
 
 use super::deploy::{deploy_releases, DeploySettings};
 use super::{diff, every_cluster, multi, EnvSelection};
+use crate::cluster::ClusterError;
 use crate::cluster::LoadedKubeconfig;
-use crate::cluster::{ClusterError, ClusterHandle};
-use crate::config::{LoadedEnvironment, LoadedRelease, Repo};
+use crate::config::{LoadedEnvironment, LoadedRelease};
 use crate::ops;
 use crate::output::OutputFormat;
 use crate::release::{
-    agreed, check_record, describe_record, soak_problems, Artifact, Promotion, RecordKey,
-    ReleaseRecord, SourceCluster,
+    agreed, check_record, describe_record, Promotion, RecordKey, ReleaseRecord, SourceCluster,
 };
+use crate::rollout::chain::require_soak;
+use crate::rollout::connect::{failure_text, on_each};
 use crate::rollout::plan::select_environment;
-use crate::rollout::prepare::{artifact_of, connect_each, Overrides, Promoted, ReleaseRender};
+use crate::rollout::prepare::{artifact_of, Overrides, Promoted, ReleaseRender};
+use crate::rollout::signing::{record_key, warn_unsigned};
 use crate::rollout::Plan;
-use crate::vault::VaultEnv;
 use crate::Result;
-use futures::StreamExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// What `promote` does with the artifact it found.
@@ -70,7 +69,7 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
     {
         return Err(onto_itself(&args.release, from));
     }
-    let configured = multi::configure(root, &args.to)?;
+    let configured = crate::rollout::configure(root, &args.to)?;
     let release = configured.repo.release(&args.release)?;
     configured.repo.check_release(&release, &configured.env)?;
     let target = &configured.env.environment;
@@ -173,37 +172,6 @@ fn onto_itself(release: &str, from: &str) -> crate::Error {
     ))
 }
 
-/// The key of `env`'s record MACs (`vault.record_key`), read from Vault; `None` when
-/// the environment names none. A key named but not readable is an error (exit 3): a run
-/// that writes or trusts records must not go on without it.
-pub(super) async fn record_key(env: &LoadedEnvironment) -> Result<Option<Arc<RecordKey>>> {
-    let Some(value) = crate::vault::read_record_key(env, &VaultEnv::from_process()).await? else {
-        return Ok(None);
-    };
-    let origin = env
-        .environment
-        .vault
-        .as_ref()
-        .and_then(|v| v.record_key.as_ref())
-        .map(|k| k.origin())
-        .unwrap_or_default();
-    Ok(Some(Arc::new(RecordKey::new(
-        &env.environment.name,
-        &origin,
-        value.expose().as_bytes(),
-    ))))
-}
-
-/// Says once that `env`'s records carry no MAC: their digests are checked, but a
-/// namespace writer who recomputes them is not detected.
-pub(super) fn warn_unsigned(env: &LoadedEnvironment, namespace: &str) {
-    crate::output::eprint_line(&format!(
-        "warning: environment {} names no vault.record_key in {}: its records are not signed; their digests are checked, but whoever may write Secrets in namespace {namespace} can forge one that passes (docs/design.md, \"Records are evidence, not code\")",
-        env.environment.name,
-        env.file.display()
-    ));
-}
-
 /// The revision every cluster of `source` runs healthy, asked of all of them at once;
 /// refused (exit 3) with the per-cluster table when they disagree, one is not healthy
 /// or cannot be read, or a latest record does not verify (its digests, and its MAC with
@@ -217,43 +185,39 @@ async fn source_revision(
     let plan = Plan::new(source, None)?;
     let name = &release.descriptor.metadata.name;
     let namespace = &release.descriptor.metadata.namespace;
-    let clusters: Vec<SourceCluster> = futures::stream::iter(plan.clusters().cloned())
-        .map(|cluster| async move {
-            let found = async {
-                let handle = ClusterHandle::connect(kubeconfig, &cluster.context).await?;
-                let history = ops::history(&handle, namespace, name).await?;
-                let unhealthy = match history.runs_now() {
-                    Some(_) => ops::status(&handle, namespace, name)
-                        .await?
-                        .unhealthy()
-                        .map(|o| format!("{} {}", o.object, o.health))
-                        .collect(),
-                    None => Vec::new(),
-                };
-                Ok::<_, ClusterError>((history.latest().cloned(), unhealthy))
-            }
-            .await;
-            match found {
-                Ok((latest, unhealthy)) => SourceCluster {
-                    untrusted: latest.as_ref().map_or_else(Vec::new, |r| {
-                        check_record(r, &cluster.context, key)
-                            .problems(&describe_record(r, &cluster.context))
-                    }),
-                    context: cluster.context,
-                    latest: Ok(latest),
-                    unhealthy,
-                },
-                Err(err) => SourceCluster {
-                    context: cluster.context,
-                    latest: Err(every_cluster::failure_text(&err.into())),
-                    unhealthy: Vec::new(),
-                    untrusted: Vec::new(),
-                },
-            }
+    let answers = on_each(&plan, kubeconfig, |_, handle| async move {
+        let history = ops::history(&handle, namespace, name).await?;
+        let unhealthy = match history.runs_now() {
+            Some(_) => ops::status(&handle, namespace, name)
+                .await?
+                .unhealthy()
+                .map(|o| format!("{} {}", o.object, o.health))
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok::<_, ClusterError>((history.latest().cloned(), unhealthy))
+    })
+    .await;
+    let clusters: Vec<SourceCluster> = answers
+        .into_iter()
+        .map(|(cluster, found)| match found {
+            Ok((latest, unhealthy)) => SourceCluster {
+                untrusted: latest.as_ref().map_or_else(Vec::new, |r| {
+                    check_record(r, &cluster.context, key)
+                        .problems(&describe_record(r, &cluster.context))
+                }),
+                context: cluster.context,
+                latest: Ok(latest),
+                unhealthy,
+            },
+            Err(err) => SourceCluster {
+                context: cluster.context,
+                latest: Err(failure_text(&err.into())),
+                unhealthy: Vec::new(),
+                untrusted: Vec::new(),
+            },
         })
-        .buffered(plan.concurrency.max(1))
-        .collect()
-        .await;
+        .collect();
     let untrusted = clusters.iter().any(|c| !c.untrusted.is_empty());
     match agreed(&clusters) {
         Ok(record) => Ok(record.clone()),
@@ -320,90 +284,4 @@ fn check(
             release.descriptor.metadata.name
         )))
     }
-}
-
-/// The promotion chain's gate: when the target environment has `promotion.min_soak`,
-/// `artifact` must have run healthy that long in every cluster of `promotion.from`
-/// (asked of all of them at once); else the run is refused (exit 3), nothing changed.
-/// What `deploy` and `promote` into such an environment both ask.
-pub(super) async fn require_soak(
-    selected: &multi::Selected,
-    release: &LoadedRelease,
-    artifact: &Artifact,
-) -> Result<()> {
-    let Some(chain) = &selected.env.environment.promotion else {
-        return Ok(());
-    };
-    let Some(min_soak) = chain.min_soak else {
-        return Ok(());
-    };
-    let previous = previous_environment(&selected.repo, &selected.env, &chain.from)?;
-    let plan = Plan::new(&previous, None)?;
-    let name = &release.descriptor.metadata.name;
-    let digest = artifact.digest();
-    let now = chrono::Utc::now();
-    let clusters: Vec<(String, std::result::Result<Option<Duration>, String>)> = connect_each(
-        &plan,
-        &selected.kubeconfig,
-        &release.descriptor.metadata.namespace,
-        name,
-    )
-    .await
-    .into_iter()
-    .map(|(cluster, found)| {
-        let soaked = found
-            .map(|c| c.history.soaked(&digest, now))
-            .map_err(|err| every_cluster::failure_text(&err.into()));
-        (cluster.context, soaked)
-    })
-    .collect();
-    let problems = soak_problems(&chain.from, &clusters, min_soak);
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(crate::Error::Refused(format!(
-        "{name} to {}: refused, nothing changed: promotion.min_soak ({}) of {} asks that artifact {digest} ran healthy that long in every cluster of {}:\n  {}",
-        selected.env.environment.name,
-        humantime::format_duration(min_soak),
-        selected.env.file.display(),
-        chain.from,
-        problems.join("\n  ")
-    )))
-}
-
-/// `promotion.from` of `env`, loaded; a name that is no environment is an error of that
-/// field.
-fn previous_environment(
-    repo: &Repo,
-    env: &LoadedEnvironment,
-    from: &str,
-) -> Result<LoadedEnvironment> {
-    repo.environment(from).map_err(|err| {
-        crate::Error::Reported(format!(
-            "{}: promotion.from: {from:?}: {err}",
-            env.file.display()
-        ))
-    })
-}
-
-/// [`require_soak`] for a `deploy` of `releases` with `overrides`: the artifact each
-/// would make from the checkout, computed only when the target has a gate.
-pub(super) async fn require_soak_for_deploy(
-    selected: &multi::Selected,
-    releases: &[LoadedRelease],
-    overrides: &Overrides,
-) -> Result<()> {
-    let gated = selected
-        .env
-        .environment
-        .promotion
-        .as_ref()
-        .is_some_and(|c| c.min_soak.is_some());
-    if !gated {
-        return Ok(());
-    }
-    for release in releases {
-        require_soak(selected, release, &artifact_of(release, overrides)?).await?;
-    }
-    Ok(())
 }

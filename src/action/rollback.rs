@@ -20,13 +20,14 @@ use crate::release::{
     check_record, content_digest_problem, describe_record, EnvironmentHistory, NextRun, NoRollback,
     RecordKey,
 };
+use crate::rollout::connect::{connect_each, Connected};
+use crate::rollout::executor::finish_command_to;
 use crate::rollout::executor::RunInfo;
 use crate::rollout::kube_steps::{revision_ref, RollbackCluster, RollbackSteps};
-use crate::rollout::prepare::{connect_each, Connected};
 use crate::rollout::recorded::{read_secrets, rerender, Refreshed};
 use crate::rollout::report::RevisionRef;
 use crate::rollout::report::{ClusterResult, KeptLive, Overall, RunResult};
-use crate::rollout::{execute, Reporter};
+use crate::rollout::Reporter;
 use crate::vault::{resolve_for_environment, ResolvedSecrets, SecretPlan, VaultEnv};
 use crate::Result;
 use std::collections::HashMap;
@@ -59,7 +60,7 @@ pub struct RollbackOptions {
 }
 
 pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
-    let configured = multi::configure(root, &args.env)?;
+    let configured = crate::rollout::configure(root, &args.env)?;
     let identified = identify(&configured, args)?;
     let selected = configured.with_kubeconfig()?;
     let (name, namespace, release) = match identified {
@@ -249,68 +250,48 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         wave.retain(|c| !unreachable.iter().any(|(u, _)| u.context == c.context));
     }
     plan.waves.retain(|w| !w.is_empty());
-    let info = RunInfo {
-        operation: "rollback".into(),
-        release: name,
-        deployment_id: run_id,
-        target: Some(target.clone()),
-    };
     let notifier = crate::notify::Notifier::new(&selected.env.environment.notify);
-    let version = steps
-        .clusters
-        .values()
-        .find_map(|c| c.history.get(c.to.revision))
-        .map(|r| r.app_version.clone());
-    notifier
-        .send(&multi::started_notice(
-            &plan,
-            &info.operation,
-            &info.release,
-            &info.deployment_id,
-            version.clone(),
-        ))
+    let run = crate::rollout::Run {
+        plan: &plan,
+        info: RunInfo {
+            operation: "rollback".into(),
+            release: name,
+            deployment_id: run_id,
+            target: Some(target.clone()),
+        },
+        interrupt: &crate::rollout::Interrupt::on_signals(),
+        reporter: Reporter::for_stderr(),
+        notifier: &notifier,
+        version: steps
+            .clusters
+            .values()
+            .find_map(|c| c.history.get(c.to.revision))
+            .map(|r| r.app_version.clone()),
+    };
+    let report = run
+        .execute(&steps, |report| {
+            for row in &mut report.clusters {
+                if let Some(kept) = kept_live.remove(&row.context) {
+                    row.kept_live = kept;
+                }
+            }
+            for (cluster, err) in unreachable {
+                report.overall = Overall::RollbackIncomplete;
+                // The target is decided: finishing later must not decide it again.
+                let mut row = ClusterResult::not_started(&cluster);
+                row.result = RunResult::FailedUnchanged;
+                row.error = Some(err.to_string());
+                row.finish_with = Some(finish_command_to(
+                    &report.release,
+                    &report.environment,
+                    &cluster.context,
+                    Some(target.as_str()),
+                ));
+                row.refused = true;
+                report.clusters.push(row);
+            }
+        })
         .await;
-    let mut report = execute(
-        &plan,
-        &steps,
-        &info,
-        &multi::interrupt_token(),
-        &Reporter::for_stderr(),
-    )
-    .await;
-    for row in &mut report.clusters {
-        if let Some(kept) = kept_live.remove(&row.context) {
-            row.kept_live = kept;
-        }
-    }
-    for (cluster, err) in unreachable {
-        report.overall = Overall::RollbackIncomplete;
-        // The target is decided: finishing later must not decide it again.
-        let finish = format!(
-            "flotilla rollback {} --env {} --to {target} --clusters {}",
-            report.release, report.environment, cluster.context
-        );
-        report.clusters.push(ClusterResult {
-            context: cluster.context.clone(),
-            wave: cluster.wave,
-            before: None,
-            deployed: None,
-            restored: None,
-            result: RunResult::FailedUnchanged,
-            duration: Duration::ZERO,
-            error: Some(err.to_string()),
-            finish_with: Some(finish),
-            refused: true,
-            kept_live: Vec::new(),
-            diagnosis: None,
-            gates: Vec::new(),
-            earlier: false,
-        });
-    }
-    notifier
-        .send(&multi::finished_notice(&report, version.clone()))
-        .await;
-    report.version = version;
     multi::finish(&[report], args.output, &args.report_files)
 }
 
@@ -341,10 +322,10 @@ async fn key_for_rollback(
         .as_ref()
         .is_some_and(|v| v.record_key.is_some());
     if !named {
-        super::promote::warn_unsigned(env, namespace);
+        crate::rollout::signing::warn_unsigned(env, namespace);
         return Ok(None);
     }
-    match super::promote::record_key(env).await {
+    match crate::rollout::signing::record_key(env).await {
         Ok(key) => Ok(key),
         Err(err) if trust_records => {
             crate::output::eprint_line(&format!(
@@ -443,7 +424,10 @@ fn check_targets(
 /// The release's name and namespace, and its descriptor when it loads. A rollback
 /// works from the records: an invalid `release.yaml` in the checkout (the bad commit
 /// of the incident) must not stop it.
-fn identify(selected: &multi::Configured, args: &RollbackOptions) -> Result<Identified> {
+fn identify(
+    selected: &crate::rollout::selection::Configured,
+    args: &RollbackOptions,
+) -> Result<Identified> {
     Ok(
         match (selected.repo.release(&args.release), &args.namespace) {
             (Ok(release), namespace) => {
@@ -480,15 +464,14 @@ fn identify(selected: &multi::Configured, args: &RollbackOptions) -> Result<Iden
 /// a cluster that cannot answer is left out of the search (the rollback reports it as
 /// unreachable, as it would anyway).
 async fn namespace_from_records(
-    selected: &multi::Selected,
+    selected: &crate::rollout::Selected,
     name: &str,
     error: &str,
 ) -> Result<String> {
-    let asked = selected.plan.clusters().map(|cluster| async move {
-        let found = async {
-            let handle =
-                crate::cluster::ClusterHandle::connect(&selected.kubeconfig, &cluster.context)
-                    .await?;
+    let asked = crate::rollout::connect::on_each(
+        &selected.plan,
+        &selected.kubeconfig,
+        |cluster, handle| async move {
             match crate::storage::namespaces_with_records(&handle, name).await {
                 // A deployer limited to its namespaces: the records may be in the one
                 // its kube context names.
@@ -503,13 +486,13 @@ async fn namespace_from_records(
                 }
                 other => other,
             }
-        }
-        .await;
-        (cluster.context.clone(), found)
-    });
+        },
+    )
+    .await;
     let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut unanswered = Vec::new();
-    for (context, answer) in futures::future::join_all(asked).await {
+    for (cluster, answer) in asked {
+        let context = cluster.context;
         match answer {
             Ok(namespaces) => {
                 for namespace in namespaces {
@@ -550,7 +533,7 @@ async fn namespace_from_records(
 }
 
 /// The namespace `context` of the kubeconfig names, if any.
-fn context_namespace(selected: &multi::Selected, context: &str) -> Option<String> {
+fn context_namespace(selected: &crate::rollout::Selected, context: &str) -> Option<String> {
     selected
         .kubeconfig
         .config

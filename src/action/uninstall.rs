@@ -11,14 +11,13 @@
 //! what each cluster did (exit 1). The environment's `notify` webhooks hear of the start
 //! (every lease taken) and of the end, under the id of this run.
 
-use super::multi;
 use super::EnvSelection;
 use crate::cluster::{ClusterHandle, Event, Kept, Lock, ObjectRef};
 use crate::config::NotifyEvent;
 use crate::notify::{ClusterNotice, Notice, Notifier};
 use crate::ops::{self, RunOptions};
 use crate::output::OutputFormat;
-use crate::rollout::prepare::{connect_all, Connected};
+use crate::rollout::connect::{connect_all, Connected};
 use crate::Result;
 use futures::StreamExt;
 use serde::Serialize;
@@ -148,7 +147,7 @@ impl UninstallReport {
 }
 
 pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
-    let configured = multi::configure(root, &args.env)?;
+    let configured = crate::rollout::configure(root, &args.env)?;
     let release = configured.repo.release(&args.release)?;
     configured.repo.check_release(&release, &configured.env)?;
     let selected = configured.with_kubeconfig()?;
@@ -204,7 +203,7 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
     let run_id = crate::rollout::new_deployment_id();
     let notifier = Notifier::new(&selected.env.environment.notify);
     notifier
-        .send(&multi::started_notice(
+        .send(&crate::rollout::run::started_notice(
             &selected.plan,
             "uninstall",
             &name,

@@ -20,6 +20,8 @@ pub struct LoadedKubeconfig {
     pub config: Kubeconfig,
     /// `/home/u/.kube/config (the default path, as KUBECONFIG is not set)`.
     pub read_from: String,
+    /// The files it was read from (none for one made in memory).
+    files: Vec<std::path::PathBuf>,
 }
 
 impl LoadedKubeconfig {
@@ -28,7 +30,20 @@ impl LoadedKubeconfig {
         LoadedKubeconfig {
             config,
             read_from: read_from.into(),
+            files: Vec::new(),
         }
+    }
+
+    /// `KUBECONFIG` for a process this run starts (a verify command): the files this
+    /// kubeconfig was read from, so that it sees the contexts the run saw.
+    pub fn for_child_process(&self) -> std::ffi::OsString {
+        std::env::join_paths(&self.files).unwrap_or_else(|_| {
+            // A path holding the separator cannot be joined: the first file alone.
+            self.files
+                .first()
+                .map(|f| f.as_os_str().to_owned())
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -48,10 +63,11 @@ pub fn load_kubeconfig(path: Option<&Path>) -> Result<LoadedKubeconfig, ClusterE
         })?;
     }
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    Ok(LoadedKubeconfig::new(
-        merged,
-        format!("{} ({chosen})", names.join(", ")),
-    ))
+    Ok(LoadedKubeconfig {
+        config: merged,
+        read_from: format!("{} ({chosen})", names.join(", ")),
+        files,
+    })
 }
 
 /// The kubeconfig files to read and why they are the ones (for messages).

@@ -57,6 +57,38 @@ impl Interrupt {
         &self.second
     }
 
+    /// SIGINT and SIGTERM for a run. The first: the run stops as on a failure and rolls
+    /// back what it changed. The second: what is in flight (the rollback included) is
+    /// abandoned, the partial report is printed with a finish command for every cluster
+    /// left unfinished, and the command exits 128 + the signal (130, 143).
+    pub fn on_signals() -> Interrupt {
+        let interrupt = Interrupt::new();
+        let notify = interrupt.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            loop {
+                let number = tokio::select! {
+                    _ = int.recv() => 2,
+                    _ = term.recv() => 15,
+                };
+                if notify.first().is_cancelled() {
+                    crate::output::eprint_line("second signal: abandoning the run; the partial report follows with the commands that finish the job");
+                    notify.signal(number);
+                    return;
+                }
+                crate::output::eprint_line("signal received: stopping the run and rolling back what it changed (a second signal abandons the rollback)");
+                notify.signal(number);
+            }
+        });
+        interrupt
+    }
+
     /// The number of the last signal, once there was one.
     pub fn last_signal(&self) -> Option<i32> {
         Some(self.signal.load(AtomicOrdering::SeqCst)).filter(|n| *n != 0)
@@ -221,11 +253,22 @@ pub fn finish_command(
     context: &str,
     before: Option<&RevisionRef>,
 ) -> String {
-    match before {
-        Some(b) => format!(
-            "flotilla rollback {release} --env {env} --to {} --clusters {context}",
-            b.deployment_id
-        ),
+    finish_command_to(
+        release,
+        env,
+        context,
+        before.map(|b| b.deployment_id.as_str()),
+    )
+}
+
+/// The command that puts `context` on deployment `to` (`None`: the release was not
+/// installed there, so it is removed), once it is reachable: the target is decided, and
+/// finishing later must not decide it again.
+pub fn finish_command_to(release: &str, env: &str, context: &str, to: Option<&str>) -> String {
+    match to {
+        Some(id) => {
+            format!("flotilla rollback {release} --env {env} --to {id} --clusters {context}")
+        }
         None => format!("flotilla uninstall {release} --env {env} --cluster {context}"),
     }
 }

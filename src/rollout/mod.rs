@@ -14,6 +14,8 @@
 //! secret or a template is wrong.
 
 pub mod audit;
+pub mod chain;
+pub mod connect;
 pub mod executor;
 pub mod gates;
 pub mod id;
@@ -25,10 +27,15 @@ pub mod prepare;
 pub mod progress;
 pub mod recorded;
 pub mod report;
+pub mod run;
+pub mod selection;
+pub mod signing;
 pub mod summary;
 
-pub use executor::{execute, ClusterSteps, LeaseWait, StepError, StepOutcome};
+pub use executor::{execute, ClusterSteps, Interrupt, LeaseWait, StepError, StepOutcome};
 pub use id::new_deployment_id;
 pub use plan::{Plan, PlanError};
 pub use progress::{Phase, Reporter};
 pub use report::{ClusterResult, Report, RunResult};
+pub use run::Run;
+pub use selection::{configure, EnvSelection, Selected};

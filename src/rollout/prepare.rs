@@ -2,6 +2,7 @@
 //! Vault, every cluster connected and its history read, the release rendered for each.
 //! Any failure here happens before a single cluster is changed.
 
+use super::connect::{connect_all, Connected};
 use super::kube_steps::{KubeSteps, Prepared};
 use super::plan::Plan;
 use super::progress::{Phase, Reporter};
@@ -63,56 +64,6 @@ pub struct DeployInputs<'a> {
     pub release: &'a LoadedRelease,
     pub plan: &'a Plan,
     pub kubeconfig: &'a LoadedKubeconfig,
-}
-
-/// A cluster reached, with the release's history there.
-pub struct Connected {
-    pub cluster: Cluster,
-    pub handle: ClusterHandle,
-    pub history: History,
-}
-
-/// Connects to every cluster of the plan and reads the release's history there,
-/// concurrently. An unreachable cluster stops here, before anything changed (exit code
-/// 3).
-pub async fn connect_all(
-    plan: &Plan,
-    kubeconfig: &LoadedKubeconfig,
-    namespace: &str,
-    release: &str,
-) -> crate::Result<Vec<Connected>> {
-    connect_each(plan, kubeconfig, namespace, release)
-        .await
-        .into_iter()
-        .map(|(_, found)| found.map_err(crate::Error::from))
-        .collect()
-}
-
-/// [`connect_all`], keeping each cluster's own answer: a rollback goes on with the
-/// clusters it can reach and reports the others.
-pub async fn connect_each(
-    plan: &Plan,
-    kubeconfig: &LoadedKubeconfig,
-    namespace: &str,
-    release: &str,
-) -> Vec<(Cluster, Result<Connected, ClusterError>)> {
-    futures::stream::iter(plan.clusters().cloned())
-        .map(|cluster| async move {
-            let found = async {
-                let handle = ClusterHandle::connect(kubeconfig, &cluster.context).await?;
-                let history = ops::history(&handle, namespace, release).await?;
-                Ok(Connected {
-                    cluster: cluster.clone(),
-                    handle,
-                    history,
-                })
-            }
-            .await;
-            (cluster, found)
-        })
-        .buffered(plan.concurrency.max(1))
-        .collect()
-        .await
 }
 
 /// The release with its overrides, its chart and the secrets of every cluster of a

@@ -1,0 +1,184 @@
+//! One multi-cluster run as the commands start it: its plan and name, the signal that
+//! stops it, where its progress goes, and the webhooks that hear of its start and end.
+//! [`Run::execute`] wraps [`execute`] with those notices, so that every command that
+//! changes clusters tells the same story.
+
+use super::executor::{execute, ClusterSteps, Interrupt, RunInfo};
+use super::plan::Plan;
+use super::progress::Reporter;
+use super::report::{revision_text, Overall, Report};
+use crate::config::NotifyEvent;
+use crate::notify::{ClusterNotice, Notice, Notifier};
+
+/// A run of one release on the clusters of a plan.
+pub struct Run<'a> {
+    pub plan: &'a Plan,
+    pub info: RunInfo,
+    pub interrupt: &'a Interrupt,
+    pub reporter: Reporter,
+    pub notifier: &'a Notifier,
+    /// The application version it puts in place, for the notices and the report.
+    pub version: Option<String>,
+}
+
+impl Run<'_> {
+    /// Tells the webhooks the run starts, runs `steps` on every cluster of the plan,
+    /// lets `amend` add what the command knows of the clusters the steps never saw
+    /// (a rollback's unreachable ones), then tells the webhooks how it ended.
+    pub async fn execute<S: ClusterSteps>(
+        &self,
+        steps: &S,
+        amend: impl FnOnce(&mut Report),
+    ) -> Report {
+        self.notifier
+            .send(&started_notice(
+                self.plan,
+                &self.info.operation,
+                &self.info.release,
+                &self.info.deployment_id,
+                self.version.clone(),
+            ))
+            .await;
+        let mut report =
+            execute(self.plan, steps, &self.info, self.interrupt, &self.reporter).await;
+        amend(&mut report);
+        report.version = self.version.clone();
+        self.notifier
+            .send(&finished_notice(&report, self.version.clone()))
+            .await;
+        report
+    }
+}
+
+/// What the webhooks hear when a run is about to change its clusters.
+pub fn started_notice(
+    plan: &Plan,
+    operation: &str,
+    release: &str,
+    deployment_id: &str,
+    version: Option<String>,
+) -> Notice {
+    Notice {
+        event: NotifyEvent::Started,
+        operation: operation.to_owned(),
+        release: release.to_owned(),
+        environment: plan.environment.clone(),
+        deployment_id: deployment_id.to_owned(),
+        version,
+        overall: None,
+        cause: None,
+        clusters: plan
+            .clusters()
+            .map(|c| ClusterNotice {
+                context: c.context.clone(),
+                result: "pending".into(),
+                revision: None,
+            })
+            .collect(),
+    }
+}
+
+/// What the webhooks hear when a run is over: succeeded; rolled back (a failed run
+/// whose changed clusters are all back, or a `rollback` that succeeded); else failed.
+pub fn finished_notice(report: &Report, version: Option<String>) -> Notice {
+    let event = match report.overall {
+        Overall::Succeeded if report.operation == "rollback" => NotifyEvent::RolledBack,
+        // A run paused by `--until-wave` did all it was asked.
+        Overall::Succeeded | Overall::Paused => NotifyEvent::Succeeded,
+        Overall::RolledBack => NotifyEvent::RolledBack,
+        Overall::RollbackIncomplete | Overall::Halted | Overall::Refused => NotifyEvent::Failed,
+    };
+    let overall = serde_json::to_value(report.overall)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned));
+    Notice {
+        event,
+        operation: report.operation.clone(),
+        release: report.release.clone(),
+        environment: report.environment.clone(),
+        deployment_id: report.deployment_id.clone(),
+        version,
+        overall,
+        cause: report.cause.as_deref().map(crate::redact::scrub),
+        clusters: report
+            .clusters
+            .iter()
+            .map(|c| ClusterNotice {
+                context: c.context.clone(),
+                result: serde_json::to_value(c.result)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                revision: Some(revision_text(c)),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::report::{ClusterResult, RunResult};
+    use std::time::Duration;
+
+    fn report(operation: &str, overall: Overall) -> Report {
+        Report {
+            operation: operation.into(),
+            release: "hello".into(),
+            environment: "prod".into(),
+            deployment_id: "d2".into(),
+            target: None,
+            overall,
+            interrupted: false,
+            signal: None,
+            cause: None,
+            duration: Duration::from_secs(1),
+            clusters: vec![ClusterResult {
+                context: "eu".into(),
+                wave: 0,
+                before: None,
+                deployed: Some(1),
+                restored: None,
+                result: RunResult::Deployed,
+                duration: Duration::from_secs(1),
+                error: None,
+                finish_with: None,
+                refused: false,
+                kept_live: Vec::new(),
+                diagnosis: None,
+                gates: Vec::new(),
+                earlier: false,
+            }],
+            failed_gate: None,
+            version: None,
+            paused_after_wave: None,
+        }
+    }
+
+    #[test]
+    fn a_finished_run_is_told_as_succeeded_rolled_back_or_failed() {
+        let event =
+            |operation: &str, overall| finished_notice(&report(operation, overall), None).event;
+        assert_eq!(event("deploy", Overall::Succeeded), NotifyEvent::Succeeded);
+        assert_eq!(event("promote", Overall::Succeeded), NotifyEvent::Succeeded);
+        assert_eq!(
+            event("rollback", Overall::Succeeded),
+            NotifyEvent::RolledBack
+        );
+        assert_eq!(
+            event("deploy", Overall::RolledBack),
+            NotifyEvent::RolledBack
+        );
+        for overall in [
+            Overall::RollbackIncomplete,
+            Overall::Halted,
+            Overall::Refused,
+        ] {
+            assert_eq!(event("deploy", overall), NotifyEvent::Failed);
+        }
+        let notice = finished_notice(&report("deploy", Overall::Halted), Some("v2".into()));
+        assert_eq!(notice.overall.as_deref(), Some("halted"));
+        assert_eq!(notice.clusters[0].result, "deployed");
+        assert_eq!(notice.clusters[0].revision.as_deref(), Some("- → 1"));
+    }
+}
