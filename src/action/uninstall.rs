@@ -220,7 +220,7 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
                 let found = installed
                     .iter()
                     .find(|c| c.cluster.context == cluster.context);
-                let lock = locks.get(&cluster.context);
+                let held = locks.contains_key(&cluster.context);
                 async move {
                     let mut row = UninstallResult {
                         context: cluster.context.clone(),
@@ -230,14 +230,23 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
                         kept: Vec::new(),
                         error: None,
                     };
-                    let (Some(found), Some(lock)) = (found, lock) else {
+                    let (Some(found), true) = (found, held) else {
                         return row;
                     };
                     if failed {
                         row.result = "not-started";
                         return row;
                     }
-                    match ops::uninstall_leased(&found.handle, lock, namespace, name, opts).await {
+                    let store = crate::storage::SecretStore::new(&found.handle, namespace, name);
+                    let removed = ops::uninstall::remove(
+                        &found.handle,
+                        &store,
+                        namespace,
+                        name,
+                        crate::cluster::Removal::Uninstall,
+                        opts,
+                    );
+                    match removed.await {
                         Ok(deleted) => {
                             row.result = "uninstalled";
                             row.deleted = deleted.iter().map(ObjectRef::to_string).collect();

@@ -117,7 +117,13 @@ impl KubeClient for FakeKube {
         Ok(())
     }
 
-    async fn lock(&self, _: &str, _: &str, _: &LockOptions) -> Result<FakeLock, ClusterError> {
+    async fn lock(
+        &self,
+        _: &str,
+        _: &str,
+        _: &LockOptions,
+        _: &(dyn Fn(&str) + Sync),
+    ) -> Result<FakeLock, ClusterError> {
         Ok(FakeLock(self.lease.clone()))
     }
 

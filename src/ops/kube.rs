@@ -38,12 +38,14 @@ pub trait KubeClient {
     /// Creates the namespace when it does not exist (`create`), else checks that it
     /// exists as far as the deployer may read namespaces.
     async fn ensure_namespace(&self, namespace: &str, create: bool) -> Result<(), ClusterError>;
-    /// Takes the release's lease (refusing while another live run holds it).
+    /// Takes the release's lease (waiting for another live run that holds it as long as
+    /// `opts.wait` allows, telling `on_wait`, then refusing).
     async fn lock(
         &self,
         namespace: &str,
         release: &str,
         opts: &LockOptions,
+        on_wait: &(dyn Fn(&str) + Sync),
     ) -> Result<Self::Lock, ClusterError>;
     /// The identity an object will have once applied: namespace filled in for
     /// namespaced kinds, removed for cluster-scoped ones.
@@ -125,8 +127,9 @@ impl KubeClient for ClusterHandle {
         namespace: &str,
         release: &str,
         opts: &LockOptions,
+        on_wait: &(dyn Fn(&str) + Sync),
     ) -> Result<Lock, ClusterError> {
-        ClusterHandle::lock(self, namespace, release, opts).await
+        ClusterHandle::lock_waiting(self, namespace, release, opts, on_wait).await
     }
 
     async fn identity(&self, object: &Value, namespace: &str) -> Result<ObjectRef, ClusterError> {
@@ -191,114 +194,5 @@ impl KubeClient for ClusterHandle {
         release: &str,
     ) -> Result<SoakSample, ClusterError> {
         ClusterHandle::soak_sample(self, namespace, release).await
-    }
-}
-
-/// A cluster whose release lease is already held, by a multi-cluster run for the whole
-/// run (deploy, then restore): [`KubeClient::lock`] hands out that lease, and giving it
-/// back leaves it held. Everything else is the cluster's.
-pub struct Leased<'a> {
-    pub handle: &'a ClusterHandle,
-    pub lock: &'a Lock,
-}
-
-/// The lease of a [`Leased`] cluster, lent to one operation.
-pub struct Lent<'a>(&'a Lock);
-
-impl HeldLock for Lent<'_> {
-    fn lost(&self) -> CancellationToken {
-        self.0.lost()
-    }
-
-    fn lost_why(&self) -> Option<String> {
-        self.0.lost_why()
-    }
-
-    fn lost_to_silence(&self) -> bool {
-        self.0.lost_to_silence()
-    }
-
-    /// The run that lent it releases it.
-    async fn release(self) {}
-}
-
-impl<'a> KubeClient for Leased<'a> {
-    type Lock = Lent<'a>;
-
-    fn context(&self) -> &str {
-        self.handle.context()
-    }
-
-    async fn ensure_namespace(&self, _: &str, _: bool) -> Result<(), ClusterError> {
-        // The lease the caller holds lives in the release namespace: it exists (and was
-        // created, with --create-namespace, before the lease was taken).
-        Ok(())
-    }
-
-    async fn lock(&self, _: &str, _: &str, _: &LockOptions) -> Result<Lent<'a>, ClusterError> {
-        Ok(Lent(self.lock))
-    }
-
-    async fn identity(&self, object: &Value, namespace: &str) -> Result<ObjectRef, ClusterError> {
-        self.handle.identity(object, namespace).await
-    }
-
-    async fn is_live(&self, id: &ObjectRef, namespace: &str) -> Result<bool, ClusterError> {
-        KubeClient::is_live(self.handle, id, namespace).await
-    }
-
-    async fn live_meta(
-        &self,
-        id: &ObjectRef,
-        namespace: &str,
-    ) -> Result<Option<LiveMeta>, ClusterError> {
-        self.handle.live_meta(id, namespace).await
-    }
-
-    async fn live_object(
-        &self,
-        id: &ObjectRef,
-        namespace: &str,
-    ) -> Result<Option<Value>, ClusterError> {
-        KubeClient::live_object(self.handle, id, namespace).await
-    }
-
-    async fn apply_all(
-        &self,
-        objects: &[Value],
-        opts: &ApplyOptions,
-        progress: &Progress,
-    ) -> Result<Vec<ObjectRef>, ClusterError> {
-        self.handle.apply_all(objects, opts, progress).await
-    }
-
-    async fn delete_owned(
-        &self,
-        ids: &[ObjectRef],
-        opts: &ApplyOptions,
-        removal: Removal,
-        progress: &Progress,
-    ) -> Result<Removed, ClusterError> {
-        self.handle.delete_owned(ids, opts, removal, progress).await
-    }
-
-    async fn wait_healthy(
-        &self,
-        objects: &[ObjectRef],
-        opts: &WaitOptions,
-        cancel: &CancellationToken,
-        progress: &Progress,
-    ) -> Result<(), ClusterError> {
-        self.handle
-            .wait_healthy(objects, opts, cancel, progress)
-            .await
-    }
-
-    async fn soak_sample(
-        &self,
-        namespace: &str,
-        release: &str,
-    ) -> Result<SoakSample, ClusterError> {
-        self.handle.soak_sample(namespace, release).await
     }
 }

@@ -27,10 +27,12 @@ pub mod upgrade;
 pub mod fake;
 
 pub use inspect::{diff, history, status, ClusterHealth, ObjectHealth, ObjectStatus, StatusReport};
-pub use kube::{HeldLock, KubeClient, Leased, Lent};
+pub use kube::{HeldLock, KubeClient};
 pub use restore::restore;
+pub use restore::restore_under;
 pub use soak::{soak, SoakOptions};
 pub use uninstall::uninstall;
+pub use upgrade::deploy_under;
 pub use upgrade::{check_ownership, deploy, Adopted};
 
 use crate::cluster::{CancellationToken, ClusterError, Kept, LockOptions, ObjectRef, Progress};
@@ -285,6 +287,12 @@ impl LeasedRead {
     pub fn with_history(self, history: crate::release::History) -> LeasedRead {
         LeasedRead { history, ..self }
     }
+
+    /// The records as read under the lease, for the run's writes: each write is
+    /// conditional on the resourceVersion read.
+    pub fn store(&self) -> crate::storage::UnderLease<crate::storage::SecretStore> {
+        crate::storage::UnderLease::new(self.store.clone(), &self.history)
+    }
 }
 
 /// Reads the records of `release` (under a lease the caller holds), keeping their
@@ -300,74 +308,46 @@ pub async fn read_leased(
     Ok(LeasedRead { history, store })
 }
 
-/// [`deploy`] on a cluster whose lease the caller holds (for a whole multi-cluster run),
-/// `read` its records as read once the lease was taken (they are not read again).
-pub async fn deploy_leased(
-    cluster: &crate::cluster::ClusterHandle,
-    lock: &crate::cluster::Lock,
-    rendered: &Rendered,
-    deployment_id: &str,
-    opts: &RunOptions,
-    read: &LeasedRead,
-) -> Result<Outcome, ClusterError> {
-    let store = crate::storage::UnderLease::new(read.store.clone(), &read.history);
-    let leased = Leased {
-        handle: cluster,
-        lock,
-    };
-    upgrade::deploy_with(&leased, &store, rendered, deployment_id, opts).await
-}
-
-/// [`restore`] on a cluster whose lease the caller holds, `read` its records as read
-/// under that lease.
-pub async fn restore_leased(
-    cluster: &crate::cluster::ClusterHandle,
-    lock: &crate::cluster::Lock,
+/// The release's lease in `cluster`, its namespace created first where missing when
+/// `create_namespace` says so (the lease lives in that namespace). `on_wait` hears
+/// that another run holds it and for how long this one waits.
+pub async fn take_lease<K: KubeClient>(
+    cluster: &K,
     namespace: &str,
     release: &str,
-    to: &restore::RestoreTo<'_>,
-    opts: &RunOptions,
-    read: &LeasedRead,
-) -> Result<Outcome, ClusterError> {
-    let store = crate::storage::UnderLease::new(read.store.clone(), &read.history);
-    let leased = Leased {
-        handle: cluster,
-        lock,
-    };
-    restore::restore_with(&leased, &store, namespace, release, to, opts).await
+    opts: &LockOptions,
+    create_namespace: bool,
+    on_wait: &(dyn Fn(&str) + Sync),
+) -> Result<K::Lock, ClusterError> {
+    cluster
+        .ensure_namespace(namespace, create_namespace)
+        .await?;
+    cluster.lock(namespace, release, opts, on_wait).await
 }
 
-/// [`uninstall`] on a cluster whose lease the caller holds.
-pub async fn uninstall_leased(
-    cluster: &crate::cluster::ClusterHandle,
-    lock: &crate::cluster::Lock,
+/// Runs `op` on one cluster under the release's lease, taken for it ([`take_lease`])
+/// and given back after: what a one-cluster operation does that no multi-cluster run
+/// holds the lease for.
+pub async fn with_lease<K: KubeClient, T>(
+    cluster: &K,
     namespace: &str,
     release: &str,
     opts: &RunOptions,
-) -> Result<Vec<ObjectRef>, ClusterError> {
-    let store = crate::storage::SecretStore::new(cluster, namespace, release);
-    let leased = Leased {
-        handle: cluster,
-        lock,
-    };
-    uninstall::uninstall_with(&leased, &store, namespace, release, opts).await
-}
-
-/// [`uninstall::undo_install`] on a cluster whose lease the caller holds: the rollback
-/// of a failed first install, which leaves what that run adopted.
-pub async fn undo_install_leased(
-    cluster: &crate::cluster::ClusterHandle,
-    lock: &crate::cluster::Lock,
-    namespace: &str,
-    release: &str,
-    opts: &RunOptions,
-) -> Result<Vec<ObjectRef>, ClusterError> {
-    let store = crate::storage::SecretStore::new(cluster, namespace, release);
-    let leased = Leased {
-        handle: cluster,
-        lock,
-    };
-    uninstall::undo_install_with(&leased, &store, namespace, release, opts).await
+    op: impl AsyncFnOnce(&K::Lock) -> Result<T, ClusterError>,
+) -> Result<T, ClusterError> {
+    let on_wait = |message: &str| tracing::warn!("{message}");
+    let lease = take_lease(
+        cluster,
+        namespace,
+        release,
+        &opts.lock,
+        opts.create_namespace,
+        &on_wait,
+    )
+    .await?;
+    let result = op(&lease).await;
+    lease.release().await;
+    result
 }
 
 fn release_error(context: &str, message: String) -> ClusterError {

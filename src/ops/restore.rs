@@ -2,7 +2,7 @@
 //! re-applied, as a new revision of operation `rollback`.
 
 use super::upgrade::{run, Desired, Scope};
-use super::{release_error, KubeClient, Outcome, RunOptions};
+use super::{release_error, HeldLock, KubeClient, Outcome, RunOptions};
 use crate::cluster::{ClusterError, ClusterHandle, ObjectRef};
 use crate::release;
 use crate::storage::{RecordStore, SecretStore};
@@ -145,6 +145,23 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
     to: &RestoreTo<'_>,
     opts: &RunOptions,
 ) -> Result<Outcome, ClusterError> {
+    super::with_lease(cluster, namespace, release, opts, async |lease| {
+        restore_under(cluster, lease, store, namespace, release, to, opts).await
+    })
+    .await
+}
+
+/// [`restore`] under the release's lease, which the caller holds, `store` the records
+/// as read under it.
+pub async fn restore_under<K: KubeClient, L: HeldLock, S: RecordStore>(
+    cluster: &K,
+    lock: &L,
+    store: &S,
+    namespace: &str,
+    release: &str,
+    to: &RestoreTo<'_>,
+    opts: &RunOptions,
+) -> Result<Outcome, ClusterError> {
     let history = store.history().await?;
     let target = history.get(to.revision).ok_or_else(|| {
         release_error(
@@ -234,7 +251,7 @@ pub async fn restore_with<K: KubeClient, S: RecordStore>(
         namespace,
         deployment_id: to.deployment_id,
     };
-    run(cluster, store, &scope, desired, opts).await
+    run(cluster, lock, store, &scope, desired, opts).await
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Remove one release from one cluster.
 
-use super::{release_error, HeldLock, KubeClient, RunOptions};
+use super::{release_error, KubeClient, RunOptions};
 use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, ObjectRef, Removal};
 use crate::release::Status;
 use crate::storage::{RecordStore, SecretStore};
@@ -40,14 +40,17 @@ pub async fn undo_install_with<K: KubeClient, S: RecordStore>(
     release: &str,
     opts: &RunOptions,
 ) -> Result<Vec<ObjectRef>, ClusterError> {
-    remove(
-        cluster,
-        store,
-        namespace,
-        release,
-        Removal::RollbackUninstall,
-        opts,
-    )
+    super::with_lease(cluster, namespace, release, opts, async |_| {
+        remove(
+            cluster,
+            store,
+            namespace,
+            release,
+            Removal::RollbackUninstall,
+            opts,
+        )
+        .await
+    })
     .await
 }
 
@@ -59,10 +62,14 @@ pub async fn uninstall_with<K: KubeClient, S: RecordStore>(
     release: &str,
     opts: &RunOptions,
 ) -> Result<Vec<ObjectRef>, ClusterError> {
-    remove(cluster, store, namespace, release, Removal::Uninstall, opts).await
+    super::with_lease(cluster, namespace, release, opts, async |_| {
+        remove(cluster, store, namespace, release, Removal::Uninstall, opts).await
+    })
+    .await
 }
 
-async fn remove<K: KubeClient, S: RecordStore>(
+/// Removes the release (as `removal` says) under its lease, which the caller holds.
+pub async fn remove<K: KubeClient, S: RecordStore>(
     cluster: &K,
     store: &S,
     namespace: &str,
@@ -70,58 +77,52 @@ async fn remove<K: KubeClient, S: RecordStore>(
     removal: Removal,
     opts: &RunOptions,
 ) -> Result<Vec<ObjectRef>, ClusterError> {
-    let lock = cluster.lock(namespace, release, &opts.lock).await?;
-    let result = async {
-        let history = store.history().await?;
-        // A record that could not be read and may be what runs names objects this
-        // removal would leave behind unseen.
-        history
-            .check_skipped()
-            .map_err(|message| release_error(cluster.context(), message))?;
-        if history.is_empty() {
-            return Err(release_error(
-                cluster.context(),
-                format!("release `{release}` is not installed in namespace `{namespace}`"),
-            ));
-        }
-        // Newest record first: an object recorded under several apiVersions (a chart
-        // moved it) is deleted through the newest one, which the server still serves.
-        let mut ids: Vec<ObjectRef> = Vec::new();
-        for id in history.records().iter().rev().flat_map(|r| &r.objects) {
-            if !ids.contains(id) {
-                ids.push(id.clone());
-            }
-        }
-        let apply_opts = ApplyOptions::new(namespace, release);
-        let removed = cluster
-            .delete_owned(&ids, &apply_opts, removal, &opts.progress)
-            .await?;
-        if opts.keep_history && removal == Removal::Uninstall {
-            // Kept as history: what ran is `uninstalled` (a rollback target), a run
-            // killed half-way is failed, as the next deploy would have repaired it.
-            for record in history.records() {
-                let status = match record.status {
-                    Status::Deployed => Status::Uninstalled,
-                    Status::Pending => Status::Failed,
-                    _ => continue,
-                };
-                let mut record = record.clone();
-                record.status = status;
-                record.updated = chrono::Utc::now();
-                store.update(&record).await?;
-            }
-        } else {
-            // The records that could not be read go too: older than the deployed
-            // revision (else the check above refused), they are history of what is now
-            // removed, and left behind they would stop the next install.
-            let skipped = history.skipped().iter().filter_map(|s| s.revision);
-            for revision in history.records().iter().map(|r| r.revision).chain(skipped) {
-                store.delete(revision).await?;
-            }
-        }
-        Ok(removed.deleted)
+    let history = store.history().await?;
+    // A record that could not be read and may be what runs names objects this
+    // removal would leave behind unseen.
+    history
+        .check_skipped()
+        .map_err(|message| release_error(cluster.context(), message))?;
+    if history.is_empty() {
+        return Err(release_error(
+            cluster.context(),
+            format!("release `{release}` is not installed in namespace `{namespace}`"),
+        ));
     }
-    .await;
-    lock.release().await;
-    result
+    // Newest record first: an object recorded under several apiVersions (a chart
+    // moved it) is deleted through the newest one, which the server still serves.
+    let mut ids: Vec<ObjectRef> = Vec::new();
+    for id in history.records().iter().rev().flat_map(|r| &r.objects) {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    let apply_opts = ApplyOptions::new(namespace, release);
+    let removed = cluster
+        .delete_owned(&ids, &apply_opts, removal, &opts.progress)
+        .await?;
+    if opts.keep_history && removal == Removal::Uninstall {
+        // Kept as history: what ran is `uninstalled` (a rollback target), a run
+        // killed half-way is failed, as the next deploy would have repaired it.
+        for record in history.records() {
+            let status = match record.status {
+                Status::Deployed => Status::Uninstalled,
+                Status::Pending => Status::Failed,
+                _ => continue,
+            };
+            let mut record = record.clone();
+            record.status = status;
+            record.updated = chrono::Utc::now();
+            store.update(&record).await?;
+        }
+    } else {
+        // The records that could not be read go too: older than the deployed
+        // revision (else the check above refused), they are history of what is now
+        // removed, and left behind they would stop the next install.
+        let skipped = history.skipped().iter().filter_map(|s| s.revision);
+        for revision in history.records().iter().map(|r| r.revision).chain(skipped) {
+            store.delete(revision).await?;
+        }
+    }
+    Ok(removed.deleted)
 }

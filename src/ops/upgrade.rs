@@ -35,6 +35,23 @@ pub async fn deploy_with<K: KubeClient, S: RecordStore>(
     deployment_id: &str,
     opts: &RunOptions,
 ) -> Result<Outcome, ClusterError> {
+    let (namespace, release) = (&rendered.namespace, &rendered.release);
+    super::with_lease(cluster, namespace, release, opts, async |lease| {
+        deploy_under(cluster, lease, store, rendered, deployment_id, opts).await
+    })
+    .await
+}
+
+/// [`deploy`] under the release's lease, which the caller holds (a multi-cluster run
+/// holds every cluster's for its whole length), `store` the records as read under it.
+pub async fn deploy_under<K: KubeClient, L: HeldLock, S: RecordStore>(
+    cluster: &K,
+    lock: &L,
+    store: &S,
+    rendered: &Rendered,
+    deployment_id: &str,
+    opts: &RunOptions,
+) -> Result<Outcome, ClusterError> {
     if rendered.stored.len() != rendered.objects.len() {
         return Err(release_error(
             cluster.context(),
@@ -60,7 +77,7 @@ pub async fn deploy_with<K: KubeClient, S: RecordStore>(
         namespace: &rendered.namespace,
         deployment_id,
     };
-    run(cluster, store, &target, desired, opts).await
+    run(cluster, lock, store, &target, desired, opts).await
 }
 
 /// An object that existed without being this release's and that a run took over.
@@ -167,31 +184,14 @@ pub(super) struct Desired {
     pub source: Option<RevisionSource>,
 }
 
-pub(super) async fn run<K: KubeClient, S: RecordStore>(
+/// The state machine a deploy and a restore share, under the release's lease.
+pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
     cluster: &K,
+    lock: &L,
     store: &S,
     scope: &Scope<'_>,
     desired: Desired,
     opts: &RunOptions,
-) -> Result<Outcome, ClusterError> {
-    cluster
-        .ensure_namespace(scope.namespace, opts.create_namespace)
-        .await?;
-    let lock = cluster
-        .lock(scope.namespace, scope.release, &opts.lock)
-        .await?;
-    let result = run_locked(cluster, store, scope, desired, opts, &lock).await;
-    lock.release().await;
-    result
-}
-
-async fn run_locked<K: KubeClient, S: RecordStore>(
-    cluster: &K,
-    store: &S,
-    scope: &Scope<'_>,
-    desired: Desired,
-    opts: &RunOptions,
-    lock: &K::Lock,
 ) -> Result<Outcome, ClusterError> {
     let history = store.history().await?;
     // A record that could not be read and may be what runs, or what a killed run left:

@@ -126,15 +126,16 @@ impl Leases {
         {
             return Ok(());
         }
-        // The namespace read that taking the lease makes anyway, without creating it.
-        match handle.ensure_namespace(namespace, false).await {
-            Ok(()) => {}
-            Err(ClusterError::Release { .. }) if self.create_namespace => return Ok(()),
-            Err(err) => return Err(err),
-        }
-        self.lock_and_read(handle, namespace, release, opts, reporter, prepared)
+        // Where the namespace is missing, taking the lease fails on it, before any
+        // change (nothing is created here).
+        match self
+            .lock_and_read(handle, namespace, release, opts, false, reporter, prepared)
             .await
-            .map(|_| ())
+        {
+            Ok(_) => Ok(()),
+            Err(ClusterError::Release { .. }) if self.create_namespace => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     fn get(&self, context: &str) -> Option<Arc<Lock>> {
@@ -162,29 +163,35 @@ impl Leases {
         {
             return Ok(lock);
         }
-        handle
-            .ensure_namespace(namespace, self.create_namespace)
-            .await?;
-        self.lock_and_read(handle, namespace, release, opts, reporter, prepared)
-            .await
+        self.lock_and_read(
+            handle,
+            namespace,
+            release,
+            opts,
+            self.create_namespace,
+            reporter,
+            prepared,
+        )
+        .await
     }
 
-    /// Takes the lease in a namespace that exists, and reads the records under it.
+    /// Takes the lease (creating its namespace first with `create_namespace`), and
+    /// reads the records under it.
+    #[allow(clippy::too_many_arguments)]
     async fn lock_and_read(
         &self,
         handle: &ClusterHandle,
         namespace: &str,
         release: &str,
         opts: &LockOptions,
+        create_namespace: bool,
         reporter: &Reporter,
         prepared: Option<&History>,
     ) -> Result<Arc<Lock>, ClusterError> {
         let context = handle.context();
-        let lock = handle
-            .lock_waiting(namespace, release, opts, &|message: &str| {
-                reporter.phase(context, Phase::Waiting(message.to_owned()))
-            })
-            .await?;
+        let on_wait = |message: &str| reporter.phase(context, Phase::Waiting(message.to_owned()));
+        let lock =
+            ops::take_lease(handle, namespace, release, opts, create_namespace, &on_wait).await?;
         let lock = Arc::new(lock);
         self.held
             .lock()
@@ -665,13 +672,13 @@ impl ClusterSteps for KubeSteps {
         self.leases
             .note_recorded(context, next, &self.deployment_id);
         let step = async {
-            let result = ops::deploy_leased(
+            let result = ops::deploy_under(
                 &p.handle,
-                &lock,
+                &*lock,
+                &read.store(),
                 &rendered,
                 &self.deployment_id,
                 &opts,
-                &read,
             )
             .await;
             step_outcome(
@@ -713,9 +720,17 @@ impl ClusterSteps for KubeSteps {
                 .await?;
             let Some(before) = before else {
                 // A failed first install: undone, leaving what it adopted.
-                ops::undo_install_leased(&p.handle, &lock, namespace, release, &opts)
-                    .await
-                    .map_err(|e| step_error(&e))?;
+                let store = crate::storage::SecretStore::new(&p.handle, namespace, release);
+                ops::uninstall::remove(
+                    &p.handle,
+                    &store,
+                    namespace,
+                    release,
+                    crate::cluster::Removal::RollbackUninstall,
+                    &opts,
+                )
+                .await
+                .map_err(|e| step_error(&e))?;
                 return Ok(None);
             };
             let refreshed = self
@@ -730,7 +745,16 @@ impl ClusterSteps for KubeSteps {
                 unreadable: &refreshed.unreadable,
             };
             restored(
-                ops::restore_leased(&p.handle, &lock, namespace, release, &to, &opts, &read).await,
+                ops::restore_under(
+                    &p.handle,
+                    &*lock,
+                    &read.store(),
+                    namespace,
+                    release,
+                    &to,
+                    &opts,
+                )
+                .await,
             )
         })
         .await
@@ -863,14 +887,14 @@ impl RollbackCluster {
             fresh: &self.fresh,
             unreadable: &self.unreadable,
         };
-        ops::restore_leased(
+        ops::restore_under(
             &self.handle,
             lock,
+            &read.store(),
             &self.namespace,
             &self.release,
             &to,
             opts,
-            read,
         )
         .await
     }
