@@ -91,11 +91,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
                 ));
                 clusters.insert(
                     context,
-                    Prepared {
-                        handle,
-                        rendered: ops::PackedRender::pack(rendered),
-                        history,
-                    },
+                    Prepared::render(handle, history, ops::PackedRender::pack(rendered)),
                 );
             }
         }
@@ -110,7 +106,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
         let mut answers = Vec::new();
         for cluster in selected.plan.clusters() {
             if let Some(p) = clusters.get(&cluster.context) {
-                let diffs = match p.rendered.unpack(&cluster.context) {
+                let diffs = match unpack(p, &cluster.context) {
                     Ok(rendered) => ops::diff(&p.handle, &p.history, &rendered).await,
                     Err(err) => Err(err),
                 };
@@ -129,15 +125,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
     options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
     options.targets = selected.plan.contexts();
     options.record_key = crate::rollout::signing::record_key(&selected.env).await?;
-    let steps = KubeSteps {
-        clusters,
-        deployment_id: deployment_id.clone(),
-        options,
-        leases: Leases::new(false),
-        gates: None,
-        resumed: Default::default(),
-        restore_renders: None,
-    };
+    let steps = KubeSteps::new(clusters, &deployment_id, options, Leases::new(false));
     let info = RunInfo {
         operation: "adopt-helm".into(),
         release: name.clone(),
@@ -149,7 +137,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
     let report = execute(&selected.plan, &steps, &info, &interrupt, &reporter).await;
     if report.succeeded() {
         for (context, prepared) in &steps.clusters {
-            let released = match prepared.rendered.unpack(context) {
+            let released = match unpack(prepared, context) {
                 Ok(rendered) => {
                     ops::adopt::release_from_helm(
                         &prepared.handle,
@@ -174,4 +162,18 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
         }
     }
     multi::finish(&[report], args.output, &Default::default())
+}
+
+/// The imported revision of a cluster of the takeover, unpacked.
+fn unpack(
+    prepared: &Prepared,
+    context: &str,
+) -> std::result::Result<ops::Rendered, crate::cluster::ClusterError> {
+    match prepared.rendered() {
+        Some(packed) => packed.unpack(context),
+        None => Err(crate::cluster::ClusterError::Release {
+            context: context.to_owned(),
+            message: "nothing was imported from Helm here".into(),
+        }),
+    }
 }

@@ -11,7 +11,7 @@ use crate::output::OutputFormat;
 use crate::release::{EnvironmentHistory, NextRun, UntilWave};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::gates::GateVars;
-use crate::rollout::kube_steps::{revision_ref, GateSetup, KubeSteps};
+use crate::rollout::kube_steps::{revision_ref, GateSetup, KubeSteps, Prepared};
 use crate::rollout::prepare::{prepare_deploy, DeployInputs, Overrides};
 use crate::rollout::selection::Selected;
 use crate::rollout::summary::ReportFiles;
@@ -214,7 +214,7 @@ pub async fn deploy_releases_in_waves(
             digests: steps
                 .clusters
                 .iter()
-                .map(|(context, p)| (context.clone(), p.rendered.digest.clone()))
+                .filter_map(|(context, p)| Some((context.clone(), p.rendered()?.digest.clone())))
                 .collect(),
             resuming: waves.resume.clone(),
         });
@@ -246,11 +246,7 @@ pub async fn deploy_releases_in_waves(
                 interrupt: &interrupt,
                 reporter: reporter_for(release),
                 notifier: &notifier,
-                version: steps
-                    .clusters
-                    .values()
-                    .next()
-                    .map(|p| p.rendered.app_version.clone()),
+                version: steps.clusters.values().find_map(Prepared::app_version),
             };
             async move { run.execute(steps, |_| {}).await }
         }))
@@ -282,8 +278,8 @@ fn resume(steps: &mut KubeSteps, plan: &mut Plan, id: &str, until: Option<u32>) 
             ours.join(", ")
         )));
     }
-    if let Some(p) = steps.clusters.values().next() {
-        let (version, chart) = (&p.rendered.app_version, &p.rendered.chart);
+    if let Some(p) = steps.clusters.values().find_map(Prepared::rendered) {
+        let (version, chart) = (&p.app_version, &p.chart);
         if *version != point.app_version || *chart != point.chart {
             return Err(refuse(format!(
                 "it deployed version {} (chart {} {}), this checkout renders version {version} (chart {} {}): check out what it was deployed from, or deploy anew",
@@ -297,7 +293,8 @@ fn resume(steps: &mut KubeSteps, plan: &mut Plan, id: &str, until: Option<u32>) 
         let Some(p) = steps.clusters.get(*context) else {
             continue;
         };
-        if !record.digest.is_empty() && record.digest != p.rendered.digest {
+        let digest = p.rendered().map(|r| r.digest.as_str());
+        if !record.digest.is_empty() && Some(record.digest.as_str()) != digest {
             return Err(refuse(format!(
                 "cluster `{context}`: this checkout renders other content than the deployment recorded there (values, --set or chart changed since): run it with what the first part had, or deploy anew"
             )));

@@ -23,7 +23,9 @@ use crate::release::{
 use crate::rollout::connect::{connect_each, Connected};
 use crate::rollout::executor::finish_command_to;
 use crate::rollout::executor::RunInfo;
-use crate::rollout::kube_steps::{revision_ref, RollbackCluster, RollbackSteps};
+use crate::rollout::kube_steps::{
+    revision_ref, KubeSteps, Prepared, RecordedTarget, RestoreRenders, Target,
+};
 use crate::rollout::recorded::{read_secrets, rerender, Refreshed};
 use crate::rollout::report::RevisionRef;
 use crate::rollout::report::{ClusterResult, KeptLive, Overall, RunResult};
@@ -213,16 +215,19 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
                 kept_live_of(&record.manifest, &fresh, &unreadable, &namespace),
             );
         }
+        let target = RecordedTarget {
+            namespace: namespace.clone(),
+            release: name.clone(),
+            to,
+            fresh,
+            unreadable,
+        };
         clusters.insert(
             cluster.context.clone(),
-            RollbackCluster {
+            Prepared {
                 handle,
-                namespace: namespace.clone(),
-                release: name.clone(),
                 history,
-                to,
-                fresh,
-                unreadable,
+                target: Target::Revision(target),
             },
         );
     }
@@ -238,12 +243,13 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
     options.record_key = key;
     options.trust_records = args.trust_records;
     let run_id = crate::rollout::new_deployment_id();
-    let steps = RollbackSteps {
-        clusters,
-        run_id: run_id.clone(),
-        options,
-        leases: Default::default(),
-    };
+    let mut steps = KubeSteps::new(clusters, &run_id, options, Default::default());
+    // A failure puts every cluster back on what it ran, rendered again from its record
+    // as the automatic restore of a deploy does.
+    steps.restore_renders = Some(RestoreRenders::new(
+        &selected.env,
+        selected.plan.clusters().cloned(),
+    ));
     // A rollback never waits on a soak or runs a verify command.
     let mut plan = selected.plan.clone().without_gates();
     for wave in &mut plan.waves {
@@ -262,11 +268,7 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         interrupt: &crate::rollout::Interrupt::on_signals(),
         reporter: Reporter::for_stderr(),
         notifier: &notifier,
-        version: steps
-            .clusters
-            .values()
-            .find_map(|c| c.history.get(c.to.revision))
-            .map(|r| r.app_version.clone()),
+        version: steps.clusters.values().find_map(Prepared::app_version),
     };
     let report = run
         .execute(&steps, |report| {

@@ -1,6 +1,7 @@
 //! [`ClusterSteps`] on real clusters, through the per-cluster operations of
-//! [`crate::ops`]: [`KubeSteps`] for `deploy` and `promote`, [`RollbackSteps`] for
-//! `rollback`.
+//! [`crate::ops`]: [`KubeSteps`] puts each cluster on its [`Target`], a new render
+//! (`deploy`, `promote`, `adopt-helm`) or a recorded revision (`rollback`), and puts
+//! it back on what it ran before when the run fails.
 //!
 //! One lease per cluster for the whole run ([`Leases`]): taken by the cluster's first
 //! step, renewed through its deploy and its restore, released once the run is over. A
@@ -382,13 +383,90 @@ async fn deploy_within_budget(
     }
 }
 
-/// One cluster, ready to be deployed.
+/// One cluster of a run, and what the run puts there.
 pub struct Prepared {
     pub handle: ClusterHandle,
-    /// Unpacked when the cluster's step starts.
-    pub rendered: PackedRender,
     /// Its history before this run.
     pub history: History,
+    pub target: Target,
+}
+
+/// What a run puts in one cluster.
+pub enum Target {
+    /// A new render (`deploy`, `promote`) or an imported Helm release (`adopt-helm`),
+    /// unpacked when the cluster's step starts.
+    Render(PackedRender),
+    /// A revision recorded there (`rollback`).
+    Revision(RecordedTarget),
+}
+
+/// A recorded revision a rollback puts back in one cluster.
+pub struct RecordedTarget {
+    pub namespace: String,
+    pub release: String,
+    /// The revision to go to, found in this cluster by deployment id.
+    pub to: RevisionRef,
+    /// Objects of the target rendered again with secrets read now (see
+    /// [`RestoreTo::fresh`]); empty when nothing could be rendered again: the live
+    /// secrets are then kept, and the record says so.
+    pub fresh: Vec<serde_json::Value>,
+    /// Objects whose secrets could not be read now: kept as they are live.
+    pub unreadable: Vec<crate::cluster::ObjectRef>,
+}
+
+impl Prepared {
+    /// A cluster the run deploys `rendered` to.
+    pub fn render(handle: ClusterHandle, history: History, rendered: PackedRender) -> Prepared {
+        Prepared {
+            handle,
+            history,
+            target: Target::Render(rendered),
+        }
+    }
+
+    /// The render the run deploys here, if it deploys one.
+    pub fn rendered(&self) -> Option<&PackedRender> {
+        match &self.target {
+            Target::Render(rendered) => Some(rendered),
+            Target::Revision(_) => None,
+        }
+    }
+
+    fn namespace(&self) -> &str {
+        match &self.target {
+            Target::Render(r) => &r.namespace,
+            Target::Revision(t) => &t.namespace,
+        }
+    }
+
+    fn release(&self) -> &str {
+        match &self.target {
+            Target::Render(r) => &r.release,
+            Target::Revision(t) => &t.release,
+        }
+    }
+
+    /// The application version the run puts here.
+    pub fn app_version(&self) -> Option<String> {
+        match &self.target {
+            Target::Render(r) => Some(r.app_version.clone()),
+            Target::Revision(t) => self
+                .history
+                .get(t.to.revision)
+                .map(|r| r.app_version.clone()),
+        }
+    }
+
+    /// How many objects the run applies here (for progress).
+    fn objects(&self) -> usize {
+        match &self.target {
+            Target::Render(r) => r.objects,
+            Target::Revision(t) => self
+                .history
+                .get(t.to.revision)
+                .map_or(0, |r| r.manifest.len()),
+        }
+    }
 }
 
 /// A revision as the report and the finish commands name it: by the deployment whose
@@ -431,6 +509,26 @@ pub struct GateSetup {
 }
 
 impl KubeSteps {
+    /// The steps of run `deployment_id` putting each of `clusters` on its target: no
+    /// gates, nothing resumed, a restore with the Secrets of the run's own targets
+    /// until [`KubeSteps::restore_renders`] says how to render them again.
+    pub fn new(
+        clusters: HashMap<String, Prepared>,
+        deployment_id: &str,
+        options: RunOptions,
+        leases: Leases,
+    ) -> KubeSteps {
+        KubeSteps {
+            clusters,
+            deployment_id: deployment_id.to_owned(),
+            options,
+            leases,
+            gates: None,
+            resumed: HashMap::new(),
+            restore_renders: None,
+        }
+    }
+
     /// Continues deployment `resumed` of an earlier run: each of `earlier` (context,
     /// what ran before, the revision it recorded) is this run's to restore if it fails.
     pub fn resume(&mut self, earlier: Vec<(String, Option<RevisionRef>, u32)>) {
@@ -553,7 +651,7 @@ impl KubeSteps {
     /// the revision rendered again from its record, with its secrets read again at its
     /// own sources, so that nothing of the failed run's render (its Secrets, their
     /// labels) is left. Where the record cannot be rendered again (a record without
-    /// its chart, an imported Helm revision), the Secrets of this run's render, read
+    /// its chart, an imported Helm revision), the Secrets of this run's own target, read
     /// from Vault at its start, as before.
     async fn restore_objects(
         &self,
@@ -562,7 +660,7 @@ impl KubeSteps {
         before: &RevisionRef,
         history: &History,
     ) -> Result<Refreshed, StepError> {
-        let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
+        let (namespace, release) = (p.namespace(), p.release());
         let record = history.get(before.revision);
         let renderable = record.and_then(|r| {
             let source = r.source.as_ref().filter(|s| s.imported.is_none())?;
@@ -610,18 +708,66 @@ impl KubeSteps {
                 )),
             }
         }
-        let fresh = p
-            .rendered
-            .unpack(context)
-            .map_err(|e| step_error(&e))?
-            .objects
-            .into_iter()
-            .filter(crate::release::is_secret)
-            .collect();
-        Ok(Refreshed {
-            fresh,
-            unreadable: Vec::new(),
+        Ok(match &p.target {
+            Target::Render(rendered) => Refreshed {
+                fresh: rendered
+                    .unpack(context)
+                    .map_err(|e| step_error(&e))?
+                    .objects
+                    .into_iter()
+                    .filter(crate::release::is_secret)
+                    .collect(),
+                unreadable: Vec::new(),
+            },
+            Target::Revision(t) => Refreshed {
+                fresh: t.fresh.clone(),
+                unreadable: t.unreadable.clone(),
+            },
         })
+    }
+
+    /// Puts `p` on its target under `lock`, `read` its records as read under the lease:
+    /// the render deployed, or the recorded revision restored.
+    async fn put_target(
+        &self,
+        context: &str,
+        p: &Prepared,
+        lock: &Lock,
+        read: &ops::LeasedRead,
+        opts: &RunOptions,
+    ) -> Result<Outcome, ClusterError> {
+        match &p.target {
+            Target::Render(packed) => {
+                let rendered = packed.unpack(context)?;
+                ops::deploy_under(
+                    &p.handle,
+                    lock,
+                    &read.store(),
+                    &rendered,
+                    &self.deployment_id,
+                    opts,
+                )
+                .await
+            }
+            Target::Revision(t) => {
+                let to = RestoreTo {
+                    revision: t.to.revision,
+                    deployment_id: &self.deployment_id,
+                    fresh: &t.fresh,
+                    unreadable: &t.unreadable,
+                };
+                ops::restore_under(
+                    &p.handle,
+                    lock,
+                    &read.store(),
+                    &t.namespace,
+                    &t.release,
+                    &to,
+                    opts,
+                )
+                .await
+            }
+        }
     }
 }
 
@@ -635,12 +781,8 @@ impl ClusterSteps for KubeSteps {
         let Some(p) = self.clusters.get(context) else {
             return StepOutcome::Untouched(not_prepared(context));
         };
-        let total = p.rendered.objects;
-        let rendered = match p.rendered.unpack(context) {
-            Ok(rendered) => rendered,
-            Err(err) => return StepOutcome::Untouched(step_error(&err)),
-        };
-        let (namespace, release) = (&rendered.namespace, &rendered.release);
+        let total = p.objects();
+        let (namespace, release) = (p.namespace(), p.release());
         let lock = match self
             .leases
             .take(
@@ -672,15 +814,7 @@ impl ClusterSteps for KubeSteps {
         self.leases
             .note_recorded(context, next, &self.deployment_id);
         let step = async {
-            let result = ops::deploy_under(
-                &p.handle,
-                &*lock,
-                &read.store(),
-                &rendered,
-                &self.deployment_id,
-                &opts,
-            )
-            .await;
+            let result = self.put_target(context, p, &lock, &read, &opts).await;
             step_outcome(
                 result,
                 deployed(&history),
@@ -710,28 +844,35 @@ impl ClusterSteps for KubeSteps {
                 &self.options,
                 &CancellationToken::new(),
                 reporter,
-                p.rendered.objects,
+                p.objects(),
             );
             opts.timeout = self.options.restore_timeout;
-            let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
+            let (namespace, release) = (p.namespace(), p.release());
             let (lock, read) = self
                 .leases
                 .for_restore(&p.handle, namespace, release, &self.options.lock, reporter)
                 .await?;
-            let Some(before) = before else {
+            let before = match (before, &p.target) {
+                (Some(before), _) => before,
                 // A failed first install: undone, leaving what it adopted.
-                let store = crate::storage::SecretStore::new(&p.handle, namespace, release);
-                ops::uninstall::remove(
-                    &p.handle,
-                    &store,
-                    namespace,
-                    release,
-                    crate::cluster::Removal::RollbackUninstall,
-                    &opts,
-                )
-                .await
-                .map_err(|e| step_error(&e))?;
-                return Ok(None);
+                (None, Target::Render(_)) => {
+                    ops::uninstall::remove(
+                        &p.handle,
+                        &read.store(),
+                        namespace,
+                        release,
+                        crate::cluster::Removal::RollbackUninstall,
+                        &opts,
+                    )
+                    .await
+                    .map_err(|e| step_error(&e))?;
+                    return Ok(None);
+                }
+                (None, Target::Revision(_)) => {
+                    return Err(StepError::new(format!(
+                        "cluster `{context}` had no deployed revision before this rollback"
+                    )))
+                }
             };
             let refreshed = self
                 .restore_objects(context, p, before, &read.history)
@@ -778,8 +919,8 @@ impl ClusterSteps for KubeSteps {
             .get(context)
             .ok_or_else(|| not_prepared(context))?;
         let opts = ops::SoakOptions {
-            namespace: p.rendered.namespace.clone(),
-            release: p.rendered.release.clone(),
+            namespace: p.namespace().to_owned(),
+            release: p.release().to_owned(),
             duration: soak.duration,
             max_restarts: soak.max_restarts,
         };
@@ -807,7 +948,7 @@ impl ClusterSteps for KubeSteps {
             };
         };
         let vars = GateVars {
-            version: p.rendered.app_version.clone(),
+            version: p.app_version().unwrap_or_default(),
             ..setup.vars.clone()
         };
         run_verify(command, &vars, context, &setup.root, stop).await
@@ -827,183 +968,14 @@ impl ClusterSteps for KubeSteps {
             .clusters
             .get(context)
             .ok_or_else(|| not_prepared(context))?;
-        let (namespace, release) = (&p.rendered.namespace, &p.rendered.release);
         self.leases
             .take_or_defer(
                 &p.handle,
-                namespace,
-                release,
+                p.namespace(),
+                p.release(),
                 &lease_options(&self.options.lock, wait),
                 reporter,
                 Some(&p.history),
-            )
-            .await
-            .map_err(|e| step_error(&e))
-    }
-
-    async fn release(&self) {
-        self.leases.release_all().await;
-    }
-}
-
-/// The steps of `rollback`: "deploy" puts each cluster on its own target revision;
-/// "restore" puts it back on what it ran before, when another cluster's rollback fails.
-pub struct RollbackSteps {
-    pub clusters: HashMap<String, RollbackCluster>,
-    /// This rollback's own id, recorded by every revision it writes.
-    pub run_id: String,
-    pub options: RunOptions,
-    pub leases: Leases,
-}
-
-/// One cluster of a rollback and the revision it goes to.
-pub struct RollbackCluster {
-    pub handle: ClusterHandle,
-    pub namespace: String,
-    pub release: String,
-    pub history: History,
-    /// The revision to go to, found in this cluster by deployment id.
-    pub to: RevisionRef,
-    /// Objects of the target rendered again with secrets read now (see
-    /// [`RestoreTo::fresh`]); empty when nothing could be rendered again: the live
-    /// secrets are then kept, and the record says so.
-    pub fresh: Vec<serde_json::Value>,
-    /// Objects whose secrets could not be read now: kept as they are live.
-    pub unreadable: Vec<crate::cluster::ObjectRef>,
-}
-
-impl RollbackCluster {
-    async fn go_to(
-        &self,
-        lock: &Lock,
-        to: &RevisionRef,
-        run_id: &str,
-        opts: &RunOptions,
-        read: &ops::LeasedRead,
-    ) -> Result<Outcome, ClusterError> {
-        let to = RestoreTo {
-            revision: to.revision,
-            deployment_id: run_id,
-            fresh: &self.fresh,
-            unreadable: &self.unreadable,
-        };
-        ops::restore_under(
-            &self.handle,
-            lock,
-            &read.store(),
-            &self.namespace,
-            &self.release,
-            &to,
-            opts,
-        )
-        .await
-    }
-}
-
-impl ClusterSteps for RollbackSteps {
-    async fn deploy(
-        &self,
-        context: &str,
-        stop: &CancellationToken,
-        reporter: &Reporter,
-    ) -> StepOutcome {
-        let Some(t) = self.clusters.get(context) else {
-            return StepOutcome::Untouched(not_prepared(context));
-        };
-        let total = t.history.get(t.to.revision).map_or(0, |r| r.manifest.len());
-        let lock = match self
-            .leases
-            .take(
-                &t.handle,
-                &t.namespace,
-                &t.release,
-                &self.options.lock,
-                reporter,
-                Some(&t.history),
-            )
-            .await
-        {
-            Ok(lock) => lock,
-            Err(err) => return StepOutcome::Untouched(step_error(&err)),
-        };
-        let opts = step_options(&self.options, stop, reporter, total);
-        let read = match self.leases.read_under_lease(context) {
-            Ok(read) => read,
-            Err(err) => return StepOutcome::Untouched(step_error(&err)),
-        };
-        let history = read.history.clone();
-        let next = history.next_revision();
-        self.leases.note_recorded(context, next, &self.run_id);
-        let step = async {
-            step_outcome(
-                t.go_to(&lock, &t.to, &self.run_id, &opts, &read).await,
-                deployed(&history),
-                &self.leases,
-                &self.run_id,
-                (&t.handle, &t.namespace, &t.release),
-            )
-            .await
-        };
-        deploy_within_budget(context, opts.timeout, next, deployed(&history), step).await
-    }
-
-    async fn restore(
-        &self,
-        context: &str,
-        before: Option<&RevisionRef>,
-        reporter: &Reporter,
-    ) -> Result<Option<u32>, StepError> {
-        within_budget(context, self.options.restore_timeout, async move {
-            let t = self
-                .clusters
-                .get(context)
-                .ok_or_else(|| not_prepared(context))?;
-            let Some(before) = before else {
-                return Err(StepError::new(format!(
-                    "cluster `{context}` had no deployed revision before this rollback"
-                )));
-            };
-            let mut opts = step_options(&self.options, &CancellationToken::new(), reporter, 0);
-            opts.timeout = self.options.restore_timeout;
-            let (lock, read) = self
-                .leases
-                .for_restore(
-                    &t.handle,
-                    &t.namespace,
-                    &t.release,
-                    &self.options.lock,
-                    reporter,
-                )
-                .await?;
-            restored(t.go_to(&lock, before, &self.run_id, &opts, &read).await)
-        })
-        .await
-    }
-
-    fn before(&self, context: &str) -> Option<RevisionRef> {
-        self.clusters
-            .get(context)
-            .and_then(|t| deployed(&self.leases.history(context, &t.history)))
-    }
-
-    async fn acquire(
-        &self,
-        context: &str,
-        wait: LeaseWait,
-        reporter: &Reporter,
-    ) -> Result<(), StepError> {
-        let t = self
-            .clusters
-            .get(context)
-            .ok_or_else(|| not_prepared(context))?;
-        self.leases
-            .take_or_defer(
-                &t.handle,
-                &t.namespace,
-                &t.release,
-                &lease_options(&self.options.lock, wait),
-                reporter,
-                Some(&t.history),
             )
             .await
             .map_err(|e| step_error(&e))

@@ -16,7 +16,6 @@ use crate::release::{
 };
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
 use futures::{StreamExt, TryStreamExt};
-use std::collections::HashMap;
 use zeroize::Zeroizing;
 
 /// What a deploy may override on the command line.
@@ -421,26 +420,15 @@ pub async fn prepare_deploy(
         .into_iter()
         .map(|(context, handle, rendered, history)| {
             let rendered = ops::PackedRender::pack(rendered);
-            let prepared = Prepared {
-                handle,
-                rendered,
-                history,
-            };
-            (context, prepared)
+            (context, Prepared::render(handle, history, rendered))
         })
         .collect();
-    Ok(KubeSteps {
-        clusters,
-        deployment_id: deployment_id.to_owned(),
-        options,
-        leases,
-        gates: None,
-        resumed: HashMap::new(),
-        restore_renders: Some(super::kube_steps::RestoreRenders::new(
-            env,
-            plan.clusters().cloned(),
-        )),
-    })
+    let mut steps = KubeSteps::new(clusters, deployment_id, options, leases);
+    steps.restore_renders = Some(super::kube_steps::RestoreRenders::new(
+        env,
+        plan.clusters().cloned(),
+    ));
+    Ok(steps)
 }
 
 /// One cluster's render of `release` as the per-cluster operations take it: the objects
