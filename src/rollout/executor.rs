@@ -13,8 +13,10 @@
 //! can fail for a reason that was knowable before the first cluster was touched.
 
 use super::gates::GateResult;
+use super::leases::take_every_lease;
 use super::plan::Plan;
 use super::progress::{Phase, Reporter};
+pub use super::report::RunInfo;
 use super::report::{ClusterResult, FailedGate, Overall, Report, RevisionRef, RunResult};
 use crate::cluster::CancellationToken;
 use crate::config::{Cluster, OnFailure, VerifyCommand, WaveSettings};
@@ -234,18 +236,6 @@ pub struct Soak {
     pub max_restarts: u32,
 }
 
-/// What a run is called in its report and in the commands that finish it.
-#[derive(Debug, Clone)]
-pub struct RunInfo {
-    /// `deploy`, `rollback`, `promote`.
-    pub operation: String,
-    pub release: String,
-    /// The run's own id, recorded by every revision it writes.
-    pub deployment_id: String,
-    /// For a rollback: the deployment it goes back to.
-    pub target: Option<String>,
-}
-
 /// The command that finishes putting `context` back, once it is reachable.
 pub fn finish_command(
     release: &str,
@@ -305,11 +295,6 @@ pub async fn execute<S: ClusterSteps>(
             })
             .collect();
         return Report {
-            operation: info.operation.clone(),
-            release: info.release.clone(),
-            environment: plan.environment.clone(),
-            deployment_id: info.deployment_id.clone(),
-            target: info.target.clone(),
             overall: Overall::Refused,
             interrupted: interrupt.first().is_cancelled(),
             signal: interrupt
@@ -320,9 +305,7 @@ pub async fn execute<S: ClusterSteps>(
             cause,
             duration: started.elapsed(),
             clusters,
-            failed_gate: None,
-            version: None,
-            paused_after_wave: None,
+            ..Report::new(info, &plan.environment)
         };
     }
 
@@ -492,11 +475,6 @@ pub async fn execute<S: ClusterSteps>(
     steps.release().await;
     let aborted = abandon.is_cancelled();
     Report {
-        operation: info.operation.clone(),
-        release: info.release.clone(),
-        environment: plan.environment.clone(),
-        deployment_id: info.deployment_id.clone(),
-        target: info.target.clone(),
         overall,
         interrupted,
         signal: if aborted {
@@ -512,8 +490,8 @@ pub async fn execute<S: ClusterSteps>(
         duration: started.elapsed(),
         clusters: results,
         failed_gate,
-        version: None,
         paused_after_wave: paused_after_wave.filter(|_| !failed),
+        ..Report::new(info, &plan.environment)
     }
 }
 
@@ -644,53 +622,31 @@ pub enum LeaseWait {
     AsConfigured,
 }
 
-/// Takes every cluster's lease: first every one at once without waiting (one round of
-/// requests, not one per cluster); if any is refused, every lease taken is given back
-/// and they are taken again one after the other in name order, waiting for another
-/// run as configured. Two runs then never each hold a part of what the other needs
-/// while they wait. The row of the first cluster that refuses (or of the one a signal
-/// stopped), if any.
+/// Every cluster's lease before any is changed ([`take_every_lease`]); the row of the
+/// first cluster that refuses (or of the one a signal stopped), if any.
 async fn acquire_all<S: ClusterSteps>(
     plan: &Plan,
     steps: &S,
     interrupt: &Interrupt,
     reporter: &Reporter,
 ) -> Option<ClusterResult> {
-    let mut order: Vec<&crate::config::Cluster> = plan.clusters().collect();
-    order.sort_by(|a, b| a.context.cmp(&b.context));
-    let at_once = futures::future::join_all(
-        order
-            .iter()
-            .map(|c| steps.acquire(&c.context, LeaseWait::No, reporter)),
-    );
-    let taken = tokio::select! {
-        taken = at_once => taken.iter().all(Result::is_ok),
-        _ = interrupt.first().cancelled() => false,
-    };
-    if taken {
-        return None;
-    }
-    steps.release().await;
-    for cluster in order {
-        let t = Instant::now();
-        let taken = tokio::select! {
-            taken = steps.acquire(&cluster.context, LeaseWait::AsConfigured, reporter) => taken,
-            _ = interrupt.first().cancelled() => Err(StepError::new(format!(
-                "cluster `{}`: stopped by a signal before any change",
-                cluster.context
-            ))),
-        };
-        if let Err(err) = taken {
-            reporter.phase(&cluster.context, Phase::Failed(err.message.clone()));
-            let mut row = ClusterResult::not_started(cluster);
-            row.result = RunResult::FailedUnchanged;
-            row.refused = err.environment;
-            row.error = Some(err.message);
-            row.duration = t.elapsed();
-            return Some(row);
-        }
-    }
-    None
+    let contexts: Vec<&str> = plan.clusters().map(|c| c.context.as_str()).collect();
+    let (context, err, waited) = take_every_lease(
+        &contexts,
+        interrupt.first(),
+        |context, wait| steps.acquire(context, wait, reporter),
+        || steps.release(),
+    )
+    .await
+    .err()?;
+    let cluster = plan.clusters().find(|c| c.context == context)?;
+    reporter.phase(&context, Phase::Failed(err.message.clone()));
+    let mut row = ClusterResult::not_started(cluster);
+    row.result = RunResult::FailedUnchanged;
+    row.refused = err.environment;
+    row.error = Some(err.message);
+    row.duration = waited;
+    Some(row)
 }
 
 fn abandoned(context: &str, what: &str) -> String {

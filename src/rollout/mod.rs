@@ -20,6 +20,7 @@ pub mod executor;
 pub mod gates;
 pub mod id;
 pub mod kube_steps;
+pub mod leases;
 #[cfg(test)]
 mod model_tests;
 pub mod plan;

@@ -112,11 +112,11 @@ pub struct KeptLive {
 }
 
 impl ClusterResult {
-    /// The row of a cluster the run did not start.
-    pub fn not_started(cluster: &crate::config::Cluster) -> ClusterResult {
+    /// The row of `context` in wave `wave` before anything happened there.
+    pub fn new(context: &str, wave: u32) -> ClusterResult {
         ClusterResult {
-            context: cluster.context.clone(),
-            wave: cluster.wave,
+            context: context.to_owned(),
+            wave,
             before: None,
             deployed: None,
             restored: None,
@@ -130,6 +130,11 @@ impl ClusterResult {
             gates: Vec::new(),
             earlier: false,
         }
+    }
+
+    /// The row of a cluster the run did not start.
+    pub fn not_started(cluster: &crate::config::Cluster) -> ClusterResult {
+        ClusterResult::new(&cluster.context, cluster.wave)
     }
 }
 
@@ -186,6 +191,41 @@ pub struct Report {
     /// For a run paused by `--until-wave`: the last wave it deployed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_after_wave: Option<u32>,
+}
+
+/// What a run is called in its report and in the commands that finish it.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// `deploy`, `rollback`, `promote`.
+    pub operation: String,
+    pub release: String,
+    /// The run's own id, recorded by every revision it writes.
+    pub deployment_id: String,
+    /// For a rollback: the deployment it goes back to.
+    pub target: Option<String>,
+}
+
+impl Report {
+    /// The report of run `info` in `environment` before any cluster is in it: a
+    /// success until a row or a cause says otherwise.
+    pub fn new(info: &RunInfo, environment: &str) -> Report {
+        Report {
+            operation: info.operation.clone(),
+            release: info.release.clone(),
+            environment: environment.to_owned(),
+            deployment_id: info.deployment_id.clone(),
+            target: info.target.clone(),
+            version: None,
+            overall: Overall::Succeeded,
+            interrupted: false,
+            signal: None,
+            cause: None,
+            duration: Duration::ZERO,
+            clusters: Vec::new(),
+            failed_gate: None,
+            paused_after_wave: None,
+        }
+    }
 }
 
 #[derive(Tabled)]
@@ -365,15 +405,14 @@ mod tests {
             }],
             note: None,
         };
-        Report {
+        let info = RunInfo {
             operation: "deploy".into(),
             release: "hello".into(),
-            environment: "prod".into(),
             deployment_id: "d2".into(),
             target: None,
+        };
+        Report {
             overall: Overall::RolledBack,
-            interrupted: false,
-            signal: None,
             cause: Some("pull".into()),
             duration: Duration::from_secs(3),
             clusters: vec![ClusterResult {
@@ -386,18 +425,10 @@ mod tests {
                 result: RunResult::RolledBack,
                 error: Some("cluster `eu`: Deployment ns/hello-web failed".into()),
                 diagnosis: Some(Box::new(diagnosis)),
-                context: "eu".into(),
-                wave: 0,
                 duration: Duration::from_secs(2),
-                finish_with: None,
-                refused: false,
-                kept_live: Vec::new(),
-                gates: Vec::new(),
-                earlier: false,
+                ..ClusterResult::new("eu", 0)
             }],
-            failed_gate: None,
-            version: None,
-            paused_after_wave: None,
+            ..Report::new(&info, "prod")
         }
     }
 

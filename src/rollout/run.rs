@@ -122,36 +122,22 @@ mod tests {
     use std::time::Duration;
 
     fn report(operation: &str, overall: Overall) -> Report {
-        Report {
+        let info = RunInfo {
             operation: operation.into(),
             release: "hello".into(),
-            environment: "prod".into(),
             deployment_id: "d2".into(),
             target: None,
+        };
+        Report {
             overall,
-            interrupted: false,
-            signal: None,
-            cause: None,
             duration: Duration::from_secs(1),
             clusters: vec![ClusterResult {
-                context: "eu".into(),
-                wave: 0,
-                before: None,
                 deployed: Some(1),
-                restored: None,
                 result: RunResult::Deployed,
                 duration: Duration::from_secs(1),
-                error: None,
-                finish_with: None,
-                refused: false,
-                kept_live: Vec::new(),
-                diagnosis: None,
-                gates: Vec::new(),
-                earlier: false,
+                ..ClusterResult::new("eu", 0)
             }],
-            failed_gate: None,
-            version: None,
-            paused_after_wave: None,
+            ..Report::new(&info, "prod")
         }
     }
 

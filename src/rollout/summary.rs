@@ -384,8 +384,6 @@ mod tests {
 
     fn cluster(context: &str, wave: u32, result: RunResult) -> ClusterResult {
         ClusterResult {
-            context: context.into(),
-            wave,
             before: Some(RevisionRef {
                 revision: 3,
                 deployment_id: "20261207T090000Z-aaaa".into(),
@@ -394,13 +392,7 @@ mod tests {
             restored: (result == RunResult::RolledBack).then_some(5),
             result,
             duration: Duration::from_millis(2300),
-            error: None,
-            finish_with: None,
-            refused: false,
-            kept_live: Vec::new(),
-            diagnosis: None,
-            gates: Vec::new(),
-            earlier: false,
+            ..ClusterResult::new(context, wave)
         }
     }
 
@@ -419,16 +411,15 @@ mod tests {
         eu.error = Some("gate verify failed | see below".into());
         let us = cluster("prod-us", 0, RunResult::RolledBack);
         let paris = cluster("prod-paris", 1, RunResult::NotStarted);
-        Report {
+        let info = crate::rollout::report::RunInfo {
             operation: "deploy".into(),
             release: "hello".into(),
-            environment: "prod".into(),
             deployment_id: "20261207T100000Z-bbbb".into(),
             target: None,
+        };
+        Report {
             version: Some("2.4.0".into()),
             overall: Overall::RolledBack,
-            interrupted: false,
-            signal: None,
             cause: Some("cluster `prod-eu`: gate verify failed".into()),
             duration: Duration::from_secs(12),
             clusters: vec![eu, us, paris],
@@ -438,7 +429,7 @@ mod tests {
                 detail: "exit code 1".into(),
                 output: vec!["GET /healthz: 503".into()],
             }),
-            paused_after_wave: None,
+            ..Report::new(&info, "prod")
         }
     }
 
