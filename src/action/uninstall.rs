@@ -12,7 +12,7 @@
 //! (every lease taken) and of the end, under the id of this run.
 
 use super::EnvSelection;
-use crate::cluster::{ClusterHandle, Event, Kept, Lock, ObjectRef};
+use crate::cluster::{Event, Kept, Lock, ObjectRef};
 use crate::config::NotifyEvent;
 use crate::notify::{ClusterNotice, Notice, Notifier};
 use crate::ops::{self, RunOptions};
@@ -393,7 +393,8 @@ fn confirm(
     }
 }
 
-/// The lease of every cluster, one after the other in name order (two runs never each
+/// The lease of every cluster before anything is removed
+/// ([`take_every_lease`](crate::rollout::leases::take_every_lease): two runs never each
 /// hold a part of what the other needs); on a refusal, those taken are given back and
 /// nothing was removed (exit 3).
 async fn take_all(
@@ -402,27 +403,51 @@ async fn take_all(
     release: &str,
     opts: &RunOptions,
 ) -> Result<HashMap<String, Lock>> {
-    let mut by_name: Vec<&ClusterHandle> = installed.iter().map(|c| &c.handle).collect();
-    by_name.sort_by(|a, b| a.context().cmp(b.context()));
-    let mut locks = HashMap::new();
-    for handle in by_name {
-        let context = handle.context().to_owned();
-        let taken = handle
-            .lock_waiting(namespace, release, &opts.lock, &|message: &str| {
-                crate::output::eprint_line(&format!("[{context}] {message}"))
-            })
-            .await;
-        match taken {
-            Ok(lock) => {
-                locks.insert(context, lock);
-            }
-            Err(err) => {
-                futures::future::join_all(locks.into_values().map(Lock::release)).await;
-                return Err(crate::Error::Refused(format!(
-                    "uninstall {release}: {err}; nothing was removed in any cluster"
-                )));
-            }
+    let held: Mutex<HashMap<String, Lock>> = Mutex::default();
+    let contexts: Vec<&str> = installed
+        .iter()
+        .map(|c| c.cluster.context.as_str())
+        .collect();
+    let acquire = |context: &str, wait| {
+        let (held, context) = (&held, context.to_owned());
+        let handle = installed
+            .iter()
+            .find(|c| c.cluster.context == context)
+            .map(|c| &c.handle);
+        async move {
+            let Some(handle) = handle else {
+                return Ok(());
+            };
+            let on_wait =
+                |message: &str| crate::output::eprint_line(&format!("[{context}] {message}"));
+            let lock_opts = crate::rollout::leases::lease_options(&opts.lock, wait);
+            let lock = ops::take_lease(handle, namespace, release, &lock_opts, false, &on_wait)
+                .await
+                .map_err(|e| crate::rollout::leases::step_error(&e))?;
+            held.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(context, lock);
+            Ok(())
+        }
+    };
+    let release_held = || async {
+        let taken: Vec<Lock> = held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, lock)| lock)
+            .collect();
+        futures::future::join_all(taken.into_iter().map(Lock::release)).await;
+    };
+    let stop = crate::cluster::CancellationToken::new();
+    match crate::rollout::leases::take_every_lease(&contexts, &stop, acquire, release_held).await {
+        Ok(()) => Ok(held.into_inner().unwrap_or_else(|p| p.into_inner())),
+        Err((_, err, _)) => {
+            release_held().await;
+            Err(crate::Error::Refused(format!(
+                "uninstall {release}: {}; nothing was removed in any cluster",
+                err.message
+            )))
         }
     }
-    Ok(locks)
 }

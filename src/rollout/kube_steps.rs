@@ -9,9 +9,9 @@
 //! wrote, and that the lease is still this run's; otherwise it refuses, saying why.
 
 use super::executor::{ClusterSteps, LeaseWait, Soak, StepError, StepOutcome};
+use super::gates::{run_verify, GateResult, GateVars};
 pub use super::leases::Leases;
 use super::leases::{lease_options, step_error};
-use super::gates::{run_verify, GateResult, GateVars};
 use super::progress::{Phase, Reporter};
 use super::recorded::{read_secrets, rerender, Refreshed};
 use super::report::RevisionRef;
@@ -240,7 +240,6 @@ impl KubeSteps {
         }
     }
 }
-
 
 /// A step's options: the run's, with its own stop token and progress (apply k/n, what
 /// it waits for).

@@ -379,7 +379,6 @@ fn newest_is_ours(history: &History, revision: u32, deployment_id: &str) -> Resu
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
