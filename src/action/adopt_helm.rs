@@ -12,7 +12,7 @@
 
 use super::multi;
 use super::EnvSelection;
-use crate::ops::{self, RunOptions};
+use crate::ops;
 use crate::output::OutputFormat;
 use crate::rollout::connect::{connect_all, Connected};
 use crate::rollout::executor::RunInfo;
@@ -120,10 +120,12 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
     }
 
     let deployment_id = crate::rollout::new_deployment_id();
-    let mut options = RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
-    options.adopt = true;
-    options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
-    options.targets = selected.plan.contexts();
+    let settings = crate::rollout::run::RunSettings {
+        timeout: args.timeout,
+        adopt: true,
+        ..Default::default()
+    };
+    let mut options = settings.options(&selected.plan);
     options.record_key = crate::rollout::signing::record_key(&selected.env).await?;
     let steps = KubeSteps::new(clusters, &deployment_id, options, Leases::new(false));
     let info = RunInfo {

@@ -6,19 +6,18 @@ use super::multi;
 use super::EnvSelection;
 use crate::config::LoadedRelease;
 use crate::notify::Notifier;
-use crate::ops::RunOptions;
 use crate::output::OutputFormat;
 use crate::release::{EnvironmentHistory, NextRun, UntilWave};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::gates::GateVars;
 use crate::rollout::kube_steps::{revision_ref, GateSetup, KubeSteps, Prepared};
 use crate::rollout::prepare::{prepare_deploy, DeployInputs, Overrides};
+use crate::rollout::run::RunSettings;
 use crate::rollout::selection::Selected;
 use crate::rollout::summary::ReportFiles;
 use crate::rollout::{Interrupt, Plan, Report, Reporter, Run};
 use crate::Result;
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {
@@ -28,21 +27,7 @@ pub struct DeployOptions {
     pub all: bool,
     pub env: EnvSelection,
     pub overrides: Overrides,
-    /// Take fields that another field manager owns instead of failing.
-    pub force_conflicts: bool,
-    /// Take over objects that exist without being the release's (`--adopt`).
-    pub adopt: bool,
-    /// Create the release namespace where missing (`--create-namespace`).
-    pub create_namespace: bool,
-    /// How long ErrImagePull or CreateContainerConfigError may last.
-    pub transient_grace: Duration,
-    /// Per-cluster wait for health (default: the environment's rollout.timeout).
-    pub timeout: Option<Duration>,
-    /// Revisions kept per release and cluster.
-    pub history_max: usize,
-    /// How long to wait for another run's lease (default: the lease duration plus a
-    /// margin).
-    pub lock_timeout: Option<Duration>,
+    pub run: RunSettings,
     /// Print the plan (waves, clusters, revision from → to, Vault paths); change
     /// nothing, read no secret.
     pub dry_run: bool,
@@ -81,13 +66,7 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
         &args.overrides,
         &DeploySettings {
             operation: "deploy",
-            timeout: args.timeout,
-            force_conflicts: args.force_conflicts,
-            adopt: args.adopt,
-            create_namespace: args.create_namespace,
-            transient_grace: args.transient_grace,
-            history_max: args.history_max,
-            lock_timeout: args.lock_timeout,
+            run: args.run.clone(),
         },
         &waves,
     )
@@ -106,14 +85,7 @@ pub struct WaveRequest {
 /// What differs between `deploy` and `promote`, which both deploy releases.
 pub struct DeploySettings {
     pub operation: &'static str,
-    pub timeout: Option<Duration>,
-    pub force_conflicts: bool,
-    pub adopt: bool,
-    pub create_namespace: bool,
-    pub transient_grace: Duration,
-    pub history_max: usize,
-    /// How long to wait for another run's lease (`--lock-timeout`).
-    pub lock_timeout: Option<Duration>,
+    pub run: RunSettings,
 }
 
 /// Prepares every release for every cluster (secrets, connections, rendering: any
@@ -151,17 +123,7 @@ pub async fn deploy_releases_in_waves(
         .clone()
         .unwrap_or_else(crate::rollout::new_deployment_id);
     let base = Reporter::for_stderr();
-    let mut options = RunOptions::new(settings.timeout.unwrap_or(selected.plan.timeout));
-    options.force_conflicts = settings.force_conflicts;
-    options.adopt = settings.adopt;
-    options.create_namespace = settings.create_namespace;
-    options.transient_grace = settings.transient_grace;
-    options.history_limit = settings.history_max.max(1);
-    options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
-    if let Some(wait) = settings.lock_timeout {
-        options.lock.wait = wait;
-    }
-    options.targets = plan.contexts();
+    let mut options = settings.run.options(&plan);
     options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
     // Before any cluster is touched: an environment that signs its records never gets
     // one unsigned from a deploy.

@@ -151,13 +151,11 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
                 },
                 &DeploySettings {
                     operation: "promote",
-                    timeout: args.timeout,
-                    force_conflicts: false,
-                    adopt: false,
-                    create_namespace: args.create_namespace,
-                    transient_grace: crate::cluster::DEFAULT_TRANSIENT_GRACE,
-                    history_max: crate::storage::DEFAULT_HISTORY_LIMIT,
-                    lock_timeout: None,
+                    run: crate::rollout::run::RunSettings {
+                        timeout: args.timeout,
+                        create_namespace: args.create_namespace,
+                        ..Default::default()
+                    },
                 },
             )
             .await?;

@@ -14,7 +14,6 @@ use crate::cluster::ObjectRef;
 use crate::config::{Cluster, ConfigError, LoadedEnvironment, LoadedRelease};
 use crate::engine::{Chart, Renderer};
 use crate::ops::restore::objects_to_apply;
-use crate::ops::RunOptions;
 use crate::output::OutputFormat;
 use crate::release::{
     check_record, content_digest_problem, describe_record, EnvironmentHistory, NextRun, NoRollback,
@@ -231,13 +230,13 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
             },
         );
     }
-    let mut options = RunOptions::new(args.timeout.unwrap_or(selected.plan.timeout));
-    options.force_conflicts = args.force_conflicts;
-    options.restore_timeout = selected.plan.rollback_timeout.unwrap_or(options.timeout);
-    if let Some(wait) = args.lock_timeout {
-        options.lock.wait = wait;
-    }
-    options.targets = selected.plan.contexts();
+    let settings = crate::rollout::run::RunSettings {
+        timeout: args.timeout,
+        force_conflicts: args.force_conflicts,
+        lock_timeout: args.lock_timeout,
+        ..Default::default()
+    };
+    let mut options = settings.options(&selected.plan);
     options.history_keep = keep;
     options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
     options.record_key = key;

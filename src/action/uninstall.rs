@@ -179,11 +179,12 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
     if !args.confirmed && confirmation_possible() {
         confirm(&name, &selected.plan.environment, &plan, args.keep_history)?;
     }
-    let mut opts = RunOptions::new(selected.plan.timeout);
+    let settings = crate::rollout::run::RunSettings {
+        lock_timeout: args.lock_timeout,
+        ..Default::default()
+    };
+    let mut opts = settings.options(&selected.plan);
     opts.keep_history = args.keep_history;
-    if let Some(wait) = args.lock_timeout {
-        opts.lock.wait = wait;
-    }
     let kept: Arc<Mutex<HashMap<String, Vec<Kept>>>> = Arc::default();
     let seen = kept.clone();
     opts.progress = Arc::new(move |context, event| match event {

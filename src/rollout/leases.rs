@@ -5,8 +5,8 @@
 //! one this run wrote, and that the lease is still this run's; otherwise it refuses,
 //! saying why.
 
-use super::executor::{LeaseWait, StepError};
 use super::progress::{Phase, Reporter};
+use super::step::{LeaseWait, StepError};
 use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Lock, LockOptions};
 use crate::ops;
 use crate::release::History;

@@ -31,6 +31,7 @@ pub mod report;
 pub mod run;
 pub mod selection;
 pub mod signing;
+pub mod step;
 pub mod summary;
 
 pub use executor::{execute, ClusterSteps, Interrupt, LeaseWait, StepError, StepOutcome};

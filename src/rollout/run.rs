@@ -9,6 +9,63 @@ use super::progress::Reporter;
 use super::report::{revision_text, Overall, Report};
 use crate::config::NotifyEvent;
 use crate::notify::{ClusterNotice, Notice, Notifier};
+use crate::ops::RunOptions;
+use std::time::Duration;
+
+/// How a run changes each cluster, as the command line sets it for `deploy`,
+/// `promote`, `rollback`, `adopt-helm` and `uninstall`: mapped onto the per-cluster
+/// [`RunOptions`] in one place ([`RunSettings::options`]).
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Per-cluster wait for health (default: the environment's `rollout.timeout`).
+    pub timeout: Option<Duration>,
+    /// Take fields that another field manager owns instead of failing.
+    pub force_conflicts: bool,
+    /// Take over objects that exist without being the release's (`--adopt`).
+    pub adopt: bool,
+    /// Create the release namespace where missing (`--create-namespace`).
+    pub create_namespace: bool,
+    /// How long ErrImagePull or CreateContainerConfigError may last.
+    pub transient_grace: Duration,
+    /// Revisions kept per release and cluster.
+    pub history_max: usize,
+    /// How long to wait for another run's lease (default: the lease duration plus a
+    /// margin).
+    pub lock_timeout: Option<Duration>,
+}
+
+impl Default for RunSettings {
+    fn default() -> RunSettings {
+        RunSettings {
+            timeout: None,
+            force_conflicts: false,
+            adopt: false,
+            create_namespace: false,
+            transient_grace: crate::cluster::DEFAULT_TRANSIENT_GRACE,
+            history_max: crate::storage::DEFAULT_HISTORY_LIMIT,
+            lock_timeout: None,
+        }
+    }
+}
+
+impl RunSettings {
+    /// The per-cluster options of a run of `plan` with these settings: the plan's
+    /// timeouts unless overridden, every cluster of the plan as the run's targets.
+    pub fn options(&self, plan: &Plan) -> RunOptions {
+        let mut options = RunOptions::new(self.timeout.unwrap_or(plan.timeout));
+        options.force_conflicts = self.force_conflicts;
+        options.adopt = self.adopt;
+        options.create_namespace = self.create_namespace;
+        options.transient_grace = self.transient_grace;
+        options.history_limit = self.history_max.max(1);
+        options.restore_timeout = plan.rollback_timeout.unwrap_or(options.timeout);
+        if let Some(wait) = self.lock_timeout {
+            options.lock.wait = wait;
+        }
+        options.targets = plan.contexts();
+        options
+    }
+}
 
 /// A run of one release on the clusters of a plan.
 pub struct Run<'a> {
