@@ -19,6 +19,8 @@
 //! - [`cli`]: the command-line surface (clap), turned into action calls.
 
 pub mod action;
+#[cfg(test)]
+mod architecture_tests;
 pub mod cli;
 pub mod cluster;
 pub mod config;
