@@ -7,11 +7,10 @@
 //! The binary runs with the case folder as its current folder, so messages name files as
 //! a user sees them (`environments/dev.yaml:12: ...`); any absolute path of the case folder
 //! that still appears is written `<case>`. Every case must exit 2 (bad input, nothing
-//! changed) without a panic. `FLOTILLA_BLESS=1 cargo test --test bad_input` rewrites
+//! changed) without a panic. `FLOTILLA_BLESS=1 cargo test --test testsuite bad_input::` rewrites
 //! the expected files from the current output: review each by eye before committing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bad_input");
 
@@ -27,15 +26,12 @@ fn run_case(dir: &Path) -> Result<Outcome, String> {
     if args.is_empty() {
         return Err(format!("{}/cmd is empty", dir.display()));
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+    let output = crate::support::flotilla()
         .args(&args)
         .current_dir(dir)
-        // The environment of the machine running the tests must not change the outcome.
-        .env_remove("VAULT_ADDR")
-        .env_remove("VAULT_TOKEN")
-        .env_remove("KUBECONFIG")
-        .env_remove("FLOTILLA_LOG")
-        // Helm charts meet no `helm` (a Helm chart's case is about finding it).
+        // The environment of the machine running the tests must not change the outcome
+        // (`support::flotilla` leaves its settings out); Helm charts meet no `helm` (a
+        // Helm chart's case is about finding it).
         .env("FLOTILLA_HELM", "./no-helm-here")
         .env("NO_COLOR", "1")
         .output()

@@ -1,26 +1,10 @@
 //! `FLOTILLA_*` environment variables stand for the common flags; a flag on the command
 //! line wins.
 
+use crate::support::flotilla_in as flotilla;
 use std::path::Path;
-use std::process::{Command, Output};
 
 const GOOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/good-repo");
-
-fn flotilla(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-    cmd.args(args).current_dir(dir).env_remove("FLOTILLA_LOG");
-    for var in [
-        "FLOTILLA_ROOT",
-        "FLOTILLA_ENV",
-        "FLOTILLA_OUTPUT",
-        "FLOTILLA_KUBECONFIG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied())
-        .output()
-        .expect("run flotilla")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -2,21 +2,10 @@
 //! scripts for every shell, man pages naming every command, and dynamic completion
 //! offering the repo's release and environment names.
 
+use crate::support::flotilla_in as flotilla;
 use clap::CommandFactory;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn flotilla(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FLOTILLA_LOG")
-        .env_remove("FLOTILLA_ROOT")
-        .env_remove("COMPLETE")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run flotilla")
-}
+use std::process::Command;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -209,8 +198,8 @@ fn environment_names_complete_from_the_repo_named_by_flotilla_root() {
 #[test]
 fn bash_completes_release_names_through_the_registered_function() {
     let repo = names_repo();
-    let bin = env!("CARGO_BIN_EXE_flotilla");
-    let bin_dir = Path::new(bin).parent().expect("bin dir");
+    let bin = crate::support::flotilla_bin();
+    let bin_dir = bin.parent().expect("bin dir");
     let script = r#"
         source <(COMPLETE=bash flotilla)
         COMP_WORDS=(flotilla rollback "")

@@ -2,7 +2,7 @@
 //! (`flotilla template ... | head -1`) as the end of the job, exit code 0, as ripgrep
 //! and cargo do: a pipeline is not an error.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -11,10 +11,9 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);
-    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+    let out = crate::support::flotilla()
         .args(args)
         .current_dir(REPO)
-        .env_remove("FLOTILLA_LOG")
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(Stdio::piped())

@@ -8,21 +8,15 @@
 //!   fake) is named with the verb, the object and the server, exit 3.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// `flotilla ARGS` in the project's own deployment repo, with a home of its own (no
 /// `~/.kube/config`) and `KUBECONFIG` as given.
 fn flotilla(home: &Path, kubeconfig: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-    cmd.current_dir(ROOT)
-        .args(args)
-        .env("HOME", home)
-        .env_remove("KUBECONFIG")
-        .env_remove("FLOTILLA_LOG")
-        .env_remove("VAULT_ADDR")
-        .env_remove("VAULT_TOKEN");
+    let mut cmd = crate::support::flotilla();
+    cmd.current_dir(ROOT).args(args).env("HOME", home);
     if let Some(value) = kubeconfig {
         cmd.env("KUBECONFIG", value);
     }

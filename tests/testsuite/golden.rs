@@ -1,12 +1,11 @@
 //! Golden tests of the example release: `releases/hello` rendered for every cluster of
 //! every environment must equal `tests/golden/<env>/<cluster>.yaml`.
-//! `FLOTILLA_BLESS=1 cargo test --test golden` rewrites them; review the diff by eye.
+//! `FLOTILLA_BLESS=1 cargo test --test testsuite golden::` rewrites them; review the diff by eye.
 
 use flotilla::config::{Cluster, LoadedEnvironment, LoadedRelease, Repo};
 use flotilla::engine::{placeholder_secrets, Chart, Manifest, Renderer};
 use pretty_assertions::assert_eq;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -133,7 +132,7 @@ fn changing_the_region_changes_exactly_the_documents_that_use_it() {
 
 /// `flotilla --root ROOT template ARGS...`: its stdout, after checking that it succeeded.
 fn template(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+    let output = crate::support::flotilla()
         .args(["--root", ROOT, "template"])
         .args(args)
         .output()

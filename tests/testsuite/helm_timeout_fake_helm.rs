@@ -5,7 +5,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 /// The repo of the bad-input case whose release has a Helm chart.
 const REPO: &str = concat!(
@@ -31,7 +30,7 @@ fn fake_helm(dir: &Path) -> std::path::PathBuf {
 fn a_helm_template_past_its_limit_is_killed_and_named_fake_helm() {
     let dir = tempfile::tempdir().unwrap();
     let helm = fake_helm(dir.path());
-    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+    let output = crate::support::flotilla()
         .args([
             "template",
             "app1",
@@ -41,10 +40,6 @@ fn a_helm_template_past_its_limit_is_killed_and_named_fake_helm() {
             "dev-paris-dc1",
         ])
         .current_dir(REPO)
-        .env_remove("VAULT_ADDR")
-        .env_remove("VAULT_TOKEN")
-        .env_remove("KUBECONFIG")
-        .env_remove("FLOTILLA_LOG")
         .env("FLOTILLA_HELM", &helm)
         .env("FLOTILLA_HELM_TIMEOUT", "1s")
         .env("NO_COLOR", "1")
@@ -66,11 +61,9 @@ fn a_helm_template_past_its_limit_is_killed_and_named_fake_helm() {
 fn a_helm_timeout_that_is_no_duration_is_bad_input_fake_helm() {
     let dir = tempfile::tempdir().unwrap();
     let helm = fake_helm(dir.path());
-    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+    let output = crate::support::flotilla()
         .args(["template", "app1", "--env", "dev"])
         .current_dir(REPO)
-        .env_remove("KUBECONFIG")
-        .env_remove("FLOTILLA_LOG")
         .env("FLOTILLA_HELM", &helm)
         .env("FLOTILLA_HELM_TIMEOUT", "soon")
         .output()

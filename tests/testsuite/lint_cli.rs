@@ -1,19 +1,11 @@
 //! `flotilla lint` as a user runs it: the table on stdout, `-o json`, exit codes.
 //! (Each broken input and its message is in the bad-input corpus.)
 
+use crate::support::flotilla_in;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const GOOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/good-repo");
-
-fn flotilla(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FLOTILLA_LOG")
-        .output()
-        .expect("run flotilla")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -21,7 +13,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn a_good_repo_lints_clean_with_one_row_per_release_and_environment() {
-    let out = flotilla(Path::new(GOOD), &["lint"]);
+    let out = flotilla_in(Path::new(GOOD), &["lint"], &[]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "");
     let stdout = text(&out.stdout);
@@ -56,15 +48,16 @@ fn a_good_repo_lints_clean_with_one_row_per_release_and_environment() {
 #[test]
 fn scope_by_release_environment_and_branch() {
     let dir = Path::new(GOOD);
-    let by_env = text(&flotilla(dir, &["lint", "app1", "--env", "prod"]).stdout);
-    let by_branch = text(&flotilla(dir, &["lint", "--branch", "prod"]).stdout);
+    let by_env = text(&flotilla_in(dir, &["lint", "app1", "--env", "prod"], &[]).stdout);
+    let by_branch = text(&flotilla_in(dir, &["lint", "--branch", "prod"], &[]).stdout);
     assert_eq!(by_env, by_branch);
     assert_eq!(by_env.lines().count(), 2, "{by_env}");
     assert!(by_env.contains("prod"), "{by_env}");
     // --root works from anywhere.
-    let elsewhere = flotilla(
+    let elsewhere = flotilla_in(
         &std::env::temp_dir(),
         &["--root", GOOD, "lint", "--env", "prod"],
+        &[],
     );
     assert_eq!(text(&elsewhere.stdout), by_env);
 }
@@ -77,7 +70,7 @@ fn json_output_lists_checks_and_problems() {
     let text_before = std::fs::read_to_string(&release).expect("read");
     std::fs::write(&release, text_before.replace("count: 2", "count: -2")).expect("write");
 
-    let out = flotilla(dir.path(), &["lint", "-o", "json"]);
+    let out = flotilla_in(dir.path(), &["lint", "-o", "json"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let report: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("stdout is JSON even when lint fails");
@@ -129,7 +122,7 @@ fn a_secret_outside_a_secret_is_a_warning_naming_object_field_and_fix_and_an_err
         "leaky.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app1-leaky\ndata:\n  dsn: postgres://app:{{Values.secrets.[db-password]}}@db\n  encoded: {{b64enc Values.secrets.[db-password]}}\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: app1-migrate\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: example/app1:1.4.2\n          env:\n            - name: DB_PASSWORD\n              value: {{quote Values.secrets.[db-password]}}\n",
     );
-    let out = flotilla(dir.path(), &["lint", "app1", "--env", "dev"]);
+    let out = flotilla_in(dir.path(), &["lint", "app1", "--env", "dev"], &[]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "a warning only: {stderr}");
     for expected in [
@@ -141,7 +134,11 @@ fn a_secret_outside_a_secret_is_a_warning_naming_object_field_and_fix_and_an_err
     ] {
         assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
     }
-    let strict = flotilla(dir.path(), &["lint", "app1", "--env", "dev", "--strict"]);
+    let strict = flotilla_in(
+        dir.path(),
+        &["lint", "app1", "--env", "dev", "--strict"],
+        &[],
+    );
     let stderr = text(&strict.stderr);
     assert_eq!(strict.status.code(), Some(2), "{stderr}");
     assert!(
@@ -149,7 +146,7 @@ fn a_secret_outside_a_secret_is_a_warning_naming_object_field_and_fix_and_an_err
         "{stderr}"
     );
     // The example chart keeps its secrets in Secrets: strict passes.
-    let good = flotilla(Path::new(GOOD), &["lint", "--strict"]);
+    let good = flotilla_in(Path::new(GOOD), &["lint", "--strict"], &[]);
     assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));
 }
 
@@ -158,14 +155,16 @@ fn a_secret_outside_a_secret_is_a_warning_naming_object_field_and_fix_and_an_err
 #[test]
 fn lint_renders_with_the_command_line_values() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = flotilla(
+    let out = flotilla_in(
         root,
         &["lint", "hello", "--env", "dev", "--set", "web.port=8081"],
+        &[],
     );
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    let out = flotilla(
+    let out = flotilla_in(
         root,
         &["lint", "hello", "--env", "dev", "--set", "web.port=http"],
+        &[],
     );
     assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
     assert!(

@@ -6,7 +6,6 @@
 
 use flotilla::config::{schema, SchemaKind};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -204,10 +203,9 @@ fn every_listed_case_exists_and_the_parser_refuses_it() {
         assert!(cases.iter().any(|c| c == listed), "no case {listed}");
         let dir = Path::new(ROOT).join("tests/bad_input").join(listed);
         let cmd = std::fs::read_to_string(dir.join("cmd")).expect("cmd");
-        let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        let out = crate::support::flotilla()
             .args(cmd.split_whitespace())
             .current_dir(&dir)
-            .env_remove("FLOTILLA_LOG")
             .output()
             .expect("run flotilla");
         assert_eq!(out.status.code(), Some(2), "{listed}");
@@ -217,7 +215,7 @@ fn every_listed_case_exists_and_the_parser_refuses_it() {
 #[test]
 fn the_schema_command_prints_each_schema_and_names_the_known_fields() {
     for (file, field) in [("release", "scaling"), ("environment", "clusters")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        let out = crate::support::flotilla()
             .args(["schema", file])
             .output()
             .expect("run flotilla");

@@ -1,5 +1,5 @@
 //! Secrets against a fake Vault API, only for what a real HashiCorp Vault cannot be made
-//! to show (everything else is in tests/vault_fleet.rs, against the real server): how
+//! to show (everything else is in tests/testsuite/fleet/vault.rs, against the real server): how
 //! many requests were in flight at once, with a latency added to each answer (Vault
 //! cannot be told to slow its answers, and records no high-water mark of requests in
 //! flight); and the client's answers to what a healthy server does not produce on
@@ -9,8 +9,7 @@
 //! The test that talks to the fake says `fake_vault` in its name. The other tests here
 //! need no Vault at all (bad settings, a release without secrets, `secrets policy`).
 
-#[path = "vault_support/mod.rs"]
-mod support;
+use crate::support::vault as support;
 
 use flotilla::exit::{Classify, ExitKind};
 use flotilla::vault::{resolve_for_environment, VaultEnv};

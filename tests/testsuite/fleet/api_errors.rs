@@ -5,7 +5,7 @@
 //! The kinds no server can be made to produce here are unit tests on constructed errors
 //! (`src/cluster/api_error.rs`).
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;

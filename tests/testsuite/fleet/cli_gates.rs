@@ -4,20 +4,18 @@
 //! JSON and one header case in tables, and the TLS warning of a kubeconfig that skips
 //! verification said once per run.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 const PROD: &[(&str, u32)] = &[("cg-a", 0), ("cg-b", 0)];
 
 fn fleet() -> &'static Fleet {
-    static FLEET: OnceLock<Fleet> = OnceLock::new();
-    FLEET.get_or_init(|| Fleet::dedicated(&["cg-a", "cg-b"]))
+    crate::support::dedicated_fleet(&["cg-a", "cg-b"])
 }
 
 fn code(out: &Output) -> Option<i32> {

@@ -4,7 +4,7 @@
 //! in a fresh namespace of one dev cluster. Secret values must reach the cluster and
 //! nothing else: not stdout, not stderr, not the records.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;

@@ -1,7 +1,7 @@
 //! The cluster layer on a real kube-apiserver: deploy, upgrade, prune, rollback, health
 //! failures, conflicts, locks, repair of a killed run, drift, history limit.
 
-mod support;
+use crate::support::cluster as support;
 
 use flotilla::cluster::{ClusterError, ClusterHandle};
 use flotilla::ops::{self, restore::RestoreTo, ObjectHealth};

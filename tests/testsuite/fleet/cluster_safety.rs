@@ -5,8 +5,8 @@
 //! partition, Jobs replaced and failing). API versions are picked from discovery, so
 //! the tests hold on any server version the fleet runs.
 
-mod rollout_support;
-mod support;
+use crate::support::cluster as support;
+use crate::support::rollout as rollout_support;
 
 use flotilla::cluster::{ClusterError, DiffAction, Event, ObjectRef};
 use flotilla::exit::{Classify, ExitKind};
@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Po
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use support::{cluster, deployed, image, release, rendered, run_options};
+use support::{cluster, daemonset, deployed, image, release, rendered, run_options};
 
 fn names(ids: &[ObjectRef]) -> Vec<String> {
     ids.iter()
@@ -432,13 +432,6 @@ fn statefulset(tag: &str, replicas: u32, strategy: Value) -> Value {
                                  "spec": {"containers": [{"name": "db", "image": image(tag)}]}}}})
 }
 
-fn daemonset(tag: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "app1-agent"},
-           "spec": {"selector": {"matchLabels": {"app": "app1-agent"}},
-                    "template": {"metadata": {"labels": {"app": "app1-agent"}},
-                                 "spec": {"containers": [{"name": "agent", "image": image(tag)}]}}}})
-}
-
 fn rolling() -> Value {
     json!({"type": "RollingUpdate"})
 }
@@ -633,17 +626,7 @@ async fn a_deployer_that_may_not_read_namespaces_deploys_into_an_existing_one() 
         .unwrap_or_default()
         .subsec_nanos();
     let namespace = format!("limited-{}-{unique}", std::process::id());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(namespace.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(admin.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    rollout_support::create_namespace(&admin, &namespace).await;
     let role = Role {
         metadata: ObjectMeta {
             name: Some("release-kinds".into()),
@@ -747,17 +730,7 @@ async fn an_object_owned_elsewhere_in_one_cluster_stops_the_environment_before_a
     let repo = repo("env-owned", &[("prod", &[(first, 0), (second, 1)])], "60s");
     // Someone made the release's Secret by hand in the second cluster (wave 1).
     let client = fleet.client(second).await;
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(repo.namespace.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    rollout_support::create_namespace(&client, &repo.namespace).await;
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some("hello-db".into()),

@@ -4,7 +4,7 @@
 //! line that the simulated kubelet serves no logs; all gathered before the restore, so
 //! they describe the failing revision.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;

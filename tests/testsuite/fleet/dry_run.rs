@@ -3,7 +3,7 @@
 //! release namespace (records, workloads, leases) keeps its resourceVersion, and no
 //! Vault is needed at all.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;

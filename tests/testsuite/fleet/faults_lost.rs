@@ -6,19 +6,18 @@
 //! within its bounds, and once the cluster is back the printed command finishes the job.
 //! A dedicated fleet, the tests one at a time: they stop clusters.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
 use serde_json::Value;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const TIMEOUT: &str = "12s";
 
 fn fleet() -> &'static Fleet {
-    static FLEET: OnceLock<Fleet> = OnceLock::new();
-    FLEET.get_or_init(|| Fleet::dedicated(&["l-a", "l-b"]))
+    crate::support::dedicated_fleet(&["l-a", "l-b"])
 }
 
 /// One test at a time: each stops a cluster of the fleet.
@@ -32,22 +31,7 @@ fn lost_repo(test: &str) -> TestRepo {
 }
 
 fn deploy_good(repo: &TestRepo, version: &str) -> String {
-    let out = run(
-        fleet(),
-        repo,
-        &[
-            "deploy",
-            "hello",
-            "--env",
-            "prod",
-            "--version",
-            version,
-            "-o",
-            "json",
-        ],
-    );
-    assert!(out.status.success(), "{}", describe(&out));
-    json(&out)["deployment_id"].as_str().unwrap().to_owned()
+    deploy_ok(fleet(), repo, "prod", version)
 }
 
 fn cluster<'a>(report: &'a Value, context: &str) -> &'a Value {

@@ -4,11 +4,10 @@
 //! permission denied, an exec-plugin credential that fails), and a health wait whose
 //! `watch pods` RBAC refuses, which fails at once naming verb and resource.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
@@ -229,17 +228,7 @@ async fn every_lease_held_by_a_live_run_is_exit_3_naming_the_holder_and_nothing_
     let repo = repo("all-locked", &[("prod", &env_of(&list))], "60s");
     for (context, _) in &list {
         let client = fleet.client(context).await;
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(repo.namespace.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
+        create_namespace(&client, &repo.namespace).await;
         // A live holder elsewhere: a lease of an hour, renewed just now.
         hold_lease(client, &repo.namespace, "hello").await;
     }
@@ -328,17 +317,7 @@ async fn a_health_wait_without_watch_on_pods_fails_at_once_naming_verb_and_resou
     let deployer = format!("{cluster}-deployer");
     let repo = repo("no-watch", &[("prod", &[(deployer.as_str(), 0)])], "60s");
     let client = fleet.client(&cluster).await;
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(repo.namespace.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    create_namespace(&client, &repo.namespace).await;
     let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
         api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
         resources: Some(resources.iter().map(|s| s.to_string()).collect()),

@@ -5,7 +5,7 @@
 //! `file://` dependency, a CRD and `helm.sh/resource-policy: keep`; a chart with hooks,
 //! refused before anything changed.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flate2::read::GzDecoder;
 use flotilla_fleet::testing::Fleet;

@@ -1,40 +1,29 @@
-//! Helm charts through the engine and `template`, with the Helm 4 CLI the fleet builds
-//! (no cluster): the two renders keep secret values out of what is stored and out of
-//! Helm's error messages, `.Capabilities` is the cluster's when given and Helm's
-//! default without, empty flotilla-only maps are not sent to a chart's values schema,
-//! and a helm too old is refused.
+//! Helm charts through the engine, with the Helm 4 CLI the fleet builds (no cluster):
+//! the two renders keep secret values out of what is stored and out of Helm's error
+//! messages, `.Capabilities` is the cluster's when given and Helm's default without,
+//! empty flotilla-only maps are not sent to a chart's values schema. (`helm_render`:
+//! a helm too old is refused.)
 
+use crate::helm_render::{chart, write, SECRET_TEMPLATE};
 use flotilla::config::{ChartType, Cluster, Globals, ReleaseDescriptor};
 use flotilla::engine::{Capabilities, Chart, ReleaseInfo, RenderError, Renderer, SecretValues};
 use std::path::Path;
 
 const SECRET: &str = "s3cr3t-helm-value-8842";
 
+/// Points `FLOTILLA_HELM` at the fleet's Helm, once per process: the engine finds its
+/// `helm` once per process, and these are the only tests that render a Helm chart in
+/// this process (the others run flotilla with `FLOTILLA_HELM` in the child's
+/// environment). Set once and never changed, so no test reads a value another replaces.
 fn use_fleet_helm() {
-    let helm = flotilla_fleet::binaries::Binaries::find()
-        .ok()
-        .and_then(|b| b.helm)
-        .expect("the Helm CLI of the fleet (scripts/install-deps.sh builds it)");
-    // Every test of this binary sets the same value.
-    std::env::set_var("FLOTILLA_HELM", helm);
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn chart(templates: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        &dir.path().join("Chart.yaml"),
-        "apiVersion: v2\nname: demo\nversion: 0.3.0\nappVersion: \"0.0.1\"\n",
-    );
-    write(&dir.path().join("values.yaml"), "level: info\n");
-    for (name, text) in templates {
-        write(&dir.path().join("templates").join(name), text);
-    }
-    dir
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        let helm = flotilla_fleet::binaries::Binaries::find()
+            .ok()
+            .and_then(|b| b.helm)
+            .expect("the Helm CLI of the fleet (scripts/install-deps.sh builds it)");
+        std::env::set_var("FLOTILLA_HELM", helm);
+    });
 }
 
 fn descriptor() -> ReleaseDescriptor {
@@ -73,18 +62,6 @@ fn cluster() -> Cluster {
 fn secrets() -> SecretValues {
     SecretValues::from([("db".to_owned(), SECRET.to_owned())])
 }
-
-const SECRET_TEMPLATE: &str = r#"apiVersion: v1
-kind: Secret
-metadata:
-  name: {{ .Release.Name }}-db
-  namespace: {{ .Release.Namespace }}
-stringData:
-  password: {{ .Values.secrets.db | quote }}
-  level: {{ .Values.level }}
-  region: {{ .Values.global.region }}
-  version: {{ .Chart.AppVersion | quote }}
-"#;
 
 #[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
@@ -193,47 +170,6 @@ fn empty_secrets_and_scaling_do_not_break_a_strict_values_schema() {
 }
 
 #[test]
-fn a_helm_too_old_is_refused_with_exit_2_fake_helm() {
-    // No Helm 3.9 is built here: a script answers `helm version` as one would.
-    let dir = tempfile::tempdir().unwrap();
-    let helm = dir.path().join("helm");
-    write(&helm, "#!/bin/sh\necho v3.9.4\n");
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&helm)
-        .status()
-        .unwrap();
-    let root = dir.path().join("repo");
-    write(
-        &root.join("environments/dev.yaml"),
-        "name: dev\nclusters:\n  - context: eu-1\n    global: { cloud: true, env: dev, region: eu, clusterName: eu-1 }\n",
-    );
-    write(
-        &root.join("releases/demo/release.yaml"),
-        "apiVersion: flotilla/v1\nkind: Release\nmetadata: { name: demo, namespace: ns1 }\nspec:\n  chart: ./chart\n  version: 2.5.0\n",
-    );
-    let chart = chart(&[("secret.yaml", SECRET_TEMPLATE)]);
-    for name in ["Chart.yaml", "values.yaml", "templates/secret.yaml"] {
-        let text = std::fs::read_to_string(chart.path().join(name)).unwrap();
-        write(&root.join("releases/demo/chart").join(name), &text);
-    }
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .arg("--root")
-        .arg(&root)
-        .args(["template", "demo", "--env", "dev", "--cluster", "eu-1"])
-        .env("FLOTILLA_HELM", &helm)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("is Helm v3.9.4; Helm charts need Helm 3.10 or later"),
-        "{stderr}"
-    );
-    assert!(output.stdout.is_empty());
-}
-
-#[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn a_packed_subchart_and_a_file_dependency_render_and_survive_a_record() {
     use_fleet_helm();
@@ -294,32 +230,4 @@ fn a_packed_subchart_and_a_file_dependency_render_and_survive_a_record() {
     .unwrap();
     drop(dir);
     assert_eq!(names(&again), rendered);
-}
-
-#[test]
-fn every_concrete_command_of_the_helm_page_parses() {
-    use clap::Parser;
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/helm.md"))
-        .unwrap();
-    // `flotilla COMMAND ARGS...` in backticks, without placeholders (`RELEASE`,
-    // `[--cluster CTX]`); a bare `flotilla adopt-helm` names the command in prose.
-    let commands: Vec<&str> = text
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .filter(|s| s.starts_with("flotilla ") && s.split_whitespace().count() > 2)
-        .filter(|s| {
-            !s.contains('[')
-                && !s
-                    .split_whitespace()
-                    .any(|w| w.len() > 1 && w.chars().all(|c| c.is_ascii_uppercase()))
-        })
-        .collect();
-    assert!(commands.len() >= 4, "{commands:?}");
-    for command in commands {
-        let words: Vec<&str> = command.split_whitespace().collect();
-        if let Err(err) = flotilla::cli::Cli::try_parse_from(&words) {
-            panic!("docs/helm.md: `{command}` does not parse:\n{err}");
-        }
-    }
 }

@@ -2,13 +2,13 @@
 //! nobody renews; the next deploy is refused while the lease is fresh, then takes it
 //! over, repairs the record and completes. The holder here names another host
 //! (`test@host`), so staleness decides (as observed by this process, 3 s leases); a dead
-//! holder of this host is taken over at once (`tests/sigkill_trials.rs`).
+//! holder of this host is taken over at once (`tests/testsuite/fleet/sigkill_trials.rs`).
 //!
 //! The child process deploys a revision whose pods never become ready (the simulated
 //! kubelet's `never` image tag), so it sits in its health wait with everything applied
 //! and its record `pending`; the parent SIGKILLs it there.
 
-mod support;
+use crate::support::cluster as support;
 
 use flotilla::cluster::ClusterError;
 use flotilla::ops;
@@ -20,7 +20,12 @@ use std::time::{Duration, Instant};
 use support::{cluster, cluster_in, rendered, run_options};
 
 const CHILD: &str = "FLOTILLA_TEST_KILLED_CHILD";
-const TEST: &str = "a_deploy_killed_between_apply_and_record_is_repaired_by_the_next";
+/// The test's name as the harness knows it (`fleet::killed_run::...`, without the
+/// crate's name), for the child to run it alone with `--exact`.
+fn test_name() -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    format!("{module}::a_deploy_killed_between_apply_and_record_is_repaired_by_the_next")
+}
 
 /// In the child process: deploy revision 2, whose pods never become ready, and wait for
 /// health until killed.
@@ -75,8 +80,8 @@ async fn a_deploy_killed_between_apply_and_record_is_repaired_by_the_next() {
 
     // `--include-ignored`: this test is ignored without a fleet, and the child must run it.
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg(test_name())
         .args([
-            TEST,
             "--exact",
             "--include-ignored",
             "--nocapture",

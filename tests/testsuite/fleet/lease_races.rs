@@ -6,8 +6,8 @@
 //! (no namespace, no checksum key); a record write over another writer's change is
 //! refused by the API server (resourceVersion preconditions), never applied.
 
-mod rollout_support;
-mod support;
+use crate::support::cluster as support;
+use crate::support::rollout as rollout_support;
 
 use flotilla::cluster::{load_kubeconfig, ClusterError, ClusterHandle, LockOptions};
 use flotilla::ops;
@@ -17,10 +17,10 @@ use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::Api;
 use rollout_support::{
-    cluster_in, command, describe, json, repo, result_of, run, spawn_broken_deploy, spawn_command,
-    TestRepo,
+    cluster_in, command, create_namespace, describe, json, repo, result_of, run,
+    spawn_broken_deploy, spawn_command, TestRepo,
 };
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -374,17 +374,7 @@ async fn a_run_refused_by_a_lease_creates_no_namespace_and_no_checksum_key() {
     // In `held`, the namespace exists and another live run holds the lease; in
     // `fresh`, there is nothing yet.
     let client = fleet.client(&held).await;
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(repo.namespace.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    create_namespace(&client, &repo.namespace).await;
     rollout_support::hold_lease(client.clone(), &repo.namespace, "hello").await;
 
     let out = run(

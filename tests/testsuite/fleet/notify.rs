@@ -4,7 +4,7 @@
 //! test starts; the failing webhooks warn once each and never fail the deploy, and no
 //! secret value or webhook URL is shown.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::{Fleet, HookReceiver};
 use rollout_support::*;

@@ -2,7 +2,7 @@
 //! cluster prints a bounded number of lines per cluster and phase, not one per watch
 //! event.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;

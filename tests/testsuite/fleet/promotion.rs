@@ -4,21 +4,19 @@
 //! are refused; `promote --check` exit codes; a promotion chain's gate; provenance in
 //! `history`.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use rollout_support::*;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 const DEV: &[(&str, u32)] = &[("p-dev1", 0), ("p-dev2", 0)];
 const PROD: &[(&str, u32)] = &[("p-prod1", 0), ("p-prod2", 0)];
 
 fn fleet() -> &'static Fleet {
-    static FLEET: OnceLock<Fleet> = OnceLock::new();
-    FLEET.get_or_init(|| Fleet::dedicated(&["p-dev1", "p-dev2", "p-prod1", "p-prod2"]))
+    crate::support::dedicated_fleet(&["p-dev1", "p-dev2", "p-prod1", "p-prod2"])
 }
 
 /// The test repo with a ConfigMap that shows each layer of the values: the chart's

@@ -3,39 +3,15 @@
 //! commands the demo prints at its end, then every line of the README's tour block, run
 //! as written in one shell from the repository root (`source .fleet/env` pointed at this
 //! fleet's env file). PATH starts without flotilla: the env file must put it there.
-//! The README's second block (commands for clusters of your own) is checked to parse.
+//! The README's second block (commands for clusters of your own) is checked to parse by
+//! `readme_tour`.
 
-use clap::Parser;
-use flotilla::cli::Cli;
+use crate::readme_tour::{read, readme_block};
 use flotilla_fleet::testing::Fleet;
 use std::path::Path;
 use std::process::Command;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(Path::new(ROOT).join(path))
-        .unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
-}
-
-/// The lines of the `n`th ```sh block after `heading` in the README.
-fn readme_block(heading: &str, n: usize) -> Vec<String> {
-    let text = read("README.md");
-    let (_, after) = text
-        .split_once(heading)
-        .unwrap_or_else(|| panic!("no `{heading}` in README.md"));
-    let block = after
-        .split("```sh\n")
-        .nth(n + 1)
-        .and_then(|b| b.split("```").next())
-        .unwrap_or_else(|| panic!("no sh block {n} under `{heading}`"));
-    block
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
-}
 
 /// The demo's flotilla steps (`"$FLOTILLA" ...`) and the commands it prints at its end
 /// (its `NEXT` block).
@@ -128,29 +104,6 @@ fn the_readme_tour_works_after_the_demo() {
         assert_eq!(found.parent(), fleet_dir.parent(), "{log}");
         if fleet_dir.parent() == built.parent() {
             assert_eq!(found, built, "{log}");
-        }
-    }
-}
-
-/// The commands for clusters of your own are commands flotilla accepts.
-#[test]
-fn the_readme_commands_beyond_the_demo_fleet_parse() {
-    let lines = readme_block("## A tour", 1);
-    assert!(lines.len() >= 4, "{lines:?}");
-    for line in lines {
-        let command = line.split(" # ").next().unwrap_or(&line);
-        let words: Vec<&str> = command.split_whitespace().collect();
-        if let Err(err) = Cli::try_parse_from(&words) {
-            panic!("README command does not parse: {line}\n{err}");
-        }
-    }
-    for line in readme_block("## A tour", 0) {
-        let command = line.split(" # ").next().unwrap_or(&line);
-        if command.starts_with("flotilla ") {
-            let words: Vec<&str> = command.split_whitespace().collect();
-            if let Err(err) = Cli::try_parse_from(&words) {
-                panic!("README command does not parse: {line}\n{err}");
-            }
         }
     }
 }

@@ -3,36 +3,32 @@
 //! flotilla wrote it (its chart, a Vault path, its digest) is refused naming the record
 //! and the cluster, with nothing changed; an untampered history rolls back as before,
 //! and with Vault down only when the operator says `--trust-records`.
-//! (`tests/promotion.rs` has the same for `promote`.)
+//! (`tests/testsuite/fleet/promotion.rs` has the same for `promote`.)
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
 use serde_json::Value;
 use std::process::Output;
 
-fn fleet() -> &'static Fleet {
-    Fleet::shared()
-}
-
 /// A repo whose environment `prod` is every cluster of the shared fleet, its records
 /// signed when `signed`, with v1 then v2 deployed: the repo and both deployment ids.
 fn two_deployments(test: &str, signed: bool) -> (TestRepo, String, String) {
-    let waves = fleet_waves(fleet(), false);
+    let waves = fleet_waves(Fleet::shared(), false);
     let repo = repo(test, &[("prod", &as_env(&waves))], "60s");
     if signed {
-        sign_records(fleet(), &repo, "prod");
+        sign_records(Fleet::shared(), &repo, "prod");
     }
-    let a = deploy_ok(fleet(), &repo, "prod", "v1");
-    let b = deploy_ok(fleet(), &repo, "prod", "v2");
+    let a = deploy_ok(Fleet::shared(), &repo, "prod", "v1");
+    let b = deploy_ok(Fleet::shared(), &repo, "prod", "v2");
     (repo, a, b)
 }
 
 fn rollback(repo: &TestRepo, extra: &[&str]) -> Output {
     let mut args = vec!["rollback", "hello", "--env", "prod", "-o", "json"];
     args.extend_from_slice(extra);
-    run(fleet(), repo, &args)
+    run(Fleet::shared(), repo, &args)
 }
 
 fn stderr(out: &Output) -> String {
@@ -42,8 +38,8 @@ fn stderr(out: &Output) -> String {
 /// Nothing changed: every cluster still runs `b` as revision 2, holds two records, and
 /// no intruder.
 fn still_on(repo: &TestRepo, b: &str) {
-    let rows = history(fleet(), repo, "prod");
-    for context in fleet().clusters() {
+    let rows = history(Fleet::shared(), repo, "prod");
+    for context in Fleet::shared().clusters() {
         let mine: Vec<_> = rows.iter().filter(|r| r.0 == context).collect();
         assert_eq!(mine.len(), 2, "{context}: {rows:?}");
         assert_eq!(
@@ -51,14 +47,17 @@ fn still_on(repo: &TestRepo, b: &str) {
             (2, "deployed", b),
             "{context}: {rows:?}"
         );
-        assert!(!intruder_bound(fleet(), repo, &context), "{context}");
+        assert!(
+            !intruder_bound(Fleet::shared(), repo, &context),
+            "{context}"
+        );
     }
 }
 
 /// Every cluster runs deployment `id`.
 fn everywhere_on(repo: &TestRepo, id: &str) {
-    for context in fleet().clusters() {
-        let (_, content, _) = deployed(fleet(), repo, "prod", &context).unwrap();
+    for context in Fleet::shared().clusters() {
+        let (_, content, _) = deployed(Fleet::shared(), repo, "prod", &context).unwrap();
         assert_eq!(content, id, "{context}");
     }
 }
@@ -69,7 +68,7 @@ type Edit = Box<dyn Fn(&mut Value)>;
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn a_tampered_target_record_is_refused_by_rollback_with_nothing_changed() {
     let (repo, a, b) = two_deployments("trust-rollback", true);
-    let first = fleet().clusters()[0].clone();
+    let first = Fleet::shared().clusters()[0].clone();
     let binding = intruder_binding(&repo);
     let forged = binding.clone();
     let cases: Vec<(&str, Edit, &[&str])> = vec![
@@ -115,7 +114,7 @@ fn a_tampered_target_record_is_refused_by_rollback_with_nothing_changed() {
     ];
     let named = format!("revision 1 of hello (deployment {a}) in cluster {first}: ");
     for (what, edit, expected) in cases {
-        let (revision, before) = tamper_record(fleet(), &repo, &first, Some(1), edit);
+        let (revision, before) = tamper_record(Fleet::shared(), &repo, &first, Some(1), edit);
         assert_eq!(revision, 1);
         // Chosen by the rollback, or named with --to.
         for extra in [&[][..], &["--to", a.as_str()]] {
@@ -131,7 +130,9 @@ fn a_tampered_target_record_is_refused_by_rollback_with_nothing_changed() {
             }
         }
         still_on(&repo, &b);
-        tamper_record(fleet(), &repo, &first, Some(1), |r| *r = before.clone());
+        tamper_record(Fleet::shared(), &repo, &first, Some(1), |r| {
+            *r = before.clone()
+        });
     }
 
     // Put back, the history rolls back as it always did, and its restores are signed.
@@ -139,7 +140,7 @@ fn a_tampered_target_record_is_refused_by_rollback_with_nothing_changed() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(json(&out)["target"], a.as_str(), "{}", describe(&out));
     everywhere_on(&repo, &a);
-    let (_, restore) = tamper_record(fleet(), &repo, &first, None, |_| {});
+    let (_, restore) = tamper_record(Fleet::shared(), &repo, &first, None, |_| {});
     assert!(
         restore["mac"].as_str().unwrap().starts_with("hmac-sha256:"),
         "{restore:#}"
@@ -153,7 +154,7 @@ fn with_vault_down_a_rollback_goes_on_only_with_trust_records() {
     let down = |extra: &[&str]| {
         let mut args = vec!["rollback", "hello", "--env", "prod", "-o", "json"];
         args.extend_from_slice(extra);
-        command(fleet(), &repo, &args)
+        command(Fleet::shared(), &repo, &args)
             .env("VAULT_ADDR", "http://127.0.0.1:1")
             .output()
             .unwrap()
@@ -178,8 +179,8 @@ fn with_vault_down_a_rollback_goes_on_only_with_trust_records() {
     );
     everywhere_on(&repo, &a);
     // Its own records could not be signed: said in the warning, and so they are.
-    let first = fleet().clusters()[0].clone();
-    let (_, restore) = tamper_record(fleet(), &repo, &first, None, |_| {});
+    let first = Fleet::shared().clusters()[0].clone();
+    let (_, restore) = tamper_record(Fleet::shared(), &repo, &first, None, |_| {});
     assert!(restore.get("mac").is_none(), "{restore:#}");
 }
 
@@ -187,8 +188,8 @@ fn with_vault_down_a_rollback_goes_on_only_with_trust_records() {
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn without_a_record_key_a_vault_path_the_mappings_never_give_is_refused() {
     let (repo, a, b) = two_deployments("trust-unsigned", false);
-    let first = fleet().clusters()[0].clone();
-    let (_, before) = tamper_record(fleet(), &repo, &first, Some(1), |r| {
+    let first = Fleet::shared().clusters()[0].clone();
+    let (_, before) = tamper_record(Fleet::shared(), &repo, &first, Some(1), |r| {
         r["source"]["secrets"][0]["path"] = "kv/prod/other-team/db".into();
         r["source"]["secrets"][0]["relative"] = "prod/other-team/db".into();
     });
@@ -202,7 +203,9 @@ fn without_a_record_key_a_vault_path_the_mappings_never_give_is_refused() {
         "{text}"
     );
     still_on(&repo, &b);
-    tamper_record(fleet(), &repo, &first, Some(1), |r| *r = before.clone());
+    tamper_record(Fleet::shared(), &repo, &first, Some(1), |r| {
+        *r = before.clone()
+    });
     let out = rollback(&repo, &[]);
     assert!(out.status.success(), "{}", describe(&out));
     everywhere_on(&repo, &a);

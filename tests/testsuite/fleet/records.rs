@@ -4,8 +4,8 @@
 //! stops a deploy before any change. A rollback whose checkout no longer has a
 //! loadable `release.yaml` finds the records by their labels and goes on.
 
-mod rollout_support;
-mod support;
+use crate::support::cluster as support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::core::v1::Secret;
@@ -151,22 +151,7 @@ fn a_record_that_cannot_be_read_is_skipped_and_named_and_the_commands_go_on() {
 /// `deploy NAME --env prod --version VERSION -o json`, which must succeed: its
 /// deployment id.
 fn deploy_release(repo: &TestRepo, name: &str, version: &str) -> String {
-    let out = run(
-        Fleet::shared(),
-        repo,
-        &[
-            "deploy",
-            name,
-            "--env",
-            "prod",
-            "--version",
-            version,
-            "-o",
-            "json",
-        ],
-    );
-    assert!(out.status.success(), "{}", describe(&out));
-    json(&out)["deployment_id"].as_str().unwrap().to_owned()
+    deploy_release_ok(Fleet::shared(), repo, name, "prod", version)
 }
 
 #[test]

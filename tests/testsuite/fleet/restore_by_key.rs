@@ -7,7 +7,7 @@
 //! value. (Where nothing can be rendered again, the worker is kept live and the run
 //! says so: `ops::restore`'s unit tests.)
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -66,12 +66,7 @@ async fn worker(fleet: &Fleet, context: &str, namespace: &str) -> (String, Vec<(
 
 /// What the fleet's Vault holds at `kv/prod/hello/db`, key `password`.
 async fn vault_password(fleet: &Fleet) -> String {
-    let settings = vaultrs::client::VaultClientSettingsBuilder::default()
-        .address(fleet.vault_addr())
-        .token(fleet.vault_token())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let client = vaultrs::client::VaultClient::new(settings).unwrap_or_else(|e| panic!("{e}"));
+    let client = vault_admin(fleet);
     let values: std::collections::HashMap<String, String> =
         vaultrs::kv1::get(&client, "kv", "prod/hello/db")
             .await

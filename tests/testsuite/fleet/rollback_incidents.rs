@@ -6,12 +6,11 @@
 //! real (a crashloop halted or rolled back, a run SIGKILLed while it waits for health),
 //! runs `rollback hello --env prod`, and reads every cluster's records back.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
 use std::process::Output;
-use std::sync::OnceLock;
 
 /// Runs `query` with a kube client of `context` in the fleet.
 fn in_cluster<T, F, Fut>(context: &str, query: F) -> T
@@ -33,8 +32,7 @@ where
 const PROD: &[(&str, u32)] = &[("i-eu", 0), ("i-us", 0), ("i-paris", 1), ("i-asia", 1)];
 
 fn fleet() -> &'static Fleet {
-    static FLEET: OnceLock<Fleet> = OnceLock::new();
-    FLEET.get_or_init(|| Fleet::dedicated(&["i-eu", "i-us", "i-paris", "i-asia"]))
+    crate::support::dedicated_fleet(&["i-eu", "i-us", "i-paris", "i-asia"])
 }
 
 /// Deploys `version` (plus `extra` flags) and returns the run's deployment id.

@@ -2,11 +2,10 @@
 //! kubelet, real Vault API): waves, a crashloop that rolls every changed cluster back
 //! while a later wave stays untouched, `rollback --to`, promotion, SIGINT.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;
-use std::sync::OnceLock;
 
 const PROD: &[(&str, u32)] = &[
     ("r-eu", 0),
@@ -17,8 +16,7 @@ const PROD: &[(&str, u32)] = &[
 ];
 
 fn fleet() -> &'static Fleet {
-    static FLEET: OnceLock<Fleet> = OnceLock::new();
-    FLEET.get_or_init(|| Fleet::dedicated(&["r-eu", "r-us", "r-paris", "r-asia", "r-late"]))
+    crate::support::dedicated_fleet(&["r-eu", "r-us", "r-paris", "r-asia", "r-late"])
 }
 
 fn deploy(repo: &TestRepo, extra: &[&str]) -> std::process::Output {

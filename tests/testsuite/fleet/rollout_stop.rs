@@ -4,7 +4,7 @@
 //! while it is down goes on with the others and reports it the same way. A dedicated fleet:
 //! stopping a cluster would disturb other tests.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;

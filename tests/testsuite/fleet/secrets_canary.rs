@@ -12,8 +12,7 @@
 //! The forms are computed here, independently of `flotilla::redact`, so that a scrubber
 //! that forgets a form is caught rather than trusted.
 
-#[path = "vault_support/mod.rs"]
-mod support;
+use crate::support::vault as support;
 
 use base64::Engine;
 use flotilla_fleet::testing::Fleet;
@@ -246,14 +245,7 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
     ));
     let canary = Canary::new(&[PLAIN, PEM, QUOTED, ROTATED, fleet.vault_token()]);
 
-    let admin = {
-        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
-            .address(fleet.vault_addr())
-            .token(fleet.vault_token())
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        vaultrs::client::VaultClient::new(settings).unwrap_or_else(|e| panic!("{e}"))
-    };
+    let admin = crate::support::rollout::vault_admin(fleet);
     let path = format!("dev/{namespace}/canary");
     let write_secrets = |password: &'static str| {
         let admin = &admin;
@@ -622,12 +614,7 @@ fn environment_of(name: &str, clusters: &[String], extra: &str) -> String {
 
 /// Writes `pairs` at `path` of the fleet Vault's KV v1 mount `kv`.
 async fn vault_write(fleet: &Fleet, path: &str, pairs: &[(&str, &str)]) {
-    let settings = vaultrs::client::VaultClientSettingsBuilder::default()
-        .address(fleet.vault_addr())
-        .token(fleet.vault_token())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let admin = vaultrs::client::VaultClient::new(settings).unwrap_or_else(|e| panic!("{e}"));
+    let admin = crate::support::rollout::vault_admin(fleet);
     let data: HashMap<&str, &str> = pairs.iter().copied().collect();
     vaultrs::kv1::set(&admin, "kv", path, &data)
         .await

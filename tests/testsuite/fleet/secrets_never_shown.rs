@@ -8,8 +8,7 @@
 //! an ACL policy denies a read, a token with a use limit stops working mid-run, and the
 //! last case seals it.
 
-#[path = "vault_support/mod.rs"]
-mod support;
+use crate::support::vault as support;
 
 use base64::Engine;
 use serde_json::json;
@@ -98,18 +97,6 @@ fn expected(what: &str) -> &'static str {
         .find(|(case, _)| what.contains(case))
         .map(|(_, text)| *text)
         .unwrap_or("")
-}
-
-/// The KV reads Vault's audit log shows, sorted.
-fn reads(vault: &RealVault) -> Vec<String> {
-    let mut paths: Vec<String> = vault
-        .kv_reads()
-        .into_iter()
-        .filter(|r| r.operation == "read")
-        .map(|r| r.path)
-        .collect();
-    paths.sort();
-    paths
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -342,7 +329,7 @@ async fn template_shows_the_values_only_when_asked() {
         plain.stdout
     );
     assert!(
-        reads(&vault).is_empty(),
+        vault.read_paths().is_empty(),
         "template without --show-secrets read Vault"
     );
 
@@ -378,7 +365,7 @@ async fn template_shows_the_values_only_when_asked() {
 
     // Only the cluster shown was resolved: db-onprem and api, not db.
     assert_eq!(
-        reads(&vault),
+        vault.read_paths(),
         vec!["kv/data/dev/hello/api", "kv/data/dev/hello/db-onprem"]
     );
 

@@ -1,12 +1,11 @@
 //! The cluster commands with known secret values, on the local fleet (its clusters and
 //! its RustyVault): `deploy`, `diff`, `history` and `status`, and a deploy whose secret
 //! does not resolve, never print a value, while the values do reach the clusters.
-//! `tests/secrets_never_shown.rs` covers `secrets` and `template`. The secrets live under
+//! `tests/testsuite/fleet/secrets_never_shown.rs` covers `secrets` and `template`. The secrets live under
 //! a path of this test's own, so rotating one does not disturb other tests on a shared
 //! fleet.
 
-#[path = "vault_support/mod.rs"]
-mod support;
+use crate::support::vault as support;
 
 use base64::Engine;
 use flotilla_fleet::testing::Fleet;
@@ -72,14 +71,7 @@ async fn deploy_diff_history_status_never_show_secret_values() {
         fleet.vault_secret_id(),
     ];
     let root = repo.root();
-    let admin = {
-        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
-            .address(fleet.vault_addr())
-            .token(fleet.vault_token())
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        vaultrs::client::VaultClient::new(settings).unwrap_or_else(|e| panic!("{e}"))
-    };
+    let admin = crate::support::rollout::vault_admin(fleet);
     for (path, key, value) in [
         ("db", "password", DEV_DB),
         ("db-onprem", "password", DEV_ONPREM),

@@ -3,7 +3,7 @@
 //! only to it deploy the example release to every dev cluster; and a read of any path
 //! outside it is denied by Vault (403).
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use flotilla_fleet::vault::{Api, Method};

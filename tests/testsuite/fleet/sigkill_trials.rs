@@ -11,7 +11,7 @@
 //! counts are printed; `FLOTILLA_TRIAL_SEED=N` replays a run, `FLOTILLA_TRIALS=N` sets
 //! how many (default 40: 20 kills of a deploy, 20 of a rollback).
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::coordination::v1::Lease;

@@ -4,7 +4,7 @@
 //! what the release owns, wave by wave, what is annotated keep stays and is reported,
 //! and the records and leases are gone.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::apps::v1::Deployment;

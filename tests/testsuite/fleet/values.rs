@@ -4,7 +4,7 @@
 //! `1.1`; `diff` with the same flags finds nothing to change, and without them finds
 //! the values the flags set.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::core::v1::ConfigMap;

@@ -3,8 +3,7 @@
 //! real ACL policies, KV v1 and v2 mounts, AppRole, token TTLs and use limits, sealing;
 //! and Kubernetes auth against the shared fleet's Vault and apiserver.
 
-#[path = "vault_support/mod.rs"]
-mod support;
+use crate::support::vault as support;
 
 use flotilla::exit::{Classify, ExitKind};
 use flotilla::vault::{
@@ -278,14 +277,7 @@ async fn a_token_expiring_mid_run_is_said_so() {
         .unwrap_or_else(|e| panic!("{e}"));
     // Wait (bounded) until Vault refuses the token's own lookup.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let probe = {
-        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
-            .address(vault.address.as_str())
-            .token(token.as_str())
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        vaultrs::client::VaultClient::new(settings).unwrap_or_else(|e| panic!("{e}"))
-    };
+    let probe = crate::support::rollout::vault_client(&vault.address, &token);
     loop {
         // Refused (403), not an answer vaultrs cannot parse (RustyVault's lookup body).
         let refused = match vaultrs::token::lookup_self(&probe).await {
@@ -378,18 +370,6 @@ fn values_of(resolution: &flotilla::vault::Resolution, context: &str) -> Vec<(St
         .collect::<Vec<_>>()
 }
 
-/// The KV paths Vault's audit log shows were read, sorted.
-fn reads_seen(vault: &RealVault) -> Vec<String> {
-    let mut paths: Vec<String> = vault
-        .kv_reads()
-        .into_iter()
-        .filter(|r| r.operation == "read")
-        .map(|r| r.path)
-        .collect();
-    paths.sort();
-    paths
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn kv2_resolves_default_and_own_context_entries_reading_each_path_once() {
@@ -422,7 +402,7 @@ async fn kv2_resolves_default_and_own_context_entries_reading_each_path_once() {
     // the client and seen by the server (its audit log).
     assert_eq!(resolution.reads, 3);
     assert_eq!(
-        reads_seen(&vault),
+        vault.read_paths(),
         vec![
             "kv/data/dev/hello/api",
             "kv/data/dev/hello/db",
@@ -452,7 +432,8 @@ async fn kv2_pinned_version_is_read_at_that_version() {
     assert_eq!(a.get("db-password").map(String::as_str), Some(DB_V2));
     // (path, version) is the unit: db at version 1 and db at latest are two reads.
     assert_eq!(resolution.reads, 4);
-    let db_reads = reads_seen(&vault)
+    let db_reads = vault
+        .read_paths()
         .into_iter()
         .filter(|p| p == "kv/data/dev/hello/db")
         .count();
@@ -747,7 +728,7 @@ async fn a_refused_token_is_a_credentials_error_once_every_read_is_denied() {
     // A denied lookup-self does not decide (a token without the default policy is
     // denied it too): each path was tried once, and every read was denied.
     assert_eq!(
-        reads_seen(&vault),
+        vault.read_paths(),
         [
             "kv/data/dev/hello/api",
             "kv/data/dev/hello/db",

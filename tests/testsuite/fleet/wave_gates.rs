@@ -3,7 +3,7 @@
 //! after the wave was healthy puts everything back, `--until-wave` then `--resume` is
 //! one deployment, and a rollback never waits on a soak or runs a verify command.
 
-mod rollout_support;
+use crate::support::rollout as rollout_support;
 
 use flotilla_fleet::testing::Fleet;
 use rollout_support::*;

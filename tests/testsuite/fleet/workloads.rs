@@ -4,7 +4,7 @@
 //! A Job reaching `Failed` (the kubelet's `jobfail` tag), Jobs replaced across deploys,
 //! old revisions, OnDelete and partition are in `cluster_safety.rs`.
 
-mod support;
+use crate::support::cluster as support;
 
 use flotilla::cluster::ClusterError;
 use flotilla::ops::{self, Outcome};
@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{cluster, deployed, image, release, run_options};
+use support::{cluster, daemonset, deployed, image, release, run_options};
 
 fn statefulset(tag: &str, replicas: u32) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "app1-db"},
@@ -23,13 +23,6 @@ fn statefulset(tag: &str, replicas: u32) -> Value {
                     "selector": {"matchLabels": {"app": "app1-db"}},
                     "template": {"metadata": {"labels": {"app": "app1-db"}},
                                  "spec": {"containers": [{"name": "db", "image": image(tag)}]}}}})
-}
-
-fn daemonset(tag: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "app1-agent"},
-           "spec": {"selector": {"matchLabels": {"app": "app1-agent"}},
-                    "template": {"metadata": {"labels": {"app": "app1-agent"}},
-                                 "spec": {"containers": [{"name": "agent", "image": image(tag)}]}}}})
 }
 
 fn job(tag: &str) -> Value {

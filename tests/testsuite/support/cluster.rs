@@ -120,3 +120,11 @@ pub fn deployment(name: &str, tag: &str, replicas: u32) -> Value {
                     "template": {"metadata": {"labels": {"app": name}},
                                  "spec": {"containers": [{"name": "web", "image": image(tag)}]}}}})
 }
+
+/// A DaemonSet `app1-agent` of one container on every node, image tag `tag`.
+pub fn daemonset(tag: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "app1-agent"},
+           "spec": {"selector": {"matchLabels": {"app": "app1-agent"}},
+                    "template": {"metadata": {"labels": {"app": "app1-agent"}},
+                                 "spec": {"containers": [{"name": "agent", "image": image(tag)}]}}}})
+}

@@ -5,7 +5,7 @@
 use flotilla_fleet::testing::Fleet;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -114,20 +114,11 @@ fn write(root: &Path, path: &str, text: &str) {
     std::fs::write(file, text).unwrap();
 }
 
-/// The binary under test: `FLOTILLA_TEST_BIN` when set (a copy of this branch's build:
-/// a target directory shared by several branches may hold another branch's binary),
-/// else cargo's.
-pub fn flotilla_bin() -> PathBuf {
-    std::env::var_os("FLOTILLA_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flotilla")))
-}
-
 /// `flotilla --root REPO ARGS...` with the fleet's KUBECONFIG and Vault variables; a
 /// `deploy` or `promote` gets `--create-namespace` (each test repo has a namespace of
 /// its own that no cluster has yet).
 pub fn command(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Command {
-    let mut cmd = Command::new(flotilla_bin());
+    let mut cmd = super::flotilla();
     cmd.arg("--root").arg(repo.root()).args(args);
     if matches!(args.first(), Some(&"deploy" | &"promote")) {
         cmd.arg("--create-namespace");
@@ -141,7 +132,7 @@ pub fn command(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Command {
 /// `flotilla --root ROOT ARGS...` with the fleet's variables but no `VAULT_TOKEN`: it
 /// logs in to Vault as the repo's environment file says (AppRole).
 pub fn at_root(fleet: &Fleet, root: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(flotilla_bin());
+    let mut cmd = super::flotilla();
     cmd.arg("--root")
         .arg(root)
         .args(args)
@@ -369,12 +360,24 @@ pub fn as_env(list: &[(String, u32)]) -> Vec<(&str, u32)> {
 /// `deploy hello --env ENV --version VERSION -o json`, which must succeed: its
 /// deployment id.
 pub fn deploy_ok(fleet: &Fleet, repo: &TestRepo, env: &str, version: &str) -> String {
+    deploy_release_ok(fleet, repo, "hello", env, version)
+}
+
+/// `deploy RELEASE --env ENV --version VERSION -o json`, which must succeed: its
+/// deployment id.
+pub fn deploy_release_ok(
+    fleet: &Fleet,
+    repo: &TestRepo,
+    release: &str,
+    env: &str,
+    version: &str,
+) -> String {
     let out = run(
         fleet,
         repo,
         &[
             "deploy",
-            "hello",
+            release,
             "--env",
             env,
             "--version",
@@ -385,6 +388,39 @@ pub fn deploy_ok(fleet: &Fleet, repo: &TestRepo, env: &str, version: &str) -> St
     );
     assert!(out.status.success(), "{}", describe(&out));
     json(&out)["deployment_id"].as_str().unwrap().to_owned()
+}
+
+/// A vaultrs client of `address` with `token`.
+pub fn vault_client(address: &str, token: &str) -> vaultrs::client::VaultClient {
+    let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+        .address(address)
+        .token(token)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    vaultrs::client::VaultClient::new(settings).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A vaultrs client of the fleet's Vault with its root token.
+pub fn vault_admin(fleet: &Fleet) -> vaultrs::client::VaultClient {
+    vault_client(&fleet.vault_addr(), fleet.vault_token())
+}
+
+/// Namespace `name`, empty, in the one cluster of `client` (`Fleet::namespace` makes a
+/// fresh name in every cluster, with the deployer bound in it).
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, ObjectMeta, PostParams};
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
 }
 
 /// A lease of `release` held by a live run of another host (an hour long, renewed

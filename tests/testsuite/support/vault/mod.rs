@@ -1,5 +1,6 @@
-//! Shared by the Vault tests (vault_fake, vault_fleet, secrets_never_shown): a deployment repo in a temporary folder, and a way to run
-//! the `flotilla` binary with exactly the variables a test gives.
+//! Shared by the Vault tests (`vault_fake`, `fleet::vault`, `fleet::secrets_never_shown`):
+//! a deployment repo in a temporary folder, and the `flotilla` binary run with exactly
+//! the variables a test gives.
 #![allow(dead_code)]
 
 pub mod fake_vault;
@@ -138,7 +139,7 @@ impl Run {
 /// ~/.vault-token) and `vars`: nothing of the test runner's Vault settings leaks in.
 pub async fn flotilla(root: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    let mut command = tokio::process::Command::from(crate::support::flotilla());
     command
         .arg("--root")
         .arg(root)

@@ -212,6 +212,18 @@ impl RealVault {
             })
             .collect()
     }
+
+    /// The KV paths the audit log shows were read, sorted.
+    pub fn read_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .kv_reads()
+            .into_iter()
+            .filter(|r| r.operation == "read")
+            .map(|r| r.path)
+            .collect();
+        paths.sort();
+        paths
+    }
 }
 
 impl Drop for RealVault {
