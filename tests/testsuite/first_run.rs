@@ -14,7 +14,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// `flotilla ARGS` in the project's own deployment repo, with a home of its own (no
 /// `~/.kube/config`) and `KUBECONFIG` as given.
-fn flotilla(home: &Path, kubeconfig: Option<&str>, args: &[&str]) -> Output {
+fn as_new_user(home: &Path, kubeconfig: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = crate::support::flotilla();
     cmd.current_dir(ROOT).args(args).env("HOME", home);
     if let Some(value) = kubeconfig {
@@ -73,7 +73,7 @@ fn no_kubeconfig_names_the_file_why_it_was_chosen_and_what_to_do() {
             ),
         ];
         for (variable, flag, which) in cases {
-            let out = flotilla(home.path(), variable, &[args, &flag[..]].concat());
+            let out = as_new_user(home.path(), variable, &[args, &flag[..]].concat());
             assert_eq!(
                 out.status.code(),
                 Some(2),
@@ -96,7 +96,7 @@ fn a_typo_in_the_release_or_environment_comes_before_the_kubeconfig() {
         let release = args.iter().position(|a| *a == "hello").unwrap();
         let mut typo = args.to_vec();
         typo[release] = "NOPE";
-        let out = flotilla(home.path(), None, &typo);
+        let out = as_new_user(home.path(), None, &typo);
         assert_eq!(out.status.code(), Some(2), "{typo:?}: {}", stderr(&out));
         let text = stderr(&out);
         assert!(
@@ -108,7 +108,7 @@ fn a_typo_in_the_release_or_environment_comes_before_the_kubeconfig() {
         let env = args.iter().rposition(|a| *a == "dev").unwrap();
         let mut typo = args.to_vec();
         typo[env] = "dve";
-        let out = flotilla(home.path(), None, &typo);
+        let out = as_new_user(home.path(), None, &typo);
         assert_eq!(out.status.code(), Some(2), "{typo:?}: {}", stderr(&out));
         assert_eq!(
             stderr(&out),
@@ -118,7 +118,7 @@ fn a_typo_in_the_release_or_environment_comes_before_the_kubeconfig() {
     }
     // Bad values too: they need no cluster either.
     for command in ["deploy", "diff"] {
-        let out = flotilla(
+        let out = as_new_user(
             home.path(),
             None,
             &[command, "hello", "--env", "dev", "--set", "log.level"],
@@ -150,7 +150,7 @@ fn a_cluster_that_refuses_connections_is_named_with_verb_object_and_server() {
         format!("apiVersion: v1\nkind: Config\nclusters:\n- name: closed\n  cluster: {{ server: \"https://127.0.0.1:{port}\" }}\nusers:\n- name: someone\n  user: {{ token: not-a-real-token }}\ncontexts:\n{contexts}"),
     )
     .expect("write the kubeconfig");
-    let out = flotilla(
+    let out = as_new_user(
         home.path(),
         Some(kubeconfig.to_str().unwrap()),
         &[
@@ -180,7 +180,7 @@ fn a_json_command_that_fails_before_its_report_prints_the_error_as_json() {
         (&["rollback", "NOPE", "--env", "dev", "-o", "json"][..], 2),
         (&["status", "hello", "--env", "dev", "-o", "json"][..], 2),
     ] {
-        let out = flotilla(home.path(), None, args);
+        let out = as_new_user(home.path(), None, args);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(

@@ -15,7 +15,7 @@ use flotilla::exit::{Classify, ExitKind};
 use flotilla::vault::{resolve_for_environment, VaultEnv};
 use serde_json::json;
 use support::fake_vault::{FakeVault, Token};
-use support::{flotilla, TestRepo};
+use support::{flotilla_with_only, TestRepo};
 
 const DB_V1: &str = "db-pass-version-one-9f2c";
 const DB_V2: &str = "db-pass-version-two-7d1e";
@@ -222,7 +222,7 @@ async fn a_soft_deleted_latest_version_is_told_apart_from_a_missing_path_fake_va
 async fn unreachable_vault_is_exit_3_naming_the_address() {
     let repo = TestRepo::standard(1);
     let address = format!("http://127.0.0.1:{}", support::closed_port());
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "check", "hello", "--env", "dev"],
         &[("VAULT_ADDR", &address), ("VAULT_TOKEN", "t")],
@@ -242,7 +242,7 @@ async fn unreachable_vault_is_exit_3_naming_the_address() {
 #[tokio::test]
 async fn no_token_anywhere_is_a_configuration_error() {
     let repo = TestRepo::standard(1);
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "check", "hello", "--env", "dev"],
         &[("VAULT_ADDR", "http://127.0.0.1:9")],
@@ -259,7 +259,7 @@ async fn no_token_anywhere_is_a_configuration_error() {
 #[tokio::test]
 async fn secrets_policy_for_kv2_reads_data_paths_only() {
     let repo = TestRepo::standard(2);
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "policy", "hello", "--env", "dev"],
         &[],
@@ -291,7 +291,7 @@ async fn secrets_policy_for_kv2_reads_data_paths_only() {
 #[tokio::test]
 async fn a_ca_bundle_that_is_not_there_is_a_configuration_error() {
     let repo = TestRepo::standard(1);
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "check", "hello", "--env", "dev"],
         &[
@@ -327,7 +327,7 @@ async fn a_release_without_secrets_is_checked_without_vault() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\ndata: {}\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "check", "hello", "--env", "dev"],
         &[],
@@ -338,7 +338,7 @@ async fn a_release_without_secrets_is_checked_without_vault() {
         run.stdout,
         "release hello maps no secrets: nothing to check in dev\n"
     );
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "policy", "hello", "--env", "dev"],
         &[],

@@ -19,7 +19,8 @@ const CLUSTER: &str = "dev-europe-west1";
 const DB_PASSWORD: &str = "fake-dev-hello-db-password-1111";
 const API_TOKEN: &str = "fake-dev-hello-api-token-3333";
 
-fn flotilla(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
+/// `flotilla --root ROOT ARGS` on the fleet, never printing a secret value of the repo.
+fn never_showing(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
     output_never_showing(at_root(fleet, root, args), args, &[DB_PASSWORD, API_TOKEN])
 }
 
@@ -42,7 +43,7 @@ async fn status_diff_uninstall_after_deploys_with_vault() {
         args
     };
     let run = |args: Vec<String>| {
-        flotilla(
+        never_showing(
             fleet,
             root,
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -53,7 +54,7 @@ async fn status_diff_uninstall_after_deploys_with_vault() {
     let deploy = |extra: &[&str]| {
         let mut args = vec!["deploy", "hello", "--env", "dev", "--clusters", CLUSTER];
         args.extend_from_slice(extra);
-        flotilla(fleet, root, &args)
+        never_showing(fleet, root, &args)
     };
     ok(deploy(&[]));
     let client = fleet.client(CLUSTER).await;
@@ -114,7 +115,7 @@ async fn status_diff_uninstall_after_deploys_with_vault() {
     }
 
     // A cluster the environment does not have: bad input, exit 2.
-    let out = flotilla(
+    let out = never_showing(
         fleet,
         root,
         &[
@@ -149,7 +150,11 @@ async fn status_and_diff_on_every_cluster_after_a_deploy() {
     let namespace = fleet.namespace("every").await;
     let repo = repo(&namespace);
     let root = repo.path();
-    ok(flotilla(fleet, root, &["deploy", "hello", "--env", "dev"]));
+    ok(never_showing(
+        fleet,
+        root,
+        &["deploy", "hello", "--env", "dev"],
+    ));
     let contexts = fleet.clusters();
     assert!(contexts.len() >= 2, "{contexts:?}");
 
@@ -172,7 +177,7 @@ async fn status_and_diff_on_every_cluster_after_a_deploy() {
         .await
         .unwrap();
 
-    let status = json(flotilla(
+    let status = json(never_showing(
         fleet,
         root,
         &["status", "hello", "--env", "dev", "-o", "json"],
@@ -190,7 +195,11 @@ async fn status_and_diff_on_every_cluster_after_a_deploy() {
             assert!(drifted.is_empty(), "{context}: {status}");
         }
     }
-    let table = ok(flotilla(fleet, root, &["status", "hello", "--env", "dev"]));
+    let table = ok(never_showing(
+        fleet,
+        root,
+        &["status", "hello", "--env", "dev"],
+    ));
     for context in &contexts {
         assert!(table.contains(context.as_str()), "{table}");
         // Details only for the cluster with drift.
@@ -212,7 +221,7 @@ async fn status_and_diff_on_every_cluster_after_a_deploy() {
         "-o",
         "json",
     ];
-    let out = flotilla(fleet, root, &diff_args);
+    let out = never_showing(fleet, root, &diff_args);
     assert!(!out.status.success());
     let diff: Value = serde_json::from_slice(&out.stdout).unwrap();
     let error = diff[CLUSTER]["error"].as_str().unwrap_or_default();
@@ -227,7 +236,7 @@ async fn status_and_diff_on_every_cluster_after_a_deploy() {
         )
         .await
         .unwrap();
-    let diff = json(flotilla(fleet, root, &diff_args));
+    let diff = json(never_showing(fleet, root, &diff_args));
     for context in &contexts {
         let changes = diff[context].as_array().unwrap();
         assert!(
@@ -237,7 +246,7 @@ async fn status_and_diff_on_every_cluster_after_a_deploy() {
             "{context}: {diff}"
         );
     }
-    let text = ok(flotilla(
+    let text = ok(never_showing(
         fleet,
         root,
         &["diff", "hello", "--env", "dev", "--version", "1.2.0"],
@@ -256,7 +265,11 @@ async fn status_on_every_cluster_with_one_unreachable() {
     let namespace = fleet.namespace("down").await;
     let repo = repo(&namespace);
     let root = repo.path();
-    ok(flotilla(fleet, root, &["deploy", "hello", "--env", "dev"]));
+    ok(never_showing(
+        fleet,
+        root,
+        &["deploy", "hello", "--env", "dev"],
+    ));
 
     // The same kubeconfig, with CLUSTER's API server on a port nothing listens on.
     let mut config = kube::config::Kubeconfig::read_from(fleet.kubeconfig()).unwrap();
@@ -278,7 +291,7 @@ async fn status_on_every_cluster_with_one_unreachable() {
     std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap()).unwrap();
     let kubeconfig = kubeconfig.to_str().unwrap();
 
-    let out = flotilla(
+    let out = never_showing(
         fleet,
         root,
         &[

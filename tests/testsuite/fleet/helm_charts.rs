@@ -58,7 +58,8 @@ fn helm_create(root: &Path, release: &str, name: &str) -> PathBuf {
     folder.join(name)
 }
 
-fn flotilla(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
+/// `flotilla --root ROOT ARGS` on the fleet with its Helm, never printing the password.
+fn with_helm(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
     let mut cmd = at_root(fleet, root, args);
     cmd.env("FLOTILLA_HELM", helm());
     output_never_showing(cmd, args, &[DB_PASSWORD])
@@ -89,7 +90,7 @@ async fn deployment(fleet: &Fleet, context: &str, namespace: &str, name: &str) -
 /// `rollback` with the namespace only (the runbook's way, no descriptor needed): the
 /// target revision must be rendered again from its record, not merely re-applied.
 fn rollback_from_records(fleet: &Fleet, root: &Path, release: &str, namespace: &str) {
-    let rollback = flotilla(
+    let rollback = with_helm(
         fleet,
         root,
         &[
@@ -199,14 +200,14 @@ spec:
     let contexts = ["dev-europe-west1", "dev-us-central1", "dev-paris-dc1"];
 
     // `template` renders offline, every cluster, with placeholders.
-    let shown = ok(flotilla(fleet, root, &["template", "web", "--env", "dev"]));
+    let shown = ok(with_helm(fleet, root, &["template", "web", "--env", "dev"]));
     assert!(shown.contains("<secret:db-password>"), "{shown}");
     assert!(
         !shown.contains("test-connection"),
         "a test hook was rendered: {shown}"
     );
 
-    ok(flotilla(fleet, root, &["deploy", "web", "--env", "dev"]));
+    ok(with_helm(fleet, root, &["deploy", "web", "--env", "dev"]));
     for context in contexts {
         let client = fleet.client(context).await;
         let web = deployment(fleet, context, &namespace, "web").await;
@@ -250,7 +251,7 @@ spec:
         }
     }
 
-    ok(flotilla(
+    ok(with_helm(
         fleet,
         root,
         &["deploy", "web", "--env", "dev", "--version", "1.17.0"],
@@ -261,7 +262,7 @@ spec:
     }
 
     // A tag the simulated kubelet crashloops: the run fails and puts every cluster back.
-    let failed = flotilla(
+    let failed = with_helm(
         fleet,
         root,
         &["deploy", "web", "--env", "dev", "--version", "crashloop"],
@@ -350,7 +351,7 @@ async fn an_umbrella_chart_with_a_local_dependency_a_crd_and_a_kept_object() {
         Api::<DynamicObject>::namespaced_with(client, &namespace, &ApiResource::from_gvk(&gvk))
     };
 
-    ok(flotilla(fleet, root, &["deploy", "shop", "--env", "dev"]));
+    ok(with_helm(fleet, root, &["deploy", "shop", "--env", "dev"]));
     for context in contexts {
         let client = fleet.client(context).await;
         let cache = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
@@ -375,7 +376,7 @@ async fn an_umbrella_chart_with_a_local_dependency_a_crd_and_a_kept_object() {
 
     // The next revision drops the Widget and the kept ConfigMap: the Widget is pruned,
     // the ConfigMap kept (helm.sh/resource-policy: keep), the CRD never pruned.
-    ok(flotilla(
+    ok(with_helm(
         fleet,
         root,
         &[
@@ -438,7 +439,7 @@ async fn a_chart_with_hooks_is_refused_naming_them_and_nothing_changes() {
         &root.join("releases/migrator/release.yaml"),
         &format!("apiVersion: flotilla/v1\nkind: Release\nmetadata: {{ name: migrator, namespace: {namespace} }}\nspec:\n  chart: ./migrator\n  version: 1.0.0\n"),
     );
-    let refused = flotilla(fleet, root, &["deploy", "migrator", "--env", "dev"]);
+    let refused = with_helm(fleet, root, &["deploy", "migrator", "--env", "dev"]);
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -543,7 +544,7 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
 
     // `diff` (what a deploy of the checkout would do): the chart and values are Helm's,
     // so only ownership labels change, the release label on pod templates included.
-    let deploy_diff: serde_json::Value = serde_json::from_str(&ok(flotilla(
+    let deploy_diff: serde_json::Value = serde_json::from_str(&ok(with_helm(
         fleet,
         root,
         &["diff", "web", "--env", "dev", "-o", "json"],
@@ -566,7 +567,7 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
     }
 
     // What the takeover changes: ownership labels and annotations, nothing else.
-    let planned: serde_json::Value = serde_json::from_str(&ok(flotilla(
+    let planned: serde_json::Value = serde_json::from_str(&ok(with_helm(
         fleet,
         root,
         &[
@@ -592,7 +593,7 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
         }
     }
 
-    ok(flotilla(
+    ok(with_helm(
         fleet,
         root,
         &["adopt-helm", "web", "--env", "dev"],
@@ -632,7 +633,7 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
         assert_eq!(helm_secrets.items.len(), 1, "{context}");
     }
 
-    ok(flotilla(
+    ok(with_helm(
         fleet,
         root,
         &["deploy", "web", "--env", "dev", "--version", "1.17.0"],
@@ -643,7 +644,7 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
     }
 
     // Back to the migrated revision: Helm's spec, on Helm's own ReplicaSet.
-    ok(flotilla(fleet, root, &["rollback", "web", "--env", "dev"]));
+    ok(with_helm(fleet, root, &["rollback", "web", "--env", "dev"]));
     for (context, (sets, template)) in contexts.iter().zip(&before) {
         let web = deployment(fleet, context, &namespace, "web").await;
         assert_eq!(&web.spec.template, template, "{context}: not Helm's spec");
@@ -670,7 +671,7 @@ async fn adopt_helm_refuses_a_missing_or_unsettled_helm_release_and_can_remove_h
     replica_sets_when_available(fleet, "dev-paris-dc1", &namespace, "legacy-web").await;
 
     // Two clusters have no such Helm release: nothing changes anywhere.
-    let refused = flotilla(
+    let refused = with_helm(
         fleet,
         root,
         &[
@@ -714,7 +715,7 @@ async fn adopt_helm_refuses_a_missing_or_unsettled_helm_release_and_can_remove_h
         "--timeout",
         "3s",
     ]);
-    let unsettled = flotilla(
+    let unsettled = with_helm(
         fleet,
         root,
         &[
@@ -736,7 +737,7 @@ async fn adopt_helm_refuses_a_missing_or_unsettled_helm_release_and_can_remove_h
     );
     helm_in_paris(&["rollback", "legacy-web", "1", "--wait", "--timeout", "60s"]);
 
-    ok(flotilla(
+    ok(with_helm(
         fleet,
         root,
         &[

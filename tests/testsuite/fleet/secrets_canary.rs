@@ -20,7 +20,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use std::collections::HashMap;
 use std::io::Read;
-use support::{flotilla, Run, TestRepo};
+use support::{flotilla_with_only, Run, TestRepo};
 
 /// Has `!`: an invalid label value, so the API server rejects it, quoting it.
 const PLAIN: &str = "Canary_pw!7f3e9-plain";
@@ -264,7 +264,7 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
     write_secrets(PLAIN).await;
     let run = |args: &'static [&'static str]| {
         let loud = loud.clone();
-        async move { flotilla(root, args, &loud).await }
+        async move { flotilla_with_only(root, args, &loud).await }
     };
 
     let deployed = run(&["-vvv", "deploy", "canary", "--env", "dev"]).await;
@@ -355,7 +355,7 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
         &["-vvv", "history", "canary", "--env", "dev"],
         &["history", "canary", "--env", "dev", "-o", "json"],
     ] {
-        let out = flotilla(root, args, &loud).await;
+        let out = flotilla_with_only(root, args, &loud).await;
         assert!(
             matches!(out.code, Some(0 | 1)),
             "{}: {}",
@@ -364,7 +364,7 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
         );
         canary.assert_run(&args.join(" "), &out);
     }
-    let diff = flotilla(
+    let diff = flotilla_with_only(
         root,
         &["diff", "canary", "--env", "dev", "-o", "json"],
         &loud,
@@ -518,7 +518,7 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
         &["-vvv", "diff", "canary", "--env", "dev"],
         &["diff", "canary", "--env", "dev", "-o", "json"],
     ] {
-        let out = flotilla(root, args, &loud).await;
+        let out = flotilla_with_only(root, args, &loud).await;
         let what = format!("{} after a changed env list", args.join(" "));
         assert!(matches!(out.code, Some(0 | 1)), "{what}: {}", out.both());
         canary.assert_run(&what, &out);
@@ -636,7 +636,7 @@ fn loud_vars(fleet: &Fleet) -> Vec<(String, String)> {
 
 async fn run_loud(root: &std::path::Path, args: &[&str], vars: &[(String, String)]) -> Run {
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    flotilla(root, args, &vars).await
+    flotilla_with_only(root, args, &vars).await
 }
 
 /// A Helm chart whose password (given to Helm with `--set password=`, or to flotilla

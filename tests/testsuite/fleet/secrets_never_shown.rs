@@ -13,7 +13,7 @@ use crate::support::vault as support;
 use base64::Engine;
 use serde_json::json;
 use support::real_vault::{RealVault, READER};
-use support::{flotilla, Run, TestRepo};
+use support::{flotilla_with_only, Run, TestRepo};
 
 const DB: &str = "Zq8-db-value-never-printed";
 const ONPREM: &str = "Yx3-onprem-value-never-printed";
@@ -294,7 +294,7 @@ async fn secret_values_never_appear_in_output_or_logs() {
         ),
     ];
     for (what, repo, args, vars, code) in &cases {
-        let run = flotilla(repo.root(), args, vars).await;
+        let run = flotilla_with_only(repo.root(), args, vars).await;
         assert_eq!(run.code, Some(*code), "{what}: {}", run.both());
         assert!(
             run.both().contains(expected(what)),
@@ -306,7 +306,7 @@ async fn secret_values_never_appear_in_output_or_logs() {
 
     // The sealed path last: it seals this Vault for good.
     vault.seal().await;
-    let run = flotilla(good.root(), &check_loud, &loud).await;
+    let run = flotilla_with_only(good.root(), &check_loud, &loud).await;
     assert_eq!(run.code, Some(3), "sealed: {}", run.both());
     assert_clean("secrets check, sealed", &run);
 }
@@ -321,7 +321,8 @@ async fn template_shows_the_values_only_when_asked() {
         ("VAULT_TOKEN", TOKEN),
     ];
 
-    let plain = flotilla(repo.root(), &["template", "hello", "--env", "dev"], &vars).await;
+    let plain =
+        flotilla_with_only(repo.root(), &["template", "hello", "--env", "dev"], &vars).await;
     assert_eq!(plain.code, Some(0), "{}", plain.both());
     assert!(
         plain.stdout.contains("password: <secret:db-password>"),
@@ -333,7 +334,7 @@ async fn template_shows_the_values_only_when_asked() {
         "template without --show-secrets read Vault"
     );
 
-    let shown = flotilla(
+    let shown = flotilla_with_only(
         repo.root(),
         &[
             "template",
@@ -372,7 +373,7 @@ async fn template_shows_the_values_only_when_asked() {
     // With every log on, the values are on stdout (asked for) and nowhere in the log.
     let mut loud = vars.to_vec();
     loud.push(("FLOTILLA_LOG", "trace"));
-    let logged = flotilla(
+    let logged = flotilla_with_only(
         repo.root(),
         &[
             "-vvv",

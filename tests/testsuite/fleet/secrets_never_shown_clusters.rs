@@ -11,7 +11,7 @@ use base64::Engine;
 use flotilla_fleet::testing::Fleet;
 use k8s_openapi::api::core::v1::Secret;
 use std::collections::HashMap;
-use support::{flotilla, Run, TestRepo};
+use support::{flotilla_with_only, Run, TestRepo};
 
 const DEV_DB: &str = "leak-test-db-password-never-printed-81c3";
 const DEV_ONPREM: &str = "leak-test-onprem-password-never-printed-2a97";
@@ -87,7 +87,7 @@ async fn deploy_diff_history_status_never_show_secret_values() {
         .unwrap_or_else(|e| panic!("writing {path}: {e}"));
     }
 
-    let run = flotilla(root, &["-vvv", "deploy", "hello", "--env", "dev"], &loud).await;
+    let run = flotilla_with_only(root, &["-vvv", "deploy", "hello", "--env", "dev"], &loud).await;
     assert_eq!(run.code, Some(0), "deploy: {}", run.both());
     assert_clean("deploy", &run, &forbidden);
 
@@ -169,7 +169,7 @@ async fn deploy_diff_history_status_never_show_secret_values() {
                 "json",
             ],
         ] {
-            let run = flotilla(root, &args, &loud).await;
+            let run = flotilla_with_only(root, &args, &loud).await;
             assert!(
                 matches!(run.code, Some(0) | Some(1)),
                 "{}: {}",
@@ -185,7 +185,7 @@ async fn deploy_diff_history_status_never_show_secret_values() {
         vec!["diff", "hello", "--env", "dev", "-o", "json"],
         vec!["-vvv", "status", "hello", "--env", "dev"],
     ] {
-        let run = flotilla(root, &args, &loud).await;
+        let run = flotilla_with_only(root, &args, &loud).await;
         assert!(
             matches!(run.code, Some(0) | Some(1)),
             "{}: {}",
@@ -198,7 +198,7 @@ async fn deploy_diff_history_status_never_show_secret_values() {
         vec!["-vvv", "history", "hello", "--env", "dev"],
         vec!["history", "hello", "--env", "dev", "-o", "json"],
     ] {
-        let run = flotilla(root, &args, &loud).await;
+        let run = flotilla_with_only(root, &args, &loud).await;
         assert_eq!(run.code, Some(0), "{}: {}", args.join(" "), run.both());
         assert_clean(&args.join(" "), &run, &forbidden);
     }
@@ -209,7 +209,7 @@ async fn deploy_diff_history_status_never_show_secret_values() {
         &environment,
         &release.replace("vaultKey: token", "vaultKey: tokn"),
     );
-    let run = flotilla(
+    let run = flotilla_with_only(
         broken.root(),
         &["-vvv", "deploy", "hello", "--env", "dev"],
         &loud,

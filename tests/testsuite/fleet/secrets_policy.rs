@@ -14,7 +14,7 @@ use std::process::Output;
 
 /// flotilla with the fleet's KUBECONFIG and VAULT_ADDR, and only the Vault credentials
 /// given (none of the fleet's root token or AppRole).
-fn flotilla(fleet: &Fleet, root: &Path, args: &[&str], vault: &[(&str, &str)]) -> Output {
+fn with_vault_login(fleet: &Fleet, root: &Path, args: &[&str], vault: &[(&str, &str)]) -> Output {
     at_root(fleet, root, args)
         .env_remove("VAULT_ROLE_ID")
         .env_remove("VAULT_SECRET_ID")
@@ -38,7 +38,7 @@ async fn a_token_and_an_approle_bound_only_to_the_generated_policy_deploy() {
     let address = fleet.vault_addr();
     let admin = Api::new(&address, Some(fleet.vault_token()));
 
-    let policy = ok(flotilla(
+    let policy = ok(with_vault_login(
         fleet,
         root,
         &["secrets", "policy", "hello", "--env", "dev"],
@@ -72,7 +72,7 @@ async fn a_token_and_an_approle_bound_only_to_the_generated_policy_deploy() {
     }
 
     // The example's dev environment logs in with AppRole from these variables.
-    ok(flotilla(
+    ok(with_vault_login(
         fleet,
         root,
         &["deploy", "hello", "--env", "dev"],
@@ -103,13 +103,13 @@ async fn a_token_and_an_approle_bound_only_to_the_generated_policy_deploy() {
         "environments/dev.yaml changed its auth line"
     );
     std::fs::write(&dev, with_token).unwrap();
-    ok(flotilla(
+    ok(with_vault_login(
         fleet,
         root,
         &["deploy", "hello", "--env", "dev", "--version", "1.1.0"],
         &[("VAULT_TOKEN", &token)],
     ));
-    let history = ok(flotilla(
+    let history = ok(with_vault_login(
         fleet,
         root,
         &["history", "hello", "--env", "dev", "-o", "json"],

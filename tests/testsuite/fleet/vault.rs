@@ -10,7 +10,7 @@ use flotilla::vault::{
     resolve_for_environment, SecretPlan, SecretReader, VaultEnv, VaultError, VaultSession,
 };
 use support::real_vault::RealVault;
-use support::{flotilla, TestRepo};
+use support::{flotilla_with_only, TestRepo};
 
 const DEV_DB: &str = "fake-dev-hello-db-password-1111";
 const DEV_ONPREM: &str = "fake-dev-hello-db-onprem-password-2222";
@@ -314,7 +314,7 @@ async fn a_token_expiring_mid_run_is_said_so() {
 async fn secrets_check_with_the_fleet_env_variables() {
     let vault = RealVault::start(1).await;
     let repo = TestRepo::new(1, &approle_env(), support::RELEASE);
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "check", "hello", "--env", "dev"],
         &[
@@ -573,7 +573,7 @@ async fn permission_denied_names_the_path_a_policy_must_allow() {
     );
 
     // The policy command prints exactly what was missing.
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "policy", "hello", "--env", "dev"],
         &[],
@@ -596,7 +596,7 @@ async fn the_generated_policy_is_enough_and_nothing_more() {
     for kv_version in [1u8, 2] {
         let vault = RealVault::start(kv_version).await;
         let repo = TestRepo::standard(kv_version);
-        let run = flotilla(
+        let run = flotilla_with_only(
             repo.root(),
             &["secrets", "policy", "hello", "--env", "dev"],
             &[],
@@ -786,7 +786,7 @@ async fn a_sealed_vault_is_an_environment_error() {
     let vault = RealVault::start(2).await;
     vault.seal().await;
     let repo = TestRepo::standard(2);
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "check", "hello", "--env", "dev"],
         &[
@@ -819,7 +819,7 @@ async fn secrets_check_reports_every_mapping_as_table_and_json() {
         ("VAULT_ADDR", vault.address.as_str()),
         ("VAULT_TOKEN", vault.root_token.as_str()),
     ];
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "check", "hello", "--env", "dev"],
         &vars,
@@ -878,7 +878,7 @@ async fn secrets_check_reports_every_mapping_as_table_and_json() {
         "error: 1 of 6 secret mappings do not resolve (see the table above)"
     );
 
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "check", "hello", "--env", "dev", "-o", "json"],
         &vars,
@@ -906,7 +906,7 @@ async fn secrets_check_reports_every_mapping_as_table_and_json() {
 async fn secrets_check_passes_when_every_mapping_resolves() {
     let vault = RealVault::start(1).await;
     let repo = TestRepo::standard(1);
-    let run = flotilla(
+    let run = flotilla_with_only(
         repo.root(),
         &["secrets", "check", "hello", "--env", "dev"],
         &[

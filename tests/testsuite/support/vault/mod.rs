@@ -137,7 +137,7 @@ impl Run {
 
 /// Runs `flotilla --root ROOT ARGS` with only PATH, HOME (an empty folder: no
 /// ~/.vault-token) and `vars`: nothing of the test runner's Vault settings leaks in.
-pub async fn flotilla(root: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
+pub async fn flotilla_with_only(root: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
     let home = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let mut command = tokio::process::Command::from(crate::support::flotilla());
     command
