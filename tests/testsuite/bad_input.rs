@@ -7,8 +7,9 @@
 //! The binary runs with the case folder as its current folder, so messages name files as
 //! a user sees them (`environments/dev.yaml:12: ...`); any absolute path of the case folder
 //! that still appears is written `<case>`. Every case must exit 2 (bad input, nothing
-//! changed) without a panic. `FLOTILLA_BLESS=1 cargo test --test testsuite bad_input::` rewrites
-//! the expected files from the current output: review each by eye before committing.
+//! changed) without a panic.
+//! `FLOTILLA_BLESS=1 cargo test --test testsuite bad_input::` rewrites the expected
+//! files from the current output: review each by eye before committing.
 
 use std::path::{Path, PathBuf};
 

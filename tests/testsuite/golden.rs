@@ -1,6 +1,7 @@
 //! Golden tests of the example release: `releases/hello` rendered for every cluster of
 //! every environment must equal `tests/golden/<env>/<cluster>.yaml`.
-//! `FLOTILLA_BLESS=1 cargo test --test testsuite golden::` rewrites them; review the diff by eye.
+//! `FLOTILLA_BLESS=1 cargo test --test testsuite golden::` rewrites them; review the
+//! diff by eye.
 
 use flotilla::config::{Cluster, LoadedEnvironment, LoadedRelease, Repo};
 use flotilla::engine::{placeholder_secrets, Chart, Manifest, Renderer};

@@ -1,7 +1,7 @@
 //! The on-call runbook's commands are commands flotilla accepts: every `flotilla ...`
 //! line of docs/runbooks/rollback.md parses, and so does the command a report prints to
-//! finish an interrupted rollback. (What they do is tested on a fleet in tests/testsuite/fleet/rollout.rs
-//! and tests/testsuite/fleet/rollout_stop.rs.)
+//! finish an interrupted rollback. (What they do is tested on a fleet in
+//! tests/testsuite/fleet/rollout.rs and tests/testsuite/fleet/rollout_stop.rs.)
 
 use clap::Parser;
 use flotilla::cli::Cli;

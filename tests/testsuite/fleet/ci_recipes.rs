@@ -1,8 +1,9 @@
-//! The CI recipes of docs/ci/ run (`ci_recipes` checks that they hold the steps): every `flotilla ...` command each recipe contains
-//! (GitHub Actions, GitLab CI, Jenkinsfile), with `$BRANCH` set to `dev`, is run in
-//! order against the shared fleet, in a copy of this repo's environments and `hello`
-//! (in a namespace of its own), and exits 0: lint, the deploy plan, the deploy, status
-//! and the rollback to what ran before. A recipe without those steps fails the test.
+//! The CI recipes of docs/ci/ run (`ci_recipes` checks that they hold the steps): every
+//! `flotilla ...` command each recipe contains (GitHub Actions, GitLab CI,
+//! Jenkinsfile), with `$BRANCH` set to `dev`, is run in order against the shared fleet,
+//! in a copy of this repo's environments and `hello` (in a namespace of its own), and
+//! exits 0: lint, the deploy plan, the deploy, status and the rollback to what ran
+//! before. A recipe without those steps fails the test.
 
 use crate::support::rollout as rollout_support;
 

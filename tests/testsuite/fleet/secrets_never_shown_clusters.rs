@@ -1,9 +1,9 @@
 //! The cluster commands with known secret values, on the local fleet (its clusters and
 //! its RustyVault): `deploy`, `diff`, `history` and `status`, and a deploy whose secret
 //! does not resolve, never print a value, while the values do reach the clusters.
-//! `tests/testsuite/fleet/secrets_never_shown.rs` covers `secrets` and `template`. The secrets live under
-//! a path of this test's own, so rotating one does not disturb other tests on a shared
-//! fleet.
+//! `tests/testsuite/fleet/secrets_never_shown.rs` covers `secrets` and `template`. The
+//! secrets live under a path of this test's own, so rotating one does not disturb other
+//! tests on a shared fleet.
 
 use crate::support::vault as support;
 
