@@ -7,7 +7,7 @@
 //! dev profile (dependencies optimised) measures the same and avoids a release build.
 //! Runs on the local fleet (`FLOTILLA_FLEET_DIR`, else one started for the run).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/testsuite/support/cluster.rs"]
 mod support;
 
 use flotilla::ops;

@@ -58,7 +58,7 @@ say "flotilla status hello --env dev (every cluster: revision, health, drift)"
 "$FLOTILLA" status hello --env dev
 
 if [ -n "$KEEP" ]; then
-  # These lines are run by tests/readme_tour_fleet.rs, as the README's tour is.
+  # These lines are run by tests/testsuite/fleet/readme_tour.rs, as the README's tour is.
   say "done; the fleet is still up. Try next, from this folder:"
   cat >&2 <<'NEXT'
   source .fleet/env

@@ -53,7 +53,8 @@ say "starting the shared fleet (flotilla-fleet up) in $FLEET_DIR"
 export FLOTILLA_FLEET_DIR="$FLEET_DIR"
 export FLOTILLA_FLEET_BIN="$FLEET_BIN"
 
-# Fleet-backed tests are #[ignore]d so that a plain `cargo test` runs without a fleet;
+# Fleet-backed tests (tests/testsuite/fleet/, `fleet::` in their names) are #[ignore]d so
+# that a plain `cargo test` runs without a fleet;
 # here the fleet is up, so every test runs.
 say "cargo test --workspace -- --include-ignored (tests share the fleet, isolated by namespace)"
 TEST_LOG="$FLEET_DIR/cargo-test.log"

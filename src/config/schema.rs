@@ -2,7 +2,7 @@
 //! an editor's YAML language server flags `replica:` or `wave: -1` as the user types.
 //! The schema holds what can be said of one file alone: shapes, unknown keys, types,
 //! name patterns, ranges. What needs another file (a context of another environment, a
-//! chart folder, a KV mount) or a render stays with `lint`; `tests/schema.rs` keeps
+//! chart folder, a KV mount) or a render stays with `lint`; `tests/testsuite/schema.rs` keeps
 //! the schema and the parser in agreement over the good and bad-input corpora.
 
 use super::{Environment, ReleaseDescriptor};

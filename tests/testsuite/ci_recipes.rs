@@ -1,0 +1,65 @@
+//! The CI recipes of docs/ci/ hold the promotion steps: lint, the deploy plan, the deploy
+//! with its JSON report (and JUnit where the CI server reads it), status and rollback.
+//! `fleet::ci_recipes` runs every command they contain.
+
+use std::path::Path;
+
+pub(crate) const RECIPES: &[&str] = &["github-actions.yml", "gitlab-ci.yml", "Jenkinsfile"];
+
+/// The `flotilla` commands of a recipe, in order: from `flotilla ` up to the end of
+/// the shell word list (a quote closing a Groovy string, a redirection, a pipe, `;`,
+/// `&&`), comment lines skipped, `"$BRANCH"` as `branch`.
+pub(crate) fn commands(text: &str, branch: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with("//"))
+        .filter_map(|l| {
+            let start = l.find("flotilla ")?;
+            let rest = &l[start..];
+            let end = rest.find(['\'', '>', '|', ';', '&']).unwrap_or(rest.len());
+            let command = rest[..end].replace("\"$BRANCH\"", branch);
+            Some(
+                command
+                    .split_whitespace()
+                    .skip(1)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|words| !words.is_empty())
+        .collect()
+}
+
+#[test]
+fn every_recipe_has_the_promotion_steps() {
+    for recipe in RECIPES {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs/ci")
+                .join(recipe),
+        )
+        .unwrap();
+        let found: Vec<String> = commands(&text, "dev").iter().map(|c| c.join(" ")).collect();
+        for expected in [
+            "lint",
+            "deploy hello --branch dev --dry-run",
+            "status hello --branch dev",
+            "rollback hello --branch dev",
+        ] {
+            assert!(
+                found.iter().any(|c| c == expected),
+                "{recipe}: no `flotilla {expected}` in {found:#?}"
+            );
+        }
+        // The deploy keeps its JSON report; GitLab and Jenkins also publish a JUnit one
+        // (GitHub shows the summary flotilla appends to $GITHUB_STEP_SUMMARY).
+        let deploy = found
+            .iter()
+            .find(|c| c.starts_with("deploy hello --branch dev --create-namespace"))
+            .unwrap_or_else(|| panic!("{recipe}: no deploy step in {found:#?}"));
+        assert!(deploy.ends_with("-o json"), "{recipe}: {deploy}");
+        if *recipe != "github-actions.yml" {
+            assert!(deploy.contains("--junit junit.xml"), "{recipe}: {deploy}");
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! The tests that need the local fleet (`Fleet::shared`, `Fleet::dedicated`, the
+//! cluster-layer and rollout support) or the fleet's server binaries (a real Vault of a
+//! test's own, the Helm CLI). Each is `#[ignore = "needs the local fleet: scripts/test.sh
+//! runs it"]`; `scripts/test.sh` starts the fleet and runs them with `--include-ignored`.
+
+mod api_errors;
+mod ci_recipes;
+mod cli_gates;
+mod cli_one_cluster;
+mod cluster_release;
+mod cluster_safety;
+mod diagnostics;
+mod dry_run;
+mod faults_lost;
+mod faults_shared;
+mod helm_charts;
+mod helm_render;
+mod killed_run;
+mod lease_races;
+mod notify;
+mod progress;
+mod promotion;
+mod readme_tour;
+mod record_trust;
+mod records;
+mod restore_by_key;
+mod rollback_incidents;
+mod rollout;
+mod rollout_stop;
+mod secrets_canary;
+mod secrets_never_shown;
+mod secrets_never_shown_clusters;
+mod secrets_policy;
+mod sigkill_trials;
+mod uninstall;
+mod values;
+mod vault;
+mod wave_gates;
+mod workloads;
