@@ -133,7 +133,10 @@ pub fn command(fleet: &Fleet, repo: &TestRepo, args: &[&str]) -> Command {
 /// logs in to Vault as the repo's environment file says (AppRole).
 pub fn at_root(fleet: &Fleet, root: &Path, args: &[&str]) -> Command {
     let mut cmd = super::flotilla();
-    cmd.arg("--root")
+    // Run from the root, as CI runs from its checkout: files a command writes with a
+    // relative path (`--junit junit.xml`) land in the copy, not in this repository.
+    cmd.current_dir(root)
+        .arg("--root")
         .arg(root)
         .args(args)
         .envs(fleet.env())
