@@ -149,12 +149,6 @@ impl Leases {
         reporter: &Reporter,
         prepared: Option<&History>,
     ) -> Result<(), ClusterError> {
-        if self
-            .get(handle.context())
-            .is_some_and(|l| !l.lost().is_cancelled())
-        {
-            return Ok(());
-        }
         // Where the namespace is missing, taking the lease fails on it, before any
         // change (nothing is created here).
         match self
@@ -186,12 +180,6 @@ impl Leases {
         reporter: &Reporter,
         prepared: Option<&History>,
     ) -> Result<Arc<Lock>, ClusterError> {
-        if let Some(lock) = self
-            .get(handle.context())
-            .filter(|l| !l.lost().is_cancelled())
-        {
-            return Ok(lock);
-        }
         self.lock_and_read(
             handle,
             namespace,
@@ -204,8 +192,8 @@ impl Leases {
         .await
     }
 
-    /// Takes the lease (creating its namespace first with `create_namespace`), and
-    /// reads the records under it.
+    /// The lease held already (and not lost), or taken now (creating its namespace
+    /// first with `create_namespace`) and the records read under it.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn lock_and_read(
         &self,
@@ -218,6 +206,9 @@ impl Leases {
         prepared: Option<&History>,
     ) -> Result<Arc<Lock>, ClusterError> {
         let context = handle.context();
+        if let Some(lock) = self.get(context).filter(|l| !l.lost().is_cancelled()) {
+            return Ok(lock);
+        }
         let on_wait = |message: &str| reporter.phase(context, Phase::Waiting(message.to_owned()));
         let lock =
             ops::take_lease(handle, namespace, release, opts, create_namespace, &on_wait).await?;
