@@ -1,9 +1,9 @@
 //! flotilla: release one application to every Kubernetes cluster of an environment at
 //! once, with secrets from Vault, and roll them all back together when one fails.
 //!
-//! The crate is split the way Helm splits its `pkg/`: each module owns one concern and
-//! the [`action`] layer composes them. See `ARCHITECTURE.md` for the codemap and the flow
-//! of a deploy.
+//! The crate is split the way Helm splits its `pkg/`: each module owns one concern, and
+//! each imports only the modules below it. See `ARCHITECTURE.md` for the layers, the
+//! codemap and the flow of a deploy and a rollback.
 //!
 //! - [`config`]: environment files and release descriptors: loading, validation, the types.
 //! - [`engine`]: chart loading, value merging and Handlebars rendering. No I/O beyond
@@ -12,10 +12,13 @@
 //! - [`cluster`]: talking to one Kubernetes cluster: apply, prune, wait, locks.
 //! - [`storage`]: release records kept in a cluster, one Secret per revision.
 //! - [`release`]: the release record type itself.
-//! - [`rollout`]: every cluster of an environment at once: the plan (waves, limits), the
-//!   executor (concurrency, stop on failure or signal, coordinated rollback), progress and
-//!   the summary report. Per-cluster steps come from the action layer behind a trait.
-//! - [`action`]: one file per user command; the only layer that composes the others.
+//! - [`ops`]: what one release does in one cluster (upgrade, restore, uninstall), under
+//!   a lease its caller holds.
+//! - [`rollout`]: one release on every cluster of an environment at once: the
+//!   selection and plan (waves, limits), what is prepared before any change, the run
+//!   (leases, waves, gates, stop on failure or signal, coordinated rollback), progress
+//!   and the report. Each cluster's steps run through [`ops`].
+//! - [`action`]: one file per user command, mapping its options onto the layers below.
 //! - [`cli`]: the command-line surface (clap), turned into action calls.
 
 pub mod action;

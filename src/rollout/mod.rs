@@ -1,17 +1,18 @@
-//! Every cluster of an environment at once: the multi-cluster machinery behind `deploy`,
-//! `rollback`, `history` and `promote`.
+//! One release on every cluster of an environment at once: the multi-cluster machinery
+//! behind `deploy`, `promote`, `rollback`, `adopt-helm`, `uninstall` and the commands
+//! that read every cluster.
 //!
-//! Owns: the [`plan`] of a run (which environment, which clusters, in which waves, how
-//! many at once), the [`deployment id`](id::new_deployment_id) every cluster of a run
-//! records, the [`executor`] (waves, concurrency bound, stop on failure or signal,
-//! coordinated restore of every cluster the run changed), live [`progress`] and the
-//! [`report`] (summary table, JSON, the commands that finish an interrupted job).
+//! Owns: the [`selection`] and the [`plan`] of a run (environment, clusters, waves,
+//! concurrency), the one way to reach every cluster at once ([`connect`]), what is
+//! [`prepare`]d before any cluster is touched (secrets, connections, renders), the
+//! [`run`] as a command starts it, the [`executor`] (every lease first, waves, gates,
+//! stop on failure or signal, coordinated restore) over the [`step`] contract, its one
+//! implementation on real clusters ([`kube_steps`]), the run's [`leases`], live
+//! [`progress`] and the [`report`].
 //!
-//! Must not: talk to a cluster itself. The per-cluster steps are behind the
-//! [`ClusterSteps`] trait; [`kube_steps`] implements them on [`crate::ops`], and the
-//! tests drive the executor with a scripted double. Rendering and secret resolution
-//! ([`prepare`]) happen before the executor starts, so that nothing is touched when a
-//! secret or a template is wrong.
+//! Must not: change a cluster except through [`crate::ops`], which does so under the
+//! lease the run holds. The executor is tested against scripted steps, the steps'
+//! decisions against the in-memory cluster of [`crate::ops`].
 
 pub mod audit;
 pub mod chain;
