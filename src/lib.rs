@@ -30,6 +30,8 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod exit;
+#[cfg(test)]
+mod file_cycles;
 pub mod notify;
 pub mod ops;
 pub mod output;

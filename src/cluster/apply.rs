@@ -1,7 +1,9 @@
 //! Server-side apply, prune/delete of owned objects, dry-run diff and drift.
 
 use super::labels::{self, Removal};
-use super::{ClusterError, ClusterHandle, Event, Kept, ObjectRef, Progress, FIELD_MANAGER};
+use super::{
+    ClusterError, ClusterHandle, Conflict, Event, Kept, ObjectRef, Progress, FIELD_MANAGER,
+};
 use crate::redact::join_path as join;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use serde::Serialize;
@@ -44,13 +46,6 @@ impl ApplyOptions {
     pub fn field_manager(&self) -> String {
         labels::field_manager(&self.namespace, &self.release)
     }
-}
-
-/// A field that another field manager owns, from a 409 answer to an apply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Conflict {
-    pub manager: String,
-    pub field: String,
 }
 
 /// What a server-side dry-run apply would change in one object.

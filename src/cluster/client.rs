@@ -60,6 +60,7 @@ pub fn load_kubeconfig(path: Option<&Path>) -> Result<LoadedKubeconfig, ClusterE
             file: file.display().to_string(),
             chosen: chosen.clone(),
             problem: kubeconfig_problem(&err),
+            source: Some(Box::new(err)),
         })?;
     }
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
@@ -95,6 +96,7 @@ fn kubeconfig_files(
             file: "~/.kube/config".into(),
             chosen,
             problem: "there is no home directory (HOME is not set)".into(),
+            source: None,
         }),
     }
 }
@@ -303,13 +305,9 @@ impl ClusterHandle {
             .map_err(|e| match e {
                 // An exec plugin or token file that gives no credential: the
                 // environment, not the input.
-                kube::Error::Auth(_) => super::api_error::classify(
-                    context,
-                    &server,
-                    "authenticate to",
-                    "the cluster",
-                    &e,
-                ),
+                kube::Error::Auth(_) => {
+                    super::error::classify(context, &server, "authenticate to", "the cluster", e)
+                }
                 e => ClusterError::Context {
                     context: context.to_owned(),
                     message: super::api_error::describe(&e),
@@ -509,6 +507,25 @@ impl ClusterHandle {
     }
 }
 
+impl ClusterHandle {
+    /// A failed request of this cluster, while flotilla was doing `action` (`list`,
+    /// `apply`, `read`) to `object` (`Deployment hello/web`): see [`super::error::classify`].
+    pub(crate) fn error(
+        &self,
+        action: &str,
+        object: &dyn std::fmt::Display,
+        err: kube::Error,
+    ) -> ClusterError {
+        super::error::classify(
+            self.context(),
+            self.server(),
+            action,
+            &object.to_string(),
+            err,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,5 +611,21 @@ mod tests {
             err,
             format!("cannot read the kubeconfig {} (given by --kubeconfig): it is not a kubeconfig: line 2 column 11: unclosed bracket '['; name the right one with --kubeconfig FILE or KUBECONFIG=FILE", file.display())
         );
+    }
+
+    #[test]
+    fn a_missing_kubeconfig_keeps_the_io_error_as_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("absent");
+        let err = load_kubeconfig(Some(&file)).unwrap_err();
+        assert!(
+            err.to_string().contains(": there is no such file;"),
+            "{err}"
+        );
+        let mut causes = std::iter::successors(std::error::Error::source(&err), |e| e.source());
+        let io = causes
+            .find_map(|e| e.downcast_ref::<std::io::Error>())
+            .expect("an io::Error among the causes");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -107,6 +107,15 @@ pub fn run_id() -> &'static str {
     })
 }
 
+/// The user part of `user@host`, as records store it.
+pub fn lock_user() -> String {
+    user_at_host()
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// `user@host` of this process, as records and leases name who ran flotilla.
 pub fn user_at_host() -> String {
     let user = std::env::var("USER")

@@ -147,7 +147,7 @@ impl ClusterHandle {
             context: self.context().to_owned(),
             action: verb.to_owned(),
             object: "the workloads of the health wait".to_owned(),
-            message: super::status_text(status),
+            source: Box::new(kube::Error::Api(status.clone())),
         })
     }
 

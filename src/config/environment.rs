@@ -1,14 +1,23 @@
 //! `environments/<env>.yaml`: an environment's clusters, their globals, Vault and rollout.
 
+use super::patterns;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// An environment file, parsed and checked on its own.
+#[derive(Debug, Clone)]
+pub struct LoadedEnvironment {
+    pub file: PathBuf,
+    pub environment: Environment,
+}
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
     /// The environment's name: a DNS-1123 label, equal to the file name without `.yaml`.
-    #[schemars(length(max = 63), regex(pattern = super::schema::DNS_LABEL))]
+    #[schemars(length(max = 63), regex(pattern = patterns::DNS_LABEL))]
     pub name: String,
     /// The git branch whose merges deploy here (`deploy --branch`).
     #[serde(default)]
@@ -84,7 +93,7 @@ impl NotifyEvent {
 #[serde(deny_unknown_fields)]
 pub struct PromotionChain {
     /// The environment this one is promoted from: the default of `promote --from`.
-    #[schemars(length(max = 63), regex(pattern = super::schema::DNS_LABEL))]
+    #[schemars(length(max = 63), regex(pattern = patterns::DNS_LABEL))]
     pub from: String,
     /// When set, `deploy` and `promote` here refuse an artifact (chart and
     /// environment-independent values) that has not run healthy in every cluster of
@@ -94,7 +103,7 @@ pub struct PromotionChain {
         with = "humantime_serde_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>", regex(pattern = super::schema::DURATION))]
+    #[schemars(with = "Option<String>", regex(pattern = patterns::DURATION))]
     pub min_soak: Option<std::time::Duration>,
 }
 
@@ -103,7 +112,7 @@ pub struct PromotionChain {
 pub struct VaultConfig {
     /// `VAULT_ADDR` overrides it when set.
     #[serde(default)]
-    #[schemars(regex(pattern = super::schema::URL))]
+    #[schemars(regex(pattern = patterns::URL))]
     pub address: Option<String>,
     /// Vault Enterprise namespace; `VAULT_NAMESPACE` overrides it when set.
     #[serde(default)]
@@ -125,7 +134,7 @@ pub struct VaultConfig {
 #[serde(deny_unknown_fields)]
 pub struct RecordKeyRef {
     /// The secret's path, mount included, no template: `kv/flotilla/prod/record-key`.
-    #[schemars(regex(pattern = super::schema::RECORD_KEY_PATH))]
+    #[schemars(regex(pattern = patterns::RECORD_KEY_PATH))]
     pub path: String,
     /// The key in that secret whose value (a long random string) is the HMAC key.
     #[schemars(length(min = 1))]
@@ -184,7 +193,7 @@ pub struct KvConfig {
 pub struct Rollout {
     /// Per cluster, for resources to become ready (`5m`, `90s`).
     #[serde(default = "Rollout::default_timeout", with = "humantime_serde_compat")]
-    #[schemars(with = "String", regex(pattern = super::schema::DURATION))]
+    #[schemars(with = "String", regex(pattern = patterns::DURATION))]
     pub timeout: std::time::Duration,
     /// Per cluster, the time budget of putting it back when the run fails: its own,
     /// never what is left of `timeout`. Default: the same as `timeout`.
@@ -193,7 +202,7 @@ pub struct Rollout {
         with = "humantime_serde_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>", regex(pattern = super::schema::DURATION))]
+    #[schemars(with = "Option<String>", regex(pattern = patterns::DURATION))]
     pub rollback_timeout: Option<std::time::Duration>,
     /// Clusters in flight at once.
     #[serde(default = "Rollout::default_concurrency")]
@@ -228,7 +237,7 @@ pub struct WaveSettings {
         with = "humantime_serde_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>", regex(pattern = super::schema::DURATION))]
+    #[schemars(with = "Option<String>", regex(pattern = patterns::DURATION))]
     pub soak: Option<std::time::Duration>,
     /// Container restarts a cluster's release pods may add up to during the soak.
     #[serde(default)]
@@ -249,7 +258,7 @@ pub struct VerifyCommand {
         default = "VerifyCommand::default_timeout",
         with = "humantime_serde_compat"
     )]
-    #[schemars(with = "String", regex(pattern = super::schema::DURATION))]
+    #[schemars(with = "String", regex(pattern = patterns::DURATION))]
     pub timeout: std::time::Duration,
 }
 

@@ -10,6 +10,7 @@
 
 mod environment;
 mod error;
+mod patterns;
 mod release;
 mod repo;
 mod schema;
@@ -23,5 +24,5 @@ pub use repo::*;
 pub use schema::{schema, SchemaKind};
 pub use validate::{
     check_environments, check_release_contexts, check_release_for_environment, dns_label_problem,
-    dns_subdomain_problem, kv_path_problem, API_VERSION, KIND,
+    dns_subdomain_problem, kv_path_problem,
 };

@@ -1,22 +1,36 @@
 //! `releases/<name>/release.yaml`: one application's chart, version, values per
 //! environment, replica counts per context and Vault mappings.
 
+use super::patterns;
 use super::Cluster;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// The context name that applies where no entry names the cluster's own context.
 pub const DEFAULT_CONTEXT: &str = "default";
+/// The `apiVersion` and `kind` of a release descriptor.
+pub const API_VERSION: &str = "flotilla/v1";
+pub const KIND: &str = "Release";
+
+/// A release descriptor, parsed and checked on its own, with its chart folder found.
+#[derive(Debug, Clone)]
+pub struct LoadedRelease {
+    pub file: PathBuf,
+    /// The chart folder (it exists and holds a `Chart.yaml`).
+    pub chart_dir: PathBuf,
+    pub descriptor: ReleaseDescriptor,
+}
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReleaseDescriptor {
     /// Must be `flotilla/v1`.
-    #[schemars(extend("const" = super::validate::API_VERSION))]
+    #[schemars(extend("const" = API_VERSION))]
     pub api_version: String,
     /// Must be `Release`.
-    #[schemars(extend("const" = super::validate::KIND))]
+    #[schemars(extend("const" = KIND))]
     pub kind: String,
     pub metadata: ReleaseMetadata,
     pub spec: ReleaseSpec,
@@ -26,10 +40,10 @@ pub struct ReleaseDescriptor {
 #[serde(deny_unknown_fields)]
 pub struct ReleaseMetadata {
     /// The release's name: a DNS-1123 label of at most 53 characters, equal to its folder.
-    #[schemars(length(max = 53), regex(pattern = super::schema::DNS_LABEL))]
+    #[schemars(length(max = 53), regex(pattern = patterns::DNS_LABEL))]
     pub name: String,
     /// The namespace of its objects and records: a DNS-1123 label.
-    #[schemars(length(max = 63), regex(pattern = super::schema::DNS_LABEL))]
+    #[schemars(length(max = 63), regex(pattern = patterns::DNS_LABEL))]
     pub namespace: String,
 }
 
@@ -39,7 +53,7 @@ pub struct ReleaseSpec {
     /// Path of the chart folder, relative to the descriptor.
     pub chart: String,
     /// The application version; charts use it as the image tag.
-    #[schemars(regex(pattern = super::schema::IMAGE_TAG))]
+    #[schemars(regex(pattern = patterns::IMAGE_TAG))]
     pub version: String,
     /// Base values, over the chart's `values.yaml`.
     #[serde(default = "empty_mapping")]
@@ -92,7 +106,7 @@ pub struct Scaling {
 #[serde(deny_unknown_fields)]
 pub struct Replicas {
     /// Name of a rendered Deployment.
-    #[schemars(length(max = 253), regex(pattern = super::schema::DNS_SUBDOMAIN))]
+    #[schemars(length(max = 253), regex(pattern = patterns::DNS_SUBDOMAIN))]
     pub name: String,
     pub count: u32,
 }
@@ -102,7 +116,7 @@ pub struct Replicas {
 #[serde(deny_unknown_fields)]
 pub struct SecretMapping {
     /// The chart reads it as `Values.secrets.<secret_id>`: letters, digits, `-`, `_`.
-    #[schemars(regex(pattern = super::schema::SECRET_ID))]
+    #[schemars(regex(pattern = patterns::SECRET_ID))]
     pub secret_id: String,
     #[schemars(length(min = 1))]
     pub contexts: Vec<SecretSource>,
@@ -114,7 +128,7 @@ pub struct SecretMapping {
 pub struct SecretSource {
     pub name: String,
     /// Handlebars over the cluster's globals: `kv/{{global.env}}/ns1/app1/db`.
-    #[schemars(regex(pattern = super::schema::VAULT_PATH))]
+    #[schemars(regex(pattern = patterns::VAULT_PATH))]
     pub vault_path: String,
     pub vault_key: String,
     /// KV v2 only: pin this version of the secret.

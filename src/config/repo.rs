@@ -4,7 +4,7 @@
 use super::validate::{
     check_environment, check_environments, check_release, check_release_contexts, nearest,
 };
-use super::{yaml, ConfigError, Environment, ReleaseDescriptor};
+use super::{yaml, ConfigError, Environment, LoadedEnvironment, LoadedRelease, ReleaseDescriptor};
 use std::path::{Path, PathBuf};
 
 pub const ENVIRONMENTS_DIR: &str = "environments";
@@ -19,22 +19,6 @@ pub type Named<T> = (String, Result<T, ConfigError>);
 #[derive(Debug, Clone)]
 pub struct Repo {
     root: PathBuf,
-}
-
-/// An environment file, parsed and checked on its own.
-#[derive(Debug, Clone)]
-pub struct LoadedEnvironment {
-    pub file: PathBuf,
-    pub environment: Environment,
-}
-
-/// A release descriptor, parsed and checked on its own, with its chart folder found.
-#[derive(Debug, Clone)]
-pub struct LoadedRelease {
-    pub file: PathBuf,
-    /// The chart folder (it exists and holds a `Chart.yaml`).
-    pub chart_dir: PathBuf,
-    pub descriptor: ReleaseDescriptor,
 }
 
 impl Repo {

@@ -221,9 +221,15 @@ fn only_comments(text: &str) -> bool {
     })
 }
 
-/// serde_yaml's messages hold ` at line L column C` and may start with its own copy of
-/// the field path; the error already says both, so keep only the message itself.
-fn clean_message(message: &str) -> String {
+/// serde_yaml's message without its ` at line L column C` positions: the scanner's
+/// messages hold them too ("did not find expected key at line 3 column 5, while parsing
+/// ..."), relative to the text it was given, and every error reports the line itself,
+/// relative to the right file.
+pub fn yaml_message(err: &serde_yaml::Error) -> String {
+    without_positions(&err.to_string())
+}
+
+fn without_positions(message: &str) -> String {
     let mut message = message.to_string();
     while let Some(at) = message.find(" at line ") {
         let rest = &message[at + " at line ".len()..];
@@ -235,6 +241,48 @@ fn clean_message(message: &str) -> String {
         let end = at + " at line ".len() + line_len + " column ".len() + digits(after);
         message.replace_range(at..end, "");
     }
+    message
+}
+
+/// The kind of a value read from YAML (or JSON, which users write as YAML too), in the
+/// words of every message that says what was found instead: "must be a map of values,
+/// found a list".
+pub fn kind_of<'a>(value: impl Into<ValueKind<'a>>) -> &'static str {
+    use serde_json::Value as J;
+    use serde_yaml::Value as Y;
+    match value.into() {
+        ValueKind::Yaml(Y::Null) | ValueKind::Json(J::Null) => "null",
+        ValueKind::Yaml(Y::Bool(_)) | ValueKind::Json(J::Bool(_)) => "a boolean",
+        ValueKind::Yaml(Y::Number(_)) | ValueKind::Json(J::Number(_)) => "a number",
+        ValueKind::Yaml(Y::String(_)) | ValueKind::Json(J::String(_)) => "a string",
+        ValueKind::Yaml(Y::Sequence(_)) | ValueKind::Json(J::Array(_)) => "a list",
+        ValueKind::Yaml(Y::Mapping(_)) | ValueKind::Json(J::Object(_)) => "a map",
+        ValueKind::Yaml(Y::Tagged(_)) => "a tagged value",
+    }
+}
+
+/// A value [`kind_of`] can name.
+pub enum ValueKind<'a> {
+    Yaml(&'a serde_yaml::Value),
+    Json(&'a serde_json::Value),
+}
+
+impl<'a> From<&'a serde_yaml::Value> for ValueKind<'a> {
+    fn from(value: &'a serde_yaml::Value) -> Self {
+        ValueKind::Yaml(value)
+    }
+}
+
+impl<'a> From<&'a serde_json::Value> for ValueKind<'a> {
+    fn from(value: &'a serde_json::Value) -> Self {
+        ValueKind::Json(value)
+    }
+}
+
+/// serde_yaml's messages hold ` at line L column C` and may start with its own copy of
+/// the field path; the error already says both, so keep only the message itself.
+fn clean_message(message: &str) -> String {
+    let mut message = without_positions(message);
     // serde_yaml prefixes `path: ` when it knows a path; drop it (ours is the same).
     if let Some((head, tail)) = message.split_once(": ") {
         let looks_like_path = !head.is_empty()

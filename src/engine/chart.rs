@@ -2,6 +2,7 @@
 
 use super::error::RenderError;
 use super::helpers;
+use crate::config::yaml::{kind_of, yaml_message};
 use crate::config::ChartType;
 use handlebars::{Handlebars, TemplateError, TemplateErrorReason};
 use serde::Deserialize;
@@ -434,20 +435,9 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result
             } else {
                 field
             },
-            message: super::values::yaml_message(&inner),
+            message: yaml_message(&inner),
         }
     })
-}
-
-pub(crate) fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
-    }
 }
 
 #[cfg(test)]

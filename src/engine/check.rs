@@ -5,7 +5,7 @@
 //! check re-serialises the typed object and reports every field of the rendered object
 //! that did not survive: exactly the fields Kubernetes does not know.
 
-use super::render::{Manifest, RenderedObject};
+use super::manifest::{Manifest, RenderedObject};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};

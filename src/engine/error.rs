@@ -82,6 +82,13 @@ pub enum RenderError {
     /// The `helm` program is missing, too old, or cannot be run.
     #[error("{message}")]
     Helm { message: String },
+    /// The file system or the process table refused what running `helm` needs.
+    #[error("{what}: {source}")]
+    HelmIo {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// `helm template` refused the chart; `message` is Helm's, scrubbed.
     #[error("{chart}: helm template: {message}")]
     HelmTemplate { chart: PathBuf, message: String },
@@ -152,7 +159,8 @@ impl RenderError {
             | RenderError::ChartFile { message, .. }
             | RenderError::SecretShape { message, .. }
             | RenderError::Helm { message }
-            | RenderError::HelmTemplate { message, .. } => scrub(message),
+            | RenderError::HelmTemplate { message, .. }
+            | RenderError::HelmIo { what: message, .. } => scrub(message),
             RenderError::HelmHooks { hooks } => hooks.iter_mut().for_each(scrub),
             RenderError::Yaml { text, message, .. } => {
                 scrub(text);

@@ -7,7 +7,7 @@
 //! and rollback stay flotilla's (docs/helm.md).
 
 use super::error::RenderError;
-use super::render::RenderedObject;
+use super::manifest::{split_documents, RenderedObject};
 use crate::config::ChartType;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -242,7 +242,7 @@ fn read_tree(dir: &Path, prefix: &str, found: &mut Found, depth: usize) -> Resul
             file: chart_yaml.clone(),
             line: err.location().map(|l| l.line()),
             field: "(top level)".into(),
-            message: super::values::yaml_message(&err),
+            message: crate::config::yaml::yaml_message(&err),
         })?;
     let dependencies = metadata
         .get("dependencies")
@@ -470,8 +470,9 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
     let workspace = tempfile::Builder::new()
         .prefix("flotilla-helm-")
         .tempdir()
-        .map_err(|err| RenderError::Helm {
-            message: format!("cannot make a folder to render the chart in: {err}"),
+        .map_err(|source| RenderError::HelmIo {
+            what: "cannot make a folder to render the chart in".to_owned(),
+            source,
         })?;
     let chart_dir = workspace.path().join("chart");
     write_chart(&chart_dir, call)?;
@@ -500,9 +501,10 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
     let values = serde_json::to_vec(&without_empty_maps(call.values)).unwrap_or_default();
     let output = match run_bounded(&mut command, values, timeout) {
         Ok(output) => output,
-        Err(Ran::Failed(err)) => {
-            return Err(RenderError::Helm {
-                message: format!("cannot run {}: {err}", program.display()),
+        Err(Ran::Failed(source)) => {
+            return Err(RenderError::HelmIo {
+                what: format!("cannot run {}", program.display()),
+                source,
             })
         }
         Err(Ran::TimedOut) => {
@@ -649,8 +651,9 @@ fn without_empty_maps(values: &Value) -> Value {
 /// Writes the chart's files under `dir`, `appVersion` set to the release's version.
 fn write_chart(dir: &Path, call: &Invocation<'_>) -> Result<(), RenderError> {
     let write = |rel: &str, bytes: &[u8]| -> Result<(), RenderError> {
-        let failed = |err: std::io::Error| RenderError::Helm {
-            message: format!("cannot write the chart to render it ({rel}): {err}"),
+        let failed = |source: std::io::Error| RenderError::HelmIo {
+            what: format!("cannot write the chart to render it ({rel})"),
+            source,
         };
         // Only paths inside the chart folder (a record is data, not a file system).
         let inside = Path::new(rel)
@@ -717,7 +720,7 @@ fn split_output(dir: &Path, output: &str) -> Result<Vec<RenderedObject>, RenderE
         text.push('\n');
     }
     for (source, text) in documents {
-        super::render::split_documents(&source, &text, &mut objects)?;
+        split_documents(&source, &text, &mut objects)?;
     }
     Ok(objects)
 }
@@ -827,11 +830,13 @@ mod tests {
             context: "dev-1",
         };
         let err = write_chart(&dir.path().join("chart"), &call).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("not a path inside the chart folder"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "cannot write the chart to render it (../escaped.yaml): not a path inside the chart folder"
         );
+        let source =
+            std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(source.map(|io| io.kind()), Some(std::io::ErrorKind::Other));
         assert!(!dir.path().join("escaped.yaml").exists());
     }
 

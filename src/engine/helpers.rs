@@ -8,7 +8,7 @@
 //! the template and line. Every helper returns a value (`call_inner`), so they compose
 //! as subexpressions: `{{nindent 4 (toYaml Values.resources)}}`.
 
-use super::chart::kind_of;
+use crate::config::yaml::kind_of;
 use base64::Engine as _;
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, JsonRender, JsonTruthy, PathAndJson, RenderContext,

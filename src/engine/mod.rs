@@ -32,6 +32,7 @@ mod error;
 mod helm;
 mod helmignore;
 pub mod helpers;
+mod manifest;
 mod recorded;
 mod render;
 mod strvals;
@@ -40,8 +41,9 @@ mod values;
 pub use chart::{Chart, ChartMetadata};
 pub use error::RenderError;
 pub use helm::{Capabilities, HELM_VARIABLE, MINIMUM_HELM};
+pub use manifest::{Manifest, RenderedObject};
 pub use recorded::{render_recorded, ClusterFacts};
-pub use render::{Manifest, ReleaseInfo, RenderedObject, Renderer, Renders};
+pub use render::{ReleaseInfo, Renderer, Renders};
 pub(crate) use values::yaml_layer;
 pub use values::{
     deep_merge, placeholder, placeholder_secrets, CommandLineValues, SecretValues, ValueSource,

@@ -5,7 +5,8 @@
 
 use super::error::RenderError;
 use super::helm::Capabilities;
-use super::render::{Manifest, ReleaseInfo, Renderer};
+use super::manifest::Manifest;
+use super::render::{ReleaseInfo, Renderer};
 use super::values::SecretValues;
 use super::Chart;
 use crate::config::{Cluster, Globals, ReleaseSpec, Replicas, Scaling};

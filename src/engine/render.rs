@@ -1,12 +1,11 @@
 //! Rendering a chart for one cluster: the render context, the templates, the split into
-//! objects and scaling.
+//! objects (`manifest.rs`) and scaling.
 
-use super::chart::{kind_of, Chart};
+use super::chart::Chart;
 use super::error::RenderError;
 use super::helm::Capabilities;
-use super::values::{
-    deep_merge, placeholder, yaml_layer, yaml_message, CommandLineValues, SecretValues,
-};
+use super::manifest::{split_documents, Manifest};
+use super::values::{deep_merge, placeholder, yaml_layer, CommandLineValues, SecretValues};
 use crate::config::{ChartType, Cluster, LoadedRelease, ReleaseDescriptor, ReleaseSpec, Replicas};
 use handlebars::{Context, RenderErrorReason};
 use serde_json::{json, Map, Value};
@@ -31,54 +30,6 @@ impl ReleaseInfo {
             version: descriptor.spec.version.clone(),
             revision,
         }
-    }
-}
-
-/// One rendered Kubernetes object and the template it came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RenderedObject {
-    /// The template's file, for messages.
-    pub source: PathBuf,
-    pub object: Value,
-}
-
-impl RenderedObject {
-    pub fn api_version(&self) -> &str {
-        self.object["apiVersion"].as_str().unwrap_or_default()
-    }
-    pub fn kind(&self) -> &str {
-        self.object["kind"].as_str().unwrap_or_default()
-    }
-    pub fn name(&self) -> &str {
-        self.object["metadata"]["name"].as_str().unwrap_or_default()
-    }
-
-    /// The object as kube's `DynamicObject`, for server-side apply.
-    pub fn to_dynamic(&self) -> Result<kube::api::DynamicObject, serde_json::Error> {
-        serde_json::from_value(self.object.clone())
-    }
-}
-
-/// Every object a chart rendered for one cluster, in template order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
-    pub objects: Vec<RenderedObject>,
-}
-
-impl Manifest {
-    /// Multi-document YAML, each document starting with `---`; `header` (a comment,
-    /// without `#`) goes before every document when given.
-    pub fn to_yaml(&self, header: Option<&str>) -> String {
-        let mut out = String::new();
-        for object in &self.objects {
-            out.push_str("---\n");
-            if let Some(header) = header {
-                out.push_str(&format!("# {header}\n"));
-            }
-            // A serde_json::Value always serialises to YAML.
-            out.push_str(&serde_yaml::to_string(&object.object).unwrap_or_default());
-        }
-        out
     }
 }
 
@@ -415,80 +366,4 @@ impl<'a> Renderer<'a> {
         }
         Ok(())
     }
-}
-
-/// Split one template's output on `---` lines into objects; empty documents (blank or
-/// comments only) are dropped. Errors name the template file and the rendered line.
-pub(crate) fn split_documents(
-    file: &Path,
-    text: &str,
-    objects: &mut Vec<RenderedObject>,
-) -> Result<(), RenderError> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut start = 0;
-    let mut document = 0;
-    for end in 0..=lines.len() {
-        let separator = lines.get(end).is_some_and(|line| {
-            *line == "---" || line.starts_with("--- ") || line.trim_end() == "---"
-        });
-        if end < lines.len() && !separator {
-            continue;
-        }
-        let body = &lines[start..end];
-        // Line numbers of the document's first line, 1-based, in the rendered text.
-        let first_line = start + 1;
-        start = end + 1;
-        if body
-            .iter()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
-            continue;
-        }
-        document += 1;
-        let value: Value = serde_yaml::from_str(&body.join("\n")).map_err(|err| {
-            let line = first_line + err.location().map(|l| l.line()).unwrap_or(1) - 1;
-            RenderError::Yaml {
-                file: file.to_path_buf(),
-                line,
-                text: lines.get(line - 1).unwrap_or(&"").to_string(),
-                message: yaml_message(&err),
-            }
-        })?;
-        let error = |message: String| RenderError::Object {
-            file: file.to_path_buf(),
-            document,
-            line: first_line,
-            message,
-        };
-        match &value {
-            Value::Null => continue,
-            Value::Object(_) => {}
-            other => {
-                return Err(error(format!(
-                    "must be a Kubernetes object (a map), found {}",
-                    kind_of(other)
-                )))
-            }
-        }
-        for (field, found) in [
-            ("apiVersion", &value["apiVersion"]),
-            ("kind", &value["kind"]),
-            ("metadata.name", &value["metadata"]["name"]),
-        ] {
-            match found {
-                Value::String(s) if !s.trim().is_empty() => {}
-                Value::Null => return Err(error(format!("object has no `{field}`"))),
-                other => {
-                    return Err(error(format!(
-                        "`{field}` must be a non-empty string, found {other}"
-                    )))
-                }
-            }
-        }
-        objects.push(RenderedObject {
-            source: file.to_path_buf(),
-            object: value,
-        });
-    }
-    Ok(())
 }

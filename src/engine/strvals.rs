@@ -7,6 +7,7 @@
 //! The cases this follows are those of Helm's own parser tests (`pkg/strvals`); the
 //! unit tests below are those cases, written against this parser.
 
+use crate::config::yaml::kind_of;
 use serde_json::{Map, Value};
 
 /// How the values of one flag are typed.
@@ -386,7 +387,7 @@ fn conflict(walked: &[Step], found: &Value, wanted: &str) -> String {
     format!(
         "`{}` is {} already (from an earlier value), not {wanted}",
         show(walked),
-        super::chart::kind_of(found)
+        kind_of(found)
     )
 }
 

@@ -3,6 +3,7 @@
 
 use super::error::RenderError;
 use super::strvals::{self, Typing};
+use crate::config::yaml::{kind_of, yaml_message};
 use crate::config::ReleaseSpec;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -155,10 +156,7 @@ fn values_file(file: &Path) -> Result<Value, RenderError> {
         map @ Value::Object(_) => Ok(map),
         other => Err(error(
             None,
-            format!(
-                "must be a map of values, found {}",
-                super::chart::kind_of(&other)
-            ),
+            format!("must be a map of values, found {}", kind_of(&other)),
         )),
     }
 }
@@ -179,29 +177,10 @@ pub(crate) fn yaml_layer(
         Ok(map @ Value::Object(_)) => Ok(map),
         Ok(other) => Err(error(format!(
             "must be a map of values, found {}",
-            super::chart::kind_of(&other)
+            kind_of(&other)
         ))),
         Err(err) => Err(error(format!("cannot be used as values: {err}"))),
     }
-}
-
-/// serde_yaml's message without its own " at line L column C" suffix (we report the
-/// line ourselves, relative to the right file).
-pub(crate) fn yaml_message(err: &serde_yaml::Error) -> String {
-    let mut text = err.to_string();
-    // The scanner's messages hold positions too ("did not find expected key at line 3
-    // column 5, while parsing ..."), relative to the text it was given.
-    while let Some(at) = text.find(" at line ") {
-        let rest = &text[at + " at line ".len()..];
-        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let line_len = digits(rest);
-        let Some(after_column) = rest[line_len..].strip_prefix(" column ") else {
-            break;
-        };
-        let end = at + " at line ".len() + line_len + " column ".len() + digits(after_column);
-        text.replace_range(at..end, "");
-    }
-    text
 }
 
 #[cfg(test)]

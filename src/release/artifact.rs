@@ -12,8 +12,7 @@
 //! The artifact digest covers exactly the first kind: equal digests, equal artifact,
 //! whatever environment ran it.
 
-use super::ReleaseRecord;
-use serde::{Deserialize, Serialize};
+use super::{Promotion, ReleaseRecord};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -29,16 +28,6 @@ pub struct Artifact {
     /// The command-line values of the deploy (`--set`), merged into one map; empty
     /// when there were none.
     pub command_line: Value,
-}
-
-/// Where a promoted revision came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Promotion {
-    /// The environment promoted from.
-    pub environment: String,
-    /// The deployment id every cluster of that environment ran healthy.
-    pub deployment_id: String,
 }
 
 impl Artifact {

@@ -12,15 +12,15 @@ mod record;
 mod trust;
 
 pub use crate::redact::{is_secret, redact_manifest};
-pub use artifact::{Artifact, Promotion};
+pub use artifact::Artifact;
 pub use environment::{
     DeploymentState, EnvironmentHistory, NextRun, NoRollback, RollbackRevisions,
 };
 pub use history::{beyond_limit, History, RecordHead, SkippedRecord};
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
-    content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, ReleaseRecord,
-    RevisionSource, SecretSource, Status, UntilWave,
+    content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, Promotion,
+    ReleaseRecord, RevisionSource, SecretSource, Status, UntilWave,
 };
 pub use trust::{check_record, content_digest_problem, describe_record, RecordKey, RecordTrust};
 

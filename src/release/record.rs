@@ -14,6 +14,16 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Where a promoted revision came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Promotion {
+    /// The environment promoted from.
+    pub environment: String,
+    /// The deployment id every cluster of that environment ran healthy.
+    pub deployment_id: String,
+}
+
 /// Where a revision stands. Stored as a label too, so listing by status needs no decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -82,7 +92,7 @@ pub struct RevisionSource {
     /// Set when the revision was deployed by `promote`: from which environment and
     /// deployment id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub promoted_from: Option<super::Promotion>,
+    pub promoted_from: Option<Promotion>,
     /// A Helm chart's: what `helm template` was given besides files and values. Its
     /// presence is what makes the recorded chart a Helm chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]

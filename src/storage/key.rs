@@ -55,12 +55,14 @@ fn key_error(
     namespace: &str,
     release: &str,
     message: String,
+    source: Option<std::io::Error>,
 ) -> ClusterError {
     ClusterError::Records {
         context: cluster.context().to_owned(),
         namespace: namespace.to_owned(),
         release: release.to_owned(),
         message: format!("checksum key {}: {message}", checksum_key_name(release)),
+        source: source.map(Into::into),
     }
 }
 
@@ -101,6 +103,7 @@ pub async fn read_checksum_key(
                     namespace,
                     release,
                     "read: has no `key` data".into(),
+                    None,
                 )
             }),
         Ok(None) => Ok(None),
@@ -125,7 +128,8 @@ pub fn new_checksum_key(
                 cluster,
                 namespace,
                 release,
-                format!("cannot draw random bytes: {e}"),
+                "cannot draw random bytes".into(),
+                Some(e),
             )
         })?;
     Ok(registered(key))

@@ -136,9 +136,10 @@ impl MemoryStore {
     /// The version this writer last saw of `revision`: the precondition of its write.
     fn precondition(&self, verb: &str, revision: u32) -> Result<u64, ClusterError> {
         self.seen().get(&revision).copied().ok_or_else(|| {
-            store_error(format!(
-                "cannot {verb} revision {revision}: this run never read it"
-            ))
+            store_error(
+                format!("cannot {verb} revision {revision}: this run never read it"),
+                None,
+            )
         })
     }
 
@@ -228,15 +229,17 @@ impl RecordStore for MemoryStore {
 }
 
 fn encoded(record: &ReleaseRecord) -> Result<Vec<u8>, ClusterError> {
-    codec::compress(record).map_err(|e| store_error(format!("revision {}: {e}", record.revision)))
+    codec::compress(record)
+        .map_err(|e| store_error(format!("revision {}", record.revision), Some(e)))
 }
 
-fn store_error(message: String) -> ClusterError {
+fn store_error(message: String, source: Option<codec::CodecError>) -> ClusterError {
     ClusterError::Records {
         context: "memory".into(),
         namespace: String::new(),
         release: String::new(),
         message,
+        source: source.map(Into::into),
     }
 }
 

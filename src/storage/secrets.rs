@@ -73,9 +73,10 @@ impl SecretStore {
     /// The resourceVersion of `revision` as this store last read or wrote it.
     fn version_of(&self, revision: u32, verb: &str) -> Result<String, ClusterError> {
         self.versions().get(&revision).cloned().ok_or_else(|| {
-            self.error(format!(
-                "cannot {verb} revision {revision}: this run never read it (records are written only after they are listed)"
-            ))
+            self.error(
+                format!("cannot {verb} revision {revision}: this run never read it (records are written only after they are listed)"),
+                None,
+            )
         })
     }
 
@@ -117,18 +118,20 @@ impl SecretStore {
         self.cluster.error(verb, &object, err)
     }
 
-    fn error(&self, message: String) -> ClusterError {
+    /// A failure of the store itself; `source`, the encoding's, is told after `message`.
+    fn error(&self, message: String, source: Option<codec::CodecError>) -> ClusterError {
         ClusterError::Records {
             context: self.context.clone(),
             namespace: self.namespace.clone(),
             release: self.release.clone(),
             message,
+            source: source.map(Into::into),
         }
     }
 
     fn encode(&self, record: &ReleaseRecord) -> Result<Secret, ClusterError> {
         let bytes = codec::compress(record)
-            .map_err(|e| self.error(format!("revision {}: {e}", record.revision)))?;
+            .map_err(|e| self.error(format!("revision {}", record.revision), Some(e)))?;
         Ok(Secret {
             metadata: ObjectMeta {
                 name: Some(record_name(&record.name, record.revision)),
