@@ -2,6 +2,8 @@
 //! fleet, and the `flotilla` binary run against it as a user or CI would.
 #![allow(dead_code)]
 
+pub mod jwt;
+
 use flotilla_fleet::testing::Fleet;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
