@@ -51,6 +51,8 @@ pub struct DeployOptions {
     pub resume: Option<String>,
     /// Where the run's summary goes for CI (`--summary`, `--junit`).
     pub report_files: ReportFiles,
+    /// `--override-freeze --reason`.
+    pub freeze: super::freeze::FreezeOverride,
     pub output: OutputFormat,
 }
 
@@ -87,6 +89,7 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
             transient_grace: args.transient_grace,
             history_max: args.history_max,
             lock_timeout: args.lock_timeout,
+            freeze: args.freeze.clone(),
         },
         &waves,
     )
@@ -113,6 +116,8 @@ pub struct DeploySettings {
     pub history_max: usize,
     /// How long to wait for another run's lease (`--lock-timeout`).
     pub lock_timeout: Option<Duration>,
+    /// `--override-freeze --reason`: whether a freeze stops the run.
+    pub freeze: super::freeze::FreezeOverride,
 }
 
 /// Prepares every release for every cluster (secrets, connections, rendering: any
@@ -145,6 +150,9 @@ pub async fn deploy_releases_in_waves(
     if let Some(wave) = waves.until_wave {
         plan.until(wave)?;
     }
+    // Once the command line is known good, before Vault or any change.
+    let freeze_override =
+        super::freeze::guard(selected, settings.operation, &settings.freeze).await?;
     let deployment_id = waves
         .resume
         .clone()
@@ -161,7 +169,10 @@ pub async fn deploy_releases_in_waves(
         options.lock.wait = wait;
     }
     options.targets = plan.contexts();
-    options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
+    options.audit = Some(crate::release::Audit {
+        freeze_override,
+        ..crate::rollout::audit::collect(selected.repo.root())
+    });
     // Before any cluster is touched: an environment that signs its records never gets
     // one unsigned from a deploy.
     options.record_key = super::promote::record_key(&selected.env).await?;

@@ -49,6 +49,8 @@ struct AuditView {
     git_dirty: Option<bool>,
     ci_job_url: Option<String>,
     ci_actor: Option<String>,
+    /// The freeze the run overrode (`--override-freeze`) and why.
+    freeze_override: Option<String>,
 }
 
 impl From<Audit> for AuditView {
@@ -60,6 +62,7 @@ impl From<Audit> for AuditView {
             git_dirty: audit.git_dirty,
             ci_job_url: audit.ci_job_url,
             ci_actor: audit.ci_actor,
+            freeze_override: audit.freeze_override,
         }
     }
 }
@@ -126,6 +129,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
     let configured = multi::configure(root, &args.env)?;
     let release = configured.repo.release(&args.release)?;
     let selected = configured.with_kubeconfig()?;
+    super::freeze::notice(&selected).await;
     let name = &release.descriptor.metadata.name;
     let namespace = &release.descriptor.metadata.namespace;
     let contexts = selected.plan.contexts();

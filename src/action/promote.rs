@@ -57,6 +57,8 @@ pub struct PromoteOptions {
     pub timeout: Option<Duration>,
     /// Where the run's summary goes for CI (`--summary`, `--junit`).
     pub report_files: crate::rollout::summary::ReportFiles,
+    /// `--override-freeze --reason`.
+    pub freeze: super::freeze::FreezeOverride,
     pub output: OutputFormat,
 }
 
@@ -159,6 +161,7 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
                     transient_grace: crate::cluster::DEFAULT_TRANSIENT_GRACE,
                     history_max: crate::storage::DEFAULT_HISTORY_LIMIT,
                     lock_timeout: None,
+                    freeze: args.freeze.clone(),
                 },
             )
             .await?;

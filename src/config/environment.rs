@@ -25,6 +25,9 @@ pub struct Environment {
     /// Where runs against this environment are reported (webhooks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifyTarget>,
+    /// Change freezes: where `flotilla freeze` keeps one, and recurring windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<super::FreezeConfig>,
 }
 
 /// A webhook that hears of every run: started, succeeded, failed, rolled back. Its URL

@@ -10,6 +10,7 @@
 
 mod environment;
 mod error;
+pub mod freeze;
 mod release;
 mod repo;
 mod schema;
@@ -18,6 +19,7 @@ pub mod yaml;
 
 pub use environment::*;
 pub use error::ConfigError;
+pub use freeze::{FreezeConfig, FreezeWindow};
 pub use release::*;
 pub use repo::*;
 pub use schema::{schema, SchemaKind};

@@ -242,6 +242,9 @@ pub(crate) fn check_environment(
     }
 
     check_notify(&mut problems, &root.key("notify"), &env.notify);
+    if let Some(freeze) = &env.freeze {
+        check_freeze(&mut problems, &root.key("freeze"), freeze);
+    }
     check_waves(&mut problems, &rollout.key("waves"), env);
 
     let clusters = root.key("clusters");
@@ -386,6 +389,26 @@ fn check_notify(problems: &mut Problems, at: &FieldPath, targets: &[NotifyTarget
                 &at.key("on"),
                 "an empty list would send nothing; leave `on` out for every event",
             );
+        }
+    }
+}
+
+fn check_freeze(problems: &mut Problems, at: &FieldPath, freeze: &super::FreezeConfig) {
+    if let Some(namespace) = &freeze.namespace {
+        if let Some(problem) = dns_label_problem(namespace, 63) {
+            problems.add(&at.key("namespace"), format!("{namespace:?}: {problem}"));
+        }
+    }
+    for (index, window) in freeze.windows.iter().enumerate() {
+        let at = at.key("windows").index(index);
+        if window.reason.trim().is_empty() {
+            problems.add(
+                &at.key("reason"),
+                "must not be empty: a refused deploy says it",
+            );
+        }
+        if let Err((field, problem)) = super::freeze::parse_window(window) {
+            problems.add(&at.key(field), problem);
         }
     }
 }
