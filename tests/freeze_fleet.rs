@@ -3,8 +3,8 @@
 //! said), `--override-freeze` goes through and is in `history`'s audit, `rollback` is
 //! allowed, `status` and `history` say it, `unfreeze` ends it; a window of the
 //! environment file freezes too, and a cluster whose freeze cannot be read refuses.
-//! Each test's environment has a name of its own, so its freeze (a ConfigMap in
-//! `default`) is seen by no other test.
+//! Each test's environment has a name of its own, and its release a namespace of its
+//! own, where the freeze is kept: no other test sees it.
 
 #[path = "rollout_support/mod.rs"]
 mod support;
@@ -35,8 +35,15 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-async fn freeze_object(fleet: &Fleet, context: &str, env: &str) -> Option<ConfigMap> {
-    let api: kube::Api<ConfigMap> = kube::Api::namespaced(fleet.client(context).await, "default");
+/// The freeze a cluster keeps in the release's namespace.
+async fn freeze_object(
+    fleet: &Fleet,
+    context: &str,
+    repo: &TestRepo,
+    env: &str,
+) -> Option<ConfigMap> {
+    let api: kube::Api<ConfigMap> =
+        kube::Api::namespaced(fleet.client(context).await, &repo.namespace);
     api.get_opt(&format!("flotilla.freeze.{env}"))
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -88,7 +95,7 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
     );
     for context in &target {
         assert!(
-            freeze_object(fleet, context, &env).await.is_some(),
+            freeze_object(fleet, context, &repo, &env).await.is_some(),
             "{context}"
         );
     }
@@ -195,7 +202,7 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
     ok(run(fleet, &repo, &["unfreeze", "--env", &env]));
     for context in &target {
         assert!(
-            freeze_object(fleet, context, &env).await.is_none(),
+            freeze_object(fleet, context, &repo, &env).await.is_none(),
             "{context}"
         );
     }

@@ -152,7 +152,7 @@ pub async fn deploy_releases_in_waves(
     }
     // Once the command line is known good, before Vault or any change.
     let freeze_override =
-        super::freeze::guard(selected, settings.operation, &settings.freeze).await?;
+        super::freeze::guard(selected, releases, settings.operation, &settings.freeze).await?;
     let deployment_id = waves
         .resume
         .clone()

@@ -28,13 +28,36 @@ pub struct FreezeOverride {
     pub reason: Option<String>,
 }
 
-/// The namespace each cluster of `env` keeps its freeze in.
-fn namespace(env: &crate::config::Environment) -> &str {
-    env.freeze
-        .as_ref()
-        .map_or(crate::config::freeze::DEFAULT_FREEZE_NAMESPACE, |f| {
-            f.namespace()
-        })
+/// The namespaces each cluster of `env` keeps its freeze in: the environment file's
+/// `freeze.namespace`, else those of `releases` (where their records are, so whoever
+/// deploys them may read it).
+fn namespaces(env: &crate::config::Environment, releases: &[&str]) -> Vec<String> {
+    match env.freeze.as_ref().and_then(|f| f.namespace.clone()) {
+        Some(namespace) => vec![namespace],
+        None => {
+            let mut list: Vec<String> = releases.iter().map(|n| n.to_string()).collect();
+            list.sort();
+            list.dedup();
+            list
+        }
+    }
+}
+
+/// The namespaces of every release of the repo, for `freeze` and `unfreeze`.
+fn repo_namespaces(selected: &multi::Selected) -> Result<Vec<String>> {
+    let releases = selected.repo.releases()?;
+    let names: Vec<&str> = releases
+        .iter()
+        .map(|r| r.descriptor.metadata.namespace.as_str())
+        .collect();
+    let found = namespaces(&selected.env.environment, &names);
+    if found.is_empty() {
+        return Err(crate::Error::Reported(format!(
+            "no release under releases/ names a namespace to keep the freeze in: set freeze.namespace in {}",
+            selected.env.file.display()
+        )));
+    }
+    Ok(found)
 }
 
 /// Every cluster of the environment, connected, whatever `--clusters` selects: a
@@ -58,24 +81,35 @@ async fn each_cluster(
     .await
 }
 
-/// What every cluster of the environment says of its freeze.
-async fn read_all(selected: &multi::Selected) -> Vec<(String, ClusterFreeze)> {
-    let namespace = namespace(&selected.env.environment);
+/// What every cluster of the environment says of its freeze, kept in `namespaces`:
+/// frozen in any of them, else unreadable in any, else clear.
+async fn read_all(
+    selected: &multi::Selected,
+    namespaces: &[String],
+) -> Vec<(String, ClusterFreeze)> {
     let name = &selected.env.environment.name;
     futures::future::join_all(each_cluster(selected).await.into_iter().map(
         |(context, handle)| async move {
-            let read = match handle {
-                Ok(handle) => read_freeze(&handle, namespace, name).await,
-                Err(err) => ClusterFreeze::Unreadable(err.to_string()),
+            let handle = match handle {
+                Ok(handle) => handle,
+                Err(err) => return (context, ClusterFreeze::Unreadable(err.to_string())),
             };
-            (context, read)
+            let mut found = ClusterFreeze::Clear;
+            for namespace in namespaces {
+                match read_freeze(&handle, namespace, name).await {
+                    frozen @ ClusterFreeze::Frozen(_) => return (context, frozen),
+                    ClusterFreeze::Clear => {}
+                    unreadable => found = unreadable,
+                }
+            }
+            (context, found)
         },
     ))
     .await
 }
 
-async fn verdict(selected: &multi::Selected) -> Verdict {
-    let reads = read_all(selected).await;
+async fn verdict(selected: &multi::Selected, namespaces: &[String]) -> Verdict {
+    let reads = read_all(selected, namespaces).await;
     let windows = selected
         .env
         .environment
@@ -86,16 +120,21 @@ async fn verdict(selected: &multi::Selected) -> Verdict {
     judge(&reads, windows, Utc::now())
 }
 
-/// Before `deploy` or `promote` (`operation`) reads or changes anything: refused (exit
-/// 3) when the environment is frozen or its freeze cannot be read in every cluster,
-/// unless overridden; then the override, for the run's audit.
+/// Before `deploy` or `promote` (`operation`) of `releases` reads or changes anything:
+/// refused (exit 3) when the environment is frozen or its freeze cannot be read in
+/// every cluster, unless overridden; then the override, for the run's audit.
 pub async fn guard(
     selected: &multi::Selected,
+    releases: &[crate::config::LoadedRelease],
     operation: &str,
     overriding: &FreezeOverride,
 ) -> Result<Option<String>> {
     let environment = &selected.env.environment.name;
-    let verdict = verdict(selected).await;
+    let names: Vec<&str> = releases
+        .iter()
+        .map(|r| r.descriptor.metadata.namespace.as_str())
+        .collect();
+    let verdict = verdict(selected, &namespaces(&selected.env.environment, &names)).await;
     if verdict.is_open() {
         return Ok(None);
     }
@@ -116,10 +155,12 @@ pub async fn guard(
     }
 }
 
-/// For `status` and `history`: one stderr line when the environment is frozen, or its
-/// freeze cannot be read somewhere. Never fails the command.
-pub async fn notice(selected: &multi::Selected) {
-    let verdict = verdict(selected).await;
+/// For `status` and `history` of a release in `namespace`: one stderr line when the
+/// environment is frozen, or its freeze cannot be read somewhere. Never fails the
+/// command.
+pub async fn notice(selected: &multi::Selected, namespace: &str) {
+    let namespaces = namespaces(&selected.env.environment, &[namespace]);
+    let verdict = verdict(selected, &namespaces).await;
     if !verdict.is_open() {
         crate::output::eprint_line(&format!(
             "freeze: {}",
@@ -178,16 +219,21 @@ pub async fn freeze(root: &Path, args: &FreezeOptions) -> Result<()> {
         since: now,
         until,
     };
-    let namespace = namespace(&selected.env.environment);
+    let namespaces = repo_namespaces(&selected)?;
     let written = futures::future::join_all(each_cluster(&selected).await.into_iter().map(
         |(context, handle)| {
-            let freeze = &freeze;
+            let (freeze, namespaces) = (&freeze, &namespaces);
             async move {
-                let done = match handle {
-                    Ok(handle) => write_freeze(&handle, namespace, freeze).await,
-                    Err(err) => Err(err),
+                let handle = match handle {
+                    Ok(handle) => handle,
+                    Err(err) => return (context, Err(err)),
                 };
-                (context, done)
+                for namespace in namespaces {
+                    if let Err(err) = write_freeze(&handle, namespace, freeze).await {
+                        return (context, Err(err));
+                    }
+                }
+                (context, Ok(()))
             }
         },
     ))
@@ -202,15 +248,25 @@ pub async fn freeze(root: &Path, args: &FreezeOptions) -> Result<()> {
 
 pub async fn unfreeze(root: &Path, args: &EnvSelection) -> Result<()> {
     let selected = multi::configure(root, args)?.with_kubeconfig()?;
-    let namespace = namespace(&selected.env.environment);
+    let namespaces = repo_namespaces(&selected)?;
     let name = &selected.env.environment.name;
     let removed = futures::future::join_all(each_cluster(&selected).await.into_iter().map(
-        |(context, handle)| async move {
-            let done = match handle {
-                Ok(handle) => delete_freeze(&handle, namespace, name).await,
-                Err(err) => Err(err),
-            };
-            (context, done)
+        |(context, handle)| {
+            let namespaces = &namespaces;
+            async move {
+                let handle = match handle {
+                    Ok(handle) => handle,
+                    Err(err) => return (context, Err(err)),
+                };
+                let mut kept = false;
+                for namespace in namespaces {
+                    match delete_freeze(&handle, namespace, name).await {
+                        Ok(found) => kept |= found,
+                        Err(err) => return (context, Err(err)),
+                    }
+                }
+                (context, Ok(kept))
+            }
         },
     ))
     .await;
@@ -229,7 +285,7 @@ pub async fn unfreeze(root: &Path, args: &EnvSelection) -> Result<()> {
     };
     finish(&removed, &what, "unfroze", "unfrozen")?;
     // A window of the environment file still holds.
-    let verdict = verdict(&selected).await;
+    let verdict = verdict(&selected, &namespaces).await;
     if let Verdict::Frozen(_) = verdict {
         crate::output::eprint_line(&format!("freeze: {}", verdict.text(name)));
     }

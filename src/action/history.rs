@@ -129,9 +129,9 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
     let configured = multi::configure(root, &args.env)?;
     let release = configured.repo.release(&args.release)?;
     let selected = configured.with_kubeconfig()?;
-    super::freeze::notice(&selected).await;
     let name = &release.descriptor.metadata.name;
     let namespace = &release.descriptor.metadata.namespace;
+    super::freeze::notice(&selected, namespace).await;
     let contexts = selected.plan.contexts();
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let mut unanswered = Vec::new();

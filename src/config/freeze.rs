@@ -5,29 +5,18 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The namespace a freeze object is kept in when the environment names none: every
-/// cluster has it.
-pub const DEFAULT_FREEZE_NAMESPACE: &str = "default";
-
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeConfig {
     /// The namespace of each cluster that keeps the environment's freeze (a ConfigMap
-    /// `flotilla.freeze.<env>`); default `default`.
+    /// `flotilla.freeze.<env>`); default: the namespaces of the releases, where their
+    /// records are and their deployers may read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63), regex(pattern = super::schema::DNS_LABEL))]
     pub namespace: Option<String>,
     /// Recurring windows in which `deploy` and `promote` refuse (UTC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<FreezeWindow>,
-}
-
-impl FreezeConfig {
-    pub fn namespace(&self) -> &str {
-        self.namespace
-            .as_deref()
-            .unwrap_or(DEFAULT_FREEZE_NAMESPACE)
-    }
 }
 
 /// A recurring freeze: every week (`from: "fri 18:00"`, `to: "mon 06:00"`) or every

@@ -1,6 +1,6 @@
 //! An environment's freeze in one cluster: a ConfigMap `flotilla.freeze.<env>` in the
-//! namespace the environment file names (`freeze.namespace`, default `default`, which
-//! every cluster has), labelled `owner=flotilla` and `flotilla.dev/freeze=<env>`, data
+//! namespace the environment file names (`freeze.namespace`), else in each release's
+//! namespace (where its records are, which its deployers may read), labelled `owner=flotilla` and `flotilla.dev/freeze=<env>`, data
 //! key `freeze` = the [`Freeze`] as JSON. Not a secret: who froze what and why is for
 //! anyone who can read the namespace. Every cluster of the environment keeps a copy, so
 //! a runner that reaches any of them sees it.
