@@ -140,6 +140,7 @@ impl Classify for VaultError {
             | VaultError::Setting { .. }
             | VaultError::Mapping { .. } => ExitKind::UserError,
             VaultError::Login { .. }
+            | VaultError::TokenSource { .. }
             | VaultError::Server { .. }
             | VaultError::RecordKey { .. }
             | VaultError::Unresolved(_)

@@ -37,6 +37,8 @@ pub struct DeployOptions {
     pub resume: Option<String>,
     /// Where the run's summary goes for CI (`--summary`, `--junit`).
     pub report_files: ReportFiles,
+    /// `--override-freeze --reason`.
+    pub freeze: super::freeze::FreezeOverride,
     pub output: OutputFormat,
 }
 
@@ -67,6 +69,7 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
         &DeploySettings {
             operation: "deploy",
             run: args.run.clone(),
+            freeze: args.freeze.clone(),
         },
         &waves,
     )
@@ -86,6 +89,8 @@ pub struct WaveRequest {
 pub struct DeploySettings {
     pub operation: &'static str,
     pub run: RunSettings,
+    /// `--override-freeze --reason`: whether a freeze stops the run.
+    pub freeze: super::freeze::FreezeOverride,
 }
 
 /// Prepares every release for every cluster (secrets, connections, rendering: any
@@ -118,13 +123,19 @@ pub async fn deploy_releases_in_waves(
     if let Some(wave) = waves.until_wave {
         plan.until(wave)?;
     }
+    // Once the command line is known good, before Vault or any change.
+    let freeze_override =
+        super::freeze::guard(selected, releases, settings.operation, &settings.freeze).await?;
     let deployment_id = waves
         .resume
         .clone()
         .unwrap_or_else(crate::rollout::new_deployment_id);
     let base = Reporter::for_stderr();
     let mut options = settings.run.options(&plan);
-    options.audit = Some(crate::rollout::audit::collect(selected.repo.root()));
+    options.audit = Some(crate::release::Audit {
+        freeze_override,
+        ..crate::rollout::audit::collect(selected.repo.root())
+    });
     // Before any cluster is touched: an environment that signs its records never gets
     // one unsigned from a deploy.
     options.record_key = crate::rollout::signing::record_key(&selected.env).await?;

@@ -48,6 +48,8 @@ struct AuditView {
     git_dirty: Option<bool>,
     ci_job_url: Option<String>,
     ci_actor: Option<String>,
+    /// The freeze the run overrode (`--override-freeze`) and why.
+    freeze_override: Option<String>,
 }
 
 impl From<Audit> for AuditView {
@@ -59,6 +61,7 @@ impl From<Audit> for AuditView {
             git_dirty: audit.git_dirty,
             ci_job_url: audit.ci_job_url,
             ci_actor: audit.ci_actor,
+            freeze_override: audit.freeze_override,
         }
     }
 }
@@ -127,6 +130,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
     let selected = configured.with_kubeconfig()?;
     let name = &release.descriptor.metadata.name;
     let namespace = &release.descriptor.metadata.namespace;
+    super::freeze::notice(&selected, namespace).await;
     let contexts = selected.plan.contexts();
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let mut unanswered = Vec::new();

@@ -17,6 +17,7 @@ pub mod deploy;
 pub mod diff;
 pub mod dry_run;
 pub mod every_cluster;
+pub mod freeze;
 pub mod history;
 pub mod lint;
 pub mod multi;

@@ -56,6 +56,8 @@ pub struct PromoteOptions {
     pub timeout: Option<Duration>,
     /// Where the run's summary goes for CI (`--summary`, `--junit`).
     pub report_files: crate::rollout::summary::ReportFiles,
+    /// `--override-freeze --reason`.
+    pub freeze: super::freeze::FreezeOverride,
     pub output: OutputFormat,
 }
 
@@ -156,6 +158,7 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
                         create_namespace: args.create_namespace,
                         ..Default::default()
                     },
+                    freeze: args.freeze.clone(),
                 },
             )
             .await?;

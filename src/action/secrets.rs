@@ -1,6 +1,6 @@
 //! `flotilla secrets check RELEASE --env E [-o json]`: does every mapping resolve in every
 //! cluster (values never shown)? `flotilla secrets policy RELEASE --env E`: the minimal
-//! Vault policy the release needs there.
+//! Vault policy the release needs there (and, for a `jwt` login, the role to bind it to).
 
 use crate::config::{LoadedEnvironment, LoadedRelease, Repo};
 use crate::output::OutputFormat;
@@ -31,7 +31,14 @@ fn load(root: &Path, args: &SecretsOptions) -> Result<(LoadedRelease, LoadedEnvi
 pub fn policy(root: &Path, args: &SecretsOptions) -> Result<()> {
     let (release, env) = load(root, args)?;
     let plan = SecretPlan::build(&release, &env)?;
-    crate::output::print(&plan.policy())?;
+    let mut text = plan.policy();
+    // The name docs/secrets.md writes the policy under.
+    let policy_name = format!("{}-{}", args.release, args.env);
+    if let Some(role) = crate::vault::jwt_role_for_policy(&env.environment, &env.file, &policy_name)
+    {
+        text.push_str(&role);
+    }
+    crate::output::print(&text)?;
     Ok(())
 }
 

@@ -42,6 +42,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
         Ok(ops::status(&handle, namespace, name).await?)
     })
     .await;
+    super::freeze::notice(&opened.selected, namespace).await;
     match output {
         OutputFormat::Json => {
             let doc: serde_json::Map<String, serde_json::Value> = answers

@@ -91,6 +91,66 @@ pub enum Command {
     /// Take over a Helm release in every cluster of an environment without restarting a
     /// pod: Helm's deployed revision becomes the release's first revision (docs/helm.md).
     AdoptHelm(AdoptHelmArgs),
+    /// Freeze an environment: `deploy` and `promote` refuse there (exit 3) until
+    /// `unfreeze` or `--until`; `rollback` is always allowed. Kept in every cluster.
+    Freeze(FreezeArgs),
+    /// End an environment's freeze, in every cluster.
+    Unfreeze(UnfreezeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FreezeArgs {
+    #[command(flatten)]
+    pub env: EnvNameArgs,
+    /// Why: every refused deploy says it, with who froze and when.
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub reason: String,
+    /// When it ends by itself: an RFC 3339 time (2026-12-24T18:00:00Z) or a duration
+    /// from now (2h, 3d); default: at `unfreeze`.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnfreezeArgs {
+    #[command(flatten)]
+    pub env: EnvNameArgs,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// `--override-freeze --reason "…"` of `deploy` and `promote`.
+#[derive(Debug, Clone, Args)]
+pub struct FreezeOverrideArgs {
+    /// Go through a freeze of the environment (and one that cannot be read); the
+    /// freeze and --reason go into the run's audit (`history -o json`).
+    #[arg(long, requires = "reason")]
+    pub override_freeze: bool,
+    /// Why the freeze is overridden (with --override-freeze).
+    #[arg(long, requires = "override_freeze", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub reason: Option<String>,
+}
+
+impl From<FreezeOverrideArgs> for action::freeze::FreezeOverride {
+    fn from(args: FreezeOverrideArgs) -> Self {
+        action::freeze::FreezeOverride {
+            reason: args.reason.filter(|_| args.override_freeze),
+        }
+    }
+}
+
+fn env_selection(name: EnvNameArgs, kubeconfig: Option<PathBuf>) -> action::EnvSelection {
+    let (env, branch) = name.resolve();
+    action::EnvSelection {
+        env,
+        branch,
+        clusters: None,
+        kubeconfig,
+    }
 }
 
 /// The file formats `flotilla schema` describes.
@@ -273,6 +333,8 @@ pub struct DeployArgs {
     pub resume: Option<String>,
     #[command(flatten)]
     pub report_files: ReportFilesArgs,
+    #[command(flatten)]
+    pub freeze: FreezeOverrideArgs,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
@@ -388,6 +450,8 @@ pub struct PromoteArgs {
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub report_files: ReportFilesArgs,
+    #[command(flatten)]
+    pub freeze: FreezeOverrideArgs,
     /// Output format of the summary.
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
@@ -685,6 +749,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 until_wave: args.until_wave,
                 resume: args.resume,
                 report_files: args.report_files.into(),
+                freeze: args.freeze.into(),
                 output: args.output,
             };
             action::deploy::run(root, &opts).await
@@ -732,6 +797,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 create_namespace: args.create_namespace,
                 timeout: args.timeout,
                 report_files: args.report_files.into(),
+                freeze: args.freeze.into(),
                 output: args.output,
             };
             action::promote::run(root, &opts).await
@@ -797,6 +863,17 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             Ok(crate::output::print_json(&crate::config::schema(kind))?)
         }
         Command::Man { out } => generate::man(out.as_deref()),
+        Command::Freeze(args) => {
+            let opts = action::freeze::FreezeOptions {
+                env: env_selection(args.env, args.kubeconfig),
+                reason: args.reason,
+                until: args.until,
+            };
+            action::freeze::freeze(root, &opts).await
+        }
+        Command::Unfreeze(args) => {
+            action::freeze::unfreeze(root, &env_selection(args.env, args.kubeconfig)).await
+        }
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Environment {
     /// Where runs against this environment are reported (webhooks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifyTarget>,
+    /// Change freezes: where `flotilla freeze` keeps one, and recurring windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<super::FreezeConfig>,
 }
 
 /// A webhook that hears of every run: started, succeeded, failed, rolled back. Its URL
@@ -176,6 +179,28 @@ pub enum VaultAuth {
         /// The service-account token (default the in-pod path).
         #[serde(default)]
         jwt_file: Option<String>,
+    },
+    /// Vault's `jwt` auth method with a JWT the CI issued the job (an OIDC ID token):
+    /// from the variable `jwt_env` (GitLab's `id_tokens`), the file `jwt_file`, or,
+    /// with neither, GitHub Actions' token endpoint (`ACTIONS_ID_TOKEN_REQUEST_URL`
+    /// and `ACTIONS_ID_TOKEN_REQUEST_TOKEN`, set for a job with `id-token: write`).
+    Jwt {
+        /// The Vault role whose bound claims the JWT must satisfy.
+        role: String,
+        /// Mount path of the auth method (default `jwt`).
+        #[serde(default)]
+        mount: Option<String>,
+        /// The variable holding the JWT.
+        #[serde(default)]
+        #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+        jwt_env: Option<String>,
+        /// The file holding the JWT.
+        #[serde(default)]
+        jwt_file: Option<String>,
+        /// The audience (`aud`) asked of GitHub's token endpoint, and the one
+        /// `secrets policy` binds the role to (default: the issuer's own).
+        #[serde(default)]
+        audience: Option<String>,
     },
 }
 

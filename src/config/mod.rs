@@ -10,6 +10,7 @@
 
 mod environment;
 mod error;
+pub mod freeze;
 mod patterns;
 mod release;
 mod repo;
@@ -19,6 +20,7 @@ pub mod yaml;
 
 pub use environment::*;
 pub use error::ConfigError;
+pub use freeze::{FreezeConfig, FreezeWindow};
 pub use release::*;
 pub use repo::*;
 pub use schema::{schema, SchemaKind};

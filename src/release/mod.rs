@@ -6,6 +6,7 @@
 
 mod artifact;
 mod environment;
+pub mod freeze;
 mod history;
 mod promotion;
 mod record;
@@ -16,6 +17,7 @@ pub use artifact::Artifact;
 pub use environment::{
     DeploymentState, EnvironmentHistory, NextRun, NoRollback, RollbackRevisions,
 };
+pub use freeze::{ClusterFreeze, Freeze, Verdict};
 pub use history::{beyond_limit, History, RecordHead, SkippedRecord};
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{

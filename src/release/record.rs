@@ -312,6 +312,9 @@ pub struct Audit {
     /// Who CI ran it for (the user who pushed or started the job), when CI says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci_actor: Option<String>,
+    /// The freeze this run went through with `--override-freeze`, and the reason given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_override: Option<String>,
 }
 
 /// Values as stored: `secrets` (resolved from Vault) removed.
@@ -418,6 +421,7 @@ mod tests {
             git_dirty: Some(false),
             ci_job_url: Some("https://ci.example/job/1".into()),
             ci_actor: Some("alice".into()),
+            freeze_override: None,
         });
         let text = serde_json::to_string(&record).unwrap();
         assert!(

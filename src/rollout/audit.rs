@@ -30,6 +30,7 @@ pub fn collect_from(vars: &BTreeMap<String, String>, root: &Path) -> Audit {
         git_dirty: git.dirty,
         ci_job_url: ci_job_url(&var),
         ci_actor: first(&["GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_USER_ID"]),
+        freeze_override: None,
     }
 }
 
@@ -150,6 +151,7 @@ mod tests {
                     "https://github.com/acme/deploy/actions/runs/42/attempts/2".into()
                 ),
                 ci_actor: Some("alice".into()),
+                freeze_override: None,
             }
         );
     }

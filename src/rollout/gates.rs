@@ -77,17 +77,24 @@ pub struct GateVars {
 }
 
 /// The variables of `env`'s credentials, which a verify command must not see: the Vault
-/// token and the AppRole ids' variables, and the webhook URLs of `notify` (a URL that
-/// posts to a team's channel is a credential too).
+/// token, the AppRole ids' variables, the JWT's variable and GitHub's request token
+/// (it mints ID tokens), and the webhook URLs of `notify` (a URL that posts to a team's
+/// channel is a credential too).
 pub fn hidden_variables(env: &crate::config::Environment) -> Vec<String> {
     let mut names = vec!["VAULT_TOKEN".to_owned()];
-    if let Some(crate::config::VaultAuth::AppRole {
-        role_id_env,
-        secret_id_env,
-        ..
-    }) = env.vault.as_ref().map(|v| &v.auth)
-    {
-        names.extend(role_id_env.iter().chain(secret_id_env).cloned());
+    match env.vault.as_ref().map(|v| &v.auth) {
+        Some(crate::config::VaultAuth::AppRole {
+            role_id_env,
+            secret_id_env,
+            ..
+        }) => names.extend(role_id_env.iter().chain(secret_id_env).cloned()),
+        Some(crate::config::VaultAuth::Jwt { jwt_env, .. }) => names.extend(
+            jwt_env
+                .iter()
+                .cloned()
+                .chain([crate::vault::REQUEST_TOKEN_VAR.to_owned()]),
+        ),
+        _ => {}
     }
     names.extend(env.notify.iter().map(|target| target.url_env.clone()));
     names

@@ -232,6 +232,7 @@ pub(crate) mod tests {
                     })
                     .collect(),
                 notify: Vec::new(),
+                freeze: None,
             },
         }
     }

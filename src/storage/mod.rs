@@ -10,6 +10,7 @@
 //! Must not: apply workload objects or decide what to deploy.
 
 mod codec;
+pub mod freeze;
 mod key;
 mod memory;
 mod secrets;

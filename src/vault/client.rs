@@ -1,5 +1,5 @@
 //! The logged-in Vault client of one run: settings from the environment file and the
-//! variables the vault CLI reads, the three login methods, and KV v1/v2 reads that
+//! variables the vault CLI reads, the four login methods, and KV v1/v2 reads that
 //! classify every failure into a [`ReadProblem`].
 
 use super::error::{ReadProblem, VaultError};
@@ -325,6 +325,28 @@ impl VaultSession {
                     vaultrs::auth::kubernetes::login(&self.client, mount, role, &jwt).await;
                 self.finish_login(answer, sent, "kubernetes", origin)
             }
+            VaultAuth::Jwt {
+                role,
+                mount,
+                jwt_env,
+                jwt_file,
+                audience,
+            } => {
+                let mount = mount.as_deref().unwrap_or("jwt");
+                let (jwt, jwt_origin) = super::jwt::jwt_for_login(
+                    env_file,
+                    env,
+                    jwt_env.as_deref(),
+                    jwt_file.as_deref(),
+                    audience.as_deref(),
+                )
+                .await?;
+                let origin = format!("auth/{mount} login, role {role}, JWT from {jwt_origin}");
+                let sent = std::time::Instant::now();
+                let answer =
+                    vaultrs::auth::oidc::login(&self.client, mount, &jwt, Some(role.clone())).await;
+                self.finish_login(answer, sent, "jwt", origin)
+            }
         }
     }
 
@@ -623,6 +645,7 @@ fn auth_method_name(auth: &VaultAuth) -> &'static str {
         VaultAuth::Token => "token",
         VaultAuth::AppRole { .. } => "approle",
         VaultAuth::Kubernetes { .. } => "kubernetes",
+        VaultAuth::Jwt { .. } => "jwt",
     }
 }
 
@@ -753,14 +776,14 @@ fn token_from_env(
     Err(VaultError::Setting {
         origin: format!("{}: vault.auth", env_file.display()),
         message: "method token needs a Vault token: set VAULT_TOKEN or write ~/.vault-token \
-                  (or use method approle or kubernetes)"
+                  (or use method approle, kubernetes or jwt)"
             .to_string(),
     })
 }
 
-/// An AppRole id from the variable the environment names (it must be set), or the file
-/// it names; `None` when it names neither.
-fn credential(
+/// A login credential (an AppRole id, a JWT) from the variable the environment names
+/// (it must be set), or the file it names; `None` when it names neither.
+pub(super) fn credential(
     env_file: &Path,
     env: &VaultEnv,
     field: &str,
@@ -797,7 +820,7 @@ fn credential(
 
 /// A credential kept in a file (an AppRole id, a service-account JWT); relative paths
 /// are relative to the working folder, as the vault CLI takes them.
-fn read_secret_file(
+pub(super) fn read_secret_file(
     env_file: &Path,
     field: &str,
     file: &str,

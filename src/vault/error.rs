@@ -29,7 +29,7 @@ pub enum VaultError {
         message: String,
     },
 
-    /// Vault refused the credentials (token, AppRole or Kubernetes login).
+    /// Vault refused the credentials (token, AppRole, Kubernetes or JWT login).
     #[error("Vault at {address} refused the {method} credentials ({origin}): {reason}")]
     Login {
         address: String,
@@ -37,6 +37,11 @@ pub enum VaultError {
         origin: String,
         reason: String,
     },
+
+    /// The JWT of a `jwt` login could not be had from where the environment file says
+    /// (GitHub Actions' token endpoint refused or did not answer).
+    #[error("the JWT for Vault's jwt login could not be had from {source_name}: {reason}")]
+    TokenSource { source_name: String, reason: String },
 
     /// Vault could not be asked at all, before any secret was read.
     #[error("{problem}")]

@@ -7,7 +7,7 @@
 //!    else `default`), the path rendered with Handlebars over the cluster's globals and
 //!    checked against the KV mount. No Vault; `secrets policy` stops here.
 //! 2. [`VaultSession::connect`]: address, namespace, CA and login (token, AppRole,
-//!    Kubernetes) from the environment file and the variables the vault CLI reads.
+//!    Kubernetes, JWT) from the environment file and the variables the vault CLI reads.
 //! 3. [`SecretReader::resolve`]: each distinct (path, version) read once, concurrently
 //!    with a bound, then each cluster's `secret_id → value` map, or every failure named
 //!    by secret_id, context, path and key.
@@ -21,12 +21,14 @@
 
 mod client;
 mod error;
+mod jwt;
 mod plan;
 mod resolve;
 mod secret;
 
 pub use client::{api_path, SecretData, VaultEnv, VaultSession, DEFAULT_JWT_FILE};
 pub use error::{ReadProblem, SecretFailure, VaultError};
+pub use jwt::{role_for_policy as jwt_role_for_policy, REQUEST_TOKEN_VAR, REQUEST_URL_VAR};
 pub use plan::{check_recorded_path, PlannedSecret, ReadKey, SecretPlan};
 pub use resolve::{check_failures, CheckRow, ResolvedSecrets, SecretReader, READ_CONCURRENCY};
 pub use secret::{SecretValue, REDACTED};

@@ -316,6 +316,7 @@ mod tests {
                     cluster("prod-dc", "prod"),
                 ],
                 notify: Vec::new(),
+                freeze: None,
             },
         }
     }

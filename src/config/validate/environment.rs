@@ -2,6 +2,7 @@
 //! section's checks.
 
 use super::clusters::check_clusters;
+use super::freeze::check_freeze;
 use super::names::dns_label_problem;
 use super::notify::check_notify;
 use super::problems::Problems;
@@ -60,6 +61,9 @@ pub(crate) fn check_environment(
     let rollout = root.key("rollout");
     check_rollout(&mut problems, &rollout, &env.rollout);
     check_notify(&mut problems, &root.key("notify"), &env.notify);
+    if let Some(freeze) = &env.freeze {
+        check_freeze(&mut problems, &root.key("freeze"), freeze);
+    }
     check_waves(&mut problems, &rollout.key("waves"), env);
     check_clusters(&mut problems, &root.key("clusters"), &env.clusters);
     problems.finish()

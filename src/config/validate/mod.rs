@@ -8,7 +8,7 @@
 //! `problems` (the list a file's problems are gathered in, with their lines), `names`
 //! (DNS names, variable names, the "did you mean" of a typo), `environment` and
 //! `release` (one file's own fields), `clusters`, `rollout` (its settings and waves),
-//! `notify`, `vault` (the section, and every Vault path flotilla reads), `scaling`,
+//! `notify`, `freeze`, `vault` (the section, and every Vault path flotilla reads), `scaling`,
 //! `secrets` (the mappings, and their sources for each cluster of an environment),
 //! `contexts` (the contexts and environments a descriptor names) and `environments` (the
 //! environment files together: branches, contexts, the promotion chain).
@@ -17,6 +17,7 @@ mod clusters;
 mod contexts;
 mod environment;
 mod environments;
+mod freeze;
 mod names;
 mod notify;
 mod problems;

@@ -155,6 +155,40 @@ fn check_auth(problems: &mut Problems, at: &FieldPath, auth: &VaultAuth) {
                 }
             }
         }
+        VaultAuth::Jwt {
+            role,
+            mount,
+            jwt_env,
+            jwt_file,
+            audience,
+        } => {
+            if role.trim().is_empty() {
+                problems.add(&at.key("role"), "must not be empty");
+            }
+            if jwt_env.is_some() && jwt_file.is_some() {
+                problems.add(
+                    &at.key("jwt_file"),
+                    "give jwt_env or jwt_file, not both (neither: GitHub Actions' token endpoint)",
+                );
+            }
+            if let Some(name) = jwt_env {
+                if !is_env_var_name(name) {
+                    problems.add(
+                        &at.key("jwt_env"),
+                        format!("{name:?} is not an environment variable name (letters, digits and '_')"),
+                    );
+                }
+            }
+            for (key, value) in [
+                ("mount", mount),
+                ("jwt_file", jwt_file),
+                ("audience", audience),
+            ] {
+                if matches!(value, Some(v) if v.trim().is_empty()) {
+                    problems.add(&at.key(key), "must not be empty");
+                }
+            }
+        }
     }
 }
 

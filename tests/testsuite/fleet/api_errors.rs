@@ -29,7 +29,8 @@ fn assert_no_library_dump(text: &str) {
 }
 
 /// The fleet's `NAME-deployer` context may only work in namespace `hello`: a release
-/// aimed at another namespace is refused by RBAC on the first request of every command.
+/// aimed at another namespace is refused by RBAC on the first request of every command
+/// (a deploy's: the environment's freeze).
 #[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn a_namespace_the_deployer_may_not_touch_is_the_servers_forbidden_in_every_command() {
@@ -50,10 +51,23 @@ fn a_namespace_the_deployer_may_not_touch_is_the_servers_forbidden_in_every_comm
         let out = run(fleet, &repo, args);
         let log = stderr(&out);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {log}");
-        assert!(
-            log.lines().any(|l| l == format!("error: {expected}")),
-            "{args:?}: no line `error: {expected}` in:\n{log}"
-        );
+        if args[0] == "deploy" {
+            // A deploy's first request is the environment's freeze, kept in the namespace.
+            let freeze = format!(
+                "cluster `{deployer}`: permission denied: cannot read the freeze of environment `prod` (ConfigMap {ns}/flotilla.freeze.prod): configmaps \"flotilla.freeze.prod\" is forbidden: User \"deployer\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"{ns}\" (403 Forbidden)"
+            );
+            assert!(
+                log.lines().any(|l| l.starts_with(
+                    "error: deploy refused, nothing changed: cannot tell whether prod is frozen"
+                ) && l.contains(&freeze)),
+                "{args:?}: no refusal naming `{freeze}` in:\n{log}"
+            );
+        } else {
+            assert!(
+                log.lines().any(|l| l == format!("error: {expected}")),
+                "{args:?}: no line `error: {expected}` in:\n{log}"
+            );
+        }
         assert_no_library_dump(&log);
         assert_no_library_dump(&String::from_utf8_lossy(&out.stdout));
     }

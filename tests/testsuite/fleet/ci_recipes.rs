@@ -2,26 +2,45 @@
 //! `flotilla ...` command each recipe contains (GitHub Actions, GitLab CI,
 //! Jenkinsfile), with `$BRANCH` set to `dev`, is run in order against the shared fleet,
 //! in a copy of this repo's environments and `hello` (in a namespace of its own), and
-//! exits 0: lint, the deploy plan, the deploy, status and the rollback to what ran
-//! before. A recipe without those steps fails the test.
+//! exits 0 (a `diff --exit-code` gate 0 or 2): lint, the deploy plan, the pull-request
+//! gate, the deploy (also through a freeze), status and the rollback to what ran before.
+//! No static Vault credential: each recipe's environment file logs in with the CI's
+//! OIDC token, as the recipe's own comment says (`vault.auth.method: jwt`), at a `jwt`
+//! mount of the fleet's Vault that trusts a key the test signs with; GitHub's token
+//! endpoint is a local server.
 
 use crate::support::rollout as rollout_support;
 
-use crate::ci_recipes::{commands, RECIPES};
+use crate::ci_recipes::{commands, recipe_auth, RECIPES};
 use flotilla_fleet::testing::Fleet;
-use rollout_support::{at_root, copy_of_this_repo};
+use rollout_support::copy_of_this_repo;
+use rollout_support::jwt::{fake_token_endpoint, JwtIssuer};
 use std::path::Path;
 
-/// `flotilla --root ROOT ARGS` with the fleet's variables, logging in to Vault with
-/// AppRole as the environment file says.
-fn run(fleet: &Fleet, root: &Path, args: &[String]) -> std::process::Output {
+/// The `aud` of the recipes' ID tokens.
+const AUDIENCE: &str = "https://vault.example.com";
+
+/// `flotilla --root ROOT ARGS` from the copy (its report files land there, as in a
+/// job), with the fleet's variables and no static Vault credential: `oidc` holds what
+/// the CI gives its job to log in with.
+fn run(
+    fleet: &Fleet,
+    root: &Path,
+    args: &[String],
+    oidc: &[(String, String)],
+) -> std::process::Output {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    at_root(fleet, root, &args).output().unwrap()
+    rollout_support::at_root(fleet, root, &args)
+        .env_remove("VAULT_ROLE_ID")
+        .env_remove("VAULT_SECRET_ID")
+        .envs(oidc.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
 }
 
-#[test]
+#[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
-fn every_command_of_every_ci_recipe_runs_against_the_fleet() {
+async fn every_command_of_every_ci_recipe_runs_against_the_fleet() {
     let fleet = Fleet::shared();
     for (i, recipe) in RECIPES.iter().enumerate() {
         let text = std::fs::read_to_string(
@@ -32,27 +51,60 @@ fn every_command_of_every_ci_recipe_runs_against_the_fleet() {
         .unwrap();
         let namespace = format!("ci-{}-{i}", std::process::id() % 10000);
         let dir = copy_of_this_repo(&namespace);
+        // dev logs in as the recipe says, at a jwt mount of this test's own.
+        let issuer = JwtIssuer::start(fleet, &namespace, AUDIENCE).await;
+        let auth = recipe_auth(recipe, &text, &issuer.mount);
+        let env_file = dir.path().join("environments/dev.yaml");
+        let env_text = std::fs::read_to_string(&env_file).unwrap();
+        let approle =
+            "auth: { method: approle, role_id_env: VAULT_ROLE_ID, secret_id_env: VAULT_SECRET_ID }";
+        assert!(env_text.contains(approle), "{env_text}");
+        std::fs::write(&env_file, env_text.replace(approle, &auth)).unwrap();
+        let jwt = issuer.token("dev", AUDIENCE);
+        let oidc: Vec<(String, String)> = if auth.contains("jwt_env: VAULT_ID_TOKEN") {
+            vec![("VAULT_ID_TOKEN".into(), jwt.clone())]
+        } else {
+            let (url, _) = fake_token_endpoint("recipe-request-token", jwt.clone());
+            vec![
+                ("ACTIONS_ID_TOKEN_REQUEST_URL".into(), url),
+                (
+                    "ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(),
+                    "recipe-request-token".into(),
+                ),
+            ]
+        };
         // What ran before the pipeline: the rollback step goes back to it.
         let before: Vec<String> = "deploy hello --env dev --create-namespace --version 0.9.0"
             .split(' ')
             .map(str::to_owned)
             .collect();
-        let out = run(fleet, dir.path(), &before);
+        let out = run(fleet, dir.path(), &before, &oidc);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
         for command in commands(&text, "dev") {
-            let out = run(fleet, dir.path(), &command);
+            let out = run(fleet, dir.path(), &command, &oidc);
+            // A pull-request gate: 0 nothing would change, 2 changes; 1 an error.
+            let gate = command.iter().any(|w| w == "--exit-code");
             assert!(
-                out.status.success(),
+                out.status.success() || (gate && out.status.code() == Some(2)),
                 "{recipe}: `flotilla {}` exited {:?}\nstdout:\n{}\nstderr:\n{}",
                 command.join(" "),
                 out.status.code(),
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
+            for stream in [&out.stdout, &out.stderr] {
+                let text = String::from_utf8_lossy(stream);
+                assert!(
+                    !text.contains(&jwt) && !text.contains("recipe-request-token"),
+                    "{recipe}: {text}"
+                );
+            }
         }
+        // Every login of the recipe's commands was revoked at the end of its command.
+        assert_eq!(issuer.live_logins(fleet).await, 0, "{recipe}");
     }
 }

@@ -309,7 +309,7 @@ fn disagreeing_or_unhealthy_dev_clusters_are_refused_and_check_exits_0_when_the_
     );
 
     // A dev cluster that cannot be reached: refused, and the table names it.
-    let kubeconfig = kubeconfig_with_unreachable(&repo, "p-gone");
+    let kubeconfig = kubeconfig_with_unreachable(fleet(), &repo, "p-gone");
     append(
         &repo,
         "environments/dev.yaml",
@@ -325,29 +325,6 @@ fn disagreeing_or_unhealthy_dev_clusters_are_refused_and_check_exits_0_when_the_
     for (context, _) in PROD {
         assert_eq!(deployed(fleet(), &repo, "prod", context), None);
     }
-}
-
-/// A copy of the fleet's kubeconfig with one more context, `context`, whose server
-/// refuses connections (nothing listens on port 1).
-fn kubeconfig_with_unreachable(repo: &TestRepo, context: &str) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(fleet().kubeconfig()).unwrap();
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let user = config["contexts"][0]["context"]["user"].clone();
-    let cluster: serde_yaml::Value = serde_yaml::from_str(&format!(
-        "{{ name: {context}, cluster: {{ server: \"https://127.0.0.1:1\" }} }}"
-    ))
-    .unwrap();
-    let mut entry: serde_yaml::Value = serde_yaml::from_str(&format!(
-        "{{ name: {context}, context: {{ cluster: {context} }} }}"
-    ))
-    .unwrap();
-    entry["context"]["user"] = user;
-    for (list, item) in [("clusters", cluster), ("contexts", entry)] {
-        config[list].as_sequence_mut().unwrap().push(item);
-    }
-    let file = repo.root().join("kubeconfig-with-unreachable");
-    std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
-    file
 }
 
 #[test]

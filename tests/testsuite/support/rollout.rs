@@ -2,6 +2,8 @@
 //! fleet, and the `flotilla` binary run against it as a user or CI would.
 #![allow(dead_code)]
 
+pub mod jwt;
+
 use flotilla_fleet::testing::Fleet;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -603,4 +605,31 @@ pub fn intruder_bound(fleet: &Fleet, repo: &TestRepo, context: &str) -> bool {
             .unwrap()
             .is_some()
     })
+}
+
+/// A copy of the fleet's kubeconfig with one more context, `context`, whose server
+/// refuses connections (nothing listens on port 1).
+pub fn kubeconfig_with_unreachable(
+    fleet: &Fleet,
+    repo: &TestRepo,
+    context: &str,
+) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(fleet.kubeconfig()).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let user = config["contexts"][0]["context"]["user"].clone();
+    let cluster: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "{{ name: {context}, cluster: {{ server: \"https://127.0.0.1:1\" }} }}"
+    ))
+    .unwrap();
+    let mut entry: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "{{ name: {context}, context: {{ cluster: {context} }} }}"
+    ))
+    .unwrap();
+    entry["context"]["user"] = user;
+    for (list, item) in [("clusters", cluster), ("contexts", entry)] {
+        config[list].as_sequence_mut().unwrap().push(item);
+    }
+    let file = repo.root().join("kubeconfig-with-unreachable");
+    std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
+    file
 }

@@ -1,0 +1,281 @@
+//! Change freezes on the shared fleet: `freeze` keeps one in every cluster of the
+//! environment, `deploy` and `promote` refuse (exit 3, nothing changed, who/when/why
+//! said), `--override-freeze` goes through and is in `history`'s audit, `rollback` is
+//! allowed, `status` and `history` say it, `unfreeze` ends it; a window of the
+//! environment file freezes too, and a cluster whose freeze cannot be read refuses.
+//! Each test's environment has a name of its own, and its release a namespace of its
+//! own, where the freeze is kept: no other test sees it.
+
+use crate::support::rollout as support;
+
+use flotilla_fleet::testing::Fleet;
+use k8s_openapi::api::core::v1::ConfigMap;
+use std::process::Output;
+use support::{deployed, describe, json, kubeconfig_with_unreachable, repo, run, TestRepo};
+
+/// A repo whose environment `name` (clusters `clusters`, wave 0) reads the `dev`
+/// secrets of the fleet's Vault.
+fn freeze_repo(test: &str, name: &str, clusters: &[String]) -> TestRepo {
+    let list: Vec<(&str, u32)> = clusters.iter().map(|c| (c.as_str(), 0)).collect();
+    let repo = repo(test, &[(name, &list)], "60s");
+    let file = repo.root().join(format!("environments/{name}.yaml"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, text.replace(&format!("env: {name},"), "env: dev,"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    repo
+}
+
+/// An environment name no other test uses.
+fn env_name(prefix: &str) -> String {
+    format!("{prefix}{}", std::process::id() % 100_000)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The freeze a cluster keeps in the release's namespace.
+async fn freeze_object(
+    fleet: &Fleet,
+    context: &str,
+    repo: &TestRepo,
+    env: &str,
+) -> Option<ConfigMap> {
+    let api: kube::Api<ConfigMap> =
+        kube::Api::namespaced(fleet.client(context).await, &repo.namespace);
+    api.get_opt(&format!("flotilla.freeze.{env}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_records_an_override() {
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    assert!(clusters.len() >= 3, "the shared fleet has 3 clusters");
+    let env = env_name("frz");
+    let source = env_name("src");
+    let target: Vec<String> = clusters[..2].to_vec();
+    let repo = freeze_repo("freeze", &env, &target);
+    // The environment promoted from: the third cluster, its own file in the same repo.
+    let other = freeze_repo("freeze_src", &source, &clusters[2..3]);
+    std::fs::copy(
+        other.root().join(format!("environments/{source}.yaml")),
+        repo.root().join(format!("environments/{source}.yaml")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ok = |out: Output| {
+        assert!(out.status.success(), "{}", describe(&out));
+        out
+    };
+    let first = support::deploy_ok(fleet, &repo, &env, "v1");
+    support::deploy_ok(fleet, &repo, &source, "v2");
+
+    // Frozen from one runner: kept in every cluster of the environment.
+    let out = ok(run(
+        fleet,
+        &repo,
+        &[
+            "freeze",
+            "--env",
+            &env,
+            "--reason",
+            "incident 4711",
+            "--until",
+            "2h",
+        ],
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("(2 clusters: {}, {})", target[0], target[1])),
+        "{}",
+        describe(&out)
+    );
+    for context in &target {
+        assert!(
+            freeze_object(fleet, context, &repo, &env).await.is_some(),
+            "{context}"
+        );
+    }
+
+    // Seen by another runner (another user on another process): deploy and promote
+    // refused, exit 3, who/when/why named, nothing changed.
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    for args in [
+        vec!["deploy", "hello", "--env", &env, "--version", "v2"],
+        vec!["promote", "hello", "--from", &source, "--to", &env],
+    ] {
+        let mut cmd = support::command(fleet, &repo, &args);
+        cmd.env("USER", "another-runner");
+        let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", describe(&out));
+        let text = stderr(&out);
+        assert!(
+            text.contains(&format!(
+                "{} refused, nothing changed: {env} is frozen by {user}@",
+                args[0]
+            )) && text.contains("since ")
+                && text.contains(" until ")
+                && text.contains("\"incident 4711\""),
+            "{args:?}: {text}"
+        );
+        for context in &target {
+            assert_eq!(
+                deployed(fleet, &repo, &env, context).map(|d| (d.1, d.2)),
+                Some((first.clone(), "v1".to_string())),
+                "{args:?}: {context} changed"
+            );
+        }
+    }
+
+    // `status` and `history` say it.
+    for args in [
+        vec!["status", "hello", "--env", &env],
+        vec!["history", "hello", "--env", &env],
+    ] {
+        let out = ok(run(fleet, &repo, &args));
+        assert!(
+            stderr(&out).contains(&format!("freeze: {env} is frozen by {user}@")),
+            "{args:?}: {}",
+            describe(&out)
+        );
+    }
+
+    // Overridden: it goes through, and the run's audit says which freeze and why.
+    let out = ok(run(
+        fleet,
+        &repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            &env,
+            "--version",
+            "v2",
+            "--override-freeze",
+            "--reason",
+            "hotfix for incident 4711",
+            "-o",
+            "json",
+        ],
+    ));
+    let second = json(&out)["deployment_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let out = ok(run(
+        fleet,
+        &repo,
+        &["history", "hello", "--env", &env, "-o", "json"],
+    ));
+    let rows = json(&out);
+    let row = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["deployment_id"] == second.as_str())
+        .unwrap_or_else(|| panic!("no row {second}: {rows:#}"));
+    for context in &target {
+        let note = row["clusters"][context.as_str()][0]["audit"]["freeze_override"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            note.contains("\"incident 4711\"")
+                && note.contains("overridden: \"hotfix for incident 4711\""),
+            "{context}: {row:#}"
+        );
+    }
+
+    // Rollback is always allowed.
+    ok(run(fleet, &repo, &["rollback", "hello", "--env", &env]));
+    for context in &target {
+        assert_eq!(
+            deployed(fleet, &repo, &env, context).map(|d| d.1),
+            Some(first.clone()),
+            "{context}"
+        );
+    }
+
+    // Unfrozen: gone from every cluster, and a deploy goes on.
+    ok(run(fleet, &repo, &["unfreeze", "--env", &env]));
+    for context in &target {
+        assert!(
+            freeze_object(fleet, context, &repo, &env).await.is_none(),
+            "{context}"
+        );
+    }
+    support::deploy_ok(fleet, &repo, &env, "v3");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_freeze_window_and_an_unreadable_cluster_refuse_a_deploy() {
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let env = env_name("win");
+    let repo = freeze_repo("freeze_window", &env, &clusters[..1]);
+    let file = repo.root().join(format!("environments/{env}.yaml"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    // A weekly window around now: an hour either side.
+    let day = |t: chrono::DateTime<chrono::Utc>| t.format("%a %H:%M").to_string().to_lowercase();
+    let now = chrono::Utc::now();
+    let window = format!(
+        "freeze:\n  windows:\n    - {{ reason: \"quarter close\", from: \"{}\", to: \"{}\" }}\nclusters:\n",
+        day(now - chrono::Duration::hours(1)),
+        day(now + chrono::Duration::hours(1))
+    );
+    std::fs::write(&file, text.replacen("clusters:\n", &window, 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run(fleet, &repo, &["deploy", "hello", "--env", &env]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(&format!("{env} is in the freeze window "))
+            && stderr(&out).contains("\"quarter close\""),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(deployed(fleet, &repo, &env, &clusters[0]), None);
+
+    // No window, one cluster that cannot be read: a freeze may be kept there.
+    std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &file,
+        format!(
+            "{text}  - context: frz-gone\n    wave: 0\n    global: {{ cloud: true, env: dev, region: r, clusterName: frz-gone }}\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let kubeconfig = kubeconfig_with_unreachable(fleet, &repo, "frz-gone");
+    let out = run(
+        fleet,
+        &repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            &env,
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "deploy refused, nothing changed: cannot tell whether {env} is frozen (a freeze that cannot be seen may exist): cluster frz-gone: "
+        )),
+        "{}",
+        describe(&out)
+    );
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(fleet.client(&clusters[0]).await, &repo.namespace);
+    assert!(
+        api.get_opt("hello-web")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none(),
+        "a refused deploy changed {}",
+        clusters[0]
+    );
+}

@@ -1,0 +1,241 @@
+//! `vault.auth.method: jwt` against the fleet's HashiCorp Vault: each test enables the
+//! `jwt` auth method at a mount of its own, configured with `jwt_validation_pubkeys` of a
+//! key pair it generates, writes a role bound to GitHub's claim shape (`repository`,
+//! `ref`, `aud`), signs the JWTs a CI would be issued, and deploys with secrets through
+//! that login. Only GitHub's token endpoint is played by the test (a local HTTP server:
+//! `*_fake_token_endpoint`); Vault and the clusters are real.
+
+use crate::support::rollout as support;
+
+use flotilla_fleet::testing::Fleet;
+use serde_json::{json, Value};
+use std::process::Output;
+use support::jwt::{fake_token_endpoint, JwtIssuer};
+use support::{at_root, describe, repo, TestRepo};
+
+const DEV_DB: &str = "fake-dev-hello-db-password-1111";
+const AUDIENCE: &str = "flotilla-test";
+
+/// A repo whose `dev` (two clusters of the fleet) logs in with `auth`.
+fn jwt_repo(fleet: &Fleet, test: &str, auth: &str) -> TestRepo {
+    let clusters = fleet.clusters();
+    let dev: Vec<(&str, u32)> = clusters.iter().take(2).map(|c| (c.as_str(), 0)).collect();
+    let repo = repo(test, &[("dev", &dev)], "60s");
+    let file = repo.root().join("environments/dev.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, text.replace("auth: { method: token }", auth))
+        .unwrap_or_else(|e| panic!("{e}"));
+    repo
+}
+
+/// `flotilla ARGS` with the fleet's kubeconfig and Vault address, no Vault token: it
+/// logs in as the environment file says; `vars` added.
+fn run(fleet: &Fleet, repo: &TestRepo, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = at_root(fleet, repo.root(), args);
+    cmd.env_remove("VAULT_ROLE_ID")
+        .env_remove("VAULT_SECRET_ID");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn assert_never_shows(out: &Output, secrets: &[&str]) {
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        for secret in secrets {
+            assert!(!text.contains(secret), "a credential was printed:\n{text}");
+        }
+    }
+}
+
+async fn db_password_in(fleet: &Fleet, context: &str, namespace: &str) -> Option<String> {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: kube::Api<Secret> = kube::Api::namespaced(fleet.client(context).await, namespace);
+    let secret = api
+        .get_opt("hello-db")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))?;
+    let bytes = secret.data?.remove("password")?;
+    Some(String::from_utf8_lossy(&bytes.0).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
+    let fleet = Fleet::shared();
+    let repo = jwt_repo(
+        fleet,
+        "jwt_login",
+        "auth: { method: jwt, role: deploy-dev, mount: MOUNT, jwt_env: CI_ID_TOKEN }",
+    );
+    let issuer = JwtIssuer::start(fleet, &repo.namespace, AUDIENCE).await;
+    let file = repo.root().join("environments/dev.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, text.replace("MOUNT", &issuer.mount)).unwrap_or_else(|e| panic!("{e}"));
+    let deploy = ["deploy", "hello", "--env", "dev", "--create-namespace"];
+
+    // Another branch's job: the role's bound `ref` refuses it; exit 3, nothing changed.
+    let feature = issuer.token("feature-x", AUDIENCE);
+    let out = run(fleet, &repo, &deploy, &[("CI_ID_TOKEN", feature.as_str())]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "refused the jwt credentials (auth/{} login, role deploy-dev, JWT from CI_ID_TOKEN)",
+            issuer.mount
+        )) && stderr.contains("claim \"ref\""),
+        "{stderr}"
+    );
+    assert_never_shows(&out, &[feature.as_str()]);
+    // Another audience: refused as well, naming the audience.
+    let other_audience = issuer.token("dev", "someone-else");
+    let out = run(
+        fleet,
+        &repo,
+        &deploy,
+        &[("CI_ID_TOKEN", other_audience.as_str())],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("aud"),
+        "{}",
+        describe(&out)
+    );
+    assert_never_shows(&out, &[other_audience.as_str()]);
+    for context in fleet.clusters().iter().take(2) {
+        assert_eq!(
+            db_password_in(fleet, context, &repo.namespace).await,
+            None,
+            "{context}: a refused login changed the cluster"
+        );
+    }
+
+    // The dev branch's job: logs in, reads the secret, deploys every cluster.
+    let dev = issuer.token("dev", AUDIENCE);
+    let out = run(fleet, &repo, &deploy, &[("CI_ID_TOKEN", dev.as_str())]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_never_shows(&out, &[dev.as_str(), DEV_DB]);
+    for context in fleet.clusters().iter().take(2) {
+        assert_eq!(
+            db_password_in(fleet, context, &repo.namespace)
+                .await
+                .as_deref(),
+            Some(DEV_DB),
+            "{context}"
+        );
+    }
+    // The run revoked its login token (and the refused ones never had one).
+    assert_eq!(issuer.live_logins(fleet).await, 0);
+
+    // `secrets policy` prints the role next to the policy.
+    let out = run(
+        fleet,
+        &repo,
+        &["secrets", "policy", "hello", "--env", "dev"],
+        &[],
+    );
+    let policy = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", describe(&out));
+    let role: String = policy
+        .lines()
+        .skip_while(|line| *line != "# {")
+        .map(|line| line.trim_start_matches('#').trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let role: Value = serde_json::from_str(&role).unwrap_or_else(|e| panic!("{e}: {policy}"));
+    // A JWT from a variable: GitLab's claim shape (GitHub's comes with its endpoint).
+    assert_eq!(role["bound_claims"]["ref"], "dev", "{policy}");
+    assert_eq!(role["bound_claims"]["ref_type"], "branch", "{policy}");
+    assert_eq!(
+        role["bound_claims"]["project_path"], "OWNER/REPO",
+        "{policy}"
+    );
+    assert_eq!(role["bound_claims"]["environment"], "dev", "{policy}");
+    assert_eq!(role["token_policies"], json!(["hello-dev"]), "{policy}");
+    assert!(
+        policy.contains(&format!(
+            "vault write auth/{}/role/deploy-dev @role.json",
+            issuer.mount
+        )),
+        "{policy}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_jwt_login_through_github_fake_token_endpoint() {
+    const REQUEST_TOKEN: &str = "request-token-canary-5c0a9e";
+    let fleet = Fleet::shared();
+    let repo = jwt_repo(
+        fleet,
+        "jwt_endpoint",
+        &format!("auth: {{ method: jwt, role: deploy-dev, mount: MOUNT, audience: {AUDIENCE} }}"),
+    );
+    let issuer = JwtIssuer::start(fleet, &repo.namespace, AUDIENCE).await;
+    let file = repo.root().join("environments/dev.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, text.replace("MOUNT", &issuer.mount)).unwrap_or_else(|e| panic!("{e}"));
+    let jwt = issuer.token("dev", AUDIENCE);
+    let (url, seen) = fake_token_endpoint(REQUEST_TOKEN, jwt.clone());
+    let check = ["secrets", "check", "hello", "--env", "dev"];
+
+    // Outside a job with `id-token: write`: the variable is named, exit 2.
+    let out = run(fleet, &repo, &check, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ACTIONS_ID_TOKEN_REQUEST_URL is not set"),
+        "{}",
+        describe(&out)
+    );
+
+    // A wrong request token: the endpoint's refusal is named, exit 3.
+    let out = run(
+        fleet,
+        &repo,
+        &check,
+        &[
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", url.as_str()),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "not-the-request-token"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "the JWT for Vault's jwt login could not be had from GitHub Actions' token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL): HTTP 401 Unauthorized: Bad credentials"
+        ),
+        "{}",
+        describe(&out)
+    );
+
+    // The job's variables: the audience is asked, the login reads every secret.
+    let vars = [
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", url.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN),
+    ];
+    let out = run(fleet, &repo, &check, &vars);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_never_shows(&out, &[jwt.as_str(), REQUEST_TOKEN, DEV_DB]);
+    let requests = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(
+        requests.last().map(String::as_str),
+        Some(format!("GET /token?api-version=2.0&audience={AUDIENCE} HTTP/1.1").as_str()),
+        "{requests:?}"
+    );
+    // A deploy through the same login prints neither token either.
+    let out = run(
+        fleet,
+        &repo,
+        &["deploy", "hello", "--env", "dev", "--create-namespace"],
+        &vars,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_never_shows(&out, &[jwt.as_str(), REQUEST_TOKEN, DEV_DB]);
+    assert_eq!(
+        db_password_in(fleet, &fleet.clusters()[0], &repo.namespace)
+            .await
+            .as_deref(),
+        Some(DEV_DB)
+    );
+    assert_eq!(issuer.live_logins(fleet).await, 0);
+}
