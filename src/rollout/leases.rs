@@ -399,4 +399,99 @@ mod tests {
         let same_number = history(&[(1, "d1", Status::Deployed), (2, "dx", Status::Deployed)]);
         assert!(newest_is_ours(&same_number, 2, "d2").is_err());
     }
+
+    /// What `take_every_lease` asked, in order, of a run whose clusters answer as
+    /// `refuses` says (the contexts refused at the first, waitless attempt; those
+    /// refused at the second).
+    async fn asked(
+        contexts: &[&str],
+        refused_at_once: &[&str],
+        refused_waiting: &[&str],
+    ) -> (Vec<String>, Result<(), String>) {
+        let log = Mutex::new(Vec::new());
+        let acquire = |context: &str, wait: LeaseWait| {
+            let refused = match wait {
+                LeaseWait::No => refused_at_once.contains(&context),
+                LeaseWait::AsConfigured => refused_waiting.contains(&context),
+            };
+            log.lock().unwrap().push(format!("{context} {wait:?}"));
+            let context = context.to_owned();
+            async move {
+                if refused {
+                    Err(StepError::new(format!("{context}: held by another run")))
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        let release = || {
+            log.lock().unwrap().push("release".to_owned());
+            async {}
+        };
+        let result = take_every_lease(contexts, &CancellationToken::new(), acquire, release)
+            .await
+            .map_err(|(context, err, _)| format!("{context}: {}", err.message));
+        (log.into_inner().unwrap(), result)
+    }
+
+    #[tokio::test]
+    async fn every_lease_is_taken_at_once_when_nobody_holds_one() {
+        let (log, result) = asked(&["us", "eu", "asia"], &[], &[]).await;
+        assert_eq!(result, Ok(()));
+        // One round, in name order, nothing given back.
+        assert_eq!(log, ["asia No", "eu No", "us No"]);
+    }
+
+    #[tokio::test]
+    async fn a_lease_refused_at_once_gives_every_lease_back_and_waits_in_name_order() {
+        let (log, result) = asked(&["us", "eu", "asia"], &["eu"], &[]).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            log,
+            [
+                "asia No",
+                "eu No",
+                "us No",
+                "release",
+                "asia AsConfigured",
+                "eu AsConfigured",
+                "us AsConfigured"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_still_refused_after_waiting_stops_the_run_at_that_cluster() {
+        let (log, result) = asked(&["us", "eu", "asia"], &["eu"], &["eu"]).await;
+        assert_eq!(result, Err("eu: eu: held by another run".to_owned()));
+        // The clusters after it in name order are never asked: nothing waits in vain.
+        assert_eq!(log.last().map(String::as_str), Some("eu AsConfigured"));
+        assert!(!log.iter().any(|l| l == "us AsConfigured"), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_signal_while_waiting_for_a_lease_stops_the_run_before_any_change() {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let acquire = |context: &str, wait: LeaseWait| {
+            let context = context.to_owned();
+            async move {
+                match wait {
+                    LeaseWait::No => Err(StepError::new(format!("{context}: held"))),
+                    // Waits for ever: only the signal ends it.
+                    LeaseWait::AsConfigured => std::future::pending().await,
+                }
+            }
+        };
+        let result = take_every_lease(&["eu"], &stop, acquire, || async {}).await;
+        let Err((context, err, _)) = result else {
+            panic!("taken although stopped");
+        };
+        assert_eq!(context, "eu");
+        assert!(
+            err.message.contains("stopped by a signal"),
+            "{}",
+            err.message
+        );
+    }
 }

@@ -224,4 +224,34 @@ mod tests {
         assert_eq!(notice.clusters[0].result, "deployed");
         assert_eq!(notice.clusters[0].revision.as_deref(), Some("- → 1"));
     }
+
+    #[test]
+    fn run_settings_map_onto_every_per_cluster_option_once() {
+        let env = crate::rollout::plan::tests::env(&[("eu", 0), ("us", 1)], 2);
+        let plan = Plan::new(&env, None).unwrap();
+        let defaults = RunSettings::default().options(&plan);
+        assert_eq!(defaults.timeout, plan.timeout);
+        assert_eq!(
+            defaults.restore_timeout,
+            plan.rollback_timeout.unwrap_or(plan.timeout)
+        );
+        assert_eq!(defaults.targets, ["eu", "us"]);
+        assert!(!defaults.force_conflicts && !defaults.adopt && !defaults.create_namespace);
+        let given = RunSettings {
+            timeout: Some(Duration::from_secs(7)),
+            force_conflicts: true,
+            adopt: true,
+            create_namespace: true,
+            transient_grace: Duration::from_secs(3),
+            history_max: 0,
+            lock_timeout: Some(Duration::from_secs(9)),
+        }
+        .options(&plan);
+        assert_eq!(given.timeout, Duration::from_secs(7));
+        assert!(given.force_conflicts && given.adopt && given.create_namespace);
+        assert_eq!(given.transient_grace, Duration::from_secs(3));
+        // At least one revision is always kept: the one that runs.
+        assert_eq!(given.history_limit, 1);
+        assert_eq!(given.lock.wait, Duration::from_secs(9));
+    }
 }
