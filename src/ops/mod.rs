@@ -33,7 +33,7 @@ pub use restore::restore_under;
 pub use soak::{soak, SoakOptions};
 pub use uninstall::uninstall;
 pub use upgrade::deploy_under;
-pub use upgrade::{check_ownership, deploy, Adopted};
+pub use upgrade::{check_ownership, deploy};
 
 use crate::cluster::{CancellationToken, ClusterError, Kept, LockOptions, ObjectRef, Progress};
 use crate::release::{ChartRef, RevisionSource, Status};
@@ -248,6 +248,20 @@ impl std::fmt::Debug for PackedRender {
     }
 }
 
+/// An object that existed without being this release's and that a run took over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Adopted {
+    pub object: ObjectRef,
+    /// Who it belonged to before.
+    pub owner: String,
+}
+
+impl std::fmt::Display for Adopted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (was {})", self.object, self.owner)
+    }
+}
+
 /// How a deploy or restore on one cluster ended, once something may have changed.
 #[derive(Debug)]
 pub struct Outcome {
@@ -284,8 +298,11 @@ pub struct LeasedRead {
 
 impl LeasedRead {
     /// The same read, its history replaced by an equal one (shared with the caller).
-    pub fn with_history(self, history: crate::release::History) -> LeasedRead {
-        LeasedRead { history, ..self }
+    pub fn with_history(self, shared: crate::release::History) -> LeasedRead {
+        LeasedRead {
+            history: shared,
+            ..self
+        }
     }
 
     /// The records as read under the lease, for the run's writes: each write is
@@ -304,8 +321,11 @@ pub async fn read_leased(
 ) -> Result<LeasedRead, ClusterError> {
     use crate::storage::RecordStore;
     let store = crate::storage::SecretStore::new(cluster, namespace, release);
-    let history = store.history().await?;
-    Ok(LeasedRead { history, store })
+    let read = store.history().await?;
+    Ok(LeasedRead {
+        history: read,
+        store,
+    })
 }
 
 /// The release's lease in `cluster`, its namespace created first where missing when

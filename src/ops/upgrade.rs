@@ -2,7 +2,7 @@
 //! shares: lock, repair killed runs, record `pending`, apply, prune, wait, record the
 //! outcome, supersede what was deployed.
 
-use super::{release_error, HeldLock, KubeClient, Outcome, Rendered, RunOptions};
+use super::{release_error, Adopted, HeldLock, KubeClient, Outcome, Rendered, RunOptions};
 use crate::cluster::labels;
 use crate::cluster::{
     ApplyOptions, ClusterError, ClusterHandle, Event, Kept, ObjectRef, Removal, WaitOptions,
@@ -78,20 +78,6 @@ pub async fn deploy_under<K: KubeClient, L: HeldLock, S: RecordStore>(
         deployment_id,
     };
     run(cluster, lock, store, &target, desired, opts).await
-}
-
-/// An object that existed without being this release's and that a run took over.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Adopted {
-    pub object: ObjectRef,
-    /// Who it belonged to before.
-    pub owner: String,
-}
-
-impl std::fmt::Display for Adopted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (was {})", self.object, self.owner)
-    }
 }
 
 /// The ownership check, before the first change: every object of `rendered` that
