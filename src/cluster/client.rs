@@ -141,16 +141,23 @@ pub const REQUEST_LOG: &str = "flotilla::requests";
 
 /// The tower layer of [`request_timeout`]: every request but a watch (`watch=true` or
 /// `watch=1`, which stream for long by design; kube's watcher has its own idle timeout)
-/// gets an answer within the deadline, or fails as a transport error.
-#[derive(Clone, Copy)]
-struct RequestDeadline(Duration);
+/// gets an answer within the deadline, or fails as a transport error. It also logs each
+/// request once answered ([`REQUEST_LOG`]): when it was sent and when its answer (a
+/// watch's: its headers) came, so that a run's requests can be laid out in time and the
+/// ones that waited for each other told apart.
+#[derive(Clone)]
+struct RequestDeadline {
+    timeout: Duration,
+    cluster: Arc<str>,
+}
 
 impl<S> tower::Layer<S> for RequestDeadline {
     type Service = DeadlineService<S>;
     fn layer(&self, inner: S) -> DeadlineService<S> {
         DeadlineService {
             inner,
-            timeout: self.0,
+            timeout: self.timeout,
+            cluster: self.cluster.clone(),
         }
     }
 }
@@ -159,6 +166,26 @@ impl<S> tower::Layer<S> for RequestDeadline {
 struct DeadlineService<S> {
     inner: S,
     timeout: Duration,
+    cluster: Arc<str>,
+}
+
+/// Milliseconds since the process's first request: the clock of the request log.
+fn log_clock() -> f64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// One line of the request log: method and URI, never a body.
+fn log_request(cluster: &str, method: &http::Method, uri: &str, start_ms: f64, answer: &str) {
+    tracing::debug!(
+        target: REQUEST_LOG,
+        "cluster={cluster} start_ms={start_ms:.1} end_ms={:.1} answer={answer} {method} {uri}",
+        log_clock()
+    );
 }
 
 fn is_watch(uri: &http::Uri) -> bool {
@@ -166,9 +193,9 @@ fn is_watch(uri: &http::Uri) -> bool {
         .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
 }
 
-impl<S, B> tower::Service<http::Request<B>> for DeadlineService<S>
+impl<S, B, R> tower::Service<http::Request<B>> for DeadlineService<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
 {
@@ -186,19 +213,29 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let deadline = (!is_watch(request.uri())).then_some(self.timeout);
         let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let logged = tracing::enabled!(target: REQUEST_LOG, tracing::Level::DEBUG)
+            .then(|| (self.cluster.clone(), request.uri().to_string(), log_clock()));
         let answer = self.inner.call(request);
         Box::pin(async move {
-            let Some(timeout) = deadline else {
-                return answer.await.map_err(Into::into);
+            let answer = match deadline {
+                None => answer.await.map_err(Into::into),
+                Some(timeout) => match tokio::time::timeout(timeout, answer).await {
+                    Ok(answer) => answer.map_err(Into::into),
+                    Err(_) => Err(format!(
+                        "no answer to {method} {path} within {}s (request timeout)",
+                        timeout.as_secs()
+                    )
+                    .into()),
+                },
             };
-            match tokio::time::timeout(timeout, answer).await {
-                Ok(answer) => answer.map_err(Into::into),
-                Err(_) => Err(format!(
-                    "no answer to {method} {path} within {}s (request timeout)",
-                    timeout.as_secs()
-                )
-                .into()),
+            if let Some((cluster, uri, start_ms)) = logged {
+                let status = match &answer {
+                    Ok(response) => response.status().as_u16().to_string(),
+                    Err(_) => "error".to_owned(),
+                };
+                log_request(&cluster, &method, &uri, start_ms, &status);
             }
+            answer
         })
     }
 }
@@ -273,16 +310,15 @@ impl ClusterHandle {
         let server = config.cluster_url.to_string();
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
-        let cluster = context.to_owned();
-        let count = tower::util::MapRequestLayer::new(
-            move |req: http::Request<kube::client::Body>| {
+        let count =
+            tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
                 counter.fetch_add(1, Ordering::Relaxed);
-                // Every request, for profiling a run (`FLOTILLA_LOG=flotilla::requests=debug`):
-                // method and URI only, never a body.
-                tracing::debug!(target: REQUEST_LOG, cluster = %cluster, "{} {}", req.method(), req.uri());
                 req
-            },
-        );
+            });
+        let deadline = RequestDeadline {
+            timeout: request_timeout(),
+            cluster: context.into(),
+        };
         let client = kube::client::ClientBuilder::try_from(config)
             .map_err(|e| match e {
                 // An exec plugin or token file that gives no credential: the
@@ -300,7 +336,7 @@ impl ClusterHandle {
                 },
             })?
             .with_layer(&count)
-            .with_layer(&RequestDeadline(request_timeout()))
+            .with_layer(&deadline)
             .build();
         Ok(ClusterHandle {
             context: context.to_owned(),
