@@ -261,7 +261,7 @@ rtt_bench() {
       rotated "$rep" m_fl m_helm m_floor
       # The farthest cluster alone, flotilla only: what the environment is held against.
       far=${rtt_mixed[-1]}
-      scenario="1 cluster at $far ms (the farthest alone)"
+      scenario="1 cluster at $far ms, alone"
       SAMPLES=$RTT_SAMPLES sample "$scenario" "flotilla deploy" -- fl_logged "rtt-$far" "$tag-alone"
       printf '%s\t%s\n' "$scenario" "$(requests_of "$BENCH_LOG.last")" >>"$RTT_REQUESTS"
     fi

@@ -252,8 +252,61 @@ fn warn_insecure_once(context: &str) {
     });
 }
 
+/// The service kube's `ClientBuilder` builds on.
+type GenericService = tower::util::BoxService<
+    http::Request<kube::client::Body>,
+    http::Response<Box<kube::client::DynBody>>,
+    tower::BoxError,
+>;
+
+/// The HTTP client of a cluster: HTTP/2 when the server offers it (every API server
+/// does, through ALPN, as kubectl uses it), so that every request and watch of a run
+/// shares one connection, made once (a TCP and a TLS handshake: two round trips). kube's
+/// own client speaks HTTP/1.1 only, where every request in flight at once and every
+/// open watch holds a connection of its own, each made with its own handshakes. A
+/// kubeconfig with a `proxy-url` or a `tls-server-name` gets kube's client, which
+/// handles both.
+fn client_builder(
+    config: Config,
+) -> Result<kube::client::ClientBuilder<GenericService>, kube::Error> {
+    use kube::client::ConfigExt;
+    use tower::ServiceExt;
+    if config.proxy_url.is_some() || config.tls_server_name.is_some() {
+        return kube::client::ClientBuilder::try_from(config);
+    }
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(config.connect_timeout);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(tcp);
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, kube::client::Body>(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http)
+        .map_response(|response: http::Response<hyper::body::Incoming>| {
+            response.map(|body| {
+                Box::new(http_body_util::BodyExt::map_err(
+                    body,
+                    tower::BoxError::from,
+                )) as Box<kube::client::DynBody>
+            })
+        });
+    Ok(kube::client::ClientBuilder::new(
+        tower::util::BoxService::new(service),
+        config.default_namespace,
+    ))
+}
+
 /// `apiVersion` → the resources it serves, each with whether it is namespaced.
-type DiscoveryCache = HashMap<String, Vec<(ApiResource, bool)>>;
+type DiscoveryCache = HashMap<String, super::discovery::Served>;
 
 /// A connection to one cluster (one kubeconfig context). Cheap to clone; clones share
 /// the discovery cache and the request counter.
@@ -265,6 +318,11 @@ pub struct ClusterHandle {
     client: Client,
     requests: Arc<AtomicU64>,
     resources: Arc<Mutex<DiscoveryCache>>,
+    /// One discovery of a group version at a time: identities resolved at once wait
+    /// for the one request instead of each sending its own.
+    discovering: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The discovery cache on disk (`None`: no home or cache folder).
+    disk_cache: Option<std::path::PathBuf>,
 }
 
 impl ClusterHandle {
@@ -319,7 +377,7 @@ impl ClusterHandle {
             timeout: request_timeout(),
             cluster: context.into(),
         };
-        let client = kube::client::ClientBuilder::try_from(config)
+        let client = client_builder(config)
             .map_err(|e| match e {
                 // An exec plugin or token file that gives no credential: the
                 // environment, not the input.
@@ -344,6 +402,8 @@ impl ClusterHandle {
             client,
             requests,
             resources: Default::default(),
+            discovering: Default::default(),
+            disk_cache: super::discovery::cache_root(),
         })
     }
 
@@ -403,10 +463,11 @@ impl ClusterHandle {
     }
 
     /// The resource and scope (namespaced or not) of an object's kind, from discovery:
-    /// one request per group version and run (`/api/v1` once for ConfigMaps, Secrets
-    /// and Services alike). `wait_for` lets a kind defined by a CRD of the same apply
-    /// appear (the CRD takes a moment to be served; its group version is asked again);
-    /// otherwise an unknown kind fails at once.
+    /// kept on disk between runs (`cluster::discovery`), else one request per group
+    /// version and run (`/api/v1` once for ConfigMaps, Secrets and Services alike, also
+    /// when asked for all three at once). `wait_for` lets a kind defined by a CRD of the
+    /// same apply appear (the CRD takes a moment to be served; its group version is
+    /// asked again); otherwise an unknown kind fails at once.
     pub async fn resource(
         &self,
         object: &ObjectRef,
@@ -414,6 +475,33 @@ impl ClusterHandle {
     ) -> Result<(ApiResource, bool), ClusterError> {
         if let Some(found) = self.cached(object) {
             return Ok(found);
+        }
+        let gate = self
+            .discovering
+            .lock()
+            .ok()
+            .map(|mut gates| gates.entry(object.api_version.clone()).or_default().clone());
+        let _discovering = match &gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
+        // Found by the discovery this one waited for.
+        if let Some(found) = self.cached(object) {
+            return Ok(found);
+        }
+        let on_disk = self
+            .disk_cache
+            .as_deref()
+            .map(|root| super::discovery::entry_path(root, &self.server, &object.api_version));
+        if let Some(served) = on_disk.as_deref().and_then(super::discovery::load) {
+            if let Ok(mut cache) = self.resources.lock() {
+                cache.insert(object.api_version.clone(), served);
+            }
+            if let Some(found) = self.cached(object) {
+                return Ok(found);
+            }
+            // A miss (a CRD installed since the entry was written): the server is
+            // asked, and its answer replaces the entry.
         }
         let (group, version) = object.group_version();
         let gv = GroupVersion::gv(group, version);
@@ -431,6 +519,9 @@ impl ClusterHandle {
                         .iter()
                         .find(|(resource, _)| resource.kind == object.kind)
                         .cloned();
+                    if let Some(path) = &on_disk {
+                        super::discovery::store(path, &resources);
+                    }
                     if let Ok(mut cache) = self.resources.lock() {
                         cache.insert(object.api_version.clone(), resources);
                     }

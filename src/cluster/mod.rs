@@ -11,6 +11,7 @@ mod api_error;
 mod apply;
 mod client;
 mod diagnose;
+pub mod discovery;
 mod helm;
 pub mod labels;
 mod lock;
