@@ -171,12 +171,13 @@ pub async fn guard(
 }
 
 /// For `status` and `history` of a release in `namespace`: one stderr line when the
-/// environment is frozen, or its freeze cannot be read somewhere. Never fails the
-/// command.
+/// environment is frozen. Never fails the command.
 pub async fn notice(selected: &crate::rollout::Selected, namespace: &str) {
     let namespaces = namespaces(&selected.env.environment, &[namespace]);
     let verdict = verdict(selected, &namespaces).await;
-    if !verdict.is_open() {
+    // Only a freeze seen: a cluster that cannot be read is the read command's own
+    // report (with its exit code), and a deploy refuses on it anyway.
+    if matches!(verdict, Verdict::Frozen(_)) {
         crate::output::eprint_line(&format!(
             "freeze: {}",
             verdict.text(&selected.env.environment.name)

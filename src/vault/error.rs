@@ -250,3 +250,36 @@ fn display_many(errors: &[VaultError]) -> String {
     }
     text
 }
+
+/// An error and its sources in one line, every quoted part cut (Vault quotes what it
+/// was sent, which may be a secret).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(next) = source {
+        let text = next.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = next.source();
+    }
+    scrub_quoted(&parts.join(": "))
+}
+
+pub(super) fn scrub_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("…\"");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -4,7 +4,8 @@
 //! answering `{"value": JWT}`). The JWT and the request token are registered with the
 //! scrubber before anything could print them.
 
-use super::client::{credential, error_chain, read_secret_file, VaultEnv};
+use super::credentials::{credential, read_secret_file, VaultEnv};
+use super::error::error_chain;
 use super::error::VaultError;
 use std::path::Path;
 use std::time::Duration;

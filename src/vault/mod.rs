@@ -20,6 +20,7 @@
 //! [`ResolvedSecrets::exposed`] calls for the render).
 
 mod client;
+mod credentials;
 mod error;
 mod jwt;
 mod plan;
