@@ -41,10 +41,11 @@ cluster_names() { seq -s, -f "bench-%g" 1 "$1"; }
 
 # Starts a fleet of the given clusters (comma-separated) in a new FLEET_DIR and loads
 # its env file (KUBECONFIG, VAULT_*, PATH with kubectl and helm). Never the caller's
-# FLOTILLA_FLEET_DIR: a benchmark's fleet is its own.
-fleet_up() { # $1 = clusters
+# FLOTILLA_FLEET_DIR: a benchmark's fleet is its own. More arguments go to `up`
+# (`--rtt NAME=150ms`).
+fleet_up() { # $1 = clusters, [more `up` flags]
   FLEET_DIR="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-fleet.XXXXXX")"
-  if ! env -u FLOTILLA_FLEET_DIR "$FLEET_BIN" --state "$FLEET_DIR" up --clusters "$1" \
+  if ! env -u FLOTILLA_FLEET_DIR "$FLEET_BIN" --state "$FLEET_DIR" up --clusters "$1" "${@:2}" \
     >"$FLEET_DIR/bench-up.log" 2>&1; then
     cat "$FLEET_DIR/bench-up.log" >&2
     return 1
@@ -63,7 +64,8 @@ fleet_down() {
 # A deployment repo with the example release and environment `bench` of every cluster
 # (one wave, all at once; a run of N clusters names them with --clusters), and one with
 # an environment of 100 clusters for the template (a cluster belongs to one environment).
-bench_repo() { # $1 = dir, $2 = clusters
+# The clusters are bench-1..bench-N, or the contexts listed in $3 (comma-separated).
+bench_repo() { # $1 = dir, $2 = clusters, [$3 = contexts]
   mkdir -p "$1/environments" "$1/releases"
   cp -r releases/hello "$1/releases/hello"
   # The example's descriptor names the example's environments and contexts: the same
@@ -94,8 +96,8 @@ YAML
   {
     printf 'name: bench\nvault:\n  auth: { method: token }\n  kv: { mount: kv, version: 1 }\n'
     printf 'rollout: { timeout: 120s, concurrency: %s, on_failure: rollback }\nclusters:\n' "$2"
-    for c in $(seq 1 "$2"); do
-      printf '  - context: bench-%s\n    global: { cloud: true, env: prod, region: us-central1, clusterName: bench-%s }\n' "$c" "$c"
+    for c in $(if [ -n "${3:-}" ]; then tr , ' ' <<<"$3"; else seq -f "bench-%g" 1 "$2"; fi); do
+      printf '  - context: %s\n    global: { cloud: true, env: prod, region: us-central1, clusterName: %s }\n' "$c" "$c"
     done
   } >"$1/environments/bench.yaml"
 }

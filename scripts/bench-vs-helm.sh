@@ -10,6 +10,13 @@
 #   crashloop on 4  flotilla deploy until every cluster is back and healthy | helm upgrade --rollback-on-failure on one
 #   rollback of N   flotilla rollback | helm rollback --wait over the contexts
 #   template        flotilla template for 100 clusters | helm template for each
+# Then, on a fleet whose clusters are far away (`flotilla-fleet up --rtt`: a latency
+# proxy in front of each API server, TLS passing through), at 0, 50 and 150 ms of
+# round-trip time on one cluster and on 4 clusters at 20/80/150/250 ms: flotilla | helm
+# | the kubectl floor, with the round trips each spent (its extra time over the same tool
+# at 0 ms, over the RTT), and flotilla's requests per cluster and those on its critical
+# path (from its request log: the longest chain of requests each sent after the one
+# before was answered).
 # Prints one table (median (min-max) of the wall seconds, flotilla's peak RSS, each
 # tool over the scenario's first), the targets of the issue with the measured ratios,
 # and the failure-detection latency of the crashloop runs. Asserts nothing.
@@ -17,18 +24,28 @@
 # Full mode (default): 5 repetitions (BENCH_RUNS), 4 and 10 clusters, Helm's timeout 60s,
 # the release build of flotilla. About 20 minutes (3 repetitions took 12.6 min at load
 # 4-7; the Helm crashloop runs alone wait 5 x 60 s, Helm's loops over 10 contexts most of
-# the rest). `--short` (CI): 1 repetition, 4 clusters, Helm's timeout
-# 10s, the dev build; about a minute and a half.
+# the rest), then the far-away part, about 5 minutes (BENCH_RTT_RUNS, 3). `--short` (CI):
+# 1 repetition, 4 clusters, Helm's timeout 10s, the dev build, and one far-away row (one
+# cluster at 150 ms against 0 ms); about two minutes. `--rtt-only`: the far-away part
+# alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-common.sh
 
-short=0
-[ "${1:-}" = "--short" ] && short=1
+short=0 rtt_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --short) short=1 ;;
+    --rtt-only) rtt_only=1 ;;
+    *) echo "usage: $0 [--short] [--rtt-only]" >&2; exit 2 ;;
+  esac
+done
 if [ "$short" = 1 ]; then
   runs=1 sizes=(4) helm_timeout=10s helm_templates=0
+  rtt_runs=1 rtt_single=(0 150) rtt_mixed=()
 else
   runs=${BENCH_RUNS:-5} sizes=(4 10) helm_timeout=${BENCH_HELM_TIMEOUT:-60s} helm_templates=1
+  rtt_runs=${BENCH_RTT_RUNS:-3} rtt_single=(0 50 150) rtt_mixed=(20 80 150 250)
   # The figures to quote are the optimised build's (its RSS and CPU differ from dev's).
   if [ -z "${FLOTILLA_BIN:-}" ]; then
     cargo build -q --release --bin flotilla
@@ -144,6 +161,158 @@ print(detect, start)
 PY
 }
 
+# --- Far away: the same upgrade at a round-trip time (the fleet's latency proxies) ---
+
+# `flotilla deploy` with its request log: requests sent and answered, for the
+# critical path.
+fl_logged() { # $1 = contexts (comma-separated), $2 = version, [more deploy flags]
+  FLOTILLA_LOG="warn,flotilla::requests=debug" "$FLOTILLA" --root "$WORK/rtt-repo" deploy hello \
+    --env bench --clusters "$1" --version "$2" "${@:3}"
+}
+helm_at_once() { # $1 = contexts (space-separated), $2 = tag
+  local c pids=() status=0
+  for c in $1; do
+    helm_upgrade "$c" "$2" --wait=watcher --timeout 120s &
+    pids+=("$!")
+  done
+  for c in "${pids[@]}"; do wait "$c" || status=1; done
+  return "$status"
+}
+floor_at_once() { # $1 = contexts (space-separated), $2 = tag
+  local c pids=() status=0
+  for c in $1; do
+    kubectl_floor "$2" "$c" &
+    pids+=("$!")
+  done
+  for c in "${pids[@]}"; do wait "$c" || status=1; done
+  return "$status"
+}
+
+# From flotilla's request log (its stderr): how many clusters, requests per cluster, and
+# the critical path: the longest chain of requests each sent once the one before it in
+# the chain was answered (requests in flight together are one round), the longest over
+# the clusters.
+requests_of() { # $1 = flotilla's output
+  python3 - "$1" <<'PY'
+import collections, re, sys
+spans = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    m = re.search(r"cluster=(\S+) start_ms=([\d.]+) end_ms=([\d.]+) answer=(\S+)", line)
+    if m:
+        spans[m.group(1)].append((float(m.group(2)), float(m.group(3))))
+rounds = 0
+for requests in spans.values():
+    requests.sort(key=lambda r: r[1])
+    depth = []
+    for start, end in requests:
+        before = [d for (s, e), d in zip(requests, depth) if e <= start]
+        depth.append(1 + max(before, default=0))
+    rounds = max(rounds, max(depth, default=0))
+total = sum(len(r) for r in spans.values())
+print(len(spans), f"{total / max(len(spans), 1):.1f}", rounds)
+PY
+}
+
+rtt_bench() {
+  local all names flags c ms rep tag
+  all=$(printf '%s\n' "${rtt_single[@]}" "${rtt_mixed[@]}" | sort -n -u | tr '\n' ' ')
+  names=$(for ms in $all; do printf 'rtt-%s,' "$ms"; done)
+  names=${names%,}
+  flags=$(for ms in $all; do [ "$ms" = 0 ] || printf 'rtt-%s=%sms,' "$ms" "$ms"; done)
+  flags=${flags%,}
+  say "starting a fleet of clusters at round-trip times $all(ms)"
+  fleet_up "$names" --rtt "$flags"
+  bench_repo "$WORK/rtt-repo" "$(wc -w <<<"$all")" "$names"
+  RTT_SAMPLES="$WORK/rtt-samples.tsv" RTT_REQUESTS="$WORK/rtt-requests.tsv"
+  : >"$RTT_SAMPLES"; : >"$RTT_REQUESTS"
+  say "installing flotilla's release, Helm's and the floor's objects (not measured)"
+  fl_logged "$names" v0 --create-namespace >>"$BENCH_LOG" 2>&1
+  for c in $(tr , ' ' <<<"$names"); do
+    helm_upgrade "$c" v0 --create-namespace --wait=watcher --timeout 120s >>"$BENCH_LOG" 2>&1
+    kubectl --context "$c" create namespace hello-floor >>"$BENCH_LOG"
+    "$HELM" template hello "$HELM_CHART" --namespace hello-floor --set image.tag=v0 |
+      kubectl --context "$c" -n hello-floor apply -f - >>"$BENCH_LOG"
+  done
+  local mixed_names=""
+  for ms in "${rtt_mixed[@]}"; do mixed_names+="rtt-$ms "; done
+  mixed_names=${mixed_names% }
+  for rep in $(seq 1 "$rtt_runs"); do
+    say "far away: repetition $rep of $rtt_runs"
+    for ms in "${rtt_single[@]}"; do
+      tag="far$rep-$ms"
+      scenario="1 cluster at $ms ms"
+      r_fl() {
+        SAMPLES=$RTT_SAMPLES sample "$scenario" "flotilla deploy" -- fl_logged "rtt-$ms" "$tag"
+        printf '%s\t%s\n' "$scenario" "$(requests_of "$BENCH_LOG.last")" >>"$RTT_REQUESTS"
+      }
+      r_helm() { SAMPLES=$RTT_SAMPLES sample "$scenario" "helm upgrade --install --wait" -- helm_upgrade "rtt-$ms" "$tag" --wait=watcher --timeout 120s; }
+      r_floor() { SAMPLES=$RTT_SAMPLES sample "$scenario" "kubectl set image + rollout status" -- kubectl_floor "$tag" "rtt-$ms"; }
+      rotated "$rep" r_fl r_helm r_floor
+    done
+    if [ -n "$mixed_names" ]; then
+      tag="far$rep-mixed"
+      scenario="4 clusters at $(tr ' ' / <<<"${rtt_mixed[*]}") ms"
+      m_fl() {
+        SAMPLES=$RTT_SAMPLES sample "$scenario" "flotilla deploy" -- fl_logged "$(tr ' ' , <<<"$mixed_names")" "$tag"
+        printf '%s\t%s\n' "$scenario" "$(requests_of "$BENCH_LOG.last")" >>"$RTT_REQUESTS"
+      }
+      m_helm() { SAMPLES=$RTT_SAMPLES sample "$scenario" "helm on every context at once" -- helm_at_once "$mixed_names" "$tag"; }
+      m_floor() { SAMPLES=$RTT_SAMPLES sample "$scenario" "kubectl floor on every context at once" -- floor_at_once "$mixed_names" "$tag"; }
+      rotated "$rep" m_fl m_helm m_floor
+      # The farthest cluster alone, flotilla only: what the environment is held against.
+      far=${rtt_mixed[-1]}
+      scenario="1 cluster at $far ms, alone"
+      SAMPLES=$RTT_SAMPLES sample "$scenario" "flotilla deploy" -- fl_logged "rtt-$far" "$tag-alone"
+      printf '%s\t%s\n' "$scenario" "$(requests_of "$BENCH_LOG.last")" >>"$RTT_REQUESTS"
+    fi
+  done
+  say "stopping the far-away fleet"
+  fleet_down
+  echo
+  echo "far away (a latency proxy in front of each API server, TLS passing through), $rtt_runs repetition(s):"
+  print_table "$RTT_SAMPLES"
+  echo
+  python3 - "$RTT_SAMPLES" "$RTT_REQUESTS" <<'PY'
+import collections, re, statistics, sys
+times = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    scenario, tool, seconds = line.rstrip("\n").split("\t")[:3]
+    times[(scenario, tool)].append(float(seconds))
+counts = collections.defaultdict(list)
+for line in open(sys.argv[2]):
+    scenario, rest = line.rstrip("\n").split("\t")
+    clusters, per_cluster, rounds = rest.split()
+    counts[scenario].append((float(per_cluster), int(rounds)))
+def base(tool):
+    key = ("1 cluster at 0 ms", tool)
+    return statistics.median(times[key]) if key in times else None
+print(f"{'scenario':<42} {'tool':<40} {'median s':>8} {'extra s':>8} {'round trips':>11} {'requests':>9} {'critical path':>13}")
+for (scenario, tool), secs in times.items():
+    rtts = [int(x) for x in re.findall(r"\d+", scenario.split(" at ")[1].split(" ms")[0])]
+    rtt = max(rtts) / 1000
+    median = statistics.median(secs)
+    zero = base(tool)
+    if zero is None and tool.endswith("at once"):
+        zero = base({"helm on every context at once": "helm upgrade --install --wait",
+                     "kubectl floor on every context at once": "kubectl set image + rollout status"}[tool])
+    if zero is None:
+        zero = base("flotilla deploy") if tool.startswith("flotilla") else None
+    extra = median - zero if zero is not None else None
+    trips = f"{extra / rtt:.1f}" if extra is not None and rtt > 0 else "-"
+    reqs = crit = "-"
+    if tool.startswith("flotilla") and counts.get(scenario):
+        reqs = f"{statistics.median(c[0] for c in counts[scenario]):.0f}"
+        # On loopback requests hardly overlap: a chain says nothing there.
+        if rtt > 0:
+            crit = f"{statistics.median(c[1] for c in counts[scenario]):.0f}"
+    shown_extra = f"{extra:.2f}" if extra is not None else "-"
+    print(f"{scenario:<42} {tool:<40} {median:>8.2f} {shown_extra:>8} {trips:>11} {reqs:>9} {crit:>13}")
+print("round trips: the extra time over the same tool on one cluster at 0 ms, over the (farthest) RTT;")
+print("requests: flotilla's API requests per cluster; critical path: the longest chain of them sent one after the other")
+PY
+}
+
+if [ "$rtt_only" = 0 ]; then
 echo "flotilla vs Helm $("$HELM" version --short 2>/dev/null) on $largest clusters of Kubernetes $("$FLEET_BIN" --version 2>/dev/null | head -1 || true)"
 echo "$(load_line); $runs repetitions; flotilla: $FLOTILLA"
 say "starting a fleet of $largest clusters"
@@ -262,4 +431,9 @@ for i, (name, target) in enumerate([("detection: CrashLoopBackOff reported -> cl
     shown = f"{statistics.median(vals):.3f}" if vals else "n/a"
     print(f"  {name:<58} {shown:>8}  target {target} ({len(vals)} runs)")
 PY
+fi
+if [ "${#rtt_single[@]}" -gt 0 ]; then
+  [ "$rtt_only" = 0 ] || echo "$(load_line); flotilla: $FLOTILLA"
+  rtt_bench
+fi
 echo "$(load_line) (at the end)"

@@ -5,7 +5,8 @@
 //! ([`state`]), the fleet's certificates ([`certs`]), starting and stopping processes by
 //! pid ([`process`]), the `up`/`down`/`status`/`stop-cluster`/`start-cluster` commands
 //! ([`supervisor`]), the simulated kubelet ([`kubelet`]), RustyVault's set-up
-//! ([`vault`]) and the envelope-normalising proxy in front of it ([`proxy`]), and the
+//! ([`vault`]) and the envelope-normalising proxy in front of it ([`proxy`]), the latency
+//! proxy that puts a cluster far away ([`rtt`]), and the
 //! helper that integration tests use ([`testing`]).
 //!
 //! Must not: depend on the `flotilla` crate (flotilla's tests depend on this one), or
@@ -17,6 +18,7 @@ pub mod error;
 pub mod kubelet;
 pub mod process;
 pub mod proxy;
+pub mod rtt;
 pub mod state;
 pub mod supervisor;
 pub mod testing;

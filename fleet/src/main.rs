@@ -34,6 +34,12 @@ enum Command {
         /// Secrets to seed Vault with (default: fleet/vault-seed.yaml, built in).
         #[arg(long)]
         vault_seed: Option<PathBuf>,
+        /// Make clusters far away: `NAME=250ms` puts a latency proxy adding that
+        /// round-trip time in front of NAME's API server (the kubeconfig points at it);
+        /// `all=150ms` for every cluster (a cluster's own entry wins). Comma-separated or
+        /// repeated.
+        #[arg(long, value_delimiter = ',', value_parser = parse_rtt_entry)]
+        rtt: Vec<(String, std::time::Duration)>,
     },
     /// Stop every process of the fleet (also of a half-failed up).
     Down {
@@ -56,6 +62,16 @@ enum Command {
         /// How many nodes it registers and runs pods on.
         #[arg(long, default_value_t = 1)]
         nodes: u32,
+    },
+    /// The latency proxy in front of one API server (started by `up --rtt`): TCP, TLS
+    /// passing through, each direction delayed by half the round-trip time.
+    RttProxy {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        upstream: std::net::SocketAddr,
+        #[arg(long, value_parser = flotilla_fleet::rtt::parse_rtt)]
+        rtt: std::time::Duration,
     },
     /// The envelope-normalising proxy in front of RustyVault (started by `up` on the
     /// fallback, when HashiCorp Vault was not built).
@@ -111,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             env,
             clusters,
             vault_seed,
+            rtt,
         } => {
             let clusters = choose_clusters(&env, clusters)?;
             let request = UpRequest {
@@ -118,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 clusters,
                 seed: vault_seed,
                 fleet_exe: std::env::current_exe().context("finding the flotilla-fleet binary")?,
+                rtt,
             };
             let outcome = tokio::select! {
                 outcome = supervisor::up(&request) => outcome?,
@@ -173,6 +191,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("kubelet of {context}"))?;
             Ok(())
         }
+        Command::RttProxy {
+            listen,
+            upstream,
+            rtt,
+        } => {
+            flotilla_fleet::rtt::run(listen, upstream, rtt)
+                .await
+                .with_context(|| format!("latency proxy on {listen}"))?;
+            Ok(())
+        }
         Command::VaultProxy { listen, upstream } => {
             flotilla_fleet::proxy::run(listen, upstream)
                 .await
@@ -180,6 +208,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `NAME=250ms` of `up --rtt`.
+fn parse_rtt_entry(text: &str) -> Result<(String, std::time::Duration), String> {
+    let (name, rtt) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected CLUSTER=RTT (prod-asia=250ms) or all=RTT"))?;
+    Ok((name.to_string(), flotilla_fleet::rtt::parse_rtt(rtt)?))
 }
 
 async fn kube_client(path: &Path, context: &str) -> anyhow::Result<kube::Client> {

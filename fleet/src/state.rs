@@ -61,6 +61,24 @@ pub struct ClusterState {
     /// Set by `stop-cluster`, cleared by `start-cluster`: a stopped cluster is not a crash.
     #[serde(default)]
     pub stopped: bool,
+    /// The round-trip time its latency proxy adds (`up --rtt`), in milliseconds; 0: no
+    /// proxy, the kubeconfig names the API server itself.
+    #[serde(default)]
+    pub rtt_ms: u64,
+    /// The latency proxy's port, when `rtt_ms` is set.
+    #[serde(default)]
+    pub proxy_port: u16,
+}
+
+impl ClusterState {
+    /// The port clients reach it on: its latency proxy's, else the API server's.
+    pub fn client_port(&self) -> u16 {
+        if self.rtt_ms > 0 {
+            self.proxy_port
+        } else {
+            self.port
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,8 +169,10 @@ pub fn env_path(dir: &Path) -> PathBuf {
 }
 
 /// The kubeconfig: a context per cluster (admin) and `<name>-deployer` (the RBAC-limited
-/// deployer, namespace `hello`), all trusting the fleet CA. Also one file per cluster,
-/// `clusters/<name>.kubeconfig`, for kube-controller-manager (which has no `--context`).
+/// deployer, namespace `hello`), all trusting the fleet CA; a cluster with a round-trip
+/// time (`up --rtt`) is reached through its latency proxy. Also one file per cluster,
+/// `clusters/<name>.kubeconfig`, for what runs inside the cluster (kube-controller-manager,
+/// which has no `--context`, the kubelet, the fleet's own checks): the API server itself.
 pub fn write_kubeconfig(dir: &Path, state: &State, ca_pem: &str) -> Result<()> {
     write_yaml(
         &kubeconfig_path(dir),
@@ -175,7 +195,7 @@ fn kubeconfig(
     state: &State,
     clusters: &[ClusterState],
     ca_pem: &str,
-    deployer: bool,
+    from_outside: bool,
 ) -> serde_json::Value {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
@@ -185,7 +205,10 @@ fn kubeconfig(
         entries.push(serde_json::json!({
             "name": c.name,
             "cluster": {
-                "server": format!("https://127.0.0.1:{}", c.port),
+                "server": format!(
+                    "https://127.0.0.1:{}",
+                    if from_outside { c.client_port() } else { c.port }
+                ),
                 "certificate-authority-data": ca,
             }
         }));
@@ -193,7 +216,7 @@ fn kubeconfig(
             "name": c.name,
             "context": { "cluster": c.name, "user": "fleet-admin" }
         }));
-        if deployer {
+        if from_outside {
             contexts.push(serde_json::json!({
                 "name": format!("{}-deployer", c.name),
                 "context": { "cluster": c.name, "user": "fleet-deployer", "namespace": "hello" }

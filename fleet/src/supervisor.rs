@@ -45,7 +45,22 @@ pub struct UpRequest {
     pub seed: Option<PathBuf>,
     /// The `flotilla-fleet` binary that runs the kubelets and the Vault proxy.
     pub fleet_exe: PathBuf,
+    /// `--rtt`: (cluster or `all`, round-trip time); a cluster's own entry wins over `all`.
+    pub rtt: Vec<(String, Duration)>,
 }
+
+impl UpRequest {
+    /// The round-trip time its proxy adds to cluster `name`, in ms (0: no proxy).
+    fn rtt_ms(&self, name: &str) -> u64 {
+        let find = |key: &str| self.rtt.iter().rev().find(|(n, _)| n == key);
+        find(name)
+            .or_else(|| find(RTT_ALL))
+            .map_or(0, |(_, rtt)| rtt.as_millis() as u64)
+    }
+}
+
+/// `--rtt all=150ms`: every cluster of the fleet.
+pub const RTT_ALL: &str = "all";
 
 #[derive(Debug)]
 pub enum UpOutcome {
@@ -61,6 +76,9 @@ fn controller_manager(name: &str) -> String {
 }
 fn kubelet(name: &str) -> String {
     format!("kubelet-{name}")
+}
+fn rtt_proxy(name: &str) -> String {
+    format!("rtt-proxy-{name}")
 }
 const ETCD: &str = "etcd";
 const RVAULT: &str = crate::vault::RVAULT_PROCESS;
@@ -93,8 +111,27 @@ impl Flavour {
     }
 }
 
-fn cluster_processes(name: &str) -> [String; 3] {
-    [kubelet(name), controller_manager(name), apiserver(name)]
+/// A cluster's processes, its latency proxy among them when it has one.
+fn cluster_processes(cluster: &ClusterState) -> Vec<String> {
+    let name = &cluster.name;
+    let mut processes = vec![kubelet(name), controller_manager(name), apiserver(name)];
+    if cluster.rtt_ms > 0 {
+        processes.push(rtt_proxy(name));
+    }
+    processes
+}
+
+/// Every `--rtt` names a cluster of the fleet (or `all`).
+fn validate_rtt(req: &UpRequest) -> Result<()> {
+    for (name, _) in &req.rtt {
+        if name != RTT_ALL && !req.clusters.contains(name) {
+            return Err(FleetError::Usage(format!(
+                "--rtt {name}=...: no cluster named {name:?} (clusters: {}; or `all`)",
+                req.clusters.join(",")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Cluster names become file names, etcd prefixes and context names.
@@ -128,7 +165,7 @@ pub fn all_running(dir: &Path, state: &State) -> bool {
     let mut expected = vec![ETCD.to_string()];
     expected.extend(vault_processes(state.vault.kind));
     for c in state.clusters.iter().filter(|c| !c.stopped) {
-        expected.extend(cluster_processes(&c.name));
+        expected.extend(cluster_processes(c));
     }
     expected
         .iter()
@@ -139,6 +176,7 @@ pub async fn up(req: &UpRequest) -> Result<UpOutcome> {
     // Every check that can fail on bad input or a missing binary comes before anything
     // is stopped, wiped or started.
     validate_names(&req.clusters)?;
+    validate_rtt(req)?;
     let binaries = Binaries::find()?;
     let seed = crate::vault::Seed::load(req.seed.as_deref())?;
     let dir = &req.dir;
@@ -151,6 +189,19 @@ pub async fn up(req: &UpRequest) -> Result<UpOutcome> {
                     running.join(","),
                     dir.display(),
                     req.clusters.join(",")
+                )));
+            }
+            if let Some(c) = state
+                .clusters
+                .iter()
+                .find(|c| c.rtt_ms != req.rtt_ms(&c.name))
+            {
+                return Err(FleetError::Usage(format!(
+                    "a fleet is up in {} with cluster {} at {} ms of round-trip time, not {} ms; run down first",
+                    dir.display(),
+                    c.name,
+                    c.rtt_ms,
+                    req.rtt_ms(&c.name)
                 )));
             }
             for c in state.clusters.iter().filter(|c| c.stopped) {
@@ -194,7 +245,8 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
     };
     // HashiCorp Vault's dev mode takes two adjacent ports (API, cluster).
     let vault_port = crate::vault::free_port_pair()?;
-    let mut ports = free_ports(5 + req.clusters.len())?
+    let proxies = req.clusters.iter().filter(|c| req.rtt_ms(c) > 0).count();
+    let mut ports = free_ports(5 + req.clusters.len() + proxies)?
         .into_iter()
         .filter(|p| *p != vault_port && *p != vault_port + 1);
     let mut next = || ports.next().unwrap_or_default();
@@ -208,10 +260,15 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
         clusters: req
             .clusters
             .iter()
-            .map(|name| ClusterState {
-                name: name.clone(),
-                port: next(),
-                stopped: false,
+            .map(|name| {
+                let rtt_ms = req.rtt_ms(name);
+                ClusterState {
+                    name: name.clone(),
+                    port: next(),
+                    stopped: false,
+                    rtt_ms,
+                    proxy_port: if rtt_ms > 0 { next() } else { 0 },
+                }
             })
             .collect(),
         vault: VaultState {
@@ -271,6 +328,7 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
     // start-up (OpenAPI, bootstrap roles) with etcd's.
     for c in &state.clusters {
         spawn_apiserver(dir, binaries, flavour, &certs, &state, c)?;
+        spawn_rtt_proxy(dir, &req.fleet_exe, c)?;
     }
     wait_etcd(dir, state.etcd_port).await?;
     progress("etcd answers");
@@ -294,6 +352,9 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
         vault_setup
     );
     clusters?;
+    for c in &state.clusters {
+        wait_rtt_proxy(dir, c).await?;
+    }
     let creds = vault?;
     let mut state = state;
     state.vault.root_token = creds.root_token;
@@ -350,7 +411,7 @@ async fn kubernetes_auth(dir: &Path, state: &State, name: &str, ca_pem: &str) ->
     use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
     use kube::api::{Api, Patch, PatchParams};
-    let client = client(dir, name).await?;
+    let client = direct_client(dir, name).await?;
     let fail = |e: kube::Error| FleetError::Cluster {
         cluster: name.to_string(),
         message: format!("Vault's Kubernetes auth: {e}"),
@@ -608,11 +669,22 @@ fn spawn_apiserver(
     process::spawn(dir, &apiserver(name), &binaries.kube_apiserver, &args).map(|_| ())
 }
 
-/// An admin client for context `name` of the fleet's kubeconfig.
+/// An admin client for context `name` of the fleet's kubeconfig: as flotilla, kubectl
+/// and Helm reach it, through its latency proxy when it has one.
 pub async fn client(dir: &Path, context: &str) -> Result<kube::Client> {
+    client_of(&state::kubeconfig_path(dir), context).await
+}
+
+/// An admin client of cluster `name`'s API server itself (never through its latency
+/// proxy): the fleet's own start-up and checks.
+async fn direct_client(dir: &Path, name: &str) -> Result<kube::Client> {
+    client_of(&state::cluster_kubeconfig_path(dir, name), name).await
+}
+
+async fn client_of(path: &Path, context: &str) -> Result<kube::Client> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     crate::install_crypto_provider();
-    let path = state::kubeconfig_path(dir);
+    let path = path.to_path_buf();
     let kubeconfig = Kubeconfig::read_from(&path).map_err(|e| FleetError::BadInput {
         file: path.clone(),
         message: e.to_string(),
@@ -642,7 +714,7 @@ async fn readyz(client: &kube::Client) -> bool {
 }
 
 async fn wait_apiserver(dir: &Path, name: &str) -> Result<kube::Client> {
-    let client = client(dir, name).await?;
+    let client = direct_client(dir, name).await?;
     wait_for(dir, &apiserver(name), || readyz(&client)).await?;
     Ok(client)
 }
@@ -754,11 +826,45 @@ fn spawn_controller_manager(
     .map(|_| ())
 }
 
+/// The latency proxy of a cluster with a round-trip time (nothing otherwise).
+fn spawn_rtt_proxy(dir: &Path, fleet_exe: &Path, cluster: &ClusterState) -> Result<()> {
+    if cluster.rtt_ms == 0 {
+        return Ok(());
+    }
+    let args = vec![
+        "rtt-proxy".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", cluster.proxy_port),
+        "--upstream".into(),
+        format!("127.0.0.1:{}", cluster.port),
+        "--rtt".into(),
+        format!("{}ms", cluster.rtt_ms),
+    ];
+    process::spawn(dir, &rtt_proxy(&cluster.name), fleet_exe, &args).map(|_| ())
+}
+
+/// Waits until the latency proxy of `cluster` (if it has one) accepts connections.
+async fn wait_rtt_proxy(dir: &Path, cluster: &ClusterState) -> Result<()> {
+    if cluster.rtt_ms == 0 {
+        return Ok(());
+    }
+    let address = format!("127.0.0.1:{}", cluster.proxy_port);
+    wait_for(dir, &rtt_proxy(&cluster.name), || {
+        let address = address.clone();
+        async move { tokio::net::TcpStream::connect(address).await.is_ok() }
+    })
+    .await
+}
+
+/// The kubelet runs in its cluster: it talks to the API server itself, not through the
+/// latency proxy.
 fn spawn_kubelet(dir: &Path, fleet_exe: &Path, name: &str) -> Result<()> {
     let args = vec![
         "kubelet".into(),
         "--kubeconfig".into(),
-        state::kubeconfig_path(dir).display().to_string(),
+        state::cluster_kubeconfig_path(dir, name)
+            .display()
+            .to_string(),
         "--context".into(),
         name.to_string(),
         "--nodes".into(),
@@ -806,6 +912,7 @@ pub async fn down(dir: &Path) -> Result<()> {
     };
     // Kubelets and controller-managers would only log errors once their apiserver went.
     let mut first = tier("kubelet-");
+    first.extend(tier("rtt-proxy-"));
     first.extend(tier("controller-manager-"));
     first.extend(tier(PROXY));
     first.extend(tier(RVAULT));
@@ -844,9 +951,10 @@ pub async fn stop_cluster(dir: &Path, name: &str) -> Result<()> {
 }
 
 async fn stop_cluster_processes(dir: &Path, name: &str) {
+    // Its latency proxy too: a stopped cluster refuses connections, as without one.
     process::stop(
         dir,
-        &[kubelet(name), controller_manager(name)],
+        &[kubelet(name), controller_manager(name), rtt_proxy(name)],
         process::GRACE,
     )
     .await;
@@ -871,7 +979,9 @@ pub async fn start_cluster(dir: &Path, name: &str, fleet_exe: &Path) -> Result<(
         &state,
         &cluster,
     )?;
+    spawn_rtt_proxy(dir, fleet_exe, &cluster)?;
     let client = wait_apiserver(dir, name).await?;
+    wait_rtt_proxy(dir, &cluster).await?;
     spawn_controller_manager(dir, &binaries, flavour, name)?;
     spawn_kubelet(dir, fleet_exe, name)?;
     wait_node(dir, &client, name).await?;
@@ -926,7 +1036,7 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
     let mut answering = Vec::new();
     let mut unanswered = false;
     for c in &state.clusters {
-        let answers = match client(dir, &c.name).await {
+        let answers = match direct_client(dir, &c.name).await {
             Ok(client) => tokio::time::timeout(Duration::from_secs(3), readyz(&client))
                 .await
                 .unwrap_or(false),
@@ -968,6 +1078,14 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
             String::new(),
             want,
         );
+        if c.rtt_ms > 0 {
+            row(
+                format!("{} latency proxy ({} ms round trip)", c.name, c.rtt_ms),
+                &rtt_proxy(&c.name),
+                format!("https://127.0.0.1:{} (in the kubeconfig)", c.proxy_port),
+                want,
+            );
+        }
     }
     Ok(StatusReport {
         lines,

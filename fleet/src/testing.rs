@@ -61,21 +61,26 @@ impl Fleet {
                     dir.display()
                 );
             }
-            Fleet::start(&[])
+            Fleet::start(&[], &[])
         })
     }
 
     /// A fleet of its own with these clusters; stopped when dropped.
     pub fn dedicated(names: &[&str]) -> Fleet {
+        Fleet::dedicated_with(names, &[])
+    }
+
+    /// [`Fleet::dedicated`] with more flags of `up` (`--rtt NAME=150ms`).
+    pub fn dedicated_with(names: &[&str], up_flags: &[&str]) -> Fleet {
         crate::install_crypto_provider();
         assert!(
             !names.is_empty(),
             "Fleet::dedicated needs at least one cluster"
         );
-        Fleet::start(names)
+        Fleet::start(names, up_flags)
     }
 
-    fn start(names: &[&str]) -> Fleet {
+    fn start(names: &[&str], up_flags: &[&str]) -> Fleet {
         let bin = fleet_binary();
         let dir = tempfile::Builder::new()
             .prefix("flotilla-fleet-")
@@ -92,6 +97,7 @@ impl Fleet {
         if !names.is_empty() {
             up.arg("--clusters").arg(names.join(","));
         }
+        up.args(up_flags);
         let output = up
             .output()
             .unwrap_or_else(|e| panic!("running {} up: {e}", bin.display()));

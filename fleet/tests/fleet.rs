@@ -1,6 +1,7 @@
 //! The fleet itself, on real servers: the simulated kubelet's reports per image tag,
 //! stopping and starting a cluster, RBAC of the deployer token, the version the control
-//! plane reports, and Vault reads with an AppRole login (vaultrs, as flotilla uses it).
+//! plane reports, a cluster made far away by its latency proxy, and Vault reads with an
+//! AppRole login (vaultrs, as flotilla uses it).
 
 use flotilla_fleet::state::State;
 use flotilla_fleet::testing::{summarise, wait_for, wait_for_pods, Fleet};
@@ -438,4 +439,68 @@ async fn approle_login_reads_a_seeded_secret() {
         "a missing path is a 404: {:?}",
         missing.err()
     );
+}
+
+/// `up --rtt`: a request through the kubeconfig crosses the latency proxy (TLS passing
+/// through, the certificate checked) and takes at least the round-trip time set; a new
+/// connection one more (its handshake). The cluster without one answers through the same
+/// kubeconfig, and stop-cluster and start-cluster take the proxy down and up with its
+/// API server. Lower bounds only: a loaded machine only makes it slower.
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_cluster_behind_its_latency_proxy_is_a_round_trip_away() {
+    const RTT: Duration = Duration::from_millis(200);
+    let fleet = Fleet::dedicated_with(&["far", "near"], &["--rtt", "far=200ms"]);
+    let state = State::load(fleet.dir()).unwrap().unwrap();
+    let far = state.cluster("far").unwrap();
+    assert_eq!(
+        (far.rtt_ms, state.cluster("near").unwrap().rtt_ms),
+        (200, 0)
+    );
+    let kubeconfig = std::fs::read_to_string(fleet.kubeconfig()).unwrap();
+    assert!(
+        kubeconfig.contains(&format!("https://127.0.0.1:{}", far.proxy_port)),
+        "{kubeconfig}"
+    );
+
+    let client = fleet.client("far").await;
+    let started = std::time::Instant::now();
+    client.apiserver_version().await.unwrap();
+    let first = started.elapsed();
+    // TCP's handshake (the proxy's extra round trip), TLS's, then the request itself.
+    assert!(
+        first >= RTT * 3,
+        "a new connection's first answer took {first:?}"
+    );
+    let started = std::time::Instant::now();
+    client.apiserver_version().await.unwrap();
+    let again = started.elapsed();
+    assert!(
+        again >= RTT,
+        "a request on a kept connection took {again:?}"
+    );
+    fleet
+        .client("near")
+        .await
+        .apiserver_version()
+        .await
+        .unwrap();
+
+    let status = fleet.command(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("far latency proxy (200 ms round trip)"),
+        "{text}"
+    );
+
+    fleet.stop_cluster("far");
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", far.proxy_port)).await;
+    assert!(
+        refused.is_err(),
+        "the proxy of a stopped cluster still accepts"
+    );
+    fleet.start_cluster("far");
+    let client = fleet.client("far").await;
+    client.apiserver_version().await.unwrap();
 }

@@ -159,16 +159,23 @@ pub const REQUEST_LOG: &str = "flotilla::requests";
 
 /// The tower layer of [`request_timeout`]: every request but a watch (`watch=true` or
 /// `watch=1`, which stream for long by design; kube's watcher has its own idle timeout)
-/// gets an answer within the deadline, or fails as a transport error.
-#[derive(Clone, Copy)]
-struct RequestDeadline(Duration);
+/// gets an answer within the deadline, or fails as a transport error. It also logs each
+/// request once answered ([`REQUEST_LOG`]): when it was sent and when its answer (a
+/// watch's: its headers) came, so that a run's requests can be laid out in time and the
+/// ones that waited for each other told apart.
+#[derive(Clone)]
+struct RequestDeadline {
+    timeout: Duration,
+    cluster: Arc<str>,
+}
 
 impl<S> tower::Layer<S> for RequestDeadline {
     type Service = DeadlineService<S>;
     fn layer(&self, inner: S) -> DeadlineService<S> {
         DeadlineService {
             inner,
-            timeout: self.0,
+            timeout: self.timeout,
+            cluster: self.cluster.clone(),
         }
     }
 }
@@ -177,6 +184,26 @@ impl<S> tower::Layer<S> for RequestDeadline {
 struct DeadlineService<S> {
     inner: S,
     timeout: Duration,
+    cluster: Arc<str>,
+}
+
+/// Milliseconds since the process's first request: the clock of the request log.
+fn log_clock() -> f64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// One line of the request log: method and URI, never a body.
+fn log_request(cluster: &str, method: &http::Method, uri: &str, start_ms: f64, answer: &str) {
+    tracing::debug!(
+        target: REQUEST_LOG,
+        "cluster={cluster} start_ms={start_ms:.1} end_ms={:.1} answer={answer} {method} {uri}",
+        log_clock()
+    );
 }
 
 fn is_watch(uri: &http::Uri) -> bool {
@@ -184,9 +211,9 @@ fn is_watch(uri: &http::Uri) -> bool {
         .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
 }
 
-impl<S, B> tower::Service<http::Request<B>> for DeadlineService<S>
+impl<S, B, R> tower::Service<http::Request<B>> for DeadlineService<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
 {
@@ -204,19 +231,29 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let deadline = (!is_watch(request.uri())).then_some(self.timeout);
         let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let logged = tracing::enabled!(target: REQUEST_LOG, tracing::Level::DEBUG)
+            .then(|| (self.cluster.clone(), request.uri().to_string(), log_clock()));
         let answer = self.inner.call(request);
         Box::pin(async move {
-            let Some(timeout) = deadline else {
-                return answer.await.map_err(Into::into);
+            let answer = match deadline {
+                None => answer.await.map_err(Into::into),
+                Some(timeout) => match tokio::time::timeout(timeout, answer).await {
+                    Ok(answer) => answer.map_err(Into::into),
+                    Err(_) => Err(format!(
+                        "no answer to {method} {path} within {}s (request timeout)",
+                        timeout.as_secs()
+                    )
+                    .into()),
+                },
             };
-            match tokio::time::timeout(timeout, answer).await {
-                Ok(answer) => answer.map_err(Into::into),
-                Err(_) => Err(format!(
-                    "no answer to {method} {path} within {}s (request timeout)",
-                    timeout.as_secs()
-                )
-                .into()),
+            if let Some((cluster, uri, start_ms)) = logged {
+                let status = match &answer {
+                    Ok(response) => response.status().as_u16().to_string(),
+                    Err(_) => "error".to_owned(),
+                };
+                log_request(&cluster, &method, &uri, start_ms, &status);
             }
+            answer
         })
     }
 }
@@ -233,8 +270,61 @@ fn warn_insecure_once(context: &str) {
     });
 }
 
+/// The service kube's `ClientBuilder` builds on.
+type GenericService = tower::util::BoxService<
+    http::Request<kube::client::Body>,
+    http::Response<Box<kube::client::DynBody>>,
+    tower::BoxError,
+>;
+
+/// The HTTP client of a cluster: HTTP/2 when the server offers it (every API server
+/// does, through ALPN, as kubectl uses it), so that every request and watch of a run
+/// shares one connection, made once (a TCP and a TLS handshake: two round trips). kube's
+/// own client speaks HTTP/1.1 only, where every request in flight at once and every
+/// open watch holds a connection of its own, each made with its own handshakes. A
+/// kubeconfig with a `proxy-url` or a `tls-server-name` gets kube's client, which
+/// handles both.
+fn client_builder(
+    config: Config,
+) -> Result<kube::client::ClientBuilder<GenericService>, kube::Error> {
+    use kube::client::ConfigExt;
+    use tower::ServiceExt;
+    if config.proxy_url.is_some() || config.tls_server_name.is_some() {
+        return kube::client::ClientBuilder::try_from(config);
+    }
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(config.connect_timeout);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(tcp);
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, kube::client::Body>(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http)
+        .map_response(|response: http::Response<hyper::body::Incoming>| {
+            response.map(|body| {
+                Box::new(http_body_util::BodyExt::map_err(
+                    body,
+                    tower::BoxError::from,
+                )) as Box<kube::client::DynBody>
+            })
+        });
+    Ok(kube::client::ClientBuilder::new(
+        tower::util::BoxService::new(service),
+        config.default_namespace,
+    ))
+}
+
 /// `apiVersion` → the resources it serves, each with whether it is namespaced.
-type DiscoveryCache = HashMap<String, Vec<(ApiResource, bool)>>;
+type DiscoveryCache = HashMap<String, super::discovery::Served>;
 
 /// A connection to one cluster (one kubeconfig context). Cheap to clone; clones share
 /// the discovery cache and the request counter.
@@ -246,6 +336,11 @@ pub struct ClusterHandle {
     client: Client,
     requests: Arc<AtomicU64>,
     resources: Arc<Mutex<DiscoveryCache>>,
+    /// One discovery of a group version at a time: identities resolved at once wait
+    /// for the one request instead of each sending its own.
+    discovering: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The discovery cache on disk (`None`: no home or cache folder).
+    disk_cache: Option<std::path::PathBuf>,
 }
 
 impl ClusterHandle {
@@ -291,17 +386,16 @@ impl ClusterHandle {
         let server = config.cluster_url.to_string();
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
-        let cluster = context.to_owned();
-        let count = tower::util::MapRequestLayer::new(
-            move |req: http::Request<kube::client::Body>| {
+        let count =
+            tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
                 counter.fetch_add(1, Ordering::Relaxed);
-                // Every request, for profiling a run (`FLOTILLA_LOG=flotilla::requests=debug`):
-                // method and URI only, never a body.
-                tracing::debug!(target: REQUEST_LOG, cluster = %cluster, "{} {}", req.method(), req.uri());
                 req
-            },
-        );
-        let client = kube::client::ClientBuilder::try_from(config)
+            });
+        let deadline = RequestDeadline {
+            timeout: request_timeout(),
+            cluster: context.into(),
+        };
+        let client = client_builder(config)
             .map_err(|e| match e {
                 // An exec plugin or token file that gives no credential: the
                 // environment, not the input.
@@ -314,7 +408,7 @@ impl ClusterHandle {
                 },
             })?
             .with_layer(&count)
-            .with_layer(&RequestDeadline(request_timeout()))
+            .with_layer(&deadline)
             .build();
         Ok(ClusterHandle {
             context: context.to_owned(),
@@ -322,6 +416,8 @@ impl ClusterHandle {
             client,
             requests,
             resources: Default::default(),
+            discovering: Default::default(),
+            disk_cache: super::discovery::cache_root(),
         })
     }
 
@@ -381,10 +477,11 @@ impl ClusterHandle {
     }
 
     /// The resource and scope (namespaced or not) of an object's kind, from discovery:
-    /// one request per group version and run (`/api/v1` once for ConfigMaps, Secrets
-    /// and Services alike). `wait_for` lets a kind defined by a CRD of the same apply
-    /// appear (the CRD takes a moment to be served; its group version is asked again);
-    /// otherwise an unknown kind fails at once.
+    /// kept on disk between runs (`cluster::discovery`), else one request per group
+    /// version and run (`/api/v1` once for ConfigMaps, Secrets and Services alike, also
+    /// when asked for all three at once). `wait_for` lets a kind defined by a CRD of the
+    /// same apply appear (the CRD takes a moment to be served; its group version is
+    /// asked again); otherwise an unknown kind fails at once.
     pub async fn resource(
         &self,
         object: &ObjectRef,
@@ -392,6 +489,33 @@ impl ClusterHandle {
     ) -> Result<(ApiResource, bool), ClusterError> {
         if let Some(found) = self.cached(object) {
             return Ok(found);
+        }
+        let gate = self
+            .discovering
+            .lock()
+            .ok()
+            .map(|mut gates| gates.entry(object.api_version.clone()).or_default().clone());
+        let _discovering = match &gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
+        // Found by the discovery this one waited for.
+        if let Some(found) = self.cached(object) {
+            return Ok(found);
+        }
+        let on_disk = self
+            .disk_cache
+            .as_deref()
+            .map(|root| super::discovery::entry_path(root, &self.server, &object.api_version));
+        if let Some(served) = on_disk.as_deref().and_then(super::discovery::load) {
+            if let Ok(mut cache) = self.resources.lock() {
+                cache.insert(object.api_version.clone(), served);
+            }
+            if let Some(found) = self.cached(object) {
+                return Ok(found);
+            }
+            // A miss (a CRD installed since the entry was written): the server is
+            // asked, and its answer replaces the entry.
         }
         let (group, version) = object.group_version();
         let gv = GroupVersion::gv(group, version);
@@ -409,6 +533,9 @@ impl ClusterHandle {
                         .iter()
                         .find(|(resource, _)| resource.kind == object.kind)
                         .cloned();
+                    if let Some(path) = &on_disk {
+                        super::discovery::store(path, &resources);
+                    }
                     if let Ok(mut cache) = self.resources.lock() {
                         cache.insert(object.api_version.clone(), resources);
                     }

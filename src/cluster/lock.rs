@@ -358,6 +358,9 @@ pub struct Lock {
     lost_why: Arc<Mutex<Option<String>>>,
     /// Lost because the cluster stopped answering the renewals, not to a peer.
     silent: Arc<std::sync::atomic::AtomicBool>,
+    /// The resourceVersion of the last write of ours that the server answered (the
+    /// take, each renewal): what the release deletes on, without reading it first.
+    written: Arc<Mutex<Option<String>>>,
     /// Whether it was taken over from another holder, and why.
     pub took_over_from: Option<String>,
 }
@@ -418,11 +421,19 @@ impl ClusterHandle {
         // When the request that took the lease was sent: the server wrote its
         // renewTime later, so a peer's count of its duration starts later still.
         let mut sent;
+        let written;
+        // A lease given back is deleted: the usual case is none, so the first attempt
+        // creates it without reading it first (one round trip); one that exists answers
+        // 409, and is read.
+        let mut assume_absent = true;
         let took_over_from = loop {
-            let current = api
-                .get_opt(&name)
-                .await
-                .map_err(|e| self.error("read", &object, e))?;
+            let current = if std::mem::take(&mut assume_absent) {
+                None
+            } else {
+                api.get_opt(&name)
+                    .await
+                    .map_err(|e| self.error("read", &object, e))?
+            };
             let Some(mut current) = current else {
                 let lease = Lease {
                     metadata: ObjectMeta {
@@ -443,7 +454,10 @@ impl ClusterHandle {
                 };
                 sent = Instant::now();
                 match api.create(&PostParams::default(), &lease).await {
-                    Ok(_) => break None,
+                    Ok(created) => {
+                        written = created.metadata.resource_version;
+                        break None;
+                    }
                     // Someone created it between our read and our create: look again.
                     Err(kube::Error::Api(status)) if status.code == 409 => continue,
                     Err(err) => return Err(self.error("create", &object, err)),
@@ -499,7 +513,10 @@ impl ClusterHandle {
             // runs taking over the same stale lease, one gets a 409 and looks again.
             sent = Instant::now();
             match api.replace(&name, &PostParams::default(), &current).await {
-                Ok(_) => break reason,
+                Ok(replaced) => {
+                    written = replaced.metadata.resource_version;
+                    break reason;
+                }
                 Err(kube::Error::Api(status)) if status.code == 409 => continue,
                 Err(err) => return Err(self.error("take", &object, err)),
             }
@@ -507,6 +524,7 @@ impl ClusterHandle {
         let lost = CancellationToken::new();
         let lost_why = Arc::new(Mutex::new(None));
         let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let written = Arc::new(Mutex::new(written));
         let renewer = tokio::spawn(renew(
             api.clone(),
             name.clone(),
@@ -518,6 +536,7 @@ impl ClusterHandle {
                 lost_why: lost_why.clone(),
                 silent: silent.clone(),
             },
+            written.clone(),
         ));
         Ok(Lock {
             api,
@@ -527,6 +546,7 @@ impl ClusterHandle {
             lost,
             lost_why,
             silent,
+            written,
             took_over_from,
         })
     }
@@ -598,17 +618,15 @@ struct Loss {
 
 /// What one renewal found.
 enum Renewal {
-    Renewed,
+    /// With the resourceVersion written.
+    Renewed(Option<String>),
     /// Another holder's name is in the lease.
     TakenBy(String),
     /// The lease is gone (deleted by hand, or by a peer's uninstall).
     Deleted,
     /// No answer in time, or an error worth another attempt; `answered`: the API
     /// server answered it (a conflict, a refusal), rather than nothing coming back.
-    Failed {
-        why: String,
-        answered: bool,
-    },
+    Failed { why: String, answered: bool },
 }
 
 impl Renewal {
@@ -634,7 +652,7 @@ async fn renew_once(api: &Api<Lease>, name: &str, holder: &str, within: Duration
         spec.renew_time = Some(now());
         // Compare-and-swap: the resourceVersion read above.
         match api.replace(name, &PostParams::default(), &lease).await {
-            Ok(_) => Renewal::Renewed,
+            Ok(renewed) => Renewal::Renewed(renewed.metadata.resource_version),
             Err(kube::Error::Api(status)) if status.code == 404 => Renewal::Deleted,
             // Changed since the read (by a peer, or by a renewal of ours that landed
             // late): the next attempt reads it again.
@@ -659,6 +677,7 @@ async fn renew(
     timing: Timing,
     sent: Instant,
     loss: Loss,
+    written: Arc<Mutex<Option<String>>>,
 ) {
     let Loss {
         lost,
@@ -700,7 +719,8 @@ async fn renew(
         // Never waited for past the deadline: a request still in flight then is one the
         // run no longer counts on.
         match renew_once(&api, &name, &holder, deadline - now).await {
-            Renewal::Renewed => {
+            Renewal::Renewed(version) => {
+                *written.lock().unwrap_or_else(|p| p.into_inner()) = version;
                 renewed = now;
                 next = now + timing.every;
                 last_error.clear();
@@ -764,6 +784,28 @@ impl Lock {
             return;
         }
         let delete = async {
+            // Deleted on the version of our last write (one round trip): a 409 means
+            // it changed since (a renewal in flight when the renewer stopped, or a
+            // peer), and it is read to tell which.
+            let written = self
+                .written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(version) = written {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        resource_version: Some(version),
+                        uid: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match self.api.delete(&self.name, &params).await {
+                    Ok(_) => return,
+                    Err(kube::Error::Api(status)) if status.code == 404 => return,
+                    Err(_) => {}
+                }
+            }
             let Ok(Some(lease)) = self.api.get_opt(&self.name).await else {
                 return;
             };

@@ -11,6 +11,7 @@ mod api_error;
 mod apply;
 mod client;
 mod diagnose;
+pub mod discovery;
 mod error;
 mod helm;
 pub mod labels;

@@ -151,6 +151,31 @@ fn rank(kind: &str) -> usize {
         .unwrap_or(APPLY_ORDER.len())
 }
 
+/// The round of an apply in which objects of `kind` are sent, all of a round at once,
+/// each round once the one before it is answered: the Namespace; what workloads and
+/// custom resources refer to (config, storage, RBAC, CRDs, Services); the workloads and
+/// the other known kinds; custom resources (their CRDs served by then). Four rounds at
+/// most, where one object after the other takes as many round trips as there are
+/// objects; the dependencies that need an order (a namespace before its objects, a CRD
+/// before its resources, a ConfigMap before the pods that mount it) keep theirs.
+pub fn apply_round(kind: &str) -> u8 {
+    let rank = rank(kind);
+    if rank == 0 {
+        0
+    } else if rank
+        <= APPLY_ORDER
+            .iter()
+            .position(|k| *k == "Service")
+            .unwrap_or(0)
+    {
+        1
+    } else if rank < APPLY_ORDER.len() {
+        2
+    } else {
+        3
+    }
+}
+
 /// Sorts objects for apply; stable, so the chart's order holds within a kind.
 /// Deletion (prune, uninstall) uses the reverse.
 pub fn sort_for_apply<T>(objects: &mut [T], kind_of: impl Fn(&T) -> &str) {
@@ -187,6 +212,34 @@ mod tests {
                 "Widget"
             ]
         );
+    }
+
+    #[test]
+    fn an_apply_goes_in_rounds_that_keep_the_order_of_dependencies() {
+        let rounds: Vec<u8> = [
+            "Namespace",
+            "ServiceAccount",
+            "Secret",
+            "ConfigMap",
+            "PersistentVolumeClaim",
+            "CustomResourceDefinition",
+            "RoleBinding",
+            "Service",
+            "Deployment",
+            "StatefulSet",
+            "Job",
+            "Ingress",
+            "Widget",
+        ]
+        .iter()
+        .map(|k| apply_round(k))
+        .collect();
+        assert_eq!(rounds, vec![0, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3]);
+        // Sorted for apply, the rounds never go back.
+        let mut kinds = vec!["Widget", "Deployment", "Secret", "Namespace", "Service"];
+        sort_for_apply(&mut kinds, |k| k);
+        let rounds: Vec<u8> = kinds.iter().map(|k| apply_round(k)).collect();
+        assert!(rounds.windows(2).all(|w| w[0] <= w[1]), "{rounds:?}");
     }
 
     fn hpa(api_version: &str) -> ObjectRef {

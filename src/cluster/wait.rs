@@ -66,14 +66,46 @@ enum Update {
     Pod(Box<Pod>),
 }
 
-fn watch<K>(api: Api<K>, config: watcher::Config) -> BoxStream<'static, Result<K, watcher::Error>>
+/// The objects `selector` selects, as they change, starting with their current state.
+/// Asked as a streaming list (one watch whose answer starts with the objects,
+/// `sendInitialEvents`: the `WatchList` feature, on by default since Kubernetes 1.34):
+/// one round trip, where a list then a watch take two, one after the other. A server
+/// that refuses it (the feature off: 1.33 and before 1.32) is asked with a list and a
+/// watch instead.
+fn watch<K>(api: Api<K>, selector: &str) -> BoxStream<'static, Result<K, watcher::Error>>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    watcher(api, config)
-        .default_backoff()
-        .applied_objects()
-        .boxed()
+    let list_watch = watcher::Config::default().labels(selector);
+    let streaming = watcher(api.clone(), list_watch.clone().streaming_lists()).boxed();
+    stream::once(async move {
+        let mut streaming = streaming;
+        let first = streaming.next().await;
+        if first
+            .as_ref()
+            .is_some_and(|f| f.as_ref().is_err_and(refuses_streaming))
+        {
+            tracing::debug!("streaming lists refused: a list and a watch instead");
+            return watcher(api, list_watch).boxed();
+        }
+        stream::iter(first).chain(streaming).boxed()
+    })
+    .flatten()
+    .default_backoff()
+    .applied_objects()
+    .boxed()
+}
+
+/// Whether a watch's first answer refuses `sendInitialEvents` itself (the server's
+/// validation: 400 or 422), rather than the watch (RBAC: 403) or the connection.
+fn refuses_streaming(err: &watcher::Error) -> bool {
+    let status = match err {
+        watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s))
+        | watcher::Error::WatchError(s) => s,
+        _ => return false,
+    };
+    matches!(status.code, 400 | 422)
 }
 
 /// A container stuck waiting for a reason that fails the wait (at once, or after the
@@ -169,9 +201,9 @@ impl ClusterHandle {
         let mut streams: Vec<BoxStream<'static, Result<Update, watcher::Error>>> = Vec::new();
         let mut pod_namespaces = Vec::new();
         // One watch per kind and namespace, of the release's objects (every object it
-        // applies carries its labels): two Deployments cost one list and one watch, not
-        // two of each. Updates of objects not waited for are dropped below.
-        let release_objects = watcher::Config::default().labels(&labels::selector(&opts.release));
+        // applies carries its labels): two Deployments cost one watch, not two. Updates
+        // of objects not waited for are dropped below.
+        let release_objects = labels::selector(&opts.release);
         let mut watched: BTreeSet<(&'static str, String)> = BTreeSet::new();
         for id in objects {
             let ns = ns_of(id);
@@ -193,7 +225,7 @@ impl ClusterHandle {
                 continue;
             }
             let client = self.client();
-            let config = release_objects.clone();
+            let config = &release_objects;
             streams.push(match kind {
                 "Deployment" => watch(Api::<Deployment>::namespaced(client, &ns), config)
                     .map(|r| r.map(|o| Update::Deployment(Box::new(o))))
@@ -217,10 +249,10 @@ impl ClusterHandle {
         }
         // Only the release's pods (their template carries its label): unrelated pods
         // of a shared namespace are never sent.
-        let pods = watcher::Config::default().labels(&labels::pod_selector(&opts.release));
+        let pods = labels::pod_selector(&opts.release);
         for ns in &pod_namespaces {
             streams.push(
-                watch(Api::<Pod>::namespaced(self.client(), ns), pods.clone())
+                watch(Api::<Pod>::namespaced(self.client(), ns), &pods)
                     .map(|r| r.map(|o| Update::Pod(Box::new(o))))
                     .boxed(),
             );

@@ -110,13 +110,15 @@ async fn owners<K: KubeClient>(
     objects: &[&Value],
     adopt: bool,
 ) -> Result<Vec<Adopted>, ClusterError> {
-    // Identities one after the other (each group version discovered once, then
-    // cached), the reads at once (bounded), the verdicts in the objects' order: the
-    // first object owned elsewhere is the one named, as when read one by one.
-    let mut ids = Vec::with_capacity(objects.len());
-    for object in objects {
-        ids.push(cluster.identity(object, namespace).await?);
-    }
+    // Identities at once (each group version discovered once: the others wait for
+    // it), the reads at once (bounded), the verdicts in the objects' order: the first
+    // object owned elsewhere is the one named, as when read one by one.
+    let ids = futures::future::try_join_all(
+        objects
+            .iter()
+            .map(|object| cluster.identity(object, namespace)),
+    )
+    .await?;
     let live: Vec<(ObjectRef, Option<labels::LiveMeta>)> = futures::stream::iter(ids)
         .map(|id| async move {
             let live = cluster.live_meta(&id, namespace).await?;
@@ -620,6 +622,7 @@ async fn supersede<S: RecordStore>(
     scope: &Scope<'_>,
     restores: Option<&str>,
 ) -> Result<(), ClusterError> {
+    let mut changed = Vec::new();
     for old in history.every_deployed() {
         let undone = undone_by(old, scope.deployment_id, restores);
         let mut record = old.clone();
@@ -629,14 +632,16 @@ async fn supersede<S: RecordStore>(
             Status::Superseded
         };
         record.updated = Utc::now();
-        store.update(&record).await?;
+        changed.push(record);
     }
     if let Some(wrongly_undone) = restored_by_own_run(history, scope.deployment_id, restores) {
         let mut record = wrongly_undone.clone();
         record.status = Status::Superseded;
         record.updated = Utc::now();
-        store.update(&record).await?;
+        changed.push(record);
     }
+    // Different records (one deployed, another rolled back): written at once.
+    futures::future::try_join_all(changed.iter().map(|record| store.update(record))).await?;
     Ok(())
 }
 
