@@ -66,46 +66,19 @@ enum Update {
     Pod(Box<Pod>),
 }
 
-/// The objects `selector` selects, as they change, starting with their current state.
-/// Asked as a streaming list (one watch whose answer starts with the objects,
-/// `sendInitialEvents`: the `WatchList` feature, on by default since Kubernetes 1.34):
-/// one round trip, where a list then a watch take two, one after the other. A server
-/// that refuses it (the feature off: 1.33 and before 1.32) is asked with a list and a
-/// watch instead.
+/// The objects `selector` selects, as they change, starting with their current state:
+/// a list, then a watch from it. Not a streaming list (`sendInitialEvents`): its initial
+/// state comes from the API server's watch cache, which may not yet hold what this run
+/// just applied, and a Deployment seen as it was before the apply looks healthy. A list
+/// is a consistent read.
 fn watch<K>(api: Api<K>, selector: &str) -> BoxStream<'static, Result<K, watcher::Error>>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    let list_watch = watcher::Config::default().labels(selector);
-    let streaming = watcher(api.clone(), list_watch.clone().streaming_lists()).boxed();
-    stream::once(async move {
-        let mut streaming = streaming;
-        let first = streaming.next().await;
-        if first
-            .as_ref()
-            .is_some_and(|f| f.as_ref().is_err_and(refuses_streaming))
-        {
-            tracing::debug!("streaming lists refused: a list and a watch instead");
-            return watcher(api, list_watch).boxed();
-        }
-        stream::iter(first).chain(streaming).boxed()
-    })
-    .flatten()
-    .default_backoff()
-    .applied_objects()
-    .boxed()
-}
-
-/// Whether a watch's first answer refuses `sendInitialEvents` itself (the server's
-/// validation: 400 or 422), rather than the watch (RBAC: 403) or the connection.
-fn refuses_streaming(err: &watcher::Error) -> bool {
-    let status = match err {
-        watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s))
-        | watcher::Error::WatchError(s) => s,
-        _ => return false,
-    };
-    matches!(status.code, 400 | 422)
+    watcher(api, watcher::Config::default().labels(selector))
+        .default_backoff()
+        .applied_objects()
+        .boxed()
 }
 
 /// A container stuck waiting for a reason that fails the wait (at once, or after the
