@@ -1,8 +1,9 @@
 //! Scale benchmark: the executor and the per-cluster state machine for 100 and 1000
 //! clusters, on scripted clusters (no API server): each cluster is the in-memory
-//! `ops::fake::FakeKube` with a `storage::MemoryStore`, driven by `rollout::execute`
-//! exactly as `flotilla deploy` drives real clusters, the example release rendered for
-//! each. What it measures is flotilla's own work: render, records, the state machine,
+//! `ops::fake::FakeKube` (its records in a `storage::MemoryStore`), driven by
+//! `rollout::execute` through the steps `flotilla deploy` runs on real clusters
+//! (`rollout::kube_steps::KubeSteps`: leases, records, the state machine), the example
+//! release rendered for each. What it measures is flotilla's own work: render, records, the state machine,
 //! the executor. A cluster's own time (apply, rollout) is scripted as a fixed delay per
 //! deploy, so that many clusters are in flight at once and the concurrency bound is
 //! exercised; that delay costs no CPU.
@@ -20,137 +21,24 @@
 
 use flotilla::config::{Cluster, OnFailure, Repo};
 use flotilla::engine::{placeholder_secrets, Chart, Renderer};
-use flotilla::ops::fake::{FakeKube, Wait};
-use flotilla::ops::{restore::RestoreTo, upgrade::deploy_with, PackedRender, RunOptions};
+use flotilla::ops::fake::{FakeKube, InFlight, Wait};
+use flotilla::ops::{PackedRender, RunOptions};
+use flotilla::release::History;
 use flotilla::rollout::executor::{Interrupt, RunInfo};
+use flotilla::rollout::kube_steps::{KubeSteps, Leases, Prepared};
 use flotilla::rollout::prepare::rendered;
-use flotilla::rollout::report::{Overall, Report, RevisionRef, RunResult};
-use flotilla::rollout::{execute, ClusterSteps, Plan, Reporter, StepError, StepOutcome};
-use flotilla::storage::MemoryStore;
+use flotilla::rollout::report::{Overall, Report, RunResult};
+use flotilla::rollout::{execute, Plan, Reporter};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 const SIZES: [usize; 2] = [100, 1000];
 /// Clusters in flight at once (`rollout.concurrency`).
 const CONCURRENCY: usize = 50;
 /// A scripted cluster's own time for one deploy or restore: apply and rollout.
 const CLUSTER_TIME: Duration = Duration::from_millis(20);
-
-/// One scripted cluster: its API server and its records. One step at a time holds the
-/// API server (a restore makes it healthy again: the crash is the new version's).
-struct Scripted {
-    kube: tokio::sync::Mutex<FakeKube>,
-    store: MemoryStore,
-    /// Packed as `flotilla deploy` keeps it until the cluster's step (`rollout::Prepared`).
-    rendered: PackedRender,
-}
-
-struct ScriptedSteps {
-    clusters: HashMap<String, Scripted>,
-    deployment_id: String,
-    options: RunOptions,
-    in_flight: AtomicUsize,
-    most_in_flight: AtomicUsize,
-    restores: AtomicUsize,
-}
-
-impl ScriptedSteps {
-    /// The cluster's own time, counted as in flight.
-    async fn in_flight<T>(&self, step: impl std::future::Future<Output = T>) -> T {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(CLUSTER_TIME).await;
-        let out = step.await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        out
-    }
-}
-
-fn step_error(err: &flotilla::cluster::ClusterError) -> StepError {
-    StepError::new(err.to_string())
-}
-
-impl ClusterSteps for ScriptedSteps {
-    async fn deploy(&self, context: &str, stop: &CancellationToken, _: &Reporter) -> StepOutcome {
-        let Some(c) = self.clusters.get(context) else {
-            return StepOutcome::Untouched(StepError::new(format!("{context}: not prepared")));
-        };
-        let mut opts = self.options.clone();
-        opts.cancel = stop.clone();
-        let before = self.before(context);
-        let rendered = match c.rendered.unpack(context) {
-            Ok(rendered) => rendered,
-            Err(err) => return StepOutcome::Untouched(step_error(&err)),
-        };
-        let kube = c.kube.lock().await;
-        let result = self
-            .in_flight(deploy_with(
-                &*kube,
-                &c.store,
-                &rendered,
-                &self.deployment_id,
-                &opts,
-            ))
-            .await;
-        match result {
-            Err(err) => StepOutcome::Untouched(step_error(&err)),
-            Ok(outcome) => StepOutcome::Changed {
-                before,
-                revision: outcome.revision,
-                error: outcome.error.as_ref().map(step_error),
-            },
-        }
-    }
-
-    async fn restore(
-        &self,
-        context: &str,
-        before: Option<&RevisionRef>,
-        _: &Reporter,
-    ) -> Result<Option<u32>, StepError> {
-        let c = self
-            .clusters
-            .get(context)
-            .ok_or_else(|| StepError::new(format!("{context}: not prepared")))?;
-        let before = before.ok_or_else(|| StepError::new(format!("{context}: nothing before")))?;
-        let to = RestoreTo {
-            revision: before.revision,
-            deployment_id: &self.deployment_id,
-            fresh: &[],
-            unreadable: &[],
-        };
-        let mut kube = c.kube.lock().await;
-        kube.wait = Wait::Healthy;
-        let outcome = self
-            .in_flight(flotilla::ops::restore::restore_with(
-                &*kube,
-                &c.store,
-                &c.rendered.namespace,
-                &c.rendered.release,
-                &to,
-                &self.options,
-            ))
-            .await
-            .map_err(|e| step_error(&e))?;
-        self.restores.fetch_add(1, Ordering::SeqCst);
-        match outcome.error {
-            None => Ok(Some(outcome.revision)),
-            Some(err) => Err(step_error(&err)),
-        }
-    }
-
-    fn before(&self, context: &str) -> Option<RevisionRef> {
-        let c = self.clusters.get(context)?;
-        let history = flotilla::release::History::new(c.store.records());
-        history.deployed().map(|r| RevisionRef {
-            revision: r.revision,
-            deployment_id: r.content_id().to_owned(),
-        })
-    }
-}
 
 /// User and system CPU of the process so far, and its peak RSS in KiB: `VmHWM` of
 /// /proc/self/status (getrusage's `ru_maxrss` would carry cargo's own peak, the
@@ -235,8 +123,26 @@ fn plan(clusters: &[Cluster]) -> Plan {
     }
 }
 
+/// The steps of run `id` deploying `renders` to `fleet`, as `flotilla deploy` builds them.
+fn steps(
+    fleet: &HashMap<String, FakeKube>,
+    renders: HashMap<String, PackedRender>,
+    id: &str,
+    options: &RunOptions,
+) -> KubeSteps<FakeKube> {
+    let clusters = renders
+        .into_iter()
+        .filter_map(|(context, rendered)| {
+            let kube = fleet.get(&context)?.clone();
+            let history = History::new(kube.records.records());
+            Some((context, Prepared::render(kube, history, rendered)))
+        })
+        .collect();
+    KubeSteps::new(clusters, id, options.clone(), Leases::new(false))
+}
+
 /// A deploy of every cluster of `plan` with the steps' deployment id, measured.
-async fn run(plan: &Plan, steps: &ScriptedSteps) -> (Report, Duration, Duration) {
+async fn run(plan: &Plan, steps: &KubeSteps<FakeKube>) -> (Report, Duration, Duration) {
     let info = RunInfo {
         operation: "deploy".into(),
         release: "hello".into(),
@@ -293,28 +199,19 @@ async fn main() {
         row(n, "render", wall, cpu, 0);
         let mut options = RunOptions::new(Duration::from_secs(60));
         options.targets = clusters.iter().map(|c| c.context.clone()).collect();
-        let mut steps = ScriptedSteps {
-            clusters: first
-                .into_iter()
-                .map(|(context, rendered)| {
-                    let scripted = Scripted {
-                        kube: tokio::sync::Mutex::new(FakeKube::new()),
-                        store: MemoryStore::new(),
-                        rendered,
-                    };
-                    (context, scripted)
-                })
-                .collect(),
-            deployment_id: "scale-1".into(),
-            options,
-            in_flight: AtomicUsize::new(0),
-            most_in_flight: AtomicUsize::new(0),
-            restores: AtomicUsize::new(0),
-        };
+        let in_flight = Arc::new(InFlight::default());
+        let fleet: HashMap<String, FakeKube> = clusters
+            .iter()
+            .map(|c| {
+                let kube = FakeKube::named(&c.context);
+                kube.take_rollout_time(CLUSTER_TIME, in_flight.clone());
+                (c.context.clone(), kube)
+            })
+            .collect();
         let plan = plan(&clusters);
-        let (report, wall, cpu) = run(&plan, &steps).await;
+        let (report, wall, cpu) = run(&plan, &steps(&fleet, first, "scale-1", &options)).await;
         assert_eq!(report.overall, Overall::Succeeded, "{report:?}");
-        let most = steps.most_in_flight.swap(0, Ordering::SeqCst);
+        let most = in_flight.take_most();
         assert!(
             most <= CONCURRENCY,
             "{most} clusters in flight, bound {CONCURRENCY}"
@@ -324,23 +221,25 @@ async fn main() {
 
         // Version 2 crashes in the first cluster: the run stops and restores every
         // cluster it changed to version 1.
-        for (context, rendered) in render_all(root, &clusters, "2.0.0") {
-            if let Some(c) = steps.clusters.get_mut(&context) {
-                c.rendered = rendered;
-            }
-        }
-        if let Some(c) = steps.clusters.get_mut(&clusters[0].context) {
-            c.kube.get_mut().wait = Wait::Crash;
-        }
-        steps.deployment_id = "scale-2".into();
-        let (report, wall, cpu) = run(&plan, &steps).await;
+        fleet[&clusters[0].context].next_wait(Wait::Crash);
+        let second = render_all(root, &clusters, "2.0.0");
+        let (report, wall, cpu) = run(&plan, &steps(&fleet, second, "scale-2", &options)).await;
         assert_eq!(report.overall, Overall::RolledBack, "{report:?}");
         let changed = report
             .clusters
             .iter()
             .filter(|r| r.result == RunResult::RolledBack)
             .count();
-        assert_eq!(changed, steps.restores.load(Ordering::SeqCst));
+        // Each changed cluster runs version 1 again, by a restore recorded there.
+        let restored = fleet
+            .values()
+            .filter(|kube| {
+                let history = History::new(kube.records.records());
+                history.records().len() == 3
+                    && history.runs_now().map(|r| r.content_id()) == Some("scale-1")
+            })
+            .count();
+        assert_eq!(changed, restored);
         assert!(
             report
                 .clusters
@@ -348,7 +247,7 @@ async fn main() {
                 .all(|r| matches!(r.result, RunResult::RolledBack | RunResult::NotStarted)),
             "{report:?}"
         );
-        let most = steps.most_in_flight.load(Ordering::SeqCst);
+        let most = in_flight.take_most();
         assert!(
             most <= CONCURRENCY,
             "{most} clusters in flight, bound {CONCURRENCY}"

@@ -10,12 +10,12 @@ use crate::output::OutputFormat;
 use crate::release::{EnvironmentHistory, NextRun, UntilWave};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::gates::GateVars;
-use crate::rollout::kube_steps::{revision_ref, GateSetup, KubeSteps, Prepared};
+use crate::rollout::kube_steps::{GateSetup, Prepared};
 use crate::rollout::prepare::{prepare_deploy, DeployInputs, Overrides};
 use crate::rollout::run::RunSettings;
 use crate::rollout::selection::Selected;
 use crate::rollout::summary::ReportFiles;
-use crate::rollout::{Interrupt, Plan, Report, Reporter, Run};
+use crate::rollout::{Interrupt, Report, Reporter, Run};
 use crate::Result;
 use std::path::Path;
 
@@ -175,7 +175,9 @@ pub async fn deploy_releases_in_waves(
         .await?;
     for (release, steps) in releases.iter().zip(&mut prepared) {
         if let Some(id) = &waves.resume {
-            resume(steps, &mut plan, id, waves.until_wave)?;
+            steps
+                .resume_deployment(&mut plan, id, waves.until_wave)
+                .map_err(|why| crate::Error::Reported(format!("--resume {id}: {why}")))?;
         }
         steps.options.history_keep = EnvironmentHistory::new(
             steps
@@ -225,72 +227,4 @@ pub async fn deploy_releases_in_waves(
         }))
         .await;
     Ok(reports)
-}
-
-/// Sets `steps` and `plan` up to go on with deployment `id` from the wave after the
-/// one it stopped at, after checking that it is a deployment of this release here that
-/// `--until-wave` paused, that nothing was deployed since, that it targeted the clusters
-/// of this plan and that this checkout renders the version it deployed.
-fn resume(steps: &mut KubeSteps, plan: &mut Plan, id: &str, until: Option<u32>) -> Result<()> {
-    let refuse = |why: String| crate::Error::Reported(format!("--resume {id}: {why}"));
-    let histories: Vec<(&str, &crate::release::History)> = steps
-        .clusters
-        .iter()
-        .map(|(context, p)| (context.as_str(), &p.history))
-        .collect();
-    let env = EnvironmentHistory::new(histories);
-    let point = env.resume_point(id).map_err(refuse)?;
-    let mut targets = point.targets.clone();
-    targets.sort();
-    let mut ours = plan.contexts();
-    ours.sort();
-    if targets != ours {
-        return Err(refuse(format!(
-            "it targeted the clusters {}, this environment has {}; deploy anew instead",
-            targets.join(", "),
-            ours.join(", ")
-        )));
-    }
-    if let Some(p) = steps.clusters.values().find_map(Prepared::rendered) {
-        let (version, chart) = (&p.app_version, &p.chart);
-        if *version != point.app_version || *chart != point.chart {
-            return Err(refuse(format!(
-                "it deployed version {} (chart {} {}), this checkout renders version {version} (chart {} {}): check out what it was deployed from, or deploy anew",
-                point.app_version, point.chart.name, point.chart.version, chart.name, chart.version
-            )));
-        }
-    }
-    // The same content as the first part, cluster by cluster (values and `--set`
-    // included), as the record's digest says.
-    for (context, _, record) in &point.earlier {
-        let Some(p) = steps.clusters.get(*context) else {
-            continue;
-        };
-        let digest = p.rendered().map(|r| r.digest.as_str());
-        if !record.digest.is_empty() && Some(record.digest.as_str()) != digest {
-            return Err(refuse(format!(
-                "cluster `{context}`: this checkout renders other content than the deployment recorded there (values, --set or chart changed since): run it with what the first part had, or deploy anew"
-            )));
-        }
-    }
-    if let Some(wave) = until.filter(|w| *w <= point.after_wave) {
-        return Err(refuse(format!(
-            "it already went up to wave {}; --until-wave {wave} would deploy nothing",
-            point.after_wave
-        )));
-    }
-    plan.resume_after = Some(point.after_wave);
-    let earlier = point
-        .earlier
-        .iter()
-        .map(|(context, before, revision)| {
-            (
-                (*context).to_owned(),
-                before.map(revision_ref),
-                revision.revision,
-            )
-        })
-        .collect();
-    steps.resume(earlier);
-    Ok(())
 }

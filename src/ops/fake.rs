@@ -1,17 +1,21 @@
-//! A cluster in memory for the unit tests of the operations: objects applied and
-//! deleted in a map, health as scripted, a lock that is always granted. No Kubernetes
-//! here: what these tests show is the state machine (records, prune, repair), not the
-//! API server's behaviour, which the fleet tests cover.
+//! A cluster in memory for the unit tests of the operations and of the multi-cluster
+//! run: objects applied and deleted in a map, health as scripted, the release's records
+//! in a [`MemoryStore`], a lock granted unless a test says another run holds it. No
+//! Kubernetes here: what these tests show is the state machine (records, prune,
+//! repair, waves, restores), not the API server's behaviour, which the fleet tests
+//! cover.
 
-use super::{HeldLock, KubeClient};
+use super::{HeldLock, KubeClient, ReleaseCluster};
 use crate::cluster::labels::{self, LiveMeta, Removal};
 use crate::cluster::{
-    ApplyOptions, CancellationToken, ClusterError, Event, Kept, LockOptions, ObjectRef, Progress,
-    Removed, SoakSample, WaitOptions,
+    ApplyOptions, CancellationToken, ClusterError, Diagnosis, Event, Kept, LockOptions, ObjectRef,
+    Progress, Removed, SoakSample, WaitOptions,
 };
+use crate::storage::MemoryStore;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
 
 /// How the scripted cluster answers the health wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,39 +27,142 @@ pub enum Wait {
     LoseLease,
 }
 
-pub struct FakeKube {
+/// One cluster in memory. Cheap to clone: clones are the same cluster (as clones of a
+/// [`crate::cluster::ClusterHandle`] are), so a test keeps one to look at and script
+/// while a run holds another.
+#[derive(Clone, Default)]
+pub struct FakeKube(Arc<FakeState>);
+
+impl std::ops::Deref for FakeKube {
+    type Target = FakeState;
+
+    fn deref(&self) -> &FakeState {
+        &self.0
+    }
+}
+
+pub struct FakeState {
+    context: String,
     pub live: Mutex<BTreeMap<ObjectRef, Value>>,
-    pub wait: Wait,
-    /// The apply of the object with this name fails (after the ones before it).
-    pub reject: Option<String>,
+    wait: Mutex<Wait>,
+    /// The next health wait only answers this; the later ones answer `wait`.
+    wait_once: Mutex<Option<Wait>>,
+    /// The apply of the object with this name fails (after the ones before it); with
+    /// `true`, only the next apply of it.
+    reject: Mutex<Option<(String, bool)>>,
     /// The apply of the object with this name gets no answer: the cluster is lost.
-    pub lost_at: Option<String>,
+    lost_at: Mutex<Option<String>>,
     /// The lease every lock hands out; cancel it to make the run lose its lease.
     pub lease: CancellationToken,
+    /// Who holds the lease for another run: every lock is then refused.
+    held_by: Mutex<Option<String>>,
     pub log: Mutex<Vec<String>>,
     /// What a soak sees, one sample per look; the last one repeats.
     pub samples: Mutex<std::collections::VecDeque<SoakSample>>,
     pub samples_taken: std::sync::atomic::AtomicUsize,
+    /// The release's records in this cluster.
+    pub records: MemoryStore,
+    /// The release's checksum key, once written.
+    key: Mutex<Option<Zeroizing<Vec<u8>>>>,
+    /// Run when the next health wait starts (a signal that arrives mid-rollout).
+    on_next_wait: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// A rollout's own time, taken by every health wait, and who counts it.
+    rollout_time: Mutex<Option<(std::time::Duration, Arc<InFlight>)>>,
 }
 
-impl Default for FakeKube {
-    fn default() -> FakeKube {
-        FakeKube::new()
+/// How many clusters are in a rollout at once, and the most there were: what the
+/// scale benchmark holds against the run's concurrency bound.
+#[derive(Default)]
+pub struct InFlight {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl InFlight {
+    /// The most in a rollout at once since the last call (which starts counting anew).
+    pub fn take_most(&self) -> usize {
+        self.most.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Default for FakeState {
+    fn default() -> FakeState {
+        FakeState {
+            context: "fake".into(),
+            live: Mutex::new(BTreeMap::new()),
+            wait: Mutex::new(Wait::Healthy),
+            wait_once: Mutex::new(None),
+            reject: Mutex::new(None),
+            lost_at: Mutex::new(None),
+            lease: CancellationToken::new(),
+            held_by: Mutex::new(None),
+            log: Mutex::new(Vec::new()),
+            samples: Mutex::new(Default::default()),
+            samples_taken: Default::default(),
+            records: MemoryStore::new(),
+            key: Mutex::new(None),
+            rollout_time: Mutex::new(None),
+            on_next_wait: Mutex::new(None),
+        }
     }
 }
 
 impl FakeKube {
+    /// A cluster named `fake`.
     pub fn new() -> FakeKube {
-        FakeKube {
-            live: Mutex::new(BTreeMap::new()),
-            wait: Wait::Healthy,
-            reject: None,
-            lost_at: None,
-            lease: CancellationToken::new(),
-            log: Mutex::new(Vec::new()),
-            samples: Mutex::new(Default::default()),
-            samples_taken: Default::default(),
-        }
+        FakeKube::default()
+    }
+
+    /// A cluster of kube context `context`, for runs of many clusters.
+    pub fn named(context: &str) -> FakeKube {
+        FakeKube(Arc::new(FakeState {
+            context: context.to_owned(),
+            ..FakeState::default()
+        }))
+    }
+
+    /// How the health waits from now on end (and no one-off answer is pending).
+    pub fn set_wait(&self, wait: Wait) {
+        *self.wait.lock().unwrap() = wait;
+        *self.wait_once.lock().unwrap() = None;
+    }
+
+    /// How the next health wait ends (a crash of the revision a run applies, which
+    /// the restore after it does not have).
+    pub fn next_wait(&self, wait: Wait) {
+        *self.wait_once.lock().unwrap() = Some(wait);
+    }
+
+    /// The apply of the object named `name` fails from now on (`None`: none does).
+    pub fn reject(&self, name: Option<&str>) {
+        *self.reject.lock().unwrap() = name.map(|n| (n.to_owned(), false));
+    }
+
+    /// The next apply of the object named `name` fails (an admission webhook that
+    /// refused once).
+    pub fn reject_next(&self, name: &str) {
+        *self.reject.lock().unwrap() = Some((name.to_owned(), true));
+    }
+
+    /// The apply of the object named `name` gets no answer from now on.
+    pub fn lose_at(&self, name: Option<&str>) {
+        *self.lost_at.lock().unwrap() = name.map(str::to_owned);
+    }
+
+    /// Another run (`holder`) holds the release's lease: every lock is refused.
+    pub fn hold_lease(&self, holder: Option<&str>) {
+        *self.held_by.lock().unwrap() = holder.map(str::to_owned);
+    }
+
+    /// `then` runs when the next health wait starts.
+    pub fn during_next_wait(&self, then: impl FnOnce() + Send + 'static) {
+        *self.on_next_wait.lock().unwrap() = Some(Box::new(then));
+    }
+
+    /// Every health wait first takes `time` (an apply and a rollout's own time, which
+    /// costs no CPU), counted in `in_flight` while it lasts.
+    pub fn take_rollout_time(&self, time: std::time::Duration, in_flight: Arc<InFlight>) {
+        *self.rollout_time.lock().unwrap() = Some((time, in_flight));
     }
 
     pub fn script_samples(&self, samples: Vec<SoakSample>) {
@@ -110,7 +217,7 @@ impl KubeClient for FakeKube {
     type Lock = FakeLock;
 
     fn context(&self) -> &str {
-        "fake"
+        &self.context
     }
 
     async fn ensure_namespace(&self, _: &str, _: bool) -> Result<(), ClusterError> {
@@ -119,17 +226,26 @@ impl KubeClient for FakeKube {
 
     async fn lock(
         &self,
-        _: &str,
-        _: &str,
+        namespace: &str,
+        release: &str,
         _: &LockOptions,
         _: &(dyn Fn(&str) + Sync),
     ) -> Result<FakeLock, ClusterError> {
-        Ok(FakeLock(self.lease.clone()))
+        match self.held_by.lock().unwrap().clone() {
+            Some(holder) => Err(ClusterError::Locked {
+                context: self.context.clone(),
+                release: release.to_owned(),
+                lease: format!("{namespace}/flotilla.{release}"),
+                holder,
+                since: "2026-12-07T09:00:00Z".into(),
+            }),
+            None => Ok(FakeLock(self.lease.clone())),
+        }
     }
 
     async fn identity(&self, object: &Value, namespace: &str) -> Result<ObjectRef, ClusterError> {
         let mut id = ObjectRef::of(object).map_err(|message| ClusterError::InvalidObject {
-            context: "fake".into(),
+            context: self.context.clone(),
             object: "an object".into(),
             message,
         })?;
@@ -165,15 +281,23 @@ impl KubeClient for FakeKube {
         let mut applied = Vec::new();
         for object in objects {
             let id = self.identity(object, &opts.namespace).await?;
-            if self.lost_at.as_deref() == Some(id.name.as_str()) {
+            if self.lost_at.lock().unwrap().as_deref() == Some(id.name.as_str()) {
                 return Err(ClusterError::Unreachable {
-                    context: "fake".into(),
+                    context: self.context.clone(),
                     message: format!("no answer to the apply of {id} within 15s"),
                 });
             }
-            if self.reject.as_deref() == Some(id.name.as_str()) {
+            let rejected = {
+                let mut reject = self.reject.lock().unwrap();
+                let hit = reject.as_ref().is_some_and(|(name, _)| *name == id.name);
+                if hit && reject.as_ref().is_some_and(|(_, once)| *once) {
+                    *reject = None;
+                }
+                hit
+            };
+            if rejected {
                 return Err(ClusterError::Api {
-                    context: "fake".into(),
+                    context: self.context.clone(),
                     action: "apply".into(),
                     object: id.to_string(),
                     message: "admission webhook denied the request".into(),
@@ -189,7 +313,7 @@ impl KubeClient for FakeKube {
             let mut live = self.live.lock().unwrap();
             live.remove(&id);
             live.insert(id.clone(), object);
-            progress("fake", Event::Applied(id.clone()));
+            progress(&self.context, Event::Applied(id.clone()));
             applied.push(id);
         }
         Ok(applied)
@@ -244,17 +368,31 @@ impl KubeClient for FakeKube {
         _: &Progress,
     ) -> Result<(), ClusterError> {
         self.note("wait".into());
-        match self.wait {
+        let then = self.on_next_wait.lock().unwrap().take();
+        if let Some(then) = then {
+            then();
+        }
+        let rollout_time = self.rollout_time.lock().unwrap().clone();
+        if let Some((time, in_flight)) = rollout_time {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = in_flight.now.fetch_add(1, SeqCst) + 1;
+            in_flight.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(time).await;
+            in_flight.now.fetch_sub(1, SeqCst);
+        }
+        let once = self.wait_once.lock().unwrap().take();
+        let wait = once.unwrap_or(*self.wait.lock().unwrap());
+        match wait {
             Wait::Healthy => Ok(()),
             Wait::LoseLease => {
                 self.lease.cancel();
                 cancel.cancelled().await;
                 Err(ClusterError::Cancelled {
-                    context: "fake".into(),
+                    context: self.context.clone(),
                 })
             }
             Wait::Crash => Err(ClusterError::Unhealthy {
-                context: "fake".into(),
+                context: self.context.clone(),
                 object: "Deployment ns/web".into(),
                 reason: "pod web-1 container web: CrashLoopBackOff".into(),
             }),
@@ -271,5 +409,44 @@ impl KubeClient for FakeKube {
             samples.front().cloned()
         };
         Ok(sample.unwrap_or_default())
+    }
+}
+
+impl ReleaseCluster for FakeKube {
+    type Records = MemoryStore;
+
+    /// The one release's records, whatever the names (a fake holds one release).
+    fn records(&self, _: &str, _: &str) -> MemoryStore {
+        self.records.clone()
+    }
+
+    async fn checksum_key(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ClusterError> {
+        Ok(self.key.lock().unwrap().clone())
+    }
+
+    async fn create_checksum_key(&self, _: &str, _: &str, key: &[u8]) -> Result<(), ClusterError> {
+        *self.key.lock().unwrap() = Some(Zeroizing::new(key.to_vec()));
+        Ok(())
+    }
+
+    /// A failed health wait, as the fleet's diagnosis would name it: the crashing pod.
+    async fn diagnose(&self, _: &str, _: &str, err: &ClusterError) -> Option<Diagnosis> {
+        matches!(err, ClusterError::Unhealthy { .. }).then(|| Diagnosis {
+            pods: vec![crate::cluster::FailingPod {
+                namespace: "ns".into(),
+                pod: "web-1".into(),
+                container: "web".into(),
+                reason: "CrashLoopBackOff".into(),
+                message: None,
+                restarts: 3,
+                logs: vec!["panic: no database".into()],
+                logs_unavailable: None,
+            }],
+            ..Default::default()
+        })
     }
 }

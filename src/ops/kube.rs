@@ -4,10 +4,12 @@
 
 use crate::cluster::labels::LiveMeta;
 use crate::cluster::{
-    ApplyOptions, CancellationToken, ClusterError, ClusterHandle, Lock, LockOptions, ObjectRef,
-    Progress, Removal, Removed, SoakSample, WaitOptions,
+    ApplyOptions, CancellationToken, ClusterError, ClusterHandle, Diagnosis, Lock, LockOptions,
+    ObjectRef, Progress, Removal, Removed, SoakSample, WaitOptions,
 };
+use crate::storage::{RecordStore, SecretStore};
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 /// A lease held for one release in one cluster.
 pub trait HeldLock {
@@ -194,5 +196,73 @@ impl KubeClient for ClusterHandle {
         release: &str,
     ) -> Result<SoakSample, ClusterError> {
         ClusterHandle::soak_sample(self, namespace, release).await
+    }
+}
+
+/// A cluster as a multi-cluster run uses it: its objects ([`KubeClient`]), and in it
+/// the release's records, its checksum key and what a failure there looked like. The
+/// real implementation is [`ClusterHandle`] (records in Secrets); the run's unit tests
+/// use the in-memory cluster, so that waves, restores and leases are tested without
+/// Kubernetes.
+#[allow(async_fn_in_trait)]
+pub trait ReleaseCluster: KubeClient {
+    type Records: RecordStore + Clone;
+
+    /// The records of `release` in `namespace`.
+    fn records(&self, namespace: &str, release: &str) -> Self::Records;
+    /// The release's checksum key, if it has one (read only: nothing is created).
+    async fn checksum_key(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ClusterError>;
+    /// Writes the release's checksum key, drawn before the run took its leases.
+    async fn create_checksum_key(
+        &self,
+        namespace: &str,
+        release: &str,
+        key: &[u8],
+    ) -> Result<(), ClusterError>;
+    /// What the failing pods, their events and logs show of `err`, when it is a
+    /// failure worth diagnosing.
+    async fn diagnose(
+        &self,
+        namespace: &str,
+        release: &str,
+        err: &ClusterError,
+    ) -> Option<Diagnosis>;
+}
+
+impl ReleaseCluster for ClusterHandle {
+    type Records = SecretStore;
+
+    fn records(&self, namespace: &str, release: &str) -> SecretStore {
+        SecretStore::new(self, namespace, release)
+    }
+
+    async fn checksum_key(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ClusterError> {
+        crate::storage::checksum_key(self, namespace, release, false, false).await
+    }
+
+    async fn create_checksum_key(
+        &self,
+        namespace: &str,
+        release: &str,
+        key: &[u8],
+    ) -> Result<(), ClusterError> {
+        crate::storage::create_checksum_key(self, namespace, release, key).await
+    }
+
+    async fn diagnose(
+        &self,
+        namespace: &str,
+        release: &str,
+        err: &ClusterError,
+    ) -> Option<Diagnosis> {
+        ClusterHandle::diagnose(self, namespace, release, err).await
     }
 }

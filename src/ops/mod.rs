@@ -27,7 +27,7 @@ pub mod upgrade;
 pub mod fake;
 
 pub use inspect::{diff, history, status, ClusterHealth, ObjectHealth, ObjectStatus, StatusReport};
-pub use kube::{HeldLock, KubeClient};
+pub use kube::{HeldLock, KubeClient, ReleaseCluster};
 pub use restore::restore;
 pub use restore::restore_under;
 pub use soak::{soak, SoakOptions};
@@ -291,14 +291,14 @@ pub struct Outcome {
 /// of every write of the run to it (another writer's change since is a conflict, never
 /// overwritten).
 #[derive(Clone)]
-pub struct LeasedRead {
+pub struct LeasedRead<S = crate::storage::SecretStore> {
     pub history: crate::release::History,
-    store: crate::storage::SecretStore,
+    store: S,
 }
 
-impl LeasedRead {
+impl<S: crate::storage::RecordStore + Clone> LeasedRead<S> {
     /// The same read, its history replaced by an equal one (shared with the caller).
-    pub fn with_history(self, shared: crate::release::History) -> LeasedRead {
+    pub fn with_history(self, shared: crate::release::History) -> LeasedRead<S> {
         LeasedRead {
             history: shared,
             ..self
@@ -307,20 +307,20 @@ impl LeasedRead {
 
     /// The records as read under the lease, for the run's writes: each write is
     /// conditional on the resourceVersion read.
-    pub fn store(&self) -> crate::storage::UnderLease<crate::storage::SecretStore> {
+    pub fn store(&self) -> crate::storage::UnderLease<S> {
         crate::storage::UnderLease::new(self.store.clone(), &self.history)
     }
 }
 
 /// Reads the records of `release` (under a lease the caller holds), keeping their
 /// resourceVersions for the run's writes.
-pub async fn read_leased(
-    cluster: &crate::cluster::ClusterHandle,
+pub async fn read_leased<K: ReleaseCluster>(
+    cluster: &K,
     namespace: &str,
     release: &str,
-) -> Result<LeasedRead, ClusterError> {
+) -> Result<LeasedRead<K::Records>, ClusterError> {
     use crate::storage::RecordStore;
-    let store = crate::storage::SecretStore::new(cluster, namespace, release);
+    let store = cluster.records(namespace, release);
     let read = store.history().await?;
     Ok(LeasedRead {
         history: read,

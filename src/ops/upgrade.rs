@@ -954,11 +954,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_unhealthy_revision_is_failed_and_the_good_one_stays_deployed() {
-        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
         deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
             .await
             .unwrap();
-        kube.wait = Wait::Crash;
+        kube.set_wait(Wait::Crash);
         let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
             .await
             .unwrap();
@@ -980,11 +980,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_rejected_apply_is_recorded_failed_with_every_identity_and_prunes_nothing() {
-        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
         deploy_with(&kube, &store, &rendered("1", true), "d1", &opts())
             .await
             .unwrap();
-        kube.reject = Some("web".into());
+        kube.reject(Some("web"));
         let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
             .await
             .unwrap();
@@ -1058,11 +1058,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_cluster_lost_during_apply_is_changed_unreachable_and_names_both_faults() {
-        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
         deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
             .await
             .unwrap();
-        kube.lost_at = Some("web".into());
+        kube.lose_at(Some("web"));
         // The pending record of the second run is written, nothing after it.
         store.fail_after_writes(1);
         let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
@@ -1083,8 +1083,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_cluster_whose_final_record_lands_is_recorded_failed() {
-        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
-        kube.lost_at = Some("web".into());
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        kube.lose_at(Some("web"));
         let outcome = deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
             .await
             .unwrap();
@@ -1124,11 +1124,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_lease_lost_during_the_wait_stops_the_run_and_writes_no_more_records() {
-        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
         deploy_with(&kube, &store, &rendered("1", true), "d1", &opts())
             .await
             .unwrap();
-        kube.wait = Wait::LoseLease;
+        kube.set_wait(Wait::LoseLease);
         let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
             .await
             .unwrap();
@@ -1397,16 +1397,16 @@ mod tests {
     /// next `rollback` of the environment refuse).
     #[tokio::test]
     async fn an_automatic_restore_never_marks_the_content_it_brings_back_rolled_back() {
-        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
         deploy_with(&kube, &store, &rendered("1", true), "a", &opts())
             .await
             .unwrap();
-        kube.wait = Wait::Crash;
+        kube.set_wait(Wait::Crash);
         let failed = deploy_with(&kube, &store, &rendered("2", true), "crash", &opts())
             .await
             .unwrap();
         assert_eq!(failed.status, Status::Failed);
-        kube.wait = Wait::Healthy;
+        kube.set_wait(Wait::Healthy);
         let to = RestoreTo {
             revision: 1,
             deployment_id: "crash",
@@ -1482,11 +1482,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_deploy_deletes_nothing_it_dropped() {
-        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
         deploy_with(&kube, &store, &rendered("1", true), "d1", &opts())
             .await
             .unwrap();
-        kube.wait = Wait::Crash;
+        kube.set_wait(Wait::Crash);
         let outcome = deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
             .await
             .unwrap();
@@ -1495,7 +1495,7 @@ mod tests {
         assert!(kube.live_names().contains(&"ConfigMap/extra".to_owned()));
         assert!(!kube.logged().iter().any(|l| l.starts_with("delete")));
         // The next healthy run prunes it, after its wait.
-        kube.wait = Wait::Healthy;
+        kube.set_wait(Wait::Healthy);
         let third = deploy_with(&kube, &store, &rendered("3", false), "d3", &opts())
             .await
             .unwrap();
@@ -1686,7 +1686,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rollback_never_deletes_what_the_run_it_undoes_adopted() {
-        let (mut kube, store) = (FakeKube::new(), MemoryStore::new());
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
         deploy_with(&kube, &store, &rendered("1", false), "d1", &opts())
             .await
             .unwrap();
@@ -1697,7 +1697,7 @@ mod tests {
         // d2 adopts it and fails.
         let mut adopt = opts();
         adopt.adopt = true;
-        kube.wait = Wait::Crash;
+        kube.set_wait(Wait::Crash);
         let failed = deploy_with(&kube, &store, &rendered("2", true), "d2", &adopt)
             .await
             .unwrap();
@@ -1707,7 +1707,7 @@ mod tests {
             "d2"
         );
         // The coordinated restore to d1 keeps it: it existed before d2.
-        kube.wait = Wait::Healthy;
+        kube.set_wait(Wait::Healthy);
         let to = RestoreTo {
             revision: 1,
             deployment_id: "d1",

@@ -12,13 +12,14 @@ use super::executor::{ClusterSteps, LeaseWait, Soak, StepError, StepOutcome};
 use super::gates::{run_verify, GateResult, GateVars};
 pub use super::leases::Leases;
 use super::leases::{lease_options, step_error};
+use super::plan::Plan;
 use super::progress::{Phase, Reporter};
 use super::recorded::{read_secrets, rerender, Refreshed};
 use super::report::RevisionRef;
-use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event, Lock};
+use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event};
 use crate::config::{Cluster, LoadedEnvironment};
-use crate::ops::{self, restore::RestoreTo, Outcome, PackedRender, RunOptions};
-use crate::release::{History, ReleaseRecord};
+use crate::ops::{self, restore::RestoreTo, Outcome, PackedRender, ReleaseCluster, RunOptions};
+use crate::release::{EnvironmentHistory, History, ReleaseRecord};
 use crate::vault::ResolvedSecrets;
 use std::collections::HashMap;
 use std::future::Future;
@@ -85,8 +86,8 @@ async fn deploy_within_budget(
 }
 
 /// One cluster of a run, and what the run puts there.
-pub struct Prepared {
-    pub handle: ClusterHandle,
+pub struct Prepared<K = ClusterHandle> {
+    pub handle: K,
     /// Its history before this run.
     pub history: History,
     pub target: Target,
@@ -115,9 +116,9 @@ pub struct RecordedTarget {
     pub unreadable: Vec<crate::cluster::ObjectRef>,
 }
 
-impl Prepared {
+impl<K> Prepared<K> {
     /// A cluster the run deploys `rendered` to.
-    pub fn render(handle: ClusterHandle, history: History, rendered: PackedRender) -> Prepared {
+    pub fn render(handle: K, history: History, rendered: PackedRender) -> Prepared<K> {
         Prepared {
             handle,
             history,
@@ -184,13 +185,14 @@ fn deployed(history: &History) -> Option<RevisionRef> {
     history.deployed().map(revision_ref)
 }
 
-/// The steps of one release's run on real clusters.
-pub struct KubeSteps {
-    pub clusters: HashMap<String, Prepared>,
+/// The steps of one release's run on its clusters: real ones, or in memory for the
+/// run's unit tests.
+pub struct KubeSteps<K: ReleaseCluster = ClusterHandle> {
+    pub clusters: HashMap<String, Prepared<K>>,
     pub deployment_id: String,
     /// Timeout, lock, history limit; `cancel` and `progress` are set per step.
     pub options: RunOptions,
-    pub leases: Leases,
+    pub leases: Leases<K>,
     /// What verify commands see and where they run; `None`: no wave has any.
     pub gates: Option<GateSetup>,
     /// Clusters an earlier part of this deployment changed (`deploy --resume`): what
@@ -209,16 +211,16 @@ pub struct GateSetup {
     pub root: std::path::PathBuf,
 }
 
-impl KubeSteps {
+impl<K: ReleaseCluster> KubeSteps<K> {
     /// The steps of run `deployment_id` putting each of `clusters` on its target: no
     /// gates, nothing resumed, a restore with the Secrets of the run's own targets
     /// until [`KubeSteps::restore_renders`] says how to render them again.
     pub fn new(
-        clusters: HashMap<String, Prepared>,
+        clusters: HashMap<String, Prepared<K>>,
         deployment_id: &str,
         options: RunOptions,
-        leases: Leases,
-    ) -> KubeSteps {
+        leases: Leases<K>,
+    ) -> KubeSteps<K> {
         KubeSteps {
             clusters,
             deployment_id: deployment_id.to_owned(),
@@ -238,6 +240,78 @@ impl KubeSteps {
                 .note_recorded(&context, revision, &self.deployment_id);
             self.resumed.insert(context, (before, revision));
         }
+    }
+
+    /// Sets these steps and `plan` up to go on with deployment `id` from the wave after the
+    /// one it stopped at, after checking that it is a deployment of this release here that
+    /// `--until-wave` paused, that nothing was deployed since, that it targeted the clusters
+    /// of this plan and that this checkout renders the version it deployed.
+    pub fn resume_deployment(
+        &mut self,
+        plan: &mut Plan,
+        id: &str,
+        until: Option<u32>,
+    ) -> Result<(), String> {
+        let histories: Vec<(&str, &History)> = self
+            .clusters
+            .iter()
+            .map(|(context, p)| (context.as_str(), &p.history))
+            .collect();
+        let env = EnvironmentHistory::new(histories);
+        let point = env.resume_point(id)?;
+        let mut targets = point.targets.clone();
+        targets.sort();
+        let mut ours = plan.contexts();
+        ours.sort();
+        if targets != ours {
+            return Err(format!(
+                "it targeted the clusters {}, this environment has {}; deploy anew instead",
+                targets.join(", "),
+                ours.join(", ")
+            ));
+        }
+        if let Some(p) = self.clusters.values().find_map(Prepared::rendered) {
+            let (version, chart) = (&p.app_version, &p.chart);
+            if *version != point.app_version || *chart != point.chart {
+                return Err(format!(
+                "it deployed version {} (chart {} {}), this checkout renders version {version} (chart {} {}): check out what it was deployed from, or deploy anew",
+                point.app_version, point.chart.name, point.chart.version, chart.name, chart.version
+            ));
+            }
+        }
+        // The same content as the first part, cluster by cluster (values and `--set`
+        // included), as the record's digest says.
+        for (context, _, record) in &point.earlier {
+            let Some(p) = self.clusters.get(*context) else {
+                continue;
+            };
+            let digest = p.rendered().map(|r| r.digest.as_str());
+            if !record.digest.is_empty() && Some(record.digest.as_str()) != digest {
+                return Err(format!(
+                "cluster `{context}`: this checkout renders other content than the deployment recorded there (values, --set or chart changed since): run it with what the first part had, or deploy anew"
+            ));
+            }
+        }
+        if let Some(wave) = until.filter(|w| *w <= point.after_wave) {
+            return Err(format!(
+                "it already went up to wave {}; --until-wave {wave} would deploy nothing",
+                point.after_wave
+            ));
+        }
+        plan.resume_after = Some(point.after_wave);
+        let earlier = point
+            .earlier
+            .iter()
+            .map(|(context, before, revision)| {
+                (
+                    (*context).to_owned(),
+                    before.map(revision_ref),
+                    revision.revision,
+                )
+            })
+            .collect();
+        self.resume(earlier);
+        Ok(())
     }
 }
 
@@ -271,12 +345,12 @@ fn step_options(
 /// an outcome is a changed cluster, lost or not (its error says `unreachable`). A
 /// cluster whose health wait failed is diagnosed now, before any restore, so that the
 /// report describes the failing revision.
-async fn step_outcome(
+async fn step_outcome<K: ReleaseCluster>(
     result: Result<Outcome, ClusterError>,
     before: Option<RevisionRef>,
-    leases: &Leases,
+    leases: &Leases<K>,
     deployment_id: &str,
-    (handle, namespace, release): (&ClusterHandle, &str, &str),
+    (handle, namespace, release): (&K, &str, &str),
 ) -> StepOutcome {
     match result {
         Err(err) => StepOutcome::Untouched(step_error(&err)),
@@ -331,7 +405,7 @@ impl RestoreRenders {
     }
 }
 
-impl KubeSteps {
+impl<K: ReleaseCluster> KubeSteps<K> {
     /// The objects a restore of `context` to `before` applies besides the record's:
     /// the revision rendered again from its record, with its secrets read again at its
     /// own sources, so that nothing of the failed run's render (its Secrets, their
@@ -341,7 +415,7 @@ impl KubeSteps {
     async fn restore_objects(
         &self,
         context: &str,
-        p: &Prepared,
+        p: &Prepared<K>,
         before: &RevisionRef,
         history: &History,
     ) -> Result<Refreshed, StepError> {
@@ -372,7 +446,9 @@ impl KubeSteps {
                 })
                 .await;
             // The key `secretsum` was rendered with: without it the checksums differ.
-            let key = crate::storage::checksum_key(&p.handle, namespace, release, false, false)
+            let key = p
+                .handle
+                .checksum_key(namespace, release)
                 .await
                 .map_err(|e| tracing::warn!("{e}"))
                 .ok()
@@ -416,9 +492,9 @@ impl KubeSteps {
     async fn put_target(
         &self,
         context: &str,
-        p: &Prepared,
-        lock: &Lock,
-        read: &ops::LeasedRead,
+        p: &Prepared<K>,
+        lock: &K::Lock,
+        read: &ops::LeasedRead<K::Records>,
         opts: &RunOptions,
     ) -> Result<Outcome, ClusterError> {
         match &p.target {
@@ -456,7 +532,7 @@ impl KubeSteps {
     }
 }
 
-impl ClusterSteps for KubeSteps {
+impl<K: ReleaseCluster> ClusterSteps for KubeSteps<K> {
     async fn deploy(
         &self,
         context: &str,

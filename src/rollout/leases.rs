@@ -7,8 +7,8 @@
 
 use super::progress::{Phase, Reporter};
 use super::step::{LeaseWait, StepError};
-use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Lock, LockOptions};
-use crate::ops;
+use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, LockOptions};
+use crate::ops::{self, HeldLock, ReleaseCluster};
 use crate::release::History;
 use std::collections::HashMap;
 use std::future::Future;
@@ -80,16 +80,15 @@ pub fn step_error(err: &ClusterError) -> StepError {
 }
 
 /// The leases a run holds, one per cluster, and what it recorded in each.
-#[derive(Default)]
-pub struct Leases {
-    held: Mutex<HashMap<String, Arc<Lock>>>,
+pub struct Leases<K: ReleaseCluster = ClusterHandle> {
+    held: Mutex<HashMap<String, Arc<K::Lock>>>,
     /// The revision (and its deployment id) this run recorded in each cluster: what a
     /// restore must find as the newest record there.
     recorded: Mutex<HashMap<String, (u32, String)>>,
     /// Each cluster's records as read once its lease was taken: what ran before this
     /// run, which another run may have changed since the run was prepared, and their
     /// resourceVersions (the preconditions of the run's writes).
-    seen: Mutex<HashMap<String, ops::LeasedRead>>,
+    seen: Mutex<HashMap<String, ops::LeasedRead<K::Records>>>,
     /// Create the release namespace where missing before taking the lease in it
     /// (`--create-namespace`).
     create_namespace: bool,
@@ -98,12 +97,21 @@ pub struct Leases {
     keys: Mutex<HashMap<String, Zeroizing<Vec<u8>>>>,
 }
 
-impl Leases {
+impl<K: ReleaseCluster> Default for Leases<K> {
+    fn default() -> Self {
+        Leases::new(false)
+    }
+}
+
+impl<K: ReleaseCluster> Leases<K> {
     /// No lease held yet; `create_namespace` as `--create-namespace` says.
-    pub fn new(create_namespace: bool) -> Leases {
+    pub fn new(create_namespace: bool) -> Leases<K> {
         Leases {
+            held: Mutex::default(),
+            recorded: Mutex::default(),
+            seen: Mutex::default(),
             create_namespace,
-            ..Default::default()
+            keys: Mutex::default(),
         }
     }
 
@@ -119,7 +127,7 @@ impl Leases {
     /// Writes the checksum key drawn for `context` in `prepare`, if any (once).
     pub(super) async fn write_key(
         &self,
-        handle: &ClusterHandle,
+        handle: &K,
         namespace: &str,
         release: &str,
     ) -> Result<(), ClusterError> {
@@ -129,9 +137,7 @@ impl Leases {
             .unwrap_or_else(|p| p.into_inner())
             .remove(handle.context());
         match key {
-            Some(key) => {
-                crate::storage::create_checksum_key(handle, namespace, release, &key).await
-            }
+            Some(key) => handle.create_checksum_key(namespace, release, &key).await,
             None => Ok(()),
         }
     }
@@ -142,7 +148,7 @@ impl Leases {
     /// step once every other lease is held (so a run refused elsewhere creates nothing).
     pub(super) async fn take_or_defer(
         &self,
-        handle: &ClusterHandle,
+        handle: &K,
         namespace: &str,
         release: &str,
         opts: &LockOptions,
@@ -161,7 +167,7 @@ impl Leases {
         }
     }
 
-    pub(super) fn get(&self, context: &str) -> Option<Arc<Lock>> {
+    pub(super) fn get(&self, context: &str) -> Option<Arc<K::Lock>> {
         self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -173,13 +179,13 @@ impl Leases {
     /// (waiting up to `opts.wait` for another run, and saying so).
     pub(super) async fn take(
         &self,
-        handle: &ClusterHandle,
+        handle: &K,
         namespace: &str,
         release: &str,
         opts: &LockOptions,
         reporter: &Reporter,
         prepared: Option<&History>,
-    ) -> Result<Arc<Lock>, ClusterError> {
+    ) -> Result<Arc<K::Lock>, ClusterError> {
         self.lock_and_read(
             handle,
             namespace,
@@ -197,14 +203,14 @@ impl Leases {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn lock_and_read(
         &self,
-        handle: &ClusterHandle,
+        handle: &K,
         namespace: &str,
         release: &str,
         opts: &LockOptions,
         create_namespace: bool,
         reporter: &Reporter,
         prepared: Option<&History>,
-    ) -> Result<Arc<Lock>, ClusterError> {
+    ) -> Result<Arc<K::Lock>, ClusterError> {
         let context = handle.context();
         if let Some(lock) = self.get(context).filter(|l| !l.lost().is_cancelled()) {
             return Ok(lock);
@@ -247,7 +253,7 @@ impl Leases {
     }
 
     /// The records of `context` as read under this run's lease.
-    pub(super) fn seen_read(&self, context: &str) -> Option<ops::LeasedRead> {
+    pub(super) fn seen_read(&self, context: &str) -> Option<ops::LeasedRead<K::Records>> {
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -256,7 +262,10 @@ impl Leases {
     }
 
     /// [`Leases::seen_read`], or an error when the lease was never taken.
-    pub(super) fn read_under_lease(&self, context: &str) -> Result<ops::LeasedRead, ClusterError> {
+    pub(super) fn read_under_lease(
+        &self,
+        context: &str,
+    ) -> Result<ops::LeasedRead<K::Records>, ClusterError> {
         self.seen_read(context)
             .ok_or_else(|| ClusterError::Release {
                 context: context.to_owned(),
@@ -278,12 +287,12 @@ impl Leases {
     /// run would overwrite it.
     pub(super) async fn for_restore(
         &self,
-        handle: &ClusterHandle,
+        handle: &K,
         namespace: &str,
         release: &str,
         opts: &LockOptions,
         reporter: &Reporter,
-    ) -> Result<(Arc<Lock>, ops::LeasedRead), StepError> {
+    ) -> Result<(Arc<K::Lock>, ops::LeasedRead<K::Records>), StepError> {
         let context = handle.context();
         let lost = self
             .get(context)
@@ -325,7 +334,7 @@ impl Leases {
     /// forgets what was read under them: taken again, they are read again.
     pub async fn release_all(&self) {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        let held: Vec<Arc<Lock>> = self
+        let held: Vec<Arc<K::Lock>> = self
             .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -335,7 +344,7 @@ impl Leases {
         futures::future::join_all(
             held.into_iter()
                 .filter_map(|l| Arc::try_unwrap(l).ok())
-                .map(Lock::release),
+                .map(HeldLock::release),
         )
         .await;
     }

@@ -23,6 +23,8 @@ pub mod id;
 pub mod kube_steps;
 pub mod leases;
 #[cfg(test)]
+mod memory_fleet;
+#[cfg(test)]
 mod model_tests;
 pub mod plan;
 pub mod prepare;
@@ -30,6 +32,8 @@ pub mod progress;
 pub mod recorded;
 pub mod report;
 pub mod run;
+#[cfg(test)]
+mod run_tests;
 pub mod selection;
 pub mod signing;
 pub mod step;
