@@ -93,9 +93,9 @@ fn forms_of(value: &str) -> Vec<String> {
     // Rust's `{:?}` (error messages that quote an argument).
     forms.push(value.escape_debug().to_string());
     forms.push(value.escape_default().to_string());
-    // YAML: single-quoted, and however serde_yaml writes the scalar.
+    // YAML: single-quoted, and however serde_yaml_ng writes the scalar.
     forms.push(value.replace('\'', "''"));
-    if let Ok(yaml) = serde_yaml::to_string(value) {
+    if let Ok(yaml) = serde_yaml_ng::to_string(value) {
         let yaml = yaml.trim_end_matches('\n');
         let inner = yaml
             .strip_prefix('"')
@@ -828,7 +828,7 @@ mod scrubber_tests {
             let object = serde_json::to_string(&json!({ "env": [{ "value": v }] })).unwrap();
             assert!(!scrubber().scrub(&object).contains(&json[1..json.len() - 1]));
             assert_scrubbed(&format!("{v:?}"), "debug");
-            let yaml = serde_yaml::to_string(&json!({ "value": v })).unwrap();
+            let yaml = serde_yaml_ng::to_string(&json!({ "value": v })).unwrap();
             let out = scrubber().scrub(&yaml);
             for line in v.lines().filter(|l| l.len() >= MIN_LINE_LEN) {
                 assert!(!out.contains(line), "yaml {yaml:?} kept {line:?}: {out}");

@@ -238,7 +238,7 @@ fn kubeconfig(
 }
 
 fn write_yaml(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let text = serde_yaml::to_string(value).map_err(|e| FleetError::BadInput {
+    let text = serde_yaml_ng::to_string(value).map_err(|e| FleetError::BadInput {
         file: path.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -284,8 +284,8 @@ pub fn contexts_of(file: &Path) -> Result<Vec<String>> {
         message,
     };
     let text = std::fs::read_to_string(file).map_err(|e| bad(format!("cannot read: {e}")))?;
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
     let clusters = doc
         .get("clusters")
         .and_then(|c| c.as_sequence())

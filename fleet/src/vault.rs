@@ -53,7 +53,7 @@ impl Seed {
                 DEFAULT_SEED.to_string(),
             ),
         };
-        let seed: BTreeMap<String, BTreeMap<String, String>> = serde_yaml::from_str(&text)
+        let seed: BTreeMap<String, BTreeMap<String, String>> = serde_yaml_ng::from_str(&text)
             .map_err(|e| FleetError::BadInput {
                 file: name.clone(),
                 message: format!("expected `kv/PATH: {{key: value}}` entries: {e}"),

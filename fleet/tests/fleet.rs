@@ -408,7 +408,7 @@ async fn approle_login_reads_a_seeded_secret() {
     vault.set_token(&login.client_token);
 
     let seed: HashMap<String, HashMap<String, String>> =
-        serde_yaml::from_str(include_str!("../vault-seed.yaml")).unwrap();
+        serde_yaml_ng::from_str(include_str!("../vault-seed.yaml")).unwrap();
     let secret: HashMap<String, String> = vaultrs::kv1::get(&vault, "kv", "dev/hello/db")
         .await
         .expect("reading kv/dev/hello/db");

@@ -205,7 +205,7 @@ fn parse(json: &str, name: &str, namespace: &str) -> Result<HelmRelease, String>
     };
     let manifest = release["manifest"].as_str().unwrap_or_default();
     let mut objects = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(manifest) {
+    for document in serde_yaml_ng::Deserializer::from_str(manifest) {
         let object: Value = serde::Deserialize::deserialize(document)
             .map_err(|e| format!("its manifest is not YAML: {e}"))?;
         if object.is_object() {

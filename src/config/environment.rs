@@ -354,7 +354,7 @@ pub struct Globals {
     pub cluster_name: String,
     #[serde(flatten)]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
-    pub extra: BTreeMap<String, serde_yaml::Value>,
+    pub extra: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 /// `timeout: 5m` through humantime, for serde.

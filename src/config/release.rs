@@ -58,7 +58,7 @@ pub struct ReleaseSpec {
     /// Base values, over the chart's `values.yaml`.
     #[serde(default = "empty_mapping")]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
-    pub values: serde_yaml::Value,
+    pub values: serde_yaml_ng::Value,
     /// Per-environment overrides, keyed by environment name.
     #[serde(default)]
     pub environments: BTreeMap<String, EnvironmentOverride>,
@@ -82,8 +82,8 @@ pub enum ChartType {
     Helm,
 }
 
-fn empty_mapping() -> serde_yaml::Value {
-    serde_yaml::Value::Mapping(Default::default())
+fn empty_mapping() -> serde_yaml_ng::Value {
+    serde_yaml_ng::Value::Mapping(Default::default())
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -91,7 +91,7 @@ fn empty_mapping() -> serde_yaml::Value {
 pub struct EnvironmentOverride {
     #[serde(default = "empty_mapping")]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
-    pub values: serde_yaml::Value,
+    pub values: serde_yaml_ng::Value,
 }
 
 /// Replica counts for one kube context (or `default`).

@@ -307,9 +307,9 @@ pub fn load_environment(file: &Path) -> Result<LoadedEnvironment, ConfigError> {
 pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, ConfigError> {
     let (mut descriptor, text): (ReleaseDescriptor, String) = yaml::read(file)?;
     // `values:` left empty means no values, not a mistake.
-    let empty = |v: &mut serde_yaml::Value| {
+    let empty = |v: &mut serde_yaml_ng::Value| {
         if v.is_null() {
-            *v = serde_yaml::Value::Mapping(Default::default());
+            *v = serde_yaml_ng::Value::Mapping(Default::default());
         }
     };
     empty(&mut descriptor.spec.values);

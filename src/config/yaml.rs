@@ -142,28 +142,28 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigEr
 /// for globals shared by clusters) and top-level `x-` keys (where such anchors live) need
 /// the document as a value first, where positions are lost; [`parse`] finds lines again
 /// from the field path.
-fn deserialize<T: DeserializeOwned>(text: &str) -> Result<T, (FieldPath, serde_yaml::Error)> {
-    let with_path = |err: serde_path_to_error::Error<serde_yaml::Error>| {
+fn deserialize<T: DeserializeOwned>(text: &str) -> Result<T, (FieldPath, serde_yaml_ng::Error)> {
+    let with_path = |err: serde_path_to_error::Error<serde_yaml_ng::Error>| {
         (FieldPath::from_serde(err.path()), err.into_inner())
     };
     let extensions = text.lines().any(|l| l.starts_with("x-"));
     if !text.contains("<<") && !extensions {
-        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
         return serde_path_to_error::deserialize(deserializer).map_err(with_path);
     }
-    let mut value: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|err| (FieldPath::root(), err))?;
+    let mut value: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|err| (FieldPath::root(), err))?;
     value
         .apply_merge()
         .map_err(|err| (FieldPath::root(), err))?;
     // Top-level `x-...` keys hold anchors for the rest of the file (as in Compose files).
-    if let serde_yaml::Value::Mapping(map) = &mut value {
+    if let serde_yaml_ng::Value::Mapping(map) = &mut value {
         map.retain(|key, _| !key.as_str().is_some_and(|k| k.starts_with("x-")));
     }
     serde_path_to_error::deserialize(value).map_err(with_path)
 }
 
-/// serde_yaml's scanner and parser errors, as opposed to type errors.
+/// serde_yaml_ng's scanner and parser errors, as opposed to type errors.
 fn is_syntax_error(message: &str) -> bool {
     [
         "while parsing",
@@ -221,11 +221,11 @@ fn only_comments(text: &str) -> bool {
     })
 }
 
-/// serde_yaml's message without its ` at line L column C` positions: the scanner's
+/// serde_yaml_ng's message without its ` at line L column C` positions: the scanner's
 /// messages hold them too ("did not find expected key at line 3 column 5, while parsing
 /// ..."), relative to the text it was given, and every error reports the line itself,
 /// relative to the right file.
-pub fn yaml_message(err: &serde_yaml::Error) -> String {
+pub fn yaml_message(err: &serde_yaml_ng::Error) -> String {
     without_positions(&err.to_string())
 }
 
@@ -249,7 +249,7 @@ fn without_positions(message: &str) -> String {
 /// found a list".
 pub fn kind_of<'a>(value: impl Into<ValueKind<'a>>) -> &'static str {
     use serde_json::Value as J;
-    use serde_yaml::Value as Y;
+    use serde_yaml_ng::Value as Y;
     match value.into() {
         ValueKind::Yaml(Y::Null) | ValueKind::Json(J::Null) => "null",
         ValueKind::Yaml(Y::Bool(_)) | ValueKind::Json(J::Bool(_)) => "a boolean",
@@ -263,12 +263,12 @@ pub fn kind_of<'a>(value: impl Into<ValueKind<'a>>) -> &'static str {
 
 /// A value [`kind_of`] can name.
 pub enum ValueKind<'a> {
-    Yaml(&'a serde_yaml::Value),
+    Yaml(&'a serde_yaml_ng::Value),
     Json(&'a serde_json::Value),
 }
 
-impl<'a> From<&'a serde_yaml::Value> for ValueKind<'a> {
-    fn from(value: &'a serde_yaml::Value) -> Self {
+impl<'a> From<&'a serde_yaml_ng::Value> for ValueKind<'a> {
+    fn from(value: &'a serde_yaml_ng::Value) -> Self {
         ValueKind::Yaml(value)
     }
 }
@@ -279,11 +279,11 @@ impl<'a> From<&'a serde_json::Value> for ValueKind<'a> {
     }
 }
 
-/// serde_yaml's messages hold ` at line L column C` and may start with its own copy of
+/// serde_yaml_ng's messages hold ` at line L column C` and may start with its own copy of
 /// the field path; the error already says both, so keep only the message itself.
 fn clean_message(message: &str) -> String {
     let mut message = without_positions(message);
-    // serde_yaml prefixes `path: ` when it knows a path; drop it (ours is the same).
+    // serde_yaml_ng prefixes `path: ` when it knows a path; drop it (ours is the same).
     if let Some((head, tail)) = message.split_once(": ") {
         let looks_like_path = !head.is_empty()
             && !head.contains(' ')
@@ -334,11 +334,11 @@ fn friendlier(message: &str) -> String {
 
 /// The line (1-based) of the node at `path` in YAML `text`, if the path exists.
 ///
-/// serde_yaml only reveals positions in errors, so this walks the document with a seed
+/// serde_yaml_ng only reveals positions in errors, so this walks the document with a seed
 /// that follows the path and fails on purpose at the target node: the error carries the
 /// node's line.
 pub fn line_of(text: &str, path: &FieldPath) -> Option<usize> {
-    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
     match (Navigate { path: &path.0 }).deserialize(deserializer) {
         Ok(()) => None,
         Err(err) => {
@@ -376,10 +376,10 @@ impl<'de> Visitor<'de> for Navigate<'_> {
         let Some((first, rest)) = self.path.split_first() else {
             return Err(de::Error::custom(FOUND));
         };
-        while let Some(key) = map.next_key::<serde_yaml::Value>()? {
+        while let Some(key) = map.next_key::<serde_yaml_ng::Value>()? {
             let matches = match (first, &key) {
-                (Segment::Key(want), serde_yaml::Value::String(got)) => want == got,
-                (Segment::Key(want), other) => serde_yaml::to_string(other)
+                (Segment::Key(want), serde_yaml_ng::Value::String(got)) => want == got,
+                (Segment::Key(want), other) => serde_yaml_ng::to_string(other)
                     .map(|s| s.trim() == want)
                     .unwrap_or(false),
                 (Segment::Index(_), _) => false,

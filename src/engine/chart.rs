@@ -416,7 +416,7 @@ fn template_error(file: &Path, err: TemplateError) -> RenderError {
 
 /// Parse a chart YAML file, naming the field path and line of the first problem.
 fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, RenderError> {
-    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         // serde_path_to_error writes `?` for a segment it could not name.
         let field = err

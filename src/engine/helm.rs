@@ -54,11 +54,11 @@ pub(crate) fn detect<'a>(
     chart_yaml: &str,
     mut files: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> ChartType {
-    let metadata: serde_yaml::Value = serde_yaml::from_str(chart_yaml).unwrap_or_default();
+    let metadata: serde_yaml_ng::Value = serde_yaml_ng::from_str(chart_yaml).unwrap_or_default();
     let helm_api = matches!(
         metadata
             .get("apiVersion")
-            .and_then(serde_yaml::Value::as_str),
+            .and_then(serde_yaml_ng::Value::as_str),
         Some("v1" | "v2")
     );
     if !helm_api {
@@ -237,8 +237,8 @@ fn read_tree(dir: &Path, prefix: &str, found: &mut Found, depth: usize) -> Resul
     let Some(metadata) = found.text.get(&format!("{prefix}Chart.yaml")) else {
         return Ok(());
     };
-    let metadata: serde_yaml::Value =
-        serde_yaml::from_str(metadata).map_err(|err| RenderError::ChartFile {
+    let metadata: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(metadata).map_err(|err| RenderError::ChartFile {
             file: chart_yaml.clone(),
             line: err.location().map(|l| l.line()),
             field: "(top level)".into(),
@@ -246,14 +246,14 @@ fn read_tree(dir: &Path, prefix: &str, found: &mut Found, depth: usize) -> Resul
         })?;
     let dependencies = metadata
         .get("dependencies")
-        .and_then(serde_yaml::Value::as_sequence)
+        .and_then(serde_yaml_ng::Value::as_sequence)
         .cloned()
         .unwrap_or_default();
     for (index, dependency) in dependencies.iter().enumerate() {
         let field = |name: &str| {
             dependency
                 .get(name)
-                .and_then(serde_yaml::Value::as_str)
+                .and_then(serde_yaml_ng::Value::as_str)
                 .unwrap_or_default()
                 .to_owned()
         };
@@ -686,10 +686,10 @@ fn write_chart(dir: &Path, call: &Invocation<'_>) -> Result<(), RenderError> {
 /// `Chart.yaml` with `appVersion` set: charts use `.Chart.AppVersion` as the image tag,
 /// as flotilla charts use `Release.Version`.
 fn with_app_version(chart_yaml: &str, version: &str) -> String {
-    match serde_yaml::from_str::<serde_yaml::Value>(chart_yaml) {
-        Ok(serde_yaml::Value::Mapping(mut map)) => {
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(chart_yaml) {
+        Ok(serde_yaml_ng::Value::Mapping(mut map)) => {
             map.insert("appVersion".into(), version.into());
-            serde_yaml::to_string(&map).unwrap_or_else(|_| chart_yaml.to_owned())
+            serde_yaml_ng::to_string(&map).unwrap_or_else(|_| chart_yaml.to_owned())
         }
         _ => chart_yaml.to_owned(),
     }
@@ -1021,7 +1021,7 @@ mod tests {
             "apiVersion: v2\nname: demo\nappVersion: \"1.16.0\"\n",
             "2.0.1",
         );
-        let map: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let map: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
         assert_eq!(map["appVersion"].as_str(), Some("2.0.1"));
         assert_eq!(map["name"].as_str(), Some("demo"));
     }

@@ -320,7 +320,7 @@ fn quote(args: &[&Value]) -> Result<Value, String> {
 
 /// Block YAML without the trailing newline, as Helm's `toYaml`.
 fn to_yaml(args: &[&Value]) -> Result<Value, String> {
-    let yaml = serde_yaml::to_string(args[0]).map_err(|err| err.to_string())?;
+    let yaml = serde_yaml_ng::to_string(args[0]).map_err(|err| err.to_string())?;
     Ok(Value::String(yaml.trim_end_matches('\n').to_string()))
 }
 

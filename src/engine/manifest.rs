@@ -48,7 +48,7 @@ impl Manifest {
                 out.push_str(&format!("# {header}\n"));
             }
             // A serde_json::Value always serialises to YAML.
-            out.push_str(&serde_yaml::to_string(&object.object).unwrap_or_default());
+            out.push_str(&serde_yaml_ng::to_string(&object.object).unwrap_or_default());
         }
         out
     }
@@ -82,7 +82,7 @@ pub(crate) fn split_documents(
             continue;
         }
         document += 1;
-        let value: Value = serde_yaml::from_str(&body.join("\n")).map_err(|err| {
+        let value: Value = serde_yaml_ng::from_str(&body.join("\n")).map_err(|err| {
             let line = first_line + err.location().map(|l| l.line()).unwrap_or(1) - 1;
             RenderError::Yaml {
                 file: file.to_path_buf(),

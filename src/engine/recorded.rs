@@ -70,7 +70,7 @@ pub fn render_recorded(
     let spec = ReleaseSpec {
         chart: String::new(),
         version: release.version.clone(),
-        values: serde_yaml::to_value(&base)
+        values: serde_yaml_ng::to_value(&base)
             .map_err(|err| invalid(format!("recorded values: {err}")))?,
         environments: Default::default(),
         scaling: vec![Scaling {

@@ -149,7 +149,7 @@ fn values_file(file: &Path) -> Result<Value, RenderError> {
         };
         error(None, format!("cannot read: {why}"))
     })?;
-    let parsed: Value = serde_yaml::from_str(&text)
+    let parsed: Value = serde_yaml_ng::from_str(&text)
         .map_err(|err| error(err.location().map(|l| l.line()), yaml_message(&err)))?;
     match parsed {
         Value::Null => Ok(Value::Object(Map::new())),
@@ -161,9 +161,9 @@ fn values_file(file: &Path) -> Result<Value, RenderError> {
     }
 }
 
-/// A values layer from a descriptor (serde_yaml) as JSON; it must be a map.
+/// A values layer from a descriptor (serde_yaml_ng) as JSON; it must be a map.
 pub(crate) fn yaml_layer(
-    value: &serde_yaml::Value,
+    value: &serde_yaml_ng::Value,
     file: &std::path::Path,
     field: &str,
 ) -> Result<Value, RenderError> {

@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn webhook_urls_and_vault_credentials_are_hidden_from_commands() {
-        let env: crate::config::Environment = serde_yaml::from_str(
+        let env: crate::config::Environment = serde_yaml_ng::from_str(
             "name: prod\nvault:\n  address: http://127.0.0.1:8200\n  auth: { method: approle, role_id_env: ROLE, secret_id_env: SECRET }\n  kv: { mount: kv, version: 1 }\nclusters:\n  - context: a\n    global: { cloud: true, env: prod, region: r, clusterName: a }\nnotify:\n  - { kind: slack, url_env: TEAM_SLACK_URL }\n  - { kind: webhook, url_env: AUDIT_HOOK_URL }\n",
         )
         .unwrap();

@@ -133,7 +133,7 @@ impl Loaded {
         )?;
         let spec = &mut release.descriptor.spec;
         spec.version = artifact.version.clone();
-        spec.values = serde_yaml::to_value(&artifact.values).map_err(|err| {
+        spec.values = serde_yaml_ng::to_value(&artifact.values).map_err(|err| {
             crate::Error::Reported(format!(
                 "{}: the recorded spec.values cannot be used: {err}",
                 label.display()

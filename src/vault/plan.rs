@@ -351,7 +351,7 @@ mod tests {
                 spec: ReleaseSpec {
                     chart: "./chart".to_string(),
                     version: "1.0.0".to_string(),
-                    values: serde_yaml::Value::Null,
+                    values: serde_yaml_ng::Value::Null,
                     environments: Default::default(),
                     scaling: vec![],
                     secrets,

@@ -98,7 +98,7 @@ fn loads_environments_with_defaults_and_extra_globals() {
     assert_eq!(dev.clusters[0].wave, 0);
     assert_eq!(
         dev.clusters[0].global.extra.get("tier"),
-        Some(&serde_yaml::Value::from("gold"))
+        Some(&serde_yaml_ng::Value::from("gold"))
     );
     assert!(matches!(
         dev.vault.as_ref().map(|v| &v.auth),

@@ -23,7 +23,7 @@ fn descriptor(extra: &str) -> ReleaseDescriptor {
     let text = format!(
         "apiVersion: flotilla/v1\nkind: Release\nmetadata: {{ name: demo, namespace: ns1 }}\nspec:\n  chart: ./chart\n  version: 2.5.0\n{extra}"
     );
-    serde_yaml::from_str(&text).expect("the test descriptor parses")
+    serde_yaml_ng::from_str(&text).expect("the test descriptor parses")
 }
 
 fn cluster(context: &str, region: &str) -> Cluster {

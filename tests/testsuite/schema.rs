@@ -88,8 +88,8 @@ impl Validators {
     /// The schema's complaints about one file, as an editor would list them.
     fn problems(&self, file: &Path) -> Result<Vec<String>, String> {
         let text = std::fs::read_to_string(file).map_err(|err| err.to_string())?;
-        let mut value: serde_yaml::Value =
-            serde_yaml::from_str(&text).map_err(|err| err.to_string())?;
+        let mut value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&text).map_err(|err| err.to_string())?;
         value.apply_merge().map_err(|err| err.to_string())?;
         let json: serde_json::Value =
             serde_json::to_value(&value).map_err(|err| err.to_string())?;

@@ -25,7 +25,7 @@ fn code(out: &Output) -> Option<i32> {
 /// The fleet's kubeconfig with each cluster changed by `edit`, written into `dir`.
 fn kubeconfig_with(dir: &Path, edit: impl Fn(&str, &mut Value)) -> PathBuf {
     let text = std::fs::read_to_string(fleet().kubeconfig()).unwrap();
-    let mut config: Value = serde_yaml::from_str(&text).unwrap();
+    let mut config: Value = serde_yaml_ng::from_str(&text).unwrap();
     for entry in config["clusters"].as_array_mut().unwrap() {
         let name = entry["name"].as_str().unwrap().to_owned();
         edit(&name, &mut entry["cluster"]);

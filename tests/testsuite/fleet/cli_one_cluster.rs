@@ -288,7 +288,7 @@ async fn status_on_every_cluster_with_one_unreachable() {
         }
     }
     let kubeconfig = root.join("kubeconfig-one-down");
-    std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap()).unwrap();
+    std::fs::write(&kubeconfig, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
     let kubeconfig = kubeconfig.to_str().unwrap();
 
     let out = never_showing(

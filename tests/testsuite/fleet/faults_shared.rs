@@ -280,26 +280,26 @@ fn permission_denied_is_exit_3_before_any_change() {
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn an_exec_plugin_that_gives_no_credential_is_exit_3() {
     let fleet = Fleet::shared();
-    let mut config: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(fleet.kubeconfig()).unwrap()).unwrap();
+    let mut config: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(fleet.kubeconfig()).unwrap()).unwrap();
     let cluster = fleet.clusters()[0].clone();
     let users = config["users"].as_sequence_mut().unwrap();
     users.push(
-        serde_yaml::from_str(
+        serde_yaml_ng::from_str(
             "name: exec-fails\nuser:\n  exec:\n    apiVersion: client.authentication.k8s.io/v1beta1\n    command: \"false\"\n    interactiveMode: Never\n",
         )
         .unwrap(),
     );
     let contexts = config["contexts"].as_sequence_mut().unwrap();
     contexts.push(
-        serde_yaml::from_str(&format!(
+        serde_yaml_ng::from_str(&format!(
             "name: exec-fails\ncontext:\n  cluster: {cluster}\n  user: exec-fails\n"
         ))
         .unwrap(),
     );
     let repo = repo("exec", &[("prod", &[("exec-fails", 0)])], "60s");
     let kubeconfig = repo.root().join("kubeconfig");
-    std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap()).unwrap();
+    std::fs::write(&kubeconfig, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
     let out = command(fleet, &repo, &["deploy", "hello", "--env", "prod"])
         .env("KUBECONFIG", &kubeconfig)
         .output()

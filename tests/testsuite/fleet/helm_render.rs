@@ -27,7 +27,7 @@ fn use_fleet_helm() {
 }
 
 fn descriptor() -> ReleaseDescriptor {
-    serde_yaml::from_str(
+    serde_yaml_ng::from_str(
         "apiVersion: flotilla/v1\nkind: Release\nmetadata: { name: demo, namespace: ns1 }\nspec:\n  chart: ./chart\n  version: 2.5.0\n",
     )
     .unwrap()

@@ -94,7 +94,7 @@ async fn through_proxy(
     context: &str,
 ) -> (SlowProxy, ClusterHandle, tempfile::TempDir) {
     let text = std::fs::read_to_string(fleet.kubeconfig()).unwrap();
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     let cluster = config["clusters"]
         .as_sequence_mut()
         .unwrap()
@@ -107,7 +107,7 @@ async fn through_proxy(
     cluster["cluster"]["server"] = format!("https://127.0.0.1:{}", proxy.port).into();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
     let kubeconfig = load_kubeconfig(Some(&path)).unwrap();
     let handle = ClusterHandle::connect(&kubeconfig, context).await.unwrap();
     (proxy, handle, dir)

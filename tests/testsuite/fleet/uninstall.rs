@@ -96,18 +96,18 @@ async fn uninstall_takes_every_lease_first_refuses_with_nothing_removed_then_emp
         .find(|(k, _)| k == "KUBECONFIG")
         .map(|(_, v)| v)
         .unwrap();
-    let mut config: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
+    let mut config: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
     let user = config["users"][0]["name"].clone();
     config["clusters"].as_sequence_mut().unwrap().push(
-        serde_yaml::from_str("{name: gone, cluster: {server: 'https://127.0.0.1:1'}}").unwrap(),
+        serde_yaml_ng::from_str("{name: gone, cluster: {server: 'https://127.0.0.1:1'}}").unwrap(),
     );
-    let mut context: serde_yaml::Value =
-        serde_yaml::from_str("{name: gone, context: {cluster: gone}}").unwrap();
+    let mut context: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str("{name: gone, context: {cluster: gone}}").unwrap();
     context["context"]["user"] = user;
     config["contexts"].as_sequence_mut().unwrap().push(context);
     let broken = repo.root().join("kubeconfig-with-gone");
-    std::fs::write(&broken, serde_yaml::to_string(&config).unwrap()).unwrap();
+    std::fs::write(&broken, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
     let env_text = std::fs::read_to_string(repo.root().join("environments/prod.yaml")).unwrap();
     std::fs::write(
         repo.root().join("environments/prod.yaml"),

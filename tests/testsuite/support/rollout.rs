@@ -615,13 +615,13 @@ pub fn kubeconfig_with_unreachable(
     context: &str,
 ) -> std::path::PathBuf {
     let text = std::fs::read_to_string(fleet.kubeconfig()).unwrap();
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     let user = config["contexts"][0]["context"]["user"].clone();
-    let cluster: serde_yaml::Value = serde_yaml::from_str(&format!(
+    let cluster: serde_yaml_ng::Value = serde_yaml_ng::from_str(&format!(
         "{{ name: {context}, cluster: {{ server: \"https://127.0.0.1:1\" }} }}"
     ))
     .unwrap();
-    let mut entry: serde_yaml::Value = serde_yaml::from_str(&format!(
+    let mut entry: serde_yaml_ng::Value = serde_yaml_ng::from_str(&format!(
         "{{ name: {context}, context: {{ cluster: {context} }} }}"
     ))
     .unwrap();
@@ -630,6 +630,6 @@ pub fn kubeconfig_with_unreachable(
         config[list].as_sequence_mut().unwrap().push(item);
     }
     let file = repo.root().join("kubeconfig-with-unreachable");
-    std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
+    std::fs::write(&file, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
     file
 }
