@@ -17,7 +17,7 @@ use crate::output::OutputFormat;
 use crate::rollout::connect::{connect_all, Connected};
 use crate::rollout::executor::RunInfo;
 use crate::rollout::kube_steps::{KubeSteps, Leases, Prepared};
-use crate::rollout::{execute, Reporter};
+use crate::rollout::Reporter;
 use crate::Result;
 use std::collections::HashMap;
 use std::path::Path;
@@ -128,15 +128,21 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
     let mut options = settings.options(&selected.plan);
     options.record_key = crate::rollout::signing::record_key(&selected.env).await?;
     let steps = KubeSteps::new(clusters, &deployment_id, options, Leases::new(false));
-    let info = RunInfo {
-        operation: "adopt-helm".into(),
-        release: name.clone(),
-        deployment_id,
-        target: None,
+    let notifier = crate::notify::Notifier::new(&selected.env.environment.notify);
+    let run = crate::rollout::Run {
+        plan: &selected.plan,
+        info: RunInfo {
+            operation: "adopt-helm".into(),
+            release: name.clone(),
+            deployment_id,
+            target: None,
+        },
+        interrupt: &crate::rollout::Interrupt::on_signals(),
+        reporter: Reporter::for_stderr(),
+        notifier: &notifier,
+        version: steps.clusters.values().find_map(Prepared::app_version),
     };
-    let interrupt = crate::rollout::Interrupt::on_signals();
-    let reporter = Reporter::for_stderr();
-    let report = execute(&selected.plan, &steps, &info, &interrupt, &reporter).await;
+    let report = run.execute(&steps, |_| {}).await;
     if report.succeeded() {
         for (context, prepared) in &steps.clusters {
             let released = match unpack(prepared, context) {
