@@ -12,12 +12,13 @@
 //! (every lease taken) and of the end, under the id of this run.
 
 use super::EnvSelection;
-use crate::cluster::{Event, Kept, Lock, ObjectRef};
+use crate::cluster::{ClusterHandle, Event, Kept, ObjectRef};
 use crate::config::NotifyEvent;
 use crate::notify::{ClusterNotice, Notice, Notifier};
-use crate::ops::{self, RunOptions};
+use crate::ops;
 use crate::output::OutputFormat;
 use crate::rollout::connect::{connect_all, Connected};
+use crate::rollout::leases::Leases;
 use crate::Result;
 use futures::StreamExt;
 use serde::Serialize;
@@ -200,7 +201,21 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
         Event::Applied(_) | Event::KeptLive(_) | Event::Ready(_) | Event::Waiting { .. } => {}
     });
 
-    let locks = take_all(&installed, &namespace, &name, &opts).await?;
+    // The lease of every cluster before anything is removed: two runs never each hold
+    // a part of what the other needs; on a refusal, those taken are given back and
+    // nothing was removed (exit 3).
+    let leases: Leases = Leases::new(false);
+    let handles: Vec<&ClusterHandle> = installed.iter().map(|c| &c.handle).collect();
+    let reporter = crate::rollout::Reporter::plain();
+    leases
+        .take_every(&handles, &namespace, &name, &opts.lock, &reporter)
+        .await
+        .map_err(|err| {
+            crate::Error::Refused(format!(
+                "uninstall {name}: {}; nothing was removed in any cluster",
+                err.message
+            ))
+        })?;
     let run_id = crate::rollout::new_deployment_id();
     let notifier = Notifier::new(&selected.env.environment.notify);
     notifier
@@ -221,7 +236,7 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
                 let found = installed
                     .iter()
                     .find(|c| c.cluster.context == cluster.context);
-                let held = locks.contains_key(&cluster.context);
+                let read = leases.seen_read(&cluster.context);
                 async move {
                     let mut row = UninstallResult {
                         context: cluster.context.clone(),
@@ -231,14 +246,16 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
                         kept: Vec::new(),
                         error: None,
                     };
-                    let (Some(found), true) = (found, held) else {
+                    let (Some(found), Some(read)) = (found, read) else {
                         return row;
                     };
                     if failed {
                         row.result = "not-started";
                         return row;
                     }
-                    let store = crate::storage::SecretStore::new(&found.handle, namespace, name);
+                    // The records as read under the lease: a change by another writer
+                    // since is a conflict, never overwritten.
+                    let store = read.store();
                     let removed = ops::uninstall::remove(
                         &found.handle,
                         &store,
@@ -266,7 +283,7 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
         failed |= done.iter().any(|r| r.result == "failed");
         results.extend(done);
     }
-    futures::future::join_all(locks.into_values().map(Lock::release)).await;
+    leases.release_all().await;
     {
         let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
         for row in &mut results {
@@ -391,64 +408,5 @@ fn confirm(
         _ => Err(crate::Error::Reported(format!(
             "uninstall {release}: not confirmed; nothing changed (--yes skips the question)"
         ))),
-    }
-}
-
-/// The lease of every cluster before anything is removed
-/// ([`take_every_lease`](crate::rollout::leases::take_every_lease): two runs never each
-/// hold a part of what the other needs); on a refusal, those taken are given back and
-/// nothing was removed (exit 3).
-async fn take_all(
-    installed: &[&Connected],
-    namespace: &str,
-    release: &str,
-    opts: &RunOptions,
-) -> Result<HashMap<String, Lock>> {
-    let held: Mutex<HashMap<String, Lock>> = Mutex::default();
-    let contexts: Vec<&str> = installed
-        .iter()
-        .map(|c| c.cluster.context.as_str())
-        .collect();
-    let acquire = |context: &str, wait| {
-        let (held, context) = (&held, context.to_owned());
-        let handle = installed
-            .iter()
-            .find(|c| c.cluster.context == context)
-            .map(|c| &c.handle);
-        async move {
-            let Some(handle) = handle else {
-                return Ok(());
-            };
-            let on_wait =
-                |message: &str| crate::output::eprint_line(&format!("[{context}] {message}"));
-            let lock_opts = crate::rollout::leases::lease_options(&opts.lock, wait);
-            let lock = ops::take_lease(handle, namespace, release, &lock_opts, false, &on_wait)
-                .await
-                .map_err(|e| crate::rollout::leases::step_error(&e))?;
-            held.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(context, lock);
-            Ok(())
-        }
-    };
-    let release_held = || async {
-        let taken: Vec<Lock> = held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, lock)| lock)
-            .collect();
-        futures::future::join_all(taken.into_iter().map(Lock::release)).await;
-    };
-    let stop = crate::cluster::CancellationToken::new();
-    match crate::rollout::leases::take_every_lease(&contexts, &stop, acquire, release_held).await {
-        Ok(()) => Ok(held.into_inner().unwrap_or_else(|p| p.into_inner())),
-        Err((_, err, _)) => {
-            release_held().await;
-            Err(crate::Error::Refused(format!(
-                "uninstall {release}: {}; nothing was removed in any cluster",
-                err.message
-            )))
-        }
     }
 }

@@ -124,6 +124,47 @@ impl<K: ReleaseCluster> Leases<K> {
             .insert(context.to_owned(), key);
     }
 
+    /// Takes the lease of `release` in every one of `clusters` before any of them is
+    /// changed ([`take_every_lease`]), the records read under each: for a command that
+    /// changes them outside a run's steps (`uninstall`). Refused: every lease taken is
+    /// given back, and the first refusal is the error.
+    pub async fn take_every(
+        &self,
+        clusters: &[&K],
+        namespace: &str,
+        release: &str,
+        opts: &LockOptions,
+        reporter: &Reporter,
+    ) -> Result<(), StepError> {
+        let contexts: Vec<&str> = clusters.iter().map(|c| c.context()).collect();
+        let acquire = |context: &str, wait| {
+            let cluster = clusters.iter().find(|c| c.context() == context);
+            async move {
+                let Some(cluster) = cluster else {
+                    return Ok(());
+                };
+                self.take_or_defer(
+                    cluster,
+                    namespace,
+                    release,
+                    &lease_options(opts, wait),
+                    reporter,
+                    None,
+                )
+                .await
+                .map_err(|e| step_error(&e))
+            }
+        };
+        let stop = CancellationToken::new();
+        match take_every_lease(&contexts, &stop, acquire, || self.release_all()).await {
+            Ok(()) => Ok(()),
+            Err((_, err, _)) => {
+                self.release_all().await;
+                Err(err)
+            }
+        }
+    }
+
     /// Writes the checksum key drawn for `context` in `prepare`, if any (once).
     pub(super) async fn write_key(
         &self,
@@ -253,7 +294,7 @@ impl<K: ReleaseCluster> Leases<K> {
     }
 
     /// The records of `context` as read under this run's lease.
-    pub(super) fn seen_read(&self, context: &str) -> Option<ops::LeasedRead<K::Records>> {
+    pub fn seen_read(&self, context: &str) -> Option<ops::LeasedRead<K::Records>> {
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -298,3 +298,50 @@ async fn a_halted_run_leaves_the_failed_canary_for_the_on_call_engineer() {
     assert_eq!(fleet.rollback(None, None).await, Ran::Ran);
     assert_eq!(running(&fleet), vec![on("1", &first); 3]);
 }
+
+#[tokio::test]
+async fn uninstall_takes_every_lease_before_removing_anything_anywhere() {
+    use super::leases::Leases;
+    use super::memory_fleet::{NAMESPACE, RELEASE};
+    use super::Reporter;
+    use crate::cluster::Removal;
+    use crate::ops::fake::FakeKube;
+    let mut fleet = fleet();
+    fleet.deploy(1, None, false, false).await;
+    let kubes: Vec<&FakeKube> = fleet.clusters.iter().map(|c| &c.kube).collect();
+    let opts = crate::ops::RunOptions::new(Duration::from_secs(5));
+    let leases: Leases<FakeKube> = Leases::new(false);
+    fleet.clusters[1].kube.hold_lease(Some("bob@laptop pid 22"));
+    let refused = leases
+        .take_every(&kubes, NAMESPACE, RELEASE, &opts.lock, &Reporter::silent())
+        .await
+        .unwrap_err();
+    assert!(refused.message.contains("bob@laptop pid 22"), "{refused:?}");
+    assert!(refused.environment, "a refusal of the environment: exit 3");
+    assert!(
+        leases.seen_read("c0").is_none(),
+        "what was taken is given back"
+    );
+
+    fleet.clusters[1].kube.hold_lease(None);
+    leases
+        .take_every(&kubes, NAMESPACE, RELEASE, &opts.lock, &Reporter::silent())
+        .await
+        .unwrap();
+    for c in &fleet.clusters {
+        let read = leases.seen_read(&c.context).expect("read under the lease");
+        crate::ops::uninstall::remove(
+            &c.kube,
+            &read.store(),
+            NAMESPACE,
+            RELEASE,
+            Removal::Uninstall,
+            &opts,
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.kube.live_names(), Vec::<String>::new());
+        assert!(c.kube.records.records().is_empty());
+    }
+    leases.release_all().await;
+}
