@@ -1,8 +1,9 @@
 //! `vault.auth.method: jwt` against the fleet's HashiCorp Vault: each test enables the
 //! `jwt` auth method at a mount of its own, configured with `jwt_validation_pubkeys` of a
 //! key pair it generates, writes a role bound to GitHub's claim shape (`repository`,
-//! `ref`, `aud`), signs the JWTs a CI would be issued, and deploys with secrets through
-//! that login. Only GitHub's token endpoint is played by the test (a local HTTP server:
+//! `ref`, `aud`) or GitLab's (`project_path`, `ref`, `ref_type`: the role `secrets
+//! policy` prints), signs the JWTs a CI would be issued, and deploys with secrets
+//! through that login. Only GitHub's token endpoint is played by the test (a local HTTP server:
 //! `*_fake_token_endpoint`); Vault and the clusters are real.
 
 use crate::support::rollout as support;
@@ -10,7 +11,7 @@ use crate::support::rollout as support;
 use flotilla_fleet::testing::Fleet;
 use serde_json::{json, Value};
 use std::process::Output;
-use support::jwt::{fake_token_endpoint, JwtIssuer};
+use support::jwt::{fake_token_endpoint, Ci, JwtIssuer, REPOSITORY};
 use support::{at_root, describe, repo, TestRepo};
 
 const DEV_DB: &str = "fake-dev-hello-db-password-1111";
@@ -84,7 +85,9 @@ async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
         stderr.contains(&format!(
             "refused the jwt credentials (auth/{} login, role deploy-dev, JWT from CI_ID_TOKEN)",
             issuer.mount
-        )) && stderr.contains("claim \"ref\""),
+        )) && stderr.contains("claim \"ref\"")
+            && stderr.contains("the JWT presented claims ")
+            && stderr.contains("ref=\"refs/heads/feature-x\""),
         "{stderr}"
     );
     assert_never_shows(&out, &[feature.as_str()]);
@@ -98,7 +101,8 @@ async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("aud"),
+        String::from_utf8_lossy(&out.stderr).contains("invalid audience (aud) claim")
+            && String::from_utf8_lossy(&out.stderr).contains("aud=\"someone-else\""),
         "{}",
         describe(&out)
     );
@@ -151,7 +155,12 @@ async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
         role["bound_claims"]["project_path"], "OWNER/REPO",
         "{policy}"
     );
-    assert_eq!(role["bound_claims"]["environment"], "dev", "{policy}");
+    // Not bound unless the jobs declare a CI environment (the header says how).
+    assert_eq!(role["bound_claims"].get("environment"), None, "{policy}");
+    assert!(
+        policy.contains("add \"environment\": \"dev\" to bound_claims"),
+        "{policy}"
+    );
     assert_eq!(role["token_policies"], json!(["hello-dev"]), "{policy}");
     assert!(
         policy.contains(&format!(
@@ -237,5 +246,122 @@ async fn a_jwt_login_through_github_fake_token_endpoint() {
             .as_deref(),
         Some(DEV_DB)
     );
+    assert_eq!(issuer.live_logins(fleet).await, 0);
+}
+
+/// The role `secrets policy` prints for `repo`'s dev, with OWNER/REPO filled in as an
+/// operator would: the JSON of its comment lines from `# {`.
+fn printed_role(fleet: &Fleet, repo: &TestRepo) -> Value {
+    let out = run(
+        fleet,
+        repo,
+        &["secrets", "policy", "hello", "--env", "dev"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let policy = String::from_utf8_lossy(&out.stdout).into_owned();
+    let role: String = policy
+        .lines()
+        .skip_while(|line| *line != "# {")
+        .map(|line| line.trim_start_matches('#').trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let role = role.replace("OWNER/REPO", REPOSITORY);
+    serde_json::from_str(&role).unwrap_or_else(|e| panic!("{e}: {policy}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_gitlab_id_token_logs_in_at_the_printed_role_and_a_tag_another_project_or_audience_is_refused(
+) {
+    let fleet = Fleet::shared();
+    let repo = jwt_repo(
+        fleet,
+        "jwt_gitlab",
+        &format!(
+            "auth: {{ method: jwt, role: deploy-dev, mount: MOUNT, jwt_env: VAULT_ID_TOKEN, audience: {AUDIENCE} }}"
+        ),
+    );
+    let issuer = JwtIssuer::start_for(fleet, &repo.namespace, AUDIENCE, Ci::GitLab).await;
+    let file = repo.root().join("environments/dev.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, text.replace("MOUNT", &issuer.mount)).unwrap_or_else(|e| panic!("{e}"));
+
+    // The operator writes the role flotilla prints (GitLab's shape: the JWT comes from
+    // a variable), with the fleet's read policy in place of the one it names.
+    let mut role = printed_role(fleet, &repo);
+    assert_eq!(
+        role["bound_claims"],
+        json!({"project_path": REPOSITORY, "ref": "dev", "ref_type": "branch"}),
+        "{role:#}"
+    );
+    assert_eq!(role["bound_audiences"], json!([AUDIENCE]), "{role:#}");
+    role["token_policies"] = json!([flotilla_fleet::vault::READ_POLICY]);
+    issuer.write_role(fleet, "deploy-dev", role).await;
+
+    let deploy = ["deploy", "hello", "--env", "dev", "--create-namespace"];
+    // Refused tokens: a tag pipeline named like the branch, another project of the
+    // group, another audience. Each exit 3, the role and the refused claim named, with
+    // what the token claimed; nothing changed, no token printed.
+    let tag = {
+        let mut claims = issuer.claims("dev", AUDIENCE);
+        claims.insert("ref_type".into(), "tag".into());
+        issuer.sign(&claims)
+    };
+    let other_project = {
+        let mut claims = issuer.claims("dev", AUDIENCE);
+        claims.insert("project_path".into(), "acme/other".into());
+        issuer.sign(&claims)
+    };
+    let other_audience = issuer.token("dev", "https://someone-else.example.com");
+    for (token, claim, presented) in [
+        (&tag, "claim \"ref_type\"", "ref_type=\"tag\""),
+        (
+            &other_project,
+            "claim \"project_path\"",
+            "project_path=\"acme/other\"",
+        ),
+        (
+            &other_audience,
+            "invalid audience (aud) claim",
+            "aud=\"https://someone-else.example.com\"",
+        ),
+    ] {
+        let out = run(fleet, &repo, &deploy, &[("VAULT_ID_TOKEN", token.as_str())]);
+        assert_eq!(out.status.code(), Some(3), "{claim}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "refused the jwt credentials (auth/{} login, role deploy-dev, JWT from VAULT_ID_TOKEN)",
+                issuer.mount
+            )) && stderr.contains(claim)
+                && stderr.contains(presented),
+            "{claim}: {stderr}"
+        );
+        assert_never_shows(&out, &[token.as_str()]);
+    }
+    for context in fleet.clusters().iter().take(2) {
+        assert_eq!(
+            db_password_in(fleet, context, &repo.namespace).await,
+            None,
+            "{context}: a refused login changed the cluster"
+        );
+    }
+
+    // The dev branch's pipeline: reads every secret, deploys every cluster, and its
+    // login token is revoked when the command ends.
+    let dev = issuer.token("dev", AUDIENCE);
+    let out = run(fleet, &repo, &deploy, &[("VAULT_ID_TOKEN", dev.as_str())]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_never_shows(&out, &[dev.as_str(), DEV_DB]);
+    for context in fleet.clusters().iter().take(2) {
+        assert_eq!(
+            db_password_in(fleet, context, &repo.namespace)
+                .await
+                .as_deref(),
+            Some(DEV_DB),
+            "{context}"
+        );
+    }
     assert_eq!(issuer.live_logins(fleet).await, 0);
 }
