@@ -2,7 +2,8 @@
 //! environment, `deploy` and `promote` refuse (exit 3, nothing changed, who/when/why
 //! said), `--override-freeze` goes through and is in `history`'s audit, `rollback` is
 //! allowed, `status` and `history` say it, `unfreeze` ends it; a window of the
-//! environment file freezes too, and a cluster whose freeze cannot be read refuses.
+//! environment file freezes too, a cluster whose freeze cannot be read refuses, and a
+//! release added to the repo after the freeze is frozen as well.
 //! Each test's environment has a name of its own, and its release a namespace of its
 //! own, where the freeze is kept: no other test sees it.
 
@@ -278,4 +279,78 @@ async fn a_freeze_window_and_an_unreadable_cluster_refuse_a_deploy() {
         "a refused deploy changed {}",
         clusters[0]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_release_added_after_the_freeze_is_frozen_too() {
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let env = env_name("late");
+    let target: Vec<String> = clusters[..2].to_vec();
+    let repo = freeze_repo("freeze_late", &env, &target);
+    let ok = |out: Output| {
+        assert!(out.status.success(), "{}", describe(&out));
+        out
+    };
+    ok(run(
+        fleet,
+        &repo,
+        &["freeze", "--env", &env, "--reason", "holiday freeze"],
+    ));
+
+    // After the freeze, a release in a namespace of its own joins the repo: no copy of
+    // the freeze is kept there, the environment is frozen for it all the same.
+    let late_namespace = format!("{}-late", repo.namespace);
+    let hello = repo.root().join("releases/hello");
+    let late = repo.root().join("releases/late");
+    std::fs::create_dir_all(late.join("chart/templates")).unwrap_or_else(|e| panic!("{e}"));
+    for file in [
+        "chart/Chart.yaml",
+        "chart/values.yaml",
+        "chart/templates/deployment.yaml",
+    ] {
+        std::fs::copy(hello.join(file), late.join(file)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let descriptor = std::fs::read_to_string(hello.join("release.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .replace("name: hello", "name: late")
+        .replace(
+            &format!("namespace: {}", repo.namespace),
+            &format!("namespace: {late_namespace}"),
+        );
+    std::fs::write(late.join("release.yaml"), descriptor).unwrap_or_else(|e| panic!("{e}"));
+    let deploy = ["deploy", "late", "--env", &env];
+    let out = run(fleet, &repo, &deploy);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "deploy refused, nothing changed: {env} is frozen by "
+        )) && stderr(&out).contains("\"holiday freeze\""),
+        "{}",
+        describe(&out)
+    );
+    for context in &target {
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(fleet.client(context).await);
+        assert!(
+            namespaces
+                .get_opt(&late_namespace)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none(),
+            "{context}: the refused deploy created {late_namespace}"
+        );
+    }
+    // `status` of the new release says it too.
+    let out = run(fleet, &repo, &["status", "late", "--env", &env]);
+    assert!(
+        stderr(&out).contains(&format!("freeze: {env} is frozen by ")),
+        "{}",
+        describe(&out)
+    );
+
+    // Unfrozen everywhere it was kept: the new release deploys.
+    ok(run(fleet, &repo, &["unfreeze", "--env", &env]));
+    ok(run(fleet, &repo, &deploy));
 }
