@@ -179,11 +179,7 @@ pub async fn guard(
     overriding: &FreezeOverride,
 ) -> Result<Option<String>> {
     let environment = &selected.env.environment.name;
-    let names: Vec<&str> = releases
-        .iter()
-        .map(|r| r.descriptor.metadata.namespace.as_str())
-        .collect();
-    let verdict = verdict(selected, &Places::for_releases(selected, &names)).await;
+    let verdict = releases_verdict(selected, releases).await;
     if verdict.is_open() {
         return Ok(None);
     }
@@ -202,6 +198,44 @@ pub async fn guard(
              --override-freeze --reason \"…\" (recorded in the run's audit)"
         ))),
     }
+}
+
+/// Whether the environment is frozen for a run of `releases`.
+async fn releases_verdict(
+    selected: &crate::rollout::Selected,
+    releases: &[crate::config::LoadedRelease],
+) -> Verdict {
+    let names: Vec<&str> = releases
+        .iter()
+        .map(|r| r.descriptor.metadata.namespace.as_str())
+        .collect();
+    verdict(selected, &Places::for_releases(selected, &names)).await
+}
+
+/// What `deploy --dry-run` and `promote --check`/`--dry-run` say of a freeze, asked as
+/// [`guard`] asks: `None` when none would stop the real run; else the line saying the
+/// real run would be refused (exit 3) or go through (`--override-freeze`), with who,
+/// when and why. They change nothing, so they print it and exit as they would without
+/// a freeze: a CI job that runs the dry run before an emergency override still runs.
+pub async fn foresee(
+    selected: &crate::rollout::Selected,
+    releases: &[crate::config::LoadedRelease],
+    operation: &str,
+    overriding: &FreezeOverride,
+) -> Option<String> {
+    let verdict = releases_verdict(selected, releases).await;
+    if verdict.is_open() {
+        return None;
+    }
+    let text = verdict.text(&selected.env.environment.name);
+    let line = match &overriding.reason {
+        Some(reason) => format!(
+            "{operation} would go through the freeze (--override-freeze): {text}; overridden: {reason:?}"
+        ),
+        None => format!("{operation} would be refused (exit 3), nothing changed: {text}"),
+    };
+    crate::output::eprint_line(&line);
+    Some(line)
 }
 
 /// For `status` and `history` of a release in `namespace`: one stderr line when the

@@ -100,15 +100,27 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
         );
     }
 
-    // Seen by another runner (another user on another process): deploy and promote
-    // refused, exit 3, who/when/why named, nothing changed.
+    // Seen by another runner: another user, with a checkout and a home (flotilla's
+    // cache) of its own: deploy and promote refused, exit 3, who/when/why named,
+    // nothing changed.
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let runner = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let checkout = runner.path().join("checkout");
+    support::copy_dir(repo.root(), &checkout);
+    let home = runner.path().join("home");
+    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
     for args in [
         vec!["deploy", "hello", "--env", &env, "--version", "v2"],
         vec!["promote", "hello", "--from", &source, "--to", &env],
     ] {
-        let mut cmd = support::command(fleet, &repo, &args);
-        cmd.env("USER", "another-runner");
+        let mut cmd = crate::support::flotilla();
+        cmd.arg("--root")
+            .arg(&checkout)
+            .args(&args)
+            .envs(fleet.env())
+            .env("USER", "another-runner")
+            .env("HOME", &home)
+            .env_remove("XDG_CACHE_HOME");
         let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", describe(&out));
         let text = stderr(&out);
@@ -128,6 +140,118 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
                 "{args:?}: {context} changed"
             );
         }
+    }
+
+    // The dry runs say what the real run would meet (the same who/when/why) and exit
+    // as without a freeze: a deploy plan 0, a promotion check by its comparison.
+    let refused_line = |operation: &str| {
+        format!(
+            "{operation} would be refused (exit 3), nothing changed: {env} is frozen by {user}@"
+        )
+    };
+    let out = ok(run(
+        fleet,
+        &repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            &env,
+            "--version",
+            "v2",
+            "--dry-run",
+        ],
+    ));
+    assert!(
+        stderr(&out).contains(&refused_line("deploy"))
+            && stderr(&out).contains("\"incident 4711\""),
+        "{}",
+        describe(&out)
+    );
+    let plan = json(&ok(run(
+        fleet,
+        &repo,
+        &["deploy", "hello", "--env", &env, "--dry-run", "-o", "json"],
+    )));
+    assert!(
+        plan["freeze"]
+            .as_str()
+            .is_some_and(|f| f.starts_with(&refused_line("deploy"))),
+        "{plan:#}"
+    );
+    let out = run(
+        fleet,
+        &repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            &env,
+            "--dry-run",
+            "--override-freeze",
+            "--reason",
+            "hotfix",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("deploy would go through the freeze (--override-freeze): ")
+            && stderr(&out).contains("overridden: \"hotfix\""),
+        "{}",
+        describe(&out)
+    );
+    let mut cmd = support::command(
+        fleet,
+        &repo,
+        &[
+            "promote", "hello", "--from", &source, "--to", &env, "--check", "-o", "json",
+        ],
+    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+    let check = json(&out);
+    let same = check["same"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("{check:#}"));
+    assert_eq!(
+        out.status.code(),
+        Some(if same { 0 } else { 1 }),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        check["freeze"]
+            .as_str()
+            .is_some_and(|f| f.starts_with(&refused_line("promote")))
+            && stderr(&out).contains(&refused_line("promote")),
+        "{}",
+        describe(&out)
+    );
+    let mut cmd = support::command(
+        fleet,
+        &repo,
+        &[
+            "promote",
+            "hello",
+            "--from",
+            &source,
+            "--to",
+            &env,
+            "--dry-run",
+        ],
+    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(&refused_line("promote")),
+        "{}",
+        describe(&out)
+    );
+    for context in &target {
+        assert_eq!(
+            deployed(fleet, &repo, &env, context).map(|d| (d.1, d.2)),
+            Some((first.clone(), "v1".to_string())),
+            "a dry run changed {context}"
+        );
     }
 
     // `status` and `history` say it.
