@@ -330,7 +330,30 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
             "{context}"
         );
     }
+    // A freeze whose `--until` has passed (kept as another runner's `freeze --until 1h`
+    // leaves it an hour later) no longer holds: the deploy goes on, `status` is quiet.
+    let api: kube::Api<ConfigMap> =
+        kube::Api::namespaced(fleet.client(&target[0]).await, &repo.namespace);
+    let now = chrono::Utc::now();
+    let ended = serde_json::json!({
+        "environment": env,
+        "reason": "ended window",
+        "user": "bob",
+        "host": "laptop",
+        "since": (now - chrono::Duration::hours(2)).to_rfc3339(),
+        "until": (now - chrono::Duration::hours(1)).to_rfc3339(),
+    });
+    let map: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("flotilla.freeze.{env}")},
+        "data": {"freeze": ended.to_string()},
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    api.create(&Default::default(), &map)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     support::deploy_ok(fleet, &repo, &env, "v3");
+    let out = ok(run(fleet, &repo, &["status", "hello", "--env", &env]));
+    assert!(!stderr(&out).contains("freeze:"), "{}", describe(&out));
 }
 
 #[tokio::test(flavor = "multi_thread")]
