@@ -109,6 +109,13 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
     support::copy_dir(repo.root(), &checkout);
     let home = runner.path().join("home");
     std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+    // Its CI shows the refusal: the job's summary and a JUnit report with its one
+    // failed case (the run had no report of its own to write).
+    let step_summary = runner.path().join("step-summary.md");
+    let (summary, junit) = (
+        runner.path().join("summary.md"),
+        runner.path().join("junit.xml"),
+    );
     for args in [
         vec!["deploy", "hello", "--env", &env, "--version", "v2"],
         vec!["promote", "hello", "--from", &source, "--to", &env],
@@ -117,11 +124,35 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
         cmd.arg("--root")
             .arg(&checkout)
             .args(&args)
+            .arg("--summary")
+            .arg(&summary)
+            .arg("--junit")
+            .arg(&junit)
             .envs(fleet.env())
             .env("USER", "another-runner")
             .env("HOME", &home)
+            .env("GITHUB_STEP_SUMMARY", &step_summary)
             .env_remove("XDG_CACHE_HOME");
         let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+        let markdown = std::fs::read_to_string(&summary).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            markdown.starts_with(&format!(
+                "### flotilla {} hello to {env}: REFUSED, nothing changed (exit 3)\n",
+                args[0]
+            )) && markdown.contains("\"incident 4711\""),
+            "{args:?}: {markdown}"
+        );
+        let xml = std::fs::read_to_string(&junit).unwrap_or_else(|e| panic!("{e}"));
+        let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}: {xml}"));
+        let failures: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("failure"))
+            .filter_map(|n| n.attribute("message"))
+            .collect();
+        assert!(
+            failures.len() == 1 && failures[0].contains(&format!("{env} is frozen by {user}@")),
+            "{args:?}: {xml}"
+        );
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", describe(&out));
         let text = stderr(&out);
         assert!(
@@ -142,14 +173,22 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
         }
     }
 
+    let step = std::fs::read_to_string(&step_summary).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        step.matches("REFUSED, nothing changed (exit 3)").count(),
+        2,
+        "{step}"
+    );
+
     // The dry runs say what the real run would meet (the same who/when/why) and exit
-    // as without a freeze: a deploy plan 0, a promotion check by its comparison.
+    // as without a freeze: a deploy plan 0, a promotion check by its comparison. They
+    // are no run: no summary of theirs reaches the job's page.
     let refused_line = |operation: &str| {
         format!(
             "{operation} would be refused (exit 3), nothing changed: {env} is frozen by {user}@"
         )
     };
-    let out = ok(run(
+    let mut cmd = support::command(
         fleet,
         &repo,
         &[
@@ -161,7 +200,15 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
             "v2",
             "--dry-run",
         ],
-    ));
+    );
+    let out = ok(cmd
+        .env("GITHUB_STEP_SUMMARY", &step_summary)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(
+        std::fs::read_to_string(&step_summary).unwrap_or_else(|e| panic!("{e}")),
+        step
+    );
     assert!(
         stderr(&out).contains(&refused_line("deploy"))
             && stderr(&out).contains("\"incident 4711\""),

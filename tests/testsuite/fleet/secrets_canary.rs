@@ -1109,16 +1109,18 @@ async fn no_token_or_value_in_a_jwt_login_a_freeze_the_ci_report_files_or_a_json
     let summary_text = std::fs::read_to_string(&summary).unwrap_or_default();
     assert!(summary_text.contains("rolled back"), "{summary_text}");
 
-    // A refused login, `-o json`: the error document names the claim, not the token.
+    // A refused login, `-o json`: the error document names the claim, not the token;
+    // so do the report files, which hold the error then.
     let refused = with(&[("VAULT_ID_TOKEN", refused_jwt.as_str())]);
-    let out = run_loud(
-        root,
-        &["-vvv", "deploy", "canary", "--env", "dev", "-o", "json"],
-        &refused,
-    )
-    .await;
+    let refused_deploy: Vec<&str> = deploy.iter().copied().chain(["-o", "json"]).collect();
+    let out = run_loud(root, &refused_deploy, &refused).await;
     assert_eq!(out.code, Some(3), "refused login: {}", out.both());
     canary.assert_run("refused login", &out);
+    for file in [&summary, &junit] {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{e}"));
+        canary.assert_clean(&format!("refused login: {}", file.display()), &text);
+        assert!(text.contains("role deploy-dev"), "{text}");
+    }
     let error: serde_json::Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("the error document is JSON: {e}: {}", out.stdout));
     assert_eq!(error["exit_code"], 3, "{error:#}");
