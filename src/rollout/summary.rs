@@ -563,15 +563,20 @@ mod tests {
         assert_eq!(suites.attribute("failures"), Some("3"));
     }
 
+    /// Every summary asked for, in `dir`.
+    fn files_in(dir: &std::path::Path) -> ReportFiles {
+        ReportFiles {
+            summary: Some(dir.join("summary.md")),
+            junit: Some(dir.join("junit.xml")),
+            github_step_summary: Some(dir.join("step-summary.md")),
+            written: Default::default(),
+        }
+    }
+
     #[test]
     fn the_github_step_summary_is_appended_to_and_the_files_written_anew() {
         let dir = tempfile::tempdir().unwrap();
-        let files = ReportFiles {
-            summary: Some(dir.path().join("summary.md")),
-            junit: Some(dir.path().join("junit.xml")),
-            github_step_summary: Some(dir.path().join("step-summary.md")),
-            written: Default::default(),
-        };
+        let files = files_in(dir.path());
         let report = failed_two_waves();
         files.write(std::slice::from_ref(&report));
         files.write(std::slice::from_ref(&report));
@@ -585,12 +590,7 @@ mod tests {
     #[test]
     fn an_error_before_any_report_is_written_once_and_never_over_a_report() {
         let dir = tempfile::tempdir().unwrap();
-        let files = ReportFiles {
-            summary: Some(dir.path().join("summary.md")),
-            junit: Some(dir.path().join("junit.xml")),
-            github_step_summary: Some(dir.path().join("step-summary.md")),
-            written: Default::default(),
-        };
+        let files = files_in(dir.path());
         let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
         let message = "deploy refused, nothing changed: prod is frozen by alice@laptop: \"incident <4711> & co\"";
         files.clone().write_unreported("deploy hello", message, 3);

@@ -61,6 +61,15 @@ async fn db_password_in(fleet: &Fleet, context: &str, namespace: &str) -> Option
     Some(String::from_utf8_lossy(&bytes.0).into_owned())
 }
 
+/// The password the hello-db Secret holds in each of the repo's two clusters.
+async fn db_passwords(fleet: &Fleet, repo: &TestRepo) -> Vec<Option<String>> {
+    let mut found = Vec::new();
+    for context in fleet.clusters().iter().take(2) {
+        found.push(db_password_in(fleet, context, &repo.namespace).await);
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
@@ -107,47 +116,26 @@ async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
         describe(&out)
     );
     assert_never_shows(&out, &[other_audience.as_str()]);
-    for context in fleet.clusters().iter().take(2) {
-        assert_eq!(
-            db_password_in(fleet, context, &repo.namespace).await,
-            None,
-            "{context}: a refused login changed the cluster"
-        );
-    }
+    assert_eq!(
+        db_passwords(fleet, &repo).await,
+        [None, None],
+        "a refused login changed a cluster"
+    );
 
     // The dev branch's job: logs in, reads the secret, deploys every cluster.
     let dev = issuer.token("dev", AUDIENCE);
     let out = run(fleet, &repo, &deploy, &[("CI_ID_TOKEN", dev.as_str())]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_never_shows(&out, &[dev.as_str(), DEV_DB]);
-    for context in fleet.clusters().iter().take(2) {
-        assert_eq!(
-            db_password_in(fleet, context, &repo.namespace)
-                .await
-                .as_deref(),
-            Some(DEV_DB),
-            "{context}"
-        );
-    }
+    assert_eq!(
+        db_passwords(fleet, &repo).await,
+        [Some(DEV_DB.to_string()), Some(DEV_DB.to_string())]
+    );
     // The run revoked its login token (and the refused ones never had one).
     assert_eq!(issuer.live_logins(fleet).await, 0);
 
     // `secrets policy` prints the role next to the policy.
-    let out = run(
-        fleet,
-        &repo,
-        &["secrets", "policy", "hello", "--env", "dev"],
-        &[],
-    );
-    let policy = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{}", describe(&out));
-    let role: String = policy
-        .lines()
-        .skip_while(|line| *line != "# {")
-        .map(|line| line.trim_start_matches('#').trim_start())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let role: Value = serde_json::from_str(&role).unwrap_or_else(|e| panic!("{e}: {policy}"));
+    let (policy, role) = printed_policy(fleet, &repo);
     // A JWT from a variable: GitLab's claim shape (GitHub's comes with its endpoint).
     assert_eq!(role["bound_claims"]["ref"], "dev", "{policy}");
     assert_eq!(role["bound_claims"]["ref_type"], "branch", "{policy}");
@@ -249,9 +237,9 @@ async fn a_jwt_login_through_github_fake_token_endpoint() {
     assert_eq!(issuer.live_logins(fleet).await, 0);
 }
 
-/// The role `secrets policy` prints for `repo`'s dev, with OWNER/REPO filled in as an
-/// operator would: the JSON of its comment lines from `# {`.
-fn printed_role(fleet: &Fleet, repo: &TestRepo) -> Value {
+/// What `secrets policy` prints for `repo`'s dev, and the role in it: the JSON of its
+/// comment lines from `# {`, as an operator keeps it for `vault write`.
+fn printed_policy(fleet: &Fleet, repo: &TestRepo) -> (String, Value) {
     let out = run(
         fleet,
         repo,
@@ -266,8 +254,8 @@ fn printed_role(fleet: &Fleet, repo: &TestRepo) -> Value {
         .map(|line| line.trim_start_matches('#').trim_start())
         .collect::<Vec<_>>()
         .join("\n");
-    let role = role.replace("OWNER/REPO", REPOSITORY);
-    serde_json::from_str(&role).unwrap_or_else(|e| panic!("{e}: {policy}"))
+    let role = serde_json::from_str(&role).unwrap_or_else(|e| panic!("{e}: {policy}"));
+    (policy, role)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -288,8 +276,10 @@ async fn a_gitlab_id_token_logs_in_at_the_printed_role_and_a_tag_another_project
     std::fs::write(&file, text.replace("MOUNT", &issuer.mount)).unwrap_or_else(|e| panic!("{e}"));
 
     // The operator writes the role flotilla prints (GitLab's shape: the JWT comes from
-    // a variable), with the fleet's read policy in place of the one it names.
-    let mut role = printed_role(fleet, &repo);
+    // a variable), OWNER/REPO filled in, with the fleet's read policy in place of the
+    // one it names.
+    let (_, mut role) = printed_policy(fleet, &repo);
+    role["bound_claims"]["project_path"] = REPOSITORY.into();
     assert_eq!(
         role["bound_claims"],
         json!({"project_path": REPOSITORY, "ref": "dev", "ref_type": "branch"}),
@@ -340,13 +330,11 @@ async fn a_gitlab_id_token_logs_in_at_the_printed_role_and_a_tag_another_project
         );
         assert_never_shows(&out, &[token.as_str()]);
     }
-    for context in fleet.clusters().iter().take(2) {
-        assert_eq!(
-            db_password_in(fleet, context, &repo.namespace).await,
-            None,
-            "{context}: a refused login changed the cluster"
-        );
-    }
+    assert_eq!(
+        db_passwords(fleet, &repo).await,
+        [None, None],
+        "a refused login changed a cluster"
+    );
 
     // The dev branch's pipeline: reads every secret, deploys every cluster, and its
     // login token is revoked when the command ends.
@@ -354,14 +342,9 @@ async fn a_gitlab_id_token_logs_in_at_the_printed_role_and_a_tag_another_project
     let out = run(fleet, &repo, &deploy, &[("VAULT_ID_TOKEN", dev.as_str())]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_never_shows(&out, &[dev.as_str(), DEV_DB]);
-    for context in fleet.clusters().iter().take(2) {
-        assert_eq!(
-            db_password_in(fleet, context, &repo.namespace)
-                .await
-                .as_deref(),
-            Some(DEV_DB),
-            "{context}"
-        );
-    }
+    assert_eq!(
+        db_passwords(fleet, &repo).await,
+        [Some(DEV_DB.to_string()), Some(DEV_DB.to_string())]
+    );
     assert_eq!(issuer.live_logins(fleet).await, 0);
 }
