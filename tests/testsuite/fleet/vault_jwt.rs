@@ -258,6 +258,32 @@ fn printed_policy(fleet: &Fleet, repo: &TestRepo) -> (String, Value) {
     (policy, role)
 }
 
+/// role.json as docs/secrets.md makes it from `policy` (its `sed` line, run by `sh` in
+/// a folder holding policy.hcl), OWNER/REPO filled in with [`REPOSITORY`] as there.
+fn role_json_as_documented(policy: &str) -> Value {
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/secrets.md"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let line = docs
+        .lines()
+        .find(|l| l.starts_with("sed -n 's/^# //p' policy.hcl"))
+        .unwrap_or_else(|| panic!("docs/secrets.md: no sed line making role.json"));
+    assert!(line.contains(&format!("|{REPOSITORY}|")), "{line}");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("policy.hcl"), policy).unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .current_dir(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{line}: {}", describe(&out));
+    let text =
+        std::fs::read_to_string(dir.path().join("role.json")).unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_gitlab_id_token_logs_in_at_the_printed_role_and_a_tag_another_project_or_audience_is_refused(
@@ -278,8 +304,9 @@ async fn a_gitlab_id_token_logs_in_at_the_printed_role_and_a_tag_another_project
     // The operator writes the role flotilla prints (GitLab's shape: the JWT comes from
     // a variable), OWNER/REPO filled in, with the fleet's read policy in place of the
     // one it names.
-    let (_, mut role) = printed_policy(fleet, &repo);
+    let (policy, mut role) = printed_policy(fleet, &repo);
     role["bound_claims"]["project_path"] = REPOSITORY.into();
+    assert_eq!(role_json_as_documented(&policy), role);
     assert_eq!(
         role["bound_claims"],
         json!({"project_path": REPOSITORY, "ref": "dev", "ref_type": "branch"}),
