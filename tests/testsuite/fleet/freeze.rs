@@ -2,8 +2,9 @@
 //! environment, `deploy` and `promote` refuse (exit 3, nothing changed, who/when/why
 //! said), `--override-freeze` goes through and is in `history`'s audit, `rollback` is
 //! allowed, `status` and `history` say it, `unfreeze` ends it; a window of the
-//! environment file freezes too, a cluster whose freeze cannot be read refuses, and a
-//! release added to the repo after the freeze is frozen as well.
+//! environment file freezes too, a cluster whose freeze cannot be read refuses, a
+//! release added to the repo after the freeze is frozen as well, and another release's
+//! namespace that the deployer may not read refuses nothing.
 //! Each test's environment has a name of its own, and its release a namespace of its
 //! own, where the freeze is kept: no other test sees it.
 
@@ -475,6 +476,28 @@ async fn a_freeze_window_and_an_unreadable_cluster_refuse_a_deploy() {
     );
 }
 
+/// A release `name` in `namespace` added to `repo`: hello's chart and secrets.
+fn add_release(repo: &TestRepo, name: &str, namespace: &str) {
+    let hello = repo.root().join("releases/hello");
+    let added = repo.root().join("releases").join(name);
+    std::fs::create_dir_all(added.join("chart/templates")).unwrap_or_else(|e| panic!("{e}"));
+    for file in [
+        "chart/Chart.yaml",
+        "chart/values.yaml",
+        "chart/templates/deployment.yaml",
+    ] {
+        std::fs::copy(hello.join(file), added.join(file)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let descriptor = std::fs::read_to_string(hello.join("release.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .replace("name: hello", &format!("name: {name}"))
+        .replace(
+            &format!("namespace: {}", repo.namespace),
+            &format!("namespace: {namespace}"),
+        );
+    std::fs::write(added.join("release.yaml"), descriptor).unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_release_added_after_the_freeze_is_frozen_too() {
@@ -496,24 +519,7 @@ async fn a_release_added_after_the_freeze_is_frozen_too() {
     // After the freeze, a release in a namespace of its own joins the repo: no copy of
     // the freeze is kept there, the environment is frozen for it all the same.
     let late_namespace = format!("{}-late", repo.namespace);
-    let hello = repo.root().join("releases/hello");
-    let late = repo.root().join("releases/late");
-    std::fs::create_dir_all(late.join("chart/templates")).unwrap_or_else(|e| panic!("{e}"));
-    for file in [
-        "chart/Chart.yaml",
-        "chart/values.yaml",
-        "chart/templates/deployment.yaml",
-    ] {
-        std::fs::copy(hello.join(file), late.join(file)).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let descriptor = std::fs::read_to_string(hello.join("release.yaml"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .replace("name: hello", "name: late")
-        .replace(
-            &format!("namespace: {}", repo.namespace),
-            &format!("namespace: {late_namespace}"),
-        );
-    std::fs::write(late.join("release.yaml"), descriptor).unwrap_or_else(|e| panic!("{e}"));
+    add_release(&repo, "late", &late_namespace);
     let deploy = ["deploy", "late", "--env", &env];
     let out = run(fleet, &repo, &deploy);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
@@ -547,4 +553,44 @@ async fn a_release_added_after_the_freeze_is_frozen_too() {
     // Unfrozen everywhere it was kept: the new release deploys.
     ok(run(fleet, &repo, &["unfreeze", "--env", &env]));
     ok(run(fleet, &repo, &deploy));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_deployer_that_may_not_read_another_releases_namespace_is_not_refused_for_it() {
+    let fleet = Fleet::shared();
+    let cluster = fleet.clusters()[0].clone();
+    let deployer = format!("{cluster}-deployer");
+    let env = env_name("rbac");
+    let repo = freeze_repo("freeze_rbac", &env, std::slice::from_ref(&deployer));
+    // hello where the deployer may deploy; another team's release where it may not
+    // even read.
+    let theirs = format!("{}-theirs", repo.namespace);
+    support::create_namespace(&fleet.client(&cluster).await, &theirs).await;
+    add_release(&repo, "theirs", &theirs);
+    let own = fleet.namespace("frz-own").await;
+    let descriptor = repo.root().join("releases/hello/release.yaml");
+    let text = std::fs::read_to_string(&descriptor).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &descriptor,
+        text.replace(
+            &format!("namespace: {}", repo.namespace),
+            &format!("namespace: {own}"),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // Its freeze cannot be read there (403): not a reason to refuse hello's deploy,
+    // whose own namespace says the environment is not frozen.
+    let out = run(fleet, &repo, &["deploy", "hello", "--env", &env]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // Its own namespace unreadable would refuse (a freeze may be kept there): the
+    // release of the other team, deployed with the deployer's token, is refused so.
+    let out = run(fleet, &repo, &["deploy", "theirs", "--env", &env]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot tell whether {env} is frozen")),
+        "{}",
+        describe(&out)
+    );
 }
