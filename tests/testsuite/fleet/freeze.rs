@@ -360,8 +360,23 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
         );
     }
 
-    // Rollback is always allowed.
-    ok(run(fleet, &repo, &["rollback", "hello", "--env", &env]));
+    // Rollback is always allowed, and its summary is where CI shows it: a row and a
+    // passed JUnit case per cluster.
+    let (summary_arg, junit_arg) = (summary.display().to_string(), junit.display().to_string());
+    ok(run(
+        fleet,
+        &repo,
+        &[
+            "rollback",
+            "hello",
+            "--env",
+            &env,
+            "--summary",
+            &summary_arg,
+            "--junit",
+            &junit_arg,
+        ],
+    ));
     for context in &target {
         assert_eq!(
             deployed(fleet, &repo, &env, context).map(|d| d.1),
@@ -369,6 +384,36 @@ async fn a_frozen_environment_refuses_deploy_and_promote_allows_rollback_and_rec
             "{context}"
         );
     }
+    let markdown = std::fs::read_to_string(&summary).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        markdown.starts_with(&format!("### flotilla rollback hello to {env}: ")),
+        "{markdown}"
+    );
+    let rows: Vec<&str> = markdown.lines().filter(|l| l.starts_with("| `")).collect();
+    assert_eq!(rows.len(), target.len(), "{markdown}");
+    for (row, context) in rows.iter().zip(&target) {
+        assert!(row.starts_with(&format!("| `{context}` |")), "{markdown}");
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap_or_else(|e| panic!("{e}"));
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}: {xml}"));
+    let cases: Vec<(&str, bool)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|n| {
+            (
+                n.attribute("name").unwrap_or_default(),
+                n.children().any(|c| c.has_tag_name("failure")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cases,
+        target
+            .iter()
+            .map(|c| (c.as_str(), false))
+            .collect::<Vec<_>>(),
+        "{xml}"
+    );
 
     // Unfrozen: gone from every cluster, and a deploy goes on.
     ok(run(fleet, &repo, &["unfreeze", "--env", &env]));
