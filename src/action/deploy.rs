@@ -55,7 +55,9 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
     args.overrides.values()?;
     let selected = configured.with_kubeconfig()?;
     if args.dry_run {
-        return super::dry_run::deploy(&selected, &releases, &args.overrides, args.output).await;
+        let freeze = super::freeze::foresee(&selected, &releases, "deploy", &args.freeze).await;
+        return super::dry_run::deploy(&selected, &releases, &args.overrides, freeze, args.output)
+            .await;
     }
     crate::rollout::chain::require_soak_of_checkout(&selected, &releases, &args.overrides).await?;
     let waves = WaveRequest {

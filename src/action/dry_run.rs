@@ -92,10 +92,13 @@ fn comma_list(items: &[String]) -> String {
 /// `deploy --dry-run`: for every release and every cluster of the plan, wave by wave,
 /// what runs now, the revision and version the deploy would record, and the Vault
 /// paths it would read. Reads the clusters' records; changes nothing, reads no secret.
+/// `freeze`: what a freeze of the environment would do to the real run
+/// (`action::freeze::foresee`, which said it on stderr), for the JSON.
 pub async fn deploy(
     selected: &Selected,
     releases: &[LoadedRelease],
     overrides: &Overrides,
+    freeze: Option<String>,
     output: OutputFormat,
 ) -> Result<()> {
     let mut rows = Vec::new();
@@ -198,5 +201,6 @@ pub async fn deploy(
         "vault_reads".into(),
         serde_json::json!(reads.keys().collect::<Vec<_>>()),
     );
+    fields.insert("freeze".into(), freeze.into());
     print_plan(&heading, &rows, fields, &notes, output)
 }

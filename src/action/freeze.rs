@@ -96,11 +96,36 @@ async fn each_cluster(
     .collect()
 }
 
-/// What every cluster of the environment says of its freeze, kept in `namespaces`:
-/// frozen in any of them, else unreadable in any, else clear.
+/// Where a run of releases in `own` (their namespaces) looks for the environment's
+/// freeze: `own` first (a freeze that cannot be read there refuses), then the
+/// namespaces of the repo's other releases, where `freeze` wrote it too. A release
+/// added after the freeze has no copy in its own namespace yet, and the environment is
+/// frozen for it all the same. With `freeze.namespace` there is one place, and no other.
+struct Places {
+    own: Vec<String>,
+    others: Vec<String>,
+}
+
+impl Places {
+    fn for_releases(selected: &crate::rollout::Selected, own: &[&str]) -> Places {
+        let own = namespaces(&selected.env.environment, own);
+        // With `freeze.namespace` every release's place is that one. A descriptor that
+        // does not load is its own command's problem: the others still tell.
+        let others = repo_namespaces(selected)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| !own.contains(n))
+            .collect();
+        Places { own, others }
+    }
+}
+
+/// What every cluster of the environment says of its freeze: frozen in any of the
+/// places, else unreadable in one of the run's own namespaces, else clear. What cannot
+/// be read in another release's namespace (a deployer may not read it) says nothing.
 async fn read_all(
     selected: &crate::rollout::Selected,
-    namespaces: &[String],
+    places: &Places,
 ) -> Vec<(String, ClusterFreeze)> {
     let name = &selected.env.environment.name;
     futures::future::join_all(each_cluster(selected).await.into_iter().map(
@@ -109,12 +134,21 @@ async fn read_all(
                 Ok(handle) => handle,
                 Err(err) => return (context, ClusterFreeze::Unreadable(err.to_string())),
             };
+            let reads = futures::future::join_all(
+                places
+                    .own
+                    .iter()
+                    .chain(&places.others)
+                    .map(|namespace| read_freeze(&handle, namespace, name)),
+            )
+            .await;
             let mut found = ClusterFreeze::Clear;
-            for namespace in namespaces {
-                match read_freeze(&handle, namespace, name).await {
+            for (i, read) in reads.into_iter().enumerate() {
+                match read {
                     frozen @ ClusterFreeze::Frozen(_) => return (context, frozen),
                     ClusterFreeze::Clear => {}
-                    unreadable => found = unreadable,
+                    unreadable if i < places.own.len() => found = unreadable,
+                    _ => {}
                 }
             }
             (context, found)
@@ -123,8 +157,8 @@ async fn read_all(
     .await
 }
 
-async fn verdict(selected: &crate::rollout::Selected, namespaces: &[String]) -> Verdict {
-    let reads = read_all(selected, namespaces).await;
+async fn verdict(selected: &crate::rollout::Selected, places: &Places) -> Verdict {
+    let reads = read_all(selected, places).await;
     let windows = selected
         .env
         .environment
@@ -145,11 +179,7 @@ pub async fn guard(
     overriding: &FreezeOverride,
 ) -> Result<Option<String>> {
     let environment = &selected.env.environment.name;
-    let names: Vec<&str> = releases
-        .iter()
-        .map(|r| r.descriptor.metadata.namespace.as_str())
-        .collect();
-    let verdict = verdict(selected, &namespaces(&selected.env.environment, &names)).await;
+    let verdict = releases_verdict(selected, releases).await;
     if verdict.is_open() {
         return Ok(None);
     }
@@ -170,11 +200,48 @@ pub async fn guard(
     }
 }
 
+/// Whether the environment is frozen for a run of `releases`.
+async fn releases_verdict(
+    selected: &crate::rollout::Selected,
+    releases: &[crate::config::LoadedRelease],
+) -> Verdict {
+    let names: Vec<&str> = releases
+        .iter()
+        .map(|r| r.descriptor.metadata.namespace.as_str())
+        .collect();
+    verdict(selected, &Places::for_releases(selected, &names)).await
+}
+
+/// What `deploy --dry-run` and `promote --check`/`--dry-run` say of a freeze, asked as
+/// [`guard`] asks: `None` when none would stop the real run; else the line saying the
+/// real run would be refused (exit 3) or go through (`--override-freeze`), with who,
+/// when and why. They change nothing, so they print it and exit as they would without
+/// a freeze: a CI job that runs the dry run before an emergency override still runs.
+pub async fn foresee(
+    selected: &crate::rollout::Selected,
+    releases: &[crate::config::LoadedRelease],
+    operation: &str,
+    overriding: &FreezeOverride,
+) -> Option<String> {
+    let verdict = releases_verdict(selected, releases).await;
+    if verdict.is_open() {
+        return None;
+    }
+    let text = verdict.text(&selected.env.environment.name);
+    let line = match &overriding.reason {
+        Some(reason) => format!(
+            "{operation} would go through the freeze (--override-freeze): {text}; overridden: {reason:?}"
+        ),
+        None => format!("{operation} would be refused (exit 3), nothing changed: {text}"),
+    };
+    crate::output::eprint_line(&line);
+    Some(line)
+}
+
 /// For `status` and `history` of a release in `namespace`: one stderr line when the
 /// environment is frozen. Never fails the command.
 pub async fn notice(selected: &crate::rollout::Selected, namespace: &str) {
-    let namespaces = namespaces(&selected.env.environment, &[namespace]);
-    let verdict = verdict(selected, &namespaces).await;
+    let verdict = verdict(selected, &Places::for_releases(selected, &[namespace])).await;
     // Only a freeze seen: a cluster that cannot be read is the read command's own
     // report (with its exit code), and a deploy refuses on it anyway.
     if matches!(verdict, Verdict::Frozen(_)) {
@@ -301,7 +368,14 @@ pub async fn unfreeze(root: &Path, args: &EnvSelection) -> Result<()> {
     };
     finish(&removed, &what, "unfroze", "unfrozen")?;
     // A window of the environment file still holds.
-    let verdict = verdict(&selected, &namespaces).await;
+    let verdict = verdict(
+        &selected,
+        &Places {
+            own: namespaces,
+            others: Vec::new(),
+        },
+    )
+    .await;
     if let Verdict::Frozen(_) = verdict {
         crate::output::eprint_line(&format!("freeze: {}", verdict.text(name)));
     }

@@ -118,9 +118,15 @@ pub async fn run(root: &Path, args: &PromoteOptions) -> Result<()> {
             deployment_id: record.content_id().to_owned(),
         },
     };
+    let release_slice = std::slice::from_ref(&release);
     match args.mode {
-        PromoteMode::Check => check(&release, &args.checkout, &promoted, args.output),
+        PromoteMode::Check => {
+            let freeze =
+                super::freeze::foresee(&selected, release_slice, "promote", &args.freeze).await;
+            check(&release, &args.checkout, &promoted, freeze, args.output)
+        }
         PromoteMode::DryRun => {
+            super::freeze::foresee(&selected, release_slice, "promote", &args.freeze).await;
             if let Err(refused) = require_soak(&selected, &release, &promoted.artifact).await {
                 crate::output::eprint_line(&format!("promote would be refused: {refused}"));
             }
@@ -248,11 +254,14 @@ async fn source_revision(
 
 /// `--check`: the checkout's artifact (its chart, version and `spec.values`, with the
 /// `--set` and `--version` given) against the one the source runs. Exit 0 when they
-/// are the same, 1 when they differ (as diff(1)), with what differs.
+/// are the same, 1 when they differ (as diff(1)), with what differs. `freeze`: what a
+/// freeze of the target would do to the real promotion (said on stderr already), in the
+/// JSON; it does not change the exit code, which answers the comparison.
 fn check(
     release: &LoadedRelease,
     checkout: &Overrides,
     promoted: &Promoted,
+    freeze: Option<String>,
     output: OutputFormat,
 ) -> Result<()> {
     let here = artifact_of(release, checkout)?;
@@ -267,6 +276,7 @@ fn check(
             "checkout_artifact": here.digest(),
             "same": differences.is_empty(),
             "differences": differences,
+            "freeze": freeze,
         }))?,
         OutputFormat::Table if differences.is_empty() => crate::output::print(&format!(
             "the checkout is what {there} runs: artifact {}",

@@ -127,6 +127,29 @@ async fn diff(root: &std::path::Path, args: DiffArgs) -> crate::Result<Finished>
     })
 }
 
+/// `deploy hello to prod` (or `--branch prod`), as a run's summary heads an error.
+fn run_title(operation: &str, release: &str, target: &action::EnvSelection) -> String {
+    match (&target.env, &target.branch) {
+        (Some(env), _) => format!("{operation} {release} to {env}"),
+        (None, Some(branch)) => format!("{operation} {release} --branch {branch}"),
+        (None, None) => format!("{operation} {release}"),
+    }
+}
+
+/// A run that ended in an error before its report (a freeze, a refused Vault login,
+/// bad input) leaves the error where CI shows the summary (`--summary`, `--junit`,
+/// `$GITHUB_STEP_SUMMARY`); a run that wrote its report keeps it.
+fn unreported(
+    result: &crate::Result<()>,
+    files: &crate::rollout::summary::ReportFiles,
+    title: &str,
+) {
+    use crate::exit::Classify;
+    if let Err(err) = result {
+        files.write_unreported(title, &err.to_string(), err.exit_kind().code());
+    }
+}
+
 async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<()> {
     match command {
         Command::Deploy(args) => {
@@ -151,7 +174,13 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 freeze: args.freeze.into(),
                 output: args.output,
             };
-            action::deploy::run(root, &opts).await
+            let result = action::deploy::run(root, &opts).await;
+            if !opts.dry_run {
+                let release = opts.release.as_deref().filter(|_| !opts.all);
+                let title = run_title("deploy", release.unwrap_or("--all"), &opts.env);
+                unreported(&result, &opts.report_files, &title);
+            }
+            result
         }
         Command::Rollback(args) => {
             let opts = action::rollback::RollbackOptions {
@@ -167,7 +196,12 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 trust_records: args.trust_records,
                 output: args.output,
             };
-            action::rollback::run(root, &opts).await
+            let result = action::rollback::run(root, &opts).await;
+            if !opts.dry_run {
+                let title = run_title("rollback", &opts.release, &opts.env);
+                unreported(&result, &opts.report_files, &title);
+            }
+            result
         }
         Command::History(args) => {
             action::history::run(root, &args.target.into(), args.output).await
@@ -199,7 +233,12 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 freeze: args.freeze.into(),
                 output: args.output,
             };
-            action::promote::run(root, &opts).await
+            let result = action::promote::run(root, &opts).await;
+            if opts.mode == action::promote::PromoteMode::Deploy {
+                let title = run_title("promote", &opts.release, &opts.to);
+                unreported(&result, &opts.report_files, &title);
+            }
+            result
         }
         Command::Status(args) => action::status::run(root, &args.target.into(), args.output).await,
         // `run` answers diff itself, for its outcome; this arm keeps the match whole.

@@ -21,6 +21,10 @@ pub struct ReportFiles {
     /// `$GITHUB_STEP_SUMMARY`: the Markdown summary, appended (GitHub's rule: a job's
     /// steps share the file).
     pub github_step_summary: Option<PathBuf>,
+    /// Whether a run's report was written (shared by the clones the command hands
+    /// down): a command that ends in an error without one writes its error instead
+    /// ([`ReportFiles::write_unreported`]).
+    pub written: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ReportFiles {
@@ -32,16 +36,41 @@ impl ReportFiles {
             github_step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            written: Default::default(),
         }
     }
 
     /// Writes every summary asked for. A file that cannot be written is a warning: the
     /// run's outcome (and its exit code) is what it is.
     pub fn write(&self, reports: &[Report]) {
+        self.write_texts(|| (markdown(reports), junit(reports)));
+    }
+
+    /// For a run that ended in an error before it had a report (refused by a freeze, a
+    /// Vault login refused, bad input): the error where CI shows it, as the heading
+    /// `title` (`deploy hello`) with its exit code and one failed JUnit test case, so
+    /// that a refused job's page says why and a published `junit.xml` exists. Nothing
+    /// when the run's report was written already.
+    pub fn write_unreported(&self, title: &str, message: &str, exit_code: u8) {
+        if self.written.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        self.write_texts(|| {
+            (
+                unreported_markdown(title, message, exit_code),
+                unreported_junit(title, message, exit_code),
+            )
+        });
+    }
+
+    /// Writes the Markdown and JUnit texts `make` returns where they are asked for.
+    fn write_texts(&self, make: impl FnOnce() -> (String, String)) {
         if self.summary.is_none() && self.junit.is_none() && self.github_step_summary.is_none() {
             return;
         }
-        let text = markdown(reports);
+        self.written
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (text, junit_text) = make();
         let warn = |what: &str, path: &PathBuf, err: std::io::Error| {
             crate::output::eprint_line(&format!(
                 "warning: the {what} could not be written to {}: {err}",
@@ -64,7 +93,7 @@ impl ReportFiles {
             }
         }
         if let Some(path) = &self.junit {
-            if let Err(err) = std::fs::write(path, junit(reports)) {
+            if let Err(err) = std::fs::write(path, junit_text) {
                 warn("JUnit report", path, err);
             }
         }
@@ -200,6 +229,41 @@ pub fn markdown(reports: &[Report]) -> String {
         }
     }
     out
+}
+
+/// What an error before any report says, by its exit code (docs/design.md's table).
+fn unreported_headline(exit_code: u8) -> String {
+    match exit_code {
+        2 => "BAD INPUT, nothing changed (exit 2)".to_string(),
+        3 => "REFUSED, nothing changed (exit 3)".to_string(),
+        code => format!("FAILED (exit {code})"),
+    }
+}
+
+fn unreported_markdown(title: &str, message: &str, exit_code: u8) -> String {
+    let mut out = format!(
+        "### flotilla {}: {}\n\n```text\n",
+        cell(title),
+        unreported_headline(exit_code)
+    );
+    for line in message.lines() {
+        let _ = writeln!(out, "{}", fenced(line));
+    }
+    out.push_str("```\n\n");
+    out
+}
+
+fn unreported_junit(title: &str, message: &str, exit_code: u8) -> String {
+    let headline = unreported_headline(exit_code);
+    let class = format!("flotilla.{}", title.replace(' ', "."));
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"flotilla\" tests=\"1\" failures=\"1\" errors=\"0\" skipped=\"0\">\n  <testsuite name=\"{}\" tests=\"1\" failures=\"1\" errors=\"0\" skipped=\"0\" time=\"0.0\">\n    <testcase classname=\"{}\" name=\"{}\" time=\"0.0\">\n      <failure type=\"exit {exit_code}\" message=\"{}\">{}</failure>\n    </testcase>\n  </testsuite>\n</testsuites>\n",
+        xml(&format!("flotilla {title}: {headline}")),
+        xml(&class),
+        xml(title),
+        xml(message.lines().next().unwrap_or_default()),
+        xml(message)
+    )
 }
 
 /// A line inside a fenced block: scrubbed, and unable to close the fence.
@@ -499,14 +563,20 @@ mod tests {
         assert_eq!(suites.attribute("failures"), Some("3"));
     }
 
+    /// Every summary asked for, in `dir`.
+    fn files_in(dir: &std::path::Path) -> ReportFiles {
+        ReportFiles {
+            summary: Some(dir.join("summary.md")),
+            junit: Some(dir.join("junit.xml")),
+            github_step_summary: Some(dir.join("step-summary.md")),
+            written: Default::default(),
+        }
+    }
+
     #[test]
     fn the_github_step_summary_is_appended_to_and_the_files_written_anew() {
         let dir = tempfile::tempdir().unwrap();
-        let files = ReportFiles {
-            summary: Some(dir.path().join("summary.md")),
-            junit: Some(dir.path().join("junit.xml")),
-            github_step_summary: Some(dir.path().join("step-summary.md")),
-        };
+        let files = files_in(dir.path());
         let report = failed_two_waves();
         files.write(std::slice::from_ref(&report));
         files.write(std::slice::from_ref(&report));
@@ -515,6 +585,40 @@ mod tests {
         assert_eq!(read("summary.md"), once);
         assert_eq!(read("step-summary.md"), once.repeat(2));
         assert_eq!(read("junit.xml"), junit(&[report]));
+    }
+
+    #[test]
+    fn an_error_before_any_report_is_written_once_and_never_over_a_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = files_in(dir.path());
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let message = "deploy refused, nothing changed: prod is frozen by alice@laptop: \"incident <4711> & co\"";
+        files.clone().write_unreported("deploy hello", message, 3);
+        let summary = read("summary.md");
+        assert_eq!(
+            summary,
+            format!("### flotilla deploy hello: REFUSED, nothing changed (exit 3)\n\n```text\n{message}\n```\n\n")
+        );
+        assert_eq!(read("step-summary.md"), summary);
+        let xml = read("junit.xml");
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+        let case = doc
+            .descendants()
+            .find(|n| n.has_tag_name("testcase"))
+            .expect("one test case");
+        assert_eq!(case.attribute("name"), Some("deploy hello"));
+        let failure = case
+            .children()
+            .find(|n| n.has_tag_name("failure"))
+            .expect("failed");
+        assert_eq!(failure.attribute("message"), Some(message));
+        assert_eq!(failure.attribute("type"), Some("exit 3"));
+        // A run whose report was written keeps it: the error that follows (its exit 1)
+        // does not replace it.
+        files.write(&[failed_two_waves()]);
+        files.write_unreported("deploy hello", "deploy failed", 1);
+        assert_eq!(read("summary.md"), markdown(&[failed_two_waves()]));
+        assert_eq!(read("junit.xml"), junit(&[failed_two_waves()]));
     }
 
     #[test]

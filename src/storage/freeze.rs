@@ -3,7 +3,8 @@
 //! namespace (where its records are, which its deployers may read), labelled `owner=flotilla` and `flotilla.dev/freeze=<env>`, data
 //! key `freeze` = the [`Freeze`] as JSON. Not a secret: who froze what and why is for
 //! anyone who can read the namespace. Every cluster of the environment keeps a copy, so
-//! a runner that reaches any of them sees it.
+//! a runner that reaches any of them sees it; a deploy looks in every release's
+//! namespace, so a release added after the freeze sees it too (`action::freeze`).
 
 use crate::cluster::{labels, ClusterError, ClusterHandle};
 use crate::release::{ClusterFreeze, Freeze};

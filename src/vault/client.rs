@@ -303,6 +303,29 @@ impl VaultSession {
                 let answer =
                     vaultrs::auth::oidc::login(&self.client, mount, &jwt, Some(role.clone())).await;
                 self.finish_login(answer, sent, "jwt", origin)
+                    .map_err(|err| match err {
+                        // Vault names the claim it refused; what the token claims, next to
+                        // it, is what the user holds against the role (which a refused
+                        // login cannot read).
+                        VaultError::Login {
+                            address,
+                            method,
+                            origin,
+                            reason,
+                        } => VaultError::Login {
+                            reason: match super::jwt::presented_claims(&jwt) {
+                                Some(claims) => format!(
+                                    "{reason}; the JWT presented claims {claims} (compare with \
+                                     `vault read auth/{mount}/role/{role}`)"
+                                ),
+                                None => reason,
+                            },
+                            address,
+                            method,
+                            origin,
+                        },
+                        other => other,
+                    })
             }
         }
     }

@@ -118,11 +118,68 @@ fn endpoint_message(body: &str) -> Option<String> {
     Some(crate::redact::scrub(message.trim()))
 }
 
+/// The claims a role binds, as CI systems name them (GitHub's, GitLab's, the standard
+/// ones): the only ones a refusal repeats. Others may carry what a job's author put in
+/// (GitHub's `workflow` name, GitLab's `user_email`), and the token itself never.
+const CLAIMS_SHOWN: &[&str] = &[
+    "iss",
+    "aud",
+    "sub",
+    "repository",
+    "ref",
+    "ref_type",
+    "environment",
+    "base_ref",
+    "event_name",
+    "job_workflow_ref",
+    "project_path",
+    "namespace_path",
+    "pipeline_source",
+];
+
+/// What the JWT of a refused login claims, for the refusal: `ref=refs/heads/feature-x,
+/// aud=vault, ...` from its payload, read without checking the signature (Vault did;
+/// this only says what was presented, so that the user can hold it against the role's
+/// bound claims, which a refused login cannot read). `None` when the payload does not
+/// decode or holds none of [`CLAIMS_SHOWN`].
+pub(super) fn presented_claims(jwt: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).ok()?;
+    let shown: Vec<String> = CLAIMS_SHOWN
+        .iter()
+        .filter_map(|name| {
+            let value = match claims.get(*name)? {
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            // A claim is the CI's, but a token is untrusted input: one line, bounded.
+            let value: String = value
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            Some(format!("{name}={value:?}"))
+        })
+        .collect();
+    (!shown.is_empty()).then(|| shown.join(", "))
+}
+
 /// The `jwt` role an operator writes next to the policy `secrets policy` prints, as HCL
 /// comments (the output stays a policy `vault policy write` takes): the claims that pin
-/// a CI job to this environment's branch and deployment environment, in GitHub's shape
-/// when the JWT comes from GitHub's endpoint, else GitLab's. `policy_name` is the name
-/// the policy is written under. `None` unless the environment logs in with `jwt`.
+/// a CI job to this environment's branch, in GitHub's shape when the JWT comes from
+/// GitHub's endpoint, else GitLab's. Not `environment`: a CI puts it in the token only
+/// for a job that declares a CI environment, which the recipes' jobs need not (the
+/// header says how to add it). `policy_name` is the name the policy is written under.
+/// `None` unless the environment logs in with `jwt`.
 pub fn role_for_policy(
     env: &crate::config::Environment,
     env_file: &Path,
@@ -155,7 +212,6 @@ pub fn role_for_policy(
             claims.insert("ref_type".into(), "branch".into());
         }
     }
-    claims.insert("environment".into(), env.name.clone().into());
     let audience = match (audience, github) {
         (Some(audience), _) => audience.clone(),
         (None, true) => "https://github.com/OWNER".to_string(),
@@ -177,7 +233,9 @@ pub fn role_for_policy(
          # bound to {shape} claims for environment {}{}. Its tokens get the policy above:\n\
          #   vault policy write {policy_name} POLICY_FILE\n\
          #   vault write auth/{mount}/role/{role} @role.json   (the JSON below, without the #)\n\
-         # Replace OWNER/REPO{}: a role that binds no repository takes any repository's token.\n",
+         # Replace OWNER/REPO{}: a role that binds no repository takes any repository's token.\n\
+         # Jobs that declare a CI environment (`environment:`) may be bound to it too:\n\
+         # add \"environment\": \"{}\" to bound_claims.\n",
         env_file.display(),
         env.name,
         env.branch
@@ -189,6 +247,7 @@ pub fn role_for_policy(
         } else {
             ""
         },
+        env.name,
     );
     for line in body.lines() {
         text.push_str("# ");
@@ -254,6 +313,36 @@ mod tests {
         );
         let said = crate::redact::scrub("eyJ.env-jwt-canary.sig eyJ.file-jwt-canary.sig");
         assert!(!said.contains("canary"), "{said}");
+    }
+
+    #[test]
+    fn a_refusal_shows_the_claims_a_role_binds_never_the_token_or_other_claims() {
+        use base64::Engine;
+        let part = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let jwt = format!(
+            "{}.{}.c2lnbmF0dXJl",
+            part(serde_json::json!({"alg": "ES256"})),
+            part(serde_json::json!({
+                "project_path": "acme/deploy",
+                "ref": "v1.2",
+                "ref_type": "tag",
+                "aud": ["https://vault.example.com", "other"],
+                "user_email": "dev@example.com",
+                "exp": 1,
+                "environment": "prod\u{1b}[2J",
+            }))
+        );
+        assert_eq!(
+            presented_claims(&jwt).as_deref(),
+            Some(
+                "aud=\"https://vault.example.com,other\", ref=\"v1.2\", ref_type=\"tag\", \
+                 environment=\"prod[2J\", project_path=\"acme/deploy\""
+            )
+        );
+        assert_eq!(presented_claims("not-a-jwt"), None);
+        assert_eq!(presented_claims("a.bm90IGpzb24.c"), None);
     }
 
     #[tokio::test]

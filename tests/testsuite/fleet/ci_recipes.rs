@@ -6,15 +6,16 @@
 //! gate, the deploy (also through a freeze), status and the rollback to what ran before.
 //! No static Vault credential: each recipe's environment file logs in with the CI's
 //! OIDC token, as the recipe's own comment says (`vault.auth.method: jwt`), at a `jwt`
-//! mount of the fleet's Vault that trusts a key the test signs with; GitHub's token
-//! endpoint is a local server.
+//! mount of the fleet's Vault that trusts a key the test signs with (GitLab-shaped
+//! tokens for the GitLab recipe, GitHub-shaped for the others); GitHub's token endpoint
+//! is a local server.
 
 use crate::support::rollout as rollout_support;
 
 use crate::ci_recipes::{commands, recipe_auth, RECIPES};
 use flotilla_fleet::testing::Fleet;
 use rollout_support::copy_of_this_repo;
-use rollout_support::jwt::{fake_token_endpoint, JwtIssuer};
+use rollout_support::jwt::{fake_token_endpoint, Ci, JwtIssuer};
 use std::path::Path;
 
 /// The `aud` of the recipes' ID tokens.
@@ -52,7 +53,14 @@ async fn every_command_of_every_ci_recipe_runs_against_the_fleet() {
         let namespace = format!("ci-{}-{i}", std::process::id() % 10000);
         let dir = copy_of_this_repo(&namespace);
         // dev logs in as the recipe says, at a jwt mount of this test's own.
-        let issuer = JwtIssuer::start(fleet, &namespace, AUDIENCE).await;
+        // GitLab's jobs carry GitLab's claims (`project_path`, `ref: dev`, `ref_type`);
+        // GitHub's and the Jenkins plugin's (configured alike) GitHub's.
+        let ci = if *recipe == "gitlab-ci.yml" {
+            Ci::GitLab
+        } else {
+            Ci::GitHub
+        };
+        let issuer = JwtIssuer::start_for(fleet, &namespace, AUDIENCE, ci).await;
         let auth = recipe_auth(recipe, &text, &issuer.mount);
         let env_file = dir.path().join("environments/dev.yaml");
         let env_text = std::fs::read_to_string(&env_file).unwrap();

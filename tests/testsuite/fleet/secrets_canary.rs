@@ -7,7 +7,10 @@
 //! env`, a live value no process of theirs has read), all
 //! at `-vvv` with every log target asked for: no form of any value is in any stdout,
 //! stderr, log or decoded record. The rejected apply's message can only be clean through
-//! the scrubber, so the test fails if the scrubber is removed.
+//! the scrubber, so the test fails if the scrubber is removed. The CI side
+//! (`no_token_or_value_in_a_jwt_login_...`): a `jwt` login's JWT and GitHub's request
+//! token, the `--summary` and `--junit` files, a refused login's `-o json` error document
+//! and a freeze's line in `status` and `history`.
 //!
 //! The forms are computed here, independently of `flotilla::redact`, so that a scrubber
 //! that forgets a form is caught rather than trusted.
@@ -195,12 +198,10 @@ async fn records(fleet: &Fleet, cluster: &str, namespace: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the local fleet: scripts/test.sh runs it"]
-async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
-    let fleet = Fleet::shared();
-    let clusters = fleet.clusters();
-    let namespace = fleet.namespace("canary").await;
+/// A repo of release `canary` (its Secret, ConfigMap and Deployment put the values
+/// everywhere a chart may) in `namespace`, environment `dev` of every cluster of the
+/// shared fleet (token auth), reading `kv/dev/<namespace>/canary`.
+fn canary_repo(clusters: &[String], namespace: &str) -> TestRepo {
     let mut environment = support::ENVIRONMENT
         .split("clusters:\n")
         .next()
@@ -212,28 +213,41 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
             "  - context: {cluster}\n    global: {{ cloud: true, env: dev, region: r{i}, clusterName: {cluster} }}\n"
         ));
     }
-    let release = RELEASE.replace("NAMESPACE", &namespace);
+    let release = RELEASE.replace("NAMESPACE", namespace);
     let repo = TestRepo::new(1, &environment, &release);
     let root = repo.root();
     std::fs::rename(root.join("releases/hello"), root.join("releases/canary"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let write = |name: &str, text: &str| {
-        std::fs::write(
-            root.join("releases/canary/chart/templates").join(name),
-            text,
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    };
     std::fs::remove_file(root.join("releases/canary/chart/templates/secret.yaml"))
         .unwrap_or_else(|e| panic!("{e}"));
-    write("secret.yaml", SECRET);
-    write("configmap.yaml", CONFIGMAP);
-    write("web.yaml", WEB);
+    write_template(root, "secret.yaml", SECRET);
+    write_template(root, "configmap.yaml", CONFIGMAP);
+    write_template(root, "web.yaml", WEB);
     std::fs::write(
         root.join("releases/canary/chart/values.yaml"),
         "tag: \"1.0\"\nreject: false\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    repo
+}
+
+fn write_template(root: &std::path::Path, name: &str, text: &str) {
+    std::fs::write(
+        root.join("releases/canary/chart/templates").join(name),
+        text,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let namespace = fleet.namespace("canary").await;
+    let repo = canary_repo(&clusters, &namespace);
+    let root = repo.root();
+    let write = |name: &str, text: &str| write_template(root, name, text);
 
     let vars: Vec<(String, String)> = fleet.env().into_iter().collect();
     let mut loud: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -663,9 +677,14 @@ const HELM_WEB: &[(&str, &str)] = &[
 
 /// The env var DB_PASSWORD of Deployment `web` in `namespace` of `cluster`.
 async fn db_password_env(fleet: &Fleet, cluster: &str, namespace: &str) -> String {
+    db_password_env_of(fleet, cluster, namespace, "web").await
+}
+
+/// The first env var (DB_PASSWORD) of Deployment `name` in `namespace` of `cluster`.
+async fn db_password_env_of(fleet: &Fleet, cluster: &str, namespace: &str, name: &str) -> String {
     let web: kube::Api<Deployment> = kube::Api::namespaced(fleet.client(cluster).await, namespace);
     let web = web
-        .get("web")
+        .get(name)
         .await
         .unwrap_or_else(|e| panic!("{cluster}: {e}"));
     let web = serde_json::to_value(web).unwrap_or_default();
@@ -983,4 +1002,243 @@ async fn a_verify_command_printing_a_secret_is_scrubbed_and_never_sees_a_webhook
         "the verify command saw the webhook URL's variable: {}",
         failed.stdout
     );
+}
+
+/// The CI side of the canary: `canary` deployed through a `jwt` login (the JWT from a
+/// variable, then from GitHub's token endpoint, played by a local server), with the
+/// report files CI shows (`--summary`, `--junit`), a crashing deploy's files and JSON
+/// report, a refused login's `-o json` error document, a freeze (its reason free text
+/// with a newline and an escape sequence) in `status` and `history` and a deploy through
+/// it: at `-vvv` with every log target, no form of any value, of either JWT or of the
+/// request token is in any output, file or record, and the freeze line stays one line.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn no_token_or_value_in_a_jwt_login_a_freeze_the_ci_report_files_or_a_json_error() {
+    use crate::support::rollout::jwt::{fake_token_endpoint, JwtIssuer};
+    const AUDIENCE: &str = "canary-audience";
+    const REQUEST_TOKEN: &str = "canary-request-token-0d9e41";
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let namespace = fleet.namespace("canary-ci").await;
+    let repo = canary_repo(&clusters, &namespace);
+    let root = repo.root();
+    let issuer = JwtIssuer::start(fleet, &namespace, AUDIENCE).await;
+    let env_file = root.join("environments/dev.yaml");
+    let token_env = std::fs::read_to_string(&env_file).unwrap_or_else(|e| panic!("{e}"));
+    let jwt_env = |source: &str| {
+        let auth = format!(
+            "auth: {{ method: jwt, role: deploy-dev, mount: {}, audience: {AUDIENCE}{source} }}",
+            issuer.mount
+        );
+        assert!(token_env.contains("auth: { method: token }"), "{token_env}");
+        write_file(
+            &env_file,
+            &token_env.replace("auth: { method: token }", &auth),
+        );
+    };
+    jwt_env(", jwt_env: VAULT_ID_TOKEN");
+    vault_write(
+        fleet,
+        &format!("dev/{namespace}/canary"),
+        &[("password", PLAIN), ("pem", PEM), ("quoted", QUOTED)],
+    )
+    .await;
+    let jwt = issuer.token("dev", AUDIENCE);
+    let refused_jwt = issuer.token("feature-canary", AUDIENCE);
+    let canary = Canary::new(&[
+        PLAIN,
+        PEM,
+        QUOTED,
+        &jwt,
+        &refused_jwt,
+        REQUEST_TOKEN,
+        fleet.vault_token(),
+        fleet.vault_role_id(),
+        fleet.vault_secret_id(),
+    ]);
+    // No static Vault credential: the login is the JWT's.
+    let mut base = loud_vars(fleet);
+    base.retain(|(k, _)| !k.starts_with("VAULT_") || k == "VAULT_ADDR");
+    let with = |extra: &[(&str, &str)]| {
+        let mut vars = base.clone();
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        vars
+    };
+    let summary = root.join("summary.md");
+    let junit = root.join("junit.xml");
+    let (summary_arg, junit_arg) = (summary.display().to_string(), junit.display().to_string());
+    let files = ["--summary", &summary_arg, "--junit", &junit_arg];
+    // The report files: clean, and about the run (each cluster has its row and case).
+    let assert_files = |what: &str| {
+        for file in [&summary, &junit] {
+            let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{e}"));
+            canary.assert_clean(&format!("{what}: {}", file.display()), &text);
+            for cluster in &clusters {
+                assert!(text.contains(cluster.as_str()), "{what}: {text}");
+            }
+        }
+    };
+    let by_jwt = with(&[("VAULT_ID_TOKEN", jwt.as_str())]);
+
+    let deploy: Vec<&str> = ["-vvv", "deploy", "canary", "--env", "dev"]
+        .into_iter()
+        .chain(files)
+        .collect();
+    let out = run_loud(root, &deploy, &by_jwt).await;
+    assert_eq!(out.code, Some(0), "deploy: {}", out.both());
+    canary.assert_run("deploy through a jwt login", &out);
+    assert_files("deploy");
+    assert_eq!(
+        db_password_env_of(fleet, &clusters[0], &namespace, "canary-web").await,
+        PLAIN,
+        "the value did reach the cluster"
+    );
+
+    // A crashing deploy: the files and the JSON report say why, the values stay out.
+    let crash: Vec<&str> = deploy
+        .iter()
+        .copied()
+        .chain(["--set", "tag=crashloop", "-o", "json"])
+        .collect();
+    let out = run_loud(root, &crash, &by_jwt).await;
+    assert_eq!(out.code, Some(1), "crashing deploy: {}", out.both());
+    canary.assert_run("crashing deploy", &out);
+    serde_json::from_str::<serde_json::Value>(&out.stdout)
+        .unwrap_or_else(|e| panic!("the report is JSON: {e}: {}", out.stdout));
+    assert_files("crashing deploy");
+    let summary_text = std::fs::read_to_string(&summary).unwrap_or_default();
+    assert!(summary_text.contains("rolled back"), "{summary_text}");
+
+    // A refused login, `-o json`: the error document names the claim, not the token;
+    // so do the report files, which hold the error then.
+    let refused = with(&[("VAULT_ID_TOKEN", refused_jwt.as_str())]);
+    let refused_deploy: Vec<&str> = deploy.iter().copied().chain(["-o", "json"]).collect();
+    let out = run_loud(root, &refused_deploy, &refused).await;
+    assert_eq!(out.code, Some(3), "refused login: {}", out.both());
+    canary.assert_run("refused login", &out);
+    for file in [&summary, &junit] {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{e}"));
+        canary.assert_clean(&format!("refused login: {}", file.display()), &text);
+        assert!(text.contains("role deploy-dev"), "{text}");
+    }
+    let error: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("the error document is JSON: {e}: {}", out.stdout));
+    assert_eq!(error["exit_code"], 3, "{error:#}");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("claim \"ref\"") && e.contains("role deploy-dev")),
+        "{error:#}"
+    );
+
+    // A freeze whose reason is free text: a newline and an escape sequence in it.
+    let reason = "incident 4711\nfake: line \u{1b}[31mred";
+    let out = run_loud(
+        root,
+        &["-vvv", "freeze", "--env", "dev", "--reason", reason],
+        &by_jwt,
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "freeze: {}", out.both());
+    canary.assert_run("freeze", &out);
+    for args in [
+        &["-vvv", "status", "canary", "--env", "dev"][..],
+        &["status", "canary", "--env", "dev", "-o", "json"],
+        &["-vvv", "history", "canary", "--env", "dev"],
+        &["history", "canary", "--env", "dev", "-o", "json"],
+    ] {
+        let out = run_loud(root, args, &by_jwt).await;
+        let what = format!("{} while frozen", args.join(" "));
+        assert!(matches!(out.code, Some(0 | 1)), "{what}: {}", out.both());
+        canary.assert_run(&what, &out);
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("freeze: dev is frozen by "))
+            .unwrap_or_else(|| panic!("{what}: no freeze line: {}", out.stderr));
+        assert!(
+            line.contains(r#""incident 4711\nfake: line \u{1b}[31mred""#),
+            "{what}: the reason is shown escaped, on the freeze's one line: {line}"
+        );
+        assert!(
+            !out.both().contains('\u{1b}') && !out.stderr.contains("\nfake: line"),
+            "{what}: {}",
+            out.both()
+        );
+    }
+    let through: Vec<&str> = deploy
+        .iter()
+        .copied()
+        .chain([
+            "--override-freeze",
+            "--reason",
+            "hotfix 4711",
+            "--set",
+            "tag=2.0",
+        ])
+        .collect();
+    let out = run_loud(root, &through, &by_jwt).await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "deploy through the freeze: {}",
+        out.both()
+    );
+    canary.assert_run("deploy through the freeze", &out);
+    assert_files("deploy through the freeze");
+    let out = run_loud(root, &["unfreeze", "--env", "dev"], &by_jwt).await;
+    assert_eq!(out.code, Some(0), "unfreeze: {}", out.both());
+
+    // The JWT from GitHub's token endpoint: neither it nor the request token shows, a
+    // wrong request token neither.
+    jwt_env("");
+    let (url, seen) = fake_token_endpoint(REQUEST_TOKEN, jwt.clone());
+    let github = with(&[
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", url.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN),
+    ]);
+    for args in [
+        &["-vvv", "secrets", "check", "canary", "--env", "dev"][..],
+        &deploy,
+    ] {
+        let out = run_loud(root, args, &github).await;
+        let what = format!("{} through GitHub's token endpoint", args.join(" "));
+        assert_eq!(out.code, Some(0), "{what}: {}", out.both());
+        canary.assert_run(&what, &out);
+    }
+    assert_files("deploy through GitHub's token endpoint");
+    assert_eq!(
+        seen.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        2,
+        "each command asked the endpoint once"
+    );
+    let wrong = with(&[
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", url.as_str()),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            "canary-wrong-request-token-77",
+        ),
+    ]);
+    let out = run_loud(
+        root,
+        &["-vvv", "deploy", "canary", "--env", "dev", "-o", "json"],
+        &wrong,
+    )
+    .await;
+    assert_eq!(out.code, Some(3), "wrong request token: {}", out.both());
+    canary.assert_run("wrong request token", &out);
+    assert!(
+        !out.both().contains("canary-wrong-request-token-77"),
+        "{}",
+        out.both()
+    );
+
+    for cluster in &clusters {
+        canary.assert_clean(
+            &format!("{cluster} records"),
+            &records(fleet, cluster, &namespace).await,
+        );
+    }
+    // Every login of these commands was revoked when its command ended.
+    assert_eq!(issuer.live_logins(fleet).await, 0);
 }

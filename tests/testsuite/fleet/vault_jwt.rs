@@ -1,8 +1,9 @@
 //! `vault.auth.method: jwt` against the fleet's HashiCorp Vault: each test enables the
 //! `jwt` auth method at a mount of its own, configured with `jwt_validation_pubkeys` of a
 //! key pair it generates, writes a role bound to GitHub's claim shape (`repository`,
-//! `ref`, `aud`), signs the JWTs a CI would be issued, and deploys with secrets through
-//! that login. Only GitHub's token endpoint is played by the test (a local HTTP server:
+//! `ref`, `aud`) or GitLab's (`project_path`, `ref`, `ref_type`: the role `secrets
+//! policy` prints), signs the JWTs a CI would be issued, and deploys with secrets
+//! through that login. Only GitHub's token endpoint is played by the test (a local HTTP server:
 //! `*_fake_token_endpoint`); Vault and the clusters are real.
 
 use crate::support::rollout as support;
@@ -10,7 +11,7 @@ use crate::support::rollout as support;
 use flotilla_fleet::testing::Fleet;
 use serde_json::{json, Value};
 use std::process::Output;
-use support::jwt::{fake_token_endpoint, JwtIssuer};
+use support::jwt::{fake_token_endpoint, Ci, JwtIssuer, REPOSITORY};
 use support::{at_root, describe, repo, TestRepo};
 
 const DEV_DB: &str = "fake-dev-hello-db-password-1111";
@@ -60,6 +61,15 @@ async fn db_password_in(fleet: &Fleet, context: &str, namespace: &str) -> Option
     Some(String::from_utf8_lossy(&bytes.0).into_owned())
 }
 
+/// The password the hello-db Secret holds in each of the repo's two clusters.
+async fn db_passwords(fleet: &Fleet, repo: &TestRepo) -> Vec<Option<String>> {
+    let mut found = Vec::new();
+    for context in fleet.clusters().iter().take(2) {
+        found.push(db_password_in(fleet, context, &repo.namespace).await);
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
@@ -84,7 +94,9 @@ async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
         stderr.contains(&format!(
             "refused the jwt credentials (auth/{} login, role deploy-dev, JWT from CI_ID_TOKEN)",
             issuer.mount
-        )) && stderr.contains("claim \"ref\""),
+        )) && stderr.contains("claim \"ref\"")
+            && stderr.contains("the JWT presented claims ")
+            && stderr.contains("ref=\"refs/heads/feature-x\""),
         "{stderr}"
     );
     assert_never_shows(&out, &[feature.as_str()]);
@@ -98,52 +110,32 @@ async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("aud"),
+        String::from_utf8_lossy(&out.stderr).contains("invalid audience (aud) claim")
+            && String::from_utf8_lossy(&out.stderr).contains("aud=\"someone-else\""),
         "{}",
         describe(&out)
     );
     assert_never_shows(&out, &[other_audience.as_str()]);
-    for context in fleet.clusters().iter().take(2) {
-        assert_eq!(
-            db_password_in(fleet, context, &repo.namespace).await,
-            None,
-            "{context}: a refused login changed the cluster"
-        );
-    }
+    assert_eq!(
+        db_passwords(fleet, &repo).await,
+        [None, None],
+        "a refused login changed a cluster"
+    );
 
     // The dev branch's job: logs in, reads the secret, deploys every cluster.
     let dev = issuer.token("dev", AUDIENCE);
     let out = run(fleet, &repo, &deploy, &[("CI_ID_TOKEN", dev.as_str())]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_never_shows(&out, &[dev.as_str(), DEV_DB]);
-    for context in fleet.clusters().iter().take(2) {
-        assert_eq!(
-            db_password_in(fleet, context, &repo.namespace)
-                .await
-                .as_deref(),
-            Some(DEV_DB),
-            "{context}"
-        );
-    }
+    assert_eq!(
+        db_passwords(fleet, &repo).await,
+        [Some(DEV_DB.to_string()), Some(DEV_DB.to_string())]
+    );
     // The run revoked its login token (and the refused ones never had one).
     assert_eq!(issuer.live_logins(fleet).await, 0);
 
     // `secrets policy` prints the role next to the policy.
-    let out = run(
-        fleet,
-        &repo,
-        &["secrets", "policy", "hello", "--env", "dev"],
-        &[],
-    );
-    let policy = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{}", describe(&out));
-    let role: String = policy
-        .lines()
-        .skip_while(|line| *line != "# {")
-        .map(|line| line.trim_start_matches('#').trim_start())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let role: Value = serde_json::from_str(&role).unwrap_or_else(|e| panic!("{e}: {policy}"));
+    let (policy, role) = printed_policy(fleet, &repo);
     // A JWT from a variable: GitLab's claim shape (GitHub's comes with its endpoint).
     assert_eq!(role["bound_claims"]["ref"], "dev", "{policy}");
     assert_eq!(role["bound_claims"]["ref_type"], "branch", "{policy}");
@@ -151,7 +143,12 @@ async fn a_jwt_login_with_bound_claims_deploys_and_another_branch_is_refused() {
         role["bound_claims"]["project_path"], "OWNER/REPO",
         "{policy}"
     );
-    assert_eq!(role["bound_claims"]["environment"], "dev", "{policy}");
+    // Not bound unless the jobs declare a CI environment (the header says how).
+    assert_eq!(role["bound_claims"].get("environment"), None, "{policy}");
+    assert!(
+        policy.contains("add \"environment\": \"dev\" to bound_claims"),
+        "{policy}"
+    );
     assert_eq!(role["token_policies"], json!(["hello-dev"]), "{policy}");
     assert!(
         policy.contains(&format!(
@@ -236,6 +233,145 @@ async fn a_jwt_login_through_github_fake_token_endpoint() {
             .await
             .as_deref(),
         Some(DEV_DB)
+    );
+    assert_eq!(issuer.live_logins(fleet).await, 0);
+}
+
+/// What `secrets policy` prints for `repo`'s dev, and the role in it: the JSON of its
+/// comment lines from `# {`, as an operator keeps it for `vault write`.
+fn printed_policy(fleet: &Fleet, repo: &TestRepo) -> (String, Value) {
+    let out = run(
+        fleet,
+        repo,
+        &["secrets", "policy", "hello", "--env", "dev"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let policy = String::from_utf8_lossy(&out.stdout).into_owned();
+    let role: String = policy
+        .lines()
+        .skip_while(|line| *line != "# {")
+        .map(|line| line.trim_start_matches('#').trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let role = serde_json::from_str(&role).unwrap_or_else(|e| panic!("{e}: {policy}"));
+    (policy, role)
+}
+
+/// role.json as docs/secrets.md makes it from `policy` (its `sed` line, run by `sh` in
+/// a folder holding policy.hcl), OWNER/REPO filled in with [`REPOSITORY`] as there.
+fn role_json_as_documented(policy: &str) -> Value {
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/secrets.md"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let line = docs
+        .lines()
+        .find(|l| l.starts_with("sed -n 's/^# //p' policy.hcl"))
+        .unwrap_or_else(|| panic!("docs/secrets.md: no sed line making role.json"));
+    assert!(line.contains(&format!("|{REPOSITORY}|")), "{line}");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("policy.hcl"), policy).unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .current_dir(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{line}: {}", describe(&out));
+    let text =
+        std::fs::read_to_string(dir.path().join("role.json")).unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_gitlab_id_token_logs_in_at_the_printed_role_and_a_tag_another_project_or_audience_is_refused(
+) {
+    let fleet = Fleet::shared();
+    let repo = jwt_repo(
+        fleet,
+        "jwt_gitlab",
+        &format!(
+            "auth: {{ method: jwt, role: deploy-dev, mount: MOUNT, jwt_env: VAULT_ID_TOKEN, audience: {AUDIENCE} }}"
+        ),
+    );
+    let issuer = JwtIssuer::start_for(fleet, &repo.namespace, AUDIENCE, Ci::GitLab).await;
+    let file = repo.root().join("environments/dev.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, text.replace("MOUNT", &issuer.mount)).unwrap_or_else(|e| panic!("{e}"));
+
+    // The operator writes the role flotilla prints (GitLab's shape: the JWT comes from
+    // a variable), OWNER/REPO filled in, with the fleet's read policy in place of the
+    // one it names.
+    let (policy, mut role) = printed_policy(fleet, &repo);
+    role["bound_claims"]["project_path"] = REPOSITORY.into();
+    assert_eq!(role_json_as_documented(&policy), role);
+    assert_eq!(
+        role["bound_claims"],
+        json!({"project_path": REPOSITORY, "ref": "dev", "ref_type": "branch"}),
+        "{role:#}"
+    );
+    assert_eq!(role["bound_audiences"], json!([AUDIENCE]), "{role:#}");
+    role["token_policies"] = json!([flotilla_fleet::vault::READ_POLICY]);
+    issuer.write_role(fleet, "deploy-dev", role).await;
+
+    let deploy = ["deploy", "hello", "--env", "dev", "--create-namespace"];
+    // Refused tokens: a tag pipeline named like the branch, another project of the
+    // group, another audience. Each exit 3, the role and the refused claim named, with
+    // what the token claimed; nothing changed, no token printed.
+    let tag = {
+        let mut claims = issuer.claims("dev", AUDIENCE);
+        claims.insert("ref_type".into(), "tag".into());
+        issuer.sign(&claims)
+    };
+    let other_project = {
+        let mut claims = issuer.claims("dev", AUDIENCE);
+        claims.insert("project_path".into(), "acme/other".into());
+        issuer.sign(&claims)
+    };
+    let other_audience = issuer.token("dev", "https://someone-else.example.com");
+    for (token, claim, presented) in [
+        (&tag, "claim \"ref_type\"", "ref_type=\"tag\""),
+        (
+            &other_project,
+            "claim \"project_path\"",
+            "project_path=\"acme/other\"",
+        ),
+        (
+            &other_audience,
+            "invalid audience (aud) claim",
+            "aud=\"https://someone-else.example.com\"",
+        ),
+    ] {
+        let out = run(fleet, &repo, &deploy, &[("VAULT_ID_TOKEN", token.as_str())]);
+        assert_eq!(out.status.code(), Some(3), "{claim}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "refused the jwt credentials (auth/{} login, role deploy-dev, JWT from VAULT_ID_TOKEN)",
+                issuer.mount
+            )) && stderr.contains(claim)
+                && stderr.contains(presented),
+            "{claim}: {stderr}"
+        );
+        assert_never_shows(&out, &[token.as_str()]);
+    }
+    assert_eq!(
+        db_passwords(fleet, &repo).await,
+        [None, None],
+        "a refused login changed a cluster"
+    );
+
+    // The dev branch's pipeline: reads every secret, deploys every cluster, and its
+    // login token is revoked when the command ends.
+    let dev = issuer.token("dev", AUDIENCE);
+    let out = run(fleet, &repo, &deploy, &[("VAULT_ID_TOKEN", dev.as_str())]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_never_shows(&out, &[dev.as_str(), DEV_DB]);
+    assert_eq!(
+        db_passwords(fleet, &repo).await,
+        [Some(DEV_DB.to_string()), Some(DEV_DB.to_string())]
     );
     assert_eq!(issuer.live_logins(fleet).await, 0);
 }

@@ -453,7 +453,7 @@ pub async fn hold_lease(client: kube::Client, namespace: &str, release: &str) {
         .unwrap();
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -1,6 +1,6 @@
 //! Vault's `jwt` auth method on the fleet's Vault, as a CI's OIDC issuer would be: a
 //! mount of the test's own trusting a key pair the test generates, a role bound to
-//! GitHub's claim shape, JWTs signed here; and GitHub Actions' token endpoint, played
+//! GitHub's or GitLab's claim shape, JWTs of that shape signed here; and GitHub Actions' token endpoint, played
 //! by a local thread (the one part no real server can stand in for).
 
 use flotilla_fleet::testing::Fleet;
@@ -8,19 +8,58 @@ use flotilla_fleet::vault::{Api, Method};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 
-/// The repository the JWTs are issued for, and the role binds.
+/// The repository (GitHub) or project (GitLab) the JWTs are issued for, and the role binds.
 pub const REPOSITORY: &str = "acme/deploy";
+
+/// Whose ID tokens a mount stands for: the claims its role binds and its tokens carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ci {
+    /// GitHub Actions: `repository`, `ref: refs/heads/BRANCH`.
+    GitHub,
+    /// GitLab CI's `id_tokens`: `project_path`, `namespace_path`, `ref: BRANCH`,
+    /// `ref_type: branch`.
+    GitLab,
+}
+
+impl Ci {
+    fn issuer(self) -> &'static str {
+        match self {
+            Ci::GitHub => "https://token.actions.githubusercontent.com",
+            Ci::GitLab => "https://gitlab.example.com",
+        }
+    }
+
+    /// What role `deploy-dev` binds: the dev branch of [`REPOSITORY`].
+    fn bound_claims(self) -> Value {
+        match self {
+            Ci::GitHub => json!({"repository": REPOSITORY, "ref": "refs/heads/dev"}),
+            Ci::GitLab => json!({
+                "project_path": REPOSITORY,
+                "namespace_path": "acme",
+                "ref": "dev",
+                "ref_type": "branch",
+            }),
+        }
+    }
+}
 
 /// A `jwt` mount of the test's own on the fleet's Vault, trusting one generated key.
 pub struct JwtIssuer {
     pub mount: String,
+    pub ci: Ci,
     key: jsonwebtoken::EncodingKey,
 }
 
 impl JwtIssuer {
-    /// Mount `jwt-<namespace>`, role `deploy-dev` bound to [`REPOSITORY`] and
-    /// `ref: refs/heads/dev` for `audience`, with the fleet's read policy.
+    /// Mount `jwt-<namespace>`, role `deploy-dev` bound to GitHub's claims for
+    /// [`REPOSITORY`] and `ref: refs/heads/dev`, for `audience`, with the fleet's read
+    /// policy.
     pub async fn start(fleet: &Fleet, namespace: &str, audience: &str) -> JwtIssuer {
+        Self::start_for(fleet, namespace, audience, Ci::GitHub).await
+    }
+
+    /// The same for `ci`'s claim shape.
+    pub async fn start_for(fleet: &Fleet, namespace: &str, audience: &str, ci: Ci) -> JwtIssuer {
         let pair = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("key pair: {e}"));
         let key = jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes())
             .unwrap_or_else(|e| panic!("signing key: {e}"));
@@ -46,7 +85,7 @@ impl JwtIssuer {
             format!("auth/{mount}/config"),
             json!({
                 "jwt_validation_pubkeys": [pair.public_key_pem()],
-                "bound_issuer": "https://token.actions.githubusercontent.com",
+                "bound_issuer": ci.issuer(),
             }),
         )
         .await;
@@ -57,32 +96,77 @@ impl JwtIssuer {
                 "role_type": "jwt",
                 "user_claim": "sub",
                 "bound_audiences": [audience],
-                "bound_claims": {"repository": REPOSITORY, "ref": "refs/heads/dev"},
+                "bound_claims": ci.bound_claims(),
                 "token_policies": [flotilla_fleet::vault::READ_POLICY],
                 "token_ttl": "10m",
             }),
         )
         .await;
-        JwtIssuer { mount, key }
+        JwtIssuer { mount, ci, key }
     }
 
-    /// A JWT as GitHub Actions issues one for a job of `REPOSITORY` on `branch`.
-    pub fn token(&self, branch: &str, audience: &str) -> String {
+    /// Writes role `name` of this mount as `body` (a role `secrets policy` printed).
+    pub async fn write_role(&self, fleet: &Fleet, name: &str, body: Value) {
+        let addr = fleet.vault_addr();
+        let api = Api::new(&addr, Some(fleet.vault_token()));
+        let path = format!("auth/{}/role/{name}", self.mount);
+        api.call_retrying(Method::POST, &path, Some(body))
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    }
+
+    /// The claims of a JWT the CI issues a job of `REPOSITORY` on `branch`, in its shape.
+    pub fn claims(&self, branch: &str, audience: &str) -> serde_json::Map<String, Value> {
         let now = chrono::Utc::now().timestamp();
-        let claims = json!({
-            "iss": "https://token.actions.githubusercontent.com",
-            "sub": format!("repo:{REPOSITORY}:ref:refs/heads/{branch}"),
-            "aud": audience,
-            "repository": REPOSITORY,
-            "ref": format!("refs/heads/{branch}"),
-            "environment": "dev",
-            "iat": now,
-            "nbf": now - 5,
-            "exp": now + 600,
-        });
+        let claims = match self.ci {
+            Ci::GitHub => json!({
+                "iss": self.ci.issuer(),
+                "sub": format!("repo:{REPOSITORY}:ref:refs/heads/{branch}"),
+                "aud": audience,
+                "repository": REPOSITORY,
+                "repository_owner": "acme",
+                "ref": format!("refs/heads/{branch}"),
+                "ref_type": "branch",
+                "event_name": "push",
+                "environment": "dev",
+            }),
+            // As GitLab documents its ID token for a pipeline of a branch.
+            Ci::GitLab => json!({
+                "iss": self.ci.issuer(),
+                "sub": format!("project_path:{REPOSITORY}:ref_type:branch:ref:{branch}"),
+                "aud": audience,
+                "namespace_id": "72",
+                "namespace_path": "acme",
+                "project_id": "1841",
+                "project_path": REPOSITORY,
+                "user_login": "alice",
+                "pipeline_source": "push",
+                "ref": branch,
+                "ref_type": "branch",
+                "ref_protected": "true",
+                "environment": "dev",
+            }),
+        };
+        let mut claims = match claims {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        claims.insert("iat".into(), now.into());
+        claims.insert("nbf".into(), (now - 5).into());
+        claims.insert("exp".into(), (now + 600).into());
+        claims
+    }
+
+    /// A JWT as the CI issues one for a job of `REPOSITORY` on `branch`.
+    pub fn token(&self, branch: &str, audience: &str) -> String {
+        self.sign(&self.claims(branch, audience))
+    }
+
+    /// `claims`, signed with the key the mount trusts.
+    pub fn sign(&self, claims: &serde_json::Map<String, Value>) -> String {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
-            &claims,
+            claims,
             &self.key,
         )
         .unwrap_or_else(|e| panic!("signing: {e}"))
