@@ -339,6 +339,7 @@ impl ClusterHandle {
                         "the old Job is still there {} after its deletion",
                         humantime::format_duration(JOB_GONE_WAIT)
                     ),
+                    source: None,
                 });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -285,6 +285,7 @@ impl KubeClient for FakeKube {
                 return Err(ClusterError::Unreachable {
                     context: self.context.clone(),
                     message: format!("no answer to the apply of {id} within 15s"),
+                    source: None,
                 });
             }
             let rejected = {
@@ -301,6 +302,7 @@ impl KubeClient for FakeKube {
                     action: "apply".into(),
                     object: id.to_string(),
                     message: "admission webhook denied the request".into(),
+                    source: None,
                 });
             }
             self.note(format!("apply {}/{}", id.kind, id.name));

@@ -152,6 +152,7 @@ impl MemoryStore {
             Some(0) => Err(ClusterError::Unreachable {
                 context: "memory".into(),
                 message: "the record store went away".into(),
+                source: None,
             }),
             Some(n) => {
                 *n -= 1;
