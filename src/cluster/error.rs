@@ -128,6 +128,10 @@ pub enum ClusterError {
     },
     #[error("cluster `{context}`: {message}")]
     Release { context: String, message: String },
+    /// The release's namespace is not there (a run creates it only with
+    /// `--create-namespace`).
+    #[error("cluster `{context}`: namespace `{namespace}` does not exist (create it, or pass --create-namespace)")]
+    NoNamespace { context: String, namespace: String },
     #[error("cluster `{context}`: cancelled")]
     Cancelled { context: String },
 }

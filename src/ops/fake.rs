@@ -56,6 +56,8 @@ pub struct FakeState {
     pub lease: CancellationToken,
     /// Who holds the lease for another run: every lock is then refused.
     held_by: Mutex<Option<String>>,
+    /// The release's namespace is not there (until created).
+    no_namespace: std::sync::atomic::AtomicBool,
     pub log: Mutex<Vec<String>>,
     /// What a soak sees, one sample per look; the last one repeats.
     pub samples: Mutex<std::collections::VecDeque<SoakSample>>,
@@ -96,6 +98,7 @@ impl Default for FakeState {
             lost_at: Mutex::new(None),
             lease: CancellationToken::new(),
             held_by: Mutex::new(None),
+            no_namespace: Default::default(),
             log: Mutex::new(Vec::new()),
             samples: Mutex::new(Default::default()),
             samples_taken: Default::default(),
@@ -147,6 +150,12 @@ impl FakeKube {
     /// The apply of the object named `name` gets no answer from now on.
     pub fn lose_at(&self, name: Option<&str>) {
         *self.lost_at.lock().unwrap() = name.map(str::to_owned);
+    }
+
+    /// The release's namespace is not there: a lock is refused until it is created.
+    pub fn without_namespace(&self) {
+        self.no_namespace
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Another run (`holder`) holds the release's lease: every lock is refused.
@@ -220,7 +229,19 @@ impl KubeClient for FakeKube {
         &self.context
     }
 
-    async fn ensure_namespace(&self, _: &str, _: bool) -> Result<(), ClusterError> {
+    async fn ensure_namespace(&self, namespace: &str, create: bool) -> Result<(), ClusterError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.no_namespace.load(SeqCst) {
+            return Ok(());
+        }
+        if !create {
+            return Err(ClusterError::NoNamespace {
+                context: self.context.clone(),
+                namespace: namespace.to_owned(),
+            });
+        }
+        self.note(format!("create namespace {namespace}"));
+        self.no_namespace.store(false, SeqCst);
         Ok(())
     }
 
@@ -231,6 +252,13 @@ impl KubeClient for FakeKube {
         _: &LockOptions,
         _: &(dyn Fn(&str) + Sync),
     ) -> Result<FakeLock, ClusterError> {
+        if self.no_namespace.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ClusterError::NoNamespace {
+                context: self.context.clone(),
+                namespace: namespace.to_owned(),
+            });
+        }
+        self.note("lock".into());
         match self.held_by.lock().unwrap().clone() {
             Some(holder) => Err(ClusterError::Locked {
                 context: self.context.clone(),
