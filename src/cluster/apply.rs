@@ -454,12 +454,11 @@ impl ClusterHandle {
         for round in ordered.chunk_by(|a, b| {
             super::objects::apply_round(&a.kind) == super::objects::apply_round(&b.kind)
         }) {
-            let answers: Vec<Result<Option<Deleted>, ClusterError>> =
-                futures::stream::iter(round)
-                    .map(|id| self.delete_one(id, opts, removal, progress))
-                    .buffered(APPLY_AT_ONCE)
-                    .collect()
-                    .await;
+            let answers: Vec<Result<Option<Deleted>, ClusterError>> = futures::stream::iter(round)
+                .map(|id| self.delete_one(id, opts, removal, progress))
+                .buffered(APPLY_AT_ONCE)
+                .collect()
+                .await;
             for answer in answers {
                 match answer? {
                     Some(Deleted::Deleted(id)) => removed.deleted.push(id),
