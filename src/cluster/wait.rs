@@ -66,6 +66,52 @@ enum Update {
     Pod(Box<Pod>),
 }
 
+/// What an update says of a workload: its kind, namespace, name, health and revision.
+type Seen = (
+    &'static str,
+    Option<String>,
+    String,
+    Health,
+    Option<Current>,
+);
+
+impl Update {
+    /// The workload's state as the wait judges it; a pod's update is none.
+    fn workload(self) -> Result<Seen, Box<Pod>> {
+        Ok(match self {
+            Update::Pod(pod) => return Err(pod),
+            Update::Deployment(d) => (
+                "Deployment",
+                d.namespace(),
+                d.name_any(),
+                deployment_health(&d),
+                observed_revision(&d).map(Current::Deployment),
+            ),
+            Update::StatefulSet(s) => (
+                "StatefulSet",
+                s.namespace(),
+                s.name_any(),
+                statefulset_health(&s),
+                statefulset_revision(&s).map(Current::StatefulSet),
+            ),
+            Update::DaemonSet(d) => (
+                "DaemonSet",
+                d.namespace(),
+                d.name_any(),
+                daemonset_health(&d),
+                daemonset_generation(&d).map(Current::DaemonSet),
+            ),
+            Update::Job(j) => (
+                "Job",
+                j.namespace(),
+                j.name_any(),
+                job_health(&j),
+                j.uid().map(Current::Job),
+            ),
+        })
+    }
+}
+
 /// The objects `selector` selects, as they change, starting with their current state:
 /// a list, then a watch from it. Not a streaming list (`sendInitialEvents`): its initial
 /// state comes from the API server's watch cache, which may not yet hold what this run
@@ -170,65 +216,12 @@ impl ClusterHandle {
                 .clone()
                 .unwrap_or_else(|| opts.namespace.clone())
         };
-        let mut pending: BTreeMap<Key, String> = BTreeMap::new();
-        let mut streams: Vec<BoxStream<'static, Result<Update, watcher::Error>>> = Vec::new();
-        let mut pod_namespaces = Vec::new();
-        // One watch per kind and namespace, of the release's objects (every object it
-        // applies carries its labels): two Deployments cost one watch, not two. Updates
-        // of objects not waited for are dropped below.
-        let release_objects = labels::selector(&opts.release);
-        let mut watched: BTreeSet<(&'static str, String)> = BTreeSet::new();
-        for id in objects {
-            let ns = ns_of(id);
-            let kind = match (id.group(), id.kind.as_str()) {
-                ("apps", "Deployment") => "Deployment",
-                ("apps", "StatefulSet") => "StatefulSet",
-                ("apps", "DaemonSet") => "DaemonSet",
-                ("batch", "Job") => "Job",
-                _ => continue,
-            };
-            pending.insert(
-                (id.kind.clone(), ns.clone(), id.name.clone()),
-                "not seen yet".into(),
-            );
-            if !pod_namespaces.contains(&ns) {
-                pod_namespaces.push(ns.clone());
-            }
-            if !watched.insert((kind, ns.clone())) {
-                continue;
-            }
-            let client = self.client();
-            let config = &release_objects;
-            streams.push(match kind {
-                "Deployment" => watch(Api::<Deployment>::namespaced(client, &ns), config)
-                    .map(|r| r.map(|o| Update::Deployment(Box::new(o))))
-                    .boxed(),
-                "StatefulSet" => watch(Api::<StatefulSet>::namespaced(client, &ns), config)
-                    .map(|r| r.map(|o| Update::StatefulSet(Box::new(o))))
-                    .boxed(),
-                "DaemonSet" => watch(Api::<DaemonSet>::namespaced(client, &ns), config)
-                    .map(|r| r.map(|o| Update::DaemonSet(Box::new(o))))
-                    .boxed(),
-                _ => watch(Api::<Job>::namespaced(client, &ns), config)
-                    .map(|r| r.map(|o| Update::Job(Box::new(o))))
-                    .boxed(),
-            });
-        }
+        let (mut pending, streams) = self.watch_workloads(objects, opts);
         // Every workload waited for, ready or not: a ready one that fails later still
         // fails the wait.
         let waited_for: BTreeSet<Key> = pending.keys().cloned().collect();
         if pending.is_empty() {
             return Ok(());
-        }
-        // Only the release's pods (their template carries its label): unrelated pods
-        // of a shared namespace are never sent.
-        let pods = labels::pod_selector(&opts.release);
-        for ns in &pod_namespaces {
-            streams.push(
-                watch(Api::<Pod>::namespaced(self.client(), ns), &pods)
-                    .map(|r| r.map(|o| Update::Pod(Box::new(o))))
-                    .boxed(),
-            );
         }
         let mut updates = stream::select_all(streams);
         // The current revision of each workload seen, to tell new pods from old ones.
@@ -304,8 +297,9 @@ impl ClusterHandle {
                     })
                 }
             };
-            let (kind, ns, name, health, revision) = match update {
-                Update::Pod(pod) => {
+            let (kind, ns, name, health, revision) = match update.workload() {
+                Ok(seen) => seen,
+                Err(pod) => {
                     let key = (pod.namespace().unwrap_or_default(), pod.name_any());
                     if fatal_container(&pod).is_none() {
                         suspects.remove(&key);
@@ -316,34 +310,6 @@ impl ClusterHandle {
                     self.judge(&mut suspects, &current, &pending, grace).await?;
                     continue;
                 }
-                Update::Deployment(d) => (
-                    "Deployment",
-                    d.namespace(),
-                    d.name_any(),
-                    deployment_health(&d),
-                    observed_revision(&d).map(Current::Deployment),
-                ),
-                Update::StatefulSet(s) => (
-                    "StatefulSet",
-                    s.namespace(),
-                    s.name_any(),
-                    statefulset_health(&s),
-                    statefulset_revision(&s).map(Current::StatefulSet),
-                ),
-                Update::DaemonSet(d) => (
-                    "DaemonSet",
-                    d.namespace(),
-                    d.name_any(),
-                    daemonset_health(&d),
-                    daemonset_generation(&d).map(Current::DaemonSet),
-                ),
-                Update::Job(j) => (
-                    "Job",
-                    j.namespace(),
-                    j.name_any(),
-                    job_health(&j),
-                    j.uid().map(Current::Job),
-                ),
             };
             let ns = ns.unwrap_or_default();
             let key = (kind.to_owned(), ns.clone(), name.clone());
@@ -404,6 +370,82 @@ impl ClusterHandle {
                 }
             }
         }
+    }
+
+    /// The workloads among `objects` to wait for, each "not seen yet", and the watches
+    /// that tell of them and of the release's pods: one per kind and namespace, of the
+    /// release's objects (every object it applies carries its labels), so that two
+    /// Deployments cost one watch, not two. Updates of objects not waited for are
+    /// dropped by the caller.
+    #[allow(clippy::type_complexity)]
+    fn watch_workloads(
+        &self,
+        objects: &[ObjectRef],
+        opts: &WaitOptions,
+    ) -> (
+        BTreeMap<Key, String>,
+        Vec<BoxStream<'static, Result<Update, watcher::Error>>>,
+    ) {
+        let ns_of = |id: &ObjectRef| {
+            id.namespace
+                .clone()
+                .unwrap_or_else(|| opts.namespace.clone())
+        };
+        let mut pending: BTreeMap<Key, String> = BTreeMap::new();
+        let mut streams: Vec<BoxStream<'static, Result<Update, watcher::Error>>> = Vec::new();
+        let mut pod_namespaces = Vec::new();
+        let release_objects = labels::selector(&opts.release);
+        let mut watched: BTreeSet<(&'static str, String)> = BTreeSet::new();
+        for id in objects {
+            let ns = ns_of(id);
+            let kind = match (id.group(), id.kind.as_str()) {
+                ("apps", "Deployment") => "Deployment",
+                ("apps", "StatefulSet") => "StatefulSet",
+                ("apps", "DaemonSet") => "DaemonSet",
+                ("batch", "Job") => "Job",
+                _ => continue,
+            };
+            pending.insert(
+                (id.kind.clone(), ns.clone(), id.name.clone()),
+                "not seen yet".into(),
+            );
+            if !pod_namespaces.contains(&ns) {
+                pod_namespaces.push(ns.clone());
+            }
+            if !watched.insert((kind, ns.clone())) {
+                continue;
+            }
+            let client = self.client();
+            let config = &release_objects;
+            streams.push(match kind {
+                "Deployment" => watch(Api::<Deployment>::namespaced(client, &ns), config)
+                    .map(|r| r.map(|o| Update::Deployment(Box::new(o))))
+                    .boxed(),
+                "StatefulSet" => watch(Api::<StatefulSet>::namespaced(client, &ns), config)
+                    .map(|r| r.map(|o| Update::StatefulSet(Box::new(o))))
+                    .boxed(),
+                "DaemonSet" => watch(Api::<DaemonSet>::namespaced(client, &ns), config)
+                    .map(|r| r.map(|o| Update::DaemonSet(Box::new(o))))
+                    .boxed(),
+                _ => watch(Api::<Job>::namespaced(client, &ns), config)
+                    .map(|r| r.map(|o| Update::Job(Box::new(o))))
+                    .boxed(),
+            });
+        }
+        if pending.is_empty() {
+            return (pending, streams);
+        }
+        // Only the release's pods (their template carries its label): unrelated pods
+        // of a shared namespace are never sent.
+        let pods = labels::pod_selector(&opts.release);
+        for ns in &pod_namespaces {
+            streams.push(
+                watch(Api::<Pod>::namespaced(self.client(), ns), &pods)
+                    .map(|r| r.map(|o| Update::Pod(Box::new(o))))
+                    .boxed(),
+            );
+        }
+        (pending, streams)
     }
 
     /// Why a failed Job's pods ended: the first terminated container of its pods, as
