@@ -4,7 +4,7 @@
 use super::complete;
 use crate::action;
 use crate::engine::ValueSource;
-use crate::output::OutputFormat;
+use crate::output::{OutputFormat, StatusFormat};
 use crate::rollout::prepare::Overrides;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::ArgValueCompleter;
@@ -452,8 +452,9 @@ pub struct PromoteArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: ReleaseEnvArgs,
+    /// `html`: the dashboard's matrix as one self-contained page (a CI artifact).
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
-    pub output: OutputFormat,
+    pub output: StatusFormat,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -101,7 +101,7 @@ pub fn json_requested(cli: &Cli) -> bool {
         Command::Rollback(a) => a.output,
         Command::History(a) => a.output,
         Command::Promote(a) => a.output,
-        Command::Status(a) => a.output,
+        Command::Status(a) if a.output == crate::output::StatusFormat::Json => OutputFormat::Json,
         Command::Diff(a) => a.output,
         Command::Uninstall(a) => a.output,
         Command::AdoptHelm(a) => a.output,
