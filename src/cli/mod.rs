@@ -241,6 +241,16 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             result
         }
         Command::Status(args) => action::status::run(root, &args.target.into(), args.output).await,
+        Command::Dashboard(args) => {
+            let opts = action::dashboard::DashboardRequest {
+                env: args.env,
+                listen: args.listen,
+                token_env: args.token_env,
+                interval: args.interval,
+                kubeconfig: args.kubeconfig,
+            };
+            action::dashboard::run(root, opts).await
+        }
         // `run` answers diff itself, for its outcome; this arm keeps the match whole.
         Command::Diff(args) => diff(root, args).await.map(|_| ()),
         Command::Uninstall(args) => {
