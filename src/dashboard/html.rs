@@ -48,6 +48,7 @@ mod tests {
             state,
             version: Some("1.2.3".into()),
             deployment_id: Some("20261207-abc".into()),
+            put_back_by: None,
             revision: Some(3),
             status: Some("deployed".into()),
             reason: reason.map(str::to_owned),

@@ -91,8 +91,13 @@ pub struct Cell {
     pub state: CellState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The deployment whose content it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<String>,
+    /// The run that put that content back (a rollback, a run's restore), when it is
+    /// another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub put_back_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<u32>,
     /// The revision's recorded status (`deployed`, `failed`, ...).
@@ -308,10 +313,10 @@ pub fn assemble(
                 .map(|(context, answer)| match answer {
                     Ok(found) => match found.get(i) {
                         Some(Found {
+                            history,
                             report: Some(report),
                             diagnosis,
-                            ..
-                        }) => cell_of(report, diagnosis.as_ref()),
+                        }) => cell_of(history, report, diagnosis.as_ref()),
                         _ => Cell::empty(context, CellState::NotInstalled, None),
                     },
                     Err(err) => Cell::empty(context, failure_state(err), Some(failure(err))),
@@ -354,12 +359,19 @@ fn failure(err: &crate::Error) -> String {
     crate::redact::scrub(&crate::rollout::connect::failure_text(err))
 }
 
-fn cell_of(report: &StatusReport, diagnosis: Option<&Diagnosis>) -> Cell {
+/// A cluster's cell: the deployment whose content it runs (a rollback's revision runs
+/// an earlier deployment's: the one its timeline row shows), and the run that put it
+/// there when that is another.
+fn cell_of(history: &History, report: &StatusReport, diagnosis: Option<&Diagnosis>) -> Cell {
+    let content = history
+        .get(report.revision)
+        .map_or(report.deployment_id.as_str(), |r| r.content_id());
     Cell {
         cluster: report.context.clone(),
         state: report.health.into(),
         version: Some(report.app_version.clone()),
-        deployment_id: Some(report.deployment_id.clone()),
+        deployment_id: Some(content.to_owned()),
+        put_back_by: (content != report.deployment_id).then(|| report.deployment_id.clone()),
         revision: Some(report.revision),
         status: Some(report.status.to_string()),
         reason: report.reason.clone(),
@@ -378,6 +390,7 @@ impl Cell {
             state,
             version: None,
             deployment_id: None,
+            put_back_by: None,
             revision: None,
             status: None,
             reason,
@@ -555,8 +568,17 @@ mod tests {
                 back
             },
         ]);
-        let answers = vec![("east".to_owned(), Ok(vec![found(history, None)]))];
+        let mut now = report("east", "d-bad", ClusterHealth::Healthy);
+        now.revision = 4;
+        let answers = vec![("east".to_owned(), Ok(vec![found(history, Some(now))]))];
         let view = assemble("prod", &two_releases()[..1], &answers);
+        let east = &view.releases[0].cells[0];
+        assert_eq!(
+            east.deployment_id.as_deref(),
+            Some("d-new"),
+            "runs d-new's content"
+        );
+        assert_eq!(east.put_back_by.as_deref(), Some("d-bad"));
         let bad = view.releases[0]
             .timeline
             .iter()
