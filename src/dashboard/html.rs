@@ -40,7 +40,9 @@ pub fn page(view: &FleetView, refresh: Option<u64>) -> crate::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dashboard::view::{Cell, CellState, EnvironmentView, ReleaseView};
+    use crate::dashboard::view::{
+        Cell, CellState, ClusterRun, DeploymentView, EnvironmentView, ReleaseView,
+    };
 
     fn cell(cluster: &str, state: CellState, reason: Option<&str>) -> Cell {
         Cell {
@@ -85,7 +87,33 @@ mod tests {
         );
         hostile.version = Some("\"><img src=x onerror=alert(2)>".into());
         hostile.diagnosis = vec!["  last log lines:".into(), "    <b>boom</b>".into()];
-        let html = page(&view(vec![hostile]), None).unwrap();
+        let mut view = view(vec![hostile]);
+        let now = chrono::Utc::now();
+        view.environments[0].releases[0].timeline = vec![DeploymentView {
+            id: "20261207-abc".into(),
+            state: Some(crate::release::DeploymentState::Failed),
+            version: "1.2.3".into(),
+            created: now,
+            by: "u@h".into(),
+            commit: None,
+            runs: vec![ClusterRun {
+                cluster: "east".into(),
+                revision: 3,
+                status: "failed".into(),
+                restores: None,
+                started: now,
+                healthy_after: None,
+                recorded_after: 12,
+                description: "<script>alert(3)</script>".into(),
+            }],
+            rollback_target: false,
+        }];
+        let html = page(&view, None).unwrap();
+        assert!(html.contains("&lt;script&gt;alert(3)"), "{html}");
+        assert!(
+            html.contains("<tr class=\"run-failed\"><td>east</td>"),
+            "{html}"
+        );
         assert!(html.contains("<summary>diagnosis</summary>"), "{html}");
         assert!(
             html.contains("&lt;b&gt;boom&lt;/b&gt;") && !html.contains("<b>"),

@@ -131,9 +131,47 @@ pub struct DeploymentView {
     pub by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
-    /// Each cluster's revision of it: `context: revision status`.
-    pub clusters: Vec<String>,
+    /// Each revision written under its id, cluster by cluster: the run's picture.
+    pub runs: Vec<ClusterRun>,
     pub rollback_target: bool,
+}
+
+/// One revision a run wrote in one cluster, as its record tells: when it started,
+/// how long until healthy, when it was last written, and why it failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterRun {
+    pub cluster: String,
+    pub revision: u32,
+    pub status: String,
+    /// The deployment whose content it put back (a restore), when not its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restores: Option<String>,
+    pub started: DateTime<Utc>,
+    /// Seconds from its start until healthy, when it became healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_after: Option<i64>,
+    /// Seconds from its start until its record was last written.
+    pub recorded_after: i64,
+    /// Why it failed, or other notes of the record.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+impl ClusterRun {
+    fn of(cluster: &str, record: &crate::release::ReleaseRecord) -> ClusterRun {
+        ClusterRun {
+            cluster: cluster.to_owned(),
+            revision: record.revision,
+            status: record.status.to_string(),
+            restores: record.restores.clone(),
+            started: record.created,
+            healthy_after: record
+                .healthy_at
+                .map(|at| (at - record.created).num_seconds()),
+            recorded_after: (record.updated - record.created).num_seconds(),
+            description: crate::redact::scrub(&record.description),
+        }
+    }
 }
 
 /// One release as read in one cluster.
@@ -430,9 +468,9 @@ fn timeline(histories: &[(&str, &History)]) -> (Vec<DeploymentView>, Option<Stri
                 commit: first
                     .and_then(|r| r.audit.as_ref())
                     .and_then(|a| a.git_commit.clone()),
-                clusters: records
+                runs: records
                     .iter()
-                    .map(|(context, r)| format!("{context}: {} {}", r.revision, r.status))
+                    .map(|(context, r)| ClusterRun::of(context, r))
                     .collect(),
                 rollback_target: target == Some(id),
             }
@@ -543,10 +581,12 @@ mod tests {
         assert_eq!(hello.timeline[0].state, Some(DeploymentState::Complete));
         assert_eq!(hello.rollback_target.as_deref(), Some("d-old"));
         assert!(hello.timeline[1].rollback_target && !hello.timeline[0].rollback_target);
-        assert_eq!(
-            hello.timeline[0].clusters,
-            ["east: 2 deployed", "west: 2 deployed"]
-        );
+        let runs: Vec<(&str, u32, &str)> = hello.timeline[0]
+            .runs
+            .iter()
+            .map(|r| (r.cluster.as_str(), r.revision, r.status.as_str()))
+            .collect();
+        assert_eq!(runs, [("east", 2, "deployed"), ("west", 2, "deployed")]);
         assert_eq!(hello.cells[1].state, CellState::Failing);
         assert!(hello.cells[1]
             .reason

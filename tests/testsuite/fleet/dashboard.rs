@@ -91,14 +91,14 @@ fn row<'a>(page: &'a str, cluster: &str) -> &'a str {
     &page[open..end]
 }
 
-/// The timeline row of deployment `id`.
+/// The timeline row of deployment `id`, with its run's picture.
 fn timeline_row<'a>(page: &'a str, id: &str) -> &'a str {
     let start = page
         .find(&format!("<td class=\"mono\">{id}"))
         .unwrap_or_else(|| panic!("no deployment {id} in {page}"));
     let open = page[..start].rfind("<tr").unwrap_or(0);
     let end = page[start..]
-        .find("</tr>")
+        .find("</details>")
         .map_or(page.len(), |e| start + e);
     &page[open..end]
 }
@@ -183,9 +183,17 @@ fn the_page_shows_every_cluster_then_a_stopped_one_as_unreachable() {
     let b = row(&page, "dash-b");
     assert!(b.contains("<summary>diagnosis</summary>"), "{b}");
     assert!(b.contains("CrashLoopBackOff"), "{b}");
+    let picture = timeline_row(&page, &broken);
+    assert!(picture.contains("state-failed"), "{picture}");
+    // The run's picture: each cluster's revision of it, dash-b's failed.
+    assert!(picture.contains("<summary>the run</summary>"), "{picture}");
     assert!(
-        timeline_row(&page, &broken).contains("state-failed"),
-        "{page}"
+        picture.contains("<tr class=\"run-failed\"><td>dash-b</td>"),
+        "{picture}"
+    );
+    assert!(
+        picture.contains("<tr class=\"run-deployed\"><td>dash-a</td>"),
+        "{picture}"
     );
 
     let out = run(fleet(), &repo, &["rollback", "hello", "--env", "prod"]);
