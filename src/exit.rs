@@ -113,7 +113,8 @@ impl Classify for ClusterError {
             | ClusterError::Context { .. }
             | ClusterError::InvalidObject { .. }
             | ClusterError::UnknownKind { .. }
-            | ClusterError::Release { .. } => ExitKind::UserError,
+            | ClusterError::Release { .. }
+            | ClusterError::NoNamespace { .. } => ExitKind::UserError,
             ClusterError::Unreachable { .. }
             | ClusterError::Locked { .. }
             | ClusterError::NotOwned { .. }

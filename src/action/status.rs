@@ -131,6 +131,7 @@ async fn html(root: &Path, args: &ReleaseSelection, opened: &every_cluster::Open
                 crate::cluster::ClusterError::Unreachable {
                     context: cell.cluster.clone(),
                     message: why(),
+                    source: None,
                 },
             )),
             CellState::NotInstalled => failures.push(crate::Error::Cluster(

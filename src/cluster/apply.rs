@@ -20,6 +20,12 @@ const JOB_GONE_WAIT: Duration = Duration::from_secs(30);
 /// 300 streams at a time (API servers allow 100 to 250 per connection).
 const APPLY_AT_ONCE: usize = 32;
 
+/// What [`ClusterHandle::delete_owned`] did with one object.
+enum Deleted {
+    Deleted(ObjectRef),
+    Kept(Kept),
+}
+
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// The release namespace: where namespaced objects without one go.
@@ -339,6 +345,7 @@ impl ClusterHandle {
                         "the old Job is still there {} after its deletion",
                         humantime::format_duration(JOB_GONE_WAIT)
                     ),
+                    source: None,
                 });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -437,63 +444,90 @@ impl ClusterHandle {
         removal: Removal,
         progress: &Progress,
     ) -> Result<Removed, ClusterError> {
+        use futures::StreamExt;
         let mut ordered: Vec<&ObjectRef> = ids.iter().collect();
         super::sort_for_apply(&mut ordered, |o| o.kind.as_str());
         ordered.reverse();
         let mut removed = Removed::default();
-        for id in ordered {
-            let api = match self.api(id, &opts.namespace, None).await {
-                Ok((api, _)) => api,
-                Err(ClusterError::UnknownKind { .. }) => {
-                    match self.served(id, &opts.namespace).await? {
-                        Some(api) => api,
-                        // No version of the kind is served (its CRD was pruned first):
-                        // neither are its objects.
-                        None => continue,
-                    }
+        // In rounds, as the apply (in its reverse order): the objects of a round at
+        // once, not one round trip (a read, then a delete) per object.
+        for round in ordered.chunk_by(|a, b| {
+            super::objects::apply_round(&a.kind) == super::objects::apply_round(&b.kind)
+        }) {
+            let answers: Vec<Result<Option<Deleted>, ClusterError>> = futures::stream::iter(round)
+                .map(|id| self.delete_one(id, opts, removal, progress))
+                .buffered(APPLY_AT_ONCE)
+                .collect()
+                .await;
+            for answer in answers {
+                match answer? {
+                    Some(Deleted::Deleted(id)) => removed.deleted.push(id),
+                    Some(Deleted::Kept(kept)) => removed.kept.push(kept),
+                    None => {}
                 }
-                Err(err) => return Err(err),
-            };
-            let live = match api.get_opt(&id.name).await {
-                Ok(Some(live)) => live,
-                Ok(None) => continue,
-                Err(err) => return Err(self.error("read", id, err)),
-            };
-            if let Some(reason) = labels::keep_reason(
-                &id.kind,
-                live.metadata.labels.as_ref(),
-                live.metadata.annotations.as_ref(),
-                &opts.release,
-                removal,
-            ) {
-                tracing::info!(cluster = self.context(), object = %id, "not deleted: {reason}");
-                if labels::handed_back(live.metadata.annotations.as_ref(), removal) {
-                    let patch = labels::hand_back_patch();
-                    api.patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .map_err(|err| self.error("hand back", id, err))?;
-                }
-                let kept = Kept {
-                    object: id.clone(),
-                    reason,
-                };
-                progress(self.context(), Event::Kept(kept.clone()));
-                removed.kept.push(kept);
-                continue;
             }
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..Default::default()
-            };
-            match api.delete(&id.name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => continue,
-                Err(err) => return Err(self.error("delete", id, err)),
-            }
-            progress(self.context(), Event::Pruned(id.clone()));
-            removed.deleted.push(id.clone());
         }
         Ok(removed)
+    }
+
+    /// Deletes `id` unless something keeps it ([`Self::delete_owned`]); `None` when it
+    /// is not there (or its kind is no longer served).
+    async fn delete_one(
+        &self,
+        id: &ObjectRef,
+        opts: &ApplyOptions,
+        removal: Removal,
+        progress: &Progress,
+    ) -> Result<Option<Deleted>, ClusterError> {
+        let api = match self.api(id, &opts.namespace, None).await {
+            Ok((api, _)) => api,
+            Err(ClusterError::UnknownKind { .. }) => {
+                match self.served(id, &opts.namespace).await? {
+                    Some(api) => api,
+                    // No version of the kind is served (its CRD was pruned first):
+                    // neither are its objects.
+                    None => return Ok(None),
+                }
+            }
+            Err(err) => return Err(err),
+        };
+        let live = match api.get_opt(&id.name).await {
+            Ok(Some(live)) => live,
+            Ok(None) => return Ok(None),
+            Err(err) => return Err(self.error("read", id, err)),
+        };
+        if let Some(reason) = labels::keep_reason(
+            &id.kind,
+            live.metadata.labels.as_ref(),
+            live.metadata.annotations.as_ref(),
+            &opts.release,
+            removal,
+        ) {
+            tracing::info!(cluster = self.context(), object = %id, "not deleted: {reason}");
+            if labels::handed_back(live.metadata.annotations.as_ref(), removal) {
+                let patch = labels::hand_back_patch();
+                api.patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|err| self.error("hand back", id, err))?;
+            }
+            let kept = Kept {
+                object: id.clone(),
+                reason,
+            };
+            progress(self.context(), Event::Kept(kept.clone()));
+            return Ok(Some(Deleted::Kept(kept)));
+        }
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match api.delete(&id.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+            Err(err) => return Err(self.error("delete", id, err)),
+        }
+        progress(self.context(), Event::Pruned(id.clone()));
+        Ok(Some(Deleted::Deleted(id.clone())))
     }
 
     /// The API of an object whose recorded apiVersion the server no longer serves,

@@ -603,9 +603,9 @@ impl ClusterHandle {
             Ok(Some(_)) => return Ok(()),
             Ok(None) if create => {}
             Ok(None) => {
-                return Err(ClusterError::Release {
+                return Err(ClusterError::NoNamespace {
                     context: self.context.clone(),
-                    message: format!("namespace `{namespace}` does not exist (create it, or pass --create-namespace)"),
+                    namespace: namespace.to_owned(),
                 })
             }
             Err(kube::Error::Api(status)) if status.code == 403 && !create => return Ok(()),

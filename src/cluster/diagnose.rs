@@ -502,6 +502,7 @@ mod tests {
         let unreachable = ClusterError::Unreachable {
             context: "c".into(),
             message: "gone".into(),
+            source: None,
         };
         assert!(!worth_diagnosing(&unreachable));
     }

@@ -28,8 +28,15 @@ pub enum ClusterError {
     },
     #[error("kube context `{context}`: {message}")]
     Context { context: String, message: String },
+    /// No answer, or none in time. `source`: kube's error, when a request found it
+    /// (the layers above also judge a cluster unreachable from their own findings).
     #[error("cluster `{context}` is unreachable: {message}")]
-    Unreachable { context: String, message: String },
+    Unreachable {
+        context: String,
+        message: String,
+        #[source]
+        source: Option<Box<kube::Error>>,
+    },
     #[error("cluster `{context}`: {object}: {message}")]
     InvalidObject {
         context: String,
@@ -50,12 +57,16 @@ pub enum ClusterError {
         object: String,
         conflicts: Vec<Conflict>,
     },
+    /// An answer that refused a request for another reason than the credentials.
+    /// `source`: kube's error, when the answer came through kube.
     #[error("cluster `{context}`: cannot {action} {object}: {message}")]
     Api {
         context: String,
         action: String,
         object: String,
         message: String,
+        #[source]
+        source: Option<Box<kube::Error>>,
     },
     #[error("cluster `{context}`: {object} failed: {reason}")]
     Unhealthy {
@@ -117,6 +128,10 @@ pub enum ClusterError {
     },
     #[error("cluster `{context}`: {message}")]
     Release { context: String, message: String },
+    /// The release's namespace is not there (a run creates it only with
+    /// `--create-namespace`).
+    #[error("cluster `{context}`: namespace `{namespace}` does not exist (create it, or pass --create-namespace)")]
+    NoNamespace { context: String, namespace: String },
     #[error("cluster `{context}`: cancelled")]
     Cancelled { context: String },
 }
@@ -148,20 +163,20 @@ pub(crate) fn classify(
             object,
             source: Box::new(err),
         },
-        // `Unreachable` and `Api` keep the text only: the layers above build them too,
-        // from their own findings, without a kube error.
         kube::Error::HyperError(_) | kube::Error::Service(_) => ClusterError::Unreachable {
             context,
             message: format!(
                 "cannot {action} {object}: {} (server {server})",
                 describe(&err)
             ),
+            source: Some(Box::new(err)),
         },
         _ => ClusterError::Api {
             context,
             action,
             object,
             message: describe(&err),
+            source: Some(Box::new(err)),
         },
     }
 }
@@ -269,6 +284,25 @@ mod tests {
         let json = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
         let text = render(kube::Error::SerdeError(json));
         assert!(text.ends_with("the answer of the server is not what was expected: EOF while parsing an object at line 1 column 1"), "{text}");
+    }
+
+    #[test]
+    fn no_answer_and_a_refusal_keep_kubes_error_as_their_source() {
+        let classified = |err| classify("dev-eu", "https://x", "list", "Secrets", err);
+        let lost = classified(kube::Error::Service("no answer within 15s".into()));
+        assert!(matches!(lost, ClusterError::Unreachable { .. }), "{lost:?}");
+        let source = kube_source(&lost);
+        assert!(
+            matches!(source, Some(kube::Error::Service(_))),
+            "{source:?}"
+        );
+        let refused = classified(status(422, "Invalid", "spec.replicas: Invalid value"));
+        assert!(matches!(refused, ClusterError::Api { .. }), "{refused:?}");
+        let source = kube_source(&refused);
+        assert!(
+            matches!(source, Some(kube::Error::Api(s)) if s.code == 422),
+            "{source:?}"
+        );
     }
 
     #[test]

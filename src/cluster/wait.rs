@@ -300,6 +300,7 @@ impl ClusterHandle {
                     return Err(ClusterError::Unreachable {
                         context: self.context().to_owned(),
                         message: "the watches ended".into(),
+                        source: None,
                     })
                 }
             };

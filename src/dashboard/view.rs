@@ -488,6 +488,7 @@ mod tests {
         crate::Error::Cluster(ClusterError::Unreachable {
             context: context.into(),
             message: "connection refused".into(),
+            source: None,
         })
     }
 

@@ -56,6 +56,10 @@ pub struct FakeState {
     pub lease: CancellationToken,
     /// Who holds the lease for another run: every lock is then refused.
     held_by: Mutex<Option<String>>,
+    /// How long each request takes to be answered (zero: at once).
+    round_trip: Mutex<std::time::Duration>,
+    /// The release's namespace is not there (until created).
+    no_namespace: std::sync::atomic::AtomicBool,
     pub log: Mutex<Vec<String>>,
     /// What a soak sees, one sample per look; the last one repeats.
     pub samples: Mutex<std::collections::VecDeque<SoakSample>>,
@@ -96,6 +100,8 @@ impl Default for FakeState {
             lost_at: Mutex::new(None),
             lease: CancellationToken::new(),
             held_by: Mutex::new(None),
+            no_namespace: Default::default(),
+            round_trip: Mutex::new(std::time::Duration::ZERO),
             log: Mutex::new(Vec::new()),
             samples: Mutex::new(Default::default()),
             samples_taken: Default::default(),
@@ -149,6 +155,29 @@ impl FakeKube {
         *self.lost_at.lock().unwrap() = name.map(str::to_owned);
     }
 
+    /// Every request from now on, to the cluster and to its records, is answered after
+    /// `rtt`: with the clock paused, a run's time is then its round trips in sequence
+    /// (requests sent at once overlap). One apply or health wait is one request here,
+    /// where a real cluster needs two rounds for each (the apply in dependency order,
+    /// the wait's list then watch).
+    pub fn answer_after(&self, rtt: std::time::Duration) {
+        *self.round_trip.lock().unwrap() = rtt;
+        self.records.answer_after(rtt);
+    }
+
+    async fn round_trip(&self) {
+        let rtt = *self.round_trip.lock().unwrap();
+        if !rtt.is_zero() {
+            tokio::time::sleep(rtt).await;
+        }
+    }
+
+    /// The release's namespace is not there: a lock is refused until it is created.
+    pub fn without_namespace(&self) {
+        self.no_namespace
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Another run (`holder`) holds the release's lease: every lock is refused.
     pub fn hold_lease(&self, holder: Option<&str>) {
         *self.held_by.lock().unwrap() = holder.map(str::to_owned);
@@ -197,7 +226,8 @@ impl FakeKube {
     }
 }
 
-pub struct FakeLock(CancellationToken);
+/// The lease, and the round trip its release takes.
+pub struct FakeLock(CancellationToken, std::time::Duration);
 
 impl HeldLock for FakeLock {
     fn lost(&self) -> CancellationToken {
@@ -210,7 +240,11 @@ impl HeldLock for FakeLock {
             .then(|| "lease ns/flotilla.hello was taken by bob@laptop pid 22 run 1".into())
     }
 
-    async fn release(self) {}
+    async fn release(self) {
+        if !self.1.is_zero() {
+            tokio::time::sleep(self.1).await;
+        }
+    }
 }
 
 impl KubeClient for FakeKube {
@@ -220,7 +254,20 @@ impl KubeClient for FakeKube {
         &self.context
     }
 
-    async fn ensure_namespace(&self, _: &str, _: bool) -> Result<(), ClusterError> {
+    async fn ensure_namespace(&self, namespace: &str, create: bool) -> Result<(), ClusterError> {
+        self.round_trip().await;
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.no_namespace.load(SeqCst) {
+            return Ok(());
+        }
+        if !create {
+            return Err(ClusterError::NoNamespace {
+                context: self.context.clone(),
+                namespace: namespace.to_owned(),
+            });
+        }
+        self.note(format!("create namespace {namespace}"));
+        self.no_namespace.store(false, SeqCst);
         Ok(())
     }
 
@@ -231,6 +278,14 @@ impl KubeClient for FakeKube {
         _: &LockOptions,
         _: &(dyn Fn(&str) + Sync),
     ) -> Result<FakeLock, ClusterError> {
+        self.round_trip().await;
+        if self.no_namespace.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ClusterError::NoNamespace {
+                context: self.context.clone(),
+                namespace: namespace.to_owned(),
+            });
+        }
+        self.note("lock".into());
         match self.held_by.lock().unwrap().clone() {
             Some(holder) => Err(ClusterError::Locked {
                 context: self.context.clone(),
@@ -239,7 +294,10 @@ impl KubeClient for FakeKube {
                 holder,
                 since: "2026-12-07T09:00:00Z".into(),
             }),
-            None => Ok(FakeLock(self.lease.clone())),
+            None => Ok(FakeLock(
+                self.lease.clone(),
+                *self.round_trip.lock().unwrap(),
+            )),
         }
     }
 
@@ -256,10 +314,12 @@ impl KubeClient for FakeKube {
     }
 
     async fn is_live(&self, id: &ObjectRef, _: &str) -> Result<bool, ClusterError> {
+        self.round_trip().await;
         Ok(self.live.lock().unwrap().contains_key(id))
     }
 
     async fn live_meta(&self, id: &ObjectRef, _: &str) -> Result<Option<LiveMeta>, ClusterError> {
+        self.round_trip().await;
         self.note(format!("read {}/{}", id.kind, id.name));
         Ok(self.live.lock().unwrap().get(id).map(|o| LiveMeta {
             labels: labels::string_map(o, "labels").unwrap_or_default(),
@@ -269,6 +329,7 @@ impl KubeClient for FakeKube {
     }
 
     async fn live_object(&self, id: &ObjectRef, _: &str) -> Result<Option<Value>, ClusterError> {
+        self.round_trip().await;
         Ok(self.live.lock().unwrap().get(id).cloned())
     }
 
@@ -278,6 +339,7 @@ impl KubeClient for FakeKube {
         opts: &ApplyOptions,
         progress: &Progress,
     ) -> Result<Vec<ObjectRef>, ClusterError> {
+        self.round_trip().await;
         let mut applied = Vec::new();
         for object in objects {
             let id = self.identity(object, &opts.namespace).await?;
@@ -285,6 +347,7 @@ impl KubeClient for FakeKube {
                 return Err(ClusterError::Unreachable {
                     context: self.context.clone(),
                     message: format!("no answer to the apply of {id} within 15s"),
+                    source: None,
                 });
             }
             let rejected = {
@@ -301,6 +364,7 @@ impl KubeClient for FakeKube {
                     action: "apply".into(),
                     object: id.to_string(),
                     message: "admission webhook denied the request".into(),
+                    source: None,
                 });
             }
             self.note(format!("apply {}/{}", id.kind, id.name));
@@ -326,6 +390,10 @@ impl KubeClient for FakeKube {
         removal: Removal,
         _: &Progress,
     ) -> Result<Removed, ClusterError> {
+        // Nothing to delete is no request (as on a real cluster).
+        if !ids.is_empty() {
+            self.round_trip().await;
+        }
         let mut removed = Removed::default();
         for id in ids {
             let mut live = self.live.lock().unwrap();
@@ -367,6 +435,7 @@ impl KubeClient for FakeKube {
         cancel: &CancellationToken,
         _: &Progress,
     ) -> Result<(), ClusterError> {
+        self.round_trip().await;
         self.note("wait".into());
         let then = self.on_next_wait.lock().unwrap().take();
         if let Some(then) = then {
@@ -400,6 +469,7 @@ impl KubeClient for FakeKube {
     }
 
     async fn soak_sample(&self, _: &str, _: &str) -> Result<SoakSample, ClusterError> {
+        self.round_trip().await;
         self.samples_taken
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut samples = self.samples.lock().unwrap();
@@ -425,10 +495,12 @@ impl ReleaseCluster for FakeKube {
         _: &str,
         _: &str,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ClusterError> {
+        self.round_trip().await;
         Ok(self.key.lock().unwrap().clone())
     }
 
     async fn create_checksum_key(&self, _: &str, _: &str, key: &[u8]) -> Result<(), ClusterError> {
+        self.round_trip().await;
         *self.key.lock().unwrap() = Some(Zeroizing::new(key.to_vec()));
         Ok(())
     }

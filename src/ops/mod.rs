@@ -339,10 +339,15 @@ pub async fn take_lease<K: KubeClient>(
     create_namespace: bool,
     on_wait: &(dyn Fn(&str) + Sync),
 ) -> Result<K::Lock, ClusterError> {
-    cluster
-        .ensure_namespace(namespace, create_namespace)
-        .await?;
-    cluster.lock(namespace, release, opts, on_wait).await
+    // The namespace is not read first: a missing one answers the Lease's create, and
+    // is created then only when the run may.
+    match cluster.lock(namespace, release, opts, on_wait).await {
+        Err(ClusterError::NoNamespace { .. }) if create_namespace => {
+            cluster.ensure_namespace(namespace, true).await?;
+            cluster.lock(namespace, release, opts, on_wait).await
+        }
+        taken => taken,
+    }
 }
 
 /// Runs `op` on one cluster under the release's lease, taken for it ([`take_lease`])
@@ -416,6 +421,34 @@ mod tests {
             (rendered.release, rendered.chart)
         );
         assert!(!format!("{packed:?}").contains(secret));
+    }
+
+    /// The namespace is not read before the lease: a missing one answers the lock,
+    /// and is created then only when the run may.
+    #[tokio::test]
+    async fn a_missing_namespace_is_found_by_the_lock_and_created_only_when_asked() {
+        let opts = RunOptions::new(std::time::Duration::from_secs(5));
+        let quiet = |_: &str| {};
+        let kube = fake::FakeKube::new();
+        kube.without_namespace();
+        let refused = take_lease(&kube, "ns", "hello", &opts.lock, false, &quiet)
+            .await
+            .err();
+        assert!(
+            matches!(&refused, Some(ClusterError::NoNamespace { namespace, .. }) if namespace == "ns"),
+            "{refused:?}"
+        );
+        assert!(kube.logged().is_empty(), "nothing created");
+        take_lease(&kube, "ns", "hello", &opts.lock, true, &quiet)
+            .await
+            .unwrap();
+        assert_eq!(kube.logged(), ["create namespace ns", "lock"]);
+        // Where it exists, the lock is the only request.
+        let kube = fake::FakeKube::new();
+        take_lease(&kube, "ns", "hello", &opts.lock, true, &quiet)
+            .await
+            .unwrap();
+        assert_eq!(kube.logged(), ["lock"]);
     }
 
     /// A run whose read under the lease went stale (another writer changed a record

@@ -380,7 +380,11 @@ fn lease_lost<L: HeldLock>(context: &str, lock: &L) -> Option<ClusterError> {
     // A cluster that stopped answering is lost, not taken over: reported as such,
     // with the command that finishes the job once it is back.
     Some(if lock.lost_to_silence() {
-        ClusterError::Unreachable { context, message }
+        ClusterError::Unreachable {
+            context,
+            message,
+            source: None,
+        }
     } else {
         ClusterError::LockLost { context, message }
     })
@@ -597,7 +601,11 @@ fn both(context: &str, first: ClusterError, then: &ClusterError) -> ClusterError
     let message = format!("{then}; before that: {first}");
     let context = context.to_owned();
     match then {
-        ClusterError::Unreachable { .. } => ClusterError::Unreachable { context, message },
+        ClusterError::Unreachable { .. } => ClusterError::Unreachable {
+            context,
+            message,
+            source: None,
+        },
         ClusterError::LockLost { .. } => ClusterError::LockLost { context, message },
         _ => ClusterError::Release { context, message },
     }

@@ -143,31 +143,7 @@ pub async fn execute<S: ClusterSteps>(
     if let Some(refused) = acquire_all(plan, steps, interrupt, reporter).await {
         steps.release().await;
         reporter.finish();
-        let cause = Some(refused.error.clone().unwrap_or_default());
-        let clusters = plan
-            .clusters()
-            .map(|c| {
-                if c.context == refused.context {
-                    refused.clone()
-                } else {
-                    reporter.phase(&c.context, Phase::Skipped);
-                    ClusterResult::not_started(c)
-                }
-            })
-            .collect();
-        return Report {
-            overall: Overall::Refused,
-            interrupted: interrupt.first().is_cancelled(),
-            signal: interrupt
-                .second()
-                .is_cancelled()
-                .then(|| interrupt.last_signal())
-                .flatten(),
-            cause,
-            duration: started.elapsed(),
-            clusters,
-            ..Report::new(info, &plan.environment)
-        };
+        return refused_report(plan, info, interrupt, reporter, refused, started);
     }
 
     let mut failed_gate: Option<FailedGate> = None;
@@ -183,79 +159,20 @@ pub async fn execute<S: ClusterSteps>(
         for cluster in wave {
             reporter.phase(&cluster.context, Phase::Queued);
         }
-        let mut done: Vec<(usize, ClusterResult, bool)> = futures::stream::iter(
-            wave.iter().enumerate(),
-        )
-        .map(|(i, cluster)| {
-            let stop = &stop;
-            async move {
-                let mut row = ClusterResult::not_started(cluster);
-                if stop.is_cancelled() || abandon.is_cancelled() {
-                    reporter.phase(&cluster.context, Phase::Skipped);
-                    return (i, row, false);
-                }
-                let t = Instant::now();
-                let outcome = tokio::select! {
-                    outcome = steps.deploy(&cluster.context, stop, reporter) => Some(outcome),
-                    _ = abandon.cancelled() => None,
-                };
-                row.duration = t.elapsed();
-                let Some(outcome) = outcome else {
-                    // Abandoned mid-step: it may have changed anything.
-                    row.before = steps.before(&cluster.context);
-                    row.result = RunResult::Abandoned;
-                    row.error = Some(abandoned(&cluster.context, "its deploy"));
-                    row.finish_with = Some(finish_command(
-                        &info.release,
-                        &plan.environment,
-                        &cluster.context,
-                        row.before.as_ref(),
-                    ));
-                    return (i, row, false);
-                };
-                let mut own_fault = false;
-                match outcome {
-                    StepOutcome::Untouched(err) => {
-                        own_fault = !err.cancelled;
-                        row.refused = err.environment;
-                        row.result = RunResult::FailedUnchanged;
-                        row.error = Some(err.message);
+        let mut done: Vec<(usize, ClusterResult, bool)> =
+            futures::stream::iter(wave.iter().enumerate())
+                .map(|(i, cluster)| {
+                    let stop = &stop;
+                    async move {
+                        let (row, own_fault) =
+                            deploy_cluster(cluster, steps, stop, abandon, (plan, info), reporter)
+                                .await;
+                        (i, row, own_fault)
                     }
-                    StepOutcome::Changed {
-                        before,
-                        revision,
-                        error,
-                    } => {
-                        row.before = before;
-                        row.deployed = Some(revision);
-                        row.result = match error {
-                            None => RunResult::Deployed,
-                            Some(err) => {
-                                own_fault = !err.cancelled;
-                                row.diagnosis = err.diagnosis;
-                                row.error = Some(if err.unreachable {
-                                    format!("lost after it was changed: {}", err.message)
-                                } else {
-                                    err.message
-                                });
-                                RunResult::LeftFailed
-                            }
-                        };
-                    }
-                }
-                match (&row.error, row.result) {
-                    (Some(err), _) => {
-                        reporter.phase(&cluster.context, Phase::Failed(err.clone()));
-                        stop.cancel();
-                    }
-                    (None, _) => reporter.phase(&cluster.context, Phase::Deployed),
-                }
-                (i, row, own_fault)
-            }
-        })
-        .buffer_unordered(plan.concurrency_of(number))
-        .collect()
-        .await;
+                })
+                .buffer_unordered(plan.concurrency_of(number))
+                .collect()
+                .await;
         done.sort_by_key(|(i, ..)| *i);
         if cause.is_none() {
             // Those stopped by a failure report a cancellation: the cause is the other one.
@@ -310,22 +227,7 @@ pub async fn execute<S: ClusterSteps>(
             Overall::Succeeded
         }
     } else {
-        match plan.on_failure {
-            OnFailure::Halt => {
-                for r in results.iter_mut().filter(|r| r.deployed.is_some()) {
-                    r.result = if r.error.is_some() {
-                        RunResult::LeftFailed
-                    } else {
-                        RunResult::LeftDeployed
-                    };
-                    reporter.phase(&r.context, Phase::Left);
-                }
-                Overall::Halted
-            }
-            OnFailure::Rollback => {
-                restore_all(plan, steps, info, &mut results, reporter, abandon).await
-            }
-        }
+        after_failure(plan, steps, info, &mut results, reporter, abandon).await
     };
     let overall = if results.iter().any(|r| r.result == RunResult::Abandoned) {
         Overall::RollbackIncomplete
@@ -353,6 +255,146 @@ pub async fn execute<S: ClusterSteps>(
         failed_gate,
         paused_after_wave: paused_after_wave.filter(|_| !failed),
         ..Report::new(info, &plan.environment)
+    }
+}
+
+/// The report of a run refused before any change: the cluster that refused its lease
+/// (`refused`), every other one not started.
+fn refused_report(
+    plan: &Plan,
+    info: &RunInfo,
+    interrupt: &Interrupt,
+    reporter: &Reporter,
+    refused: ClusterResult,
+    started: Instant,
+) -> Report {
+    let cause = Some(refused.error.clone().unwrap_or_default());
+    let clusters = plan
+        .clusters()
+        .map(|c| {
+            if c.context == refused.context {
+                refused.clone()
+            } else {
+                reporter.phase(&c.context, Phase::Skipped);
+                ClusterResult::not_started(c)
+            }
+        })
+        .collect();
+    Report {
+        overall: Overall::Refused,
+        interrupted: interrupt.first().is_cancelled(),
+        signal: interrupt
+            .second()
+            .is_cancelled()
+            .then(|| interrupt.last_signal())
+            .flatten(),
+        cause,
+        duration: started.elapsed(),
+        clusters,
+        ..Report::new(info, &plan.environment)
+    }
+}
+
+/// One cluster's deploy in its wave: its row, and whether it failed of its own fault
+/// (not stopped because another cluster failed). A failure stops the run (`stop`).
+async fn deploy_cluster<S: ClusterSteps>(
+    cluster: &Cluster,
+    steps: &S,
+    stop: &CancellationToken,
+    abandon: &CancellationToken,
+    (plan, info): (&Plan, &RunInfo),
+    reporter: &Reporter,
+) -> (ClusterResult, bool) {
+    let mut row = ClusterResult::not_started(cluster);
+    if stop.is_cancelled() || abandon.is_cancelled() {
+        reporter.phase(&cluster.context, Phase::Skipped);
+        return (row, false);
+    }
+    let t = Instant::now();
+    let outcome = tokio::select! {
+        outcome = steps.deploy(&cluster.context, stop, reporter) => Some(outcome),
+        _ = abandon.cancelled() => None,
+    };
+    row.duration = t.elapsed();
+    let Some(outcome) = outcome else {
+        // Abandoned mid-step: it may have changed anything.
+        row.before = steps.before(&cluster.context);
+        row.result = RunResult::Abandoned;
+        row.error = Some(abandoned(&cluster.context, "its deploy"));
+        row.finish_with = Some(finish_command(
+            &info.release,
+            &plan.environment,
+            &cluster.context,
+            row.before.as_ref(),
+        ));
+        return (row, false);
+    };
+    let own_fault = record_outcome(&mut row, outcome);
+    match &row.error {
+        Some(err) => {
+            reporter.phase(&cluster.context, Phase::Failed(err.clone()));
+            stop.cancel();
+        }
+        None => reporter.phase(&cluster.context, Phase::Deployed),
+    }
+    (row, own_fault)
+}
+
+/// `outcome` in the cluster's row; whether it failed of its own fault.
+fn record_outcome(row: &mut ClusterResult, outcome: StepOutcome) -> bool {
+    match outcome {
+        StepOutcome::Untouched(err) => {
+            row.refused = err.environment;
+            row.result = RunResult::FailedUnchanged;
+            row.error = Some(err.message);
+            !err.cancelled
+        }
+        StepOutcome::Changed {
+            before,
+            revision,
+            error,
+        } => {
+            row.before = before;
+            row.deployed = Some(revision);
+            let Some(err) = error else {
+                row.result = RunResult::Deployed;
+                return false;
+            };
+            row.diagnosis = err.diagnosis;
+            row.error = Some(if err.unreachable {
+                format!("lost after it was changed: {}", err.message)
+            } else {
+                err.message
+            });
+            row.result = RunResult::LeftFailed;
+            !err.cancelled
+        }
+    }
+}
+
+/// What a failed run does with the clusters it changed, as `on_failure` says: leaves
+/// them (`halt`), or puts every one back.
+async fn after_failure<S: ClusterSteps>(
+    plan: &Plan,
+    steps: &S,
+    info: &RunInfo,
+    results: &mut [ClusterResult],
+    reporter: &Reporter,
+    abandon: &CancellationToken,
+) -> Overall {
+    match plan.on_failure {
+        OnFailure::Halt => {
+            for r in results.iter_mut().filter(|r| r.deployed.is_some()) {
+                r.result = if r.error.is_some() {
+                    RunResult::LeftFailed
+                } else {
+                    RunResult::LeftDeployed
+                };
+                reporter.phase(&r.context, Phase::Left);
+            }
+            Overall::Halted
+        }
+        OnFailure::Rollback => restore_all(plan, steps, info, results, reporter, abandon).await,
     }
 }
 

@@ -203,7 +203,7 @@ impl<K: ReleaseCluster> Leases<K> {
             .await
         {
             Ok(_) => Ok(()),
-            Err(ClusterError::Release { .. }) if self.create_namespace => Ok(()),
+            Err(ClusterError::NoNamespace { .. }) if self.create_namespace => Ok(()),
             Err(err) => Err(err),
         }
     }

@@ -345,3 +345,25 @@ async fn uninstall_takes_every_lease_before_removing_anything_anywhere() {
     }
     leases.release_all().await;
 }
+
+/// The round trips in sequence of one upgrade of one cluster, from its lease to its
+/// lease given back, counted on the in-memory cluster with every request answered
+/// after one (paused) round trip: a change that puts one more request on the critical
+/// path fails here, whatever the machine. On a real cluster the apply and the health
+/// wait take two rounds each (dependency order; a list, then a watch), and `prepare`'s
+/// reads come first: docs/benchmarks.md lists the whole chain.
+#[tokio::test(start_paused = true)]
+async fn one_upgrade_costs_its_round_trips_in_sequence_and_no_more() {
+    const RTT: Duration = Duration::from_millis(100);
+    let mut fleet = Fleet::new(1, 1, 10);
+    fleet.deploy(1, None, false, false).await;
+    fleet.clusters[0].kube.answer_after(RTT);
+    let started = tokio::time::Instant::now();
+    let id = fleet.deploy(2, None, false, false).await;
+    let rounds = started.elapsed().as_millis() / RTT.as_millis();
+    assert_eq!(running(&fleet), [on("2", &id)]);
+    // The lease; the records under it; the ownership reads (every object at once); the
+    // `pending` record; the apply; the health wait; the final record; superseding the
+    // revision before; the lease given back.
+    assert_eq!(rounds, 9, "round trips in sequence");
+}

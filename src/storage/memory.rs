@@ -22,6 +22,9 @@ pub struct MemoryStore {
     /// After this many more successful writes, every write fails as an unreachable
     /// cluster would (a cluster lost mid-run).
     writes_left: Arc<Mutex<Option<usize>>>,
+    /// How long each request takes to be answered (zero: at once): with the clock
+    /// paused, a run's time is its round trips in sequence.
+    round_trip: Arc<Mutex<std::time::Duration>>,
 }
 
 /// The records, encoded, each with its resourceVersion.
@@ -65,6 +68,26 @@ impl MemoryStore {
             records: self.records.clone(),
             seen: Arc::default(),
             writes_left: self.writes_left.clone(),
+            round_trip: self.round_trip.clone(),
+        }
+    }
+
+    /// Every request from now on is answered after `rtt`.
+    pub fn answer_after(&self, rtt: std::time::Duration) {
+        *self
+            .round_trip
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = rtt;
+    }
+
+    /// One request's round trip.
+    async fn round_trip(&self) {
+        let rtt = *self
+            .round_trip
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !rtt.is_zero() {
+            tokio::time::sleep(rtt).await;
         }
     }
 
@@ -152,6 +175,7 @@ impl MemoryStore {
             Some(0) => Err(ClusterError::Unreachable {
                 context: "memory".into(),
                 message: "the record store went away".into(),
+                source: None,
             }),
             Some(n) => {
                 *n -= 1;
@@ -174,15 +198,18 @@ fn raced(verb: &str, revision: u32, what: &str) -> ClusterError {
 
 impl RecordStore for MemoryStore {
     async fn list(&self) -> Result<Vec<ReleaseRecord>, ClusterError> {
+        self.round_trip().await;
         Ok(self.decoded(true).0)
     }
 
     async fn history(&self) -> Result<History, ClusterError> {
+        self.round_trip().await;
         let (records, skipped) = self.decoded(true);
         Ok(History::with_skipped(records, skipped))
     }
 
     async fn create(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
+        self.round_trip().await;
         self.write()?;
         let bytes = encoded(record)?;
         let mut kept = self.lock();
@@ -196,6 +223,7 @@ impl RecordStore for MemoryStore {
     }
 
     async fn update(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
+        self.round_trip().await;
         self.write()?;
         let expected = self.precondition("update", record.revision)?;
         let bytes = encoded(record)?;
@@ -214,6 +242,7 @@ impl RecordStore for MemoryStore {
     }
 
     async fn delete(&self, revision: u32) -> Result<(), ClusterError> {
+        self.round_trip().await;
         self.write()?;
         let expected = self.precondition("delete", revision)?;
         let mut kept = self.lock();
