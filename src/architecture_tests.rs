@@ -8,8 +8,21 @@ use std::path::{Path, PathBuf};
 
 /// The modules from the top: each may import only those after it.
 const LAYERS: &[&str] = &[
-    "main", "cli", "action", "rollout", "ops", "storage", "release", "cluster", "notify", "vault",
-    "engine", "config", "output", "redact",
+    "main",
+    "cli",
+    "action",
+    "dashboard",
+    "rollout",
+    "ops",
+    "storage",
+    "release",
+    "cluster",
+    "notify",
+    "vault",
+    "engine",
+    "config",
+    "output",
+    "redact",
 ];
 
 /// Imported by every layer: the crate error and the exit codes.

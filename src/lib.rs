@@ -27,6 +27,7 @@ mod architecture_tests;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
 pub mod error;
 pub mod exit;

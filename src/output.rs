@@ -12,6 +12,15 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `status -o`: [`OutputFormat`]'s, or the dashboard's matrix as one HTML page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum StatusFormat {
+    #[default]
+    Table,
+    Json,
+    Html,
+}
+
 /// Writes a command's output to stdout (with a final newline; nothing for no text). A reader that went away
 /// (`| head`) is not an error; any other write failure is.
 /// Every registered secret value is scrubbed from the text first

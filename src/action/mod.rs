@@ -13,6 +13,7 @@ pub struct ReleaseSelection {
 }
 
 pub mod adopt_helm;
+pub mod dashboard;
 pub mod deploy;
 pub mod diff;
 pub mod dry_run;

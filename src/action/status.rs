@@ -3,8 +3,9 @@
 //! objects, and drift between live and recorded.
 
 use super::{every_cluster, ReleaseSelection};
+use crate::dashboard::view::CellState;
 use crate::ops::{self, ClusterHealth, StatusReport};
-use crate::output::OutputFormat;
+use crate::output::StatusFormat;
 use crate::Result;
 use std::path::Path;
 use tabled::{Table, Tabled};
@@ -35,8 +36,11 @@ struct Row {
     drift: String,
 }
 
-pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> Result<()> {
+pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> Result<()> {
     let opened = every_cluster::open(root, args)?;
+    if output == StatusFormat::Html {
+        return html(root, args, &opened).await;
+    }
     let (namespace, name) = (opened.namespace(), opened.name());
     let answers = every_cluster::query_each(&opened, |_, handle| async move {
         Ok(ops::status(&handle, namespace, name).await?)
@@ -44,7 +48,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
     .await;
     super::freeze::notice(&opened.selected, namespace).await;
     match output {
-        OutputFormat::Json => {
+        StatusFormat::Json => {
             let doc: serde_json::Map<String, serde_json::Value> = answers
                 .iter()
                 .map(|(cluster, answer)| {
@@ -59,7 +63,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                 .collect();
             crate::output::print_json(&doc)?
         }
-        OutputFormat::Table => {
+        StatusFormat::Table | StatusFormat::Html => {
             let rows = answers.iter().map(|(cluster, answer)| match answer {
                 Ok(report) => summary(report),
                 Err(err) => SummaryRow {
@@ -106,6 +110,49 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
             failing.join("; ")
         )))
     }
+}
+
+/// `-o html`: the dashboard's matrix and timeline of the release as one page; the exit
+/// code as the table's (an unreachable cluster 3, a failing one 1).
+async fn html(root: &Path, args: &ReleaseSelection, opened: &every_cluster::Opened) -> Result<()> {
+    let view = crate::dashboard::view::read_release(root, &args.env, &opened.release).await?;
+    crate::output::print(&crate::dashboard::html::page(&view, None)?)?;
+    super::freeze::notice(&opened.selected, opened.namespace()).await;
+    let cells = view
+        .environments
+        .iter()
+        .flat_map(|e| &e.releases)
+        .flat_map(|r| &r.cells);
+    let mut failures = Vec::new();
+    for cell in cells {
+        let why = || cell.reason.clone().unwrap_or_default();
+        match cell.state {
+            CellState::Unreachable => failures.push(crate::Error::Cluster(
+                crate::cluster::ClusterError::Unreachable {
+                    context: cell.cluster.clone(),
+                    message: why(),
+                    source: None,
+                },
+            )),
+            CellState::NotInstalled => failures.push(crate::Error::Cluster(
+                crate::cluster::ClusterError::Release {
+                    context: cell.cluster.clone(),
+                    message: format!("release `{}` is not installed", opened.name()),
+                },
+            )),
+            CellState::Failing | CellState::Error => {
+                failures.push(crate::Error::Unhealthy(format!(
+                    "{} is {} in {}: {}",
+                    opened.name(),
+                    cell.state,
+                    cell.cluster,
+                    why()
+                )))
+            }
+            CellState::Healthy | CellState::Progressing => {}
+        }
+    }
+    every_cluster::worst(failures)
 }
 
 fn summary(report: &StatusReport) -> SummaryRow {

@@ -4,7 +4,7 @@
 use super::complete;
 use crate::action;
 use crate::engine::ValueSource;
-use crate::output::OutputFormat;
+use crate::output::{OutputFormat, StatusFormat};
 use crate::rollout::prepare::Overrides;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::ArgValueCompleter;
@@ -43,6 +43,9 @@ pub enum Command {
     Promote(PromoteArgs),
     /// Live health of the recorded revision and drift from it.
     Status(StatusArgs),
+    /// Serve a read-only web page of every release in every cluster of the repository's
+    /// environments: the matrix, each environment's deployments and rollback target.
+    Dashboard(DashboardArgs),
     /// What a deploy would change (server-side dry run), secret values redacted.
     Diff(DiffArgs),
     /// Delete a release's objects and records from every cluster of an environment (or
@@ -452,8 +455,30 @@ pub struct PromoteArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: ReleaseEnvArgs,
+    /// `html`: the dashboard's matrix as one self-contained page (a CI artifact).
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
-    pub output: OutputFormat,
+    pub output: StatusFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Only this environment (default: every environment of the repository).
+    #[arg(long, add = ArgValueCompleter::new(complete::environment_names))]
+    pub env: Option<String>,
+    /// The address to serve on. Beyond loopback, --token-env is required.
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    pub listen: std::net::SocketAddr,
+    /// The variable holding the bearer token every request must carry
+    /// (`Authorization: Bearer TOKEN`).
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// How often the fleet is read again and the page reloads itself: at most one
+    /// `status` of every release per interval, whatever the number of viewers.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

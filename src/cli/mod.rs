@@ -101,7 +101,7 @@ pub fn json_requested(cli: &Cli) -> bool {
         Command::Rollback(a) => a.output,
         Command::History(a) => a.output,
         Command::Promote(a) => a.output,
-        Command::Status(a) => a.output,
+        Command::Status(a) if a.output == crate::output::StatusFormat::Json => OutputFormat::Json,
         Command::Diff(a) => a.output,
         Command::Uninstall(a) => a.output,
         Command::AdoptHelm(a) => a.output,
@@ -241,6 +241,16 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             result
         }
         Command::Status(args) => action::status::run(root, &args.target.into(), args.output).await,
+        Command::Dashboard(args) => {
+            let opts = action::dashboard::DashboardRequest {
+                env: args.env,
+                listen: args.listen,
+                token_env: args.token_env,
+                interval: args.interval,
+                kubeconfig: args.kubeconfig,
+            };
+            action::dashboard::run(root, opts).await
+        }
         // `run` answers diff itself, for its outcome; this arm keeps the match whole.
         Command::Diff(args) => diff(root, args).await.map(|_| ()),
         Command::Uninstall(args) => {

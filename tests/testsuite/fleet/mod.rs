@@ -9,6 +9,7 @@ mod cli_gates;
 mod cli_one_cluster;
 mod cluster_release;
 mod cluster_safety;
+mod dashboard;
 mod diagnostics;
 mod dry_run;
 mod faults_lost;

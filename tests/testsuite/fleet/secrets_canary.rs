@@ -1,7 +1,7 @@
 //! The canary: a release whose secrets are a plain password, a multi-line PEM key and a
 //! value with quotes, backslashes and a newline, used in a Secret, an env var, a
 //! ConfigMap, an annotation, a checksum and a URL, on the local fleet. `deploy`, `diff`,
-//! `status`, `history`, `rollback`, a failing deploy (crashloop, rolled back), a rejected
+//! `status` (its table, JSON and HTML), `history`, `rollback`, a failing deploy (crashloop, rolled back), a rejected
 //! apply (the API server's message echoes the value), a chart the value breaks, and
 //! `status` and `diff` after an env var added and one removed by hand (`kubectl set
 //! env`, a live value no process of theirs has read), all
@@ -366,6 +366,7 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
         &["diff", "canary", "--env", "dev", "-o", "json"],
         &["-vvv", "status", "canary", "--env", "dev"],
         &["status", "canary", "--env", "dev", "-o", "json"],
+        &["status", "canary", "--env", "dev", "-o", "html"],
         &["-vvv", "history", "canary", "--env", "dev"],
         &["history", "canary", "--env", "dev", "-o", "json"],
     ] {
