@@ -112,8 +112,19 @@ async fn run_one<K: KubeClient, L: HeldLock>(
     opts: &RunOptions,
 ) -> Result<(), ClusterError> {
     let lost = lock.lost();
+    // What the hook waits for is the run's progress; its apply is not one of the
+    // release's objects, which the progress counts.
+    let progress = {
+        let inner = opts.progress.clone();
+        let filtered: crate::cluster::Progress = std::sync::Arc::new(move |context, event| {
+            if !matches!(event, crate::cluster::Event::Applied(_)) {
+                inner(context, event);
+            }
+        });
+        filtered
+    };
     let created = cluster
-        .apply_all(std::slice::from_ref(object), apply, &opts.progress)
+        .apply_all(std::slice::from_ref(object), apply, &progress)
         .await?;
     let wait = WaitOptions {
         namespace: apply.namespace.clone(),
@@ -131,7 +142,7 @@ async fn run_one<K: KubeClient, L: HeldLock>(
         })
     };
     let waited = cluster
-        .wait_healthy(&created, &wait, &stop, &opts.progress)
+        .wait_healthy(&created, &wait, &stop, &progress)
         .await;
     watchdog.abort();
     waited.map_err(|err| named(err, id, event))
