@@ -43,18 +43,22 @@ pub(super) fn ordered<'a>(hooks: &'a [Runnable<'a>], event: HookEvent) -> Vec<&'
         .collect()
 }
 
-/// `Kind/name` of each hook of `event`, in the order they would run (`--dry-run`,
-/// `diff`).
-pub fn planned(hooks: &[(Hook, Value)], event: HookEvent) -> Vec<String> {
+/// The hooks a deploy would run, in order, each with its event: the `pre-install`
+/// and `post-install` ones, or with a revision `installed`, the `pre-upgrade` and
+/// `post-upgrade` ones (`--dry-run`, `diff`).
+pub fn would_run(hooks: &[(Hook, Value)], installed: bool) -> Vec<(HookEvent, Value)> {
     let runnable: Vec<Runnable<'_>> = hooks
         .iter()
         .map(|(hook, object)| Runnable { hook, object })
         .collect();
-    ordered(&runnable, event)
+    [true, false]
         .into_iter()
-        .map(|h| {
-            let (kind, name) = kind_name(h.object);
-            format!("{kind}/{name}")
+        .map(|before| event(false, installed, before))
+        .flat_map(|event| {
+            ordered(&runnable, event)
+                .into_iter()
+                .map(move |h| (event, h.object.clone()))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
