@@ -1,9 +1,9 @@
 //! Helm hooks in every cluster of the fleet's `dev` environment, with the chart of
 //! `tests/fixtures/helm-hooks`: a weighted `pre-install,pre-upgrade` ConfigMap and
 //! migration Job before the apply, a `post-install,post-upgrade` Job once the release
-//! is healthy, a `test` Pod never run. The simulated kubelet fails the pod of a Job
-//! whose image tag is `jobfail`, which the chart gives the migration in the clusters
-//! its `migrate.failIn` names.
+//! is healthy, a `pre-rollback` ConfigMap, a `test` Pod never run. The simulated
+//! kubelet fails the pod of a Job whose image tag is `jobfail`, which the chart gives
+//! the migration in the clusters its `migrate.failIn` names.
 
 use super::helm_charts::{records, repo, with_helm, write};
 use crate::support::rollout::{copy_dir, ok};
@@ -164,6 +164,7 @@ async fn a_pre_upgrade_migration_job_runs_before_the_apply_and_the_deploy_succee
             hooks,
             [
                 "hooked-migrate",
+                "hooked-rolled-back",
                 "hooked-schema",
                 "hooked-smoke",
                 "hooked-warm"
@@ -206,6 +207,13 @@ async fn a_failing_pre_upgrade_hook_fails_the_cluster_and_nothing_of_the_new_rev
             "registry.example/web:1.0.0",
             "{context}: {said}"
         );
+        // The coordinated rollback ran the pre-rollback hook of the revision it went
+        // back to, from its record.
+        let rolled_back = Api::<ConfigMap>::namespaced(fleet.client(context).await, &namespace)
+            .get("hooked-rolled-back")
+            .await
+            .unwrap_or_else(|e| panic!("{context}: no pre-rollback hook ran: {e}"));
+        assert_eq!(rolled_back.data.unwrap()["to"], "1.0.0", "{context}");
     }
     // The revision the hook failed is recorded failed; the coordinated rollback wrote
     // the one after it.
