@@ -77,7 +77,7 @@ pub async fn run(root: &Path, args: &AdoptHelmOptions) -> Result<()> {
                 let rendered = ops::adopt::imported_revision(&helm, &name, &values);
                 if !helm.hooks.is_empty() {
                     crate::output::eprint_line(&format!(
-                        "[{context}] Helm release {helm_name} has hooks that flotilla does not run: {}; a deploy of a chart with them is refused",
+                        "[{context}] Helm release {helm_name} has hooks, which are not taken over: {}; the imported revision has none to run at a rollback to it (a flotilla deploy of the chart runs them, docs/helm.md)",
                         helm.hooks.join(", ")
                     ));
                 }

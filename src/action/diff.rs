@@ -86,7 +86,7 @@ pub fn print_diffs(
     let changes = if answers.iter().any(|(_, answer)| {
         answer
             .as_ref()
-            .is_ok_and(|diffs| diffs.iter().any(|d| d.action != DiffAction::Unchanged))
+            .is_ok_and(|diffs| diffs.iter().any(|d| d.changes_the_release()))
     }) {
         Changes::Some
     } else {
@@ -107,6 +107,10 @@ pub enum Changes {
 fn section(diffs: &[ObjectDiff]) -> String {
     let mut text = String::new();
     for d in diffs.iter().filter(|d| d.action != DiffAction::Unchanged) {
+        if let Some(event) = &d.hook {
+            text.push_str(&format!("run {} ({event} hook)\n", d.object));
+            continue;
+        }
         match &d.owner {
             Some(owner) => text.push_str(&format!(
                 "{} {} (owned by {owner}; deploy takes it only with --adopt)\n",

@@ -1,9 +1,11 @@
 //! The plans `deploy --dry-run` and `rollback --dry-run` print: per cluster what runs
 //! now and what the run would record, without changing anything anywhere (clusters are
 //! only read: their release records; Vault is not contacted by a deploy's plan, which
-//! lists the paths it would read, never a value).
+//! lists the paths it would read, never a value; a Helm chart is rendered with
+//! placeholders for the hooks it would run).
 
-use crate::config::LoadedRelease;
+use crate::config::{ChartType, LoadedRelease};
+use crate::engine::{placeholder_secrets, Chart, Renderer};
 use crate::output::OutputFormat;
 use crate::release::History;
 use crate::rollout::connect::connect_all;
@@ -79,6 +81,45 @@ struct DeployRow {
     /// `secret_id ← path#key` for every secret this cluster reads.
     #[tabled(rename = "VAULT READS", display = "comma_list")]
     vault: Vec<String>,
+    /// A Helm chart's hooks the deploy would run here, in order (`pre-upgrade
+    /// Job/migrate`); in the notes of the table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[tabled(skip)]
+    hooks: Vec<String>,
+}
+
+/// The hooks a deploy of `release` would run in `cluster`, in order, rendered with
+/// placeholders (no Vault, Helm's default `.Capabilities`): a Helm chart's only.
+fn hooks_that_would_run(
+    renderer: Option<&Renderer<'_>>,
+    release: &LoadedRelease,
+    cluster: &crate::config::Cluster,
+    history: &History,
+) -> Result<Vec<String>> {
+    let Some(renderer) = renderer else {
+        return Ok(Vec::new());
+    };
+    let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
+    let manifest = renderer
+        .render_revision(cluster, &secrets, history.next_revision().into())
+        .map_err(|err| err.in_cluster(&cluster.context))?;
+    let hooks: Vec<(crate::engine::Hook, serde_json::Value)> = manifest
+        .hooks
+        .into_iter()
+        .map(|h| (h.hook, h.object.object))
+        .collect();
+    Ok(
+        crate::ops::hooks::would_run(&hooks, history.deployed().is_some())
+            .into_iter()
+            .map(|(event, object)| {
+                format!(
+                    "{event} {}/{}",
+                    object["kind"].as_str().unwrap_or_default(),
+                    object["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
+            .collect(),
+    )
 }
 
 fn comma_list(items: &[String]) -> String {
@@ -110,6 +151,18 @@ pub async fn deploy(
         overrides.apply_version(&mut release)?;
         let mut secrets = SecretPlan::build(&release, &selected.env)?;
         secrets.retain_contexts(|c| contexts.iter().any(|k| k == c));
+        let chart = Chart::for_release(&release)?;
+        let values = overrides.values()?;
+        let renderer = match chart.chart_type() {
+            ChartType::Helm => Some(Renderer::for_release(
+                &chart,
+                &release,
+                &selected.env.environment.name,
+                &values,
+                1,
+            )?),
+            ChartType::Flotilla => None,
+        };
         let meta = &release.descriptor.metadata;
         let connected = connect_all(
             &selected.plan,
@@ -153,6 +206,7 @@ pub async fn deploy(
                     release.descriptor.spec.version
                 ),
                 vault,
+                hooks: hooks_that_would_run(renderer.as_ref(), &release, cluster, history)?,
             });
         }
     }
@@ -168,6 +222,21 @@ pub async fn deploy(
         selected.plan.waves.len()
     );
     let mut notes = Vec::new();
+    if rows.iter().any(|r| !r.hooks.is_empty()) {
+        notes.push("Helm hooks the deploy would run, in order:".into());
+        for row in rows.iter().filter(|r| !r.hooks.is_empty()) {
+            let release = row
+                .release
+                .as_ref()
+                .map(|r| format!("{r} "))
+                .unwrap_or_default();
+            notes.push(format!(
+                "  {release}{}: {}",
+                row.cluster,
+                row.hooks.join(", ")
+            ));
+        }
+    }
     if !reads.is_empty() {
         notes.push(format!(
             "vault reads ({} distinct; paths and keys, never values):",

@@ -68,6 +68,17 @@ pub struct ObjectDiff {
     /// For an adoption: who owns the live object now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// For a Helm hook that a deploy would run: its event (`pre-upgrade`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+}
+
+impl ObjectDiff {
+    /// Whether a deploy would change the release's objects here (a hook that would run
+    /// does not).
+    pub fn changes_the_release(&self) -> bool {
+        !matches!(self.action, DiffAction::Unchanged | DiffAction::RunHook)
+    }
 }
 
 /// What a deploy would do to one object.
@@ -83,6 +94,9 @@ pub enum DiffAction {
     Adopt,
     /// A Job whose pod template changed: deleted and created again.
     Replace,
+    /// A Helm hook a deploy would run ([`ObjectDiff::hook`] its event): not a change
+    /// of the release's objects.
+    RunHook,
 }
 
 impl std::fmt::Display for DiffAction {
@@ -94,6 +108,7 @@ impl std::fmt::Display for DiffAction {
             DiffAction::Unchanged => "unchanged",
             DiffAction::Adopt => "adopt",
             DiffAction::Replace => "replace",
+            DiffAction::RunHook => "run-hook",
         })
     }
 }
@@ -622,6 +637,7 @@ impl ClusterHandle {
                         action: DiffAction::Create,
                         changes: field_changes(&Value::Null, &comparable(&id, shown)),
                         owner: None,
+                        hook: None,
                     });
                     seen.push(id);
                     continue;
@@ -634,6 +650,7 @@ impl ClusterHandle {
                         action: DiffAction::Replace,
                         changes: Vec::new(),
                         owner,
+                        hook: None,
                     });
                     seen.push(id);
                     continue;
@@ -650,6 +667,7 @@ impl ClusterHandle {
                     action: DiffAction::Create,
                     changes: field_changes(&Value::Null, &after),
                     owner: None,
+                    hook: None,
                 },
                 Some(live) => {
                     let before = mask(comparable(
@@ -669,6 +687,7 @@ impl ClusterHandle {
                         action,
                         changes,
                         owner,
+                        hook: None,
                     }
                 }
             };
@@ -690,6 +709,7 @@ impl ClusterHandle {
                         action: DiffAction::Delete,
                         changes: Vec::new(),
                         owner: None,
+                        hook: None,
                     });
                 }
             }

@@ -33,7 +33,7 @@ pub struct HelmRelease {
     pub config: Value,
     /// Every object of the release's manifest (hooks are not in it).
     pub objects: Vec<Value>,
-    /// The names of its hooks other than test hooks, which flotilla would not run.
+    /// The names of its hooks other than test hooks, which an import does not take over.
     pub hooks: Vec<String>,
 }
 

@@ -92,9 +92,15 @@ pub enum RenderError {
     /// `helm template` refused the chart; `message` is Helm's, scrubbed.
     #[error("{chart}: helm template: {message}")]
     HelmTemplate { chart: PathBuf, message: String },
-    /// A Helm chart with hooks other than test hooks.
-    #[error("the chart has Helm hooks, which flotilla does not run: {}; remove their `helm.sh/hook` annotation to deploy them as ordinary objects of the release (applied and waited for with the others), or run that step outside the chart", hooks.join(", "))]
-    HelmHooks { hooks: Vec<String> },
+    /// A Helm hook annotation that cannot be read (`engine::hooks`).
+    #[error("{file}: {object}: {field} {value:?}: {message}")]
+    HelmHook {
+        file: PathBuf,
+        object: String,
+        field: String,
+        value: String,
+        message: String,
+    },
     /// A symbolic link in a chart folder that leads outside it, or nowhere.
     #[error("{link}: a symbolic link to {}, {reason}: a chart's files are recorded with every revision, so only files inside its folder are read (copy the file in or remove the link; a Helm chart can list it in .helmignore, or name a chart kept elsewhere as a `file://` dependency)", target.display())]
     ChartLink {
@@ -161,7 +167,10 @@ impl RenderError {
             | RenderError::Helm { message }
             | RenderError::HelmTemplate { message, .. }
             | RenderError::HelmIo { what: message, .. } => scrub(message),
-            RenderError::HelmHooks { hooks } => hooks.iter_mut().for_each(scrub),
+            RenderError::HelmHook { value, message, .. } => {
+                scrub(value);
+                scrub(message);
+            }
             RenderError::Yaml { text, message, .. } => {
                 scrub(text);
                 scrub(message);

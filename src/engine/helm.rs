@@ -7,7 +7,7 @@
 //! and rollback stay flotilla's (docs/helm.md).
 
 use super::error::RenderError;
-use super::manifest::{split_documents, RenderedObject};
+use super::manifest::{split_documents, split_hooks, RenderedHook, RenderedObject};
 use crate::config::ChartType;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -42,9 +42,6 @@ pub const HELM_TIMEOUT_VARIABLE: &str = "FLOTILLA_HELM_TIMEOUT";
 /// `helm template` of a large chart takes seconds; one that has not finished in two
 /// minutes is stuck (a plugin waiting on a network, a chart that loops).
 pub const DEFAULT_HELM_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The hook values of `helm.sh/hook` that belong to `helm test`, not to a deploy.
-const TEST_HOOKS: &[&str] = &["test", "test-success", "test-failure"];
 
 /// Whether a chart is a Helm chart: `Chart.yaml` says `apiVersion: v1` or `v2`, and the
 /// chart has what only Helm charts have: a `.tpl` file or Go template actions
@@ -461,11 +458,11 @@ pub(crate) struct Invocation<'a> {
     pub context: &'a str,
 }
 
-/// Renders the chart with `helm template` and returns its objects, each with the chart
-/// file it came from. Test hooks are left out (as `helm install` leaves them); any
-/// other hook is an error naming them: flotilla does not run Helm hooks, and dropping
-/// them silently would skip what the chart relies on.
-pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, RenderError> {
+/// Renders the chart with `helm template` and returns its objects and its hooks
+/// (`engine::hooks`), each with the chart file it came from.
+pub(crate) fn render(
+    call: &Invocation<'_>,
+) -> Result<(Vec<RenderedObject>, Vec<RenderedHook>), RenderError> {
     let program = helm_program()?;
     let workspace = tempfile::Builder::new()
         .prefix("flotilla-helm-")
@@ -485,7 +482,9 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
         .arg(&chart_dir)
         .args(["--namespace", call.namespace])
         .args(["--values", "-"])
-        .args(["--include-crds", "--skip-tests"])
+        // Test hooks too: they are read (and checked) with the others, and never run by
+        // a deploy.
+        .arg("--include-crds")
         // Helm must not reach for a cluster, a repository or the user's own plugins.
         .env("HELM_CONFIG_HOME", workspace.path().join("config"))
         .env("HELM_CACHE_HOME", workspace.path().join("cache"))
@@ -539,7 +538,7 @@ pub(crate) fn render(call: &Invocation<'_>) -> Result<Vec<RenderedObject>, Rende
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let objects = split_output(call.dir, &stdout)?;
-    without_hooks(objects)
+    split_hooks(objects)
 }
 
 /// The limit of one `helm` run: [`HELM_TIMEOUT_VARIABLE`], else
@@ -725,35 +724,9 @@ fn split_output(dir: &Path, output: &str) -> Result<Vec<RenderedObject>, RenderE
     Ok(objects)
 }
 
-/// The objects without test hooks; an error naming every other hook.
-fn without_hooks(objects: Vec<RenderedObject>) -> Result<Vec<RenderedObject>, RenderError> {
-    let mut kept = Vec::new();
-    let mut hooks = Vec::new();
-    for object in objects {
-        let Some(hook) = object.object["metadata"]["annotations"]["helm.sh/hook"].as_str() else {
-            kept.push(object);
-            continue;
-        };
-        let kinds: Vec<&str> = hook.split(',').map(str::trim).collect();
-        if kinds.iter().all(|k| TEST_HOOKS.contains(k)) {
-            continue;
-        }
-        hooks.push(format!(
-            "{}/{} ({hook}) from {}",
-            object.kind(),
-            object.name(),
-            object.source.display()
-        ));
-    }
-    if hooks.is_empty() {
-        Ok(kept)
-    } else {
-        Err(RenderError::HelmHooks { hooks })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::hooks::HookEvent;
     use super::*;
 
     #[test]
@@ -788,9 +761,10 @@ mod tests {
     }
 
     #[test]
-    fn the_output_is_split_by_source_and_test_hooks_are_left_out() {
-        let output = "---\n# Source: demo/templates/sa.yaml\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: a\n---\n# Source: demo/charts/sub/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n---\n# Source: demo/templates/tests/t.yaml\napiVersion: v1\nkind: Pod\nmetadata:\n  name: t\n  annotations:\n    \"helm.sh/hook\": test\n";
-        let objects = without_hooks(split_output(Path::new("chart"), output).unwrap()).unwrap();
+    fn the_output_is_split_by_source_and_hooks_are_kept_apart() {
+        let output = "---\n# Source: demo/templates/sa.yaml\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: a\n---\n# Source: demo/charts/sub/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n---\n# Source: demo/templates/tests/t.yaml\napiVersion: v1\nkind: Pod\nmetadata:\n  name: t\n  annotations:\n    \"helm.sh/hook\": test\n---\n# Source: demo/templates/job.yaml\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n    helm.sh/hook: pre-install,pre-upgrade\n";
+        let (objects, hooks) =
+            split_hooks(split_output(Path::new("chart"), output).unwrap()).unwrap();
         let found: Vec<(String, &str)> = objects
             .iter()
             .map(|o| (o.source.display().to_string(), o.name()))
@@ -802,15 +776,30 @@ mod tests {
                 ("chart/charts/sub/templates/cm.yaml".to_string(), "b")
             ]
         );
-    }
-
-    #[test]
-    fn other_hooks_refuse_the_chart_naming_them() {
-        let output = "---\n# Source: demo/templates/job.yaml\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n    helm.sh/hook: pre-install,pre-upgrade\n";
-        let err = without_hooks(split_output(Path::new("chart"), output).unwrap()).unwrap_err();
+        let hooks: Vec<(String, &str, Vec<HookEvent>)> = hooks
+            .iter()
+            .map(|h| {
+                (
+                    h.object.source.display().to_string(),
+                    h.object.name(),
+                    h.hook.events.clone(),
+                )
+            })
+            .collect();
         assert_eq!(
-            err.to_string(),
-            "the chart has Helm hooks, which flotilla does not run: Job/migrate (pre-install,pre-upgrade) from chart/templates/job.yaml; remove their `helm.sh/hook` annotation to deploy them as ordinary objects of the release (applied and waited for with the others), or run that step outside the chart"
+            hooks,
+            [
+                (
+                    "chart/templates/tests/t.yaml".to_string(),
+                    "t",
+                    vec![HookEvent::Test]
+                ),
+                (
+                    "chart/templates/job.yaml".to_string(),
+                    "migrate",
+                    vec![HookEvent::PreInstall, HookEvent::PreUpgrade]
+                )
+            ]
         );
     }
 

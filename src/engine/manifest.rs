@@ -2,6 +2,7 @@
 //! from, split from a template's (or `helm template`'s) output text.
 
 use super::error::RenderError;
+use super::hooks::{hook_of, Hook, HookEvent};
 use crate::config::yaml::{kind_of, yaml_message};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -31,10 +32,34 @@ impl RenderedObject {
     }
 }
 
+/// A hook object as rendered (`engine::hooks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedHook {
+    pub hook: Hook,
+    pub object: RenderedObject,
+}
+
+/// Splits rendered objects into the release's objects and its hooks.
+pub(crate) fn split_hooks(
+    objects: Vec<RenderedObject>,
+) -> Result<(Vec<RenderedObject>, Vec<RenderedHook>), RenderError> {
+    let mut kept = Vec::new();
+    let mut hooks = Vec::new();
+    for object in objects {
+        match hook_of(&object.object, &object.source)? {
+            Some(hook) => hooks.push(RenderedHook { hook, object }),
+            None => kept.push(object),
+        }
+    }
+    Ok((kept, hooks))
+}
+
 /// Every object a chart rendered for one cluster, in template order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     pub objects: Vec<RenderedObject>,
+    /// A Helm chart's hooks (`engine::hooks`): not objects of the release.
+    pub hooks: Vec<RenderedHook>,
 }
 
 impl Manifest {
@@ -42,7 +67,14 @@ impl Manifest {
     /// without `#`) goes before every document when given.
     pub fn to_yaml(&self, header: Option<&str>) -> String {
         let mut out = String::new();
-        for object in &self.objects {
+        // Hooks after the objects, as `helm template` prints them; test hooks are
+        // `helm test`'s, not the release's.
+        let hooks = self
+            .hooks
+            .iter()
+            .filter(|h| h.hook.events != [HookEvent::Test])
+            .map(|h| &h.object);
+        for object in self.objects.iter().chain(hooks) {
             out.push_str("---\n");
             if let Some(header) = header {
                 out.push_str(&format!("# {header}\n"));

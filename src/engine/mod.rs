@@ -23,6 +23,9 @@
 //! merged values and, per cluster, its [`Capabilities`]; scaling and the two renders
 //! are the same for both types.
 //!
+//! A Helm chart's hooks (`helm.sh/hook`) are not objects of the release: [`hooks`]
+//! reads their annotations and [`Manifest::hooks`] holds them apart, for ops to run.
+//!
 //! Must not: read Vault or talk to a cluster; read anything but the chart's files (and
 //! run anything but `helm template` and `helm version`).
 
@@ -32,6 +35,7 @@ mod error;
 mod helm;
 mod helmignore;
 pub mod helpers;
+pub mod hooks;
 mod manifest;
 mod recorded;
 mod render;
@@ -41,7 +45,8 @@ mod values;
 pub use chart::{Chart, ChartMetadata};
 pub use error::RenderError;
 pub use helm::{Capabilities, HELM_VARIABLE, MINIMUM_HELM};
-pub use manifest::{Manifest, RenderedObject};
+pub use hooks::{DeletePolicy, Hook, HookEvent};
+pub use manifest::{Manifest, RenderedHook, RenderedObject};
 pub use recorded::{render_recorded, ClusterFacts};
 pub use render::{ReleaseInfo, Renderer, Renders};
 pub(crate) use values::yaml_layer;

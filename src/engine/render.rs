@@ -4,7 +4,7 @@
 use super::chart::Chart;
 use super::error::RenderError;
 use super::helm::Capabilities;
-use super::manifest::{split_documents, Manifest};
+use super::manifest::{split_documents, Manifest, RenderedObject};
 use super::values::{deep_merge, placeholder, yaml_layer, CommandLineValues, SecretValues};
 use crate::config::{ChartType, Cluster, LoadedRelease, ReleaseDescriptor, ReleaseSpec, Replicas};
 use handlebars::{Context, RenderErrorReason};
@@ -41,6 +41,8 @@ pub struct Renders {
     /// What records, diff and drift keep of each object of `applied`, in its order: the
     /// fields a secret changes replaced by digests.
     pub stored: Vec<Value>,
+    /// The same of each hook of `applied`, in its order.
+    pub stored_hooks: Vec<Value>,
 }
 
 /// A chart ready to render for every cluster of one environment: the values every
@@ -217,10 +219,21 @@ impl<'a> Renderer<'a> {
                 },
                 other => other,
             })?;
+        let same = |s: &RenderedObject, a: &RenderedObject| {
+            s.api_version() == a.api_version() && s.kind() == a.kind() && s.name() == a.name()
+        };
         let same_objects = shown.objects.len() == applied.objects.len()
-            && shown.objects.iter().zip(&applied.objects).all(|(s, a)| {
-                s.api_version() == a.api_version() && s.kind() == a.kind() && s.name() == a.name()
-            });
+            && shown
+                .objects
+                .iter()
+                .zip(&applied.objects)
+                .all(|(s, a)| same(s, a))
+            && shown.hooks.len() == applied.hooks.len()
+            && shown
+                .hooks
+                .iter()
+                .zip(&applied.hooks)
+                .all(|(s, a)| same(&s.object, &a.object) && s.hook == a.hook);
         if !same_objects {
             let file = applied
                 .objects
@@ -239,7 +252,17 @@ impl<'a> Renderer<'a> {
             .zip(&applied.objects)
             .map(|(s, a)| crate::redact::stored_form(&s.object, &a.object))
             .collect();
-        Ok(Renders { applied, stored })
+        let stored_hooks = shown
+            .hooks
+            .iter()
+            .zip(&applied.hooks)
+            .map(|(s, a)| crate::redact::stored_form(&s.object.object, &a.object.object))
+            .collect();
+        Ok(Renders {
+            applied,
+            stored,
+            stored_hooks,
+        })
     }
 
     fn render_inner(
@@ -250,7 +273,7 @@ impl<'a> Renderer<'a> {
     ) -> Result<Manifest, RenderError> {
         if self.chart.chart_type() == ChartType::Helm {
             let values = self.values(cluster, secrets);
-            let objects = super::helm::render(&super::helm::Invocation {
+            let (objects, hooks) = super::helm::render(&super::helm::Invocation {
                 dir: self.chart.dir(),
                 files: self.chart.files(),
                 binary: self.chart.binary_files(),
@@ -261,7 +284,7 @@ impl<'a> Renderer<'a> {
                 capabilities: self.capabilities.as_ref(),
                 context: &cluster.context,
             })?;
-            let mut manifest = Manifest { objects };
+            let mut manifest = Manifest { objects, hooks };
             self.apply_scaling(&cluster.context, &mut manifest)?;
             return Ok(manifest);
         }
@@ -293,7 +316,10 @@ impl<'a> Renderer<'a> {
             .map_err(|err| self.template_error(template, err))?;
             split_documents(&self.chart.file_of(template), &text, &mut objects)?;
         }
-        let mut manifest = Manifest { objects };
+        let mut manifest = Manifest {
+            objects,
+            hooks: Vec::new(),
+        };
         self.apply_scaling(&cluster.context, &mut manifest)?;
         Ok(manifest)
     }

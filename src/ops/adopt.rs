@@ -85,6 +85,8 @@ pub fn imported_revision(helm: &HelmRelease, release: &str, values: &Value) -> R
         },
         objects,
         stored,
+        // A Helm release's hooks stay Helm's: `adopt-helm` names them.
+        hooks: Vec::new(),
         values: values_without_secrets(values),
         source: Some(RevisionSource {
             imported: Some(origin),

@@ -4,7 +4,9 @@
 
 use super::{release_error, Rendered};
 use crate::cluster::ObjectRef;
-use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, FieldChange, Health, ObjectDiff};
+use crate::cluster::{
+    ApplyOptions, ClusterError, ClusterHandle, DiffAction, FieldChange, Health, ObjectDiff,
+};
 use crate::release::{History, Status};
 use crate::storage::{RecordStore, SecretStore};
 use serde::{Serialize, Serializer};
@@ -258,7 +260,7 @@ pub async fn diff(
         recorded.extend(latest.manifest.iter().cloned());
     }
     let opts = ApplyOptions::new(&rendered.namespace, &rendered.release);
-    cluster
+    let mut diffs = cluster
         .diff(
             &rendered.objects,
             &rendered.stored,
@@ -266,7 +268,27 @@ pub async fn diff(
             &previous,
             &opts,
         )
-        .await
+        .await?;
+    // The hooks a deploy would run, as recorded (secret fields digests), in order.
+    let hooks: Vec<(crate::engine::Hook, serde_json::Value)> = rendered
+        .hooks
+        .iter()
+        .map(|h| (h.hook.clone(), h.stored.clone()))
+        .collect();
+    for (event, object) in super::hooks::would_run(&hooks, deployed.is_some()) {
+        let mut id =
+            ObjectRef::of(&object).map_err(|message| release_error(cluster.context(), message))?;
+        id.namespace
+            .get_or_insert_with(|| rendered.namespace.clone());
+        diffs.push(ObjectDiff {
+            object: id,
+            action: DiffAction::RunHook,
+            changes: Vec::new(),
+            owner: None,
+            hook: Some(event.to_string()),
+        });
+    }
+    Ok(diffs)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! every way out is an [`Outcome`] (the cluster may have changed), never an `Err`.
 
 pub mod adopt;
+pub mod hooks;
 pub mod inspect;
 mod kube;
 pub mod restore;
@@ -127,6 +128,17 @@ pub struct Rendered {
     /// The chart and secret sources, recorded so that the revision can be rendered
     /// again without the checkout.
     pub source: Option<RevisionSource>,
+    /// A Helm chart's hooks (`engine::hooks`), run around the apply ([`hooks`]).
+    pub hooks: Vec<HookObject>,
+}
+
+/// One Helm hook of a render: what its annotations say, the object to create (with the
+/// secret values) and what is recorded of it (as `Rendered::stored`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HookObject {
+    pub hook: crate::engine::Hook,
+    pub object: Value,
+    pub stored: Value,
 }
 
 impl Rendered {
@@ -135,6 +147,19 @@ impl Rendered {
     /// from `engine::Renderer::render_for_apply` instead.
     pub fn store_as_rendered(&mut self) {
         self.stored = crate::redact::redact_manifest(&self.objects);
+    }
+
+    /// The hooks its record keeps, redacted as the manifest is.
+    pub fn record_hooks(&self) -> Vec<crate::release::RecordedHook> {
+        self.hooks
+            .iter()
+            .map(|h| crate::release::RecordedHook {
+                hook: h.hook.clone(),
+                manifest: crate::release::redact_manifest(std::slice::from_ref(&h.stored))
+                    .pop()
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The manifest its record keeps: the placeholder render, no value of any secret,
@@ -175,6 +200,8 @@ struct PackedBody {
     stored: Vec<Value>,
     values: Value,
     source: Option<RevisionSource>,
+    #[serde(default)]
+    hooks: Vec<HookObject>,
 }
 
 impl PackedRender {
@@ -189,6 +216,7 @@ impl PackedRender {
             stored,
             values,
             source,
+            hooks,
         } = rendered;
         let count = objects.len();
         let body = PackedBody {
@@ -196,6 +224,7 @@ impl PackedRender {
             stored,
             values,
             source,
+            hooks,
         };
         // JSON values and string-keyed maps: serialising them cannot fail.
         let body = serde_json::to_vec(&body)
@@ -231,6 +260,7 @@ impl PackedRender {
             app_version: self.app_version.clone(),
             objects: body.objects,
             stored: body.stored,
+            hooks: body.hooks,
             values: body.values,
             source: body.source,
         })
@@ -391,6 +421,7 @@ mod tests {
     fn a_packed_render_unpacks_to_the_same_render_and_never_shows_its_secrets() {
         let secret = "hunter2-packed";
         let mut rendered = Rendered {
+            hooks: Vec::new(),
             release: "hello".into(),
             namespace: "ns".into(),
             chart: ChartRef {
@@ -472,6 +503,7 @@ mod tests {
         theirs.update(&repaired).await.unwrap();
 
         let mut rendered = Rendered {
+            hooks: Vec::new(),
             release: "hello".into(),
             namespace: "ns".into(),
             chart: ChartRef {

@@ -124,6 +124,36 @@ fn register_live_values(recorded: &Value, live: &Value) {
     }
 }
 
+/// The hooks a restore to `target` runs, from its record: a hook whose recorded object
+/// holds a secret (a digest where the value was) cannot be created from the record, so
+/// it is left out with a warning, as it would create the digest in place of the value.
+fn rollback_hooks(
+    context: &str,
+    target: &release::ReleaseRecord,
+) -> Vec<(crate::engine::Hook, Value)> {
+    target
+        .hooks
+        .iter()
+        .filter(|h| {
+            let runs = h.hook.runs_at(crate::engine::HookEvent::PreRollback)
+                || h.hook.runs_at(crate::engine::HookEvent::PostRollback);
+            let secret =
+                release::is_secret(&h.manifest) || crate::redact::contains_redacted(&h.manifest);
+            if runs && secret {
+                tracing::warn!(
+                    cluster = context,
+                    "the rollback hook {}/{} of revision {} holds a secret value, which records never keep: it is not run",
+                    h.manifest["kind"].as_str().unwrap_or_default(),
+                    h.manifest["metadata"]["name"].as_str().unwrap_or_default(),
+                    target.revision
+                );
+            }
+            runs && !secret
+        })
+        .map(|h| (h.hook.clone(), h.manifest.clone()))
+        .collect()
+}
+
 /// Rolls `release` on one cluster back to `to.revision`.
 pub async fn restore(
     cluster: &ClusterHandle,
@@ -245,6 +275,8 @@ pub async fn restore_under<K: KubeClient, L: HeldLock, S: RecordStore>(
         rollback_of: Some(target.revision),
         restores: Some(target.content_id().to_owned()),
         source: target.source.clone(),
+        hooks: rollback_hooks(cluster.context(), target),
+        recorded_hooks: target.hooks.clone(),
     };
     let scope = Scope {
         release,
@@ -285,6 +317,7 @@ mod tests {
         };
         let objects = vec![at(PASSWORD)];
         Rendered {
+            hooks: Vec::new(),
             release: "hello".into(),
             namespace: "ns".into(),
             chart: ChartRef {
@@ -442,6 +475,7 @@ mod record_checks {
         let objects = vec![json!({"apiVersion": "v1", "kind": "ConfigMap",
                                   "metadata": {"name": "config"}, "data": {"version": version}})];
         Rendered {
+            hooks: Vec::new(),
             release: "hello".into(),
             namespace: "ns".into(),
             chart: ChartRef {

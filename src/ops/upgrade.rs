@@ -71,6 +71,12 @@ pub async fn deploy_under<K: KubeClient, L: HeldLock, S: RecordStore>(
         rollback_of: None,
         restores: None,
         source: rendered.source.clone(),
+        hooks: rendered
+            .hooks
+            .iter()
+            .map(|h| (h.hook.clone(), h.object.clone()))
+            .collect(),
+        recorded_hooks: rendered.record_hooks(),
     };
     let target = Scope {
         release: &rendered.release,
@@ -170,6 +176,11 @@ pub(super) struct Desired {
     /// and the deployment id whose content that revision runs.
     pub restores: Option<String>,
     pub source: Option<RevisionSource>,
+    /// The Helm hooks run around the apply (a restore: the target's rollback hooks),
+    /// each with the object to create,
+    pub hooks: Vec<(crate::engine::Hook, Value)>,
+    /// and what the record keeps of the revision's hooks.
+    pub recorded_hooks: Vec<release::RecordedHook>,
 }
 
 /// The state machine a deploy and a restore share, under the release's lease.
@@ -260,8 +271,28 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
         (opts.progress)(cluster.context(), Event::KeptLive(id.clone()));
     }
 
+    let hooks: Vec<super::hooks::Runnable<'_>> = desired
+        .hooks
+        .iter()
+        .map(|(hook, object)| super::hooks::Runnable { hook, object })
+        .collect();
+    let rollback = desired.rollback_of.is_some();
+    let installed = previous.is_some();
     if let Some(err) = lease_lost(cluster.context(), lock) {
         return Ok(ending.lost(record, err));
+    }
+    // Before the apply: a failed pre-hook leaves nothing of the new revision applied.
+    let before = super::hooks::event(rollback, installed, true);
+    if let Err(err) = while_held(
+        cluster.context(),
+        lock,
+        super::hooks::run_event(cluster, lock, &hooks, before, &apply_opts, opts),
+    )
+    .await
+    {
+        return Ok(ending
+            .record(store, lock, record, Some(err), Vec::new())
+            .await);
     }
     let applied = match while_held(
         cluster.context(),
@@ -309,6 +340,20 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
     if let Err(err) = health {
         // A revision that is not healthy deletes nothing: a rollback to the previous
         // one finds every object it had.
+        return Ok(ending
+            .record(store, lock, record, Some(err), Vec::new())
+            .await);
+    }
+    // After the release is healthy, before the prune: a failed post-hook fails the
+    // revision as an unhealthy one does, with nothing deleted.
+    let after = super::hooks::event(rollback, installed, false);
+    if let Err(err) = while_held(
+        cluster.context(),
+        lock,
+        super::hooks::run_event(cluster, lock, &hooks, after, &apply_opts, opts),
+    )
+    .await
+    {
         return Ok(ending
             .record(store, lock, record, Some(err), Vec::new())
             .await);
@@ -478,6 +523,7 @@ fn pending_record(
         description: String::new(),
         audit: opts.audit.clone(),
         mac: String::new(),
+        hooks: desired.recorded_hooks.clone(),
     }
 }
 
@@ -712,6 +758,7 @@ mod tests {
                                 "metadata": {"name": "extra"}, "data": {}}));
         }
         Rendered {
+            hooks: Vec::new(),
             release: "hello".into(),
             namespace: "ns".into(),
             chart: ChartRef {
@@ -1744,5 +1791,181 @@ mod tests {
             .unwrap();
         assert!(!names(&removed).contains(&"ConfigMap/extra".to_owned()));
         assert!(kube.live_names().contains(&"ConfigMap/extra".to_owned()));
+    }
+    /// `rendered(version)` with a ConfigMap hook and a migration Job hook, both
+    /// `pre-install,pre-upgrade` (the Job lighter), a `post-upgrade` Job deleted once it
+    /// succeeded, and a `pre-rollback` Job; the migration Job holds a secret.
+    fn with_hooks(version: &str) -> Rendered {
+        use crate::engine::{DeletePolicy, Hook, HookEvent};
+        let mut rendered = rendered(version, false);
+        let hook = |events: &[HookEvent], weight: i32, policies: &[DeletePolicy]| Hook {
+            events: events.to_vec(),
+            weight,
+            delete_policies: policies.to_vec(),
+        };
+        let before = [DeletePolicy::BeforeHookCreation];
+        let pre = [HookEvent::PreInstall, HookEvent::PreUpgrade];
+        let job = |name: &str, password: &str| {
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+                   "spec": {"template": {"spec": {"containers": [{"name": "m", "image": format!("app:{version}"),
+                            "env": [{"name": "PASSWORD", "value": password}]}]}}}})
+        };
+        let hooks = [
+            (
+                hook(&pre, 5, &before),
+                job("migrate", "hunter2"),
+                job("migrate", &crate::engine::placeholder("db-password")),
+            ),
+            (
+                hook(&pre, -1, &before),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "migrate-config"}}),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "migrate-config"}}),
+            ),
+            (
+                hook(&[HookEvent::PostUpgrade], 0, &[DeletePolicy::HookSucceeded]),
+                job("notify", "x"),
+                job("notify", "x"),
+            ),
+            (
+                hook(&[HookEvent::PreRollback], 0, &before),
+                job("undo", "x"),
+                job("undo", "x"),
+            ),
+        ];
+        rendered.hooks = hooks
+            .into_iter()
+            .map(|(hook, object, shown)| crate::ops::HookObject {
+                hook,
+                stored: crate::redact::stored_form(&shown, &object),
+                object,
+            })
+            .collect();
+        rendered
+    }
+
+    fn hook_steps(kube: &FakeKube) -> Vec<String> {
+        kube.logged()
+            .into_iter()
+            .filter(|l| l.starts_with("apply") || l.starts_with("delete") || l == "wait")
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn fake_hooks_run_around_the_apply_in_weight_order_and_are_never_release_objects() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &with_hooks("1"), "d1", &opts())
+            .await
+            .unwrap();
+        let install = hook_steps(&kube);
+        assert_eq!(
+            install[..5],
+            [
+                "apply ConfigMap/migrate-config",
+                "wait",
+                "apply Job/migrate",
+                "wait",
+                "apply ConfigMap/config"
+            ],
+            "{install:?}"
+        );
+        // No post-install hook: the post-upgrade one runs only on an upgrade.
+        assert!(!install.iter().any(|l| l.contains("notify")), "{install:?}");
+        let second = deploy_with(&kube, &store, &with_hooks("2"), "d2", &opts())
+            .await
+            .unwrap();
+        assert_eq!(second.status, Status::Deployed, "{:?}", second.error);
+        let upgrade: Vec<String> = hook_steps(&kube)[install.len()..].to_vec();
+        // before-hook-creation: the earlier objects go first; hook-succeeded: the
+        // post-upgrade Job is deleted once it ran.
+        assert_eq!(
+            upgrade,
+            [
+                "delete ConfigMap/migrate-config",
+                "apply ConfigMap/migrate-config",
+                "wait",
+                "delete Job/migrate",
+                "apply Job/migrate",
+                "wait",
+                "apply ConfigMap/config",
+                "apply Secret/db",
+                "apply Deployment/web",
+                "wait",
+                "apply Job/notify",
+                "wait",
+                "delete Job/notify",
+            ],
+        );
+        let record = store.records().pop().unwrap();
+        let names = names(&record.objects);
+        assert!(!names.iter().any(|n| n.contains("migrate")), "{names:?}");
+        assert_eq!(record.hooks.len(), 4);
+        let recorded = serde_json::to_string(&record.hooks).unwrap();
+        assert!(!recorded.contains("hunter2"), "{recorded}");
+        assert!(recorded.contains("preUpgrade") || recorded.contains("pre-upgrade"));
+    }
+
+    #[tokio::test]
+    async fn fake_a_failed_pre_upgrade_hook_fails_the_revision_before_anything_is_applied() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &with_hooks("1"), "d1", &opts())
+            .await
+            .unwrap();
+        let before = kube.logged().len();
+        // Only the Jobs: the first wait of the upgrade is the migration's.
+        let mut failing = with_hooks("2");
+        failing.hooks.retain(|h| h.object["kind"] == "Job");
+        kube.next_wait(Wait::Crash);
+        let outcome = deploy_with(&kube, &store, &failing, "d2", &opts())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Status::Failed);
+        let error = outcome.error.unwrap().to_string();
+        assert!(error.contains("(pre-upgrade hook) failed"), "{error}");
+        let steps = &kube.logged()[before..];
+        assert!(
+            !steps
+                .iter()
+                .any(|l| l.starts_with("apply") && !l.contains("Job/migrate")),
+            "{steps:?}"
+        );
+        assert!(kube.live_text().contains("app:1"));
+        assert_eq!(
+            statuses(&store),
+            [(1, Status::Deployed), (2, Status::Failed)]
+        );
+    }
+
+    #[tokio::test]
+    async fn fake_a_restore_runs_the_target_revisions_rollback_hooks() {
+        let (kube, store) = (FakeKube::new(), MemoryStore::new());
+        deploy_with(&kube, &store, &with_hooks("1"), "d1", &opts())
+            .await
+            .unwrap();
+        deploy_with(&kube, &store, &rendered("2", false), "d2", &opts())
+            .await
+            .unwrap();
+        let before = kube.logged().len();
+        let to = RestoreTo {
+            revision: 1,
+            deployment_id: "r1",
+            fresh: &[],
+            unreadable: &[],
+        };
+        let outcome = restore_with(&kube, &store, "ns", "hello", &to, &opts())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Status::Deployed, "{:?}", outcome.error);
+        let steps: Vec<String> = kube.logged()[before..]
+            .iter()
+            .filter(|l| l.starts_with("apply"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            steps.first().map(String::as_str),
+            Some("apply Job/undo"),
+            "{steps:?}"
+        );
+        // The rollback's record keeps the hooks of the revision it brings back.
+        assert_eq!(store.records().pop().unwrap().hooks.len(), 4);
     }
 }

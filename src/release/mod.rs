@@ -22,7 +22,7 @@ pub use history::{beyond_limit, History, RecordHead, SkippedRecord};
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
     content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, Promotion,
-    ReleaseRecord, RevisionSource, SecretSource, Status, UntilWave,
+    RecordedHook, ReleaseRecord, RevisionSource, SecretSource, Status, UntilWave,
 };
 pub use trust::{check_record, content_digest_problem, describe_record, RecordKey, RecordTrust};
 
@@ -36,6 +36,7 @@ pub(crate) mod tests_support {
     pub(crate) fn record(revision: u32, id: &str, status: Status) -> ReleaseRecord {
         let now = chrono::Utc::now();
         ReleaseRecord {
+            hooks: Vec::new(),
             name: "hello".into(),
             namespace: "ns".into(),
             revision,

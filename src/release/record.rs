@@ -286,6 +286,23 @@ pub struct ReleaseRecord {
     /// environment names no key, and in records written before this field.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac: String,
+    /// The revision's Helm hooks (`engine::hooks`), as recorded: never objects of the
+    /// release (not in `objects`, never pruned), kept so that a rollback to this
+    /// revision runs its `pre-rollback` and `post-rollback` hooks. Empty in records of
+    /// charts without hooks and in records written before this field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<RecordedHook>,
+}
+
+/// One Helm hook of a revision as its record keeps it: what the annotations say, and
+/// the object as recorded (secret data redacted, every field a secret changes a
+/// digest, as the release's objects are).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedHook {
+    #[serde(flatten)]
+    pub hook: crate::engine::Hook,
+    pub manifest: Value,
 }
 
 /// From where a run was made, besides `user` and `host`: the deployment repo's git

@@ -59,6 +59,7 @@ pub(super) fn rendered(version: u8) -> Rendered {
                "spec": {"template": {"spec": {"containers": [{"name": "web", "image": format!("app:{version}")}]}}}}),
     ];
     Rendered {
+        hooks: Vec::new(),
         release: RELEASE.into(),
         namespace: NAMESPACE.into(),
         chart: ChartRef {

@@ -455,6 +455,17 @@ pub fn rendered(
             .map(|o| o.object)
             .collect(),
         stored: renders.stored,
+        hooks: renders
+            .applied
+            .hooks
+            .into_iter()
+            .zip(renders.stored_hooks)
+            .map(|(h, stored)| crate::ops::HookObject {
+                hook: h.hook,
+                object: h.object.object,
+                stored,
+            })
+            .collect(),
         values,
         source,
     }

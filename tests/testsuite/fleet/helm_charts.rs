@@ -2,8 +2,8 @@
 //! rendered by the Helm 4 CLI the fleet builds: the chart `helm create` generates (made
 //! at test time, nobody here wrote it) with per-cluster globals, scaling and a Vault
 //! secret, upgraded, failed and rolled back everywhere; an umbrella chart with a local
-//! `file://` dependency, a CRD and `helm.sh/resource-policy: keep`; a chart with hooks,
-//! refused before anything changed.
+//! `file://` dependency, a CRD and `helm.sh/resource-policy: keep` (charts with hooks:
+//! `helm_hooks`).
 
 use crate::support::rollout as rollout_support;
 
@@ -21,20 +21,20 @@ use std::process::Output;
 
 const DB_PASSWORD: &str = "fake-dev-hello-db-password-1111";
 
-fn helm() -> PathBuf {
+pub(super) fn helm() -> PathBuf {
     flotilla_fleet::binaries::Binaries::find()
         .ok()
         .and_then(|b| b.helm)
         .expect("the Helm CLI of the fleet (scripts/install-deps.sh builds it)")
 }
 
-fn write(path: &Path, text: &str) {
+pub(super) fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
 }
 
 /// A deployment repo with the repo's `dev` environment and no release yet.
-fn repo() -> tempfile::TempDir {
+pub(super) fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let env = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("environments/dev.yaml"),
@@ -59,7 +59,7 @@ fn helm_create(root: &Path, release: &str, name: &str) -> PathBuf {
 }
 
 /// `flotilla --root ROOT ARGS` on the fleet with its Helm, never printing the password.
-fn with_helm(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
+pub(super) fn with_helm(fleet: &Fleet, root: &Path, args: &[&str]) -> Output {
     let mut cmd = at_root(fleet, root, args);
     cmd.env("FLOTILLA_HELM", helm());
     output_never_showing(cmd, args, &[DB_PASSWORD])
@@ -126,7 +126,7 @@ async fn db_password(fleet: &Fleet, context: &str, namespace: &str) -> String {
 }
 
 /// Every record of the release in `namespace`, decoded.
-async fn records(fleet: &Fleet, context: &str, namespace: &str) -> Vec<String> {
+pub(super) async fn records(fleet: &Fleet, context: &str, namespace: &str) -> Vec<String> {
     let secrets = Api::<Secret>::namespaced(fleet.client(context).await, namespace)
         .list(&ListParams::default().labels("owner=flotilla"))
         .await
@@ -420,46 +420,6 @@ async fn an_umbrella_chart_with_a_local_dependency_a_crd_and_a_kept_object() {
             .await
             .unwrap()
             .is_some());
-    }
-}
-
-#[tokio::test]
-#[ignore = "needs the local fleet: scripts/test.sh runs it"]
-async fn a_chart_with_hooks_is_refused_naming_them_and_nothing_changes() {
-    let fleet = Fleet::shared();
-    let namespace = fleet.namespace("helm-hooks").await;
-    let repo = repo();
-    let root = repo.path();
-    let chart = helm_create(root, "migrator", "migrator");
-    write(
-        &chart.join("templates/migrate.yaml"),
-        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ .Release.Name }}-migrate\n  annotations:\n    \"helm.sh/hook\": pre-install,pre-upgrade\n    \"helm.sh/hook-delete-policy\": before-hook-creation\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{ name: m, image: \"busybox:1\" }]\n",
-    );
-    write(
-        &root.join("releases/migrator/release.yaml"),
-        &format!("apiVersion: flotilla/v1\nkind: Release\nmetadata: {{ name: migrator, namespace: {namespace} }}\nspec:\n  chart: ./migrator\n  version: 1.0.0\n"),
-    );
-    let refused = with_helm(fleet, root, &["deploy", "migrator", "--env", "dev"]);
-    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("Helm hooks, which flotilla does not run: Job/migrator-migrate (pre-install,pre-upgrade) from")
-            && stderr.contains("templates/migrate.yaml"),
-        "{stderr}"
-    );
-    for context in ["dev-europe-west1", "dev-us-central1", "dev-paris-dc1"] {
-        let deployments = Api::<Deployment>::namespaced(fleet.client(context).await, &namespace)
-            .list(&ListParams::default())
-            .await
-            .unwrap();
-        assert!(
-            deployments.items.is_empty(),
-            "{context}: something was deployed"
-        );
-        assert!(
-            records(fleet, context, &namespace).await.is_empty(),
-            "{context}"
-        );
     }
 }
 

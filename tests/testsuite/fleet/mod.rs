@@ -16,6 +16,7 @@ mod faults_lost;
 mod faults_shared;
 mod freeze;
 mod helm_charts;
+mod helm_hooks;
 mod helm_render;
 mod killed_run;
 mod lease_races;

@@ -73,6 +73,7 @@ pub fn rendered(namespace: &str, tag: &str, replicas: u32, extra: bool) -> Rende
         objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app1-extra"}, "data": {"a": "b"}}));
     }
     Rendered {
+        hooks: Vec::new(),
         release: "app1".into(),
         namespace: namespace.to_owned(),
         chart: ChartRef {
