@@ -29,7 +29,7 @@ pub fn finish(reports: &[Report], output: OutputFormat, files: &ReportFiles) -> 
                 "{} {}: {}",
                 r.operation,
                 r.release,
-                r.cause.clone().unwrap_or_default()
+                r.cause.as_deref().unwrap_or(r.outcome())
             )
         })
         .collect();

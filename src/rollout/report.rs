@@ -279,6 +279,19 @@ impl Report {
                 .all(|c| c.result == RunResult::FailedUnchanged && c.refused)
     }
 
+    /// How the run ended, in a few words: the heading's, and an error's when the run
+    /// recorded no cause.
+    pub fn outcome(&self) -> &'static str {
+        match self.overall {
+            Overall::Succeeded => "succeeded",
+            Overall::RolledBack => "FAILED, every changed cluster rolled back",
+            Overall::RollbackIncomplete => "FAILED, rollback INCOMPLETE",
+            Overall::Halted => "FAILED, clusters left as they are (on_failure: halt)",
+            Overall::Refused => "REFUSED before any change, nothing was changed",
+            Overall::Paused => "paused as asked (--until-wave)",
+        }
+    }
+
     pub fn table(&self) -> String {
         let rows = self.clusters.iter().map(|c| Row {
             cluster: c.context.clone(),
@@ -301,14 +314,7 @@ impl Report {
             self.operation,
             self.release,
             self.environment,
-            match self.overall {
-                Overall::Succeeded => "succeeded",
-                Overall::RolledBack => "FAILED, every changed cluster rolled back",
-                Overall::RollbackIncomplete => "FAILED, rollback INCOMPLETE",
-                Overall::Halted => "FAILED, clusters left as they are (on_failure: halt)",
-                Overall::Refused => "REFUSED before any change, nothing was changed",
-                Overall::Paused => "paused as asked (--until-wave)",
-            },
+            self.outcome(),
             self.table()
         );
         if self.interrupted {
