@@ -605,7 +605,7 @@ impl From<OverrideArgs> for Overrides {
         Overrides {
             values: args.values.sources(),
             version: args.version,
-            promoted: None,
+            ..Overrides::default()
         }
     }
 }

@@ -191,7 +191,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 checkout: Overrides {
                     values: args.set.into_iter().map(ValueSource::Set).collect(),
                     version: args.version,
-                    promoted: None,
+                    ..Overrides::default()
                 },
                 create_namespace: args.create_namespace,
                 timeout: args.timeout,
