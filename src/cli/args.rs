@@ -37,7 +37,8 @@ pub enum Command {
     /// ID`), decided once for the environment; each cluster finds its own revision.
     #[command(long_about = ROLLBACK_ABOUT)]
     Rollback(RollbackArgs),
-    /// Deployment ids × clusters: what each cluster recorded for each run.
+    /// One line per deployment: when, version, its state, its clusters' states
+    /// (`--wide`: a column per cluster; `history RELEASE ID`: one deployment's clusters).
     History(HistoryArgs),
     /// Deploy to an environment the version deployed in every cluster of another.
     Promote(PromoteArgs),
@@ -390,6 +391,13 @@ cannot be reached are reported with the exact command that finishes the job.";
 pub struct HistoryArgs {
     #[command(flatten)]
     pub target: ReleaseEnvArgs,
+    /// Only this deployment: one line per cluster, every revision it recorded.
+    #[arg(value_name = "DEPLOYMENT_ID")]
+    pub deployment_id: Option<String>,
+    /// A column per cluster with each revision it recorded, who ran each run and from
+    /// which commit (default: one line per deployment, its clusters counted by state).
+    #[arg(long)]
+    pub wide: bool,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }

@@ -170,7 +170,16 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             action::rollback::run(root, &opts).await
         }
         Command::History(args) => {
-            action::history::run(root, &args.target.into(), args.output).await
+            action::history::run(
+                root,
+                &action::history::HistoryOptions {
+                    target: args.target.into(),
+                    deployment_id: args.deployment_id,
+                    wide: args.wide,
+                    output: args.output,
+                },
+            )
+            .await
         }
         Command::Promote(args) => {
             let mode = match (args.dry_run, args.check) {
