@@ -78,6 +78,60 @@ pub fn table_text(mut table: tabled::Table) -> String {
     text
 }
 
+/// What a word or a line tells a reader at a glance, shown by colour on a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Failed, failing, refused: red.
+    Bad,
+    /// Succeeded, healthy: green.
+    Good,
+}
+
+/// Whether stdout gets colour: a terminal, `NO_COLOR` unset or empty (no-color.org),
+/// and `TERM` not `dumb`. A pipe, a file or CI's log never gets escape codes.
+pub fn colour() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        use std::io::IsTerminal;
+        std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+    })
+}
+
+/// `text` in the colour of `tone` when stdout gets colour ([`colour`]), else as it is.
+/// Applied to whole cells or lines after a table is laid out, so widths never count
+/// escape codes.
+pub fn paint(text: &str, tone: Tone) -> String {
+    if !colour() {
+        return text.to_owned();
+    }
+    let style = match tone {
+        Tone::Bad => anstyle::AnsiColor::Red.on_default().bold(),
+        Tone::Good => anstyle::AnsiColor::Green.on_default(),
+    };
+    format!("{style}{text}{style:#}")
+}
+
+/// A table's text with each row painted as `tones` says (one per row, in order; the
+/// header and rows without a tone stay as they are).
+pub fn paint_rows(table: &str, tones: &[Option<Tone>]) -> String {
+    let mut out = String::with_capacity(table.len());
+    for (i, line) in table.lines().enumerate() {
+        match i
+            .checked_sub(1)
+            .and_then(|row| tones.get(row))
+            .copied()
+            .flatten()
+        {
+            Some(tone) => out.push_str(&paint(line, tone)),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// One line to stderr (a warning, a notice, the final error), with every registered
 /// secret value scrubbed. Every stderr line flotilla writes goes through here or through
 /// the scrubbing log writer.

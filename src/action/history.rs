@@ -328,7 +328,15 @@ impl Table<'_> {
                 row.clusters_text(),
             ]);
         }
-        let mut text = crate::output::table_text(table.build());
+        let tones: Vec<_> = self
+            .rows
+            .iter()
+            .map(|row| match row.state.as_deref() {
+                Some("failed" | "partial") => Some(crate::output::Tone::Bad),
+                _ => None,
+            })
+            .collect();
+        let mut text = crate::output::paint_rows(&crate::output::table_text(table.build()), &tones);
         self.notes(&mut text);
         text
     }

@@ -71,7 +71,18 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                     drifted: "-".into(),
                 },
             });
-            let mut text = crate::output::table_text(Table::new(rows));
+            let tones: Vec<_> = answers
+                .iter()
+                .map(|(_, answer)| match answer {
+                    Ok(report) if report.health == ClusterHealth::Healthy => {
+                        Some(crate::output::Tone::Good)
+                    }
+                    Ok(report) if report.health == ClusterHealth::Progressing => None,
+                    _ => Some(crate::output::Tone::Bad),
+                })
+                .collect();
+            let mut text =
+                crate::output::paint_rows(&crate::output::table_text(Table::new(rows)), &tones);
             for report in answers.iter().filter_map(|(_, a)| a.as_ref().ok()) {
                 if report.drifted()
                     || report.unhealthy().next().is_some()

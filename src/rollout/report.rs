@@ -38,6 +38,23 @@ pub enum RunResult {
     Abandoned,
 }
 
+impl RunResult {
+    /// How a cluster's row reads on a terminal: red when it was not put where the run
+    /// meant and needs a look.
+    fn tone(self) -> Option<crate::output::Tone> {
+        match self {
+            RunResult::FailedUnchanged
+            | RunResult::RollbackFailed
+            | RunResult::LeftFailed
+            | RunResult::Abandoned => Some(crate::output::Tone::Bad),
+            RunResult::Deployed
+            | RunResult::NotStarted
+            | RunResult::RolledBack
+            | RunResult::LeftDeployed => None,
+        }
+    }
+}
+
 impl std::fmt::Display for RunResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -300,7 +317,8 @@ impl Report {
             result: c.result.to_string(),
             duration: seconds(c.duration),
         });
-        crate::output::table_text(Table::new(rows))
+        let tones: Vec<_> = self.clusters.iter().map(|c| c.result.tone()).collect();
+        crate::output::paint_rows(&crate::output::table_text(Table::new(rows)), &tones)
     }
 
     /// The table and, below it, what happened and what is left to do.
@@ -314,7 +332,14 @@ impl Report {
             self.operation,
             self.release,
             self.environment,
-            self.outcome(),
+            crate::output::paint(
+                self.outcome(),
+                if self.succeeded() {
+                    crate::output::Tone::Good
+                } else {
+                    crate::output::Tone::Bad
+                }
+            ),
             self.table()
         );
         if self.interrupted {

@@ -1,7 +1,8 @@
 //! What `rollback` says when clusters cannot be reached (their API servers stopped for
 //! real, `flotilla-fleet stop-cluster`), and when it is pointed at the wrong namespace:
 //! each message names the clusters and the cause, never "no earlier complete
-//! deployment" for a cluster it could not ask, never an empty error. A dedicated fleet:
+//! deployment" for a cluster it could not ask, never an empty error; its FAILED in red on
+//! a terminal, never in a pipe or with `NO_COLOR`. A dedicated fleet:
 //! stopping a cluster would disturb other tests; one test, as its steps stop and start
 //! the same clusters.
 
@@ -91,6 +92,8 @@ fn rollback_names_unreachable_clusters_and_a_wrong_namespace() {
         describe(&out)
     );
 
+    colour_on_a_terminal_only(&fleet, &repo, &good);
+
     // Every cluster down: exit 3 naming them, with or without --to.
     fleet.stop_cluster("u-b");
     for extra in [&[][..], &["--to", "bogus"][..]] {
@@ -138,4 +141,39 @@ fn rollback_names_unreachable_clusters_and_a_wrong_namespace() {
         "{}",
         describe(&out)
     );
+}
+
+/// The same incomplete rollback (u-a down) three times: its report's FAILED is red on a
+/// terminal, plain with `NO_COLOR` there, and plain in a pipe.
+fn colour_on_a_terminal_only(fleet: &Fleet, repo: &TestRepo, good: &str) {
+    let root = repo.root().display().to_string();
+    let args = [
+        "--root", &root, "rollback", "hello", "--env", "prod", "--to", good,
+    ];
+    let env: Vec<(String, String)> = fleet.env().into_iter().collect();
+    let (text, code) = crate::support::flotilla_on_a_terminal(&args, &env);
+    assert_eq!(code, Some(1), "{text}");
+    let heading = text
+        .lines()
+        .find(|l| l.contains("FAILED, rollback INCOMPLETE"))
+        .unwrap_or_else(|| panic!("no FAILED heading:\n{text}"));
+    assert!(
+        heading.contains("\u{1b}[1m\u{1b}[31mFAILED"),
+        "not red on a terminal: {heading:?}"
+    );
+    let row = text.lines().find(|l| l.contains("u-a")).unwrap_or_default();
+    assert!(row.contains("\u{1b}["), "u-a's row is not red: {row:?}");
+
+    let mut no_colour = env.clone();
+    no_colour.push(("NO_COLOR".into(), "1".into()));
+    let (text, code) = crate::support::flotilla_on_a_terminal(&args, &no_colour);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("FAILED, rollback INCOMPLETE"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour with NO_COLOR: {text:?}");
+
+    let out = run(fleet, repo, &args[2..]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAILED, rollback INCOMPLETE"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour in a pipe: {text:?}");
 }
