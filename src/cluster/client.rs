@@ -350,6 +350,7 @@ impl ClusterHandle {
         kubeconfig: &LoadedKubeconfig,
         context: &str,
     ) -> Result<ClusterHandle, ClusterError> {
+        super::diagnose::mark_run_started();
         let (read_from, kubeconfig) = (&kubeconfig.read_from, &kubeconfig.config);
         if !kubeconfig.contexts.iter().any(|c| c.name == context) {
             let known: Vec<&str> = kubeconfig
