@@ -142,6 +142,7 @@ pub(super) fn env_selection(
         branch,
         clusters: None,
         kubeconfig,
+        namespace: None,
     }
 }
 
@@ -173,7 +174,7 @@ pub struct AdoptHelmArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub timeout: Option<Duration>,
     /// Output format of the summary (or of the dry run's changes).
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
@@ -200,6 +201,35 @@ impl From<ReportFilesArgs> for crate::rollout::summary::ReportFiles {
     }
 }
 
+/// Helm's `--wait` and `--atomic`, accepted so that ported scripts run: flotilla always
+/// does what they ask for, and says so in one line.
+#[derive(Debug, Clone, Args)]
+pub struct HelmHabitArgs {
+    /// Accepted for Helm's scripts: flotilla always waits until every cluster is healthy.
+    #[arg(long)]
+    pub wait: bool,
+    /// Accepted for Helm's scripts: a failure puts every changed cluster back, as the
+    /// environment's `rollout.on_failure: rollback` says (its default).
+    #[arg(long)]
+    pub atomic: bool,
+}
+
+impl HelmHabitArgs {
+    /// The one-line note for each of them given.
+    pub fn note(&self) {
+        if self.wait {
+            crate::output::eprint_line(
+                "note: --wait is how flotilla always works: it waits until every cluster is healthy (rollout.timeout, --timeout)",
+            );
+        }
+        if self.atomic {
+            crate::output::eprint_line(
+                "note: --atomic is how flotilla always works: a failure puts every changed cluster back (rollout.on_failure: rollback, the default)",
+            );
+        }
+    }
+}
+
 /// Which environment a command works on: by name or by git branch.
 #[derive(Debug, Clone, Args)]
 pub struct EnvNameArgs {
@@ -217,12 +247,31 @@ pub struct EnvNameArgs {
 pub struct EnvArgs {
     #[command(flatten)]
     pub name: EnvNameArgs,
-    /// Only these clusters (kube contexts of the environment), comma-separated.
-    #[arg(long, alias = "cluster", value_name = "CTX,CTX")]
+    /// Only these clusters (kube contexts of the environment), comma-separated
+    /// (`--cluster` and Helm's `--kube-context` say the same).
+    #[arg(
+        long,
+        alias = "cluster",
+        alias = "kube-context",
+        value_name = "CTX,CTX"
+    )]
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
     #[arg(long, env = "FLOTILLA_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// The release's namespace instead of its descriptor's `metadata.namespace`, as
+    /// Helm's `-n` (for `rollback`, also where its records are when the descriptor does
+    /// not load).
+    #[arg(short = 'n', long, value_name = "NS", value_parser = namespace_arg)]
+    pub namespace: Option<String>,
+}
+
+/// `-n/--namespace`: a DNS-1123 label, as `metadata.namespace` must be.
+fn namespace_arg(text: &str) -> Result<String, String> {
+    match crate::config::dns_label_problem(text, 63) {
+        Some(problem) => Err(problem),
+        None => Ok(text.to_owned()),
+    }
 }
 
 /// A release and the environment (and clusters) a command reads it in.
@@ -299,17 +348,17 @@ pub struct DeployArgs {
     pub create_namespace: bool,
     /// How long ErrImagePull or CreateContainerConfigError may last before the cluster
     /// fails (CrashLoopBackOff and ImagePullBackOff fail at once).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = crate::config::parse_duration, default_value = "30s")]
     pub transient_grace: Duration,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub timeout: Option<Duration>,
     /// Revisions kept per release and cluster.
     #[arg(long, default_value_t = crate::storage::DEFAULT_HISTORY_LIMIT)]
     pub history_max: usize,
     /// How long to wait for a lease another run holds before refusing (exit 3); a lease
     /// not renewed for its duration is taken over before (default: 21s).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub lock_timeout: Option<Duration>,
     /// Print the plan (waves, clusters, revision from → to, the Vault paths it would
     /// read, never values); change nothing, contact no Vault.
@@ -323,6 +372,8 @@ pub struct DeployArgs {
     /// deployment id; its clusters, not `--clusters`).
     #[arg(long, value_name = "DEPLOYMENT_ID", conflicts_with_all = ["all", "clusters"])]
     pub resume: Option<String>,
+    #[command(flatten)]
+    pub helm: HelmHabitArgs,
     #[command(flatten)]
     pub report_files: ReportFilesArgs,
     #[command(flatten)]
@@ -345,25 +396,23 @@ pub struct RollbackArgs {
     /// Print, per cluster, what runs now and what it would go to; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// The release namespace: lets a rollback run from the records alone when the
-    /// release's descriptor does not load (the bad commit of an incident).
-    #[arg(long)]
-    pub namespace: Option<String>,
     /// Go on when the records' MACs cannot be checked (Vault down: the record key
     /// cannot be read) or a MAC is missing or does not verify, with a warning naming
     /// each record; their digests and Vault paths are still checked.
     #[arg(long)]
     pub trust_records: bool,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub timeout: Option<Duration>,
     /// Take fields that another field manager owns instead of failing.
     #[arg(long)]
     pub force_conflicts: bool,
     /// How long to wait for a lease another run holds before refusing (exit 3); a lease
     /// not renewed for its duration is taken over before (default: 21s).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub lock_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub helm: HelmHabitArgs,
     #[command(flatten)]
     pub report_files: ReportFilesArgs,
     /// Output format of the summary.
@@ -423,7 +472,12 @@ pub struct PromoteArgs {
     #[arg(long, conflicts_with = "to")]
     pub branch: Option<String>,
     /// Only these clusters of the target (kube contexts), comma-separated.
-    #[arg(long, alias = "cluster", value_name = "CTX,CTX")]
+    #[arg(
+        long,
+        alias = "cluster",
+        alias = "kube-context",
+        value_name = "CTX,CTX"
+    )]
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
     #[arg(long, env = "FLOTILLA_KUBECONFIG")]
@@ -445,8 +499,10 @@ pub struct PromoteArgs {
     #[arg(long)]
     pub create_namespace: bool,
     /// Per-cluster wait for health (default: the target environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub helm: HelmHabitArgs,
     #[command(flatten)]
     pub report_files: ReportFilesArgs,
     #[command(flatten)]
@@ -488,7 +544,7 @@ pub struct UninstallArgs {
     pub env: EnvArgs,
     /// How long to wait for a lease another run holds before refusing (exit 3, nothing
     /// removed anywhere).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub lock_timeout: Option<Duration>,
     /// Print, per cluster, what would be removed; change nothing.
     #[arg(long)]
@@ -512,9 +568,18 @@ pub struct TemplateArgs {
     /// The environment (environments/<ENV>.yaml).
     #[arg(long, env = ENV_VAR, add = ArgValueCompleter::new(complete::environment_names))]
     pub env: String,
-    /// Only this cluster (kube context); prints its objects and nothing else.
-    #[arg(long)]
+    /// Only these clusters (kube contexts of the environment), comma-separated; one
+    /// cluster's objects print without a `cluster:` header.
+    #[arg(
+        long = "clusters",
+        alias = "cluster",
+        alias = "kube-context",
+        value_name = "CTX,CTX"
+    )]
     pub cluster: Option<String>,
+    /// The release's namespace instead of its descriptor's, as Helm's `-n`.
+    #[arg(short = 'n', long, value_name = "NS", value_parser = namespace_arg)]
+    pub namespace: Option<String>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
     /// Read the secrets from Vault and show them (needs Vault).
@@ -595,6 +660,7 @@ impl From<EnvArgs> for action::EnvSelection {
             branch,
             clusters: args.clusters,
             kubeconfig: args.kubeconfig,
+            namespace: args.namespace,
         }
     }
 }

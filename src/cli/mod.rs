@@ -130,6 +130,7 @@ async fn diff(root: &std::path::Path, args: DiffArgs) -> crate::Result<Finished>
 async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<()> {
     match command {
         Command::Deploy(args) => {
+            args.helm.note();
             let opts = action::deploy::DeployOptions {
                 release: args.release,
                 all: args.all,
@@ -154,6 +155,8 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             action::deploy::run(root, &opts).await
         }
         Command::Rollback(args) => {
+            args.helm.note();
+            let namespace = args.env.namespace.clone();
             let opts = action::rollback::RollbackOptions {
                 release: args.release,
                 env: args.env.into(),
@@ -162,7 +165,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 force_conflicts: args.force_conflicts,
                 lock_timeout: args.lock_timeout,
                 dry_run: args.dry_run,
-                namespace: args.namespace,
+                namespace,
                 report_files: args.report_files.into(),
                 trust_records: args.trust_records,
                 output: args.output,
@@ -182,6 +185,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             .await
         }
         Command::Promote(args) => {
+            args.helm.note();
             let mode = match (args.dry_run, args.check) {
                 (true, _) => action::promote::PromoteMode::DryRun,
                 (_, true) => action::promote::PromoteMode::Check,
@@ -195,6 +199,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                     branch: args.branch,
                     clusters: args.clusters,
                     kubeconfig: args.kubeconfig,
+                    namespace: None,
                 },
                 mode,
                 checkout: Overrides {
@@ -229,6 +234,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             let opts = action::template::TemplateOptions {
                 release: args.release,
                 env: args.env,
+                namespace: args.namespace,
                 cluster: args.cluster,
                 overrides: args.overrides.into(),
                 show_secrets: args.show_secrets,
