@@ -169,17 +169,11 @@ pub fn failing_container(pod: &Pod) -> Option<Stuck> {
     })
 }
 
-/// When this process first connected to a cluster: a run's diagnosis leaves out the
-/// events last seen before it (an earlier run's `ScalingReplicaSet`), with a margin for
-/// the events' one-second timestamps and a cluster's clock a little behind ours.
-static RUN_STARTED: std::sync::OnceLock<Timestamp> = std::sync::OnceLock::new();
+/// A margin for the events' one-second timestamps and a cluster's clock a little
+/// behind ours: a run's diagnosis leaves out events last seen before the run started
+/// ([`super::client::run_started`]) less this (an earlier run's `ScalingReplicaSet`).
 const CLOCK_MARGIN: k8s_openapi::jiff::SignedDuration =
     k8s_openapi::jiff::SignedDuration::from_secs(2);
-
-/// Marks the start of the run (the first connection; later calls change nothing).
-pub(crate) fn mark_run_started() {
-    RUN_STARTED.get_or_init(Timestamp::now);
-}
 
 /// The newest `MAX_EVENTS` of `events` last seen at `since` or later (every one without
 /// `since`), oldest first, as notes.
@@ -361,9 +355,7 @@ impl ClusterHandle {
             pods,
             events: newest_events(
                 events,
-                RUN_STARTED
-                    .get()
-                    .and_then(|t| t.checked_sub(CLOCK_MARGIN).ok()),
+                super::client::run_started().and_then(|t| t.checked_sub(CLOCK_MARGIN).ok()),
             ),
             note: (!notes.is_empty())
                 .then(|| format!("diagnosis incomplete: {}", notes.join("; "))),
