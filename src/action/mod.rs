@@ -18,6 +18,7 @@ pub mod diff;
 pub mod dry_run;
 pub mod every_cluster;
 pub mod freeze;
+pub mod get;
 pub mod history;
 pub mod lint;
 pub mod multi;

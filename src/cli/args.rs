@@ -85,6 +85,41 @@ pub enum Command {
     Freeze(FreezeArgs),
     /// End an environment's freeze, in every cluster.
     Unfreeze(UnfreezeArgs),
+    /// What a recorded revision ran, per cluster, as Helm's `get`: its values or its
+    /// objects (secrets as digests, never their values).
+    #[command(subcommand)]
+    Get(GetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// The merged values each cluster's revision was rendered with (`Values.secrets`
+    /// is never recorded).
+    Values(GetArgs),
+    /// The objects each cluster's revision applied, every secret as a digest.
+    Manifest(GetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub target: ReleaseEnvArgs,
+    /// That revision number in each cluster asked (default: the deployed one).
+    #[arg(long, value_name = "N", conflicts_with = "to")]
+    pub revision: Option<u32>,
+    /// Each cluster's revision of this deployment id.
+    #[arg(long, value_name = "DEPLOYMENT_ID")]
+    pub to: Option<String>,
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
+    pub output: OutputFormat,
+}
+
+impl GetCommand {
+    pub fn args(&self) -> &GetArgs {
+        match self {
+            GetCommand::Values(a) | GetCommand::Manifest(a) => a,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -105,6 +105,7 @@ pub fn json_requested(cli: &Cli) -> bool {
         Command::Diff(a) => a.output,
         Command::Uninstall(a) => a.output,
         Command::AdoptHelm(a) => a.output,
+        Command::Get(get) => get.args().output,
         _ => OutputFormat::Table,
     };
     output == OutputFormat::Json
@@ -171,6 +172,20 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 output: args.output,
             };
             action::rollback::run(root, &opts).await
+        }
+        Command::Get(get) => {
+            let part = match &get {
+                GetCommand::Values(_) => action::get::Part::Values,
+                GetCommand::Manifest(_) => action::get::Part::Manifest,
+            };
+            let (GetCommand::Values(args) | GetCommand::Manifest(args)) = get;
+            let opts = action::get::GetOptions {
+                target: args.target.into(),
+                revision: args.revision,
+                to: args.to,
+                output: args.output,
+            };
+            action::get::run(root, part, &opts).await
         }
         Command::History(args) => {
             action::history::run(

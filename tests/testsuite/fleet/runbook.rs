@@ -95,6 +95,23 @@ fn every_command_of_the_runbook_runs_as_written_on_the_demo_fleet() {
         }
     }
     assert!(incidents >= 5, "{commands:?}");
+    // What the first deployment ran, from its records.
+    let out = flotilla(
+        &fleet,
+        &[
+            "get", "values", "hello", "--env", "dev", "--to", &first, "-o", "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let got = json(&out);
+    for cluster in fleet.clusters() {
+        assert_eq!(got[&cluster]["app_version"], "1.0.1", "{got:#}");
+        assert_eq!(
+            got[&cluster]["values"]["global"]["clusterName"],
+            cluster.as_str(),
+            "{got:#}"
+        );
+    }
     // The last rollback left every cluster healthy, on what a rollback recorded.
     let out = flotilla(&fleet, &["status", "hello", "--env", "dev", "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
