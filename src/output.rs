@@ -10,6 +10,24 @@ pub enum OutputFormat {
     #[default]
     Table,
     Json,
+    /// The JSON document, written as YAML (as `kubectl -o yaml` and `helm -o yaml`).
+    Yaml,
+}
+
+impl OutputFormat {
+    /// Whether a document (JSON or YAML) is asked for rather than a table.
+    pub fn is_document(self) -> bool {
+        self != OutputFormat::Table
+    }
+}
+
+/// Whether this process writes its documents as YAML (`-o yaml`): set once, by the
+/// command line, before anything is printed.
+static YAML: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Every document [`print_json`] writes from now on is YAML.
+pub fn documents_as_yaml() {
+    YAML.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Writes a command's output to stdout (with a final newline; nothing for no text). A reader that went away
@@ -49,9 +67,14 @@ pub fn print_unscrubbed(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// Writes a value as pretty JSON (one document, final newline).
+/// Writes a value as one document, final newline: pretty JSON, or YAML after
+/// [`documents_as_yaml`] (the same fields, as `-o yaml` promises).
 pub fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    let text = if YAML.load(std::sync::atomic::Ordering::SeqCst) {
+        serde_yaml::to_string(value).map_err(std::io::Error::other)?
+    } else {
+        serde_json::to_string_pretty(value).map_err(std::io::Error::other)?
+    };
     print(&text)
 }
 

@@ -46,7 +46,7 @@ pub async fn run(root: &Path, part: Part, args: &GetOptions) -> Result<()> {
         Part::Manifest => Value::Array(crate::redact::redact_manifest(&record.manifest)),
     };
     match args.output {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let doc: serde_json::Map<String, Value> = answers
                 .iter()
                 .map(|(cluster, answer)| {

@@ -228,7 +228,7 @@ pub async fn run(root: &Path, args: &HistoryOptions) -> Result<()> {
         unanswered: &unanswered,
     };
     match args.output {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             crate::output::print_json(&rows)?;
         }
         OutputFormat::Table if rows.is_empty() => {

@@ -288,7 +288,7 @@ pub fn run(
                 crate::output::eprint_line(&format!("error: {problem}"));
             }
         }
-        OutputFormat::Json => crate::output::print_json(&report)?,
+        OutputFormat::Json | OutputFormat::Yaml => crate::output::print_json(&report)?,
     }
     match report.problems.len() {
         0 => Ok(()),

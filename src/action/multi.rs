@@ -12,7 +12,7 @@ use crate::Result;
 pub fn finish(reports: &[Report], output: OutputFormat, files: &ReportFiles) -> Result<()> {
     files.write(reports);
     match output {
-        OutputFormat::Json => match reports {
+        OutputFormat::Json | OutputFormat::Yaml => match reports {
             [one] => crate::output::print_json(one)?,
             many => crate::output::print_json(&many)?,
         },

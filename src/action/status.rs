@@ -44,7 +44,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
     .await;
     super::freeze::notice(&opened.selected, namespace).await;
     match output {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let doc: serde_json::Map<String, serde_json::Value> = answers
                 .iter()
                 .map(|(cluster, answer)| {

@@ -94,7 +94,28 @@ pub fn exit_scheme(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitSc
     }
 }
 
-/// Whether the command asked for `-o json` (what its errors print then, too).
+/// What a refused command line did not say: that the refused value of `--output`
+/// came from `FLOTILLA_OUTPUT` (clap names only the flag), when the line gave none.
+pub fn usage_note(err: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let given_on_the_line = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == "-o" || a.starts_with("--output") || (a.starts_with("-o") && !a.starts_with("--"))
+    });
+    let value = std::env::var("FLOTILLA_OUTPUT").ok()?;
+    (arg.starts_with("--output") && !given_on_the_line).then(|| {
+        format!("note: the value {value:?} comes from the variable FLOTILLA_OUTPUT (table, json or yaml)")
+    })
+}
+
+/// Whether the command asked for `-o json` or `-o yaml` (what its errors print then,
+/// too); `-o yaml` makes every document of the process YAML.
 pub fn json_requested(cli: &Cli) -> bool {
     let output = match &cli.command {
         Command::Deploy(a) => a.output,
@@ -106,9 +127,14 @@ pub fn json_requested(cli: &Cli) -> bool {
         Command::Uninstall(a) => a.output,
         Command::AdoptHelm(a) => a.output,
         Command::Get(get) => get.args().output,
+        Command::Lint(a) => a.output,
+        Command::Secrets(SecretsCommand::Check { output, .. }) => *output,
         _ => OutputFormat::Table,
     };
-    output == OutputFormat::Json
+    if output == OutputFormat::Yaml {
+        crate::output::documents_as_yaml();
+    }
+    output.is_document()
 }
 
 pub async fn run(cli: Cli) -> crate::Result<Finished> {
