@@ -56,6 +56,9 @@ impl Overrides {
             if version.trim().is_empty() {
                 return Err(crate::Error::Reported("--version must not be empty".into()));
             }
+            if let Some(problem) = crate::config::image_tag_problem(version) {
+                return Err(crate::Error::Reported(format!("--version: {problem}")));
+            }
             release.descriptor.spec.version = version.clone();
         }
         Ok(())

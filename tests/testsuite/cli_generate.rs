@@ -121,6 +121,11 @@ fn man_out_writes_one_page_per_command() {
         assert!(roff.contains(".TH flotilla-"), "{}", page.display());
     }
     // A command with subcommands names them on its page.
+    let deploy = std::fs::read_to_string(out_dir.join("flotilla-deploy.1")).expect("page");
+    assert!(
+        deploy.contains(".SH \"EXIT STATUS\"") && deploy.contains("Bad input or configuration"),
+        "{deploy}"
+    );
     let secrets = std::fs::read_to_string(out_dir.join("flotilla-secrets.1")).expect("page");
     assert!(
         secrets.contains("flotilla\\-secrets\\-check(1)"),
