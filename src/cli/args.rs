@@ -288,7 +288,8 @@ pub struct EnvArgs {
         long,
         alias = "cluster",
         alias = "kube-context",
-        value_name = "CTX,CTX"
+        value_name = "CTX,CTX",
+        add = ArgValueCompleter::new(complete::cluster_names)
     )]
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
@@ -511,7 +512,8 @@ pub struct PromoteArgs {
         long,
         alias = "cluster",
         alias = "kube-context",
-        value_name = "CTX,CTX"
+        value_name = "CTX,CTX",
+        add = ArgValueCompleter::new(complete::cluster_names)
     )]
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
@@ -609,7 +611,8 @@ pub struct TemplateArgs {
         long = "clusters",
         alias = "cluster",
         alias = "kube-context",
-        value_name = "CTX,CTX"
+        value_name = "CTX,CTX",
+        add = ArgValueCompleter::new(complete::cluster_names)
     )]
     pub cluster: Option<String>,
     /// The release's namespace instead of its descriptor's, as Helm's `-n`.

@@ -201,6 +201,42 @@ fn environment_names_complete_from_the_repo_named_by_flotilla_root() {
 }
 
 #[test]
+fn cluster_names_complete_from_the_environments_after_the_last_comma() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let clusters = dynamic_candidates(
+        root,
+        &[
+            "flotilla",
+            "status",
+            "hello",
+            "--env",
+            "dev",
+            "--clusters",
+            "dev-",
+        ],
+        &[],
+    );
+    assert_eq!(
+        clusters,
+        ["dev-europe-west1", "dev-paris-dc1", "dev-us-central1"]
+    );
+    let second = dynamic_candidates(
+        root,
+        &[
+            "flotilla",
+            "template",
+            "hello",
+            "--env",
+            "prod",
+            "--clusters",
+            "prod-paris-dc1,prod-eu",
+        ],
+        &[],
+    );
+    assert_eq!(second, ["prod-paris-dc1,prod-europe-west1"]);
+}
+
+#[test]
 fn bash_completes_release_names_through_the_registered_function() {
     let repo = names_repo();
     let bin = crate::support::flotilla_bin();
