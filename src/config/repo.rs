@@ -335,7 +335,17 @@ pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, 
     check_release(file, &text, &descriptor, folder)?;
     let base = file.parent().unwrap_or(Path::new(""));
     let chart_dir = normalise(&base.join(&descriptor.spec.chart));
-    let chart_problem = if !chart_dir.is_dir() {
+    let remote = ["oci://", "https://", "http://"]
+        .into_iter()
+        .find(|scheme| descriptor.spec.chart.starts_with(scheme));
+    let chart_problem = if let Some(scheme) = remote {
+        Some(format!(
+            "{:?}: a chart from a registry ({scheme}) is not read by flotilla, which records every chart file with each revision: pull it into a folder of the repo (helm pull {} --untar --untardir releases/{}) and give that folder",
+            descriptor.spec.chart,
+            descriptor.spec.chart,
+            folder.unwrap_or("NAME")
+        ))
+    } else if !chart_dir.is_dir() {
         Some(format!(
             "{:?}: there is no folder {}",
             descriptor.spec.chart,
