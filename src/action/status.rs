@@ -38,11 +38,29 @@ struct Row {
 pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> Result<()> {
     let opened = every_cluster::open(root, args)?;
     let (namespace, name) = (opened.namespace(), opened.name());
-    let answers = every_cluster::query_each(&opened, |_, handle| async move {
-        Ok(ops::status(&handle, namespace, name).await?)
+    let both = every_cluster::query_each(&opened, |_, handle| async move {
+        let report = ops::status(&handle, namespace, name).await?;
+        // For a deployment paused by --until-wave, which status alone cannot tell.
+        let history = ops::history(&handle, namespace, name).await.ok();
+        Ok((report, history))
     })
     .await;
+    let mut histories = Vec::new();
+    let answers: Vec<_> = both
+        .into_iter()
+        .map(|(cluster, answer)| {
+            let report = answer.map(|(report, history)| {
+                histories.extend(history.map(|h| (cluster.context.clone(), h)));
+                report
+            });
+            (cluster, report)
+        })
+        .collect();
     super::freeze::notice(&opened.selected, namespace).await;
+    let paused = paused_note(&opened, &answers, &histories);
+    if let (Some(note), true) = (&paused, output.is_document()) {
+        crate::output::eprint_line(note);
+    }
     match output {
         OutputFormat::Json | OutputFormat::Yaml => {
             let doc: serde_json::Map<String, serde_json::Value> = answers
@@ -91,6 +109,10 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: OutputFormat) -> 
                     text.push('\n');
                     text.push_str(&details(report));
                 }
+            }
+            if let Some(note) = &paused {
+                text.push('\n');
+                text.push_str(note);
             }
             crate::output::print(&text)?;
         }
@@ -163,4 +185,31 @@ fn details(report: &StatusReport) -> String {
 
 pub(crate) fn show(value: &Option<serde_json::Value>) -> String {
     value.as_ref().map_or("(none)".into(), |v| v.to_string())
+}
+
+/// The line that says a deployment the clusters run is paused by `--until-wave`, and
+/// the command that goes on with it.
+fn paused_note(
+    opened: &every_cluster::Opened,
+    answers: &[(crate::config::Cluster, Result<StatusReport>)],
+    histories: &[(String, crate::release::History)],
+) -> Option<String> {
+    let env =
+        crate::release::EnvironmentHistory::new(histories.iter().map(|(c, h)| (c.as_str(), h)));
+    let mut ids: Vec<&str> = answers
+        .iter()
+        .filter_map(|(_, a)| a.as_ref().ok())
+        .map(|r| r.deployment_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().find_map(|id| {
+        let point = env.resume_point(id).ok()?;
+        Some(format!(
+            "deployment {id} is paused after wave {} (deploy --until-wave); to go on with the next wave: flotilla deploy {} --env {} --resume {id}",
+            point.after_wave,
+            opened.name(),
+            opened.selected.plan.environment
+        ))
+    })
 }

@@ -466,6 +466,14 @@ fn the_resume_command_a_pause_prints_goes_on_as_printed() {
         "{printed}"
     );
     let id = printed.rsplit(' ').next().unwrap().to_owned();
+    // status says the deployment is paused, with the same command.
+    let status = run(fleet, &repo, &["status", "hello", "--env", "prod"]);
+    assert_eq!(status.status.code(), Some(0), "{}", describe(&status));
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        said.contains(&format!("deployment {id} is paused after wave 0")) && said.contains(printed),
+        "{said}"
+    );
     let args: Vec<&str> = printed.split_whitespace().skip(1).collect();
     let resumed = run(fleet, &repo, &args);
     assert!(
