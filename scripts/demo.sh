@@ -51,7 +51,7 @@ say "flotilla template hello --env dev --cluster dev-europe-west1 (one cluster's
 say "flotilla deploy hello --env dev (secrets from Vault first, then every dev cluster at once)"
 "$FLOTILLA" deploy hello --env dev
 
-say "flotilla history hello --env dev (deployment ids x clusters)"
+say "flotilla history hello --env dev (one line per deployment id)"
 "$FLOTILLA" history hello --env dev
 
 say "flotilla status hello --env dev (every cluster: revision, health, drift)"

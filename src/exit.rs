@@ -21,6 +21,15 @@ use crate::cluster::ClusterError;
 use crate::error::Error;
 use crate::vault::VaultError;
 
+/// The exit codes as the man pages' EXIT STATUS section lists them (the table above).
+pub const EXIT_STATUS: &[(&str, &str)] = &[
+    ("0", "Success."),
+    ("1", "A deploy or rollback that ran and failed (after its own rollback); status: a cluster is failing; promote --check: the checkout differs; diff --exit-code: any error."),
+    ("2", "Bad input or configuration; nothing was changed. diff --exit-code: changes pending."),
+    ("3", "An environment problem found before any change: a cluster or Vault unreachable, permission denied, a lock held, a frozen environment, a record that does not verify."),
+    ("130, 143", "A run abandoned by a second SIGINT or SIGTERM; its partial report names the commands that finish the job."),
+];
+
 /// What an error means to the caller of the binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitKind {

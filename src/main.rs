@@ -14,6 +14,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
+            let args: Vec<_> = std::env::args_os().collect();
+            if let Some(note) = flotilla::cli::usage_note(&err, &args) {
+                eprintln!("{note}");
+            }
             return ExitCode::from(flotilla::exit::usage_code(err.use_stderr(), scheme));
         }
     };

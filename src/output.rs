@@ -10,6 +10,24 @@ pub enum OutputFormat {
     #[default]
     Table,
     Json,
+    /// The JSON document, written as YAML (as `kubectl -o yaml` and `helm -o yaml`).
+    Yaml,
+}
+
+impl OutputFormat {
+    /// Whether a document (JSON or YAML) is asked for rather than a table.
+    pub fn is_document(self) -> bool {
+        self != OutputFormat::Table
+    }
+}
+
+/// Whether this process writes its documents as YAML (`-o yaml`): set once, by the
+/// command line, before anything is printed.
+static YAML: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Every document [`print_json`] writes from now on is YAML.
+pub fn documents_as_yaml() {
+    YAML.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// `status -o`: [`OutputFormat`]'s, or the dashboard's matrix as one HTML page.
@@ -18,7 +36,25 @@ pub enum StatusFormat {
     #[default]
     Table,
     Json,
+    /// The JSON document, written as YAML.
+    Yaml,
     Html,
+}
+
+impl StatusFormat {
+    /// The format of everything but the page: what `-o html` is not.
+    pub fn document(self) -> OutputFormat {
+        match self {
+            StatusFormat::Json => OutputFormat::Json,
+            StatusFormat::Yaml => OutputFormat::Yaml,
+            StatusFormat::Table | StatusFormat::Html => OutputFormat::Table,
+        }
+    }
+
+    /// Whether a document (JSON or YAML) is asked for.
+    pub fn is_document(self) -> bool {
+        self.document().is_document()
+    }
 }
 
 /// Writes a command's output to stdout (with a final newline; nothing for no text). A reader that went away
@@ -58,9 +94,14 @@ pub fn print_unscrubbed(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// Writes a value as pretty JSON (one document, final newline).
+/// Writes a value as one document, final newline: pretty JSON, or YAML after
+/// [`documents_as_yaml`] (the same fields, as `-o yaml` promises).
 pub fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    let text = if YAML.load(std::sync::atomic::Ordering::SeqCst) {
+        serde_yaml_ng::to_string(value).map_err(std::io::Error::other)?
+    } else {
+        serde_json::to_string_pretty(value).map_err(std::io::Error::other)?
+    };
     print(&text)
 }
 
@@ -85,6 +126,60 @@ pub fn table_text(mut table: tabled::Table) -> String {
         text.push('\n');
     }
     text
+}
+
+/// What a word or a line tells a reader at a glance, shown by colour on a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Failed, failing, refused: red.
+    Bad,
+    /// Succeeded, healthy: green.
+    Good,
+}
+
+/// Whether stdout gets colour: a terminal, `NO_COLOR` unset or empty (no-color.org),
+/// and `TERM` not `dumb`. A pipe, a file or CI's log never gets escape codes.
+pub fn colour() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        use std::io::IsTerminal;
+        std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+    })
+}
+
+/// `text` in the colour of `tone` when stdout gets colour ([`colour`]), else as it is.
+/// Applied to whole cells or lines after a table is laid out, so widths never count
+/// escape codes.
+pub fn paint(text: &str, tone: Tone) -> String {
+    if !colour() {
+        return text.to_owned();
+    }
+    let style = match tone {
+        Tone::Bad => anstyle::AnsiColor::Red.on_default().bold(),
+        Tone::Good => anstyle::AnsiColor::Green.on_default(),
+    };
+    format!("{style}{text}{style:#}")
+}
+
+/// A table's text with each row painted as `tones` says (one per row, in order; the
+/// header and rows without a tone stay as they are).
+pub fn paint_rows(table: &str, tones: &[Option<Tone>]) -> String {
+    let mut out = String::with_capacity(table.len());
+    for (i, line) in table.lines().enumerate() {
+        match i
+            .checked_sub(1)
+            .and_then(|row| tones.get(row))
+            .copied()
+            .flatten()
+        {
+            Some(tone) => out.push_str(&paint(line, tone)),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// One line to stderr (a warning, a notice, the final error), with every registered

@@ -59,7 +59,12 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
         return super::dry_run::deploy(&selected, &releases, &args.overrides, freeze, args.output)
             .await;
     }
-    crate::rollout::chain::require_soak_of_checkout(&selected, &releases, &args.overrides).await?;
+    let overrides = match (&args.resume, releases.as_slice()) {
+        (Some(id), [release]) => resumed_overrides(&selected, release, id, &args.overrides).await,
+        _ => args.overrides.clone(),
+    };
+    let overrides = &overrides;
+    crate::rollout::chain::require_soak_of_checkout(&selected, &releases, overrides).await?;
     let waves = WaveRequest {
         until_wave: args.until_wave,
         resume: args.resume.clone(),
@@ -67,7 +72,7 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
     let reports = deploy_releases_in_waves(
         &selected,
         &releases,
-        &args.overrides,
+        overrides,
         &DeploySettings {
             operation: "deploy",
             run: args.run.clone(),
@@ -77,6 +82,54 @@ pub async fn run(root: &Path, args: &DeployOptions) -> Result<()> {
     )
     .await?;
     multi::finish(&reports, args.output, &args.report_files)
+}
+
+/// What `deploy --resume ID` renders with: the command line's version and values when
+/// it gives any, else those deployment `ID` recorded (its version and `--set` values),
+/// so that the command its pause printed goes on as written. Clusters that cannot be
+/// asked are left to the resume's own checks, which name them.
+async fn resumed_overrides(
+    selected: &Selected,
+    release: &LoadedRelease,
+    id: &str,
+    given: &Overrides,
+) -> Overrides {
+    if given.version.is_some() || !given.values.is_empty() {
+        return given.clone();
+    }
+    let meta = &release.descriptor.metadata;
+    let connected = crate::rollout::connect::connect_each(
+        &selected.plan,
+        &selected.kubeconfig,
+        &meta.namespace,
+        &meta.name,
+    )
+    .await;
+    let Some(record) = connected
+        .iter()
+        .filter_map(|(_, found)| found.as_ref().ok())
+        .flat_map(|c| c.history.records())
+        .find(|r| r.deployment_id == id)
+    else {
+        return given.clone();
+    };
+    let recorded_values = match record.source.as_ref().and_then(|s| s.command_line.as_ref()) {
+        Some(serde_json::Value::Object(map)) => Some(map.clone()),
+        _ => None,
+    };
+    crate::output::eprint_line(&format!(
+        "--resume {id}: version {} and the command-line values ({}) it was deployed with, as its records hold them",
+        record.app_version,
+        match &recorded_values {
+            Some(map) if !map.is_empty() => map.keys().cloned().collect::<Vec<_>>().join(", "),
+            _ => "none".to_owned(),
+        }
+    ));
+    Overrides {
+        version: Some(record.app_version.clone()),
+        recorded_values,
+        ..given.clone()
+    }
 }
 
 /// Which waves a deploy runs: all (the default), up to one (`--until-wave`), or the

@@ -54,7 +54,7 @@ pub fn print_diffs(
     output: OutputFormat,
 ) -> Result<Changes> {
     match output {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let doc: serde_json::Map<String, serde_json::Value> = answers
                 .iter()
                 .map(|(cluster, answer)| {

@@ -41,7 +41,7 @@ pub fn print_plan<R: Serialize + tabled::Tabled>(
     output: OutputFormat,
 ) -> Result<()> {
     match output {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             fields.insert("dry_run".into(), true.into());
             fields.insert(
                 "clusters".into(),

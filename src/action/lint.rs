@@ -38,6 +38,10 @@ pub struct LintRow {
     pub objects: usize,
     #[tabled(rename = "RESULT")]
     pub result: String,
+    /// Warnings its rendering found (problems under `--strict`).
+    #[tabled(skip)]
+    #[serde(skip)]
+    pub warnings: usize,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -199,6 +203,7 @@ pub fn check_config(
         clusters,
         objects: 0,
         result: String::new(),
+        warnings: 0,
     };
     let mut environments = Vec::new();
     let mut all_environments_loaded = true;
@@ -249,8 +254,14 @@ pub fn check_config(
                 (Ok(()), Some(chart)) => {
                     let found = check_rendering(chart, &release, env, values);
                     checked.objects = found.objects;
+                    checked.warnings = found.warnings.len();
                     report.warnings.extend(found.warnings);
                     report.record_problems(checked, found.problems);
+                }
+                // Nothing to render: the chart's own row says why; this one is not `ok`.
+                (Ok(()), None) => {
+                    checked.result = "not rendered: the chart does not load".into();
+                    report.checks.push(checked);
                 }
                 (outcome, _) => {
                     report.record(checked, outcome);
@@ -270,6 +281,15 @@ pub fn run(
 ) -> crate::Result<()> {
     let values = CommandLineValues::parse(&scope.values)?;
     let mut report = check_config(root, scope, &values)?;
+    for row in &mut report.checks {
+        let plural = if row.warnings == 1 { "" } else { "s" };
+        match (row.warnings, row.result.as_str(), strict) {
+            (0, _, _) => {}
+            (n, "ok", true) => row.result = format!("{n} warning{plural} (--strict: problems)"),
+            (n, "ok", false) => row.result = format!("ok, {n} warning{plural}"),
+            (n, _, _) => row.result.push_str(&format!(", {n} warning{plural}")),
+        }
+    }
     if strict {
         let warnings = std::mem::take(&mut report.warnings);
         report.problems.extend(warnings);
@@ -288,7 +308,7 @@ pub fn run(
                 crate::output::eprint_line(&format!("error: {problem}"));
             }
         }
-        OutputFormat::Json => crate::output::print_json(&report)?,
+        OutputFormat::Json | OutputFormat::Yaml => crate::output::print_json(&report)?,
     }
     match report.problems.len() {
         0 => Ok(()),

@@ -19,6 +19,7 @@ pub mod diff;
 pub mod dry_run;
 pub mod every_cluster;
 pub mod freeze;
+pub mod get;
 pub mod history;
 pub mod lint;
 pub mod multi;

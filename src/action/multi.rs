@@ -12,7 +12,7 @@ use crate::Result;
 pub fn finish(reports: &[Report], output: OutputFormat, files: &ReportFiles) -> Result<()> {
     files.write(reports);
     match output {
-        OutputFormat::Json => match reports {
+        OutputFormat::Json | OutputFormat::Yaml => match reports {
             [one] => crate::output::print_json(one)?,
             many => crate::output::print_json(&many)?,
         },
@@ -29,7 +29,7 @@ pub fn finish(reports: &[Report], output: OutputFormat, files: &ReportFiles) -> 
                 "{} {}: {}",
                 r.operation,
                 r.release,
-                r.cause.clone().unwrap_or_default()
+                r.cause.as_deref().unwrap_or(r.outcome())
             )
         })
         .collect();

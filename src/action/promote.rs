@@ -269,7 +269,7 @@ fn check(
     let there = format!("{} ({})", source.environment, source.deployment_id);
     let differences = promoted.artifact.differences(&here, &there, "the checkout");
     match output {
-        OutputFormat::Json => crate::output::print_json(&serde_json::json!({
+        OutputFormat::Json | OutputFormat::Yaml => crate::output::print_json(&serde_json::json!({
             "from": source.environment,
             "deployment_id": source.deployment_id,
             "artifact": promoted.artifact.digest(),

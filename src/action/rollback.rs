@@ -91,6 +91,26 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         }
     }
 
+    // Nothing to decide from: said as what it is, an environment problem (exit 3).
+    if connected.is_empty() && !unreachable.is_empty() {
+        return Err(crate::Error::Refused(format!(
+            "rollback {name} in {}: nothing changed: no cluster could be reached:\n  {}",
+            selected.plan.environment,
+            unreachable
+                .iter()
+                .map(|(c, err)| format!("{}: {err}", c.context))
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )));
+    }
+    // No record at all where the rollback looked: a wrong namespace, or a release never
+    // deployed here; said so, with where its records are when a cluster knows.
+    if connected
+        .iter()
+        .all(|c| c.history.is_empty() && c.history.skipped().is_empty())
+    {
+        return Err(no_records(&name, &namespace, &selected.plan.environment, &connected).await);
+    }
     // A record that cannot be read and may be what runs (or what a killed run left)
     // stops the rollback before anything is decided: nothing changed.
     let unreadable: Vec<String> = connected
@@ -191,7 +211,20 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
         ))
     })?;
     if args.dry_run {
-        return print_plan(&target, &targets, args.output);
+        print_plan(&target, &targets, &unreachable, args.output)?;
+        return match unreachable.is_empty() {
+            true => Ok(()),
+            false => Err(crate::Error::Refused(format!(
+                "rollback {name} in {}: {} cannot be reached (the plan above leaves {} out)",
+                selected.plan.environment,
+                unreachable
+                    .iter()
+                    .map(|(c, _)| c.context.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unreachable.len() == 1 { "it" } else { "them" }
+            ))),
+        };
     }
 
     let mut refreshed = refresh(&selected.env, release.as_ref(), &name, &namespace, &targets).await;
@@ -275,6 +308,16 @@ pub async fn run(root: &Path, args: &RollbackOptions) -> Result<()> {
                 if let Some(kept) = kept_live.remove(&row.context) {
                     row.kept_live = kept;
                 }
+            }
+            if !unreachable.is_empty() && report.cause.is_none() {
+                report.cause = Some(format!(
+                    "not reached, nothing changed there: {}",
+                    unreachable
+                        .iter()
+                        .map(|(c, _)| c.context.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
             for (cluster, err) in unreachable {
                 report.overall = Overall::RollbackIncomplete;
@@ -492,6 +535,7 @@ async fn namespace_from_records(
     .await;
     let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut unanswered = Vec::new();
+    let asked_count = asked.len();
     for (cluster, answer) in asked {
         let context = cluster.context;
         match answer {
@@ -502,6 +546,13 @@ async fn namespace_from_records(
             }
             Err(err) => unanswered.push(err.to_string()),
         }
+    }
+    if asked_count > 0 && unanswered.len() == asked_count {
+        return Err(crate::Error::Refused(format!(
+            "rollback {name} in {}: nothing changed: no cluster could be reached to find the release's records ({error}):\n  {}",
+            selected.plan.environment,
+            unanswered.join("\n  ")
+        )));
     }
     let give = "give --namespace NS to roll back from the records in that namespace";
     let unanswered = if unanswered.is_empty() {
@@ -749,6 +800,40 @@ fn render_secrets(
     }
 }
 
+/// The error of a rollback that found no record of `name` in `namespace` in any
+/// cluster it reached, naming the namespaces that do hold its records.
+async fn no_records(
+    name: &str,
+    namespace: &str,
+    environment: &str,
+    connected: &[Connected],
+) -> crate::Error {
+    let asked = futures::future::join_all(
+        connected
+            .iter()
+            .map(|c| crate::storage::namespaces_with_records(&c.handle, name)),
+    )
+    .await;
+    let elsewhere: std::collections::BTreeSet<String> =
+        asked.into_iter().flatten().flatten().collect();
+    let hint = if elsewhere.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; its records are in namespace {} (give --namespace NS, or fix metadata.namespace)",
+            elsewhere.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
+    crate::Error::Reported(format!(
+        "rollback {name} in {environment}: nothing changed: no cluster holds a record of release `{name}` in namespace {namespace} (asked: {}){hint}",
+        connected
+            .iter()
+            .map(|c| c.cluster.context.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// One cluster of `rollback --dry-run`: what it runs and where it would go.
 #[derive(serde::Serialize, tabled::Tabled)]
 struct PlanRow {
@@ -758,28 +843,44 @@ struct PlanRow {
     now: String,
     #[tabled(rename = "WOULD GO TO")]
     to: String,
+    /// Why the cluster could not be asked; its row is then `unreachable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[tabled(skip)]
+    error: Option<String>,
 }
 
 fn print_plan(
     target: &str,
     targets: &[(Connected, RevisionRef)],
+    unreachable: &[(Cluster, ClusterError)],
     output: OutputFormat,
 ) -> Result<()> {
-    let rows: Vec<PlanRow> = targets
+    let mut rows: Vec<PlanRow> = targets
         .iter()
         .map(|(c, to)| PlanRow {
             cluster: c.cluster.context.clone(),
             now: super::dry_run::runs_now(&c.history),
             to: format!("{} {}", to.revision, to.deployment_id),
+            error: None,
         })
         .collect();
+    let mut notes = Vec::new();
+    for (cluster, err) in unreachable {
+        rows.push(PlanRow {
+            cluster: cluster.context.clone(),
+            now: "unreachable".into(),
+            to: "-".into(),
+            error: Some(err.to_string()),
+        });
+        notes.push(format!("{}: {err}", cluster.context));
+    }
     let mut fields = serde_json::Map::new();
     fields.insert("target".into(), target.into());
     super::dry_run::print_plan(
         &format!("rollback to deployment {target}"),
         &rows,
         fields,
-        &[],
+        &notes,
         output,
     )
 }

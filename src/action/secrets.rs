@@ -95,7 +95,7 @@ pub async fn check(root: &Path, args: &SecretsOptions, output: OutputFormat) -> 
     let (release, env) = load(root, args)?;
     let report = check_report(&release, &env, &VaultEnv::from_process()).await?;
     match output {
-        OutputFormat::Json => crate::output::print_json(&report)?,
+        OutputFormat::Json | OutputFormat::Yaml => crate::output::print_json(&report)?,
         OutputFormat::Table => crate::output::print(&table(&report))?,
     }
     let failed = report.secrets.iter().filter(|l| !l.resolves).count();

@@ -42,13 +42,31 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
         return html(root, args, &opened).await;
     }
     let (namespace, name) = (opened.namespace(), opened.name());
-    let answers = every_cluster::query_each(&opened, |_, handle| async move {
-        Ok(ops::status(&handle, namespace, name).await?)
+    let both = every_cluster::query_each(&opened, |_, handle| async move {
+        let report = ops::status(&handle, namespace, name).await?;
+        // For a deployment paused by --until-wave, which status alone cannot tell.
+        let history = ops::history(&handle, namespace, name).await.ok();
+        Ok((report, history))
     })
     .await;
+    let mut histories = Vec::new();
+    let answers: Vec<_> = both
+        .into_iter()
+        .map(|(cluster, answer)| {
+            let report = answer.map(|(report, history)| {
+                histories.extend(history.map(|h| (cluster.context.clone(), h)));
+                report
+            });
+            (cluster, report)
+        })
+        .collect();
     super::freeze::notice(&opened.selected, namespace).await;
+    let paused = paused_note(&opened, &answers, &histories);
+    if let (Some(note), true) = (&paused, output.is_document()) {
+        crate::output::eprint_line(note);
+    }
     match output {
-        StatusFormat::Json => {
+        StatusFormat::Json | StatusFormat::Yaml => {
             let doc: serde_json::Map<String, serde_json::Value> = answers
                 .iter()
                 .map(|(cluster, answer)| {
@@ -75,7 +93,18 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
                     drifted: "-".into(),
                 },
             });
-            let mut text = crate::output::table_text(Table::new(rows));
+            let tones: Vec<_> = answers
+                .iter()
+                .map(|(_, answer)| match answer {
+                    Ok(report) if report.health == ClusterHealth::Healthy => {
+                        Some(crate::output::Tone::Good)
+                    }
+                    Ok(report) if report.health == ClusterHealth::Progressing => None,
+                    _ => Some(crate::output::Tone::Bad),
+                })
+                .collect();
+            let mut text =
+                crate::output::paint_rows(&crate::output::table_text(Table::new(rows)), &tones);
             for report in answers.iter().filter_map(|(_, a)| a.as_ref().ok()) {
                 if report.drifted()
                     || report.unhealthy().next().is_some()
@@ -84,6 +113,10 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
                     text.push('\n');
                     text.push_str(&details(report));
                 }
+            }
+            if let Some(note) = &paused {
+                text.push('\n');
+                text.push_str(note);
             }
             crate::output::print(&text)?;
         }
@@ -199,4 +232,31 @@ fn details(report: &StatusReport) -> String {
 
 pub(crate) fn show(value: &Option<serde_json::Value>) -> String {
     value.as_ref().map_or("(none)".into(), |v| v.to_string())
+}
+
+/// The line that says a deployment the clusters run is paused by `--until-wave`, and
+/// the command that goes on with it.
+fn paused_note(
+    opened: &every_cluster::Opened,
+    answers: &[(crate::config::Cluster, Result<StatusReport>)],
+    histories: &[(String, crate::release::History)],
+) -> Option<String> {
+    let env =
+        crate::release::EnvironmentHistory::new(histories.iter().map(|(c, h)| (c.as_str(), h)));
+    let mut ids: Vec<&str> = answers
+        .iter()
+        .filter_map(|(_, a)| a.as_ref().ok())
+        .map(|r| r.deployment_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().find_map(|id| {
+        let point = env.resume_point(id).ok()?;
+        Some(format!(
+            "deployment {id} is paused after wave {} (deploy --until-wave); to go on with the next wave: flotilla deploy {} --env {} --resume {id}",
+            point.after_wave,
+            opened.name(),
+            opened.selected.plan.environment
+        ))
+    })
 }

@@ -1,4 +1,4 @@
-//! `flotilla template RELEASE --env E [--cluster CTX] [-f FILE] [--set k=v]... [--version V]`:
+//! `flotilla template RELEASE --env E [--clusters CTX,CTX] [-f FILE] [--set k=v]... [--version V]`:
 //! render locally, no cluster. Secrets render as placeholders; with `--show-secrets` they
 //! are read from Vault (for the clusters shown only) and rendered as they are.
 //!
@@ -16,7 +16,10 @@ use std::path::Path;
 pub struct TemplateOptions {
     pub release: String,
     pub env: String,
-    /// Only this cluster (kube context): its objects and nothing else.
+    /// `-n/--namespace`: in place of the descriptor's namespace.
+    pub namespace: Option<String>,
+    /// Only these clusters (kube contexts, comma-separated); one cluster's objects are
+    /// printed without a `cluster:` header.
     pub cluster: Option<String>,
     pub overrides: Overrides,
     /// Read the secrets from Vault and render them as they are.
@@ -36,7 +39,7 @@ pub async fn run(root: &Path, args: &TemplateOptions) -> Result<()> {
 
 /// The text `template` prints.
 pub async fn render(root: &Path, args: &TemplateOptions) -> Result<String> {
-    let repo = Repo::open(root)?;
+    let repo = Repo::open(root)?.with_namespace(args.namespace.clone());
     let env = repo.environment(&args.env)?;
     let mut release = repo.release(&args.release)?;
     repo.check_release(&release, &env)?;
@@ -63,15 +66,17 @@ pub async fn render(root: &Path, args: &TemplateOptions) -> Result<String> {
             Some(resolved) => resolved.exposed(&cluster.context),
             None => placeholder_secrets(&release.descriptor.spec, &cluster.context),
         };
+        let one = args.cluster.is_some() && clusters.len() == 1;
         let manifest = renderer.render(cluster, &secrets).map_err(|err| {
             // With one cluster asked for, the user knows which one it was.
-            match args.cluster {
-                Some(_) => err,
-                None => err.in_cluster(&cluster.context),
+            if one {
+                err
+            } else {
+                err.in_cluster(&cluster.context)
             }
         })?;
         let header = format!("cluster: {}", cluster.context);
-        out.push_str(&manifest.to_yaml(args.cluster.is_none().then_some(header.as_str())));
+        out.push_str(&manifest.to_yaml((!one).then_some(header.as_str())));
     }
     Ok(out)
 }
@@ -81,17 +86,29 @@ fn selected_clusters<'e>(
     context: Option<&str>,
 ) -> Result<Vec<&'e crate::config::Cluster>> {
     let clusters = &env.environment.clusters;
-    let Some(context) = context else {
+    let Some(list) = context else {
         return Ok(clusters.iter().collect());
     };
+    let mut chosen = Vec::new();
+    for context in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        chosen.push(pick_cluster(env, context)?);
+    }
+    Ok(chosen)
+}
+
+fn pick_cluster<'e>(
+    env: &'e LoadedEnvironment,
+    context: &str,
+) -> Result<&'e crate::config::Cluster> {
+    let clusters = &env.environment.clusters;
     match clusters.iter().find(|c| c.context == context) {
-        Some(cluster) => Ok(vec![cluster]),
+        Some(cluster) => Ok(cluster),
         None => Err(ConfigError::Invalid {
             file: env.file.clone(),
             line: None,
             field: "clusters".into(),
             message: format!(
-                "no cluster with context {context:?} (--cluster); environment {:?} has {}",
+                "no cluster with context {context:?} (--clusters); environment {:?} has {}",
                 env.environment.name,
                 clusters
                     .iter()

@@ -299,7 +299,7 @@ pub async fn run(root: &Path, args: &UninstallOptions) -> Result<()> {
     };
     notifier.send(&report.notice(&run_id)).await;
     match args.output {
-        OutputFormat::Json => crate::output::print_json(&report)?,
+        OutputFormat::Json | OutputFormat::Yaml => crate::output::print_json(&report)?,
         OutputFormat::Table => crate::output::print(&report.text())?,
     }
     if failed {
@@ -361,7 +361,7 @@ fn print_plan(
     output: OutputFormat,
 ) -> Result<()> {
     Ok(match output {
-        OutputFormat::Json => crate::output::print_json(&serde_json::json!({
+        OutputFormat::Json | OutputFormat::Yaml => crate::output::print_json(&serde_json::json!({
             "release": release,
             "namespace": namespace,
             "environment": environment,

@@ -37,7 +37,8 @@ pub enum Command {
     /// ID`), decided once for the environment; each cluster finds its own revision.
     #[command(long_about = ROLLBACK_ABOUT)]
     Rollback(RollbackArgs),
-    /// Deployment ids × clusters: what each cluster recorded for each run.
+    /// One line per deployment: when, version, its state, its clusters' states
+    /// (`--wide`: a column per cluster; `history RELEASE ID`: one deployment's clusters).
     History(HistoryArgs),
     /// Deploy to an environment the version deployed in every cluster of another.
     Promote(PromoteArgs),
@@ -87,6 +88,41 @@ pub enum Command {
     Freeze(FreezeArgs),
     /// End an environment's freeze, in every cluster.
     Unfreeze(UnfreezeArgs),
+    /// What a recorded revision ran, per cluster, as Helm's `get`: its values or its
+    /// objects (secrets as digests, never their values).
+    #[command(subcommand)]
+    Get(GetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// The merged values each cluster's revision was rendered with (`Values.secrets`
+    /// is never recorded).
+    Values(GetArgs),
+    /// The objects each cluster's revision applied, every secret as a digest.
+    Manifest(GetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub target: ReleaseEnvArgs,
+    /// That revision number in each cluster asked (default: the deployed one).
+    #[arg(long, value_name = "N", conflicts_with = "to")]
+    pub revision: Option<u32>,
+    /// Each cluster's revision of this deployment id.
+    #[arg(long, value_name = "DEPLOYMENT_ID")]
+    pub to: Option<String>,
+    #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
+    pub output: OutputFormat,
+}
+
+impl GetCommand {
+    pub fn args(&self) -> &GetArgs {
+        match self {
+            GetCommand::Values(a) | GetCommand::Manifest(a) => a,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -144,6 +180,7 @@ pub(super) fn env_selection(
         branch,
         clusters: None,
         kubeconfig,
+        namespace: None,
     }
 }
 
@@ -175,7 +212,7 @@ pub struct AdoptHelmArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub timeout: Option<Duration>,
     /// Output format of the summary (or of the dry run's changes).
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
@@ -202,6 +239,35 @@ impl From<ReportFilesArgs> for crate::rollout::summary::ReportFiles {
     }
 }
 
+/// Helm's `--wait` and `--atomic`, accepted so that ported scripts run: flotilla always
+/// does what they ask for, and says so in one line.
+#[derive(Debug, Clone, Args)]
+pub struct HelmHabitArgs {
+    /// Accepted for Helm's scripts: flotilla always waits until every cluster is healthy.
+    #[arg(long)]
+    pub wait: bool,
+    /// Accepted for Helm's scripts: a failure puts every changed cluster back, as the
+    /// environment's `rollout.on_failure: rollback` says (its default).
+    #[arg(long)]
+    pub atomic: bool,
+}
+
+impl HelmHabitArgs {
+    /// The one-line note for each of them given.
+    pub fn note(&self) {
+        if self.wait {
+            crate::output::eprint_line(
+                "note: --wait is how flotilla always works: it waits until every cluster is healthy (rollout.timeout, --timeout)",
+            );
+        }
+        if self.atomic {
+            crate::output::eprint_line(
+                "note: --atomic is how flotilla always works: a failure puts every changed cluster back (rollout.on_failure: rollback, the default)",
+            );
+        }
+    }
+}
+
 /// Which environment a command works on: by name or by git branch.
 #[derive(Debug, Clone, Args)]
 pub struct EnvNameArgs {
@@ -219,12 +285,32 @@ pub struct EnvNameArgs {
 pub struct EnvArgs {
     #[command(flatten)]
     pub name: EnvNameArgs,
-    /// Only these clusters (kube contexts of the environment), comma-separated.
-    #[arg(long, alias = "cluster", value_name = "CTX,CTX")]
+    /// Only these clusters (kube contexts of the environment), comma-separated
+    /// (`--cluster` and Helm's `--kube-context` say the same).
+    #[arg(
+        long,
+        alias = "cluster",
+        alias = "kube-context",
+        value_name = "CTX,CTX",
+        add = ArgValueCompleter::new(complete::cluster_names)
+    )]
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
     #[arg(long, env = "FLOTILLA_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// The release's namespace instead of its descriptor's `metadata.namespace`, as
+    /// Helm's `-n` (for `rollback`, also where its records are when the descriptor does
+    /// not load).
+    #[arg(short = 'n', long, value_name = "NS", value_parser = namespace_arg)]
+    pub namespace: Option<String>,
+}
+
+/// `-n/--namespace`: a DNS-1123 label, as `metadata.namespace` must be.
+fn namespace_arg(text: &str) -> Result<String, String> {
+    match crate::config::dns_label_problem(text, 63) {
+        Some(problem) => Err(problem),
+        None => Ok(text.to_owned()),
+    }
 }
 
 /// A release and the environment (and clusters) a command reads it in.
@@ -301,17 +387,17 @@ pub struct DeployArgs {
     pub create_namespace: bool,
     /// How long ErrImagePull or CreateContainerConfigError may last before the cluster
     /// fails (CrashLoopBackOff and ImagePullBackOff fail at once).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = crate::config::parse_duration, default_value = "30s")]
     pub transient_grace: Duration,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub timeout: Option<Duration>,
     /// Revisions kept per release and cluster.
     #[arg(long, default_value_t = crate::storage::DEFAULT_HISTORY_LIMIT)]
     pub history_max: usize,
     /// How long to wait for a lease another run holds before refusing (exit 3); a lease
     /// not renewed for its duration is taken over before (default: 21s).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub lock_timeout: Option<Duration>,
     /// Print the plan (waves, clusters, revision from → to, the Vault paths it would
     /// read, never values); change nothing, contact no Vault.
@@ -325,6 +411,8 @@ pub struct DeployArgs {
     /// deployment id; its clusters, not `--clusters`).
     #[arg(long, value_name = "DEPLOYMENT_ID", conflicts_with_all = ["all", "clusters"])]
     pub resume: Option<String>,
+    #[command(flatten)]
+    pub helm: HelmHabitArgs,
     #[command(flatten)]
     pub report_files: ReportFilesArgs,
     #[command(flatten)]
@@ -347,25 +435,23 @@ pub struct RollbackArgs {
     /// Print, per cluster, what runs now and what it would go to; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// The release namespace: lets a rollback run from the records alone when the
-    /// release's descriptor does not load (the bad commit of an incident).
-    #[arg(long)]
-    pub namespace: Option<String>,
     /// Go on when the records' MACs cannot be checked (Vault down: the record key
     /// cannot be read) or a MAC is missing or does not verify, with a warning naming
     /// each record; their digests and Vault paths are still checked.
     #[arg(long)]
     pub trust_records: bool,
     /// Per-cluster wait for health (default: the environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub timeout: Option<Duration>,
     /// Take fields that another field manager owns instead of failing.
     #[arg(long)]
     pub force_conflicts: bool,
     /// How long to wait for a lease another run holds before refusing (exit 3); a lease
     /// not renewed for its duration is taken over before (default: 21s).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub lock_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub helm: HelmHabitArgs,
     #[command(flatten)]
     pub report_files: ReportFilesArgs,
     /// Output format of the summary.
@@ -393,6 +479,13 @@ cannot be reached are reported with the exact command that finishes the job.";
 pub struct HistoryArgs {
     #[command(flatten)]
     pub target: ReleaseEnvArgs,
+    /// Only this deployment: one line per cluster, every revision it recorded.
+    #[arg(value_name = "DEPLOYMENT_ID")]
+    pub deployment_id: Option<String>,
+    /// A column per cluster with each revision it recorded, who ran each run and from
+    /// which commit (default: one line per deployment, its clusters counted by state).
+    #[arg(long)]
+    pub wide: bool,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
 }
@@ -418,7 +511,13 @@ pub struct PromoteArgs {
     #[arg(long, conflicts_with = "to")]
     pub branch: Option<String>,
     /// Only these clusters of the target (kube contexts), comma-separated.
-    #[arg(long, alias = "cluster", value_name = "CTX,CTX")]
+    #[arg(
+        long,
+        alias = "cluster",
+        alias = "kube-context",
+        value_name = "CTX,CTX",
+        add = ArgValueCompleter::new(complete::cluster_names)
+    )]
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
     #[arg(long, env = "FLOTILLA_KUBECONFIG")]
@@ -440,8 +539,10 @@ pub struct PromoteArgs {
     #[arg(long)]
     pub create_namespace: bool,
     /// Per-cluster wait for health (default: the target environment's rollout.timeout).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub helm: HelmHabitArgs,
     #[command(flatten)]
     pub report_files: ReportFilesArgs,
     #[command(flatten)]
@@ -505,7 +606,7 @@ pub struct UninstallArgs {
     pub env: EnvArgs,
     /// How long to wait for a lease another run holds before refusing (exit 3, nothing
     /// removed anywhere).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub lock_timeout: Option<Duration>,
     /// Print, per cluster, what would be removed; change nothing.
     #[arg(long)]
@@ -529,9 +630,19 @@ pub struct TemplateArgs {
     /// The environment (environments/<ENV>.yaml).
     #[arg(long, env = ENV_VAR, add = ArgValueCompleter::new(complete::environment_names))]
     pub env: String,
-    /// Only this cluster (kube context); prints its objects and nothing else.
-    #[arg(long)]
+    /// Only these clusters (kube contexts of the environment), comma-separated; one
+    /// cluster's objects print without a `cluster:` header.
+    #[arg(
+        long = "clusters",
+        alias = "cluster",
+        alias = "kube-context",
+        value_name = "CTX,CTX",
+        add = ArgValueCompleter::new(complete::cluster_names)
+    )]
     pub cluster: Option<String>,
+    /// The release's namespace instead of its descriptor's, as Helm's `-n`.
+    #[arg(short = 'n', long, value_name = "NS", value_parser = namespace_arg)]
+    pub namespace: Option<String>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
     /// Read the secrets from Vault and show them (needs Vault).
@@ -612,6 +723,7 @@ impl From<EnvArgs> for action::EnvSelection {
             branch,
             clusters: args.clusters,
             kubeconfig: args.kubeconfig,
+            namespace: args.namespace,
         }
     }
 }
@@ -630,7 +742,7 @@ impl From<OverrideArgs> for Overrides {
         Overrides {
             values: args.values.sources(),
             version: args.version,
-            promoted: None,
+            ..Overrides::default()
         }
     }
 }

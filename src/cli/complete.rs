@@ -1,4 +1,4 @@
-//! The completers that offer the repo's release and environment names to dynamic
+//! The completers that offer the repo's release, environment and cluster names to dynamic
 //! completion (`COMPLETE=bash flotilla`, see docs/cli.md): they see only the word being
 //! completed, and read the repo that `FLOTILLA_ROOT` names.
 
@@ -40,5 +40,24 @@ pub fn environment_names(current: &OsStr) -> Vec<CompletionCandidate> {
     let names = crate::config::Repo::open(&completion_root())
         .and_then(|repo| repo.environment_names())
         .unwrap_or_default();
+    candidates(current, names)
+}
+
+/// The kube contexts of every environment of the repo, for `--clusters a,b`: the name
+/// after the last comma is completed, what comes before it kept. Environment files that
+/// do not load offer nothing.
+pub fn cluster_names(current: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = current.to_string_lossy();
+    let before = typed.rsplit_once(',').map(|(done, _)| format!("{done},"));
+    let mut names: Vec<String> = crate::config::Repo::open(&completion_root())
+        .and_then(|repo| repo.each_environment())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, loaded)| loaded.ok())
+        .flat_map(|env| env.environment.clusters.into_iter().map(|c| c.context))
+        .map(|context| format!("{}{context}", before.as_deref().unwrap_or_default()))
+        .collect();
+    names.sort();
+    names.dedup();
     candidates(current, names)
 }

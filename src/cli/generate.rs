@@ -17,19 +17,41 @@ pub fn completions(shell: clap_complete::Shell) -> crate::Result<()> {
 
 /// `flotilla(1)` on stdout, or with `out`, one page per command and subcommand
 /// (`flotilla.1`, `flotilla-deploy.1`, `flotilla-secrets-check.1`, ...) in that folder.
+/// Every page ends with an EXIT STATUS section, the table of [`crate::exit`].
 pub fn man(out: Option<&Path>) -> crate::Result<()> {
     match out {
         None => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            let page = page(&clap_mangen::Man::new(Cli::command()))?;
             crate::output::print(&String::from_utf8_lossy(&page))?;
         }
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            clap_mangen::generate_to(Cli::command(), dir)?;
+            // As clap_mangen::generate_to, each page with its EXIT STATUS.
+            let mut command = Cli::command().disable_help_subcommand(true);
+            command.build();
+            write_pages(command, dir)?;
         }
     }
     Ok(())
+}
+
+fn write_pages(command: clap::Command, dir: &Path) -> std::io::Result<()> {
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_pages(sub.clone(), dir)?;
+    }
+    let man = clap_mangen::Man::new(command);
+    std::fs::write(dir.join(man.get_filename()), page(&man)?)
+}
+
+/// A page in roff: clap_mangen's sections, then EXIT STATUS.
+fn page(man: &clap_mangen::Man) -> std::io::Result<Vec<u8>> {
+    let mut page = Vec::new();
+    man.render(&mut page)?;
+    page.extend_from_slice(b".SH \"EXIT STATUS\"\n");
+    for (code, meaning) in crate::exit::EXIT_STATUS {
+        page.extend_from_slice(format!(".TP\n\\fB{code}\\fR\n{meaning}\n").as_bytes());
+    }
+    Ok(page)
 }
 
 /// Answers a dynamic completion request (`COMPLETE=<shell>` set) and exits; otherwise

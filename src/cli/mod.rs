@@ -94,20 +94,47 @@ pub fn exit_scheme(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitSc
     }
 }
 
-/// Whether the command asked for `-o json` (what its errors print then, too).
+/// What a refused command line did not say: that the refused value of `--output`
+/// came from `FLOTILLA_OUTPUT` (clap names only the flag), when the line gave none.
+pub fn usage_note(err: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let given_on_the_line = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == "-o" || a.starts_with("--output") || (a.starts_with("-o") && !a.starts_with("--"))
+    });
+    let value = std::env::var("FLOTILLA_OUTPUT").ok()?;
+    (arg.starts_with("--output") && !given_on_the_line).then(|| {
+        format!("note: the value {value:?} comes from the variable FLOTILLA_OUTPUT (table, json or yaml)")
+    })
+}
+
+/// Whether the command asked for `-o json` or `-o yaml` (what its errors print then,
+/// too); `-o yaml` makes every document of the process YAML.
 pub fn json_requested(cli: &Cli) -> bool {
     let output = match &cli.command {
         Command::Deploy(a) => a.output,
         Command::Rollback(a) => a.output,
         Command::History(a) => a.output,
         Command::Promote(a) => a.output,
-        Command::Status(a) if a.output == crate::output::StatusFormat::Json => OutputFormat::Json,
+        Command::Status(a) => a.output.document(),
         Command::Diff(a) => a.output,
         Command::Uninstall(a) => a.output,
         Command::AdoptHelm(a) => a.output,
+        Command::Get(get) => get.args().output,
+        Command::Lint(a) => a.output,
+        Command::Secrets(SecretsCommand::Check { output, .. }) => *output,
         _ => OutputFormat::Table,
     };
-    output == OutputFormat::Json
+    if output == OutputFormat::Yaml {
+        crate::output::documents_as_yaml();
+    }
+    output.is_document()
 }
 
 pub async fn run(cli: Cli) -> crate::Result<Finished> {
@@ -153,6 +180,7 @@ fn unreported(
 async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<()> {
     match command {
         Command::Deploy(args) => {
+            args.helm.note();
             let opts = action::deploy::DeployOptions {
                 release: args.release,
                 all: args.all,
@@ -183,6 +211,8 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             result
         }
         Command::Rollback(args) => {
+            args.helm.note();
+            let namespace = args.env.namespace.clone();
             let opts = action::rollback::RollbackOptions {
                 release: args.release,
                 env: args.env.into(),
@@ -191,7 +221,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                 force_conflicts: args.force_conflicts,
                 lock_timeout: args.lock_timeout,
                 dry_run: args.dry_run,
-                namespace: args.namespace,
+                namespace,
                 report_files: args.report_files.into(),
                 trust_records: args.trust_records,
                 output: args.output,
@@ -203,10 +233,34 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             }
             result
         }
+        Command::Get(get) => {
+            let part = match &get {
+                GetCommand::Values(_) => action::get::Part::Values,
+                GetCommand::Manifest(_) => action::get::Part::Manifest,
+            };
+            let (GetCommand::Values(args) | GetCommand::Manifest(args)) = get;
+            let opts = action::get::GetOptions {
+                target: args.target.into(),
+                revision: args.revision,
+                to: args.to,
+                output: args.output,
+            };
+            action::get::run(root, part, &opts).await
+        }
         Command::History(args) => {
-            action::history::run(root, &args.target.into(), args.output).await
+            action::history::run(
+                root,
+                &action::history::HistoryOptions {
+                    target: args.target.into(),
+                    deployment_id: args.deployment_id,
+                    wide: args.wide,
+                    output: args.output,
+                },
+            )
+            .await
         }
         Command::Promote(args) => {
+            args.helm.note();
             let mode = match (args.dry_run, args.check) {
                 (true, _) => action::promote::PromoteMode::DryRun,
                 (_, true) => action::promote::PromoteMode::Check,
@@ -220,12 +274,13 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
                     branch: args.branch,
                     clusters: args.clusters,
                     kubeconfig: args.kubeconfig,
+                    namespace: None,
                 },
                 mode,
                 checkout: Overrides {
                     values: args.set.into_iter().map(ValueSource::Set).collect(),
                     version: args.version,
-                    promoted: None,
+                    ..Overrides::default()
                 },
                 create_namespace: args.create_namespace,
                 timeout: args.timeout,
@@ -269,6 +324,7 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             let opts = action::template::TemplateOptions {
                 release: args.release,
                 env: args.env,
+                namespace: args.namespace,
                 cluster: args.cluster,
                 overrides: args.overrides.into(),
                 show_secrets: args.show_secrets,

@@ -187,6 +187,15 @@ struct DeadlineService<S> {
     cluster: Arc<str>,
 }
 
+/// When this process first connected to a cluster: the start of its run, as far as the
+/// clusters can tell (a diagnosis shows no event from before it).
+static RUN_STARTED: std::sync::OnceLock<k8s_openapi::jiff::Timestamp> = std::sync::OnceLock::new();
+
+/// The start of this process's run: its first connection to a cluster, if any.
+pub(super) fn run_started() -> Option<k8s_openapi::jiff::Timestamp> {
+    RUN_STARTED.get().copied()
+}
+
 /// Milliseconds since the process's first request: the clock of the request log.
 fn log_clock() -> f64 {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -350,6 +359,7 @@ impl ClusterHandle {
         kubeconfig: &LoadedKubeconfig,
         context: &str,
     ) -> Result<ClusterHandle, ClusterError> {
+        RUN_STARTED.get_or_init(k8s_openapi::jiff::Timestamp::now);
         let (read_from, kubeconfig) = (&kubeconfig.read_from, &kubeconfig.config);
         if !kubeconfig.contexts.iter().any(|c| c.name == context) {
             let known: Vec<&str> = kubeconfig

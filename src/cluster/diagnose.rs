@@ -7,6 +7,7 @@
 
 use super::{labels, ClusterError, ClusterHandle};
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, ResourceExt};
 use serde::Serialize;
@@ -168,8 +169,15 @@ pub fn failing_container(pod: &Pod) -> Option<Stuck> {
     })
 }
 
-/// The newest `MAX_EVENTS` of `events`, oldest first, as notes.
-pub fn newest_events(mut events: Vec<Event>) -> Vec<EventNote> {
+/// A margin for the events' one-second timestamps and a cluster's clock a little
+/// behind ours: a run's diagnosis leaves out events last seen before the run started
+/// ([`super::client::run_started`]) less this (an earlier run's `ScalingReplicaSet`).
+const CLOCK_MARGIN: k8s_openapi::jiff::SignedDuration =
+    k8s_openapi::jiff::SignedDuration::from_secs(2);
+
+/// The newest `MAX_EVENTS` of `events` last seen at `since` or later (every one without
+/// `since`), oldest first, as notes.
+pub fn newest_events(mut events: Vec<Event>, since: Option<Timestamp>) -> Vec<EventNote> {
     let when = |e: &Event| {
         e.last_timestamp
             .as_ref()
@@ -177,6 +185,9 @@ pub fn newest_events(mut events: Vec<Event>) -> Vec<EventNote> {
             .or_else(|| e.event_time.as_ref().map(|t| t.0))
             .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
     };
+    if let Some(since) = since {
+        events.retain(|e| when(e).is_none_or(|t| t >= since));
+    }
     events.sort_by_key(when);
     let skip = events.len().saturating_sub(MAX_EVENTS);
     events
@@ -342,7 +353,10 @@ impl ClusterHandle {
         }
         Diagnosis {
             pods,
-            events: newest_events(events),
+            events: newest_events(
+                events,
+                super::client::run_started().and_then(|t| t.checked_sub(CLOCK_MARGIN).ok()),
+            ),
             note: (!notes.is_empty())
                 .then(|| format!("diagnosis incomplete: {}", notes.join("; "))),
         }
@@ -530,11 +544,23 @@ mod tests {
                 )
             })
             .collect();
-        let notes = newest_events(events);
+        let notes = newest_events(events, None);
         assert_eq!(notes.len(), MAX_EVENTS);
         assert_eq!(notes[0].reason, "R05");
         assert_eq!(notes[MAX_EVENTS - 1].reason, "R14");
         assert_eq!(notes[0].object, "Pod ns/web-1");
+    }
+
+    #[test]
+    fn events_from_before_the_run_are_left_out() {
+        let events = vec![
+            event("web-1", "ScalingReplicaSet", "2026-01-01T00:00:05Z", 1),
+            event("web-1", "BackOff", "2026-01-01T00:00:20Z", 2),
+        ];
+        let since = "2026-01-01T00:00:10Z".parse().unwrap();
+        let notes = newest_events(events, Some(since));
+        let reasons: Vec<&str> = notes.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(reasons, ["BackOff"]);
     }
 
     #[test]
@@ -602,7 +628,10 @@ mod tests {
                 logs: Vec::new(),
                 logs_unavailable: Some("not served by the API server (500): no kubelet".into()),
             }],
-            events: newest_events(vec![event("web-1", "BackOff", "2026-01-01T00:00:00Z", 3)]),
+            events: newest_events(
+                vec![event("web-1", "BackOff", "2026-01-01T00:00:00Z", 3)],
+                None,
+            ),
             note: None,
         };
         assert_eq!(

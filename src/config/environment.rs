@@ -368,12 +368,16 @@ mod humantime_serde_compat {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration; write it as 90s, 5m or 1h30m"
-            ))
-        })
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
     }
+}
+
+/// A duration as the environment files and the command line write it (`90s`, `5m`,
+/// `1h30m`), one wording for what is not one (a bare `300` included: seconds or
+/// minutes?).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|_| format!("{text:?} is not a duration; write it as 90s, 5m or 1h30m"))
 }
 
 /// `rollback_timeout: 5m`, optional.

@@ -26,5 +26,5 @@ pub use repo::*;
 pub use schema::{schema, SchemaKind};
 pub use validate::{
     check_environments, check_release_contexts, check_release_for_environment, dns_label_problem,
-    dns_subdomain_problem, kv_path_problem,
+    dns_subdomain_problem, image_tag_problem, kv_path_problem,
 };

@@ -19,6 +19,8 @@ pub type Named<T> = (String, Result<T, ConfigError>);
 #[derive(Debug, Clone)]
 pub struct Repo {
     root: PathBuf,
+    /// `-n/--namespace`: in place of every descriptor's `metadata.namespace`.
+    namespace: Option<String>,
 }
 
 impl Repo {
@@ -41,7 +43,15 @@ impl Repo {
         }
         Ok(Repo {
             root: root.to_path_buf(),
+            namespace: None,
         })
+    }
+
+    /// Every release loaded from this repo goes to `namespace` (when given) instead of
+    /// its descriptor's `metadata.namespace`, as Helm's `-n` does.
+    pub fn with_namespace(mut self, namespace: Option<String>) -> Repo {
+        self.namespace = namespace;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -274,7 +284,11 @@ impl Repo {
     }
 
     fn load_release(&self, file: &Path) -> Result<LoadedRelease, ConfigError> {
-        load_release(file, self.release_folder(file).as_deref())
+        let mut release = load_release(file, self.release_folder(file).as_deref())?;
+        if let Some(namespace) = &self.namespace {
+            release.descriptor.metadata.namespace = namespace.clone();
+        }
+        Ok(release)
     }
 }
 
@@ -321,7 +335,17 @@ pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, 
     check_release(file, &text, &descriptor, folder)?;
     let base = file.parent().unwrap_or(Path::new(""));
     let chart_dir = normalise(&base.join(&descriptor.spec.chart));
-    let chart_problem = if !chart_dir.is_dir() {
+    let remote = ["oci://", "https://", "http://"]
+        .into_iter()
+        .find(|scheme| descriptor.spec.chart.starts_with(scheme));
+    let chart_problem = if let Some(scheme) = remote {
+        Some(format!(
+            "{:?}: a chart from a registry ({scheme}) is not read by flotilla, which records every chart file with each revision: pull it into a folder of the repo (helm pull {} --untar --untardir releases/{}) and give that folder",
+            descriptor.spec.chart,
+            descriptor.spec.chart,
+            folder.unwrap_or("NAME")
+        ))
+    } else if !chart_dir.is_dir() {
         Some(format!(
             "{:?}: there is no folder {}",
             descriptor.spec.chart,

@@ -313,7 +313,7 @@ impl<'a> Renderer<'a> {
                 self.checksum_key.as_deref().map(|k| k.as_slice()),
                 || self.chart.registry.render_with_context(template, &context),
             )
-            .map_err(|err| self.template_error(template, err))?;
+            .map_err(|err| self.template_error(template, &cluster.context, err))?;
             split_documents(&self.chart.file_of(template), &text, &mut objects)?;
         }
         let mut manifest = Manifest {
@@ -324,11 +324,32 @@ impl<'a> Renderer<'a> {
         Ok(manifest)
     }
 
-    fn template_error(&self, template: &str, err: handlebars::RenderError) -> RenderError {
+    fn template_error(
+        &self,
+        template: &str,
+        context: &str,
+        err: handlebars::RenderError,
+    ) -> RenderError {
         let file = self
             .chart
             .file_of(err.template_name.as_deref().unwrap_or(template));
         let message = match err.reason() {
+            // The chart asks for a replica count that spec.scaling does not give this
+            // cluster: most often a typo in spec.scaling, which the template cannot see.
+            RenderErrorReason::MissingVariable(Some(path))
+                if path.starts_with("Values.scaling.") =>
+            {
+                let given: Vec<String> = self
+                    .replicas(context)
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect();
+                format!(
+                    "`{path}` is missing (strict mode): spec.scaling of {} gives this cluster replicas for {}; a name there may be misspelt, or guard it with `default`",
+                    self.descriptor_file.display(),
+                    if given.is_empty() { "no Deployment".to_owned() } else { given.join(", ") }
+                )
+            }
             RenderErrorReason::MissingVariable(Some(path)) => format!(
                 "`{path}` is missing (strict mode); give it a value or guard it with `default`"
             ),
@@ -363,6 +384,26 @@ impl<'a> Renderer<'a> {
                 .iter_mut()
                 .find(|o| o.kind() == "Deployment" && o.name() == replicas.name);
             let Some(deployment) = deployment else {
+                // The object is there under another kind: a typo in its `kind`, not in
+                // spec.scaling.
+                if let Some(other) = manifest
+                    .objects
+                    .iter()
+                    .find(|o| o.name() == replicas.name && o.kind() != "Deployment")
+                {
+                    return Err(RenderError::Template {
+                        file: other.source.clone(),
+                        line: None,
+                        column: None,
+                        message: format!(
+                            "{:?} has kind {:?}, which spec.scaling of {} takes for a Deployment (replicas: {}): is `kind` misspelt?",
+                            replicas.name,
+                            other.kind(),
+                            self.descriptor_file.display(),
+                            replicas.count
+                        ),
+                    });
+                }
                 let rendered: Vec<&str> = manifest
                     .objects
                     .iter()

@@ -29,6 +29,9 @@ pub struct Overrides {
     /// descriptor gives only the environment-dependent values, scaling and secret
     /// mappings.
     pub promoted: Option<Promoted>,
+    /// `deploy --resume`: the command-line values the paused deployment recorded, in
+    /// place of `values` (which are then not given).
+    pub recorded_values: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A recorded artifact and where it comes from.
@@ -41,7 +44,10 @@ pub struct Promoted {
 impl Overrides {
     /// The values layer of the command line, read and parsed (bad input: exit 2).
     pub fn values(&self) -> crate::Result<CommandLineValues> {
-        Ok(CommandLineValues::parse(&self.values)?)
+        match &self.recorded_values {
+            Some(recorded) => Ok(CommandLineValues::recorded(recorded.clone())),
+            None => Ok(CommandLineValues::parse(&self.values)?),
+        }
     }
 
     /// Puts `--version` (when given) in place of the descriptor's version.
@@ -49,6 +55,9 @@ impl Overrides {
         if let Some(version) = &self.version {
             if version.trim().is_empty() {
                 return Err(crate::Error::Reported("--version must not be empty".into()));
+            }
+            if let Some(problem) = crate::config::image_tag_problem(version) {
+                return Err(crate::Error::Reported(format!("--version: {problem}")));
             }
             release.descriptor.spec.version = version.clone();
         }

@@ -38,6 +38,23 @@ pub enum RunResult {
     Abandoned,
 }
 
+impl RunResult {
+    /// How a cluster's row reads on a terminal: red when it was not put where the run
+    /// meant and needs a look.
+    fn tone(self) -> Option<crate::output::Tone> {
+        match self {
+            RunResult::FailedUnchanged
+            | RunResult::RollbackFailed
+            | RunResult::LeftFailed
+            | RunResult::Abandoned => Some(crate::output::Tone::Bad),
+            RunResult::Deployed
+            | RunResult::NotStarted
+            | RunResult::RolledBack
+            | RunResult::LeftDeployed => None,
+        }
+    }
+}
+
 impl std::fmt::Display for RunResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -279,6 +296,19 @@ impl Report {
                 .all(|c| c.result == RunResult::FailedUnchanged && c.refused)
     }
 
+    /// How the run ended, in a few words: the heading's, and an error's when the run
+    /// recorded no cause.
+    pub fn outcome(&self) -> &'static str {
+        match self.overall {
+            Overall::Succeeded => "succeeded",
+            Overall::RolledBack => "FAILED, every changed cluster rolled back",
+            Overall::RollbackIncomplete => "FAILED, rollback INCOMPLETE",
+            Overall::Halted => "FAILED, clusters left as they are (on_failure: halt)",
+            Overall::Refused => "REFUSED before any change, nothing was changed",
+            Overall::Paused => "paused as asked (--until-wave)",
+        }
+    }
+
     pub fn table(&self) -> String {
         let rows = self.clusters.iter().map(|c| Row {
             cluster: c.context.clone(),
@@ -287,28 +317,32 @@ impl Report {
             result: c.result.to_string(),
             duration: seconds(c.duration),
         });
-        crate::output::table_text(Table::new(rows))
+        let tones: Vec<_> = self.clusters.iter().map(|c| c.result.tone()).collect();
+        crate::output::paint_rows(&crate::output::table_text(Table::new(rows)), &tones)
     }
 
     /// The table and, below it, what happened and what is left to do.
     pub fn text(&self) -> String {
-        let run = match &self.target {
+        let mut run = match &self.target {
             Some(target) => format!("to deployment {target}, run {}", self.deployment_id),
             None => format!("deployment {}", self.deployment_id),
         };
+        if let Some(version) = &self.version {
+            run.push_str(&format!(", version {version}"));
+        }
         let mut out = format!(
             "{} {} to {} ({run}): {}\n{}",
             self.operation,
             self.release,
             self.environment,
-            match self.overall {
-                Overall::Succeeded => "succeeded",
-                Overall::RolledBack => "FAILED, every changed cluster rolled back",
-                Overall::RollbackIncomplete => "FAILED, rollback INCOMPLETE",
-                Overall::Halted => "FAILED, clusters left as they are (on_failure: halt)",
-                Overall::Refused => "REFUSED before any change, nothing was changed",
-                Overall::Paused => "paused as asked (--until-wave)",
-            },
+            crate::output::paint(
+                self.outcome(),
+                if self.succeeded() {
+                    crate::output::Tone::Good
+                } else {
+                    crate::output::Tone::Bad
+                }
+            ),
             self.table()
         );
         if self.interrupted {
@@ -323,8 +357,12 @@ impl Report {
             out.push_str(&format!("cause: {cause}\n"));
         }
         for c in &self.clusters {
+            // The cause is said once: a cluster's error that is the cause is not said again.
+            let said = |err: &str| self.cause.as_deref().is_some_and(|cause| cause == err);
             if let (Some(err), true) = (&c.error, c.result != RunResult::Deployed) {
-                out.push_str(&format!("{}: {err}\n", c.context));
+                if !said(err) {
+                    out.push_str(&format!("{}: {err}\n", c.context));
+                }
             }
             for line in c.diagnosis.iter().flat_map(|d| diagnosis_lines(d)) {
                 out.push_str(&format!("{}:   {line}\n", c.context));
@@ -354,6 +392,10 @@ impl Report {
                 self.release, self.environment, self.deployment_id
             ));
         }
+        for line in self.now_and_next() {
+            out.push_str(&line);
+            out.push('\n');
+        }
         let todo: Vec<&str> = self
             .clusters
             .iter()
@@ -370,6 +412,61 @@ impl Report {
             }
         }
         out
+    }
+
+    /// After a run that did not succeed: what each cluster runs now, and what to do
+    /// next, in a line each.
+    fn now_and_next(&self) -> Vec<String> {
+        let (release, env) = (&self.release, &self.environment);
+        let put_back: Vec<String> = {
+            let mut ids: Vec<String> = self
+                .clusters
+                .iter()
+                .filter(|c| c.result == RunResult::RolledBack)
+                .map(|c| match &c.before {
+                    Some(before) => format!("deployment {}", before.deployment_id),
+                    None => "uninstalled".to_owned(),
+                })
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        let left: Vec<&str> = self
+            .clusters
+            .iter()
+            .filter(|c| matches!(c.result, RunResult::LeftDeployed | RunResult::LeftFailed))
+            .map(|c| c.context.as_str())
+            .collect();
+        let status =
+            format!("`flotilla status {release} --env {env}` shows every cluster's health");
+        match self.overall {
+            Overall::Succeeded | Overall::Paused => Vec::new(),
+            Overall::RolledBack => vec![
+                format!(
+                    "now running: what ran before this run, in every cluster it changed ({}); the others were not touched",
+                    if put_back.is_empty() { "none".to_owned() } else { put_back.join(", ") }
+                ),
+                format!("next: fix the cause above, then run it again; {status}"),
+            ],
+            Overall::Halted => vec![
+                format!(
+                    "now running: this run's revision, as it is, in {} (on_failure: halt)",
+                    if left.is_empty() { "no cluster".to_owned() } else { left.join(", ") }
+                ),
+                format!(
+                    "next: `flotilla rollback {release} --env {env}` puts every cluster back on the last complete deployment; {status}"
+                ),
+            ],
+            Overall::RollbackIncomplete => vec![
+                "now running: what ran before in the clusters put back; the others as the table says".to_owned(),
+                format!("next: run the commands below once those clusters answer; {status}"),
+            ],
+            Overall::Refused => vec![
+                "now running: what ran before, everywhere: nothing was changed".to_owned(),
+                "next: fix the cause above (or wait for the run that holds the lock), then run it again".to_owned(),
+            ],
+        }
     }
 
     pub fn json(&self) -> String {
@@ -451,5 +548,42 @@ mod tests {
         assert_eq!(d["pods"][0]["reason"], "ImagePullBackOff");
         assert_eq!(d["pods"][0]["restarts"], 0);
         assert_eq!(d["events"][0]["type"], "Warning");
+    }
+
+    #[test]
+    fn the_cause_is_said_once_with_the_version_and_what_runs_now_and_next() {
+        let mut report = failed_report();
+        report.version = Some("2.4.0".into());
+        report.cause = Some("cluster `eu`: Deployment ns/hello-web failed".into());
+        let text = report.text();
+        assert_eq!(
+            text.matches("Deployment ns/hello-web failed").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.starts_with("deploy hello to prod (deployment d2, version 2.4.0): FAILED"),
+            "{text}"
+        );
+        // The diagnosis is still under the cluster's name.
+        assert!(text.contains("eu:   pod ns/hello-web-7d9-x2"), "{text}");
+        assert!(
+            text.contains("now running: what ran before this run, in every cluster it changed (deployment d1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "next: fix the cause above, then run it again; `flotilla status hello --env prod`"
+            ),
+            "{text}"
+        );
+        report.overall = Overall::Halted;
+        report.clusters[0].result = RunResult::LeftFailed;
+        let text = report.text();
+        assert!(
+            text.contains("now running: this run's revision, as it is, in eu (on_failure: halt)")
+                && text.contains("next: `flotilla rollback hello --env prod`"),
+            "{text}"
+        );
     }
 }

@@ -19,6 +19,8 @@ pub struct EnvSelection {
     pub clusters: Option<String>,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
     pub kubeconfig: Option<PathBuf>,
+    /// `-n/--namespace`: the release's namespace instead of its descriptor's.
+    pub namespace: Option<String>,
 }
 
 /// The environment and the plan, chosen from the repo alone.
@@ -41,7 +43,7 @@ pub struct Selected {
 /// read yet: a command checks what it needs of the repo (the release) first, since a
 /// typo there is the likelier mistake and needs no cluster.
 pub fn configure(root: &Path, args: &EnvSelection) -> Result<Configured> {
-    let repo = Repo::open(root)?;
+    let repo = Repo::open(root)?.with_namespace(args.namespace.clone());
     let env = select_environment(&repo, args.env.as_deref(), args.branch.as_deref())?;
     let limit = args.clusters.as_deref().map(parse_limit);
     let plan = Plan::new(&env, limit.as_deref())?;

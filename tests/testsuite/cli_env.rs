@@ -22,13 +22,42 @@ fn flotilla_output_and_root_stand_for_their_flags() {
     let out = flotilla(elsewhere.path(), &["lint", "-o", "table"], &vars);
     let table = text(&out.stdout);
     assert!(table.trim_start().starts_with("RELEASE"), "{table}");
-    // A bad value is refused as a bad flag would be.
-    let out = flotilla(Path::new(GOOD), &["lint"], &[("FLOTILLA_OUTPUT", "yaml")]);
+    // A bad value is refused as a bad flag would be, naming the variable it came from.
+    let out = flotilla(Path::new(GOOD), &["lint"], &[("FLOTILLA_OUTPUT", "xml")]);
     assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("'yaml'"),
+        stderr.contains("'xml'") && stderr.contains("comes from the variable FLOTILLA_OUTPUT"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn output_yaml_is_the_json_document_as_yaml_errors_included() {
+    let dir = Path::new(GOOD);
+    let json = flotilla(dir, &["lint", "-o", "json"], &[]);
+    let yaml = flotilla(dir, &["lint"], &[("FLOTILLA_OUTPUT", "yaml")]);
+    assert_eq!(yaml.status.code(), Some(0), "{}", text(&yaml.stderr));
+    let from_json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let from_yaml: serde_json::Value = serde_yaml_ng::from_slice(&yaml.stdout).expect("YAML");
+    assert_eq!(from_json, from_yaml);
+    assert!(
+        !text(&yaml.stdout).trim_start().starts_with('{'),
         "{}",
-        text(&out.stderr)
+        text(&yaml.stdout)
+    );
+    // A command that fails before its own document still prints one, as YAML.
+    let out = flotilla(
+        dir,
+        &["history", "nosuch", "--env", "dev", "-o", "yaml"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_yaml_ng::from_slice(&out.stdout).expect("YAML");
+    assert_eq!(doc["exit_code"], 2, "{doc:#}");
+    assert!(
+        doc["error"].as_str().is_some_and(|e| e.contains("nosuch")),
+        "{doc:#}"
     );
 }
 

@@ -121,6 +121,11 @@ fn man_out_writes_one_page_per_command() {
         assert!(roff.contains(".TH flotilla-"), "{}", page.display());
     }
     // A command with subcommands names them on its page.
+    let deploy = std::fs::read_to_string(out_dir.join("flotilla-deploy.1")).expect("page");
+    assert!(
+        deploy.contains(".SH \"EXIT STATUS\"") && deploy.contains("Bad input or configuration"),
+        "{deploy}"
+    );
     let secrets = std::fs::read_to_string(out_dir.join("flotilla-secrets.1")).expect("page");
     assert!(
         secrets.contains("flotilla\\-secrets\\-check(1)"),
@@ -193,6 +198,42 @@ fn environment_names_complete_from_the_repo_named_by_flotilla_root() {
         &[("FLOTILLA_ROOT", &root)],
     );
     assert_eq!(from, ["prod"]);
+}
+
+#[test]
+fn cluster_names_complete_from_the_environments_after_the_last_comma() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let clusters = dynamic_candidates(
+        root,
+        &[
+            "flotilla",
+            "status",
+            "hello",
+            "--env",
+            "dev",
+            "--clusters",
+            "dev-",
+        ],
+        &[],
+    );
+    assert_eq!(
+        clusters,
+        ["dev-europe-west1", "dev-paris-dc1", "dev-us-central1"]
+    );
+    let second = dynamic_candidates(
+        root,
+        &[
+            "flotilla",
+            "template",
+            "hello",
+            "--env",
+            "prod",
+            "--clusters",
+            "prod-paris-dc1,prod-eu",
+        ],
+        &[],
+    );
+    assert_eq!(second, ["prod-paris-dc1,prod-europe-west1"]);
 }
 
 #[test]

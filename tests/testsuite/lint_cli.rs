@@ -145,6 +145,18 @@ fn a_secret_outside_a_secret_is_a_warning_naming_object_field_and_fix_and_an_err
         stderr.contains("error: ") && stderr.contains("ConfigMap/app1-leaky: data.dsn"),
         "{stderr}"
     );
+    // The table never says `ok` for what fails the command.
+    let table = text(&strict.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains("app1"))
+        .unwrap_or_default();
+    assert!(
+        row.ends_with("3 warnings (--strict: problems)") && !row.contains(" ok"),
+        "{table}"
+    );
+    let lenient = text(&out.stdout);
+    assert!(lenient.contains("ok, 3 warnings"), "{lenient}");
     // The example chart keeps its secrets in Secrets: strict passes.
     let good = flotilla_in(Path::new(GOOD), &["lint", "--strict"], &[]);
     assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));

@@ -1,6 +1,7 @@
 //! The on-call runbook's commands are commands flotilla accepts: every `flotilla ...`
 //! line of docs/runbooks/rollback.md parses, and so does the command a report prints to
-//! finish an interrupted rollback. (What they do is tested on a fleet in
+//! finish an interrupted rollback. (`fleet::runbook` runs the page's commands as written
+//! on a fleet of the demo's clusters; the incidents they answer are tested in
 //! tests/testsuite/fleet/rollout.rs and tests/testsuite/fleet/rollout_stop.rs.)
 
 use clap::Parser;

@@ -33,5 +33,6 @@ pub use environments::check_environments;
 pub(crate) use names::nearest;
 pub use names::{dns_label_problem, dns_subdomain_problem};
 pub(crate) use release::check_release;
+pub use release::image_tag_problem;
 pub use secrets::check_release_for_environment;
 pub use vault::kv_path_problem;

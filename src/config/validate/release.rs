@@ -95,18 +95,22 @@ fn check_version(problems: &mut Problems, at: &FieldPath, version: &str) {
         problems.add(at, "is empty; give the application version (the image tag)");
         return;
     }
+    if let Some(problem) = image_tag_problem(version) {
+        problems.add(at, problem);
+    }
+}
+
+/// Why `version` cannot be an image tag (`spec.version`, `--version`), if it cannot.
+pub fn image_tag_problem(version: &str) -> Option<String> {
     let valid = !version.is_empty()
         && version.len() <= 128
         && version.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
         && version
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
-    if !valid {
-        problems.add(
-            at,
-            format!("{version:?} cannot be an image tag: use letters, digits, '_', '.' and '-' (at most 128, not starting with '.' or '-')"),
-        );
-    }
+    (!valid).then(|| {
+        format!("{version:?} cannot be an image tag: use letters, digits, '_', '.' and '-' (at most 128, not starting with '.' or '-')")
+    })
 }
 
 #[cfg(test)]

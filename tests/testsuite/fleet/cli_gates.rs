@@ -178,7 +178,11 @@ fn history_shows_who_deployed_from_which_commit_and_json_says_cluster() {
     let second_id = second["deployment_id"].as_str().unwrap().to_owned();
     assert_eq!(second["clusters"][0]["cluster"], "cg-a", "{second:#}");
 
-    let out = run(fleet(), &repo, &["history", "hello", "--env", "prod"]);
+    let out = run(
+        fleet(),
+        &repo,
+        &["history", "hello", "--env", "prod", "--wide"],
+    );
     assert!(out.status.success(), "{}", describe(&out));
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     let header = header_of(&table, "DEPLOYMENT ID");

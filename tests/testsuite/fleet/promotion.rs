@@ -226,7 +226,11 @@ fn prod_gets_the_chart_and_values_dev_ran_not_the_edited_checkout() {
         assert_eq!(cell["promoted_from"]["deploymentId"], dev_id.as_str());
         assert_eq!(cell["artifact"], dev_artifact.as_str(), "{rows:#}");
     }
-    let table_run = ok(run(fleet(), &repo, &["history", "hello", "--env", "prod"]));
+    let table_run = ok(run(
+        fleet(),
+        &repo,
+        &["history", "hello", "--env", "prod", "--wide"],
+    ));
     let table = String::from_utf8_lossy(&table_run.stdout);
     assert!(
         table.contains(&format!(

@@ -142,12 +142,44 @@ fn rollback_to_an_older_deployment_id_finds_each_clusters_revision() {
         deployed(fleet(), &repo, "prod", "r-eu"),
         Some((4, ids[0].clone(), "v1".into()))
     );
-    // History: deployment ids as rows, clusters as columns.
+    // History: one line per deployment id; --wide a column per cluster; one
+    // deployment's clusters one per line.
     let out = run(fleet(), &repo, &["history", "hello", "--env", "prod"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let line = |id: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_else(|| panic!("{id} is not in the history:\n{table}"))
+            .to_owned()
+    };
+    assert!(line(&ids[2]).contains("rolled back"), "{table}");
+    assert!(
+        line(&ids[0]).contains(&ids[0]) && line(&ids[1]).contains("v2"),
+        "{table}"
+    );
+    let out = run(
+        fleet(),
+        &repo,
+        &["history", "hello", "--env", "prod", "--wide"],
+    );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("r-paris") && table.contains(&ids[1]),
         "{table}"
+    );
+    let out = run(
+        fleet(),
+        &repo,
+        &["history", "hello", &ids[1], "--env", "prod"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("deployment {}", ids[1]))
+            && ["r-eu", "r-us", "r-paris"]
+                .iter()
+                .all(|c| text.lines().any(|l| l.trim_start().starts_with(c))),
+        "{text}"
     );
 }
 

@@ -369,6 +369,10 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
         &["status", "canary", "--env", "dev", "-o", "html"],
         &["-vvv", "history", "canary", "--env", "dev"],
         &["history", "canary", "--env", "dev", "-o", "json"],
+        &["-vvv", "get", "values", "canary", "--env", "dev"],
+        &["get", "values", "canary", "--env", "dev", "-o", "json"],
+        &["-vvv", "get", "manifest", "canary", "--env", "dev"],
+        &["get", "manifest", "canary", "--env", "dev", "-o", "json"],
     ] {
         let out = flotilla_with_only(root, args, &loud).await;
         assert!(
@@ -797,6 +801,8 @@ async fn adopt_helm_records_no_value_given_to_helm_with_set() {
         &["status", "web", "--env", "dev", "-o", "json"],
         &["-vvv", "diff", "web", "--env", "dev"],
         &["diff", "web", "--env", "dev", "-o", "json"],
+        &["-vvv", "get", "values", "web", "--env", "dev"],
+        &["get", "manifest", "web", "--env", "dev", "-o", "json"],
     ] {
         let out = run_loud(root, args, &vars).await;
         assert!(

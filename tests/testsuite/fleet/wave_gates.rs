@@ -427,3 +427,70 @@ fn a_resumed_deployment_that_fails_puts_its_earlier_waves_back_too() {
     assert_eq!(result_of(&report, &first), "rolled-back", "{report:#}");
     assert_back_on(&repo, &[&first, &second], &good);
 }
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn the_resume_command_a_pause_prints_goes_on_as_printed() {
+    let (repo, first, second) = test_repo("resume-printed");
+    let fleet = Fleet::shared();
+    deploy_v1(&repo);
+    // A version and --set values the checkout does not have: the printed command must
+    // take them from the paused deployment's records.
+    let set = format!("breakIn={first},breakTag=v3-{first}");
+    let paused = run(
+        fleet,
+        &repo,
+        &[
+            "deploy",
+            "hello",
+            "--env",
+            "prod",
+            "--version",
+            "v3",
+            "--set",
+            &set,
+            "--until-wave",
+            "0",
+        ],
+    );
+    assert!(paused.status.success(), "{}", describe(&paused));
+    let text = String::from_utf8_lossy(&paused.stdout);
+    let printed = text
+        .lines()
+        .skip_while(|l| !l.starts_with("stopped after wave 0"))
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no resume command printed:\n{text}"));
+    assert!(
+        printed.starts_with("flotilla deploy hello --env prod --resume "),
+        "{printed}"
+    );
+    let id = printed.rsplit(' ').next().unwrap().to_owned();
+    // status says the deployment is paused, with the same command.
+    let status = run(fleet, &repo, &["status", "hello", "--env", "prod"]);
+    assert_eq!(status.status.code(), Some(0), "{}", describe(&status));
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        said.contains(&format!("deployment {id} is paused after wave 0")) && said.contains(printed),
+        "{said}"
+    );
+    let args: Vec<&str> = printed.split_whitespace().skip(1).collect();
+    let resumed = run(fleet, &repo, &args);
+    assert!(
+        resumed.status.success(),
+        "{printed}: {}",
+        describe(&resumed)
+    );
+    let notice = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        notice.contains(&format!("--resume {id}: version v3")) && notice.contains("breakIn"),
+        "{notice}"
+    );
+    for context in [&first, &second] {
+        assert_eq!(
+            deployed(fleet, &repo, "prod", context).map(|d| (d.1, d.2)),
+            Some((id.clone(), "v3".to_owned())),
+            "{context}"
+        );
+    }
+}

@@ -72,3 +72,30 @@ pub fn dedicated_fleet(names: &[&str]) -> &'static Fleet {
         .entry(key)
         .or_insert_with(|| Box::leak(Box::new(Fleet::dedicated(names))))
 }
+
+/// `flotilla ARGS...` with its stdout on a terminal (a pseudo-terminal of util-linux's
+/// `script`), stderr discarded, `env` added: what it printed there, and its exit code.
+pub fn flotilla_on_a_terminal(args: &[&str], env: &[(String, String)]) -> (String, Option<i32>) {
+    let quoted: Vec<String> = std::iter::once(flotilla_bin().display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+        .collect();
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c"])
+        .arg(format!("{} 2>/dev/null", quoted.join(" ")))
+        .arg("/dev/null")
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR");
+    for var in RUNNER_VARIABLES {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("util-linux `script` runs (it gives the command a terminal)");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+    )
+}
