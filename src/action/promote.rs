@@ -195,7 +195,7 @@ async fn source_revision(
     let answers = on_each(&plan, kubeconfig, |_, handle| async move {
         let history = ops::history(&handle, namespace, name).await?;
         let unhealthy = match history.runs_now() {
-            Some(_) => ops::status(&handle, namespace, name)
+            Some(_) => ops::status_of(&handle, namespace, name, &history)
                 .await?
                 .unhealthy()
                 .map(|o| format!("{} {}", o.object, o.health))

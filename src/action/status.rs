@@ -43,9 +43,10 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
     }
     let (namespace, name) = (opened.namespace(), opened.name());
     let both = every_cluster::query_each(&opened, |_, handle| async move {
-        let report = ops::status(&handle, namespace, name).await?;
-        // For a deployment paused by --until-wave, which status alone cannot tell.
-        let history = ops::history(&handle, namespace, name).await.ok();
+        // The records once: the status, and a deployment paused by --until-wave, which
+        // status alone cannot tell.
+        let history = ops::history(&handle, namespace, name).await?;
+        let report = ops::status_of(&handle, namespace, name, &history).await?;
         Ok((report, history))
     })
     .await;
@@ -54,7 +55,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
         .into_iter()
         .map(|(cluster, answer)| {
             let report = answer.map(|(report, history)| {
-                histories.extend(history.map(|h| (cluster.context.clone(), h)));
+                histories.push((cluster.context.clone(), history));
                 report
             });
             (cluster, report)

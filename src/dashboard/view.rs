@@ -280,7 +280,7 @@ async fn read_selected(
                     .current()
                     .is_some_and(|r| r.status != Status::Uninstalled)
                 {
-                    Some(ops::status(&handle, namespace, name).await?)
+                    Some(ops::status_of(&handle, namespace, name, &history).await?)
                 } else {
                     None
                 };

@@ -189,6 +189,17 @@ pub async fn status(
     release: &str,
 ) -> Result<StatusReport, ClusterError> {
     let history = history(cluster, namespace, release).await?;
+    status_of(cluster, namespace, release, &history).await
+}
+
+/// [`status`] from the records `history` already read (a caller that needs them too
+/// reads them once).
+pub async fn status_of(
+    cluster: &ClusterHandle,
+    namespace: &str,
+    release: &str,
+    history: &History,
+) -> Result<StatusReport, ClusterError> {
     let record = history.current().ok_or_else(|| {
         release_error(
             cluster.context(),

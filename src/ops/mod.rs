@@ -27,7 +27,9 @@ pub mod upgrade;
 #[cfg(any(test, feature = "scripted-clusters"))]
 pub mod fake;
 
-pub use inspect::{diff, history, status, ClusterHealth, ObjectHealth, ObjectStatus, StatusReport};
+pub use inspect::{
+    diff, history, status, status_of, ClusterHealth, ObjectHealth, ObjectStatus, StatusReport,
+};
 pub use kube::{HeldLock, KubeClient, ReleaseCluster};
 pub use restore::restore;
 pub use restore::restore_under;

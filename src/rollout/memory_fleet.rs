@@ -183,6 +183,11 @@ impl Fleet {
             version: steps.clusters.values().find_map(Prepared::app_version),
         };
         self.last = Some(run.execute(steps, |_| {}).await);
+        self.end_faults();
+    }
+
+    /// The faults scripted for a run end with it, run or refused.
+    fn end_faults(&self) {
         for c in &self.clusters {
             c.kube.set_wait(Wait::Healthy);
             c.kube.reject(None);
@@ -238,9 +243,7 @@ impl Fleet {
         let options = self.options(&plan, &self.deploying(version, Some(id)));
         let mut steps = self.deploy_steps(id, version, crash, options);
         if let Err(why) = steps.resume_deployment(&mut plan, id, None) {
-            for c in &self.clusters {
-                c.kube.set_wait(Wait::Healthy);
-            }
+            self.end_faults();
             return Ran::Refused(why);
         }
         self.run(&plan, &steps, "deploy").await;
