@@ -4,10 +4,11 @@
 
 use super::{labels, CancellationToken, ClusterError, ClusterHandle, Event, ObjectRef, Progress};
 use futures::stream::{self, BoxStream, StreamExt};
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
+use kube::api::{ListParams, WatchEvent, WatchParams};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource, ResourceExt};
@@ -112,19 +113,49 @@ impl Update {
     }
 }
 
-/// The objects `selector` selects, as they change, starting with their current state:
-/// a list, then a watch from it. Not a streaming list (`sendInitialEvents`): its initial
-/// state comes from the API server's watch cache, which may not yet hold what this run
-/// just applied, and a Deployment seen as it was before the apply looks healthy. A list
-/// is a consistent read.
+/// The objects `selector` selects, as they change, starting with their current state,
+/// in one request: a streaming list (`sendInitialEvents`) with no resourceVersion, which
+/// the API server answers as a consistent read: its first events are at least as new as
+/// the moment it got the request, so they hold what this run applied before. (Not kube's
+/// watcher in its streaming mode: it asks at resourceVersion "0", from the watch cache
+/// as it happens to be, where a Deployment may still look as it was before its apply,
+/// healthy.) When that stream ends (the server's watch timeout, a dropped connection, a
+/// server that does not serve streaming lists or refuses the watch), the watcher goes
+/// on: a list, a consistent read too, then a watch from it, retried with backoff; a
+/// refusal then comes as the watcher's error.
 fn watch<K>(api: Api<K>, selector: &str) -> BoxStream<'static, Result<K, watcher::Error>>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    watcher(api, watcher::Config::default().labels(selector))
+    let streaming = {
+        let api = api.clone();
+        let params = WatchParams::streaming_lists().labels(selector);
+        async move {
+            match api.watch(&params, "").await {
+                Ok(events) => events
+                    .take_while(|event| {
+                        std::future::ready(
+                            matches!(event, Ok(e) if !matches!(e, WatchEvent::Error(_))),
+                        )
+                    })
+                    .filter_map(|event| {
+                        std::future::ready(match event {
+                            Ok(WatchEvent::Added(object) | WatchEvent::Modified(object)) => {
+                                Some(Ok(object))
+                            }
+                            _ => None,
+                        })
+                    })
+                    .boxed(),
+                Err(_) => stream::empty().boxed(),
+            }
+        }
+    }
+    .flatten_stream();
+    let then = watcher(api, watcher::Config::default().labels(selector))
         .default_backoff()
-        .applied_objects()
-        .boxed()
+        .applied_objects();
+    streaming.chain(then).boxed()
 }
 
 /// A container stuck waiting for a reason that fails the wait (at once, or after the

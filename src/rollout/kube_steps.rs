@@ -565,7 +565,8 @@ impl<K: ReleaseCluster> ClusterSteps for KubeSteps<K> {
             return StepOutcome::Untouched(step_error(&err));
         }
         reporter.phase(context, Phase::Apply { done: 0, total });
-        let opts = step_options(&self.options, stop, reporter, total);
+        let mut opts = step_options(&self.options, stop, reporter, total);
+        opts.owners_read = self.leases.fresh_owners(context);
         let read = match self.leases.read_under_lease(context) {
             Ok(read) => read,
             Err(err) => return StepOutcome::Untouched(step_error(&err)),
