@@ -202,6 +202,36 @@ impl HeldLock for HeldByCaller {
     async fn release(self) {}
 }
 
+/// The hooks of `events` among those `record` keeps, runnable from the record alone:
+/// one whose recorded object holds a secret is left out with a warning (records never
+/// keep secret values; created from the record it would hold a digest in their place).
+pub(super) fn recorded_hooks(
+    context: &str,
+    record: &crate::release::ReleaseRecord,
+    events: &[crate::engine::HookEvent],
+) -> Vec<(crate::engine::Hook, Value)> {
+    record
+        .hooks
+        .iter()
+        .filter(|h| {
+            let runs = events.iter().any(|event| h.hook.runs_at(*event));
+            let secret =
+                crate::release::is_secret(&h.manifest) || crate::redact::contains_redacted(&h.manifest);
+            if runs && secret {
+                tracing::warn!(
+                    cluster = context,
+                    "the hook {}/{} of revision {} holds a secret value, which records never keep: it is not run",
+                    h.manifest["kind"].as_str().unwrap_or_default(),
+                    h.manifest["metadata"]["name"].as_str().unwrap_or_default(),
+                    record.revision
+                );
+            }
+            runs && !secret
+        })
+        .map(|h| (h.hook.clone(), h.manifest.clone()))
+        .collect()
+}
+
 /// Runs the `test` hooks of the revision deployed in `cluster` (from its record), as
 /// `helm test` runs them: one after the other in weight order, each until it completes
 /// under `opts.timeout`, the first failure stopping the rest and being the error. A test
@@ -222,7 +252,7 @@ pub async fn helm_tests<K: super::ReleaseCluster>(
             ),
         ));
     };
-    let tests = super::restore::recorded_hooks(cluster.context(), deployed, &[HookEvent::Test]);
+    let tests = recorded_hooks(cluster.context(), deployed, &[HookEvent::Test]);
     let runnable: Vec<Runnable<'_>> = tests
         .iter()
         .map(|(hook, object)| Runnable { hook, object })

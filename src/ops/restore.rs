@@ -132,41 +132,11 @@ fn rollback_hooks(
     target: &release::ReleaseRecord,
 ) -> Vec<(crate::engine::Hook, Value)> {
     use crate::engine::HookEvent;
-    recorded_hooks(
+    super::hooks::recorded_hooks(
         context,
         target,
         &[HookEvent::PreRollback, HookEvent::PostRollback],
     )
-}
-
-/// The hooks of `events` among those `record` keeps, runnable from the record alone:
-/// one whose recorded object holds a secret is left out with a warning (records never
-/// keep secret values; created from the record it would hold a digest in their place).
-pub(super) fn recorded_hooks(
-    context: &str,
-    record: &release::ReleaseRecord,
-    events: &[crate::engine::HookEvent],
-) -> Vec<(crate::engine::Hook, Value)> {
-    record
-        .hooks
-        .iter()
-        .filter(|h| {
-            let runs = events.iter().any(|event| h.hook.runs_at(*event));
-            let secret =
-                release::is_secret(&h.manifest) || crate::redact::contains_redacted(&h.manifest);
-            if runs && secret {
-                tracing::warn!(
-                    cluster = context,
-                    "the hook {}/{} of revision {} holds a secret value, which records never keep: it is not run",
-                    h.manifest["kind"].as_str().unwrap_or_default(),
-                    h.manifest["metadata"]["name"].as_str().unwrap_or_default(),
-                    record.revision
-                );
-            }
-            runs && !secret
-        })
-        .map(|h| (h.hook.clone(), h.manifest.clone()))
-        .collect()
 }
 
 /// Rolls `release` on one cluster back to `to.revision`.

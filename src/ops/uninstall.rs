@@ -104,7 +104,7 @@ pub async fn remove<K: KubeClient, S: RecordStore>(
     // record, around the deletion; a failed `pre-delete` hook deletes nothing. Not on
     // the undo of a failed first install: that is a rollback, not an uninstall.
     let hooks = match (removal, history.deployed()) {
-        (Removal::Uninstall, Some(deployed)) => super::restore::recorded_hooks(
+        (Removal::Uninstall, Some(deployed)) => super::hooks::recorded_hooks(
             cluster.context(),
             deployed,
             &[HookEvent::PreDelete, HookEvent::PostDelete],
