@@ -1752,4 +1752,60 @@ mod tests {
             Some("pod migrate-x3 failed: DeadlineExceeded")
         );
     }
+
+    #[test]
+    fn a_hook_pod_is_ready_once_succeeded_and_failed_naming_its_container() {
+        let with_phase = |phase: Option<&str>, containers: Value| {
+            let mut p = pod(json!([]), containers);
+            if let Some(status) = p.status.as_mut() {
+                status.phase = phase.map(str::to_owned);
+            }
+            p
+        };
+        let ended = |code: i32| {
+            json!([container(
+                "smoke",
+                json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}}),
+                0
+            )])
+        };
+        assert_eq!(
+            pod_health(&with_phase(Some("Succeeded"), ended(0))),
+            Health::Ready
+        );
+        assert_eq!(
+            pod_health(&with_phase(Some("Failed"), ended(1))),
+            Health::Failed(
+                "pod web-2-abcde container smoke terminated: Error (exit code 1)".into()
+            )
+        );
+        assert_eq!(
+            pod_health(&with_phase(Some("Running"), json!([]))),
+            progressing("pod running")
+        );
+        assert_eq!(
+            pod_health(&with_phase(None, json!([]))),
+            progressing("not scheduled yet")
+        );
+    }
+
+    #[test]
+    fn a_pod_concerns_the_wait_when_a_waited_workload_selects_it_or_a_selector_is_unknown() {
+        let key = |kind: &str, name: &str| (kind.to_owned(), "ns".to_owned(), name.to_owned());
+        let waited: BTreeSet<Key> = [key("Deployment", "web"), key("Pod", "hook")].into();
+        let mut labelled = pod(json!([]), json!([]));
+        labelled.metadata.labels = Some([("app".to_owned(), "web".to_owned())].into());
+        let other = pod(json!([]), json!([]));
+        let mut selectors = HashMap::new();
+        // The Deployment not seen yet: any pod may be its.
+        assert!(selected(&other, &selectors, &waited));
+        let selector: LabelSelector =
+            serde_json::from_value(json!({"matchLabels": {"app": "web"}})).unwrap();
+        selectors.insert(
+            key("Deployment", "web"),
+            labels::selectors([&selector]).pop().unwrap(),
+        );
+        assert!(selected(&labelled, &selectors, &waited));
+        assert!(!selected(&other, &selectors, &waited));
+    }
 }
