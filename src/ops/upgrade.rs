@@ -341,6 +341,7 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
         timeout: opts.timeout,
         transient_grace: opts.transient_grace,
         release: scope.release.to_owned(),
+        pods_complete: false,
     };
     let health = cluster
         .wait_healthy(&applied, &wait, &stop, &opts.progress)

@@ -111,6 +111,7 @@ async fn a_failing_verify_gate_fails_its_wave_and_puts_it_back() {
         max_restarts: 0,
         verify: vec![VerifyCommand {
             run: "echo \"smoke test of $FLOTILLA_VERSION failed\"; exit 3".into(),
+            helm_tests: false,
             timeout: Duration::from_secs(30),
         }],
     }];
