@@ -588,8 +588,8 @@ pub struct DiffArgs {
     pub target: ReleaseEnvArgs,
     #[command(flatten)]
     pub overrides: OverrideArgs,
-    /// Exit 0 when nothing would change, 2 when something would, 1 on any error (as
-    /// helmfile's --detailed-exitcode), for CI.
+    /// Exit 0 when nothing would change, 1 when something would (as `git diff
+    /// --exit-code`); errors keep their codes (2 bad input, 3 unreachable), for CI.
     #[arg(long)]
     pub exit_code: bool,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
