@@ -344,3 +344,42 @@ fn write_environment(root: &Path, name: &str, contexts: &[String]) {
     }
     std::fs::write(root.join(format!("environments/{name}.yaml")), text).unwrap();
 }
+
+/// Tab after `rollback hello --env prod --to`: the deployment ids of the release's
+/// records in the environment's clusters, newest first, those that start with what was
+/// typed; `get values --to` the same.
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn rollback_to_completes_the_deployment_ids_of_the_records() {
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let list: Vec<(&str, u32)> = clusters.iter().map(|c| (c.as_str(), 0)).collect();
+    let repo = repo("complete-to", &[("prod", &list)], "60s");
+    let v1 = deploy_ok(fleet, &repo, "prod", "v1");
+    let v2 = deploy_ok(fleet, &repo, "prod", "v2");
+    let complete = |words: &[&str]| {
+        let mut args = vec!["--".to_owned(), "flotilla".to_owned()];
+        args.push("--root".into());
+        args.push(repo.root().display().to_string());
+        args.extend(words.iter().map(|w| w.to_string()));
+        let out = command(fleet, &repo, &[])
+            .args(&args[..])
+            .env("COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", (args.len() - 2).to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .split(|c: char| c.is_whitespace() || c == '\u{b}')
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let ids = complete(&["rollback", "hello", "--env", "prod", "--to", ""]);
+    assert_eq!(ids, [v2.clone(), v1.clone()], "newest first");
+    let typed = &v1[..v1.len() - 2];
+    let narrowed = complete(&["rollback", "hello", "--env", "prod", "--to", typed]);
+    assert!(narrowed.contains(&v1), "{narrowed:?}");
+    let get = complete(&["get", "values", "hello", "--env", "prod", "--to", ""]);
+    assert_eq!(get, [v2, v1]);
+}
