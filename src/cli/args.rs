@@ -707,10 +707,7 @@ pub struct SecretsTarget {
     pub env: String,
 }
 
-/// The variable naming the environment when the command line names none. Not a clap
-/// `env` of `--env`: clap would count it as given, and `--branch` on the command line
-/// would then conflict with a variable set for the whole CI job.
-pub const ENV_VAR: &str = "FLOTILLA_ENV";
+pub use super::complete::ENV_VAR;
 
 impl EnvNameArgs {
     /// (environment, branch): the command line's, else `$FLOTILLA_ENV`.

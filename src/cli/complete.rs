@@ -5,7 +5,6 @@
 //! completer needs it (the release and environment of `--to`, the environment of
 //! `--clusters`).
 
-use clap::Parser;
 use clap_complete::CompletionCandidate;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -13,6 +12,12 @@ use std::path::PathBuf;
 /// The environment variable that names the deployment repo for `--root` and for the
 /// completers, which see only the word being completed, not the rest of the line.
 pub const ROOT_ENV: &str = "FLOTILLA_ROOT";
+
+/// The variable naming the environment when the command line names none (the
+/// completers read it too). Not a clap `env` of `--env`: clap would count it as given,
+/// and `--branch` on the command line would then conflict with a variable set for the
+/// whole CI job.
+pub const ENV_VAR: &str = "FLOTILLA_ENV";
 
 fn completion_root() -> PathBuf {
     std::env::var_os(ROOT_ENV)
@@ -57,21 +62,31 @@ fn line_words() -> Vec<OsString> {
     }
 }
 
-/// The value of `--env` on the line (`--env dev`, `--env=dev`), if given.
-fn env_on_the_line(words: &[OsString]) -> Option<String> {
-    let words: Vec<String> = words
-        .iter()
-        .map(|w| w.to_string_lossy().into_owned())
-        .collect();
+/// The value of one of `names` on the line (`--env dev`, `--env=dev`), if given.
+fn flag_value(words: &[String], names: &[&str]) -> Option<String> {
+    words.iter().enumerate().find_map(|(i, word)| {
+        names.iter().find_map(|name| {
+            match word
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+            {
+                Some(value) => Some(value.to_owned()),
+                None => (word == name).then(|| words.get(i + 1).cloned()).flatten(),
+            }
+        })
+    })
+}
+
+fn as_text(words: &[OsString]) -> Vec<String> {
     words
         .iter()
-        .enumerate()
-        .find_map(|(i, word)| match word.strip_prefix("--env=") {
-            Some(value) => Some(value.to_owned()),
-            None => (word == "--env")
-                .then(|| words.get(i + 1).cloned())
-                .flatten(),
-        })
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The value of `--env` on the line, if given.
+fn env_on_the_line(words: &[OsString]) -> Option<String> {
+    flag_value(&as_text(words), &["--env"])
 }
 
 /// The kube contexts of the environment `--env` names on the line, else of every
@@ -104,24 +119,9 @@ const RECORDS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// for the environment: read from every cluster's records, as `history` reads them.
 /// Nothing when the line before `--to` does not parse or no cluster answers in time.
 pub fn deployment_ids(current: &OsStr) -> Vec<CompletionCandidate> {
-    let words = line_words();
-    let Some(flag) = words.iter().rposition(|w| {
-        let w = w.to_string_lossy();
-        w == "--to" || w.starts_with("--to=")
-    }) else {
+    let words = as_text(&line_words());
+    let Some((root, target)) = release_on_the_line(&words) else {
         return Vec::new();
-    };
-    // The line up to the flag being completed parses on its own.
-    let Ok(cli) = super::Cli::try_parse_from(&words[..flag]) else {
-        return Vec::new();
-    };
-    let target: crate::action::ReleaseSelection = match cli.command {
-        super::Command::Rollback(args) => crate::action::ReleaseSelection {
-            release: args.release,
-            env: args.env.into(),
-        },
-        super::Command::Get(get) => get.args().target.clone().into(),
-        _ => return Vec::new(),
     };
     crate::install_tls_provider();
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -131,7 +131,7 @@ pub fn deployment_ids(current: &OsStr) -> Vec<CompletionCandidate> {
         return Vec::new();
     };
     let ids = runtime.block_on(async {
-        tokio::time::timeout(RECORDS_WAIT, recorded_ids(&cli.root, &target))
+        tokio::time::timeout(RECORDS_WAIT, recorded_ids(&root, &target))
             .await
             .unwrap_or_default()
     });
@@ -140,6 +140,36 @@ pub fn deployment_ids(current: &OsStr) -> Vec<CompletionCandidate> {
         .filter(|(id, _)| id.starts_with(typed.as_ref()))
         .map(|(id, state)| CompletionCandidate::new(id).help(state.map(Into::into)))
         .collect()
+}
+
+/// The repo, release and environment selection of `rollback RELEASE ...` or `get
+/// values|manifest RELEASE ...` on the line (the release right after the command, as
+/// the usage writes it), with the flags and variables the command itself would read.
+fn release_on_the_line(words: &[String]) -> Option<(PathBuf, crate::action::ReleaseSelection)> {
+    let command = words
+        .iter()
+        .position(|w| w == "rollback" || w == "values" || w == "manifest")?;
+    let release = words.get(command + 1).filter(|w| !w.starts_with('-'))?;
+    let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let branch = flag_value(words, &["--branch"]);
+    let env = flag_value(words, &["--env"])
+        .or_else(|| branch.is_none().then(|| variable(ENV_VAR)).flatten());
+    let root = flag_value(words, &["--root"])
+        .map(PathBuf::from)
+        .unwrap_or_else(completion_root);
+    let selection = crate::action::ReleaseSelection {
+        release: release.clone(),
+        env: crate::action::EnvSelection {
+            env,
+            branch,
+            clusters: flag_value(words, &["--clusters", "--cluster", "--kube-context"]),
+            kubeconfig: flag_value(words, &["--kubeconfig"])
+                .or_else(|| variable("FLOTILLA_KUBECONFIG"))
+                .map(PathBuf::from),
+            namespace: flag_value(words, &["--namespace", "-n"]),
+        },
+    };
+    Some((root, selection))
 }
 
 /// Every deployment id of the release's records in the clusters that answer, newest
