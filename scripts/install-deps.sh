@@ -65,9 +65,10 @@ from_variable() { # VAR
   echo "${!var}"
 }
 
-# Tools the fleet's set-up itself uses, and a C toolchain: rustup brings none, and ring
+# Tools the fleet's set-up itself uses, tmux for the tests that drive a terminal
+# (fleet::terminal), and a C toolchain: rustup brings none, and ring
 # (and the fallback's rusty_vault) need one.
-apt_install openssl curl ca-certificates gcc libc6-dev make pkg-config procps
+apt_install openssl curl ca-certificates gcc libc6-dev make pkg-config procps tmux
 
 # ---- the Go path ----------------------------------------------------------------------
 

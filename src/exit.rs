@@ -4,14 +4,16 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | a deploy or rollback that ran and failed (after its own rollback); for `promote --check`, the checkout differs from what the source environment runs (as diff(1)); for `status`, a cluster is failing (a container stuck, a workload failed, an object missing, a failed revision) |
+//! | 1 | a deploy or rollback that ran and failed (after its own rollback); for `promote --check`, the checkout differs from what the source environment runs (as diff(1)); for `diff --exit-code`, a deploy would change something; for `status`, a cluster is failing (a container stuck, a workload failed, an object missing, a failed revision) |
 //! | 2 | bad input or configuration; nothing was changed |
 //! | 3 | an environment problem (a cluster or Vault unreachable, permission denied, a lock held) found before anything was changed; also a run refused in every cluster before any change, and a `promote` or `rollback` refused because a record it would act on was changed after it was written (its digests or MAC do not verify) or its MAC cannot be checked |
 //! | 130, 143 | a run abandoned by a second SIGINT or SIGTERM (128 + the signal): its partial report is printed |
 //!
-//! `diff --exit-code` has its own scheme, helmfile's detailed exit code: 0 no change, 2
-//! changes, 1 any error (a bad command line included), so that a CI step can tell
-//! "changes pending" from "broken" ([`ExitScheme::Detailed`]).
+//! `diff --exit-code` adds one meaning, as `git diff --exit-code` and diff(1) do: 1 when
+//! a deploy would change something, 0 when not. Its errors keep the codes above (2 bad
+//! input, 3 a cluster or Vault unreachable), so a CI step tells "changes pending" from
+//! "broken"; an error that would otherwise be 1 (a cluster's API refusing the dry run)
+//! is 3 there, so that 1 means changes only ([`ExitScheme::Detailed`]).
 //!
 //! The layers below only describe what went wrong (their error enums); none of them
 //! imports this module, so the classification lives here once and the layers keep
@@ -24,9 +26,9 @@ use crate::vault::VaultError;
 /// The exit codes as the man pages' EXIT STATUS section lists them (the table above).
 pub const EXIT_STATUS: &[(&str, &str)] = &[
     ("0", "Success."),
-    ("1", "A deploy or rollback that ran and failed (after its own rollback); status: a cluster is failing; promote --check: the checkout differs; diff --exit-code: any error."),
-    ("2", "Bad input or configuration; nothing was changed. diff --exit-code: changes pending."),
-    ("3", "An environment problem found before any change: a cluster or Vault unreachable, permission denied, a lock held, a frozen environment, a record that does not verify."),
+    ("1", "A deploy or rollback that ran and failed (after its own rollback); status: a cluster is failing; promote --check: the checkout differs; diff --exit-code: a deploy would change something (changes pending)."),
+    ("2", "Bad input or configuration; nothing was changed (diff --exit-code too)."),
+    ("3", "An environment problem found before any change: a cluster or Vault unreachable, permission denied, a lock held, a frozen environment, a record that does not verify; diff --exit-code: also a cluster's API refusing the dry run."),
     ("130, 143", "A run abandoned by a second SIGINT or SIGTERM; its partial report names the commands that finish the job."),
 ];
 
@@ -61,7 +63,8 @@ impl ExitKind {
 pub enum ExitScheme {
     /// The table above.
     Standard,
-    /// `diff --exit-code`: 0 no change, 2 changes, 1 error.
+    /// `diff --exit-code`: 0 no change, 1 changes; errors as [`ExitScheme::Standard`],
+    /// but never 1.
     Detailed,
 }
 
@@ -77,21 +80,26 @@ pub enum Finished {
 /// The exit code of a run that parsed its command line and ran.
 pub fn code(result: &Result<Finished, Error>, scheme: ExitScheme) -> u8 {
     match (result, scheme) {
-        (Ok(Finished::Changes), ExitScheme::Detailed) => 2,
+        (Ok(Finished::Changes), ExitScheme::Detailed) => ExitKind::Differs.code(),
         (Ok(_), _) => 0,
-        (Err(_), ExitScheme::Detailed) => 1,
-        (Err(err), ExitScheme::Standard) => err.exit_kind().code(),
+        (Err(err), scheme) => match err.exit_kind() {
+            // 1 is "changes" under --exit-code: a cluster that answered the dry run with
+            // an error is the environment's problem, found before any change.
+            ExitKind::Failed | ExitKind::Differs if scheme == ExitScheme::Detailed => {
+                ExitKind::Environment.code()
+            }
+            kind => kind.code(),
+        },
     }
 }
 
 /// The exit code of a command line clap did not run: help and version are success; a
-/// refused command line is bad input (2), or under `--exit-code` an error (1), never
-/// to be read as "changes".
-pub fn usage_code(is_error: bool, scheme: ExitScheme) -> u8 {
-    match (is_error, scheme) {
-        (false, _) => 0,
-        (true, ExitScheme::Detailed) => 1,
-        (true, ExitScheme::Standard) => ExitKind::UserError.code(),
+/// refused command line is bad input (2), `--exit-code` or not.
+pub fn usage_code(is_error: bool) -> u8 {
+    if is_error {
+        ExitKind::UserError.code()
+    } else {
+        0
     }
 }
 
@@ -174,16 +182,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_detailed_scheme_is_helmfiles() {
+    fn under_exit_code_1_means_changes_and_nothing_else() {
         let bad_input = || Err(Error::Reported("lint found 1 problem".into()));
         let unreachable = || Err(Error::Refused("every cluster refused".into()));
+        let api_refused = || Err(Error::Failed("the dry run was refused".into()));
         let detailed = ExitScheme::Detailed;
         assert_eq!(code(&Ok(Finished::Done), detailed), 0);
-        assert_eq!(code(&Ok(Finished::Changes), detailed), 2);
-        assert_eq!(code(&bad_input(), detailed), 1);
-        assert_eq!(code(&unreachable(), detailed), 1);
-        assert_eq!(usage_code(true, detailed), 1);
-        assert_eq!(usage_code(false, detailed), 0);
+        assert_eq!(code(&Ok(Finished::Changes), detailed), 1);
+        // Errors keep the codes of every other command: never 1, never "changes".
+        assert_eq!(code(&bad_input(), detailed), 2);
+        assert_eq!(code(&unreachable(), detailed), 3);
+        assert_eq!(code(&api_refused(), detailed), 3);
+        assert_eq!(code(&api_refused(), ExitScheme::Standard), 1);
+        assert_eq!(usage_code(true), 2);
+        assert_eq!(usage_code(false), 0);
     }
 
     #[test]
@@ -194,6 +206,5 @@ mod tests {
         assert_eq!(code(&Err(Error::Refused("x".into())), standard), 3);
         // A record that does not verify is the cluster's state, not the command line.
         assert_eq!(code(&Err(Error::Untrusted("x".into())), standard), 3);
-        assert_eq!(usage_code(true, standard), 2);
     }
 }

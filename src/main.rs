@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             if let Some(note) = flotilla::cli::usage_note(&err, &args) {
                 eprintln!("{note}");
             }
-            return ExitCode::from(flotilla::exit::usage_code(err.use_stderr(), scheme));
+            return ExitCode::from(flotilla::exit::usage_code(err.use_stderr()));
         }
     };
     // Before any TLS connection, to Vault or to a cluster: two rustls providers are

@@ -65,6 +65,15 @@ pub fn print(text: &str) -> std::io::Result<()> {
     print_unscrubbed(&crate::redact::scrub(text))
 }
 
+/// Whether stdout's reader went away (a write met a closed pipe): what writes again and
+/// again (`status --watch`) stops then.
+static READER_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a write to stdout met a closed pipe.
+pub fn reader_gone() -> bool {
+    READER_GONE.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Whether anything was written to stdout yet: a command asked for JSON that fails
 /// before its own document still prints one ([`print_error_json`]).
 static WROTE_STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -89,7 +98,10 @@ pub fn print_unscrubbed(text: &str) -> std::io::Result<()> {
         })
         .and_then(|_| stdout.flush());
     match result {
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+            READER_GONE.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
         other => other,
     }
 }

@@ -36,6 +36,19 @@ pub fn runs_now(history: &History) -> String {
 pub fn print_plan<R: Serialize + tabled::Tabled>(
     heading: &str,
     rows: &[R],
+    fields: serde_json::Map<String, serde_json::Value>,
+    notes: &[String],
+    output: OutputFormat,
+) -> Result<()> {
+    print_plan_with(heading, rows, rows, fields, notes, output)
+}
+
+/// [`print_plan`] whose JSON rows (`clusters`) are objects of their own, not the
+/// table's cells.
+fn print_plan_with<R: tabled::Tabled, J: Serialize>(
+    heading: &str,
+    rows: &[R],
+    json_rows: &[J],
     mut fields: serde_json::Map<String, serde_json::Value>,
     notes: &[String],
     output: OutputFormat,
@@ -45,7 +58,7 @@ pub fn print_plan<R: Serialize + tabled::Tabled>(
             fields.insert("dry_run".into(), true.into());
             fields.insert(
                 "clusters".into(),
-                serde_json::to_value(rows).unwrap_or_default(),
+                serde_json::to_value(json_rows).unwrap_or_default(),
             );
             crate::output::print_json(&fields)?
         }
@@ -64,10 +77,9 @@ pub fn print_plan<R: Serialize + tabled::Tabled>(
     Ok(())
 }
 
-/// One cluster of `deploy --dry-run`.
-#[derive(Serialize, tabled::Tabled)]
+/// One cluster of `deploy --dry-run`, as the table shows it.
+#[derive(tabled::Tabled)]
 struct DeployRow {
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[tabled(skip)]
     release: Option<String>,
     #[tabled(rename = "WAVE")]
@@ -83,9 +95,89 @@ struct DeployRow {
     vault: Vec<String>,
     /// A Helm chart's hooks the deploy would run here, in order (`pre-upgrade
     /// Job/migrate`); in the notes of the table.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     #[tabled(skip)]
     hooks: Vec<String>,
+}
+
+/// One cluster of `deploy --dry-run -o json`: the table's row as fields, for CI to read
+/// without splitting strings.
+#[derive(Serialize)]
+struct PlanCluster {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<String>,
+    wave: u32,
+    cluster: String,
+    /// What runs there now; `null` when the release is not installed.
+    now: Option<RunsNow>,
+    next: NextRevision,
+    vault: Vec<VaultRead>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hooks: Vec<PlannedHook>,
+}
+
+#[derive(Serialize)]
+struct RunsNow {
+    revision: u32,
+    deployment_id: String,
+    app_version: String,
+    status: String,
+}
+
+impl RunsNow {
+    fn of(history: &History) -> Option<RunsNow> {
+        history.latest().map(|r| RunsNow {
+            revision: r.revision,
+            deployment_id: r.content_id().to_owned(),
+            app_version: r.app_version.clone(),
+            status: r.status.to_string(),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct NextRevision {
+    revision: u32,
+    app_version: String,
+}
+
+/// One Vault read of a cluster, never its value.
+#[derive(Serialize)]
+struct VaultRead {
+    secret_id: String,
+    #[serde(flatten)]
+    at: VaultAt,
+}
+
+/// Where a secret is read: path, key, KV v2's pinned version.
+#[derive(Serialize, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct VaultAt {
+    path: String,
+    key: String,
+    version: Option<u64>,
+}
+
+impl VaultAt {
+    /// `path#key (version N)`, as the table and the notes say it.
+    fn text(&self) -> String {
+        match self.version {
+            Some(v) => format!("{}#{} (version {v})", self.path, self.key),
+            None => format!("{}#{}", self.path, self.key),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PlannedHook {
+    /// `pre-upgrade`, `post-install`, ...
+    event: String,
+    kind: String,
+    name: String,
+}
+
+impl std::fmt::Display for PlannedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.event, self.kind, self.name)
+    }
 }
 
 /// The hooks a deploy of `release` would run in `cluster`, in order, rendered with
@@ -95,7 +187,7 @@ fn hooks_that_would_run(
     release: &LoadedRelease,
     cluster: &crate::config::Cluster,
     history: &History,
-) -> Result<Vec<String>> {
+) -> Result<Vec<PlannedHook>> {
     let Some(renderer) = renderer else {
         return Ok(Vec::new());
     };
@@ -111,12 +203,13 @@ fn hooks_that_would_run(
     Ok(
         crate::ops::hooks::would_run(&hooks, history.deployed().is_some())
             .into_iter()
-            .map(|(event, object)| {
-                format!(
-                    "{event} {}/{}",
-                    object["kind"].as_str().unwrap_or_default(),
-                    object["metadata"]["name"].as_str().unwrap_or_default()
-                )
+            .map(|(event, object)| PlannedHook {
+                event: event.to_string(),
+                kind: object["kind"].as_str().unwrap_or_default().to_owned(),
+                name: object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             })
             .collect(),
     )
@@ -143,8 +236,9 @@ pub async fn deploy(
     output: OutputFormat,
 ) -> Result<()> {
     let mut rows = Vec::new();
-    // path → (key, secret_ids and their clusters), for the notes.
-    let mut reads: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut json_rows = Vec::new();
+    // where → (secret_ids and their clusters), for the notes.
+    let mut reads: BTreeMap<VaultAt, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     let contexts = selected.plan.contexts();
     for release in releases {
         let mut release = release.clone();
@@ -179,34 +273,51 @@ pub async fn deploy(
             let Some(history) = history.get(cluster.context.as_str()) else {
                 continue;
             };
-            let vault: Vec<String> = secrets
+            let vault: Vec<VaultRead> = secrets
                 .for_context(&cluster.context)
-                .map(|s| {
-                    let at = match s.version {
-                        Some(v) => format!("{}#{} (version {v})", s.path, s.key),
-                        None => format!("{}#{}", s.path, s.key),
-                    };
-                    reads
-                        .entry(at.clone())
-                        .or_default()
-                        .entry(s.secret_id.clone())
-                        .or_default()
-                        .push(cluster.context.clone());
-                    format!("{} ← {at}", s.secret_id)
+                .map(|s| VaultRead {
+                    secret_id: s.secret_id.clone(),
+                    at: VaultAt {
+                        path: s.path.clone(),
+                        key: s.key.clone(),
+                        version: s.version,
+                    },
                 })
                 .collect();
+            for read in &vault {
+                reads
+                    .entry(read.at.clone())
+                    .or_default()
+                    .entry(read.secret_id.clone())
+                    .or_default()
+                    .push(cluster.context.clone());
+            }
+            let hooks = hooks_that_would_run(renderer.as_ref(), &release, cluster, history)?;
+            let release_name = (releases.len() > 1).then(|| meta.name.clone());
+            let next = NextRevision {
+                revision: history.next_revision(),
+                app_version: release.descriptor.spec.version.clone(),
+            };
             rows.push(DeployRow {
-                release: (releases.len() > 1).then(|| meta.name.clone()),
+                release: release_name.clone(),
                 wave: cluster.wave,
                 cluster: cluster.context.clone(),
                 now: runs_now(history),
-                next: format!(
-                    "{} {}",
-                    history.next_revision(),
-                    release.descriptor.spec.version
-                ),
+                next: format!("{} {}", next.revision, next.app_version),
+                vault: vault
+                    .iter()
+                    .map(|r| format!("{} ← {}", r.secret_id, r.at.text()))
+                    .collect(),
+                hooks: hooks.iter().map(ToString::to_string).collect(),
+            });
+            json_rows.push(PlanCluster {
+                release: release_name,
+                wave: cluster.wave,
+                cluster: cluster.context.clone(),
+                now: RunsNow::of(history),
+                next,
                 vault,
-                hooks: hooks_that_would_run(renderer.as_ref(), &release, cluster, history)?,
+                hooks,
             });
         }
     }
@@ -247,7 +358,7 @@ pub async fn deploy(
                 .iter()
                 .map(|(id, clusters)| format!("{id} for {}", clusters.join(", ")))
                 .collect();
-            notes.push(format!("  {at} ({})", by.join("; ")));
+            notes.push(format!("  {} ({})", at.text(), by.join("; ")));
         }
     }
     let mut fields = serde_json::Map::new();
@@ -268,8 +379,8 @@ pub async fn deploy(
     );
     fields.insert(
         "vault_reads".into(),
-        serde_json::json!(reads.keys().collect::<Vec<_>>()),
+        serde_json::to_value(reads.keys().collect::<Vec<_>>()).unwrap_or_default(),
     );
     fields.insert("freeze".into(), freeze.into());
-    print_plan(&heading, &rows, fields, &notes, output)
+    print_plan_with(&heading, &rows, &json_rows, fields, &notes, output)
 }

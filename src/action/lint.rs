@@ -47,11 +47,105 @@ pub struct LintRow {
 #[derive(Debug, Default, Serialize)]
 pub struct LintReport {
     pub checks: Vec<LintRow>,
-    /// Every problem found, one message each (file, field, value, line).
-    pub problems: Vec<String>,
+    /// Every problem found (file, field, value, line; or template and object).
+    pub problems: Vec<LintProblem>,
     /// What is allowed but unsafe: a secret that lands outside a Secret. Problems under
     /// `lint --strict`.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<LintProblem>,
+}
+
+/// One problem or warning, as fields for CI (`-o json`); `message` is the line stderr
+/// says. A field that does not apply is `null`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LintProblem {
+    /// `error` (lint exits 2), or `warning` (only under `--strict` an error).
+    pub severity: Severity,
+    pub message: String,
+    /// The file at fault: an environment file, a descriptor, or a chart's template.
+    pub file: Option<String>,
+    pub line: Option<usize>,
+    /// The field's path in the file (`spec.scaling[0].replicas[0].count`).
+    pub field: Option<String>,
+    /// The value the file holds at `field`, as written.
+    pub value: Option<serde_json::Value>,
+    /// A rendered object (`Deployment/hello-web`).
+    pub object: Option<String>,
+    pub release: Option<String>,
+    pub environment: Option<String>,
+    /// The clusters a rendering problem was found for.
+    pub clusters: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl LintProblem {
+    fn new(severity: Severity, message: String) -> LintProblem {
+        LintProblem {
+            severity,
+            message,
+            file: None,
+            line: None,
+            field: None,
+            value: None,
+            object: None,
+            release: None,
+            environment: None,
+            clusters: Vec::new(),
+        }
+    }
+
+    fn of_config(err: &ConfigError) -> LintProblem {
+        let mut problem = LintProblem::new(Severity::Error, err.to_string());
+        match err {
+            ConfigError::Parse {
+                file, line, field, ..
+            }
+            | ConfigError::Invalid {
+                file, line, field, ..
+            } => {
+                problem.file = Some(file.display().to_string());
+                problem.line = *line;
+                if !field.is_empty() {
+                    problem.value = value_at(file, field);
+                    problem.field = Some(field.clone());
+                }
+            }
+            ConfigError::Read { file, .. } => problem.file = Some(file.display().to_string()),
+            _ => {}
+        }
+        problem
+    }
+
+    fn of_object(severity: Severity, found: &crate::engine::check::Problem) -> LintProblem {
+        LintProblem {
+            file: Some(found.source.clone()),
+            object: Some(found.object.clone()),
+            ..LintProblem::new(severity, found.to_string())
+        }
+    }
+}
+
+/// The value at `field` (`spec.scaling[0].replicas[0].count`) of a YAML file; `None`
+/// when the file does not parse or has nothing there.
+fn value_at(file: &Path, field: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let mut value: serde_json::Value = serde_yaml_ng::from_str(&text).ok()?;
+    for segment in field.split('.') {
+        let (key, indexes) = segment.split_once('[').unwrap_or((segment, ""));
+        if !key.is_empty() {
+            value = value.get_mut(key)?.take();
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let index: usize = index.trim_end_matches(']').parse().ok()?;
+            value = value.get_mut(index)?.take();
+        }
+    }
+    Some(value)
 }
 
 impl LintReport {
@@ -59,13 +153,22 @@ impl LintReport {
     fn record(&mut self, row: LintRow, outcome: Result<(), ConfigError>) -> bool {
         let problems = match outcome {
             Ok(()) => Vec::new(),
-            Err(err) => err.problems().iter().map(|p| p.to_string()).collect(),
+            Err(err) => err
+                .problems()
+                .into_iter()
+                .map(LintProblem::of_config)
+                .collect(),
         };
         self.record_problems(row, problems)
     }
 
-    /// Records a check that found these problems (none: it passed).
-    fn record_problems(&mut self, mut row: LintRow, problems: Vec<String>) -> bool {
+    /// Records a check that found these problems (none: it passed), each naming the
+    /// row's release and environment.
+    fn record_problems(&mut self, mut row: LintRow, mut problems: Vec<LintProblem>) -> bool {
+        for problem in &mut problems {
+            problem.release = named(&row.release);
+            problem.environment = named(&row.environment);
+        }
         row.result = match problems.len() {
             0 => "ok".to_string(),
             1 => "1 problem".to_string(),
@@ -78,11 +181,16 @@ impl LintReport {
     }
 }
 
+/// A row's release or environment, unless it stands for none (`-`) or all (`*`).
+fn named(cell: &str) -> Option<String> {
+    (cell != "-" && cell != "*").then(|| cell.to_owned())
+}
+
 /// What rendering one release for every cluster of an environment found.
 struct RenderFindings {
     objects: usize,
-    problems: Vec<String>,
-    warnings: Vec<String>,
+    problems: Vec<LintProblem>,
+    warnings: Vec<LintProblem>,
 }
 
 /// Renders `release` for every cluster of `env` and checks every object. Returns the
@@ -99,15 +207,15 @@ fn check_rendering(
         Err(err) => {
             return RenderFindings {
                 objects: 0,
-                problems: vec![err.to_string()],
+                problems: vec![LintProblem::new(Severity::Error, err.to_string())],
                 warnings: Vec::new(),
             }
         }
     };
     let mut objects = 0;
-    // Message → the clusters it was found in, in first-seen order of messages.
-    let mut found: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
-    let mut warned: BTreeMap<String, (usize, Vec<&str>)> = BTreeMap::new();
+    // Message → the problem and the clusters it was found in, in first-seen order.
+    let mut found: BTreeMap<String, (usize, LintProblem, Vec<&str>)> = BTreeMap::new();
+    let mut warned: BTreeMap<String, (usize, LintProblem, Vec<&str>)> = BTreeMap::new();
     for cluster in &env.environment.clusters {
         let secrets = placeholder_secrets(&release.descriptor.spec, &cluster.context);
         let (messages, warnings) = match renderer.render(cluster, &secrets) {
@@ -116,22 +224,25 @@ fn check_rendering(
                 (
                     check_manifest(&manifest)
                         .iter()
-                        .map(ToString::to_string)
+                        .map(|p| LintProblem::of_object(Severity::Error, p))
                         .collect(),
                     secret_placements(&manifest)
                         .iter()
-                        .map(ToString::to_string)
+                        .map(|p| LintProblem::of_object(Severity::Warning, p))
                         .collect(),
                 )
             }
-            Err(err) => (vec![err.to_string()], Vec::new()),
+            Err(err) => (
+                vec![LintProblem::new(Severity::Error, err.to_string())],
+                Vec::new(),
+            ),
         };
         for (messages, into) in [(messages, &mut found), (warnings, &mut warned)] {
-            for message in messages {
+            for problem in messages {
                 let order = into.len();
-                into.entry(message)
-                    .or_insert((order, Vec::new()))
-                    .1
+                into.entry(problem.message.clone())
+                    .or_insert((order, problem, Vec::new()))
+                    .2
                     .push(&cluster.context);
             }
         }
@@ -143,23 +254,22 @@ fn check_rendering(
     }
 }
 
-/// Each message once, with the clusters it was found for, in first-seen order.
-fn with_clusters(found: BTreeMap<String, (usize, Vec<&str>)>) -> Vec<String> {
-    let mut problems: Vec<(usize, String)> = found
+/// Each problem once, with the clusters it was found for, in first-seen order.
+fn with_clusters(found: BTreeMap<String, (usize, LintProblem, Vec<&str>)>) -> Vec<LintProblem> {
+    let mut problems: Vec<(usize, LintProblem)> = found
         .into_iter()
-        .map(|(message, (order, clusters))| {
+        .map(|(message, (order, mut problem, clusters))| {
             let label = if clusters.len() == 1 {
                 "cluster"
             } else {
                 "clusters"
             };
-            (
-                order,
-                format!("{message} [{label} {}]", clusters.join(", ")),
-            )
+            problem.message = format!("{message} [{label} {}]", clusters.join(", "));
+            problem.clusters = clusters.into_iter().map(str::to_owned).collect();
+            (order, problem)
         })
         .collect();
-    problems.sort();
+    problems.sort_by_key(|(order, _)| *order);
     problems.into_iter().map(|(_, p)| p).collect()
 }
 
@@ -239,7 +349,10 @@ pub fn check_config(
         let chart = match Chart::for_release(&release) {
             Ok(chart) => Some(chart),
             Err(err) => {
-                report.record_problems(row(&name, "*", 0), vec![err.to_string()]);
+                report.record_problems(
+                    row(&name, "*", 0),
+                    vec![LintProblem::new(Severity::Error, err.to_string())],
+                );
                 None
             }
         };
@@ -255,7 +368,13 @@ pub fn check_config(
                     let found = check_rendering(chart, &release, env, values);
                     checked.objects = found.objects;
                     checked.warnings = found.warnings.len();
-                    report.warnings.extend(found.warnings);
+                    report
+                        .warnings
+                        .extend(found.warnings.into_iter().map(|mut w| {
+                            w.release = Some(name.clone());
+                            w.environment = Some(env.environment.name.clone());
+                            w
+                        }));
                     report.record_problems(checked, found.problems);
                 }
                 // Nothing to render: the chart's own row says why; this one is not `ok`.
@@ -292,7 +411,12 @@ pub fn run(
     }
     if strict {
         let warnings = std::mem::take(&mut report.warnings);
-        report.problems.extend(warnings);
+        report
+            .problems
+            .extend(warnings.into_iter().map(|w| LintProblem {
+                severity: Severity::Error,
+                ..w
+            }));
     }
     match output {
         OutputFormat::Table => {
@@ -302,10 +426,10 @@ pub fn run(
                 )))?;
             }
             for warning in &report.warnings {
-                crate::output::eprint_line(&format!("warning: {warning}"));
+                crate::output::eprint_line(&format!("warning: {}", warning.message));
             }
             for problem in &report.problems {
-                crate::output::eprint_line(&format!("error: {problem}"));
+                crate::output::eprint_line(&format!("error: {}", problem.message));
             }
         }
         OutputFormat::Json | OutputFormat::Yaml => crate::output::print_json(&report)?,

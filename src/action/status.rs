@@ -146,6 +146,63 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
     }
 }
 
+/// `status --watch`: [`run`] every `interval` until SIGINT or SIGTERM, or until the
+/// reader of stdout goes away (`| head`); on a terminal each state replaces the last
+/// (the screen cleared), elsewhere each is appended under a line with its time. The
+/// outcome is the last state's, so the exit code says how the fleet was when the
+/// watch ended.
+pub async fn watch(
+    root: &Path,
+    args: &ReleaseSelection,
+    output: StatusFormat,
+    interval: std::time::Duration,
+) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    if output == StatusFormat::Html {
+        return Err(crate::Error::Reported(
+            "status --watch prints tables, JSON or YAML: -o html is one page, written once (the dashboard reloads itself: `flotilla dashboard`)".into(),
+        ));
+    }
+    if interval.is_zero() {
+        return Err(crate::Error::Reported(
+            "--interval 0s would read the clusters without a pause; give at least 1s".into(),
+        ));
+    }
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return run(root, args, output).await;
+    };
+    let redraw = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        let heading = format!(
+            "every {}: {}",
+            humantime::format_duration(interval),
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        );
+        if redraw {
+            // Home and clear, then the new state: `watch(1)`'s screen.
+            crate::output::print(&format!("\x1b[H\x1b[2J{heading}"))?;
+        } else if !output.is_document() {
+            crate::output::print(&format!("--- {heading}"))?;
+        }
+        let last = run(root, args, output).await;
+        if let Err(err) = &last {
+            // The state's error, as the final one would say it, and the watch goes on.
+            crate::output::eprint_line(&format!("{heading}: {err}"));
+        }
+        if crate::output::reader_gone() {
+            return last;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = int.recv() => return last,
+            _ = term.recv() => return last,
+        }
+    }
+}
+
 /// `-o html`: the dashboard's matrix and timeline of the release as one page; the exit
 /// code as the table's (an unreachable cluster 3, a failing one 1).
 async fn html(root: &Path, args: &ReleaseSelection, opened: &every_cluster::Opened) -> Result<()> {

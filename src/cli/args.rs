@@ -111,7 +111,7 @@ pub struct GetArgs {
     #[arg(long, value_name = "N", conflicts_with = "to")]
     pub revision: Option<u32>,
     /// Each cluster's revision of this deployment id.
-    #[arg(long, value_name = "DEPLOYMENT_ID")]
+    #[arg(long, value_name = "DEPLOYMENT_ID", add = ArgValueCompleter::new(complete::deployment_ids))]
     pub to: Option<String>,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: OutputFormat,
@@ -430,7 +430,7 @@ pub struct RollbackArgs {
     pub env: EnvArgs,
     /// The deployment id to go back to (default: the newest complete deployment that is
     /// not what every cluster runs now; see above).
-    #[arg(long, value_name = "DEPLOYMENT_ID")]
+    #[arg(long, value_name = "DEPLOYMENT_ID", add = ArgValueCompleter::new(complete::deployment_ids))]
     pub to: Option<String>,
     /// Print, per cluster, what runs now and what it would go to; change nothing.
     #[arg(long)]
@@ -559,6 +559,13 @@ pub struct StatusArgs {
     /// `html`: the dashboard's matrix as one self-contained page (a CI artifact).
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
     pub output: StatusFormat,
+    /// Read again every --interval until Ctrl-C: redrawn in place on a terminal,
+    /// appended with a time line in a pipe; exits with the code of the last state.
+    #[arg(short, long)]
+    pub watch: bool,
+    /// How often --watch reads the clusters again.
+    #[arg(long, default_value = "5s", value_parser = crate::config::parse_duration, requires = "watch")]
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -588,8 +595,8 @@ pub struct DiffArgs {
     pub target: ReleaseEnvArgs,
     #[command(flatten)]
     pub overrides: OverrideArgs,
-    /// Exit 0 when nothing would change, 2 when something would, 1 on any error (as
-    /// helmfile's --detailed-exitcode), for CI.
+    /// Exit 0 when nothing would change, 1 when something would (as `git diff
+    /// --exit-code`); errors keep their codes (2 bad input, 3 unreachable), for CI.
     #[arg(long)]
     pub exit_code: bool,
     #[arg(short, long, value_enum, env = "FLOTILLA_OUTPUT", default_value_t)]
@@ -700,10 +707,7 @@ pub struct SecretsTarget {
     pub env: String,
 }
 
-/// The variable naming the environment when the command line names none. Not a clap
-/// `env` of `--env`: clap would count it as given, and `--branch` on the command line
-/// would then conflict with a variable set for the whole CI job.
-pub const ENV_VAR: &str = "FLOTILLA_ENV";
+pub use super::complete::ENV_VAR;
 
 impl EnvNameArgs {
     /// (environment, branch): the command line's, else `$FLOTILLA_ENV`.

@@ -295,7 +295,13 @@ async fn run_command(root: &std::path::Path, command: Command) -> crate::Result<
             }
             result
         }
-        Command::Status(args) => action::status::run(root, &args.target.into(), args.output).await,
+        Command::Status(args) => {
+            let target = args.target.into();
+            match args.watch {
+                true => action::status::watch(root, &target, args.output, args.interval).await,
+                false => action::status::run(root, &target, args.output).await,
+            }
+        }
         Command::Dashboard(args) => {
             let opts = action::dashboard::DashboardRequest {
                 env: args.env,

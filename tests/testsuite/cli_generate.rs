@@ -234,6 +234,50 @@ fn cluster_names_complete_from_the_environments_after_the_last_comma() {
         &[],
     );
     assert_eq!(second, ["prod-paris-dc1,prod-europe-west1"]);
+    // `--env` on the line: only that environment's clusters; without it, every one's.
+    let of_prod = dynamic_candidates(
+        root,
+        &[
+            "flotilla",
+            "status",
+            "hello",
+            "--env",
+            "prod",
+            "--clusters",
+            "",
+        ],
+        &[],
+    );
+    assert!(
+        !of_prod.is_empty() && of_prod.iter().all(|c| c.starts_with("prod-")),
+        "{of_prod:?}"
+    );
+    let of_all = dynamic_candidates(
+        root,
+        &["flotilla", "status", "hello", "--clusters", ""],
+        &[],
+    );
+    for env in ["dev-", "staging-", "prod-"] {
+        assert!(
+            of_all.iter().any(|c| c.starts_with(env)),
+            "{env}: {of_all:?}"
+        );
+    }
+}
+
+#[test]
+fn deployment_ids_complete_nothing_when_the_line_names_no_release_or_no_cluster_answers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // No release before --to: the line does not parse, nothing is offered (no error).
+    let none = dynamic_candidates(root, &["flotilla", "rollback", "--to", ""], &[]);
+    assert!(none.is_empty(), "{none:?}");
+    // A kubeconfig that does not exist: no cluster to ask, nothing offered, exit 0.
+    let none = dynamic_candidates(
+        root,
+        &["flotilla", "rollback", "hello", "--env", "dev", "--to", ""],
+        &[("KUBECONFIG", "/nonexistent/kubeconfig")],
+    );
+    assert!(none.is_empty(), "{none:?}");
 }
 
 #[test]

@@ -78,9 +78,28 @@ fn json_output_lists_checks_and_problems() {
     assert_eq!(report["checks"][0]["result"], "1 problem");
     let problems = report["problems"].as_array().expect("a list");
     assert_eq!(problems.len(), 1);
-    assert!(problems[0]
-        .as_str()
-        .is_some_and(|p| p.contains("spec.scaling[0].replicas[0].count")));
+    // An object of fields, not a string to split.
+    let problem = &problems[0];
+    assert_eq!(problem["severity"], "error", "{problem:#}");
+    assert_eq!(
+        problem["field"], "spec.scaling[0].replicas[0].count",
+        "{problem:#}"
+    );
+    assert_eq!(problem["value"], -2, "{problem:#}");
+    assert_eq!(problem["release"], "app1", "{problem:#}");
+    assert!(
+        problem["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("releases/app1/release.yaml")),
+        "{problem:#}"
+    );
+    assert!(problem["line"].is_u64(), "{problem:#}");
+    assert!(
+        problem["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("spec.scaling[0].replicas[0].count")),
+        "{problem:#}"
+    );
 }
 
 fn copy(from: &Path, to: &Path) {

@@ -1,6 +1,6 @@
 //! The command line as CI uses it, on a dedicated fleet of two real kube-apiservers
-//! (simulated kubelet, real Vault API): `diff --exit-code` (0 no change, 2 changes, 1 an
-//! error), the audit fields every record carries and `history` shows, one vocabulary in
+//! (simulated kubelet, real Vault API): `diff --exit-code` (0 no change, 1 changes, an
+//! error 2 or 3 as every command, never 1), the audit fields every record carries and `history` shows, one vocabulary in
 //! JSON and one header case in tables, and the TLS warning of a kubeconfig that skips
 //! verification said once per run.
 
@@ -43,7 +43,7 @@ fn run_with(repo: &TestRepo, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 #[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
-fn diff_exit_code_is_0_without_changes_2_with_changes_1_on_an_error() {
+fn diff_exit_code_is_0_without_changes_1_with_changes_and_errors_keep_their_codes() {
     let repo = repo("diff-exit", &[("prod", PROD)], "60s");
     let diff = |extra: &[&str], env: &[(&str, &str)]| {
         let mut args = vec!["diff", "hello", "--env", "prod"];
@@ -56,7 +56,7 @@ fn diff_exit_code_is_0_without_changes_2_with_changes_1_on_an_error() {
     let out = diff(&["--exit-code"], &[]);
     assert_eq!(code(&out), Some(0), "{}", describe(&out));
     let out = diff(&["--exit-code", "--version", "v2", "-o", "json"], &[]);
-    assert_eq!(code(&out), Some(2), "{}", describe(&out));
+    assert_eq!(code(&out), Some(1), "{}", describe(&out));
     let changed = json(&out);
     assert!(
         changed["cg-a"]
@@ -70,7 +70,7 @@ fn diff_exit_code_is_0_without_changes_2_with_changes_1_on_an_error() {
     let out = diff(&["--version", "v2"], &[]);
     assert_eq!(code(&out), Some(0), "{}", describe(&out));
 
-    // A cluster that cannot be reached: an error (1), not "changes"; 3 without the flag.
+    // A cluster that cannot be reached: 3 as without the flag, not "changes".
     let dir = tempfile::tempdir().unwrap();
     let unreachable = kubeconfig_with(dir.path(), |name, cluster| {
         if name == "cg-b" {
@@ -80,17 +80,18 @@ fn diff_exit_code_is_0_without_changes_2_with_changes_1_on_an_error() {
     let unreachable = unreachable.to_string_lossy().into_owned();
     let env = [("KUBECONFIG", unreachable.as_str())];
     let out = diff(&["--exit-code"], &env);
-    assert_eq!(code(&out), Some(1), "{}", describe(&out));
+    assert_eq!(code(&out), Some(3), "{}", describe(&out));
     let out = diff(&[], &env);
     assert_eq!(code(&out), Some(3), "{}", describe(&out));
 
-    // Bad input and a refused command line are errors too (2 would read as changes).
+    // Bad input and a refused command line are 2, as every command's (1 would read as
+    // changes).
     let out = run(
         fleet(),
         &repo,
         &["diff", "hello", "--env", "nowhere", "--exit-code"],
     );
-    assert_eq!(code(&out), Some(1), "{}", describe(&out));
+    assert_eq!(code(&out), Some(2), "{}", describe(&out));
     let out = run(
         fleet(),
         &repo,
@@ -103,7 +104,7 @@ fn diff_exit_code_is_0_without_changes_2_with_changes_1_on_an_error() {
             "--no-such-flag",
         ],
     );
-    assert_eq!(code(&out), Some(1), "{}", describe(&out));
+    assert_eq!(code(&out), Some(2), "{}", describe(&out));
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {

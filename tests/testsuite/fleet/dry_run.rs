@@ -99,23 +99,41 @@ async fn deploy_dry_run_prints_the_plan_and_changes_nothing_without_vault() {
         plan["waves"][1].as_array().unwrap().len(),
         clusters.len() - 1
     );
+    // Every row and read an object of fields: CI splits no string.
     assert_eq!(
         plan["vault_reads"],
-        serde_json::json!(["kv/prod/hello/db#password"]),
+        serde_json::json!([{ "path": "kv/prod/hello/db", "key": "password", "version": null }]),
         "{plan:#}"
     );
     let rows = plan["clusters"].as_array().unwrap();
     assert_eq!(rows.len(), clusters.len());
     for row in rows {
-        let now = row["now"].as_str().unwrap();
+        assert_eq!(row["now"]["revision"], 1, "{row:#}");
+        assert_eq!(row["now"]["app_version"], "v1", "{row:#}");
+        assert_eq!(row["now"]["status"], "deployed", "{row:#}");
         assert!(
-            now.starts_with("1 ") && now.ends_with(" v1 (deployed)"),
+            row["now"]["deployment_id"]
+                .as_str()
+                .is_some_and(|id| id.len() > 16),
             "{row:#}"
         );
-        assert_eq!(row["next"], "2 v2", "{row:#}");
+        assert_eq!(
+            row["next"],
+            serde_json::json!({ "revision": 2, "app_version": "v2" }),
+            "{row:#}"
+        );
         assert_eq!(
             row["vault"],
-            serde_json::json!(["db-password ← kv/prod/hello/db#password"])
+            serde_json::json!([{
+                "secret_id": "db-password",
+                "path": "kv/prod/hello/db",
+                "key": "password",
+                "version": null
+            }])
+        );
+        assert!(
+            row["wave"].is_u64() && row["cluster"].is_string(),
+            "{row:#}"
         );
     }
     let out = dry_run("table");

@@ -37,6 +37,7 @@ mod secrets_never_shown;
 mod secrets_never_shown_clusters;
 mod secrets_policy;
 mod sigkill_trials;
+mod terminal;
 mod uninstall;
 mod values;
 mod vault;

@@ -25,7 +25,7 @@ pub fn flotilla_bin() -> PathBuf {
 
 /// Variables of the shell running the tests that would change what a `flotilla` child
 /// reads, prints or logs: each test sets those it means.
-const RUNNER_VARIABLES: &[&str] = &[
+pub const RUNNER_VARIABLES: &[&str] = &[
     "FLOTILLA_LOG",
     "FLOTILLA_ROOT",
     "FLOTILLA_ENV",
