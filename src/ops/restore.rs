@@ -71,6 +71,24 @@ fn identity(object: &Value, namespace: &str) -> Result<ObjectRef, String> {
     Ok(id)
 }
 
+/// Registers with the scrubber the values of the live Secrets among `recorded` (a
+/// record's manifest, their data recorded as digests): what a pod's log or an event
+/// may echo when no Vault read told the scrubber (a restore keeping them live, the
+/// dashboard, which never reads Vault).
+pub async fn register_live_secrets<'a, K: KubeClient>(
+    cluster: &K,
+    namespace: &str,
+    recorded: impl IntoIterator<Item = &'a Value>,
+) -> Result<(), ClusterError> {
+    for recorded in recorded.into_iter().filter(|r| release::is_secret(r)) {
+        let id = cluster.identity(recorded, namespace).await?;
+        if let Some(live) = cluster.live_object(&id, namespace).await? {
+            register_live_values(recorded, &live);
+        }
+    }
+    Ok(())
+}
+
 /// Registers with the scrubber the live values standing where `recorded` holds
 /// digests: the secret values a restore without fresh ones re-applies (or keeps, in a
 /// Secret), which an API server's message or a pod's log may echo as it would a value
@@ -258,14 +276,12 @@ pub async fn restore_under<K: KubeClient, L: HeldLock, S: RecordStore>(
     }
     // A Secret kept as it is live (no fresh value: Vault is down, or the revision was
     // imported) holds the values the restored pods use now.
-    for (slot, recorded) in objects.iter().zip(&target.manifest) {
-        if slot.is_none() && release::is_secret(recorded) {
-            let id = cluster.identity(recorded, namespace).await?;
-            if let Some(live) = cluster.live_object(&id, namespace).await? {
-                register_live_values(recorded, &live);
-            }
-        }
-    }
+    let kept = objects
+        .iter()
+        .zip(&target.manifest)
+        .filter(|(slot, _)| slot.is_none())
+        .map(|(_, recorded)| recorded);
+    register_live_secrets(cluster, namespace, kept).await?;
     let desired = Desired {
         objects,
         record_manifest: target.manifest.clone(),
