@@ -64,7 +64,7 @@ struct Picture<'a> {
     release: &'a str,
     deployment: &'a DeploymentView,
     from: DateTime<Utc>,
-    seconds: i64,
+    seconds: f64,
     rows: Vec<PictureRow<'a>>,
 }
 
@@ -81,7 +81,7 @@ struct Bar {
     /// Where it starts and how long it lasts, in percent of the axis.
     left: f64,
     width: f64,
-    seconds: i64,
+    seconds: f64,
 }
 
 #[derive(Serialize)]
@@ -277,7 +277,7 @@ fn picture<'a>(
                     phase,
                     left: percent(started),
                     width: (percent(ended) - percent(started)).max(0.0),
-                    seconds: (ended - started).num_seconds(),
+                    seconds: seconds(ended - started),
                 })
                 .collect(),
         })
@@ -288,9 +288,14 @@ fn picture<'a>(
         release,
         deployment,
         from,
-        seconds: (to - from).num_seconds(),
+        seconds: seconds(to - from),
         rows,
     }
+}
+
+/// Seconds to the tenth: a run on a near cluster takes less than one.
+fn seconds(span: chrono::Duration) -> f64 {
+    (span.num_milliseconds() as f64 / 100.0).round() / 10.0
 }
 
 #[cfg(test)]
@@ -511,8 +516,8 @@ mod tests {
             page: "/run/d-1".into(),
         };
         let picture = picture(at, "prod", "hello", &deployment);
-        assert_eq!(picture.seconds, 100);
-        let bars: Vec<Vec<(&str, f64, f64, i64)>> = picture
+        assert_eq!(picture.seconds, 100.0);
+        let bars: Vec<Vec<(&str, f64, f64, f64)>> = picture
             .rows
             .iter()
             .map(|r| {
@@ -526,12 +531,12 @@ mod tests {
             bars,
             [
                 vec![
-                    ("prepare", 0.0, 10.0, 10),
-                    ("apply", 10.0, 10.0, 10),
-                    ("wait", 20.0, 30.0, 30)
+                    ("prepare", 0.0, 10.0, 10.0),
+                    ("apply", 10.0, 10.0, 10.0),
+                    ("wait", 20.0, 30.0, 30.0)
                 ],
-                vec![("run", 0.0, 40.0, 40)],
-                vec![("restore", 50.0, 50.0, 50)],
+                vec![("run", 0.0, 40.0, 40.0)],
+                vec![("restore", 50.0, 50.0, 50.0)],
             ]
         );
     }

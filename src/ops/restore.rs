@@ -472,6 +472,30 @@ mod tests {
         register_live_values(&secret(&crate::redact::redacted("old")), &secret(&encoded));
         assert!(!crate::redact::scrub("restore-live-canary-2").contains("canary"));
     }
+
+    #[tokio::test]
+    async fn fake_cluster_live_secrets_of_a_record_teach_the_scrubber() {
+        use crate::ops::KubeClient;
+        use base64::Engine;
+        let cluster = crate::ops::fake::FakeKube::new();
+        let secret = |value: &str| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                   "data": {"password": value}})
+        };
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "config"}, "data": {"level": "info"}});
+        let encoded = base64::engine::general_purpose::STANDARD.encode("dashboard-live-canary-3");
+        let live = secret(&encoded);
+        let id = cluster.identity(&live, "ns").await.unwrap();
+        cluster.live.lock().unwrap().insert(id, live);
+        let recorded = [secret(&crate::redact::redacted("old")), config];
+        assert!(crate::redact::scrub("dashboard-live-canary-3").contains("canary"));
+        register_live_secrets(&cluster, "ns", &recorded)
+            .await
+            .unwrap();
+        assert!(!crate::redact::scrub("log: dashboard-live-canary-3").contains("canary"));
+        assert_eq!(crate::redact::scrub("info"), "info");
+    }
 }
 
 #[cfg(test)]
