@@ -232,6 +232,9 @@ fn find_deployment<'a>(
     })
 }
 
+/// A phase's name, start and end.
+type Span = (&'static str, DateTime<Utc>, DateTime<Utc>);
+
 /// Each run's phases on the deployment's time axis. A record written before phases
 /// were is one `run` bar from its start to its last write.
 fn picture<'a>(
@@ -240,7 +243,7 @@ fn picture<'a>(
     release: &'a str,
     deployment: &'a DeploymentView,
 ) -> Picture<'a> {
-    let spans: Vec<Vec<(&'static str, DateTime<Utc>, DateTime<Utc>)>> = deployment
+    let spans: Vec<Vec<Span>> = deployment
         .runs
         .iter()
         .map(|run| {
