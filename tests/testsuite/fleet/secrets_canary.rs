@@ -174,21 +174,24 @@ impl Canary {
 struct Dashboard {
     child: tokio::process::Child,
     url: String,
+    /// Its stderr (logs at `-vvv`): a file, as a pipe nobody reads would fill and
+    /// stop it.
+    log: tempfile::NamedTempFile,
 }
 
 impl Dashboard {
-    /// Stops it: what it wrote to stderr (logs at `-vvv`).
+    /// Stops it: what it wrote to stderr.
     async fn stop(mut self) -> String {
         let _ = self.child.start_kill();
-        let output = self.child.wait_with_output().await;
-        output
-            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-            .unwrap_or_default()
+        let _ = self.child.wait().await;
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 }
 
 async fn serve_dashboard(root: &std::path::Path, vars: &[(&str, &str)]) -> Dashboard {
     use tokio::io::AsyncBufReadExt;
+    let log = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("a log file: {e}"));
+    let stderr = log.reopen().unwrap_or_else(|e| panic!("the log file: {e}"));
     let mut command = tokio::process::Command::from(crate::support::flotilla());
     command
         .arg("-vvv")
@@ -199,7 +202,7 @@ async fn serve_dashboard(root: &std::path::Path, vars: &[(&str, &str)]) -> Dashb
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(stderr)
         .kill_on_drop(true);
     for (name, value) in vars {
         command.env(name, value);
@@ -218,7 +221,7 @@ async fn serve_dashboard(root: &std::path::Path, vars: &[(&str, &str)]) -> Dashb
         .strip_prefix("flotilla dashboard: ")
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_owned();
-    Dashboard { child, url }
+    Dashboard { child, url, log }
 }
 
 /// Every release record in the namespace, decoded (gunzipped JSON).
