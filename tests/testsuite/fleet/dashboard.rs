@@ -3,7 +3,8 @@
 //! cluster's version and deployment id and the rollback target; a crashlooping deploy
 //! brings the failing cluster with its diagnosis, a rollback the rolled-back state,
 //! and a stopped API server an unreachable cell beside the other cluster, all without
-//! a reload; the failing cluster's page and the run's picture; screenshots of each
+//! a reload, as a freeze does in each cell; the failing cluster's page and the run's
+//! picture; screenshots of each
 //! (`screenshots()`). Beyond loopback the page needs the bearer token. `status -o
 //! html` writes the same matrix. A dedicated fleet: a test stops a cluster.
 
@@ -388,6 +389,29 @@ fn in_a_browser_the_fleet_updates_itself_from_deploy_to_failure_rollback_and_a_l
         }
         browser.assert_not_reloaded("the rollback").await;
         browser.screenshot("rolled-back.png").await;
+
+        // A freeze shows in each cell, as `deploy` would be refused there.
+        let out = run(
+            fleet(),
+            &repo,
+            &["freeze", "--env", "prod", "--reason", "incident-4711"],
+        );
+        assert!(out.status.success(), "{}", describe(&out));
+        for cluster in ["dash-a", "dash-b"] {
+            browser
+                .wait_for(
+                    &format!("tr.cell[data-cluster=\"{cluster}\"] .frozen"),
+                    wait,
+                )
+                .await;
+        }
+        let frozen = browser
+            .eval("return document.querySelector('.frozen').title;")
+            .await;
+        assert!(
+            frozen.as_str().is_some_and(|t| t.contains("incident-4711")),
+            "{frozen}"
+        );
 
         // A stopped API server: unreachable, the other cluster still shown.
         fleet().stop_cluster("dash-b");
