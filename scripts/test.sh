@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n[test %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-say "installing the fleet's binaries (scripts/install-deps.sh: Go builds of Kubernetes, etcd, Vault and Helm the first time, then a no-op)"
+say "installing the fleet's binaries and the browser (scripts/install-deps.sh: Go builds of Kubernetes, etcd, Vault and Helm, Debian's chromium, the first time; then a no-op)"
 ./scripts/install-deps.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}"

@@ -6,7 +6,7 @@
 
 use super::EnvSelection;
 use crate::cluster::ClusterHandle;
-use crate::release::freeze::judge;
+use crate::release::freeze::{judge, namespaces};
 use crate::release::{ClusterFreeze, Freeze, Verdict};
 use crate::storage::freeze::{delete_freeze, read_freeze, write_freeze};
 use crate::Result;
@@ -26,21 +26,6 @@ pub struct FreezeOptions {
 pub struct FreezeOverride {
     /// The reason given; `None`: a freeze refuses the run.
     pub reason: Option<String>,
-}
-
-/// The namespaces each cluster of `env` keeps its freeze in: the environment file's
-/// `freeze.namespace`, else those of `releases` (where their records are, so whoever
-/// deploys them may read it).
-fn namespaces(env: &crate::config::Environment, releases: &[&str]) -> Vec<String> {
-    match env.freeze.as_ref().and_then(|f| f.namespace.clone()) {
-        Some(namespace) => vec![namespace],
-        None => {
-            let mut list: Vec<String> = releases.iter().map(|n| n.to_string()).collect();
-            list.sort();
-            list.dedup();
-            list
-        }
-    }
 }
 
 /// The namespaces of every release of the repo, for `freeze` and `unfreeze`.

@@ -207,7 +207,7 @@ pub async fn watch(
 /// code as the table's (an unreachable cluster 3, a failing one 1).
 async fn html(root: &Path, args: &ReleaseSelection, opened: &every_cluster::Opened) -> Result<()> {
     let view = crate::dashboard::view::read_release(root, &args.env, &opened.release).await?;
-    crate::output::print(&crate::dashboard::html::page(&view, None)?)?;
+    crate::output::print(&crate::dashboard::html::page(&view)?)?;
     super::freeze::notice(&opened.selected, opened.namespace()).await;
     let cells = view
         .environments

@@ -580,8 +580,9 @@ pub struct DashboardArgs {
     /// (`Authorization: Bearer TOKEN`).
     #[arg(long, value_name = "VAR")]
     pub token_env: Option<String>,
-    /// How often the fleet is read again and the page reloads itself: at most one
-    /// `status` of every release per interval, whatever the number of viewers.
+    /// How often the fleet is read again and every open page shows it (Server-Sent
+    /// Events): at most one `status` of every release per interval, whatever the
+    /// number of viewers.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
     /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).

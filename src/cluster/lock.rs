@@ -396,6 +396,32 @@ impl ClusterHandle {
         .await
     }
 
+    /// Who holds the lock of `release` in `namespace` now, if anyone: a lease given
+    /// back is deleted, one whose holder stopped renewing it has expired. One read,
+    /// no write (what the dashboard shows).
+    pub async fn lock_holder(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        let api: Api<Lease> = Api::namespaced(self.client(), namespace);
+        let name = lease_name(release);
+        let lease = match api.get_opt(&name).await {
+            Ok(lease) => lease,
+            Err(kube::Error::Api(status)) if status.code == 404 => None,
+            Err(err) => return Err(self.error("read", &format!("Lease {namespace}/{name}"), err)),
+        };
+        let Some(spec) = lease.and_then(|l| l.spec) else {
+            return Ok(None);
+        };
+        let until = spec.renew_time.as_ref().and_then(to_chrono).map(|renewed| {
+            renewed + chrono::Duration::seconds(spec.lease_duration_seconds.unwrap_or(0).into())
+        });
+        Ok(spec
+            .holder_identity
+            .filter(|_| until.is_some_and(|until| Utc::now() < until)))
+    }
+
     /// [`ClusterHandle::lock`], telling `on_wait` when it has to wait.
     pub async fn lock_waiting(
         &self,

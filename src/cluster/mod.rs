@@ -77,6 +77,16 @@ impl std::fmt::Display for Kept {
 /// A progress callback; cheap to clone, safe to call from any task.
 pub type Progress = Arc<dyn Fn(&str, Event) + Send + Sync>;
 
+/// When this process first connected to a cluster (the start of its run as the
+/// clusters see it), as the records write times.
+pub fn run_started_at() -> Option<chrono::DateTime<chrono::Utc>> {
+    let started = client::run_started()?;
+    chrono::DateTime::from_timestamp(
+        started.as_second(),
+        u32::try_from(started.subsec_nanosecond()).unwrap_or(0),
+    )
+}
+
 /// A progress callback that drops every event.
 pub fn no_progress() -> Progress {
     Arc::new(|_, _| {})

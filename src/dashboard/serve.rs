@@ -1,15 +1,18 @@
-//! The dashboard's web server: the fleet page and its JSON, read-only (GET only),
-//! behind a bearer token when it listens beyond loopback. The fleet is read at most
-//! once per interval whatever the number of viewers: a request within the interval
-//! gets the page already read, and concurrent requests after it wait for one read.
+//! The dashboard's web server: its pages, their event streams and the JSON, read-only
+//! (GET only), behind a bearer token when it listens beyond loopback. The fleet is read
+//! at most once per interval whatever the number of viewers: a request within the
+//! interval gets the reading already made, concurrent requests after it wait for one
+//! read, and every event stream sends each reading once.
 
-use super::html;
+use super::html::{self, Which};
 use super::view::{self, FleetView};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,12 +37,16 @@ pub struct DashboardOptions {
 /// The last reading of the fleet, kept for one interval.
 struct Shared {
     options: DashboardOptions,
-    last: Mutex<Option<(Instant, Arc<Reading>)>>,
+    last: Mutex<Option<Arc<Reading>>>,
 }
 
+/// One reading of the fleet: the view (or why the repository could not be read), its
+/// JSON, when it was read and its number (the event streams send each reading once).
 struct Reading {
-    page: String,
+    view: Result<FleetView, String>,
     json: String,
+    at: Instant,
+    serial: u64,
 }
 
 impl Shared {
@@ -47,37 +54,51 @@ impl Shared {
     /// older, one reading for every request waiting on the lock.
     async fn reading(&self) -> Arc<Reading> {
         let mut last = self.last.lock().await;
-        if let Some((at, reading)) = last.as_ref() {
-            if at.elapsed() < self.options.interval {
+        if let Some(reading) = last.as_ref() {
+            if reading.at.elapsed() < self.options.interval {
                 return reading.clone();
             }
         }
-        let reading = Arc::new(self.read().await);
-        *last = Some((Instant::now(), reading.clone()));
+        let serial = last.as_ref().map_or(0, |r| r.serial + 1);
+        let reading = Arc::new(self.read(serial).await);
+        *last = Some(reading.clone());
         reading
     }
 
-    async fn read(&self) -> Reading {
-        let refresh = Some(self.options.interval.as_secs().max(1));
+    async fn read(&self, serial: u64) -> Reading {
         let view = view::read(
             &self.options.root,
             self.options.env.as_deref(),
             self.options.kubeconfig.as_deref(),
         )
-        .await;
-        let page = view
-            .as_ref()
-            .map_err(|err| err.to_string())
-            .and_then(|v| html::page(v, refresh).map_err(|err| err.to_string()));
-        let page = page.unwrap_or_else(|err| error_page(&err, refresh));
+        .await
+        .map_err(|err| err.to_string());
         let json = match &view {
             Ok(view) => json(view),
-            Err(err) => serde_json::json!({ "error": err.to_string() }).to_string(),
+            Err(err) => serde_json::json!({ "error": err }).to_string(),
         };
         Reading {
-            page,
+            view,
             json: crate::redact::scrub(&json),
+            at: Instant::now(),
+            serial,
         }
+    }
+
+    fn refresh(&self) -> u64 {
+        self.options.interval.as_secs().max(1)
+    }
+
+    /// The title and body of `which` in `reading`: `None` when it names nothing there.
+    fn body(&self, reading: &Reading, which: &Which) -> Option<(String, String)> {
+        let view = match &reading.view {
+            Ok(view) => view,
+            Err(err) => return Some(("the fleet".to_owned(), error_body(err))),
+        };
+        Some(match html::body(view, which, self.refresh())? {
+            Ok(found) => found,
+            Err(err) => ("the fleet".to_owned(), error_body(&err.to_string())),
+        })
     }
 }
 
@@ -86,16 +107,12 @@ fn json(view: &FleetView) -> String {
         .unwrap_or_else(|err| serde_json::json!({ "error": err.to_string() }).to_string())
 }
 
-/// The page when the repository itself cannot be read (a broken environment file):
-/// the error, escaped, and the page still reloads to show the fix.
-fn error_page(message: &str, refresh: Option<u64>) -> String {
+/// What a page shows when the repository itself cannot be read (a broken environment
+/// file): the error, escaped and scrubbed; the page goes on following its stream to
+/// show the fix.
+fn error_body(message: &str) -> String {
     let escaped = handlebars::html_escape(&crate::redact::scrub(message));
-    let meta = refresh
-        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
-        .unwrap_or_default();
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">{meta}<title>flotilla: the fleet</title></head><body><h1>flotilla: the fleet</h1><p class=\"error\">{escaped}</p></body></html>"
-    )
+    format!("<p class=\"error\">{escaped}</p>")
 }
 
 /// Whether `headers` carry the token (`Authorization: Bearer TOKEN`), when one is set.
@@ -127,17 +144,111 @@ fn refused() -> Response {
         .into_response()
 }
 
-async fn page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if !allowed(shared.options.token.as_deref(), &headers) {
+async fn fleet_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    page(&shared, &headers, Which::Fleet).await
+}
+
+async fn run_page(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    page(&shared, &headers, Which::Run(id)).await
+}
+
+async fn cell_page(
+    State(shared): State<Arc<Shared>>,
+    Path((env, release, cluster)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    page(&shared, &headers, Which::Cell(env, release, cluster)).await
+}
+
+async fn page(shared: &Shared, headers: &HeaderMap, which: Which) -> Response {
+    if !allowed(shared.options.token.as_deref(), headers) {
         return refused();
     }
     let reading = shared.reading().await;
+    let Some((title, body)) = shared.body(&reading, &which) else {
+        return not_found();
+    };
+    match html::wrap(&title, &body, Some(shared.refresh()), &which) {
+        Ok(page) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            page,
+        )
+            .into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+fn not_found() -> Response {
     (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        reading.page.clone(),
+        StatusCode::NOT_FOUND,
+        "not in the fleet as last read (an id or cluster not there)\n",
+    )
+        .into_response()
+}
+
+async fn fleet_events(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    events(shared, &headers, Which::Fleet)
+}
+
+async fn run_events(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    events(shared, &headers, Which::Run(id))
+}
+
+async fn cell_events(
+    State(shared): State<Arc<Shared>>,
+    Path((env, release, cluster)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    events(shared, &headers, Which::Cell(env, release, cluster))
+}
+
+/// A page's body as each reading of the fleet shows it (Server-Sent Events, event
+/// `reading`), one event per reading: every stream shares the readings, so the
+/// clusters are asked no more than once per interval whatever the number of viewers.
+fn events(shared: Arc<Shared>, headers: &HeaderMap, which: Which) -> Response {
+    if !allowed(shared.options.token.as_deref(), headers) {
+        return refused();
+    }
+    let stream = futures::stream::unfold(
+        (shared, which, None::<u64>),
+        |(shared, which, sent)| async move {
+            let reading = loop {
+                let reading = shared.reading().await;
+                if sent != Some(reading.serial) {
+                    break reading;
+                }
+                // The next reading is due one interval after this one.
+                let due = reading.at + shared.options.interval;
+                tokio::time::sleep_until(due.into()).await;
+            };
+            let data = shared.body(&reading, &which).map_or_else(
+                || "<p class=\"error\">not in the fleet as last read</p>".to_owned(),
+                |(_, body)| body,
+            );
+            // A carriage return cannot travel in an event; HTML does without it.
+            let event = Event::default()
+                .event("reading")
+                .data(data.replace('\r', ""));
+            Some((
+                Ok::<_, Infallible>(event),
+                (shared, which, Some(reading.serial)),
+            ))
+        },
+    );
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
     )
         .into_response()
 }
@@ -157,16 +268,42 @@ async fn view_json(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         .into_response()
 }
 
-/// The router of the dashboard: `/` (the page) and `/view.json`; any other method
-/// than GET is refused (405).
+/// The live script: follows the page's event stream and puts each reading's body in
+/// place. Public (no token): it holds nothing read from a cluster.
+async fn live_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        LIVE_JS,
+    )
+        .into_response()
+}
+
+const LIVE_JS: &str = include_str!("live.js");
+
+/// The router of the dashboard: the fleet (`/`), a deployment's run (`/run/ID`), a
+/// release in a cluster (`/cluster/ENV/RELEASE/CONTEXT`), each page's event stream
+/// under `/events`, `/view.json` and the live script; any other method than GET is
+/// refused (405).
 fn router(options: DashboardOptions) -> Router {
     let shared = Arc::new(Shared {
         options,
         last: Mutex::new(None),
     });
     Router::new()
-        .route("/", get(page))
+        .route("/", get(fleet_page))
+        .route("/run/{id}", get(run_page))
+        .route("/cluster/{env}/{release}/{cluster}", get(cell_page))
+        .route("/events", get(fleet_events))
+        .route("/events/run/{id}", get(run_events))
+        .route(
+            "/events/cluster/{env}/{release}/{cluster}",
+            get(cell_events),
+        )
         .route("/view.json", get(view_json))
+        .route("/live.js", get(live_js))
         .with_state(shared)
 }
 
@@ -214,8 +351,8 @@ mod tests {
     }
 
     #[test]
-    fn an_error_page_escapes_its_message() {
-        let page = error_page("environments/<b>.yaml: bad", Some(5));
-        assert!(page.contains("&lt;b&gt;") && !page.contains("<b>"));
+    fn an_error_body_escapes_its_message() {
+        let body = error_body("environments/<b>.yaml: bad");
+        assert!(body.contains("&lt;b&gt;") && !body.contains("<b>"));
     }
 }

@@ -7,8 +7,10 @@
 use crate::cluster::{ClusterError, Diagnosis};
 use crate::config::{LoadedEnvironment, LoadedRelease, Repo};
 use crate::ops::{self, ClusterHealth, StatusReport};
-use crate::release::{DeploymentState, EnvironmentHistory, History, Status};
+use crate::release::freeze::judge;
+use crate::release::{ClusterFreeze, DeploymentState, EnvironmentHistory, History, Status};
 use crate::rollout::EnvSelection;
+use crate::storage::freeze::read_freeze;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::Path;
@@ -115,6 +117,15 @@ pub struct Cell {
     /// newest events (scrubbed and bounded as in a run's report).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diagnosis: Vec<String>,
+    /// The environment's freeze as this cluster keeps it, or a window in force: why a
+    /// deploy would be refused here now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<String>,
+    /// Who holds the release's lease here now (a run in progress).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked: Option<String>,
+    /// The cell's own page in the dashboard.
+    pub page: String,
 }
 
 /// One deployment id in an environment.
@@ -134,6 +145,8 @@ pub struct DeploymentView {
     /// Each revision written under its id, cluster by cluster: the run's picture.
     pub runs: Vec<ClusterRun>,
     pub rollback_target: bool,
+    /// Its page in the dashboard: the run's phases on a time axis.
+    pub page: String,
 }
 
 /// One revision a run wrote in one cluster, as its record tells: when it started,
@@ -155,6 +168,9 @@ pub struct ClusterRun {
     /// Why it failed, or other notes of the record.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// Where its time went (empty in records written before phases were).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<crate::release::PhaseTime>,
 }
 
 impl ClusterRun {
@@ -170,6 +186,7 @@ impl ClusterRun {
                 .map(|at| (at - record.created).num_seconds()),
             recorded_after: (record.updated - record.created).num_seconds(),
             description: crate::redact::scrub(&record.description),
+            phases: record.phases.clone(),
         }
     }
 }
@@ -181,6 +198,10 @@ pub struct Found {
     pub report: Option<StatusReport>,
     /// For a failing cluster: its failing pods, their events and last log lines.
     pub diagnosis: Option<Diagnosis>,
+    /// Who holds the release's lease there now.
+    pub locked: Option<String>,
+    /// The environment's freeze as that cluster keeps it (the same for each release).
+    pub frozen: Option<String>,
 }
 
 /// One cluster's answer for the releases of an environment, as read.
@@ -269,10 +290,15 @@ async fn read_selected(
 ) -> EnvironmentView {
     let places = places_named(releases);
     let places = &places;
+    let environment = &selected.env.environment;
+    let release_namespaces: Vec<&str> = places.iter().map(|(_, ns)| ns.as_str()).collect();
+    let freeze_places = crate::release::freeze::namespaces(environment, &release_namespaces);
+    let freeze_places = &freeze_places;
     let answers = crate::rollout::connect::on_each(
         &selected.plan,
         &selected.kubeconfig,
         |_, handle| async move {
+            let frozen = frozen_in(&handle, environment, freeze_places).await;
             let mut found = Vec::new();
             for (name, namespace) in places {
                 let history = ops::history(&handle, namespace, name).await?;
@@ -284,16 +310,31 @@ async fn read_selected(
                 } else {
                     None
                 };
-                let diagnosis = match &report {
-                    Some(report) if report.health == ClusterHealth::Failing => {
-                        handle.diagnose(namespace, name, &as_failure(report)).await
+                let diagnosis = match (&report, history.current()) {
+                    (Some(report), Some(current)) if report.health == ClusterHealth::Failing => {
+                        // No Vault here: the scrubber learns the values a log line may
+                        // echo from the release's live Secrets before the logs are read.
+                        // Secrets that cannot be read: no log line is shown unscrubbed.
+                        match ops::register_live_secrets(&handle, namespace, &current.manifest)
+                            .await
+                        {
+                            Ok(()) => handle.diagnose(namespace, name, &as_failure(report)).await,
+                            Err(err) => {
+                                tracing::warn!("{err}: no diagnosis shown");
+                                None
+                            }
+                        }
                     }
                     _ => None,
                 };
+                // A lease that cannot be read shows no holder: the cell still shows.
+                let locked = handle.lock_holder(namespace, name).await.ok().flatten();
                 found.push(Found {
                     history,
                     report,
                     diagnosis,
+                    locked,
+                    frozen: frozen.clone(),
                 });
             }
             Ok::<_, crate::Error>(found)
@@ -305,6 +346,39 @@ async fn read_selected(
         .map(|(cluster, answer)| (cluster.context, answer))
         .collect();
     assemble(&selected.env.environment.name, places, &answers)
+}
+
+/// The environment's freeze as one cluster keeps it in any of `places`, or a freeze
+/// window of its file in force now, judged as `deploy` judges it
+/// (`release::freeze::judge`): the line a refusal would print, `None` when open.
+async fn frozen_in(
+    handle: &crate::cluster::ClusterHandle,
+    environment: &crate::config::Environment,
+    places: &[String],
+) -> Option<String> {
+    let reads = futures::future::join_all(
+        places
+            .iter()
+            .map(|namespace| read_freeze(handle, namespace, &environment.name)),
+    )
+    .await;
+    let read = reads
+        .iter()
+        .find(|r| matches!(r, ClusterFreeze::Frozen(_)))
+        .or_else(|| {
+            reads
+                .iter()
+                .find(|r| matches!(r, ClusterFreeze::Unreadable(_)))
+        })
+        .cloned()
+        .unwrap_or(ClusterFreeze::Clear);
+    let windows = environment
+        .freeze
+        .as_ref()
+        .map(|f| f.windows.as_slice())
+        .unwrap_or_default();
+    let verdict = judge(&[(handle.context().to_owned(), read)], windows, Utc::now());
+    (!verdict.is_open()).then(|| crate::redact::scrub(&verdict.text(&environment.name)))
 }
 
 /// A failing report as the error a health wait ends with, which is what a diagnosis
@@ -350,14 +424,24 @@ pub fn assemble(
                 .iter()
                 .map(|(context, answer)| match answer {
                     Ok(found) => match found.get(i) {
-                        Some(Found {
-                            history,
-                            report: Some(report),
-                            diagnosis,
-                        }) => cell_of(history, report, diagnosis.as_ref()),
-                        _ => Cell::empty(context, CellState::NotInstalled, None),
+                        Some(
+                            found @ Found {
+                                report: Some(report),
+                                ..
+                            },
+                        ) => cell_of(found, report),
+                        Some(found) => Cell {
+                            locked: found.locked.clone(),
+                            frozen: found.frozen.clone(),
+                            ..Cell::empty(context, CellState::NotInstalled, None)
+                        },
+                        None => Cell::empty(context, CellState::NotInstalled, None),
                     },
                     Err(err) => Cell::empty(context, failure_state(err), Some(failure(err))),
+                })
+                .map(|cell| Cell {
+                    page: cell_page(environment, name, &cell.cluster),
+                    ..cell
                 })
                 .collect();
             let histories: Vec<(&str, &History)> = answers
@@ -400,7 +484,8 @@ fn failure(err: &crate::Error) -> String {
 /// A cluster's cell: the deployment whose content it runs (a rollback's revision runs
 /// an earlier deployment's: the one its timeline row shows), and the run that put it
 /// there when that is another.
-fn cell_of(history: &History, report: &StatusReport, diagnosis: Option<&Diagnosis>) -> Cell {
+fn cell_of(found: &Found, report: &StatusReport) -> Cell {
+    let history = &found.history;
     let content = history
         .get(report.revision)
         .map_or(report.deployment_id.as_str(), |r| r.content_id());
@@ -415,10 +500,35 @@ fn cell_of(history: &History, report: &StatusReport, diagnosis: Option<&Diagnosi
         reason: report.reason.clone(),
         drifted: report.objects.iter().filter(|o| o.drifted()).count(),
         failing_pods: report.failing_pods.clone(),
-        diagnosis: diagnosis
+        diagnosis: found
+            .diagnosis
+            .as_ref()
             .map(crate::cluster::diagnosis_lines)
             .unwrap_or_default(),
+        frozen: found.frozen.clone(),
+        locked: found.locked.clone(),
+        page: String::new(),
     }
+}
+
+/// A path segment of the dashboard's addresses: a kube context may hold `/` or `:`.
+fn segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The page of one release in one cluster of an environment.
+pub fn cell_page(environment: &str, release: &str, cluster: &str) -> String {
+    format!(
+        "/cluster/{}/{}/{}",
+        segment(environment),
+        segment(release),
+        segment(cluster)
+    )
+}
+
+/// The page of one deployment id: its run's picture.
+pub fn run_page(id: &str) -> String {
+    format!("/run/{}", segment(id))
 }
 
 impl Cell {
@@ -435,6 +545,9 @@ impl Cell {
             drifted: 0,
             failing_pods: Vec::new(),
             diagnosis: Vec::new(),
+            frozen: None,
+            locked: None,
+            page: String::new(),
         }
     }
 }
@@ -473,6 +586,7 @@ fn timeline(histories: &[(&str, &History)]) -> (Vec<DeploymentView>, Option<Stri
                     .map(|(context, r)| ClusterRun::of(context, r))
                     .collect(),
                 rollback_target: target == Some(id),
+                page: run_page(id),
             }
         })
         .collect();
@@ -513,6 +627,8 @@ mod tests {
             history,
             report,
             diagnosis: None,
+            locked: None,
+            frozen: None,
         }
     }
 

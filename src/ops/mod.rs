@@ -32,7 +32,7 @@ pub use inspect::{
 };
 pub use kube::{HeldLock, KubeClient, ReleaseCluster};
 pub use restore::restore;
-pub use restore::restore_under;
+pub use restore::{register_live_secrets, restore_under};
 pub use soak::{soak, SoakOptions};
 pub use uninstall::uninstall;
 pub use upgrade::deploy_under;

@@ -71,6 +71,24 @@ fn identity(object: &Value, namespace: &str) -> Result<ObjectRef, String> {
     Ok(id)
 }
 
+/// Registers with the scrubber the values of the live Secrets among `recorded` (a
+/// record's manifest, their data recorded as digests): what a pod's log or an event
+/// may echo when no Vault read told the scrubber (a restore keeping them live, the
+/// dashboard, which never reads Vault).
+pub async fn register_live_secrets<'a, K: KubeClient>(
+    cluster: &K,
+    namespace: &str,
+    recorded: impl IntoIterator<Item = &'a Value>,
+) -> Result<(), ClusterError> {
+    for recorded in recorded.into_iter().filter(|r| release::is_secret(r)) {
+        let id = cluster.identity(recorded, namespace).await?;
+        if let Some(live) = cluster.live_object(&id, namespace).await? {
+            register_live_values(recorded, &live);
+        }
+    }
+    Ok(())
+}
+
 /// Registers with the scrubber the live values standing where `recorded` holds
 /// digests: the secret values a restore without fresh ones re-applies (or keeps, in a
 /// Secret), which an API server's message or a pod's log may echo as it would a value
@@ -243,14 +261,12 @@ pub async fn restore_under<K: KubeClient, L: HeldLock, S: RecordStore>(
     }
     // A Secret kept as it is live (no fresh value: Vault is down, or the revision was
     // imported) holds the values the restored pods use now.
-    for (slot, recorded) in objects.iter().zip(&target.manifest) {
-        if slot.is_none() && release::is_secret(recorded) {
-            let id = cluster.identity(recorded, namespace).await?;
-            if let Some(live) = cluster.live_object(&id, namespace).await? {
-                register_live_values(recorded, &live);
-            }
-        }
-    }
+    let kept = objects
+        .iter()
+        .zip(&target.manifest)
+        .filter(|(slot, _)| slot.is_none())
+        .map(|(_, recorded)| recorded);
+    register_live_secrets(cluster, namespace, kept).await?;
     let desired = Desired {
         objects,
         record_manifest: target.manifest.clone(),
@@ -440,6 +456,30 @@ mod tests {
         let encoded = base64::engine::general_purpose::STANDARD.encode("restore-live-canary-2");
         register_live_values(&secret(&crate::redact::redacted("old")), &secret(&encoded));
         assert!(!crate::redact::scrub("restore-live-canary-2").contains("canary"));
+    }
+
+    #[tokio::test]
+    async fn fake_cluster_live_secrets_of_a_record_teach_the_scrubber() {
+        use crate::ops::KubeClient;
+        use base64::Engine;
+        let cluster = crate::ops::fake::FakeKube::new();
+        let secret = |value: &str| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                   "data": {"password": value}})
+        };
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "config"}, "data": {"level": "info"}});
+        let encoded = base64::engine::general_purpose::STANDARD.encode("dashboard-live-canary-3");
+        let live = secret(&encoded);
+        let id = cluster.identity(&live, "ns").await.unwrap();
+        cluster.live.lock().unwrap().insert(id, live);
+        let recorded = [secret(&crate::redact::redacted("old")), config];
+        assert!(crate::redact::scrub("dashboard-live-canary-3").contains("canary"));
+        register_live_secrets(&cluster, "ns", &recorded)
+            .await
+            .unwrap();
+        assert!(!crate::redact::scrub("log: dashboard-live-canary-3").contains("canary"));
+        assert_eq!(crate::redact::scrub("info"), "info");
     }
 }
 

@@ -7,7 +7,9 @@ use crate::cluster::labels;
 use crate::cluster::{
     ApplyOptions, ClusterError, ClusterHandle, Event, Kept, ObjectRef, Removal, WaitOptions,
 };
-use crate::release::{self, ChartRef, History, Operation, ReleaseRecord, RevisionSource, Status};
+use crate::release::{
+    self, ChartRef, History, Operation, Phase, PhaseTime, ReleaseRecord, RevisionSource, Status,
+};
 use crate::storage::{RecordStore, SecretStore};
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
@@ -269,6 +271,7 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
         kept_live,
         adopted,
         kept: Vec::new(),
+        applied_at: None,
     };
     match store.create(&record).await {
         Ok(()) => {}
@@ -317,6 +320,7 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
                 .await)
         }
     };
+    ending.applied_at = Some(Utc::now());
     // The identities as the server resolved them: a custom kind whose CRD came with
     // this apply was only guessed (namespaced) before it.
     record.objects = ending
@@ -581,6 +585,7 @@ fn pending_record(
         mac: String::new(),
         hooks: desired.recorded_hooks.clone(),
         replaced: None,
+        phases: Vec::new(),
     }
 }
 
@@ -593,6 +598,8 @@ struct Ending<'a> {
     adopted: Vec<Adopted>,
     /// What the prune left, with the reason.
     kept: Vec<Kept>,
+    /// When the apply ended (the health wait began), once it did.
+    applied_at: Option<chrono::DateTime<Utc>>,
 }
 
 fn listed<T: ToString>(items: &[T]) -> String {
@@ -637,6 +644,7 @@ impl Ending<'_> {
         if record.status == Status::Deployed {
             record.healthy_at = Some(record.updated);
         }
+        record.phases = self.phases(&record);
         let mut notes = Vec::new();
         if let Some(err) = &error {
             // An API server's message can echo the object it refused, values included.
@@ -677,6 +685,34 @@ impl Ending<'_> {
             adopted: self.adopted.clone(),
             error,
         }
+    }
+
+    /// Where the run's time went, for its record ending now (`record.updated`): the
+    /// preparation since the run's start, then the apply and the wait of a deploy, or
+    /// the whole of a restore.
+    fn phases(&self, record: &ReleaseRecord) -> Vec<PhaseTime> {
+        let span = |phase, started, ended| PhaseTime {
+            phase,
+            started,
+            ended,
+        };
+        let (created, ended) = (record.created, record.updated);
+        if record.operation == Operation::Rollback {
+            return vec![span(Phase::Restore, created, ended)];
+        }
+        let mut phases: Vec<PhaseTime> = crate::cluster::run_started_at()
+            .filter(|started| *started <= created)
+            .map(|started| span(Phase::Prepare, started, created))
+            .into_iter()
+            .collect();
+        match self.applied_at {
+            Some(applied) => {
+                phases.push(span(Phase::Apply, created, applied));
+                phases.push(span(Phase::Wait, applied, ended));
+            }
+            None => phases.push(span(Phase::Apply, created, ended)),
+        }
+        phases
     }
 
     /// A run that changed the cluster (or may have) and could not record how it ended:

@@ -151,6 +151,21 @@ pub fn judge(
     }
 }
 
+/// The namespaces each cluster of `env` keeps its freeze in: the environment file's
+/// `freeze.namespace`, else those of `releases` (where their records are, so whoever
+/// deploys them may read it).
+pub fn namespaces(env: &crate::config::Environment, releases: &[&str]) -> Vec<String> {
+    match env.freeze.as_ref().and_then(|f| f.namespace.clone()) {
+        Some(namespace) => vec![namespace],
+        None => {
+            let mut list: Vec<String> = releases.iter().map(|n| n.to_string()).collect();
+            list.sort();
+            list.dedup();
+            list
+        }
+    }
+}
+
 /// Whether `now` falls in `window` (a window that does not parse holds nothing: the
 /// environment file's checks refuse it before any run).
 pub fn window_holds(window: &FreezeWindow, now: DateTime<Utc>) -> bool {

@@ -21,8 +21,9 @@ pub use freeze::{ClusterFreeze, Freeze, Verdict};
 pub use history::{beyond_limit, History, RecordHead, SkippedRecord};
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
-    content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, Promotion,
-    RecordedHook, ReleaseRecord, Replaced, RevisionSource, SecretSource, Status, UntilWave,
+    content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, Phase,
+    PhaseTime, Promotion, RecordedHook, ReleaseRecord, Replaced, RevisionSource, SecretSource,
+    Status, UntilWave,
 };
 pub use trust::{check_record, content_digest_problem, describe_record, RecordKey, RecordTrust};
 
@@ -37,6 +38,7 @@ pub(crate) mod tests_support {
         let now = chrono::Utc::now();
         ReleaseRecord {
             hooks: Vec::new(),
+            phases: Vec::new(),
             name: "hello".into(),
             namespace: "ns".into(),
             revision,

@@ -299,6 +299,11 @@ pub struct ReleaseRecord {
     /// `deployed` record landed) leaves this one as it was ([`super::History::new`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<Replaced>,
+    /// Where the run's minutes went in this cluster, in order (what the dashboard
+    /// draws on a time axis). Written with the outcome, so not covered by the MAC;
+    /// empty in records written before this field and in a run killed before its end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseTime>,
 }
 
 /// Which revision replaced a revision, and what the replaced one was before.
@@ -306,6 +311,44 @@ pub struct ReleaseRecord {
 pub struct Replaced {
     pub by: u32,
     pub was: Status,
+}
+
+/// A part of a run in one cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// From the run's first connection to a cluster until this cluster's first
+    /// change: secrets read, clusters connected, the release rendered, the lease.
+    Prepare,
+    /// The hooks before the apply and the apply.
+    Apply,
+    /// The health wait (and the hooks after it), until healthy or failed.
+    Wait,
+    Soak,
+    Verify,
+    /// A restore: back to a recorded revision.
+    Restore,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Prepare => "prepare",
+            Phase::Apply => "apply",
+            Phase::Wait => "wait",
+            Phase::Soak => "soak",
+            Phase::Verify => "verify",
+            Phase::Restore => "restore",
+        }
+    }
+}
+
+/// When one phase of a run started and ended in one cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseTime {
+    pub phase: Phase,
+    pub started: DateTime<Utc>,
+    pub ended: DateTime<Utc>,
 }
 
 /// One Helm hook of a revision as its record keeps it: what the annotations say, and

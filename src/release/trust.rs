@@ -19,7 +19,7 @@ use std::fmt;
 
 const MAC_PREFIX: &str = "hmac-sha256:";
 
-/// The fields a run changes after it wrote a record (its outcome, timestamps, notes,
+/// The fields a run changes after it wrote a record (its outcome, timestamps, phases, notes,
 /// and the object identities as the server resolved them), and the MAC itself: the
 /// only ones the MAC does not cover. Every other field, present or future, is covered.
 const NOT_SIGNED: &[&str] = &[
@@ -28,6 +28,7 @@ const NOT_SIGNED: &[&str] = &[
     "healthyAt",
     "description",
     "objects",
+    "phases",
     "mac",
     "replaced",
 ];

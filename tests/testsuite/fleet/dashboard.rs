@@ -1,8 +1,12 @@
-//! `flotilla dashboard` against real clusters: after a two-wave deploy the page shows
-//! every cluster's version and deployment id and the rollback target; an API server
-//! stopped shows as unreachable while the other cluster still shows; beyond loopback
-//! the page needs the bearer token. `status -o html` writes the same matrix. A
-//! dedicated fleet: a test stops a cluster.
+//! `flotilla dashboard` against real clusters, in a real headless browser (Debian's
+//! chromium through chromedriver): after a two-wave deploy the page shows every
+//! cluster's version and deployment id and the rollback target; a crashlooping deploy
+//! brings the failing cluster with its diagnosis, a rollback the rolled-back state,
+//! and a stopped API server an unreachable cell beside the other cluster, all without
+//! a reload, as a freeze does in each cell; the failing cluster's page and the run's
+//! picture; screenshots of each
+//! (`screenshots()`). Beyond loopback the page needs the bearer token. `status -o
+//! html` writes the same matrix. A dedicated fleet: a test stops a cluster.
 
 use crate::support::rollout as rollout_support;
 
@@ -11,7 +15,7 @@ use rollout_support::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn fleet() -> &'static Fleet {
     crate::support::dedicated_fleet(&["dash-a", "dash-b"])
@@ -91,54 +95,157 @@ fn row<'a>(page: &'a str, cluster: &str) -> &'a str {
     &page[open..end]
 }
 
-/// The timeline row of deployment `id`, with its run's picture.
-fn timeline_row<'a>(page: &'a str, id: &str) -> &'a str {
-    let start = page
-        .find(&format!("<td class=\"mono\">{id}"))
-        .unwrap_or_else(|| panic!("no deployment {id} in {page}"));
-    let open = page[..start].rfind("<tr").unwrap_or(0);
-    let end = page[start..]
-        .find("</details>")
-        .map_or(page.len(), |e| start + e);
-    &page[open..end]
+/// Where the screenshots go: `$FLOTILLA_ARTIFACTS/dashboard`, else the target dir's
+/// `tmp/dashboard-screenshots` (kept with the build, as CI keeps the target dir).
+fn screenshots() -> std::path::PathBuf {
+    let dir = std::env::var_os("FLOTILLA_ARTIFACTS")
+        .map(|d| std::path::PathBuf::from(d).join("dashboard"))
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots")
+        });
+    std::fs::create_dir_all(&dir).expect("the screenshots folder");
+    dir
 }
 
-/// Fetches the page until `ready` holds of it (the dashboard reads the fleet again
-/// each second), or fails with the last page after `within`.
-fn page_until(url: &str, within: Duration, ready: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let (status, page) = fetch("GET", url, None);
-        assert_eq!(status, 200, "{page}");
-        if ready(&page) {
-            return page;
+/// chromedriver (Debian's chromium-driver, `scripts/install-deps.sh`) driving a
+/// headless chromium; both stopped when dropped.
+struct Browser {
+    driver: Child,
+    client: fantoccini::Client,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn program(variable: &str, default: &str) -> String {
+    let path = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
+    assert!(
+        std::path::Path::new(&path).is_file(),
+        "{path} is missing: scripts/install-deps.sh installs Debian's chromium and chromium-driver (or set {variable})"
+    );
+    path
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let chromium = program("FLOTILLA_CHROMIUM", "/usr/bin/chromium");
+        let chromedriver = program("FLOTILLA_CHROMEDRIVER", "/usr/bin/chromedriver");
+        // A free port for chromedriver, which cannot be told to pick one and say it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut driver = std::process::Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chromedriver");
+        // Its lines up to "started successfully", then the rest drained: a pipe
+        // closed under it would end it at its next line.
+        let mut lines = BufReader::new(driver.stdout.take().expect("piped stdout")).lines();
+        let mut said = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            said.push_str(&line);
+            said.push('\n');
+            if line.contains("started successfully") {
+                break;
+            }
         }
-        assert!(Instant::now() < deadline, "never as expected: {page}");
-        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            said.contains("started successfully"),
+            "chromedriver: {said}"
+        );
+        std::thread::spawn(move || lines.for_each(drop));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium,
+                // --no-sandbox: CI runs as root, where chromium's sandbox cannot start.
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1400,1000"],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = fantoccini::ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|err| panic!("no session of chromedriver: {err}"));
+        Browser { driver, client }
+    }
+
+    async fn eval(&self, script: &str) -> serde_json::Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("{script}: {e}"))
+    }
+
+    /// The text of the first element `css` selects, `""` when none does.
+    async fn text(&self, css: &str) -> String {
+        let script = format!(
+            "var e = document.querySelector({}); return e ? e.innerText : '';",
+            serde_json::Value::String(css.to_owned())
+        );
+        self.eval(&script)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Waits (polling the page, at most `within`) until the element `css` selects
+    /// exists; fails with the page's text.
+    async fn wait_for(&self, css: &str, within: Duration) {
+        let found = self
+            .client
+            .wait()
+            .at_most(within)
+            .every(Duration::from_millis(200))
+            .for_element(fantoccini::Locator::Css(css))
+            .await;
+        if let Err(err) = found {
+            panic!("{css} never shown ({err}): {}", self.text("body").await);
+        }
+    }
+
+    /// Marks the page: the mark survives anything but a reload.
+    async fn mark(&self) {
+        self.eval("window.flotillaMark = 'not reloaded'; return true;")
+            .await;
+    }
+
+    async fn assert_not_reloaded(&self, what: &str) {
+        let mark = self.eval("return window.flotillaMark || null;").await;
+        assert_eq!(mark, "not reloaded", "{what}: the page was reloaded");
+    }
+
+    async fn screenshot(&self, name: &str) -> std::path::PathBuf {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+        let path = screenshots().join(name);
+        std::fs::write(&path, png).expect("write the screenshot");
+        eprintln!("screenshot: {}", path.display());
+        path
     }
 }
 
 #[test]
-#[ignore = "needs the local fleet: scripts/test.sh runs it"]
-fn the_page_shows_every_cluster_then_a_stopped_one_as_unreachable() {
+#[ignore = "needs the local fleet and chromium: scripts/test.sh runs it"]
+fn in_a_browser_the_fleet_updates_itself_from_deploy_to_failure_rollback_and_a_lost_cluster() {
     let _serial = serial();
     let repo = two_waves("dashboard");
     let first = deploy_ok(fleet(), &repo, "prod", "v1");
     let second = deploy_ok(fleet(), &repo, "prod", "v2");
     let served = serve(&repo, "127.0.0.1:0", &[], &[]);
 
-    let (status, page) = fetch("GET", &served.url, None);
-    assert_eq!(status, 200, "{page}");
-    for cluster in ["dash-a", "dash-b"] {
-        let row = row(&page, cluster);
-        assert!(row.contains("class=\"cell healthy\""), "{cluster}: {row}");
-        assert!(row.contains(">v2<"), "{cluster} runs v2: {row}");
-        assert!(row.contains(&second), "{cluster} runs {second}: {row}");
-    }
-    assert!(
-        page.contains(&format!("<span class=\"mono target\">{first}</span>")),
-        "rollback goes back to {first}: {page}"
-    );
     // Read-only: nothing but GET.
     let (status, _) = fetch("POST", &served.url, None);
     assert_eq!(status, 405);
@@ -150,76 +257,177 @@ fn the_page_shows_every_cluster_then_a_stopped_one_as_unreachable() {
         first.as_str()
     );
 
-    // A crashlooping deploy left as it is (`on_failure: halt`): the failing cluster and
-    // its diagnosis appear without a new page being asked for by hand.
-    let env_file = repo.root().join("environments/prod.yaml");
-    let text = std::fs::read_to_string(&env_file).unwrap();
-    std::fs::write(
-        &env_file,
-        text.replace("on_failure: rollback", "on_failure: halt"),
-    )
-    .unwrap();
-    let out = run(
-        fleet(),
-        &repo,
-        &[
-            "deploy",
-            "hello",
-            "--env",
-            "prod",
-            "--version",
-            "v3",
-            "--set",
-            "breakIn=dash-b",
-            "-o",
-            "json",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let broken = json(&out)["deployment_id"].as_str().unwrap().to_owned();
-    let page = page_until(&served.url, Duration::from_secs(60), |page| {
-        row(page, "dash-b").contains("class=\"cell failing\"")
-    });
-    let b = row(&page, "dash-b");
-    assert!(b.contains("<summary>diagnosis</summary>"), "{b}");
-    assert!(b.contains("CrashLoopBackOff"), "{b}");
-    let picture = timeline_row(&page, &broken);
-    assert!(picture.contains("state-failed"), "{picture}");
-    // The run's picture: each cluster's revision of it, dash-b's failed.
-    assert!(picture.contains("<summary>the run</summary>"), "{picture}");
-    assert!(
-        picture.contains("<tr class=\"run-failed\"><td>dash-b</td>"),
-        "{picture}"
-    );
-    assert!(
-        picture.contains("<tr class=\"run-deployed\"><td>dash-a</td>"),
-        "{picture}"
-    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let browser = Browser::start().await;
+        let wait = Duration::from_secs(90);
+        browser
+            .client
+            .goto(&served.url)
+            .await
+            .expect("open the page");
+        for cluster in ["dash-a", "dash-b"] {
+            let css = format!("tr.cell.healthy[data-cluster=\"{cluster}\"]");
+            browser.wait_for(&css, wait).await;
+            let row = browser.text(&css).await;
+            assert!(
+                row.contains("v2") && row.contains(&second),
+                "{cluster}: {row}"
+            );
+        }
+        let target = browser.text(".target").await;
+        assert_eq!(target, first, "rollback goes back to {first}");
+        // The live script follows the stream: readings arrive without a reload.
+        browser.mark().await;
+        browser.wait_for("body[data-readings]", wait).await;
+        browser.assert_not_reloaded("after a reading").await;
+        browser.screenshot("fleet.png").await;
 
-    let out = run(fleet(), &repo, &["rollback", "hello", "--env", "prod"]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let page = page_until(&served.url, Duration::from_secs(60), |page| {
-        timeline_row(page, &broken).contains("state-rolled-back")
-    });
-    for cluster in ["dash-a", "dash-b"] {
-        let row = row(&page, cluster);
-        assert!(
-            row.contains("class=\"cell healthy\"") && row.contains(">v2<"),
-            "{cluster}: {row}"
+        // A crashlooping deploy left as it is (`on_failure: halt`).
+        let env_file = repo.root().join("environments/prod.yaml");
+        let text = std::fs::read_to_string(&env_file).unwrap();
+        std::fs::write(
+            &env_file,
+            text.replace("on_failure: rollback", "on_failure: halt"),
+        )
+        .unwrap();
+        let out = run(
+            fleet(),
+            &repo,
+            &[
+                "deploy",
+                "hello",
+                "--env",
+                "prod",
+                "--version",
+                "v3",
+                "--set",
+                "breakIn=dash-b",
+                "-o",
+                "json",
+            ],
         );
-    }
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let broken = json(&out)["deployment_id"].as_str().unwrap().to_owned();
+        browser
+            .wait_for(
+                "tr.cell.failing[data-cluster=\"dash-b\"] details.diagnosis",
+                wait,
+            )
+            .await;
+        browser.assert_not_reloaded("the failing cluster").await;
+        let b = browser
+            .text("tr.cell.failing[data-cluster=\"dash-b\"]")
+            .await;
+        assert!(b.contains("CrashLoopBackOff"), "{b}");
+        browser
+            .wait_for(
+                &format!("tr.deployment.state-failed a[href=\"/run/{broken}\"]"),
+                wait,
+            )
+            .await;
+        browser.screenshot("failing.png").await;
 
-    fleet().stop_cluster("dash-b");
-    let page = page_until(&served.url, Duration::from_secs(60), |page| {
-        row(page, "dash-b").contains("class=\"cell unreachable\"")
+        // The failing cluster's own page: its diagnosis, failing pods and events.
+        browser
+            .client
+            .find(fantoccini::Locator::Css(
+                "tr.cell.failing[data-cluster=\"dash-b\"] a",
+            ))
+            .await
+            .expect("dash-b's link")
+            .click()
+            .await
+            .expect("open dash-b's page");
+        browser.wait_for("pre.diagnosis", wait).await;
+        let diagnosis = browser.text("pre.diagnosis").await;
+        assert!(diagnosis.contains("CrashLoopBackOff"), "{diagnosis}");
+        let url = browser.client.current_url().await.unwrap();
+        assert!(url.path().ends_with("/cluster/prod/hello/dash-b"), "{url}");
+        browser.screenshot("failing-cluster.png").await;
+
+        // The run's picture: each cluster's phases on one axis.
+        browser
+            .client
+            .goto(&format!("{}run/{broken}", served.url))
+            .await
+            .unwrap();
+        for phase in ["prepare", "apply", "wait"] {
+            browser
+                .wait_for(
+                    &format!("tr[data-cluster=\"dash-a\"] .bar.phase-{phase}"),
+                    wait,
+                )
+                .await;
+        }
+        browser
+            .wait_for(
+                "tr.run-failed[data-cluster=\"dash-b\"] .bar.phase-wait",
+                wait,
+            )
+            .await;
+        browser.screenshot("run.png").await;
+
+        // The rollback: the failed deployment shows rolled back, without a reload.
+        browser.client.goto(&served.url).await.unwrap();
+        browser
+            .wait_for("tr.cell[data-cluster=\"dash-a\"]", wait)
+            .await;
+        browser.mark().await;
+        let out = run(fleet(), &repo, &["rollback", "hello", "--env", "prod"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        browser
+            .wait_for(
+                &format!("tr.deployment.state-rolled-back a[href=\"/run/{broken}\"]"),
+                wait,
+            )
+            .await;
+        for cluster in ["dash-a", "dash-b"] {
+            let css = format!("tr.cell.healthy[data-cluster=\"{cluster}\"]");
+            browser.wait_for(&css, wait).await;
+            assert!(browser.text(&css).await.contains("v2"), "{cluster}");
+        }
+        browser.assert_not_reloaded("the rollback").await;
+        browser.screenshot("rolled-back.png").await;
+
+        // A freeze shows in each cell, as `deploy` would be refused there.
+        let out = run(
+            fleet(),
+            &repo,
+            &["freeze", "--env", "prod", "--reason", "incident-4711"],
+        );
+        assert!(out.status.success(), "{}", describe(&out));
+        for cluster in ["dash-a", "dash-b"] {
+            browser
+                .wait_for(
+                    &format!("tr.cell[data-cluster=\"{cluster}\"] .frozen"),
+                    wait,
+                )
+                .await;
+        }
+        let frozen = browser
+            .eval("return document.querySelector('.frozen').title;")
+            .await;
+        assert!(
+            frozen.as_str().is_some_and(|t| t.contains("incident-4711")),
+            "{frozen}"
+        );
+
+        // A stopped API server: unreachable, the other cluster still shown.
+        fleet().stop_cluster("dash-b");
+        browser
+            .wait_for("tr.cell.unreachable[data-cluster=\"dash-b\"]", wait)
+            .await;
+        browser.assert_not_reloaded("a lost cluster").await;
+        let a = browser.text("tr.cell[data-cluster=\"dash-a\"]").await;
+        browser.screenshot("unreachable.png").await;
+        fleet().start_cluster("dash-b");
+        assert!(
+            a.contains("healthy") && a.contains(&second),
+            "dash-a still shows: {a}"
+        );
+        let _ = browser.client.clone().close().await;
     });
-    fleet().start_cluster("dash-b");
-    let a = row(&page, "dash-a");
-    assert!(
-        a.contains("class=\"cell healthy\"") && a.contains(&second),
-        "dash-a still shows: {a}"
-    );
-    assert!(row(&page, "dash-b").contains("unreachable"), "{page}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The canary: a release whose secrets are a plain password, a multi-line PEM key and a
 //! value with quotes, backslashes and a newline, used in a Secret, an env var, a
 //! ConfigMap, an annotation, a checksum and a URL, on the local fleet. `deploy`, `diff`,
-//! `status` (its table, JSON and HTML), `history`, `rollback`, a failing deploy (crashloop, rolled back), a rejected
+//! `status` (its table, JSON and HTML), `history`, `rollback`, a failing deploy (crashloop, rolled back), the
+//! dashboard (every page, its JSON and its event stream), a rejected
 //! apply (the API server's message echoes the value), a chart the value breaks, and
 //! `status` and `diff` after an env var added and one removed by hand (`kubectl set
 //! env`, a live value no process of theirs has read), all
@@ -167,6 +168,60 @@ impl Canary {
             }
         }
     }
+}
+
+/// A `flotilla dashboard` of the canary's repository with only `vars` set.
+struct Dashboard {
+    child: tokio::process::Child,
+    url: String,
+    /// Its stderr (logs at `-vvv`): a file, as a pipe nobody reads would fill and
+    /// stop it.
+    log: tempfile::NamedTempFile,
+}
+
+impl Dashboard {
+    /// Stops it: what it wrote to stderr.
+    async fn stop(mut self) -> String {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+async fn serve_dashboard(root: &std::path::Path, vars: &[(&str, &str)]) -> Dashboard {
+    use tokio::io::AsyncBufReadExt;
+    let log = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("a log file: {e}"));
+    let stderr = log.reopen().unwrap_or_else(|e| panic!("the log file: {e}"));
+    let mut command = tokio::process::Command::from(crate::support::flotilla());
+    command
+        .arg("-vvv")
+        .arg("--root")
+        .arg(root)
+        .args(["dashboard", "--listen", "127.0.0.1:0", "--interval", "1s"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run flotilla dashboard: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .unwrap_or_else(|e| panic!("the dashboard's first line: {e}"));
+    let url = line
+        .trim()
+        .strip_prefix("flotilla dashboard: ")
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Dashboard { child, url, log }
 }
 
 /// Every release record in the namespace, decoded (gunzipped JSON).
@@ -489,6 +544,56 @@ async fn no_form_of_any_secret_value_leaves_vault_and_the_clusters_secrets() {
             &records(fleet, cluster, &namespace).await,
         );
     }
+
+    // The dashboard (which never reads Vault): its pages, its JSON and its event
+    // stream, the crashed deployment's run and each cluster's page among them.
+    let served = serve_dashboard(root, &loud).await;
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{}", served.url, path.trim_start_matches('/'));
+        async move {
+            let response = http
+                .get(&url)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(response.status().as_u16(), 200, "{url}");
+            response.text().await.unwrap_or_default()
+        }
+    };
+    let json = get("/view.json".into()).await;
+    canary.assert_clean("dashboard view.json", &json);
+    let view: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    let release = &view["environments"][0]["releases"][0];
+    let mut pages = vec!["/".to_owned()];
+    for field in ["cells", "timeline"] {
+        for entry in release[field].as_array().into_iter().flatten() {
+            pages.push(entry["page"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(pages.len() > clusters.len() + 1, "{json}");
+    for page in pages {
+        let text = get(page.clone()).await;
+        assert!(text.contains("<main id=\"live\""), "{page}: {text}");
+        canary.assert_clean(&format!("dashboard {page}"), &text);
+    }
+    let mut events = http
+        .get(format!("{}events", served.url))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the event stream: {e}"));
+    let mut stream = String::new();
+    while !stream.contains("event: reading") || !stream.contains("\n\n") {
+        let chunk = events.chunk().await.unwrap_or_default();
+        let Some(chunk) = chunk else { break };
+        stream.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(stream.contains("data-cluster"), "a reading: {stream}");
+    canary.assert_clean("dashboard event stream", &stream);
+    drop(events);
+    let logs = served.stop().await;
+    canary.assert_clean("dashboard logs", &logs);
 
     // A chart that the value breaks: exit 2, nothing changed, no value in the message.
     write(
