@@ -32,6 +32,7 @@
 mod chart;
 pub mod check;
 mod error;
+mod fetch;
 mod helm;
 mod helmignore;
 pub mod helpers;
@@ -44,6 +45,7 @@ mod values;
 
 pub use chart::{Chart, ChartMetadata};
 pub use error::RenderError;
+pub use fetch::{cache_base, changed_tag, fetch, fetch_recorded, ChartOrigin, Fetched};
 pub use helm::{Capabilities, HELM_VARIABLE, MINIMUM_HELM};
 pub use hooks::{DeletePolicy, Hook, HookEvent};
 pub use manifest::{Manifest, RenderedHook, RenderedObject};

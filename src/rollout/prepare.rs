@@ -9,7 +9,9 @@ use super::progress::{Phase, Reporter};
 use crate::cluster::LoadedKubeconfig;
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
-use crate::engine::{Capabilities, Chart, CommandLineValues, Renderer, Renders, ValueSource};
+use crate::engine::{
+    Capabilities, Chart, ChartOrigin, CommandLineValues, Renderer, Renders, ValueSource,
+};
 use crate::ops::{self, Rendered, RunOptions};
 use crate::release::{
     Artifact, ChartRef, HelmSource, History, Promotion, RevisionSource, SecretSource,
@@ -114,6 +116,7 @@ impl Loaded {
                 "spec.values",
             )?,
             command_line: values.to_value(),
+            origin: chart.origin().cloned(),
         };
         Ok(Loaded {
             release,
@@ -132,14 +135,37 @@ impl Loaded {
             "<chart of {} deployment {}>",
             from.environment, from.deployment_id
         ));
-        // A Helm chart's packed subcharts are not part of the artifact: such a chart is
-        // promoted from its text files only (docs/helm.md).
-        let chart = Chart::from_files(
-            &label,
-            &artifact.chart,
-            &Default::default(),
-            release.descriptor.spec.chart_type,
-        )?;
+        let chart = match &artifact.origin {
+            // A chart by reference is promoted as its package, by digest (packed
+            // subcharts included): from the cache, else pulled and checked.
+            Some(origin) => {
+                let pull = release.descriptor.spec.chart_pull.clone().unwrap_or_default();
+                let chart = Chart::for_origin(
+                    origin,
+                    &pull,
+                    &release.file,
+                    release.descriptor.spec.chart_type,
+                )?;
+                if chart.files() != &artifact.chart {
+                    return Err(crate::Error::Reported(format!(
+                        "{}: the package of {} ({}) does not hold the chart files the records of {} hold; nothing was changed",
+                        label.display(),
+                        origin.shown(),
+                        origin.digest,
+                        from.environment
+                    )));
+                }
+                chart
+            }
+            // A Helm chart's packed subcharts are not part of the artifact: such a chart
+            // is promoted from its text files only (docs/helm.md).
+            None => Chart::from_files(
+                &label,
+                &artifact.chart,
+                &Default::default(),
+                release.descriptor.spec.chart_type,
+            )?,
+        };
         let spec = &mut release.descriptor.spec;
         spec.version = artifact.version.clone();
         spec.values = serde_yaml_ng::to_value(&artifact.values).map_err(|err| {
@@ -356,6 +382,7 @@ impl ReleaseRender {
             command_line: Some(self.artifact.command_line.clone()),
             artifact: self.artifact.digest(),
             promoted_from: self.promoted_from.clone(),
+            origin: self.artifact.origin.clone(),
         }
     }
 }
@@ -391,6 +418,14 @@ pub async fn prepare_deploy(
                 context: found.cluster.context.clone(),
                 message,
             })?;
+    }
+    if let Some(origin) = &render.artifact.origin {
+        for found in &connected {
+            if let Some(recorded) = moved_tag(origin, &found.history) {
+                let changed = crate::engine::changed_tag(&release.file, recorded, &origin.digest);
+                return Err(changed.in_cluster(&found.cluster.context).into());
+            }
+        }
     }
     // Each cluster's checksum key (and, for a Helm chart, its API versions) is a
     // request: made for every cluster at once, as the connections were.
@@ -440,7 +475,22 @@ pub async fn prepare_deploy(
     Ok(steps)
 }
 
+/// The recorded origin of the same chart and version with another digest, if a record
+/// of `history` has one: the tag was moved since that revision ran.
+fn moved_tag<'a>(
+    origin: &ChartOrigin,
+    history: &'a crate::release::History,
+) -> Option<&'a ChartOrigin> {
+    history
+        .records()
+        .iter()
+        .filter_map(|record| record.source.as_ref()?.origin.as_ref())
+        .find(|recorded| recorded.same_version(origin) && recorded.digest != origin.digest)
+}
+
+
 /// One cluster's render of `release` as the per-cluster operations take it: the objects
+
 /// with values to apply, the placeholder render to record, the merged values.
 pub fn rendered(
     release: &LoadedRelease,
