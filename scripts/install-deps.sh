@@ -24,7 +24,7 @@
 # FLOTILLA_KUBE_CONTROLLER_MANAGER, FLOTILLA_KUBECTL, FLOTILLA_VAULT, FLOTILLA_HELM or
 # FLOTILLA_REGISTRY is used as it is and nothing is built for it. FLOTILLA_NO_GO=1 forces the fallback.
 #
-# First run on a fresh machine, 2 cores: about 1,650 s of CPU for the Go path, 15-20
+# First run on a fresh machine, 2 cores: about 1,760 s of CPU for the Go path, 15-20
 # minutes on idle cores, 47 minutes measured on cores shared with two other builds (see
 # fleet/README.md for each program's figure); later runs: under a second.
 set -euo pipefail

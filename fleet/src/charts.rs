@@ -159,10 +159,7 @@ mod tests {
     #[test]
     fn only_plain_names_inside_the_folder_are_served() {
         let root = Path::new("/srv/charts");
-        assert_eq!(
-            file_of(root, "/index.yaml"),
-            Some(root.join("index.yaml"))
-        );
+        assert_eq!(file_of(root, "/index.yaml"), Some(root.join("index.yaml")));
         assert_eq!(
             file_of(root, "/web-0.1.0.tgz"),
             Some(root.join("web-0.1.0.tgz"))

@@ -273,7 +273,11 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
         deployer_token: state::random_token()?,
         etcd_port: next(),
         etcd_peer_port: next(),
-        registry_port: if binaries.registry.is_some() { next() } else { 0 },
+        registry_port: if binaries.registry.is_some() {
+            next()
+        } else {
+            0
+        },
         registry_stopped: false,
         chart_repo_port: next(),
         clusters: req
@@ -970,7 +974,10 @@ pub fn wipe(dir: &Path) -> Result<()> {
 async fn wait_chart_sources(dir: &Path, state: &State) -> Result<()> {
     if state.registry_port > 0 && !state.registry_stopped {
         let port = state.registry_port;
-        wait_for(dir, crate::charts::REGISTRY, || crate::charts::registry_answers(port)).await?;
+        wait_for(dir, crate::charts::REGISTRY, || {
+            crate::charts::registry_answers(port)
+        })
+        .await?;
     }
     if state.chart_repo_port > 0 {
         let address = format!("127.0.0.1:{}", state.chart_repo_port);

@@ -55,7 +55,11 @@ pub struct ReleaseSpec {
     /// `repository` (docs/helm.md, "Charts by reference").
     pub chart: String,
     /// The version of a chart by reference: exact (`1.4.2`), as published.
-    #[serde(default, rename = "chartVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "chartVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub chart_version: Option<String>,
     /// A classic chart repository (`https://charts.example.com`): `chart` is then the
     /// name of a chart in its `index.yaml`.

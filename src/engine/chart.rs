@@ -186,7 +186,6 @@ impl Chart {
         Ok(())
     }
 
-
     /// Read the chart in `dir` as a chart of `chart_type`; `None` detects it: a Helm
     /// chart has `apiVersion: v1` or `v2` in `Chart.yaml` and Go templates, `.tpl`
     /// files, dependencies or subcharts (docs/configuration.md).

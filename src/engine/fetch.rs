@@ -64,7 +64,9 @@ pub fn cache_base() -> Option<PathBuf> {
 fn charts_cache() -> Result<PathBuf, RenderError> {
     let root = cache_base()
         .ok_or_else(|| RenderError::Helm {
-            message: "no folder to keep pulled charts in: set FLOTILLA_CACHE_DIR (there is no HOME)".into(),
+            message:
+                "no folder to keep pulled charts in: set FLOTILLA_CACHE_DIR (there is no HOME)"
+                    .into(),
         })?
         .join("charts");
     std::fs::create_dir_all(&root).map_err(|source| RenderError::HelmIo {
@@ -314,8 +316,7 @@ fn pull_error(
     message: String,
     unreachable: bool,
 ) -> RenderError {
-    let (field, value) = if message.contains("not found") || message.contains("manifest unknown")
-    {
+    let (field, value) = if message.contains("not found") || message.contains("manifest unknown") {
         ("spec.chartVersion", reference.version.clone())
     } else if let Some(repository) = &reference.repository {
         ("spec.repository", repository.clone())
@@ -333,10 +334,7 @@ fn pull_error(
         file: descriptor.to_path_buf(),
         field: field.into(),
         value,
-        message: format!(
-            "helm pull {}: {message}{hint}",
-            reference.shown()
-        ),
+        message: format!("helm pull {}: {message}{hint}", reference.shown()),
         unreachable,
     }
 }
@@ -484,7 +482,8 @@ fn build_dependencies(
         }
         let file = copy.join(rel);
         if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(io(format!("cannot write {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("cannot write {}", parent.display())))?;
         }
         std::fs::write(&file, bytes).map_err(io(format!("cannot write {}", file.display())))?;
     }
@@ -534,7 +533,11 @@ fn build_dependencies(
     }
     let built = work.path().join("built");
     std::fs::create_dir_all(&built).map_err(io(format!("cannot write {}", built.display())))?;
-    for entry in std::fs::read_dir(copy.join("charts")).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(copy.join("charts"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = entry.file_name();
         if name.to_string_lossy().ends_with(".tgz") {
             std::fs::copy(entry.path(), built.join(&name))
@@ -623,7 +626,11 @@ mod tests {
         assert_eq!(
             missing_remote_dependencies(
                 chart_yaml,
-                &["charts/web-0.1.0.tgz", "charts/db/Chart.yaml", "charts/cache-2.0.0.tgz"]
+                &[
+                    "charts/web-0.1.0.tgz",
+                    "charts/db/Chart.yaml",
+                    "charts/cache-2.0.0.tgz"
+                ]
             ),
             Vec::<String>::new()
         );
@@ -639,8 +646,12 @@ mod tests {
     #[test]
     fn unreachable_is_told_from_a_refusal() {
         assert!(is_unreachable("Get \"http://127.0.0.1:1/v2/charts/web/manifests/0.1.0\": dial tcp 127.0.0.1:1: connect: connection refused"));
-        assert!(!is_unreachable("127.0.0.1:5000/charts/web:0.2.0: not found"));
-        assert!(!is_unreachable("dial tcp: lookup nonexist.invalid: no such host"));
+        assert!(!is_unreachable(
+            "127.0.0.1:5000/charts/web:0.2.0: not found"
+        ));
+        assert!(!is_unreachable(
+            "dial tcp: lookup nonexist.invalid: no such host"
+        ));
     }
 
     #[test]
@@ -652,12 +663,22 @@ mod tests {
             pull: ChartPull::default(),
         };
         let file = Path::new("releases/web/release.yaml");
-        let missing = pull_error(file, &reference, "registry.example.com/charts/web:0.2.0: not found".into(), false);
+        let missing = pull_error(
+            file,
+            &reference,
+            "registry.example.com/charts/web:0.2.0: not found".into(),
+            false,
+        );
         assert_eq!(
             missing.to_string(),
             "releases/web/release.yaml: spec.chartVersion: \"0.2.0\": helm pull oci://registry.example.com/charts/web:0.2.0: registry.example.com/charts/web:0.2.0: not found"
         );
-        let refused = pull_error(file, &reference, "dial tcp: connection refused".into(), true);
+        let refused = pull_error(
+            file,
+            &reference,
+            "dial tcp: connection refused".into(),
+            true,
+        );
         assert!(refused.is_unreachable());
         assert!(refused
             .to_string()

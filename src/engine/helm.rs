@@ -576,7 +576,11 @@ pub(super) enum Ran {
 /// holds its output open goes with it). The wait blocks its thread: on a multi-thread
 /// runtime the worker first hands its other tasks over (`block_in_place`), so that a
 /// render never stalls the runs, leases and watches sharing that worker.
-pub(super) fn run_bounded(command: &mut Command, input: Vec<u8>, timeout: Duration) -> Result<Output, Ran> {
+pub(super) fn run_bounded(
+    command: &mut Command,
+    input: Vec<u8>,
+    timeout: Duration,
+) -> Result<Output, Ran> {
     use std::os::unix::process::CommandExt;
     command
         .stdin(Stdio::piped())

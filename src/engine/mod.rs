@@ -26,8 +26,10 @@
 //! A Helm chart's hooks (`helm.sh/hook`) are not objects of the release: [`hooks`]
 //! reads their annotations and [`Manifest::hooks`] holds them apart, for ops to run.
 //!
-//! Must not: read Vault or talk to a cluster; read anything but the chart's files (and
-//! run anything but `helm template` and `helm version`).
+//! Must not: read Vault or talk to a cluster; read anything but the chart's files and
+//! flotilla's chart cache (and run anything but `helm template`, `helm version`, and,
+//! for charts by reference and dependencies from repositories, `helm pull` and `helm
+//! dependency build`, in `fetch.rs`).
 
 mod chart;
 pub mod check;

@@ -175,7 +175,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn the_digest_covers_every_chart_byte_the_version_and_both_value_layers() {
         let base = artifact();

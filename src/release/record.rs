@@ -108,7 +108,6 @@ pub struct RevisionSource {
     pub origin: Option<crate::engine::ChartOrigin>,
 }
 
-
 /// What renders a Helm chart's revision again as it was rendered: the cluster's
 /// `.Capabilities` then, and the chart's files that are not text.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -139,7 +139,12 @@ impl Loaded {
             // A chart by reference is promoted as its package, by digest (packed
             // subcharts included): from the cache, else pulled and checked.
             Some(origin) => {
-                let pull = release.descriptor.spec.chart_pull.clone().unwrap_or_default();
+                let pull = release
+                    .descriptor
+                    .spec
+                    .chart_pull
+                    .clone()
+                    .unwrap_or_default();
                 let chart = Chart::for_origin(
                     origin,
                     &pull,
@@ -487,7 +492,6 @@ fn moved_tag<'a>(
         .filter_map(|record| record.source.as_ref()?.origin.as_ref())
         .find(|recorded| recorded.same_version(origin) && recorded.digest != origin.digest)
 }
-
 
 /// One cluster's render of `release` as the per-cluster operations take it: the objects
 

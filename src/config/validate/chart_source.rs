@@ -94,14 +94,18 @@ pub(crate) fn check_chart_source(
 pub(crate) fn oci_reference_problem(reference: &str) -> Option<String> {
     let rest = reference.strip_prefix(OCI_SCHEME)?;
     let Some((host, path)) = rest.split_once('/') else {
-        return Some("expected oci://HOST/PATH/NAME (oci://registry.example.com/charts/web)".into());
+        return Some(
+            "expected oci://HOST/PATH/NAME (oci://registry.example.com/charts/web)".into(),
+        );
     };
     if host.is_empty()
         || !host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
     {
-        return Some(format!("{host:?} is not a registry host (HOST or HOST:PORT)"));
+        return Some(format!(
+            "{host:?} is not a registry host (HOST or HOST:PORT)"
+        ));
     }
     let name = path.rsplit('/').next().unwrap_or_default();
     if name.contains('@') || name.contains(':') {
@@ -113,8 +117,9 @@ pub(crate) fn oci_reference_problem(reference: &str) -> Option<String> {
         !s.is_empty()
             && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+            && s.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+            })
     };
     if !path.split('/').all(segment_ok) {
         return Some(format!("{path:?} is not a repository path in a registry: lower-case letters, digits and `.`, `_`, `-` between `/`"));
@@ -227,7 +232,9 @@ mod tests {
         for (lines, expected) in cases {
             let problems = with_chart(lines);
             assert!(
-                problems.iter().any(|p| p.starts_with("releases/app1/release.yaml") && p.contains(expected)),
+                problems
+                    .iter()
+                    .any(|p| p.starts_with("releases/app1/release.yaml") && p.contains(expected)),
                 "{lines}: expected {expected:?} in {problems:?}"
             );
         }
@@ -238,7 +245,9 @@ mod tests {
         for ok in ["1.4.2", "v1.4.2", "0.1.0-rc.1", "1.0.0+build.5", "2"] {
             assert_eq!(chart_version_problem(ok), None, "{ok}");
         }
-        for bad in ["", "v", "1..2", "1.2.3.4", "~1.2", "1.2.*", "latest", "1.2.3 "] {
+        for bad in [
+            "", "v", "1..2", "1.2.3.4", "~1.2", "1.2.*", "latest", "1.2.3 ",
+        ] {
             assert!(chart_version_problem(bad).is_some(), "{bad}");
         }
     }
