@@ -347,13 +347,11 @@ fn unpack(bytes: &[u8], into: &Path) -> std::io::Result<()> {
     for entry in archive.entries()? {
         let mut entry = entry?;
         let kind = entry.header().entry_type();
-        if kind.is_file() || kind.is_dir() {
-            if !entry.unpack_in(into)? {
-                return Err(std::io::Error::other(format!(
-                    "{}: a path outside the chart",
-                    entry.path()?.display()
-                )));
-            }
+        if (kind.is_file() || kind.is_dir()) && !entry.unpack_in(into)? {
+            return Err(std::io::Error::other(format!(
+                "{}: a path outside the chart",
+                entry.path()?.display()
+            )));
         }
     }
     Ok(())

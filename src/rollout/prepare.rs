@@ -494,7 +494,6 @@ fn moved_tag<'a>(
 }
 
 /// One cluster's render of `release` as the per-cluster operations take it: the objects
-
 /// with values to apply, the placeholder render to record, the merged values.
 pub fn rendered(
     release: &LoadedRelease,

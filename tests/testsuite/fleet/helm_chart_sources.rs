@@ -271,7 +271,7 @@ async fn an_oci_chart_deploys_everywhere_rolls_back_without_its_registry_and_is_
             "one",
             "{context}"
         );
-        assert_eq!(repo.recorded_digests(fleet, context).await, [one.clone()]);
+        assert_eq!(repo.recorded_digests(fleet, context).await, [one.as_str()]);
     }
     // The same reference again: read from the cache by digest, no registry needed.
     ok(fleet.command(&["stop-registry"]));
@@ -343,7 +343,7 @@ async fn an_oci_chart_deploys_everywhere_rolls_back_without_its_registry_and_is_
             "one",
             "{context}"
         );
-        assert_eq!(repo.recorded_digests(fleet, context).await, [one.clone()]);
+        assert_eq!(repo.recorded_digests(fleet, context).await, [one.as_str()]);
     }
 
     // Version 0.1.0 published again with other content: refused, naming both digests.
@@ -516,7 +516,7 @@ async fn a_chart_from_the_chart_repository_deploys_rolls_back_from_its_records_a
             "one",
             "{context}"
         );
-        assert_eq!(repo.recorded_digests(fleet, context).await, [one.clone()]);
+        assert_eq!(repo.recorded_digests(fleet, context).await, [one.as_str()]);
     }
 }
 
