@@ -32,20 +32,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-common.sh
 
-short=0 rtt_only=0
+short=0 rtt_only=0 large_only=0
 for arg in "$@"; do
   case "$arg" in
     --short) short=1 ;;
     --rtt-only) rtt_only=1 ;;
-    *) echo "usage: $0 [--short] [--rtt-only]" >&2; exit 2 ;;
+    --large-only) large_only=1 ;;
+    *) echo "usage: $0 [--short] [--rtt-only] [--large-only]" >&2; exit 2 ;;
   esac
 done
 if [ "$short" = 1 ]; then
   runs=1 sizes=(4) helm_timeout=10s helm_templates=0
   rtt_runs=1 rtt_single=(0 150) rtt_mixed=()
+  large_runs=1 large_clusters=1
 else
   runs=${BENCH_RUNS:-5} sizes=(4 10) helm_timeout=${BENCH_HELM_TIMEOUT:-60s} helm_templates=1
   rtt_runs=${BENCH_RTT_RUNS:-3} rtt_single=(0 50 150) rtt_mixed=(20 80 150 250)
+  large_runs=${BENCH_LARGE_RUNS:-3} large_clusters=4
   # The figures to quote are the optimised build's (its RSS and CPU differ from dev's).
   if [ -z "${FLOTILLA_BIN:-}" ]; then
     cargo build -q --release --bin flotilla
@@ -312,7 +315,155 @@ print("requests: flotilla's API requests per cluster; critical path: the longest
 PY
 }
 
-if [ "$rtt_only" = 0 ]; then
+# --- A large release: 300 objects (3 large CRDs, 200 ConfigMaps, 96 Services, one
+# Deployment), on $large_clusters cluster(s) at 0 ms and as many at 150 ms ---
+
+# The chart, as Helm takes it and flotilla renders it (`helm template`): every upgrade
+# changes every ConfigMap (`rev`) and the Deployment's image. Each tool has its own CRDs
+# (`group`): a CRD is cluster-wide, and one tool's must not be another's to adopt.
+large_chart() { # $1 = folder
+  mkdir -p "$1/templates"
+  printf 'apiVersion: v2\nname: large\nversion: 0.1.0\nappVersion: "0"\n' >"$1/Chart.yaml"
+  printf 'tag: ""\ngroup: flotilla.bench.example\n' >"$1/values.yaml"
+  python3 - "$1/templates" <<'PY'
+import os, sys
+out = sys.argv[1]
+tag = '{{ .Values.tag | default .Chart.AppVersion }}'
+payload = "x" * 1024
+with open(os.path.join(out, "crds.yaml"), "w") as f:
+    for i in range(3):
+        props = "".join(
+            f"                field{j}: {{type: string, description: \"field {j} of a large schema, as operators ship them: {'d' * 60}\"}}\n"
+            for j in range(300))
+        f.write(f"""---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets{i}.{{{{ .Values.group }}}}
+spec:
+  group: {{{{ .Values.group }}}}
+  scope: Namespaced
+  names: {{plural: widgets{i}, singular: widget{i}, kind: Widget{i}}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+{props}""")
+with open(os.path.join(out, "configmaps.yaml"), "w") as f:
+    for i in range(200):
+        f.write(f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: large-{i}}}\ndata: {{rev: \"{tag}\", payload: \"{payload}\"}}\n")
+with open(os.path.join(out, "services.yaml"), "w") as f:
+    for i in range(96):
+        f.write(f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: large-{i}}}\nspec: {{selector: {{app: large}}, ports: [{{port: 80, targetPort: 8080}}]}}\n")
+with open(os.path.join(out, "deployment.yaml"), "w") as f:
+    f.write(f"""---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: large}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: large}}}}
+  template:
+    metadata: {{labels: {{app: large}}}}
+    spec:
+      containers: [{{name: app, image: "registry.example.com/large:{tag}"}}]
+""")
+PY
+}
+
+large_bench() {
+  local n=$large_clusters c rep tag names0="" names150="" all flags
+  for c in $(seq 1 "$n"); do names0+="large0-$c,"; names150+="large150-$c,"; done
+  names0=${names0%,} names150=${names150%,}
+  all="$names0,$names150"
+  flags=$(for c in $(tr , ' ' <<<"$names150"); do printf '%s=150ms,' "$c"; done)
+  say "starting a fleet of $n cluster(s) at 0 ms and $n at 150 ms for the 300-object release"
+  fleet_up "$all" --rtt "${flags%,}"
+  local repo="$WORK/large-repo" chart="$WORK/large-chart"
+  bench_repo "$repo" "$((2 * n))" "$all"
+  large_chart "$repo/releases/large/chart"
+  cp -r "$repo/releases/large/chart" "$chart"
+  cat >"$repo/releases/large/release.yaml" <<'YAML'
+apiVersion: flotilla/v1
+kind: Release
+metadata: { name: large, namespace: large }
+spec:
+  chart: ./chart
+  version: "0"
+YAML
+  LARGE_SAMPLES="$WORK/large-samples.tsv"; : >"$LARGE_SAMPLES"
+  fl_large() { # $1 = contexts (comma-separated), $2 = version
+    "$FLOTILLA" --root "$repo" deploy large --env bench --clusters "$1" --version "$2" "${@:3}"
+  }
+  helm_large() { # $1 = contexts (comma-separated), $2 = tag, then helm's own flags
+    local c pids=() status=0
+    for c in $(tr , ' ' <<<"$1"); do
+      "$HELM" upgrade --install large "$chart" --kube-context "$c" --namespace large-helm \
+        --set "tag=$2" --set group=helm.bench.example --wait=watcher --timeout 300s "${@:3}" &
+      pids+=("$!")
+    done
+    for c in "${pids[@]}"; do wait "$c" || status=1; done
+    return "$status"
+  }
+  # `kubectl apply --server-side` of the same objects (rendered before the clock starts),
+  # then the Deployment's rollout: every context at once.
+  kubectl_large() { # $1 = contexts (comma-separated), $2 = rendered file
+    local c pids=() status=0
+    for c in $(tr , ' ' <<<"$1"); do
+      { kubectl --context "$c" -n large-kubectl apply --server-side -f "$2" >/dev/null &&
+          kubectl --context "$c" -n large-kubectl rollout status deployment/large --timeout 300s >/dev/null; } &
+      pids+=("$!")
+    done
+    for c in "${pids[@]}"; do wait "$c" || status=1; done
+    return "$status"
+  }
+  render_large() { # $1 = tag; prints the rendered file's path
+    "$HELM" template large "$chart" --namespace large-kubectl --set "tag=$1" \
+      --set group=kubectl.bench.example >"$WORK/large-$1.yaml"
+    echo "$WORK/large-$1.yaml"
+  }
+  say "installing the 300-object release with each tool (not measured)"
+  fl_large "$all" v0 --create-namespace >>"$BENCH_LOG" 2>&1
+  helm_large "$all" v0 --create-namespace >>"$BENCH_LOG" 2>&1
+  for c in $(tr , ' ' <<<"$all"); do kubectl --context "$c" create namespace large-kubectl >>"$BENCH_LOG"; done
+  kubectl_large "$all" "$(render_large v0)" >>"$BENCH_LOG" 2>&1
+  for rep in $(seq 1 "$large_runs"); do
+    say "300 objects: repetition $rep of $large_runs"
+    for names in "$names0" "$names150"; do
+      tag="large$rep-${names%%-*}"
+      scenario="300 objects, $n cluster(s) at $([ "$names" = "$names0" ] && echo 0 || echo 150) ms"
+      file=$(render_large "$tag")
+      l_fl() { SAMPLES=$LARGE_SAMPLES sample "$scenario" "flotilla deploy" -- fl_large "$names" "$tag"; }
+      l_helm() { SAMPLES=$LARGE_SAMPLES sample "$scenario" "helm upgrade --install --wait" -- helm_large "$names" "$tag"; }
+      l_kubectl() { SAMPLES=$LARGE_SAMPLES sample "$scenario" "kubectl apply --server-side" -- kubectl_large "$names" "$file"; }
+      rotated "$rep" l_fl l_helm l_kubectl
+    done
+  done
+  say "stopping the fleet of the 300-object release"
+  fleet_down
+  echo
+  echo "a 300-object release (3 large CRDs, 200 ConfigMaps, 96 Services, a Deployment), every tool on each context at once, $large_runs repetition(s):"
+  print_table "$LARGE_SAMPLES"
+  m() { median_of "$LARGE_SAMPLES" "$@"; }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+  echo "targets (issue 29), from the medians above:"
+  for ms in 0 150; do
+    scenario="300 objects, $n cluster(s) at $ms ms"
+    printf '  %-58s %8s  %s\n' "$ms ms: flotilla / kubectl apply --server-side" \
+      "$(ratio "$(m "$scenario" "flotilla deploy")" "$(m "$scenario" "kubectl apply --server-side")")" "target <= 1.2"
+    printf '  %-58s %8s  %s\n' "$ms ms: helm / flotilla" \
+      "$(ratio "$(m "$scenario" "helm upgrade --install --wait")" "$(m "$scenario" "flotilla deploy")")" "target >= 3"
+  done
+}
+
+if [ "$rtt_only" = 0 ] && [ "$large_only" = 0 ]; then
 echo "flotilla vs Helm $("$HELM" version --short 2>/dev/null) on $largest clusters of Kubernetes $("$FLEET_BIN" --version 2>/dev/null | head -1 || true)"
 echo "$(load_line); $runs repetitions; flotilla: $FLOTILLA"
 say "starting a fleet of $largest clusters"
@@ -432,8 +583,12 @@ for i, (name, target) in enumerate([("detection: CrashLoopBackOff reported -> cl
     print(f"  {name:<58} {shown:>8}  target {target} ({len(vals)} runs)")
 PY
 fi
-if [ "${#rtt_single[@]}" -gt 0 ]; then
+if [ "$large_only" = 0 ] && [ "${#rtt_single[@]}" -gt 0 ]; then
   [ "$rtt_only" = 0 ] || echo "$(load_line); flotilla: $FLOTILLA"
   rtt_bench
+fi
+if [ "$rtt_only" = 0 ]; then
+  [ "$large_only" = 0 ] || echo "$(load_line); flotilla: $FLOTILLA"
+  large_bench
 fi
 echo "$(load_line) (at the end)"

@@ -9,8 +9,11 @@
 //!
 //! | tag         | reported status                                               |
 //! |-------------|---------------------------------------------------------------|
-//! | (any other) | Running, Ready (Job pods: Succeeded)                           |
-//! | `jobfail`   | Job pods: Failed, container exit code 1; other pods: as `crashloop` |
+//! | (any other) | Running, Ready (pods that run to completion: Succeeded)        |
+//! | `jobfail`   | pods that run to completion: Failed, container exit code 1; other pods: as `crashloop` |
+//!
+//! A pod runs to completion when a Job owns it or its `restartPolicy` is `Never` or
+//! `OnFailure` (a Helm hook or test Pod); other pods run until deleted.
 //! | `crashloop` | Running, waiting `CrashLoopBackOff`, restartCount +1 every 2 s |
 //! | `pullfail`  | Pending, waiting `ImagePullBackOff`                            |
 //! | `slow-N`    | Running, Ready only N seconds after the pod started            |
@@ -28,7 +31,7 @@
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
@@ -236,9 +239,15 @@ impl Kubelet {
                 .as_deref()
                 .is_some_and(|n| self.nodes.iter().any(|m| m == n))
             {
-                // What a kubelet does once the containers stopped: confirm the deletion.
+                // What a kubelet does once the containers stopped: confirm the deletion,
+                // of this pod only: a stale event must not delete a new pod created
+                // under the same name meanwhile (a Helm hook Pod run again).
                 let params = DeleteParams {
                     grace_period_seconds: Some(0),
+                    preconditions: pod.metadata.uid.clone().map(|uid| Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
                     ..DeleteParams::default()
                 };
                 api.delete(name, &params).await?;
@@ -293,12 +302,15 @@ impl Kubelet {
                 .unwrap_or(0)
         };
         let elapsed = Duration::try_from(now.duration_since(started)).unwrap_or_default();
+        // A Job's pod, or any pod whose containers are not restarted (a Helm hook or
+        // test Pod, `restartPolicy: Never`), runs to completion as on a real node.
         let is_job = pod
             .metadata
             .owner_references
             .iter()
             .flatten()
-            .any(|o| o.kind == "Job");
+            .any(|o| o.kind == "Job")
+            || matches!(spec.restart_policy.as_deref(), Some("Never" | "OnFailure"));
 
         let mut statuses = Vec::new();
         let mut all_ready = true;

@@ -178,22 +178,12 @@ pub async fn deploy_releases_in_waves(
     if let Some(wave) = waves.until_wave {
         plan.until(wave)?;
     }
-    // Once the command line is known good, before Vault or any change.
-    let freeze_override =
-        super::freeze::guard(selected, releases, settings.operation, &settings.freeze).await?;
     let deployment_id = waves
         .resume
         .clone()
         .unwrap_or_else(crate::rollout::new_deployment_id);
     let base = Reporter::for_stderr();
     let mut options = settings.run.options(&plan);
-    options.audit = Some(crate::release::Audit {
-        freeze_override,
-        ..crate::rollout::audit::collect(selected.repo.root())
-    });
-    // Before any cluster is touched: an environment that signs its records never gets
-    // one unsigned from a deploy.
-    options.record_key = crate::rollout::signing::record_key(&selected.env).await?;
     options.until_wave = plan.until_wave.map(|wave| UntilWave {
         wave,
         clusters: plan
@@ -210,8 +200,8 @@ pub async fn deploy_releases_in_waves(
             base.clone()
         }
     };
-    let mut prepared =
-        futures::future::try_join_all(
+    let prepare_all =
+        futures::future::join_all(
             releases.iter().map(|release| {
                 let inputs = DeployInputs {
                     env: &selected.env,
@@ -226,14 +216,51 @@ pub async fn deploy_releases_in_waves(
                     prepare_deploy(&inputs, overrides, deployment_id, options, &reporter).await
                 }
             }),
-        )
-        .await?;
-    for (release, steps) in releases.iter().zip(&mut prepared) {
-        if let Some(id) = &waves.resume {
-            steps
-                .resume_deployment(&mut plan, id, waves.until_wave)
-                .map_err(|why| crate::Error::Reported(format!("--resume {id}: {why}")))?;
+        );
+    // The freeze is read in every cluster while the run reads Vault and takes its
+    // leases (no round trip waits for another): a run the freeze refuses gives them
+    // back, having changed nothing. The record key is read before any cluster is
+    // changed: an environment that signs its records never gets one unsigned.
+    let (freeze_override, record_key, prepared) = tokio::join!(
+        super::freeze::guard(selected, releases, settings.operation, &settings.freeze),
+        crate::rollout::signing::record_key(&selected.env),
+        prepare_all
+    );
+    let mut prepared = match (freeze_override, record_key) {
+        (Err(err), _) | (Ok(_), Err(err)) => {
+            give_back(prepared.into_iter().flatten()).await;
+            return Err(err);
         }
+        (Ok(freeze_override), Ok(record_key)) => {
+            if prepared.iter().any(Result::is_err) {
+                let (ok, failed): (Vec<_>, Vec<_>) = prepared.into_iter().partition(Result::is_ok);
+                give_back(ok.into_iter().flatten()).await;
+                return Err(failed.into_iter().find_map(Result::err).unwrap_or_else(|| {
+                    crate::Error::Reported("a release could not be prepared".into())
+                }));
+            }
+            let audit = crate::release::Audit {
+                freeze_override,
+                ..crate::rollout::audit::collect(selected.repo.root())
+            };
+            let mut prepared: Vec<_> = prepared.into_iter().flatten().collect();
+            for steps in &mut prepared {
+                steps.options.audit = Some(audit.clone());
+                steps.options.record_key = record_key.clone();
+            }
+            prepared
+        }
+    };
+    if let Some(id) = &waves.resume {
+        let resumed = prepared
+            .iter_mut()
+            .try_for_each(|steps| steps.resume_deployment(&mut plan, id, waves.until_wave));
+        if let Err(why) = resumed {
+            give_back(prepared).await;
+            return Err(crate::Error::Reported(format!("--resume {id}: {why}")));
+        }
+    }
+    for (release, steps) in releases.iter().zip(&mut prepared) {
         steps.options.history_keep = EnvironmentHistory::new(
             steps
                 .clusters
@@ -282,4 +309,15 @@ pub async fn deploy_releases_in_waves(
         }))
         .await;
     Ok(reports)
+}
+
+/// Gives back the leases that runs prepared and then not started hold: refused before
+/// any change, they hold nothing either.
+async fn give_back(prepared: impl IntoIterator<Item = crate::rollout::kube_steps::KubeSteps>) {
+    futures::future::join_all(
+        prepared
+            .into_iter()
+            .map(|steps| async move { steps.leases.release_all().await }),
+    )
+    .await;
 }

@@ -8,6 +8,7 @@ use crate::redact::join_path as join;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// How long a custom kind may take to be served after its CRD was applied.
@@ -18,7 +19,7 @@ const JOB_GONE_WAIT: Duration = Duration::from_secs(30);
 
 /// Objects of one apply round in flight at once: a 300-object release does not open
 /// 300 streams at a time (API servers allow 100 to 250 per connection).
-const APPLY_AT_ONCE: usize = 32;
+const APPLY_AT_ONCE: usize = 64;
 
 /// What [`ClusterHandle::delete_owned`] did with one object.
 enum Deleted {
@@ -39,6 +40,50 @@ pub struct ApplyOptions {
     pub adopted: Vec<ObjectRef>,
     /// The run's deployment id (for the adoption annotation).
     pub deployment_id: String,
+    /// Objects (by [`settled_key`]) that the revision running now has as this apply
+    /// brings them, as far as the objects applied after them can see
+    /// ([`super::objects::seen_by_dependents`]): a round of apply of only such objects
+    /// goes with the next one, no dependent can see them change.
+    pub settled: BTreeSet<String>,
+}
+
+/// `objects` in dependency order, in rounds ([`super::objects::apply_round`]) each sent
+/// once the one before it is answered; a round of only `settled` objects goes with the
+/// next one: nothing applied after them can see them change, so the order between them
+/// buys nothing, and costs a round trip.
+fn apply_rounds<'a>(objects: &'a [Value], settled: &BTreeSet<String>) -> Vec<Vec<&'a Value>> {
+    fn kind<'a>(object: &&'a Value) -> &'a str {
+        object.get("kind").and_then(Value::as_str).unwrap_or("")
+    }
+    let mut ordered: Vec<&Value> = objects.iter().collect();
+    super::sort_for_apply(&mut ordered, |o| kind(o));
+    let mut rounds: Vec<Vec<&Value>> = Vec::new();
+    let mut joins_next = false;
+    for round in ordered.chunk_by(|a, b| {
+        super::objects::apply_round(kind(a)) == super::objects::apply_round(kind(b))
+    }) {
+        match rounds.last_mut() {
+            Some(last) if joins_next => last.extend_from_slice(round),
+            _ => rounds.push(round.to_vec()),
+        }
+        joins_next = round
+            .iter()
+            .all(|object| settled_key(object).is_some_and(|key| settled.contains(&key)));
+    }
+    rounds
+}
+
+/// The key of a rendered or recorded object in [`ApplyOptions::settled`]: its apiVersion,
+/// kind, namespace as written, and name.
+pub fn settled_key(object: &Value) -> Option<String> {
+    let id = ObjectRef::of(object).ok()?;
+    Some(format!(
+        "{}/{}/{}/{}",
+        id.api_version,
+        id.kind,
+        id.namespace.unwrap_or_default(),
+        id.name
+    ))
 }
 
 impl ApplyOptions {
@@ -49,6 +94,7 @@ impl ApplyOptions {
             force_conflicts: false,
             adopted: Vec::new(),
             deployment_id: String::new(),
+            settled: BTreeSet::new(),
         }
     }
 
@@ -411,15 +457,8 @@ impl ClusterHandle {
         progress: &Progress,
     ) -> Result<Vec<ObjectRef>, ClusterError> {
         use futures::StreamExt;
-        fn kind<'a>(object: &&'a Value) -> &'a str {
-            object.get("kind").and_then(Value::as_str).unwrap_or("")
-        }
-        let mut ordered: Vec<&Value> = objects.iter().collect();
-        super::sort_for_apply(&mut ordered, |o| kind(o));
-        let mut applied = Vec::with_capacity(ordered.len());
-        for round in ordered.chunk_by(|a, b| {
-            super::objects::apply_round(kind(a)) == super::objects::apply_round(kind(b))
-        }) {
+        let mut applied = Vec::with_capacity(objects.len());
+        for round in &apply_rounds(objects, &opts.settled) {
             let answers: Vec<Result<ObjectRef, ClusterError>> = futures::stream::iter(round)
                 .map(|object| async move {
                     let (id, _) = self.apply_one(object, opts, false).await?;
@@ -991,6 +1030,45 @@ fn same_scalar(desired: &Value, live: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The dependency order costs a round trip per round only where an object of an
+    /// earlier round changes for its dependents.
+    #[test]
+    fn a_round_of_settled_objects_goes_with_the_next_one() {
+        let objects = vec![
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config"}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}),
+        ];
+        let names = |rounds: Vec<Vec<&Value>>| -> Vec<Vec<String>> {
+            rounds
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|o| o["kind"].as_str().unwrap_or("").to_owned())
+                        .collect()
+                })
+                .collect()
+        };
+        let settled = |keys: &[&str]| keys.iter().map(|k| (*k).to_owned()).collect();
+        assert_eq!(
+            names(apply_rounds(&objects, &settled(&[]))),
+            [vec!["ConfigMap", "Service"], vec!["Deployment"]]
+        );
+        assert_eq!(
+            names(apply_rounds(&objects, &settled(&["v1/ConfigMap//config"]))),
+            [vec!["ConfigMap", "Service"], vec!["Deployment"]],
+            "a Service that changes still goes first"
+        );
+        assert_eq!(
+            names(apply_rounds(
+                &objects,
+                &settled(&["v1/ConfigMap//config", "v1/Service//web"])
+            )),
+            [vec!["ConfigMap", "Service", "Deployment"]]
+        );
+    }
+
     use serde_json::json;
 
     #[test]

@@ -5,7 +5,7 @@
 //! bounded (pods, events, lines, bytes, time) and scrubbed of secret values; nothing
 //! here fails a run: what cannot be read is said in one short line.
 
-use super::{labels, ClusterError, ClusterHandle};
+use super::{ClusterError, ClusterHandle};
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, LogParams};
@@ -296,13 +296,12 @@ impl ClusterHandle {
         let mut notes = Vec::new();
         let mut failing: Vec<(Pod, Stuck)> = Vec::new();
         for ns in &namespaces {
-            let selector = ListParams::default().labels(&labels::pod_selector(release));
-            match Api::<Pod>::namespaced(self.client(), ns)
-                .list(&selector)
-                .await
-            {
-                Ok(list) => failing.extend(
-                    list.items
+            // Found through the release's workloads' selectors (and hook Pods by their
+            // labels): pod templates carry no label of flotilla's.
+            match self.release_workloads(ns, release).await {
+                Ok(found) => failing.extend(
+                    found
+                        .pods
                         .into_iter()
                         .filter_map(|p| failing_container(&p).map(|c| (p, c))),
                 ),

@@ -1,6 +1,7 @@
 //! The labels flotilla puts on every object it applies, and reads back before it deletes
 //! anything: an object without both is never pruned or uninstalled.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
 /// `app.kubernetes.io/managed-by`, the recommended Kubernetes label.
@@ -16,34 +17,38 @@ pub fn selector(release: &str) -> String {
 }
 
 /// The annotation on every object of a revision imported from Helm (`adopt-helm`):
-/// `helm/<release>/<revision>`. Their pod templates are applied as Helm rendered them,
-/// without the release label, so that taking them over (and rolling back to them)
-/// restarts no pod.
+/// `helm/<release>/<revision>`.
 pub const IMPORTED_FROM: &str = "flotilla.dev/imported-from";
 
-/// Adds our labels to an object (JSON form), keeping the chart's own; the pod template
-/// of a workload gets the release label too, so that the health wait watches only the
-/// release's pods (except in an object imported from Helm: [`IMPORTED_FROM`]).
+/// Adds our labels to an object's metadata (JSON form), keeping the chart's own. Pod
+/// templates are left as the chart has them: a label there would change the template,
+/// and so restart every pod, of a workload taken over from Helm or from an earlier
+/// flotilla. The release's pods are found through its workloads' selectors
+/// ([`selects`]).
 pub fn stamp(object: &mut Value, release: &str) {
     stamp_metadata(object, &[(MANAGED_BY, MANAGER), (RELEASE, release)]);
-    if object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(IMPORTED_FROM))
-        .is_some()
-    {
-        return;
-    }
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    let template = match kind {
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => "/spec/template",
-        "CronJob" => "/spec/jobTemplate/spec/template",
-        _ => return,
-    };
-    if let Some(template) = object.pointer_mut(template) {
-        if template.is_object() {
-            stamp_metadata(template, &[(RELEASE, release)]);
-        }
-    }
+}
+
+/// The selectors of workloads, read as the API server reads them; one it cannot read
+/// (a malformed expression) selects nothing rather than everything.
+pub fn selectors<'a>(
+    selectors: impl IntoIterator<Item = &'a LabelSelector>,
+) -> Vec<kube::core::Selector> {
+    selectors
+        .into_iter()
+        .filter_map(|s| kube::core::Selector::try_from(s.clone()).ok())
+        .collect()
+}
+
+/// Whether a pod is the release's: selected by one of its workloads' `selectors`, or
+/// itself an object of the release (a Helm hook or test Pod carries its labels).
+pub fn selects(
+    selectors: &[kube::core::Selector],
+    pod_labels: &std::collections::BTreeMap<String, String>,
+    release: &str,
+) -> bool {
+    use kube::core::SelectorExt;
+    owned_by(Some(pod_labels), release) || selectors.iter().any(|s| s.matches(pod_labels))
 }
 
 /// Whether a rollback hands the object back (an undone run adopted it): its release
@@ -82,11 +87,6 @@ pub fn annotate(object: &mut Value, key: &str, value: &str) {
     if let Some(annotations) = annotations.as_object_mut() {
         annotations.insert(key.into(), value.into());
     }
-}
-
-/// The selector of the release's pods (their template carries [`RELEASE`]).
-pub fn pod_selector(release: &str) -> String {
-    format!("{RELEASE}={release}")
 }
 
 fn stamp_metadata(object: &mut Value, pairs: &[(&str, &str)]) {
@@ -316,34 +316,72 @@ mod tests {
     }
 
     #[test]
-    fn stamp_labels_the_object_and_the_pod_template_of_workloads() {
+    fn stamp_labels_the_object_and_never_a_pod_template() {
         let mut d = serde_json::json!({"kind": "Deployment", "metadata": {"name": "w", "labels": {"app": "w"}},
             "spec": {"template": {"metadata": {"labels": {"app": "w"}}, "spec": {}}}});
         stamp(&mut d, "app");
         assert_eq!(d["metadata"]["labels"][MANAGED_BY], MANAGER);
+        assert_eq!(d["metadata"]["labels"][RELEASE], "app");
         assert_eq!(d["metadata"]["labels"]["app"], "w");
-        assert_eq!(d["spec"]["template"]["metadata"]["labels"][RELEASE], "app");
-        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["app"], "w");
+        assert_eq!(
+            d["spec"]["template"]["metadata"]["labels"],
+            serde_json::json!({"app": "w"}),
+            "a label in the pod template would restart the pods of a workload taken over"
+        );
         let mut cron = serde_json::json!({"kind": "CronJob", "metadata": {"name": "c"},
             "spec": {"jobTemplate": {"spec": {"template": {"spec": {}}}}}});
         stamp(&mut cron, "app");
         assert_eq!(
-            cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][RELEASE],
+            cron["spec"]["jobTemplate"]["spec"]["template"],
+            serde_json::json!({"spec": {}})
+        );
+    }
+
+    #[test]
+    fn a_releases_pods_are_those_its_workloads_select_or_labelled_its_own() {
+        let selector: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]
+        }))
+        .unwrap();
+        let broken: LabelSelector = serde_json::from_value(serde_json::json!({
+            "matchExpressions": [{"key": "x", "operator": "Sideways"}]
+        }))
+        .unwrap();
+        let selectors = selectors([&selector, &broken]);
+        assert_eq!(selectors.len(), 1, "a malformed selector selects nothing");
+        let labels = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(selects(
+            &selectors,
+            &labels(&[
+                ("app", "web"),
+                ("tier", "front"),
+                ("pod-template-hash", "x")
+            ]),
             "app"
-        );
-        let mut imported = serde_json::json!({"kind": "Deployment",
-            "metadata": {"name": "w", "annotations": {IMPORTED_FROM: "helm/w/3"}},
-            "spec": {"template": {"metadata": {"labels": {"app": "w"}}, "spec": {}}}});
-        stamp(&mut imported, "app");
-        assert_eq!(imported["metadata"]["labels"][RELEASE], "app");
-        assert_eq!(
-            imported["spec"]["template"]["metadata"]["labels"],
-            serde_json::json!({"app": "w"}),
-            "a pod template imported from Helm is applied as it is"
-        );
-        let mut cm = serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "c"}, "spec": {"template": 1}});
-        stamp(&mut cm, "app");
-        assert_eq!(cm["spec"]["template"], 1);
+        ));
+        assert!(!selects(&selectors, &labels(&[("app", "web")]), "app"));
+        assert!(!selects(
+            &selectors,
+            &labels(&[("app", "api"), ("tier", "front")]),
+            "app"
+        ));
+        // A hook Pod: no workload selects it, its own labels say whose it is.
+        assert!(selects(
+            &[],
+            &labels(&[(MANAGED_BY, MANAGER), (RELEASE, "app")]),
+            "app"
+        ));
+        assert!(!selects(
+            &[],
+            &labels(&[(MANAGED_BY, MANAGER), (RELEASE, "other")]),
+            "app"
+        ));
     }
 
     #[test]

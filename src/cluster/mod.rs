@@ -21,7 +21,7 @@ mod soak;
 mod wait;
 
 pub use api_error::{describe as describe_kube_error, status_text};
-pub use apply::{ApplyOptions, DiffAction, FieldChange, ObjectDiff, Removed};
+pub use apply::{settled_key, ApplyOptions, DiffAction, FieldChange, ObjectDiff, Removed};
 pub use client::{load_kubeconfig, ClusterHandle, LoadedKubeconfig};
 pub use diagnose::{text_lines as diagnosis_lines, Diagnosis, EventNote, FailingPod};
 pub use error::{ClusterError, Conflict};
@@ -32,7 +32,7 @@ pub use lock::{
     LockOptions, LEASE_DURATION,
 };
 
-pub use objects::{sort_for_apply, ObjectRef};
+pub use objects::{seen_by_dependents, sort_for_apply, ObjectRef};
 pub use soak::{PodSample, SoakSample, WorkloadSample};
 pub use tokio_util::sync::CancellationToken;
 pub use wait::{Health, WaitOptions, DEFAULT_TRANSIENT_GRACE};

@@ -176,6 +176,33 @@ pub fn apply_round(kind: &str) -> u8 {
     }
 }
 
+/// What the objects applied after `object` can see of it, to tell whether a change of
+/// it must land before theirs: a pod reads a ConfigMap's or a Secret's data (mounted or
+/// as variables, at its start) and a Service's address (variables at its start), never
+/// their labels or annotations; of every other kind, the whole object (a Namespace's
+/// labels decide which pods it admits, a ServiceAccount's annotations what identity
+/// its pods get).
+pub fn seen_by_dependents(object: &Value) -> Value {
+    let pick = |fields: &[&str]| {
+        Value::Object(
+            fields
+                .iter()
+                .filter_map(|f| Some(((*f).to_owned(), object.get(*f)?.clone())))
+                .collect(),
+        )
+    };
+    match (
+        object.get("apiVersion").and_then(Value::as_str),
+        object.get("kind").and_then(Value::as_str),
+    ) {
+        (Some("v1"), Some("ConfigMap" | "Secret")) => {
+            pick(&["data", "binaryData", "stringData", "type", "immutable"])
+        }
+        (Some("v1"), Some("Service")) => pick(&["spec"]),
+        _ => object.clone(),
+    }
+}
+
 /// Sorts objects for apply; stable, so the chart's order holds within a kind.
 /// Deletion (prune, uninstall) uses the reverse.
 pub fn sort_for_apply<T>(objects: &mut [T], kind_of: impl Fn(&T) -> &str) {

@@ -1,11 +1,13 @@
 //! What a soak looks at in one cluster: the release's pods (restarts, a container stuck
 //! for a reason that fails a rollout) and its workloads (availability of its
 //! Deployments, StatefulSets and DaemonSets), in one list of each by the release's
-//! labels, made at once. Judging two samples is the operations' part (`ops::soak`).
+//! labels and one of the namespace's pods (kept: those the workloads select), made at
+//! once. Judging two samples is the operations' part (`ops::soak`).
 
 use super::wait::fatal_container;
 use super::{labels, ClusterError, ClusterHandle};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -118,6 +120,14 @@ impl WorkloadSample {
     }
 }
 
+/// The release's workloads in a namespace and the pods they select.
+pub struct ReleasePods {
+    pub pods: Vec<Pod>,
+    pub deployments: Vec<Deployment>,
+    pub stateful_sets: Vec<StatefulSet>,
+    pub daemon_sets: Vec<DaemonSet>,
+}
+
 impl ClusterHandle {
     /// The release's pods in `namespace`, as they are now: restarts, and a container
     /// stuck for a reason that fails a rollout.
@@ -126,11 +136,78 @@ impl ClusterHandle {
         namespace: &str,
         release: &str,
     ) -> Result<Vec<PodSample>, ClusterError> {
-        let pods = Api::<Pod>::namespaced(self.client(), namespace)
-            .list(&ListParams::default().labels(&labels::pod_selector(release)))
-            .await
-            .map_err(|e| self.error("list", &format!("pods of `{release}`"), e))?;
-        Ok(pods.items.iter().map(PodSample::of).collect())
+        let found = self.release_workloads(namespace, release).await?;
+        Ok(found.pods.iter().map(PodSample::of).collect())
+    }
+
+    /// The release's workloads in `namespace` (by its labels) and their pods: those
+    /// their selectors select (pod templates carry no label of flotilla's), and pods
+    /// that are objects of the release themselves (Helm hook and test Pods). One list
+    /// of each kind and one of the namespace's pods, made at once.
+    pub async fn release_workloads(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Result<ReleasePods, ClusterError> {
+        let client = self.client();
+        let owned = ListParams::default().labels(&labels::selector(release));
+        let list =
+            |what: &'static str| move |e| self.error("list", &format!("{what} of `{release}`"), e);
+        let pods = async {
+            Api::<Pod>::namespaced(client.clone(), namespace)
+                .list(&ListParams::default())
+                .await
+                .map_err(list("pods"))
+        };
+        let deployments = async {
+            Api::<Deployment>::namespaced(client.clone(), namespace)
+                .list(&owned)
+                .await
+                .map_err(list("Deployments"))
+        };
+        let stateful_sets = async {
+            Api::<StatefulSet>::namespaced(client.clone(), namespace)
+                .list(&owned)
+                .await
+                .map_err(list("StatefulSets"))
+        };
+        let daemon_sets = async {
+            Api::<DaemonSet>::namespaced(client.clone(), namespace)
+                .list(&owned)
+                .await
+                .map_err(list("DaemonSets"))
+        };
+        let jobs = async {
+            Api::<Job>::namespaced(client.clone(), namespace)
+                .list(&owned)
+                .await
+                .map_err(list("Jobs"))
+        };
+        let (pods, deployments, stateful_sets, daemon_sets, jobs) =
+            futures::try_join!(pods, deployments, stateful_sets, daemon_sets, jobs)?;
+        let selectors = labels::selectors(
+            deployments
+                .items
+                .iter()
+                .map(|d| &d.spec.selector)
+                .chain(stateful_sets.items.iter().map(|s| &s.spec.selector))
+                .chain(daemon_sets.items.iter().map(|d| &d.spec.selector))
+                .chain(
+                    jobs.items
+                        .iter()
+                        .filter_map(|j| j.spec.as_ref().and_then(|s| s.selector.as_ref())),
+                ),
+        );
+        Ok(ReleasePods {
+            pods: pods
+                .items
+                .into_iter()
+                .filter(|p| labels::selects(&selectors, p.labels(), release))
+                .collect(),
+            deployments: deployments.items,
+            stateful_sets: stateful_sets.items,
+            daemon_sets: daemon_sets.items,
+        })
     }
 
     /// The release's pods and workloads in `namespace`, as they are now.
@@ -139,42 +216,23 @@ impl ClusterHandle {
         namespace: &str,
         release: &str,
     ) -> Result<SoakSample, ClusterError> {
-        let client = self.client();
-        let pods = self.release_pods(namespace, release);
-        let owned = ListParams::default().labels(&labels::selector(release));
-        let deployments = async {
-            Api::<Deployment>::namespaced(client.clone(), namespace)
-                .list(&owned)
-                .await
-                .map_err(|e| self.error("list", &format!("Deployments of `{release}`"), e))
-        };
-        let stateful_sets = async {
-            Api::<StatefulSet>::namespaced(client.clone(), namespace)
-                .list(&owned)
-                .await
-                .map_err(|e| self.error("list", &format!("StatefulSets of `{release}`"), e))
-        };
-        let daemon_sets = async {
-            Api::<DaemonSet>::namespaced(client.clone(), namespace)
-                .list(&owned)
-                .await
-                .map_err(|e| self.error("list", &format!("DaemonSets of `{release}`"), e))
-        };
-        let (pods, deployments, stateful_sets, daemon_sets) =
-            futures::try_join!(pods, deployments, stateful_sets, daemon_sets)?;
-        let workloads = deployments
-            .items
+        let found = self.release_workloads(namespace, release).await?;
+        let workloads = found
+            .deployments
             .iter()
             .map(WorkloadSample::of_deployment)
             .chain(
-                stateful_sets
-                    .items
+                found
+                    .stateful_sets
                     .iter()
                     .map(WorkloadSample::of_stateful_set),
             )
-            .chain(daemon_sets.items.iter().map(WorkloadSample::of_daemon_set))
+            .chain(found.daemon_sets.iter().map(WorkloadSample::of_daemon_set))
             .collect();
-        Ok(SoakSample { pods, workloads })
+        Ok(SoakSample {
+            pods: found.pods.iter().map(PodSample::of).collect(),
+            workloads,
+        })
     }
 }
 

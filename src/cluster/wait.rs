@@ -4,10 +4,12 @@
 
 use super::{labels, CancellationToken, ClusterError, ClusterHandle, Event, ObjectRef, Progress};
 use futures::stream::{self, BoxStream, StreamExt};
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{ListParams, WatchEvent, WatchParams};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource, ResourceExt};
@@ -44,8 +46,11 @@ pub struct WaitOptions {
     pub timeout: Duration,
     /// How long a transient waiting reason may last before it fails the wait.
     pub transient_grace: Duration,
-    /// The release: its pods are watched by its label, and only they.
+    /// The release: its workloads are watched by its labels.
     pub release: String,
+    /// Whether Pods among the objects are waited for until they completed (Helm
+    /// hooks); otherwise a Pod is done once applied, as other kinds without a health.
+    pub pods_complete: bool,
 }
 
 /// Where one workload stands.
@@ -76,6 +81,24 @@ type Seen = (
 );
 
 impl Update {
+    /// The workload's key and the label selector of its pods.
+    fn pod_selector(&self) -> Option<(Key, &LabelSelector)> {
+        fn key<K: Resource>(kind: &str, object: &K) -> Key {
+            (
+                kind.to_owned(),
+                object.meta().namespace.clone().unwrap_or_default(),
+                object.meta().name.clone().unwrap_or_default(),
+            )
+        }
+        match self {
+            Update::Deployment(d) => Some((key("Deployment", &**d), &d.spec.selector)),
+            Update::StatefulSet(s) => Some((key("StatefulSet", &**s), &s.spec.selector)),
+            Update::DaemonSet(d) => Some((key("DaemonSet", &**d), &d.spec.selector)),
+            Update::Job(j) => Some((key("Job", &**j), j.spec.as_ref()?.selector.as_ref()?)),
+            Update::Pod(_) => None,
+        }
+    }
+
     /// The workload's state as the wait judges it; a pod's update is none.
     fn workload(self) -> Result<Seen, Box<Pod>> {
         Ok(match self {
@@ -112,19 +135,59 @@ impl Update {
     }
 }
 
-/// The objects `selector` selects, as they change, starting with their current state:
-/// a list, then a watch from it. Not a streaming list (`sendInitialEvents`): its initial
-/// state comes from the API server's watch cache, which may not yet hold what this run
-/// just applied, and a Deployment seen as it was before the apply looks healthy. A list
-/// is a consistent read.
+/// The objects `selector` selects, as they change, starting with their current state,
+/// in one request: a streaming list (`sendInitialEvents`) with no resourceVersion, which
+/// the API server answers as a consistent read: its first events are at least as new as
+/// the moment it got the request, so they hold what this run applied before. (Not kube's
+/// watcher in its streaming mode: it asks at resourceVersion "0", from the watch cache
+/// as it happens to be, where a Deployment may still look as it was before its apply,
+/// healthy.) When that stream ends (the server's watch timeout, a dropped connection, a
+/// server that does not serve streaming lists or refuses the watch), the watcher goes
+/// on: a list, a consistent read too, then a watch from it, retried with backoff; a
+/// refusal then comes as the watcher's error.
 fn watch<K>(api: Api<K>, selector: &str) -> BoxStream<'static, Result<K, watcher::Error>>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    watcher(api, watcher::Config::default().labels(selector))
-        .default_backoff()
-        .applied_objects()
-        .boxed()
+    let streaming = {
+        let api = api.clone();
+        let params = WatchParams::streaming_lists();
+        // No selector: every object of the kind in the namespace.
+        let params = if selector.is_empty() {
+            params
+        } else {
+            params.labels(selector)
+        };
+        async move {
+            match api.watch(&params, "").await {
+                Ok(events) => events
+                    .take_while(|event| {
+                        std::future::ready(
+                            matches!(event, Ok(e) if !matches!(e, WatchEvent::Error(_))),
+                        )
+                    })
+                    .filter_map(|event| {
+                        std::future::ready(match event {
+                            Ok(WatchEvent::Added(object) | WatchEvent::Modified(object)) => {
+                                Some(Ok(object))
+                            }
+                            _ => None,
+                        })
+                    })
+                    .boxed(),
+                Err(_) => stream::empty().boxed(),
+            }
+        }
+    }
+    .flatten_stream();
+    let config = watcher::Config::default();
+    let config = if selector.is_empty() {
+        config
+    } else {
+        config.labels(selector)
+    };
+    let then = watcher(api, config).default_backoff().applied_objects();
+    streaming.chain(then).boxed()
 }
 
 /// A container stuck waiting for a reason that fails the wait (at once, or after the
@@ -226,6 +289,8 @@ impl ClusterHandle {
         let mut updates = stream::select_all(streams);
         // The current revision of each workload seen, to tell new pods from old ones.
         let mut current: HashMap<Key, Current> = HashMap::new();
+        // The pod selector of each workload waited for, once seen.
+        let mut selectors: HashMap<Key, kube::core::Selector> = HashMap::new();
         // Pods with a stuck container not judged yet (revision unknown, or grace).
         let mut suspects: HashMap<(String, String), Suspect> = HashMap::new();
         let describe = |pending: &BTreeMap<Key, String>| -> Vec<String> {
@@ -297,18 +362,49 @@ impl ClusterHandle {
                     })
                 }
             };
+            if let Some((key, selector)) = update.pod_selector() {
+                if waited_for.contains(&key) {
+                    if let Some(selector) = labels::selectors([selector]).pop() {
+                        selectors.insert(key, selector);
+                    }
+                }
+            }
             let (kind, ns, name, health, revision) = match update.workload() {
                 Ok(seen) => seen,
                 Err(pod) => {
                     let key = (pod.namespace().unwrap_or_default(), pod.name_any());
-                    if fatal_container(&pod).is_none() {
-                        suspects.remove(&key);
+                    let own = ("Pod".to_owned(), key.0.clone(), key.1.clone());
+                    let waited = waited_for.contains(&own);
+                    // The namespace's pods are watched: those no workload waited for
+                    // selects are none of the wait's business, once every selector is
+                    // known.
+                    if !waited && !selected(&pod, &selectors, &waited_for) {
                         continue;
                     }
-                    let since = suspects.get(&key).map_or_else(Instant::now, |s| s.since);
-                    suspects.insert(key, Suspect { pod: *pod, since });
-                    self.judge(&mut suspects, &current, &pending, grace).await?;
-                    continue;
+                    if fatal_container(&pod).is_none() {
+                        suspects.remove(&key);
+                    } else {
+                        let since = suspects.get(&key).map_or_else(Instant::now, |s| s.since);
+                        suspects.insert(
+                            key,
+                            Suspect {
+                                pod: (*pod).clone(),
+                                since,
+                            },
+                        );
+                        self.judge(&mut suspects, &current, &pending, grace).await?;
+                    }
+                    if !waited {
+                        continue;
+                    }
+                    // A Pod waited for itself (a Helm hook): done once it completed.
+                    (
+                        "Pod",
+                        pod.namespace(),
+                        pod.name_any(),
+                        pod_health(&pod),
+                        None,
+                    )
                 }
             };
             let ns = ns.unwrap_or_default();
@@ -403,6 +499,7 @@ impl ClusterHandle {
                 ("apps", "StatefulSet") => "StatefulSet",
                 ("apps", "DaemonSet") => "DaemonSet",
                 ("batch", "Job") => "Job",
+                ("", "Pod") if opts.pods_complete => "Pod",
                 _ => continue,
             };
             pending.insert(
@@ -412,7 +509,8 @@ impl ClusterHandle {
             if !pod_namespaces.contains(&ns) {
                 pod_namespaces.push(ns.clone());
             }
-            if !watched.insert((kind, ns.clone())) {
+            // A Pod is seen through the watch of its namespace's pods.
+            if kind == "Pod" || !watched.insert((kind, ns.clone())) {
                 continue;
             }
             let client = self.client();
@@ -435,12 +533,12 @@ impl ClusterHandle {
         if pending.is_empty() {
             return (pending, streams);
         }
-        // Only the release's pods (their template carries its label): unrelated pods
-        // of a shared namespace are never sent.
-        let pods = labels::pod_selector(&opts.release);
+        // Every pod of the namespace: the release's are those its workloads select,
+        // and pod templates carry no label of flotilla's (one there would restart the
+        // pods of a workload taken over). The caller keeps the ones selected.
         for ns in &pod_namespaces {
             streams.push(
-                watch(Api::<Pod>::namespaced(self.client(), ns), &pods)
+                watch(Api::<Pod>::namespaced(self.client(), ns), "")
                     .map(|r| r.map(|o| Update::Pod(Box::new(o))))
                     .boxed(),
             );
@@ -525,6 +623,11 @@ impl ClusterHandle {
             .iter()
             .find(|o| o.controller == Some(true))
         else {
+            // A Pod waited for itself (a Helm hook).
+            let key = ("Pod".to_owned(), ns.clone(), pod.name_any());
+            if pending.contains_key(&key) {
+                return Verdict::Broken(format!("Pod {ns}/{}", pod.name_any()));
+            }
             return Verdict::Innocent;
         };
         let (kind, name) = match owner.kind.as_str() {
@@ -678,6 +781,33 @@ fn pod_failure(pod: &Pod) -> Option<String> {
     }
     let reason = status.reason.as_deref()?;
     Some(format!("pod {} failed: {reason}", pod.name_any()))
+}
+
+/// Whether a pod may be of a workload waited for: selected by one of their
+/// `selectors`, or any pod while a workload's selector is not known yet.
+fn selected(
+    pod: &Pod,
+    selectors: &HashMap<Key, kube::core::Selector>,
+    waited_for: &BTreeSet<Key>,
+) -> bool {
+    use kube::core::SelectorExt;
+    let all_known = waited_for
+        .iter()
+        .all(|key| key.0 == "Pod" || selectors.contains_key(key));
+    !all_known || selectors.values().any(|s| s.matches(pod.labels()))
+}
+
+/// A Pod waited for until it completes (a Helm hook, `restartPolicy: Never`): ready
+/// once `Succeeded`, failed once `Failed`, naming the container that ended in error.
+pub fn pod_health(pod: &Pod) -> Health {
+    match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Succeeded") => Health::Ready,
+        Some("Failed") => Health::Failed(
+            pod_failure(pod).unwrap_or_else(|| format!("pod {} failed", pod.name_any())),
+        ),
+        Some(phase) => Health::Progressing(format!("pod {}", phase.to_lowercase())),
+        None => Health::Progressing("not scheduled yet".into()),
+    }
 }
 
 fn observed<T: Resource>(object: &T, observed: Option<i64>) -> bool {
@@ -836,6 +966,46 @@ pub fn job_health(j: &Job) -> Health {
 }
 
 impl ClusterHandle {
+    /// Waits until the object `id` is gone (a deleted Pod stays, terminating, until its
+    /// kubelet confirms; a Helm hook of the same name cannot be created before), at
+    /// most `timeout`. Watched, not polled.
+    pub async fn wait_gone(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
+        let (api, _) = self.api(id, namespace, None).await?;
+        let uid = match api.get_opt(&id.name).await {
+            Ok(Some(live)) => live.metadata.uid,
+            Ok(None) => return Ok(()),
+            Err(err) => return Err(self.error("read", id, err)),
+        };
+        let Some(uid) = uid else {
+            return Ok(());
+        };
+        let gone = kube::runtime::wait::await_condition(
+            api,
+            &id.name,
+            kube::runtime::wait::conditions::is_deleted(&uid),
+        );
+        let still_there = |why: String| ClusterError::Api {
+            context: self.context().to_owned(),
+            action: "delete".into(),
+            object: id.to_string(),
+            message: why,
+            source: None,
+        };
+        match tokio::time::timeout(timeout, gone).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(still_there(format!("watching it go: {err}"))),
+            Err(_) => Err(still_there(format!(
+                "still there {} after its deletion",
+                humantime::format_duration(timeout)
+            ))),
+        }
+    }
+
     /// The health of one object now (for `status`); `None` for kinds without one.
     pub async fn health_of(
         &self,
@@ -1616,5 +1786,61 @@ mod tests {
             pod_failure(&evicted).as_deref(),
             Some("pod migrate-x3 failed: DeadlineExceeded")
         );
+    }
+
+    #[test]
+    fn a_hook_pod_is_ready_once_succeeded_and_failed_naming_its_container() {
+        let with_phase = |phase: Option<&str>, containers: Value| {
+            let mut p = pod(json!([]), containers);
+            if let Some(status) = p.status.as_mut() {
+                status.phase = phase.map(str::to_owned);
+            }
+            p
+        };
+        let ended = |code: i32| {
+            json!([container(
+                "smoke",
+                json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}}),
+                0
+            )])
+        };
+        assert_eq!(
+            pod_health(&with_phase(Some("Succeeded"), ended(0))),
+            Health::Ready
+        );
+        assert_eq!(
+            pod_health(&with_phase(Some("Failed"), ended(1))),
+            Health::Failed(
+                "pod web-2-abcde container smoke terminated: Error (exit code 1)".into()
+            )
+        );
+        assert_eq!(
+            pod_health(&with_phase(Some("Running"), json!([]))),
+            progressing("pod running")
+        );
+        assert_eq!(
+            pod_health(&with_phase(None, json!([]))),
+            progressing("not scheduled yet")
+        );
+    }
+
+    #[test]
+    fn a_pod_concerns_the_wait_when_a_waited_workload_selects_it_or_a_selector_is_unknown() {
+        let key = |kind: &str, name: &str| (kind.to_owned(), "ns".to_owned(), name.to_owned());
+        let waited: BTreeSet<Key> = [key("Deployment", "web"), key("Pod", "hook")].into();
+        let mut labelled = pod(json!([]), json!([]));
+        labelled.metadata.labels = Some([("app".to_owned(), "web".to_owned())].into());
+        let other = pod(json!([]), json!([]));
+        let mut selectors = HashMap::new();
+        // The Deployment not seen yet: any pod may be its.
+        assert!(selected(&other, &selectors, &waited));
+        let selector: LabelSelector =
+            serde_json::from_value(json!({"matchLabels": {"app": "web"}})).unwrap();
+        selectors.insert(
+            key("Deployment", "web"),
+            labels::selectors([&selector]).pop().unwrap(),
+        );
+        assert!(selected(&labelled, &selectors, &waited));
+        assert!(!selected(&other, &selectors, &waited));
     }
 }

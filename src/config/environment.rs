@@ -272,12 +272,20 @@ pub struct WaveSettings {
     pub verify: Vec<VerifyCommand>,
 }
 
-/// One verify command: a shell command line (`sh -c`), run from the repo root.
+/// One verify gate: a shell command line (`sh -c`), run from the repo root, or
+/// (`helm_tests: true`) the chart's own Helm test hooks, run in the cluster as `helm
+/// test` runs them.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyCommand {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1))]
     pub run: String,
+    /// Runs the `helm.sh/hook: test` Pods and Jobs of the revision deployed in the
+    /// cluster, one after the other in weight order, each until it completes; one that
+    /// fails fails the gate. Instead of `run`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub helm_tests: bool,
     /// How long it may run before it is killed and fails the gate.
     #[serde(
         default = "VerifyCommand::default_timeout",

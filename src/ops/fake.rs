@@ -383,6 +383,16 @@ impl KubeClient for FakeKube {
         Ok(applied)
     }
 
+    async fn wait_gone(
+        &self,
+        _id: &ObjectRef,
+        _namespace: &str,
+        _timeout: std::time::Duration,
+    ) -> Result<(), ClusterError> {
+        // A deletion here takes effect at once.
+        Ok(())
+    }
+
     async fn delete_owned(
         &self,
         ids: &[ObjectRef],

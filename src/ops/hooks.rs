@@ -1,7 +1,7 @@
 //! Running a revision's Helm hooks in one cluster, as Helm's `pkg/action` runs them
 //! around an install, upgrade or rollback: the hooks of one event in weight order
 //! (then kind, then name), each created (its earlier object deleted first under
-//! `before-hook-creation`), a Job waited for until it completes under the run's
+//! `before-hook-creation`), a Job or Pod waited for until it completes under the run's
 //! timeout, then deleted when its policy says so (`hook-succeeded`, `hook-failed`).
 //! The first hook that fails stops the others and fails the run.
 //!
@@ -10,8 +10,11 @@
 //! `objects`, so no prune, drift or uninstall of the release's objects touches it.
 
 use super::{HeldLock, KubeClient, RunOptions};
-use crate::cluster::{ApplyOptions, ClusterError, ObjectRef, Removal, WaitOptions};
+use crate::cluster::{
+    ApplyOptions, CancellationToken, ClusterError, ObjectRef, Removal, WaitOptions,
+};
 use crate::engine::{hooks::run_order, DeletePolicy, Hook, HookEvent};
+use crate::storage::RecordStore;
 use serde_json::Value;
 
 /// One hook to run: what its annotations say and the object to create.
@@ -82,6 +85,10 @@ pub(super) async fn run_event<K: KubeClient, L: HeldLock>(
             cluster
                 .delete_owned(std::slice::from_ref(&id), apply, Removal::Uninstall, &quiet)
                 .await?;
+            // Created again under the same name: the old one must be gone first.
+            cluster
+                .wait_gone(&id, &apply.namespace, opts.timeout)
+                .await?;
         }
         let outcome = run_one(cluster, lock, hook.object, &id, event, apply, opts).await;
         let policy = if outcome.is_ok() {
@@ -104,8 +111,8 @@ pub(super) async fn run_event<K: KubeClient, L: HeldLock>(
     Ok(ran)
 }
 
-/// Creates one hook object and waits until it completed (a Job; other kinds are done
-/// once created), the error naming the hook and its event.
+/// Creates one hook object and waits until it completed (a Job, a Pod; other kinds are
+/// done once created), the error naming the hook and its event.
 async fn run_one<K: KubeClient, L: HeldLock>(
     cluster: &K,
     lock: &L,
@@ -135,6 +142,7 @@ async fn run_one<K: KubeClient, L: HeldLock>(
         timeout: opts.timeout,
         transient_grace: opts.transient_grace,
         release: apply.release.clone(),
+        pods_complete: true,
     };
     // Losing the lease stops the wait as it stops the release's.
     let stop = opts.cancel.child_token();
@@ -180,6 +188,86 @@ fn named(err: ClusterError, id: &ObjectRef, event: HookEvent) -> ClusterError {
         },
         other => other,
     }
+}
+
+/// A lease the caller holds and watches itself (an uninstall's, a gate's): the hooks
+/// run under it stop when the token is cancelled.
+pub(super) struct HeldByCaller(pub CancellationToken);
+
+impl HeldLock for HeldByCaller {
+    fn lost(&self) -> CancellationToken {
+        self.0.clone()
+    }
+
+    async fn release(self) {}
+}
+
+/// The hooks of `events` among those `record` keeps, runnable from the record alone:
+/// one whose recorded object holds a secret is left out with a warning (records never
+/// keep secret values; created from the record it would hold a digest in their place).
+pub(super) fn recorded_hooks(
+    context: &str,
+    record: &crate::release::ReleaseRecord,
+    events: &[crate::engine::HookEvent],
+) -> Vec<(crate::engine::Hook, Value)> {
+    record
+        .hooks
+        .iter()
+        .filter(|h| {
+            let runs = events.iter().any(|event| h.hook.runs_at(*event));
+            let secret =
+                crate::release::is_secret(&h.manifest) || crate::redact::contains_redacted(&h.manifest);
+            if runs && secret {
+                tracing::warn!(
+                    cluster = context,
+                    "the hook {}/{} of revision {} holds a secret value, which records never keep: it is not run",
+                    h.manifest["kind"].as_str().unwrap_or_default(),
+                    h.manifest["metadata"]["name"].as_str().unwrap_or_default(),
+                    record.revision
+                );
+            }
+            runs && !secret
+        })
+        .map(|h| (h.hook.clone(), h.manifest.clone()))
+        .collect()
+}
+
+/// Runs the `test` hooks of the revision deployed in `cluster` (from its record), as
+/// `helm test` runs them: one after the other in weight order, each until it completes
+/// under `opts.timeout`, the first failure stopping the rest and being the error. A test
+/// whose recorded object holds a secret value is not run (records never keep one),
+/// with a warning. The number of tests that ran.
+pub async fn helm_tests<K: super::ReleaseCluster>(
+    cluster: &K,
+    namespace: &str,
+    release: &str,
+    opts: &RunOptions,
+) -> Result<usize, ClusterError> {
+    let history = cluster.records(namespace, release).history().await?;
+    let Some(deployed) = history.deployed() else {
+        return Err(super::release_error(
+            cluster.context(),
+            format!(
+                "release `{release}` has no deployed revision in namespace `{namespace}` to test"
+            ),
+        ));
+    };
+    let tests = recorded_hooks(cluster.context(), deployed, &[HookEvent::Test]);
+    let runnable: Vec<Runnable<'_>> = tests
+        .iter()
+        .map(|(hook, object)| Runnable { hook, object })
+        .collect();
+    let held = HeldByCaller(opts.cancel.child_token());
+    let ran = run_event(
+        cluster,
+        &held,
+        &runnable,
+        HookEvent::Test,
+        &ApplyOptions::new(namespace, release),
+        opts,
+    )
+    .await?;
+    Ok(ran.len())
 }
 
 /// The event before (`true`) or after the apply of a run: a restore's rollback hooks,

@@ -66,6 +66,14 @@ pub trait KubeClient {
         id: &ObjectRef,
         namespace: &str,
     ) -> Result<Option<Value>, ClusterError>;
+    /// Waits until the object `id` is gone (a deleted Pod stays until its kubelet
+    /// confirms), at most `timeout`.
+    async fn wait_gone(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), ClusterError>;
     /// Server-side apply in dependency order; the identities as the server resolved them.
     async fn apply_all(
         &self,
@@ -178,6 +186,15 @@ impl KubeClient for ClusterHandle {
         progress: &Progress,
     ) -> Result<Removed, ClusterError> {
         ClusterHandle::delete_owned(self, ids, opts, removal, progress).await
+    }
+
+    async fn wait_gone(
+        &self,
+        id: &ObjectRef,
+        namespace: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), ClusterError> {
+        ClusterHandle::wait_gone(self, id, namespace, timeout).await
     }
 
     async fn wait_healthy(

@@ -85,6 +85,10 @@ pub struct RunOptions {
     /// `rollback --trust-records`: a restore does not check the MAC of the record it
     /// goes back to (its digests still).
     pub trust_records: bool,
+    /// The ownership of the objects a deploy applies, as read under the lease the run
+    /// holds a moment before its step (`prepare`, every cluster before any is changed):
+    /// not read again. `None`: read at the start of the step.
+    pub owners_read: Option<Vec<Adopted>>,
 }
 
 impl RunOptions {
@@ -107,6 +111,7 @@ impl RunOptions {
             until_wave: None,
             record_key: None,
             trust_records: false,
+            owners_read: None,
         }
     }
 }

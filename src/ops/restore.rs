@@ -131,27 +131,12 @@ fn rollback_hooks(
     context: &str,
     target: &release::ReleaseRecord,
 ) -> Vec<(crate::engine::Hook, Value)> {
-    target
-        .hooks
-        .iter()
-        .filter(|h| {
-            let runs = h.hook.runs_at(crate::engine::HookEvent::PreRollback)
-                || h.hook.runs_at(crate::engine::HookEvent::PostRollback);
-            let secret =
-                release::is_secret(&h.manifest) || crate::redact::contains_redacted(&h.manifest);
-            if runs && secret {
-                tracing::warn!(
-                    cluster = context,
-                    "the rollback hook {}/{} of revision {} holds a secret value, which records never keep: it is not run",
-                    h.manifest["kind"].as_str().unwrap_or_default(),
-                    h.manifest["metadata"]["name"].as_str().unwrap_or_default(),
-                    target.revision
-                );
-            }
-            runs && !secret
-        })
-        .map(|h| (h.hook.clone(), h.manifest.clone()))
-        .collect()
+    use crate::engine::HookEvent;
+    super::hooks::recorded_hooks(
+        context,
+        target,
+        &[HookEvent::PreRollback, HookEvent::PostRollback],
+    )
 }
 
 /// Rolls `release` on one cluster back to `to.revision`.

@@ -2,6 +2,7 @@
 
 use super::{release_error, KubeClient, RunOptions};
 use crate::cluster::{ApplyOptions, ClusterError, ClusterHandle, ObjectRef, Removal};
+use crate::engine::HookEvent;
 use crate::release::Status;
 use crate::storage::{RecordStore, SecretStore};
 
@@ -68,7 +69,8 @@ pub async fn uninstall_with<K: KubeClient, S: RecordStore>(
     .await
 }
 
-/// Removes the release (as `removal` says) under its lease, which the caller holds.
+/// Removes the release (as `removal` says) under its lease, which the caller holds;
+/// an uninstall runs the deployed revision's `pre-delete` and `post-delete` hooks.
 pub async fn remove<K: KubeClient, S: RecordStore>(
     cluster: &K,
     store: &S,
@@ -98,9 +100,44 @@ pub async fn remove<K: KubeClient, S: RecordStore>(
         }
     }
     let apply_opts = ApplyOptions::new(namespace, release);
+    // Helm's `pre-delete` and `post-delete` hooks of the deployed revision, from its
+    // record, around the deletion; a failed `pre-delete` hook deletes nothing. Not on
+    // the undo of a failed first install: that is a rollback, not an uninstall.
+    let hooks = match (removal, history.deployed()) {
+        (Removal::Uninstall, Some(deployed)) => super::hooks::recorded_hooks(
+            cluster.context(),
+            deployed,
+            &[HookEvent::PreDelete, HookEvent::PostDelete],
+        ),
+        _ => Vec::new(),
+    };
+    let hooks: Vec<super::hooks::Runnable<'_>> = hooks
+        .iter()
+        .map(|(hook, object)| super::hooks::Runnable { hook, object })
+        .collect();
+    // The caller holds the lease and stops on its loss; the hooks stop with the run.
+    let held = super::hooks::HeldByCaller(opts.cancel.child_token());
+    super::hooks::run_event(
+        cluster,
+        &held,
+        &hooks,
+        HookEvent::PreDelete,
+        &apply_opts,
+        opts,
+    )
+    .await?;
     let removed = cluster
         .delete_owned(&ids, &apply_opts, removal, &opts.progress)
         .await?;
+    super::hooks::run_event(
+        cluster,
+        &held,
+        &hooks,
+        HookEvent::PostDelete,
+        &apply_opts,
+        opts,
+    )
+    .await?;
     if opts.keep_history && removal == Removal::Uninstall {
         // Kept as history: what ran is `uninstalled` (a rollback target), a run
         // killed half-way is failed, as the next deploy would have repaired it.

@@ -12,7 +12,7 @@ use crate::storage::{RecordStore, SecretStore};
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// Installs or upgrades a release on one cluster. `Err` means nothing was changed
 /// (lock refused, cluster unreachable); once something may have changed the answer is
@@ -106,8 +106,10 @@ pub async fn check_ownership<K: KubeClient>(
     .await
 }
 
-/// Objects whose ownership is read at once, before a run's first change.
-const OWNERSHIP_READS: usize = 8;
+/// Objects whose ownership is read at once, before a run's first change: as many as an
+/// apply round sends, so that a large release pays a few round trips, not one per 8
+/// objects.
+const OWNERSHIP_READS: usize = 64;
 
 async fn owners<K: KubeClient>(
     cluster: &K,
@@ -199,7 +201,13 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
         .check_skipped()
         .map_err(|message| release_error(cluster.context(), message))?;
     // Ownership before any change (a restore puts back this release's own objects).
-    let adopted = if desired.rollback_of.is_none() {
+    let adopted = if let Some(read) = opts
+        .owners_read
+        .clone()
+        .filter(|_| desired.rollback_of.is_none())
+    {
+        read
+    } else if desired.rollback_of.is_none() {
         let objects: Vec<&Value> = desired.objects.iter().flatten().collect();
         owners(
             cluster,
@@ -219,6 +227,7 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
     apply_opts.force_conflicts = opts.force_conflicts;
     apply_opts.adopted = adopted.iter().map(|a| a.object.clone()).collect();
     apply_opts.deployment_id = scope.deployment_id.to_owned();
+    apply_opts.settled = settled_objects(&history, &desired.record_manifest);
 
     let mut record = pending_record(scope, &desired, &history, opts);
     // Signed once, as written: what later writes change of it (status, timestamps,
@@ -332,6 +341,7 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
         timeout: opts.timeout,
         transient_grace: opts.transient_grace,
         release: scope.release.to_owned(),
+        pods_complete: false,
     };
     let health = cluster
         .wait_healthy(&applied, &wait, &stop, &opts.progress)
@@ -394,14 +404,33 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
                 .await)
         }
     };
-    let outcome = ending.record(store, lock, record, None, pruned).await;
-    // Bookkeeping writes only while the lease is held: after it, another run owns the
-    // records.
+    // The `deployed` record and the marks of the revisions it replaces go at once, one
+    // round trip: each mark names this revision and counts only once it is recorded
+    // healthy ([`History::new`]), so a run lost between the two leaves the revision
+    // before it as it was. Bookkeeping writes only while the lease is held: after it,
+    // another run owns the records.
+    let revision = record.revision;
+    let marks = async {
+        match lease_lost(cluster.context(), lock) {
+            Some(_) => Ok(()),
+            None => {
+                supersede(
+                    store,
+                    &history,
+                    scope,
+                    desired.restores.as_deref(),
+                    revision,
+                )
+                .await
+            }
+        }
+    };
+    let (outcome, marked) = tokio::join!(ending.record(store, lock, record, None, pruned), marks);
     if outcome.error.is_none() && lease_lost(cluster.context(), lock).is_none() {
-        // The run is recorded `deployed` and healthy: what is left is bookkeeping that
-        // the next run redoes (every `deployed` record older than the newest is
-        // superseded then), so a failure here does not fail the cluster.
-        if let Err(err) = supersede(store, &history, scope, desired.restores.as_deref()).await {
+        // The run is recorded `deployed` and healthy: a mark that failed is
+        // bookkeeping that the next run redoes (every `deployed` record older than the
+        // newest is superseded then), so it does not fail the cluster.
+        if let Err(err) = marked {
             tracing::warn!("{err} (the next run marks the older revisions)");
         } else if let Err(err) = store
             .prune_history(opts.history_limit, &opts.history_keep)
@@ -411,6 +440,33 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
         }
     }
     Ok(outcome)
+}
+
+/// The objects of `manifest` (by [`settled_key`]) that run now as the manifest has
+/// them, as far as what is applied after them can see: those of the deployed revision,
+/// when it is the newest record (a killed or failed run since may have left anything
+/// live). Compared with the record, not the live object: a hand edit since is put right
+/// in the same round as its dependents, as any drift a deploy corrects.
+fn settled_objects(history: &History, manifest: &[Value]) -> BTreeSet<String> {
+    use crate::cluster::{seen_by_dependents, settled_key};
+    let Some(running) = history
+        .deployed()
+        .filter(|d| history.latest().is_some_and(|l| l.revision == d.revision))
+    else {
+        return BTreeSet::new();
+    };
+    let running: HashMap<String, Value> = running
+        .manifest
+        .iter()
+        .filter_map(|o| Some((settled_key(o)?, seen_by_dependents(o))))
+        .collect();
+    manifest
+        .iter()
+        .filter_map(|o| {
+            let key = settled_key(o)?;
+            (running.get(&key) == Some(&seen_by_dependents(o))).then_some(key)
+        })
+        .collect()
 }
 
 /// The error of a run that no longer holds its lease, if it lost it.
@@ -524,6 +580,7 @@ fn pending_record(
         audit: opts.audit.clone(),
         mac: String::new(),
         hooks: desired.recorded_hooks.clone(),
+        replaced: None,
     }
 }
 
@@ -675,11 +732,16 @@ async fn supersede<S: RecordStore>(
     history: &History,
     scope: &Scope<'_>,
     restores: Option<&str>,
+    by: u32,
 ) -> Result<(), ClusterError> {
     let mut changed = Vec::new();
     for old in history.every_deployed() {
         let undone = undone_by(old, scope.deployment_id, restores);
         let mut record = old.clone();
+        record.replaced = Some(release::Replaced {
+            by,
+            was: old.status,
+        });
         record.status = if undone {
             Status::RolledBack
         } else {
@@ -690,6 +752,10 @@ async fn supersede<S: RecordStore>(
     }
     if let Some(wrongly_undone) = restored_by_own_run(history, scope.deployment_id, restores) {
         let mut record = wrongly_undone.clone();
+        record.replaced = Some(release::Replaced {
+            by,
+            was: wrongly_undone.status,
+        });
         record.status = Status::Superseded;
         record.updated = Utc::now();
         changed.push(record);
@@ -743,6 +809,40 @@ mod tests {
     use crate::storage::MemoryStore;
     use serde_json::json;
     use std::time::Duration;
+
+    /// What decides whether the apply may send a round with the next one: only the
+    /// objects that run now as the new revision has them, as their dependents see them,
+    /// and only while the deployed revision is the newest record.
+    #[test]
+    fn objects_settled_are_those_the_deployed_revision_has_as_dependents_see_them() {
+        let manifest = |version: &str, password: &str| {
+            vec![
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "config", "labels": {"version": version}},
+                       "data": {"greeting": "hello"}}),
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                       "data": {"password": password}}),
+                json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                       "metadata": {"name": "web", "annotations": {"version": version}}}),
+            ]
+        };
+        let mut deployed = record(1, "A", Status::Deployed);
+        deployed.manifest = manifest("1", "<redacted sha256:aaaa>");
+        let history = History::new(vec![deployed.clone()]);
+        // A label is nothing a pod sees of a ConfigMap; a ServiceAccount's annotation
+        // may be (its pods' identity); a Secret's changed digest is a changed value.
+        assert_eq!(
+            settled_objects(&history, &manifest("2", "<redacted sha256:bbbb>")),
+            BTreeSet::from(["v1/ConfigMap//config".to_owned()])
+        );
+        assert_eq!(
+            settled_objects(&history, &manifest("1", "<redacted sha256:aaaa>")).len(),
+            3
+        );
+        // A failed run since may have left anything live.
+        let history = History::new(vec![deployed, record(2, "B", Status::Failed)]);
+        assert!(settled_objects(&history, &manifest("1", "<redacted sha256:aaaa>")).is_empty());
+    }
 
     fn rendered(version: &str, extra: bool) -> Rendered {
         let mut objects = vec![

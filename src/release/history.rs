@@ -62,6 +62,21 @@ impl std::ops::Deref for History {
 impl History {
     pub fn new(mut records: Vec<ReleaseRecord>) -> History {
         records.sort_by_key(|r| r.revision);
+        // A revision marked replaced by one whose run never recorded it healthy still
+        // has the status it had: the mark and that run's `deployed` record are written
+        // at once, and only the mark may have landed.
+        let never_healthy: Vec<u32> = records
+            .iter()
+            .filter(|r| matches!(r.status, Status::Pending | Status::Failed))
+            .map(|r| r.revision)
+            .collect();
+        for record in &mut records {
+            if let Some(replaced) = record.replaced {
+                if never_healthy.contains(&replaced.by) {
+                    record.status = replaced.was;
+                }
+            }
+        }
         History {
             records: records.into(),
             skipped: std::sync::Arc::new([]),
@@ -390,6 +405,45 @@ mod tests {
 
     fn revision(found: Option<&ReleaseRecord>) -> Option<u32> {
         found.map(|r| r.revision)
+    }
+
+    /// The marks of what a run replaced are written with its `deployed` record, at
+    /// once: where only the marks landed, the revision before it is still what runs.
+    #[test]
+    fn a_mark_counts_only_once_the_revision_that_replaced_it_is_recorded_healthy() {
+        use Status::*;
+        let marked = |revision, id, status, by, was| {
+            let mut r = record(revision, id, status);
+            r.replaced = Some(crate::release::Replaced { by, was });
+            r
+        };
+        let statuses = |h: &History| h.iter().map(|r| r.status).collect::<Vec<_>>();
+        // The run of revision 3 was lost before its `deployed` record landed.
+        let h = History::new(vec![
+            marked(1, "A", Superseded, 2, Deployed),
+            marked(2, "B", Superseded, 3, Deployed),
+            record(3, "C", Pending),
+        ]);
+        assert_eq!(statuses(&h), [Superseded, Deployed, Pending]);
+        assert_eq!(revision(h.deployed()), Some(2));
+        // A restore's fix of its own earlier mark goes back to that mark.
+        let h = History::new(vec![
+            marked(1, "A", Superseded, 2, RolledBack),
+            record(2, "B", Failed),
+        ]);
+        assert_eq!(statuses(&h), [RolledBack, Failed]);
+        // Recorded healthy, or pruned since (a newer revision than the kept one): the
+        // mark stands.
+        let h = History::new(vec![
+            marked(1, "A", Superseded, 2, Deployed),
+            record(2, "B", Deployed),
+        ]);
+        assert_eq!(statuses(&h), [Superseded, Deployed]);
+        let h = History::new(vec![
+            marked(1, "A", Superseded, 5, Deployed),
+            record(6, "F", Deployed),
+        ]);
+        assert_eq!(statuses(&h), [Superseded, Deployed]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use history::{beyond_limit, History, RecordHead, SkippedRecord};
 pub use promotion::{agreed, soak_problems, SourceCluster};
 pub use record::{
     content_digest, values_without_secrets, Audit, ChartRef, HelmSource, Operation, Promotion,
-    RecordedHook, ReleaseRecord, RevisionSource, SecretSource, Status, UntilWave,
+    RecordedHook, ReleaseRecord, Replaced, RevisionSource, SecretSource, Status, UntilWave,
 };
 pub use trust::{check_record, content_digest_problem, describe_record, RecordKey, RecordTrust};
 
@@ -65,6 +65,7 @@ pub(crate) mod tests_support {
             description: String::new(),
             audit: None,
             mac: String::new(),
+            replaced: None,
         }
     }
 }

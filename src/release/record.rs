@@ -297,6 +297,20 @@ pub struct ReleaseRecord {
     /// charts without hooks and in records written before this field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<RecordedHook>,
+    /// Set by the run that marked this revision `superseded` (or `rolled-back`), in
+    /// the same round trip as that run's own `deployed` record, not after it: the
+    /// revision that run wrote, and the status this one had. The mark counts once that
+    /// revision is recorded healthy; one that never was (its run lost before its
+    /// `deployed` record landed) leaves this one as it was ([`super::History::new`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replaced>,
+}
+
+/// Which revision replaced a revision, and what the replaced one was before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub by: u32,
+    pub was: Status,
 }
 
 /// One Helm hook of a revision as its record keeps it: what the annotations say, and

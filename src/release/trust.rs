@@ -29,6 +29,7 @@ const NOT_SIGNED: &[&str] = &[
     "description",
     "objects",
     "mac",
+    "replaced",
 ];
 
 /// The key of an environment's record MACs, read from Vault (`vault.record_key`). Its

@@ -1217,6 +1217,7 @@ mod tests {
                 .iter()
                 .map(|run| VerifyCommand {
                     run: (*run).into(),
+                    helm_tests: false,
                     timeout: Duration::from_secs(60),
                 })
                 .collect(),

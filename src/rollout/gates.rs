@@ -53,7 +53,26 @@ impl GateResult {
         }
     }
 
-    /// How the report names it: `soak`, `verify \`./smoke.sh\``.
+    /// The gate of the chart's Helm test hooks: passed when every test that ran
+    /// succeeded (`ran` of them), else the failure, naming the test and how its pod
+    /// ended, with the diagnosis's lines (the pod's last log lines) as output.
+    pub fn helm_tests(outcome: Result<usize, String>, output: Vec<String>) -> GateResult {
+        let (passed, detail) = match outcome {
+            Ok(0) => (true, "the revision has no Helm test hook".to_owned()),
+            Ok(ran) => (true, format!("{ran} Helm test hook(s) succeeded")),
+            Err(error) => (false, error),
+        };
+        GateResult {
+            gate: "helm-tests".into(),
+            command: None,
+            passed,
+            detail,
+            output,
+            stopped: false,
+        }
+    }
+
+    /// How the report names it: `soak`, `helm-tests`, `verify \`./smoke.sh\``.
     pub fn name(&self) -> String {
         match &self.command {
             Some(command) => format!("verify `{command}`"),
@@ -330,6 +349,7 @@ mod tests {
     async fn verify(run: &str, timeout: Duration) -> GateResult {
         let command = VerifyCommand {
             run: run.into(),
+            helm_tests: false,
             timeout,
         };
         let cwd = std::env::temp_dir();

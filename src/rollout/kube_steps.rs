@@ -532,6 +532,36 @@ impl<K: ReleaseCluster> KubeSteps<K> {
     }
 }
 
+impl<K: ReleaseCluster> KubeSteps<K> {
+    /// The `helm_tests` verify gate in one cluster: the chart's test hooks of the
+    /// revision deployed there, under the gate's timeout; a failed test's gate result
+    /// carries its diagnosis (how its pod ended, its last log lines).
+    async fn helm_tests(
+        &self,
+        context: &str,
+        command: &crate::config::VerifyCommand,
+        stop: &CancellationToken,
+    ) -> GateResult {
+        let Some(p) = self.clusters.get(context) else {
+            return GateResult::helm_tests(Err(not_prepared(context).message), Vec::new());
+        };
+        let mut opts = step_options(&self.options, stop, &Reporter::silent(), 0);
+        opts.timeout = command.timeout;
+        let (namespace, release) = (p.namespace(), p.release());
+        match ops::hooks::helm_tests(&p.handle, namespace, release, &opts).await {
+            Ok(ran) => GateResult::helm_tests(Ok(ran), Vec::new()),
+            Err(err) => {
+                let diagnosis = p.handle.diagnose(namespace, release, &err).await;
+                let output = diagnosis
+                    .as_ref()
+                    .map(crate::cluster::diagnosis_lines)
+                    .unwrap_or_default();
+                GateResult::helm_tests(Err(step_error(&err).message), output)
+            }
+        }
+    }
+}
+
 impl<K: ReleaseCluster> ClusterSteps for KubeSteps<K> {
     async fn deploy(
         &self,
@@ -565,7 +595,8 @@ impl<K: ReleaseCluster> ClusterSteps for KubeSteps<K> {
             return StepOutcome::Untouched(step_error(&err));
         }
         reporter.phase(context, Phase::Apply { done: 0, total });
-        let opts = step_options(&self.options, stop, reporter, total);
+        let mut opts = step_options(&self.options, stop, reporter, total);
+        opts.owners_read = self.leases.fresh_owners(context);
         let read = match self.leases.read_under_lease(context) {
             Ok(read) => read,
             Err(err) => return StepOutcome::Untouched(step_error(&err)),
@@ -698,6 +729,9 @@ impl<K: ReleaseCluster> ClusterSteps for KubeSteps<K> {
         command: &crate::config::VerifyCommand,
         stop: &CancellationToken,
     ) -> GateResult {
+        if command.helm_tests {
+            return self.helm_tests(context, command, stop).await;
+        }
         let (Some(setup), Some(p)) = (&self.gates, self.clusters.get(context)) else {
             return GateResult {
                 gate: "verify".into(),

@@ -89,6 +89,9 @@ pub struct Leases<K: ReleaseCluster = ClusterHandle> {
     /// run, which another run may have changed since the run was prepared, and their
     /// resourceVersions (the preconditions of the run's writes).
     seen: Mutex<HashMap<String, ops::LeasedRead<K::Records>>>,
+    /// The ownership of each cluster's objects as read under its lease, and when:
+    /// what its deploy step does not read again while fresh ([`Leases::fresh_owners`]).
+    owners: Mutex<HashMap<String, (Vec<ops::Adopted>, Instant)>>,
     /// Create the release namespace where missing before taking the lease in it
     /// (`--create-namespace`).
     create_namespace: bool,
@@ -110,6 +113,7 @@ impl<K: ReleaseCluster> Leases<K> {
             held: Mutex::default(),
             recorded: Mutex::default(),
             seen: Mutex::default(),
+            owners: Mutex::default(),
             create_namespace,
             keys: Mutex::default(),
         }
@@ -208,6 +212,32 @@ impl<K: ReleaseCluster> Leases<K> {
         }
     }
 
+    /// `adopted`: the ownership of the objects of `context` as just read, when the
+    /// run holds its lease there (otherwise nothing is noted: the step reads it under
+    /// the lease).
+    pub fn note_owners(&self, context: &str, adopted: Vec<ops::Adopted>) {
+        if self.get(context).is_some() {
+            self.owners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(context.to_owned(), (adopted, Instant::now()));
+        }
+    }
+
+    /// The ownership noted for `context`, once, if read under the lease held now less
+    /// than [`OWNERS_FRESH`] ago: a deploy step of the first wave goes on from the
+    /// check made under its lease a moment before. A later wave's step reads again: in
+    /// between, a writer that takes no lease (kubectl, another tool) may have created
+    /// one of its objects.
+    pub(super) fn fresh_owners(&self, context: &str) -> Option<Vec<ops::Adopted>> {
+        let (adopted, at) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(context)?;
+        (at.elapsed() < OWNERS_FRESH).then_some(adopted)
+    }
+
     pub(super) fn get(&self, context: &str) -> Option<Arc<K::Lock>> {
         self.held
             .lock()
@@ -260,6 +290,11 @@ impl<K: ReleaseCluster> Leases<K> {
         let lock =
             ops::take_lease(handle, namespace, release, opts, create_namespace, &on_wait).await?;
         let lock = Arc::new(lock);
+        // What was read under a lease held before is no read under this one.
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(context);
         self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -390,6 +425,9 @@ impl<K: ReleaseCluster> Leases<K> {
         .await;
     }
 }
+
+/// How long an ownership check made under a cluster's lease stands for its deploy step.
+pub const OWNERS_FRESH: Duration = Duration::from_secs(5);
 
 /// The lock options of an attempt at a lease: `LeaseWait::No` waits for nobody.
 pub fn lease_options(configured: &LockOptions, wait: LeaseWait) -> LockOptions {

@@ -2,10 +2,12 @@
 //! Vault, every cluster connected and its history read, the release rendered for each.
 //! Any failure here happens before a single cluster is changed.
 
-use super::connect::{connect_all, Connected};
-use super::kube_steps::{KubeSteps, Prepared};
+use super::connect::on_each;
+use super::kube_steps::{KubeSteps, Leases, Prepared};
+use super::leases::lease_options;
 use super::plan::Plan;
 use super::progress::{Phase, Reporter};
+use super::step::LeaseWait;
 use crate::cluster::LoadedKubeconfig;
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
@@ -18,6 +20,7 @@ use crate::release::{
 };
 use crate::vault::{resolve_plan, ResolvedSecrets, SecretPlan, VaultEnv};
 use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
 use zeroize::Zeroizing;
 
 /// What a deploy may override on the command line.
@@ -291,24 +294,25 @@ impl ReleaseRender {
         .await
     }
 
-    /// The release rendered for a deploy to `cluster`, keyed by the release's key
-    /// there; where there is none yet, by a key drawn now and returned, for the cluster's
-    /// step to write once it holds the lease. Changes nothing in the cluster: a run
-    /// refused by a lease leaves it as it was.
+    /// The release rendered for a deploy to `cluster`, keyed by `key`, the release's
+    /// key there as read (with the records, in the same round trip); where there is
+    /// none yet, by a key drawn now and returned, for the cluster's step to write once
+    /// it holds the lease. Changes nothing in the cluster: a run refused by a lease
+    /// leaves it as it was.
     pub async fn render_for_deploy(
         &self,
         cluster: &Cluster,
         history: &History,
         handle: &ClusterHandle,
+        key: Option<Zeroizing<Vec<u8>>>,
     ) -> crate::Result<(Rendered, Option<Zeroizing<Vec<u8>>>)> {
-        let (key, new) =
-            match crate::storage::read_checksum_key(handle, self.namespace(), self.name()).await? {
-                Some(key) => (key, false),
-                None => (
-                    crate::storage::new_checksum_key(handle, self.namespace(), self.name())?,
-                    true,
-                ),
-            };
+        let (key, new) = match key {
+            Some(key) => (key, false),
+            None => (
+                crate::storage::new_checksum_key(handle, self.namespace(), self.name())?,
+                true,
+            ),
+        };
         let rendered = self
             .render(cluster, history, handle, Some(key.as_slice()))
             .await?;
@@ -402,53 +406,132 @@ pub async fn prepare_deploy(
     reporter: &Reporter,
 ) -> crate::Result<KubeSteps> {
     let DeployInputs {
-        env,
-        release,
-        plan,
-        kubeconfig,
+        env, release, plan, ..
     } = *inputs;
     for cluster in plan.clusters() {
         reporter.phase(&cluster.context, Phase::Secrets);
     }
-    let render = ReleaseRender::prepare(env, release, plan, overrides).await?;
-    let connected = connect_all(plan, kubeconfig, render.namespace(), render.name()).await?;
+    let leases = Leases::new(options.create_namespace);
+    let meta = &release.descriptor.metadata;
+    // Vault and the clusters' first round trips do not depend on each other.
+    let (render, connected) = tokio::join!(
+        ReleaseRender::prepare(env, release, plan, overrides),
+        connect_leased(
+            inputs,
+            (&meta.namespace, &meta.name),
+            &leases,
+            &options,
+            reporter
+        ),
+    );
+    let prepared = match (render, connected) {
+        (Ok(render), Ok(connected)) => {
+            prepare_clusters(&render, connected, plan, &leases, &options).await
+        }
+        (Err(err), _) | (_, Err(err)) => Err(err),
+    };
+    match prepared {
+        Ok(clusters) => {
+            let mut steps = KubeSteps::new(clusters, deployment_id, options, leases);
+            steps.restore_renders = Some(super::kube_steps::RestoreRenders::new(
+                env,
+                plan.clusters().cloned(),
+            ));
+            Ok(steps)
+        }
+        Err(err) => {
+            // A run refused here changed nothing, and holds nothing either.
+            leases.release_all().await;
+            Err(err)
+        }
+    }
+}
+
+/// A cluster reached: its handle, the release's records there and its checksum key.
+type Reached = (Cluster, ClusterHandle, History, Option<Zeroizing<Vec<u8>>>);
+
+/// Each cluster of the plan reached, its lease taken where nobody holds it, and its
+/// records read (under that lease).
+///
+/// The lease goes first, with the checksum key (which does not depend on it) in the
+/// same round trip, so that the records are read once, under the lease, and the render
+/// and the ownership check are made on what the run will change. The attempt waits for
+/// nobody: where another run holds the lease (or the namespace is still to be
+/// created), the records are read without it, and the run's own acquisition
+/// ([`super::leases::take_every_lease`]) waits and reads them again under it.
+async fn connect_leased(
+    inputs: &DeployInputs<'_>,
+    (namespace, name): (&str, &str),
+    leases: &Leases,
+    options: &RunOptions,
+    reporter: &Reporter,
+) -> crate::Result<Vec<Reached>> {
+    let first_attempt = lease_options(&options.lock, LeaseWait::No);
+    let first_attempt = &first_attempt;
+    let connected: Vec<Reached> = on_each(
+        inputs.plan,
+        inputs.kubeconfig,
+        |cluster, handle| async move {
+            let (leased, key) = tokio::join!(
+                leases.take_or_defer(&handle, namespace, name, first_attempt, reporter, None),
+                crate::storage::read_checksum_key(&handle, namespace, name),
+            );
+            let history = match leases.seen_history(&cluster.context) {
+                Some(history) => history,
+                None => match leased {
+                    Err(err @ ClusterError::Unreachable { .. }) => return Err(err),
+                    _ => ops::history(&handle, namespace, name).await?,
+                },
+            };
+            Ok::<_, ClusterError>((cluster, handle, history, key?))
+        },
+    )
+    .await
+    .into_iter()
+    .map(|(_, found)| found)
+    .collect::<Result<_, _>>()?;
     // A record that could not be read and may be what runs stops the run for the
     // environment before any cluster is changed (each cluster checks again under its
     // lease).
-    for found in &connected {
-        found
-            .history
+    for (cluster, _, history, _) in &connected {
+        history
             .check_skipped()
             .map_err(|message| ClusterError::Release {
-                context: found.cluster.context.clone(),
+                context: cluster.context.clone(),
                 message,
             })?;
     }
+    Ok(connected)
+}
+
+/// The release rendered for each cluster reached, and ownership checked there.
+async fn prepare_clusters(
+    render: &ReleaseRender,
+    connected: Vec<Reached>,
+    plan: &Plan,
+    leases: &Leases,
+    options: &RunOptions,
+) -> crate::Result<HashMap<String, Prepared>> {
+    // A tag moved under a version that ran in one of the clusters: refused before
+    // anything is changed.
     if let Some(origin) = &render.artifact.origin {
-        for found in &connected {
-            if let Some(recorded) = moved_tag(origin, &found.history) {
-                let changed = crate::engine::changed_tag(&release.file, recorded, &origin.digest);
-                return Err(changed.in_cluster(&found.cluster.context).into());
+        for (cluster, _, history, _) in &connected {
+            if let Some(recorded) = moved_tag(origin, history) {
+                let changed =
+                    crate::engine::changed_tag(&render.release.file, recorded, &origin.digest);
+                return Err(changed.in_cluster(&cluster.context).into());
             }
         }
     }
-    // Each cluster's checksum key (and, for a Helm chart, its API versions) is a
-    // request: made for every cluster at once, as the connections were.
-    let render = &render;
-    let leases = super::kube_steps::Leases::new(options.create_namespace);
-    let keys_to_write = &leases;
+    // For a Helm chart, each cluster's API versions (from the discovery cache on disk,
+    // else a request): every cluster at once, as the connections were.
     let rendered_for: Vec<_> = futures::stream::iter(connected)
-        .map(|connected| async move {
-            let Connected {
-                cluster,
-                handle,
-                history,
-            } = connected;
+        .map(|(cluster, handle, history, key)| async move {
             let (rendered, new_key) = render
-                .render_for_deploy(&cluster, &history, &handle)
+                .render_for_deploy(&cluster, &history, &handle, key)
                 .await?;
             if let Some(key) = new_key {
-                keys_to_write.write_key_once_held(&cluster.context, key);
+                leases.write_key_once_held(&cluster.context, key);
             }
             Ok::<_, crate::Error>((cluster.context, handle, rendered, history))
         })
@@ -458,26 +541,26 @@ pub async fn prepare_deploy(
     // Ownership in every cluster before any is changed: an object that exists and is
     // not this release's stops the run for the whole environment (each cluster's run
     // checks again under its lock).
+    // Made under the cluster's lease, it stands for the deploy step that follows at
+    // once ([`Leases::note_owners`]).
     futures::stream::iter(&rendered_for)
-        .map(|(_, handle, rendered, _)| ops::check_ownership(handle, rendered, options.adopt))
+        .map(|(context, handle, rendered, _)| async move {
+            let adopted = ops::check_ownership(handle, rendered, options.adopt).await?;
+            leases.note_owners(context, adopted);
+            Ok::<_, ClusterError>(())
+        })
         .buffer_unordered(plan.concurrency.max(1))
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<Vec<_>, ClusterError>>()?;
-    let clusters = rendered_for
+    Ok(rendered_for
         .into_iter()
         .map(|(context, handle, rendered, history)| {
             let rendered = ops::PackedRender::pack(rendered);
             (context, Prepared::render(handle, history, rendered))
         })
-        .collect();
-    let mut steps = KubeSteps::new(clusters, deployment_id, options, leases);
-    steps.restore_renders = Some(super::kube_steps::RestoreRenders::new(
-        env,
-        plan.clusters().cloned(),
-    ));
-    Ok(steps)
+        .collect())
 }
 
 /// The recorded origin of the same chart and version with another digest, if a record

@@ -68,10 +68,15 @@ pub(super) fn check_waves(problems: &mut Problems, at: &FieldPath, env: &Environ
         }
         for (j, command) in settings.verify.iter().enumerate() {
             let at = at.key("verify").index(j);
-            if command.run.trim().is_empty() {
+            if command.helm_tests && !command.run.is_empty() {
+                problems.add(
+                    &at.key("helm_tests"),
+                    "true with a `run` command: a verify gate is one or the other; give each its own entry",
+                );
+            } else if !command.helm_tests && command.run.trim().is_empty() {
                 problems.add(
                     &at.key("run"),
-                    "\"\" is an empty command: it verifies nothing; give a shell command line such as ./scripts/smoke.sh",
+                    "\"\" is an empty command: it verifies nothing; give a shell command line such as ./scripts/smoke.sh (or helm_tests: true for the chart's test hooks)",
                 );
             }
             if command.timeout.is_zero() {
@@ -124,8 +129,16 @@ mod tests {
         assert_eq!(
             with_rollout(waves),
             [
-                "environments/dev.yaml:14: rollout.waves[0].verify[0].run: \"\" is an empty command: it verifies nothing; give a shell command line such as ./scripts/smoke.sh",
+                "environments/dev.yaml:14: rollout.waves[0].verify[0].run: \"\" is an empty command: it verifies nothing; give a shell command line such as ./scripts/smoke.sh (or helm_tests: true for the chart's test hooks)",
                 "environments/dev.yaml:14: rollout.waves[0].verify[0].timeout: 0s leaves no time for the command; give a duration such as 2m",
+            ]
+        );
+        let both = "  waves:\n    - wave: 0\n      verify: [ { run: ./smoke.sh, helm_tests: true }, { helm_tests: true }, { timeout: 1m } ]\n";
+        assert_eq!(
+            with_rollout(both),
+            [
+                "environments/dev.yaml:14: rollout.waves[0].verify[0].helm_tests: true with a `run` command: a verify gate is one or the other; give each its own entry",
+                "environments/dev.yaml: rollout.waves[0].verify[2].run: \"\" is an empty command: it verifies nothing; give a shell command line such as ./scripts/smoke.sh (or helm_tests: true for the chart's test hooks)",
             ]
         );
     }

@@ -477,6 +477,21 @@ async fn replica_sets_when_available(
     sets
 }
 
+/// The uids of the pods of `namespace`, sorted.
+async fn pod_uids(fleet: &Fleet, context: &str, namespace: &str) -> Vec<String> {
+    let mut uids: Vec<String> =
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(fleet.client(context).await, namespace)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.uid)
+            .collect();
+    uids.sort();
+    uids
+}
+
 fn web_release(root: &Path, namespace: &str) {
     write(
         &root.join("releases/web/release.yaml"),
@@ -503,7 +518,7 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
     }
 
     // `diff` (what a deploy of the checkout would do): the chart and values are Helm's,
-    // so only ownership labels change, the release label on pod templates included.
+    // so only ownership labels of the objects' metadata change, never a pod template.
     let deploy_diff: serde_json::Value = serde_json::from_str(&ok(with_helm(
         fleet,
         root,
@@ -519,8 +534,7 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
         {
             let path = change["path"].as_str().unwrap();
             assert!(
-                path.starts_with("metadata.labels.")
-                    || path == "spec.template.metadata.labels.flotilla.dev/release",
+                path.starts_with("metadata.labels."),
                 "{context}: a deploy would change {path}"
             );
         }
@@ -591,6 +605,41 @@ async fn a_helm_release_in_three_clusters_is_taken_over_without_a_restart_and_ro
             .await
             .unwrap();
         assert_eq!(helm_secrets.items.len(), 1, "{context}");
+    }
+
+    // The first flotilla deploy of the same content restarts nothing: the release's
+    // pods are found through the Deployment's selector, not a label in its template.
+    let mut pods_before = Vec::new();
+    for context in contexts {
+        pods_before.push(pod_uids(fleet, context, &namespace).await);
+    }
+    ok(with_helm(fleet, root, &["deploy", "web", "--env", "dev"]));
+    for ((context, (sets, template)), pods) in contexts.iter().zip(&before).zip(&pods_before) {
+        let after = replica_sets_when_available(fleet, context, &namespace, "web").await;
+        assert_eq!(
+            &after, sets,
+            "{context}: the deploy made or removed a ReplicaSet"
+        );
+        let web = deployment(fleet, context, &namespace, "web").await;
+        assert_eq!(
+            &web.spec.template, template,
+            "{context}: the deploy changed the pod template"
+        );
+        assert_eq!(
+            &pod_uids(fleet, context, &namespace).await,
+            pods,
+            "{context}: a pod was recreated"
+        );
+    }
+    // `status` finds the release's pods through the selector too: healthy everywhere.
+    let status: serde_json::Value = serde_json::from_str(&ok(with_helm(
+        fleet,
+        root,
+        &["status", "web", "--env", "dev", "-o", "json"],
+    )))
+    .unwrap();
+    for context in contexts {
+        assert_eq!(status[context]["health"], "healthy", "{status:#}");
     }
 
     ok(with_helm(

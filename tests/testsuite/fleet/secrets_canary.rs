@@ -834,6 +834,143 @@ async fn adopt_helm_records_no_value_given_to_helm_with_set() {
     }
 }
 
+/// Helm hooks of [`HELM_WEB`] that hold the Vault password inline, as charts' migration
+/// Jobs and test Pods often do: a `pre-install,pre-upgrade` Job (failing where
+/// `migrateTag` is `jobfail`) and a `test` Pod.
+const HELM_HOOKS: (&str, &str) = (
+    "templates/hooks.yaml",
+    "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ .Release.Name }}-migrate\n  annotations: { \"helm.sh/hook\": \"pre-install,pre-upgrade\" }\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: \"example.com/canary-migrate:{{ .Values.migrateTag | default .Chart.AppVersion }}\"\n          env:\n            - name: DB_PASSWORD\n              value: {{ include \"web.password\" . | quote }}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-smoke\n  annotations: { \"helm.sh/hook\": test }\nspec:\n  restartPolicy: Never\n  containers:\n    - name: smoke\n      image: \"example.com/canary-smoke:{{ .Chart.AppVersion }}\"\n      env:\n        - name: DB_PASSWORD\n          value: {{ include \"web.password\" . | quote }}\n",
+);
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_helm_hook_holding_a_secret_runs_with_it_and_never_shows_or_records_it() {
+    const FROM_VAULT: &str = "Hook_canary-pw-6a93d0";
+    let fleet = Fleet::shared();
+    let clusters = fleet.clusters();
+    let namespace = fleet.namespace("canary-hooks").await;
+    let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = repo.path();
+    write_file(
+        &root.join("environments/dev.yaml"),
+        &environment_of(
+            "dev",
+            &clusters,
+            "rollout:\n  timeout: 60s\n  waves:\n    - wave: 0\n      verify: [ { helm_tests: true, timeout: 1m } ]\n",
+        ),
+    );
+    write_file(
+        &root.join("releases/web/release.yaml"),
+        &format!("apiVersion: flotilla/v1\nkind: Release\nmetadata: {{ name: web, namespace: {namespace} }}\nspec:\n  chart: ./web\n  version: \"1.0\"\n  secrets:\n    - secret_id: db-password\n      contexts: [ {{ name: default, vaultPath: \"kv/dev/{namespace}/web\", vaultKey: password }} ]\n"),
+    );
+    let chart = root.join("releases/web/web");
+    for (name, text) in HELM_WEB.iter().chain([&HELM_HOOKS]) {
+        write_file(&chart.join(name), text);
+    }
+    vault_write(
+        fleet,
+        &format!("dev/{namespace}/web"),
+        &[("password", FROM_VAULT)],
+    )
+    .await;
+    let vars = loud_vars(fleet);
+    let canary = Canary::new(&[FROM_VAULT, fleet.vault_token()]);
+
+    for args in [
+        &["-vvv", "deploy", "web", "--env", "dev", "--dry-run"][..],
+        &["deploy", "web", "--env", "dev", "--dry-run", "-o", "json"],
+    ] {
+        let out = run_loud(root, args, &vars).await;
+        assert_eq!(out.code, Some(0), "{}: {}", args.join(" "), out.both());
+        canary.assert_run(&args.join(" "), &out);
+        assert!(out.both().contains("web-migrate"), "{}", out.both());
+    }
+    let deployed = run_loud(root, &["-vvv", "deploy", "web", "--env", "dev"], &vars).await;
+    assert_eq!(deployed.code, Some(0), "deploy: {}", deployed.both());
+    canary.assert_run("deploy with hooks", &deployed);
+    // The test Pod's recorded object holds a digest: the gate does not run it, and says
+    // why without the value.
+    assert!(
+        deployed.both().contains("holds a secret value"),
+        "{}",
+        deployed.both()
+    );
+    for cluster in &clusters {
+        // Not vacuous: the migration ran with the value.
+        let job: kube::Api<k8s_openapi::api::batch::v1::Job> =
+            kube::Api::namespaced(fleet.client(cluster).await, &namespace);
+        let job = serde_json::to_value(
+            job.get("web-migrate")
+                .await
+                .unwrap_or_else(|e| panic!("{cluster}: {e}")),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            job.pointer("/spec/template/spec/containers/0/env/0/value")
+                .and_then(|v| v.as_str()),
+            Some(FROM_VAULT),
+            "{cluster}"
+        );
+        let records = records(fleet, cluster, &namespace).await;
+        canary.assert_clean(&format!("{cluster} records with hooks"), &records);
+        assert!(records.contains("web-migrate"), "{cluster}: {records}");
+    }
+    for args in [
+        &["-vvv", "diff", "web", "--env", "dev"][..],
+        &["diff", "web", "--env", "dev", "-o", "json"],
+    ] {
+        let out = run_loud(root, args, &vars).await;
+        assert!(
+            matches!(out.code, Some(0 | 1)),
+            "{}: {}",
+            args.join(" "),
+            out.both()
+        );
+        canary.assert_run(&args.join(" "), &out);
+    }
+    // A migration that fails: its report and diagnosis, text and JSON, hold no value.
+    for args in [
+        &[
+            "-vvv",
+            "deploy",
+            "web",
+            "--env",
+            "dev",
+            "--version",
+            "2.0",
+            "--set",
+            "migrateTag=jobfail",
+        ][..],
+        &[
+            "deploy",
+            "web",
+            "--env",
+            "dev",
+            "--version",
+            "2.0",
+            "--set",
+            "migrateTag=jobfail",
+            "-o",
+            "json",
+        ],
+    ] {
+        let out = run_loud(root, args, &vars).await;
+        assert_eq!(out.code, Some(1), "{}: {}", args.join(" "), out.both());
+        canary.assert_run(&args.join(" "), &out);
+        assert!(
+            out.both().contains("web-migrate (pre-upgrade hook)"),
+            "{}",
+            out.both()
+        );
+    }
+    for cluster in &clusters {
+        canary.assert_clean(
+            &format!("{cluster} records after the failed hook"),
+            &records(fleet, cluster, &namespace).await,
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 async fn a_helmignored_secrets_file_and_a_link_out_of_the_chart_never_reach_a_record() {
