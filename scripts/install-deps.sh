@@ -8,6 +8,8 @@
 #   fleet/go/etcd        etcd (go.etcd.io/etcd/server/v3)
 #   fleet/go/vault       vault, the HashiCorp Vault server and CLI (github.com/hashicorp/vault)
 #   fleet/go/helm        helm, the Helm 4 CLI (helm.sh/helm/v4), a peer to compare with
+#   fleet/go/registry    registry, the CNCF distribution registry (github.com/distribution/
+#                        distribution/v3): the fleet's OCI registry for charts by reference
 # all with GOTOOLCHAIN=local (a clear error rather than a toolchain download),
 # CGO_ENABLED=0, -trimpath, under `nice -n 10`.
 #
@@ -19,13 +21,13 @@
 # Everything built is cached under $FLOTILLA_CACHE (default ~/.cache/flotilla), keyed by
 # program and version, so a second run is a no-op; $FLOTILLA_CACHE/binaries.env tells the
 # fleet where they are. A binary named by FLOTILLA_ETCD, FLOTILLA_KUBE_APISERVER,
-# FLOTILLA_KUBE_CONTROLLER_MANAGER, FLOTILLA_KUBECTL, FLOTILLA_VAULT or FLOTILLA_HELM is
-# used as it is and nothing is built for it. FLOTILLA_NO_GO=1 forces the fallback.
+# FLOTILLA_KUBE_CONTROLLER_MANAGER, FLOTILLA_KUBECTL, FLOTILLA_VAULT, FLOTILLA_HELM or
+# FLOTILLA_REGISTRY is used as it is and nothing is built for it. FLOTILLA_NO_GO=1 forces the fallback.
 #
 # Debian's chromium and chromium-driver are installed from apt for the dashboard's
 # browser test (about 70 s the first time).
 #
-# First run on a fresh machine, 2 cores: about 1,650 s of CPU for the Go path, 15-20
+# First run on a fresh machine, 2 cores: about 1,760 s of CPU for the Go path, 15-20
 # minutes on idle cores, 47 minutes measured on cores shared with two other builds (see
 # fleet/README.md for each program's figure); later runs: under a second.
 set -euo pipefail
@@ -148,12 +150,13 @@ go_build() {
 }
 
 build_with_go() {
-  local k8s etcd vault helm minor ld p
+  local k8s etcd vault helm registry minor ld p
   k8s=$(require_version fleet/go/kubernetes k8s.io/kubernetes)
   etcd=$(require_version fleet/go/etcd go.etcd.io/etcd/server/v3)
   vault=$(require_version fleet/go/vault github.com/hashicorp/vault)
   helm=$(require_version fleet/go/helm helm.sh/helm/v4)
-  [ -n "$k8s" ] && [ -n "$etcd" ] && [ -n "$vault" ] && [ -n "$helm" ] || {
+  registry=$(require_version fleet/go/registry github.com/distribution/distribution/v3)
+  [ -n "$k8s" ] && [ -n "$etcd" ] && [ -n "$vault" ] && [ -n "$helm" ] && [ -n "$registry" ] || {
     say "fleet/go/*/go.mod: cannot read the versions to build"; return 1; }
 
   # Kubernetes: without the version ldflags /version says v0.0.0-master.
@@ -182,6 +185,13 @@ build_with_go() {
     go_build helm "$helm" "$ROOT/fleet/go/helm" "$HELM_OUT" \
       "-s -w -X helm.sh/helm/v4/internal/version.version=$helm" "" helm helm.sh/helm/v4/cmd/helm || return 1
   fi
+  # The registry embeds its version too, for `registry --version`.
+  REGISTRY_OUT="$CACHE/registry-$registry/bin"
+  if [ -z "${FLOTILLA_REGISTRY:-}" ]; then
+    go_build registry "$registry" "$ROOT/fleet/go/registry" "$REGISTRY_OUT" \
+      "-s -w -X github.com/distribution/distribution/v3/version.version=$registry" "" registry \
+      github.com/distribution/distribution/v3/cmd/registry || return 1
+  fi
 
   ETCD=$(from_variable FLOTILLA_ETCD || echo "$ETCD_OUT/etcd")
   APISERVER=$(from_variable FLOTILLA_KUBE_APISERVER || echo "$K8S_OUT/kube-apiserver")
@@ -189,6 +199,7 @@ build_with_go() {
   KUBECTL=$(from_variable FLOTILLA_KUBECTL || echo "$K8S_OUT/kubectl")
   VAULT=$(from_variable FLOTILLA_VAULT || echo "$VAULT_OUT/vault")
   HELM=$(from_variable FLOTILLA_HELM || echo "$HELM_OUT/helm")
+  REGISTRY=$(from_variable FLOTILLA_REGISTRY || echo "$REGISTRY_OUT/registry")
   RVAULT=""
 }
 
@@ -271,6 +282,7 @@ install_fallback() {
   fi
   VAULT=""
   HELM=""
+  REGISTRY=""
 }
 
 MODE=""
@@ -293,6 +305,7 @@ say "kube-controller-manager: $CONTROLLER_MANAGER"
 [ -z "$VAULT" ] || say "vault: $VAULT"
 [ -z "$RVAULT" ] || say "rvault (fallback Vault API): $RVAULT"
 [ -z "$HELM" ] || say "helm: $HELM"
+[ -z "$REGISTRY" ] || say "registry (OCI): $REGISTRY"
 
 # The fleet reads this file to find the binaries (the variables above still win).
 {
@@ -304,6 +317,7 @@ say "kube-controller-manager: $CONTROLLER_MANAGER"
   [ -z "$VAULT" ] || echo "FLOTILLA_VAULT=$VAULT"
   [ -z "$RVAULT" ] || echo "FLOTILLA_RVAULT=$RVAULT"
   [ -z "$HELM" ] || echo "FLOTILLA_HELM=$HELM"
+  [ -z "$REGISTRY" ] || echo "FLOTILLA_REGISTRY=$REGISTRY"
 } >"$CACHE/binaries.env.tmp"
 mv "$CACHE/binaries.env.tmp" "$CACHE/binaries.env"
 say "binary paths written to $CACHE/binaries.env ($MODE); install-deps took $((SECONDS - SCRIPT_STARTED)) s"

@@ -111,6 +111,7 @@ pub trait Classify {
 impl Classify for Error {
     fn exit_kind(&self) -> ExitKind {
         match self {
+            Error::Render(err) if err.is_unreachable() => ExitKind::Environment,
             Error::Config(_) | Error::Render(_) | Error::Reported(_) => ExitKind::UserError,
             Error::Vault(err) => err.exit_kind(),
             Error::Cluster(err) => err.exit_kind(),

@@ -20,6 +20,9 @@ pub struct Binaries {
     pub kubectl: Option<PathBuf>,
     /// The Helm 4 CLI, when it was built (a peer to compare with; not needed by `up`).
     pub helm: Option<PathBuf>,
+    /// The CNCF distribution registry, when it was built: the fleet then serves an OCI
+    /// registry for charts by reference.
+    pub registry: Option<PathBuf>,
 }
 
 /// Which Vault server the fleet runs.
@@ -87,6 +90,7 @@ impl Binaries {
             vault,
             kubectl: find_opt("kubectl", "FLOTILLA_KUBECTL")?,
             helm: find_opt("helm", "FLOTILLA_HELM")?,
+            registry: find_opt("registry", "FLOTILLA_REGISTRY")?,
         })
     }
 }

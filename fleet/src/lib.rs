@@ -6,7 +6,7 @@
 //! pid ([`process`]), the `up`/`down`/`status`/`stop-cluster`/`start-cluster` commands
 //! ([`supervisor`]), the simulated kubelet ([`kubelet`]), RustyVault's set-up
 //! ([`vault`]) and the envelope-normalising proxy in front of it ([`proxy`]), the latency
-//! proxy that puts a cluster far away ([`rtt`]), and the
+//! proxy that puts a cluster far away ([`rtt`]), the OCI registry and the chart repository ([`charts`]), and the
 //! helper that integration tests use ([`testing`]).
 //!
 //! Must not: depend on the `flotilla` crate (flotilla's tests depend on this one), or
@@ -14,6 +14,7 @@
 
 pub mod binaries;
 pub mod certs;
+pub mod charts;
 pub mod error;
 pub mod kubelet;
 pub mod process;

@@ -53,6 +53,18 @@ enum Command {
     StopCluster { name: String },
     /// Start a stopped cluster again (same port, same data).
     StartCluster { name: String },
+    /// Stop the OCI registry (what was pushed to it is kept).
+    StopRegistry,
+    /// Start the stopped OCI registry again (same port, same data).
+    StartRegistry,
+    /// The chart repository (started by `up`): serves the files of a folder made with
+    /// `helm package` and `helm repo index` over HTTP.
+    ChartRepo {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        root: PathBuf,
+    },
     /// The simulated kubelet of one cluster (started by `up`).
     Kubelet {
         #[arg(long)]
@@ -178,6 +190,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let exe = std::env::current_exe().context("finding the flotilla-fleet binary")?;
             supervisor::start_cluster(&dir, &name, &exe).await?;
             println!("cluster {name} started");
+            Ok(())
+        }
+        Command::StopRegistry => {
+            supervisor::stop_registry(&dir).await?;
+            println!("registry stopped");
+            Ok(())
+        }
+        Command::StartRegistry => {
+            supervisor::start_registry(&dir).await?;
+            println!("registry started");
+            Ok(())
+        }
+        Command::ChartRepo { listen, root } => {
+            flotilla_fleet::charts::serve_chart_repo(listen, root)
+                .await
+                .with_context(|| format!("chart repository on {listen}"))?;
             Ok(())
         }
         Command::Kubelet {

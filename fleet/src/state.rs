@@ -37,6 +37,16 @@ pub struct State {
     /// Simulated nodes per cluster (`fake-node-1` ..).
     #[serde(default = "one")]
     pub nodes: u32,
+    /// The OCI registry's port (0: no registry binary, none runs).
+    #[serde(default)]
+    pub registry_port: u16,
+    /// Set by `stop-registry`, cleared by `start-registry`: a stopped registry is not a
+    /// crash.
+    #[serde(default)]
+    pub registry_stopped: bool,
+    /// The chart repository's port (0: none runs).
+    #[serde(default)]
+    pub chart_repo_port: u16,
 }
 
 fn one() -> u32 {
@@ -262,8 +272,30 @@ pub fn write_env(dir: &Path, state: &State, tools: &[&Path]) -> Result<()> {
         token = state.vault.root_token,
         role = state.vault.role_id,
         secret = state.vault.secret_id,
-    ) + &path;
+    ) + &charts_env(dir, state)
+        + &path;
     crate::certs::write(&env_path(dir), &text)
+}
+
+/// The chart sources' addresses, for `helm push` and `helm repo index`: the registry's
+/// `host:port` (`oci://$FLOTILLA_FLEET_REGISTRY/charts/web`), the chart repository's URL
+/// and the folder it serves.
+fn charts_env(dir: &Path, state: &State) -> String {
+    let mut text = String::new();
+    if state.registry_port > 0 {
+        text += &format!(
+            "export FLOTILLA_FLEET_REGISTRY='127.0.0.1:{}'\n",
+            state.registry_port
+        );
+    }
+    if state.chart_repo_port > 0 {
+        text += &format!(
+            "export FLOTILLA_FLEET_CHART_REPO='http://127.0.0.1:{}'\nexport FLOTILLA_FLEET_CHART_REPO_DIR='{}'\n",
+            state.chart_repo_port,
+            crate::charts::chart_repo_dir(dir).display()
+        );
+    }
+    text
 }
 
 /// A fresh random token (hex), from the kernel's generator.

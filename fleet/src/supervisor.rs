@@ -34,6 +34,8 @@ const OWNED: &[&str] = &[
     "clusters",
     "etcd",
     "vault",
+    "registry",
+    "chart-repo",
     "logs",
     "pids",
 ];
@@ -93,6 +95,19 @@ fn vault_processes(kind: VaultKind) -> Vec<String> {
         VaultKind::HashiCorp => vec![VAULT.to_string()],
         VaultKind::Rusty => vec![RVAULT.to_string(), PROXY.to_string()],
     }
+}
+
+/// The chart sources that should run: the chart repository, and the registry unless it
+/// was built without one or `stop-registry` stopped it.
+fn chart_processes(state: &State) -> Vec<String> {
+    let mut names = Vec::new();
+    if state.registry_port > 0 && !state.registry_stopped {
+        names.push(crate::charts::REGISTRY.to_string());
+    }
+    if state.chart_repo_port > 0 {
+        names.push(crate::charts::CHART_REPO.to_string());
+    }
+    names
 }
 
 /// The flags that changed since Kubernetes 1.20, by the apiserver's version.
@@ -164,6 +179,7 @@ pub fn validate_names(names: &[String]) -> Result<()> {
 pub fn all_running(dir: &Path, state: &State) -> bool {
     let mut expected = vec![ETCD.to_string()];
     expected.extend(vault_processes(state.vault.kind));
+    expected.extend(chart_processes(state));
     for c in state.clusters.iter().filter(|c| !c.stopped) {
         expected.extend(cluster_processes(c));
     }
@@ -246,7 +262,7 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
     // HashiCorp Vault's dev mode takes two adjacent ports (API, cluster).
     let vault_port = crate::vault::free_port_pair()?;
     let proxies = req.clusters.iter().filter(|c| req.rtt_ms(c) > 0).count();
-    let mut ports = free_ports(5 + req.clusters.len() + proxies)?
+    let mut ports = free_ports(7 + req.clusters.len() + proxies)?
         .into_iter()
         .filter(|p| *p != vault_port && *p != vault_port + 1);
     let mut next = || ports.next().unwrap_or_default();
@@ -257,6 +273,13 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
         deployer_token: state::random_token()?,
         etcd_port: next(),
         etcd_peer_port: next(),
+        registry_port: if binaries.registry.is_some() {
+            next()
+        } else {
+            0
+        },
+        registry_stopped: false,
+        chart_repo_port: next(),
         clusters: req
             .clusters
             .iter()
@@ -304,6 +327,10 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
     state::write_kubeconfig(dir, &state, &ca)?;
 
     spawn_etcd(dir, binaries, &state)?;
+    if let Some(registry) = &binaries.registry {
+        crate::charts::spawn_registry(dir, registry, state.registry_port)?;
+    }
+    crate::charts::spawn_chart_repo(dir, &req.fleet_exe, state.chart_repo_port)?;
     match &binaries.vault {
         VaultBinary::HashiCorp(path) => {
             crate::vault::spawn_hashicorp(dir, path, state.vault.port, &state.vault.root_token)?
@@ -367,6 +394,7 @@ async fn start(req: &UpRequest, binaries: &Binaries, seed: &crate::vault::Seed) 
             state.vault.kubernetes_auth_cluster = Some(first.name.clone());
         }
     }
+    wait_chart_sources(dir, &state).await?;
     progress("every cluster and Vault ready");
     state.save(dir)?;
 
@@ -942,6 +970,59 @@ pub fn wipe(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Waits until the registry answers its API and the chart repository accepts connections.
+async fn wait_chart_sources(dir: &Path, state: &State) -> Result<()> {
+    if state.registry_port > 0 && !state.registry_stopped {
+        let port = state.registry_port;
+        wait_for(dir, crate::charts::REGISTRY, || {
+            crate::charts::registry_answers(port)
+        })
+        .await?;
+    }
+    if state.chart_repo_port > 0 {
+        let address = format!("127.0.0.1:{}", state.chart_repo_port);
+        wait_for(dir, crate::charts::CHART_REPO, || {
+            let address = address.clone();
+            async move { tokio::net::TcpStream::connect(address).await.is_ok() }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Stops the OCI registry (what was pushed stays on disk): charts by reference are then
+/// unreachable, as when a registry is down.
+pub async fn stop_registry(dir: &Path) -> Result<()> {
+    let mut state = State::load(dir)?.ok_or_else(|| FleetError::NotUp(dir.to_path_buf()))?;
+    if state.registry_port == 0 {
+        return Err(FleetError::Usage(
+            "this fleet runs no registry (scripts/install-deps.sh builds it)".into(),
+        ));
+    }
+    state.registry_stopped = true;
+    state.save(dir)?;
+    process::stop(dir, &[crate::charts::REGISTRY.to_string()], process::GRACE).await;
+    Ok(())
+}
+
+/// Starts a stopped registry again, on its port, with its data.
+pub async fn start_registry(dir: &Path) -> Result<()> {
+    let mut state = State::load(dir)?.ok_or_else(|| FleetError::NotUp(dir.to_path_buf()))?;
+    let registry = Binaries::find()?.registry.ok_or_else(|| {
+        FleetError::Usage("no registry binary (scripts/install-deps.sh builds it)".into())
+    })?;
+    if state.registry_port == 0 {
+        return Err(FleetError::Usage(
+            "this fleet was started without a registry; run down and up".into(),
+        ));
+    }
+    process::stop(dir, &[crate::charts::REGISTRY.to_string()], process::GRACE).await;
+    crate::charts::spawn_registry(dir, &registry, state.registry_port)?;
+    state.registry_stopped = false;
+    wait_chart_sources(dir, &state).await?;
+    state.save(dir)
+}
+
 pub async fn stop_cluster(dir: &Path, name: &str) -> Result<()> {
     let mut state = State::load(dir)?.ok_or_else(|| FleetError::NotUp(dir.to_path_buf()))?;
     state.cluster_mut(name)?.stopped = true;
@@ -1032,6 +1113,22 @@ pub async fn status(dir: &Path) -> Result<StatusReport> {
             );
             row("vault proxy".into(), PROXY, state.vault_addr(), true);
         }
+    }
+    if state.registry_port > 0 {
+        row(
+            "registry (OCI, plain HTTP)".into(),
+            crate::charts::REGISTRY,
+            format!("oci://127.0.0.1:{}", state.registry_port),
+            !state.registry_stopped,
+        );
+    }
+    if state.chart_repo_port > 0 {
+        row(
+            "chart repository".into(),
+            crate::charts::CHART_REPO,
+            format!("http://127.0.0.1:{}", state.chart_repo_port),
+            true,
+        );
     }
     let mut answering = Vec::new();
     let mut unanswered = false;

@@ -22,12 +22,7 @@ pub type Served = Vec<(ApiResource, bool)>;
 
 /// The folder of the discovery cache, if there is a home or a cache folder.
 pub fn cache_root() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let base = var("FLOTILLA_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("flotilla")))
-        .or_else(|| std::env::home_dir().map(|h| h.join(".cache").join("flotilla")))?;
-    Some(base.join("discovery"))
+    Some(crate::engine::cache_base()?.join("discovery"))
 }
 
 /// The file of one server's group version: `ROOT/127.0.0.1_6443/apps_v1.json`.

@@ -50,8 +50,24 @@ pub struct ReleaseMetadata {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseSpec {
-    /// Path of the chart folder, relative to the descriptor.
+    /// Path of the chart folder, relative to the descriptor; or a chart by reference:
+    /// `oci://HOST/PATH/NAME` (with `chartVersion`), or a chart's name in
+    /// `repository` (docs/helm.md, "Charts by reference").
     pub chart: String,
+    /// The version of a chart by reference: exact (`1.4.2`), as published.
+    #[serde(
+        default,
+        rename = "chartVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub chart_version: Option<String>,
+    /// A classic chart repository (`https://charts.example.com`): `chart` is then the
+    /// name of a chart in its `index.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// How Helm reaches the registry or repository of a chart by reference.
+    #[serde(default, rename = "chartPull", skip_serializing_if = "Option::is_none")]
+    pub chart_pull: Option<ChartPull>,
     /// The application version; charts use it as the image tag.
     #[schemars(regex(pattern = patterns::IMAGE_TAG))]
     pub version: String,
@@ -71,6 +87,61 @@ pub struct ReleaseSpec {
     #[serde(default, rename = "chartType", skip_serializing_if = "Option::is_none")]
     pub chart_type: Option<ChartType>,
 }
+
+/// What `helm pull` is given besides the user's own Helm configuration (registry logins,
+/// `repositories.yaml`), for a registry or repository that needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChartPull {
+    /// The registry speaks HTTP, not HTTPS (`helm pull --plain-http`).
+    #[serde(default)]
+    pub plain_http: bool,
+    /// A CA bundle that signs the server's certificate (`--ca-file`), relative to the
+    /// descriptor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Skip the server certificate check (`--insecure-skip-tls-verify`).
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// A chart by reference, as a checked descriptor names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartReference {
+    /// `oci://HOST/PATH/NAME`, or a chart's name in `repository`.
+    pub chart: String,
+    /// A classic repository's URL.
+    pub repository: Option<String>,
+    pub version: String,
+    pub pull: ChartPull,
+}
+
+impl ChartReference {
+    /// `oci://registry.example/charts/web:1.4.2`, `web 1.4.2 from https://charts.example`.
+    pub fn shown(&self) -> String {
+        match &self.repository {
+            Some(repository) => format!("{} {} from {repository}", self.chart, self.version),
+            None => format!("{}:{}", self.chart, self.version),
+        }
+    }
+}
+
+impl ReleaseSpec {
+    /// The chart by reference, when `chart` is one (an `oci://` URL, or a name with
+    /// `repository`); `None` for a chart folder.
+    pub fn chart_reference(&self) -> Option<ChartReference> {
+        let remote = self.chart.starts_with(OCI_SCHEME) || self.repository.is_some();
+        remote.then(|| ChartReference {
+            chart: self.chart.clone(),
+            repository: self.repository.clone(),
+            version: self.chart_version.clone().unwrap_or_default(),
+            pull: self.chart_pull.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// The scheme of a chart in an OCI registry.
+pub const OCI_SCHEME: &str = "oci://";
 
 /// The two kinds of chart a release can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

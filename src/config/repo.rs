@@ -334,17 +334,17 @@ pub fn load_release(file: &Path, folder: Option<&str>) -> Result<LoadedRelease, 
         .for_each(|o| empty(&mut o.values));
     check_release(file, &text, &descriptor, folder)?;
     let base = file.parent().unwrap_or(Path::new(""));
-    let chart_dir = normalise(&base.join(&descriptor.spec.chart));
-    let remote = ["oci://", "https://", "http://"]
-        .into_iter()
-        .find(|scheme| descriptor.spec.chart.starts_with(scheme));
-    let chart_problem = if let Some(scheme) = remote {
-        Some(format!(
-            "{:?}: a chart from a registry ({scheme}) is not read by flotilla, which records every chart file with each revision: pull it into a folder of the repo (helm pull {} --untar --untardir releases/{}) and give that folder",
-            descriptor.spec.chart,
-            descriptor.spec.chart,
-            folder.unwrap_or("NAME")
-        ))
+    // A chart by reference has no folder in the repo until it is pulled.
+    let chart_dir = if descriptor.spec.chart_reference().is_some() {
+        base.to_path_buf()
+    } else {
+        normalise(&base.join(&descriptor.spec.chart))
+    };
+    // A chart by reference (checked with the descriptor) is pulled when it is rendered,
+    // not when the descriptor is read: `status`, `history` and `rollback` never need its
+    // registry.
+    let chart_problem = if descriptor.spec.chart_reference().is_some() {
+        None
     } else if !chart_dir.is_dir() {
         Some(format!(
             "{:?}: there is no folder {}",

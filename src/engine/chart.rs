@@ -40,6 +40,8 @@ pub struct Chart {
     /// Helm charts: the files that are not text (packed subcharts under `charts/`).
     binary: BTreeMap<String, Vec<u8>>,
     chart_type: ChartType,
+    /// A chart by reference: where it was pulled from, and its package digest.
+    origin: Option<super::fetch::ChartOrigin>,
     pub(crate) registry: Handlebars<'static>,
 }
 
@@ -132,9 +134,56 @@ impl Chart {
         Chart::compile(dir, &Source::Dir, None)
     }
 
-    /// The chart of a release: of the descriptor's `spec.chartType`, else detected.
+    /// The chart of a release: of the descriptor's `spec.chartType`, else detected. A
+    /// chart by reference is pulled (or read from the cache, docs/helm.md); a Helm
+    /// chart's dependencies from repositories that `charts/` lacks are built.
     pub fn for_release(release: &crate::config::LoadedRelease) -> Result<Chart, RenderError> {
-        Chart::load_as(&release.chart_dir, release.descriptor.spec.chart_type)
+        let spec = &release.descriptor.spec;
+        let mut chart = match spec.chart_reference() {
+            Some(reference) => {
+                let fetched = super::fetch::fetch(&reference, &release.file)?;
+                let mut chart = Chart::load_as(&fetched.dir, spec.chart_type)?;
+                chart.origin = Some(fetched.origin);
+                chart
+            }
+            None => Chart::load_as(&release.chart_dir, spec.chart_type)?,
+        };
+        chart.add_remote_dependencies(&spec.chart_pull.clone().unwrap_or_default())?;
+        Ok(chart)
+    }
+
+    /// The chart a revision recorded as pulled from `origin`, by its package digest:
+    /// from the cache, else pulled again and refused if the digest differs.
+    /// `descriptor` is the release file errors name, `pull` its `spec.chartPull`.
+    pub fn for_origin(
+        origin: &super::fetch::ChartOrigin,
+        pull: &crate::config::ChartPull,
+        descriptor: &Path,
+        chart_type: Option<ChartType>,
+    ) -> Result<Chart, RenderError> {
+        let dir = super::fetch::fetch_recorded(origin, pull, descriptor)?;
+        let mut chart = Chart::load_as(&dir, chart_type)?;
+        chart.add_remote_dependencies(pull)?;
+        chart.origin = Some(origin.clone());
+        Ok(chart)
+    }
+
+    /// Where a chart by reference came from; `None` for a chart folder or a record's copy.
+    pub fn origin(&self) -> Option<&super::fetch::ChartOrigin> {
+        self.origin.as_ref()
+    }
+
+    /// A Helm chart's packed dependencies from repositories that it does not hold.
+    fn add_remote_dependencies(
+        &mut self,
+        pull: &crate::config::ChartPull,
+    ) -> Result<(), RenderError> {
+        if self.chart_type == ChartType::Helm {
+            let built =
+                super::fetch::remote_dependencies(&self.dir, &self.files, &self.binary, pull)?;
+            self.binary.extend(built);
+        }
+        Ok(())
     }
 
     /// Read the chart in `dir` as a chart of `chart_type`; `None` detects it: a Helm
@@ -258,6 +307,7 @@ impl Chart {
             files,
             binary: BTreeMap::new(),
             chart_type: ChartType::Flotilla,
+            origin: None,
             registry,
         })
     }
@@ -325,6 +375,7 @@ impl Chart {
             files,
             binary,
             chart_type: ChartType::Helm,
+            origin: None,
             registry: Handlebars::new(),
         })
     }

@@ -111,6 +111,17 @@ pub enum RenderError {
     /// A chart file, or a whole chart, larger than flotilla reads.
     #[error("{file}: {message}")]
     ChartSize { file: PathBuf, message: String },
+    /// A chart by reference (or a dependency from a repository) that cannot be pulled,
+    /// or whose digest is not the one recorded for its version.
+    #[error("{file}: {field}: {value:?}: {message}")]
+    ChartPull {
+        file: PathBuf,
+        field: String,
+        value: String,
+        message: String,
+        /// The registry or repository could not be reached at all (exit 3).
+        unreachable: bool,
+    },
     /// A values layer that is not a map of values (`spec.values`, an override).
     #[error("{file}: {field}: {message}")]
     Values {
@@ -166,7 +177,8 @@ impl RenderError {
             | RenderError::SecretShape { message, .. }
             | RenderError::Helm { message }
             | RenderError::HelmTemplate { message, .. }
-            | RenderError::HelmIo { what: message, .. } => scrub(message),
+            | RenderError::HelmIo { what: message, .. }
+            | RenderError::ChartPull { message, .. } => scrub(message),
             RenderError::HelmHook { value, message, .. } => {
                 scrub(value);
                 scrub(message);
@@ -184,6 +196,16 @@ impl RenderError {
             | RenderError::NotATemplate { .. }
             | RenderError::ChartLink { .. }
             | RenderError::ChartSize { .. } => {}
+        }
+    }
+
+    /// Whether a registry or repository could not be reached (an environment problem,
+    /// not bad input).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            RenderError::ChartPull { unreachable, .. } => *unreachable,
+            RenderError::InCluster { inner, .. } => inner.is_unreachable(),
+            _ => false,
         }
     }
 

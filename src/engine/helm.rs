@@ -374,7 +374,7 @@ fn walk(
 }
 
 /// The `helm` program and its version, checked once per process.
-fn helm_program() -> Result<&'static PathBuf, RenderError> {
+pub(super) fn helm_program() -> Result<&'static PathBuf, RenderError> {
     static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     FOUND
         .get_or_init(find_helm)
@@ -543,7 +543,7 @@ pub(crate) fn render(
 
 /// The limit of one `helm` run: [`HELM_TIMEOUT_VARIABLE`], else
 /// [`DEFAULT_HELM_TIMEOUT`].
-fn helm_timeout() -> Result<Duration, RenderError> {
+pub(super) fn helm_timeout() -> Result<Duration, RenderError> {
     let Some(text) = std::env::var_os(HELM_TIMEOUT_VARIABLE).filter(|v| !v.is_empty()) else {
         return Ok(DEFAULT_HELM_TIMEOUT);
     };
@@ -557,14 +557,14 @@ fn helm_timeout() -> Result<Duration, RenderError> {
 }
 
 /// What a run of the `helm` program gave.
-struct Output {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+pub(super) struct Output {
+    pub(super) status: ExitStatus,
+    pub(super) stdout: Vec<u8>,
+    pub(super) stderr: Vec<u8>,
 }
 
 /// Why a run of the `helm` program gave nothing.
-enum Ran {
+pub(super) enum Ran {
     /// It could not be started or waited for.
     Failed(std::io::Error),
     /// It was still running at its limit and was killed.
@@ -576,7 +576,11 @@ enum Ran {
 /// holds its output open goes with it). The wait blocks its thread: on a multi-thread
 /// runtime the worker first hands its other tasks over (`block_in_place`), so that a
 /// render never stalls the runs, leases and watches sharing that worker.
-fn run_bounded(command: &mut Command, input: Vec<u8>, timeout: Duration) -> Result<Output, Ran> {
+pub(super) fn run_bounded(
+    command: &mut Command,
+    input: Vec<u8>,
+    timeout: Duration,
+) -> Result<Output, Ran> {
     use std::os::unix::process::CommandExt;
     command
         .stdin(Stdio::piped())

@@ -26,12 +26,15 @@
 //! A Helm chart's hooks (`helm.sh/hook`) are not objects of the release: [`hooks`]
 //! reads their annotations and [`Manifest::hooks`] holds them apart, for ops to run.
 //!
-//! Must not: read Vault or talk to a cluster; read anything but the chart's files (and
-//! run anything but `helm template` and `helm version`).
+//! Must not: read Vault or talk to a cluster; read anything but the chart's files and
+//! flotilla's chart cache (and run anything but `helm template`, `helm version`, and,
+//! for charts by reference and dependencies from repositories, `helm pull` and `helm
+//! dependency build`, in `fetch.rs`).
 
 mod chart;
 pub mod check;
 mod error;
+mod fetch;
 mod helm;
 mod helmignore;
 pub mod helpers;
@@ -44,6 +47,7 @@ mod values;
 
 pub use chart::{Chart, ChartMetadata};
 pub use error::RenderError;
+pub use fetch::{cache_base, changed_tag, fetch, fetch_recorded, ChartOrigin, Fetched};
 pub use helm::{Capabilities, HELM_VARIABLE, MINIMUM_HELM};
 pub use hooks::{DeletePolicy, Hook, HookEvent};
 pub use manifest::{Manifest, RenderedHook, RenderedObject};

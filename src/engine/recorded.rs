@@ -79,6 +79,9 @@ pub fn render_recorded(
         }],
         secrets: Vec::new(),
         chart_type: None,
+        chart_version: None,
+        repository: None,
+        chart_pull: None,
     };
     let revision = release.revision;
     // The recorded values are the chart's merged with every layer already: no

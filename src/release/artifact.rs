@@ -28,6 +28,9 @@ pub struct Artifact {
     /// The command-line values of the deploy (`--set`), merged into one map; empty
     /// when there were none.
     pub command_line: Value,
+    /// Where a chart by reference was pulled from, with its package digest; `None` for a
+    /// chart folder.
+    pub origin: Option<crate::engine::ChartOrigin>,
 }
 
 impl Artifact {
@@ -36,12 +39,16 @@ impl Artifact {
     /// does.
     pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
-        let document = serde_json::json!({
+        let mut document = serde_json::json!({
             "chart": self.chart,
             "version": self.version,
             "values": layer(&self.values),
             "commandLine": layer(&self.command_line),
         });
+        // Only when there is one, so that a chart folder's digest stays what it was.
+        if let (Some(origin), Value::Object(map)) = (&self.origin, &mut document) {
+            map.insert("origin".into(), serde_json::json!(origin));
+        }
         let digest = Sha256::digest(canonical(&document).to_string().as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         format!("sha256:{hex}")
@@ -62,6 +69,18 @@ impl Artifact {
         }
         for path in other.chart.keys().filter(|p| !self.chart.contains_key(*p)) {
             out.push(format!("chart file {path}: only in {that}"));
+        }
+        if self.origin != other.origin {
+            let shown = |o: &Option<crate::engine::ChartOrigin>| {
+                o.as_ref().map_or("a chart folder".to_owned(), |o| {
+                    format!("{} ({})", o.shown(), o.digest)
+                })
+            };
+            out.push(format!(
+                "chart: {} in {this}, {} in {that}",
+                shown(&self.origin),
+                shown(&other.origin)
+            ));
         }
         if self.version != other.version {
             out.push(format!(
@@ -123,6 +142,7 @@ impl ReleaseRecord {
             version: self.app_version.clone(),
             values: source.values.clone()?,
             command_line: source.command_line.clone().unwrap_or(Value::Null),
+            origin: source.origin.clone(),
         })
     }
 
@@ -151,6 +171,7 @@ mod tests {
             version: "v1".into(),
             values: json!({"log": {"level": "info"}, "a": 1}),
             command_line: json!({}),
+            origin: None,
         }
     }
 

@@ -101,6 +101,11 @@ pub struct RevisionSource {
     /// no chart to render it again; its recorded objects are what it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<String>,
+    /// A chart by reference: its registry or repository, version and package digest, so
+    /// that `promote` takes exactly that package and a tag moved under the version is
+    /// told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::engine::ChartOrigin>,
 }
 
 /// What renders a Helm chart's revision again as it was rendered: the cluster's

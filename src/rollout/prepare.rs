@@ -11,7 +11,9 @@ use super::step::LeaseWait;
 use crate::cluster::LoadedKubeconfig;
 use crate::cluster::{ClusterError, ClusterHandle};
 use crate::config::{Cluster, LoadedEnvironment, LoadedRelease};
-use crate::engine::{Capabilities, Chart, CommandLineValues, Renderer, Renders, ValueSource};
+use crate::engine::{
+    Capabilities, Chart, ChartOrigin, CommandLineValues, Renderer, Renders, ValueSource,
+};
 use crate::ops::{self, Rendered, RunOptions};
 use crate::release::{
     Artifact, ChartRef, HelmSource, History, Promotion, RevisionSource, SecretSource,
@@ -117,6 +119,7 @@ impl Loaded {
                 "spec.values",
             )?,
             command_line: values.to_value(),
+            origin: chart.origin().cloned(),
         };
         Ok(Loaded {
             release,
@@ -135,14 +138,42 @@ impl Loaded {
             "<chart of {} deployment {}>",
             from.environment, from.deployment_id
         ));
-        // A Helm chart's packed subcharts are not part of the artifact: such a chart is
-        // promoted from its text files only (docs/helm.md).
-        let chart = Chart::from_files(
-            &label,
-            &artifact.chart,
-            &Default::default(),
-            release.descriptor.spec.chart_type,
-        )?;
+        let chart = match &artifact.origin {
+            // A chart by reference is promoted as its package, by digest (packed
+            // subcharts included): from the cache, else pulled and checked.
+            Some(origin) => {
+                let pull = release
+                    .descriptor
+                    .spec
+                    .chart_pull
+                    .clone()
+                    .unwrap_or_default();
+                let chart = Chart::for_origin(
+                    origin,
+                    &pull,
+                    &release.file,
+                    release.descriptor.spec.chart_type,
+                )?;
+                if chart.files() != &artifact.chart {
+                    return Err(crate::Error::Reported(format!(
+                        "{}: the package of {} ({}) does not hold the chart files the records of {} hold; nothing was changed",
+                        label.display(),
+                        origin.shown(),
+                        origin.digest,
+                        from.environment
+                    )));
+                }
+                chart
+            }
+            // A Helm chart's packed subcharts are not part of the artifact: such a chart
+            // is promoted from its text files only (docs/helm.md).
+            None => Chart::from_files(
+                &label,
+                &artifact.chart,
+                &Default::default(),
+                release.descriptor.spec.chart_type,
+            )?,
+        };
         let spec = &mut release.descriptor.spec;
         spec.version = artifact.version.clone();
         spec.values = serde_yaml_ng::to_value(&artifact.values).map_err(|err| {
@@ -360,6 +391,7 @@ impl ReleaseRender {
             command_line: Some(self.artifact.command_line.clone()),
             artifact: self.artifact.digest(),
             promoted_from: self.promoted_from.clone(),
+            origin: self.artifact.origin.clone(),
         }
     }
 }
@@ -480,6 +512,17 @@ async fn prepare_clusters(
     leases: &Leases,
     options: &RunOptions,
 ) -> crate::Result<HashMap<String, Prepared>> {
+    // A tag moved under a version that ran in one of the clusters: refused before
+    // anything is changed.
+    if let Some(origin) = &render.artifact.origin {
+        for (cluster, _, history, _) in &connected {
+            if let Some(recorded) = moved_tag(origin, history) {
+                let changed =
+                    crate::engine::changed_tag(&render.release.file, recorded, &origin.digest);
+                return Err(changed.in_cluster(&cluster.context).into());
+            }
+        }
+    }
     // For a Helm chart, each cluster's API versions (from the discovery cache on disk,
     // else a request): every cluster at once, as the connections were.
     let rendered_for: Vec<_> = futures::stream::iter(connected)
@@ -518,6 +561,19 @@ async fn prepare_clusters(
             (context, Prepared::render(handle, history, rendered))
         })
         .collect())
+}
+
+/// The recorded origin of the same chart and version with another digest, if a record
+/// of `history` has one: the tag was moved since that revision ran.
+fn moved_tag<'a>(
+    origin: &ChartOrigin,
+    history: &'a crate::release::History,
+) -> Option<&'a ChartOrigin> {
+    history
+        .records()
+        .iter()
+        .filter_map(|record| record.source.as_ref()?.origin.as_ref())
+        .find(|recorded| recorded.same_version(origin) && recorded.digest != origin.digest)
 }
 
 /// One cluster's render of `release` as the per-cluster operations take it: the objects

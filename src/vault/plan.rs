@@ -356,6 +356,9 @@ mod tests {
                     scaling: vec![],
                     secrets,
                     chart_type: None,
+                    chart_version: None,
+                    repository: None,
+                    chart_pull: None,
                 },
             },
         }

@@ -13,6 +13,7 @@
 //! `contexts` (the contexts and environments a descriptor names) and `environments` (the
 //! environment files together: branches, contexts, the promotion chain).
 
+mod chart_source;
 mod clusters;
 mod contexts;
 mod environment;

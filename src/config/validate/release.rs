@@ -63,6 +63,7 @@ pub(crate) fn check_release(
     if release.spec.chart.trim().is_empty() {
         problems.add(&spec.key("chart"), "must not be empty");
     }
+    super::chart_source::check_chart_source(&mut problems, file, &spec, &release.spec);
     if !release.spec.values.is_mapping() {
         problems.add(
             &spec.key("values"),

@@ -15,6 +15,7 @@ mod dry_run;
 mod faults_lost;
 mod faults_shared;
 mod freeze;
+mod helm_chart_sources;
 mod helm_charts;
 mod helm_hooks;
 mod helm_render;
