@@ -539,10 +539,9 @@ async fn prepare_clusters(
         .try_collect()
         .await?;
     // Ownership in every cluster before any is changed: an object that exists and is
-    // not this release's stops the run for the whole environment (each cluster's run
-    // checks again under its lock).
-    // Made under the cluster's lease, it stands for the deploy step that follows at
-    // once ([`Leases::note_owners`]).
+    // not this release's stops the run for the whole environment. Read under the
+    // cluster's lease, it stands for the deploy step that follows at once
+    // ([`Leases::note_owners`]); a step that starts later (a later wave) reads again.
     futures::stream::iter(&rendered_for)
         .map(|(context, handle, rendered, _)| async move {
             let adopted = ops::check_ownership(handle, rendered, options.adopt).await?;
