@@ -19,7 +19,7 @@ use super::report::RevisionRef;
 use crate::cluster::{CancellationToken, ClusterError, ClusterHandle, Event};
 use crate::config::{Cluster, LoadedEnvironment};
 use crate::ops::{self, restore::RestoreTo, Outcome, PackedRender, ReleaseCluster, RunOptions};
-use crate::release::{EnvironmentHistory, History, ReleaseRecord};
+use crate::release::{self, EnvironmentHistory, History, ReleaseRecord};
 use crate::vault::ResolvedSecrets;
 use std::collections::HashMap;
 use std::future::Future;
@@ -562,6 +562,48 @@ impl<K: ReleaseCluster> KubeSteps<K> {
     }
 }
 
+impl<K: ReleaseCluster> KubeSteps<K> {
+    /// Adds a gate's time to the record this run wrote in `context`, for the run's
+    /// picture (the dashboard): the gates run after the revision is recorded
+    /// `deployed`. Read again under the lease the run holds (a list, then the write:
+    /// a gate lasts minutes, two round trips are nothing beside it); a write that fails
+    /// is a line in the log, never the gate's result.
+    async fn record_gate_time(
+        &self,
+        context: &str,
+        phase: release::Phase,
+        started: chrono::DateTime<chrono::Utc>,
+    ) {
+        use crate::storage::RecordStore;
+        let (Some(revision), Some(p)) =
+            (self.leases.recorded_in(context), self.clusters.get(context))
+        else {
+            return;
+        };
+        let ended = chrono::Utc::now();
+        let write = async {
+            let store = p.handle.records(p.namespace(), p.release());
+            let history = store.history().await?;
+            let Some(mut record) = history.iter().find(|r| r.revision == revision).cloned() else {
+                return Ok(());
+            };
+            record.phases.push(release::PhaseTime {
+                phase,
+                started,
+                ended,
+            });
+            store.update(&record).await
+        };
+        if let Err(err) = write.await {
+            tracing::warn!(
+                cluster = context,
+                "the {} time is not recorded: {err}",
+                phase.as_str()
+            );
+        }
+    }
+}
+
 impl<K: ReleaseCluster> ClusterSteps for KubeSteps<K> {
     async fn deploy(
         &self,
@@ -718,9 +760,13 @@ impl<K: ReleaseCluster> ClusterSteps for KubeSteps<K> {
         };
         reporter.phase(context, Phase::Soaking(soak.duration));
         let left = |left: Duration| reporter.phase(context, Phase::Soaking(left));
-        ops::soak(&p.handle, &opts, stop, &left)
+        let started = chrono::Utc::now();
+        let soaked = ops::soak(&p.handle, &opts, stop, &left)
             .await
-            .map_err(|e| step_error(&e))
+            .map_err(|e| step_error(&e));
+        self.record_gate_time(context, release::Phase::Soak, started)
+            .await;
+        soaked
     }
 
     async fn verify(
@@ -746,7 +792,11 @@ impl<K: ReleaseCluster> ClusterSteps for KubeSteps<K> {
             version: p.app_version().unwrap_or_default(),
             ..setup.vars.clone()
         };
-        run_verify(command, &vars, context, &setup.root, stop).await
+        let started = chrono::Utc::now();
+        let result = run_verify(command, &vars, context, &setup.root, stop).await;
+        self.record_gate_time(context, release::Phase::Verify, started)
+            .await;
+        result
     }
 
     fn resumed(&self, context: &str) -> Option<(Option<RevisionRef>, u32)> {

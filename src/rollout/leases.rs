@@ -349,6 +349,15 @@ impl<K: ReleaseCluster> Leases<K> {
             })
     }
 
+    /// The revision this run recorded in `context`, if it recorded one.
+    pub(super) fn recorded_in(&self, context: &str) -> Option<u32> {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(context)
+            .map(|(revision, _)| *revision)
+    }
+
     pub(super) fn note_recorded(&self, context: &str, revision: u32, deployment_id: &str) {
         self.recorded
             .lock()

@@ -183,6 +183,16 @@ async fn a_soak_that_sees_a_crashloop_fails_the_wave_and_puts_it_back() {
         0,
         "wave 1 never soaked"
     );
+    // The soak's time is in the record of the run it judged (the run's picture).
+    let soaked = fleet.clusters[0].kube.records.records();
+    let judged = soaked
+        .iter()
+        .find(|r| r.deployment_id == id && r.rollback_of.is_none())
+        .map(|r| r.phases.iter().map(|p| p.phase).collect::<Vec<_>>());
+    assert!(
+        judged.is_some_and(|phases| phases.contains(&crate::release::Phase::Soak)),
+        "{soaked:?}"
+    );
 }
 
 #[tokio::test]
