@@ -203,24 +203,21 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
         .check_skipped()
         .map_err(|message| release_error(cluster.context(), message))?;
     // Ownership before any change (a restore puts back this release's own objects).
-    let adopted = if let Some(read) = opts
-        .owners_read
-        .clone()
-        .filter(|_| desired.rollback_of.is_none())
-    {
-        read
-    } else if desired.rollback_of.is_none() {
-        let objects: Vec<&Value> = desired.objects.iter().flatten().collect();
-        owners(
-            cluster,
-            scope.release,
-            scope.namespace,
-            &objects,
-            opts.adopt,
-        )
-        .await?
-    } else {
-        Vec::new()
+    let adopted = match (desired.rollback_of, &opts.owners_read) {
+        (Some(_), _) => Vec::new(),
+        // Read under this lease a moment before (`prepare`): not read again.
+        (None, Some(read)) => read.clone(),
+        (None, None) => {
+            let objects: Vec<&Value> = desired.objects.iter().flatten().collect();
+            owners(
+                cluster,
+                scope.release,
+                scope.namespace,
+                &objects,
+                opts.adopt,
+            )
+            .await?
+        }
     };
     let repaired = repair_killed_runs(store, &history, &opts.lock.holder).await?;
     let previous = history.deployed().map(|r| r.revision);
