@@ -188,12 +188,7 @@ pub async fn execute<S: ClusterSteps>(
                 if let Some(gate) =
                     run_gates(settings, concurrency, &mut rows, steps, &stop, reporter).await
                 {
-                    cause.get_or_insert_with(|| {
-                        format!(
-                            "gate {} failed on {}: {}",
-                            gate.gate, gate.cluster, gate.detail
-                        )
-                    });
+                    cause.get_or_insert_with(|| gate.cause());
                     failed_gate = Some(gate);
                 }
             }
@@ -490,13 +485,14 @@ async fn run_gates<S: ClusterSteps>(
     for (i, gates) in gated {
         let Some(row) = rows.get_mut(i) else { continue };
         if let Some(gate) = gates.iter().find(|g| !g.passed) {
-            let message = if gate.stopped {
-                format!("gate {} stopped because the run was stopping", gate.name())
+            // The live line right before this one named the command: said once there.
+            let live = if gate.stopped {
+                format!("{} stopped: the run was stopping", gate.gate)
             } else {
-                format!("gate {} failed: {}", gate.name(), gate.detail)
+                format!("{} failed: {}", gate.gate, gate.detail)
             };
-            reporter.phase(&row.context, Phase::Failed(message.clone()));
-            row.error = Some(message);
+            reporter.phase(&row.context, Phase::Failed(live));
+            row.error = Some(gate.failure());
             if !gate.stopped {
                 failed.push((
                     i,
@@ -831,6 +827,8 @@ mod tests {
             _: &CancellationToken,
         ) -> GateResult {
             self.log(format!("verify {context} {}", command.run));
+            // A real command takes a while: the wave's other commands start meanwhile.
+            tokio::task::yield_now().await;
             let passed = !self.verify_fails.iter().any(|c| c == context);
             GateResult {
                 gate: "verify".into(),
@@ -1255,6 +1253,43 @@ mod tests {
             report.json().contains("\"failed_gate\""),
             "{}",
             report.json()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_verify_failing_on_two_clusters_names_its_command_once_scripted_clusters() {
+        let command = "curl -fsS http://web/healthz || { echo 'smoke test failed'; exit 7; }";
+        let mut plan = four_in_two_waves();
+        gated(&mut plan, 1, None, &[command]);
+        let mut steps = Scripted::new(&[]);
+        steps.verify_fails = vec!["c".into(), "d".into()];
+        let report = run(&plan, &steps).await;
+        assert_eq!(report.overall, Overall::RolledBack);
+        let failed = report.failed_gate.clone().expect("the gate is named");
+        let other = if failed.cluster == "c" { "d" } else { "c" };
+        let text = report.text();
+        assert_eq!(text.matches(command).count(), 1, "{text}");
+        assert!(
+            text.contains(&format!(
+                "cause: gate verify `{command}` failed on {}",
+                failed.cluster
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{other}: verify failed here too: exit code 1")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("last output on {}:\n  | checking", failed.cluster)),
+            "{text}"
+        );
+        assert_eq!(report.failed_cluster(), Some(failed.cluster.as_str()));
+        // The JSON keeps each cluster's whole error: a consumer reads rows one by one.
+        let row = report.clusters.iter().find(|c| c.context == other).unwrap();
+        assert_eq!(
+            row.error.as_deref(),
+            Some(format!("gate verify `{command}` failed: exit code 1").as_str())
         );
     }
 

@@ -79,6 +79,15 @@ impl GateResult {
             None => self.gate.clone(),
         }
     }
+
+    /// The error of the cluster this gate failed on.
+    pub fn failure(&self) -> String {
+        if self.stopped {
+            format!("gate {} stopped because the run was stopping", self.name())
+        } else {
+            format!("gate {} failed: {}", self.name(), self.detail)
+        }
+    }
 }
 
 /// What a verify command sees of the run.

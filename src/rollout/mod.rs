@@ -43,6 +43,6 @@ pub use executor::{execute, ClusterSteps, Interrupt, LeaseWait, StepError, StepO
 pub use id::new_deployment_id;
 pub use plan::{Plan, PlanError};
 pub use progress::{Phase, Reporter};
-pub use report::{ClusterResult, Report, RunResult};
+pub use report::{ClusterResult, Overall, Report, RunResult};
 pub use run::Run;
 pub use selection::{configure, EnvSelection, Selected};

@@ -128,6 +128,16 @@ pub struct KeptLive {
     pub why: String,
 }
 
+impl FailedGate {
+    /// The run's cause when this gate failed it.
+    pub fn cause(&self) -> String {
+        format!(
+            "gate {} failed on {}: {}",
+            self.gate, self.cluster, self.detail
+        )
+    }
+}
+
 impl ClusterResult {
     /// The row of `context` in wave `wave` before anything happened there.
     pub fn new(context: &str, wave: u32) -> ClusterResult {
@@ -357,11 +367,9 @@ impl Report {
             out.push_str(&format!("cause: {cause}\n"));
         }
         for c in &self.clusters {
-            // The cause is said once: a cluster's error that is the cause is not said again.
-            let said = |err: &str| self.cause.as_deref().is_some_and(|cause| cause == err);
             if let (Some(err), true) = (&c.error, c.result != RunResult::Deployed) {
-                if !said(err) {
-                    out.push_str(&format!("{}: {err}\n", c.context));
+                if let Some(line) = self.unsaid_error(c, err) {
+                    out.push_str(&format!("{}: {line}\n", c.context));
                 }
             }
             for line in c.diagnosis.iter().flat_map(|d| diagnosis_lines(d)) {
@@ -375,12 +383,11 @@ impl Report {
             }
         }
         if let Some(gate) = &self.failed_gate {
-            out.push_str(&format!(
-                "gate {} failed on {}: {}\n",
-                gate.gate, gate.cluster, gate.detail
-            ));
+            if self.cause.as_deref() != Some(gate.cause().as_str()) {
+                out.push_str(&format!("{}\n", gate.cause()));
+            }
             if !gate.output.is_empty() {
-                out.push_str("last output:\n");
+                out.push_str(&format!("last output on {}:\n", gate.cluster));
                 for line in &gate.output {
                     out.push_str(&format!("  | {line}\n"));
                 }
@@ -412,6 +419,40 @@ impl Report {
             }
         }
         out
+    }
+
+    /// The cluster whose failure is the run's cause, if one is.
+    pub fn failed_cluster(&self) -> Option<&str> {
+        if let Some(gate) = &self.failed_gate {
+            return Some(&gate.cluster);
+        }
+        let cause = self.cause.as_deref()?;
+        self.clusters
+            .iter()
+            .find(|c| c.error.as_deref() == Some(cause))
+            .map(|c| c.context.as_str())
+    }
+
+    /// What the text report says of a cluster's error, the cause being said once: not
+    /// at all when it is the cause, and without the gate's name (a verify's whole shell
+    /// line) when it failed the same gate as the cause, which names it.
+    fn unsaid_error(&self, cluster: &ClusterResult, err: &str) -> Option<String> {
+        if self.cause.as_deref() == Some(err) {
+            return None;
+        }
+        let Some(failed) = &self.failed_gate else {
+            return Some(err.to_owned());
+        };
+        let same_gate = cluster
+            .gates
+            .iter()
+            .find(|g| !g.passed)
+            .filter(|g| g.name() == failed.gate && err == g.failure());
+        match same_gate {
+            Some(_) if cluster.context == failed.cluster => None,
+            Some(gate) => Some(format!("{} failed here too: {}", gate.gate, gate.detail)),
+            None => Some(err.to_owned()),
+        }
     }
 
     /// After a run that did not succeed: what each cluster runs now, and what to do

@@ -142,13 +142,27 @@ fn a_verify_failing_in_wave_one_after_wave_zero_succeeded_puts_both_waves_back()
             .contains("smoke test failed: 503 from /healthz"),
         "{report:#}"
     );
-    // The text report names them too.
-    let text = run_with_kubectl_text(fleet, &repo);
+    // The text report names them too, the command once; the last line on stderr
+    // points at the report instead of saying the cause again.
+    let (text, errors) = run_with_kubectl_text(fleet, &repo);
     assert!(
         text.contains(&format!(
-            "gate verify `./smoke.sh` failed on {second}: exit code 4"
+            "cause: gate verify `./smoke.sh` failed on {second}: exit code 4"
         )),
         "{text}"
+    );
+    assert_eq!(text.matches("./smoke.sh").count(), 1, "{text}");
+    let last = errors
+        .lines()
+        .rfind(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "error: deploy hello: FAILED, every changed cluster rolled back; \
+             the cause ({second}) is in the report above"
+        ),
+        "{errors}"
     );
     assert!(
         text.contains("  | smoke test failed: 503 from /healthz"),
@@ -209,7 +223,8 @@ fn run_with_kubectl(fleet: &Fleet, repo: &TestRepo, extra: &[&str]) -> std::proc
     cmd.output().unwrap()
 }
 
-fn run_with_kubectl_text(fleet: &Fleet, repo: &TestRepo) -> String {
+/// The deploy's text report (stdout) and its stderr.
+fn run_with_kubectl_text(fleet: &Fleet, repo: &TestRepo) -> (String, String) {
     let mut cmd = command(
         fleet,
         repo,
@@ -218,7 +233,10 @@ fn run_with_kubectl_text(fleet: &Fleet, repo: &TestRepo) -> String {
     cmd.env("PATH", path_with_kubectl());
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn path_with_kubectl() -> String {
