@@ -245,25 +245,43 @@ impl<'a> EnvironmentHistory<'a> {
         runs: impl Fn(&str, &'a History) -> Option<(&'r str, &'r str)>,
         undone: &[&str],
     ) -> Option<&'a str> {
-        self.deployments().into_iter().find(|id| {
-            let everyone_runs = self
-                .clusters
+        self.deployments()
+            .into_iter()
+            .find(|id| self.passed_over(id, &runs, undone).is_none())
+    }
+
+    /// Why [`Self::target_if`] passes over deployment `id`, in words; `None`: it is a
+    /// target.
+    fn passed_over<'r>(
+        &self,
+        id: &str,
+        runs: &impl Fn(&str, &'a History) -> Option<(&'r str, &'r str)>,
+        undone: &[&str],
+    ) -> Option<&'static str> {
+        let everyone_runs = || {
+            self.clusters
                 .iter()
-                .all(|(c, h)| runs(c, h).is_some_and(|(content, _)| content == *id));
-            let same_content =
-                self.clusters
-                    .iter()
-                    .all(|(c, h)| match (runs(c, h), h.revision_of(id)) {
-                        (Some((_, now)), Some(then)) => {
-                            !then.digest.is_empty() && then.digest == now
-                        }
-                        _ => false,
-                    });
-            !undone.contains(id)
-                && self.state(id) == Some(DeploymentState::Complete)
-                && !everyone_runs
-                && !same_content
-        })
+                .all(|(c, h)| runs(c, h).is_some_and(|(content, _)| content == id))
+        };
+        let same_content = || {
+            self.clusters
+                .iter()
+                .all(|(c, h)| match (runs(c, h), h.revision_of(id)) {
+                    (Some((_, now)), Some(then)) => !then.digest.is_empty() && then.digest == now,
+                    _ => false,
+                })
+        };
+        if undone.contains(&id) {
+            Some("undone")
+        } else if self.state(id) != Some(DeploymentState::Complete) {
+            Some("not complete")
+        } else if everyone_runs() {
+            Some("what every cluster runs now")
+        } else if same_content() {
+            Some("the same content as what runs now")
+        } else {
+            None
+        }
     }
 
     /// The deployment a plain `rollback` goes to: the newest complete one that is not
@@ -350,7 +368,7 @@ impl<'a> EnvironmentHistory<'a> {
         let target = match to {
             Some(id) => id,
             None => self.rollback_target().ok_or_else(|| NoRollback::NoTarget {
-                deployments: self.summary(),
+                deployments: self.summary_for_rollback(),
             })?,
         };
         let mut revisions = Vec::new();
@@ -435,12 +453,32 @@ impl<'a> EnvironmentHistory<'a> {
     /// Every deployment id with its state, newest first: what an error shows when there
     /// is no target.
     pub fn summary(&self) -> String {
+        self.summary_with(|_| None)
+    }
+
+    /// [`Self::summary`], a complete deployment that a plain `rollback` passes over
+    /// saying why (`complete (the same content as what runs now)`): the on-call
+    /// engineer told there is nothing to go back to sees why a complete one is not it.
+    fn summary_for_rollback(&self) -> String {
+        let runs =
+            |_: &str, h: &'a History| h.runs_now().map(|r| (r.content_id(), r.digest.as_str()));
+        self.summary_with(|id| {
+            (self.state(id) == Some(DeploymentState::Complete))
+                .then(|| self.passed_over(id, &runs, &[]))
+                .flatten()
+        })
+    }
+
+    fn summary_with(&self, note: impl Fn(&str) -> Option<&'static str>) -> String {
         let lines: Vec<String> = self
             .deployments()
             .into_iter()
             .map(|id| {
                 let state = self.state(id).map_or("-".into(), |s| s.to_string());
-                format!("{id} {state}")
+                match note(id) {
+                    Some(why) => format!("{id} {state} ({why})"),
+                    None => format!("{id} {state}"),
+                }
             })
             .collect();
         if lines.is_empty() {
@@ -745,6 +783,23 @@ mod tests {
         f.deploy("B", &all());
         f.deploy_same_as("B2", "B");
         assert_eq!(target(&f).as_deref(), Some("A"));
+    }
+
+    #[test]
+    fn no_target_says_why_each_complete_deployment_is_passed_over() {
+        let mut f = Fleet::new();
+        f.deploy("A", &all());
+        f.deploy_same_as("A2", "A");
+        let histories = f.histories();
+        let env = EnvironmentHistory::new(CLUSTERS.iter().copied().zip(histories.iter()));
+        match env.rollback_revisions(None) {
+            Err(NoRollback::NoTarget { deployments }) => assert_eq!(
+                deployments,
+                "A2 complete (what every cluster runs now), \
+                 A complete (the same content as what runs now)"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
