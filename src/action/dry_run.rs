@@ -45,7 +45,7 @@ pub fn print_plan<R: Serialize + tabled::Tabled>(
 
 /// [`print_plan`] whose JSON rows (`clusters`) are objects of their own, not the
 /// table's cells.
-fn print_plan_with<R: tabled::Tabled, J: Serialize>(
+pub(super) fn print_plan_with<R: tabled::Tabled, J: Serialize>(
     heading: &str,
     rows: &[R],
     json_rows: &[J],
@@ -115,8 +115,9 @@ struct PlanCluster {
     hooks: Vec<PlannedHook>,
 }
 
+/// What runs in a cluster, as `-o json` gives it (`now` of the dry runs).
 #[derive(Serialize)]
-struct RunsNow {
+pub(super) struct RunsNow {
     revision: u32,
     deployment_id: String,
     app_version: String,
@@ -124,7 +125,7 @@ struct RunsNow {
 }
 
 impl RunsNow {
-    fn of(history: &History) -> Option<RunsNow> {
+    pub(super) fn of(history: &History) -> Option<RunsNow> {
         history.latest().map(|r| RunsNow {
             revision: r.revision,
             deployment_id: r.content_id().to_owned(),

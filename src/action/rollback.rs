@@ -834,8 +834,8 @@ async fn no_records(
     ))
 }
 
-/// One cluster of `rollback --dry-run`: what it runs and where it would go.
-#[derive(serde::Serialize, tabled::Tabled)]
+/// One cluster of `rollback --dry-run`, as the table shows it.
+#[derive(tabled::Tabled)]
 struct PlanRow {
     #[tabled(rename = "CLUSTER")]
     cluster: String,
@@ -843,10 +843,27 @@ struct PlanRow {
     now: String,
     #[tabled(rename = "WOULD GO TO")]
     to: String,
-    /// Why the cluster could not be asked; its row is then `unreachable`.
+}
+
+/// One cluster of `rollback --dry-run -o json`: the table's row as fields.
+#[derive(serde::Serialize)]
+struct PlanCluster {
+    cluster: String,
+    reachable: bool,
+    /// What runs there now; `null` when not installed or not reachable.
+    now: Option<super::dry_run::RunsNow>,
+    /// The revision it would go back to; `null` when not reachable.
+    to: Option<GoesTo>,
+    /// Why the cluster could not be asked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[tabled(skip)]
     error: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct GoesTo {
+    revision: u32,
+    deployment_id: String,
+    app_version: String,
 }
 
 fn print_plan(
@@ -855,30 +872,54 @@ fn print_plan(
     unreachable: &[(Cluster, ClusterError)],
     output: OutputFormat,
 ) -> Result<()> {
-    let mut rows: Vec<PlanRow> = targets
-        .iter()
-        .map(|(c, to)| PlanRow {
+    let mut rows = Vec::new();
+    let mut clusters = Vec::new();
+    for (c, to) in targets {
+        let app_version = c
+            .history
+            .iter()
+            .find(|r| r.revision == to.revision)
+            .map(|r| r.app_version.clone())
+            .unwrap_or_default();
+        rows.push(PlanRow {
             cluster: c.cluster.context.clone(),
             now: super::dry_run::runs_now(&c.history),
-            to: format!("{} {}", to.revision, to.deployment_id),
+            to: format!("{} {} {app_version}", to.revision, to.deployment_id),
+        });
+        clusters.push(PlanCluster {
+            cluster: c.cluster.context.clone(),
+            reachable: true,
+            now: super::dry_run::RunsNow::of(&c.history),
+            to: Some(GoesTo {
+                revision: to.revision,
+                deployment_id: to.deployment_id.clone(),
+                app_version,
+            }),
             error: None,
-        })
-        .collect();
+        });
+    }
     let mut notes = Vec::new();
     for (cluster, err) in unreachable {
         rows.push(PlanRow {
             cluster: cluster.context.clone(),
             now: "unreachable".into(),
             to: "-".into(),
+        });
+        clusters.push(PlanCluster {
+            cluster: cluster.context.clone(),
+            reachable: false,
+            now: None,
+            to: None,
             error: Some(err.to_string()),
         });
         notes.push(format!("{}: {err}", cluster.context));
     }
     let mut fields = serde_json::Map::new();
     fields.insert("target".into(), target.into());
-    super::dry_run::print_plan(
+    super::dry_run::print_plan_with(
         &format!("rollback to deployment {target}"),
         &rows,
+        &clusters,
         fields,
         &notes,
         output,

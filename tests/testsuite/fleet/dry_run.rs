@@ -184,12 +184,19 @@ async fn rollback_dry_run_prints_its_plan_the_same_way_and_changes_nothing() {
     assert_eq!(plan["dry_run"], true, "{plan:#}");
     assert_eq!(plan["target"], ids[0].as_str(), "{plan:#}");
     for row in plan["clusters"].as_array().unwrap() {
+        assert_eq!(row["reachable"], true, "{row:#}");
         assert_eq!(
             row["now"],
-            format!("2 {} v2 (deployed)", ids[1]).as_str(),
+            serde_json::json!({
+                "revision": 2, "deployment_id": ids[1], "app_version": "v2", "status": "deployed"
+            }),
             "{row:#}"
         );
-        assert_eq!(row["to"], format!("1 {}", ids[0]).as_str(), "{row:#}");
+        assert_eq!(
+            row["to"],
+            serde_json::json!({ "revision": 1, "deployment_id": ids[0], "app_version": "v1" }),
+            "{row:#}"
+        );
     }
     let out = run(
         fleet,
