@@ -109,12 +109,16 @@ pub fn print_unscrubbed(text: &str) -> std::io::Result<()> {
 /// Writes a value as one document, final newline: pretty JSON, or YAML after
 /// [`documents_as_yaml`] (the same fields, as `-o yaml` promises).
 pub fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
-    let text = if YAML.load(std::sync::atomic::Ordering::SeqCst) {
-        serde_yaml_ng::to_string(value).map_err(std::io::Error::other)?
+    print(&json_text(value)?)
+}
+
+/// The document [`print_json`] prints (JSON, or YAML with `-o yaml`), not scrubbed yet.
+pub fn json_text(value: &impl serde::Serialize) -> std::io::Result<String> {
+    if YAML.load(std::sync::atomic::Ordering::SeqCst) {
+        serde_yaml_ng::to_string(value).map_err(std::io::Error::other)
     } else {
-        serde_json::to_string_pretty(value).map_err(std::io::Error::other)?
-    };
-    print(&text)
+        serde_json::to_string_pretty(value).map_err(std::io::Error::other)
+    }
 }
 
 /// For a command asked for `-o json` that ended in an error before it printed its own

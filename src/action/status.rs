@@ -41,8 +41,20 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
     if output == StatusFormat::Html {
         return html(root, args, &opened).await;
     }
+    let (text, outcome) = state(&opened, output).await?;
+    crate::output::print(&text)?;
+    outcome
+}
+
+/// Every cluster's state read once: the text `status` prints (table or document), and
+/// the outcome that makes its exit code. Read whole before anything is printed, so that
+/// `--watch` replaces one state with the next without a blank screen between them.
+async fn state(
+    opened: &every_cluster::Opened,
+    output: StatusFormat,
+) -> Result<(String, Result<()>)> {
     let (namespace, name) = (opened.namespace(), opened.name());
-    let both = every_cluster::query_each(&opened, |_, handle| async move {
+    let both = every_cluster::query_each(opened, |_, handle| async move {
         // The records once: the status, and a deployment paused by --until-wave, which
         // status alone cannot tell.
         let history = ops::history(&handle, namespace, name).await?;
@@ -62,11 +74,11 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
         })
         .collect();
     super::freeze::notice(&opened.selected, namespace).await;
-    let paused = paused_note(&opened, &answers, &histories);
+    let paused = paused_note(opened, &answers, &histories);
     if let (Some(note), true) = (&paused, output.is_document()) {
         crate::output::eprint_line(note);
     }
-    match output {
+    let text = match output {
         StatusFormat::Json | StatusFormat::Yaml => {
             let doc: serde_json::Map<String, serde_json::Value> = answers
                 .iter()
@@ -80,7 +92,7 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
                     (cluster.context.clone(), value)
                 })
                 .collect();
-            crate::output::print_json(&doc)?
+            crate::output::json_text(&doc)?
         }
         StatusFormat::Table | StatusFormat::Html => {
             let rows = answers.iter().map(|(cluster, answer)| match answer {
@@ -119,9 +131,9 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
                 text.push('\n');
                 text.push_str(note);
             }
-            crate::output::print(&text)?;
+            text
         }
-    }
+    };
     let failing: Vec<String> = answers
         .iter()
         .filter_map(|(_, a)| a.as_ref().ok())
@@ -135,15 +147,17 @@ pub async fn run(root: &Path, args: &ReleaseSelection, output: StatusFormat) -> 
         })
         .collect();
     // An unreachable cluster (exit 3) is reported before a failing one.
-    every_cluster::finish(answers)?;
-    if failing.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::Error::Unhealthy(format!(
-            "{name} is failing in {}",
-            failing.join("; ")
-        )))
-    }
+    let outcome = every_cluster::finish(answers).and_then(|()| {
+        if failing.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::Error::Unhealthy(format!(
+                "{name} is failing in {}",
+                failing.join("; ")
+            )))
+        }
+    });
+    Ok((text, outcome))
 }
 
 /// `status --watch`: [`run`] every `interval` until SIGINT or SIGTERM, or until the
@@ -174,20 +188,31 @@ pub async fn watch(
     ) else {
         return run(root, args, output).await;
     };
+    let opened = every_cluster::open(root, args)?;
     let redraw = std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
+        let read = state(&opened, output).await;
         let heading = format!(
             "every {}: {}",
             humantime::format_duration(interval),
             humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         );
-        if redraw {
-            // Home and clear, then the new state: `watch(1)`'s screen.
-            crate::output::print(&format!("\x1b[H\x1b[2J{heading}"))?;
-        } else if !output.is_document() {
-            crate::output::print(&format!("--- {heading}"))?;
-        }
-        let last = run(root, args, output).await;
+        let last = match read {
+            Ok((text, outcome)) => {
+                // The new state in one write, the last one on screen until then.
+                let shown = if redraw {
+                    // Home and clear, then the new state: `watch(1)`'s screen.
+                    format!("\x1b[H\x1b[2J{heading}\n{text}")
+                } else if output.is_document() {
+                    text
+                } else {
+                    format!("--- {heading}\n{text}")
+                };
+                crate::output::print(&shown)?;
+                outcome
+            }
+            Err(err) => Err(err),
+        };
         if let Err(err) = &last {
             // The state's error, as the final one would say it, and the watch goes on.
             crate::output::eprint_line(&format!("{heading}: {err}"));
