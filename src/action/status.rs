@@ -138,12 +138,11 @@ async fn state(
         .iter()
         .filter_map(|(_, a)| a.as_ref().ok())
         .filter(|r| r.health == ClusterHealth::Failing)
-        .map(|r| {
-            format!(
-                "{}: {}",
-                r.context,
-                r.reason.as_deref().unwrap_or("failing")
-            )
+        .map(|r| match (&r.reason, output.is_document()) {
+            // The table's HEALTH cell and the details under it said why: named once.
+            (Some(_), false) => r.context.clone(),
+            (Some(reason), true) => format!("{}: {reason}", r.context),
+            (None, _) => r.context.clone(),
         })
         .collect();
     // An unreachable cluster (exit 3) is reported before a failing one.
@@ -151,9 +150,14 @@ async fn state(
         if failing.is_empty() {
             Ok(())
         } else {
+            let why = if output.is_document() {
+                ""
+            } else {
+                " (why: in the table above)"
+            };
             Err(crate::Error::Unhealthy(format!(
-                "{name} is failing in {}",
-                failing.join("; ")
+                "{name} is failing in {}{why}",
+                failing.join(if output.is_document() { "; " } else { ", " })
             )))
         }
     });

@@ -115,10 +115,23 @@ fn halt_then_rollback_puts_every_cluster_on_what_ran_before() {
     let table = run(fleet(), &repo, &["status", "hello", "--env", "prod"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("failing: pod "), "{text}");
+    // The reason once: in the table, not again on the last line.
+    assert_eq!(
+        text.matches("CrashLoopBackOff").count(),
+        2,
+        "cell and details: {text}"
+    );
+    let stderr = String::from_utf8_lossy(&table.stderr);
     assert!(
-        String::from_utf8_lossy(&table.stderr).contains("hello is failing in i-paris"),
+        stderr.contains("error: hello is failing in i-paris (why: in the table above)")
+            && !stderr.contains("CrashLoopBackOff"),
         "{}",
         describe(&table)
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stderr).contains("hello is failing in i-paris: pod "),
+        "with -o json, stderr says why: {}",
+        describe(&status)
     );
 
     let out = rollback(&repo);
