@@ -45,6 +45,10 @@ pub struct ApplyOptions {
     /// ([`super::objects::seen_by_dependents`]): a round of apply of only such objects
     /// goes with the next one, no dependent can see them change.
     pub settled: BTreeSet<String>,
+    /// Workloads whose live pod template has the release's label from an earlier
+    /// flotilla: applied with it ([`labels::keep_pod_template_label`]), so that the
+    /// upgrade of flotilla restarts no pod.
+    pub labelled_templates: Vec<ObjectRef>,
 }
 
 /// `objects` in dependency order, in rounds ([`super::objects::apply_round`]) each sent
@@ -95,6 +99,7 @@ impl ApplyOptions {
             adopted: Vec::new(),
             deployment_id: String::new(),
             settled: BTreeSet::new(),
+            labelled_templates: Vec::new(),
         }
     }
 
@@ -244,6 +249,9 @@ impl ClusterHandle {
             }
         } else {
             id.namespace = None;
+        }
+        if opts.labelled_templates.contains(&id) {
+            labels::keep_pod_template_label(&mut object, &opts.release);
         }
         if opts.adopted.contains(&id) && !opts.deployment_id.is_empty() {
             labels::annotate(&mut object, labels::ADOPTED_BY, &opts.deployment_id);
@@ -429,21 +437,7 @@ impl ClusterHandle {
             .get_opt(&id.name)
             .await
             .map_err(|err| self.error("read", id, err))?;
-        Ok(live.map(|live| {
-            let mut managers: Vec<String> = live
-                .metadata
-                .managed_fields
-                .iter()
-                .flatten()
-                .filter_map(|m| m.manager.clone())
-                .collect();
-            managers.dedup();
-            labels::LiveMeta {
-                labels: live.metadata.labels.unwrap_or_default(),
-                annotations: live.metadata.annotations.unwrap_or_default(),
-                managers,
-            }
-        }))
+        Ok(live.map(|live| labels::LiveMeta::of(&serde_json::to_value(&live).unwrap_or_default())))
     }
 
     /// Applies objects in dependency order: in rounds ([`super::objects::apply_round`]),
@@ -645,23 +639,18 @@ impl ClusterHandle {
             };
             let (id, _, _) = self.prepare(object, opts).await?;
             let live = self.get_live(&id, &opts.namespace).await?;
-            let owner = live.as_ref().and_then(|live| {
-                let meta = labels::LiveMeta {
-                    labels: live.metadata.labels.clone().unwrap_or_default(),
-                    annotations: live.metadata.annotations.clone().unwrap_or_default(),
-                    managers: live
-                        .metadata
-                        .managed_fields
-                        .iter()
-                        .flatten()
-                        .filter_map(|m| m.manager.clone())
-                        .collect(),
-                };
-                labels::foreign_owner(&id.kind, &meta, &opts.release)
-            });
+            let meta = live
+                .as_ref()
+                .map(|live| labels::LiveMeta::of(&serde_json::to_value(live).unwrap_or_default()));
+            let owner = meta
+                .as_ref()
+                .and_then(|meta| labels::foreign_owner(&id.kind, meta, &opts.release));
             let mut dry = opts.clone();
             if owner.is_some() {
                 dry.adopted.push(id.clone());
+            }
+            if meta.is_some_and(|m| m.pod_template_labelled(&opts.release)) {
+                dry.labelled_templates.push(id.clone());
             }
             let after = match self.apply_one(object, &dry, true).await {
                 Ok((_, after)) => after,

@@ -89,6 +89,43 @@ pub fn annotate(object: &mut Value, key: &str, value: &str) {
     }
 }
 
+/// Where a workload of `kind` keeps its pod template (a JSON pointer).
+fn pod_template_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+/// The value of [`RELEASE`] in a workload's pod template (JSON form), if it has one:
+/// flotilla put it there until it found pods through the workloads' selectors.
+pub fn pod_template_release(object: &Value) -> Option<&str> {
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    object
+        .pointer(pod_template_pointer(kind)?)?
+        .pointer("/metadata/labels")?
+        .get(RELEASE)?
+        .as_str()
+}
+
+/// Puts [`RELEASE`] back in a workload's pod template (JSON form), for a workload
+/// whose live template has it from an earlier flotilla ([`pod_template_release`]):
+/// applying the template without it would change it, and restart every pod, for
+/// nothing.
+pub fn keep_pod_template_label(object: &mut Value, release: &str) {
+    let Some(pointer) = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(pod_template_pointer)
+    else {
+        return;
+    };
+    if let Some(template) = object.pointer_mut(pointer).filter(|t| t.is_object()) {
+        stamp_metadata(template, &[(RELEASE, release)]);
+    }
+}
+
 fn stamp_metadata(object: &mut Value, pairs: &[(&str, &str)]) {
     let Some(map) = object.as_object_mut() else {
         return;
@@ -221,6 +258,34 @@ pub struct LiveMeta {
     pub annotations: Map,
     /// The field managers of `metadata.managedFields` (`kubectl-create`, `helm`).
     pub managers: Vec<String>,
+    /// The [`RELEASE`] label of its pod template (a workload an earlier flotilla
+    /// applied): [`keep_pod_template_label`].
+    pub pod_template_release: Option<String>,
+}
+
+impl LiveMeta {
+    /// What the ownership check reads of a live object (JSON form).
+    pub fn of(live: &Value) -> LiveMeta {
+        let mut managers: Vec<String> = live
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("manager")?.as_str().map(str::to_owned))
+            .collect();
+        managers.dedup();
+        LiveMeta {
+            labels: string_map(live, "labels").unwrap_or_default(),
+            annotations: string_map(live, "annotations").unwrap_or_default(),
+            managers,
+            pod_template_release: pod_template_release(live).map(str::to_owned),
+        }
+    }
+
+    /// Whether its pod template carries `release`'s label from an earlier flotilla.
+    pub fn pod_template_labelled(&self, release: &str) -> bool {
+        self.pod_template_release.as_deref() == Some(release)
+    }
 }
 
 /// Helm's release annotations, on every object a Helm release made.
@@ -275,7 +340,7 @@ mod tests {
         LiveMeta {
             labels: map(labels),
             annotations: map(annotations),
-            managers: Vec::new(),
+            ..LiveMeta::default()
         }
     }
 
@@ -335,6 +400,34 @@ mod tests {
             cron["spec"]["jobTemplate"]["spec"]["template"],
             serde_json::json!({"spec": {}})
         );
+    }
+
+    #[test]
+    fn a_pod_template_labelled_by_an_earlier_flotilla_keeps_its_label() {
+        let live = serde_json::json!({"kind": "Deployment", "metadata": {"name": "w",
+            "managedFields": [{"manager": "flotilla-ns-app"}, {"manager": "kube-controller-manager"}]},
+            "spec": {"template": {"metadata": {"labels": {"app": "w", RELEASE: "app"}}}}});
+        let meta = LiveMeta::of(&live);
+        assert!(meta.pod_template_labelled("app"));
+        assert!(!meta.pod_template_labelled("other"));
+        assert_eq!(
+            meta.managers,
+            ["flotilla-ns-app", "kube-controller-manager"]
+        );
+        let mut d = serde_json::json!({"kind": "Deployment", "metadata": {"name": "w"},
+            "spec": {"template": {"metadata": {"labels": {"app": "w"}}, "spec": {}}}});
+        keep_pod_template_label(&mut d, "app");
+        assert_eq!(pod_template_release(&d), Some("app"));
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["app"], "w");
+        let mut cron = serde_json::json!({"kind": "CronJob", "metadata": {"name": "c"},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": {}}}}}});
+        keep_pod_template_label(&mut cron, "app");
+        assert_eq!(pod_template_release(&cron), Some("app"));
+        // Not a workload: nothing is added anywhere.
+        let mut cm = serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "c"}, "spec": {"template": {}}});
+        keep_pod_template_label(&mut cm, "app");
+        assert_eq!(cm["spec"]["template"], serde_json::json!({}));
+        assert!(!LiveMeta::of(&cm).pod_template_labelled("app"));
     }
 
     #[test]

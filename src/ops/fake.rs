@@ -321,11 +321,7 @@ impl KubeClient for FakeKube {
     async fn live_meta(&self, id: &ObjectRef, _: &str) -> Result<Option<LiveMeta>, ClusterError> {
         self.round_trip().await;
         self.note(format!("read {}/{}", id.kind, id.name));
-        Ok(self.live.lock().unwrap().get(id).map(|o| LiveMeta {
-            labels: labels::string_map(o, "labels").unwrap_or_default(),
-            annotations: labels::string_map(o, "annotations").unwrap_or_default(),
-            managers: Vec::new(),
-        }))
+        Ok(self.live.lock().unwrap().get(id).map(LiveMeta::of))
     }
 
     async fn live_object(&self, id: &ObjectRef, _: &str) -> Result<Option<Value>, ClusterError> {
@@ -370,6 +366,9 @@ impl KubeClient for FakeKube {
             self.note(format!("apply {}/{}", id.kind, id.name));
             let mut object = object.clone();
             labels::stamp(&mut object, &opts.release);
+            if opts.labelled_templates.contains(&id) {
+                labels::keep_pod_template_label(&mut object, &opts.release);
+            }
             if opts.adopted.contains(&id) {
                 labels::annotate(&mut object, labels::ADOPTED_BY, &opts.deployment_id);
             }

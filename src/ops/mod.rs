@@ -88,7 +88,7 @@ pub struct RunOptions {
     /// The ownership of the objects a deploy applies, as read under the lease the run
     /// holds a moment before its step (`prepare`, every cluster before any is changed):
     /// not read again. `None`: read at the start of the step.
-    pub owners_read: Option<Vec<Adopted>>,
+    pub owners_read: Option<Ownership>,
 }
 
 impl RunOptions {
@@ -283,6 +283,16 @@ impl std::fmt::Debug for PackedRender {
             .field("bytes", &self.body.len())
             .finish_non_exhaustive()
     }
+}
+
+/// What the ownership check read of the objects a run applies, before its first change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// Those that exist without being this release's, taken over (`--adopt`).
+    pub adopted: Vec<Adopted>,
+    /// Workloads whose live pod template has the release's label from an earlier
+    /// flotilla: applied with it, so that no pod restarts for it.
+    pub labelled_templates: Vec<ObjectRef>,
 }
 
 /// An object that existed without being this release's and that a run took over.

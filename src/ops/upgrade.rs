@@ -2,7 +2,9 @@
 //! shares: lock, repair killed runs, record `pending`, apply, prune, wait, record the
 //! outcome, supersede what was deployed.
 
-use super::{release_error, Adopted, HeldLock, KubeClient, Outcome, Rendered, RunOptions};
+use super::{
+    release_error, Adopted, HeldLock, KubeClient, Outcome, Ownership, Rendered, RunOptions,
+};
 use crate::cluster::labels;
 use crate::cluster::{
     ApplyOptions, ClusterError, ClusterHandle, Event, Kept, ObjectRef, Removal, WaitOptions,
@@ -96,7 +98,7 @@ pub async fn check_ownership<K: KubeClient>(
     cluster: &K,
     rendered: &Rendered,
     adopt: bool,
-) -> Result<Vec<Adopted>, ClusterError> {
+) -> Result<Ownership, ClusterError> {
     let objects: Vec<&Value> = rendered.objects.iter().collect();
     owners(
         cluster,
@@ -119,7 +121,7 @@ async fn owners<K: KubeClient>(
     namespace: &str,
     objects: &[&Value],
     adopt: bool,
-) -> Result<Vec<Adopted>, ClusterError> {
+) -> Result<Ownership, ClusterError> {
     // Identities at once (each group version discovered once: the others wait for
     // it), the reads at once (bounded), the verdicts in the objects' order: the first
     // object owned elsewhere is the one named, as when read one by one.
@@ -137,11 +139,14 @@ async fn owners<K: KubeClient>(
         .buffered(OWNERSHIP_READS)
         .try_collect()
         .await?;
-    let mut adopted = Vec::new();
+    let mut read = Ownership::default();
     for (id, live) in live {
         let Some(live) = live else {
             continue;
         };
+        if live.pod_template_labelled(release) {
+            read.labelled_templates.push(id.clone());
+        }
         let Some(owner) = labels::foreign_owner(&id.kind, &live, release) else {
             continue;
         };
@@ -153,9 +158,9 @@ async fn owners<K: KubeClient>(
                 owner,
             });
         }
-        adopted.push(Adopted { object: id, owner });
+        read.adopted.push(Adopted { object: id, owner });
     }
-    Ok(adopted)
+    Ok(read)
 }
 
 /// Which release a run works on, and the deployment id it records.
@@ -203,8 +208,8 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
         .check_skipped()
         .map_err(|message| release_error(cluster.context(), message))?;
     // Ownership before any change (a restore puts back this release's own objects).
-    let adopted = match (desired.rollback_of, &opts.owners_read) {
-        (Some(_), _) => Vec::new(),
+    let ownership = match (desired.rollback_of, &opts.owners_read) {
+        (Some(_), _) => Ownership::default(),
         // Read under this lease a moment before (`prepare`): not read again.
         (None, Some(read)) => read.clone(),
         (None, None) => {
@@ -224,7 +229,9 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
     let maybe_live = history.maybe_live();
     let mut apply_opts = ApplyOptions::new(scope.namespace, scope.release);
     apply_opts.force_conflicts = opts.force_conflicts;
-    apply_opts.adopted = adopted.iter().map(|a| a.object.clone()).collect();
+    apply_opts.adopted = ownership.adopted.iter().map(|a| a.object.clone()).collect();
+    apply_opts.labelled_templates = ownership.labelled_templates;
+    let adopted = ownership.adopted;
     apply_opts.deployment_id = scope.deployment_id.to_owned();
     apply_opts.settled = settled_objects(&history, &desired.record_manifest);
 

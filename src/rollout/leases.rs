@@ -91,7 +91,7 @@ pub struct Leases<K: ReleaseCluster = ClusterHandle> {
     seen: Mutex<HashMap<String, ops::LeasedRead<K::Records>>>,
     /// The ownership of each cluster's objects as read under its lease, and when:
     /// what its deploy step does not read again while fresh ([`Leases::fresh_owners`]).
-    owners: Mutex<HashMap<String, (Vec<ops::Adopted>, Instant)>>,
+    owners: Mutex<HashMap<String, (ops::Ownership, Instant)>>,
     /// Create the release namespace where missing before taking the lease in it
     /// (`--create-namespace`).
     create_namespace: bool,
@@ -212,15 +212,15 @@ impl<K: ReleaseCluster> Leases<K> {
         }
     }
 
-    /// `adopted`: the ownership of the objects of `context` as just read, when the
+    /// `read`: the ownership of the objects of `context` as just read, when the
     /// run holds its lease there (otherwise nothing is noted: the step reads it under
     /// the lease).
-    pub fn note_owners(&self, context: &str, adopted: Vec<ops::Adopted>) {
+    pub fn note_owners(&self, context: &str, read: ops::Ownership) {
         if self.get(context).is_some() {
             self.owners
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(context.to_owned(), (adopted, Instant::now()));
+                .insert(context.to_owned(), (read, Instant::now()));
         }
     }
 
@@ -229,13 +229,13 @@ impl<K: ReleaseCluster> Leases<K> {
     /// check made under its lease a moment before. A later wave's step reads again: in
     /// between, a writer that takes no lease (kubectl, another tool) may have created
     /// one of its objects.
-    pub(super) fn fresh_owners(&self, context: &str) -> Option<Vec<ops::Adopted>> {
-        let (adopted, at) = self
+    pub(super) fn fresh_owners(&self, context: &str) -> Option<ops::Ownership> {
+        let (read, at) = self
             .owners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(context)?;
-        (at.elapsed() < OWNERS_FRESH).then_some(adopted)
+        (at.elapsed() < OWNERS_FRESH).then_some(read)
     }
 
     pub(super) fn get(&self, context: &str) -> Option<Arc<K::Lock>> {

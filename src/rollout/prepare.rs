@@ -544,8 +544,8 @@ async fn prepare_clusters(
     // ([`Leases::note_owners`]); a step that starts later (a later wave) reads again.
     futures::stream::iter(&rendered_for)
         .map(|(context, handle, rendered, _)| async move {
-            let adopted = ops::check_ownership(handle, rendered, options.adopt).await?;
-            leases.note_owners(context, adopted);
+            let read = ops::check_ownership(handle, rendered, options.adopt).await?;
+            leases.note_owners(context, read);
             Ok::<_, ClusterError>(())
         })
         .buffer_unordered(plan.concurrency.max(1))

@@ -889,3 +889,96 @@ async fn a_rollback_hands_back_what_the_failed_run_adopted() {
         .unwrap();
     assert!(cms.get_opt("app1-extra").await.unwrap().is_some());
 }
+
+#[tokio::test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
+async fn a_pod_template_labelled_by_an_earlier_flotilla_keeps_its_label_and_its_pods() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let t = cluster("legacy-template").await;
+    let opts = run_options();
+    // What an earlier flotilla applied: the release's label in the pod template too.
+    let mut earlier = rendered(&t.namespace, "1", 1, false);
+    for object in &mut earlier.objects {
+        if object["kind"] == "Deployment" {
+            object["spec"]["template"]["metadata"]["labels"]["flotilla.dev/release"] =
+                json!("app1");
+        }
+    }
+    earlier.store_as_rendered();
+    deployed(ops::deploy(&t.handle, &earlier, "d1", &opts).await.unwrap());
+    let sets = || async {
+        let mut names: Vec<String> = Api::<ReplicaSet>::namespaced(t.handle.client(), &t.namespace)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|rs| rs.metadata.name)
+            .collect();
+        names.sort();
+        names
+    };
+    let before = sets().await;
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    // This flotilla renders no label there: the same content must not roll out.
+    let now = rendered(&t.namespace, "1", 1, false);
+    let history = ops::history(&t.handle, &t.namespace, "app1").await.unwrap();
+    let diff = ops::diff(&t.handle, &history, &now).await.unwrap();
+    let web = diff
+        .iter()
+        .find(|d| d.object.kind == "Deployment")
+        .expect("the Deployment in the diff");
+    assert!(
+        !web.changes.iter().any(|c| c.path.contains("template")),
+        "{web:#?}"
+    );
+    deployed(ops::deploy(&t.handle, &now, "d2", &opts).await.unwrap());
+    assert_eq!(
+        sets().await,
+        before,
+        "a new ReplicaSet: every pod restarted"
+    );
+    let id = ObjectRef {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        namespace: Some(t.namespace.clone()),
+        name: "app1-web".into(),
+    };
+    let live = t.handle.get_live(&id, &t.namespace).await.unwrap().unwrap();
+    assert_eq!(
+        live.data["spec"]["template"]["metadata"]["labels"]["flotilla.dev/release"],
+        "app1"
+    );
+    // A release that never had it gets none.
+    let fresh = cluster("fresh-template").await;
+    deployed(
+        ops::deploy(
+            &fresh.handle,
+            &rendered(&fresh.namespace, "1", 1, false),
+            "d1",
+            &opts,
+        )
+        .await
+        .unwrap(),
+    );
+    let live = fresh
+        .handle
+        .get_live(
+            &ObjectRef {
+                namespace: Some(fresh.namespace.clone()),
+                ..id
+            },
+            &fresh.namespace,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        live.data["spec"]["template"]["metadata"]["labels"]
+            .get("flotilla.dev/release")
+            .is_none(),
+        "{:?}",
+        live.data["spec"]["template"]
+    );
+}
