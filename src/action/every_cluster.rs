@@ -53,6 +53,21 @@ where
 
 pub use crate::rollout::connect::failure_text;
 
+/// Where else a release's records are (`namespaces_with_records`), as an error says
+/// it: a few named, the rest counted.
+pub fn records_elsewhere(elsewhere: std::collections::BTreeSet<String>) -> String {
+    const NAMED: usize = 5;
+    let count = elsewhere.len();
+    let mut named: Vec<String> = elsewhere.into_iter().take(NAMED).collect();
+    if count > NAMED {
+        named.push(format!("and {} more", count - NAMED));
+    }
+    format!(
+        "its records are in namespace {} (give --namespace NS, or fix metadata.namespace)",
+        named.join(", ")
+    )
+}
+
 /// After the output is printed: the command's error, if any cluster failed. An
 /// unreachable cluster (exit code 3) outweighs any other failure.
 pub fn finish<T>(answers: Vec<(Cluster, Result<T>)>) -> Result<()> {

@@ -819,10 +819,7 @@ async fn no_records(
     let hint = if elsewhere.is_empty() {
         String::new()
     } else {
-        format!(
-            "; its records are in namespace {} (give --namespace NS, or fix metadata.namespace)",
-            elsewhere.into_iter().collect::<Vec<_>>().join(", ")
-        )
+        format!("; {}", super::every_cluster::records_elsewhere(elsewhere))
     };
     crate::Error::Reported(format!(
         "rollback {name} in {environment}: nothing changed: no cluster holds a record of release `{name}` in namespace {namespace} (asked: {}){hint}",

@@ -58,6 +58,9 @@ async fn state(
         // The records once: the status, and a deployment paused by --until-wave, which
         // status alone cannot tell.
         let history = ops::history(&handle, namespace, name).await?;
+        if history.current().is_none() {
+            not_installed_here(&handle, namespace, name).await?;
+        }
         let report = ops::status_of(&handle, namespace, name, &history).await?;
         Ok((report, history))
     })
@@ -162,6 +165,31 @@ async fn state(
         }
     });
     Ok((text, outcome))
+}
+
+/// A cluster without a record of `name` in `namespace`: when it holds records of the
+/// release in other namespaces (a wrong `--namespace`, a descriptor moved), the error
+/// names them. A list of every namespace that may be denied: then the plain answer.
+async fn not_installed_here(
+    handle: &crate::cluster::ClusterHandle,
+    namespace: &str,
+    name: &str,
+) -> Result<()> {
+    let elsewhere = crate::storage::namespaces_with_records(handle, name)
+        .await
+        .unwrap_or_default();
+    if elsewhere.is_empty() {
+        return Ok(());
+    }
+    Err(crate::Error::Cluster(
+        crate::cluster::ClusterError::Release {
+            context: handle.context().to_owned(),
+            message: format!(
+                "release `{name}` is not installed in namespace `{namespace}`; {}",
+                every_cluster::records_elsewhere(elsewhere)
+            ),
+        },
+    ))
 }
 
 /// `status --watch`: [`run`] every `interval` until SIGINT or SIGTERM, or until the
