@@ -145,7 +145,7 @@ fn file_of(root: &Path, path: &str) -> Option<PathBuf> {
     any.then_some(file)
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(text.to_string())));
     *response.status_mut() = status;
     response

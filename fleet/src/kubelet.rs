@@ -7,23 +7,27 @@
 //! node stays `Terminating` until its kubelet confirms). Timers (tokio sleeps that fire
 //! once per pod, not polling loops) drive the time-based modes:
 //!
-//! | tag         | reported status                                               |
-//! |-------------|---------------------------------------------------------------|
-//! | (any other) | Running, Ready (pods that run to completion: Succeeded)        |
-//! | `jobfail`   | pods that run to completion: Failed, container exit code 1; other pods: as `crashloop` |
+//! | tag         | reported status                                               | log (last line) |
+//! |-------------|---------------------------------------------------------------|-----------------|
+//! | (any other) | Running, Ready (pods that run to completion: Succeeded)        | `ready: ...` (completed: `done: ... exited 0`) |
+//! | `jobfail`   | pods that run to completion: Failed, container exit code 1; other pods: as `crashloop` | `simulated job failure: container C of pod P exited 1 (fake kubelet)` |
+//! | `crashloop` | Running, waiting `CrashLoopBackOff`, restartCount +1 every 2 s | previous run: `simulated crash: container C of pod P exited 1 (fake kubelet)` |
+//! | `pullfail`  | Pending, waiting `ImagePullBackOff`                            | none: 400 "is waiting to start: trying and failing to pull image" |
+//! | `slow-N`    | Running, Ready only N seconds after the pod started            | `warming up, ready in Ns`, then `ready: ...` |
+//! | `crashafter-N` | Running, Ready; N seconds after the pod started, as `crashloop` | as `ready`, then as `crashloop` |
+//! | `never`     | Running, never Ready                                           | `waiting for a dependency that never answers ...` |
 //!
 //! A pod runs to completion when a Job owns it or its `restartPolicy` is `Never` or
-//! `OnFailure` (a Helm hook or test Pod); other pods run until deleted.
-//! | `crashloop` | Running, waiting `CrashLoopBackOff`, restartCount +1 every 2 s |
-//! | `pullfail`  | Pending, waiting `ImagePullBackOff`                            |
-//! | `slow-N`    | Running, Ready only N seconds after the pod started            |
-//! | `crashafter-N` | Running, Ready; N seconds after the pod started, as `crashloop` |
-//! | `never`     | Running, never Ready                                           |
+//! `OnFailure` (a Helm hook or test Pod); other pods run until deleted. Every log starts
+//! with `starting container C of pod P (image I, simulated by flotilla-fleet)` and has
+//! four lines ([`crate::kubelet_logs`]).
 //!
 //! Like a real kubelet it records a Warning Event on the pod when a container enters
 //! `CrashLoopBackOff` (`BackOff`, "Back-off restarting failed container ...") or
 //! `ImagePullBackOff` (`Failed`, "Error: ImagePullBackOff"), once per container and
-//! reason. It serves no container logs: a log request to the API server fails.
+//! reason. It serves made-up container logs through the API server, as a kubelet does
+//! (`kubelet_logs`: the last line of a crashed run is `simulated crash: container C of
+//! pod P exited 1 (fake kubelet)`).
 //!
 //! Must not: run anything, or touch objects other than pods, their Events and its own
 //! Node.
@@ -96,7 +100,7 @@ pub fn node_ready(node: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-async fn ensure_node(client: &Client, name: &str, version: &str) -> kube::Result<()> {
+async fn ensure_node(client: &Client, name: &str, version: &str, port: u16) -> kube::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let params = PatchParams::apply("flotilla-fleet-kubelet").force();
     let node = json!({
@@ -117,6 +121,8 @@ async fn ensure_node(client: &Client, name: &str, version: &str) -> kube::Result
                          "lastTransitionTime": now }],
         "addresses": [{ "type": "InternalIP", "address": "127.0.0.1" },
                       { "type": "Hostname", "address": name }],
+        // Where the API server sends a pod's log request (at the InternalIP).
+        "daemonEndpoints": { "kubeletEndpoint": { "Port": port } },
         "nodeInfo": { "kubeletVersion": version, "kubeProxyVersion": version,
                       "operatingSystem": "linux", "architecture": "amd64",
                       "containerRuntimeVersion": "fake://1", "kernelVersion": "", "osImage": "",
@@ -145,7 +151,7 @@ struct Recheck {
     crash: bool,
 }
 
-pub async fn run(client: Client, node_count: u32) -> kube::Result<()> {
+pub async fn run(client: Client, node_count: u32) -> anyhow::Result<()> {
     // The nodes say the apiserver's version, as a real kubelet of the same release would.
     let version = client
         .apiserver_version()
@@ -153,8 +159,9 @@ pub async fn run(client: Client, node_count: u32) -> kube::Result<()> {
         .map(|v| v.git_version)
         .unwrap_or_else(|_| "v0.0.0".into());
     let nodes = node_names(node_count);
+    let port = crate::kubelet_logs::serve(client.clone(), nodes.clone()).await?;
     for node in &nodes {
-        ensure_node(&client, node, &version).await?;
+        ensure_node(&client, node, &version, port).await?;
     }
     let all: Api<Pod> = Api::all(client.clone());
     let mut events = watcher::watcher(all, watcher::Config::default())

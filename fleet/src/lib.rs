@@ -4,7 +4,7 @@
 //! Owns: finding the server binaries ([`binaries`]), the state directory and its file
 //! ([`state`]), the fleet's certificates ([`certs`]), starting and stopping processes by
 //! pid ([`process`]), the `up`/`down`/`status`/`stop-cluster`/`start-cluster` commands
-//! ([`supervisor`]), the simulated kubelet ([`kubelet`]), RustyVault's set-up
+//! ([`supervisor`]), the simulated kubelet ([`kubelet`]) and its container-log endpoint ([`kubelet_logs`]), RustyVault's set-up
 //! ([`vault`]) and the envelope-normalising proxy in front of it ([`proxy`]), the latency
 //! proxy that puts a cluster far away ([`rtt`]), the OCI registry and the chart repository ([`charts`]), and the
 //! helper that integration tests use ([`testing`]).
@@ -17,6 +17,7 @@ pub mod certs;
 pub mod charts;
 pub mod error;
 pub mod kubelet;
+pub mod kubelet_logs;
 pub mod process;
 pub mod proxy;
 pub mod rtt;

@@ -688,6 +688,10 @@ fn spawn_apiserver(
         "--enable-priority-and-fairness=false".into(),
         "--profiling=false".into(),
         "--allow-privileged=true".into(),
+        // The simulated nodes are reachable at their InternalIP (127.0.0.1) only: the
+        // default prefers the Hostname (`fake-node-N`), which resolves nowhere, and a
+        // pod's log could not be read.
+        "--kubelet-preferred-address-types=InternalIP".into(),
         "--v=0".into(),
     ];
     if !flavour.modern {

@@ -413,6 +413,9 @@ pub fn log_lines(text: &str) -> Vec<String> {
 /// One short line for a log request the API server did not serve.
 fn logs_unavailable(err: &kube::Error) -> String {
     match err {
+        // The kubelet's own word that the container has no log to show (waiting for its
+        // image, no earlier run), which the API server passes on as a Bad Request.
+        kube::Error::Api(s) if s.code == 400 => format!("none: {}", clean(&s.message)),
         kube::Error::Api(s) => short_refusal(&s.message, s.code),
         other => format!("not read: {}", clean(&other.to_string())),
     }
@@ -604,6 +607,15 @@ mod tests {
         );
         let long = "x".repeat(300);
         assert_eq!(short_refusal(&long, 400).chars().count(), 137);
+        let why = "container \"web\" in pod \"web-1\" is waiting to start: trying and failing to pull image";
+        let waiting = kube::Error::Api(Box::new(kube::core::Status {
+            code: 400,
+            ..kube::core::Status::failure(why, "BadRequest")
+        }));
+        assert_eq!(
+            logs_unavailable(&waiting),
+            "none: container \"web\" in pod \"web-1\" is waiting to start: trying and failing to pull image"
+        );
     }
 
     #[test]

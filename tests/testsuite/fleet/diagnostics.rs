@@ -1,8 +1,10 @@
 //! Failure diagnostics on the shared fleet: the report of a crashlooping, of a
 //! pull-failing and of a timed-out (never ready) deploy names the pod, the container,
-//! the reason, the restart count, the Events of the failing objects, and says in one
-//! line that the simulated kubelet serves no logs; all gathered before the restore, so
-//! they describe the failing revision.
+//! the reason, the restart count, the Events of the failing objects, and the last log
+//! lines of the failing container, which the API server reads from the simulated
+//! kubelet (the crashed run's for a crashloop; for a container waiting for its image,
+//! the kubelet's word that there are none); all gathered before the restore, so they
+//! describe the failing revision.
 
 use crate::support::rollout as rollout_support;
 
@@ -44,6 +46,14 @@ fn broken_deploy(
     (repo, broken.clone(), out)
 }
 
+/// The first failing pod's line of cluster `broken` in a text report, and the pod's name.
+fn pod_line<'a>(text: &'a str, broken: &str, namespace: &str) -> (&'a str, &'a str) {
+    let prefix = format!("{broken}:   pod {namespace}/");
+    text.lines()
+        .find_map(|l| Some((l, l.strip_prefix(&prefix)?.split_whitespace().next()?)))
+        .unwrap_or_else(|| panic!("no pod line:\n{text}"))
+}
+
 #[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn a_crashlooping_deploy_reports_pod_container_reason_restarts_events_and_logs() {
@@ -61,14 +71,27 @@ fn a_crashlooping_deploy_reports_pod_container_reason_restarts_events_and_logs()
     assert_eq!(pod["container"], "web", "{diagnosis:#}");
     assert_eq!(pod["reason"], "CrashLoopBackOff", "{diagnosis:#}");
     assert!(pod["restarts"].as_i64().is_some(), "{diagnosis:#}");
-    // The simulated kubelet serves no logs: said in one line, not an error.
-    let logs = pod["logs_unavailable"].as_str().unwrap_or_default();
+    // The crashed run's log, read through the API server from the simulated kubelet.
+    let pod_name = pod["pod"].as_str().unwrap();
+    assert!(pod.get("logs_unavailable").is_none(), "{diagnosis:#}");
+    let logs: Vec<&str> = pod["logs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no logs: {diagnosis:#}"))
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
     assert!(
-        logs.starts_with("not served by the API server"),
+        logs.first().is_some_and(
+            |l| l.starts_with(&format!("starting container web of pod {pod_name} (image "))
+        ),
+        "{diagnosis:#}"
+    );
+    assert_eq!(
+        logs.last().copied().unwrap_or_default(),
+        format!("simulated crash: container web of pod {pod_name} exited 1 (fake kubelet)"),
         "{diagnosis:#}"
     );
     let events = diagnosis["events"].as_array().unwrap();
-    let pod_name = pod["pod"].as_str().unwrap();
     assert!(
         events.iter().any(|e| e["reason"] == "BackOff"
             && e["object"] == format!("Pod {}/{pod_name}", repo.namespace)
@@ -93,22 +116,44 @@ fn a_crashlooping_deploy_reports_pod_container_reason_restarts_events_and_logs()
 
 #[test]
 #[ignore = "needs the local fleet: scripts/test.sh runs it"]
+fn a_crashlooping_deploy_shows_the_crashed_runs_log_lines_in_the_text_report() {
+    let (repo, broken, out) = broken_deploy("diag-crash-text", "crashloop", false, "60s");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, pod) = pod_line(&text, &broken, &repo.namespace);
+    assert!(pod.starts_with("hello-web-"), "{text}");
+    assert!(
+        text.contains(&format!("{broken}:     last log lines:")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{broken}:       simulated crash: container web of pod {pod} exited 1 (fake kubelet)"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("not served"), "{text}");
+}
+
+#[test]
+#[ignore = "needs the local fleet: scripts/test.sh runs it"]
 fn a_pull_failing_deploy_reports_its_pod_and_events_in_the_text_report() {
     let (repo, broken, out) = broken_deploy("diag-pull", "pullfail", false, "60s");
     let text = String::from_utf8_lossy(&out.stdout);
     let ns = &repo.namespace;
-    let pod_line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{broken}:   pod {ns}/hello-web-")))
-        .unwrap_or_else(|| panic!("no pod line:\n{text}"));
+    let (pod_line, pod) = pod_line(&text, &broken, ns);
+    assert!(pod.starts_with("hello-web-"), "{text}");
     assert!(
         pod_line.contains("container web: ImagePullBackOff, 0 restarts"),
         "{text}"
     );
+    // No run, no log: the kubelet says why, as it would to `kubectl logs`.
     assert!(
-        text.contains(&format!("{broken}:     logs: not served by the API server")),
+        text.contains(&format!(
+            "{broken}:     logs: none: container \"web\" in pod \"{pod}\" is waiting to start: trying and failing to pull image"
+        )),
         "{text}"
     );
+    assert!(!text.contains("not served"), "{text}");
     assert!(text.contains(&format!("{broken}:   events:")), "{text}");
     assert!(
         text.lines().any(
@@ -135,4 +180,14 @@ fn a_deploy_that_times_out_names_the_container_that_never_became_ready() {
     let pod = &cluster["diagnosis"]["pods"][0];
     assert_eq!(pod["container"], "web", "{cluster:#}");
     assert_eq!(pod["reason"], "not ready", "{cluster:#}");
+    // The running container's log, last line first in mind: why it is not ready.
+    let last = pod["logs"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|l| l.as_str())
+        .unwrap_or_default();
+    assert_eq!(
+        last, "waiting for a dependency that never answers (simulated: never ready)",
+        "{cluster:#}"
+    );
 }

@@ -282,8 +282,8 @@ async fn a_hook_failing_in_the_second_wave_puts_the_first_wave_back() {
     );
     let said = stderr_of(&failed);
     assert!(!failed.status.success(), "{said}");
-    // The report names the hook, its cluster, how its pod ended and its log lines (the
-    // simulated kubelet serves none: said in one line).
+    // The report names the hook, its cluster, how its pod ended and its log lines (read
+    // through the API server from the simulated kubelet).
     let report: Value = serde_json::from_slice(&failed.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&failed.stdout)));
     let cluster = report["clusters"]
@@ -311,12 +311,13 @@ async fn a_hook_failing_in_the_second_wave_puts_the_first_wave_back() {
     );
     assert_eq!(pod["container"], "migrate", "{cluster:#}");
     assert_eq!(pod["reason"], "Error (exit code 1)", "{cluster:#}");
-    assert!(
-        pod["logs_unavailable"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("not served by the API server")
-            || pod["logs"].is_array(),
+    let hook_pod = pod["pod"].as_str().unwrap_or_default();
+    assert!(pod.get("logs_unavailable").is_none(), "{cluster:#}");
+    assert_eq!(
+        pod["logs"].as_array().and_then(|l| l.last()),
+        Some(&Value::from(format!(
+            "simulated job failure: container migrate of pod {hook_pod} exited 1 (fake kubelet)"
+        ))),
         "{cluster:#}"
     );
     // The text report says the same, under the cluster's name.
@@ -341,9 +342,14 @@ async fn a_hook_failing_in_the_second_wave_puts_the_first_wave_back() {
         "{shown}"
     );
     assert!(
-        shown.contains("dev-us-central1:     logs: not served by the API server"),
+        shown.lines().any(|l| {
+            l.starts_with(
+            "dev-us-central1:       simulated job failure: container migrate of pod hooked-migrate-"
+        ) && l.ends_with(" exited 1 (fake kubelet)")
+        }),
         "{shown}"
     );
+    assert!(!shown.contains("not served"), "{shown}");
     // Wave 0 had deployed 2.0.0 (its migration ran): the coordinated rollback put it
     // back on 1.0.0.
     let record = record(fleet, "dev-europe-west1", &namespace, None).await;
