@@ -681,61 +681,63 @@ mod pods_selector_tests {
         selectors([&selector]).pop().unwrap()
     }
 
-    fn derived(of: &[serde_json::Value]) -> Option<String> {
-        let of: Vec<Selector> = of.iter().cloned().map(workload).collect();
-        pods_selector(&of).map(|s| s.to_string())
+    /// The selector derived from workloads of these `selectors` is `expected`.
+    fn derives(selectors: &[serde_json::Value], expected: Option<&str>) {
+        let of: Vec<Selector> = selectors.iter().cloned().map(workload).collect();
+        let derived = pods_selector(&of).map(|s| s.to_string());
+        assert_eq!(derived.as_deref(), expected, "{selectors:?}");
     }
 
     #[test]
     fn a_key_every_workload_selects_by_becomes_one_requirement() {
+        use serde_json::json;
         // The example chart: two Deployments of one instance.
-        assert_eq!(
-            derived(&[
-                serde_json::json!({"matchLabels": {"app.kubernetes.io/component": "web", "app.kubernetes.io/instance": "hello"}}),
-                serde_json::json!({"matchLabels": {"app.kubernetes.io/component": "worker", "app.kubernetes.io/instance": "hello"}}),
-            ])
-            .as_deref(),
-            Some("app.kubernetes.io/component in (web,worker),app.kubernetes.io/instance=hello")
+        derives(
+            &[
+                json!({"matchLabels": {"app.kubernetes.io/component": "web", "app.kubernetes.io/instance": "hello"}}),
+                json!({"matchLabels": {"app.kubernetes.io/component": "worker", "app.kubernetes.io/instance": "hello"}}),
+            ],
+            Some("app.kubernetes.io/component in (web,worker),app.kubernetes.io/instance=hello"),
         );
-        assert_eq!(
-            derived(&[
-                serde_json::json!({"matchLabels": {"app": "hello-web", "tier": "front"}}),
-                serde_json::json!({"matchLabels": {"app": "hello-worker"}}),
-            ])
-            .as_deref(),
-            Some("app in (hello-web,hello-worker)")
+        derives(
+            &[
+                json!({"matchLabels": {"app": "hello-web", "tier": "front"}}),
+                json!({"matchLabels": {"app": "hello-worker"}}),
+            ],
+            Some("app in (hello-web,hello-worker)"),
         );
         // Expressions combine with labels: In sets join, Exists takes in any value.
-        assert_eq!(
-            derived(&[
-                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front", "back"]}]}),
-                serde_json::json!({"matchLabels": {"tier": "edge"}}),
-            ])
-            .as_deref(),
-            Some("tier in (back,edge,front)")
+        let tier_edge = json!({"matchLabels": {"tier": "edge"}});
+        let expression = |operator: &str, values: &[&str]| json!({"matchExpressions": [{"key": "tier", "operator": operator, "values": values}]});
+        derives(
+            &[expression("In", &["front", "back"]), tier_edge.clone()],
+            Some("tier in (back,edge,front)"),
         );
-        assert_eq!(
-            derived(&[
-                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}),
-                serde_json::json!({"matchLabels": {"tier": "edge"}}),
-            ])
-            .as_deref(),
-            Some("tier")
+        derives(
+            &[expression("Exists", &[]), tier_edge.clone()],
+            Some("tier"),
         );
+        // A pod without the key, or with any value but some: `notin` says it.
+        derives(
+            &[expression("NotIn", &["x", "edge"]), tier_edge.clone()],
+            Some("tier notin (x)"),
+        );
+        // A pod without the key, or with one of some values: no one requirement says it.
+        derives(&[expression("DoesNotExist", &[]), tier_edge], Some(""));
     }
 
     #[test]
     fn no_common_key_is_every_pod_and_no_workload_is_none() {
-        assert_eq!(
-            derived(&[
-                serde_json::json!({"matchLabels": {"app": "web"}}),
-                serde_json::json!({"matchLabels": {"name": "worker"}}),
-            ])
-            .as_deref(),
-            Some("")
+        use serde_json::json;
+        derives(
+            &[
+                json!({"matchLabels": {"app": "web"}}),
+                json!({"matchLabels": {"name": "worker"}}),
+            ],
+            Some(""),
         );
         // A hook Pod is found by the release's labels, which no pod template carries.
-        let mut with_hook = vec![workload(serde_json::json!({"matchLabels": {"app": "web"}}))];
+        let mut with_hook = vec![workload(json!({"matchLabels": {"app": "web"}}))];
         with_hook.push(own_pods("hello"));
         assert!(pods_selector(&with_hook).unwrap().selects_all());
         assert_eq!(
@@ -744,36 +746,14 @@ mod pods_selector_tests {
                 .as_deref(),
             Some("app.kubernetes.io/managed-by=flotilla,flotilla.dev/release=hello")
         );
-        // A pod without the key, or with one of some values: no one requirement says it.
-        assert_eq!(
-            derived(&[
-                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}),
-                serde_json::json!({"matchLabels": {"tier": "edge"}}),
-            ])
-            .as_deref(),
-            Some("")
-        );
-        // A pod without the key, or with any value but some: `notin` says it.
-        assert_eq!(
-            derived(&[
-                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["x", "edge"]}]}),
-                serde_json::json!({"matchLabels": {"tier": "edge"}}),
-            ])
-            .as_deref(),
-            Some("tier notin (x)")
-        );
-        assert_eq!(derived(&[]), None);
+        derives(&[], None);
         // A selector no pod can match asks for nothing, and takes nothing in.
-        let impossible = serde_json::json!({"matchLabels": {"app": "web"},
+        let impossible = json!({"matchLabels": {"app": "web"},
             "matchExpressions": [{"key": "app", "operator": "In", "values": ["api"]}]});
-        assert_eq!(derived(std::slice::from_ref(&impossible)), None);
-        assert_eq!(
-            derived(&[
-                impossible,
-                serde_json::json!({"matchLabels": {"app": "api"}})
-            ])
-            .as_deref(),
-            Some("app=api")
+        derives(std::slice::from_ref(&impossible), None);
+        derives(
+            &[impossible, json!({"matchLabels": {"app": "api"}})],
+            Some("app=api"),
         );
     }
 
