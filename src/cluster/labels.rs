@@ -3,6 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// `app.kubernetes.io/managed-by`, the recommended Kubernetes label.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -49,6 +50,178 @@ pub fn selects(
 ) -> bool {
     use kube::core::SelectorExt;
     owned_by(Some(pod_labels), release) || selectors.iter().any(|s| s.matches(pod_labels))
+}
+
+/// The selector of the pods that carry this release's own labels: Pods that are objects
+/// of the release themselves (Helm hook and test Pods).
+pub fn own_pods(release: &str) -> kube::core::Selector {
+    [
+        (MANAGED_BY.to_owned(), MANAGER.to_owned()),
+        (RELEASE.to_owned(), release.to_owned()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// One label selector for the API server that matches every pod any of `selectors`
+/// matches, and as few others as one selector can: a requirement on each key that every
+/// one of them constrains (`app in (web,worker)` for `app=web` and `app=worker`,
+/// `instance=hello` when they all say it). Pod templates carry no label of flotilla's,
+/// so this is what keeps the other pods of a shared namespace out of a list or watch of
+/// a release's pods; it is a superset, which [`selects`] then narrows. `None`: no pod can
+/// match (no selectors, or none that can match anything), so there is nothing to ask.
+/// An empty selector: no key is common to them all, every pod of the namespace.
+pub fn pods_selector(selectors: &[kube::core::Selector]) -> Option<kube::core::Selector> {
+    // What each key may be in the pods of each selector; a selector that no pod can
+    // match is left out.
+    let each: Vec<BTreeMap<String, Allowed>> = selectors
+        .iter()
+        .map(|selector| {
+            let mut keys: BTreeMap<String, Allowed> = BTreeMap::new();
+            for expression in selector.clone() {
+                let (key, allowed) = Allowed::of(expression);
+                let both = match keys.remove(&key) {
+                    Some(before) => before.and(allowed),
+                    None => allowed,
+                };
+                keys.insert(key, both);
+            }
+            keys
+        })
+        .filter(|keys| !keys.values().any(Allowed::is_nothing))
+        .collect();
+    let (first, rest) = each.split_first()?;
+    let mut selector = kube::core::Selector::default();
+    // A key that one of them leaves free is free in their union.
+    for (key, allowed) in first {
+        let union = rest.iter().try_fold(allowed.clone(), |union, keys| {
+            keys.get(key).map(|other| union.or(other.clone()))
+        });
+        if let Some(union) = union {
+            selector.extend(union.requirement(key));
+        }
+    }
+    Some(selector)
+}
+
+/// [`pods_selector`] as the `labelSelector` of a list or watch of the pods of
+/// `namespace` in cluster `context` (empty: every pod of it; `None`: none to ask for),
+/// with a debug line when it cannot leave the namespace's other pods out.
+pub fn pods_query(
+    context: &str,
+    namespace: &str,
+    selectors: &[kube::core::Selector],
+) -> Option<String> {
+    let selector = pods_selector(selectors)?;
+    if selector.selects_all() {
+        tracing::debug!(
+            cluster = context,
+            "the release's workloads in namespace {namespace} share no label of their selectors: every pod of it is read"
+        );
+    }
+    Some(selector.to_string())
+}
+
+/// What one label may be in the pods a selector matches: absent or not, and which
+/// values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Allowed {
+    absent: bool,
+    values: Values,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Values {
+    Only(BTreeSet<String>),
+    Except(BTreeSet<String>),
+}
+
+impl Allowed {
+    fn of(expression: kube::core::Expression) -> (String, Allowed) {
+        use kube::core::Expression as E;
+        let (key, absent, values) = match expression {
+            E::In(key, values) => (key, false, Values::Only(values)),
+            E::Equal(key, value) => (key, false, Values::Only([value].into())),
+            E::NotIn(key, values) => (key, true, Values::Except(values)),
+            E::NotEqual(key, value) => (key, true, Values::Except([value].into())),
+            E::Exists(key) => (key, false, Values::Except(BTreeSet::new())),
+            E::DoesNotExist(key) => (key, true, Values::Only(BTreeSet::new())),
+        };
+        (key, Allowed { absent, values })
+    }
+
+    /// Both at once (two requirements of one selector on the same key).
+    fn and(self, other: Allowed) -> Allowed {
+        use Values::{Except, Only};
+        let values = match (self.values, other.values) {
+            (Only(a), Only(b)) => Only(&a & &b),
+            (Only(a), Except(b)) | (Except(b), Only(a)) => Only(&a - &b),
+            (Except(a), Except(b)) => Except(&a | &b),
+        };
+        Allowed {
+            absent: self.absent && other.absent,
+            values,
+        }
+    }
+
+    /// Either (the same key in two selectors).
+    fn or(self, other: Allowed) -> Allowed {
+        use Values::{Except, Only};
+        let values = match (self.values, other.values) {
+            (Only(a), Only(b)) => Only(&a | &b),
+            (Only(a), Except(b)) | (Except(b), Only(a)) => Except(&b - &a),
+            (Except(a), Except(b)) => Except(&a & &b),
+        };
+        Allowed {
+            absent: self.absent || other.absent,
+            values,
+        }
+    }
+
+    fn is_nothing(&self) -> bool {
+        !self.absent && matches!(&self.values, Values::Only(v) if v.is_empty())
+    }
+
+    /// The requirements of the selector syntax that hold whenever this does (all of it
+    /// when it can be written, less when not: a label absent or one of some values has
+    /// no requirement). A key or value the syntax cannot carry is left out, which only
+    /// widens the selector.
+    fn requirement(self, key: &str) -> Vec<kube::core::Expression> {
+        use kube::core::Expression as E;
+        if !writable(key) {
+            return Vec::new();
+        }
+        let key = key.to_owned();
+        match (self.absent, self.values) {
+            (false, Values::Only(values)) if values.iter().all(|v| writable(v)) => {
+                match values.len() {
+                    1 => values
+                        .into_iter()
+                        .map(|v| E::Equal(key.clone(), v))
+                        .collect(),
+                    _ => vec![E::In(key, values)],
+                }
+            }
+            (false, Values::Only(_)) => vec![E::Exists(key)],
+            (true, Values::Only(values)) if values.is_empty() => vec![E::DoesNotExist(key)],
+            (true, Values::Only(_)) => Vec::new(),
+            (absent, Values::Except(values)) => {
+                let values: BTreeSet<String> = values.into_iter().filter(|v| writable(v)).collect();
+                let exists = (!absent).then(|| E::Exists(key.clone()));
+                let not_in = (!values.is_empty()).then_some(E::NotIn(key, values));
+                exists.into_iter().chain(not_in).collect()
+            }
+        }
+    }
+}
+
+/// Whether a key or value can stand in a selector string as it is (a server-validated
+/// selector's always can; the empty value is left out of `in (...)` lists).
+fn writable(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 /// Whether a rollback hands the object back (an undone run adopted it): its release
@@ -585,6 +758,172 @@ mod tests {
             assert!(
                 keep_reason(kind, Some(&ours()), None, "app", Removal::RollbackPrune).is_some()
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod pods_selector_tests {
+    use super::*;
+    use kube::core::{Expression, Selector, SelectorExt};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    fn workload(selector: serde_json::Value) -> Selector {
+        let selector: LabelSelector = serde_json::from_value(selector).unwrap();
+        selectors([&selector]).pop().unwrap()
+    }
+
+    /// The selector derived from workloads of these `selectors` is `expected`.
+    fn derives(selectors: &[serde_json::Value], expected: Option<&str>) {
+        let of: Vec<Selector> = selectors.iter().cloned().map(workload).collect();
+        let derived = pods_selector(&of).map(|s| s.to_string());
+        assert_eq!(derived.as_deref(), expected, "{selectors:?}");
+    }
+
+    #[test]
+    fn a_key_every_workload_selects_by_becomes_one_requirement() {
+        use serde_json::json;
+        // The example chart: two Deployments of one instance.
+        derives(
+            &[
+                json!({"matchLabels": {"app.kubernetes.io/component": "web", "app.kubernetes.io/instance": "hello"}}),
+                json!({"matchLabels": {"app.kubernetes.io/component": "worker", "app.kubernetes.io/instance": "hello"}}),
+            ],
+            Some("app.kubernetes.io/component in (web,worker),app.kubernetes.io/instance=hello"),
+        );
+        derives(
+            &[
+                json!({"matchLabels": {"app": "hello-web", "tier": "front"}}),
+                json!({"matchLabels": {"app": "hello-worker"}}),
+            ],
+            Some("app in (hello-web,hello-worker)"),
+        );
+        // Expressions combine with labels: In sets join, Exists takes in any value.
+        let tier_edge = json!({"matchLabels": {"tier": "edge"}});
+        let expression = |operator: &str, values: &[&str]| json!({"matchExpressions": [{"key": "tier", "operator": operator, "values": values}]});
+        derives(
+            &[expression("In", &["front", "back"]), tier_edge.clone()],
+            Some("tier in (back,edge,front)"),
+        );
+        derives(
+            &[expression("Exists", &[]), tier_edge.clone()],
+            Some("tier"),
+        );
+        // A pod without the key, or with any value but some: `notin` says it.
+        derives(
+            &[expression("NotIn", &["x", "edge"]), tier_edge.clone()],
+            Some("tier notin (x)"),
+        );
+        // A pod without the key, or with one of some values: no one requirement says it.
+        derives(&[expression("DoesNotExist", &[]), tier_edge], Some(""));
+    }
+
+    #[test]
+    fn no_common_key_is_every_pod_and_no_workload_is_none() {
+        use serde_json::json;
+        derives(
+            &[
+                json!({"matchLabels": {"app": "web"}}),
+                json!({"matchLabels": {"name": "worker"}}),
+            ],
+            Some(""),
+        );
+        // A hook Pod is found by the release's labels, which no pod template carries.
+        let mut with_hook = vec![workload(json!({"matchLabels": {"app": "web"}}))];
+        with_hook.push(own_pods("hello"));
+        assert!(pods_selector(&with_hook).unwrap().selects_all());
+        assert_eq!(
+            pods_selector(&[own_pods("hello")])
+                .map(|s| s.to_string())
+                .as_deref(),
+            Some("app.kubernetes.io/managed-by=flotilla,flotilla.dev/release=hello")
+        );
+        derives(&[], None);
+        // A selector no pod can match asks for nothing, and takes nothing in.
+        let impossible = json!({"matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "app", "operator": "In", "values": ["api"]}]});
+        derives(std::slice::from_ref(&impossible), None);
+        derives(
+            &[impossible, json!({"matchLabels": {"app": "api"}})],
+            Some("app=api"),
+        );
+    }
+
+    const KEYS: [&str; 3] = ["a", "b", "c"];
+    const VALUES: [&str; 4] = ["x", "y", "z", ""];
+
+    fn expression() -> impl Strategy<Value = Expression> {
+        let key = proptest::sample::select(&KEYS[..]).prop_map(str::to_owned);
+        let value = proptest::sample::select(&VALUES[..]).prop_map(str::to_owned);
+        let values = proptest::collection::btree_set(value.clone(), 0..3);
+        prop_oneof![
+            (key.clone(), values.clone()).prop_map(|(k, v)| Expression::In(k, v)),
+            (key.clone(), values).prop_map(|(k, v)| Expression::NotIn(k, v)),
+            (key.clone(), value.clone()).prop_map(|(k, v)| Expression::Equal(k, v)),
+            (key.clone(), value).prop_map(|(k, v)| Expression::NotEqual(k, v)),
+            key.clone().prop_map(Expression::Exists),
+            key.prop_map(Expression::DoesNotExist),
+        ]
+    }
+
+    /// Every label map on the keys the selectors use (each key absent or one of the
+    /// values), and a label none of them uses.
+    fn every_pod() -> Vec<Map> {
+        let mut pods = vec![Map::from([("other".to_owned(), "x".to_owned())])];
+        for key in KEYS {
+            pods = pods
+                .iter()
+                .flat_map(|pod| {
+                    let absent = pod.clone();
+                    VALUES
+                        .iter()
+                        .map(move |v| {
+                            let mut with = pod.clone();
+                            with.insert(key.to_owned(), (*v).to_owned());
+                            with
+                        })
+                        .chain([absent])
+                })
+                .collect();
+        }
+        pods
+    }
+
+    proptest! {
+        // Seeded: the same cases on every run (`PROPTEST_CASES` for more).
+        #![proptest_config(Config {
+            rng_seed: RngSeed::Fixed(0x5e1ec7),
+            failure_persistence: None,
+            ..Config::default()
+        })]
+
+        /// The derived selector never leaves out a pod that one of the workloads selects,
+        /// and is written only with what the selector syntax carries.
+        #[test]
+        fn the_derived_selector_keeps_every_pod_a_workload_selects(
+            workloads in proptest::collection::vec(
+                proptest::collection::vec(expression(), 0..4).prop_map(Selector::from_iter),
+                0..4,
+            ),
+        ) {
+            let derived = pods_selector(&workloads);
+            for pod in every_pod() {
+                if workloads.iter().any(|w| w.matches(&pod)) {
+                    prop_assert!(
+                        derived.as_ref().is_some_and(|d| d.matches(&pod)),
+                        "{:?} leaves out {:?}", derived.map(|d| d.to_string()), pod
+                    );
+                }
+            }
+            for expression in derived.into_iter().flatten() {
+                let (key, values): (String, Vec<String>) = match expression {
+                    Expression::In(k, v) | Expression::NotIn(k, v) => (k, v.into_iter().collect()),
+                    Expression::Equal(k, v) | Expression::NotEqual(k, v) => (k, vec![v]),
+                    Expression::Exists(k) | Expression::DoesNotExist(k) => (k, Vec::new()),
+                };
+                prop_assert!(writable(&key) && values.iter().all(|v| writable(v)));
+            }
         }
     }
 }

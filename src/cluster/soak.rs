@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
+use std::collections::BTreeMap;
 
 /// One look at a release in a cluster.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -129,15 +130,38 @@ pub struct ReleasePods {
 }
 
 impl ClusterHandle {
-    /// The release's pods in `namespace`, as they are now: restarts, and a container
-    /// stuck for a reason that fails a rollout.
+    /// The pods that `selectors` (the selectors of a release's workloads, by namespace,
+    /// as the caller read them) select, as they are now: restarts, and a container
+    /// stuck for a reason that fails a rollout. One list per namespace, at once, by one
+    /// label selector that takes in the pods of every workload there
+    /// (`labels::pods_selector`): the other pods of a shared namespace stay out.
     pub async fn release_pods(
         &self,
-        namespace: &str,
         release: &str,
+        selectors: &BTreeMap<String, Vec<kube::core::Selector>>,
     ) -> Result<Vec<PodSample>, ClusterError> {
-        let found = self.release_workloads(namespace, release).await?;
-        Ok(found.pods.iter().map(PodSample::of).collect())
+        let lists = selectors.iter().filter_map(|(namespace, selectors)| {
+            let query = labels::pods_query(self.context(), namespace, selectors)?;
+            let params = ListParams {
+                label_selector: Some(query).filter(|q| !q.is_empty()),
+                ..ListParams::default()
+            };
+            Some(async move {
+                let pods = Api::<Pod>::namespaced(self.client(), namespace)
+                    .list(&params)
+                    .await
+                    .map_err(|e| self.error("list", &format!("pods of `{release}`"), e))?;
+                Ok::<_, ClusterError>(
+                    pods.items
+                        .into_iter()
+                        .filter(|p| labels::selects(selectors, p.labels(), release))
+                        .map(|p| PodSample::of(&p))
+                        .collect::<Vec<_>>(),
+                )
+            })
+        });
+        let found = futures::future::try_join_all(lists).await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     /// The release's workloads in `namespace` (by its labels) and their pods: those

@@ -51,6 +51,32 @@ pub struct WaitOptions {
     /// Whether Pods among the objects are waited for until they completed (Helm
     /// hooks); otherwise a Pod is done once applied, as other kinds without a health.
     pub pods_complete: bool,
+    /// The pod selectors the rendered workloads declare ([`WaitOptions::declared`]): a
+    /// namespace where every workload waited for declares its own has its pods watched
+    /// from the start, with the workloads (an apps/v1 selector cannot change, so it is
+    /// the one the server has); else once the workloads are seen (a Job's selector is
+    /// made by the server).
+    pub declared: Vec<(ObjectRef, LabelSelector)>,
+}
+
+impl WaitOptions {
+    /// The pod selectors that rendered workloads among `objects` declare.
+    pub fn declared(objects: &[serde_json::Value]) -> Vec<(ObjectRef, LabelSelector)> {
+        objects
+            .iter()
+            .filter_map(|object| {
+                let id = ObjectRef::of(object).ok()?;
+                if !matches!(
+                    (id.group(), id.kind.as_str()),
+                    ("apps", "Deployment" | "StatefulSet" | "DaemonSet") | ("batch", "Job")
+                ) {
+                    return None;
+                }
+                let selector = object.get("spec")?.get("selector")?.clone();
+                Some((id, serde_json::from_value(selector).ok()?))
+            })
+            .collect()
+    }
 }
 
 /// Where one workload stands.
@@ -149,14 +175,13 @@ fn watch<K>(api: Api<K>, selector: &str) -> BoxStream<'static, Result<K, watcher
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
+    // No selector: every object of the kind in the namespace.
+    let label_selector = Some(selector).filter(|s| !s.is_empty()).map(str::to_owned);
     let streaming = {
         let api = api.clone();
-        let params = WatchParams::streaming_lists();
-        // No selector: every object of the kind in the namespace.
-        let params = if selector.is_empty() {
-            params
-        } else {
-            params.labels(selector)
+        let params = WatchParams {
+            label_selector: label_selector.clone(),
+            ..WatchParams::streaming_lists()
         };
         async move {
             match api.watch(&params, "").await {
@@ -180,11 +205,9 @@ where
         }
     }
     .flatten_stream();
-    let config = watcher::Config::default();
-    let config = if selector.is_empty() {
-        config
-    } else {
-        config.labels(selector)
+    let config = watcher::Config {
+        label_selector,
+        ..watcher::Config::default()
     };
     let then = watcher(api, config).default_backoff().applied_objects();
     streaming.chain(then).boxed()
@@ -289,8 +312,18 @@ impl ClusterHandle {
         let mut updates = stream::select_all(streams);
         // The current revision of each workload seen, to tell new pods from old ones.
         let mut current: HashMap<Key, Current> = HashMap::new();
-        // The pod selector of each workload waited for, once seen.
-        let mut selectors: HashMap<Key, kube::core::Selector> = HashMap::new();
+        // The pod selector of each workload waited for, once seen (`None`: one the
+        // server would not have taken, which selects nothing).
+        let mut selectors: HashMap<Key, Option<kube::core::Selector>> = HashMap::new();
+        for (id, selector) in &opts.declared {
+            let key = (id.kind.clone(), ns_of(id), id.name.clone());
+            if waited_for.contains(&key) {
+                selectors.insert(key, labels::selectors([selector]).pop());
+            }
+        }
+        // The namespaces whose pods are not watched yet.
+        let mut unwatched: BTreeSet<String> = waited_for.iter().map(|k| k.1.clone()).collect();
+        self.watch_pods(&mut unwatched, &waited_for, &selectors, opts, &mut updates);
         // Pods with a stuck container not judged yet (revision unknown, or grace).
         let mut suspects: HashMap<(String, String), Suspect> = HashMap::new();
         let describe = |pending: &BTreeMap<Key, String>| -> Vec<String> {
@@ -363,10 +396,9 @@ impl ClusterHandle {
                 }
             };
             if let Some((key, selector)) = update.pod_selector() {
-                if waited_for.contains(&key) {
-                    if let Some(selector) = labels::selectors([selector]).pop() {
-                        selectors.insert(key, selector);
-                    }
+                if waited_for.contains(&key) && !selectors.contains_key(&key) {
+                    selectors.insert(key, labels::selectors([selector]).pop());
+                    self.watch_pods(&mut unwatched, &waited_for, &selectors, opts, &mut updates);
                 }
             }
             let (kind, ns, name, health, revision) = match update.workload() {
@@ -375,9 +407,9 @@ impl ClusterHandle {
                     let key = (pod.namespace().unwrap_or_default(), pod.name_any());
                     let own = ("Pod".to_owned(), key.0.clone(), key.1.clone());
                     let waited = waited_for.contains(&own);
-                    // The namespace's pods are watched: those no workload waited for
-                    // selects are none of the wait's business, once every selector is
-                    // known.
+                    // The watch of the namespace's pods takes in more than the pods
+                    // of the workloads (one label selector for all of them): those no
+                    // workload waited for selects are none of the wait's business.
                     if !waited && !selected(&pod, &selectors, &waited_for) {
                         continue;
                     }
@@ -469,10 +501,10 @@ impl ClusterHandle {
     }
 
     /// The workloads among `objects` to wait for, each "not seen yet", and the watches
-    /// that tell of them and of the release's pods: one per kind and namespace, of the
-    /// release's objects (every object it applies carries its labels), so that two
-    /// Deployments cost one watch, not two. Updates of objects not waited for are
-    /// dropped by the caller.
+    /// that tell of them: one per kind and namespace, of the release's objects (every
+    /// object it applies carries its labels), so that two Deployments cost one watch,
+    /// not two. Updates of objects not waited for are dropped by the caller; the pods
+    /// are watched once their selectors are known ([`Self::watch_pods`]).
     #[allow(clippy::type_complexity)]
     fn watch_workloads(
         &self,
@@ -489,7 +521,6 @@ impl ClusterHandle {
         };
         let mut pending: BTreeMap<Key, String> = BTreeMap::new();
         let mut streams: Vec<BoxStream<'static, Result<Update, watcher::Error>>> = Vec::new();
-        let mut pod_namespaces = Vec::new();
         let release_objects = labels::selector(&opts.release);
         let mut watched: BTreeSet<(&'static str, String)> = BTreeSet::new();
         for id in objects {
@@ -506,9 +537,6 @@ impl ClusterHandle {
                 (id.kind.clone(), ns.clone(), id.name.clone()),
                 "not seen yet".into(),
             );
-            if !pod_namespaces.contains(&ns) {
-                pod_namespaces.push(ns.clone());
-            }
             // A Pod is seen through the watch of its namespace's pods.
             if kind == "Pod" || !watched.insert((kind, ns.clone())) {
                 continue;
@@ -530,20 +558,47 @@ impl ClusterHandle {
                     .boxed(),
             });
         }
-        if pending.is_empty() {
-            return (pending, streams);
-        }
-        // Every pod of the namespace: the release's are those its workloads select,
-        // and pod templates carry no label of flotilla's (one there would restart the
-        // pods of a workload taken over). The caller keeps the ones selected.
-        for ns in &pod_namespaces {
-            streams.push(
-                watch(Api::<Pod>::namespaced(self.client(), ns), "")
-                    .map(|r| r.map(|o| Update::Pod(Box::new(o))))
-                    .boxed(),
-            );
-        }
         (pending, streams)
+    }
+
+    /// Starts the watch of the pods of each namespace in `unwatched` where the selector
+    /// of every workload waited for is known now: one watch per namespace, by one label
+    /// selector that takes in the pods of them all (`labels::pods_selector`; a Pod
+    /// waited for itself, a Helm hook, by the release's labels). Pod templates carry no
+    /// label of flotilla's (one there would restart the pods of a workload taken over),
+    /// so the workloads' own selectors are what leaves the other pods of a shared
+    /// namespace out; the caller keeps the ones a workload selects. The watch starts
+    /// with a consistent read of the pods, so starting it after the workloads' misses
+    /// nothing.
+    fn watch_pods(
+        &self,
+        unwatched: &mut BTreeSet<String>,
+        waited_for: &BTreeSet<Key>,
+        selectors: &HashMap<Key, Option<kube::core::Selector>>,
+        opts: &WaitOptions,
+        updates: &mut stream::SelectAll<BoxStream<'static, Result<Update, watcher::Error>>>,
+    ) {
+        unwatched.retain(|ns| {
+            let mut of_pods = Vec::new();
+            for key in waited_for.iter().filter(|key| &key.1 == ns) {
+                if key.0 == "Pod" {
+                    of_pods.push(labels::own_pods(&opts.release));
+                    continue;
+                }
+                match selectors.get(key) {
+                    Some(selector) => of_pods.extend(selector.clone()),
+                    None => return true,
+                }
+            }
+            if let Some(selector) = labels::pods_query(self.context(), ns, &of_pods) {
+                updates.push(
+                    watch(Api::<Pod>::namespaced(self.client(), ns), &selector)
+                        .map(|r| r.map(|o| Update::Pod(Box::new(o))))
+                        .boxed(),
+                );
+            }
+            false
+        });
     }
 
     /// Why a failed Job's pods ended: the first terminated container of its pods, as
@@ -787,14 +842,18 @@ fn pod_failure(pod: &Pod) -> Option<String> {
 /// `selectors`, or any pod while a workload's selector is not known yet.
 fn selected(
     pod: &Pod,
-    selectors: &HashMap<Key, kube::core::Selector>,
+    selectors: &HashMap<Key, Option<kube::core::Selector>>,
     waited_for: &BTreeSet<Key>,
 ) -> bool {
     use kube::core::SelectorExt;
     let all_known = waited_for
         .iter()
         .all(|key| key.0 == "Pod" || selectors.contains_key(key));
-    !all_known || selectors.values().any(|s| s.matches(pod.labels()))
+    !all_known
+        || selectors
+            .values()
+            .flatten()
+            .any(|s| s.matches(pod.labels()))
 }
 
 /// A Pod waited for until it completes (a Helm hook, `restartPolicy: Never`): ready
@@ -1006,12 +1065,14 @@ impl ClusterHandle {
         }
     }
 
-    /// The health of one object now (for `status`); `None` for kinds without one.
+    /// The health of one object now (for `status`) and the selector of its pods, as
+    /// the server has it (a Job's is the one the server made); `None` for kinds without
+    /// a health.
     pub async fn health_of(
         &self,
         id: &ObjectRef,
         namespace: &str,
-    ) -> Result<Option<Health>, ClusterError> {
+    ) -> Result<Option<(Health, Option<LabelSelector>)>, ClusterError> {
         let ns = id.namespace.clone().unwrap_or_else(|| namespace.to_owned());
         let client = self.client();
         let read = |e| self.error("read", id, e);
@@ -1020,27 +1081,27 @@ impl ClusterHandle {
                 .get_opt(&id.name)
                 .await
                 .map_err(read)?
-                .map(|d| deployment_health(&d)),
+                .map(|d| (deployment_health(&d), Some(d.spec.selector))),
             ("apps", "StatefulSet") => Api::<StatefulSet>::namespaced(client, &ns)
                 .get_opt(&id.name)
                 .await
                 .map_err(read)?
-                .map(|s| statefulset_health(&s)),
+                .map(|s| (statefulset_health(&s), Some(s.spec.selector))),
             ("apps", "DaemonSet") => Api::<DaemonSet>::namespaced(client, &ns)
                 .get_opt(&id.name)
                 .await
                 .map_err(read)?
-                .map(|d| daemonset_health(&d)),
+                .map(|d| (daemonset_health(&d), Some(d.spec.selector))),
             ("batch", "Job") => Api::<Job>::namespaced(client, &ns)
                 .get_opt(&id.name)
                 .await
                 .map_err(read)?
-                .map(|j| job_health(&j)),
+                .map(|j| (job_health(&j), j.spec.and_then(|s| s.selector))),
             _ => return Ok(None),
         };
-        Ok(Some(
-            health.unwrap_or_else(|| Health::Failed("missing".into())),
-        ))
+        Ok(Some(health.unwrap_or_else(|| {
+            (Health::Failed("missing".into()), None)
+        })))
     }
 }
 
@@ -1825,6 +1886,26 @@ mod tests {
     }
 
     #[test]
+    fn the_declared_pod_selectors_are_the_workloads_and_never_a_services() {
+        let objects = [
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}}}),
+            // A Job's selector is made by the server: none declared.
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+                "spec": {"template": {}}}),
+        ];
+        let declared = WaitOptions::declared(&objects);
+        assert_eq!(declared.len(), 1, "{declared:?}");
+        assert_eq!(declared[0].0.kind, "Deployment");
+        assert_eq!(
+            declared[0].1.match_labels,
+            Some([("app".to_owned(), "web".to_owned())].into())
+        );
+    }
+
+    #[test]
     fn a_pod_concerns_the_wait_when_a_waited_workload_selects_it_or_a_selector_is_unknown() {
         let key = |kind: &str, name: &str| (kind.to_owned(), "ns".to_owned(), name.to_owned());
         let waited: BTreeSet<Key> = [key("Deployment", "web"), key("Pod", "hook")].into();
@@ -1838,7 +1919,7 @@ mod tests {
             serde_json::from_value(json!({"matchLabels": {"app": "web"}})).unwrap();
         selectors.insert(
             key("Deployment", "web"),
-            labels::selectors([&selector]).pop().unwrap(),
+            labels::selectors([&selector]).pop(),
         );
         assert!(selected(&labelled, &selectors, &waited));
         assert!(!selected(&other, &selectors, &waited));

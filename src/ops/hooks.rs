@@ -143,6 +143,7 @@ async fn run_one<K: KubeClient, L: HeldLock>(
         transient_grace: opts.transient_grace,
         release: apply.release.clone(),
         pods_complete: true,
+        declared: WaitOptions::declared(std::slice::from_ref(object)),
     };
     // Losing the lease stops the wait as it stops the release's.
     let stop = opts.cancel.child_token();

@@ -3,13 +3,14 @@
 //! change.
 
 use super::{release_error, Rendered};
-use crate::cluster::ObjectRef;
+use crate::cluster::{labels, ObjectRef};
 use crate::cluster::{
     ApplyOptions, ClusterError, ClusterHandle, DiffAction, FieldChange, Health, ObjectDiff,
 };
 use crate::release::{History, Status};
 use crate::storage::{RecordStore, SecretStore};
 use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
 
 /// The records of a release in one cluster.
 pub async fn history(
@@ -217,11 +218,25 @@ pub async fn status_of(
     }
     let opts = ApplyOptions::new(namespace, release);
     let mut objects = Vec::new();
+    // The selectors of the revision's pods, by namespace: its workloads' as they are
+    // live, and the release's own labels for a Pod of the revision.
+    let mut pods: BTreeMap<String, Vec<kube::core::Selector>> = BTreeMap::new();
     for recorded in &record.manifest {
         let (id, drift) = cluster.drift(recorded, &opts).await?;
+        let ns = id.namespace.clone().unwrap_or_else(|| namespace.to_owned());
         let health = match drift {
             None => ObjectHealth::Missing,
-            Some(_) => ObjectHealth::of(cluster.health_of(&id, namespace).await?),
+            Some(_) => {
+                let live = cluster.health_of(&id, namespace).await?;
+                let selector = if id.kind == "Pod" && id.group().is_empty() {
+                    Some(labels::own_pods(release))
+                } else {
+                    let selector = live.as_ref().and_then(|(_, s)| s.as_ref());
+                    labels::selectors(selector).pop()
+                };
+                pods.entry(ns).or_default().extend(selector);
+                ObjectHealth::of(live.map(|(health, _)| health))
+            }
         };
         objects.push(ObjectStatus {
             object: id,
@@ -231,7 +246,7 @@ pub async fn status_of(
     }
     // A crashlooping pod leaves its Deployment merely "progressing": the pods say why.
     let failing_pods: Vec<String> = cluster
-        .release_pods(namespace, release)
+        .release_pods(release, &pods)
         .await?
         .into_iter()
         .filter_map(|p| Some(format!("pod {}: {}", p.name, p.stuck?)))

@@ -350,6 +350,7 @@ pub(super) async fn run<K: KubeClient, L: HeldLock, S: RecordStore>(
         transient_grace: opts.transient_grace,
         release: scope.release.to_owned(),
         pods_complete: false,
+        declared: WaitOptions::declared(&to_apply),
     };
     let health = cluster
         .wait_healthy(&applied, &wait, &stop, &opts.progress)

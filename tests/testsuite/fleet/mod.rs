@@ -37,6 +37,7 @@ mod secrets_canary;
 mod secrets_never_shown;
 mod secrets_never_shown_clusters;
 mod secrets_policy;
+mod shared_namespace;
 mod sigkill_trials;
 mod terminal;
 mod uninstall;
