@@ -8,7 +8,7 @@ use crate::support::rollout as rollout_support;
 use flotilla_fleet::testing::{wait_for, Fleet};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use rollout_support::{at_root, copy_of_this_repo, describe};
 use serde_json::json;
 use std::process::Output;
@@ -133,4 +133,11 @@ async fn a_release_among_many_other_pods_judges_and_reads_only_its_own() {
     // What both judged without: the other application's pod crashlooping all along.
     let crash = pods.get(&crashing).await.unwrap();
     assert!(crashlooping(&crash), "{crash:?}");
+    // The shared fleet's kubelet would go on running them for every later test.
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app.kubernetes.io/instance=neighbour"),
+    )
+    .await
+    .expect("delete the other application's pods");
 }
