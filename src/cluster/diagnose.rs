@@ -297,8 +297,9 @@ impl ClusterHandle {
         let mut failing: Vec<(Pod, Stuck)> = Vec::new();
         for ns in &namespaces {
             // Found through the release's workloads' selectors (and hook Pods by their
-            // labels): pod templates carry no label of flotilla's.
-            match self.release_workloads(ns, release).await {
+            // labels): pod templates carry no label of flotilla's. Every pod of the
+            // namespace in the same round as the workloads: the restore waits for this.
+            match self.release_workloads(ns, release, true).await {
                 Ok(found) => failing.extend(
                     found
                         .pods

@@ -166,65 +166,110 @@ impl ClusterHandle {
 
     /// The release's workloads in `namespace` (by its labels) and their pods: those
     /// their selectors select (pod templates carry no label of flotilla's), and pods
-    /// that are objects of the release themselves (Helm hook and test Pods). One list
-    /// of each kind and one of the namespace's pods, made at once.
+    /// that are objects of the release themselves (Helm hook and test Pods).
+    /// `every_pod`: the namespace's pods are listed with the workloads, in the same
+    /// round (a diagnosis, before the restore, where a round trip counts). Otherwise
+    /// the workloads first, then only the pods their selectors take in
+    /// ([`labels::pods_query`]) and the release's own: the soak samples every 2 s for
+    /// minutes, in a namespace that may hold thousands of other pods.
     pub async fn release_workloads(
         &self,
         namespace: &str,
         release: &str,
+        every_pod: bool,
     ) -> Result<ReleasePods, ClusterError> {
         let client = self.client();
         let owned = ListParams::default().labels(&labels::selector(release));
         let list =
             |what: &'static str| move |e| self.error("list", &format!("{what} of `{release}`"), e);
-        let pods = async {
-            Api::<Pod>::namespaced(client.clone(), namespace)
-                .list(&ListParams::default())
-                .await
-                .map_err(list("pods"))
+        let pods = |params: ListParams| {
+            let client = client.clone();
+            async move {
+                Api::<Pod>::namespaced(client, namespace)
+                    .list(&params)
+                    .await
+                    .map(|l| l.items)
+                    .map_err(list("pods"))
+            }
         };
-        let deployments = async {
-            Api::<Deployment>::namespaced(client.clone(), namespace)
-                .list(&owned)
-                .await
-                .map_err(list("Deployments"))
+        let workloads = async {
+            futures::try_join!(
+                async {
+                    Api::<Deployment>::namespaced(client.clone(), namespace)
+                        .list(&owned)
+                        .await
+                        .map_err(list("Deployments"))
+                },
+                async {
+                    Api::<StatefulSet>::namespaced(client.clone(), namespace)
+                        .list(&owned)
+                        .await
+                        .map_err(list("StatefulSets"))
+                },
+                async {
+                    Api::<DaemonSet>::namespaced(client.clone(), namespace)
+                        .list(&owned)
+                        .await
+                        .map_err(list("DaemonSets"))
+                },
+                async {
+                    Api::<Job>::namespaced(client.clone(), namespace)
+                        .list(&owned)
+                        .await
+                        .map_err(list("Jobs"))
+                },
+            )
         };
-        let stateful_sets = async {
-            Api::<StatefulSet>::namespaced(client.clone(), namespace)
-                .list(&owned)
-                .await
-                .map_err(list("StatefulSets"))
+        let selectors_of = |(deployments, stateful_sets, daemon_sets, jobs): &(
+            kube::core::ObjectList<Deployment>,
+            kube::core::ObjectList<StatefulSet>,
+            kube::core::ObjectList<DaemonSet>,
+            kube::core::ObjectList<Job>,
+        )| {
+            labels::selectors(
+                deployments
+                    .items
+                    .iter()
+                    .map(|d| &d.spec.selector)
+                    .chain(stateful_sets.items.iter().map(|s| &s.spec.selector))
+                    .chain(daemon_sets.items.iter().map(|d| &d.spec.selector))
+                    .chain(
+                        jobs.items
+                            .iter()
+                            .filter_map(|j| j.spec.as_ref().and_then(|s| s.selector.as_ref())),
+                    ),
+            )
         };
-        let daemon_sets = async {
-            Api::<DaemonSet>::namespaced(client.clone(), namespace)
-                .list(&owned)
-                .await
-                .map_err(list("DaemonSets"))
+        let (all, found, selectors) = if every_pod {
+            let (all, found) = futures::try_join!(pods(ListParams::default()), workloads)?;
+            let selectors = selectors_of(&found);
+            (all, found, selectors)
+        } else {
+            let found = workloads.await?;
+            let selectors = selectors_of(&found);
+            let selected = async {
+                match labels::pods_query(self.context(), namespace, &selectors) {
+                    Some(query) => {
+                        pods(ListParams {
+                            label_selector: Some(query).filter(|q| !q.is_empty()),
+                            ..ListParams::default()
+                        })
+                        .await
+                    }
+                    None => Ok(Vec::new()),
+                }
+            };
+            let (mut all, own) = futures::try_join!(selected, pods(owned.clone()))?;
+            for pod in own {
+                if !all.iter().any(|p| p.metadata.uid == pod.metadata.uid) {
+                    all.push(pod);
+                }
+            }
+            (all, found, selectors)
         };
-        let jobs = async {
-            Api::<Job>::namespaced(client.clone(), namespace)
-                .list(&owned)
-                .await
-                .map_err(list("Jobs"))
-        };
-        let (pods, deployments, stateful_sets, daemon_sets, jobs) =
-            futures::try_join!(pods, deployments, stateful_sets, daemon_sets, jobs)?;
-        let selectors = labels::selectors(
-            deployments
-                .items
-                .iter()
-                .map(|d| &d.spec.selector)
-                .chain(stateful_sets.items.iter().map(|s| &s.spec.selector))
-                .chain(daemon_sets.items.iter().map(|d| &d.spec.selector))
-                .chain(
-                    jobs.items
-                        .iter()
-                        .filter_map(|j| j.spec.as_ref().and_then(|s| s.selector.as_ref())),
-                ),
-        );
+        let (deployments, stateful_sets, daemon_sets, _) = found;
         Ok(ReleasePods {
-            pods: pods
-                .items
+            pods: all
                 .into_iter()
                 .filter(|p| labels::selects(&selectors, p.labels(), release))
                 .collect(),
@@ -240,7 +285,7 @@ impl ClusterHandle {
         namespace: &str,
         release: &str,
     ) -> Result<SoakSample, ClusterError> {
-        let found = self.release_workloads(namespace, release).await?;
+        let found = self.release_workloads(namespace, release, false).await?;
         let workloads = found
             .deployments
             .iter()

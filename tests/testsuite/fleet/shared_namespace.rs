@@ -1,7 +1,8 @@
 //! A release in a namespace it shares with many pods of another application, one of them
 //! crashlooping: the deploy's health wait and `status` judge only the release's pods,
-//! and ask the API server only for them (the request log shows the pod watch and the pod
-//! list carry a label selector), on the shared fleet through the binary.
+//! and ask the API server only for them (the request log shows that the pod watch, the
+//! soak's samples and status's pod list carry a label selector), on the shared fleet
+//! through the binary.
 
 use crate::support::rollout as rollout_support;
 
@@ -85,6 +86,17 @@ async fn a_release_among_many_other_pods_judges_and_reads_only_its_own() {
 
     let repo = copy_of_this_repo(&namespace);
     let root = repo.path();
+    // A soak samples the release's pods every 2 s: those reads are filtered too.
+    let env = root.join("environments/dev.yaml");
+    let text = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(
+        &env,
+        text.replace(
+            "  on_failure: rollback\n",
+            "  on_failure: rollback\n  waves:\n    - wave: 0\n      soak: 3s\n",
+        ),
+    )
+    .unwrap();
     let deploy = logged(
         fleet,
         root,
@@ -98,11 +110,17 @@ async fn a_release_among_many_other_pods_judges_and_reads_only_its_own() {
         "no watch of the pods in the request log:\n{log}"
     );
     for line in &watches {
+        // The workloads' pods, or the release's own (hook) Pods by its labels.
         assert!(
-            line.contains("labelSelector=") && line.contains("instance%3Dhello"),
-            "the health wait reads the pods of the whole namespace: {line}"
+            line.contains("labelSelector=")
+                && (line.contains("instance%3Dhello") || line.contains("release%3Dhello")),
+            "the health wait or the soak reads the pods of the whole namespace: {line}"
         );
     }
+    assert!(
+        watches.iter().any(|l| !l.contains("watch=true")),
+        "no soak sample of the pods in the request log:\n{log}"
+    );
 
     let status = logged(
         fleet,
