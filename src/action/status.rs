@@ -142,10 +142,9 @@ async fn state(
         .filter_map(|(_, a)| a.as_ref().ok())
         .filter(|r| r.health == ClusterHealth::Failing)
         .map(|r| match (&r.reason, output.is_document()) {
-            // The table's HEALTH cell and the details under it said why: named once.
-            (Some(_), false) => r.context.clone(),
             (Some(reason), true) => format!("{}: {reason}", r.context),
-            (None, _) => r.context.clone(),
+            // The table's HEALTH cell and the details under it said why: named once.
+            _ => r.context.clone(),
         })
         .collect();
     // An unreachable cluster (exit 3) is reported before a failing one.

@@ -13,7 +13,7 @@
 //! copy, and only the packed dependencies are kept, under `<cache>/charts/deps-<hex>/`.
 
 use super::error::RenderError;
-use super::helm::{helm_program, helm_timeout, run_bounded, Ran};
+use super::helm::{helm_program, helm_timeout, run_helm};
 use crate::config::{ChartPull, ChartReference};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -197,23 +197,14 @@ fn pull(
         .arg("--destination")
         .arg(work.path());
     pull_flags(&mut command, &reference.pull, descriptor);
-    let output = match run_bounded(&mut command, Vec::new(), helm_timeout()?) {
-        Ok(output) => output,
-        Err(Ran::Failed(source)) => {
-            return Err(RenderError::HelmIo {
-                what: format!("cannot run {}", program.display()),
-                source,
-            })
-        }
-        Err(Ran::TimedOut) => {
-            return Err(pull_error(
-                descriptor,
-                reference,
-                "helm pull did not finish in time (FLOTILLA_HELM_TIMEOUT sets the limit)".into(),
-                true,
-            ))
-        }
-    };
+    let output = run_helm(&mut command, Vec::new(), helm_timeout()?, || {
+        pull_error(
+            descriptor,
+            reference,
+            "helm pull did not finish in time (FLOTILLA_HELM_TIMEOUT sets the limit)".into(),
+            true,
+        )
+    })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let message = stderr
@@ -497,21 +488,12 @@ fn build_dependencies(
     if pull.insecure_skip_tls_verify {
         command.arg("--insecure-skip-tls-verify");
     }
-    let output = match run_bounded(&mut command, Vec::new(), helm_timeout()?) {
-        Ok(output) => output,
-        Err(Ran::Failed(source)) => {
-            return Err(RenderError::HelmIo {
-                what: format!("cannot run {}", program.display()),
-                source,
-            })
+    let output = run_helm(&mut command, Vec::new(), helm_timeout()?, || {
+        RenderError::HelmTemplate {
+            chart: dir.to_path_buf(),
+            message: "helm dependency build did not finish in time (FLOTILLA_HELM_TIMEOUT sets the limit)".into(),
         }
-        Err(Ran::TimedOut) => {
-            return Err(RenderError::HelmTemplate {
-                chart: dir.to_path_buf(),
-                message: "helm dependency build did not finish in time (FLOTILLA_HELM_TIMEOUT sets the limit)".into(),
-            })
-        }
-    };
+    })?;
     if !output.status.success() {
         let copy_shown = copy.display().to_string();
         let message = String::from_utf8_lossy(&output.stderr)

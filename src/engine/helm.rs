@@ -498,27 +498,18 @@ pub(crate) fn render(
     }
     // The values are JSON, which is YAML.
     let values = serde_json::to_vec(&without_empty_maps(call.values)).unwrap_or_default();
-    let output = match run_bounded(&mut command, values, timeout) {
-        Ok(output) => output,
-        Err(Ran::Failed(source)) => {
-            return Err(RenderError::HelmIo {
-                what: format!("cannot run {}", program.display()),
-                source,
-            })
+    let output = run_helm(&mut command, values, timeout, || {
+        RenderError::HelmTemplate {
+            chart: call.dir.to_path_buf(),
+            message: format!(
+                "{} did not finish within {} and was stopped, with what it started ({HELM_TIMEOUT_VARIABLE} sets the limit; nothing was changed)",
+                program.display(),
+                humantime::format_duration(timeout)
+            ),
         }
-        Err(Ran::TimedOut) => {
-            let stuck = RenderError::HelmTemplate {
-                chart: call.dir.to_path_buf(),
-                message: format!(
-                    "{} did not finish within {} and was stopped, with what it started ({HELM_TIMEOUT_VARIABLE} sets the limit; nothing was changed)",
-                    program.display(),
-                    humantime::format_duration(timeout)
-                ),
-            };
-            // Which cluster's render hung, whichever command rendered it.
-            return Err(stuck.in_cluster(call.context));
-        }
-    };
+        // Which cluster's render hung, whichever command rendered it.
+        .in_cluster(call.context)
+    })?;
     let in_workspace = chart_dir.display().to_string();
     let user_dir = call.dir.display().to_string();
     if !output.status.success() {
@@ -631,6 +622,24 @@ pub(super) fn run_bounded(
         }
         _ => run(),
     }
+}
+
+/// [`run_bounded`] for a step of a render: a program that cannot be run is
+/// [`RenderError::HelmIo`], one stopped at its limit the error `timed_out` makes.
+pub(super) fn run_helm(
+    command: &mut Command,
+    input: Vec<u8>,
+    timeout: Duration,
+    timed_out: impl FnOnce() -> RenderError,
+) -> Result<Output, RenderError> {
+    let program = PathBuf::from(command.get_program());
+    run_bounded(command, input, timeout).map_err(|ran| match ran {
+        Ran::Failed(source) => RenderError::HelmIo {
+            what: format!("cannot run {}", program.display()),
+            source,
+        },
+        Ran::TimedOut => timed_out(),
+    })
 }
 
 /// The values without `secrets` and `scaling` when they are empty: a chart whose
